@@ -1,0 +1,207 @@
+/**
+ * Password authentication: MD5 and SCRAM-SHA-256 (RFC 5802 / RFC 7677), with
+ * optional `tls-server-end-point` channel binding (SCRAM-SHA-256-PLUS).
+ * No I/O: the connection feeds in server messages and sends what comes out.
+ *
+ * @module
+ */
+
+import { createHash } from "node:crypto";
+import { ConfigError } from "./errors.ts";
+
+const encoder = new TextEncoder();
+
+/**
+ * The MD5 password response: `"md5" + md5hex(md5hex(password + user) + salt)`.
+ *
+ * @example
+ * ```ts
+ * import { md5PasswordResponse } from "./auth.ts";
+ * const reply = md5PasswordResponse("alice", "secret", new Uint8Array([1, 2, 3, 4]));
+ * console.assert(reply.startsWith("md5") && reply.length === 35);
+ * ```
+ */
+export function md5PasswordResponse(user: string, password: string, salt: Uint8Array): string {
+  const inner = createHash("md5").update(password + user, "utf8").digest("hex");
+  const outer = createHash("md5").update(inner, "utf8").update(salt).digest("hex");
+  return `md5${outer}`;
+}
+
+/** Options of {@linkcode ScramClient}. */
+export interface ScramOptions {
+  password: string;
+  /** DER of the server's TLS certificate, when channel binding is to be used. */
+  serverCertificate?: Uint8Array;
+  /** True when the connection is encrypted, even if channel binding is not used. */
+  tls: boolean;
+  /** Nonce source; tests pass a fixed one. */
+  nonce?: () => string;
+}
+
+/**
+ * One SCRAM-SHA-256 exchange.
+ *
+ * 1. `first(mechanisms)` picks the mechanism and returns client-first-message.
+ * 2. `final(serverFirst)` returns client-final-message.
+ * 3. `verify(serverFinal)` checks the server's signature.
+ */
+export class ScramClient {
+  readonly #password: string;
+  readonly #certificate?: Uint8Array;
+  readonly #tls: boolean;
+  readonly #nonce: string;
+  #mechanism = "SCRAM-SHA-256";
+  #gs2Header = "n,,";
+  #clientFirstBare = "";
+  #expectedServerSignature = "";
+
+  constructor(options: ScramOptions) {
+    this.#password = options.password;
+    this.#certificate = options.serverCertificate;
+    this.#tls = options.tls;
+    this.#nonce = (options.nonce ?? randomNonce)();
+  }
+
+  /** The chosen mechanism, after `first`. */
+  get mechanism(): string {
+    return this.#mechanism;
+  }
+
+  /** Chooses a mechanism and returns client-first-message. */
+  first(mechanisms: string[]): Uint8Array {
+    if (mechanisms.includes("SCRAM-SHA-256-PLUS") && this.#certificate !== undefined) {
+      this.#mechanism = "SCRAM-SHA-256-PLUS";
+      this.#gs2Header = "p=tls-server-end-point,,";
+    } else if (mechanisms.includes("SCRAM-SHA-256")) {
+      this.#mechanism = "SCRAM-SHA-256";
+      // "y": the client supports channel binding but thinks the server does not.
+      this.#gs2Header = this.#tls ? "y,," : "n,,";
+    } else {
+      throw new ConfigError(
+        `Cannot authenticate: the server offers SASL mechanisms ${
+          mechanisms.map((m) => `"${m}"`).join(", ")
+        } and Spillway supports "SCRAM-SHA-256"`,
+      );
+    }
+    // The server takes the user name from the startup message, so it is left empty here.
+    this.#clientFirstBare = `n=,r=${this.#nonce}`;
+    return encoder.encode(this.#gs2Header + this.#clientFirstBare);
+  }
+
+  /** Takes server-first-message, returns client-final-message. */
+  async final(serverFirst: string): Promise<Uint8Array> {
+    const attributes = parseAttributes(serverFirst);
+    const nonce = attributes.get("r");
+    const salt = attributes.get("s");
+    const iterations = Number(attributes.get("i"));
+    if (nonce === undefined || salt === undefined || !Number.isInteger(iterations)) {
+      throw new ConfigError(
+        `Cannot authenticate: malformed SCRAM server-first-message "${serverFirst}"`,
+      );
+    }
+    if (!nonce.startsWith(this.#nonce) || nonce.length === this.#nonce.length) {
+      throw new ConfigError("Cannot authenticate: the server's SCRAM nonce does not extend ours");
+    }
+    let binding: Uint8Array = encoder.encode(this.#gs2Header);
+    if (this.#mechanism === "SCRAM-SHA-256-PLUS" && this.#certificate !== undefined) {
+      binding = concat(binding, await certificateHash(this.#certificate));
+    }
+    const clientFinalWithoutProof = `c=${toBase64(binding)},r=${nonce}`;
+    const authMessage = `${this.#clientFirstBare},${serverFirst},${clientFinalWithoutProof}`;
+
+    const saltedPassword = await pbkdf2(saslPrep(this.#password), fromBase64(salt), iterations);
+    const clientKey = await hmac(saltedPassword, "Client Key");
+    const storedKey = new Uint8Array(
+      await crypto.subtle.digest("SHA-256", clientKey as BufferSource),
+    );
+    const clientSignature = await hmac(storedKey, authMessage);
+    const proof = clientKey.map((byte, i) => byte ^ clientSignature[i]!);
+    const serverKey = await hmac(saltedPassword, "Server Key");
+    this.#expectedServerSignature = toBase64(await hmac(serverKey, authMessage));
+    return encoder.encode(`${clientFinalWithoutProof},p=${toBase64(proof)}`);
+  }
+
+  /** Checks server-final-message; throws when the server did not prove it knows the password. */
+  verify(serverFinal: string): void {
+    const attributes = parseAttributes(serverFinal);
+    const error = attributes.get("e");
+    if (error !== undefined) {
+      throw new ConfigError(`Cannot authenticate: the server rejected SCRAM with "${error}"`);
+    }
+    if (attributes.get("v") !== this.#expectedServerSignature) {
+      throw new ConfigError(
+        "Cannot authenticate: the server's SCRAM signature does not match; the server may not be who it claims",
+      );
+    }
+  }
+}
+
+function parseAttributes(message: string): Map<string, string> {
+  const attributes = new Map<string, string>();
+  for (const part of message.split(",")) {
+    const eq = part.indexOf("=");
+    if (eq > 0) attributes.set(part.slice(0, eq), part.slice(eq + 1));
+  }
+  return attributes;
+}
+
+/** SASLprep's main effect is NFKC normalisation; like libpq we fall back to the raw string. */
+function saslPrep(password: string): string {
+  return password.normalize("NFKC");
+}
+
+async function pbkdf2(password: string, salt: Uint8Array, iterations: number): Promise<Uint8Array> {
+  const key = await crypto.subtle.importKey("raw", encoder.encode(password), "PBKDF2", false, [
+    "deriveBits",
+  ]);
+  const bits = await crypto.subtle.deriveBits(
+    { name: "PBKDF2", hash: "SHA-256", salt: salt as BufferSource, iterations },
+    key,
+    256,
+  );
+  return new Uint8Array(bits);
+}
+
+async function hmac(key: Uint8Array, message: string): Promise<Uint8Array> {
+  const cryptoKey = await crypto.subtle.importKey(
+    "raw",
+    key as BufferSource,
+    { name: "HMAC", hash: "SHA-256" },
+    false,
+    ["sign"],
+  );
+  return new Uint8Array(await crypto.subtle.sign("HMAC", cryptoKey, encoder.encode(message)));
+}
+
+/**
+ * `tls-server-end-point` (RFC 5929): the certificate's hash with its signature's
+ * hash function, and SHA-256 where that is MD5 or SHA-1. Spillway uses SHA-256,
+ * right for the SHA-256-signed certificates PostgreSQL deployments use.
+ */
+async function certificateHash(der: Uint8Array): Promise<Uint8Array> {
+  return new Uint8Array(await crypto.subtle.digest("SHA-256", der as BufferSource));
+}
+
+function randomNonce(): string {
+  return toBase64(crypto.getRandomValues(new Uint8Array(18)));
+}
+
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.byteLength + b.byteLength);
+  out.set(a);
+  out.set(b, a.byteLength);
+  return out;
+}
+
+function toBase64(bytes: Uint8Array): string {
+  let binary = "";
+  for (const byte of bytes) binary += String.fromCharCode(byte);
+  return btoa(binary);
+}
+
+function fromBase64(text: string): Uint8Array {
+  const binary = atob(text);
+  const bytes = new Uint8Array(binary.length);
+  for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+  return bytes;
+}

@@ -1,0 +1,229 @@
+/**
+ * Backend message framing and parsing. Pure: chunks of bytes in, frames and
+ * typed messages out.
+ *
+ * A frame is `Byte1 code, Int32 length (counting itself), Byte[length-4] body`;
+ * frames may be split across chunks or several may share one chunk.
+ *
+ * @module
+ */
+
+import { BufferReader } from "./_reader.ts";
+import { AuthCode, BackendCode } from "./codes.ts";
+import { DecodeError, type PostgresNotice } from "./errors.ts";
+
+/** One backend message: its type byte and body (a view; the framer never reuses memory). */
+export interface Frame {
+  code: number;
+  body: Uint8Array;
+}
+
+/** Frames larger than this are treated as corruption rather than allocated. */
+const MAX_FRAME_BYTES = 1 << 30;
+
+/**
+ * Splits a byte stream into frames.
+ *
+ * @example
+ * ```ts
+ * import { FrameParser } from "./backend.ts";
+ * const parser = new FrameParser();
+ * const frames = [...parser.push(new Uint8Array([0x5a, 0, 0, 0, 5, 0x49]))];
+ * console.assert(frames.length === 1 && frames[0]!.code === 0x5a);
+ * ```
+ */
+export class FrameParser {
+  #buffer: Uint8Array = new Uint8Array(0);
+  #offset = 0;
+
+  /** Bytes received but not yet part of a whole frame. */
+  get pendingBytes(): number {
+    return this.#buffer.byteLength - this.#offset;
+  }
+
+  /** Adds a chunk and yields every frame it completes. */
+  *push(chunk: Uint8Array): Generator<Frame> {
+    this.#append(chunk);
+    const buffer = this.#buffer;
+    const view = new DataView(buffer.buffer, buffer.byteOffset, buffer.byteLength);
+    let offset = this.#offset;
+    while (buffer.byteLength - offset >= 5) {
+      const length = view.getInt32(offset + 1);
+      if (length < 4 || length > MAX_FRAME_BYTES) {
+        throw new DecodeError("backend frame", offset, `invalid length ${length}`);
+      }
+      const end = offset + 1 + length;
+      if (end > buffer.byteLength) break;
+      const code = buffer[offset]!;
+      const body = buffer.subarray(offset + 5, end);
+      offset = end;
+      this.#offset = offset;
+      yield { code, body };
+    }
+    this.#offset = offset;
+  }
+
+  #append(chunk: Uint8Array): void {
+    const rest = this.#buffer.byteLength - this.#offset;
+    if (rest === 0) {
+      this.#buffer = chunk;
+      this.#offset = 0;
+      return;
+    }
+    // Never write into memory a yielded frame may still view: always a new buffer.
+    const merged = new Uint8Array(rest + chunk.byteLength);
+    merged.set(this.#buffer.subarray(this.#offset));
+    merged.set(chunk, rest);
+    this.#buffer = merged;
+    this.#offset = 0;
+  }
+}
+
+const reader = new BufferReader();
+
+/** An Authentication ('R') request. */
+export type AuthRequest =
+  | { kind: "ok" }
+  | { kind: "cleartext" }
+  | { kind: "md5"; salt: Uint8Array }
+  | { kind: "sasl"; mechanisms: string[] }
+  | { kind: "sasl-continue"; data: string }
+  | { kind: "sasl-final"; data: string }
+  | { kind: "unsupported"; code: number };
+
+/** Authentication: `Int32 code`, then a salt, mechanism list or SASL data. */
+export function parseAuthentication(body: Uint8Array): AuthRequest {
+  reader.reset(body, "Authentication");
+  const code = reader.int32("auth code");
+  switch (code) {
+    case AuthCode.Ok:
+      return { kind: "ok" };
+    case AuthCode.CleartextPassword:
+      return { kind: "cleartext" };
+    case AuthCode.MD5Password:
+      return { kind: "md5", salt: reader.bytes(4, "salt").slice() };
+    case AuthCode.SASL: {
+      const mechanisms: string[] = [];
+      for (;;) {
+        const mechanism = reader.cstring("SASL mechanism");
+        if (mechanism === "") break;
+        mechanisms.push(mechanism);
+      }
+      return { kind: "sasl", mechanisms };
+    }
+    case AuthCode.SASLContinue:
+      return { kind: "sasl-continue", data: reader.utf8(reader.remaining, "SASL data") };
+    case AuthCode.SASLFinal:
+      return { kind: "sasl-final", data: reader.utf8(reader.remaining, "SASL data") };
+    default:
+      return { kind: "unsupported", code };
+  }
+}
+
+/** ParameterStatus: `String name, String value`. */
+export function parseParameterStatus(body: Uint8Array): [string, string] {
+  reader.reset(body, "ParameterStatus");
+  return [reader.cstring("name"), reader.cstring("value")];
+}
+
+/** BackendKeyData: `Int32 pid, Int32 secret` (protocol 3.0). */
+export function parseBackendKeyData(body: Uint8Array): { pid: number; secret: number } {
+  reader.reset(body, "BackendKeyData");
+  return { pid: reader.int32("pid"), secret: reader.int32("secret") };
+}
+
+const NOTICE_FIELDS: Record<string, keyof PostgresNotice> = {
+  V: "severity",
+  C: "code",
+  M: "message",
+  D: "detail",
+  H: "hint",
+  P: "position",
+  W: "where",
+  s: "schema",
+  t: "table",
+  c: "column",
+  n: "constraint",
+};
+
+/** ErrorResponse / NoticeResponse: `(Byte1 field, String value)*`, then a zero byte. */
+export function parseNotice(body: Uint8Array): PostgresNotice {
+  reader.reset(body, "ErrorResponse");
+  const notice: PostgresNotice = { severity: "ERROR", code: "XX000", message: "" };
+  let localizedSeverity: string | undefined;
+  for (;;) {
+    const field = reader.uint8("field type");
+    if (field === 0) break;
+    const value = reader.cstring("field value");
+    const letter = String.fromCharCode(field);
+    if (letter === "S") localizedSeverity = value;
+    const key = NOTICE_FIELDS[letter];
+    if (key !== undefined) notice[key] = value;
+  }
+  if (notice.severity === "ERROR" && localizedSeverity !== undefined) {
+    notice.severity = localizedSeverity;
+  }
+  return notice;
+}
+
+/** A column of a RowDescription. */
+export interface FieldDescription {
+  name: string;
+  tableOid: number;
+  columnNumber: number;
+  typeOid: number;
+  typeSize: number;
+  typeModifier: number;
+  format: number;
+}
+
+/** RowDescription: `Int16 n`, n × (String name, Int32 table, Int16 attnum, Int32 type, Int16 size, Int32 typmod, Int16 format). */
+export function parseRowDescription(body: Uint8Array): FieldDescription[] {
+  reader.reset(body, "RowDescription");
+  const count = reader.int16("field count");
+  const fields: FieldDescription[] = [];
+  for (let i = 0; i < count; i++) {
+    fields.push({
+      name: reader.cstring("field name"),
+      tableOid: reader.uint32("table oid"),
+      columnNumber: reader.int16("column number"),
+      typeOid: reader.uint32("type oid"),
+      typeSize: reader.int16("type size"),
+      typeModifier: reader.int32("type modifier"),
+      format: reader.int16("format"),
+    });
+  }
+  return fields;
+}
+
+/** DataRow: `Int16 n`, n × (Int32 len (-1 = NULL), Byte[len]); values as text. */
+export function parseDataRow(body: Uint8Array): (string | null)[] {
+  reader.reset(body, "DataRow");
+  const count = reader.int16("column count");
+  const values: (string | null)[] = [];
+  for (let i = 0; i < count; i++) {
+    const length = reader.int32("value length");
+    values.push(length === -1 ? null : reader.utf8(length, "value"));
+  }
+  return values;
+}
+
+/** CommandComplete: `String tag`. */
+export function parseCommandComplete(body: Uint8Array): string {
+  reader.reset(body, "CommandComplete");
+  return reader.cstring("command tag");
+}
+
+/** ReadyForQuery: `Byte1 status` ('I' idle, 'T' in transaction, 'E' failed transaction). */
+export function parseReadyForQuery(body: Uint8Array): string {
+  reader.reset(body, "ReadyForQuery");
+  return String.fromCharCode(reader.uint8("transaction status"));
+}
+
+/** A readable name for a backend message code, for errors. */
+export function backendMessageName(code: number): string {
+  for (const [name, value] of Object.entries(BackendCode)) {
+    if (value === code) return name;
+  }
+  return `0x${code.toString(16).padStart(2, "0")}`;
+}

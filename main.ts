@@ -1,0 +1,153 @@
+/**
+ * The `spillway` command line.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { parseConnectionUrl, redact } from "./decoder/connection.ts";
+import { ConfigError } from "./decoder/errors.ts";
+import { parseLsn } from "./decoder/lsn.ts";
+import type { ProtoVersion } from "./decoder/pgoutput.ts";
+import { createLogger, type LogLevel } from "./pipelines/log.ts";
+import { tail } from "./pipelines/tail.ts";
+
+const USAGE = `spillway: PostgreSQL change data capture
+
+Usage:
+  spillway tail <postgres-url> [options]   print every change as one JSON line
+  spillway demo                            embedded PostgreSQL, a trickle of changes, tail
+  spillway help [command]
+
+Exit codes: 0 success, 1 runtime failure, 2 bad usage or configuration.`;
+
+const TAIL_USAGE = `spillway tail <postgres-url> [options]
+
+Connects as a logical replication client and prints each change as a JSON line
+(op, before, after, unchanged, source). Without --slot, a temporary slot and a
+publication for all tables are made for this session and removed afterwards.
+
+Options:
+  --slot NAME          read this permanent slot (with --create: create it if missing)
+  --publication NAME   use this publication (with --create: create it FOR ALL TABLES if missing)
+  --create             create the named slot and publication when missing
+  --from-lsn LSN       start at this LSN (e.g. 0/16B3748) instead of the slot's position
+  --tx                 also print begin/commit lines
+  --proto N            pgoutput proto_version 1-4 (default: the highest the server supports)
+  --streaming MODE     off (default), on or parallel: large transactions arrive before commit
+  --binary             ask for binary column values
+  --no-messages        do not ask for pg_logical_emit_message messages
+  --log-level LEVEL    debug, info (default), warn, error
+  --log-json           logs as JSON lines on stderr
+  -h, --help           this help
+
+The URL may carry sslmode (disable, prefer, require, verify-ca, verify-full),
+sslrootcert (a file) and application_name: postgres://user:pass@host:5432/db?sslmode=require`;
+
+/** Runs the CLI and returns the exit code. */
+export async function main(args: string[]): Promise<number> {
+  const [command, ...rest] = args;
+  try {
+    switch (command) {
+      case "tail":
+        return await tailCommand(rest);
+      case "demo": {
+        const { demo } = await import("./pipelines/demo.ts");
+        return await demo(rest);
+      }
+      case "help":
+      case "-h":
+      case "--help":
+      case undefined:
+        console.log(rest[0] === "tail" ? TAIL_USAGE : USAGE);
+        return command === undefined ? 2 : 0;
+      default:
+        console.error(`Unknown command "${command}"; run "spillway help"`);
+        return 2;
+    }
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    console.error(`spillway ${command}: ${message}`);
+    return error instanceof ConfigError || error instanceof TypeError ? 2 : 1;
+  }
+}
+
+async function tailCommand(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: {
+      slot: { type: "string" },
+      publication: { type: "string" },
+      create: { type: "boolean" },
+      "from-lsn": { type: "string" },
+      tx: { type: "boolean" },
+      proto: { type: "string" },
+      streaming: { type: "string" },
+      binary: { type: "boolean" },
+      "no-messages": { type: "boolean" },
+      "log-level": { type: "string" },
+      "log-json": { type: "boolean" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
+  if (values.help) {
+    console.log(TAIL_USAGE);
+    return 0;
+  }
+  const url = positionals[0];
+  if (url === undefined || positionals.length > 1) {
+    console.error(`Usage: ${TAIL_USAGE.split("\n")[0]}`);
+    return 2;
+  }
+  const proto = values.proto === undefined ? undefined : Number(values.proto);
+  if (proto !== undefined && ![1, 2, 3, 4].includes(proto)) {
+    throw new ConfigError(`Cannot use --proto "${values.proto}": expected 1, 2, 3 or 4`);
+  }
+  const streamingFlag = values.streaming ?? "off";
+  if (!["off", "on", "parallel"].includes(streamingFlag)) {
+    throw new ConfigError(
+      `Cannot use --streaming "${streamingFlag}": expected off, on or parallel`,
+    );
+  }
+  const level = (values["log-level"] ?? "info") as LogLevel;
+  if (!["debug", "info", "warn", "error"].includes(level)) {
+    throw new ConfigError(`Cannot use --log-level "${level}": expected debug, info, warn or error`);
+  }
+  const log = createLogger({ level, json: values["log-json"] });
+  const controller = new AbortController();
+  const stop = () => {
+    if (controller.signal.aborted) Deno.exit(130); // second signal: leave at once
+    log("info", "Stopping; press Ctrl-C again to exit at once");
+    controller.abort();
+  };
+  Deno.addSignalListener("SIGINT", stop);
+  Deno.addSignalListener("SIGTERM", stop);
+  try {
+    const connection = parseConnectionUrl(url);
+    log("info", "Connecting", { url: redact(url) });
+    const count = await tail({
+      connection,
+      slot: values.slot,
+      publication: values.publication,
+      create: values.create,
+      fromLsn: values["from-lsn"] === undefined ? undefined : parseLsn(values["from-lsn"]),
+      transactions: values.tx,
+      protoVersion: proto as ProtoVersion | undefined,
+      streaming: streamingFlag === "parallel" ? "parallel" : streamingFlag === "on",
+      binary: values.binary,
+      messages: !values["no-messages"],
+      signal: controller.signal,
+      log,
+    });
+    log("info", "Stopped", { changes: count });
+    return 0;
+  } finally {
+    Deno.removeSignalListener("SIGINT", stop);
+    Deno.removeSignalListener("SIGTERM", stop);
+  }
+}
+
+if (import.meta.main) {
+  Deno.exit(await main(Deno.args));
+}

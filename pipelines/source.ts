@@ -1,0 +1,403 @@
+/**
+ * A logical replication source: checks the server, prepares the publication and
+ * slot, streams decoded transactions, and reconnects with backoff.
+ *
+ * Delivery contract: items come in commit order. The consumer calls
+ * {@linkcode ReplicationSource.confirm} with a commit's `endLsn` once every sink
+ * holds the transaction durably; only then does the slot advance. After a
+ * reconnect, transactions already delivered in this process are not delivered
+ * again, and a transaction cut off mid-way is announced with a `restart` item
+ * and then re-sent whole.
+ *
+ * @module
+ */
+
+import {
+  type ConnectOptions,
+  maxProtoVersion,
+  PgConnection,
+  type PgoutputOptions,
+} from "../decoder/connection.ts";
+import { ConfigError, ConnectionError } from "../decoder/errors.ts";
+import { formatLsn, type Lsn, LSN_ZERO, maxLsn, parseLsn } from "../decoder/lsn.ts";
+import { PgoutputDecoder, type ProtoVersion } from "../decoder/pgoutput.ts";
+import type { ReplicationStream } from "../decoder/stream.ts";
+import { TransactionAssembler } from "./assembler.ts";
+import type { StreamItem } from "./events.ts";
+import { type Logger, silentLogger } from "./log.ts";
+import { retry, type RetryOptions } from "./retry.ts";
+
+/** Options of {@linkcode ReplicationSource}. */
+export interface SourceOptions {
+  connection: ConnectOptions;
+  slot: string;
+  /** A slot that lives as long as the connection; no reconnect is possible with it. */
+  temporarySlot?: boolean;
+  /** Create the slot when it does not exist (default false: a missing slot is an error). */
+  createSlot?: boolean;
+  publication: string;
+  /** Create the publication `FOR ALL TABLES` when it does not exist (default false). */
+  createPublication?: boolean;
+  /** Drop the publication on close (for publications made for one session). */
+  dropPublicationOnClose?: boolean;
+  /** Start here instead of the slot's confirmed position (must not be behind it). */
+  startLsn?: Lsn;
+  /** Default: the highest the server supports. */
+  protoVersion?: ProtoVersion;
+  streaming?: boolean | "parallel";
+  binary?: boolean;
+  messages?: boolean;
+  twoPhase?: boolean;
+  origin?: "any" | "none";
+  /** Status update period; default min(10 s, wal_sender_timeout / 3). */
+  statusIntervalMs?: number;
+  maxBufferedBytes?: number;
+  /** Reconnect policy; default up to 10 attempts over about 2 minutes. */
+  reconnect?: RetryOptions;
+  log?: Logger;
+}
+
+/** A source item with a `restart` marker for a transaction cut off by a reconnect. */
+export type SourceItem = StreamItem | { kind: "restart"; reason: string };
+
+/** What the source found about its slot, for logs and health. */
+export interface SlotInfo {
+  slotName: string;
+  created: boolean;
+  confirmedFlushLsn: Lsn | null;
+  walStatus: string | null;
+}
+
+/** Streams decoded transactions from one slot. */
+export class ReplicationSource {
+  readonly options: SourceOptions;
+  readonly assembler = new TransactionAssembler();
+  #log: Logger;
+  #connection: PgConnection | null = null;
+  #stream: ReplicationStream | null = null;
+  #decoder: PgoutputDecoder | null = null;
+  #protoVersion: ProtoVersion = 1;
+  #confirmed: Lsn = LSN_ZERO;
+  #deliveredEnd: Lsn = LSN_ZERO;
+  #skipping = false;
+  #closing = false;
+  #closed: Promise<void> | null = null;
+  #createdPublication = false;
+  #statusIntervalMs = 10_000;
+  slotInfo: SlotInfo | null = null;
+
+  private constructor(options: SourceOptions) {
+    this.options = options;
+    this.#log = options.log ?? silentLogger;
+  }
+
+  /** Connects, checks the server, prepares publication and slot, and starts streaming. */
+  static async open(options: SourceOptions): Promise<ReplicationSource> {
+    const source = new ReplicationSource(options);
+    try {
+      await source.#connectAndStart(true);
+    } catch (error) {
+      await source.close();
+      throw error;
+    }
+    return source;
+  }
+
+  /** The pgoutput protocol version in use. */
+  get protoVersion(): ProtoVersion {
+    return this.#protoVersion;
+  }
+
+  /** The position last confirmed by the consumer. */
+  get confirmedLsn(): Lsn {
+    return this.#confirmed;
+  }
+
+  /** The underlying stream, for status and metrics. */
+  get stream(): ReplicationStream | null {
+    return this.#stream;
+  }
+
+  /** The server's major version. */
+  get serverMajorVersion(): number {
+    return this.#connection?.serverMajorVersion ?? 0;
+  }
+
+  async #connectAndStart(first: boolean): Promise<void> {
+    const options = this.options;
+    const connection = await PgConnection.connect({
+      ...options.connection,
+      replication: "database",
+    });
+    this.#connection = connection;
+    if (first) await this.#preflight(connection);
+    const major = connection.serverMajorVersion;
+    const protoVersion = options.protoVersion ?? maxProtoVersion(major);
+    if (protoVersion > maxProtoVersion(major)) {
+      throw new ConfigError(
+        `Cannot use pgoutput proto_version ${protoVersion}: PostgreSQL ${major} supports ${
+          maxProtoVersion(major)
+        } at most`,
+      );
+    }
+    this.#protoVersion = protoVersion;
+    const pgoutput: PgoutputOptions = {
+      protoVersion,
+      publicationNames: [options.publication],
+      messages: options.messages ?? true,
+    };
+    if (options.binary !== undefined) pgoutput.binary = options.binary;
+    if (options.streaming !== undefined) pgoutput.streaming = options.streaming;
+    if (options.twoPhase !== undefined) pgoutput.twoPhase = options.twoPhase;
+    if (options.origin !== undefined) pgoutput.origin = options.origin;
+    const startLsn = maxLsn(this.#confirmed, first ? options.startLsn ?? LSN_ZERO : LSN_ZERO);
+    this.#decoder = new PgoutputDecoder({ protoVersion });
+    this.#stream = await connection.startReplication({
+      slot: options.slot,
+      startLsn,
+      pgoutput,
+      statusIntervalMs: options.statusIntervalMs ?? this.#statusIntervalMs,
+      maxBufferedBytes: options.maxBufferedBytes,
+      isIdle: () => !this.assembler.inTransaction && this.assembler.openStreamedTransactions === 0,
+    });
+    this.#log("info", "Streaming started", {
+      slot: options.slot,
+      publication: options.publication,
+      protoVersion,
+      from: formatLsn(startLsn),
+      server: connection.parameters.get("server_version"),
+    });
+  }
+
+  async #preflight(connection: PgConnection): Promise<void> {
+    const options = this.options;
+    const [walLevel] = await connection.queryObjects("SHOW wal_level");
+    if (walLevel?.wal_level !== "logical") {
+      throw new ConfigError(
+        `Cannot stream changes: the server's wal_level is "${walLevel?.wal_level}"; set wal_level = logical (ALTER SYSTEM SET wal_level = logical) and restart PostgreSQL`,
+      );
+    }
+    const [timeout] = await connection.queryObjects("SHOW wal_sender_timeout");
+    const timeoutMs = parseDurationMs(timeout?.wal_sender_timeout ?? "60s");
+    if (timeoutMs > 0) {
+      this.#statusIntervalMs = Math.max(100, Math.min(10_000, Math.floor(timeoutMs / 3)));
+    }
+
+    const publication = quoteLiteral(options.publication);
+    const publications = await connection.queryObjects(
+      `SELECT pubname FROM pg_catalog.pg_publication WHERE pubname = ${publication}`,
+    );
+    if (publications.length === 0) {
+      if (!options.createPublication) {
+        throw new ConfigError(
+          `Cannot stream from publication "${options.publication}": it does not exist; create it (CREATE PUBLICATION ${
+            quoteIdent(options.publication)
+          } FOR ALL TABLES) or let Spillway create it (--create)`,
+        );
+      }
+      await connection.query(
+        `CREATE PUBLICATION ${quoteIdent(options.publication)} FOR ALL TABLES`,
+      );
+      this.#createdPublication = true;
+      this.#log("info", "Publication created", { publication: options.publication });
+    }
+
+    const slots = await connection.queryObjects(
+      `SELECT slot_name, plugin, slot_type, database, active, active_pid, temporary, confirmed_flush_lsn, wal_status
+         FROM pg_catalog.pg_replication_slots WHERE slot_name = ${quoteLiteral(options.slot)}`,
+    );
+    const slot = slots[0];
+    if (slot === undefined) {
+      if (!options.temporarySlot && !options.createSlot) {
+        throw new ConfigError(
+          `Cannot stream from replication slot "${options.slot}": it does not exist; create it (--create, or SELECT pg_create_logical_replication_slot('${options.slot}', 'pgoutput'))`,
+        );
+      }
+      const created = await connection.createReplicationSlot(options.slot, {
+        temporary: options.temporarySlot,
+        snapshot: "nothing",
+        twoPhase: options.twoPhase,
+      });
+      this.slotInfo = {
+        slotName: created.slotName,
+        created: true,
+        confirmedFlushLsn: created.consistentPoint,
+        walStatus: "reserved",
+      };
+      this.#log("info", "Replication slot created", {
+        slot: options.slot,
+        temporary: options.temporarySlot ?? false,
+        consistentPoint: formatLsn(created.consistentPoint),
+      });
+      return;
+    }
+    if (options.temporarySlot) {
+      throw new ConfigError(
+        `Cannot create temporary slot "${options.slot}": a slot with that name exists; choose another name or use --slot ${options.slot} to read it`,
+      );
+    }
+    if (slot.slot_type !== "logical" || slot.plugin !== "pgoutput") {
+      throw new ConfigError(
+        `Cannot stream from slot "${options.slot}": it is a ${slot.slot_type} slot with plugin "${slot.plugin}", not a logical pgoutput slot; drop it or use another name`,
+      );
+    }
+    if (slot.wal_status === "lost") {
+      throw new ConfigError(
+        `Cannot stream from slot "${options.slot}": it was invalidated (wal_status lost) because the WAL it needed was removed; drop it, create it again and re-snapshot; raise max_slot_wal_keep_size to avoid a repeat`,
+      );
+    }
+    this.slotInfo = {
+      slotName: options.slot,
+      created: false,
+      confirmedFlushLsn: slot.confirmed_flush_lsn ? parseLsn(slot.confirmed_flush_lsn) : null,
+      walStatus: slot.wal_status ?? null,
+    };
+  }
+
+  /**
+   * Records that the consumer has made everything up to `position` durable
+   * (a commit's `endLsn`). The slot advances with the next status update.
+   */
+  confirm(position: Lsn): void {
+    this.#confirmed = maxLsn(this.#confirmed, position);
+    this.#stream?.confirm(this.#confirmed);
+  }
+
+  /** Sends the confirmed position to the server now. */
+  async flushStatus(): Promise<void> {
+    await this.#stream?.sendStatusNow();
+  }
+
+  /** Yields batches of items until closed; reconnects on retriable failures. */
+  async *batches(): AsyncGenerator<SourceItem[]> {
+    while (!this.#closing) {
+      const stream = this.#stream;
+      let batch;
+      try {
+        if (stream === null) throw new ConnectionError("The replication stream is not running");
+        batch = await stream.nextBatch();
+        if (batch === null) {
+          if (this.#closing) return;
+          throw new ConnectionError("The replication stream ended");
+        }
+      } catch (error) {
+        if (this.#closing) return;
+        yield* this.#recover(error);
+        continue;
+      }
+      const items = this.#assemble(batch);
+      if (items.length > 0) yield items;
+    }
+  }
+
+  #assemble(batch: { walStart: Lsn; data: Uint8Array }[]): SourceItem[] {
+    const decoder = this.#decoder!;
+    const out: SourceItem[] = [];
+    for (const xlog of batch) {
+      const message = decoder.decode(xlog.data);
+      for (const item of this.assembler.push(xlog.walStart, message)) {
+        if (item.kind === "begin") {
+          // Re-sent after a reconnect: this process already delivered it.
+          this.#skipping = item.tx.commitLsn < this.#deliveredEnd;
+        }
+        const ends = item.kind === "commit" || item.kind === "prepare";
+        if (!this.#skipping) out.push(item);
+        if (ends) {
+          if (!this.#skipping) this.#deliveredEnd = maxLsn(this.#deliveredEnd, item.endLsn);
+          this.#skipping = false;
+        }
+      }
+    }
+    return out;
+  }
+
+  async *#recover(error: unknown): AsyncGenerator<SourceItem[]> {
+    const reason = error instanceof Error ? error.message : String(error);
+    if (this.options.temporarySlot) {
+      throw new ConnectionError(
+        `Replication stopped and cannot resume: ${reason}; a temporary slot vanishes with its connection, so use a permanent slot (--slot NAME --create) to survive reconnects`,
+        { cause: error, retriable: false },
+      );
+    }
+    if (!(error instanceof ConnectionError) && !isRetriableError(error)) throw error;
+    this.#log("warn", "Replication connection lost; reconnecting", { error: reason });
+    this.#connection?.destroy();
+    this.#connection = null;
+    this.#stream = null;
+    const partial = this.assembler.inTransaction || this.assembler.openStreamedTransactions > 0;
+    this.assembler.reset();
+    this.#skipping = false;
+    if (partial) yield [{ kind: "restart", reason }];
+    await retry(() => this.#connectAndStart(false), {
+      maxAttempts: 10,
+      initialDelayMs: 250,
+      maxDelayMs: 15_000,
+      shouldRetry: (e) => e instanceof ConnectionError || isRetriableError(e),
+      onRetry: (e, attempt, delay) =>
+        this.#log("warn", "Reconnect failed; retrying", {
+          attempt,
+          delayMs: delay,
+          error: e instanceof Error ? e.message : String(e),
+        }),
+      ...this.options.reconnect,
+    });
+  }
+
+  /**
+   * Stops streaming: sends the confirmed position, ends the copy, drops a
+   * publication made for this session, and closes the connection.
+   */
+  close(): Promise<void> {
+    this.#closed ??= this.#close();
+    return this.#closed;
+  }
+
+  async #close(): Promise<void> {
+    this.#closing = true;
+    const stream = this.#stream;
+    this.#stream = null;
+    try {
+      if (stream) await stream.stop();
+      if (
+        this.#createdPublication && this.options.dropPublicationOnClose && this.#connection &&
+        !this.#connection.closed
+      ) {
+        await this.#connection.query(
+          `DROP PUBLICATION IF EXISTS ${quoteIdent(this.options.publication)}`,
+        );
+      }
+    } catch (error) {
+      this.#log("warn", "Clean shutdown of the replication connection failed", {
+        error: error instanceof Error ? error.message : String(error),
+      });
+    } finally {
+      await this.#connection?.close();
+      this.#connection = null;
+    }
+  }
+}
+
+function isRetriableError(error: unknown): boolean {
+  return typeof error === "object" && error !== null &&
+    (error as { retriable?: boolean }).retriable === true;
+}
+
+/** Parses a PostgreSQL duration setting as SHOW prints it: `60s`, `500ms`, `2min`, `0`. */
+export function parseDurationMs(text: string): number {
+  const match = /^(\d+(?:\.\d+)?)\s*(ms|s|min|h|d)?$/.exec(text.trim());
+  if (match === null) return 60_000;
+  const value = Number(match[1]);
+  const unit = match[2] ?? "ms";
+  const factor = { ms: 1, s: 1000, min: 60_000, h: 3_600_000, d: 86_400_000 }[unit] ?? 1;
+  return value * factor;
+}
+
+/** Quotes an SQL string literal. */
+export function quoteLiteral(value: string): string {
+  return `'${value.replaceAll("'", "''")}'`;
+}
+
+/** Quotes an SQL identifier. */
+export function quoteIdent(value: string): string {
+  return `"${value.replaceAll('"', '""')}"`;
+}

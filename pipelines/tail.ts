@@ -1,0 +1,85 @@
+/**
+ * `spillway tail`: print every decoded change as one JSON line.
+ *
+ * @module
+ */
+
+import { type ConnectOptions } from "../decoder/connection.ts";
+import { type Lsn } from "../decoder/lsn.ts";
+import type { ProtoVersion } from "../decoder/pgoutput.ts";
+import { confirmableLsn, itemToJsonLine } from "./json.ts";
+import type { Logger } from "./log.ts";
+import { ReplicationSource } from "./source.ts";
+
+/** Options of {@linkcode tail}. */
+export interface TailOptions {
+  connection: ConnectOptions;
+  /** A permanent slot to read; without it a temporary slot is made for this session. */
+  slot?: string;
+  /** Without it a publication for all tables is made for this session and dropped after. */
+  publication?: string;
+  /** Create the named slot and publication when missing. */
+  create?: boolean;
+  fromLsn?: Lsn;
+  /** Print begin/commit lines too. */
+  transactions?: boolean;
+  protoVersion?: ProtoVersion;
+  streaming?: boolean | "parallel";
+  binary?: boolean;
+  messages?: boolean;
+  signal?: AbortSignal;
+  log: Logger;
+  /** Where lines go; default stdout. */
+  write?: (bytes: Uint8Array) => Promise<void>;
+}
+
+const encoder = new TextEncoder();
+
+async function writeStdout(bytes: Uint8Array): Promise<void> {
+  let offset = 0;
+  while (offset < bytes.byteLength) offset += await Deno.stdout.write(bytes.subarray(offset));
+}
+
+/** Streams until the signal aborts; returns the number of change events printed. */
+export async function tail(options: TailOptions): Promise<number> {
+  const session = `spillway_tail_${Deno.pid}_${Date.now().toString(36)}`;
+  const source = await ReplicationSource.open({
+    connection: options.connection,
+    slot: options.slot ?? session,
+    temporarySlot: options.slot === undefined,
+    createSlot: options.create ?? false,
+    publication: options.publication ?? session,
+    createPublication: options.publication === undefined || (options.create ?? false),
+    dropPublicationOnClose: options.publication === undefined,
+    startLsn: options.fromLsn,
+    protoVersion: options.protoVersion,
+    streaming: options.streaming,
+    binary: options.binary,
+    messages: options.messages,
+    log: options.log,
+  });
+  const write = options.write ?? writeStdout;
+  const onAbort = () => void source.close();
+  options.signal?.addEventListener("abort", onAbort, { once: true });
+  let changes = 0;
+  try {
+    if (options.signal?.aborted) return 0;
+    for await (const batch of source.batches()) {
+      let text = "";
+      let confirm: Lsn | null = null;
+      for (const item of batch) {
+        const line = itemToJsonLine(item, options.transactions ?? false);
+        if (line !== null) text += `${line}\n`;
+        if (item.kind === "change") changes++;
+        confirm = confirmableLsn(item) ?? confirm;
+      }
+      if (text !== "") await write(encoder.encode(text));
+      // Printed lines are delivered: let the slot move past them.
+      if (confirm !== null) source.confirm(confirm);
+    }
+  } finally {
+    options.signal?.removeEventListener("abort", onAbort);
+    await source.close();
+  }
+  return changes;
+}
