@@ -16,9 +16,10 @@ const encoder = new TextEncoder();
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { md5PasswordResponse } from "./auth.ts";
  * const reply = md5PasswordResponse("alice", "secret", new Uint8Array([1, 2, 3, 4]));
- * console.assert(reply.startsWith("md5") && reply.length === 35);
+ * assert(reply.startsWith("md5") && reply.length === 35);
  * ```
  */
 export function md5PasswordResponse(user: string, password: string, salt: Uint8Array): string {

@@ -26,10 +26,11 @@ const MAX_FRAME_BYTES = 1 << 30;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { FrameParser } from "./backend.ts";
  * const parser = new FrameParser();
  * const frames = [...parser.push(new Uint8Array([0x5a, 0, 0, 0, 5, 0x49]))];
- * console.assert(frames.length === 1 && frames[0]!.code === 0x5a);
+ * assert(frames.length === 1 && frames[0]!.code === 0x5a);
  * ```
  */
 export class FrameParser {

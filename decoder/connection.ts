@@ -74,9 +74,10 @@ export const SESSION_PARAMETERS: Readonly<Record<string, string>> = {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { parseConnectionUrl } from "./connection.ts";
  * const options = parseConnectionUrl("postgres://app:s3cret@db.local:6543/shop");
- * console.assert(options.port === 6543 && options.database === "shop");
+ * assert(options.port === 6543 && options.database === "shop");
  * ```
  */
 export function parseConnectionUrl(url: string): ConnectOptions {

@@ -21,8 +21,9 @@ const LSN_PATTERN = /^([0-9A-Fa-f]{1,8})\/([0-9A-Fa-f]{1,8})$/;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { lsn, formatLsn } from "./lsn.ts";
- * console.assert(formatLsn(lsn(0x16_B374_D848n)) === "16/B374D848");
+ * assert(formatLsn(lsn(0x16_B374_D848n)) === "16/B374D848");
  * ```
  */
 export function lsn(value: bigint): Lsn {
@@ -37,9 +38,10 @@ export function lsn(value: bigint): Lsn {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { parseLsn } from "./lsn.ts";
- * console.assert(parseLsn("16/B374D848") === 0x16_B374_D848n);
- * console.assert(parseLsn("0/00000010") === 16n);
+ * assert(parseLsn("16/B374D848") === 0x16_B374_D848n);
+ * assert(parseLsn("0/00000010") === 16n);
  * ```
  */
 export function parseLsn(text: string): Lsn {
@@ -59,8 +61,9 @@ export function parseLsn(text: string): Lsn {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { formatLsn, lsn } from "./lsn.ts";
- * console.assert(formatLsn(lsn(16n)) === "0/10");
+ * assert(formatLsn(lsn(16n)) === "0/10");
  * ```
  */
 export function formatLsn(value: Lsn): string {
@@ -82,8 +85,9 @@ export const PG_EPOCH_OFFSET_MICROS = 946_684_800_000_000n;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { pgMicrosToUnixMicros } from "./lsn.ts";
- * console.assert(pgMicrosToUnixMicros(0n) === 946_684_800_000_000n);
+ * assert(pgMicrosToUnixMicros(0n) === 946_684_800_000_000n);
  * ```
  */
 export function pgMicrosToUnixMicros(pgMicros: bigint): bigint {
@@ -101,8 +105,9 @@ export function unixMicrosToPgMicros(unixMicros: bigint): bigint {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { formatUnixMicros } from "./lsn.ts";
- * console.assert(formatUnixMicros(1_000_001n) === "1970-01-01T00:00:01.000001Z");
+ * assert(formatUnixMicros(1_000_001n) === "1970-01-01T00:00:01.000001Z");
  * ```
  */
 export function formatUnixMicros(unixMicros: bigint): string {

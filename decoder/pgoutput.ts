@@ -273,13 +273,14 @@ export interface PgoutputDecoderOptions {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { PgoutputDecoder } from "./pgoutput.ts";
  * const decoder = new PgoutputDecoder({ protoVersion: 1 });
  * const begin = new Uint8Array(21);
  * begin[0] = 0x42; // 'B'
  * begin[20] = 7; // xid
  * const message = decoder.decode(begin);
- * console.assert(message.type === "Begin" && message.xid === 7);
+ * assert(message.type === "Begin" && message.xid === 7);
  * ```
  */
 export class PgoutputDecoder {

@@ -24,6 +24,7 @@ export type RelationChange =
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { RelationCache } from "./relations.ts";
  * const cache = new RelationCache();
  * const orders = {
@@ -31,8 +32,8 @@ export type RelationChange =
  *   replicaIdentity: "d" as const,
  *   columns: [{ flags: 1, isKey: true, name: "id", typeOid: 20, typeModifier: -1 }],
  * };
- * console.assert(cache.apply(orders).kind === "new");
- * console.assert(cache.apply(orders).kind === "same");
+ * assert(cache.apply(orders).kind === "new");
+ * assert(cache.apply(orders).kind === "same");
  * ```
  */
 export class RelationCache {

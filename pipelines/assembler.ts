@@ -31,13 +31,14 @@ const PLACEHOLDER_LSN = 0n as Lsn;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { TransactionAssembler } from "./assembler.ts";
  * import type { Lsn } from "../decoder/lsn.ts";
  * const assembler = new TransactionAssembler();
  * const items = assembler.push(100n as Lsn, {
  *   type: "Begin", finalLsn: 200n as Lsn, commitTime: 0n, xid: 9,
  * });
- * console.assert(items[0]?.kind === "begin");
+ * assert(items[0]?.kind === "begin");
  * ```
  */
 export class TransactionAssembler {

@@ -27,11 +27,12 @@ const encoder = new TextEncoder();
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { createLogger } from "./log.ts";
  * const lines: string[] = [];
  * const log = createLogger({ json: true, write: (line) => lines.push(line) });
  * log("info", "Slot created", { slot: "orders" });
- * console.assert(JSON.parse(lines[0]!).slot === "orders");
+ * assert(JSON.parse(lines[0]!).slot === "orders");
  * ```
  */
 export function createLogger(options: LoggerOptions = {}): Logger {

@@ -29,6 +29,7 @@ export interface RetryOptions {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { retry } from "./retry.ts";
  * let calls = 0;
  * const value = await retry(() => {
@@ -36,7 +37,7 @@ export interface RetryOptions {
  *   if (calls < 3) throw Object.assign(new Error("flaky"), { retriable: true });
  *   return Promise.resolve("ok");
  * }, { initialDelayMs: 1 });
- * console.assert(value === "ok" && calls === 3);
+ * assert(value === "ok" && calls === 3);
  * ```
  */
 export async function retry<T>(

@@ -1,0 +1,308 @@
+import assert from "node:assert/strict";
+import {
+  type Frame,
+  FrameParser,
+  parseAuthentication,
+  parseDataRow,
+  parseNotice,
+  parseRowDescription,
+} from "./backend.ts";
+import { DecodeError } from "./errors.ts";
+import * as f from "../tests/testdata/_frames.ts";
+
+function decodeError(fn: () => unknown, pattern?: RegExp): DecodeError {
+  let caught: unknown;
+  try {
+    fn();
+  } catch (error) {
+    caught = error;
+  }
+  assert.ok(caught instanceof DecodeError, `expected DecodeError, got ${String(caught)}`);
+  if (pattern !== undefined) assert.match(caught.message, pattern);
+  return caught;
+}
+
+/** Frames as plain data, copied, so later pushes cannot change what we compare. */
+function plain(frames: Iterable<Frame>): { code: number; body: number[] }[] {
+  return [...frames].map((frame) => ({ code: frame.code, body: [...frame.body] }));
+}
+
+/** A stream of several frames: empty body, small, CopyData with XLogData, larger. */
+function sampleStream(): { bytes: Uint8Array; frames: { code: number; body: number[] }[] } {
+  const bodies: [string, Uint8Array][] = [
+    ["Z", f.utf8("I")],
+    ["c", new Uint8Array(0)],
+    ["d", f.xlogData(0x10n, 0x20n, 3n, f.insert(1, [{ t: "héllo" }, null]))],
+    ["d", f.keepalive(0x30n, 4n, true)],
+    ["N", f.noticeBody([["S", "NOTICE"], ["M", "x".repeat(300)]])],
+    ["C", f.utf8("COPY 0\0")],
+  ];
+  const frames = bodies.map(([code, body]) => ({ code: code.charCodeAt(0), body: [...body] }));
+  return { bytes: f.concat(...bodies.map(([code, body]) => f.backendFrame(code, body))), frames };
+}
+
+Deno.test("FrameParser: several frames in one chunk", () => {
+  const { bytes, frames } = sampleStream();
+  const parser = new FrameParser();
+  assert.deepEqual(plain(parser.push(bytes)), frames);
+  assert.equal(parser.pendingBytes, 0);
+});
+
+Deno.test("FrameParser: one split at every byte boundary gives the same frames", () => {
+  const { bytes, frames } = sampleStream();
+  for (let cut = 0; cut <= bytes.length; cut++) {
+    const parser = new FrameParser();
+    const got = [
+      ...plain(parser.push(bytes.slice(0, cut))),
+      ...plain(parser.push(bytes.slice(cut))),
+    ];
+    assert.deepEqual(got, frames, `split at ${cut}`);
+    assert.equal(parser.pendingBytes, 0);
+  }
+});
+
+Deno.test("FrameParser: one byte per chunk gives the same frames", () => {
+  const { bytes, frames } = sampleStream();
+  const parser = new FrameParser();
+  const got: { code: number; body: number[] }[] = [];
+  for (let i = 0; i < bytes.length; i++) {
+    got.push(...plain(parser.push(bytes.slice(i, i + 1))));
+    const done = got.length;
+    assert.ok(parser.pendingBytes >= 0 && parser.pendingBytes < bytes.length, `byte ${i}`);
+    assert.ok(done <= frames.length);
+  }
+  assert.deepEqual(got, frames);
+  assert.equal(parser.pendingBytes, 0);
+});
+
+Deno.test("FrameParser: two splits at every pair of boundaries give the same frames", () => {
+  const bytes = f.concat(
+    f.backendFrame("S", f.utf8("a\0b\0")),
+    f.backendFrame("Z", f.utf8("T")),
+    f.backendFrame("c"),
+  );
+  const expected = plain(new FrameParser().push(bytes));
+  assert.equal(expected.length, 3);
+  for (let a = 0; a <= bytes.length; a++) {
+    for (let b = a; b <= bytes.length; b++) {
+      const parser = new FrameParser();
+      const got = [
+        ...plain(parser.push(bytes.slice(0, a))),
+        ...plain(parser.push(bytes.slice(a, b))),
+        ...plain(parser.push(bytes.slice(b))),
+      ];
+      assert.deepEqual(got, expected, `splits at ${a}, ${b}`);
+    }
+  }
+});
+
+Deno.test("FrameParser: frames already yielded keep their bytes after later pushes", () => {
+  const parser = new FrameParser();
+  const first = f.concat(f.backendFrame("d", f.utf8("abc")), f.backendFrame("d", f.utf8("de")));
+  const frames = [...parser.push(first.slice(0, 12))]; // whole first frame, part of the second
+  assert.equal(frames.length, 1);
+  const more = [...parser.push(first.slice(12))];
+  assert.equal(more.length, 1);
+  assert.deepEqual([...frames[0]!.body], [...f.utf8("abc")]);
+  assert.deepEqual([...more[0]!.body], [...f.utf8("de")]);
+});
+
+Deno.test("FrameParser: a partial header waits without error", () => {
+  const parser = new FrameParser();
+  assert.deepEqual([...parser.push(new Uint8Array([0x5a, 0, 0]))], []);
+  assert.equal(parser.pendingBytes, 3);
+  assert.deepEqual(plain(parser.push(new Uint8Array([0, 5, 0x49]))), [{
+    code: 0x5a,
+    body: [0x49],
+  }]);
+});
+
+Deno.test("FrameParser: invalid lengths are DecodeErrors", () => {
+  for (const length of [0, 3, -1, -2147483648, (1 << 30) + 1]) {
+    const bytes = new f.Bytes().byte("Z").int32(length).done();
+    const error = decodeError(
+      () => [...new FrameParser().push(bytes)],
+      new RegExp(`backend frame message at offset 0: invalid length ${length}`),
+    );
+    assert.equal(error.messageType, "backend frame");
+  }
+  // A bad length after a good frame reports that frame's offset.
+  const bytes = f.concat(f.backendFrame("Z", f.utf8("I")), new f.Bytes().byte("Z").int32(2).done());
+  const error = decodeError(() => [...new FrameParser().push(bytes)]);
+  assert.equal(error.offset, 6);
+});
+
+Deno.test("FrameParser: length 4 is an empty body", () => {
+  assert.deepEqual(plain(new FrameParser().push(f.backendFrame("c"))), [{ code: 0x63, body: [] }]);
+});
+
+// ---------------------------------------------------------------------------
+
+Deno.test("parseNotice: every known field", () => {
+  const body = f.noticeBody([
+    ["S", "ERROR"],
+    ["V", "ERROR"],
+    ["C", "42P01"],
+    ["M", 'relation "nope" does not exist'],
+    ["D", "some detail"],
+    ["H", "some hint"],
+    ["P", "15"],
+    ["W", "PL/pgSQL function"],
+    ["s", "public"],
+    ["t", "nope"],
+    ["c", "col"],
+    ["n", "nope_pkey"],
+    ["F", "parse_relation.c"],
+    ["L", "1392"],
+    ["R", "parserOpenTable"],
+  ]);
+  assert.deepEqual(parseNotice(body), {
+    severity: "ERROR",
+    code: "42P01",
+    message: 'relation "nope" does not exist',
+    detail: "some detail",
+    hint: "some hint",
+    position: "15",
+    where: "PL/pgSQL function",
+    schema: "public",
+    table: "nope",
+    column: "col",
+    constraint: "nope_pkey",
+  });
+});
+
+Deno.test("parseNotice: only the localized severity (S) is used when V is absent", () => {
+  const notice = parseNotice(f.noticeBody([["S", "WARNING"], ["C", "01000"], ["M", "careful"]]));
+  assert.deepEqual(notice, { severity: "WARNING", code: "01000", message: "careful" });
+});
+
+Deno.test("parseNotice: V wins over a localized S", () => {
+  const notice = parseNotice(f.noticeBody([["S", "AVISO"], ["V", "WARNING"], ["C", "01000"], [
+    "M",
+    "x",
+  ]]));
+  assert.equal(notice.severity, "WARNING");
+});
+
+Deno.test("parseNotice: V ERROR is kept when S is localized", {
+  // Known bug: parseNotice replaces severity "ERROR" from V with the localized S
+  // (it cannot tell a V of "ERROR" from its default), so a German server gives "FEHLER".
+  ignore: true,
+}, () => {
+  const notice = parseNotice(f.noticeBody([["S", "FEHLER"], ["V", "ERROR"], ["C", "42P01"], [
+    "M",
+    "x",
+  ]]));
+  assert.equal(notice.severity, "ERROR");
+});
+
+Deno.test("parseNotice: no fields gives defaults; missing terminator is a DecodeError", () => {
+  assert.deepEqual(parseNotice(new Uint8Array([0])), {
+    severity: "ERROR",
+    code: "XX000",
+    message: "",
+  });
+  decodeError(() => parseNotice(f.utf8("Mabc")), /no NUL terminator/);
+  decodeError(() => parseNotice(new Uint8Array(0)), /field type/);
+});
+
+Deno.test("parseRowDescription: every field of several columns", () => {
+  const fields = [
+    {
+      name: "slot_name",
+      tableOid: 0,
+      columnNumber: 0,
+      typeOid: 25,
+      typeSize: -1,
+      typeModifier: -1,
+      format: 0,
+    },
+    {
+      name: "lsn_é",
+      tableOid: 0xfffffff0,
+      columnNumber: 3,
+      typeOid: 3220,
+      typeSize: 8,
+      typeModifier: 12,
+      format: 1,
+    },
+  ];
+  assert.deepEqual(parseRowDescription(f.rowDescriptionBody(fields)), fields);
+  assert.deepEqual(parseRowDescription(f.rowDescriptionBody([])), []);
+});
+
+Deno.test("parseRowDescription: truncated body is a DecodeError", () => {
+  const body = f.rowDescriptionBody([
+    {
+      name: "a",
+      tableOid: 1,
+      columnNumber: 1,
+      typeOid: 23,
+      typeSize: 4,
+      typeModifier: -1,
+      format: 0,
+    },
+  ]);
+  for (let cut = 0; cut < body.length; cut++) {
+    const error = decodeError(() => parseRowDescription(body.slice(0, cut)));
+    assert.equal(error.messageType, "RowDescription");
+  }
+});
+
+Deno.test("parseDataRow: text, NULL, empty and multibyte values", () => {
+  assert.deepEqual(parseDataRow(f.dataRowBody(["0/16B3748", null, "", "日本"])), [
+    "0/16B3748",
+    null,
+    "",
+    "日本",
+  ]);
+  assert.deepEqual(parseDataRow(f.dataRowBody([])), []);
+});
+
+Deno.test("parseDataRow: bad lengths are DecodeErrors", () => {
+  const tooLong = new f.Bytes().int16(1).int32(10).raw(f.utf8("abc")).done();
+  decodeError(() => parseDataRow(tooLong), /DataRow.*needs 10 bytes/);
+  const negative = new f.Bytes().int16(1).int32(-2).done();
+  decodeError(() => parseDataRow(negative), /DataRow.*negative length -2/);
+});
+
+Deno.test("parseAuthentication: ok, cleartext, md5, SASL, continue, final, unsupported", () => {
+  assert.deepEqual(parseAuthentication(f.authenticationBody(0)), { kind: "ok" });
+  assert.deepEqual(parseAuthentication(f.authenticationBody(3)), { kind: "cleartext" });
+  assert.deepEqual(parseAuthentication(f.authenticationBody(5, new Uint8Array([1, 2, 3, 4]))), {
+    kind: "md5",
+    salt: new Uint8Array([1, 2, 3, 4]),
+  });
+  assert.deepEqual(
+    parseAuthentication(f.authenticationBody(10, f.utf8("SCRAM-SHA-256-PLUS\0SCRAM-SHA-256\0\0"))),
+    { kind: "sasl", mechanisms: ["SCRAM-SHA-256-PLUS", "SCRAM-SHA-256"] },
+  );
+  assert.deepEqual(
+    parseAuthentication(f.authenticationBody(11, f.utf8("r=abc,s=c2FsdA==,i=4096"))),
+    {
+      kind: "sasl-continue",
+      data: "r=abc,s=c2FsdA==,i=4096",
+    },
+  );
+  assert.deepEqual(parseAuthentication(f.authenticationBody(12, f.utf8("v=abc="))), {
+    kind: "sasl-final",
+    data: "v=abc=",
+  });
+  assert.deepEqual(parseAuthentication(f.authenticationBody(7)), { kind: "unsupported", code: 7 });
+});
+
+Deno.test("parseAuthentication: malformed bodies are DecodeErrors", () => {
+  decodeError(() => parseAuthentication(new Uint8Array([0, 0])), /Authentication.*auth code/);
+  decodeError(() => parseAuthentication(f.authenticationBody(5, new Uint8Array([1, 2]))), /salt/);
+  decodeError(
+    () => parseAuthentication(f.authenticationBody(10, f.utf8("SCRAM-SHA-256\0"))),
+    /Authentication.*SASL mechanism has no NUL terminator/,
+  );
+});
+
+Deno.test("parseAuthentication: md5 salt is a copy", () => {
+  const body = f.authenticationBody(5, new Uint8Array([1, 2, 3, 4]));
+  const request = parseAuthentication(body);
+  body.fill(0);
+  assert.deepEqual(request, { kind: "md5", salt: new Uint8Array([1, 2, 3, 4]) });
+});
