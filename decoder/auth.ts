@@ -10,6 +10,8 @@ import { createHash } from "node:crypto";
 import { ConfigError } from "./errors.ts";
 
 const encoder = new TextEncoder();
+/** PostgreSQL uses 4096; a server asking for far more would stall us in PBKDF2. */
+const MAX_ITERATIONS = 1_000_000;
 
 /**
  * The MD5 password response: `"md5" + md5hex(md5hex(password + user) + salt)`.
@@ -95,10 +97,19 @@ export class ScramClient {
     const nonce = attributes.get("r");
     const salt = attributes.get("s");
     const iterations = Number(attributes.get("i"));
-    if (nonce === undefined || salt === undefined || !Number.isInteger(iterations)) {
+    if (
+      nonce === undefined || salt === undefined || !Number.isInteger(iterations) ||
+      iterations < 1 || iterations > MAX_ITERATIONS
+    ) {
       throw new ConfigError(
         `Cannot authenticate: malformed SCRAM server-first-message "${serverFirst}"`,
       );
+    }
+    let saltBytes: Uint8Array;
+    try {
+      saltBytes = fromBase64(salt);
+    } catch {
+      throw new ConfigError(`Cannot authenticate: the SCRAM salt "${salt}" is not base64`);
     }
     if (!nonce.startsWith(this.#nonce) || nonce.length === this.#nonce.length) {
       throw new ConfigError("Cannot authenticate: the server's SCRAM nonce does not extend ours");
@@ -110,7 +121,7 @@ export class ScramClient {
     const clientFinalWithoutProof = `c=${toBase64(binding)},r=${nonce}`;
     const authMessage = `${this.#clientFirstBare},${serverFirst},${clientFinalWithoutProof}`;
 
-    const saltedPassword = await pbkdf2(saslPrep(this.#password), fromBase64(salt), iterations);
+    const saltedPassword = await pbkdf2(saslPrep(this.#password), saltBytes, iterations);
     const clientKey = await hmac(saltedPassword, "Client Key");
     const storedKey = new Uint8Array(
       await crypto.subtle.digest("SHA-256", clientKey as BufferSource),
@@ -124,6 +135,11 @@ export class ScramClient {
 
   /** Checks server-final-message; throws when the server did not prove it knows the password. */
   verify(serverFinal: string): void {
+    if (this.#expectedServerSignature === "") {
+      throw new ConfigError(
+        "Cannot authenticate: SCRAM server-final-message arrived before server-first",
+      );
+    }
     const attributes = parseAttributes(serverFinal);
     const error = attributes.get("e");
     if (error !== undefined) {

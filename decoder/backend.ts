@@ -29,7 +29,7 @@ const MAX_FRAME_BYTES = 1 << 30;
  * import assert from "node:assert/strict";
  * import { FrameParser } from "./backend.ts";
  * const parser = new FrameParser();
- * const frames = [...parser.push(new Uint8Array([0x5a, 0, 0, 0, 5, 0x49]))];
+ * const frames = parser.push(new Uint8Array([0x5a, 0, 0, 0, 5, 0x49]));
  * assert(frames.length === 1 && frames[0]!.code === 0x5a);
  * ```
  */
@@ -42,9 +42,10 @@ export class FrameParser {
     return this.#buffer.byteLength - this.#offset;
   }
 
-  /** Adds a chunk and yields every frame it completes. */
-  *push(chunk: Uint8Array): Generator<Frame> {
+  /** Adds a chunk and returns every frame it completes. */
+  push(chunk: Uint8Array): Frame[] {
     this.#append(chunk);
+    const frames: Frame[] = [];
     const buffer = this.#buffer;
     const view = new DataView(buffer.buffer, buffer.byteOffset, buffer.byteLength);
     let offset = this.#offset;
@@ -58,10 +59,10 @@ export class FrameParser {
       const code = buffer[offset]!;
       const body = buffer.subarray(offset + 5, end);
       offset = end;
-      this.#offset = offset;
-      yield { code, body };
+      frames.push({ code, body });
     }
     this.#offset = offset;
+    return frames;
   }
 
   #append(chunk: Uint8Array): void {
@@ -150,8 +151,8 @@ const NOTICE_FIELDS: Record<string, keyof PostgresNotice> = {
 /** ErrorResponse / NoticeResponse: `(Byte1 field, String value)*`, then a zero byte. */
 export function parseNotice(body: Uint8Array): PostgresNotice {
   reader.reset(body, "ErrorResponse");
-  const notice: PostgresNotice = { severity: "ERROR", code: "XX000", message: "" };
-  let localizedSeverity: string | undefined;
+  const notice: PostgresNotice = { severity: "", code: "XX000", message: "" };
+  let localizedSeverity = "ERROR";
   for (;;) {
     const field = reader.uint8("field type");
     if (field === 0) break;
@@ -161,9 +162,8 @@ export function parseNotice(body: Uint8Array): PostgresNotice {
     const key = NOTICE_FIELDS[letter];
     if (key !== undefined) notice[key] = value;
   }
-  if (notice.severity === "ERROR" && localizedSeverity !== undefined) {
-    notice.severity = localizedSeverity;
-  }
+  // 'V' (never translated, 9.6+) wins over 'S' (translated).
+  if (notice.severity === "") notice.severity = localizedSeverity;
   return notice;
 }
 

@@ -67,9 +67,8 @@ Deno.test("FrameParser: one byte per chunk gives the same frames", () => {
   const got: { code: number; body: number[] }[] = [];
   for (let i = 0; i < bytes.length; i++) {
     got.push(...plain(parser.push(bytes.slice(i, i + 1))));
-    const done = got.length;
-    assert.ok(parser.pendingBytes >= 0 && parser.pendingBytes < bytes.length, `byte ${i}`);
-    assert.ok(done <= frames.length);
+    const consumed = got.reduce((sum, frame) => sum + 5 + frame.body.length, 0);
+    assert.equal(parser.pendingBytes, i + 1 - consumed, `after byte ${i}`);
   }
   assert.deepEqual(got, frames);
   assert.equal(parser.pendingBytes, 0);
@@ -187,7 +186,6 @@ Deno.test("parseNotice: V wins over a localized S", () => {
 Deno.test("parseNotice: V ERROR is kept when S is localized", {
   // Known bug: parseNotice replaces severity "ERROR" from V with the localized S
   // (it cannot tell a V of "ERROR" from its default), so a German server gives "FEHLER".
-  ignore: true,
 }, () => {
   const notice = parseNotice(f.noticeBody([["S", "FEHLER"], ["V", "ERROR"], ["C", "42P01"], [
     "M",

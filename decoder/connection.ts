@@ -379,7 +379,7 @@ export class PgConnection {
         this.#closed = true;
         throw new ConnectionError("The server closed the connection");
       }
-      this.#frames = [...this.#parser.push(chunk)];
+      this.#frames = this.#parser.push(chunk);
       this.#frameIndex = 0;
     }
   }

@@ -355,7 +355,7 @@ export class PgoutputDecoder {
         this.#outsideBlock(reader);
         return {
           type: "Commit",
-          flags: reader.uint8("flags"),
+          flags: zeroFlags(reader),
           commitLsn: reader.lsn("commit_lsn"),
           endLsn: reader.lsn("end_lsn"),
           commitTime: pgMicrosToUnixMicros(reader.int64("commit timestamp")),
@@ -455,11 +455,13 @@ export class PgoutputDecoder {
         this.#outsideBlock(reader);
         const xid = reader.uint32("xid");
         const first = reader.uint8("first segment");
+        reader.expectEnd(); // a malformed Stream Start must not change the state
         this.#inStreamBlock = true;
         return { type: "StreamStart", xid, firstSegment: first === 1 };
       }
       case PgoutputCode.StreamStop:
         if (!this.#inStreamBlock) reader.fail("Stream Stop without a Stream Start", 0);
+        reader.expectEnd();
         this.#inStreamBlock = false;
         return { type: "StreamStop" };
       case PgoutputCode.StreamCommit:
@@ -467,7 +469,7 @@ export class PgoutputDecoder {
         return {
           type: "StreamCommit",
           xid: reader.uint32("xid"),
-          flags: reader.uint8("flags"),
+          flags: zeroFlags(reader),
           commitLsn: reader.lsn("commit_lsn"),
           endLsn: reader.lsn("end_lsn"),
           commitTime: pgMicrosToUnixMicros(reader.int64("commit timestamp")),
@@ -503,7 +505,7 @@ export class PgoutputDecoder {
         this.#outsideBlock(reader);
         return {
           type: code === PgoutputCode.Prepare ? "Prepare" : "StreamPrepare",
-          flags: reader.uint8("flags"),
+          flags: zeroFlags(reader),
           prepareLsn: reader.lsn("prepare_lsn"),
           endLsn: reader.lsn("end_lsn"),
           prepareTime: pgMicrosToUnixMicros(reader.int64("prepare timestamp")),
@@ -514,7 +516,7 @@ export class PgoutputDecoder {
         this.#outsideBlock(reader);
         return {
           type: "CommitPrepared",
-          flags: reader.uint8("flags"),
+          flags: zeroFlags(reader),
           commitLsn: reader.lsn("commit_lsn"),
           endLsn: reader.lsn("end_lsn"),
           commitTime: pgMicrosToUnixMicros(reader.int64("commit timestamp")),
@@ -525,7 +527,7 @@ export class PgoutputDecoder {
         this.#outsideBlock(reader);
         return {
           type: "RollbackPrepared",
-          flags: reader.uint8("flags"),
+          flags: zeroFlags(reader),
           prepareEndLsn: reader.lsn("prepare end_lsn"),
           rollbackEndLsn: reader.lsn("rollback end_lsn"),
           prepareTime: pgMicrosToUnixMicros(reader.int64("prepare timestamp")),
@@ -630,6 +632,13 @@ function readTuple(reader: BufferReader): TupleData {
     }
   }
   return values;
+}
+
+/** The flags byte of Commit and the two-phase messages: always 0, as PostgreSQL's reader insists. */
+function zeroFlags(reader: BufferReader): number {
+  const flags = reader.uint8("flags");
+  if (flags !== 0) reader.fail(`unrecognized flags ${flags} (expected 0)`, reader.offset - 1);
+  return flags;
 }
 
 function oldKind(marker: number): OldTupleKind | null {

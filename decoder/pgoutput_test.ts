@@ -1,11 +1,6 @@
 import assert from "node:assert/strict";
 import { DecodeError } from "./errors.ts";
-import {
-  PgoutputDecoder,
-  type PgoutputMessage,
-  type ProtoVersion,
-  UNCHANGED_TOAST,
-} from "./pgoutput.ts";
+import { PgoutputDecoder, type ProtoVersion, UNCHANGED_TOAST } from "./pgoutput.ts";
 import * as f from "../tests/testdata/_frames.ts";
 
 /** µs between 1970-01-01 and 2000-01-01. */
@@ -42,51 +37,26 @@ const bytes = (...values: number[]) => new Uint8Array(values);
 // The builder itself, against bytes written out by hand from the docs.
 
 Deno.test("test builder: Begin bytes match the documented layout", () => {
+  // deno-fmt-ignore
   const expected = bytes(
     0x42, // 'B'
-    0,
-    0,
-    0,
-    0x16,
-    0xb3,
-    0x74,
-    0xd8,
-    0x48, // final_lsn 16/B374D848
-    0,
-    0,
-    0,
-    0,
-    0,
-    0,
-    0,
-    5, // commit time
-    0,
-    0,
-    0x02,
-    0x9a, // xid 666
+    0, 0, 0, 0x16, 0xb3, 0x74, 0xd8, 0x48, // final_lsn 16/B374D848
+    0, 0, 0, 0, 0, 0, 0, 5, // commit time
+    0, 0, 0x02, 0x9a, // xid 666
   );
   assert.deepEqual(f.begin({ finalLsn: 0x16_b374_d848n, commitTime: 5n, xid: 666 }), expected);
 });
 
 Deno.test("test builder: Insert bytes match the documented layout", () => {
+  // deno-fmt-ignore
   const expected = bytes(
     0x49, // 'I'
-    0,
-    0,
-    0x40,
-    0x00, // relid 16384
+    0, 0, 0x40, 0x00, // relid 16384
     0x4e, // 'N'
-    0,
-    3, // 3 columns
+    0, 3, // 3 columns
     0x6e, // 'n'
     0x75, // 'u'
-    0x74,
-    0,
-    0,
-    0,
-    2,
-    0x68,
-    0x69, // 't' "hi"
+    0x74, 0, 0, 0, 2, 0x68, 0x69, // 't' "hi"
   );
   assert.deepEqual(f.insert(16384, [null, "u", { t: "hi" }]), expected);
 });
@@ -867,7 +837,6 @@ Deno.test("pgoutput: trailing bytes after any message are a DecodeError", () => 
 Deno.test("pgoutput: a failed decode does not change the stream-block state", {
   // Known bug: StreamStart/StreamStop flip the block flag before expectEnd()
   // rejects trailing bytes, so a rejected message still changes the state.
-  ignore: true,
 }, () => {
   const d = decoder(2);
   decodeError(() => d.decode(f.concat(f.streamStart(1, true), bytes(0))));

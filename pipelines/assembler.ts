@@ -193,6 +193,7 @@ export class TransactionAssembler {
             if (tx.origin) item.event.source.origin = tx.origin;
             count++;
           } else if (item.kind === "message") {
+            item.event.xid = tx.xid;
             item.event.commitLsn = tx.commitLsn;
             item.event.commitTime = tx.commitTime;
             count++;
@@ -241,7 +242,7 @@ export class TransactionAssembler {
   #relation(message: RelationMessage): StreamItem[] {
     const change = this.relations.apply(message);
     if (change.kind !== "schema-change") return [];
-    return [{
+    const item: StreamItem = {
       kind: "schema-change",
       relid: message.relationId,
       schema: message.namespace,
@@ -249,7 +250,10 @@ export class TransactionAssembler {
       version: change.version,
       previousColumns: change.previous.columns.map((column) => column.name),
       columns: message.columns.map((column) => column.name),
-    }];
+    };
+    // Inside a streamed transaction the change belongs to it: emitted at its commit, dropped on abort.
+    if (this.#streamXid !== null) return this.#route(message.xid, [item]);
+    return [item];
   }
 
   #source(walStart: Lsn, relation: RelationMessage, xid: number | undefined): EventSource {

@@ -1,0 +1,563 @@
+import assert from "node:assert/strict";
+import { DecodeError } from "../decoder/errors.ts";
+import type { Lsn } from "../decoder/lsn.ts";
+import { PgoutputDecoder, type ProtoVersion } from "../decoder/pgoutput.ts";
+import * as f from "../tests/testdata/_frames.ts";
+import { TransactionAssembler } from "./assembler.ts";
+import type { ChangeEvent, StreamItem } from "./events.ts";
+
+const EPOCH_2000 = 946_684_800_000_000n;
+const RELID = 16384;
+const OTHER_RELID = 16390;
+
+const COLUMNS: f.ColumnSpec[] = [
+  { flags: 1, name: "id", typeOid: 23, typmod: -1 },
+  { flags: 0, name: "status", typeOid: 25, typmod: -1 },
+  { flags: 0, name: "body", typeOid: 25, typmod: -1 },
+];
+
+function ordersRelation(options?: f.XidOption, columns = COLUMNS): Uint8Array {
+  return f.relation(
+    { relid: RELID, namespace: "public", name: "orders", replident: "d", columns },
+    options,
+  );
+}
+
+function linesRelation(options?: f.XidOption): Uint8Array {
+  return f.relation(
+    {
+      relid: OTHER_RELID,
+      namespace: "",
+      name: "lines",
+      replident: "f",
+      columns: [{ flags: 1, name: "n", typeOid: 20, typmod: -1 }],
+    },
+    options,
+  );
+}
+
+/** Decodes `[walStart, bytes]` pairs and feeds them to one assembler. */
+class Harness {
+  readonly decoder: PgoutputDecoder;
+  readonly assembler = new TransactionAssembler();
+
+  constructor(protoVersion: ProtoVersion = 4) {
+    this.decoder = new PgoutputDecoder({ protoVersion });
+  }
+
+  /** Every item produced, in order. */
+  feed(...frames: [number, Uint8Array][]): StreamItem[] {
+    const items: StreamItem[] = [];
+    for (const [walStart, bytes] of frames) {
+      items.push(...this.assembler.push(BigInt(walStart) as Lsn, this.decoder.decode(bytes)));
+    }
+    return items;
+  }
+}
+
+function changes(items: StreamItem[]): ChangeEvent[] {
+  return items.flatMap((item) => item.kind === "change" ? [item.event] : []);
+}
+
+function kinds(items: StreamItem[]): string[] {
+  return items.map((item) => item.kind === "change" ? `change:${item.event.op}` : item.kind);
+}
+
+function beginFrame(xid: number, finalLsn = 0x900): Uint8Array {
+  return f.begin({ finalLsn: BigInt(finalLsn), commitTime: 1000n, xid });
+}
+
+function commitFrame(commitLsn = 0x900, endLsn = 0x930): Uint8Array {
+  return f.commit({ commitLsn: BigInt(commitLsn), endLsn: BigInt(endLsn), commitTime: 1000n });
+}
+
+// ---------------------------------------------------------------------------
+// Plain transactions
+
+Deno.test("assembler: insert is a 'c' event with after, source and commit", () => {
+  const h = new Harness();
+  const items = h.feed(
+    [0x100, beginFrame(42)],
+    [0x100, ordersRelation()],
+    [0x110, f.insert(RELID, [{ t: "1" }, { t: "new" }, null])],
+    [0x930, commitFrame()],
+  );
+  assert.deepEqual(kinds(items), ["begin", "change:c", "commit"]);
+  const tx = { xid: 42, commitLsn: 0x900n, commitTime: 1000n + EPOCH_2000, streamed: false };
+  assert.deepEqual(items[0], { kind: "begin", tx });
+  assert.deepEqual(changes(items)[0], {
+    op: "c",
+    source: {
+      schema: "public",
+      table: "orders",
+      relid: RELID,
+      lsn: 0x110n,
+      commitLsn: 0x900n,
+      xid: 42,
+      commitTime: 1000n + EPOCH_2000,
+    },
+    before: null,
+    after: { id: "1", status: "new", body: null },
+    unchanged: [],
+  });
+  assert.deepEqual(items[2], { kind: "commit", tx, endLsn: 0x930n, eventCount: 1 });
+  assert.equal(h.assembler.inTransaction, false);
+});
+
+Deno.test("assembler: update with a K tuple keeps only key columns in before", () => {
+  const h = new Harness();
+  const items = h.feed(
+    [0x100, beginFrame(42)],
+    [0x100, ordersRelation()],
+    [
+      0x110,
+      f.update(RELID, {
+        old: { kind: "K", tuple: [{ t: "1" }, null, null] },
+        new: [{ t: "2" }, { t: "paid" }, "u"],
+      }),
+    ],
+    [0x930, commitFrame()],
+  );
+  const [event] = changes(items);
+  assert.equal(event?.op, "u");
+  assert.deepEqual(event?.before, { id: "1" });
+  assert.deepEqual(event?.after, { id: "2", status: "paid" });
+  assert.ok(!("body" in event!.after!));
+  assert.deepEqual(event?.unchanged, ["body"]);
+});
+
+Deno.test("assembler: update without an old tuple has before null", () => {
+  const h = new Harness();
+  const items = h.feed(
+    [0x100, beginFrame(42)],
+    [0x100, ordersRelation()],
+    [0x110, f.update(RELID, { new: [{ t: "1" }, "u", "u"] })],
+    [0x930, commitFrame()],
+  );
+  const [event] = changes(items);
+  assert.equal(event?.before, null);
+  assert.deepEqual(event?.after, { id: "1" });
+  assert.deepEqual(event?.unchanged, ["status", "body"]);
+});
+
+Deno.test("assembler: update with an O tuple keeps the whole old row", () => {
+  const h = new Harness();
+  const items = h.feed(
+    [0x100, beginFrame(42)],
+    [0x100, ordersRelation()],
+    [
+      0x110,
+      f.update(RELID, {
+        old: { kind: "O", tuple: [{ t: "1" }, { t: "new" }, { t: "big" }] },
+        new: [{ t: "1" }, { t: "paid" }, { t: "big" }],
+      }),
+    ],
+    [0x930, commitFrame()],
+  );
+  const [event] = changes(items);
+  assert.deepEqual(event?.before, { id: "1", status: "new", body: "big" });
+  assert.deepEqual(event?.after, { id: "1", status: "paid", body: "big" });
+  assert.deepEqual(event?.unchanged, []);
+});
+
+Deno.test("assembler: delete with K and with O", () => {
+  const h = new Harness();
+  const items = h.feed(
+    [0x100, beginFrame(42)],
+    [0x100, ordersRelation()],
+    [0x110, f.deleteMsg(RELID, { kind: "K", tuple: [{ t: "1" }, null, null] })],
+    [0x120, f.deleteMsg(RELID, { kind: "O", tuple: [{ t: "2" }, { t: "x" }, null] })],
+    [0x930, commitFrame()],
+  );
+  const [key, old] = changes(items);
+  assert.equal(key?.op, "d");
+  assert.deepEqual(key?.before, { id: "1" });
+  assert.equal(key?.after, null);
+  assert.deepEqual(key?.unchanged, []);
+  assert.deepEqual(old?.before, { id: "2", status: "x", body: null });
+  assert.equal(old?.source.lsn, 0x120n);
+  const commit = items.at(-1);
+  assert.equal(commit?.kind === "commit" && commit.eventCount, 2);
+});
+
+Deno.test("assembler: truncate of two relations gives two 't' events", () => {
+  const h = new Harness();
+  const items = h.feed(
+    [0x100, beginFrame(42)],
+    [0x100, ordersRelation()],
+    [0x100, linesRelation()],
+    [0x110, f.truncate([RELID, OTHER_RELID], 3)],
+    [0x930, commitFrame()],
+  );
+  assert.deepEqual(kinds(items), ["begin", "change:t", "change:t", "commit"]);
+  const [a, b] = changes(items);
+  assert.deepEqual([a?.source.table, b?.source.table], ["orders", "lines"]);
+  assert.deepEqual(b?.source.schema, "pg_catalog");
+  for (const event of [a, b]) {
+    assert.equal(event?.before, null);
+    assert.equal(event?.after, null);
+    assert.deepEqual(event?.truncate, { cascade: true, restartIdentity: true });
+  }
+  const commit = items.at(-1);
+  assert.equal(commit?.kind === "commit" && commit.eventCount, 2);
+});
+
+Deno.test("assembler: origin is copied to the transaction and its events", () => {
+  const h = new Harness();
+  const items = h.feed(
+    [0x100, beginFrame(42)],
+    [0x100, f.origin({ lsn: 0x50n, name: "upstream" })],
+    [0x100, ordersRelation()],
+    [0x110, f.insert(RELID, [{ t: "1" }, null, null])],
+    [0x930, commitFrame()],
+  );
+  assert.equal(changes(items)[0]?.source.origin, "upstream");
+  const commit = items.at(-1);
+  assert.equal(commit?.kind === "commit" && commit.tx.origin, "upstream");
+});
+
+Deno.test("assembler: transactional and non-transactional messages", () => {
+  const h = new Harness();
+  const content = new Uint8Array([0, 0xff]);
+  const loose = h.feed([
+    0x50,
+    f.message({ transactional: false, lsn: 0x50n, prefix: "p", content }),
+  ]);
+  assert.deepEqual(loose, [{
+    kind: "message",
+    event: { op: "m", transactional: false, prefix: "p", content, lsn: 0x50n },
+  }]);
+  const items = h.feed(
+    [0x100, beginFrame(42)],
+    [0x110, f.message({ transactional: true, lsn: 0x110n, prefix: "q", content })],
+    [0x930, commitFrame()],
+  );
+  assert.deepEqual(items[1], {
+    kind: "message",
+    event: {
+      op: "m",
+      transactional: true,
+      prefix: "q",
+      content,
+      lsn: 0x110n,
+      xid: 42,
+      commitLsn: 0x900n,
+      commitTime: 1000n + EPOCH_2000,
+    },
+  });
+  const commit = items.at(-1);
+  assert.equal(commit?.kind === "commit" && commit.eventCount, 1);
+});
+
+// ---------------------------------------------------------------------------
+// Streamed transactions
+
+Deno.test("assembler: streamed transaction is buffered until Stream Commit", () => {
+  const h = new Harness();
+  const buffered = h.feed(
+    [0x100, f.streamStart(700, true)],
+    [0x100, ordersRelation({ xid: 700 })],
+    [0x110, f.insert(RELID, [{ t: "1" }, null, null], { xid: 700 })],
+    [0x120, f.insert(RELID, [{ t: "2" }, null, null], { xid: 701 })],
+    [0x130, f.streamStop()],
+    [0x200, f.streamStart(700, false)],
+    [0x210, f.update(RELID, { new: [{ t: "2" }, { t: "s" }, "u"] }, { xid: 700 })],
+    [0x220, f.streamStop()],
+  );
+  assert.deepEqual(buffered, []);
+  assert.equal(h.assembler.openStreamedTransactions, 1);
+
+  const items = h.feed([
+    0x540,
+    f.streamCommit({ xid: 700, commitLsn: 0x500n, endLsn: 0x540n, commitTime: 77n }),
+  ]);
+  assert.deepEqual(kinds(items), ["begin", "change:c", "change:c", "change:u", "commit"]);
+  const tx = { xid: 700, commitLsn: 0x500n, commitTime: 77n + EPOCH_2000, streamed: true };
+  assert.deepEqual(items[0], { kind: "begin", tx });
+  for (const event of changes(items)) {
+    assert.equal(event.source.commitLsn, 0x500n);
+    assert.equal(event.source.commitTime, 77n + EPOCH_2000);
+    assert.equal(event.source.xid, 700);
+  }
+  assert.deepEqual(changes(items).map((event) => event.source.lsn), [0x110n, 0x120n, 0x210n]);
+  assert.deepEqual(changes(items)[2]?.unchanged, ["body"]);
+  assert.deepEqual(items.at(-1), { kind: "commit", tx, endLsn: 0x540n, eventCount: 3 });
+  assert.equal(h.assembler.openStreamedTransactions, 0);
+});
+
+Deno.test("assembler: subtransaction abort drops only that subtransaction's changes", () => {
+  const h = new Harness();
+  h.feed(
+    [0x100, f.streamStart(700, true)],
+    [0x100, ordersRelation({ xid: 700 })],
+    [0x110, f.insert(RELID, [{ t: "1" }, null, null], { xid: 700 })],
+    [0x120, f.insert(RELID, [{ t: "2" }, null, null], { xid: 701 })],
+    [0x130, f.insert(RELID, [{ t: "3" }, null, null], { xid: 702 })],
+    [0x140, f.insert(RELID, [{ t: "4" }, null, null], { xid: 701 })],
+    [0x150, f.streamStop()],
+  );
+  assert.deepEqual(h.feed([0x160, f.streamAbort(700, 701)]), []);
+  assert.equal(h.assembler.openStreamedTransactions, 1);
+  const items = h.feed([
+    0x540,
+    f.streamCommit({ xid: 700, commitLsn: 0x500n, endLsn: 0x540n, commitTime: 0n }),
+  ]);
+  assert.deepEqual(changes(items).map((event) => event.after?.id), ["1", "3"]);
+  const commit = items.at(-1);
+  assert.equal(commit?.kind === "commit" && commit.eventCount, 2);
+});
+
+Deno.test("assembler: parallel-mode subtransaction abort (v4 fields) behaves the same", () => {
+  const h = new Harness(4);
+  h.feed(
+    [0x100, f.streamStart(700, true)],
+    [0x100, ordersRelation({ xid: 700 })],
+    [0x110, f.insert(RELID, [{ t: "1" }, null, null], { xid: 700 })],
+    [0x120, f.insert(RELID, [{ t: "2" }, null, null], { xid: 701 })],
+    [0x150, f.streamStop()],
+    [0x160, f.streamAbort(700, 701, { parallel: { abortLsn: 0x160n, abortTime: 5n } })],
+  );
+  const items = h.feed([
+    0x540,
+    f.streamCommit({ xid: 700, commitLsn: 0x500n, endLsn: 0x540n, commitTime: 0n }),
+  ]);
+  assert.deepEqual(changes(items).map((event) => event.after?.id), ["1"]);
+});
+
+Deno.test("assembler: full abort discards the whole streamed transaction", () => {
+  const h = new Harness();
+  const items = h.feed(
+    [0x100, f.streamStart(700, true)],
+    [0x100, ordersRelation({ xid: 700 })],
+    [0x110, f.insert(RELID, [{ t: "1" }, null, null], { xid: 700 })],
+    [0x120, f.insert(RELID, [{ t: "2" }, null, null], { xid: 701 })],
+    [0x150, f.streamStop()],
+    [0x160, f.streamAbort(700, 700)],
+  );
+  assert.deepEqual(items, []);
+  assert.equal(h.assembler.openStreamedTransactions, 0);
+});
+
+Deno.test("assembler: a plain transaction between stream blocks is emitted at once", () => {
+  const h = new Harness();
+  const first = h.feed(
+    [0x100, f.streamStart(700, true)],
+    [0x100, ordersRelation({ xid: 700 })],
+    [0x110, f.insert(RELID, [{ t: "s1" }, null, null], { xid: 700 })],
+    [0x120, f.streamStop()],
+  );
+  assert.deepEqual(first, []);
+
+  const plain = h.feed(
+    [0x200, beginFrame(800, 0x260)],
+    [0x210, f.insert(RELID, [{ t: "p1" }, null, null])],
+    [0x290, commitFrame(0x260, 0x290)],
+  );
+  assert.deepEqual(kinds(plain), ["begin", "change:c", "commit"]);
+  assert.equal(changes(plain)[0]?.after?.id, "p1");
+  assert.equal(changes(plain)[0]?.source.xid, 800);
+  assert.equal(changes(plain)[0]?.source.commitLsn, 0x260n);
+
+  const second = h.feed(
+    [0x300, f.streamStart(700, false)],
+    [0x310, f.insert(RELID, [{ t: "s2" }, null, null], { xid: 700 })],
+    [0x320, f.streamStop()],
+    [0x540, f.streamCommit({ xid: 700, commitLsn: 0x500n, endLsn: 0x540n, commitTime: 0n })],
+  );
+  assert.deepEqual(kinds(second), ["begin", "change:c", "change:c", "commit"]);
+  assert.deepEqual(changes(second).map((event) => event.after?.id), ["s1", "s2"]);
+});
+
+Deno.test("assembler: two streamed transactions interleave and commit separately", () => {
+  const h = new Harness();
+  h.feed(
+    [0x100, f.streamStart(700, true)],
+    [0x100, ordersRelation({ xid: 700 })],
+    [0x110, f.insert(RELID, [{ t: "a" }, null, null], { xid: 700 })],
+    [0x120, f.streamStop()],
+    [0x130, f.streamStart(710, true)],
+    [0x130, ordersRelation({ xid: 710 })],
+    [0x140, f.insert(RELID, [{ t: "b" }, null, null], { xid: 710 })],
+    [0x150, f.streamStop()],
+  );
+  assert.equal(h.assembler.openStreamedTransactions, 2);
+  const b = h.feed([
+    0x640,
+    f.streamCommit({ xid: 710, commitLsn: 0x600n, endLsn: 0x640n, commitTime: 0n }),
+  ]);
+  assert.deepEqual(changes(b).map((event) => event.after?.id), ["b"]);
+  const a = h.feed([
+    0x740,
+    f.streamCommit({ xid: 700, commitLsn: 0x700n, endLsn: 0x740n, commitTime: 0n }),
+  ]);
+  assert.deepEqual(changes(a).map((event) => [event.after?.id, event.source.xid]), [["a", 700]]);
+});
+
+Deno.test("assembler: streamed transactional message gets its commit position", () => {
+  const h = new Harness();
+  const content = new Uint8Array([1]);
+  h.feed(
+    [0x100, f.streamStart(700, true)],
+    [0x110, f.message({ transactional: true, lsn: 0x110n, prefix: "p", content }, { xid: 700 })],
+    [0x120, f.streamStop()],
+  );
+  const items = h.feed([
+    0x540,
+    f.streamCommit({ xid: 700, commitLsn: 0x500n, endLsn: 0x540n, commitTime: 0n }),
+  ]);
+  assert.deepEqual(kinds(items), ["begin", "message", "commit"]);
+  const item = items[1];
+  assert.ok(item?.kind === "message");
+  assert.equal(item.event.commitLsn, 0x500n);
+  assert.equal(item.event.commitTime, EPOCH_2000);
+});
+
+Deno.test("assembler: streamed transactional message carries the xid", {
+  // Known bug: the Stream Commit path fills commitLsn/commitTime of buffered message
+  // events but never `xid`, which plain transactions set (MessageEvent.xid "set for
+  // transactional messages").
+}, () => {
+  const h = new Harness();
+  h.feed(
+    [0x100, f.streamStart(700, true)],
+    [
+      0x110,
+      f.message({ transactional: true, lsn: 1n, prefix: "p", content: new Uint8Array(0) }, {
+        xid: 700,
+      }),
+    ],
+    [0x120, f.streamStop()],
+  );
+  const items = h.feed([
+    0x540,
+    f.streamCommit({ xid: 700, commitLsn: 0x500n, endLsn: 0x540n, commitTime: 0n }),
+  ]);
+  const item = items[1];
+  assert.ok(item?.kind === "message");
+  assert.equal(item.event.xid, 700);
+});
+
+// ---------------------------------------------------------------------------
+// Two-phase
+
+Deno.test("assembler: prepared transaction, then Commit Prepared", () => {
+  const h = new Harness();
+  const items = h.feed(
+    [
+      0x100,
+      f.beginPrepare({ prepareLsn: 0x300n, endLsn: 0x330n, prepareTime: 1n, xid: 9, gid: "g1" }),
+    ],
+    [0x100, ordersRelation()],
+    [0x110, f.insert(RELID, [{ t: "1" }, null, null])],
+    [0x330, f.prepare({ prepareLsn: 0x300n, endLsn: 0x330n, prepareTime: 1n, xid: 9, gid: "g1" })],
+  );
+  assert.deepEqual(kinds(items), ["begin", "change:c", "prepare"]);
+  const tx = {
+    xid: 9,
+    commitLsn: 0x300n,
+    commitTime: 1n + EPOCH_2000,
+    streamed: false,
+    gid: "g1",
+  };
+  assert.deepEqual(items[0], { kind: "begin", tx });
+  assert.deepEqual(items[2], { kind: "prepare", tx, endLsn: 0x330n, eventCount: 1 });
+  assert.deepEqual(
+    h.feed([
+      0x430,
+      f.commitPrepared({ commitLsn: 0x400n, endLsn: 0x430n, commitTime: 2n, xid: 9, gid: "g1" }),
+    ]),
+    [{
+      kind: "commit-prepared",
+      xid: 9,
+      gid: "g1",
+      commitLsn: 0x400n,
+      endLsn: 0x430n,
+      commitTime: 2n + EPOCH_2000,
+    }],
+  );
+  assert.deepEqual(
+    h.feed([
+      0x530,
+      f.rollbackPrepared({
+        prepareEndLsn: 0x330n,
+        rollbackEndLsn: 0x530n,
+        prepareTime: 1n,
+        rollbackTime: 3n,
+        xid: 10,
+        gid: "g2",
+      }),
+    ]),
+    [{
+      kind: "rollback-prepared",
+      xid: 10,
+      gid: "g2",
+      endLsn: 0x530n,
+      rollbackTime: 3n + EPOCH_2000,
+    }],
+  );
+});
+
+// ---------------------------------------------------------------------------
+// Schema changes and errors
+
+Deno.test("assembler: identical Relation resent gives no item; changed columns give one", () => {
+  const h = new Harness();
+  assert.deepEqual(h.feed([0x100, ordersRelation()]), []);
+  assert.deepEqual(h.feed([0x110, ordersRelation()]), []);
+  assert.equal(h.assembler.relations.version(RELID), 1);
+
+  const wider = [...COLUMNS, { flags: 0, name: "total", typeOid: 1700, typmod: -1 }];
+  assert.deepEqual(h.feed([0x120, ordersRelation(undefined, wider)]), [{
+    kind: "schema-change",
+    relid: RELID,
+    schema: "public",
+    table: "orders",
+    version: 2,
+    previousColumns: ["id", "status", "body"],
+    columns: ["id", "status", "body", "total"],
+  }]);
+  assert.deepEqual(h.feed([0x130, ordersRelation(undefined, wider)]), []);
+
+  // A type change of one column is also a schema change.
+  const retyped = wider.map((column) =>
+    column.name === "total" ? { ...column, typeOid: 701 } : column
+  );
+  const items = h.feed([0x140, ordersRelation(undefined, retyped)]);
+  assert.equal(items.length, 1);
+  assert.equal(items[0]?.kind === "schema-change" && items[0].version, 3);
+
+  // Changes decode against the newest columns.
+  const rows = h.feed(
+    [0x200, beginFrame(1)],
+    [0x210, f.insert(RELID, [{ t: "1" }, null, null, { t: "9.5" }])],
+    [0x230, commitFrame()],
+  );
+  assert.deepEqual(changes(rows)[0]?.after, { id: "1", status: null, body: null, total: "9.5" });
+});
+
+Deno.test("assembler: Type messages go to the relation cache", () => {
+  const h = new Harness();
+  assert.deepEqual(
+    h.feed([0x100, f.typeMsg({ typeOid: 16500, namespace: "app", name: "mood" })]),
+    [],
+  );
+  assert.equal(h.assembler.relations.type(16500)?.typeName, "mood");
+});
+
+Deno.test("assembler: a change without Begin, an unknown relation and a short tuple are DecodeErrors", () => {
+  const h = new Harness();
+  h.feed([0x100, ordersRelation()]);
+  assert.throws(() => h.feed([0x110, f.insert(RELID, [{ t: "1" }, null, null])]), DecodeError);
+  assert.throws(() => h.feed([0x110, commitFrame()]), /Commit without a Begin/);
+  h.feed([0x120, beginFrame(5)]);
+  assert.throws(
+    () => h.feed([0x130, f.insert(99, [])]),
+    (error: unknown) =>
+      error instanceof DecodeError && /relation 99 was never described/.test(error.message),
+  );
+  assert.throws(
+    () => h.feed([0x140, f.insert(RELID, [{ t: "1" }])]),
+    (error: unknown) =>
+      error instanceof DecodeError && /has 3 columns but the tuple has 1/.test(error.message),
+  );
+});
