@@ -29,7 +29,8 @@ publication for all tables are made for this session and removed afterwards.
 
 Options:
   --slot NAME          read this permanent slot (with --create: create it if missing)
-  --publication NAME   use this publication (with --create: create it FOR ALL TABLES if missing)
+  --publication NAME   use this publication (with --create: create it FOR ALL TABLES if missing);
+                       with --slot it defaults to the slot's name
   --create             create the named slot and publication when missing
   --from-lsn LSN       start at this LSN (e.g. 0/16B3748) instead of the slot's position
   --tx                 also print begin/commit lines

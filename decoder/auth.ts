@@ -72,7 +72,10 @@ export class ScramClient {
 
   /** Chooses a mechanism and returns client-first-message. */
   first(mechanisms: string[]): Uint8Array {
-    if (mechanisms.includes("SCRAM-SHA-256-PLUS") && this.#certificate !== undefined) {
+    if (
+      mechanisms.includes("SCRAM-SHA-256-PLUS") && this.#certificate !== undefined &&
+      certificateSignatureHash(this.#certificate) !== null
+    ) {
       this.#mechanism = "SCRAM-SHA-256-PLUS";
       this.#gs2Header = "p=tls-server-end-point,,";
     } else if (mechanisms.includes("SCRAM-SHA-256")) {
@@ -116,7 +119,8 @@ export class ScramClient {
     }
     let binding: Uint8Array = encoder.encode(this.#gs2Header);
     if (this.#mechanism === "SCRAM-SHA-256-PLUS" && this.#certificate !== undefined) {
-      binding = concat(binding, await certificateHash(this.#certificate));
+      const hash = await certificateHash(this.#certificate);
+      if (hash !== null) binding = concat(binding, hash);
     }
     const clientFinalWithoutProof = `c=${toBase64(binding)},r=${nonce}`;
     const authMessage = `${this.#clientFirstBare},${serverFirst},${clientFinalWithoutProof}`;
@@ -191,12 +195,102 @@ async function hmac(key: Uint8Array, message: string): Promise<Uint8Array> {
 }
 
 /**
- * `tls-server-end-point` (RFC 5929): the certificate's hash with its signature's
- * hash function, and SHA-256 where that is MD5 or SHA-1. Spillway uses SHA-256,
- * right for the SHA-256-signed certificates PostgreSQL deployments use.
+ * `tls-server-end-point` (RFC 5929): the certificate hashed with its signature's
+ * hash function, SHA-256 where that is MD5 or SHA-1. `null` when the signature
+ * has no usable hash (Ed25519, Ed448): then channel binding cannot be used.
  */
-async function certificateHash(der: Uint8Array): Promise<Uint8Array> {
-  return new Uint8Array(await crypto.subtle.digest("SHA-256", der as BufferSource));
+async function certificateHash(der: Uint8Array): Promise<Uint8Array | null> {
+  const hash = certificateSignatureHash(der);
+  if (hash === null) return null;
+  return new Uint8Array(await crypto.subtle.digest(hash, der as BufferSource));
+}
+
+type BindingHash = "SHA-256" | "SHA-384" | "SHA-512";
+
+/** Signature algorithm OIDs → the hash channel binding uses. */
+const SIGNATURE_HASHES: Record<string, BindingHash | null> = {
+  "1.2.840.113549.1.1.4": "SHA-256", // md5WithRSAEncryption: SHA-256 per RFC 5929
+  "1.2.840.113549.1.1.5": "SHA-256", // sha1WithRSAEncryption: SHA-256 per RFC 5929
+  "1.2.840.113549.1.1.11": "SHA-256", // sha256WithRSAEncryption
+  "1.2.840.113549.1.1.12": "SHA-384", // sha384WithRSAEncryption
+  "1.2.840.113549.1.1.13": "SHA-512", // sha512WithRSAEncryption
+  "1.2.840.113549.1.1.14": "SHA-256", // sha224WithRSAEncryption
+  "1.2.840.10045.4.1": "SHA-256", // ecdsa-with-SHA1
+  "1.2.840.10045.4.3.1": "SHA-256", // ecdsa-with-SHA224
+  "1.2.840.10045.4.3.2": "SHA-256", // ecdsa-with-SHA256
+  "1.2.840.10045.4.3.3": "SHA-384", // ecdsa-with-SHA384
+  "1.2.840.10045.4.3.4": "SHA-512", // ecdsa-with-SHA512
+  "1.3.101.112": null, // Ed25519
+  "1.3.101.113": null, // Ed448
+};
+
+/**
+ * Reads `Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm, signature }`
+ * far enough to name the hash of the signature algorithm. Algorithms not in the
+ * table (e.g. RSASSA-PSS, whose hash sits in its parameters) fall back to SHA-256.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { certificateSignatureHash } from "./auth.ts";
+ * assert.equal(certificateSignatureHash(new Uint8Array([1, 2, 3])), "SHA-256");
+ * ```
+ */
+export function certificateSignatureHash(der: Uint8Array): BindingHash | null {
+  try {
+    const certificate = derElement(der, 0);
+    const tbs = derElement(der, certificate.contentStart);
+    const algorithm = derElement(der, tbs.end);
+    const oid = derElement(der, algorithm.contentStart);
+    if (oid.tag !== 0x06) return "SHA-256";
+    const hash = SIGNATURE_HASHES[decodeOid(der.subarray(oid.contentStart, oid.end))];
+    return hash === undefined ? "SHA-256" : hash;
+  } catch {
+    return "SHA-256";
+  }
+}
+
+/** One DER element: tag, where its content starts, where it ends. */
+function derElement(
+  der: Uint8Array,
+  offset: number,
+): { tag: number; contentStart: number; end: number } {
+  const tag = der[offset];
+  const first = der[offset + 1];
+  if (tag === undefined || first === undefined) throw new RangeError("truncated DER");
+  let start = offset + 2;
+  let length = first;
+  if (first & 0x80) {
+    const count = first & 0x7f;
+    if (count === 0 || count > 4) throw new RangeError("unsupported DER length");
+    length = 0;
+    for (let i = 0; i < count; i++) {
+      const byte = der[start + i];
+      if (byte === undefined) throw new RangeError("truncated DER");
+      length = length * 256 + byte;
+    }
+    start += count;
+  }
+  if (start + length > der.byteLength) throw new RangeError("truncated DER");
+  return { tag, contentStart: start, end: start + length };
+}
+
+/** Dotted form of a DER object identifier. */
+function decodeOid(bytes: Uint8Array): string {
+  const parts: number[] = [];
+  let value = 0;
+  for (const byte of bytes) {
+    value = value * 128 + (byte & 0x7f);
+    if ((byte & 0x80) !== 0) continue;
+    if (parts.length === 0) {
+      const first = value < 80 ? Math.floor(value / 40) : 2;
+      parts.push(first, value - first * 40);
+    } else {
+      parts.push(value);
+    }
+    value = 0;
+  }
+  return parts.join(".");
 }
 
 function randomNonce(): string {

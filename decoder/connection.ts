@@ -219,7 +219,7 @@ export class PgConnection {
       transport.close();
       if (error instanceof PostgresError) {
         throw new PostgresError(
-          error,
+          error.notice,
           `Cannot connect to ${where} as "${options.user}"`,
           error.fix,
         );
@@ -681,7 +681,12 @@ export function explain(
         "another process is reading this slot; stop it, or wait: a reader that vanished is released after wal_sender_timeout";
       break;
     case "42501":
-      fix = `grant replication to the role: ALTER ROLE "${options.user}" WITH REPLICATION`;
+      if (/WAL sender|walsender|replication role/i.test(message)) {
+        fix = `grant replication to the role: ALTER ROLE "${options.user}" WITH REPLICATION`;
+      } else if (/FOR ALL TABLES/i.test(sql ?? "")) {
+        fix =
+          "creating a publication FOR ALL TABLES needs a superuser; have one create it, or list the tables (CREATE PUBLICATION … FOR TABLE …) as their owner";
+      }
       break;
     case "28P01":
       fix = `check the password for "${options.user}"`;
@@ -700,7 +705,11 @@ export function explain(
       fix = `create database "${options.database}" or fix the database name in the URL`;
       break;
     case "0A000":
-      if (message.includes("proto_version")) fix = "use a lower proto_version for this server";
+      if (message.includes("proto_version")) {
+        fix = message.includes("or higher")
+          ? "use a higher proto_version for this server"
+          : "use a lower proto_version for this server";
+      }
       break;
   }
   const context = sql === undefined

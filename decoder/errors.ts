@@ -68,6 +68,8 @@ export class PostgresError extends Error implements PostgresNotice {
   /** A fix for the user, written by Spillway for well-known failures. */
   readonly fix?: string;
   readonly retriable: boolean;
+  /** The server's notice as received, to re-wrap the error with other context. */
+  readonly notice: PostgresNotice;
 
   constructor(notice: PostgresNotice, context?: string, fix?: string) {
     const parts = [`${context ? `${context}: ` : ""}${notice.message} (SQLSTATE ${notice.code})`];
@@ -86,6 +88,7 @@ export class PostgresError extends Error implements PostgresNotice {
     this.column = notice.column;
     this.constraint = notice.constraint;
     this.fix = fix;
+    this.notice = notice;
     this.retriable = RETRIABLE_CODES.has(notice.code);
   }
 }

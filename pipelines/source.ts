@@ -130,6 +130,21 @@ export class ReplicationSource {
       replication: "database",
     });
     this.#connection = connection;
+    try {
+      await this.#start(connection, first);
+    } catch (error) {
+      // A failed reconnect attempt must not leave its walsender behind. (A failed first
+      // attempt is cleaned up by open(), which may still need the connection.)
+      if (!first) {
+        connection.destroy();
+        this.#connection = null;
+      }
+      throw error;
+    }
+  }
+
+  async #start(connection: PgConnection, first: boolean): Promise<void> {
+    const options = this.options;
     if (first) await this.#preflight(connection);
     const major = connection.serverMajorVersion;
     const protoVersion = options.protoVersion ?? maxProtoVersion(major);
@@ -268,21 +283,29 @@ export class ReplicationSource {
     await this.#stream?.sendStatusNow();
   }
 
-  /** Yields batches of items until closed; reconnects on retriable failures. */
-  async *batches(): AsyncGenerator<SourceItem[]> {
-    while (!this.#closing) {
+  /**
+   * Yields batches of items until closed or `signal` aborts; reconnects on
+   * retriable failures. After an abort, the batch in hand can still be finished
+   * and confirmed before {@linkcode close}.
+   */
+  async *batches(signal?: AbortSignal): AsyncGenerator<SourceItem[]> {
+    const aborted = new Promise<null>((resolve) => {
+      if (signal?.aborted) resolve(null);
+      signal?.addEventListener("abort", () => resolve(null), { once: true });
+    });
+    while (!this.#closing && !signal?.aborted) {
       const stream = this.#stream;
       let batch;
       try {
         if (stream === null) throw new ConnectionError("The replication stream is not running");
-        batch = await stream.nextBatch();
+        batch = await Promise.race([stream.nextBatch(), aborted]);
         if (batch === null) {
-          if (this.#closing) return;
+          if (this.#closing || signal?.aborted) return;
           throw new ConnectionError("The replication stream ended");
         }
       } catch (error) {
-        if (this.#closing) return;
-        yield* this.#recover(error);
+        if (this.#closing || signal?.aborted) return;
+        yield* this.#recover(error, signal);
         continue;
       }
       const items = this.#assemble(batch);
@@ -311,7 +334,7 @@ export class ReplicationSource {
     return out;
   }
 
-  async *#recover(error: unknown): AsyncGenerator<SourceItem[]> {
+  async *#recover(error: unknown, signal?: AbortSignal): AsyncGenerator<SourceItem[]> {
     const reason = error instanceof Error ? error.message : String(error);
     if (this.options.temporarySlot) {
       throw new ConnectionError(
@@ -333,6 +356,7 @@ export class ReplicationSource {
       initialDelayMs: 250,
       maxDelayMs: 15_000,
       shouldRetry: (e) => e instanceof ConnectionError || isRetriableError(e),
+      signal,
       onRetry: (e, attempt, delay) =>
         this.#log("warn", "Reconnect failed; retrying", {
           attempt,

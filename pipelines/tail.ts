@@ -43,14 +43,18 @@ async function writeStdout(bytes: Uint8Array): Promise<void> {
 /** Streams until the signal aborts; returns the number of change events printed. */
 export async function tail(options: TailOptions): Promise<number> {
   const session = `spillway_tail_${Deno.pid}_${Date.now().toString(36)}`;
+  // A session publication is newer than a permanent slot's position, and decoding from
+  // there fails (the publication "does not exist" in the past): with --slot, the
+  // publication is stable — named after the slot unless given — and never dropped.
+  const temporary = options.slot === undefined;
   const source = await ReplicationSource.open({
     connection: options.connection,
     slot: options.slot ?? session,
-    temporarySlot: options.slot === undefined,
+    temporarySlot: temporary,
     createSlot: options.create ?? false,
-    publication: options.publication ?? session,
-    createPublication: options.publication === undefined || (options.create ?? false),
-    dropPublicationOnClose: options.publication === undefined,
+    publication: options.publication ?? options.slot ?? session,
+    createPublication: temporary ? options.publication === undefined : options.create ?? false,
+    dropPublicationOnClose: temporary && options.publication === undefined,
     startLsn: options.fromLsn,
     protoVersion: options.protoVersion,
     streaming: options.streaming,
@@ -59,12 +63,10 @@ export async function tail(options: TailOptions): Promise<number> {
     log: options.log,
   });
   const write = options.write ?? writeStdout;
-  const onAbort = () => void source.close();
-  options.signal?.addEventListener("abort", onAbort, { once: true });
   let changes = 0;
   try {
-    if (options.signal?.aborted) return 0;
-    for await (const batch of source.batches()) {
+    // On abort the loop ends after the batch in hand is printed and confirmed.
+    for await (const batch of source.batches(options.signal)) {
       let text = "";
       let confirm: Lsn | null = null;
       for (const item of batch) {
@@ -78,7 +80,6 @@ export async function tail(options: TailOptions): Promise<number> {
       if (confirm !== null) source.confirm(confirm);
     }
   } finally {
-    options.signal?.removeEventListener("abort", onAbort);
     await source.close();
   }
   return changes;

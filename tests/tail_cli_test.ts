@@ -1,0 +1,585 @@
+/**
+ * `spillway tail` as a subprocess against a real server: the JSON line shapes of
+ * changes and transaction markers, a clean exit on SIGINT that removes the session's
+ * temporary slot and publication, and resuming a permanent slot.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
+import { parseLsn } from "../decoder/lsn.ts";
+import { tail } from "../pipelines/tail.ts";
+import { type PgServer, PRIMARY_VERSION, startPostgres } from "./harness/postgres.ts";
+import { connectOptions } from "./_replication.ts";
+
+let shared: Promise<PgServer> | undefined;
+
+function server(): Promise<PgServer> {
+  // A short wal_sender_timeout makes tail send status updates every second (timeout / 3),
+  // so tests can wait for a confirmation to reach the server.
+  shared ??= startPostgres({ version: PRIMARY_VERSION, settings: { wal_sender_timeout: "3s" } });
+  return shared;
+}
+
+const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
+const ROOT = fileURLToPath(new URL("../", import.meta.url));
+
+/** One line printed by `tail`, parsed. */
+type Line = Record<string, unknown>;
+
+/** A running `spillway tail` whose stdout lines and stderr text are collected as they come. */
+class Tail {
+  readonly lines: Line[] = [];
+  stderr = "";
+  readonly #child: Deno.ChildProcess;
+  readonly #pumps: Promise<void>[];
+  #changed: (() => void) | null = null;
+
+  constructor(args: string[]) {
+    this.#child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", MAIN, "tail", ...args],
+      cwd: ROOT,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    this.#pumps = [
+      this.#pump(this.#child.stdout, (line) => this.lines.push(JSON.parse(line))),
+      this.#pump(this.#child.stderr, (line) => this.stderr += `${line}\n`),
+    ];
+  }
+
+  async #pump(stream: ReadableStream<Uint8Array>, onLine: (line: string) => void): Promise<void> {
+    let pending = "";
+    for await (const text of stream.pipeThrough(new TextDecoderStream())) {
+      pending += text;
+      let newline;
+      while ((newline = pending.indexOf("\n")) >= 0) {
+        onLine(pending.slice(0, newline));
+        pending = pending.slice(newline + 1);
+      }
+      this.#wake();
+    }
+    if (pending !== "") onLine(pending);
+    this.#wake();
+  }
+
+  #wake(): void {
+    const changed = this.#changed;
+    this.#changed = null;
+    changed?.();
+  }
+
+  /** Waits until `check()` holds, re-checking whenever output arrives. */
+  async until(what: string, check: () => boolean, timeoutMs = 15_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!check()) {
+      const remaining = deadline - Date.now();
+      if (remaining <= 0) {
+        assert.fail(
+          `Timed out after ${timeoutMs} ms waiting for ${what}\nstdout: ${
+            JSON.stringify(this.lines)
+          }\nstderr: ${this.stderr}`,
+        );
+      }
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await new Promise<void>((resolve) => {
+        this.#changed = resolve;
+        timer = setTimeout(resolve, Math.min(remaining, 200));
+      });
+      clearTimeout(timer);
+    }
+  }
+
+  /** Waits for "Streaming started" on stderr. */
+  started(): Promise<void> {
+    return this.until("streaming to start", () => this.stderr.includes("Streaming started"));
+  }
+
+  /** Sends SIGINT and returns the exit code and how long the exit took. */
+  async interrupt(timeoutMs = 10_000): Promise<{ code: number; elapsedMs: number }> {
+    const started = Date.now();
+    try {
+      this.#child.kill("SIGINT");
+    } catch {
+      // It has exited already; its status tells how.
+    }
+    const timer = setTimeout(() => this.kill(), timeoutMs);
+    try {
+      const status = await this.#child.status;
+      await Promise.all(this.#pumps);
+      return { code: status.code, elapsedMs: Date.now() - started };
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Waits for the process to end by itself. */
+  async exit(timeoutMs = 15_000): Promise<number> {
+    const timer = setTimeout(() => this.kill(), timeoutMs);
+    try {
+      const status = await this.#child.status;
+      await Promise.all(this.#pumps);
+      return status.code;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Kills the process if it still runs (cleanup after a failed assertion). */
+  async kill(): Promise<void> {
+    try {
+      this.#child.kill("SIGKILL");
+    } catch {
+      // Already gone.
+    }
+    await this.#child.status;
+    await Promise.all(this.#pumps).catch(() => {});
+  }
+
+  changes(): Line[] {
+    return this.lines.filter((line) => "op" in line);
+  }
+
+  commits(): Line[] {
+    return this.lines.filter((line) => line.type === "commit");
+  }
+}
+
+/** Runs `body` with a started `tail`; always reaps the process. */
+async function withTail<T>(args: string[], body: (tail: Tail) => Promise<T>): Promise<T> {
+  const tail = new Tail(args);
+  try {
+    return await body(tail);
+  } finally {
+    await tail.kill();
+  }
+}
+
+const LSN_TEXT = /^[0-9A-F]{1,8}\/[0-9A-F]{1,8}$/;
+const ISO_MICROS = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/;
+
+interface Source {
+  schema: string;
+  table: string;
+  relid: number;
+  lsn: string;
+  commitLsn: string;
+  xid: number;
+  commitTime: string;
+}
+
+/** A change line as printed. */
+interface ChangeLine {
+  op: string;
+  source: Source;
+  before: Record<string, unknown> | null;
+  after: Record<string, unknown> | null;
+  unchanged: string[];
+  truncate?: { cascade: boolean; restartIdentity: boolean };
+}
+
+/** Splits lines into transactions (begin … commit), checking the framing on the way. */
+function transactions(lines: Line[]): { begin: Line; changes: Line[]; commit: Line }[] {
+  const out: { begin: Line; changes: Line[]; commit: Line }[] = [];
+  let open: { begin: Line; changes: Line[] } | null = null;
+  for (const line of lines) {
+    if (line.type === "begin") {
+      assert.equal(open, null, "begin inside a transaction");
+      open = { begin: line, changes: [] };
+    } else if (line.type === "commit") {
+      assert.ok(open !== null, "commit without begin");
+      out.push({ ...open, commit: line });
+      open = null;
+    } else if ("op" in line) {
+      assert.ok(open !== null, `a change outside begin/commit: ${JSON.stringify(line)}`);
+      open.changes.push(line);
+    }
+  }
+  return out;
+}
+
+/** The slot's confirmed_flush_lsn. */
+async function confirmedFlush(pg: PgServer, slot: string): Promise<bigint> {
+  const text = await pg.psql(
+    `SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = '${slot}'`,
+  );
+  return parseLsn(text);
+}
+
+/**
+ * Waits until the server shows the confirmation of `endLsn` (status updates are periodic), so the
+ * resume tests check resumption rather than the shutdown path, which has its own test ("an abort
+ * while a batch is being printed …").
+ */
+async function waitForConfirmation(pg: PgServer, slot: string, endLsn: string): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (await confirmedFlush(pg, slot) < parseLsn(endLsn)) {
+    if (Date.now() > deadline) assert.fail(`The slot never confirmed ${endLsn}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+async function sessionLeftovers(pg: PgServer): Promise<string> {
+  return await pg.psql(`
+    SELECT 'slot ' || slot_name FROM pg_replication_slots WHERE slot_name LIKE 'spillway_tail_%'
+    UNION ALL
+    SELECT 'publication ' || pubname FROM pg_publication WHERE pubname LIKE 'spillway_tail_%'
+  `);
+}
+
+Deno.test("tail --tx: JSON lines for insert/update/delete/truncate with begin/commit; SIGINT exits 0 and cleans up", async () => {
+  const pg = await server();
+  await pg.psql(`
+    CREATE TABLE shapes (id int PRIMARY KEY, name text, big text);
+    CREATE TABLE full_rows (id int PRIMARY KEY, v text);
+    ALTER TABLE full_rows REPLICA IDENTITY FULL;
+  `);
+  const testStarted = Date.now();
+  await withTail([pg.url(), "--tx"], async (tail) => {
+    await tail.started();
+    // While it runs, its temporary slot and publication exist.
+    const during = await pg.psql(
+      "SELECT temporary, active FROM pg_replication_slots WHERE slot_name LIKE 'spillway_tail_%'",
+    );
+    assert.equal(during, "t|t");
+
+    // A TOASTed value (incompressible enough to be stored out of line), then changes.
+    const xids = (await pg.psql(`
+      BEGIN;
+      INSERT INTO shapes VALUES
+        (1, 'a', (SELECT string_agg(md5(g::text), '') FROM generate_series(1, 300) g));
+      SELECT pg_current_xact_id();
+      COMMIT;
+      UPDATE shapes SET name = 'b' WHERE id = 1;
+      UPDATE shapes SET id = 2 WHERE id = 1;
+      DELETE FROM shapes WHERE id = 2;
+      INSERT INTO full_rows VALUES (1, 'x');
+      UPDATE full_rows SET v = 'y';
+      DELETE FROM full_rows;
+      BEGIN;
+      INSERT INTO shapes VALUES (10, 'ten', NULL);
+      INSERT INTO full_rows VALUES (10, 'z');
+      SELECT pg_current_xact_id();
+      COMMIT;
+      TRUNCATE shapes;
+    `)).split("\n").map(Number);
+    const walAfter = parseLsn(await pg.psql("SELECT pg_current_wal_lsn()"));
+    await tail.until("9 transactions", () => tail.commits().length >= 9);
+
+    const txs = transactions(tail.lines);
+    assert.equal(txs.length, 9);
+    let previousEnd = 0n;
+    for (const { begin, changes, commit } of txs) {
+      // begin: {type, xid, commitLsn, commitTime, streamed}
+      assert.deepEqual(Object.keys(begin).sort(), [
+        "commitLsn",
+        "commitTime",
+        "streamed",
+        "type",
+        "xid",
+      ]);
+      assert.equal(typeof begin.xid, "number");
+      assert.match(begin.commitLsn as string, LSN_TEXT);
+      assert.match(begin.commitTime as string, ISO_MICROS);
+      const commitTime = Date.parse(begin.commitTime as string);
+      assert.ok(commitTime >= testStarted - 1000 && commitTime <= Date.now() + 1000);
+      assert.equal(begin.streamed, false);
+      // commit: {type, xid, commitLsn, endLsn, events}
+      assert.deepEqual(Object.keys(commit).sort(), [
+        "commitLsn",
+        "endLsn",
+        "events",
+        "type",
+        "xid",
+      ]);
+      assert.equal(commit.xid, begin.xid);
+      assert.equal(commit.commitLsn, begin.commitLsn);
+      assert.equal(commit.events, changes.length);
+      const commitLsn = parseLsn(begin.commitLsn as string);
+      const endLsn = parseLsn(commit.endLsn as string);
+      assert.ok(commitLsn < endLsn && endLsn <= walAfter, "commitLsn < endLsn <= current WAL");
+      assert.ok(commitLsn > previousEnd, "transactions come in commit order");
+      previousEnd = endLsn;
+      for (const change of changes) {
+        assert.deepEqual(
+          Object.keys(change).sort(),
+          ["after", "before", "op", "source", "unchanged"]
+            .concat(change.op === "t" ? ["truncate"] : []).sort(),
+        );
+        const source = change.source as Source;
+        assert.deepEqual(Object.keys(source).sort(), [
+          "commitLsn",
+          "commitTime",
+          "lsn",
+          "relid",
+          "schema",
+          "table",
+          "xid",
+        ]);
+        assert.equal(source.schema, "public");
+        assert.equal(source.xid, begin.xid);
+        assert.equal(source.commitLsn, begin.commitLsn);
+        assert.equal(source.commitTime, begin.commitTime);
+        assert.match(source.lsn, LSN_TEXT);
+        assert.ok(parseLsn(source.lsn) < commitLsn, "a change comes before its commit record");
+        assert.equal(typeof source.relid, "number");
+        assert.ok(Array.isArray(change.unchanged));
+      }
+    }
+
+    const only = (i: number): ChangeLine => {
+      const tx = txs[i]!;
+      assert.equal(tx.changes.length, 1, `transaction ${i} has one change`);
+      return tx.changes[0]! as unknown as ChangeLine;
+    };
+    // 1. Insert with a TOASTed value: everything in `after`.
+    const insert = only(0);
+    assert.equal(insert.op, "c");
+    assert.equal(insert.source.table, "shapes");
+    assert.equal(txs[0]!.begin.xid, xids[0]);
+    assert.equal(insert.before, null);
+    const after = insert.after as Record<string, string>;
+    assert.equal(after.id, "1");
+    assert.equal(after.name, "a");
+    assert.equal(after.big?.length, 300 * 32);
+    assert.deepEqual(insert.unchanged, []);
+    // 2. Update of a non-key column: no old key is sent; the TOASTed column is unchanged.
+    const update = only(1);
+    assert.equal(update.op, "u");
+    assert.equal(update.before, null);
+    assert.deepEqual(update.after, { id: "1", name: "b" });
+    assert.deepEqual(update.unchanged, ["big"]);
+    // 3. Update of the key: the old key comes in `before`.
+    const keyUpdate = only(2);
+    assert.equal(keyUpdate.op, "u");
+    assert.deepEqual(keyUpdate.before, { id: "1" });
+    assert.deepEqual(keyUpdate.after, { id: "2", name: "b" });
+    assert.deepEqual(keyUpdate.unchanged, ["big"]);
+    // 4. Delete under the default replica identity: key only.
+    const del = only(3);
+    assert.equal(del.op, "d");
+    assert.deepEqual(del.before, { id: "2" });
+    assert.equal(del.after, null);
+    // 5–7. REPLICA IDENTITY FULL: whole old rows.
+    assert.deepEqual(only(4).after, { id: "1", v: "x" });
+    assert.equal(only(4).source.table, "full_rows");
+    assert.deepEqual(only(5).before, { id: "1", v: "x" });
+    assert.deepEqual(only(5).after, { id: "1", v: "y" });
+    assert.equal(only(6).op, "d");
+    assert.deepEqual(only(6).before, { id: "1", v: "y" });
+    // 8. Two changes in one transaction, both with its xid.
+    const both = txs[7]!;
+    assert.equal(both.begin.xid, xids[1]);
+    assert.deepEqual(both.changes.map((c) => (c.source as Source).table), ["shapes", "full_rows"]);
+    assert.deepEqual(both.changes.map((c) => c.after), [
+      { id: "10", name: "ten", big: null },
+      { id: "10", v: "z" },
+    ]);
+    const [lsnA, lsnB] = both.changes.map((c) => parseLsn((c.source as Source).lsn));
+    assert.ok(lsnA! < lsnB!, "changes of a transaction come in WAL order");
+    // 9. Truncate.
+    const truncate = only(8);
+    assert.equal(truncate.op, "t");
+    assert.equal(truncate.source.table, "shapes");
+    assert.deepEqual(truncate.truncate, { cascade: false, restartIdentity: false });
+
+    // SIGINT: a clean, quick exit.
+    const { code, elapsedMs } = await tail.interrupt();
+    assert.equal(code, 0, tail.stderr);
+    assert.ok(elapsedMs < 5_000, `exit took ${elapsedMs} ms`);
+    assert.ok(tail.stderr.includes("Stopped"), tail.stderr);
+    assert.ok(tail.stderr.includes("changes=10"), tail.stderr);
+  });
+  // The session's temporary slot and publication are gone.
+  assert.equal(await sessionLeftovers(pg), "");
+  await pg.psql("DROP TABLE shapes, full_rows");
+});
+
+Deno.test("tail without --tx prints changes only", async () => {
+  const pg = await server();
+  await pg.psql("CREATE TABLE quiet (id int PRIMARY KEY)");
+  await withTail([pg.url()], async (tail) => {
+    await tail.started();
+    await pg.psql("INSERT INTO quiet VALUES (1), (2)");
+    await tail.until("two changes", () => tail.changes().length >= 2);
+    assert.equal(tail.lines.filter((line) => "type" in line).length, 0);
+    assert.deepEqual(tail.changes().map((line) => line.after), [{ id: "1" }, { id: "2" }]);
+    assert.equal((await tail.interrupt()).code, 0, tail.stderr);
+  });
+  assert.equal(await sessionLeftovers(pg), "");
+  await pg.psql("DROP TABLE quiet");
+});
+
+Deno.test("tail --slot NAME --create makes a permanent slot; a second run with --slot NAME resumes after what was confirmed", async () => {
+  const pg = await server();
+  await pg.psql("CREATE TABLE resumed (id int PRIMARY KEY)");
+  let firstEnd = "";
+  await withTail([pg.url(), "--slot", "tail_keep", "--create", "--tx"], async (tail) => {
+    await tail.started();
+    await pg.psql("INSERT INTO resumed VALUES (1)");
+    await tail.until("row 1", () => tail.commits().length >= 1);
+    firstEnd = tail.commits()[0]!.endLsn as string;
+    await waitForConfirmation(pg, "tail_keep", firstEnd); // BUG: workaround, see the helper
+    assert.equal((await tail.interrupt()).code, 0, tail.stderr);
+  });
+  // The slot survives the session, permanent, and holds at least what was printed.
+  const [temporary, active, confirmed] = (await pg.psql(
+    "SELECT temporary, active, confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = 'tail_keep'",
+  )).split("|");
+  assert.equal(temporary, "f");
+  assert.equal(active, "f");
+  assert.ok(parseLsn(confirmed!) >= parseLsn(firstEnd), `confirmed ${confirmed} < ${firstEnd}`);
+  assert.equal(await sessionLeftovers(pg), "", "the session publication was dropped");
+
+  await withTail([pg.url(), "--slot", "tail_keep", "--tx"], async (tail) => {
+    await tail.started();
+    assert.ok(tail.stderr.includes("slot=tail_keep"), tail.stderr);
+    await pg.psql("INSERT INTO resumed VALUES (2)");
+    await tail.until("row 2", () => tail.commits().length >= 1);
+    assert.equal((await tail.interrupt()).code, 0, tail.stderr);
+    const ids = tail.changes().map((line) => (line.after as { id: string }).id);
+    assert.deepEqual(ids, ["2"], "row 1 was confirmed in the first run and is not printed again");
+  });
+  assert.equal(
+    await pg.psql("SELECT temporary FROM pg_replication_slots WHERE slot_name = 'tail_keep'"),
+    "f",
+  );
+  await pg.psql("SELECT pg_drop_replication_slot('tail_keep'); DROP TABLE resumed");
+});
+
+Deno.test("tail --slot NAME --publication P resumes with the changes made while it was stopped", async () => {
+  const pg = await server();
+  await pg.psql("CREATE TABLE downtime (id int PRIMARY KEY)");
+  const args = [pg.url(), "--slot", "tail_resume", "--publication", "tail_pub", "--tx"];
+  await withTail([...args, "--create"], async (tail) => {
+    await tail.started();
+    await pg.psql("INSERT INTO downtime VALUES (1)");
+    await tail.until("row 1", () => tail.commits().length >= 1);
+    const endLsn = tail.commits()[0]!.endLsn as string;
+    await waitForConfirmation(pg, "tail_resume", endLsn); // BUG: workaround, see the helper
+    assert.equal((await tail.interrupt()).code, 0, tail.stderr);
+  });
+  // A named publication is the user's: it stays, like the slot.
+  assert.equal(
+    await pg.psql("SELECT count(*) FROM pg_publication WHERE pubname = 'tail_pub'"),
+    "1",
+  );
+
+  await pg.psql("INSERT INTO downtime VALUES (2); INSERT INTO downtime VALUES (3)");
+  await withTail(args, async (tail) => {
+    await tail.started();
+    await pg.psql("INSERT INTO downtime VALUES (4)");
+    await tail.until("rows 2–4", () => tail.commits().length >= 3);
+    assert.equal((await tail.interrupt()).code, 0, tail.stderr);
+    const ids = tail.changes().map((line) => (line.after as { id: string }).id);
+    assert.deepEqual(ids, ["2", "3", "4"]);
+  });
+  await pg.psql(
+    "SELECT pg_drop_replication_slot('tail_resume'); DROP PUBLICATION tail_pub; DROP TABLE downtime",
+  );
+});
+
+Deno.test({
+  // BUG (pipelines/tail.ts): with --slot NAME and no --publication, every run creates a new
+  // per-session publication. On the second run it is younger than the slot's confirmed
+  // position, so a change made while tail was stopped fails decoding on PostgreSQL 14–17
+  // (42704 'publication "spillway_tail_…" does not exist', fatal): a permanent slot cannot
+  // resume across downtime. The publication is also left behind, because the DROP runs on
+  // the walsender connection whose failed decoding still "cannot see" it (NOTICE "does not
+  // exist, skipping"). Proposed: with --slot, require --publication or derive a stable name
+  // from the slot (created with --create, never dropped), and drop session publications on a
+  // fresh connection.
+  name: "tail --slot NAME resumes across downtime without --publication",
+
+  fn: async () => {
+    const pg = await server();
+    await pg.psql("CREATE TABLE gap (id int PRIMARY KEY)");
+    await withTail([pg.url(), "--slot", "tail_gap", "--create", "--tx"], async (tail) => {
+      await tail.started();
+      await pg.psql("INSERT INTO gap VALUES (1)");
+      await tail.until("row 1", () => tail.commits().length >= 1);
+      assert.equal((await tail.interrupt()).code, 0, tail.stderr);
+    });
+    await pg.psql("INSERT INTO gap VALUES (2)");
+    try {
+      await withTail([pg.url(), "--slot", "tail_gap", "--tx"], async (tail) => {
+        await tail.started();
+        const failed = () => tail.stderr.includes("spillway tail:");
+        await tail.until("row 2", () => tail.commits().length >= 1 || failed());
+        const code = failed() ? await tail.exit() : (await tail.interrupt()).code;
+        assert.equal(code, 0, tail.stderr);
+        const ids = tail.changes().map((line) => (line.after as { id: string }).id);
+        assert.deepEqual(ids, ["2"]);
+      });
+      assert.equal(await sessionLeftovers(pg), "");
+    } finally {
+      await pg.psql(`
+        SELECT pg_drop_replication_slot('tail_gap');
+        DROP TABLE gap;
+      `);
+      for (const pub of (await pg.psql("SELECT pubname FROM pg_publication")).split("\n")) {
+        if (pub.startsWith("spillway_tail_")) await pg.psql(`DROP PUBLICATION "${pub}"`);
+      }
+    }
+  },
+});
+
+Deno.test({
+  // BUG (pipelines/tail.ts + pipelines/source.ts): on SIGINT, tail's abort listener calls
+  // source.close() at once. close() sets the source's stream to null and sends the final status
+  // update and CopyDone, while the loop may still be writing a batch to stdout. When that write
+  // completes, tail calls source.confirm(endLsn), which only updates a local field (the stream
+  // is gone): lines that were printed are never confirmed, and the next run with the same slot
+  // prints them again. The CLI shows it about 1 run in 15 under CPU load; this test makes it
+  // deterministic by calling tail() in-process and aborting while a write that holds a commit
+  // line is in flight. Proposed: on abort, stop only the wait for the next batch (e.g. an
+  // AbortSignal for batches()), let the loop finish writing and confirming the batch in hand,
+  // and call close() after the loop.
+  name: "tail: an abort while a batch is being printed still confirms every printed transaction",
+
+  fn: async () => {
+    const pg = await server();
+    await pg.psql(`
+      CREATE TABLE blocked (id int PRIMARY KEY);
+      CREATE PUBLICATION blocked_pub FOR TABLE blocked;
+      SELECT pg_create_logical_replication_slot('blocked_slot', 'pgoutput');
+      INSERT INTO blocked VALUES (1);
+    `);
+    const controller = new AbortController();
+    const printed: string[] = [];
+    try {
+      await tail({
+        connection: connectOptions(pg),
+        slot: "blocked_slot",
+        publication: "blocked_pub",
+        transactions: true,
+        signal: controller.signal,
+        log: () => {},
+        write: async (bytes) => {
+          const text = new TextDecoder().decode(bytes);
+          printed.push(...text.split("\n").filter((line) => line !== ""));
+          // Ctrl-C while this write (with a commit line in it) is still in flight.
+          if (text.includes('"type":"commit"')) controller.abort();
+          await new Promise((resolve) => setTimeout(resolve, 200));
+        },
+      });
+      const commit = printed.find((line) => line.includes('"type":"commit"'));
+      assert.ok(commit, "the transaction was printed");
+      const endLsn = JSON.parse(commit).endLsn as string;
+      const confirmed = await confirmedFlush(pg, "blocked_slot");
+      assert.ok(confirmed >= parseLsn(endLsn), `printed ${endLsn} but the slot confirmed less`);
+    } finally {
+      await pg.psql(`
+        SELECT pg_drop_replication_slot('blocked_slot');
+        DROP PUBLICATION blocked_pub;
+        DROP TABLE blocked;
+      `);
+    }
+  },
+});
+
+Deno.test("teardown: stop the shared server", async () => {
+  if (shared) await (await shared)[Symbol.asyncDispose]();
+});
