@@ -60,7 +60,8 @@ export class BufferWriter {
   }
 
   bytes(value: Uint8Array): this {
-    this.#bytes.set(value, this.#ensure(value.byteLength));
+    const at = this.#ensure(value.byteLength); // may swap in a larger buffer: take it after
+    this.#bytes.set(value, at);
     return this;
   }
 

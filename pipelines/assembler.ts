@@ -17,11 +17,20 @@ import {
 import { RelationCache } from "../decoder/relations.ts";
 import type { ChangeEvent, EventSource, Row, StreamItem, TransactionInfo } from "./events.ts";
 
+/** An item, or a Relation to apply at commit, with the (sub)transaction xid that made it. */
+type StreamedEntry =
+  | { subXid: number; item: StreamItem; relation?: undefined }
+  | { subXid: number; relation: RelationMessage; item?: undefined };
+
 interface StreamedTransaction {
   xid: number;
   origin?: string;
-  /** Items with the (sub)transaction xid that made them. */
-  items: { subXid: number; item: StreamItem }[];
+  entries: StreamedEntry[];
+  /**
+   * Relations described inside this transaction's stream blocks: used to decode its
+   * changes, merged into the cache only at its commit, dropped if it aborts.
+   */
+  relations: Map<number, RelationMessage>;
 }
 
 const PLACEHOLDER_LSN = 0n as Lsn;
@@ -153,7 +162,7 @@ export class TransactionAssembler {
       case "StreamStart": {
         this.#streamXid = message.xid;
         if (!this.#streamed.has(message.xid)) {
-          this.#streamed.set(message.xid, { xid: message.xid, items: [] });
+          this.#streamed.set(message.xid, { xid: message.xid, entries: [], relations: new Map() });
         }
         return [];
       }
@@ -166,7 +175,7 @@ export class TransactionAssembler {
         } else {
           const streamed = this.#streamed.get(message.xid);
           if (streamed) {
-            streamed.items = streamed.items.filter((entry) => entry.subXid !== message.subXid);
+            streamed.entries = streamed.entries.filter((entry) => entry.subXid !== message.subXid);
           }
         }
         return [];
@@ -186,7 +195,12 @@ export class TransactionAssembler {
         };
         const out: StreamItem[] = [{ kind: "begin", tx }];
         let count = 0;
-        for (const { item } of streamed?.items ?? []) {
+        for (const entry of streamed?.entries ?? []) {
+          if (entry.relation !== undefined) {
+            out.push(...this.#relation(entry.relation)); // the schema as of this point of the transaction
+            continue;
+          }
+          const item = entry.item;
           if (item.kind === "change") {
             item.event.source.commitLsn = tx.commitLsn;
             item.event.source.commitTime = tx.commitTime;
@@ -222,7 +236,7 @@ export class TransactionAssembler {
   #route(xid: number | undefined, items: StreamItem[]): StreamItem[] {
     if (this.#streamXid !== null) {
       const streamed = this.#streamed.get(this.#streamXid)!;
-      for (const item of items) streamed.items.push({ subXid: xid ?? this.#streamXid, item });
+      for (const item of items) streamed.entries.push({ subXid: xid ?? this.#streamXid, item });
       return [];
     }
     const tx = this.#requireCurrent("change");
@@ -240,6 +254,12 @@ export class TransactionAssembler {
   }
 
   #relation(message: RelationMessage): StreamItem[] {
+    if (this.#streamXid !== null) {
+      const streamed = this.#streamed.get(this.#streamXid)!;
+      streamed.relations.set(message.relationId, message);
+      streamed.entries.push({ subXid: message.xid ?? this.#streamXid, relation: message });
+      return [];
+    }
     const change = this.relations.apply(message);
     if (change.kind !== "schema-change") return [];
     const item: StreamItem = {
@@ -251,8 +271,6 @@ export class TransactionAssembler {
       previousColumns: change.previous.columns.map((column) => column.name),
       columns: message.columns.map((column) => column.name),
     };
-    // Inside a streamed transaction the change belongs to it: emitted at its commit, dropped on abort.
-    if (this.#streamXid !== null) return this.#route(message.xid, [item]);
     return [item];
   }
 
@@ -329,7 +347,10 @@ export class TransactionAssembler {
   }
 
   #relationFor(relid: number, what: string): RelationMessage {
-    const relation = this.relations.get(relid);
+    const overlay = this.#streamXid === null
+      ? undefined
+      : this.#streamed.get(this.#streamXid)?.relations.get(relid);
+    const relation = overlay ?? this.relations.get(relid);
     if (relation === undefined) {
       throw new DecodeError(what, 1, `relation ${relid} was never described by a Relation message`);
     }

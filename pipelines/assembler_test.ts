@@ -348,8 +348,11 @@ Deno.test("assembler: a plain transaction between stream blocks is emitted at on
   );
   assert.deepEqual(first, []);
 
+  // A Relation sent inside a stream block belongs to that transaction; pgoutput tracks
+  // what it sent per streamed transaction and describes the relation again for this one.
   const plain = h.feed(
     [0x200, beginFrame(800, 0x260)],
+    [0, ordersRelation()],
     [0x210, f.insert(RELID, [{ t: "p1" }, null, null])],
     [0x290, commitFrame(0x260, 0x290)],
   );

@@ -315,9 +315,6 @@ for (const method of Object.keys(ROLES) as Method[]) {
 }
 
 Deno.test({
-  // BUG (decoder/connection.ts, PgConnection.connect): a startup PostgresError is wrapped
-  // with `new PostgresError(error, context, error.fix)`, and `error.message` is already the
-  // formatted text, so "(SQLSTATE …); fix: …" appears twice in the final message.
   name: "auth: a connect error states its SQLSTATE, detail and fix once",
 
   fn: async () => {
@@ -507,15 +504,6 @@ Deno.test("tls: SCRAM over TLS uses SCRAM-SHA-256-PLUS (channel binding); plain 
 });
 
 Deno.test({
-  // BUG (decoder/auth.ts, certificateHash): tls-server-end-point always hashes the server
-  // certificate with SHA-256, but RFC 5929 (and PostgreSQL's be_tls_get_certificate_hash) use
-  // the certificate's signature hash, SHA-256 only for MD5/SHA-1. With a certificate signed
-  // with sha384WithRSAEncryption (or SHA-512, or ecdsa-with-SHA384) the server answers
-  // "SCRAM channel binding check failed" (28000), so no SCRAM role can log in over TLS.
-  // The 28000 fix in explain() then wrongly points at pg_hba.conf. Proposed: read the
-  // signatureAlgorithm OID from the DER (sha384 → SHA-384, sha512 → SHA-512, md5/sha1/sha224/
-  // sha256 → SHA-256) and hash with it; fall back to plain SCRAM with gs2 "n" when there is no
-  // usable hash (Ed25519/Ed448).
   name: "tls: SCRAM-SHA-256-PLUS works with a certificate signed with SHA-384",
 
   fn: async () => {
@@ -801,10 +789,6 @@ Deno.test("replication: bad pgoutput options: duplicate 42601, unknown XX000, mi
 });
 
 Deno.test({
-  // BUG (decoder/connection.ts, explain): every 0A000 whose message mentions proto_version gets
-  // the fix "use a lower proto_version for this server", also when the server says the
-  // version is too LOW ("client sent proto_version=0 but server only supports protocol 1 or
-  // higher"). Proposed: choose "lower" or "higher" from the message ("or lower" / "or higher").
   name: "replication: proto_version below 1 is 0A000 with a fix that does not say 'lower'",
 
   fn: async () => {

@@ -379,11 +379,6 @@ Deno.test("failure: a wrong password via the CLI exits 1 naming the user and the
 });
 
 Deno.test({
-  // BUG (decoder/connection.ts, explain): every 42501 gets the fix "grant replication to the
-  // role: ALTER ROLE … WITH REPLICATION", also "permission denied for database" from CREATE
-  // PUBLICATION … FOR ALL TABLES run by a role that has REPLICATION already. Proposed: give
-  // that fix only when the message is about the WAL sender ("permission denied to start WAL
-  // sender" on 16+, "must be superuser or replication role to start walsender" on ≤15).
   name: "failure: a role that may not create the publication is not told to add REPLICATION",
 
   fn: async () => {
@@ -497,10 +492,6 @@ Deno.test("failure: a slot active in another process: 55006, limited retries, th
 });
 
 Deno.test({
-  // BUG (pipelines/source.ts, #connectAndStart + #recover): each reconnect attempt stores its
-  // new PgConnection in this.#connection before START_REPLICATION; when START_REPLICATION fails
-  // (e.g. 55006) the connection is neither closed nor reused, and the next attempt overwrites
-  // the field, so every failed attempt but the last leaks an open walsender connection.
   name: "failure: failed reconnect attempts close their connections",
 
   fn: async () => {

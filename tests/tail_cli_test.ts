@@ -421,7 +421,7 @@ Deno.test("tail --slot NAME --create makes a permanent slot; a second run with -
     await pg.psql("INSERT INTO resumed VALUES (1)");
     await tail.until("row 1", () => tail.commits().length >= 1);
     firstEnd = tail.commits()[0]!.endLsn as string;
-    await waitForConfirmation(pg, "tail_keep", firstEnd); // BUG: workaround, see the helper
+    await waitForConfirmation(pg, "tail_keep", firstEnd);
     assert.equal((await tail.interrupt()).code, 0, tail.stderr);
   });
   // The slot survives the session, permanent, and holds at least what was printed.
@@ -458,7 +458,7 @@ Deno.test("tail --slot NAME --publication P resumes with the changes made while 
     await pg.psql("INSERT INTO downtime VALUES (1)");
     await tail.until("row 1", () => tail.commits().length >= 1);
     const endLsn = tail.commits()[0]!.endLsn as string;
-    await waitForConfirmation(pg, "tail_resume", endLsn); // BUG: workaround, see the helper
+    await waitForConfirmation(pg, "tail_resume", endLsn);
     assert.equal((await tail.interrupt()).code, 0, tail.stderr);
   });
   // A named publication is the user's: it stays, like the slot.
@@ -482,15 +482,6 @@ Deno.test("tail --slot NAME --publication P resumes with the changes made while 
 });
 
 Deno.test({
-  // BUG (pipelines/tail.ts): with --slot NAME and no --publication, every run creates a new
-  // per-session publication. On the second run it is younger than the slot's confirmed
-  // position, so a change made while tail was stopped fails decoding on PostgreSQL 14–17
-  // (42704 'publication "spillway_tail_…" does not exist', fatal): a permanent slot cannot
-  // resume across downtime. The publication is also left behind, because the DROP runs on
-  // the walsender connection whose failed decoding still "cannot see" it (NOTICE "does not
-  // exist, skipping"). Proposed: with --slot, require --publication or derive a stable name
-  // from the slot (created with --create, never dropped), and drop session publications on a
-  // fresh connection.
   name: "tail --slot NAME resumes across downtime without --publication",
 
   fn: async () => {
@@ -527,16 +518,6 @@ Deno.test({
 });
 
 Deno.test({
-  // BUG (pipelines/tail.ts + pipelines/source.ts): on SIGINT, tail's abort listener calls
-  // source.close() at once. close() sets the source's stream to null and sends the final status
-  // update and CopyDone, while the loop may still be writing a batch to stdout. When that write
-  // completes, tail calls source.confirm(endLsn), which only updates a local field (the stream
-  // is gone): lines that were printed are never confirmed, and the next run with the same slot
-  // prints them again. The CLI shows it about 1 run in 15 under CPU load; this test makes it
-  // deterministic by calling tail() in-process and aborting while a write that holds a commit
-  // line is in flight. Proposed: on abort, stop only the wait for the next batch (e.g. an
-  // AbortSignal for batches()), let the loop finish writing and confirming the batch in hand,
-  // and call close() after the loop.
   name: "tail: an abort while a batch is being printed still confirms every printed transaction",
 
   fn: async () => {
