@@ -12,9 +12,13 @@
  * only `true` and `false` are booleans.
  *
  * `${NAME}` and `${NAME:-default}` in scalar values are replaced with environment
- * variables (`$${` writes a literal `${`). An unquoted value is typed after the
- * replacement, so `capacity: ${QUEUE_CAPACITY}` with `QUEUE_CAPACITY=500` is the number
- * 500; a quoted value stays a string. Keys are not interpolated.
+ * variables (`:-` also applies when the variable is empty; `$${` writes a literal `${`).
+ * A substituted value takes the type its field expects: `capacity: "${QUEUE_CAPACITY}"`
+ * with `QUEUE_CAPACITY=500` is the number 500, `publication: ${PUB}` with `PUB=123` the
+ * string "123", and `${START_LSN:-}` with nothing set is `null`. (Inside a flow map
+ * `{ ... }` a `${...}` must be quoted, since braces end plain values there.) A value
+ * written without a variable keeps its YAML type, so `capacity: "500"` is an error. Keys
+ * are not interpolated.
  *
  * @module
  */
@@ -332,7 +336,11 @@ export interface ParseOptions {
 export function parsePipelineConfig(text: string, options: ParseOptions): PipelineConfig {
   const baseDir = resolve(options.baseDir ?? dirname(resolve(options.file)));
   const checker = new Checker(text, { lines: new LineCounter(), baseDir, env: options.env });
+  let unexpected = false;
   for (const error of [...checker.doc.errors, ...checker.doc.warnings]) {
+    // After one unexpected token the parser reports most of what follows; one is enough.
+    if (error.code === "UNEXPECTED_TOKEN" && unexpected) continue;
+    unexpected ||= error.code === "UNEXPECTED_TOKEN";
     checker.report(error.pos[0], `invalid YAML: ${syntaxMessage(error.code, error.message)}`);
   }
   // Schema checks on a tree the YAML parser could not read would only add noise.
@@ -395,7 +403,7 @@ export async function loadPipelineConfig(
  *     "source: { url: 'postgres://localhost/app', slot: s, publication: p }",
  *     "tables:",
  *     "  public.orders: { key: [id] }",
- *     "  '\"Sales\".*': { topic: sales.{table} }",
+ *     "  '\"Sales\".*': { topic: 'sales.{table}' }",
  *     "  '*': {}",
  *     "sinks: [stdout: {}]",
  *   ].join("\n"),
@@ -446,6 +454,16 @@ type Read<T> = (checker: Checker, field: Field) => T | undefined;
 
 type ScalarValue = string | number | boolean | null;
 
+/**
+ * A scalar's value. When environment variables were substituted, `text` is the result,
+ * which string fields take as it is, and `value` is that text typed the way an unquoted
+ * YAML value is, which number, boolean and null fields take.
+ */
+interface ScalarRead {
+  value: ScalarValue;
+  text: string | null;
+}
+
 /** Holds the document and collects problems while the sections are read. */
 class Checker {
   readonly text: string;
@@ -454,6 +472,7 @@ class Checker {
   readonly baseDir: string;
   readonly env: (name: string) => string | undefined;
   readonly #problems: { offset: number; message: string }[] = [];
+  readonly #substituted = new Map<unknown, string | undefined>();
 
   constructor(text: string, options: { lines: LineCounter; baseDir: string; env?: Env }) {
     this.text = text;
@@ -480,7 +499,7 @@ class Checker {
   /** Reports `"path": expected ..., found ...`; returns `undefined` for the reader. */
   fail(field: Field, expected: string, found?: string): undefined {
     const shown = found ?? describe(field.node);
-    this.report(field.offset, `${quote(field.path)}: expected ${expected}, found ${shown}`);
+    this.report(field.offset, `${quotePath(field.path)}: expected ${expected}, found ${shown}`);
     return undefined;
   }
 
@@ -514,7 +533,7 @@ class Checker {
       this.report(
         startOf(node) ?? 0,
         `${
-          quote(path)
+          quotePath(path)
         }: expected an alias of an anchor defined above it (&${name}), found *${name}`,
       );
     }
@@ -525,14 +544,15 @@ class Checker {
    * The value of a scalar with environment variables substituted, or `undefined`
    * (reported) for a map, a list or a bad substitution.
    */
-  scalar(field: Field, expected: string): { value: ScalarValue } | undefined {
+  scalar(field: Field, expected: string): ScalarRead | undefined {
     const node = field.node;
     if (!isScalar(node)) return this.fail(field, expected);
     const value = node.value as ScalarValue;
-    if (typeof value !== "string" || !value.includes("${")) return { value };
-    const substituted = this.#interpolate(field, value);
-    if (substituted === undefined) return undefined;
-    return { value: node.type === "PLAIN" ? typePlain(substituted) : substituted };
+    if (typeof value !== "string" || !value.includes("${")) return { value, text: null };
+    // Substituted once per node, so a value read twice is reported once.
+    if (!this.#substituted.has(node)) this.#substituted.set(node, this.#interpolate(field, value));
+    const text = this.#substituted.get(node);
+    return text === undefined ? undefined : { value: typePlain(text), text };
   }
 
   #interpolate(field: Field, text: string): string | undefined {
@@ -561,7 +581,9 @@ class Checker {
       if (match === null) {
         this.report(
           at,
-          `${quote(field.path)}: expected a variable like \${NAME} or \${NAME:-default}, found ${
+          `${
+            quotePath(field.path)
+          }: expected a variable like \${NAME} or \${NAME:-default}, found ${
             quote(reference)
           } (write $\${ for a literal \${)`,
         );
@@ -578,7 +600,7 @@ class Checker {
       } else {
         this.report(
           at,
-          `${quote(field.path)}: expected environment variable ${
+          `${quotePath(field.path)}: expected environment variable ${
             quote(name)
           } to be set, found it unset (or give a default: \${${name}:-value})`,
         );
@@ -608,14 +630,28 @@ function startOf(node: unknown): number | undefined {
   return range?.[0];
 }
 
+/** `sinks[0].file.path`; a key that is not a plain word goes in brackets: `tables[public.*]`. */
 function childPath(path: string, key: string | number): string {
-  if (typeof key === "number") return `${path}[${key}]`;
-  if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(key)) return `${path}['${key}']`;
+  if (typeof key === "number" || !/^[A-Za-z_][A-Za-z0-9_]*$/.test(key)) return `${path}[${key}]`;
   return path === "" ? key : `${path}.${key}`;
 }
 
+/** A value in a message: double-quoted, with JSON escapes. */
 function quote(value: string): string {
   return JSON.stringify(value);
+}
+
+/**
+ * A key path in a message: double-quoted as written, since table names can hold quotes
+ * (`"tables["Sales"."Order Items"].topic"` reads better with them unescaped).
+ */
+function quotePath(path: string): string {
+  return `"${path}"`;
+}
+
+/** A table name or glob in a message; single-quoted when it holds double quotes. */
+function quoteName(name: string): string {
+  return name.includes('"') && !name.includes("'") ? `'${name}'` : quote(name);
 }
 
 /** How a value appears after "found" in a message. */
@@ -676,7 +712,7 @@ class Section {
       return;
     }
     this.present = true;
-    const where = field.path === "" ? "at the top level" : `in ${quote(field.path)}`;
+    const where = field.path === "" ? "at the top level" : `in ${quotePath(field.path)}`;
     for (const pair of (node as YAMLMap).items) {
       const key = keyName(checker, pair.key, field);
       if (key === undefined) continue;
@@ -686,7 +722,7 @@ class Section {
         checker.report(
           keyOffset,
           `${
-            quote(childPath(field.path, key))
+            quotePath(childPath(field.path, key))
           }: expected the key once, found it again (first at line ${checker.line(first)})`,
         );
         continue;
@@ -720,7 +756,8 @@ class Section {
   read<T>(key: string, read: Read<T>, fallback: T): T {
     const field = this.get(key);
     if (field === undefined) return fallback;
-    return read(this.#checker, field) ?? fallback;
+    const value = read(this.#checker, field);
+    return value === undefined ? fallback : value;
   }
 
   required<T>(key: string, read: Read<T>, expected: string): T | undefined {
@@ -729,7 +766,7 @@ class Section {
         const path = childPath(this.field.path, key);
         this.#checker.report(
           this.field.offset,
-          `${quote(path)}: expected ${expected}, found no ${quote(key)} key`,
+          `${quotePath(path)}: expected ${expected}, found no ${quote(key)} key`,
         );
       }
       return undefined;
@@ -754,7 +791,9 @@ function keyName(checker: Checker, key: unknown, parent: Field): string | undefi
   if (isScalar(key)) return key.value === null ? "" : String(key.value);
   checker.report(
     startOf(key) ?? parent.offset,
-    `${quote(parent.path || "(top level)")}: expected a key name, found ${describe(key)} as a key`,
+    `${quotePath(parent.path || "(top level)")}: expected a key name, found ${
+      describe(key)
+    } as a key`,
   );
   return undefined;
 }
@@ -813,7 +852,7 @@ function readString(expected = "a string", check?: (value: string) => boolean): 
   return (checker, field) => {
     const scalar = checker.scalar(field, expected);
     if (scalar === undefined) return undefined;
-    const value = scalar.value;
+    const value = scalar.text ?? scalar.value;
     if (typeof value !== "string" || value === "" || (check !== undefined && !check(value))) {
       return checker.fail(field, expected, describe(field.node, value));
     }
@@ -825,8 +864,9 @@ function readString(expected = "a string", check?: (value: string) => boolean): 
 const readAnyString: Read<string> = (checker, field) => {
   const scalar = checker.scalar(field, "a string");
   if (scalar === undefined) return undefined;
-  if (typeof scalar.value === "string") return scalar.value;
-  return checker.fail(field, "a string", describe(field.node, scalar.value));
+  const value = scalar.text ?? scalar.value;
+  if (typeof value === "string") return value;
+  return checker.fail(field, "a string", describe(field.node, value));
 };
 
 /** A secret: a problem names the value's type but never prints it. */
@@ -834,7 +874,7 @@ function readSecret(expected: string): Read<string> {
   return (checker, field) => {
     const scalar = checker.scalar(field, expected);
     if (scalar === undefined) return undefined;
-    const value = scalar.value;
+    const value = scalar.text ?? scalar.value;
     if (typeof value === "string" && value !== "") return value;
     const found = typeof value === "string" || value === null
       ? describe(field.node, value)
@@ -872,7 +912,11 @@ const readBoolean: Read<boolean> = (checker, field) => {
   if (scalar === undefined) return undefined;
   const value = scalar.value;
   if (typeof value === "boolean") return value;
-  const found = describe(field.node, value) +
+  // YAML 1.1 booleans are plain strings in YAML 1.2.
+  const yaml11 = typeof value === "string" && /^(?:y|yes|n|no|on|off)$/i.test(value)
+    ? " (a string in YAML 1.2; write true or false)"
+    : "";
+  const found = describe(field.node, value) + yaml11 +
     unquotedHint(value, (typed) => typeof typed === "boolean");
   return checker.fail(field, expected, found);
 };
@@ -945,7 +989,15 @@ function readSize(options: { off?: boolean } = {}): Read<number | null> {
 
 /** `null` for `null` or nothing, otherwise what `read` reads. */
 function orNull<T>(read: Read<T>): Read<T | null> {
-  return (checker, field) => isNull(field.node) ? null : read(checker, field);
+  return (checker, field) => {
+    if (isNull(field.node)) return null;
+    if (isScalar(field.node)) {
+      const scalar = checker.scalar(field, "a value"); // `${VAR:-}` can give null too
+      if (scalar === undefined) return undefined;
+      if (scalar.value === null) return null;
+    }
+    return read(checker, field);
+  };
 }
 
 /** A path, resolved against the pipeline file's directory. */
@@ -1095,7 +1147,7 @@ const encoder = new TextEncoder();
 const readUrl: Read<string> = (checker, field) => {
   const scalar = checker.scalar(field, URL_EXPECTED);
   if (scalar === undefined) return undefined;
-  const value = scalar.value;
+  const value = scalar.text ?? scalar.value;
   if (typeof value !== "string") {
     return checker.fail(field, URL_EXPECTED, describe(field.node, value));
   }
@@ -1120,14 +1172,15 @@ const readLsn: Read<Lsn> = (checker, field) => {
   const expected = "an LSN like 16/B374D848";
   const scalar = checker.scalar(field, expected);
   if (scalar === undefined) return undefined;
-  if (typeof scalar.value === "string") {
+  const value = scalar.text ?? scalar.value;
+  if (typeof value === "string") {
     try {
-      return parseLsn(scalar.value);
+      return parseLsn(value);
     } catch {
       // Reported below.
     }
   }
-  return checker.fail(field, expected, describe(field.node, scalar.value));
+  return checker.fail(field, expected, describe(field.node, value));
 };
 
 function readSource(checker: Checker, top: Section): SourceConfig | undefined {
@@ -1161,11 +1214,7 @@ function readSource(checker: Checker, top: Section): SourceConfig | undefined {
   checkProtoVersion(checker, section, { protoVersion, streaming, twoPhase });
   const reconnect = readReconnect(checker, section);
   const sslrootcert = orNull(readPath("a path to a CA certificate file"));
-  if (url === undefined || slot === undefined || publication === undefined) return undefined;
-  return {
-    url,
-    slot,
-    publication,
+  const rest = {
     createSlot: section.read("create_slot", readBoolean, true),
     createPublication: section.read("create_publication", readBoolean, true),
     failover: section.read("failover", readBoolean, false),
@@ -1180,6 +1229,8 @@ function readSource(checker: Checker, top: Section): SourceConfig | undefined {
     sslmode: section.read("sslmode", orNull(readChoice(SSL_MODES)), null),
     sslrootcert: section.read("sslrootcert", sslrootcert, null),
   };
+  if (url === undefined || slot === undefined || publication === undefined) return undefined;
+  return { url, slot, publication, ...rest };
 }
 
 /** A fixed `proto_version` must support the streaming mode and two-phase setting asked for. */
@@ -1362,12 +1413,12 @@ function readTableEntry(
   if (pattern === undefined) return undefined;
   const parsed = parseTableName(pattern);
   if (typeof parsed === "string") {
-    return checker.fail(tables, TABLE_NAME_EXPECTED, quote(pattern) + parsed);
+    return checker.fail(tables, TABLE_NAME_EXPECTED, quoteName(pattern) + parsed);
   }
   const canonical = `${formatPart(parsed.schema)}.${formatPart(parsed.table)}`;
   const first = options.seen.get(canonical);
   if (first !== undefined) {
-    const again = `${quote(pattern)}, the same as line ${checker.line(first)}`;
+    const again = `${quoteName(pattern)}, the same as line ${checker.line(first)}`;
     return checker.fail(tables, "each table or glob once", again);
   }
   options.seen.set(canonical, tables.offset);
@@ -1534,7 +1585,10 @@ function readSink(
   const keyOffset = startOf(pair.key) ?? field.offset;
   if (!(SINK_TYPES as readonly string[]).includes(type)) {
     const hint = suggestion(type, SINK_TYPES);
-    checker.report(keyOffset, `unknown sink type ${quote(type)} in ${quote(field.path)}${hint}`);
+    checker.report(
+      keyOffset,
+      `unknown sink type ${quote(type)} in ${quotePath(field.path)}${hint}`,
+    );
     return undefined;
   }
   const path = childPath(field.path, type);
@@ -1580,7 +1634,7 @@ function readFileSink(
   if (path === undefined) return undefined;
   const other = files.get(path);
   if (other !== undefined) {
-    const found = `${quote(path)}, also written by ${quote(other)}`;
+    const found = `${quote(path)}, also written by ${quotePath(other)}`;
     return checker.fail(section.get("path")!, "a file no other file sink writes", found);
   }
   files.set(path, field.path);
@@ -1626,7 +1680,7 @@ function readKafkaSink(checker: Checker, field: Field): KafkaSinkConfig | undefi
   const schemaRegistry = section.read("schema_registry", orNull(readSchemaRegistry), null);
   const registryField = section.get("schema_registry");
   if (format === "debezium-avro" && registryField === undefined && section.present) {
-    const path = quote(childPath(field.path, "schema_registry"));
+    const path = quotePath(childPath(field.path, "schema_registry"));
     checker.report(
       field.offset,
       `${path}: expected ${REGISTRY_EXPECTED} for format "debezium-avro", found no "schema_registry" key`,
@@ -1802,12 +1856,28 @@ function syntaxMessage(code: string, message: string): string {
       return 'expected one document, found a second "---"';
     case "TAG_RESOLVE_FAILED":
       return `expected no tags, found ${quote(message.replace(/^Unresolved tag: /, ""))}`;
-    default: {
-      const text = message.replace(/;? *please use .*$/i, "").replace(/\.$/, "");
-      return text.charAt(0).toLowerCase() + text.slice(1);
+    case "UNEXPECTED_TOKEN": {
+      const match = /^Unexpected ([\w-]+)(?: token)? (?:at node end|in YAML stream: "(.*)")$/
+        .exec(message);
+      const token = match === null ? undefined : TOKENS[match[1]!] ?? match[2];
+      if (token === undefined) break;
+      const hint = "{}[],".includes(token) ? " (quote a value that contains { } [ ] or ,)" : "";
+      return `found an unexpected ${quote(token)}${hint}`;
     }
   }
+  const text = message.replace(/;? *please use .*$/i, "").replace(/\.$/, "");
+  return text.charAt(0).toLowerCase() + text.slice(1);
 }
+
+const TOKENS: Record<string, string> = {
+  "flow-map-start": "{",
+  "flow-map-end": "}",
+  "flow-seq-start": "[",
+  "flow-seq-end": "]",
+  "comma": ",",
+  "map-value-ind": ":",
+  "seq-item-ind": "-",
+};
 
 const globs = new WeakMap<NamePattern, RegExp>();
 
