@@ -11,10 +11,13 @@ import { parseLsn } from "./decoder/lsn.ts";
 import type { ProtoVersion } from "./decoder/pgoutput.ts";
 import { createLogger, type LogLevel } from "./pipelines/log.ts";
 import { tail } from "./pipelines/tail.ts";
+import { loadPipelineConfig } from "./pipelines/config.ts";
+import { PipelineRunner } from "./pipelines/runner.ts";
 
 const USAGE = `spillway: PostgreSQL change data capture
 
 Usage:
+  spillway run <pipeline.yaml>             run a pipeline: PostgreSQL → transforms → sinks
   spillway tail <postgres-url> [options]   print every change as one JSON line
   spillway demo                            embedded PostgreSQL, a trickle of changes, tail
   spillway help [command]
@@ -50,6 +53,8 @@ export async function main(args: string[]): Promise<number> {
   const [command, ...rest] = args;
   try {
     switch (command) {
+      case "run":
+        return await runCommand(rest);
       case "tail":
         return await tailCommand(rest);
       case "demo": {
@@ -60,7 +65,7 @@ export async function main(args: string[]): Promise<number> {
       case "-h":
       case "--help":
       case undefined:
-        console.log(rest[0] === "tail" ? TAIL_USAGE : USAGE);
+        console.log(rest[0] === "tail" ? TAIL_USAGE : rest[0] === "run" ? RUN_USAGE : USAGE);
         return command === undefined ? 2 : 0;
       default:
         console.error(`Unknown command "${command}"; run "spillway help"`);
@@ -70,6 +75,57 @@ export async function main(args: string[]): Promise<number> {
     const message = error instanceof Error ? error.message : String(error);
     console.error(`spillway ${command}: ${message}`);
     return error instanceof ConfigError || error instanceof TypeError ? 2 : 1;
+  }
+}
+
+const RUN_USAGE = `spillway run <pipeline.yaml> [options]
+
+Runs a pipeline until Ctrl-C (or SIGTERM): the first signal drains what was read into
+the sinks, confirms it to PostgreSQL and exits 0; a second one exits at once.
+
+Options:
+  --log-level LEVEL    overrides log.level in the file
+  --log-json           overrides log.format in the file
+  -h, --help           this help`;
+
+async function runCommand(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: {
+      "log-level": { type: "string" },
+      "log-json": { type: "boolean" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
+  if (values.help) {
+    console.log(RUN_USAGE);
+    return 0;
+  }
+  const file = positionals[0];
+  if (file === undefined || positionals.length > 1) {
+    console.error(`Usage: ${RUN_USAGE.split("\n")[0]}`);
+    return 2;
+  }
+  const config = await loadPipelineConfig(file);
+  const level = (values["log-level"] ?? config.log.level) as LogLevel;
+  const log = createLogger({ level, json: values["log-json"] ?? config.log.format === "json" });
+  const controller = new AbortController();
+  const stop = () => {
+    if (controller.signal.aborted) Deno.exit(130); // second signal: leave without confirming more
+    log("info", "Stopping: draining to the sinks; press Ctrl-C again to exit at once");
+    controller.abort();
+  };
+  Deno.addSignalListener("SIGINT", stop);
+  Deno.addSignalListener("SIGTERM", stop);
+  try {
+    log("info", "Starting pipeline", { name: config.name, file: config.file });
+    const runner = new PipelineRunner({ config, log, signal: controller.signal });
+    await runner.run();
+    return 0;
+  } finally {
+    Deno.removeSignalListener("SIGINT", stop);
+    Deno.removeSignalListener("SIGTERM", stop);
   }
 }
 

@@ -36,8 +36,13 @@ export interface SourceOptions {
   /** Create the slot when it does not exist (default false: a missing slot is an error). */
   createSlot?: boolean;
   publication: string;
-  /** Create the publication `FOR ALL TABLES` when it does not exist (default false). */
+  /** Create the publication when it does not exist (default false). */
   createPublication?: boolean;
+  /**
+   * What a created publication covers: returns the clause after the name, e.g.
+   * `FOR TABLE public.orders`. Default `FOR ALL TABLES`.
+   */
+  publicationTarget?: (connection: PgConnection) => Promise<string>;
   /** Drop the publication on close (for publications made for one session). */
   dropPublicationOnClose?: boolean;
   /** Start here instead of the slot's confirmed position (must not be behind it). */
@@ -211,7 +216,9 @@ export class ReplicationSource {
         );
       }
       await connection.query(
-        `CREATE PUBLICATION ${quoteIdent(options.publication)} FOR ALL TABLES`,
+        `CREATE PUBLICATION ${quoteIdent(options.publication)} ${
+          options.publicationTarget ? await options.publicationTarget(connection) : "FOR ALL TABLES"
+        }`,
       );
       this.#createdPublication = true;
       this.#log("info", "Publication created", { publication: options.publication });

@@ -1,0 +1,498 @@
+/**
+ * The pipeline runner: source → routing and TOAST policy → bounded queue →
+ * sinks → checkpoint.
+ *
+ * Guarantees:
+ * - The position confirmed to PostgreSQL only moves past a transaction once
+ *   every sink has durably written its commit (the writer confirms after all
+ *   sinks' writes resolved).
+ * - Backpressure: above `queue.high_watermark × capacity` events waiting, the
+ *   reader stops taking batches from the replication stream; the stream then
+ *   stops reading the socket and the walsender blocks. Status updates go on
+ *   from the stream's timer, so wal_sender_timeout never fires.
+ * - Shutdown: on abort, reading stops, the queue drains into the sinks, the
+ *   final position is confirmed, and everything is closed.
+ *
+ * @module
+ */
+
+import { type ConnectOptions, parseConnectionUrl, PgConnection } from "../decoder/connection.ts";
+import { isRetriable } from "../decoder/errors.ts";
+import { formatLsn, type Lsn, LSN_ZERO, maxLsn } from "../decoder/lsn.ts";
+import { FileSink } from "../sinks/file.ts";
+import { StdoutSink } from "../sinks/stdout.ts";
+import type { Sink, SinkRecord } from "../sinks/types.ts";
+import { matchTable, type PipelineConfig } from "./config.ts";
+import type { ChangeEvent, Row, TransactionInfo } from "./events.ts";
+import type { Logger } from "./log.ts";
+import { retry, sleep } from "./retry.ts";
+import { quoteIdent, quoteLiteral, ReplicationSource, type SourceItem } from "./source.ts";
+import { ToastPolicy } from "./toast.ts";
+
+/** Prefix of the transactional heartbeat messages the runner writes and then swallows. */
+export const HEARTBEAT_PREFIX = "spillway.heartbeat";
+
+/** Options of {@linkcode PipelineRunner}. */
+export interface RunnerOptions {
+  config: PipelineConfig;
+  log: Logger;
+  /** Sinks to use instead of those the config names (tests, benchmarks). */
+  sinks?: Sink[];
+  /** Aborting stops the pipeline gracefully. */
+  signal?: AbortSignal;
+}
+
+/** A snapshot of the runner for /health and /metrics. */
+export interface RunnerState {
+  running: boolean;
+  queueDepth: number;
+  queueCapacity: number;
+  /** True while reading is paused because the queue is above its high watermark. */
+  paused: boolean;
+  confirmedLsn: Lsn;
+  serverWalEnd: Lsn;
+  eventsWritten: number;
+  transactionsWritten: number;
+  lastError: string | null;
+}
+
+interface QueueEntry {
+  record: SinkRecord | null;
+  /** Set on entries after which the stream may confirm this position. */
+  confirm: Lsn | null;
+}
+
+/** Per-relation routing, cached until the relation's schema changes. */
+interface Route {
+  topic: string;
+  keyColumns: string[];
+  toast: ToastPolicy;
+}
+
+/** Runs one pipeline until aborted or failed. */
+export class PipelineRunner {
+  readonly config: PipelineConfig;
+  readonly sinks: Sink[];
+  #log: Logger;
+  #signal?: AbortSignal;
+  #source: ReplicationSource | null = null;
+  #queue: QueueEntry[] = [];
+  #queueHead = 0;
+  #queueWaiter: (() => void) | null = null;
+  #drainWaiter: (() => void) | null = null;
+  #readerDone = false;
+  #paused = false;
+  #routes = new Map<number, Route | null>();
+  #toastPolicies = new Map<string, ToastPolicy>();
+  #openTx: { info: TransactionInfo; begun: boolean } | null = null;
+  #confirmed: Lsn = LSN_ZERO;
+  #eventsWritten = 0;
+  #transactionsWritten = 0;
+  #lastError: string | null = null;
+  #running = false;
+
+  constructor(options: RunnerOptions) {
+    this.config = options.config;
+    this.#log = options.log;
+    this.#signal = options.signal;
+    this.sinks = options.sinks ?? options.config.sinks.map((sink) => createSink(sink));
+  }
+
+  /** The replication source, once started. */
+  get source(): ReplicationSource | null {
+    return this.#source;
+  }
+
+  state(): RunnerState {
+    return {
+      running: this.#running,
+      queueDepth: this.#queue.length - this.#queueHead,
+      queueCapacity: this.config.queue.capacity,
+      paused: this.#paused,
+      confirmedLsn: this.#confirmed,
+      serverWalEnd: this.#source?.stream?.serverWalEnd ?? LSN_ZERO,
+      eventsWritten: this.#eventsWritten,
+      transactionsWritten: this.#transactionsWritten,
+      lastError: this.#lastError,
+    };
+  }
+
+  /** Runs until the signal aborts (resolves) or something fails that retries cannot mend (rejects). */
+  async run(): Promise<void> {
+    this.#running = true;
+    const config = this.config;
+    const log = this.#log;
+    for (const sink of this.sinks) await sink.open();
+    const stop = new AbortController();
+    const onAbort = () => stop.abort();
+    this.#signal?.addEventListener("abort", onAbort, { once: true });
+    if (this.#signal?.aborted) stop.abort();
+    let heartbeat: Promise<void> | null = null;
+    try {
+      this.#source = await ReplicationSource.open({
+        connection: connectOptions(config),
+        slot: config.source.slot,
+        createSlot: config.source.createSlot,
+        publication: config.source.publication,
+        createPublication: config.source.createPublication,
+        publicationTarget: (connection) => publicationTarget(config, connection),
+        startLsn: config.source.startLsn ?? undefined,
+        protoVersion: config.source.protoVersion === "auto"
+          ? undefined
+          : config.source.protoVersion,
+        streaming: config.source.streaming === "parallel"
+          ? "parallel"
+          : config.source.streaming === "on",
+        binary: config.source.binary,
+        twoPhase: config.source.twoPhase || undefined,
+        messages: true,
+        statusIntervalMs: config.source.statusIntervalMs,
+        reconnect: {
+          maxAttempts: config.source.reconnect.maxAttempts,
+          initialDelayMs: config.source.reconnect.initialDelayMs,
+          maxDelayMs: config.source.reconnect.maxDelayMs,
+        },
+        log,
+      });
+      this.#confirmed = this.#source.slotInfo?.confirmedFlushLsn ?? LSN_ZERO;
+      if (config.source.heartbeatMs > 0) heartbeat = this.#heartbeat(stop.signal);
+      const writer = this.#writeLoop(stop);
+      await this.#readLoop(stop.signal).finally(() => {
+        this.#readerDone = true;
+        this.#wakeWriter();
+      });
+      await writer;
+      log("info", "Pipeline stopped", {
+        confirmed: formatLsn(this.#confirmed),
+        events: this.#eventsWritten,
+        transactions: this.#transactionsWritten,
+      });
+    } catch (error) {
+      this.#lastError = error instanceof Error ? error.message : String(error);
+      throw error;
+    } finally {
+      stop.abort();
+      this.#signal?.removeEventListener("abort", onAbort);
+      await heartbeat;
+      await this.#source?.close(); // sends the last confirmed position
+      for (const sink of this.sinks) {
+        await sink.close().catch((error) =>
+          log("warn", "Closing a sink failed", { sink: sink.name, error: String(error) })
+        );
+      }
+      this.#running = false;
+    }
+  }
+
+  async #readLoop(signal: AbortSignal): Promise<void> {
+    const source = this.#source!;
+    const highWater = Math.max(
+      1,
+      Math.floor(this.config.queue.capacity * this.config.queue.highWatermark),
+    );
+    for await (const batch of source.batches(signal)) {
+      for (const item of batch) this.#accept(item);
+      this.#wakeWriter();
+      if (this.#depth() >= highWater) {
+        this.#paused = true;
+        this.#log("debug", "Queue above its high watermark; reading paused", {
+          depth: this.#depth(),
+        });
+        while (this.#depth() >= highWater && !signal.aborted && this.#lastError === null) {
+          await new Promise<void>((resolve) => this.#drainWaiter = resolve);
+        }
+        this.#paused = false;
+      }
+      if (this.#lastError !== null) return;
+    }
+  }
+
+  #depth(): number {
+    return this.#queue.length - this.#queueHead;
+  }
+
+  #push(record: SinkRecord | null, confirm: Lsn | null): void {
+    this.#queue.push({ record, confirm });
+  }
+
+  /** Turns one source item into queue entries: routing, filtering, TOAST policy. */
+  #accept(item: SourceItem): void {
+    switch (item.kind) {
+      case "begin":
+        // Written lazily, with the first change that is kept: filtered-out and
+        // heartbeat transactions leave no records, only a position to confirm.
+        this.#openTx = { info: item.tx, begun: false };
+        return;
+      case "change": {
+        const record = this.#route(item.event);
+        if (record === null) return;
+        this.#beginIfNeeded();
+        this.#push(record, null);
+        return;
+      }
+      case "message":
+        if (item.event.prefix === HEARTBEAT_PREFIX) return;
+        if (!item.event.transactional) {
+          this.#push({ kind: "message", event: item.event }, item.event.lsn);
+          return;
+        }
+        this.#beginIfNeeded();
+        this.#push({ kind: "message", event: item.event }, null);
+        return;
+      case "commit":
+      case "prepare": {
+        const open = this.#openTx;
+        this.#openTx = null;
+        const record: SinkRecord | null = open?.begun
+          ? { kind: "commit", tx: item.tx, endLsn: item.endLsn, eventCount: item.eventCount }
+          : null;
+        this.#push(record, item.endLsn);
+        return;
+      }
+      case "commit-prepared":
+      case "rollback-prepared":
+        this.#push(null, item.endLsn);
+        return;
+      case "schema-change":
+        this.#routes.delete(item.relid);
+        this.#push(item, null);
+        return;
+      case "restart":
+        // The transaction in progress will be sent again from its Begin.
+        this.#openTx = null;
+        return;
+    }
+  }
+
+  #beginIfNeeded(): void {
+    const open = this.#openTx;
+    if (open === null || open.begun) return;
+    open.begun = true;
+    this.#push({ kind: "begin", tx: open.info }, null);
+  }
+
+  #route(event: ChangeEvent): SinkRecord | null {
+    const relid = event.source.relid;
+    let route = this.#routes.get(relid);
+    if (route === undefined) {
+      route = this.#makeRoute(event);
+      this.#routes.set(relid, route);
+    }
+    if (route === null) return null;
+    const key = keyOf(event, route.keyColumns);
+    if (event.unchanged.length > 0 || route.toast.mode === "last_value") {
+      route.toast.apply(event, key === null ? null : JSON.stringify(key, bigintSafe));
+    }
+    return { kind: "change", event, topic: route.topic, key };
+  }
+
+  #makeRoute(event: ChangeEvent): Route | null {
+    const { schema, table, relid } = event.source;
+    const resolved = matchTable(this.config, schema, table);
+    if (resolved === null) return null;
+    const relation = this.#source?.assembler.relations.get(relid);
+    const keyColumns = resolved.key ??
+      relation?.columns.filter((column) => column.isKey).map((column) => column.name) ?? [];
+    const policyKey = `${schema}.${table}`;
+    let toast = this.#toastPolicies.get(policyKey);
+    if (toast === undefined) {
+      toast = new ToastPolicy({
+        mode: resolved.toast,
+        placeholder: resolved.toastPlaceholder,
+        cacheSize: resolved.toastCacheSize,
+      });
+      this.#toastPolicies.set(policyKey, toast);
+    }
+    return { topic: resolved.topic, keyColumns, toast };
+  }
+
+  #wakeWriter(): void {
+    const waiter = this.#queueWaiter;
+    this.#queueWaiter = null;
+    waiter?.();
+  }
+
+  /** Takes everything queued (up to half the capacity), waiting for at least one entry. */
+  async #take(): Promise<QueueEntry[] | null> {
+    for (;;) {
+      const depth = this.#depth();
+      if (depth > 0) {
+        const count = Math.min(depth, Math.max(1, Math.floor(this.config.queue.capacity / 2)));
+        const entries = this.#queue.slice(this.#queueHead, this.#queueHead + count);
+        this.#queueHead += count;
+        if (this.#queueHead > 4096 && this.#queueHead * 2 > this.#queue.length) {
+          this.#queue = this.#queue.slice(this.#queueHead);
+          this.#queueHead = 0;
+        }
+        const drain = this.#drainWaiter;
+        this.#drainWaiter = null;
+        drain?.();
+        return entries;
+      }
+      if (this.#readerDone) return null;
+      await new Promise<void>((resolve) => this.#queueWaiter = resolve);
+    }
+  }
+
+  async #writeLoop(stop: AbortController): Promise<void> {
+    try {
+      for (;;) {
+        const entries = await this.#take();
+        if (entries === null) return;
+        const records: SinkRecord[] = [];
+        let confirm: Lsn | null = null;
+        let transactions = 0;
+        let events = 0;
+        for (const entry of entries) {
+          if (entry.record !== null) {
+            records.push(entry.record);
+            if (entry.record.kind === "change") events++;
+            if (entry.record.kind === "commit") transactions++;
+          }
+          if (entry.confirm !== null) confirm = entry.confirm;
+        }
+        if (records.length > 0) {
+          await Promise.all(this.sinks.map((sink) => this.#writeSink(sink, records, stop.signal)));
+        }
+        this.#eventsWritten += events;
+        this.#transactionsWritten += transactions;
+        if (confirm !== null) {
+          // Every sink holds everything up to here durably.
+          this.#confirmed = maxLsn(this.#confirmed, confirm);
+          this.#source?.confirm(this.#confirmed);
+        }
+      }
+    } catch (error) {
+      this.#lastError = error instanceof Error ? error.message : String(error);
+      stop.abort();
+      const drain = this.#drainWaiter;
+      this.#drainWaiter = null;
+      drain?.();
+      throw error;
+    }
+  }
+
+  async #writeSink(sink: Sink, records: SinkRecord[], signal: AbortSignal): Promise<void> {
+    await retry(() => sink.write(records), {
+      maxAttempts: 8,
+      initialDelayMs: 200,
+      maxDelayMs: 10_000,
+      shouldRetry: (error) => isRetriable(error) && !signal.aborted,
+      onRetry: (error, attempt, delayMs) =>
+        this.#log("warn", "Sink write failed; retrying", {
+          sink: sink.name,
+          attempt,
+          delayMs,
+          error: error instanceof Error ? error.message : String(error),
+        }),
+    });
+  }
+
+  /**
+   * Writes a transactional logical message every heartbeat period. It makes a
+   * (tiny) transaction in this database, so the slot's position moves even when
+   * the published tables are idle while other databases fill the WAL. A
+   * non-transactional message would not: the server only advances a slot past
+   * transactions it decodes.
+   */
+  async #heartbeat(signal: AbortSignal): Promise<void> {
+    const config = this.config;
+    let connection: PgConnection | null = null;
+    while (!signal.aborted) {
+      await sleep(config.source.heartbeatMs, signal);
+      if (signal.aborted) break;
+      try {
+        connection ??= await PgConnection.connect({
+          ...connectOptions(config),
+          applicationName: `spillway-heartbeat-${config.name}`,
+        });
+        await connection.query(
+          `SELECT pg_logical_emit_message(true, ${quoteLiteral(HEARTBEAT_PREFIX)}, ${
+            quoteLiteral(new Date().toISOString())
+          })`,
+        );
+      } catch (error) {
+        this.#log("warn", "Heartbeat failed", {
+          error: error instanceof Error ? error.message : String(error),
+        });
+        connection?.destroy();
+        connection = null;
+      }
+    }
+    await connection?.close();
+  }
+}
+
+/** Builds a sink from its configuration. */
+export function createSink(config: PipelineConfig["sinks"][number]): Sink {
+  switch (config.type) {
+    case "stdout":
+      return new StdoutSink({ format: config.format });
+    case "file":
+      return new FileSink({
+        path: config.path,
+        rotateBytes: config.rotateBytes,
+        fsync: config.fsync,
+      });
+    case "kafka":
+      throw new Error(`The kafka sink is not available yet; use stdout or file sinks`);
+  }
+}
+
+/** Connection options of the source, with the config's TLS overrides applied. */
+export function connectOptions(config: PipelineConfig): ConnectOptions {
+  const options = parseConnectionUrl(config.source.url);
+  if (config.source.sslmode !== null) options.sslmode = config.source.sslmode;
+  if (config.source.sslrootcert !== null) {
+    options.sslrootcert = Deno.readTextFileSync(config.source.sslrootcert);
+  }
+  options.applicationName ??= `spillway-${config.name}`;
+  return options;
+}
+
+/**
+ * The FOR clause of a publication created for this pipeline: `FOR ALL TABLES`
+ * when an entry matches every schema and table, otherwise the tables the entries
+ * match now.
+ */
+export async function publicationTarget(
+  config: PipelineConfig,
+  connection: PgConnection,
+): Promise<string> {
+  if (
+    config.tables.some((entry) =>
+      entry.schema.glob && entry.schema.name === "*" && entry.table.glob && entry.table.name === "*"
+    )
+  ) {
+    return "FOR ALL TABLES";
+  }
+  const rows = await connection.queryObjects(
+    `SELECT schemaname, tablename FROM pg_catalog.pg_tables
+      WHERE schemaname NOT IN ('pg_catalog', 'information_schema')
+      ORDER BY 1, 2`,
+  );
+  const tables = rows
+    .filter((row) => matchTable(config, row.schemaname ?? "", row.tablename ?? "") !== null)
+    .map((row) => `${quoteIdent(row.schemaname ?? "")}.${quoteIdent(row.tablename ?? "")}`);
+  if (tables.length === 0) {
+    throw new Error(
+      `Cannot create publication "${config.source.publication}": no existing table matches the pipeline's tables (${
+        config.tables.map((entry) => entry.pattern).join(", ")
+      }); create the tables first or fix the names`,
+    );
+  }
+  return `FOR TABLE ${tables.join(", ")}`;
+}
+
+function keyOf(event: ChangeEvent, columns: string[]): Row | null {
+  if (columns.length === 0) return null;
+  const row = event.after ?? event.before;
+  if (row === null) return null;
+  const key: Row = {};
+  for (const column of columns) key[column] = row[column] ?? event.before?.[column] ?? null;
+  return key;
+}
+
+function bigintSafe(_key: string, value: unknown): unknown {
+  return typeof value === "bigint" ? value.toString() : value;
+}

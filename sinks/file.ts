@@ -1,0 +1,163 @@
+/**
+ * The file sink: JSON lines appended to a file, fsync'ed before a write
+ * resolves, rotated by size.
+ *
+ * Rotation renames the active file to `<name>-<seq>.<ext>` (seq counting up
+ * from 1, zero-padded) and starts a new active file; the directory is fsync'ed
+ * so a crash never loses a rotated file.
+ *
+ * @module
+ */
+
+import { basename, dirname, extname, join } from "node:path";
+import { recordToJsonLine } from "./_format.ts";
+import type { Sink, SinkRecord, SinkStatus } from "./types.ts";
+
+/** Options of {@linkcode FileSink}. */
+export interface FileSinkOptions {
+  path: string;
+  /** Rotate once the active file would pass this size; `null` never rotates. */
+  rotateBytes?: number | null;
+  /** fsync before a write resolves (default true). */
+  fsync?: boolean;
+  /** Also write begin/commit lines. */
+  transactions?: boolean;
+}
+
+const encoder = new TextEncoder();
+
+/** Appends JSON lines to a file. */
+export class FileSink implements Sink {
+  readonly name: string;
+  readonly #options: Required<FileSinkOptions>;
+  #file: Deno.FsFile | null = null;
+  #size = 0;
+  #sequence = 0;
+  #written = 0;
+  #lastError: string | undefined;
+
+  constructor(options: FileSinkOptions) {
+    this.#options = {
+      rotateBytes: null,
+      fsync: true,
+      transactions: false,
+      ...options,
+    };
+    this.name = `file:${options.path}`;
+  }
+
+  async open(): Promise<void> {
+    const path = this.#options.path;
+    await Deno.mkdir(dirname(path), { recursive: true });
+    this.#sequence = await this.#lastSequence();
+    await this.#openActive();
+  }
+
+  async #openActive(): Promise<void> {
+    const path = this.#options.path;
+    try {
+      this.#file = await Deno.open(path, { append: true, create: true });
+    } catch (error) {
+      throw new Error(
+        `Cannot open file sink "${path}": ${
+          (error as Error).message
+        }; check that the directory is writable`,
+        { cause: error },
+      );
+    }
+    this.#size = (await this.#file.stat()).size;
+  }
+
+  /** The highest rotation number already on disk, so a restart never overwrites one. */
+  async #lastSequence(): Promise<number> {
+    const path = this.#options.path;
+    const extension = extname(path);
+    const stem = basename(path, extension);
+    const pattern = new RegExp(`^${escapeRegExp(stem)}-(\\d+)${escapeRegExp(extension)}$`);
+    let highest = 0;
+    for await (const entry of Deno.readDir(dirname(path))) {
+      const match = pattern.exec(entry.name);
+      if (match) highest = Math.max(highest, Number(match[1]));
+    }
+    return highest;
+  }
+
+  async write(records: readonly SinkRecord[]): Promise<void> {
+    const file = this.#file;
+    if (file === null) throw new Error(`File sink "${this.#options.path}" is not open`);
+    let text = "";
+    for (const record of records) {
+      const line = recordToJsonLine(record, this.#options.transactions);
+      if (line !== null) text += `${line}\n`;
+    }
+    try {
+      if (text !== "") {
+        const bytes = encoder.encode(text);
+        const limit = this.#options.rotateBytes;
+        if (limit !== null && this.#size > 0 && this.#size + bytes.byteLength > limit) {
+          await this.#rotate();
+        }
+        let offset = 0;
+        while (offset < bytes.byteLength) offset += await this.#file!.write(bytes.subarray(offset));
+        this.#size += bytes.byteLength;
+      }
+      if (this.#options.fsync) await this.#file!.sync();
+      this.#written += records.length;
+      this.#lastError = undefined;
+    } catch (error) {
+      this.#lastError = (error as Error).message;
+      throw Object.assign(
+        new Error(`File sink "${this.#options.path}" failed to write: ${this.#lastError}`, {
+          cause: error,
+        }),
+        { retriable: true },
+      );
+    }
+  }
+
+  async #rotate(): Promise<void> {
+    const path = this.#options.path;
+    const extension = extname(path);
+    const stem = basename(path, extension);
+    this.#file?.close();
+    this.#file = null;
+    this.#sequence++;
+    const rotated = join(
+      dirname(path),
+      `${stem}-${String(this.#sequence).padStart(6, "0")}${extension}`,
+    );
+    await Deno.rename(path, rotated);
+    await this.#openActive();
+    if (this.#options.fsync) await syncDirectory(dirname(path));
+  }
+
+  async close(): Promise<void> {
+    const file = this.#file;
+    this.#file = null;
+    if (file === null) return;
+    if (this.#options.fsync) await file.sync();
+    file.close();
+  }
+
+  status(): SinkStatus {
+    return {
+      state: this.#lastError === undefined ? "ok" : "failing",
+      written: this.#written,
+      ...(this.#lastError === undefined ? {} : { lastError: this.#lastError }),
+    };
+  }
+}
+
+/** fsync of a directory, so renames and new files in it survive a crash. */
+async function syncDirectory(path: string): Promise<void> {
+  const directory = await Deno.open(path, { read: true });
+  try {
+    await directory.sync();
+  } finally {
+    directory.close();
+  }
+}
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+}

@@ -1,0 +1,72 @@
+/**
+ * The stdout sink: JSON lines, or a readable format when stdout is a terminal.
+ *
+ * @module
+ */
+
+import { recordToJsonLine, recordToPrettyLine } from "./_format.ts";
+import type { Sink, SinkRecord, SinkStatus } from "./types.ts";
+
+/** Options of {@linkcode StdoutSink}. */
+export interface StdoutSinkOptions {
+  /** `auto` (default): pretty on a terminal, JSON lines otherwise. */
+  format?: "json" | "pretty" | "auto";
+  /** Also write begin/commit lines in JSON format. */
+  transactions?: boolean;
+  /** Where bytes go; default Deno.stdout. */
+  writer?: { write(bytes: Uint8Array): Promise<number>; isTerminal?(): boolean };
+}
+
+const encoder = new TextEncoder();
+
+/** Writes records to stdout. A write is durable once the bytes were handed to the fd. */
+export class StdoutSink implements Sink {
+  readonly name = "stdout";
+  #pretty: boolean;
+  #color: boolean;
+  #transactions: boolean;
+  #writer: NonNullable<StdoutSinkOptions["writer"]>;
+  #written = 0;
+
+  constructor(options: StdoutSinkOptions = {}) {
+    this.#writer = options.writer ?? Deno.stdout;
+    const terminal = this.#writer.isTerminal?.() ?? false;
+    const format = options.format ?? "auto";
+    this.#pretty = format === "pretty" || (format === "auto" && terminal);
+    this.#color = this.#pretty && terminal && !Deno.noColor;
+    this.#transactions = options.transactions ?? false;
+  }
+
+  open(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  async write(records: readonly SinkRecord[]): Promise<void> {
+    let text = "";
+    for (const record of records) {
+      const line = this.#pretty
+        ? recordToPrettyLine(record, this.#color)
+        : recordToJsonLine(record, this.#transactions);
+      if (line !== null) text += `${line}\n`;
+    }
+    if (text !== "") await writeAll(this.#writer, encoder.encode(text));
+    this.#written += records.length;
+  }
+
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  status(): SinkStatus {
+    return { state: "ok", written: this.#written };
+  }
+}
+
+/** Writes every byte, looping over short writes. */
+export async function writeAll(
+  writer: { write(bytes: Uint8Array): Promise<number> },
+  bytes: Uint8Array,
+): Promise<void> {
+  let offset = 0;
+  while (offset < bytes.byteLength) offset += await writer.write(bytes.subarray(offset));
+}

@@ -1,0 +1,59 @@
+/**
+ * The interface every sink implements. A sink takes records in order and says
+ * when they are durable; the runner confirms a transaction to PostgreSQL only
+ * after every sink has made its commit record durable.
+ *
+ * @module
+ */
+
+import type { Lsn } from "../decoder/lsn.ts";
+import type { ChangeEvent, MessageEvent, Row, TransactionInfo } from "../pipelines/events.ts";
+
+/** One record handed to sinks, in commit order. */
+export type SinkRecord =
+  | { kind: "begin"; tx: TransactionInfo }
+  | {
+    kind: "change";
+    event: ChangeEvent;
+    /** Routing: the topic (or stream) name for this table. */
+    topic: string;
+    /** Routing: the key columns' values; `null` when the table has no key. */
+    key: Row | null;
+  }
+  | { kind: "message"; event: MessageEvent }
+  | { kind: "commit"; tx: TransactionInfo; endLsn: Lsn; eventCount: number }
+  | {
+    kind: "schema-change";
+    schema: string;
+    table: string;
+    relid: number;
+    version: number;
+    previousColumns: string[];
+    columns: string[];
+  };
+
+/** What a sink reports for /health. */
+export interface SinkStatus {
+  state: "ok" | "degraded" | "failing";
+  /** Records made durable so far. */
+  written: number;
+  lastError?: string;
+}
+
+/** A destination for change records. */
+export interface Sink {
+  /** A name for logs, metrics and health, e.g. `file:/var/spillway/orders.jsonl`. */
+  readonly name: string;
+  /** Opens files or connections. Called once before the first write. */
+  open(): Promise<void>;
+  /**
+   * Writes records in order and resolves once they are durable (fsync'ed,
+   * acknowledged by the broker, written to the terminal). Never called again
+   * before the previous call settled. A rejection with `retriable: true` may be
+   * retried with the same records.
+   */
+  write(records: readonly SinkRecord[]): Promise<void>;
+  /** Flushes and releases everything. */
+  close(): Promise<void>;
+  status(): SinkStatus;
+}
