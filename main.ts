@@ -13,6 +13,9 @@ import { createLogger, type LogLevel } from "./pipelines/log.ts";
 import { tail } from "./pipelines/tail.ts";
 import { loadPipelineConfig } from "./pipelines/config.ts";
 import { PipelineRunner } from "./pipelines/runner.ts";
+import { MetricsRegistry, standardMetrics } from "./pipelines/metrics.ts";
+import { HealthRegistry } from "./pipelines/health.ts";
+import { startHttpServer } from "./pipelines/http.ts";
 
 const USAGE = `spillway: PostgreSQL change data capture
 
@@ -120,8 +123,18 @@ async function runCommand(args: string[]): Promise<number> {
   Deno.addSignalListener("SIGTERM", stop);
   try {
     log("info", "Starting pipeline", { name: config.name, file: config.file });
-    const runner = new PipelineRunner({ config, log, signal: controller.signal });
-    await runner.run();
+    const registry = new MetricsRegistry();
+    const metrics = standardMetrics(registry);
+    const health = new HealthRegistry();
+    const runner = new PipelineRunner({ config, log, signal: controller.signal, metrics, health });
+    const http = config.http === null
+      ? null
+      : await startHttpServer({ listen: config.http.listen, metrics: registry, health, log });
+    try {
+      await runner.run();
+    } finally {
+      await http?.close();
+    }
     return 0;
   } finally {
     Deno.removeSignalListener("SIGINT", stop);

@@ -72,6 +72,7 @@ export class ReplicationStream implements AsyncIterable<XLogData[]> {
   #copyDoneReceived = false;
   #statusUpdatesSent = 0;
   #keepalivesReceived = 0;
+  #bytesReceived = 0;
 
   /** @internal Made by {@linkcode PgConnection.startReplication}. */
   constructor(connection: PgConnection, options: ReplicationStreamOptions, release: () => void) {
@@ -116,11 +117,17 @@ export class ReplicationStream implements AsyncIterable<XLogData[]> {
   }
 
   /** Counters for tests and metrics. */
-  get stats(): { statusUpdatesSent: number; keepalivesReceived: number; bufferedBytes: number } {
+  get stats(): {
+    statusUpdatesSent: number;
+    keepalivesReceived: number;
+    bufferedBytes: number;
+    bytesReceived: number;
+  } {
     return {
       statusUpdatesSent: this.#statusUpdatesSent,
       keepalivesReceived: this.#keepalivesReceived,
       bufferedBytes: this.#queuedBytes,
+      bytesReceived: this.#bytesReceived,
     };
   }
 
@@ -216,6 +223,7 @@ export class ReplicationStream implements AsyncIterable<XLogData[]> {
     if (message.walStart > this.#lastDelivered) this.#lastDelivered = message.walStart;
     this.#queue.push(message);
     this.#queuedBytes += message.data.byteLength + 64;
+    this.#bytesReceived += message.data.byteLength;
     this.#wakeConsumer();
   }
 

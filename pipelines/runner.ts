@@ -28,6 +28,8 @@ import type { Logger } from "./log.ts";
 import { retry, sleep } from "./retry.ts";
 import { quoteIdent, quoteLiteral, ReplicationSource, type SourceItem } from "./source.ts";
 import { ToastPolicy } from "./toast.ts";
+import type { HealthRegistry } from "./health.ts";
+import type { Counter, CounterChild, SpillwayMetrics } from "./metrics.ts";
 
 /** Prefix of the transactional heartbeat messages the runner writes and then swallows. */
 export const HEARTBEAT_PREFIX = "spillway.heartbeat";
@@ -40,7 +42,24 @@ export interface RunnerOptions {
   sinks?: Sink[];
   /** Aborting stops the pipeline gracefully. */
   signal?: AbortSignal;
+  /** Updated as the pipeline runs (see pipelines/metrics.ts). */
+  metrics?: SpillwayMetrics;
+  /** The runner registers its checks here: source, queue, slot, and one per sink. */
+  health?: HealthRegistry;
+  /** How often the slot's state is read from the server. Default 10 s. */
+  monitorIntervalMs?: number;
 }
+
+/** What the slot monitor last read from the server. */
+export interface SlotState {
+  walStatus: string | null;
+  safeWalSize: number | null;
+  confirmedFlushLsn: string | null;
+  readAt: string;
+}
+
+/** Below this many bytes of safe_wal_size, the slot is reported at risk. */
+const SAFE_WAL_SIZE_WARNING = 256 * 1024 * 1024;
 
 /** A snapshot of the runner for /health and /metrics. */
 export interface RunnerState {
@@ -90,12 +109,35 @@ export class PipelineRunner {
   #transactionsWritten = 0;
   #lastError: string | null = null;
   #running = false;
+  #metrics?: SpillwayMetrics;
+  #eventCounters = new Map<string, CounterChild>();
+  #slotState: SlotState | null = null;
+  #lastCommitTime: bigint | null = null;
+  #lastConfirmAt = Date.now();
+  #side: SideConnection;
+  #monitorIntervalMs: number;
 
   constructor(options: RunnerOptions) {
     this.config = options.config;
     this.#log = options.log;
     this.#signal = options.signal;
     this.sinks = options.sinks ?? options.config.sinks.map((sink) => createSink(sink));
+    this.#metrics = options.metrics;
+    this.#side = new SideConnection(() => ({
+      ...connectOptions(this.config),
+      applicationName: `spillway-monitor-${this.config.name}`,
+    }));
+    this.#monitorIntervalMs = options.monitorIntervalMs ?? 10_000;
+    if (options.health) this.#registerHealth(options.health);
+    if (this.#metrics) {
+      const metrics = this.#metrics;
+      metrics.queueCapacity.set(this.config.queue.capacity);
+    }
+  }
+
+  /** The slot as the monitor last read it. */
+  get slotState(): SlotState | null {
+    return this.#slotState;
   }
 
   /** The replication source, once started. */
@@ -128,6 +170,7 @@ export class PipelineRunner {
     this.#signal?.addEventListener("abort", onAbort, { once: true });
     if (this.#signal?.aborted) stop.abort();
     let heartbeat: Promise<void> | null = null;
+    let monitor: Promise<void> | null = null;
     try {
       this.#source = await ReplicationSource.open({
         connection: connectOptions(config),
@@ -156,6 +199,7 @@ export class PipelineRunner {
       });
       this.#confirmed = this.#source.slotInfo?.confirmedFlushLsn ?? LSN_ZERO;
       if (config.source.heartbeatMs > 0) heartbeat = this.#heartbeat(stop.signal);
+      monitor = this.#monitor(stop.signal);
       const writer = this.#writeLoop(stop);
       await this.#readLoop(stop.signal).finally(() => {
         this.#readerDone = true;
@@ -174,6 +218,8 @@ export class PipelineRunner {
       stop.abort();
       this.#signal?.removeEventListener("abort", onAbort);
       await heartbeat;
+      await monitor;
+      await this.#side.close();
       await this.#source?.close(); // sends the last confirmed position
       for (const sink of this.sinks) {
         await sink.close().catch((error) =>
@@ -195,6 +241,7 @@ export class PipelineRunner {
       this.#wakeWriter();
       if (this.#depth() >= highWater) {
         this.#paused = true;
+        this.#metrics?.sourcePaused.set(1);
         this.#log("debug", "Queue above its high watermark; reading paused", {
           depth: this.#depth(),
         });
@@ -202,6 +249,7 @@ export class PipelineRunner {
           await new Promise<void>((resolve) => this.#drainWaiter = resolve);
         }
         this.#paused = false;
+        this.#metrics?.sourcePaused.set(0);
       }
       if (this.#lastError !== null) return;
     }
@@ -343,11 +391,16 @@ export class PipelineRunner {
         let confirm: Lsn | null = null;
         let transactions = 0;
         let events = 0;
+        let lastCommitTime: bigint | null = null;
         for (const entry of entries) {
-          if (entry.record !== null) {
-            records.push(entry.record);
-            if (entry.record.kind === "change") events++;
-            if (entry.record.kind === "commit") transactions++;
+          const record = entry.record;
+          if (record !== null) {
+            records.push(record);
+            if (record.kind === "change") events++;
+            if (record.kind === "commit") {
+              transactions++;
+              lastCommitTime = record.tx.commitTime;
+            }
           }
           if (entry.confirm !== null) confirm = entry.confirm;
         }
@@ -356,11 +409,14 @@ export class PipelineRunner {
         }
         this.#eventsWritten += events;
         this.#transactionsWritten += transactions;
+        if (lastCommitTime !== null) this.#lastCommitTime = lastCommitTime;
         if (confirm !== null) {
           // Every sink holds everything up to here durably.
           this.#confirmed = maxLsn(this.#confirmed, confirm);
           this.#source?.confirm(this.#confirmed);
+          this.#lastConfirmAt = Date.now();
         }
+        if (this.#metrics) this.#count(records, transactions);
       }
     } catch (error) {
       this.#lastError = error instanceof Error ? error.message : String(error);
@@ -372,19 +428,56 @@ export class PipelineRunner {
     }
   }
 
+  #count(records: SinkRecord[], transactions: number): void {
+    const metrics = this.#metrics!;
+    for (const record of records) {
+      if (record.kind !== "change") continue;
+      const { schema, table } = record.event.source;
+      const name = `${schema}.${table}\u0000${record.event.op}`;
+      let counter = this.#eventCounters.get(name);
+      if (counter === undefined) {
+        counter = (metrics.eventsTotal as Counter<"table" | "op">).labels({
+          table: `${schema}.${table}`,
+          op: record.event.op,
+        });
+        this.#eventCounters.set(name, counter);
+      }
+      counter.inc();
+    }
+    if (transactions > 0) metrics.transactionsTotal.inc(transactions);
+    metrics.confirmedLsn.set(Number(this.#confirmed));
+    metrics.queueDepth.set(this.#depth());
+  }
+
   async #writeSink(sink: Sink, records: SinkRecord[], signal: AbortSignal): Promise<void> {
+    const started = performance.now();
+    try {
+      await this.#writeSinkWithRetry(sink, records, signal);
+    } catch (error) {
+      this.#metrics?.sinkErrorsTotal.inc({ sink: sink.name });
+      throw error;
+    }
+    this.#metrics?.sinkWriteSeconds.observe(
+      { sink: sink.name },
+      (performance.now() - started) / 1000,
+    );
+  }
+
+  async #writeSinkWithRetry(sink: Sink, records: SinkRecord[], signal: AbortSignal): Promise<void> {
     await retry(() => sink.write(records), {
       maxAttempts: 8,
       initialDelayMs: 200,
       maxDelayMs: 10_000,
       shouldRetry: (error) => isRetriable(error) && !signal.aborted,
-      onRetry: (error, attempt, delayMs) =>
+      onRetry: (error, attempt, delayMs) => {
+        this.#metrics?.sinkErrorsTotal.inc({ sink: sink.name });
         this.#log("warn", "Sink write failed; retrying", {
           sink: sink.name,
           attempt,
           delayMs,
           error: error instanceof Error ? error.message : String(error),
-        }),
+        });
+      },
     });
   }
 
@@ -396,17 +489,11 @@ export class PipelineRunner {
    * transactions it decodes.
    */
   async #heartbeat(signal: AbortSignal): Promise<void> {
-    const config = this.config;
-    let connection: PgConnection | null = null;
     while (!signal.aborted) {
-      await sleep(config.source.heartbeatMs, signal);
+      await sleep(this.config.source.heartbeatMs, signal);
       if (signal.aborted) break;
       try {
-        connection ??= await PgConnection.connect({
-          ...connectOptions(config),
-          applicationName: `spillway-heartbeat-${config.name}`,
-        });
-        await connection.query(
+        await this.#side.query(
           `SELECT pg_logical_emit_message(true, ${quoteLiteral(HEARTBEAT_PREFIX)}, ${
             quoteLiteral(new Date().toISOString())
           })`,
@@ -415,11 +502,198 @@ export class PipelineRunner {
         this.#log("warn", "Heartbeat failed", {
           error: error instanceof Error ? error.message : String(error),
         });
-        connection?.destroy();
-        connection = null;
       }
     }
-    await connection?.close();
+  }
+
+  /**
+   * Reads the slot's state (wal_status, safe_wal_size) and the server's decoding
+   * counters into metrics, and warns when the slot is at risk of invalidation.
+   */
+  async #monitor(signal: AbortSignal): Promise<void> {
+    let warned: string | null = null;
+    while (!signal.aborted) {
+      try {
+        await this.#readSlot();
+        const state = this.#slotState;
+        const risk = state === null ? null : slotRisk(state);
+        if (risk !== null && risk !== warned) {
+          this.#log("warn", risk, { slot: this.config.source.slot });
+        }
+        warned = risk;
+      } catch (error) {
+        this.#log("warn", "Reading the slot's state failed", {
+          error: error instanceof Error ? error.message : String(error),
+        });
+      }
+      this.#updateGauges();
+      await sleep(this.#monitorIntervalMs, signal);
+    }
+  }
+
+  async #readSlot(): Promise<void> {
+    const slot = quoteLiteral(this.config.source.slot);
+    const [row] = await this.#side.queryObjects(
+      `SELECT wal_status, safe_wal_size, confirmed_flush_lsn::text AS confirmed_flush_lsn,
+              pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), confirmed_flush_lsn) AS lag
+         FROM pg_catalog.pg_replication_slots WHERE slot_name = ${slot}`,
+    );
+    this.#slotState = {
+      walStatus: row?.wal_status ?? null,
+      safeWalSize: row?.safe_wal_size == null ? null : Number(row.safe_wal_size),
+      confirmedFlushLsn: row?.confirmed_flush_lsn ?? null,
+      readAt: new Date().toISOString(),
+    };
+    const metrics = this.#metrics;
+    if (!metrics) return;
+    const status = row?.wal_status;
+    metrics.setSlotWalStatus(
+      status === "reserved" || status === "extended" || status === "unreserved" || status === "lost"
+        ? status
+        : null,
+    );
+    metrics.slotSafeWalSizeBytes.set(this.#slotState.safeWalSize ?? Number.NaN);
+    if (row?.lag != null) metrics.replicationLagBytes.set(Number(row.lag));
+    const [stats] = await this.#side.queryObjects(
+      `SELECT spill_txns, spill_bytes, stream_txns, stream_bytes
+         FROM pg_catalog.pg_stat_replication_slots WHERE slot_name = ${slot}`,
+    );
+    if (stats) {
+      metrics.slotSpillTxns.set(Number(stats.spill_txns ?? 0));
+      metrics.slotSpillBytes.set(Number(stats.spill_bytes ?? 0));
+      metrics.slotStreamTxns.set(Number(stats.stream_txns ?? 0));
+      metrics.slotStreamBytes.set(Number(stats.stream_bytes ?? 0));
+    }
+  }
+
+  #updateGauges(): void {
+    const metrics = this.#metrics;
+    if (!metrics) return;
+    metrics.queueDepth.set(this.#depth());
+    metrics.sourcePaused.set(this.#paused ? 1 : 0);
+    metrics.confirmedLsn.set(Number(this.#confirmed));
+    const source = this.#source;
+    if (source) {
+      const received = source.bytesReceived;
+      const counted = metrics.bytesReceivedTotal.get();
+      if (received > counted) metrics.bytesReceivedTotal.inc(received - counted);
+      const reconnects = metrics.reconnectsTotal.get();
+      if (source.reconnects > reconnects) {
+        metrics.reconnectsTotal.inc(source.reconnects - reconnects);
+      }
+    }
+    if (this.#lastCommitTime !== null) {
+      const ageMs = Date.now() - Number(this.#lastCommitTime / 1000n);
+      metrics.replicationLagSeconds.set(this.#depth() === 0 ? 0 : Math.max(0, ageMs / 1000));
+    }
+  }
+
+  #registerHealth(health: HealthRegistry): void {
+    health.register("source", () => {
+      const source = this.#source;
+      if (this.#lastError !== null) return { status: "failing", detail: this.#lastError };
+      if (source === null || source.stream === null) {
+        return { status: this.#running ? "degraded" : "failing", detail: "not streaming" };
+      }
+      return {
+        status: "ok",
+        data: {
+          slot: this.config.source.slot,
+          confirmedLsn: formatLsn(this.#confirmed),
+          serverWalEnd: formatLsn(source.stream.serverWalEnd),
+          lagBytes: Number(source.stream.serverWalEnd - this.#confirmed),
+          reconnects: source.reconnects,
+          lastConfirmAgoMs: Date.now() - this.#lastConfirmAt,
+        },
+      };
+    });
+    health.register("queue", () => {
+      const depth = this.#depth();
+      return {
+        status: this.#paused ? "degraded" : "ok",
+        detail: this.#paused ? "reading paused: the sinks are behind" : undefined,
+        data: { depth, capacity: this.config.queue.capacity },
+      };
+    });
+    health.register("slot", () => {
+      const state = this.#slotState;
+      if (state === null) return { status: "ok", detail: "not read yet" };
+      const risk = slotRisk(state);
+      return {
+        status: state.walStatus === "lost" ? "failing" : risk === null ? "ok" : "degraded",
+        ...(risk === null ? {} : { detail: risk }),
+        data: { ...state },
+      };
+    });
+    for (const sink of this.sinks) {
+      health.register(`sink:${sink.name}`, () => {
+        const status = sink.status();
+        return {
+          status: status.state,
+          ...(status.lastError ? { detail: status.lastError } : {}),
+          data: { written: status.written },
+        };
+      });
+    }
+  }
+}
+
+/** A warning when the slot may lose WAL it needs, or `null`. */
+function slotRisk(state: SlotState): string | null {
+  if (state.walStatus === "lost") {
+    return "The replication slot was invalidated (wal_status lost): changes were lost; drop the slot, create it again and re-snapshot";
+  }
+  if (state.walStatus === "unreserved") {
+    return "The replication slot is about to be invalidated (wal_status unreserved): the WAL it needs is past max_slot_wal_keep_size; the pipeline must catch up now";
+  }
+  if (state.safeWalSize !== null && state.safeWalSize < SAFE_WAL_SIZE_WARNING) {
+    return `The replication slot is within ${
+      Math.round(state.safeWalSize / 1048576)
+    } MB of max_slot_wal_keep_size (safe_wal_size); it will be invalidated if it falls further behind`;
+  }
+  return null;
+}
+
+/**
+ * A normal SQL connection for heartbeats and monitoring, opened on first use,
+ * reopened after a failure, and used by one caller at a time.
+ */
+class SideConnection {
+  #connect: () => ConnectOptions;
+  #connection: PgConnection | null = null;
+  #tail: Promise<unknown> = Promise.resolve();
+
+  constructor(connect: () => ConnectOptions) {
+    this.#connect = connect;
+  }
+
+  query(sql: string): Promise<unknown> {
+    return this.#serial((connection) => connection.query(sql));
+  }
+
+  queryObjects(sql: string): Promise<Record<string, string | null>[]> {
+    return this.#serial((connection) => connection.queryObjects(sql));
+  }
+
+  #serial<T>(work: (connection: PgConnection) => Promise<T>): Promise<T> {
+    const run = this.#tail.then(async () => {
+      try {
+        this.#connection ??= await PgConnection.connect(this.#connect());
+        return await work(this.#connection);
+      } catch (error) {
+        this.#connection?.destroy();
+        this.#connection = null;
+        throw error;
+      }
+    });
+    this.#tail = run.catch(() => {});
+    return run;
+  }
+
+  async close(): Promise<void> {
+    await this.#tail;
+    await this.#connection?.close();
+    this.#connection = null;
   }
 }
 

@@ -89,6 +89,8 @@ export class ReplicationSource {
   #closed: Promise<void> | null = null;
   #createdPublication = false;
   #statusIntervalMs = 10_000;
+  #reconnects = 0;
+  #bytesBeforeReconnects = 0;
   slotInfo: SlotInfo | null = null;
 
   private constructor(options: SourceOptions) {
@@ -116,6 +118,16 @@ export class ReplicationSource {
   /** The position last confirmed by the consumer. */
   get confirmedLsn(): Lsn {
     return this.#confirmed;
+  }
+
+  /** Successful reconnections so far. */
+  get reconnects(): number {
+    return this.#reconnects;
+  }
+
+  /** Replication payload bytes received over every connection so far. */
+  get bytesReceived(): number {
+    return this.#bytesBeforeReconnects + (this.#stream?.stats.bytesReceived ?? 0);
   }
 
   /** The underlying stream, for status and metrics. */
@@ -353,6 +365,7 @@ export class ReplicationSource {
     this.#log("warn", "Replication connection lost; reconnecting", { error: reason });
     this.#connection?.destroy();
     this.#connection = null;
+    this.#bytesBeforeReconnects += this.#stream?.stats.bytesReceived ?? 0;
     this.#stream = null;
     const partial = this.assembler.inTransaction || this.assembler.openStreamedTransactions > 0;
     this.assembler.reset();
@@ -372,6 +385,7 @@ export class ReplicationSource {
         }),
       ...this.options.reconnect,
     });
+    this.#reconnects++;
   }
 
   /**
