@@ -9,20 +9,24 @@ const utf8 = new TextDecoder("utf-8");
  */
 export class BufferReader {
   #bytes: Uint8Array;
+  /** A view over the whole underlying buffer, kept while messages share it (one socket chunk). */
   #view: DataView;
+  #base: number;
   offset = 0;
   /** Name of the message being read, for error messages. */
   messageType = "message";
 
   constructor(bytes: Uint8Array = new Uint8Array(0)) {
     this.#bytes = bytes;
-    this.#view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    this.#view = new DataView(bytes.buffer);
+    this.#base = bytes.byteOffset;
   }
 
   /** Points the reader at new bytes, offset 0. */
   reset(bytes: Uint8Array, messageType: string): void {
     this.#bytes = bytes;
-    this.#view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    if (bytes.buffer !== this.#view.buffer) this.#view = new DataView(bytes.buffer);
+    this.#base = bytes.byteOffset;
     this.offset = 0;
     this.messageType = messageType;
   }
@@ -49,23 +53,23 @@ export class BufferReader {
   }
 
   int16(what = "Int16"): number {
-    return this.#view.getInt16(this.#need(2, what));
+    return this.#view.getInt16(this.#base + this.#need(2, what));
   }
 
   int32(what = "Int32"): number {
-    return this.#view.getInt32(this.#need(4, what));
+    return this.#view.getInt32(this.#base + this.#need(4, what));
   }
 
   uint32(what = "UInt32"): number {
-    return this.#view.getUint32(this.#need(4, what));
+    return this.#view.getUint32(this.#base + this.#need(4, what));
   }
 
   int64(what = "Int64"): bigint {
-    return this.#view.getBigInt64(this.#need(8, what));
+    return this.#view.getBigInt64(this.#base + this.#need(8, what));
   }
 
   lsn(what = "LSN"): Lsn {
-    return this.#view.getBigUint64(this.#need(8, what)) as Lsn;
+    return this.#view.getBigUint64(this.#base + this.#need(8, what)) as Lsn;
   }
 
   /** A NUL-terminated UTF-8 string. */
@@ -97,10 +101,17 @@ export class BufferReader {
   }
 }
 
-/** Decodes UTF-8; short ASCII runs skip TextDecoder, which costs more than the loop. */
+/** Below this length, concatenation makes a flat string; V8 makes cons strings from 13 on. */
+const FLAT_CONCAT_LIMIT = 13;
+
+/**
+ * Decodes UTF-8. Short ASCII runs skip TextDecoder, which costs more than a loop;
+ * from 13 bytes on, the string is built in one call so it is flat (concatenation
+ * would leave a chain of cons strings that holds several times the memory).
+ */
 export function decodeUtf8(bytes: Uint8Array, start: number, end: number): string {
   const length = end - start;
-  if (length < 48) {
+  if (length < FLAT_CONCAT_LIMIT) {
     let out = "";
     for (let i = start; i < end; i++) {
       const byte = bytes[i]!;
@@ -108,6 +119,12 @@ export function decodeUtf8(bytes: Uint8Array, start: number, end: number): strin
       out += String.fromCharCode(byte);
     }
     return out;
+  }
+  if (length < 48) {
+    for (let i = start; i < end; i++) {
+      if (bytes[i]! > 0x7f) return utf8.decode(bytes.subarray(start, end));
+    }
+    return String.fromCharCode.apply(null, bytes.subarray(start, end) as unknown as number[]);
   }
   return utf8.decode(bytes.subarray(start, end));
 }

@@ -1,0 +1,260 @@
+/**
+ * One decode-only drain of a replication slot, run as its own process by `bench/decode.ts` so
+ * that its peak RSS can be measured apart from the benchmark driver.
+ *
+ * It connects as a logical walsender, starts the slot with exactly the pgoutput options
+ * `pg_recvlogical` is given (`proto_version`, `publication_names`, optionally `streaming`),
+ * decodes every XLogData with {@linkcode PgoutputDecoder}, assembles the messages into change
+ * events with {@linkcode TransactionAssembler} (Spillway's decode path), and hands every item to a
+ * null sink that only counts. It stops at the commit of transaction `--xid`, confirms its end
+ * LSN, ends the copy cleanly and prints one JSON line ({@linkcode DrainResult}) on stdout.
+ *
+ * Usage: `deno run -A bench/_drain.ts --port N --slot NAME --proto 1|2 [--streaming]
+ * --xid XID --end-lsn LSN [--publication NAME] [--capture FILE]`
+ *
+ * `--capture FILE` also writes every XLogData as an `Int64 walStart, Int32 length, Byte[length]`
+ * record, for decoding offline (`bench/_decode_offline.ts`).
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { PgConnection, type PgoutputOptions } from "../decoder/connection.ts";
+import { formatLsn, type Lsn, parseLsn } from "../decoder/lsn.ts";
+import { PgoutputDecoder, type ProtoVersion } from "../decoder/pgoutput.ts";
+import { TransactionAssembler } from "../pipelines/assembler.ts";
+import type { StreamItem } from "../pipelines/events.ts";
+
+/** What one drain measured; printed as one JSON line. */
+export interface DrainResult {
+  /** Inserted rows that reached the sink as change events. */
+  rows: number;
+  /** Connect → commit seen, confirmed and copy ended, in seconds. */
+  seconds: number;
+  /** Connect → streaming started, in seconds. */
+  startSeconds: number;
+  /** Connect → the load's commit reached the sink, in seconds. */
+  commitSeconds: number;
+  /** XLogData messages received and decoded. */
+  messages: number;
+  /** Bytes of pgoutput payload received (XLogData data, without headers). */
+  payloadBytes: number;
+  /** Stream Start messages seen: more than zero means the transaction was streamed. */
+  streamStarts: number;
+  /** The assembler marked the load's transaction as streamed. */
+  streamed: boolean;
+  /** End LSN of the load's commit, as confirmed to the server. */
+  commitEndLsn: string;
+  /** Peak RSS of this process (VmHWM), in KiB. */
+  vmHwmKib: number;
+}
+
+interface DrainOptions {
+  port: number;
+  slot: string;
+  publication: string;
+  protoVersion: ProtoVersion;
+  streaming: boolean;
+  xid: number;
+  endLsn: Lsn;
+  capture?: string;
+}
+
+function parseDrainArgs(args: string[]): DrainOptions {
+  const { values } = parseArgs({
+    args,
+    options: {
+      port: { type: "string" },
+      slot: { type: "string" },
+      publication: { type: "string", default: "orders_pub" },
+      proto: { type: "string", default: "1" },
+      streaming: { type: "boolean", default: false },
+      xid: { type: "string" },
+      "end-lsn": { type: "string" },
+      capture: { type: "string" },
+    },
+    strict: true,
+  });
+  for (const name of ["port", "slot", "xid", "end-lsn"] as const) {
+    if (values[name] === undefined) throw new Error(`Cannot drain: option "--${name}" is required`);
+  }
+  const protoVersion = Number(values.proto);
+  if (![1, 2, 3, 4].includes(protoVersion)) {
+    throw new Error(`Cannot drain: "--proto" must be 1, 2, 3 or 4, not "${values.proto}"`);
+  }
+  return {
+    port: Number(values.port),
+    slot: values.slot!,
+    publication: values.publication,
+    protoVersion: protoVersion as ProtoVersion,
+    streaming: values.streaming,
+    xid: Number(values.xid),
+    endLsn: parseLsn(values["end-lsn"]!),
+    capture: values.capture,
+  };
+}
+
+/** Counts what reaches it and keeps nothing: the cheapest possible sink. */
+class NullSink {
+  rows = 0;
+  endOf: { xid: number; endLsn: Lsn; streamed: boolean } | null = null;
+
+  write(item: StreamItem): void {
+    if (item.kind === "change") {
+      if (item.event.op === "c") this.rows++;
+    } else if (item.kind === "commit") {
+      this.endOf = { xid: item.tx.xid, endLsn: item.endLsn, streamed: item.tx.streamed };
+    }
+  }
+}
+
+/** Appends `Int64 walStart, Int32 length, Byte[length]` records to a file, in 1 MiB writes. */
+class Capture {
+  #file: Deno.FsFile;
+  #buffer = new Uint8Array(1 << 20);
+  #view = new DataView(this.#buffer.buffer);
+  #used = 0;
+
+  constructor(path: string) {
+    this.#file = Deno.openSync(path, { write: true, create: true, truncate: true });
+  }
+
+  add(walStart: Lsn, payload: Uint8Array): void {
+    const size = 12 + payload.byteLength;
+    if (this.#used + size > this.#buffer.byteLength) this.flush();
+    if (size > this.#buffer.byteLength) {
+      const header = new Uint8Array(12);
+      const view = new DataView(header.buffer);
+      view.setBigUint64(0, walStart);
+      view.setInt32(8, payload.byteLength);
+      this.#writeAll(header);
+      this.#writeAll(payload);
+      return;
+    }
+    this.#view.setBigUint64(this.#used, walStart);
+    this.#view.setInt32(this.#used + 8, payload.byteLength);
+    this.#buffer.set(payload, this.#used + 12);
+    this.#used += size;
+  }
+
+  flush(): void {
+    this.#writeAll(this.#buffer.subarray(0, this.#used));
+    this.#used = 0;
+  }
+
+  close(): void {
+    this.flush();
+    this.#file.close();
+  }
+
+  #writeAll(bytes: Uint8Array): void {
+    let offset = 0;
+    while (offset < bytes.byteLength) offset += this.#file.writeSync(bytes.subarray(offset));
+  }
+}
+
+/** Drains the slot up to the load's commit and reports what it measured. */
+export async function drain(options: DrainOptions): Promise<DrainResult> {
+  const started = performance.now();
+  const connection = await PgConnection.connect({
+    host: "127.0.0.1",
+    port: options.port,
+    user: "postgres",
+    database: "postgres",
+    sslmode: "disable",
+    replication: "database",
+    applicationName: "spillway-bench",
+  });
+  try {
+    const decoder = new PgoutputDecoder({ protoVersion: options.protoVersion });
+    const assembler = new TransactionAssembler();
+    const sink = new NullSink();
+    const capture = options.capture === undefined ? null : new Capture(options.capture);
+    const pgoutput: PgoutputOptions = {
+      protoVersion: options.protoVersion,
+      publicationNames: [options.publication],
+    };
+    if (options.streaming) pgoutput.streaming = true;
+    const stream = await connection.startReplication({
+      slot: options.slot,
+      pgoutput,
+      isIdle: () => !assembler.inTransaction && assembler.openStreamedTransactions === 0,
+    });
+    const streamingAt = performance.now();
+    let messages = 0;
+    let payloadBytes = 0;
+    let streamStarts = 0;
+    while (sink.endOf?.xid !== options.xid) {
+      const batch = await stream.nextBatch();
+      if (batch === null) {
+        throw new Error(
+          `The replication stream ended before the commit of transaction ${options.xid}`,
+        );
+      }
+      for (const xlog of batch) {
+        messages++;
+        payloadBytes += xlog.data.byteLength;
+        capture?.add(xlog.walStart, xlog.data);
+        const message = decoder.decode(xlog.data);
+        if (message.type === "StreamStart") streamStarts++;
+        for (const item of assembler.push(xlog.walStart, message)) sink.write(item);
+        if (sink.endOf?.xid === options.xid) break;
+      }
+    }
+    const committedAt = performance.now();
+    const end = sink.endOf!;
+    if (end.endLsn > options.endLsn) {
+      throw new Error(
+        `The commit of transaction ${options.xid} ends at ${
+          formatLsn(end.endLsn)
+        }, after the end position ${formatLsn(options.endLsn)}`,
+      );
+    }
+    stream.confirm(end.endLsn);
+    await stream.stop();
+    capture?.close();
+    const finished = performance.now();
+    return {
+      rows: sink.rows,
+      seconds: (finished - started) / 1000,
+      startSeconds: (streamingAt - started) / 1000,
+      commitSeconds: (committedAt - started) / 1000,
+      messages,
+      payloadBytes,
+      streamStarts,
+      streamed: end.streamed,
+      commitEndLsn: formatLsn(end.endLsn),
+      vmHwmKib: readVmHwmKib(),
+    };
+  } finally {
+    await connection.close();
+  }
+}
+
+/** Peak resident set size of this process from /proc/self/status, in KiB (0 if unknown). */
+function readVmHwmKib(): number {
+  try {
+    const status = Deno.readTextFileSync("/proc/self/status");
+    const match = /^VmHWM:\s+(\d+)\s+kB$/m.exec(status);
+    return match ? Number(match[1]) : 0;
+  } catch {
+    return 0;
+  }
+}
+
+if (import.meta.main) {
+  const options = parseDrainArgs(Deno.args);
+  const timer = setTimeout(() => {
+    console.error(`Drain of slot "${options.slot}" timed out after 10 minutes`);
+    Deno.exit(1);
+  }, 600_000);
+  try {
+    const result = await drain(options);
+    console.log(JSON.stringify(result));
+  } catch (error) {
+    console.error(error instanceof Error ? error.stack ?? error.message : String(error));
+    Deno.exitCode = 1;
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -1,0 +1,39 @@
+/**
+ * `deno task bench <name>`: Spillway's benchmarks. Each one starts the servers it needs through
+ * the test harness and prints a result table; see `bench/RESULTS.md` for recorded runs.
+ *
+ * @module
+ */
+
+const USAGE = `deno task bench <name> [options]
+
+Benchmarks:
+  decode   decode-only throughput of a 1,000,000-row transaction vs pg_recvlogical
+
+Run "deno task bench <name> --help" for a benchmark's options.`;
+
+/** Runs the named benchmark and returns the exit code. */
+export async function main(args: string[]): Promise<number> {
+  const [name, ...rest] = args;
+  switch (name) {
+    case "decode": {
+      const { decodeBench } = await import("./decode.ts");
+      return await decodeBench(rest);
+    }
+    case "help":
+    case "-h":
+    case "--help":
+      console.log(USAGE);
+      return 0;
+    case undefined:
+      console.error(`Cannot run a benchmark: name one\n\n${USAGE}`);
+      return 2;
+    default:
+      console.error(`Cannot run benchmark "${name}": it does not exist\n\n${USAGE}`);
+      return 2;
+  }
+}
+
+if (import.meta.main) {
+  Deno.exitCode = await main(Deno.args);
+}
