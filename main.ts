@@ -21,6 +21,8 @@ const USAGE = `spillway: PostgreSQL change data capture
 
 Usage:
   spillway run <pipeline.yaml>             run a pipeline: PostgreSQL → transforms → sinks
+  spillway check <pipeline.yaml> [--json]  check a pipeline file and its database; each finding with its fix
+  spillway slots list|drop <postgres-url>  list logical slots with their lag; drop one
   spillway tail <postgres-url> [options]   print every change as one JSON line
   spillway demo                            embedded PostgreSQL, a trickle of changes, tail
   spillway help [command]
@@ -51,6 +53,21 @@ Options:
 The URL may carry sslmode (disable, prefer, require, verify-ca, verify-full),
 sslrootcert (a file) and application_name: postgres://user:pass@host:5432/db?sslmode=require`;
 
+async function usageFor(command: string | undefined): Promise<string> {
+  switch (command) {
+    case "tail":
+      return TAIL_USAGE;
+    case "run":
+      return RUN_USAGE;
+    case "check":
+      return (await import("./pipelines/check.ts")).CHECK_USAGE;
+    case "slots":
+      return (await import("./pipelines/slots.ts")).SLOTS_USAGE;
+    default:
+      return USAGE;
+  }
+}
+
 /** Runs the CLI and returns the exit code. */
 export async function main(args: string[]): Promise<number> {
   const [command, ...rest] = args;
@@ -60,6 +77,14 @@ export async function main(args: string[]): Promise<number> {
         return await runCommand(rest);
       case "tail":
         return await tailCommand(rest);
+      case "check": {
+        const { checkCommand } = await import("./pipelines/check.ts");
+        return await checkCommand(rest);
+      }
+      case "slots": {
+        const { slotsCommand } = await import("./pipelines/slots.ts");
+        return await slotsCommand(rest);
+      }
       case "demo": {
         const { demo } = await import("./pipelines/demo.ts");
         return await demo(rest);
@@ -68,7 +93,7 @@ export async function main(args: string[]): Promise<number> {
       case "-h":
       case "--help":
       case undefined:
-        console.log(rest[0] === "tail" ? TAIL_USAGE : rest[0] === "run" ? RUN_USAGE : USAGE);
+        console.log(await usageFor(rest[0]));
         return command === undefined ? 2 : 0;
       default:
         console.error(`Unknown command "${command}"; run "spillway help"`);
