@@ -71,8 +71,7 @@ function main(args: string[]): void {
     collectGarbage();
     const heapBefore = Deno.memoryUsage().heapUsed;
     started = performance.now();
-    const decoder = new PgoutputDecoder({ protoVersion });
-    const assembler = new TransactionAssembler();
+    const assembler = new TransactionAssembler({ protoVersion });
     let rows = 0;
     let heldBytes = 0;
     const last = captured.length - 1;
@@ -84,7 +83,7 @@ function main(args: string[]): void {
         heldBytes = Deno.memoryUsage().heapUsed - heapBefore;
         started += performance.now() - pausedAt;
       }
-      for (const item of assembler.push(frame.walStart, decoder.decode(frame.data))) {
+      for (const item of assembler.push(frame.walStart, frame.data)) {
         if (item.kind === "change" && item.event.op === "c") rows++;
       }
     }

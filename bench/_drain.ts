@@ -21,7 +21,7 @@
 import { parseArgs } from "node:util";
 import { PgConnection, type PgoutputOptions } from "../decoder/connection.ts";
 import { formatLsn, type Lsn, parseLsn } from "../decoder/lsn.ts";
-import { PgoutputDecoder, type ProtoVersion } from "../decoder/pgoutput.ts";
+import type { ProtoVersion } from "../decoder/pgoutput.ts";
 import { TransactionAssembler } from "../pipelines/assembler.ts";
 import type { StreamItem } from "../pipelines/events.ts";
 
@@ -166,8 +166,7 @@ export async function drain(options: DrainOptions): Promise<DrainResult> {
     applicationName: "spillway-bench",
   });
   try {
-    const decoder = new PgoutputDecoder({ protoVersion: options.protoVersion });
-    const assembler = new TransactionAssembler();
+    const assembler = new TransactionAssembler({ protoVersion: options.protoVersion });
     const sink = new NullSink();
     const capture = options.capture === undefined ? null : new Capture(options.capture);
     const pgoutput: PgoutputOptions = {
@@ -195,9 +194,8 @@ export async function drain(options: DrainOptions): Promise<DrainResult> {
         messages++;
         payloadBytes += xlog.data.byteLength;
         capture?.add(xlog.walStart, xlog.data);
-        const message = decoder.decode(xlog.data);
-        if (message.type === "StreamStart") streamStarts++;
-        for (const item of assembler.push(xlog.walStart, message)) sink.write(item);
+        if (xlog.data[0] === 0x53) streamStarts++; // 'S': Stream Start
+        for (const item of assembler.push(xlog.walStart, xlog.data)) sink.write(item);
         if (sink.endOf?.xid === options.xid) break;
       }
     }

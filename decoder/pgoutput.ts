@@ -297,6 +297,19 @@ export class PgoutputDecoder {
     return this.#inStreamBlock;
   }
 
+  /**
+   * Puts the decoder inside a stream block, for decoding messages that were kept
+   * from one (they carry an xid) after the block itself has ended.
+   */
+  enterStreamBlock(): void {
+    this.#inStreamBlock = true;
+  }
+
+  /** Back to the state of a new session (outside any stream block). */
+  reset(): void {
+    this.#inStreamBlock = false;
+  }
+
   /** Decodes one message; throws {@linkcode DecodeError} on malformed bytes. */
   decode(bytes: Uint8Array): PgoutputMessage {
     const reader = this.#reader;

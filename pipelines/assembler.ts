@@ -1,7 +1,9 @@
 /**
  * Turns pgoutput messages into transactions of typed events, in commit order.
- * Pure: no I/O. Streamed transactions (protocol 2+) are held until their Stream
- * Commit; aborted ones, and rolled-back subtransactions, are discarded.
+ * Streamed transactions (protocol 2+) are held as raw bytes (see
+ * `streamed_buffer.ts`, which may spill them to disk) until their Stream Commit,
+ * then decoded and handed on lazily; aborted ones, and rolled-back
+ * subtransactions, are discarded. Apart from spilling, no I/O.
  *
  * @module
  */
@@ -9,56 +11,81 @@
 import { DecodeError } from "../decoder/errors.ts";
 import type { Lsn } from "../decoder/lsn.ts";
 import {
+  PgoutputDecoder,
   type PgoutputMessage,
+  type ProtoVersion,
   type RelationMessage,
   type TupleData,
   UNCHANGED_TOAST,
 } from "../decoder/pgoutput.ts";
 import { RelationCache } from "../decoder/relations.ts";
+import { PgoutputCode } from "../decoder/codes.ts";
+import { SpillBudget, StreamedBuffer } from "./streamed_buffer.ts";
 import type { ChangeEvent, EventSource, Row, StreamItem, TransactionInfo } from "./events.ts";
-
-/** An item, or a Relation to apply at commit, with the (sub)transaction xid that made it. */
-type StreamedEntry =
-  | { subXid: number; item: StreamItem; relation?: undefined }
-  | { subXid: number; relation: RelationMessage; item?: undefined };
 
 interface StreamedTransaction {
   xid: number;
   origin?: string;
-  entries: StreamedEntry[];
-  /**
-   * Relations described inside this transaction's stream blocks: used to decode its
-   * changes, merged into the cache only at its commit, dropped if it aborts.
-   */
-  relations: Map<number, RelationMessage>;
+  /** Its messages, undecoded, until Stream Commit. */
+  buffer: StreamedBuffer;
 }
+
+/** Options of {@linkcode TransactionAssembler}. */
+export interface AssemblerOptions {
+  /** The negotiated pgoutput version. Default 4. */
+  protoVersion?: ProtoVersion;
+  relations?: RelationCache;
+  /** Memory budget of streamed transactions; beyond it they spill to disk. Default 64 MB. */
+  spill?: SpillBudget;
+}
+
+/** pgoutput tags held raw inside a stream block: they belong to the streamed transaction. */
+const BUFFERED_TAGS = new Set<number>([
+  PgoutputCode.Insert,
+  PgoutputCode.Update,
+  PgoutputCode.Delete,
+  PgoutputCode.Truncate,
+  PgoutputCode.Message,
+  PgoutputCode.Relation,
+  PgoutputCode.Type,
+]);
 
 const PLACEHOLDER_LSN = 0n as Lsn;
 
 /**
- * Consumes `(walStart, message)` pairs and returns the items they complete.
+ * Consumes `(walStart, pgoutput bytes)` pairs and returns the items they complete.
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
  * import { TransactionAssembler } from "./assembler.ts";
  * import type { Lsn } from "../decoder/lsn.ts";
- * const assembler = new TransactionAssembler();
- * const items = assembler.push(100n as Lsn, {
- *   type: "Begin", finalLsn: 200n as Lsn, commitTime: 0n, xid: 9,
- * });
- * assert(items[0]?.kind === "begin");
+ * const assembler = new TransactionAssembler({ protoVersion: 1 });
+ * const begin = new Uint8Array(21);
+ * begin[0] = 0x42; // 'B'
+ * begin[20] = 9; // xid
+ * const [item] = assembler.push(100n as Lsn, begin);
+ * assert(item?.kind === "begin" && item.tx.xid === 9);
  * ```
  */
 export class TransactionAssembler {
   readonly relations: RelationCache;
+  #decoder: PgoutputDecoder;
+  readonly #spill: SpillBudget;
   #current: TransactionInfo | null = null;
   #currentCount = 0;
   #streamXid: number | null = null;
   #streamed = new Map<number, StreamedTransaction>();
 
-  constructor(relations = new RelationCache()) {
-    this.relations = relations;
+  constructor(options: AssemblerOptions = {}) {
+    this.relations = options.relations ?? new RelationCache();
+    this.#decoder = new PgoutputDecoder({ protoVersion: options.protoVersion ?? 4 });
+    this.#spill = options.spill ?? new SpillBudget({ limitBytes: 64_000_000 });
+  }
+
+  /** The memory budget of streamed transactions, for metrics. */
+  get spill(): SpillBudget {
+    return this.#spill;
   }
 
   /** Number of streamed transactions waiting for their commit. */
@@ -71,18 +98,54 @@ export class TransactionAssembler {
     return this.#current !== null;
   }
 
+  /** The decoder of the current session. */
+  get decoder(): PgoutputDecoder {
+    return this.#decoder;
+  }
+
   /**
-   * Forgets open transactions (after a reconnect the server re-sends them whole).
-   * Relations are kept, so a re-sent identical Relation is not a schema change.
+   * Starts over for a new replication session (after a reconnect the server
+   * re-sends open transactions whole): forgets open transactions and decoder
+   * state. Relations are kept, so a re-sent identical Relation is not a schema change.
    */
+  startSession(protoVersion: ProtoVersion): void {
+    this.reset();
+    this.#decoder = new PgoutputDecoder({ protoVersion });
+  }
+
+  /** Forgets open transactions and decoder state. */
   reset(): void {
     this.#current = null;
     this.#currentCount = 0;
     this.#streamXid = null;
+    for (const streamed of this.#streamed.values()) streamed.buffer.dispose();
     this.#streamed.clear();
+    this.#decoder.reset();
   }
 
-  push(walStart: Lsn, message: PgoutputMessage): StreamItem[] {
+  /**
+   * Takes one XLogData payload. Returns the items it completes; at a Stream
+   * Commit that is a lazy iterable over the whole transaction, decoded as it is
+   * consumed — consume it before the next push.
+   */
+  push(walStart: Lsn, bytes: Uint8Array): Iterable<StreamItem> {
+    const streamXid = this.#streamXid;
+    if (streamXid !== null && bytes.byteLength > 0 && BUFFERED_TAGS.has(bytes[0]!)) {
+      if (bytes.byteLength < 5) {
+        throw new DecodeError(
+          "pgoutput",
+          1,
+          "a message in a stream block is too short to carry its xid",
+        );
+      }
+      const subXid = new DataView(bytes.buffer, bytes.byteOffset, 5).getUint32(1);
+      this.#streamed.get(streamXid)!.buffer.push(walStart, subXid, bytes);
+      return [];
+    }
+    return this.#handle(walStart, this.#decoder.decode(bytes));
+  }
+
+  #handle(walStart: Lsn, message: PgoutputMessage): Iterable<StreamItem> {
     switch (message.type) {
       case "Begin":
         this.#current = {
@@ -162,7 +225,10 @@ export class TransactionAssembler {
       case "StreamStart": {
         this.#streamXid = message.xid;
         if (!this.#streamed.has(message.xid)) {
-          this.#streamed.set(message.xid, { xid: message.xid, entries: [], relations: new Map() });
+          this.#streamed.set(message.xid, {
+            xid: message.xid,
+            buffer: new StreamedBuffer(this.#spill),
+          });
         }
         return [];
       }
@@ -170,13 +236,12 @@ export class TransactionAssembler {
         this.#streamXid = null;
         return [];
       case "StreamAbort": {
+        const streamed = this.#streamed.get(message.xid);
         if (message.subXid === message.xid) {
+          streamed?.buffer.dispose();
           this.#streamed.delete(message.xid);
         } else {
-          const streamed = this.#streamed.get(message.xid);
-          if (streamed) {
-            streamed.entries = streamed.entries.filter((entry) => entry.subXid !== message.subXid);
-          }
+          streamed?.buffer.abortSubtransaction(message.subXid);
         }
         return [];
       }
@@ -193,38 +258,41 @@ export class TransactionAssembler {
           ...(streamed?.origin ? { origin: streamed.origin } : {}),
           ...(isCommit ? {} : { gid: message.gid }),
         };
-        const out: StreamItem[] = [{ kind: "begin", tx }];
-        let count = 0;
-        for (const entry of streamed?.entries ?? []) {
-          if (entry.relation !== undefined) {
-            out.push(...this.#relation(entry.relation)); // the schema as of this point of the transaction
-            continue;
-          }
-          const item = entry.item;
-          if (item.kind === "change") {
-            item.event.source.commitLsn = tx.commitLsn;
-            item.event.source.commitTime = tx.commitTime;
-            if (tx.origin) item.event.source.origin = tx.origin;
-            count++;
-          } else if (item.kind === "message") {
-            item.event.xid = tx.xid;
-            item.event.commitLsn = tx.commitLsn;
-            item.event.commitTime = tx.commitTime;
-            count++;
-          }
-          out.push(item);
-        }
-        out.push({
-          kind: isCommit ? "commit" : "prepare",
-          tx,
-          endLsn: message.endLsn,
-          eventCount: count,
-        });
-        return out;
+        return this.#replay(streamed, tx, isCommit ? "commit" : "prepare", message.endLsn);
       }
       default:
         return assertNever(message);
     }
+  }
+
+  /**
+   * Decodes a committed streamed transaction from its buffer, as if it had been
+   * sent whole: its Relations apply to the cache in order, its changes carry the
+   * commit's LSN and time. Lazy, so a huge transaction is never held decoded.
+   */
+  *#replay(
+    streamed: StreamedTransaction | undefined,
+    tx: TransactionInfo,
+    kind: "commit" | "prepare",
+    endLsn: Lsn,
+  ): Generator<StreamItem> {
+    yield { kind: "begin", tx };
+    this.#current = tx;
+    this.#currentCount = 0;
+    try {
+      if (streamed !== undefined) {
+        const decoder = new PgoutputDecoder({ protoVersion: this.#decoder.protoVersion });
+        decoder.enterStreamBlock(); // buffered messages carry their xid
+        for (const buffered of streamed.buffer.messages()) {
+          yield* this.#handle(buffered.walStart, decoder.decode(buffered.bytes));
+        }
+      }
+    } finally {
+      streamed?.buffer.dispose();
+    }
+    const eventCount = this.#currentCount;
+    this.#current = null;
+    yield { kind, tx, endLsn, eventCount };
   }
 
   #requireCurrent(what: string): TransactionInfo {
@@ -234,11 +302,6 @@ export class TransactionAssembler {
 
   /** Sends items to the open transaction, or buffers them in the streamed one. */
   #route(xid: number | undefined, items: StreamItem[]): StreamItem[] {
-    if (this.#streamXid !== null) {
-      const streamed = this.#streamed.get(this.#streamXid)!;
-      for (const item of items) streamed.entries.push({ subXid: xid ?? this.#streamXid, item });
-      return [];
-    }
     const tx = this.#requireCurrent("change");
     for (const item of items) {
       if (item.kind === "change") {
@@ -254,12 +317,6 @@ export class TransactionAssembler {
   }
 
   #relation(message: RelationMessage): StreamItem[] {
-    if (this.#streamXid !== null) {
-      const streamed = this.#streamed.get(this.#streamXid)!;
-      streamed.relations.set(message.relationId, message);
-      streamed.entries.push({ subXid: message.xid ?? this.#streamXid, relation: message });
-      return [];
-    }
     const change = this.relations.apply(message);
     if (change.kind !== "schema-change") return [];
     const item: StreamItem = {
@@ -275,14 +332,14 @@ export class TransactionAssembler {
   }
 
   #source(walStart: Lsn, relation: RelationMessage, xid: number | undefined): EventSource {
-    const tx = this.#streamXid === null ? this.#current : null;
+    const tx = this.#current;
     const source: EventSource = {
       schema: relation.namespace,
       table: relation.relationName,
       relid: relation.relationId,
       lsn: walStart,
       commitLsn: tx?.commitLsn ?? PLACEHOLDER_LSN,
-      xid: tx?.xid ?? this.#streamXid ?? xid ?? 0,
+      xid: tx?.xid ?? xid ?? 0,
       commitTime: tx?.commitTime ?? 0n,
     };
     if (tx?.origin) source.origin = tx.origin;
@@ -347,10 +404,7 @@ export class TransactionAssembler {
   }
 
   #relationFor(relid: number, what: string): RelationMessage {
-    const overlay = this.#streamXid === null
-      ? undefined
-      : this.#streamed.get(this.#streamXid)?.relations.get(relid);
-    const relation = overlay ?? this.relations.get(relid);
+    const relation = this.relations.get(relid);
     if (relation === undefined) {
       throw new DecodeError(what, 1, `relation ${relid} was never described by a Relation message`);
     }

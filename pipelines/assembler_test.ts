@@ -36,20 +36,23 @@ function linesRelation(options?: f.XidOption): Uint8Array {
   );
 }
 
-/** Decodes `[walStart, bytes]` pairs and feeds them to one assembler. */
+/** Feeds `[walStart, bytes]` pairs to one assembler. */
 class Harness {
-  readonly decoder: PgoutputDecoder;
-  readonly assembler = new TransactionAssembler();
+  readonly assembler: TransactionAssembler;
 
   constructor(protoVersion: ProtoVersion = 4) {
-    this.decoder = new PgoutputDecoder({ protoVersion });
+    this.assembler = new TransactionAssembler({ protoVersion });
+  }
+
+  get decoder(): PgoutputDecoder {
+    return this.assembler.decoder;
   }
 
   /** Every item produced, in order. */
   feed(...frames: [number, Uint8Array][]): StreamItem[] {
     const items: StreamItem[] = [];
     for (const [walStart, bytes] of frames) {
-      items.push(...this.assembler.push(BigInt(walStart) as Lsn, this.decoder.decode(bytes)));
+      items.push(...this.assembler.push(BigInt(walStart) as Lsn, bytes));
     }
     return items;
   }

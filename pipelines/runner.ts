@@ -190,6 +190,7 @@ export class PipelineRunner {
         twoPhase: config.source.twoPhase || undefined,
         messages: true,
         statusIntervalMs: config.source.statusIntervalMs,
+        spill: { memoryLimitBytes: config.spill.memoryLimitBytes, dir: config.spill.dir },
         reconnect: {
           maxAttempts: config.source.reconnect.maxAttempts,
           initialDelayMs: config.source.reconnect.initialDelayMs,

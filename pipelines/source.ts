@@ -20,9 +20,10 @@ import {
 } from "../decoder/connection.ts";
 import { ConfigError, ConnectionError } from "../decoder/errors.ts";
 import { formatLsn, type Lsn, LSN_ZERO, maxLsn, parseLsn } from "../decoder/lsn.ts";
-import { PgoutputDecoder, type ProtoVersion } from "../decoder/pgoutput.ts";
+import type { ProtoVersion } from "../decoder/pgoutput.ts";
 import type { ReplicationStream } from "../decoder/stream.ts";
 import { TransactionAssembler } from "./assembler.ts";
+import { SpillBudget } from "./streamed_buffer.ts";
 import type { StreamItem } from "./events.ts";
 import { type Logger, silentLogger } from "./log.ts";
 import { retry, type RetryOptions } from "./retry.ts";
@@ -57,6 +58,8 @@ export interface SourceOptions {
   /** Status update period; default min(10 s, wal_sender_timeout / 3). */
   statusIntervalMs?: number;
   maxBufferedBytes?: number;
+  /** Streamed transactions: bytes held in memory before spilling to `dir` (default 64 MB, OS temp). */
+  spill?: { memoryLimitBytes: number; dir?: string | null };
   /** Reconnect policy; default up to 10 attempts over about 2 minutes. */
   reconnect?: RetryOptions;
   log?: Logger;
@@ -76,11 +79,10 @@ export interface SlotInfo {
 /** Streams decoded transactions from one slot. */
 export class ReplicationSource {
   readonly options: SourceOptions;
-  readonly assembler = new TransactionAssembler();
+  readonly assembler: TransactionAssembler;
   #log: Logger;
   #connection: PgConnection | null = null;
   #stream: ReplicationStream | null = null;
-  #decoder: PgoutputDecoder | null = null;
   #protoVersion: ProtoVersion = 1;
   #confirmed: Lsn = LSN_ZERO;
   #deliveredEnd: Lsn = LSN_ZERO;
@@ -95,6 +97,12 @@ export class ReplicationSource {
 
   private constructor(options: SourceOptions) {
     this.options = options;
+    this.assembler = new TransactionAssembler({
+      spill: new SpillBudget({
+        limitBytes: options.spill?.memoryLimitBytes ?? 64_000_000,
+        dir: options.spill?.dir ?? null,
+      }),
+    });
     this.#log = options.log ?? silentLogger;
   }
 
@@ -183,7 +191,7 @@ export class ReplicationSource {
     if (options.twoPhase !== undefined) pgoutput.twoPhase = options.twoPhase;
     if (options.origin !== undefined) pgoutput.origin = options.origin;
     const startLsn = maxLsn(this.#confirmed, first ? options.startLsn ?? LSN_ZERO : LSN_ZERO);
-    this.#decoder = new PgoutputDecoder({ protoVersion });
+    this.assembler.startSession(protoVersion);
     this.#stream = await connection.startReplication({
       slot: options.slot,
       startLsn,
@@ -327,17 +335,17 @@ export class ReplicationSource {
         yield* this.#recover(error, signal);
         continue;
       }
-      const items = this.#assemble(batch);
-      if (items.length > 0) yield items;
+      yield* this.#assemble(batch);
     }
   }
 
-  #assemble(batch: { walStart: Lsn; data: Uint8Array }[]): SourceItem[] {
-    const decoder = this.#decoder!;
-    const out: SourceItem[] = [];
+  /** Items in chunks of at most this many, so a huge streamed transaction flows through in pieces. */
+  static readonly CHUNK = 4096;
+
+  *#assemble(batch: { walStart: Lsn; data: Uint8Array }[]): Generator<SourceItem[]> {
+    let out: SourceItem[] = [];
     for (const xlog of batch) {
-      const message = decoder.decode(xlog.data);
-      for (const item of this.assembler.push(xlog.walStart, message)) {
+      for (const item of this.assembler.push(xlog.walStart, xlog.data)) {
         if (item.kind === "begin") {
           // Re-sent after a reconnect: this process already delivered it.
           this.#skipping = item.tx.commitLsn < this.#deliveredEnd;
@@ -348,9 +356,13 @@ export class ReplicationSource {
           if (!this.#skipping) this.#deliveredEnd = maxLsn(this.#deliveredEnd, item.endLsn);
           this.#skipping = false;
         }
+        if (out.length >= ReplicationSource.CHUNK) {
+          yield out;
+          out = [];
+        }
       }
     }
-    return out;
+    if (out.length > 0) yield out;
   }
 
   async *#recover(error: unknown, signal?: AbortSignal): AsyncGenerator<SourceItem[]> {

@@ -15,12 +15,13 @@
 import assert from "node:assert/strict";
 import type { PgConnection } from "../decoder/connection.ts";
 import { PostgresError } from "../decoder/errors.ts";
-import type {
-  InsertMessage,
-  PgoutputMessage,
-  RelationColumn,
-  StreamAbortMessage,
-  StreamStartMessage,
+import {
+  type InsertMessage,
+  PgoutputDecoder,
+  type PgoutputMessage,
+  type RelationColumn,
+  type StreamAbortMessage,
+  type StreamStartMessage,
 } from "../decoder/pgoutput.ts";
 import { ReplicationSource, type SourceItem } from "../pipelines/source.ts";
 import { type PgServer, type PgVersion, startPostgres, testVersions } from "./harness/postgres.ts";
@@ -578,10 +579,11 @@ async function sourceAssemblesStreams(ctx: Ctx): Promise<void> {
 /** Test spy: records every message the source feeds its assembler. */
 function spyOn(source: ReplicationSource): PgoutputMessage[] {
   const seen: PgoutputMessage[] = [];
+  const decoder = new PgoutputDecoder({ protoVersion: source.protoVersion });
   const push = source.assembler.push.bind(source.assembler);
-  source.assembler.push = (walStart, message) => {
-    seen.push(message);
-    return push(walStart, message);
+  source.assembler.push = (walStart, bytes) => {
+    seen.push(decoder.decode(bytes));
+    return push(walStart, bytes);
   };
   return seen;
 }
