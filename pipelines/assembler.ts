@@ -210,7 +210,7 @@ export class TransactionAssembler {
       case "Update":
       case "Delete":
       case "Truncate":
-        return this.#route(message.xid, this.#changes(walStart, message));
+        return this.#route(this.#changes(walStart, message));
       case "Message": {
         const event = {
           op: "m" as const,
@@ -220,7 +220,7 @@ export class TransactionAssembler {
           lsn: message.lsn,
         };
         if (!message.transactional) return [{ kind: "message", event }];
-        return this.#route(message.xid, [{ kind: "message", event }]);
+        return this.#route([{ kind: "message", event }]);
       }
       case "StreamStart": {
         this.#streamXid = message.xid;
@@ -301,7 +301,7 @@ export class TransactionAssembler {
   }
 
   /** Sends items to the open transaction, or buffers them in the streamed one. */
-  #route(xid: number | undefined, items: StreamItem[]): StreamItem[] {
+  #route(items: StreamItem[]): StreamItem[] {
     const tx = this.#requireCurrent("change");
     for (const item of items) {
       if (item.kind === "change") {

@@ -138,13 +138,15 @@ export function formatTimestamp(days: number, microsOfDay: number, zone: boolean
   return civilYear > 0 ? text : text + " BC";
 }
 
-/** Splits µs from 2000-01-01 into whole days and µs into the day (floor division). */
-export function splitMicros(micros: bigint): [days: number, microsOfDay: number] {
-  if (micros > -4503599627370496n && micros < 4503599627370496n) {
-    const us = Number(micros);
-    let days = Math.floor(us / USECS_PER_DAY);
-    let rest = us - days * USECS_PER_DAY;
-    // us / USECS_PER_DAY is rounded, so floor() may be off by one near a day boundary.
+/**
+ * Formats a `timestamp[tz]` given as µs from 2000-01-01. `micros` is a number when it is
+ * exact (|µs| < 2^53, the fast path), else a bigint.
+ */
+export function formatTimestampMicros(micros: number | bigint, zone: boolean): string {
+  if (typeof micros === "number") {
+    let days = Math.floor(micros / USECS_PER_DAY);
+    let rest = micros - days * USECS_PER_DAY;
+    // micros / USECS_PER_DAY is rounded, so floor() may be off by one near a day boundary.
     if (rest < 0) {
       days--;
       rest += USECS_PER_DAY;
@@ -152,7 +154,7 @@ export function splitMicros(micros: bigint): [days: number, microsOfDay: number]
       days++;
       rest -= USECS_PER_DAY;
     }
-    return [days, rest];
+    return formatTimestamp(days, rest, zone);
   }
   let days = micros / USECS_PER_DAY_N;
   let rest = micros % USECS_PER_DAY_N;
@@ -160,7 +162,7 @@ export function splitMicros(micros: bigint): [days: number, microsOfDay: number]
     days -= 1n;
     rest += USECS_PER_DAY_N;
   }
-  return [Number(days), Number(rest)];
+  return formatTimestamp(Number(days), Number(rest), zone);
 }
 
 // ---------------------------------------------------------------------------------------------

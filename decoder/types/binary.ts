@@ -24,9 +24,8 @@ import {
   DATE_NOEND,
   formatDate,
   formatTimeOfDay,
-  formatTimestamp,
+  formatTimestampMicros,
   formatZone,
-  splitMicros,
   TIMESTAMP_END,
   TIMESTAMP_MIN,
   TIMESTAMP_NOBEGIN,
@@ -34,8 +33,9 @@ import {
   USECS_PER_DAY,
 } from "./_datetime.ts";
 import { Oid } from "./oids.ts";
+import { setField } from "./values.ts";
 import type {
-  BinaryDecoder,
+  BinaryValueDecoder,
   Box,
   Circle,
   Line,
@@ -115,26 +115,66 @@ function float32At(b: Uint8Array, o: number): number {
   return float32[0]!;
 }
 
+const float32Bits = new Uint32Array(float32.buffer);
+
+/** The float32 next to `value` (finite, non-zero) away from zero (`step` 1) or towards it (-1). */
+function adjacentFloat32(value: number, step: 1 | -1): number {
+  float32[0] = value;
+  float32Bits[0] = float32Bits[0]! + step;
+  const adjacent = float32[0]!;
+  // Past the largest float32 the rounding boundary still sits where 2^128 would be.
+  return Number.isFinite(adjacent) ? adjacent : Math.sign(value) * 2 ** 128;
+}
+
 /**
- * The double nearest the shortest decimal that reads back as this `float4` — what
- * `float4out` prints with `extra_float_digits` > 0 (Ryu), so `1.1f` gives `1.1`, as the text
- * decoder does.
+ * The double nearest the shortest decimal that reads back as this `float4`: what `float4out`
+ * prints when `extra_float_digits` > 0, so `1.1f` gives `1.1`, as the text decoder does.
+ * PostgreSQL's Ryu is built without STRICTLY_SHORTEST, so a decimal exactly halfway to the
+ * next float does not count as reading back, even where round-half-even would allow it.
  */
 export function shortestFloat4(value: number): number {
   if (!Number.isFinite(value) || value === 0) return value;
+  const away = (value + adjacentFloat32(value, 1)) / 2;
+  const toward = (value + adjacentFloat32(value, -1)) / 2;
+  const low = Math.min(away, toward);
+  const high = Math.max(away, toward);
+  // Only at a power of two is the interval lopsided (narrower towards zero).
+  float32[0] = value;
+  const lopsided = (float32Bits[0]! & 0x7fffff) === 0;
   for (let precision = 1; precision <= 9; precision++) {
+    // The nearest decimal with `precision` significant digits.
     const text = value.toExponential(precision - 1);
-    const candidate = Number(text);
-    if (Math.fround(candidate) === value) return candidate;
-    // At a power of two the interval that rounds to `value` is narrower below than above, so
-    // the nearest decimal of this length can miss while its neighbour on the other side hits.
+    const nearest = Number(text);
+    const inside = nearest > low && nearest < high;
+    if (!inside && !lopsided) continue;
     const e = text.indexOf("e");
-    const mantissa = Number(text.slice(0, e).replace(".", ""));
+    const mantissa = Math.abs(Number(text.slice(0, e).replace(".", "")));
     const exponent = Number(text.slice(e + 1)) - (precision - 1);
-    const neighbour = Number(`${candidate < value ? mantissa + 1 : mantissa - 1}e${exponent}`);
-    if (Math.fround(neighbour) === value) return neighbour;
+    const sign = value < 0 ? "-" : "";
+    if (inside) {
+      // toExponential rounds an exact tie away from zero; Ryu rounds it to the even digit.
+      if (mantissa % 2 === 1) {
+        const other = Number(`${sign}${mantissa - 1}e${exponent}`);
+        if (other > low && other < high && isDecimalTie(value, precision)) return other;
+      }
+      return nearest;
+    }
+    // The nearest decimal missed the narrow side; its neighbour on the wide side may not.
+    const step = Math.abs(nearest) < Math.abs(value) ? 1 : -1;
+    const neighbour = Number(`${sign}${mantissa + step}e${exponent}`);
+    if (neighbour > low && neighbour < high) return neighbour;
   }
   return value;
+}
+
+/** True when `value` lies exactly halfway between two decimals of `precision` digits. */
+function isDecimalTie(value: number, precision: number): boolean {
+  const digits = value.toExponential(20).replace(/^-/, "").replace(".", "");
+  if (digits[precision] !== "5") return false;
+  for (let i = precision + 1; i < digits.length && digits[i] !== "e"; i++) {
+    if (digits[i] !== "0") return false;
+  }
+  return true;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -198,7 +238,7 @@ function decodeChar(b: Uint8Array): string {
 }
 
 /** `jsonb` and `jsonpath`: a version byte (1) then the text. */
-function versionedText(what: string): BinaryDecoder {
+function versionedText(what: string): BinaryValueDecoder {
   return (b) => {
     if (b.byteLength < 1) fail(what, 0, "missing version byte");
     if (b[0] !== 1) fail(what, 0, `unsupported version ${b[0]}`);
@@ -280,23 +320,28 @@ function decodeDate(b: Uint8Array): string {
   return formatDate(days);
 }
 
-function timestampDecoder(zone: boolean): BinaryDecoder {
+function timestampDecoder(zone: boolean): BinaryValueDecoder {
   const what = zone ? "timestamptz value" : "timestamp value";
   return (b) => {
     expectLength(b, 8, what);
+    const high = int32At(b, 0);
+    if (high >= -0x100000 && high < 0x100000) {
+      // |µs| < 2^52 (within 142 years of 2000): exact as a double, always in range.
+      return formatTimestampMicros(high * 4294967296 + uint32At(b, 4), zone);
+    }
     const micros = int64At(b, 0);
     if (micros === TIMESTAMP_NOEND) return "infinity";
     if (micros === TIMESTAMP_NOBEGIN) return "-infinity";
     if (micros < TIMESTAMP_MIN || micros >= TIMESTAMP_END) fail(what, 0, "timestamp out of range");
-    const [days, microsOfDay] = splitMicros(micros);
-    return formatTimestamp(days, microsOfDay, zone);
+    return formatTimestampMicros(micros, zone);
   };
 }
 
 function readTimeOfDay(b: Uint8Array, what: string): number {
-  const micros = int64At(b, 0);
-  if (micros < 0n || micros > BigInt(USECS_PER_DAY)) fail(what, 0, "time out of range");
-  return Number(micros);
+  const high = int32At(b, 0);
+  const micros = high * 4294967296 + uint32At(b, 4);
+  if (high < 0 || micros > USECS_PER_DAY) fail(what, 0, "time out of range");
+  return micros;
 }
 
 function decodeTime(b: Uint8Array): string {
@@ -323,15 +368,12 @@ const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"
 
 function decodeUuid(b: Uint8Array): string {
   expectLength(b, 16, "uuid value");
-  let out = "";
-  for (let i = 0; i < 16; i++) {
-    if (i === 4 || i === 6 || i === 8 || i === 10) out += "-";
-    out += HEX[b[i]!];
-  }
-  return out;
+  const hex = b.toHex();
+  return hex.slice(0, 8) + "-" + hex.slice(8, 12) + "-" + hex.slice(12, 16) + "-" +
+    hex.slice(16, 20) + "-" + hex.slice(20);
 }
 
-function macDecoder(length: number, what: string): BinaryDecoder {
+function macDecoder(length: number, what: string): BinaryValueDecoder {
   return (b) => {
     expectLength(b, length, what);
     let out = HEX[b[0]!]!;
@@ -381,7 +423,7 @@ function formatIpv6(b: Uint8Array, offset: number): string {
 }
 
 /** `inet`/`cidr`: UInt8 family (2 IPv4, 3 IPv6), UInt8 bits, UInt8 is_cidr, UInt8 nb, bytes. */
-function networkDecoder(cidr: boolean): BinaryDecoder {
+function networkDecoder(cidr: boolean): BinaryValueDecoder {
   const what = cidr ? "cidr value" : "inet value";
   return (b) => {
     if (b.byteLength < 4) fail(what, 0, "needs 4 header bytes");
@@ -623,23 +665,60 @@ function decodeTsquery(b: Uint8Array): string {
 // Containers
 
 /**
+ * Reads one element straight from the array's bytes (no subarray per element): the fast path
+ * for arrays of common scalars. Throws DecodeError like the element's own decoder.
+ */
+export type ElementReader = (bytes: Uint8Array, start: number, length: number) => PgValue;
+
+function fixedReader(
+  size: number,
+  what: string,
+  read: (b: Uint8Array, o: number) => PgValue,
+): ElementReader {
+  return (b, start, length) => {
+    if (length !== size) fail(what, start, `expected ${size} bytes, got ${length}`);
+    return read(b, start);
+  };
+}
+
+const readText: ElementReader = (b, start, length) => decodeUtf8(b, start, start + length);
+
+/** Element readers of the built-in types whose arrays are common, keyed by element OID. */
+export const ELEMENT_READERS: ReadonlyMap<number, ElementReader> = new Map<number, ElementReader>([
+  [Oid.bool, fixedReader(1, "bool value", (b, o) => b[o] !== 0)],
+  [Oid.int2, fixedReader(2, "int2 value", int16At)],
+  [Oid.int4, fixedReader(4, "int4 value", int32At)],
+  [Oid.int8, fixedReader(8, "int8 value", int64At)],
+  [Oid.oid, fixedReader(4, "oid value", uint32At)],
+  [Oid.float8, fixedReader(8, "float8 value", float64At)],
+  [Oid.text, readText],
+  [Oid.varchar, readText],
+  [Oid.bpchar, readText],
+  [Oid.name, readText],
+]);
+
+/**
  * Array: Int32 ndim, Int32 has-nulls flag, UInt32 element OID, ndim × (Int32 size, Int32 lower
  * bound), then each element as Int32 length (-1 for NULL) and bytes. Elements decode with
- * `element` whatever OID the header names (the registry already resolved the element type).
+ * `element` whatever OID the header names (the registry already resolved the element type), or
+ * with `reader` when given (same values, fewer allocations).
  */
 export function decodeArrayBinary(
   bytes: Uint8Array,
-  element: BinaryDecoder,
+  element: BinaryValueDecoder,
   what: string,
+  reader?: ElementReader,
 ): PgValue[] | PgArrayWithBounds {
-  const r = reader(bytes, what);
-  const ndim = r.int32("ndim");
-  if (ndim < 0 || ndim > 6) r.fail(`invalid number of dimensions ${ndim}`, 0);
-  const hasNulls = r.int32("has-nulls flag");
-  if (hasNulls !== 0 && hasNulls !== 1) r.fail(`invalid has-nulls flag ${hasNulls}`);
-  r.uint32("element OID");
+  const end = bytes.byteLength;
+  if (end < 12) fail(what, 0, `needs 12 header bytes, got ${end}`);
+  const ndim = int32At(bytes, 0);
+  if (ndim < 0 || ndim > 6) fail(what, 0, `invalid number of dimensions ${ndim}`);
+  const hasNulls = int32At(bytes, 4);
+  if (hasNulls !== 0 && hasNulls !== 1) fail(what, 4, `invalid has-nulls flag ${hasNulls}`);
+  let offset = 12 + ndim * 8;
+  if (offset > end) fail(what, 12, `${ndim} dimensions need ${offset} header bytes, got ${end}`);
   if (ndim === 0) {
-    r.expectEnd();
+    if (end !== 12) fail(what, 12, `${end - 12} unexpected trailing bytes`);
     return [];
   }
   const sizes: number[] = new Array(ndim);
@@ -647,35 +726,46 @@ export function decodeArrayBinary(
   let total = 1;
   let plainBounds = true;
   for (let d = 0; d < ndim; d++) {
-    const size = r.int32("dimension size");
-    const lower = r.int32("lower bound");
-    if (size < 0) r.fail(`negative dimension size ${size}`);
+    const size = int32At(bytes, 12 + d * 8);
+    const lower = int32At(bytes, 16 + d * 8);
+    if (size < 0) fail(what, 12 + d * 8, `negative dimension size ${size}`);
     sizes[d] = size;
     lowerBounds[d] = lower;
     if (lower !== 1) plainBounds = false;
     total *= size;
   }
   // Each element takes at least its 4-byte length.
-  if (total > r.remaining / 4) r.fail(`${total} elements cannot fit in ${r.remaining} bytes`);
+  if (total > (end - offset) / 4) {
+    fail(what, offset, `${total} elements cannot fit in ${end - offset} bytes`);
+  }
   if (total === 0) {
-    r.expectEnd();
+    if (offset !== end) fail(what, offset, `${end - offset} unexpected trailing bytes`);
     return [];
   }
+  const readElement = (): PgValue => {
+    if (offset + 4 > end) fail(what, offset, "needs 4 bytes for an element length");
+    const length = int32At(bytes, offset);
+    offset += 4;
+    if (length === -1) return null;
+    if (length < 0 || length > end - offset) {
+      fail(what, offset - 4, `element length ${length} exceeds the ${end - offset} bytes left`);
+    }
+    const start = offset;
+    offset += length;
+    return reader ? reader(bytes, start, length) : element(bytes.subarray(start, start + length));
+  };
   const level = (d: number): PgValue[] => {
     const size = sizes[d]!;
     const out: PgValue[] = new Array(size);
     if (d + 1 < ndim) {
       for (let k = 0; k < size; k++) out[k] = level(d + 1);
-      return out;
-    }
-    for (let k = 0; k < size; k++) {
-      const length = r.int32("element length");
-      out[k] = length === -1 ? null : element(r.bytes(length, "element"));
+    } else {
+      for (let k = 0; k < size; k++) out[k] = readElement();
     }
     return out;
   };
   const values = level(0);
-  r.expectEnd();
+  if (offset !== end) fail(what, offset, `${end - offset} unexpected trailing bytes`);
   return plainBounds ? values : { lowerBounds, values };
 }
 
@@ -687,7 +777,7 @@ const RANGE_UB_INF = 0x10;
 const RANGE_LB_NULL = 0x20;
 const RANGE_UB_NULL = 0x40;
 
-function readRange(r: BufferReader, subtype: BinaryDecoder): PgRange {
+function readRange(r: BufferReader, subtype: BinaryValueDecoder): PgRange {
   const flags = r.uint8("range flags");
   if (flags & RANGE_EMPTY) {
     return { empty: true, lower: null, upper: null, lowerInclusive: false, upperInclusive: false };
@@ -711,7 +801,7 @@ function readRange(r: BufferReader, subtype: BinaryDecoder): PgRange {
  */
 export function decodeRangeBinary(
   bytes: Uint8Array,
-  subtype: BinaryDecoder,
+  subtype: BinaryValueDecoder,
   what: string,
 ): PgRange {
   const r = reader(bytes, what);
@@ -723,7 +813,7 @@ export function decodeRangeBinary(
 /** Multirange: Int32 count, then each range as Int32 length and range bytes. */
 export function decodeMultirangeBinary(
   bytes: Uint8Array,
-  subtype: BinaryDecoder,
+  subtype: BinaryValueDecoder,
   what: string,
 ): PgRange[] {
   const r = reader(bytes, what);
@@ -747,7 +837,7 @@ export function decodeMultirangeBinary(
 export function decodeCompositeBinary(
   bytes: Uint8Array,
   names: readonly string[],
-  fields: readonly BinaryDecoder[],
+  fields: readonly BinaryValueDecoder[],
   what: string,
 ): PgComposite {
   const r = reader(bytes, what);
@@ -757,7 +847,7 @@ export function decodeCompositeBinary(
   for (let k = 0; k < count; k++) {
     r.uint32("column type OID");
     const length = r.int32("column length");
-    out[names[k]!] = length === -1 ? null : fields[k]!(r.bytes(length, "column"));
+    setField(out, names[k]!, length === -1 ? null : fields[k]!(r.bytes(length, "column")));
   }
   r.expectEnd();
   return out;
@@ -769,7 +859,7 @@ export function decodeCompositeBinary(
  */
 export function decodeRecordBinary(
   bytes: Uint8Array,
-  decoderFor: (oid: number) => BinaryDecoder,
+  decoderFor: (oid: number) => BinaryValueDecoder,
   what: string,
 ): PgComposite {
   const r = reader(bytes, what);
@@ -786,7 +876,7 @@ export function decodeRecordBinary(
 }
 
 /** `int2vector` and `oidvector` are one-dimensional arrays on the wire. */
-function vectorDecoder(element: BinaryDecoder, what: string): BinaryDecoder {
+function vectorDecoder(element: BinaryValueDecoder, what: string): BinaryValueDecoder {
   return (b) => {
     const value = decodeArrayBinary(b, element, what);
     return Array.isArray(value) ? value : value.values;
@@ -797,7 +887,10 @@ function vectorDecoder(element: BinaryDecoder, what: string): BinaryDecoder {
 // The table
 
 /** Binary decoders of the built-in scalar types, keyed by OID. */
-export const BINARY_DECODERS: ReadonlyMap<number, BinaryDecoder> = new Map<number, BinaryDecoder>([
+export const BINARY_DECODERS: ReadonlyMap<number, BinaryValueDecoder> = new Map<
+  number,
+  BinaryValueDecoder
+>([
   [Oid.bool, decodeBool],
   [Oid.bytea, decodeBytea],
   [Oid.char, decodeChar],

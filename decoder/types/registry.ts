@@ -19,6 +19,8 @@ import {
   decodeMultirangeBinary,
   decodeRangeBinary,
   decodeRecordBinary,
+  ELEMENT_READERS,
+  type ElementReader,
 } from "./binary.ts";
 import { decodeUtf8 } from "../_reader.ts";
 import { BUILTIN_TYPES, Oid } from "./oids.ts";
@@ -29,10 +31,10 @@ import {
   parseRangeText,
   TEXT_DECODERS,
 } from "./text.ts";
-import type { BinaryDecoder, ColumnDecoder, PgValue, TextDecoder } from "./values.ts";
+import type { BinaryValueDecoder, ColumnDecoder, PgValue, TextValueDecoder } from "./values.ts";
 
 export type {
-  BinaryDecoder,
+  BinaryValueDecoder,
   Box,
   Circle,
   ColumnDecoder,
@@ -46,7 +48,7 @@ export type {
   PgValue,
   Point,
   Polygon,
-  TextDecoder,
+  TextValueDecoder,
   UnknownBinaryValue,
   UnknownTextValue,
 } from "./values.ts";
@@ -141,9 +143,10 @@ function requireField(info: TypeInfo, field: keyof TypeInfo): void {
  */
 export class TypeRegistry {
   #types = new Map<number, TypeInfo>();
-  #text = new Map<number, TextDecoder>();
-  #binary = new Map<number, BinaryDecoder>();
+  #text = new Map<number, TextValueDecoder>();
+  #binary = new Map<number, BinaryValueDecoder>();
   #column = new Map<number, ColumnDecoder>();
+  #generation = 0;
 
   constructor() {
     for (const builtin of BUILTIN_TYPES) {
@@ -192,9 +195,15 @@ export class TypeRegistry {
       }
     }
     this.#types.set(info.oid, info);
+    this.#generation++;
     this.#text.clear();
     this.#binary.clear();
     this.#column.clear();
+  }
+
+  /** Counts {@linkcode register} calls, so caches built from this registry can tell they are stale. */
+  get generation(): number {
+    return this.#generation;
   }
 
   /** The registered description of `oid`, if any. */
@@ -246,18 +255,18 @@ export class TypeRegistry {
    * A decoder for values of type `oid` in one format. `typeModifier` (the column's `atttypmod`)
    * does not change decoded values; it is accepted so callers can key caches per column.
    */
-  decoder(oid: number, typeModifier: number, format: "text"): TextDecoder;
-  decoder(oid: number, typeModifier: number, format: "binary"): BinaryDecoder;
+  decoder(oid: number, typeModifier: number, format: "text"): TextValueDecoder;
+  decoder(oid: number, typeModifier: number, format: "binary"): BinaryValueDecoder;
   decoder(
     oid: number,
     typeModifier: number,
     format: "text" | "binary",
-  ): TextDecoder | BinaryDecoder;
+  ): TextValueDecoder | BinaryValueDecoder;
   decoder(
     oid: number,
     _typeModifier: number,
     format: "text" | "binary",
-  ): TextDecoder | BinaryDecoder {
+  ): TextValueDecoder | BinaryValueDecoder {
     return format === "text" ? this.#textDecoder(oid, 0) : this.#binaryDecoder(oid, 0);
   }
 
@@ -295,17 +304,17 @@ export class TypeRegistry {
     return `${info.name} value`;
   }
 
-  #unknownText(oid: number): TextDecoder {
+  #unknownText(oid: number): TextValueDecoder {
     const type = this.typeName(oid);
     return (text) => ({ type, text });
   }
 
-  #unknownBinary(oid: number): BinaryDecoder {
+  #unknownBinary(oid: number): BinaryValueDecoder {
     const type = this.typeName(oid);
     return (binary) => ({ type, binary });
   }
 
-  #textDecoder(oid: number, depth: number): TextDecoder {
+  #textDecoder(oid: number, depth: number): TextValueDecoder {
     let decoder = this.#text.get(oid);
     if (decoder === undefined) {
       decoder = this.#buildText(oid, depth);
@@ -314,7 +323,7 @@ export class TypeRegistry {
     return decoder;
   }
 
-  #binaryDecoder(oid: number, depth: number): BinaryDecoder {
+  #binaryDecoder(oid: number, depth: number): BinaryValueDecoder {
     let decoder = this.#binary.get(oid);
     if (decoder === undefined) {
       decoder = this.#buildBinary(oid, depth);
@@ -323,7 +332,19 @@ export class TypeRegistry {
     return decoder;
   }
 
-  #buildText(oid: number, depth: number): TextDecoder {
+  /** The fast element reader of a built-in scalar, looking through domains. */
+  #elementReader(oid: number): ElementReader | undefined {
+    for (let depth = 0; depth <= MAX_DEPTH; depth++) {
+      const reader = ELEMENT_READERS.get(oid);
+      if (reader !== undefined) return reader;
+      const info = this.#types.get(oid);
+      if (info?.kind !== "domain") return undefined;
+      oid = info.baseOid!;
+    }
+    return undefined;
+  }
+
+  #buildText(oid: number, depth: number): TextValueDecoder {
     const builtin = TEXT_DECODERS.get(oid);
     if (builtin !== undefined) return builtin;
     const info = this.#types.get(oid);
@@ -366,7 +387,7 @@ export class TypeRegistry {
     }
   }
 
-  #buildBinary(oid: number, depth: number): BinaryDecoder {
+  #buildBinary(oid: number, depth: number): BinaryValueDecoder {
     const builtin = BINARY_DECODERS.get(oid);
     if (builtin !== undefined) return builtin;
     const info = this.#types.get(oid);
@@ -385,7 +406,8 @@ export class TypeRegistry {
         return this.#binaryDecoder(info.baseOid!, depth + 1);
       case "array": {
         const element = this.#binaryDecoder(info.elementOid!, depth + 1);
-        return (bytes) => decodeArrayBinary(bytes, element, what);
+        const reader = this.#elementReader(info.elementOid!);
+        return (bytes) => decodeArrayBinary(bytes, element, what, reader);
       }
       case "range": {
         const subtype = this.#binaryDecoder(info.subtypeOid!, depth + 1);

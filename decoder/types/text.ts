@@ -13,6 +13,7 @@
 
 import { DecodeError } from "../errors.ts";
 import { Oid } from "./oids.ts";
+import { setField } from "./values.ts";
 import type {
   Box,
   Circle,
@@ -25,7 +26,7 @@ import type {
   PgRange,
   PgValue,
   Point,
-  TextDecoder,
+  TextValueDecoder,
 } from "./values.ts";
 
 function fail(what: string, offset: number, detail: string): never {
@@ -85,11 +86,14 @@ function parseBigint(text: string, what: string, min: bigint, max: bigint): bigi
   const length = text.length;
   const start = length > 0 && text.charCodeAt(0) === 45 ? 1 : 0;
   if (start === length || length - start > 20) fail(what, 0, `${quote(text)} is not an integer`);
+  let value = 0;
   for (let i = start; i < length; i++) {
     const digit = text.charCodeAt(i) - 48;
     if (digit < 0 || digit > 9) fail(what, i, `${quote(text)} is not an integer`);
+    value = value * 10 + digit;
   }
-  const n = BigInt(text);
+  // Up to 15 digits the double is exact, and BigInt(number) is cheaper than parsing again.
+  const n = length - start <= 15 ? BigInt(start === 1 ? -value : value) : BigInt(text);
   if (n < min || n > max) fail(what, 0, `${quote(text)} is out of range`);
   return n;
 }
@@ -287,7 +291,10 @@ function decodeBox(text: string): Box {
 
 function decodePath(text: string): Path {
   const first = text.charCodeAt(0);
-  if (first !== 91 && first !== 40) fail("path value", 0, `expected "[" or "(" in ${quote(text)}`);
+  const last = text.charCodeAt(text.length - 1);
+  if ((first !== 91 || last !== 93) && (first !== 40 || last !== 41)) {
+    fail("path value", 0, `expected "[…]" or "(…)", got ${quote(text)}`);
+  }
   return { closed: first === 40, points: pointsOf(parseFloats(text, "path value"), "path value") };
 }
 
@@ -354,6 +361,48 @@ function decimalToMicros(text: string, unitMicros: bigint, what: string): bigint
 
 /** `[-+]H:MM:SS[.f]` (hours may exceed 24) → µs. */
 function timeFieldToMicros(field: string, what: string): bigint {
+  let sign = 1;
+  let i = 0;
+  const first = field.charCodeAt(0);
+  if (first === 45 || first === 43) {
+    if (first === 45) sign = -1;
+    i = 1;
+  }
+  // Fast path: PostgreSQL's own output with hours that keep the total below 2^53 µs.
+  let hours = 0;
+  const hoursStart = i;
+  for (; i < field.length && i - hoursStart < 6; i++) {
+    const digit = field.charCodeAt(i) - 48;
+    if (digit < 0 || digit > 9) break;
+    hours = hours * 10 + digit;
+  }
+  if (i > hoursStart && field.charCodeAt(i) === 58 && field.length - i >= 6) {
+    const minutes = (field.charCodeAt(i + 1) - 48) * 10 + field.charCodeAt(i + 2) - 48;
+    const seconds = (field.charCodeAt(i + 4) - 48) * 10 + field.charCodeAt(i + 5) - 48;
+    let micros = 0;
+    let end = i + 6;
+    let ok = field.charCodeAt(i + 3) === 58 && minutes >= 0 && minutes < 60 && seconds >= 0 &&
+      seconds < 60 && isDigit(field, i + 1) && isDigit(field, i + 2) && isDigit(field, i + 4) &&
+      isDigit(field, i + 5);
+    if (ok && end < field.length) {
+      ok = field.charCodeAt(end) === 46 && field.length - end <= 7 && field.length - end > 1;
+      let scale = 100_000;
+      for (end++; ok && end < field.length; end++, scale /= 10) {
+        ok = isDigit(field, end);
+        micros += (field.charCodeAt(end) - 48) * scale;
+      }
+    }
+    if (ok) return BigInt(sign * (((hours * 60 + minutes) * 60 + seconds) * 1_000_000 + micros));
+  }
+  return timeFieldToMicrosSlow(field, what);
+}
+
+function isDigit(text: string, at: number): boolean {
+  const c = text.charCodeAt(at);
+  return c >= 48 && c <= 57;
+}
+
+function timeFieldToMicrosSlow(field: string, what: string): bigint {
   let sign = 1n;
   let start = 0;
   const first = field.charCodeAt(0);
@@ -414,6 +463,7 @@ function addUnit(parts: IntervalParts, unit: string, amount: string, what: strin
 /** ISO 8601 `P1Y2M3DT4H5M6.5S` with PostgreSQL's negative parts (`P-1Y-2M3DT-4H`). */
 function parseIso8601Interval(text: string, what: string): IntervalParts {
   const parts: IntervalParts = { months: 0, days: 0, micros: 0n };
+  if (text.length < 3 || text.endsWith("T")) fail(what, 0, `${quote(text)} has no fields`);
   let inTime = false;
   let start = 1;
   for (let i = 1; i < text.length; i++) {
@@ -557,7 +607,7 @@ function isArraySpace(c: number): boolean {
  */
 export function parseArrayText(
   text: string,
-  element: TextDecoder,
+  element: TextValueDecoder,
   delimiter: string,
   what: string,
 ): PgValue[] | PgArrayWithBounds {
@@ -723,7 +773,12 @@ function emptyRange(): PgRange {
 }
 
 /** Parses one range starting at `start`; sets `rangeEnd`. */
-function parseRangeAt(text: string, start: number, subtype: TextDecoder, what: string): PgRange {
+function parseRangeAt(
+  text: string,
+  start: number,
+  subtype: TextValueDecoder,
+  what: string,
+): PgRange {
   if (text.startsWith("empty", start)) {
     rangeEnd = start + 5;
     return emptyRange();
@@ -748,14 +803,18 @@ function parseRangeAt(text: string, start: number, subtype: TextDecoder, what: s
 }
 
 /** Parses range text: `[1,5)`, `empty`, `(,5]`, `["2024-01-01 00:00:00+00",infinity)`. */
-export function parseRangeText(text: string, subtype: TextDecoder, what: string): PgRange {
+export function parseRangeText(text: string, subtype: TextValueDecoder, what: string): PgRange {
   const range = parseRangeAt(text, 0, subtype, what);
   if (rangeEnd !== text.length) fail(what, rangeEnd, "trailing characters after the range");
   return range;
 }
 
 /** Parses multirange text: `{}`, `{[1,3),[5,7)}`. */
-export function parseMultirangeText(text: string, subtype: TextDecoder, what: string): PgRange[] {
+export function parseMultirangeText(
+  text: string,
+  subtype: TextValueDecoder,
+  what: string,
+): PgRange[] {
   if (text.charCodeAt(0) !== 123) fail(what, 0, `expected "{"`);
   const ranges: PgRange[] = [];
   if (text === "{}") return ranges;
@@ -782,7 +841,7 @@ export function parseMultirangeText(text: string, subtype: TextDecoder, what: st
 export function parseCompositeText(
   text: string,
   names: readonly string[] | null,
-  fields: readonly TextDecoder[] | null,
+  fields: readonly TextValueDecoder[] | null,
   what: string,
 ): PgComposite {
   // Without field descriptions (an anonymous `record`), fields are text named f1, f2, ….
@@ -818,7 +877,7 @@ export function parseCompositeText(
       }
     }
     const name = names === null ? `f${k + 1}` : names[k]!;
-    out[name] = value === null || fields === null ? value : fields[k]!(value);
+    setField(out, name, value === null || fields === null ? value : fields[k]!(value));
     i++;
     if (c === 41) {
       if (fields !== null && k + 1 !== fields.length) {
@@ -834,7 +893,10 @@ export function parseCompositeText(
 // The table
 
 /** Text decoders of the built-in scalar types, keyed by OID. */
-export const TEXT_DECODERS: ReadonlyMap<number, TextDecoder> = new Map<number, TextDecoder>([
+export const TEXT_DECODERS: ReadonlyMap<number, TextValueDecoder> = new Map<
+  number,
+  TextValueDecoder
+>([
   [Oid.bool, decodeBool],
   [Oid.bytea, decodeBytea],
   [Oid.char, identity],

@@ -111,10 +111,27 @@ export type PgValue =
   | PgComposite;
 
 /** Decodes one column value in text format (`'t'`). */
-export type TextDecoder = (text: string) => PgValue;
+export type TextValueDecoder = (text: string) => PgValue;
 
 /** Decodes one column value in binary format (`'b'`, the type's `send` output). */
-export type BinaryDecoder = (bytes: Uint8Array) => PgValue;
+export type BinaryValueDecoder = (bytes: Uint8Array) => PgValue;
 
 /** Decodes a text or a binary column value; pgoutput sends either, per column. */
 export type ColumnDecoder = (raw: string | Uint8Array) => PgValue;
+
+/**
+ * Sets a field on a plain object; a field named `__proto__` (a valid PostgreSQL attribute name)
+ * becomes an own property instead of replacing the prototype.
+ */
+export function setField<T>(target: Record<string, T>, name: string, value: T): void {
+  if (name === "__proto__") {
+    Object.defineProperty(target, name, {
+      value,
+      enumerable: true,
+      writable: true,
+      configurable: true,
+    });
+  } else {
+    target[name] = value;
+  }
+}

@@ -27,6 +27,8 @@ export interface Vector {
   /** The value both modes must decode to (tagged, see {@linkcode encodeExpected}); absent when
    * only text/binary agreement is checked. */
   expected?: unknown;
+  /** Where text and binary are known to differ (`reg*`): what binary decodes to. */
+  binaryExpected?: unknown;
   /** `float4` cases: compare `Math.fround(decoded)` with the expected float32 instead. */
   float4?: boolean;
 }

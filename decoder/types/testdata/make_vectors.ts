@@ -25,7 +25,15 @@ interface Case {
   input: string;
   expected?: PgValue;
   float4?: boolean;
+  /** Where text and binary are known to differ: the value binary decodes to. */
+  binaryExpected?: PgValue;
   label?: string;
+  /** Oldest major version that accepts (or prints the same for) this input. */
+  since?: number;
+}
+
+function since(version: number, list: Case[]): Case[] {
+  return list.map((c) => ({ ...c, since: version }));
 }
 
 const SESSION = `SET DateStyle = 'ISO, MDY'; SET TimeZone = 'UTC'; SET IntervalStyle = 'postgres';
@@ -133,7 +141,7 @@ function fixedCases(): Case[] {
       ["-Infinity", -Infinity],
       ["3.4028235e38", 3.4028235e38],
       ["1e-45", 1e-45],
-      ["1.17549435e-38", 1.17549435e-38],
+      ["1.17549435e-38", 1.1754944e-38],
       ["16777216", 16777216],
       ["-123456.7", -123456.7],
     ]),
@@ -177,13 +185,16 @@ function fixedCases(): Case[] {
         "12345678901234567890123456789.123456789012345678901234567890",
         "12345678901234567890123456789.123456789012345678901234567890",
       ],
-      ["-0.000000000000000000000000000000000000012300", "-0.000000000000000000000000000000000000012300"],
-      ["1e131071", "1" + "0".repeat(131071)],
+      [
+        "-0.000000000000000000000000000000000000012300",
+        "-0.000000000000000000000000000000000000012300",
+      ],
+      ["1e20000", "1" + "0".repeat(20000)],
       ["0." + "0".repeat(16382) + "1", "0." + "0".repeat(16382) + "1"],
     ]),
     ...cases("numeric(10,2)", [["12.5", "12.50"], ["-99999999.99", "-99999999.99"]]),
-    ...cases("numeric(5,-2)", [["12345", "12300"]]),
-    ...cases("numeric(3,5)", [["0.001234", "0.00123"]]),
+    ...since(15, cases("numeric(5,-2)", [["12345", "12300"]])),
+    ...since(15, cases("numeric(3,5)", [["0.001234", "0.00123"]])),
     ...cases("money", [
       ["1234.56", "1234.56"],
       ["-1234.56", "-1234.56"],
@@ -198,7 +209,7 @@ function fixedCases(): Case[] {
       ["", ""],
       ["hello", "hello"],
       ["ünïcödé 🎉 日本", "ünïcödé 🎉 日本"],
-      ['a"b\\c\'d', 'a"b\\c\'d'],
+      ["a\"b\\c'd", "a\"b\\c'd"],
       ["NULL", "NULL"],
       ["line\nbreak\ttab", "line\nbreak\ttab"],
       ["x".repeat(100), "x".repeat(100)],
@@ -206,7 +217,9 @@ function fixedCases(): Case[] {
     ...cases("character varying(5)", [["abc", "abc"]]),
     ...cases("character(5)", [["ab", "ab   "], ["", "     "]]),
     ...cases("name", [["pg_class", "pg_class"]]),
-    ...cases('"char"', [["a", "a"], ["", ""], ["\\351", "\\351"], ["\\177", "\x7f"]]),
+    ...cases('"char"', [["a", "a"], ["", ""]]),
+    // PostgreSQL 15+ reads and prints "char" bytes as \ooo escapes.
+    ...since(15, cases('"char"', [["\\351", "\\351"], ["\\177", "\x7f"]])),
     ...cases("bytea", [
       ["\\x", new Uint8Array()],
       ["\\x00ff10", Uint8Array.from([0, 255, 16])],
@@ -219,11 +232,14 @@ function fixedCases(): Case[] {
     ], ["00000000-0000-0000-0000-000000000000", "00000000-0000-0000-0000-000000000000"]]),
     ...cases("json", [['{"b":1, "a" : [1,2.50]}', '{"b":1, "a" : [1,2.50]}'], ["null", "null"]]),
     ...cases("jsonb", [
-      ['{"bb":1, "a" : [1,2.50], "c": {"ü": "\\u00e9"}}', '{"a": [1, 2.50], "c": {"ü": "é"}, "bb": 1}'],
+      [
+        '{"bb":1, "a" : [1,2.50], "c": {"ü": "\\u00e9"}}',
+        '{"a": [1, 2.50], "c": {"ü": "é"}, "bb": 1}',
+      ],
       ["null", "null"],
       ['"x"', '"x"'],
     ]),
-    ...cases("jsonpath", [["$.a[*] ? (@ > 1)", "$.\"a\"[*]?(@ > 1)"]]),
+    ...cases("jsonpath", [["$.a[*] ? (@ > 1)", '$."a"[*]?(@ > 1)']]),
     ...cases("xml", [["<a>x</a>", "<a>x</a>"], ['<?xml version="1.0"?><b/>', "<b/>"]]),
     ...cases("date", [
       ["2024-02-29", "2024-02-29"],
@@ -272,7 +288,7 @@ function fixedCases(): Case[] {
       ["0001-01-01 00:00:00", "0001-01-01 00:00:00"],
       ["0001-12-31 23:59:59.999999 BC", "0001-12-31 23:59:59.999999 BC"],
     ]),
-    ...cases("timestamp(0) without time zone", [["2024-02-29 13:45:00.5", "2024-02-29 13:45:00"]]),
+    ...cases("timestamp(0) without time zone", [["2024-02-29 13:45:00.5", "2024-02-29 13:45:01"]]),
     ...cases("timestamp with time zone", [
       ["2024-02-29 13:45:00.5+00", "2024-02-29 13:45:00.5+00"],
       ["2024-02-29 13:45:00+05:30", "2024-02-29 08:15:00+00"],
@@ -299,23 +315,34 @@ function fixedCases(): Case[] {
       ["-1 years", { months: -12, days: 0, microseconds: 0n }],
       ["1-2", { months: 14, days: 0, microseconds: 0n }],
       ["3 mons", { months: 3, days: 0, microseconds: 0n }],
-      ["2147483647 mons 2147483646 days 2562047788:00:54.775806", {
-        months: 2147483647,
-        days: 2147483646,
-        microseconds: 9223372036854775806n,
-      }],
-      ["-178956970 years -7 mons -2147483647 days -2562047788:00:54.775807", {
-        months: -2147483647,
-        days: -2147483647,
-        microseconds: -9223372036854775807n,
-      }],
-      ["infinity", { months: 2147483647, days: 2147483647, microseconds: 9223372036854775807n }],
-      ["-infinity", {
-        months: -2147483648,
-        days: -2147483648,
-        microseconds: -9223372036854775808n,
-      }],
     ]),
+    // PostgreSQL 14 cannot read these extremes back (its interval input overflows).
+    ...since(
+      15,
+      cases("interval", [
+        ["2147483647 mons 2147483646 days 2562047788:00:54.775806", {
+          months: 2147483647,
+          days: 2147483646,
+          microseconds: 9223372036854775806n,
+        }],
+        ["-178956970 years -7 mons -2147483647 days -2562047788:00:54.775807", {
+          months: -2147483647,
+          days: -2147483647,
+          microseconds: -9223372036854775807n,
+        }],
+      ]),
+    ),
+    ...since(
+      17,
+      cases("interval", [
+        ["infinity", { months: 2147483647, days: 2147483647, microseconds: 9223372036854775807n }],
+        ["-infinity", {
+          months: -2147483648,
+          days: -2147483648,
+          microseconds: -9223372036854775808n,
+        }],
+      ]),
+    ),
     ...cases("inet", [
       ["192.168.0.1", "192.168.0.1"],
       ["192.168.0.1/24", "192.168.0.1/24"],
@@ -347,14 +374,21 @@ function fixedCases(): Case[] {
     ...cases("macaddr8", [["08:00:2b:01:02:03:04:05", "08:00:2b:01:02:03:04:05"]]),
     ...cases("bit(4)", [["0101", "0101"]]),
     ...cases("bit(1)", [["1", "1"]]),
-    ...cases("bit varying", [["", ""], ["101010101", "101010101"], ["1".repeat(70), "1".repeat(70)]]),
+    ...cases("bit varying", [["", ""], ["101010101", "101010101"], [
+      "1".repeat(70),
+      "1".repeat(70),
+    ]]),
     ...cases("point", [
       ["(1.5,-2)", p(1.5, -2)],
       ["(-0,0)", p(-0, 0)],
       ["(NaN,Infinity)", p(NaN, Infinity)],
       ["(1e300,-1e-300)", p(1e300, -1e-300)],
     ]),
-    ...cases("line", [["{1,-1,0}", { a: 1, b: -1, c: 0 }], ["{0.5,2,-3}", { a: 0.5, b: 2, c: -3 }]]),
+    ...cases("line", [["{1,-1,0}", { a: 1, b: -1, c: 0 }], ["{0.5,2,-3}", {
+      a: 0.5,
+      b: 2,
+      c: -3,
+    }]]),
     ...cases("lseg", [["[(0,0),(1,1.5)]", [p(0, 0), p(1, 1.5)]]]),
     ...cases("box", [["(0,0),(1,1)", [p(1, 1), p(0, 0)]], ["(3,-1),(-2,4)", [p(3, 4), p(-2, -1)]]]),
     ...cases("path", [
@@ -380,7 +414,9 @@ function fixedCases(): Case[] {
       ["a:D & b:*ABCD", "'a':D & 'b':*ABCD"],
       ["(a <-> b) <0> !c", "'a' <-> 'b' <0> !'c'"],
       ["!!a", "!!'a'"],
-      ["a | (b | (c | d))", "'a' | ( 'b' | ( 'c' | 'd' ) )"],
+      ["a | (b | (c | d))", "'a' | 'b' | 'c' | 'd'"],
+      ["a & (b | c)", "'a' & ( 'b' | 'c' )"],
+      ["(a | b) <-> c", "( 'a' | 'b' ) <-> 'c'"],
       ["ünï & 日本", "'ünï' & '日本'"],
     ]),
     ...cases("pg_lsn", [["16/B374D848", "16/B374D848"], ["0/0", "0/0"], [
@@ -390,6 +426,20 @@ function fixedCases(): Case[] {
     ...cases("tid", [["(0,1)", "(0,1)"], ["(4294967295,65535)", "(4294967295,65535)"]]),
     ...cases("pg_snapshot", [["10:20:10,14,15", "10:20:10,14,15"], ["1:1:", "1:1:"]]),
     ...cases("txid_snapshot", [["10:20:10,14,15", "10:20:10,14,15"]]),
+    ...cases("refcursor", [["portal 1", "portal 1"]]),
+    // reg* types: text is the name, binary the OID (the one built-in difference).
+    ...[
+      ["regclass", "pg_class", 1259],
+      ["regtype", "integer", 23],
+      ["regproc", "now", 1299],
+      ["regnamespace", "pg_catalog", 11],
+      ["regrole", "postgres", 10],
+    ].map(([type, name, oid]): Case => ({
+      type: type as string,
+      input: name as string,
+      expected: name as string,
+      binaryExpected: oid as number,
+    })),
     ...cases("oidvector", [["1 2 3", [1, 2, 3]], ["", []]]),
     ...cases("int2vector", [["1 -2 3", [1, -2, 3]]]),
     // Arrays
@@ -416,7 +466,11 @@ function fixedCases(): Case[] {
     ...cases("real[]", [["{1.1,0.1}", [1.1, 0.1]]]),
     ...cases("boolean[]", [["{t,f,NULL}", [true, false, null]]]),
     ...cases("bytea[]", [['{"\\\\x00ff",NULL}', [Uint8Array.from([0, 255]), null]]]),
-    ...cases("date[]", [["{2024-02-29,infinity,0044-03-15 BC}", ["2024-02-29", "infinity", "0044-03-15 BC"]]]),
+    ...cases("date[]", [["{2024-02-29,infinity,0044-03-15 BC}", [
+      "2024-02-29",
+      "infinity",
+      "0044-03-15 BC",
+    ]]]),
     ...cases("timestamp with time zone[]", [[
       '{"2024-02-29 13:45:00.5+00",-infinity}',
       ["2024-02-29 13:45:00.5+00", "-infinity"],
@@ -449,7 +503,10 @@ function fixedCases(): Case[] {
       ["(,)", range(null, null, false, false)],
       ["(1,1)", EMPTY],
     ]),
-    ...cases("int8range", [["[-9223372036854775808,0]", range(-9223372036854775808n, 1n, true, false)]]),
+    ...cases("int8range", [[
+      "[-9223372036854775808,0]",
+      range(-9223372036854775808n, 1n, true, false),
+    ]]),
     ...cases("numrange", [
       ["[1.5,2.50]", range("1.5", "2.50", true, true)],
       ["(,NaN)", range(null, "NaN", false, false)],
@@ -463,7 +520,10 @@ function fixedCases(): Case[] {
       range("2024-01-01 00:00:00", "2024-01-02 00:00:00", true, false),
     ]]),
     ...cases("tstzrange", [
-      ['["2024-01-01 00:00:00+00",infinity)', range("2024-01-01 00:00:00+00", "infinity", true, false)],
+      [
+        '["2024-01-01 00:00:00+00",infinity)',
+        range("2024-01-01 00:00:00+00", "infinity", true, false),
+      ],
       ["(-infinity,)", range("-infinity", null, false, false)],
     ]),
     ...cases("int4multirange", [
@@ -471,20 +531,50 @@ function fixedCases(): Case[] {
       ["{[1,3),[5,7)}", [range(1, 3, true, false), range(5, 7, true, false)]],
       ["{[1,3),[2,4),empty,(,-5]}", [range(null, -4, false, false), range(1, 4, true, false)]],
     ]),
-    ...cases("nummultirange", [["{[1.5,2),(3,)}", [range("1.5", "2", true, false), range("3", null, false, false)]]]),
-    ...cases("datemultirange", [["{[2024-01-01,2024-02-01)}", [range("2024-01-01", "2024-02-01", true, false)]]]),
+    ...cases("int8multirange", [["{[1,3),[9223372036854775806,)}", [
+      range(1n, 3n, true, false),
+      range(9223372036854775806n, null, true, false),
+    ]]]),
+    ...cases("tsmultirange", [[
+      '{["2024-01-01 00:00:00","2024-01-02 00:00:00"),["2024-01-03 00:00:00",)}',
+      [
+        range("2024-01-01 00:00:00", "2024-01-02 00:00:00", true, false),
+        range("2024-01-03 00:00:00", null, true, false),
+      ],
+    ]]),
+    ...cases("nummultirange", [["{[1.5,2),(3,)}", [
+      range("1.5", "2", true, false),
+      range("3", null, false, false),
+    ]]]),
+    ...cases("datemultirange", [["{[2024-01-01,2024-02-01)}", [
+      range("2024-01-01", "2024-02-01", true, false),
+    ]]]),
     ...cases("tstzmultirange", [[
       '{["2024-01-01 00:00:00+00","2024-01-02 00:00:00+00")}',
       [range("2024-01-01 00:00:00+00", "2024-01-02 00:00:00+00", true, false)],
     ]]),
     // Catalog types
-    ...cases("mood", [["happy", "happy"], ['very "happy"', 'very "happy"'], ["a,b", "a,b"], ["ünï", "ünï"]]),
-    ...cases("mood[]", [['{sad,"very \\"happy\\"","a,b",NULL}', ["sad", 'very "happy"', "a,b", null]]]),
+    ...cases("mood", [["happy", "happy"], ['very "happy"', 'very "happy"'], ["a,b", "a,b"], [
+      "ünï",
+      "ünï",
+    ]]),
+    ...cases("mood[]", [['{sad,"very \\"happy\\"","a,b",NULL}', [
+      "sad",
+      'very "happy"',
+      "a,b",
+      null,
+    ]]]),
     ...cases("posint", [["5", 5]]),
     ...cases("posint[]", [["{1,2}", [1, 2]]]),
-    ...cases("intarr", [["{1,NULL,3}", [1, null, 3]], ["{}", []], ["[0:0]={7}", { lowerBounds: [0], values: [7] }]]),
+    ...cases("intarr", [["{1,NULL,3}", [1, null, 3]], ["{}", []], ["[0:0]={7}", {
+      lowerBounds: [0],
+      values: [7],
+    }]]),
     ...cases("price", [["12.5", "12.50"]]),
-    ...cases("inner_t", [['(1,"a,b")', { a: 1, b: "a,b" }], ["(,)", { a: null, b: null }], ['(,"")', { a: null, b: "" }]]),
+    ...cases("inner_t", [['(1,"a,b")', { a: 1, b: "a,b" }], ["(,)", { a: null, b: null }], [
+      '(,"")',
+      { a: null, b: "" },
+    ]]),
     ...cases("comp", [
       ['(1,"a b","{x,\\"y z\\"}",happy,"(2,\\"q\\")",5)', {
         id: 1,
@@ -495,7 +585,14 @@ function fixedCases(): Case[] {
         d: 5,
       }],
       ["(,,,,,)", { id: null, name: null, tags: null, m: null, n: null, d: null }],
-      ['(1,"",{},sad,"(,)",1)', { id: 1, name: "", tags: [], m: "sad", n: { a: null, b: null }, d: 1 }],
+      ['(1,"",{},sad,"(,)",1)', {
+        id: 1,
+        name: "",
+        tags: [],
+        m: "sad",
+        n: { a: null, b: null },
+        d: 1,
+      }],
       ['(2,"x\\\\y ""z""",{NULL},"very ""happy""",,2)', {
         id: 2,
         name: 'x\\y "z"',
@@ -515,7 +612,10 @@ function fixedCases(): Case[] {
       ["(-Infinity,NaN)", range(-Infinity, NaN, false, false)],
       ["empty", EMPTY],
     ]),
-    ...cases("floatmultirange", [["{[1,2),[3,4]}", [range(1, 2, true, false), range(3, 4, true, true)]]]),
+    ...cases("floatmultirange", [["{[1,2),[3,4]}", [
+      range(1, 2, true, false),
+      range(3, 4, true, true),
+    ]]]),
     ...cases("floatrange[]", [['{"[0.5,1)"}', [range(0.5, 1, true, false)]]]),
   ];
 }
@@ -626,9 +726,9 @@ function randomCases(seed: number, perType: number): Case[] {
   add("uuid", () => {
     const bytes = Uint8Array.from({ length: 16 }, () => int(0, 255));
     const hex = bytes.toHex();
-    const text = `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${
-      hex.slice(20)
-    }`;
+    const text = `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${
+      hex.slice(16, 20)
+    }-${hex.slice(20)}`;
     return [text.toUpperCase(), text];
   });
 
@@ -652,7 +752,8 @@ function randomCases(seed: number, perType: number): Case[] {
     if (fraction !== 0) text += "." + String(fraction).padStart(6, "0").replace(/0+$/, "");
     return text;
   };
-  const randomMs = () => random() < 0.7 ? int(-5e12, 5e12) : Math.floor(MS_MIN + random() * (MS_MAX - MS_MIN));
+  const randomMs = () =>
+    random() < 0.7 ? int(-5e12, 5e12) : Math.floor(MS_MIN + random() * (MS_MAX - MS_MIN));
   add("date", () => {
     const ms = Math.floor(randomMs() / 86_400_000) * 86_400_000;
     const { text, bc } = pgDate(ms);
@@ -693,7 +794,14 @@ function randomCases(seed: number, perType: number): Case[] {
     const micros = random() < 0.2
       ? 0n
       : BigInt(int(-(2 ** 31), 2 ** 31)) * BigInt(int(0, 2 ** 31)) + BigInt(int(-999999, 999999));
-    return [`${months} mons ${days} days ${micros} microseconds`, {
+    // As H:MM:SS.ffffff: PostgreSQL 14 overflows on a large count of "microseconds".
+    const abs = micros < 0n ? -micros : micros;
+    const clock = `${micros < 0n ? "-" : "+"}${abs / 3_600_000_000n}:${
+      String((abs / 60_000_000n) % 60n).padStart(2, "0")
+    }:${String((abs / 1_000_000n) % 60n).padStart(2, "0")}.${
+      String(abs % 1_000_000n).padStart(6, "0")
+    }`;
+    return [`${months} mons ${days} days ${clock}`, {
       months,
       days,
       microseconds: micros,
@@ -894,9 +1002,13 @@ function randomCases(seed: number, perType: number): Case[] {
     const value = {
       id: random() < 0.2 ? null : int(-1000, 1000),
       name: random() < 0.2 ? null : randomText(),
-      tags: random() < 0.2 ? null : Array.from({ length: int(0, 3) }, () => random() < 0.2 ? null : randomText()),
+      tags: random() < 0.2
+        ? null
+        : Array.from({ length: int(0, 3) }, () => random() < 0.2 ? null : randomText()),
       m: random() < 0.2 ? null : pick(MOODS),
-      n: random() < 0.2 ? null : { a: random() < 0.3 ? null : int(0, 9), b: random() < 0.3 ? null : randomText() },
+      n: random() < 0.2
+        ? null
+        : { a: random() < 0.3 ? null : int(0, 9), b: random() < 0.3 ? null : randomText() },
       d: random() < 0.2 ? null : int(1, 1000),
     };
     const field = (text: string | null) =>
@@ -925,10 +1037,26 @@ async function recordType(
 ): Promise<Vector[]> {
   const meta = JSON.parse(
     await psql(
-      `SELECT json_build_object('oid', t.oid, 'send', t.typsend::text, 'name', format_type(t.oid, NULL))
+      `SELECT json_build_object('oid', t.oid::int8, 'send', t.typsend::text,
+                                'output', t.typoutput::text, 'name', format_type(t.oid, NULL),
+                                'sendArg', (SELECT a.oid::regtype::text FROM pg_proc p
+                                  JOIN pg_type a ON a.oid = p.proargtypes[0]
+                                  WHERE p.oid = t.typsend AND a.typtype <> 'p' AND a.oid NOT IN (t.oid, t.typbasetype)),
+                                'outputArg', (SELECT a.oid::regtype::text FROM pg_proc p
+                                  JOIN pg_type a ON a.oid = p.proargtypes[0]
+                                  WHERE p.oid = t.typoutput AND a.typtype <> 'p' AND a.oid NOT IN (t.oid, t.typbasetype)))
          FROM pg_type t WHERE t.oid = ${sqlString(type)}::regtype`,
     ),
-  ) as { oid: number; send: string; name: string };
+  ) as {
+    oid: number;
+    send: string;
+    output: string;
+    name: string;
+    sendArg: string | null;
+    outputArg: string | null;
+  };
+  // A type that borrows its functions (refcursor uses textout) needs a cast to their argument.
+  const arg = (cast: string | null) => cast === null ? "v" : `v::${cast}`;
   // to_regtypemod() is PostgreSQL 17+; older servers record -1.
   const typmod = Number(
     await psql(
@@ -936,19 +1064,30 @@ async function recordType(
                    THEN to_regtypemod(${sqlString(type)}) ELSE -1 END`,
     ).catch(() => "-1"),
   );
+  // Values are parsed under Spillway's settings into a table first, so that settings changed
+  // for a variant affect only the output. Text comes from the type's output function, as
+  // pgoutput produces it (a cast to text can differ: bool, bpchar, inet).
   const rows = typeCases.map((c, i) => `(${i}, ${sqlString(c.input)})`).join(",\n");
-  const select = (output: string) =>
-    `SELECT json_agg(${output} ORDER BY ord) FROM (VALUES ${rows}) AS t(ord, v)`;
-  const values = JSON.parse(await psql(
-    SESSION + select(
-      `json_build_object('text', v::${type}::text, 'hex', encode(${meta.send}(v::${type}), 'hex'))`,
+  const load = `CREATE TEMP TABLE vals AS
+    SELECT ord, v::${type} AS v FROM (VALUES ${rows}) AS t(ord, v);\n`;
+  const text = `${meta.output}(${arg(meta.outputArg)})::text`;
+  const values = JSON.parse(
+    await psql(
+      SESSION + load +
+        `SELECT json_agg(json_build_object('text', ${text}, 'hex', encode(${meta.send}(${
+          arg(meta.sendArg)
+        }), 'hex'))
+                       ORDER BY ord) FROM vals`,
     ),
-  )) as { text: string; hex: string }[];
+  ) as { text: string; hex: string }[];
   const variants: Record<string, string[]> = {};
   for (const setting of VARIANTS[type] ?? []) {
     const [name, value] = setting.split("=");
     variants[setting] = JSON.parse(
-      await psql(SESSION + `SET ${name} = ${sqlString(value!)};\n` + select(`v::${type}::text`)),
+      await psql(
+        SESSION + load + `SET ${name} = ${sqlString(value!)};\n` +
+          `SELECT json_agg(${text} ORDER BY ord) FROM vals`,
+      ),
     ) as string[];
   }
   return typeCases.map((c, i): Vector => {
@@ -968,6 +1107,7 @@ async function recordType(
     }
     if ("expected" in c) vector.expected = encodeExpected(c.expected!);
     if (c.float4) vector.float4 = true;
+    if ("binaryExpected" in c) vector.binaryExpected = encodeExpected(c.binaryExpected!);
     return vector;
   });
 }
@@ -1004,7 +1144,8 @@ async function main(): Promise<void> {
     await connection.close();
   }
 
-  const all = [...fixedCases(), ...randomCases(seed, 25)];
+  const major = Number.parseInt(serverVersion, 10);
+  const all = [...fixedCases(), ...randomCases(seed, 25)].filter((c) => (c.since ?? 0) <= major);
   const byType = new Map<string, Case[]>();
   for (const c of all) {
     let list = byType.get(c.type);
@@ -1015,25 +1156,36 @@ async function main(): Promise<void> {
   for (const [type, typeCases] of byType) vectors.push(...await recordType(psql, type, typeCases));
 
   const output: VectorFile = { serverVersion, types, vectors };
-  const json = JSON.stringify(output, null, 1) + "\n";
   if (check) {
+    // Compare what both recorded; OIDs of catalog types and typmods (-1 before 17) may differ.
     const committed = JSON.parse(await Deno.readTextFile(file)) as VectorFile;
-    const fresh = JSON.parse(json) as VectorFile;
+    const key = (v: Vector) => `${v.label}\u0000${v.input}`;
+    const comparable = (v: Vector) =>
+      JSON.stringify({ ...v, oid: 0, typmod: 0, variants: v.variants ?? {} });
+    const recorded = new Map(committed.vectors.map((v) => [key(v), v]));
     let differences = 0;
-    for (let i = 0; i < fresh.vectors.length; i++) {
-      const a = JSON.stringify({ ...committed.vectors[i], oid: 0 });
-      const b = JSON.stringify({ ...fresh.vectors[i], oid: 0 });
-      if (a !== b) {
+    for (const vector of vectors) {
+      const old = recorded.get(key(vector));
+      if (old === undefined) continue;
+      if (comparable(old) !== comparable(vector)) {
         differences++;
-        console.log(`differs: ${fresh.vectors[i]!.label}\n  committed ${a}\n  server    ${b}`);
+        console.log(
+          `differs: ${vector.label}\n  committed ${comparable(old)}\n  server    ${
+            comparable(vector)
+          }`,
+        );
       }
     }
-    console.log(`${fresh.vectors.length} vectors, ${differences} differ on PostgreSQL ${serverVersion}`);
+    console.log(`${vectors.length} vectors, ${differences} differ on PostgreSQL ${serverVersion}`);
     if (differences > 0) Deno.exitCode = 1;
     return;
   }
-  await Deno.writeTextFile(file, json);
-  console.log(`Wrote ${vectors.length} vectors from PostgreSQL ${serverVersion} to ${file.pathname}`);
+  await Deno.writeTextFile(file, JSON.stringify(output, null, 2) + "\n");
+  // Leave the file as `deno fmt` (run over the whole repository) would.
+  await new Deno.Command(Deno.execPath(), { args: ["fmt", "-q", file.pathname] }).output();
+  console.log(
+    `Wrote ${vectors.length} vectors from PostgreSQL ${serverVersion} to ${file.pathname}`,
+  );
 }
 
 if (import.meta.main) await main();
