@@ -300,7 +300,7 @@ export class TransactionAssembler {
     return this.#current;
   }
 
-  /** Sends items to the open transaction, or buffers them in the streamed one. */
+  /** Counts items into the open transaction and stamps messages with it. */
   #route(items: StreamItem[]): StreamItem[] {
     const tx = this.#requireCurrent("change");
     for (const item of items) {
