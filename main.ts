@@ -12,10 +12,7 @@ import type { ProtoVersion } from "./decoder/pgoutput.ts";
 import { createLogger, type LogLevel } from "./pipelines/log.ts";
 import { tail } from "./pipelines/tail.ts";
 import { loadPipelineConfig } from "./pipelines/config.ts";
-import { PipelineRunner } from "./pipelines/runner.ts";
-import { MetricsRegistry, standardMetrics } from "./pipelines/metrics.ts";
-import { HealthRegistry } from "./pipelines/health.ts";
-import { startHttpServer } from "./pipelines/http.ts";
+import { runPipeline } from "./pipelines/run.ts";
 
 const USAGE = `spillway: PostgreSQL change data capture
 
@@ -147,19 +144,7 @@ async function runCommand(args: string[]): Promise<number> {
   Deno.addSignalListener("SIGINT", stop);
   Deno.addSignalListener("SIGTERM", stop);
   try {
-    log("info", "Starting pipeline", { name: config.name, file: config.file });
-    const registry = new MetricsRegistry();
-    const metrics = standardMetrics(registry);
-    const health = new HealthRegistry();
-    const runner = new PipelineRunner({ config, log, signal: controller.signal, metrics, health });
-    const http = config.http === null
-      ? null
-      : await startHttpServer({ listen: config.http.listen, metrics: registry, health, log });
-    try {
-      await runner.run();
-    } finally {
-      await http?.close();
-    }
+    await runPipeline({ config, log, signal: controller.signal });
     return 0;
   } finally {
     Deno.removeSignalListener("SIGINT", stop);

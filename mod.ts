@@ -67,3 +67,27 @@ export { TransactionAssembler } from "./pipelines/assembler.ts";
 export { ReplicationSource, type SourceItem, type SourceOptions } from "./pipelines/source.ts";
 export { changeEventToJson, itemToJsonLine } from "./pipelines/json.ts";
 export { retry, type RetryOptions } from "./pipelines/retry.ts";
+export { type TypeInfo, TypeRegistry } from "./decoder/types/registry.ts";
+export { loadTypeInfos } from "./decoder/types/catalog.ts";
+export {
+  DEBEZIUM_DEFAULTS,
+  jsonEncoder,
+  type JsonOptions,
+  SPILLWAY_DEFAULTS,
+  toJsonValue,
+} from "./decoder/types/json.ts";
+export type { PgComposite, PgInterval, PgRange, PgValue, Point } from "./decoder/types/values.ts";
+export { JsonRenderer } from "./pipelines/json.ts";
+export {
+  loadPipelineConfig,
+  matchTable,
+  parsePipelineConfig,
+  type PipelineConfig,
+  PipelineConfigError,
+} from "./pipelines/config.ts";
+export { PipelineRunner, type RunnerOptions, type RunnerState } from "./pipelines/runner.ts";
+export { runPipeline } from "./pipelines/run.ts";
+export type { Sink, SinkRecord, SinkStatus } from "./sinks/types.ts";
+export { FileSink } from "./sinks/file.ts";
+export { StdoutSink } from "./sinks/stdout.ts";
+export { NullSink } from "./sinks/null.ts";

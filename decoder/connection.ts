@@ -66,6 +66,7 @@ export const SESSION_PARAMETERS: Readonly<Record<string, string>> = {
   TimeZone: "UTC",
   extra_float_digits: "3",
   bytea_output: "hex",
+  lc_monetary: "C",
 };
 
 /**

@@ -832,20 +832,33 @@ export function decodeMultirangeBinary(
 
 /**
  * Composite: Int32 column count, then per column UInt32 type OID, Int32 length (-1 NULL) and
- * bytes. `names[k]`/`fields[k]` describe the k-th (non-dropped) field.
+ * bytes. `names[k]`/`fields[k]` describe the k-th (non-dropped) field; when `oids` is given, a
+ * column whose type OID differs (the type was altered since it was registered) is an error
+ * rather than a value decoded with the wrong decoder.
  */
 export function decodeCompositeBinary(
   bytes: Uint8Array,
   names: readonly string[],
   fields: readonly BinaryValueDecoder[],
   what: string,
+  oids?: readonly number[],
 ): PgComposite {
   const r = reader(bytes, what);
   const count = r.int32("column count");
-  if (count !== fields.length) r.fail(`${count} columns, expected ${fields.length}`, 0);
+  if (count !== fields.length) {
+    r.fail(`${count} columns, expected ${fields.length}; reload the type from the catalog`, 0);
+  }
   const out: PgComposite = {};
   for (let k = 0; k < count; k++) {
-    r.uint32("column type OID");
+    const oid = r.uint32("column type OID");
+    if (oids !== undefined && oid !== oids[k]) {
+      r.fail(
+        `field "${names[k]}" has type OID ${oid}, expected ${
+          oids[k]
+        }; reload the type from the catalog`,
+        r.offset - 4,
+      );
+    }
     const length = r.int32("column length");
     setField(out, names[k]!, length === -1 ? null : fields[k]!(r.bytes(length, "column")));
   }

@@ -423,7 +423,8 @@ export class TypeRegistry {
         const fields = info.fields!;
         const names = fields.map((f) => f.name);
         const decoders = fields.map((f) => this.#binaryDecoder(f.typeOid, depth + 1));
-        return (bytes) => decodeCompositeBinary(bytes, names, decoders, what);
+        const oids = fields.map((f) => f.typeOid);
+        return (bytes) => decodeCompositeBinary(bytes, names, decoders, what, oids);
       }
       default: {
         const never: never = info.kind;

@@ -1,0 +1,257 @@
+/** Unit tests of the JSON conversion, with Spillway's defaults and with Debezium's. */
+
+import assert from "node:assert/strict";
+import { DEBEZIUM_DEFAULTS, jsonEncoder, type JsonOptions, toJsonValue } from "./json.ts";
+import { Oid } from "./oids.ts";
+import { TypeRegistry } from "./registry.ts";
+import type { PgValue } from "./values.ts";
+
+/** The JSON text `JSON.stringify` writes for a value of type `oid`. */
+function json(value: PgValue, oid: number, options: JsonOptions = {}, typeModifier = -1): string {
+  return JSON.stringify(toJsonValue(value, { oid, typeModifier }, options));
+}
+
+const numericTypmod = (precision: number, scale: number) =>
+  ((precision << 16) | (scale & 0x7ff)) + 4;
+
+Deno.test("json: numbers stay exact and valid JSON", () => {
+  assert.equal(json(5n, Oid.int8), "5");
+  assert.equal(json(-9223372036854775808n, Oid.int8), "-9223372036854775808");
+  assert.equal(json(18446744073709551615n, Oid.xid8), "18446744073709551615");
+  assert.equal(json([1n, null, 9007199254740993n], 1016), "[1,null,9007199254740993]");
+  assert.equal(json(1.5, Oid.float8), "1.5");
+  assert.equal(json(-0, Oid.float8), "-0");
+  assert.equal(json(NaN, Oid.float4), '"NaN"');
+  assert.equal(json(Infinity, Oid.float8), '"Infinity"');
+  assert.equal(json(-Infinity, Oid.float8), '"-Infinity"');
+  assert.equal(json(42, Oid.int4), "42");
+  assert.equal(json(true, Oid.bool), "true");
+});
+
+Deno.test("json: Spillway defaults", () => {
+  assert.equal(json("123.4500", Oid.numeric), '"123.4500"');
+  assert.equal(json("NaN", Oid.numeric), '"NaN"');
+  assert.equal(json("-1234.56", Oid.money), '"-1234.56"');
+  assert.equal(json(Uint8Array.from([0, 255]), Oid.bytea), '"AP8="');
+  assert.equal(json(Uint8Array.from([0, 255]), Oid.bytea, { binaryHandling: "hex" }), '"00ff"');
+  assert.equal(json("2024-02-29", Oid.date), '"2024-02-29"');
+  assert.equal(json("0044-03-15 BC", Oid.date), '"-0043-03-15"');
+  assert.equal(json("0001-01-01 BC", Oid.date), '"0000-01-01"');
+  assert.equal(json("10000-01-01", Oid.date), '"+10000-01-01"');
+  assert.equal(json("infinity", Oid.date), '"infinity"');
+  assert.equal(json("13:45:00.5", Oid.time), '"13:45:00.5"');
+  assert.equal(json("13:45:00+05:30", Oid.timetz), '"13:45:00+05:30"');
+  assert.equal(json("13:45:00+00", Oid.timetz), '"13:45:00Z"');
+  assert.equal(json("13:45:00.25-00:53:28", Oid.timetz), '"13:45:00.25-00:53:28"');
+  assert.equal(json("2024-02-29 13:45:00.5", Oid.timestamp), '"2024-02-29T13:45:00.5"');
+  assert.equal(json("0044-03-15 12:00:00 BC", Oid.timestamp), '"-0043-03-15T12:00:00"');
+  assert.equal(json("2024-02-29 13:45:00.5+00", Oid.timestamptz), '"2024-02-29T13:45:00.5Z"');
+  assert.equal(json("2024-02-29 03:45:00+05:30", Oid.timestamptz), '"2024-02-28T22:15:00Z"');
+  assert.equal(json("-infinity", Oid.timestamptz), '"-infinity"');
+  assert.equal(
+    json({ months: 14, days: 3, microseconds: 14_706_500_000n }, Oid.interval),
+    '"P1Y2M3DT4H5M6.5S"',
+  );
+  assert.equal(json({ months: 0, days: 0, microseconds: 0n }, Oid.interval), '"P0Y0M0DT0H0M0S"');
+  assert.equal(
+    json({ months: -14, days: 3, microseconds: -14_706_000_000n }, Oid.interval),
+    '"P-1Y-2M3DT-4H-5M-6S"',
+  );
+  assert.equal(
+    json(
+      { months: 2147483647, days: 2147483647, microseconds: 9223372036854775807n },
+      Oid.interval,
+    ),
+    '"infinity"',
+  );
+  assert.equal(json("0101", Oid.bit, {}, 4), '"0101"');
+  assert.equal(json({ x: 1, y: -0 }, Oid.point), '{"x":1,"y":-0}');
+  assert.equal(
+    json(
+      { empty: false, lower: 1n, upper: null, lowerInclusive: true, upperInclusive: false },
+      Oid.int8range,
+    ),
+    '{"empty":false,"lower":1,"upper":null,"lowerInclusive":true,"upperInclusive":false}',
+  );
+  assert.equal(
+    json({ lowerBounds: [0], values: [1n, null] }, 1016),
+    '{"lowerBounds":[0],"values":[1,null]}',
+  );
+  assert.equal(
+    json({ type: "hstore", binary: Uint8Array.from([1]) }, 99999),
+    '{"type":"hstore","binary":"AQ=="}',
+  );
+  assert.equal(json({ type: "oid:99999", text: "x" }, 99999), '{"type":"oid:99999","text":"x"}');
+});
+
+Deno.test("json: Debezium defaults", () => {
+  const d = DEBEZIUM_DEFAULTS;
+  // Decimal with a declared scale: base64 of the unscaled two's complement.
+  assert.equal(json("12.50", Oid.numeric, d, numericTypmod(10, 2)), '"BOI="');
+  assert.equal(json("-1.00", Oid.numeric, d, numericTypmod(10, 2)), '"nA=="'); // -100 fits one byte
+  assert.equal(json("0.00", Oid.numeric, d, numericTypmod(10, 2)), '"AA=="');
+  assert.equal(json("128", Oid.numeric, d, numericTypmod(5, 0)), '"AIA="');
+  assert.equal(json("12300", Oid.numeric, d, numericTypmod(5, -2)), '"ew=="');
+  // Without a declared scale: VariableScaleDecimal, trailing zeros stripped.
+  assert.equal(json("123.4500", Oid.numeric, d), '{"scale":2,"value":"MDk="}');
+  assert.equal(json("100", Oid.numeric, d), '{"scale":0,"value":"ZA=="}');
+  assert.equal(json("0.000", Oid.numeric, d), '{"scale":0,"value":"AA=="}');
+  assert.equal(json("NaN", Oid.numeric, d), '"NaN"');
+  assert.equal(json("-1234.56", Oid.money, d), '"/h3A"');
+  assert.equal(json("-1234.56", Oid.money, { decimalHandling: "double" }), "-1234.56");
+  assert.equal(json("NaN", Oid.numeric, { decimalHandling: "double" }), '"NaN"');
+
+  assert.equal(json("1970-01-02", Oid.date, d), "1");
+  assert.equal(json("0001-01-01", Oid.date, d), "-719162");
+  assert.equal(json("0001-12-31 BC", Oid.date, d), "-719163");
+  assert.equal(json("infinity", Oid.date, d), "2147483647");
+  assert.equal(json("13:45:00.123456", Oid.time, d), "49500123456");
+  assert.equal(json("13:45:00.123", Oid.time, d, 3), "49500123");
+  assert.equal(json("13:45:00.123456", Oid.time, { ...d, timePrecision: "connect" }), "49500123");
+  assert.equal(
+    json("13:45:00.1", Oid.time, { ...d, timePrecision: "adaptive_time_microseconds" }, 1),
+    "49500100000",
+  );
+  assert.equal(json("24:00:00", Oid.time, d), "86400000000");
+  assert.equal(json("2024-02-29 13:45:00.5", Oid.timestamp, d), "1709214300500000");
+  assert.equal(json("2024-02-29 13:45:00.5", Oid.timestamp, d, 3), "1709214300500");
+  assert.equal(
+    json("1969-12-31 23:59:59.9995", Oid.timestamp, { ...d, timePrecision: "connect" }),
+    "-1",
+  );
+  assert.equal(json("infinity", Oid.timestamp, d), "9223372036825200000");
+  assert.equal(json("-infinity", Oid.timestamp, d, 3), "-9223372036832400");
+  assert.equal(json("294276-12-31 23:59:59.999999", Oid.timestamp, d), "9224318015999999999");
+  assert.equal(
+    json("2024-02-29 13:45:00.5+00", Oid.timestamptz, d),
+    '"2024-02-29T13:45:00.500000Z"',
+  );
+  assert.equal(
+    json("2024-02-29 13:45:00.5+00", Oid.timestamptz, d, 3),
+    '"2024-02-29T13:45:00.500Z"',
+  );
+  assert.equal(json("2024-02-29 13:45:00+00", Oid.timestamptz, d, 0), '"2024-02-29T13:45:00Z"');
+  assert.equal(json("infinity", Oid.timestamptz, d), '"infinity"');
+  assert.equal(json("13:45:00+02", Oid.timetz, d), '"11:45:00Z"');
+  assert.equal(json("01:00:00.5+02", Oid.timetz, d), '"23:00:00.5Z"');
+  assert.equal(json("24:00:00+00", Oid.timetz, d), '"24:00:00Z"');
+
+  assert.equal(
+    json({ months: 14, days: 3, microseconds: 14_706_500_000n }, Oid.interval, d),
+    "37091106500000",
+  );
+  assert.equal(
+    json({ months: 0, days: -1, microseconds: 7_380_000_000n }, Oid.interval, d),
+    "-79020000000",
+  );
+
+  assert.equal(json(Uint8Array.from([0, 255]), Oid.bytea, d), '"AP8="');
+  assert.equal(json("1", Oid.bit, d, 1), "true");
+  assert.equal(json("0", Oid.bit, d, 1), "false");
+  assert.equal(json("0101", Oid.bit, d, 4), '"BQ=="');
+  assert.equal(json("100000000", Oid.varbit, d), '"AAE="');
+  assert.equal(json("000", Oid.varbit, d), '""');
+  assert.equal(
+    json({ x: 1, y: 2 }, Oid.point, d),
+    '{"x":1,"y":2,"wkb":"AQEAAAAAAAAAAADwPwAAAAAAAABA","srid":null}',
+  );
+  assert.equal(
+    json(
+      { empty: false, lower: 1, upper: 5, lowerInclusive: true, upperInclusive: false },
+      Oid.int4range,
+      d,
+    ),
+    '"[1,5)"',
+  );
+  assert.equal(
+    json(
+      {
+        empty: false,
+        lower: "2024-01-01 00:00:00+00",
+        upper: "infinity",
+        lowerInclusive: true,
+        upperInclusive: false,
+      },
+      Oid.tstzrange,
+      d,
+    ),
+    '"[\\"2024-01-01 00:00:00+00\\",infinity)"',
+  );
+  assert.equal(
+    json(
+      { empty: true, lower: null, upper: null, lowerInclusive: false, upperInclusive: false },
+      Oid.daterange,
+      d,
+    ),
+    '"empty"',
+  );
+  assert.equal(
+    json(
+      [
+        { empty: false, lower: 1, upper: 3, lowerInclusive: true, upperInclusive: false },
+        { empty: false, lower: 5, upper: null, lowerInclusive: true, upperInclusive: false },
+      ],
+      Oid.int4multirange,
+      d,
+    ),
+    '"{[1,3),[5,)}"',
+  );
+});
+
+Deno.test("json: catalog types need the registry", () => {
+  const registry = new TypeRegistry();
+  registry.register({
+    oid: 16400,
+    namespace: "public",
+    name: "mood",
+    kind: "enum",
+    enumLabels: ["sad"],
+  });
+  registry.register({
+    oid: 16410,
+    namespace: "public",
+    name: "price",
+    kind: "domain",
+    baseOid: Oid.numeric,
+    baseTypeModifier: numericTypmod(10, 2),
+  });
+  registry.register({
+    oid: 16420,
+    namespace: "public",
+    name: "item",
+    kind: "composite",
+    fields: [
+      { name: "m", typeOid: 16400, typeModifier: -1 },
+      { name: "p", typeOid: 16410, typeModifier: -1 },
+      { name: "n", typeOid: Oid.int8, typeModifier: -1 },
+      { name: "at", typeOid: Oid.timestamp, typeModifier: 3 },
+    ],
+  });
+  registry.register({
+    oid: 16421,
+    namespace: "public",
+    name: "_item",
+    kind: "array",
+    elementOid: 16420,
+  });
+  const value = [{ m: "sad", p: "12.50", n: 7n, at: "1970-01-01 00:00:01" }, null];
+  assert.equal(
+    JSON.stringify(toJsonValue(value, { oid: 16421, registry })),
+    '[{"m":"sad","p":"12.50","n":7,"at":"1970-01-01T00:00:01"},null]',
+  );
+  assert.equal(
+    JSON.stringify(toJsonValue(value, { oid: 16421, registry }, DEBEZIUM_DEFAULTS)),
+    '[{"m":"sad","p":"BOI=","n":7,"at":1000},null]',
+  );
+  // After register(), cached encoders are rebuilt.
+  registry.register({ oid: 16400, namespace: "public", name: "mood", kind: "base" });
+  assert.equal(JSON.stringify(toJsonValue("x", { oid: 16400, registry })), '"x"');
+});
+
+Deno.test("json: jsonEncoder for the hot path", () => {
+  const encode = jsonEncoder(Oid.timestamptz, -1, DEBEZIUM_DEFAULTS);
+  assert.equal(encode("2000-01-01 00:00:00+00"), "2000-01-01T00:00:00.000000Z");
+  assert.equal(encode(null), null);
+  // A value of an unexpected shape is converted structurally, never dropped.
+  assert.deepStrictEqual(jsonEncoder(Oid.date, -1, DEBEZIUM_DEFAULTS)(12), 12);
+});
