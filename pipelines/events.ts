@@ -5,8 +5,15 @@
  */
 
 import type { Lsn } from "../decoder/lsn.ts";
+import type { RelationMessage } from "../decoder/pgoutput.ts";
 
-/** A row: column name → value. Values are text until the type codecs decode them. */
+/**
+ * The relation (columns, their types) a change event was decoded with: a symbol
+ * key, so it stays out of JSON and out of the way of transforms.
+ */
+export const EVENT_RELATION: unique symbol = Symbol.for("spillway.event-relation");
+
+/** A row: column name → typed value (see decoder/types/README.md for the mapping). */
 export type Row = Record<string, unknown>;
 
 /** Where a change came from. */
@@ -39,6 +46,8 @@ export interface ChangeEvent {
   unchanged: string[];
   /** For `t`: the TRUNCATE's options. */
   truncate?: { cascade: boolean; restartIdentity: boolean };
+  /** The relation as it was when this change was decoded. */
+  [EVENT_RELATION]?: RelationMessage;
 }
 
 /** A `pg_logical_emit_message` message. */

@@ -5,44 +5,124 @@
  */
 
 import { formatLsn, formatUnixMicros, type Lsn } from "../decoder/lsn.ts";
-import type { ChangeEvent, MessageEvent, Row } from "./events.ts";
+import { type ChangeEvent, EVENT_RELATION, type MessageEvent, type Row } from "./events.ts";
+import type { RelationMessage } from "../decoder/pgoutput.ts";
+import { TypeRegistry } from "../decoder/types/registry.ts";
+import {
+  type JsonEncoder,
+  jsonEncoder,
+  type JsonOptions,
+  SPILLWAY_DEFAULTS,
+} from "../decoder/types/json.ts";
+import type { PgValue } from "../decoder/types/values.ts";
 import type { SourceItem } from "./source.ts";
 
-/** A value made JSON-safe: bytes as base64, bigint as string. */
-function jsonValue(value: unknown): unknown {
-  if (value instanceof Uint8Array) return toBase64(value);
-  if (typeof value === "bigint") return value.toString();
-  return value;
+/**
+ * Renders events as JSON with the per-type mapping of `decoder/types/json.ts`:
+ * each column's encoder is chosen by its type OID (from the relation the event
+ * was decoded with) and cached per relation.
+ */
+export class JsonRenderer {
+  readonly types: TypeRegistry;
+  readonly options: JsonOptions;
+  #encoders = new WeakMap<
+    RelationMessage,
+    { generation: number; byName: Map<string, JsonEncoder> }
+  >();
+
+  constructor(types: TypeRegistry = new TypeRegistry(), options: JsonOptions = SPILLWAY_DEFAULTS) {
+    this.types = types;
+    this.options = options;
+  }
+
+  /** A row's columns rendered by their types; values of unknown columns by their JS shape. */
+  row(row: Row | null, relation: RelationMessage | undefined): Record<string, unknown> | null {
+    if (row === null) return null;
+    const encoders = relation === undefined ? undefined : this.#encodersFor(relation);
+    const out: Record<string, unknown> = {};
+    for (const key in row) {
+      const value = row[key];
+      const encoder = encoders?.get(key);
+      out[key] = value === null ? null : encoder ? encoder(value as PgValue) : jsonSafe(value);
+    }
+    return out;
+  }
+
+  #encodersFor(relation: RelationMessage): Map<string, JsonEncoder> {
+    const cached = this.#encoders.get(relation);
+    if (cached !== undefined && cached.generation === this.types.generation) return cached.byName;
+    const byName = new Map<string, JsonEncoder>();
+    for (const column of relation.columns) {
+      byName.set(
+        column.name,
+        jsonEncoder(column.typeOid, column.typeModifier, this.options, this.types),
+      );
+    }
+    this.#encoders.set(relation, { generation: this.types.generation, byName });
+    return byName;
+  }
+
+  /** The JSON shape of a change event: LSNs as `X/X` text, times as ISO-8601 with µs. */
+  changeEvent(event: ChangeEvent): Record<string, unknown> {
+    const source = event.source;
+    const relation = event[EVENT_RELATION];
+    const out: Record<string, unknown> = {
+      op: event.op,
+      source: {
+        schema: source.schema,
+        table: source.table,
+        relid: source.relid,
+        lsn: formatLsn(source.lsn),
+        commitLsn: formatLsn(source.commitLsn),
+        xid: source.xid,
+        commitTime: formatUnixMicros(source.commitTime),
+        ...(source.origin ? { origin: source.origin } : {}),
+      },
+      before: this.row(event.before, relation),
+      after: this.row(event.after, relation),
+      unchanged: event.unchanged,
+    };
+    if (event.truncate) out.truncate = event.truncate;
+    return out;
+  }
 }
 
-function jsonRow(row: Row | null): Record<string, unknown> | null {
-  if (row === null) return null;
-  const out: Record<string, unknown> = {};
-  for (const key in row) out[key] = jsonValue(row[key]);
-  return out;
+const defaultRenderer = new JsonRenderer();
+
+/**
+ * A value made JSON-safe by its JavaScript shape alone: bigint as an exact
+ * number, bytes as base64, non-finite floats as strings.
+ */
+export function jsonSafe(value: unknown): unknown {
+  switch (typeof value) {
+    case "bigint":
+      return rawJson(value.toString());
+    case "number":
+      if (Number.isFinite(value)) return Object.is(value, -0) ? rawJson("-0") : value;
+      return Number.isNaN(value) ? "NaN" : value > 0 ? "Infinity" : "-Infinity";
+    case "object": {
+      if (value === null) return null;
+      if (value instanceof Uint8Array) return toBase64(value);
+      if (Array.isArray(value)) return value.map(jsonSafe);
+      const out: Record<string, unknown> = {};
+      for (const [key, inner] of Object.entries(value)) out[key] = jsonSafe(inner);
+      return out;
+    }
+    default:
+      return value;
+  }
 }
 
-/** The JSON shape of a change event: LSNs as `X/X` text, times as ISO-8601 with µs. */
-export function changeEventToJson(event: ChangeEvent): Record<string, unknown> {
-  const source = event.source;
-  const out: Record<string, unknown> = {
-    op: event.op,
-    source: {
-      schema: source.schema,
-      table: source.table,
-      relid: source.relid,
-      lsn: formatLsn(source.lsn),
-      commitLsn: formatLsn(source.commitLsn),
-      xid: source.xid,
-      commitTime: formatUnixMicros(source.commitTime),
-      ...(source.origin ? { origin: source.origin } : {}),
-    },
-    before: jsonRow(event.before),
-    after: jsonRow(event.after),
-    unchanged: event.unchanged,
-  };
-  if (event.truncate) out.truncate = event.truncate;
-  return out;
+function rawJson(text: string): unknown {
+  return (JSON as unknown as { rawJSON(text: string): unknown }).rawJSON(text);
+}
+
+/** The JSON shape of a change event, with the built-in types' mapping. */
+export function changeEventToJson(
+  event: ChangeEvent,
+  renderer: JsonRenderer = defaultRenderer,
+): Record<string, unknown> {
+  return renderer.changeEvent(event);
 }
 
 function messageToJson(event: MessageEvent): Record<string, unknown> {
@@ -61,10 +141,14 @@ function messageToJson(event: MessageEvent): Record<string, unknown> {
  * One JSON line for a source item, or `null` for items not shown (transaction
  * markers when `transactions` is false).
  */
-export function itemToJsonLine(item: SourceItem, transactions: boolean): string | null {
+export function itemToJsonLine(
+  item: SourceItem,
+  transactions: boolean,
+  renderer: JsonRenderer = defaultRenderer,
+): string | null {
   switch (item.kind) {
     case "change":
-      return JSON.stringify(changeEventToJson(item.event));
+      return JSON.stringify(renderer.changeEvent(item.event));
     case "message":
       return JSON.stringify(messageToJson(item.event));
     case "begin":

@@ -28,6 +28,8 @@ import type { Logger } from "./log.ts";
 import { retry, sleep } from "./retry.ts";
 import { quoteIdent, quoteLiteral, ReplicationSource, type SourceItem } from "./source.ts";
 import { ToastPolicy } from "./toast.ts";
+import { JsonRenderer } from "./json.ts";
+import { TypeRegistry } from "../decoder/types/registry.ts";
 import type { HealthRegistry } from "./health.ts";
 import type { Counter, CounterChild, SpillwayMetrics } from "./metrics.ts";
 
@@ -57,6 +59,9 @@ export interface SlotState {
   confirmedFlushLsn: string | null;
   readAt: string;
 }
+
+/** How long a graceful stop waits for the transaction in flight to commit. */
+const SHUTDOWN_GRACE_MS = 10_000;
 
 /** Below this many bytes of safe_wal_size, the slot is reported at risk. */
 const SAFE_WAL_SIZE_WARNING = 256 * 1024 * 1024;
@@ -92,6 +97,8 @@ interface Route {
 export class PipelineRunner {
   readonly config: PipelineConfig;
   readonly sinks: Sink[];
+  /** Type codecs of the source database, shared by decoding and rendering. */
+  readonly types: TypeRegistry;
   #log: Logger;
   #signal?: AbortSignal;
   #source: ReplicationSource | null = null;
@@ -104,6 +111,11 @@ export class PipelineRunner {
   #routes = new Map<number, Route | null>();
   #toastPolicies = new Map<string, ToastPolicy>();
   #openTx: { info: TransactionInfo; begun: boolean } | null = null;
+  /** Set by a graceful stop that waits for the transaction in flight. */
+  #stopAtCommit = false;
+  #stopReading: () => void = () => {};
+  /** Queue index of the open transaction's begin record. */
+  #openTxStart = 0;
   #confirmed: Lsn = LSN_ZERO;
   #eventsWritten = 0;
   #transactionsWritten = 0;
@@ -121,7 +133,9 @@ export class PipelineRunner {
     this.config = options.config;
     this.#log = options.log;
     this.#signal = options.signal;
-    this.sinks = options.sinks ?? options.config.sinks.map((sink) => createSink(sink));
+    this.types = new TypeRegistry();
+    const renderer = new JsonRenderer(this.types);
+    this.sinks = options.sinks ?? options.config.sinks.map((sink) => createSink(sink, renderer));
     this.#metrics = options.metrics;
     this.#side = new SideConnection(() => ({
       ...connectOptions(this.config),
@@ -191,6 +205,7 @@ export class PipelineRunner {
         messages: true,
         statusIntervalMs: config.source.statusIntervalMs,
         spill: { memoryLimitBytes: config.spill.memoryLimitBytes, dir: config.spill.dir },
+        types: this.types,
         reconnect: {
           maxAttempts: config.source.reconnect.maxAttempts,
           initialDelayMs: config.source.reconnect.initialDelayMs,
@@ -202,7 +217,8 @@ export class PipelineRunner {
       if (config.source.heartbeatMs > 0) heartbeat = this.#heartbeat(stop.signal);
       monitor = this.#monitor(stop.signal);
       const writer = this.#writeLoop(stop);
-      await this.#readLoop(stop.signal).finally(() => {
+      await this.#readLoop(this.#readingSignal(stop.signal)).finally(() => {
+        this.#dropOpenTransaction();
         this.#readerDone = true;
         this.#wakeWriter();
       });
@@ -231,6 +247,27 @@ export class PipelineRunner {
     }
   }
 
+  /**
+   * When reading stops: at once on a failure, or when the stop arrives between
+   * transactions; otherwise once the transaction in flight has committed (so a
+   * graceful stop leaves whole transactions in the sinks), at most
+   * {@linkcode SHUTDOWN_GRACE_MS} later.
+   */
+  #readingSignal(stop: AbortSignal): AbortSignal {
+    const reading = new AbortController();
+    this.#stopReading = () => reading.abort();
+    stop.addEventListener("abort", () => {
+      if (this.#openTx === null || this.#lastError !== null) {
+        reading.abort();
+        return;
+      }
+      this.#stopAtCommit = true;
+      const timer = setTimeout(() => reading.abort(), SHUTDOWN_GRACE_MS);
+      reading.signal.addEventListener("abort", () => clearTimeout(timer), { once: true });
+    }, { once: true });
+    return reading.signal;
+  }
+
   async #readLoop(signal: AbortSignal): Promise<void> {
     const source = this.#source!;
     const highWater = Math.max(
@@ -238,7 +275,10 @@ export class PipelineRunner {
       Math.floor(this.config.queue.capacity * this.config.queue.highWatermark),
     );
     for await (const batch of source.batches(signal)) {
-      for (const item of batch) this.#accept(item);
+      for (const item of batch) {
+        if (signal.aborted) break; // the rest is left unconfirmed for the next run
+        this.#accept(item);
+      }
       this.#wakeWriter();
       if (this.#depth() >= highWater) {
         this.#paused = true;
@@ -296,6 +336,7 @@ export class PipelineRunner {
           ? { kind: "commit", tx: item.tx, endLsn: item.endLsn, eventCount: item.eventCount }
           : null;
         this.#push(record, item.endLsn);
+        if (this.#stopAtCommit) this.#stopReading();
         return;
       }
       case "commit-prepared":
@@ -308,15 +349,28 @@ export class PipelineRunner {
         return;
       case "restart":
         // The transaction in progress will be sent again from its Begin.
-        this.#openTx = null;
+        this.#dropOpenTransaction();
         return;
     }
+  }
+
+  /**
+   * Drops the queued part of a transaction that will not be finished by this
+   * session (a reconnect re-sends it whole; a shutdown leaves it to the next
+   * run). What the writer already took stays written: at-least-once.
+   */
+  #dropOpenTransaction(): void {
+    if (this.#openTx?.begun && this.#openTxStart >= this.#queueHead) {
+      this.#queue.length = this.#openTxStart;
+    }
+    this.#openTx = null;
   }
 
   #beginIfNeeded(): void {
     const open = this.#openTx;
     if (open === null || open.begun) return;
     open.begun = true;
+    this.#openTxStart = this.#queue.length;
     this.#push({ kind: "begin", tx: open.info }, null);
   }
 
@@ -371,6 +425,7 @@ export class PipelineRunner {
         this.#queueHead += count;
         if (this.#queueHead > 4096 && this.#queueHead * 2 > this.#queue.length) {
           this.#queue = this.#queue.slice(this.#queueHead);
+          this.#openTxStart -= this.#queueHead;
           this.#queueHead = 0;
         }
         const drain = this.#drainWaiter;
@@ -699,15 +754,19 @@ class SideConnection {
 }
 
 /** Builds a sink from its configuration. */
-export function createSink(config: PipelineConfig["sinks"][number]): Sink {
+export function createSink(
+  config: PipelineConfig["sinks"][number],
+  renderer: JsonRenderer = new JsonRenderer(),
+): Sink {
   switch (config.type) {
     case "stdout":
-      return new StdoutSink({ format: config.format });
+      return new StdoutSink({ format: config.format, renderer });
     case "file":
       return new FileSink({
         path: config.path,
         rotateBytes: config.rotateBytes,
         fsync: config.fsync,
+        renderer,
       });
     case "kafka":
       throw new Error(`The kafka sink is not available yet; use stdout or file sinks`);

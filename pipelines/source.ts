@@ -24,6 +24,9 @@ import type { ProtoVersion } from "../decoder/pgoutput.ts";
 import type { ReplicationStream } from "../decoder/stream.ts";
 import { TransactionAssembler } from "./assembler.ts";
 import { SpillBudget } from "./streamed_buffer.ts";
+import { PgoutputCode } from "../decoder/codes.ts";
+import { loadTypeInfos } from "../decoder/types/catalog.ts";
+import type { TypeRegistry } from "../decoder/types/registry.ts";
 import type { StreamItem } from "./events.ts";
 import { type Logger, silentLogger } from "./log.ts";
 import { retry, type RetryOptions } from "./retry.ts";
@@ -55,11 +58,13 @@ export interface SourceOptions {
   messages?: boolean;
   twoPhase?: boolean;
   origin?: "any" | "none";
-  /** Status update period; default min(10 s, wal_sender_timeout / 3). */
+  /** Status update period; never more than wal_sender_timeout / 3 (default 10 s). */
   statusIntervalMs?: number;
   maxBufferedBytes?: number;
   /** Streamed transactions: bytes held in memory before spilling to `dir` (default 64 MB, OS temp). */
   spill?: { memoryLimitBytes: number; dir?: string | null };
+  /** Type codecs shared with whoever renders the events; default a new registry. */
+  types?: TypeRegistry;
   /** Reconnect policy; default up to 10 attempts over about 2 minutes. */
   reconnect?: RetryOptions;
   log?: Logger;
@@ -89,6 +94,8 @@ export class ReplicationSource {
   #skipping = false;
   #closing = false;
   #closed: Promise<void> | null = null;
+  /** A normal SQL connection for catalog lookups, opened when a type must be loaded. */
+  #catalog: PgConnection | null = null;
   #createdPublication = false;
   #statusIntervalMs = 10_000;
   #reconnects = 0;
@@ -98,6 +105,7 @@ export class ReplicationSource {
   private constructor(options: SourceOptions) {
     this.options = options;
     this.assembler = new TransactionAssembler({
+      types: options.types,
       spill: new SpillBudget({
         limitBytes: options.spill?.memoryLimitBytes ?? 64_000_000,
         dir: options.spill?.dir ?? null,
@@ -196,7 +204,8 @@ export class ReplicationSource {
       slot: options.slot,
       startLsn,
       pgoutput,
-      statusIntervalMs: options.statusIntervalMs ?? this.#statusIntervalMs,
+      // Never slower than a third of wal_sender_timeout, whatever was configured.
+      statusIntervalMs: Math.min(options.statusIntervalMs ?? Infinity, this.#statusIntervalMs),
       maxBufferedBytes: options.maxBufferedBytes,
       isIdle: () => !this.assembler.inTransaction && this.assembler.openStreamedTransactions === 0,
     });
@@ -332,7 +341,12 @@ export class ReplicationSource {
         }
       } catch (error) {
         if (this.#closing || signal?.aborted) return;
-        yield* this.#recover(error, signal);
+        try {
+          yield* this.#recover(error, signal);
+        } catch (failure) {
+          if (signal?.aborted) return; // stopped while reconnecting: a clean stop
+          throw failure;
+        }
         continue;
       }
       yield* this.#assemble(batch);
@@ -342,9 +356,10 @@ export class ReplicationSource {
   /** Items in chunks of at most this many, so a huge streamed transaction flows through in pieces. */
   static readonly CHUNK = 4096;
 
-  *#assemble(batch: { walStart: Lsn; data: Uint8Array }[]): Generator<SourceItem[]> {
+  async *#assemble(batch: { walStart: Lsn; data: Uint8Array }[]): AsyncGenerator<SourceItem[]> {
     let out: SourceItem[] = [];
     for (const xlog of batch) {
+      if (xlog.data[0] === PgoutputCode.Relation) await this.#loadTypes(xlog.data);
       for (const item of this.assembler.push(xlog.walStart, xlog.data)) {
         if (item.kind === "begin") {
           // Re-sent after a reconnect: this process already delivered it.
@@ -363,6 +378,34 @@ export class ReplicationSource {
       }
     }
     if (out.length > 0) yield out;
+  }
+
+  /**
+   * Loads the catalog types (enums, domains, composites, ranges, extension types)
+   * a Relation's columns need before the assembler decodes rows of it.
+   */
+  async #loadTypes(relation: Uint8Array): Promise<void> {
+    const registry = this.assembler.types;
+    const missing = registry.missing(this.assembler.relationTypeOids(relation));
+    if (missing.length === 0) return;
+    this.#catalog ??= await PgConnection.connect({
+      ...this.options.connection,
+      replication: undefined,
+      applicationName: `${this.options.connection.applicationName ?? "spillway"}-catalog`,
+    });
+    try {
+      const infos = await loadTypeInfos(this.#catalog, missing, {
+        isKnown: (oid) => registry.has(oid),
+      });
+      for (const info of infos) registry.register(info);
+      this.#log("debug", "Types loaded from the catalog", {
+        types: infos.map((info) => info.name),
+      });
+    } catch (error) {
+      this.#catalog.destroy();
+      this.#catalog = null;
+      throw error;
+    }
   }
 
   async *#recover(error: unknown, signal?: AbortSignal): AsyncGenerator<SourceItem[]> {
@@ -430,6 +473,8 @@ export class ReplicationSource {
     } finally {
       await this.#connection?.close();
       this.#connection = null;
+      await this.#catalog?.close();
+      this.#catalog = null;
     }
   }
 }

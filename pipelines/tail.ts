@@ -7,7 +7,7 @@
 import { type ConnectOptions } from "../decoder/connection.ts";
 import { type Lsn } from "../decoder/lsn.ts";
 import type { ProtoVersion } from "../decoder/pgoutput.ts";
-import { confirmableLsn, itemToJsonLine } from "./json.ts";
+import { confirmableLsn, itemToJsonLine, JsonRenderer } from "./json.ts";
 import type { Logger } from "./log.ts";
 import { ReplicationSource } from "./source.ts";
 
@@ -63,6 +63,7 @@ export async function tail(options: TailOptions): Promise<number> {
     log: options.log,
   });
   const write = options.write ?? writeStdout;
+  const renderer = new JsonRenderer(source.assembler.types);
   let changes = 0;
   try {
     // On abort the loop ends after the batch in hand is printed and confirmed.
@@ -70,7 +71,7 @@ export async function tail(options: TailOptions): Promise<number> {
       let text = "";
       let confirm: Lsn | null = null;
       for (const item of batch) {
-        const line = itemToJsonLine(item, options.transactions ?? false);
+        const line = itemToJsonLine(item, options.transactions ?? false, renderer);
         if (line !== null) text += `${line}\n`;
         if (item.kind === "change") changes++;
         confirm = confirmableLsn(item) ?? confirm;

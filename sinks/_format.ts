@@ -5,23 +5,28 @@
  */
 
 import { formatLsn, formatUnixMicros } from "../decoder/lsn.ts";
-import { changeEventToJson, itemToJsonLine } from "../pipelines/json.ts";
+import { itemToJsonLine, type JsonRenderer } from "../pipelines/json.ts";
+import { EVENT_RELATION } from "../pipelines/events.ts";
 import type { SinkRecord } from "./types.ts";
 
 /** One JSON line (without the newline) for a record, or `null` for records not written. */
-export function recordToJsonLine(record: SinkRecord, transactions: boolean): string | null {
+export function recordToJsonLine(
+  record: SinkRecord,
+  transactions: boolean,
+  renderer: JsonRenderer,
+): string | null {
   switch (record.kind) {
     case "change":
       return JSON.stringify({
         topic: record.topic,
-        key: record.key,
-        ...changeEventToJson(record.event),
+        key: renderer.row(record.key, record.event[EVENT_RELATION]),
+        ...renderer.changeEvent(record.event),
       });
     case "begin":
     case "commit":
     case "message":
     case "schema-change":
-      return itemToJsonLine(record, transactions);
+      return itemToJsonLine(record, transactions, renderer);
   }
 }
 
@@ -42,7 +47,11 @@ const OP_NAMES: Record<string, string> = {
 };
 
 /** A readable line for a terminal. */
-export function recordToPrettyLine(record: SinkRecord, color: boolean): string | null {
+export function recordToPrettyLine(
+  record: SinkRecord,
+  color: boolean,
+  renderer: JsonRenderer,
+): string | null {
   const paint = (code: string, text: string) => (color ? `${code}${text}${RESET}` : text);
   switch (record.kind) {
     case "begin":
@@ -58,7 +67,7 @@ export function recordToPrettyLine(record: SinkRecord, color: boolean): string |
       const event = record.event;
       const name = `${event.source.schema}.${event.source.table}`;
       const op = paint(OP_COLORS[event.op] ?? "", (OP_NAMES[event.op] ?? event.op).padEnd(8));
-      const json = changeEventToJson(event);
+      const json = renderer.changeEvent(event);
       const parts = [`${op} ${name}`];
       if (event.op === "u" && json.before) parts.push(`before ${JSON.stringify(json.before)}`);
       if (json.after) parts.push(JSON.stringify(json.after));

@@ -12,6 +12,7 @@
 import { basename, dirname, extname, join } from "node:path";
 import { recordToJsonLine } from "./_format.ts";
 import type { Sink, SinkRecord, SinkStatus } from "./types.ts";
+import { JsonRenderer } from "../pipelines/json.ts";
 
 /** Options of {@linkcode FileSink}. */
 export interface FileSinkOptions {
@@ -22,6 +23,8 @@ export interface FileSinkOptions {
   fsync?: boolean;
   /** Also write begin/commit lines. */
   transactions?: boolean;
+  /** Renders values by their types; default the built-in types. */
+  renderer?: JsonRenderer;
 }
 
 const encoder = new TextEncoder();
@@ -29,7 +32,8 @@ const encoder = new TextEncoder();
 /** Appends JSON lines to a file. */
 export class FileSink implements Sink {
   readonly name: string;
-  readonly #options: Required<FileSinkOptions>;
+  readonly #options: Required<Omit<FileSinkOptions, "renderer">>;
+  readonly #renderer: JsonRenderer;
   #file: Deno.FsFile | null = null;
   #size = 0;
   #sequence = 0;
@@ -44,6 +48,7 @@ export class FileSink implements Sink {
       ...options,
     };
     this.name = `file:${options.path}`;
+    this.#renderer = options.renderer ?? new JsonRenderer();
   }
 
   async open(): Promise<void> {
@@ -87,7 +92,7 @@ export class FileSink implements Sink {
     if (file === null) throw new Error(`File sink "${this.#options.path}" is not open`);
     let text = "";
     for (const record of records) {
-      const line = recordToJsonLine(record, this.#options.transactions);
+      const line = recordToJsonLine(record, this.#options.transactions, this.#renderer);
       if (line !== null) text += `${line}\n`;
     }
     try {

@@ -6,6 +6,7 @@
 
 import { recordToJsonLine, recordToPrettyLine } from "./_format.ts";
 import type { Sink, SinkRecord, SinkStatus } from "./types.ts";
+import { JsonRenderer } from "../pipelines/json.ts";
 
 /** Options of {@linkcode StdoutSink}. */
 export interface StdoutSinkOptions {
@@ -13,6 +14,8 @@ export interface StdoutSinkOptions {
   format?: "json" | "pretty" | "auto";
   /** Also write begin/commit lines in JSON format. */
   transactions?: boolean;
+  /** Renders values by their types; default the built-in types. */
+  renderer?: JsonRenderer;
   /** Where bytes go; default Deno.stdout. */
   writer?: { write(bytes: Uint8Array): Promise<number>; isTerminal?(): boolean };
 }
@@ -27,8 +30,10 @@ export class StdoutSink implements Sink {
   #transactions: boolean;
   #writer: NonNullable<StdoutSinkOptions["writer"]>;
   #written = 0;
+  #renderer: JsonRenderer;
 
   constructor(options: StdoutSinkOptions = {}) {
+    this.#renderer = options.renderer ?? new JsonRenderer();
     this.#writer = options.writer ?? Deno.stdout;
     const terminal = this.#writer.isTerminal?.() ?? false;
     const format = options.format ?? "auto";
@@ -45,8 +50,8 @@ export class StdoutSink implements Sink {
     let text = "";
     for (const record of records) {
       const line = this.#pretty
-        ? recordToPrettyLine(record, this.#color)
-        : recordToJsonLine(record, this.#transactions);
+        ? recordToPrettyLine(record, this.#color, this.#renderer)
+        : recordToJsonLine(record, this.#transactions, this.#renderer);
       if (line !== null) text += `${line}\n`;
     }
     if (text !== "") await writeAll(this.#writer, encoder.encode(text));

@@ -23,6 +23,7 @@ import {
   type StreamAbortMessage,
   type StreamStartMessage,
 } from "../decoder/pgoutput.ts";
+import { EVENT_RELATION } from "../pipelines/events.ts";
 import { ReplicationSource, type SourceItem } from "../pipelines/source.ts";
 import { type PgServer, type PgVersion, startPostgres, testVersions } from "./harness/postgres.ts";
 import {
@@ -542,6 +543,16 @@ async function sourceAssemblesStreams(ctx: Ctx): Promise<void> {
     assert.deepEqual(commit, { kind: "commit", tx, endLsn: commit.endLsn, eventCount: 1100 });
     assert.ok(commit.endLsn > tx.commitLsn);
     const ids = [...range(1, 1000), ...range(2001, 2100)];
+    // The Relation sent inside the stream block (so it carries the xid), which the rows decode with.
+    const relation = {
+      type: "Relation",
+      xid,
+      relationId: oid,
+      namespace: "public",
+      relationName: "st_source",
+      replicaIdentity: "d",
+      columns: [col("id", INT4, true), col("payload", TEXT)],
+    };
     items.slice(1, 1101).forEach((item, i) => {
       const event = expectItem(item, "change").event;
       const id = ids[i]!;
@@ -557,8 +568,9 @@ async function sourceAssemblesStreams(ctx: Ctx): Promise<void> {
           commitTime: tx.commitTime,
         },
         before: null,
-        after: { id: String(id), payload: payload(id) },
+        after: { id, payload: payload(id) },
         unchanged: [],
+        [EVENT_RELATION]: relation,
       });
       assert.ok(event.source.lsn > 0n && event.source.lsn < tx.commitLsn);
     });
@@ -566,7 +578,7 @@ async function sourceAssemblesStreams(ctx: Ctx): Promise<void> {
     assert.equal(markerBegin.tx.xid, marker);
     assert.equal(markerBegin.tx.streamed, false);
     const markerChange = expectItem(items[1103], "change");
-    assert.deepEqual(markerChange.event.after, { id: "0", payload: "marker" });
+    assert.deepEqual(markerChange.event.after, { id: 0, payload: "marker" });
     assert.equal(source.assembler.openStreamedTransactions, 0);
     assert.equal(source.assembler.inTransaction, false);
   } finally {
@@ -653,7 +665,7 @@ async function abortedStreamedDdl(ctx: Ctx): Promise<void> {
     assert.equal(expectItem(pump.items[0], "begin").tx.xid, before);
     assert.equal(expectItem(pump.items[3], "begin").tx.xid, after);
     assert.deepEqual(expectItem(pump.items[4], "change").event.after, {
-      id: "0",
+      id: 0,
       payload: "after",
     });
     assert.equal(source.assembler.relations.version(oid), 1);

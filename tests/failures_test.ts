@@ -14,7 +14,6 @@ import { fileURLToPath } from "node:url";
 import { PgConnection } from "../decoder/connection.ts";
 import { ConfigError, ConnectionError, DecodeError, PostgresError } from "../decoder/errors.ts";
 import { type Lsn, LSN_ZERO } from "../decoder/lsn.ts";
-import { PgoutputDecoder } from "../decoder/pgoutput.ts";
 import type { Logger } from "../pipelines/log.ts";
 import { ReplicationSource, type SourceItem, type SourceOptions } from "../pipelines/source.ts";
 import { type PgServer, PRIMARY_VERSION, startPostgres } from "./harness/postgres.ts";
@@ -797,21 +796,28 @@ Deno.test("failure: a slot dropped mid-stream ends the source with an error nami
 });
 
 Deno.test("failure: a DecodeError from the stream ends the source; close() leaves the server clean and the transaction unconfirmed", async () => {
-  // Injection without editing source files: the decoder is made to reject Insert messages,
-  // as it would reject malformed bytes (the byte-level cases are in the unit fuzz tests).
+  // Injection without editing source files: the source decodes the stream through its
+  // TransactionAssembler, whose PgoutputDecoder (one per replication session, made when
+  // streaming starts) is made to reject Insert messages, as it would reject malformed bytes
+  // (the byte-level cases are in the unit fuzz tests).
   const pg = await server();
   const name = "malformed";
   await prepare(pg, name);
   const logOffset = await logSize(pg);
   const log = recordingLogger();
-  const original = PgoutputDecoder.prototype.decode;
-  PgoutputDecoder.prototype.decode = function (this: PgoutputDecoder, bytes: Uint8Array) {
-    if (bytes[0] === 0x49) throw new DecodeError("Insert", 5, "injected: malformed tuple");
-    return original.call(this, bytes);
-  };
   let source: ReplicationSource | undefined;
   try {
     source = await ReplicationSource.open(sourceOptions(pg, name, { log }));
+    const decoder = source.assembler.decoder;
+    const decode = decoder.decode.bind(decoder);
+    let injected = 0;
+    decoder.decode = (bytes: Uint8Array) => {
+      if (bytes[0] === 0x49) {
+        injected++;
+        throw new DecodeError("Insert", 5, "injected: malformed tuple");
+      }
+      return decode(bytes);
+    };
     const iterator = source.batches()[Symbol.asyncIterator]();
     await pg.psql(`INSERT INTO ${name} VALUES (1)`);
     const error = await failure(() => pull(iterator, () => false));
@@ -820,7 +826,9 @@ Deno.test("failure: a DecodeError from the stream ends the source; close() leave
     assert.equal(error.messageType, "Insert");
     assert.equal(error.offset, 5);
     assertIncludes(error.message, "Cannot decode Insert message at offset 5");
+    assert.equal(injected, 1, "the error came from the assembler's decoder, once");
     assert.ok(!log.lines.some((line) => line.message.includes("reconnecting")), "not retried");
+    assert.equal(source.assembler.decoder, decoder, "no new session was started");
     assert.equal((await iterator.next()).done, true, "the source's batches have ended");
 
     await source.close();
@@ -835,7 +843,6 @@ Deno.test("failure: a DecodeError from the stream ends the source; close() leave
       serverLog,
     );
   } finally {
-    PgoutputDecoder.prototype.decode = original;
     await source?.close();
   }
   // The transaction was never confirmed: a fresh source gets it.
@@ -845,7 +852,7 @@ Deno.test("failure: a DecodeError from the stream ends the source; close() leave
     const items = await pull(iterator, (got) => commits(got) >= 1);
     const change = items.find((item) => item.kind === "change");
     assert.ok(change?.kind === "change");
-    assert.deepEqual(change.event.after, { id: "1" });
+    assert.deepEqual(change.event.after, { id: 1 });
     assert.ok(again.confirmedLsn === LSN_ZERO);
   } finally {
     await again.close();

@@ -5,8 +5,10 @@
  * deletes over three tables (NULLs, empty strings, unicode in values and names, a key change,
  * REPLICA IDENTITY FULL, a TRUNCATE, multi-row transactions), the transactions and changes that
  * Spillway's ReplicationSource delivers must equal what pg_recvlogical received, decoded here
- * with a fresh PgoutputDecoder and normalised by code independent of the pipeline. Replaying
- * those changes must also give exactly the tables' final contents.
+ * with a fresh PgoutputDecoder and normalised by code independent of the pipeline: the peer's
+ * text values are turned into typed values by a fresh `TypeRegistry` (`decodeText` of each
+ * column's type OID from the peer's own Relation messages), Spillway's arrive typed. Replaying
+ * the peer's text changes must also give exactly the tables' final contents.
  *
  * @module
  */
@@ -22,6 +24,7 @@ import {
   type TupleData,
   UNCHANGED_TOAST,
 } from "../decoder/pgoutput.ts";
+import { TypeRegistry } from "../decoder/types/registry.ts";
 import { ReplicationSource, type SourceItem } from "../pipelines/source.ts";
 import {
   type PgServer,
@@ -35,8 +38,13 @@ const PG_RECVLOGICAL = "/usr/bin/pg_recvlogical";
 const PUBLICATION = "everything";
 const TABLES = ["public.customers", "public.orders", "public.événements"];
 
-/** A row: column name → text value or NULL. */
-type Row = Record<string, string | null>;
+/** A row: column name → value (text, or typed) or NULL. */
+type Row = Record<string, unknown>;
+
+/** Turns one column's text into the value a change event carries; the identity keeps text. */
+type ValueDecoder = (typeOid: number, text: string) => unknown;
+
+const asText: ValueDecoder = (_typeOid, text) => text;
 
 /** One change, normalised the same way for both sides. */
 interface Change {
@@ -190,6 +198,7 @@ function toRow(
   tuple: TupleData,
   keyOnly: boolean,
   unchanged: string[],
+  decode: ValueDecoder,
 ): Row {
   assert.equal(tuple.length, relation.columns.length, `tuple width of ${relation.relationName}`);
   const row: Row = {};
@@ -204,15 +213,19 @@ function toRow(
       return;
     }
     assert.ok(typeof value === "string" || value === null, "text format only");
-    row[column.name] = value;
+    row[column.name] = value === null ? null : decode(column.typeOid, value);
   });
   return row;
 }
 
-/** Transactions and changes from raw pgoutput messages, independently of the pipeline. */
+/**
+ * Transactions and changes from raw pgoutput messages, independently of the pipeline; column
+ * values are PostgreSQL's text unless `decode` types them.
+ */
 function fromMessages(
   messages: PgoutputMessage[],
   relations: Map<number, RelationMessage>,
+  decode: ValueDecoder = asText,
 ): Transaction[] {
   const out: Transaction[] = [];
   let current: Transaction | null = null;
@@ -244,7 +257,7 @@ function fromMessages(
         break;
       case "Insert": {
         const r = relation(message.relationId);
-        const after = toRow(r, message.newTuple, false, unchanged);
+        const after = toRow(r, message.newTuple, false, unchanged, decode);
         current.changes.push({ table: name(r), op: "c", before: null, after, unchanged });
         break;
       }
@@ -252,14 +265,14 @@ function fromMessages(
         const r = relation(message.relationId);
         const before = message.oldTuple === null
           ? null
-          : toRow(r, message.oldTuple, message.oldTupleKind === "key", []);
-        const after = toRow(r, message.newTuple, false, unchanged);
+          : toRow(r, message.oldTuple, message.oldTupleKind === "key", [], decode);
+        const after = toRow(r, message.newTuple, false, unchanged, decode);
         current.changes.push({ table: name(r), op: "u", before, after, unchanged });
         break;
       }
       case "Delete": {
         const r = relation(message.relationId);
-        const before = toRow(r, message.oldTuple, message.oldTupleKind === "key", []);
+        const before = toRow(r, message.oldTuple, message.oldTupleKind === "key", [], decode);
         current.changes.push({ table: name(r), op: "d", before, after: null, unchanged });
         break;
       }
@@ -328,8 +341,8 @@ async function readSource(pg: PgServer, slot: string, count: number): Promise<Tr
             const change: Change = {
               table: `${event.source.schema}.${event.source.table}`,
               op: event.op as Change["op"],
-              before: event.before as Row | null,
-              after: event.after as Row | null,
+              before: event.before,
+              after: event.after,
               unchanged: event.unchanged,
             };
             if (event.truncate) change.truncate = event.truncate;
@@ -416,11 +429,44 @@ async function crossCheck(version: PgVersion): Promise<void> {
 
   const peerBytes = await runRecvlogical(pg, "peer", endpos);
   const relations = new Map<number, RelationMessage>();
-  const peer = fromMessages(splitMessages(peerBytes), relations);
+  const peerMessages = splitMessages(peerBytes);
+  const peer = fromMessages(peerMessages, relations);
   assert.equal(peer.length, WORKLOAD.length, "pg_recvlogical: one transaction per entry");
+  const registry = new TypeRegistry();
+  const peerTyped = fromMessages(
+    peerMessages,
+    new Map(),
+    (typeOid, text) => registry.decodeText(typeOid, text),
+  );
   const ours = await readSource(pg, "spillway", WORKLOAD.length);
 
-  assert.deepEqual(ours, peer);
+  assert.deepEqual(ours, peerTyped);
+  // The values are typed (per decoder/types/README.md), not text on both sides.
+  const firstOf = (table: string) =>
+    peerTyped[0]!.changes.find((change) => change.table === table)?.after;
+  assert.deepEqual(firstOf("public.customers"), {
+    id: 1,
+    name: "東京 1",
+    email: "c1@example.com",
+    note: null,
+  });
+  assert.deepEqual(firstOf("public.orders"), {
+    id: 1n,
+    customer_id: 2,
+    amount: "1.25",
+    tags: ["t1", null, 'a "q"'],
+    created: "2024-02-29 13:00:00+00",
+    paid: false,
+  });
+  assert.deepEqual(peerTyped[1]!.changes[0]?.after, {
+    id: 1,
+    payload: '{"n": 1, "ünï": "ç"}',
+    "libellé": "é1",
+  });
+  assert.deepEqual(peerTyped[9]!.changes.map((change) => change.after), [
+    { id: 151n, customer_id: 1, amount: null, tags: [], created: null, paid: null },
+    { id: 152n, customer_id: 2, amount: "NaN", tags: ["x,y", ""], created: "infinity", paid: true },
+  ]);
   const changes = peer.flatMap((tx) => tx.changes);
   assert.ok(changes.length > 400, `${changes.length} changes`);
   for (const op of ["c", "u", "d", "t"]) {

@@ -31,6 +31,8 @@ type Line = Record<string, unknown>;
 /** A running `spillway tail` whose stdout lines and stderr text are collected as they come. */
 class Tail {
   readonly lines: Line[] = [];
+  /** The stdout lines as printed, before parsing (int8 values above 2^53 are exact only here). */
+  readonly text: string[] = [];
   stderr = "";
   readonly #child: Deno.ChildProcess;
   readonly #pumps: Promise<void>[];
@@ -45,7 +47,10 @@ class Tail {
       stderr: "piped",
     }).spawn();
     this.#pumps = [
-      this.#pump(this.#child.stdout, (line) => this.lines.push(JSON.parse(line))),
+      this.#pump(this.#child.stdout, (line) => {
+        this.text.push(line);
+        this.lines.push(JSON.parse(line));
+      }),
       this.#pump(this.#child.stderr, (line) => this.stderr += `${line}\n`),
     ];
   }
@@ -340,42 +345,43 @@ Deno.test("tail --tx: JSON lines for insert/update/delete/truncate with begin/co
     assert.equal(insert.source.table, "shapes");
     assert.equal(txs[0]!.begin.xid, xids[0]);
     assert.equal(insert.before, null);
-    const after = insert.after as Record<string, string>;
-    assert.equal(after.id, "1");
+    const after = insert.after as Record<string, unknown>;
+    assert.equal(after.id, 1);
     assert.equal(after.name, "a");
-    assert.equal(after.big?.length, 300 * 32);
+    assert.equal(typeof after.big, "string");
+    assert.equal((after.big as string).length, 300 * 32);
     assert.deepEqual(insert.unchanged, []);
     // 2. Update of a non-key column: no old key is sent; the TOASTed column is unchanged.
     const update = only(1);
     assert.equal(update.op, "u");
     assert.equal(update.before, null);
-    assert.deepEqual(update.after, { id: "1", name: "b" });
+    assert.deepEqual(update.after, { id: 1, name: "b" });
     assert.deepEqual(update.unchanged, ["big"]);
     // 3. Update of the key: the old key comes in `before`.
     const keyUpdate = only(2);
     assert.equal(keyUpdate.op, "u");
-    assert.deepEqual(keyUpdate.before, { id: "1" });
-    assert.deepEqual(keyUpdate.after, { id: "2", name: "b" });
+    assert.deepEqual(keyUpdate.before, { id: 1 });
+    assert.deepEqual(keyUpdate.after, { id: 2, name: "b" });
     assert.deepEqual(keyUpdate.unchanged, ["big"]);
     // 4. Delete under the default replica identity: key only.
     const del = only(3);
     assert.equal(del.op, "d");
-    assert.deepEqual(del.before, { id: "2" });
+    assert.deepEqual(del.before, { id: 2 });
     assert.equal(del.after, null);
     // 5–7. REPLICA IDENTITY FULL: whole old rows.
-    assert.deepEqual(only(4).after, { id: "1", v: "x" });
+    assert.deepEqual(only(4).after, { id: 1, v: "x" });
     assert.equal(only(4).source.table, "full_rows");
-    assert.deepEqual(only(5).before, { id: "1", v: "x" });
-    assert.deepEqual(only(5).after, { id: "1", v: "y" });
+    assert.deepEqual(only(5).before, { id: 1, v: "x" });
+    assert.deepEqual(only(5).after, { id: 1, v: "y" });
     assert.equal(only(6).op, "d");
-    assert.deepEqual(only(6).before, { id: "1", v: "y" });
+    assert.deepEqual(only(6).before, { id: 1, v: "y" });
     // 8. Two changes in one transaction, both with its xid.
     const both = txs[7]!;
     assert.equal(both.begin.xid, xids[1]);
     assert.deepEqual(both.changes.map((c) => (c.source as Source).table), ["shapes", "full_rows"]);
     assert.deepEqual(both.changes.map((c) => c.after), [
-      { id: "10", name: "ten", big: null },
-      { id: "10", v: "z" },
+      { id: 10, name: "ten", big: null },
+      { id: 10, v: "z" },
     ]);
     const [lsnA, lsnB] = both.changes.map((c) => parseLsn((c.source as Source).lsn));
     assert.ok(lsnA! < lsnB!, "changes of a transaction come in WAL order");
@@ -405,11 +411,51 @@ Deno.test("tail without --tx prints changes only", async () => {
     await pg.psql("INSERT INTO quiet VALUES (1), (2)");
     await tail.until("two changes", () => tail.changes().length >= 2);
     assert.equal(tail.lines.filter((line) => "type" in line).length, 0);
-    assert.deepEqual(tail.changes().map((line) => line.after), [{ id: "1" }, { id: "2" }]);
+    assert.deepEqual(tail.changes().map((line) => line.after), [{ id: 1 }, { id: 2 }]);
     assert.equal((await tail.interrupt()).code, 0, tail.stderr);
   });
   assert.equal(await sessionLeftovers(pg), "");
   await pg.psql("DROP TABLE quiet");
+});
+
+Deno.test("tail prints column values typed, in Spillway's JSON (exact int8, ISO times, base64 bytea)", async () => {
+  const pg = await server();
+  await pg.psql(`
+    CREATE TABLE typed (
+      id int8 PRIMARY KEY, small int2, ok bool, amount numeric(10,4), ratio float8,
+      data bytea, at timestamptz, day date, doc jsonb, tags int4[], note text)
+  `);
+  let printed: string[] = [];
+  await withTail([pg.url()], async (tail) => {
+    await tail.started();
+    await pg.psql(`
+      INSERT INTO typed VALUES
+        (9007199254740993, -2, true, 123.45, 0.5, '\\x00ff10', '2024-02-29 13:45:00.123456+00',
+         '2024-02-29', '{"b": [1, null], "a": "ü"}', '{1,NULL,3}', 'x'),
+        (1, NULL, false, 'NaN', '-Infinity', '', '2024-02-29 13:45:00.5+00', 'infinity', 'null',
+         '{}', NULL)
+    `);
+    await tail.until("two changes", () => tail.changes().length >= 2);
+    assert.equal((await tail.interrupt()).code, 0, tail.stderr);
+    printed = tail.text;
+  });
+  // The printed text, so that int8 is checked exactly (JSON.parse would round it).
+  const after = (line: string) =>
+    line.slice(line.indexOf('"after":'), line.indexOf(',"unchanged"'));
+  assert.equal(printed.length, 2);
+  const [first, second] = printed;
+  assert.equal(
+    after(first!),
+    '"after":{"id":9007199254740993,"small":-2,"ok":true,"amount":"123.4500","ratio":0.5,' +
+      '"data":"AP8Q","at":"2024-02-29T13:45:00.123456Z","day":"2024-02-29",' +
+      '"doc":"{\\"a\\": \\"ü\\", \\"b\\": [1, null]}","tags":[1,null,3],"note":"x"}',
+  );
+  assert.equal(
+    after(second!),
+    '"after":{"id":1,"small":null,"ok":false,"amount":"NaN","ratio":"-Infinity","data":"",' +
+      '"at":"2024-02-29T13:45:00.5Z","day":"infinity","doc":"null","tags":[],"note":null}',
+  );
+  await pg.psql("DROP TABLE typed");
 });
 
 Deno.test("tail --slot NAME --create makes a permanent slot; a second run with --slot NAME resumes after what was confirmed", async () => {
@@ -439,8 +485,8 @@ Deno.test("tail --slot NAME --create makes a permanent slot; a second run with -
     await pg.psql("INSERT INTO resumed VALUES (2)");
     await tail.until("row 2", () => tail.commits().length >= 1);
     assert.equal((await tail.interrupt()).code, 0, tail.stderr);
-    const ids = tail.changes().map((line) => (line.after as { id: string }).id);
-    assert.deepEqual(ids, ["2"], "row 1 was confirmed in the first run and is not printed again");
+    const ids = tail.changes().map((line) => (line.after as { id: number }).id);
+    assert.deepEqual(ids, [2], "row 1 was confirmed in the first run and is not printed again");
   });
   assert.equal(
     await pg.psql("SELECT temporary FROM pg_replication_slots WHERE slot_name = 'tail_keep'"),
@@ -473,8 +519,8 @@ Deno.test("tail --slot NAME --publication P resumes with the changes made while 
     await pg.psql("INSERT INTO downtime VALUES (4)");
     await tail.until("rows 2–4", () => tail.commits().length >= 3);
     assert.equal((await tail.interrupt()).code, 0, tail.stderr);
-    const ids = tail.changes().map((line) => (line.after as { id: string }).id);
-    assert.deepEqual(ids, ["2", "3", "4"]);
+    const ids = tail.changes().map((line) => (line.after as { id: number }).id);
+    assert.deepEqual(ids, [2, 3, 4]);
   });
   await pg.psql(
     "SELECT pg_drop_replication_slot('tail_resume'); DROP PUBLICATION tail_pub; DROP TABLE downtime",
@@ -501,8 +547,8 @@ Deno.test({
         await tail.until("row 2", () => tail.commits().length >= 1 || failed());
         const code = failed() ? await tail.exit() : (await tail.interrupt()).code;
         assert.equal(code, 0, tail.stderr);
-        const ids = tail.changes().map((line) => (line.after as { id: string }).id);
-        assert.deepEqual(ids, ["2"]);
+        const ids = tail.changes().map((line) => (line.after as { id: number }).id);
+        assert.deepEqual(ids, [2]);
       });
       assert.equal(await sessionLeftovers(pg), "");
     } finally {
