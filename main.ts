@@ -5,13 +5,15 @@
  */
 
 import { parseArgs } from "node:util";
-import { parseConnectionUrl, redact } from "./decoder/connection.ts";
-import { ConfigError } from "./decoder/errors.ts";
-import { parseLsn } from "./decoder/lsn.ts";
+import { parseConnectionUrl, PgConnection, redact } from "./decoder/connection.ts";
+import { ConfigError, PostgresError } from "./decoder/errors.ts";
+import { formatLsn, parseLsn } from "./decoder/lsn.ts";
 import type { ProtoVersion } from "./decoder/pgoutput.ts";
 import { createLogger, type LogLevel } from "./pipelines/log.ts";
 import { tail } from "./pipelines/tail.ts";
-import { loadPipelineConfig } from "./pipelines/config.ts";
+import { loadPipelineConfig, type PipelineConfig } from "./pipelines/config.ts";
+import { promptYesNo } from "./pipelines/slots.ts";
+import { connectOptions } from "./pipelines/runner.ts";
 import { runPipeline } from "./pipelines/run.ts";
 
 const USAGE = `spillway: PostgreSQL change data capture
@@ -109,6 +111,11 @@ Runs a pipeline until Ctrl-C (or SIGTERM): the first signal drains what was read
 the sinks, confirms it to PostgreSQL and exits 0; a second one exits at once.
 
 Options:
+  --from-lsn LSN       start at LSN instead of the slot's confirmed position (asks first:
+                       changes before it are skipped)
+  --reset-slot         drop the slot and create it again at the current WAL position (asks
+                       first: every change the slot still holds is lost)
+  --yes                answer yes to those questions (needed when stdin is not a terminal)
   --log-level LEVEL    overrides log.level in the file
   --log-json           overrides log.format in the file
   -h, --help           this help`;
@@ -118,6 +125,9 @@ async function runCommand(args: string[]): Promise<number> {
     args,
     allowPositionals: true,
     options: {
+      "from-lsn": { type: "string" },
+      "reset-slot": { type: "boolean" },
+      yes: { type: "boolean" },
       "log-level": { type: "string" },
       "log-json": { type: "boolean" },
       help: { type: "boolean", short: "h" },
@@ -133,6 +143,21 @@ async function runCommand(args: string[]): Promise<number> {
     return 2;
   }
   const config = await loadPipelineConfig(file);
+  const slot = config.source.slot;
+  if (values["from-lsn"] !== undefined) {
+    const from = parseLsn(values["from-lsn"]);
+    const question = `Start slot "${slot}" at ${
+      formatLsn(from)
+    }? Changes the slot holds before it will not be delivered.`;
+    if (!await confirmDanger(question, values.yes ?? false)) return 1;
+    config.source.startLsn = from;
+  }
+  if (values["reset-slot"]) {
+    const question =
+      `Drop replication slot "${slot}" and create it again? Every change it holds that was not delivered is lost; the new slot starts at the current WAL position.`;
+    if (!await confirmDanger(question, values.yes ?? false)) return 1;
+    await dropSlotIfExists(config, slot);
+  }
   const level = (values["log-level"] ?? config.log.level) as LogLevel;
   const log = createLogger({ level, json: values["log-json"] ?? config.log.format === "json" });
   const controller = new AbortController();
@@ -149,6 +174,31 @@ async function runCommand(args: string[]): Promise<number> {
   } finally {
     Deno.removeSignalListener("SIGINT", stop);
     Deno.removeSignalListener("SIGTERM", stop);
+  }
+}
+
+/** Asks before something that loses changes; `--yes` answers for scripts. */
+async function confirmDanger(question: string, yes: boolean): Promise<boolean> {
+  if (yes) return true;
+  if (!Deno.stdin.isTerminal()) {
+    throw new ConfigError(
+      `Refusing without --yes: ${question} (stdin is not a terminal, so nobody can confirm)`,
+    );
+  }
+  return await promptYesNo(question);
+}
+
+async function dropSlotIfExists(config: PipelineConfig, slot: string): Promise<void> {
+  const connection = await PgConnection.connect({
+    ...connectOptions(config),
+    replication: "database",
+  });
+  try {
+    await connection.dropReplicationSlot(slot);
+  } catch (error) {
+    if (!(error instanceof PostgresError && error.code === "42704")) throw error;
+  } finally {
+    await connection.close();
   }
 }
 

@@ -202,6 +202,7 @@ export class PipelineRunner {
           : config.source.streaming === "on",
         binary: config.source.binary,
         twoPhase: config.source.twoPhase || undefined,
+        failover: config.source.failover || undefined,
         messages: true,
         statusIntervalMs: config.source.statusIntervalMs,
         spill: { memoryLimitBytes: config.spill.memoryLimitBytes, dir: config.spill.dir },
@@ -568,7 +569,22 @@ export class PipelineRunner {
    */
   async #monitor(signal: AbortSignal): Promise<void> {
     let warned: string | null = null;
+    let lastEvents = this.#eventsWritten;
+    let lastAt = performance.now();
     while (!signal.aborted) {
+      const events = this.#eventsWritten;
+      if (events !== lastEvents) {
+        const seconds = (performance.now() - lastAt) / 1000;
+        this.#log("info", "Progress", {
+          events,
+          transactions: this.#transactionsWritten,
+          eventsPerSecond: Math.round((events - lastEvents) / Math.max(seconds, 0.001)),
+          confirmed: formatLsn(this.#confirmed),
+          queueDepth: this.#depth(),
+        });
+      }
+      lastEvents = events;
+      lastAt = performance.now();
       try {
         await this.#readSlot();
         const state = this.#slotState;

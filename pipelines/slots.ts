@@ -427,7 +427,8 @@ async function explainDropError(
   }
 }
 
-function promptYesNo(question: string): Promise<boolean> {
+/** Asks a yes/no question on the terminal; anything but y/yes is no. */
+export function promptYesNo(question: string): Promise<boolean> {
   const answer = prompt(`${question} [y/N]`);
   return Promise.resolve(answer !== null && /^\s*y(es)?\s*$/i.test(answer));
 }

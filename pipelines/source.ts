@@ -57,6 +57,8 @@ export interface SourceOptions {
   binary?: boolean;
   messages?: boolean;
   twoPhase?: boolean;
+  /** PostgreSQL 17+: create the slot with failover, so standbys can synchronise it. */
+  failover?: boolean;
   origin?: "any" | "none";
   /** Status update period; never more than wal_sender_timeout / 3 (default 10 s). */
   statusIntervalMs?: number;
@@ -268,6 +270,7 @@ export class ReplicationSource {
         temporary: options.temporarySlot,
         snapshot: "nothing",
         twoPhase: options.twoPhase,
+        failover: options.failover,
       });
       this.slotInfo = {
         slotName: created.slotName,

@@ -1,0 +1,115 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import type { Lsn } from "../decoder/lsn.ts";
+import type { ChangeEvent } from "../pipelines/events.ts";
+import { FileSink } from "./file.ts";
+import type { SinkRecord } from "./types.ts";
+
+function change(id: number): SinkRecord {
+  const event: ChangeEvent = {
+    op: "c",
+    source: {
+      schema: "public",
+      table: "orders",
+      relid: 1,
+      lsn: BigInt(id * 16) as Lsn,
+      commitLsn: BigInt(id * 16 + 8) as Lsn,
+      xid: 700 + id,
+      commitTime: 1_700_000_000_000_000n,
+    },
+    before: null,
+    after: { id, note: "x".repeat(50) },
+    unchanged: [],
+  };
+  return { kind: "change", event, topic: "app.public.orders", key: { id } };
+}
+
+async function lines(path: string): Promise<Record<string, unknown>[]> {
+  const text = await Deno.readTextFile(path);
+  return text.trim().split("\n").filter((line) => line !== "").map((line) => JSON.parse(line));
+}
+
+Deno.test("file sink: JSON lines with topic, key and the event, appended across reopen", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = join(dir, "nested", "out.jsonl");
+    const sink = new FileSink({ path });
+    await sink.open();
+    await sink.write([change(1), change(2)]);
+    await sink.close();
+    const again = new FileSink({ path });
+    await again.open();
+    await again.write([change(3)]);
+    await again.close();
+    const written = await lines(path);
+    assert.deepEqual(written.map((line) => (line.after as { id: number }).id), [1, 2, 3]);
+    assert.equal(written[0]?.topic, "app.public.orders");
+    assert.deepEqual(written[0]?.key, { id: 1 });
+    assert.equal((written[0]?.source as { lsn: string }).lsn, "0/10");
+    assert.equal(again.status().written, 1);
+    assert.equal(again.status().state, "ok");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("file sink: rotates by size into numbered files and keeps numbering after a restart", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = join(dir, "changes.jsonl");
+    const sink = new FileSink({ path, rotateBytes: 1000 });
+    await sink.open();
+    for (let i = 0; i < 20; i++) await sink.write([change(i), change(i + 100)]);
+    await sink.close();
+    const restarted = new FileSink({ path, rotateBytes: 1000 });
+    await restarted.open();
+    for (let i = 200; i < 210; i++) await restarted.write([change(i)]);
+    await restarted.close();
+
+    const names = [...Deno.readDirSync(dir)].map((entry) => entry.name).sort();
+    const rotated = names.filter((name) => /^changes-\d{6}\.jsonl$/.test(name));
+    assert.ok(rotated.length >= 5, `rotated files: ${names.join(", ")}`);
+    assert.deepEqual(
+      rotated.map((name) => Number(name.slice(8, 14))),
+      rotated.map((_, i) => i + 1),
+      "numbers count up from 1 with no gap or overwrite",
+    );
+    let all: number[] = [];
+    for (const name of [...rotated, "changes.jsonl"]) {
+      const file = join(dir, name);
+      if (name !== "changes.jsonl") assert.ok(Deno.statSync(file).size <= 1000);
+      all = all.concat((await lines(file)).map((line) => (line.after as { id: number }).id));
+    }
+    const expected = [
+      ...Array.from({ length: 20 }, (_, i) => [i, i + 100]).flat(),
+      ...Array.from({ length: 10 }, (_, i) => 200 + i),
+    ];
+    assert.deepEqual(all, expected, "every record once, in order, across the files");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("file sink: a write after close is refused", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const sink = new FileSink({ path: join(dir, "out.jsonl") });
+    await sink.open();
+    await sink.close();
+    await assert.rejects(() => sink.write([change(1)]), /not open/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("file sink: an unwritable directory names the path and the fix", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const blocker = join(dir, "file");
+    await Deno.writeTextFile(blocker, "");
+    const sink = new FileSink({ path: join(blocker, "out.jsonl") });
+    await assert.rejects(() => sink.open(), (error: Error) => error.message.includes(blocker));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
