@@ -94,3 +94,61 @@ Deno.test("spillway run --from-lsn / --reset-slot refuse without --yes when nobo
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("spillway run serves /health and /metrics that follow the pipeline", async () => {
+  await using pg = await startPostgres();
+  const dir = await Deno.makeTempDir({ prefix: "spillway-run-http-" });
+  try {
+    await pg.psql("CREATE TABLE items (id int PRIMARY KEY, note text)");
+    const file = join(dir, "p.yaml");
+    const yaml = pipelineYaml({
+      name: "ops",
+      url: pg.url(),
+      slot: "ops_slot",
+      publication: "ops_pub",
+      tables: { "public.items": "{}" },
+      sinks: ["file: { path: out.jsonl }"],
+    }).replace("http: off", "http: { listen: 127.0.0.1:0 }");
+    await Deno.writeTextFile(file, yaml);
+    const child = new SpillwayProcess(file);
+    try {
+      await child.started();
+      await waitFor("the HTTP server", () => /HTTP server listening url=(\S+)/.test(child.stderr));
+      const url = /HTTP server listening url=(\S+)/.exec(child.stderr)![1]!;
+      await pg.psql(
+        "INSERT INTO items SELECT generate_series(1, 25), 'x'; UPDATE items SET note = 'y' WHERE id <= 5; DELETE FROM items WHERE id = 25",
+      );
+      await waitFor(
+        "31 events in the file",
+        async () => (await readJsonLines(join(dir, "out.jsonl"))).lines.length >= 31,
+      );
+
+      const metrics = await (await fetch(`${url}/metrics`)).text();
+      assert.match(metrics, /^spillway_events_total\{table="public\.items",op="c"\} 25$/m);
+      assert.match(metrics, /^spillway_events_total\{table="public\.items",op="u"\} 5$/m);
+      assert.match(metrics, /^spillway_events_total\{table="public\.items",op="d"\} 1$/m);
+      assert.match(metrics, /^spillway_transactions_total [1-9]\d*$/m);
+      assert.match(metrics, /^spillway_slot_wal_status\{status="reserved"\} 1$/m);
+      assert.match(metrics, /^spillway_sink_write_seconds_count\{sink="file:[^"]+"\} [1-9]\d*$/m);
+      const confirmed = Number(/^spillway_confirmed_lsn (\d+)$/m.exec(metrics)?.[1]);
+      assert.ok(confirmed > 0, metrics);
+
+      const response = await fetch(`${url}/health`);
+      const health = await response.json();
+      assert.equal(response.status, 200);
+      assert.equal(health.status, "ok");
+      assert.deepEqual(Object.keys(health.checks).sort(), [
+        "queue",
+        `sink:file:${join(dir, "out.jsonl")}`,
+        "slot",
+        "source",
+      ]);
+      assert.equal(health.checks.source.data.slot, "ops_slot");
+      assert.equal(health.checks.slot.data.walStatus, "reserved");
+    } finally {
+      assert.equal((await child.stop("SIGINT")).code, 0, child.stderr);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
