@@ -32,18 +32,29 @@ import { fileURLToPath } from "node:url";
 import { join } from "node:path";
 import { startPostgres } from "../tests/harness/postgres.ts";
 import type { DrainResult } from "./_drain.ts";
+import {
+  checkSlotsConfirmed,
+  denoRunArgs,
+  formatTable,
+  lastJsonLine,
+  type Load,
+  loadAverage,
+  loadInOneTransaction,
+  median,
+  missingTool,
+  OUT_DIR,
+  PG_RECVLOGICAL,
+  progressFor,
+  recvlogicalArgs,
+  timeProcess,
+} from "./_common.ts";
 
-const PG_RECVLOGICAL = "/usr/bin/pg_recvlogical";
-const GNU_TIME = "/usr/bin/time";
-const TIMEOUT = "/usr/bin/timeout";
 const PUBLICATION = "orders_pub";
-/** A drain that takes longer than this is killed. */
-const RUN_TIMEOUT_S = 600;
 /** `max_replication_slots` of the server; each rep needs 4 slots, plus 2 verify slots. */
 const MAX_SLOTS = 32;
 const MAX_REPS = Math.floor((MAX_SLOTS - 2) / 4);
 const DRAIN = fileURLToPath(new URL("./_drain.ts", import.meta.url));
-const OUT_DIR = fileURLToPath(new URL("./out/", import.meta.url));
+const progress = progressFor("decode");
 
 /** A set of START_REPLICATION options measured as one row pair of the table. */
 interface Mode {
@@ -73,13 +84,6 @@ interface Run {
   cpuSeconds: number;
   peakRssKib: number;
   drain?: DrainResult;
-}
-
-/** The load's transaction, as the drains must find it. */
-interface Load {
-  xid: number;
-  endLsn: string;
-  seconds: number;
 }
 
 const USAGE = `deno task bench decode [options]
@@ -128,11 +132,10 @@ export async function decodeBench(args: string[]): Promise<number> {
     console.error(`Cannot run the decode benchmark: --reps must be within 1 and ${MAX_REPS}`);
     return 2;
   }
-  for (const binary of [PG_RECVLOGICAL, GNU_TIME, TIMEOUT]) {
-    if (!(await exists(binary))) {
-      console.error(`Cannot run the decode benchmark: ${binary} is missing; install it`);
-      return 2;
-    }
+  const missing = await missingTool();
+  if (missing !== null) {
+    console.error(`Cannot run the decode benchmark: ${missing}`);
+    return 2;
   }
   await Deno.mkdir(OUT_DIR, { recursive: true });
   const results = await measure({
@@ -259,19 +262,7 @@ async function measure(options: MeasureOptions): Promise<Results> {
       });
     }
     const commitEnd = runs.find((run) => run.drain !== undefined)!.drain!.commitEndLsn;
-    const lagging = await pg.psql(
-      `SELECT slot_name || ' at ' || coalesce(confirmed_flush_lsn::text, 'nothing')
-         FROM pg_replication_slots
-        WHERE slot_name LIKE 'bench%'
-          AND (confirmed_flush_lsn IS NULL OR confirmed_flush_lsn < '${commitEnd}'::pg_lsn)`,
-    );
-    if (lagging !== "") {
-      throw new Error(
-        `Slots did not confirm the load's commit (end ${commitEnd}): ${
-          lagging.replaceAll("\n", ", ")
-        }`,
-      );
-    }
+    await checkSlotsConfirmed(pg.psql.bind(pg), "bench%", commitEnd);
   } finally {
     await Deno.remove(work, { recursive: true }).catch(() => {});
   }
@@ -289,28 +280,17 @@ async function measure(options: MeasureOptions): Promise<Results> {
 }
 
 /** Inserts the rows in one transaction; returns its xid and the WAL position after its commit. */
-async function loadOrders(psql: (sql: string) => Promise<string>, rows: number): Promise<Load> {
-  const started = performance.now();
-  const out = await psql(`
-    BEGIN;
-    INSERT INTO orders (id, customer, amount, status, created_at)
+function loadOrders(psql: (sql: string) => Promise<string>, rows: number): Promise<Load> {
+  return loadInOneTransaction(
+    psql,
+    `INSERT INTO orders (id, customer, amount, status, created_at)
     SELECT g,
            'customer-' || (g % 50000),
            ((g * 7919) % 10000000) / 100.0,
            (ARRAY['new', 'paid', 'shipped', 'delivered', 'cancelled'])[1 + g % 5],
            timestamptz '2024-01-01 00:00:00+00' + g * interval '1 second'
-      FROM generate_series(1::bigint, ${rows}) AS g;
-    SELECT pg_current_xact_id();
-    COMMIT;
-    SELECT pg_current_wal_lsn();
-  `);
-  const seconds = (performance.now() - started) / 1000;
-  const [xid8, endLsn] = out.split("\n");
-  if (xid8 === undefined || endLsn === undefined) {
-    throw new Error(`Cannot read the load's xid and end LSN from psql output "${out}"`);
-  }
-  // pgoutput carries the 32-bit xid; pg_current_xact_id() adds the epoch above it.
-  return { xid: Number(BigInt(xid8) & 0xffff_ffffn), endLsn, seconds };
+      FROM generate_series(1::bigint, ${rows}) AS g;`,
+  );
 }
 
 interface SpillwayRun {
@@ -324,13 +304,8 @@ interface SpillwayRun {
 }
 
 async function runSpillway(options: SpillwayRun): Promise<Run> {
-  const denoFlags = ["run", "-A"];
-  if (options.cpuProf) {
-    denoFlags.push("--cpu-prof", `--cpu-prof-dir=${join(OUT_DIR, "profiles")}`);
-    denoFlags.push(`--cpu-prof-name=${options.slot}.cpuprofile`);
-  }
   const drainArgs = [
-    DRAIN,
+    ...denoRunArgs(DRAIN, options.cpuProf ? `${options.slot}.cpuprofile` : undefined),
     "--port",
     String(options.port),
     "--slot",
@@ -348,16 +323,10 @@ async function runSpillway(options: SpillwayRun): Promise<Run> {
   if (options.capture) drainArgs.push("--capture", options.capture);
   const timed = await timeProcess(
     Deno.execPath(),
-    [...denoFlags, ...drainArgs],
+    drainArgs,
     join(options.work, `${options.slot}.usage`),
   );
-  if (timed.code !== 0) {
-    throw new Error(
-      `Spillway drain of slot "${options.slot}" failed (exit ${timed.code}): ${timed.stderr}`,
-    );
-  }
-  const lastLine = timed.stdout.trim().split("\n").pop() ?? "";
-  const drain = JSON.parse(lastLine) as DrainResult;
+  const drain = lastJsonLine<DrainResult>(timed, `Spillway drain of slot "${options.slot}"`);
   return {
     mode: options.mode.key,
     tool: "spillway",
@@ -381,14 +350,18 @@ interface RecvlogicalRun {
 }
 
 async function runRecvlogical(options: RecvlogicalRun): Promise<Run> {
-  // deno-fmt-ignore
-  const args = [
-    "--start", "-S", options.slot, "-d", "postgres", "-h", "127.0.0.1",
-    "-p", String(options.port), "-U", "postgres", "--no-loop",
-    "-o", `proto_version=${options.mode.protoVersion}`, "-o", `publication_names=${PUBLICATION}`,
+  const pluginOptions = [
+    `proto_version=${options.mode.protoVersion}`,
+    `publication_names=${PUBLICATION}`,
   ];
-  if (options.mode.streaming) args.push("-o", "streaming=on");
-  args.push("-F", "0", "-f", options.output, "-E", options.load.endLsn);
+  if (options.mode.streaming) pluginOptions.push("streaming=on");
+  const args = recvlogicalArgs({
+    port: options.port,
+    slot: options.slot,
+    pluginOptions,
+    endLsn: options.load.endLsn,
+    output: options.output,
+  });
   const timed = await timeProcess(
     PG_RECVLOGICAL,
     args,
@@ -458,56 +431,6 @@ function checkRun(run: Run, rows: number, mode: Mode): void {
   }
 }
 
-interface Timed {
-  code: number;
-  seconds: number;
-  peakRssKib: number;
-  /** User plus system CPU time of the process and its children. */
-  cpuSeconds: number;
-  stdout: string;
-  stderr: string;
-}
-
-/**
- * Runs a command under GNU time (and `timeout`, which kills it after {@linkcode RUN_TIMEOUT_S}):
- * wall seconds from spawn to exit, CPU time and peak RSS.
- */
-async function timeProcess(command: string, args: string[], usageFile: string): Promise<Timed> {
-  const env = Deno.env.toObject();
-  for (const name of Object.keys(env)) if (name.startsWith("PG")) delete env[name];
-  const started = performance.now();
-  const child = new Deno.Command(GNU_TIME, {
-    // deno-fmt-ignore
-    args: ["-f", "%M %U %S", "-o", usageFile, TIMEOUT, "--signal=KILL", String(RUN_TIMEOUT_S),
-      command, ...args],
-    env,
-    clearEnv: true,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const out = await child.output();
-  const seconds = (performance.now() - started) / 1000;
-  // GNU time writes "Command exited with non-zero status N" first when the command fails.
-  const usage = (await Deno.readTextFile(usageFile).catch(() => "")).trim().split("\n").pop() ?? "";
-  const [peakRssKib, userSeconds, systemSeconds] = usage.split(" ").map(Number);
-  const decoder = new TextDecoder();
-  return {
-    code: out.code,
-    seconds,
-    peakRssKib: peakRssKib || 0,
-    cpuSeconds: (userSeconds || 0) + (systemSeconds || 0),
-    stdout: decoder.decode(out.stdout),
-    stderr: decoder.decode(out.stderr).trim(),
-  };
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
-}
-
 function printResults(results: Results): void {
   const header = [
     "mode",
@@ -542,19 +465,12 @@ function printResults(results: Results): void {
     ratios.push(ratio);
     lines.push([mode.label, "ratio", `${ratio.toFixed(2)}x`, "", "", "", "", ""]);
   }
-  const widths = header.map((title, i) =>
-    Math.max(title.length, ...lines.map((l) => l[i]!.length))
-  );
-  const format = (cells: string[]) =>
-    cells.map((cell, i) => i >= 2 ? cell.padStart(widths[i]!) : cell.padEnd(widths[i]!))
-      .join("  ").trimEnd();
   console.log(
     `PostgreSQL ${results.serverVersion}, ${results.rows} rows in one transaction ` +
       `(load ${results.load.seconds.toFixed(1)} s), median of ${results.reps}; ` +
       `load average ${results.loadBefore} before, ${results.loadAfter} after`,
   );
-  console.log(format(header));
-  for (const line of lines) console.log(format(line));
+  for (const line of formatTable(header, lines)) console.log(line);
   console.log(
     "seconds: Spillway connect -> commit confirmed; pg_recvlogical process start -> exit. " +
       "CPU s: client process user+sys (GNU time, median). Peak RSS: GNU time, max of runs.",
@@ -562,23 +478,4 @@ function printResults(results: Results): void {
   const summary = { date: new Date().toISOString(), ...results };
   Deno.writeTextFileSync(join(OUT_DIR, "decode.json"), JSON.stringify(summary, null, 2) + "\n");
   console.log(`decode ratio vs pg_recvlogical: ${Math.min(...ratios).toFixed(2)}`);
-}
-
-/** The 1, 5 and 15 minute load averages, e.g. "0.12 0.30 0.41". */
-async function loadAverage(): Promise<string> {
-  const text = await Deno.readTextFile("/proc/loadavg").catch(() => "");
-  return text.split(" ").slice(0, 3).join(" ") || "unknown";
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-function progress(message: string): void {
-  console.error(`[bench decode] ${message}`);
 }

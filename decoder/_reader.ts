@@ -88,6 +88,11 @@ export class BufferReader {
     return this.#bytes.subarray(at, at + n);
   }
 
+  /** A copy of the bytes from `start` to `end` of this message. */
+  copy(start: number, end: number): Uint8Array {
+    return this.#bytes.slice(start, end);
+  }
+
   /** `n` bytes decoded as UTF-8. */
   utf8(n: number, what = "text"): string {
     if (n < 0) this.fail(`negative length ${n} for ${what}`, this.offset - 4);

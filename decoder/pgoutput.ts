@@ -622,6 +622,10 @@ function readTuple(reader: BufferReader): TupleData {
   const count = reader.int16("tuple column count");
   if (count < 0) reader.fail(`negative tuple column count ${count}`, reader.offset - 2);
   const values: TupleData = new Array(count);
+  // Binary values become views into ONE copy of the tuple (a copy per value costs
+  // far more); they never keep a socket chunk alive. Triples: column, offset, length.
+  let binary: number[] | null = null;
+  const start = reader.offset;
   for (let i = 0; i < count; i++) {
     const kind = reader.uint8("column kind");
     switch (kind) {
@@ -634,14 +638,26 @@ function readTuple(reader: BufferReader): TupleData {
       case TupleCode.Text:
         values[i] = reader.utf8(reader.int32("text length"), "text value");
         break;
-      case TupleCode.Binary:
-        values[i] = reader.bytes(reader.int32("binary length"), "binary value").slice();
+      case TupleCode.Binary: {
+        const length = reader.int32("binary length");
+        const at = reader.offset;
+        reader.bytes(length, "binary value");
+        (binary ??= []).push(i, at, length);
+        values[i] = null;
         break;
+      }
       default:
         reader.fail(
           `unknown tuple column kind ${describeByte(kind)} in column ${i}`,
           reader.offset - 1,
         );
+    }
+  }
+  if (binary !== null) {
+    const copy = reader.copy(start, reader.offset);
+    for (let k = 0; k < binary.length; k += 3) {
+      const at = binary[k + 1]! - start;
+      values[binary[k]!] = copy.subarray(at, at + binary[k + 2]!);
     }
   }
   return values;
