@@ -7,20 +7,8 @@ import {
   parseNotice,
   parseRowDescription,
 } from "./backend.ts";
-import { DecodeError } from "./errors.ts";
+import { decodeError } from "../tests/testdata/_assert.ts";
 import * as f from "../tests/testdata/_frames.ts";
-
-function decodeError(fn: () => unknown, pattern?: RegExp): DecodeError {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (error) {
-    caught = error;
-  }
-  assert.ok(caught instanceof DecodeError, `expected DecodeError, got ${String(caught)}`);
-  if (pattern !== undefined) assert.match(caught.message, pattern);
-  return caught;
-}
 
 /** Frames as plain data, copied, so later pushes cannot change what we compare. */
 function plain(frames: Iterable<Frame>): { code: number; body: number[] }[] {

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { DecodeError } from "./errors.ts";
 import { PgoutputDecoder, type ProtoVersion, UNCHANGED_TOAST } from "./pgoutput.ts";
+import { decodeError } from "../tests/testdata/_assert.ts";
 import * as f from "../tests/testdata/_frames.ts";
 
 /** µs between 1970-01-01 and 2000-01-01. */
@@ -17,18 +17,6 @@ function streaming(xid: number, protoVersion: ProtoVersion = 2): PgoutputDecoder
   const d = decoder(protoVersion);
   d.decode(f.streamStart(xid, true));
   return d;
-}
-
-function decodeError(fn: () => unknown, pattern?: RegExp): DecodeError {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (error) {
-    caught = error;
-  }
-  assert.ok(caught instanceof DecodeError, `expected DecodeError, got ${String(caught)}`);
-  if (pattern !== undefined) assert.match(caught.message, pattern);
-  return caught;
 }
 
 const bytes = (...values: number[]) => new Uint8Array(values);

@@ -1,20 +1,8 @@
 import assert from "node:assert/strict";
-import { DecodeError } from "./errors.ts";
 import type { Lsn } from "./lsn.ts";
 import { encodeStandbyStatus, parseCopyData } from "./replication.ts";
+import { decodeError } from "../tests/testdata/_assert.ts";
 import * as f from "../tests/testdata/_frames.ts";
-
-function decodeError(fn: () => unknown, pattern?: RegExp): DecodeError {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (error) {
-    caught = error;
-  }
-  assert.ok(caught instanceof DecodeError, `expected DecodeError, got ${String(caught)}`);
-  if (pattern !== undefined) assert.match(caught.message, pattern);
-  return caught;
-}
 
 Deno.test("parseCopyData: XLogData fields and the pgoutput payload", () => {
   const payload = f.begin({ finalLsn: 0x500n, commitTime: 7n, xid: 9 });

@@ -1,6 +1,6 @@
 /**
- * Test helpers for integration tests: a SQL connection and a raw replication
- * session (slot + stream + decoder) against a harness server.
+ * Test helpers for integration tests: servers shared by a file's tests, a SQL connection and a
+ * raw replication session (slot + stream + decoder) against a harness server.
  *
  * @module
  */
@@ -15,7 +15,42 @@ import {
 import { type Lsn, LSN_ZERO } from "../decoder/lsn.ts";
 import { PgoutputDecoder, type PgoutputMessage, type ProtoVersion } from "../decoder/pgoutput.ts";
 import type { ReplicationStream } from "../decoder/stream.ts";
-import type { PgServer } from "./harness/postgres.ts";
+import {
+  type PgServer,
+  type PgVersion,
+  PRIMARY_VERSION,
+  startPostgres,
+} from "./harness/postgres.ts";
+
+/** Servers shared by the tests of one file; see {@linkcode sharedServers}. */
+export interface SharedServers {
+  /** The server of `version` (default {@linkcode PRIMARY_VERSION}), started on first use. */
+  server(version?: PgVersion): Promise<PgServer>;
+  /** Stops every server started so far (the file's last test calls it). */
+  stopAll(): Promise<void>;
+}
+
+/** One server per version, started on first use and then set up by running `setupSql`. */
+export function sharedServers(setupSql: string): SharedServers {
+  const servers = new Map<PgVersion, Promise<PgServer>>();
+  return {
+    server(version = PRIMARY_VERSION) {
+      let pg = servers.get(version);
+      if (pg === undefined) {
+        pg = (async () => {
+          const started = await startPostgres({ version });
+          await started.psql(setupSql);
+          return started;
+        })();
+        servers.set(version, pg);
+      }
+      return pg;
+    },
+    async stopAll() {
+      for (const pg of servers.values()) await (await pg)[Symbol.asyncDispose]();
+    },
+  };
+}
 
 /** Connection options for a harness server (TLS off unless asked). */
 export function connectOptions(

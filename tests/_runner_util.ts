@@ -1,7 +1,8 @@
 /**
- * Test-only helpers shared by `runner_test.ts` and `crash_test.ts`: a recording sink whose
- * writes can be held open, pipeline YAML text, slot positions, JSON-lines files, a seeded
- * PRNG, and `spillway run` as a subprocess.
+ * Test-only helpers shared by `runner_test.ts`, `crash_test.ts` and other integration tests:
+ * polling and expected failures, a recording sink whose writes can be held open, a recording
+ * logger, pipeline YAML text, slot positions, server logs, JSON-lines files, a seeded PRNG, and
+ * `spillway run` as a subprocess.
  *
  * @module
  */
@@ -48,6 +49,17 @@ export async function waitFor(
     }
     await sleep(options.intervalMs ?? 50);
   }
+}
+
+/** Runs `body`, expecting it to throw; returns the error. */
+export async function failure(body: () => Promise<unknown>): Promise<Error> {
+  try {
+    await body();
+  } catch (error) {
+    assert.ok(error instanceof Error, `Expected an Error, got ${String(error)}`);
+    return error;
+  }
+  assert.fail("Expected a failure, but it succeeded");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -15,36 +15,18 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { checkCommand, checkPipeline, type Finding, formatFindings } from "../pipelines/check.ts";
 import { parsePipelineConfig, type PipelineConfig } from "../pipelines/config.ts";
-import {
-  type PgServer,
-  type PgVersion,
-  PRIMARY_VERSION,
-  startPostgres,
-} from "./harness/postgres.ts";
+import { type PgServer, PRIMARY_VERSION } from "./harness/postgres.ts";
 import { PgConnection } from "../decoder/connection.ts";
-import { connectOptions } from "./_replication.ts";
+import { connectOptions, sharedServers } from "./_replication.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Servers and helpers
 
-const servers = new Map<PgVersion, Promise<PgServer>>();
-
-/** A shared server with the roles the tests log in as. */
-function server(version: PgVersion = PRIMARY_VERSION): Promise<PgServer> {
-  let pg = servers.get(version);
-  if (pg === undefined) {
-    pg = (async () => {
-      const started = await startPostgres({ version });
-      await started.psql(`
-        CREATE ROLE app LOGIN REPLICATION;
-        CREATE ROLE no_repl LOGIN;
-      `);
-      return started;
-    })();
-    servers.set(version, pg);
-  }
-  return pg;
-}
+/** Shared servers with the roles the tests log in as. */
+const { server, stopAll } = sharedServers(`
+  CREATE ROLE app LOGIN REPLICATION;
+  CREATE ROLE no_repl LOGIN;
+`);
 
 /** A fresh database owned by `owner`, with `sql` run in it as that owner. */
 async function database(pg: PgServer, name: string, sql: string, owner = "app"): Promise<void> {
@@ -744,5 +726,5 @@ Deno.test("check (PG14): wal_level = replica is an error with the fix", async ()
 });
 
 Deno.test("teardown: stop the shared servers", async () => {
-  for (const pg of servers.values()) await (await pg)[Symbol.asyncDispose]();
+  await stopAll();
 });

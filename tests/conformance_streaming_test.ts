@@ -14,49 +14,71 @@
 
 import assert from "node:assert/strict";
 import type { PgConnection } from "../decoder/connection.ts";
-import { PostgresError } from "../decoder/errors.ts";
 import {
   type InsertMessage,
   PgoutputDecoder,
   type PgoutputMessage,
-  type RelationColumn,
+  type RelationMessage,
   type StreamAbortMessage,
   type StreamStartMessage,
 } from "../decoder/pgoutput.ts";
 import { EVENT_RELATION } from "../pipelines/events.ts";
 import { ReplicationSource, type SourceItem } from "../pipelines/source.ts";
-import { type PgServer, type PgVersion, startPostgres, testVersions } from "./harness/postgres.ts";
+import { type PgServer, testVersions } from "./harness/postgres.ts";
 import {
   connectOptions,
   expectType,
-  openSession,
   type Received,
   type Session,
-  type SessionOptions,
   sqlConnection,
 } from "./_replication.ts";
+import {
+  assertRecent,
+  col,
+  conformanceTests,
+  type Ctx,
+  dropSlot,
+  INT4,
+  relationMessage,
+  relid,
+  runTx,
+  type Scenario,
+  session,
+  TEXT,
+} from "./_conformance.ts";
 
 // ---------------------------------------------------------------------------------------------
-// Helpers (kept in this file: each conformance file is self-contained)
-
-const INT4 = 23;
-const TEXT = 25;
+// Helpers (the ones the conformance files share are in _conformance.ts)
 
 /** Makes the walsender stream any transaction bigger than 64 kB. */
 const WORK_MEM = { logical_decoding_work_mem: "64kB" };
 
-interface Ctx {
-  pg: PgServer;
-  sql: PgConnection;
-  version: PgVersion;
+/** Creates table `name` (id, payload) and a publication `name` for it; returns the table's OID. */
+async function payloadTable(sql: PgConnection, name: string): Promise<number> {
+  await sql.query(
+    `CREATE TABLE ${name} (id int PRIMARY KEY, payload text);
+     CREATE PUBLICATION ${name} FOR TABLE ${name}`,
+  );
+  return await relid(sql, name);
 }
 
-function col(name: string, typeOid: number, key = false, typeModifier = -1): RelationColumn {
-  return { flags: key ? 1 : 0, isKey: key, name, typeOid, typeModifier };
+/** A protocol 2 session on a new slot `name` for publication `name`, streaming over 64 kB. */
+function streamingSession(ctx: Ctx, name: string): Promise<Session> {
+  return session(ctx, {
+    slot: name,
+    publication: name,
+    protoVersion: 2,
+    streaming: true,
+    parameters: WORK_MEM,
+  });
 }
 
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
+/** The Relation of a {@linkcode payloadTable}, sent inside a stream block of `xid`. */
+function payloadRelation(relationId: number, relationName: string, xid: number): RelationMessage {
+  return {
+    ...relationMessage(relationId, relationName, [col("id", INT4, true), col("payload", TEXT)]),
+    xid,
+  };
 }
 
 /** `n` consecutive integers from `from`. */
@@ -71,58 +93,6 @@ function payload(id: number): string {
 
 function bigInsert(table: string, from: number, to: number): string {
   return `INSERT INTO ${table} SELECT i, repeat('x', 100) || i FROM generate_series(${from}, ${to}) i`;
-}
-
-/** Runs `statements` after BEGIN, then `end` (COMMIT, ROLLBACK, PREPARE …); returns the xid. */
-async function runTx(sql: PgConnection, statements: string, end = "COMMIT"): Promise<number> {
-  const results = await sql.query(
-    `BEGIN; ${statements}; SELECT pg_current_xact_id()::text AS spillway_xid; ${end}`,
-  );
-  const xid = results.find((r) => r.fields[0]?.name === "spillway_xid")?.rows[0]?.[0];
-  assert.ok(xid, `no xid returned for: ${statements}`);
-  return Number(xid);
-}
-
-async function relid(sql: PgConnection, table: string): Promise<number> {
-  const [result] = await sql.query(`SELECT '${table}'::regclass::oid::text`);
-  return Number(result?.rows[0]?.[0]);
-}
-
-async function dropSlot(sql: PgConnection, slot: string): Promise<void> {
-  for (let attempt = 1;; attempt++) {
-    try {
-      await sql.query(
-        `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = '${slot}'`,
-      );
-      return;
-    } catch (error) {
-      if (!(error instanceof PostgresError && error.code === "55006") || attempt >= 100) {
-        throw error;
-      }
-      await delay(100);
-    }
-  }
-}
-
-/** A session whose disposal also drops its slot. */
-async function session(ctx: Ctx, options: SessionOptions): Promise<Session> {
-  const s = await openSession(ctx.pg, options);
-  return {
-    ...s,
-    async [Symbol.asyncDispose]() {
-      await s.close();
-      await dropSlot(ctx.sql, options.slot);
-    },
-  };
-}
-
-function assertRecent(unixMicros: bigint | undefined, what: string): void {
-  assert.ok(unixMicros !== undefined, `${what} is missing`);
-  const now = BigInt(Date.now()) * 1000n;
-  assert.ok(
-    unixMicros > now - 600_000_000n && unixMicros <= now + 5_000_000n,
-    `${what} ${unixMicros} is not close to now ${now}`,
-  );
 }
 
 /** Collects until a message of `type` arrives. */
@@ -233,43 +203,55 @@ async function rollbackPrepared(sql: PgConnection): Promise<void> {
 }
 
 /**
+ * On a connection of its own, begins a transaction that inserts rows 1–`to` into `table`, then
+ * runs `rest`, which must end it. Returns the transaction's (top-level) xid.
+ */
+async function bigTransaction(
+  pg: PgServer,
+  table: string,
+  to: number,
+  rest: (tx: PgConnection) => Promise<void>,
+): Promise<number> {
+  await using tx = await sqlConnection(pg);
+  const [, , result] = await tx.query(
+    `BEGIN; ${bigInsert(table, 1, to)}; SELECT pg_current_xact_id()::text`,
+  );
+  await rest(tx);
+  return Number(result?.rows[0]?.[0]);
+}
+
+/**
  * A big transaction that rolls back only after `streamed` saw part of it streamed: a walsender
  * that decodes an already aborted transaction stops at its first catalog access and streams an
  * empty block, so the abort must come while the transaction is alive. Returns the xid.
  */
-async function abortAfterStreaming(
+function abortAfterStreaming(
   pg: PgServer,
   table: string,
   streamed: () => Promise<void>,
 ): Promise<number> {
-  await using tx = await sqlConnection(pg);
-  const [, , result] = await tx.query(
-    `BEGIN; ${bigInsert(table, 1, 2000)}; SELECT pg_current_xact_id()::text`,
-  );
-  await streamed();
-  await tx.query("ROLLBACK");
-  return Number(result?.rows[0]?.[0]);
+  return bigTransaction(pg, table, 2000, async (tx) => {
+    await streamed();
+    await tx.query("ROLLBACK");
+  });
 }
 
 /**
  * Rows 1–1000 and 2001–2100 survive; 1001–2000 are rolled back with their savepoint, after
  * `streamed` saw some of them streamed (see abortAfterStreaming). Returns the top-level xid.
  */
-async function savepointAfterStreaming(
+function savepointAfterStreaming(
   pg: PgServer,
   table: string,
   streamed: () => Promise<void>,
 ): Promise<number> {
-  await using tx = await sqlConnection(pg);
-  const [, , result] = await tx.query(
-    `BEGIN; ${bigInsert(table, 1, 1000)}; SELECT pg_current_xact_id()::text`,
-  );
-  await tx.query(`SAVEPOINT a; ${bigInsert(table, 1001, 2000)}`);
-  await streamed();
-  await tx.query(
-    `ROLLBACK TO SAVEPOINT a; RELEASE SAVEPOINT a; ${bigInsert(table, 2001, 2100)}; COMMIT`,
-  );
-  return Number(result?.rows[0]?.[0]);
+  return bigTransaction(pg, table, 1000, async (tx) => {
+    await tx.query(`SAVEPOINT a; ${bigInsert(table, 1001, 2000)}`);
+    await streamed();
+    await tx.query(
+      `ROLLBACK TO SAVEPOINT a; RELEASE SAVEPOINT a; ${bigInsert(table, 2001, 2100)}; COMMIT`,
+    );
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -278,18 +260,8 @@ async function savepointAfterStreaming(
 /** §4.33: a big committed transaction: blocks, xids on every change, then Stream Commit. */
 async function streamedCommit(ctx: Ctx): Promise<void> {
   const { sql } = ctx;
-  await sql.query(
-    `CREATE TABLE st_commit (id int PRIMARY KEY, payload text);
-     CREATE PUBLICATION st_commit FOR TABLE st_commit`,
-  );
-  const oid = await relid(sql, "st_commit");
-  await using s = await session(ctx, {
-    slot: "st_commit",
-    publication: "st_commit",
-    protoVersion: 2,
-    streaming: true,
-    parameters: WORK_MEM,
-  });
+  const oid = await payloadTable(sql, "st_commit");
+  await using s = await streamingSession(ctx, "st_commit");
   const xid = await runTx(sql, bigInsert("st_commit", 1, 2000));
   const received = await s.collectTransactions(1, 30_000);
   const segs = segments(received);
@@ -297,15 +269,7 @@ async function streamedCommit(ctx: Ctx): Promise<void> {
   assert.ok(own.length >= 2, `expected several stream blocks, got ${own.length}`);
   assert.equal(segs.length, own.length + 1, "only blocks, then the Stream Commit");
   const body = checkBlocks(segs, xid);
-  assert.deepEqual(body[0]!.message, {
-    type: "Relation",
-    xid,
-    relationId: oid,
-    namespace: "public",
-    relationName: "st_commit",
-    replicaIdentity: "d",
-    columns: [col("id", INT4, true), col("payload", TEXT)],
-  });
+  assert.deepEqual(body[0]!.message, payloadRelation(oid, "st_commit", xid));
   // The schema goes out once per streamed transaction.
   assert.equal(body.filter((r) => r.message.type === "Relation").length, 1);
   assert.deepEqual(inserts(body), expectedInserts(oid, xid, range(1, 2000)));
@@ -332,18 +296,8 @@ async function streamedCommit(ctx: Ctx): Promise<void> {
 /** §4.35: a big transaction that aborts: blocks, then Stream Abort with subXid = xid. */
 async function streamedAbort(ctx: Ctx): Promise<void> {
   const { sql, pg } = ctx;
-  await sql.query(
-    `CREATE TABLE st_abort (id int PRIMARY KEY, payload text);
-     CREATE PUBLICATION st_abort FOR TABLE st_abort`,
-  );
-  const oid = await relid(sql, "st_abort");
-  await using s = await session(ctx, {
-    slot: "st_abort",
-    publication: "st_abort",
-    protoVersion: 2,
-    streaming: true,
-    parameters: WORK_MEM,
-  });
+  const oid = await payloadTable(sql, "st_abort");
+  await using s = await streamingSession(ctx, "st_abort");
   const received: Received[] = [];
   const xid = await abortAfterStreaming(pg, "st_abort", async () => {
     received.push(...await collectBlockWith(s, () => true));
@@ -381,18 +335,8 @@ async function streamedAbort(ctx: Ctx): Promise<void> {
  */
 async function streamedSavepoint(ctx: Ctx): Promise<void> {
   const { sql, pg } = ctx;
-  await sql.query(
-    `CREATE TABLE st_savepoint (id int PRIMARY KEY, payload text);
-     CREATE PUBLICATION st_savepoint FOR TABLE st_savepoint`,
-  );
-  const oid = await relid(sql, "st_savepoint");
-  await using s = await session(ctx, {
-    slot: "st_savepoint",
-    publication: "st_savepoint",
-    protoVersion: 2,
-    streaming: true,
-    parameters: WORK_MEM,
-  });
+  const oid = await payloadTable(sql, "st_savepoint");
+  await using s = await streamingSession(ctx, "st_savepoint");
   const received: Received[] = [];
   const xid = await savepointAfterStreaming(pg, "st_savepoint", async () => {
     received.push(...await collectBlockWith(s, (m) => idOf(m) > 1000));
@@ -447,18 +391,8 @@ function checkSavepointStream(segs: Segment[], oid: number, xid: number): Stream
 /** §4.36: a small transaction that commits while a big one streams arrives between blocks. */
 async function interleaved(ctx: Ctx): Promise<void> {
   const { sql, pg } = ctx;
-  await sql.query(
-    `CREATE TABLE st_mixed (id int PRIMARY KEY, payload text);
-     CREATE PUBLICATION st_mixed FOR TABLE st_mixed`,
-  );
-  const oid = await relid(sql, "st_mixed");
-  await using s = await session(ctx, {
-    slot: "st_mixed",
-    publication: "st_mixed",
-    protoVersion: 2,
-    streaming: true,
-    parameters: WORK_MEM,
-  });
+  const oid = await payloadTable(sql, "st_mixed");
+  await using s = await streamingSession(ctx, "st_mixed");
   await using big = await sqlConnection(pg);
   const [, , xidResult] = await big.query(
     `BEGIN; ${bigInsert("st_mixed", 1, 2000)}; SELECT pg_current_xact_id()::text`,
@@ -494,23 +428,8 @@ async function interleaved(ctx: Ctx): Promise<void> {
  */
 async function sourceAssemblesStreams(ctx: Ctx): Promise<void> {
   const { sql, pg } = ctx;
-  await sql.query(
-    `CREATE TABLE st_source (id int PRIMARY KEY, payload text);
-     CREATE PUBLICATION st_source FOR TABLE st_source`,
-  );
-  const oid = await relid(sql, "st_source");
-  const source = await ReplicationSource.open({
-    connection: { ...connectOptions(pg), parameters: WORK_MEM },
-    slot: "st_source",
-    createSlot: true,
-    publication: "st_source",
-    protoVersion: 2,
-    streaming: true,
-    statusIntervalMs: 1000,
-  });
-  const pump = new SourcePump(source);
-  try {
-    const seen = spyOn(source);
+  const oid = await payloadTable(sql, "st_source");
+  await withStreamingSource(ctx, "st_source", async (source, pump, seen) => {
     await abortAfterStreaming(pg, "st_source", () => pump.until(blockWith(seen, () => true)));
     const xid = await savepointAfterStreaming(
       pg,
@@ -544,15 +463,7 @@ async function sourceAssemblesStreams(ctx: Ctx): Promise<void> {
     assert.ok(commit.endLsn > tx.commitLsn);
     const ids = [...range(1, 1000), ...range(2001, 2100)];
     // The Relation sent inside the stream block (so it carries the xid), which the rows decode with.
-    const relation = {
-      type: "Relation",
-      xid,
-      relationId: oid,
-      namespace: "public",
-      relationName: "st_source",
-      replicaIdentity: "d",
-      columns: [col("id", INT4, true), col("payload", TEXT)],
-    };
+    const relation = payloadRelation(oid, "st_source", xid);
     items.slice(1, 1101).forEach((item, i) => {
       const event = expectItem(item, "change").event;
       const id = ids[i]!;
@@ -581,10 +492,35 @@ async function sourceAssemblesStreams(ctx: Ctx): Promise<void> {
     assert.deepEqual(markerChange.event.after, { id: 0, payload: "marker" });
     assert.equal(source.assembler.openStreamedTransactions, 0);
     assert.equal(source.assembler.inTransaction, false);
+  });
+}
+
+/**
+ * Opens a ReplicationSource on a new slot `name` for publication `name` (protocol 2, streaming
+ * over 64 kB) and runs `body` with it, a pump pulling from it and the messages it feeds its
+ * assembler; then closes the source and drops the slot.
+ */
+async function withStreamingSource(
+  ctx: Ctx,
+  name: string,
+  body: (source: ReplicationSource, pump: SourcePump, seen: PgoutputMessage[]) => Promise<void>,
+): Promise<void> {
+  const source = await ReplicationSource.open({
+    connection: { ...connectOptions(ctx.pg), parameters: WORK_MEM },
+    slot: name,
+    createSlot: true,
+    publication: name,
+    protoVersion: 2,
+    streaming: true,
+    statusIntervalMs: 1000,
+  });
+  const pump = new SourcePump(source);
+  try {
+    await body(source, pump, spyOn(source));
   } finally {
     await source.close();
     await pump.finish();
-    await dropSlot(sql, "st_source");
+    await dropSlot(ctx.sql, name);
   }
 }
 
@@ -621,23 +557,8 @@ function commitCount(items: SourceItem[]): number {
  */
 async function abortedStreamedDdl(ctx: Ctx): Promise<void> {
   const { sql, pg } = ctx;
-  await sql.query(
-    `CREATE TABLE st_ddl (id int PRIMARY KEY, payload text);
-     CREATE PUBLICATION st_ddl FOR TABLE st_ddl`,
-  );
-  const oid = await relid(sql, "st_ddl");
-  const source = await ReplicationSource.open({
-    connection: { ...connectOptions(pg), parameters: WORK_MEM },
-    slot: "st_ddl",
-    createSlot: true,
-    publication: "st_ddl",
-    protoVersion: 2,
-    streaming: true,
-    statusIntervalMs: 1000,
-  });
-  const pump = new SourcePump(source);
-  try {
-    const seen = spyOn(source);
+  const oid = await payloadTable(sql, "st_ddl");
+  await withStreamingSource(ctx, "st_ddl", async (source, pump, seen) => {
     const before = await runTx(sql, "INSERT INTO st_ddl VALUES (-1, 'before')");
     await pump.until(() => commitCount(pump.items) === 1);
     {
@@ -670,11 +591,7 @@ async function abortedStreamedDdl(ctx: Ctx): Promise<void> {
     });
     assert.equal(source.assembler.relations.version(oid), 1);
     assert.equal(source.assembler.relations.get(oid)?.columns.length, 2);
-  } finally {
-    await source.close();
-    await pump.finish();
-    await dropSlot(sql, "st_ddl");
-  }
+  });
 }
 
 /** Pulls batches from a source on demand, keeping every item, without losing a pending one. */
@@ -724,11 +641,7 @@ class SourcePump {
  */
 async function parallelAbort(ctx: Ctx): Promise<void> {
   const { sql, pg } = ctx;
-  await sql.query(
-    `CREATE TABLE st_parallel (id int PRIMARY KEY, payload text);
-     CREATE PUBLICATION st_parallel FOR TABLE st_parallel`,
-  );
-  const oid = await relid(sql, "st_parallel");
+  const oid = await payloadTable(sql, "st_parallel");
   const options = { publication: "st_parallel", protoVersion: 4, parameters: WORK_MEM } as const;
   await using parallel = await session(ctx, {
     ...options,
@@ -903,11 +816,7 @@ async function twoPhase(ctx: Ctx): Promise<void> {
 /** Two-phase and streaming together: blocks, then Stream Prepare; COMMIT PREPARED after. */
 async function streamedTwoPhase(ctx: Ctx): Promise<void> {
   const { sql } = ctx;
-  await sql.query(
-    `CREATE TABLE tp_stream (id int PRIMARY KEY, payload text);
-     CREATE PUBLICATION tp_stream FOR TABLE tp_stream`,
-  );
-  const oid = await relid(sql, "tp_stream");
+  const oid = await payloadTable(sql, "tp_stream");
   await using s = await session(ctx, {
     slot: "tp_stream",
     publication: "tp_stream",
@@ -953,14 +862,6 @@ async function streamedTwoPhase(ctx: Ctx): Promise<void> {
   }
 }
 
-interface Scenario {
-  name: string;
-  minVersion: PgVersion;
-  fn: (ctx: Ctx) => Promise<void>;
-  /** Set (to the bug's description) while a known bug makes the scenario fail. */
-  bug?: string;
-}
-
 const SCENARIOS: Scenario[] = [
   { name: "streamed commit", minVersion: 14, fn: streamedCommit },
   { name: "streamed abort", minVersion: 14, fn: streamedAbort },
@@ -981,21 +882,4 @@ const SCENARIOS: Scenario[] = [
   { name: "streamed two-phase transaction", minVersion: 15, fn: streamedTwoPhase },
 ];
 
-for (const version of testVersions("full")) {
-  Deno.test(`conformance streaming: PostgreSQL ${version}`, async (t) => {
-    await using pg = await startPostgres({ version, settings: { autovacuum: "off" } });
-    const sql = await sqlConnection(pg);
-    try {
-      for (const scenario of SCENARIOS) {
-        if (version < scenario.minVersion) continue;
-        await t.step({
-          name: scenario.name,
-          ignore: scenario.bug !== undefined,
-          fn: () => scenario.fn({ pg, sql, version }),
-        });
-      }
-    } finally {
-      await sql.close();
-    }
-  });
-}
+conformanceTests("conformance streaming", testVersions("full"), SCENARIOS);

@@ -15,66 +15,36 @@ import assert from "node:assert/strict";
 import type { PgConnection } from "../decoder/connection.ts";
 import { PostgresError } from "../decoder/errors.ts";
 import { type Lsn, LSN_ZERO, parseLsn } from "../decoder/lsn.ts";
-import {
-  type BeginMessage,
-  type CommitMessage,
-  type PgoutputMessage,
-  type RelationColumn,
-  UNCHANGED_TOAST,
-} from "../decoder/pgoutput.ts";
+import { type RelationColumn, UNCHANGED_TOAST } from "../decoder/pgoutput.ts";
 import { RelationCache } from "../decoder/relations.ts";
-import { type PgServer, type PgVersion, startPostgres, testVersions } from "./harness/postgres.ts";
+import { testVersions } from "./harness/postgres.ts";
+import { expectType, openSession } from "./_replication.ts";
 import {
-  expectType,
-  openSession,
-  type Received,
-  type Session,
-  type SessionOptions,
-  sqlConnection,
-} from "./_replication.ts";
+  bodyOf,
+  checkTransactions,
+  col,
+  collectTx,
+  conformanceTests,
+  type Ctx,
+  delay,
+  dropSlot,
+  INT4,
+  publishAndReceive,
+  relationMessage,
+  relid,
+  runTx,
+  scalar,
+  type Scenario,
+  session,
+  TEXT,
+  transactions,
+  type Tx,
+  updateMessage,
+  VARCHAR,
+} from "./_conformance.ts";
 
 // ---------------------------------------------------------------------------------------------
-// Helpers (kept in this file: each conformance file is self-contained)
-
-/** Built-in type OIDs (pg_type.dat). */
-const INT4 = 23;
-const TEXT = 25;
-const VARCHAR = 1043;
-
-interface Ctx {
-  pg: PgServer;
-  sql: PgConnection;
-  version: PgVersion;
-}
-
-/** A Relation column as the decoder returns it. */
-function col(name: string, typeOid: number, key = false, typeModifier = -1): RelationColumn {
-  return { flags: key ? 1 : 0, isKey: key, name, typeOid, typeModifier };
-}
-
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/** Runs `statements` in one explicit transaction and returns its (top-level) xid. */
-async function runTx(sql: PgConnection, statements: string): Promise<number> {
-  const results = await sql.query(
-    `BEGIN; ${statements}; SELECT pg_current_xact_id()::text AS spillway_xid; COMMIT`,
-  );
-  const xid = results.find((r) => r.fields[0]?.name === "spillway_xid")?.rows[0]?.[0];
-  assert.ok(xid, `no xid returned for: ${statements}`);
-  return Number(xid);
-}
-
-/** First column of the first row of the last statement. */
-async function scalar(sql: PgConnection, text: string): Promise<string | null> {
-  const results = await sql.query(text);
-  return results[results.length - 1]?.rows[0]?.[0] ?? null;
-}
-
-async function relid(sql: PgConnection, table: string): Promise<number> {
-  return Number(await scalar(sql, `SELECT '${table}'::regclass::oid::text`));
-}
+// Helpers (the ones the conformance files share are in _conformance.ts)
 
 async function slotConfirmedFlush(sql: PgConnection, slot: string): Promise<Lsn | null> {
   const text = await scalar(
@@ -82,142 +52,6 @@ async function slotConfirmedFlush(sql: PgConnection, slot: string): Promise<Lsn 
     `SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = '${slot}'`,
   );
   return text === null ? null : parseLsn(text);
-}
-
-/** Drops a slot, waiting for a walsender that is still letting go of it (55006). */
-async function dropSlot(sql: PgConnection, slot: string): Promise<void> {
-  for (let attempt = 1;; attempt++) {
-    try {
-      await sql.query(
-        `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = '${slot}'`,
-      );
-      return;
-    } catch (error) {
-      if (!(error instanceof PostgresError && error.code === "55006") || attempt >= 100) {
-        throw error;
-      }
-      await delay(100);
-    }
-  }
-}
-
-/** A session whose disposal also drops its slot. */
-async function session(ctx: Ctx, options: SessionOptions): Promise<Session> {
-  const s = await openSession(ctx.pg, options);
-  return {
-    ...s,
-    async [Symbol.asyncDispose]() {
-      await s.close();
-      await dropSlot(ctx.sql, options.slot);
-    },
-  };
-}
-
-/** Begin … Commit with the XLogData positions they came with. */
-interface Tx {
-  begin: BeginMessage;
-  beginAt: Lsn;
-  body: Received[];
-  commit: CommitMessage;
-  commitAt: Lsn;
-}
-
-/** Splits messages into transactions; anything outside Begin … Commit fails the test. */
-function transactions(received: Received[]): Tx[] {
-  const out: Tx[] = [];
-  let i = 0;
-  while (i < received.length) {
-    const beginAt = received[i]!.walStart;
-    const begin = expectType(received[i], "Begin");
-    i++;
-    const body: Received[] = [];
-    while (i < received.length && received[i]!.message.type !== "Commit") {
-      body.push(received[i]!);
-      i++;
-    }
-    const commitAt = received[i]?.walStart ?? LSN_ZERO;
-    const commit = expectType(received[i], "Commit");
-    i++;
-    out.push({ begin, beginAt, body, commit, commitAt });
-  }
-  return out;
-}
-
-/** The messages between Begin and Commit. */
-function bodyOf(tx: Tx | undefined): PgoutputMessage[] {
-  assert.ok(tx, "missing transaction");
-  return tx.body.map((r) => r.message);
-}
-
-/** µs since the Unix epoch lies within the last 10 minutes (same host clock). */
-function assertRecent(unixMicros: bigint, what: string): void {
-  const now = BigInt(Date.now()) * 1000n;
-  assert.ok(
-    unixMicros > now - 600_000_000n && unixMicros <= now + 5_000_000n,
-    `${what} ${unixMicros} is not close to now ${now}`,
-  );
-}
-
-/**
- * §4.11 for every transaction: Begin.finalLsn = Commit.commitLsn; the Commit's XLogData
- * dataStart = Commit.endLsn > commitLsn; same commit time in Begin and Commit; every message in
- * between lies at or after the Begin's position and before the commit record; transactions
- * come in commit order.
- */
-function checkTransactions(txs: Tx[], xids?: number[]): void {
-  if (xids !== undefined) assert.deepEqual(txs.map((tx) => tx.begin.xid), xids, "xids");
-  let previousEnd = LSN_ZERO;
-  for (const tx of txs) {
-    assert.equal(tx.begin.finalLsn, tx.commit.commitLsn, "Begin.finalLsn = Commit.commitLsn");
-    assert.equal(tx.commitAt, tx.commit.endLsn, "XLogData dataStart of Commit = Commit.endLsn");
-    assert.ok(tx.commit.commitLsn < tx.commit.endLsn, "commitLsn < endLsn");
-    assert.equal(tx.commit.flags, 0, "Commit.flags");
-    assert.equal(tx.begin.commitTime, tx.commit.commitTime, "commit time in Begin and Commit");
-    assertRecent(tx.commit.commitTime, "commit time");
-    assert.ok(tx.beginAt <= tx.commit.commitLsn, "Begin position <= commit record");
-    for (const r of tx.body) {
-      if (r.message.type === "Relation" || r.message.type === "Type") {
-        // Written with last_write = false: the walsender sends dataStart 0 for those.
-        assert.equal(r.walStart, LSN_ZERO, `${r.message.type} dataStart`);
-        continue;
-      }
-      // A change is sent at the start of its record; a logical message at the end of its
-      // record, which may be where the commit record starts.
-      const last = r.message.type === "Message" ? tx.commit.commitLsn : tx.commit.commitLsn - 1n;
-      assert.ok(
-        r.walStart >= tx.beginAt && r.walStart <= last,
-        `${r.message.type} at ${r.walStart} lies outside its transaction`,
-      );
-    }
-    assert.ok(tx.commit.commitLsn >= previousEnd, "transactions in commit order");
-    previousEnd = tx.commit.endLsn;
-  }
-}
-
-function isEmptyPair(received: Received[], i: number): boolean {
-  return received[i]?.message.type === "Begin" && received[i + 1]?.message.type === "Commit";
-}
-
-/**
- * Collects until `count` non-empty transactions ended; drops empty Begin/Commit pairs, which
- * PostgreSQL 14 sends for transactions without a published change (DDL, other tables).
- */
-async function collectTx(s: Session, count: number): Promise<Received[]> {
-  let seen = 0;
-  const received = await s.collect((r) => {
-    const n = r.length;
-    if (r[n - 1]!.message.type === "Commit" && !isEmptyPair(r, n - 2)) seen++;
-    return seen >= count;
-  });
-  const out: Received[] = [];
-  for (let i = 0; i < received.length; i++) {
-    if (isEmptyPair(received, i)) {
-      i++;
-      continue;
-    }
-    out.push(received[i]!);
-  }
-  return out;
 }
 
 async function rejectsWithCode(promise: Promise<unknown>, code: string): Promise<void> {
@@ -233,31 +67,25 @@ async function rejectsWithCode(promise: Promise<unknown>, code: string): Promise
 
 /** §4.11, 12, 14, 15, 16, 21: DEFAULT identity; the smoke test of every version. */
 async function replicaIdentityDefault(ctx: Ctx): Promise<void> {
-  const { sql } = ctx;
-  await sql.query(
-    `CREATE TABLE ri_default (id int PRIMARY KEY, label varchar(10), note text);
-     CREATE PUBLICATION ri_default FOR TABLE ri_default`,
-  );
-  const oid = await relid(sql, "ri_default");
-  await using s = await session(ctx, { slot: "ri_default", publication: "ri_default" });
-  const xids = [
-    await runTx(sql, "INSERT INTO ri_default VALUES (1, 'a', NULL), (2, '', 'x')"),
-    await runTx(sql, "UPDATE ri_default SET note = 'y' WHERE id = 1"),
-    await runTx(sql, "UPDATE ri_default SET id = 10 WHERE id = 2"),
-    await runTx(sql, "DELETE FROM ri_default WHERE id = 10"),
-  ];
-  const txs = transactions(await collectTx(s, 4));
-  checkTransactions(txs, xids);
+  const { oid, txs } = await publishAndReceive(ctx, {
+    table: "ri_default",
+    setup: `
+      CREATE TABLE ri_default (id int PRIMARY KEY, label varchar(10), note text);
+      CREATE PUBLICATION ri_default FOR TABLE ri_default`,
+    statements: [
+      "INSERT INTO ri_default VALUES (1, 'a', NULL), (2, '', 'x')",
+      "UPDATE ri_default SET note = 'y' WHERE id = 1",
+      "UPDATE ri_default SET id = 10 WHERE id = 2",
+      "DELETE FROM ri_default WHERE id = 10",
+    ],
+  });
 
   assert.deepEqual(bodyOf(txs[0]), [
-    {
-      type: "Relation",
-      relationId: oid,
-      namespace: "public",
-      relationName: "ri_default",
-      replicaIdentity: "d",
-      columns: [col("id", INT4, true), col("label", VARCHAR, false, 14), col("note", TEXT)],
-    },
+    relationMessage(oid, "ri_default", [
+      col("id", INT4, true),
+      col("label", VARCHAR, false, 14),
+      col("note", TEXT),
+    ]),
     // §4.21: NULL is 'n', the empty string 't' with length 0.
     { type: "Insert", relationId: oid, newTuple: ["1", "a", null] },
     { type: "Insert", relationId: oid, newTuple: ["2", "", "x"] },
@@ -269,25 +97,9 @@ async function replicaIdentityDefault(ctx: Ctx): Promise<void> {
   assert.ok(insert1!.walStart > LSN_ZERO && insert1!.walStart < insert2!.walStart);
 
   // §4.14: no old tuple for an update that leaves the key alone; §4.12: no second Relation.
-  assert.deepEqual(bodyOf(txs[1]), [
-    {
-      type: "Update",
-      relationId: oid,
-      oldTupleKind: null,
-      oldTuple: null,
-      newTuple: ["1", "a", "y"],
-    },
-  ]);
+  assert.deepEqual(bodyOf(txs[1]), [updateMessage(oid, null, null, ["1", "a", "y"])]);
   // §4.15: the key changed: 'K' with the old key and NULL ('n') in the other columns.
-  assert.deepEqual(bodyOf(txs[2]), [
-    {
-      type: "Update",
-      relationId: oid,
-      oldTupleKind: "key",
-      oldTuple: ["2", null, null],
-      newTuple: ["10", "", "x"],
-    },
-  ]);
+  assert.deepEqual(bodyOf(txs[2]), [updateMessage(oid, "key", ["2", null, null], ["10", "", "x"])]);
   // §4.16: a delete carries the key only.
   assert.deepEqual(bodyOf(txs[3]), [
     { type: "Delete", relationId: oid, oldTupleKind: "key", oldTuple: ["10", null, null] },
@@ -296,51 +108,29 @@ async function replicaIdentityDefault(ctx: Ctx): Promise<void> {
 
 /** §4.16: REPLICA IDENTITY FULL: 'f', every column flagged, 'O' tuples with all values. */
 async function replicaIdentityFull(ctx: Ctx): Promise<void> {
-  const { sql } = ctx;
-  await sql.query(
-    `CREATE TABLE ri_full (id int PRIMARY KEY, label text, note text);
-     ALTER TABLE ri_full REPLICA IDENTITY FULL;
-     CREATE PUBLICATION ri_full FOR TABLE ri_full`,
-  );
-  const oid = await relid(sql, "ri_full");
-  await using s = await session(ctx, { slot: "ri_full", publication: "ri_full" });
-  const xids = [
-    await runTx(sql, "INSERT INTO ri_full VALUES (1, 'a', NULL)"),
-    await runTx(sql, "UPDATE ri_full SET note = 'n' WHERE id = 1"),
-    await runTx(sql, "UPDATE ri_full SET id = 2 WHERE id = 1"),
-    await runTx(sql, "DELETE FROM ri_full WHERE id = 2"),
-  ];
-  const txs = transactions(await collectTx(s, 4));
-  checkTransactions(txs, xids);
+  const { oid, txs } = await publishAndReceive(ctx, {
+    table: "ri_full",
+    setup: `
+      CREATE TABLE ri_full (id int PRIMARY KEY, label text, note text);
+      ALTER TABLE ri_full REPLICA IDENTITY FULL;
+      CREATE PUBLICATION ri_full FOR TABLE ri_full`,
+    statements: [
+      "INSERT INTO ri_full VALUES (1, 'a', NULL)",
+      "UPDATE ri_full SET note = 'n' WHERE id = 1",
+      "UPDATE ri_full SET id = 2 WHERE id = 1",
+      "DELETE FROM ri_full WHERE id = 2",
+    ],
+  });
   assert.deepEqual(bodyOf(txs[0]), [
-    {
-      type: "Relation",
-      relationId: oid,
-      namespace: "public",
-      relationName: "ri_full",
-      replicaIdentity: "f",
-      columns: [col("id", INT4, true), col("label", TEXT, true), col("note", TEXT, true)],
-    },
+    relationMessage(oid, "ri_full", [
+      col("id", INT4, true),
+      col("label", TEXT, true),
+      col("note", TEXT, true),
+    ], "f"),
     { type: "Insert", relationId: oid, newTuple: ["1", "a", null] },
   ]);
-  assert.deepEqual(bodyOf(txs[1]), [
-    {
-      type: "Update",
-      relationId: oid,
-      oldTupleKind: "old",
-      oldTuple: ["1", "a", null],
-      newTuple: ["1", "a", "n"],
-    },
-  ]);
-  assert.deepEqual(bodyOf(txs[2]), [
-    {
-      type: "Update",
-      relationId: oid,
-      oldTupleKind: "old",
-      oldTuple: ["1", "a", "n"],
-      newTuple: ["2", "a", "n"],
-    },
-  ]);
+  assert.deepEqual(bodyOf(txs[1]), [updateMessage(oid, "old", ["1", "a", null], ["1", "a", "n"])]);
+  assert.deepEqual(bodyOf(txs[2]), [updateMessage(oid, "old", ["1", "a", "n"], ["2", "a", "n"])]);
   assert.deepEqual(bodyOf(txs[3]), [
     { type: "Delete", relationId: oid, oldTupleKind: "old", oldTuple: ["2", "a", "n"] },
   ]);
@@ -365,14 +155,7 @@ async function replicaIdentityNothing(ctx: Ctx): Promise<void> {
   const txs = transactions(await collectTx(s, 2));
   checkTransactions(txs, [xid1, xid2]);
   assert.deepEqual(bodyOf(txs[0]), [
-    {
-      type: "Relation",
-      relationId: oid,
-      namespace: "public",
-      relationName: "ri_nothing",
-      replicaIdentity: "n",
-      columns: [col("id", INT4), col("v", TEXT)],
-    },
+    relationMessage(oid, "ri_nothing", [col("id", INT4), col("v", TEXT)], "n"),
     { type: "Insert", relationId: oid, newTuple: ["1", "a"] },
   ]);
   assert.deepEqual(bodyOf(txs[1]), [{ type: "Insert", relationId: oid, newTuple: ["2", "c"] }]);
@@ -380,68 +163,36 @@ async function replicaIdentityNothing(ctx: Ctx): Promise<void> {
 
 /** §4.17: REPLICA IDENTITY USING INDEX: flags mark exactly the index columns; 'K' uses them. */
 async function replicaIdentityIndex(ctx: Ctx): Promise<void> {
-  const { sql } = ctx;
-  await sql.query(
-    `CREATE TABLE ri_index (id int PRIMARY KEY, code text NOT NULL, region int NOT NULL, v text);
-     CREATE UNIQUE INDEX ri_index_key ON ri_index (region, code);
-     ALTER TABLE ri_index REPLICA IDENTITY USING INDEX ri_index_key;
-     CREATE PUBLICATION ri_index FOR TABLE ri_index`,
-  );
-  const oid = await relid(sql, "ri_index");
-  await using s = await session(ctx, { slot: "ri_index", publication: "ri_index" });
-  const xids = [
-    await runTx(sql, "INSERT INTO ri_index VALUES (1, 'x', 7, 'a')"),
-    await runTx(sql, "UPDATE ri_index SET v = 'b' WHERE id = 1"),
-    await runTx(sql, "UPDATE ri_index SET code = 'y' WHERE id = 1"),
-    await runTx(sql, "UPDATE ri_index SET id = 2 WHERE id = 1"),
-    await runTx(sql, "DELETE FROM ri_index WHERE id = 2"),
-  ];
-  const txs = transactions(await collectTx(s, 5));
-  checkTransactions(txs, xids);
+  const { oid, txs } = await publishAndReceive(ctx, {
+    table: "ri_index",
+    setup: `
+      CREATE TABLE ri_index (id int PRIMARY KEY, code text NOT NULL, region int NOT NULL, v text);
+      CREATE UNIQUE INDEX ri_index_key ON ri_index (region, code);
+      ALTER TABLE ri_index REPLICA IDENTITY USING INDEX ri_index_key;
+      CREATE PUBLICATION ri_index FOR TABLE ri_index`,
+    statements: [
+      "INSERT INTO ri_index VALUES (1, 'x', 7, 'a')",
+      "UPDATE ri_index SET v = 'b' WHERE id = 1",
+      "UPDATE ri_index SET code = 'y' WHERE id = 1",
+      "UPDATE ri_index SET id = 2 WHERE id = 1",
+      "DELETE FROM ri_index WHERE id = 2",
+    ],
+  });
   assert.deepEqual(bodyOf(txs[0]), [
-    {
-      type: "Relation",
-      relationId: oid,
-      namespace: "public",
-      relationName: "ri_index",
-      replicaIdentity: "i",
-      columns: [
-        col("id", INT4),
-        col("code", TEXT, true),
-        col("region", INT4, true),
-        col("v", TEXT),
-      ],
-    },
+    relationMessage(oid, "ri_index", [
+      col("id", INT4),
+      col("code", TEXT, true),
+      col("region", INT4, true),
+      col("v", TEXT),
+    ], "i"),
     { type: "Insert", relationId: oid, newTuple: ["1", "x", "7", "a"] },
   ]);
-  assert.deepEqual(bodyOf(txs[1]), [
-    {
-      type: "Update",
-      relationId: oid,
-      oldTupleKind: null,
-      oldTuple: null,
-      newTuple: ["1", "x", "7", "b"],
-    },
-  ]);
+  assert.deepEqual(bodyOf(txs[1]), [updateMessage(oid, null, null, ["1", "x", "7", "b"])]);
   assert.deepEqual(bodyOf(txs[2]), [
-    {
-      type: "Update",
-      relationId: oid,
-      oldTupleKind: "key",
-      oldTuple: [null, "x", "7", null],
-      newTuple: ["1", "y", "7", "b"],
-    },
+    updateMessage(oid, "key", [null, "x", "7", null], ["1", "y", "7", "b"]),
   ]);
   // The primary key is not the identity: changing it logs no old tuple.
-  assert.deepEqual(bodyOf(txs[3]), [
-    {
-      type: "Update",
-      relationId: oid,
-      oldTupleKind: null,
-      oldTuple: null,
-      newTuple: ["2", "y", "7", "b"],
-    },
-  ]);
+  assert.deepEqual(bodyOf(txs[3]), [updateMessage(oid, null, null, ["2", "y", "7", "b"])]);
   assert.deepEqual(bodyOf(txs[4]), [
     { type: "Delete", relationId: oid, oldTupleKind: "key", oldTuple: [null, "y", "7", null] },
   ]);
@@ -480,51 +231,15 @@ async function unchangedToast(ctx: Ctx): Promise<void> {
   checkTransactions(txs, [xid1, xid2, xid3, xid4]);
   const columns = [col("id", INT4, true), col("big", TEXT), col("small", TEXT)];
   assert.deepEqual(bodyOf(txs[0]), [
-    {
-      type: "Relation",
-      relationId: oid,
-      namespace: "public",
-      relationName: "toast_t",
-      replicaIdentity: "d",
-      columns,
-    },
+    relationMessage(oid, "toast_t", columns),
     { type: "Insert", relationId: oid, newTuple: ["1", big, "s1"] },
   ]);
-  assert.deepEqual(bodyOf(txs[1]), [
-    {
-      type: "Update",
-      relationId: oid,
-      oldTupleKind: null,
-      oldTuple: null,
-      newTuple: ["1", UNCHANGED_TOAST, "s2"],
-    },
-  ]);
-  assert.deepEqual(bodyOf(txs[2]), [
-    {
-      type: "Update",
-      relationId: oid,
-      oldTupleKind: null,
-      oldTuple: null,
-      newTuple: ["1", `${big}z`, "s2"],
-    },
-  ]);
+  assert.deepEqual(bodyOf(txs[1]), [updateMessage(oid, null, null, ["1", UNCHANGED_TOAST, "s2"])]);
+  assert.deepEqual(bodyOf(txs[2]), [updateMessage(oid, null, null, ["1", `${big}z`, "s2"])]);
   // The identity change re-sends the Relation before the next change.
   assert.deepEqual(bodyOf(txs[3]), [
-    {
-      type: "Relation",
-      relationId: oid,
-      namespace: "public",
-      relationName: "toast_t",
-      replicaIdentity: "f",
-      columns: columns.map((c) => ({ ...c, flags: 1, isKey: true })),
-    },
-    {
-      type: "Update",
-      relationId: oid,
-      oldTupleKind: "old",
-      oldTuple: ["1", `${big}z`, "s2"],
-      newTuple: ["1", UNCHANGED_TOAST, "s3"],
-    },
+    relationMessage(oid, "toast_t", columns.map((c) => ({ ...c, flags: 1, isKey: true })), "f"),
+    updateMessage(oid, "old", ["1", `${big}z`, "s2"], ["1", UNCHANGED_TOAST, "s3"]),
   ]);
 }
 
@@ -553,16 +268,14 @@ async function truncate(ctx: Ctx): Promise<void> {
 
   const txs = transactions(await collectTx(s, 4));
   checkTransactions(txs, [...xids, xid4]);
-  const relation = (relationId: number, relationName: string) => ({
-    type: "Relation",
-    relationId,
-    namespace: "public",
-    relationName,
-    replicaIdentity: "d",
-    columns: relationName === "tr_b"
-      ? [col("id", INT4, true), col("a_id", INT4)]
-      : [col("id", INT4, true)],
-  });
+  const relation = (relationId: number, relationName: string) =>
+    relationMessage(
+      relationId,
+      relationName,
+      relationName === "tr_b"
+        ? [col("id", INT4, true), col("a_id", INT4)]
+        : [col("id", INT4, true)],
+    );
   // Named tables first, then the cascaded one; tr_d is not published, so not listed.
   assert.deepEqual(bodyOf(txs[0]), [
     relation(a, "tr_a"),
@@ -676,14 +389,7 @@ async function ddlMidStream(ctx: Ctx): Promise<void> {
   );
   const oid = await relid(sql, "ddl_t");
   const cache = new RelationCache();
-  const relation = (columns: RelationColumn[]) => ({
-    type: "Relation" as const,
-    relationId: oid,
-    namespace: "public",
-    relationName: "ddl_t",
-    replicaIdentity: "d" as const,
-    columns,
-  });
+  const relation = (columns: RelationColumn[]) => relationMessage(oid, "ddl_t", columns);
   const v1 = relation([col("id", INT4, true), col("a", INT4)]);
   const v2 = relation([col("id", INT4, true), col("a", INT4), col("b", TEXT)]);
   const v3 = relation([col("id", INT4, true), col("b", TEXT)]);
@@ -727,15 +433,7 @@ async function ddlMidStream(ctx: Ctx): Promise<void> {
       relationId: oid,
       newTuple: ["4", "z"],
     }]);
-    assert.deepEqual(bodyOf(txs[4]), [
-      {
-        type: "Update",
-        relationId: oid,
-        oldTupleKind: null,
-        oldTuple: null,
-        newTuple: ["4", "zz"],
-      },
-    ]);
+    assert.deepEqual(bodyOf(txs[4]), [updateMessage(oid, null, null, ["4", "zz"])]);
 
     const changes = txs.slice(0, 4).map((tx) => cache.apply(expectType(tx.body[0], "Relation")));
     assert.deepEqual(changes, [
@@ -826,14 +524,7 @@ async function restartFromConfirmed(ctx: Ctx): Promise<void> {
     assert.deepEqual(again!.commit, before[2]!.commit, "the 3rd transaction again, same Commit");
     assert.equal(again!.commitAt, before[2]!.commitAt);
     assert.deepEqual(bodyOf(again), [
-      {
-        type: "Relation",
-        relationId: oid,
-        namespace: "public",
-        relationName: "restart_t",
-        replicaIdentity: "d",
-        columns: [col("id", INT4, true), col("v", TEXT)],
-      },
+      relationMessage(oid, "restart_t", [col("id", INT4, true), col("v", TEXT)]),
       { type: "Insert", relationId: oid, newTuple: ["3", "c"] },
     ]);
     assert.equal(again!.body[1]!.walStart, before[2]!.body[0]!.walStart, "same change LSN");
@@ -856,14 +547,7 @@ async function unpublishedTransaction(ctx: Ctx): Promise<void> {
   const xid1 = await runTx(sql, "INSERT INTO empty_unpub VALUES (1)");
   const xid2 = await runTx(sql, "INSERT INTO empty_pub VALUES (1)");
   const published = [
-    {
-      type: "Relation",
-      relationId: oid,
-      namespace: "public",
-      relationName: "empty_pub",
-      replicaIdentity: "d",
-      columns: [col("id", INT4, true)],
-    },
+    relationMessage(oid, "empty_pub", [col("id", INT4, true)]),
     { type: "Insert", relationId: oid, newTuple: ["1"] },
   ];
   if (version === 14) {
@@ -878,14 +562,12 @@ async function unpublishedTransaction(ctx: Ctx): Promise<void> {
   }
 }
 
-interface Scenario {
-  name: string;
+interface TieredScenario extends Scenario {
   /** "smoke" runs on every smoke version, "full" on the full ones only. */
   tier: "smoke" | "full";
-  fn: (ctx: Ctx) => Promise<void>;
 }
 
-const SCENARIOS: Scenario[] = [
+const SCENARIOS: TieredScenario[] = [
   {
     name: "insert/update/delete, REPLICA IDENTITY DEFAULT",
     tier: "smoke",
@@ -906,20 +588,12 @@ const smokeVersions = testVersions("smoke");
 const fullVersions = testVersions("full");
 const versions = [...new Set([...smokeVersions, ...fullVersions])].sort();
 
-for (const version of versions) {
-  Deno.test(`conformance: PostgreSQL ${version}`, async (t) => {
-    await using pg = await startPostgres({ version, settings: { autovacuum: "off" } });
-    const sql = await sqlConnection(pg);
-    try {
-      for (const scenario of SCENARIOS) {
-        const runs = scenario.tier === "smoke"
-          ? smokeVersions.includes(version) || fullVersions.includes(version)
-          : fullVersions.includes(version);
-        if (!runs) continue;
-        await t.step(scenario.name, () => scenario.fn({ pg, sql, version }));
-      }
-    } finally {
-      await sql.close();
-    }
-  });
-}
+conformanceTests(
+  "conformance",
+  versions,
+  SCENARIOS,
+  (scenario, version) =>
+    scenario.tier === "smoke"
+      ? smokeVersions.includes(version) || fullVersions.includes(version)
+      : fullVersions.includes(version),
+);

@@ -18,6 +18,7 @@ import { ConfigError, ConnectionError, PostgresError } from "../decoder/errors.t
 import { formatLsn, LSN_ZERO, parseLsn } from "../decoder/lsn.ts";
 import { type PgServer, PRIMARY_VERSION, startPostgres } from "./harness/postgres.ts";
 import { connectOptions } from "./_replication.ts";
+import { failure, waitFor } from "./_runner_util.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Shared servers
@@ -137,33 +138,9 @@ async function recordScramMechanisms<T>(body: (mechanisms: string[]) => Promise<
   }
 }
 
-/** Runs `body`, expecting it to throw; returns the error. */
-async function failure(body: () => Promise<unknown>): Promise<Error> {
-  try {
-    await body();
-  } catch (error) {
-    assert.ok(error instanceof Error, `Expected an Error, got ${String(error)}`);
-    return error;
-  }
-  assert.fail("Expected a failure, but it succeeded");
-}
-
 /** The server log, from the start (the harness keeps one file per server). */
 function serverLog(server: PgServer): Promise<string> {
   return Deno.readTextFile(server.logFile);
-}
-
-/** Waits until `check` resolves true, polling every 50 ms. */
-async function waitFor(
-  what: string,
-  check: () => Promise<boolean>,
-  timeoutMs = 10_000,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) assert.fail(`Timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
 }
 
 async function slotRow(
@@ -537,7 +514,7 @@ Deno.test({
         const oid = [0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0c];
         return der !== undefined &&
           der.some((_, i) => oid.every((byte, j) => der[i + j] === byte));
-      });
+      }, { timeoutMs: 10_000 });
       await withConnection(
         roleOptions(server, role, { sslmode: "require" }),
         async (connection) => assert.equal(await serverSeesSsl(connection), true),
@@ -623,6 +600,7 @@ for (const version of [14, 17] as const) {
     await waitFor(
       "the temporary slot to go",
       async () => await slotRow(server, `${slot}_tmp`) === "",
+      { timeoutMs: 10_000 },
     );
     assert.equal(await slotRow(server, slot), "logical|pgoutput|f|f");
 

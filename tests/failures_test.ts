@@ -10,14 +10,22 @@
  */
 
 import assert from "node:assert/strict";
-import { fileURLToPath } from "node:url";
 import { PgConnection } from "../decoder/connection.ts";
 import { ConfigError, ConnectionError, DecodeError, PostgresError } from "../decoder/errors.ts";
 import { type Lsn, LSN_ZERO } from "../decoder/lsn.ts";
-import type { Logger } from "../pipelines/log.ts";
 import { ReplicationSource, type SourceItem, type SourceOptions } from "../pipelines/source.ts";
 import { type PgServer, PRIMARY_VERSION, startPostgres } from "./harness/postgres.ts";
 import { connectOptions } from "./_replication.ts";
+import {
+  failure,
+  logSince,
+  logSize,
+  MAIN,
+  recordingLogger,
+  ROOT,
+  sleep,
+  waitFor,
+} from "./_runner_util.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Shared server and helpers
@@ -41,9 +49,6 @@ function server(): Promise<PgServer> {
   })();
   return shared;
 }
-
-const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
-const ROOT = fileURLToPath(new URL("../", import.meta.url));
 
 /** Runs `deno run -A main.ts …`; kills it after `timeoutMs`. */
 async function runCli(
@@ -71,56 +76,8 @@ async function runCli(
   }
 }
 
-/** A logger that keeps its lines for assertions. */
-function recordingLogger(): Logger & { lines: { level: string; message: string }[] } {
-  const lines: { level: string; message: string }[] = [];
-  const log = ((level: string, message: string) => {
-    lines.push({ level, message });
-  }) as Logger & { lines: typeof lines };
-  log.lines = lines;
-  return log;
-}
-
-/** Runs `body`, expecting it to throw; returns the error. */
-async function failure(body: () => Promise<unknown>): Promise<Error> {
-  try {
-    await body();
-  } catch (error) {
-    assert.ok(error instanceof Error, `Expected an Error, got ${String(error)}`);
-    return error;
-  }
-  assert.fail("Expected a failure, but it succeeded");
-}
-
 function assertIncludes(text: string, ...parts: string[]): void {
   for (const part of parts) assert.ok(text.includes(part), `Expected "${part}" in: ${text}`);
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/** Waits until `check` resolves true, polling every 50 ms. */
-async function waitFor(
-  what: string,
-  check: () => Promise<boolean>,
-  timeoutMs = 15_000,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) assert.fail(`Timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(50);
-  }
-}
-
-/** Server log written since `offset` (bytes). */
-async function logSince(pg: PgServer, offset: number): Promise<string> {
-  const bytes = await Deno.readFile(pg.logFile);
-  return new TextDecoder().decode(bytes.subarray(offset));
-}
-
-async function logSize(pg: PgServer): Promise<number> {
-  return (await Deno.stat(pg.logFile)).size;
 }
 
 /** A table, a publication for it, and a permanent slot created after the publication. */
@@ -138,10 +95,14 @@ async function cleanup(pg: PgServer, name: string): Promise<void> {
     SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots
       WHERE slot_name = '${name}_slot' AND active_pid IS NOT NULL;
   `);
-  await waitFor(`slot ${name}_slot to be released`, async () =>
-    await pg.psql(
-      `SELECT count(*) FROM pg_replication_slots WHERE slot_name = '${name}_slot' AND active`,
-    ) === "0");
+  await waitFor(
+    `slot ${name}_slot to be released`,
+    async () =>
+      await pg.psql(
+        `SELECT count(*) FROM pg_replication_slots WHERE slot_name = '${name}_slot' AND active`,
+      ) === "0",
+    { timeoutMs: 15_000 },
+  );
   await pg.psql(`
     SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots
       WHERE slot_name = '${name}_slot';
@@ -205,6 +166,49 @@ async function pull(
 
 function commits(items: SourceItem[]): number {
   return items.filter((item) => item.kind === "commit").length;
+}
+
+/**
+ * Opens a source on `name`'s slot (up to `maxAttempts` reconnect attempts, 100–200 ms apart),
+ * lets it receive one transaction, then terminates its walsender and waits until the slot is
+ * released; runs `body` with the source's iterator and log, and closes the source after it.
+ */
+async function withCutOffSource<T>(
+  pg: PgServer,
+  name: string,
+  maxAttempts: number,
+  body: (
+    iterator: AsyncIterator<SourceItem[]>,
+    log: ReturnType<typeof recordingLogger>,
+  ) => Promise<T>,
+): Promise<T> {
+  const log = recordingLogger();
+  const source = await ReplicationSource.open(
+    sourceOptions(pg, name, {
+      log,
+      reconnect: { maxAttempts, initialDelayMs: 100, maxDelayMs: 200 },
+    }),
+  );
+  try {
+    const iterator = source.batches()[Symbol.asyncIterator]();
+    await pg.psql(`INSERT INTO ${name} VALUES (1)`);
+    await pull(iterator, (items) => commits(items) >= 1);
+
+    const pid = await walsenderPids(pg, name);
+    await pg.psql(`SELECT pg_terminate_backend(${pid})`);
+    await waitFor(
+      "the slot to be released",
+      async () =>
+        await pg.psql(
+          `SELECT active FROM pg_replication_slots WHERE slot_name = '${name}_slot'`,
+        ) ===
+          "f",
+      { timeoutMs: 15_000 },
+    );
+    return await body(iterator, log);
+  } finally {
+    await source.close();
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -401,46 +405,25 @@ async function loseSlotToAnotherReader(
   pg: PgServer,
   name: string,
 ): Promise<{ error: Error; retries: number; elapsedMs: number }> {
-  const log = recordingLogger();
-  const source = await ReplicationSource.open(
-    sourceOptions(pg, name, {
-      log,
-      reconnect: { maxAttempts: 3, initialDelayMs: 100, maxDelayMs: 200 },
-    }),
-  );
-  let holder: PgConnection | undefined;
-  try {
-    const iterator = source.batches()[Symbol.asyncIterator]();
-    await pg.psql(`INSERT INTO ${name} VALUES (1)`);
-    await pull(iterator, (items) => commits(items) >= 1);
-
-    const sourcePid = await walsenderPids(pg, name);
-    await pg.psql(`SELECT pg_terminate_backend(${sourcePid})`);
-    await waitFor(
-      "the slot to be released",
-      async () =>
-        await pg.psql(
-          `SELECT active FROM pg_replication_slots WHERE slot_name = '${name}_slot'`,
-        ) ===
-          "f",
-    );
-    holder = await PgConnection.connect(
+  return await withCutOffSource(pg, name, 3, async (iterator, log) => {
+    const holder = await PgConnection.connect(
       connectOptions(pg, { replication: "database", applicationName: "holder" }),
     );
-    const held = await holder.startReplication({
-      slot: `${name}_slot`,
-      pgoutput: { protoVersion: 4, publicationNames: [`${name}_pub`] },
-    });
-    const started = Date.now();
-    const error = await failure(() => pull(iterator, () => false));
-    const elapsedMs = Date.now() - started;
-    await held.stop();
-    const retries = log.lines.filter((line) => line.message === "Reconnect failed; retrying");
-    return { error, retries: retries.length, elapsedMs };
-  } finally {
-    await holder?.close();
-    await source.close();
-  }
+    try {
+      const held = await holder.startReplication({
+        slot: `${name}_slot`,
+        pgoutput: { protoVersion: 4, publicationNames: [`${name}_pub`] },
+      });
+      const started = Date.now();
+      const error = await failure(() => pull(iterator, () => false));
+      const elapsedMs = Date.now() - started;
+      await held.stop();
+      const retries = log.lines.filter((line) => line.message === "Reconnect failed; retrying");
+      return { error, retries: retries.length, elapsedMs };
+    } finally {
+      await holder.close();
+    }
+  });
 }
 
 Deno.test("failure: a slot active in another process: 55006, limited retries, then a clear error", async () => {
@@ -503,7 +486,7 @@ Deno.test({
       await waitFor(
         "the source's connections to close",
         async () => await backendCount(pg, name) === 0,
-        3_000,
+        { timeoutMs: 3_000 },
       ).catch(async () =>
         assert.fail(`${await backendCount(pg, name)} connections of the source are still open`)
       );
@@ -595,13 +578,13 @@ for (const mode of ["fast", "immediate"] as const) {
         if (restart === null) return false;
         await restart;
         return true;
-      }, 60_000);
+      }, { timeoutMs: 60_000 });
       const truth = (await pg.psql(`SELECT id FROM ${name} ORDER BY id`)).split("\n").map(Number);
       assert.ok(truth.length >= (totalTransactions - 5) * 3, `only ${truth.length} rows committed`);
       await waitFor(
         "every committed row to be delivered",
         () => Promise.resolve(truth.every((id) => delivered.has(id))),
-        30_000,
+        { timeoutMs: 30_000 },
       ).catch(() => {
         const missing = truth.filter((id) => !delivered.has(id));
         assert.fail(
@@ -754,43 +737,23 @@ Deno.test("failure: a slot dropped mid-stream ends the source with an error nami
   const pg = await server();
   const name = "dropped";
   await prepare(pg, name);
-  const log = recordingLogger();
-  const source = await ReplicationSource.open(
-    sourceOptions(pg, name, {
-      log,
-      reconnect: { maxAttempts: 5, initialDelayMs: 100, maxDelayMs: 200 },
-    }),
-  );
   try {
-    const iterator = source.batches()[Symbol.asyncIterator]();
-    await pg.psql(`INSERT INTO ${name} VALUES (1)`);
-    await pull(iterator, (items) => commits(items) >= 1);
-
     // Another session kicks the walsender off the slot and drops it.
-    const pid = await walsenderPids(pg, name);
-    await pg.psql(`SELECT pg_terminate_backend(${pid})`);
-    await waitFor(
-      "the slot to be released",
-      async () =>
-        await pg.psql(
-          `SELECT active FROM pg_replication_slots WHERE slot_name = '${name}_slot'`,
-        ) ===
-          "f",
-    );
-    await pg.psql(`SELECT pg_drop_replication_slot('${name}_slot')`);
-    await pg.psql(`INSERT INTO ${name} VALUES (2)`);
+    await withCutOffSource(pg, name, 5, async (iterator, log) => {
+      await pg.psql(`SELECT pg_drop_replication_slot('${name}_slot')`);
+      await pg.psql(`INSERT INTO ${name} VALUES (2)`);
 
-    const started = Date.now();
-    const error = await failure(() => pull(iterator, () => false, 20_000));
-    assert.ok(error instanceof PostgresError, `${error.name}: ${error.message}`);
-    assert.equal(error.code, "42704");
-    assert.equal(error.retriable, false);
-    assertIncludes(error.message, `replication slot "${name}_slot" does not exist`, "--create");
-    assert.ok(Date.now() - started < 5_000, "a missing slot is not retried");
-    const retries = log.lines.filter((line) => line.message === "Reconnect failed; retrying");
-    assert.equal(retries.length, 0, "a missing slot is not worth retrying");
+      const started = Date.now();
+      const error = await failure(() => pull(iterator, () => false, 20_000));
+      assert.ok(error instanceof PostgresError, `${error.name}: ${error.message}`);
+      assert.equal(error.code, "42704");
+      assert.equal(error.retriable, false);
+      assertIncludes(error.message, `replication slot "${name}_slot" does not exist`, "--create");
+      assert.ok(Date.now() - started < 5_000, "a missing slot is not retried");
+      const retries = log.lines.filter((line) => line.message === "Reconnect failed; retrying");
+      assert.equal(retries.length, 0, "a missing slot is not worth retrying");
+    });
   } finally {
-    await source.close();
     await pg.psql(`DROP PUBLICATION ${name}_pub; DROP TABLE ${name}`);
   }
 });

@@ -12,31 +12,14 @@ import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { PgConnection } from "../decoder/connection.ts";
 import { type CommandOptions, slotsCommand } from "../pipelines/slots.ts";
-import {
-  type PgServer,
-  type PgVersion,
-  PRIMARY_VERSION,
-  startPostgres,
-} from "./harness/postgres.ts";
-import { connectOptions } from "./_replication.ts";
+import { type PgServer, PRIMARY_VERSION } from "./harness/postgres.ts";
+import { connectOptions, sharedServers } from "./_replication.ts";
 
-const servers = new Map<PgVersion, Promise<PgServer>>();
-
-function server(version: PgVersion = PRIMARY_VERSION): Promise<PgServer> {
-  let pg = servers.get(version);
-  if (pg === undefined) {
-    pg = (async () => {
-      const started = await startPostgres({ version });
-      await started.psql(`
-        CREATE TABLE t (id int PRIMARY KEY, note text);
-        CREATE PUBLICATION slots_pub FOR TABLE t;
-      `);
-      return started;
-    })();
-    servers.set(version, pg);
-  }
-  return pg;
-}
+/** Shared servers with a published table. */
+const { server, stopAll } = sharedServers(`
+  CREATE TABLE t (id int PRIMARY KEY, note text);
+  CREATE PUBLICATION slots_pub FOR TABLE t;
+`);
 
 interface Result {
   code: number;
@@ -311,5 +294,5 @@ Deno.test("slots: usage errors exit 2, --help exits 0, an unreachable server exi
 });
 
 Deno.test("teardown: stop the shared servers", async () => {
-  for (const pg of servers.values()) await (await pg)[Symbol.asyncDispose]();
+  await stopAll();
 });
