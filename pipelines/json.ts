@@ -62,6 +62,28 @@ export class JsonRenderer {
     return byName;
   }
 
+  // Every event of a transaction shares its commit LSN and time: format them once.
+  #lastCommitLsn: Lsn | null = null;
+  #lastCommitLsnText = "";
+  #lastCommitTime: bigint | null = null;
+  #lastCommitTimeText = "";
+
+  #commitLsnText(value: Lsn): string {
+    if (value !== this.#lastCommitLsn) {
+      this.#lastCommitLsn = value;
+      this.#lastCommitLsnText = formatLsn(value);
+    }
+    return this.#lastCommitLsnText;
+  }
+
+  #commitTimeText(value: bigint): string {
+    if (value !== this.#lastCommitTime) {
+      this.#lastCommitTime = value;
+      this.#lastCommitTimeText = formatUnixMicros(value);
+    }
+    return this.#lastCommitTimeText;
+  }
+
   /** The JSON shape of a change event: LSNs as `X/X` text, times as ISO-8601 with µs. */
   changeEvent(event: ChangeEvent): Record<string, unknown> {
     const source = event.source;
@@ -73,9 +95,9 @@ export class JsonRenderer {
         table: source.table,
         relid: source.relid,
         lsn: formatLsn(source.lsn),
-        commitLsn: formatLsn(source.commitLsn),
+        commitLsn: this.#commitLsnText(source.commitLsn),
         xid: source.xid,
-        commitTime: formatUnixMicros(source.commitTime),
+        commitTime: this.#commitTimeText(source.commitTime),
         ...(source.origin ? { origin: source.origin } : {}),
       },
       before: this.row(event.before, relation),

@@ -66,6 +66,7 @@ export async function retry<T>(
 
 /** Waits `ms`, or less if the signal aborts. */
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  if (signal?.aborted) return Promise.resolve();
   return new Promise((resolve) => {
     const timer = setTimeout(done, ms);
     function done() {

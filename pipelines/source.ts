@@ -103,6 +103,7 @@ export class ReplicationSource {
   #reconnects = 0;
   #bytesBeforeReconnects = 0;
   slotInfo: SlotInfo | null = null;
+  #lastTurn = 0;
 
   private constructor(options: SourceOptions) {
     this.options = options;
@@ -211,6 +212,8 @@ export class ReplicationSource {
       maxBufferedBytes: options.maxBufferedBytes,
       isIdle: () => !this.assembler.inTransaction && this.assembler.openStreamedTransactions === 0,
     });
+    // A new stream starts from nothing: tell it at once what this process confirmed.
+    if (this.#confirmed > LSN_ZERO) this.#stream.confirm(this.#confirmed);
     this.#log("info", "Streaming started", {
       slot: options.slot,
       publication: options.publication,
@@ -328,16 +331,12 @@ export class ReplicationSource {
    * and confirmed before {@linkcode close}.
    */
   async *batches(signal?: AbortSignal): AsyncGenerator<SourceItem[]> {
-    const aborted = new Promise<null>((resolve) => {
-      if (signal?.aborted) resolve(null);
-      signal?.addEventListener("abort", () => resolve(null), { once: true });
-    });
     while (!this.#closing && !signal?.aborted) {
       const stream = this.#stream;
       let batch;
       try {
         if (stream === null) throw new ConnectionError("The replication stream is not running");
-        batch = await Promise.race([stream.nextBatch(), aborted]);
+        batch = await untilAborted(stream.nextBatch(), signal);
         if (batch === null) {
           if (this.#closing || signal?.aborted) return;
           throw new ConnectionError("The replication stream ended");
@@ -377,6 +376,12 @@ export class ReplicationSource {
         if (out.length >= ReplicationSource.CHUNK) {
           yield out;
           out = [];
+          // A streamed transaction is replayed without any I/O: let timers (status
+          // updates) and socket reads run now and then, or the walsender times us out.
+          if (performance.now() - this.#lastTurn > 50) {
+            await new Promise<void>((resolve) => setTimeout(resolve, 0));
+            this.#lastTurn = performance.now();
+          }
         }
       }
     }
@@ -480,6 +485,30 @@ export class ReplicationSource {
       this.#catalog = null;
     }
   }
+}
+
+/**
+ * `promise`, or `null` once `signal` aborts. Unlike `Promise.race` with one
+ * long-lived abort promise, nothing stays attached once it settles, so no batch
+ * is kept alive by it.
+ */
+function untilAborted<T>(promise: Promise<T>, signal?: AbortSignal): Promise<T | null> {
+  if (signal === undefined) return promise;
+  if (signal.aborted) return Promise.resolve(null);
+  return new Promise<T | null>((resolve, reject) => {
+    const onAbort = () => resolve(null);
+    signal.addEventListener("abort", onAbort, { once: true });
+    promise.then(
+      (value) => {
+        signal.removeEventListener("abort", onAbort);
+        resolve(value);
+      },
+      (error) => {
+        signal.removeEventListener("abort", onAbort);
+        reject(error);
+      },
+    );
+  });
 }
 
 function isRetriableError(error: unknown): boolean {

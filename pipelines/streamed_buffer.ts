@@ -156,17 +156,40 @@ export class StreamedBuffer {
     }
   }
 
+  /**
+   * Reads the spill file in blocks of at least a chunk and cuts the entries out of
+   * them (a read per header and per body would cost two syscalls per message).
+   * Blocks are never reused, so the views handed out stay valid.
+   */
   *#fromFile(file: Deno.FsFile): Generator<BufferedMessage> {
-    const header = new Uint8Array(HEADER_BYTES);
-    const view = new DataView(header.buffer);
+    let block = new Uint8Array(0);
+    let start = 0;
+    let end = 0;
     for (;;) {
-      if (!readFullSync(file, header)) return;
+      let need = HEADER_BYTES;
+      if (end - start >= HEADER_BYTES) {
+        need += new DataView(block.buffer, block.byteOffset + start, 4).getUint32(0);
+      }
+      if (end - start < need) {
+        const next = new Uint8Array(Math.max(CHUNK_BYTES, need));
+        next.set(block.subarray(start, end));
+        block = next;
+        end -= start;
+        start = 0;
+        while (end < need) {
+          const n = file.readSync(block.subarray(end));
+          if (n === null || n === 0) return;
+          end += n;
+        }
+        continue; // the header may only now be complete: measure again
+      }
+      const view = new DataView(block.buffer, block.byteOffset + start, HEADER_BYTES);
       const length = view.getUint32(0);
       const subXid = view.getUint32(4);
       const walStart = view.getBigUint64(8) as Lsn;
-      const bytes = new Uint8Array(length);
-      if (!readFullSync(file, bytes)) return;
-      if (!this.#aborted.has(subXid)) yield { walStart, bytes };
+      const body = start + HEADER_BYTES;
+      start = body + length;
+      if (!this.#aborted.has(subXid)) yield { walStart, bytes: block.subarray(body, start) };
     }
   }
 
@@ -193,15 +216,4 @@ export class StreamedBuffer {
 function writeAllSync(file: Deno.FsFile, bytes: Uint8Array): void {
   let offset = 0;
   while (offset < bytes.byteLength) offset += file.writeSync(bytes.subarray(offset));
-}
-
-/** Fills `into`; false at end of file. */
-function readFullSync(file: Deno.FsFile, into: Uint8Array): boolean {
-  let offset = 0;
-  while (offset < into.byteLength) {
-    const n = file.readSync(into.subarray(offset));
-    if (n === null || n === 0) return false;
-    offset += n;
-  }
-  return true;
 }
