@@ -9,6 +9,9 @@ const USAGE = `deno task bench <name> [options]
 
 Benchmarks:
   decode   decode-only throughput of a 1,000,000-row transaction vs pg_recvlogical
+  pipeline end-to-end throughput (null and file sinks) vs pg_recvlogical, commit-to-sink
+           latency at 1,000 tx/s, and RSS on a 5,000,000-row transaction
+  types    typed-value decoding of a 31-column table, text vs binary mode, vs pg_recvlogical
 
 Run "deno task bench <name> --help" for a benchmark's options.`;
 
@@ -19,6 +22,14 @@ export async function main(args: string[]): Promise<number> {
     case "decode": {
       const { decodeBench } = await import("./decode.ts");
       return await decodeBench(rest);
+    }
+    case "types": {
+      const { typesBench } = await import("./types.ts");
+      return await typesBench(rest);
+    }
+    case "pipeline": {
+      const { pipelineBench } = await import("./pipeline.ts");
+      return await pipelineBench(rest);
     }
     case "help":
     case "-h":

@@ -1,0 +1,925 @@
+/**
+ * `deno task bench pipeline`: end-to-end benchmarks of the full pipeline (issue 5).
+ *
+ * One PostgreSQL 17 server (test harness) gets the `orders` table of `bench/decode.ts`, a
+ * `ticks` table, and a publication `bench_pub` for both. Every measurement drains its own slot,
+ * created before the load it reads. Spillway runs as its own process (`bench/_pipeline_run.ts`):
+ * a `PipelineRunner` built from a pipeline file (`proto_version: auto`, which is 4 on
+ * PostgreSQL 17, `streaming: on` unless noted, metrics and health registries as `spillway run`
+ * has them), through the whole path source → assembler (typed values) → routing/TOAST → queue
+ * → sink → confirm.
+ *
+ * 1. Throughput, one transaction of `--rows` rows (default 1,000,000; the server streams it,
+ *    since it is far above `logical_decoding_work_mem`): Spillway into a null sink and into the
+ *    file sink (fsync on, a temp dir on the same disk), against `pg_recvlogical` with the same
+ *    START_REPLICATION options (`-f /dev/null -F 0`, and `-f FILE` with its default 10 s fsync
+ *    interval), `--reps` times each with the order alternating. Spillway is timed from
+ *    `runner.run()` (which connects) until it has confirmed the load's commit and sent that
+ *    position to the server; pg_recvlogical from process start until it exits at `-E`, the
+ *    commit's end, having sent its position. The same transaction is also drained once by both with `streaming: off`.
+ * 2. Throughput, many small transactions (`--small-txns` of 10 rows; 0 skips), the same four
+ *    drains once each.
+ * 3. Latency: `pgbench -R <rate>` inserts one row per transaction into `ticks` for
+ *    `--latency-seconds`, while a running pipeline with a null sink records, per event, the
+ *    time from the transaction's commit timestamp (server clock, same machine) to its sink
+ *    write resolving.
+ * 4. RSS: one transaction of `--rss-rows` rows (default 5,000,000), drained with `streaming:
+ *    on` and with `streaming: off`, VmRSS of the Spillway process sampled every 100 ms.
+ *
+ * The last three lines printed are `pipeline ratio vs pg_recvlogical: <R>` (the lower of the
+ * null-sink and file-sink ratios of workload 1), `latency p50/p99 ms: <a>/<b>` and
+ * `peak rss MB on 5M-row txn: <M>` (the higher of the two streaming modes).
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { fileURLToPath } from "node:url";
+import { join } from "node:path";
+import { type PgServer, startPostgres } from "../tests/harness/postgres.ts";
+import { type LatencySummary, type PipelineRunResult, SHUTDOWN_WAIT_MS } from "./_pipeline_run.ts";
+import {
+  clientBinary,
+  countLines,
+  exists,
+  formatTable,
+  LineChild,
+  loadAverage,
+  median,
+  type RssSample,
+  RssSampler,
+  type Timed,
+  timeProcess,
+} from "./_pipeline_util.ts";
+
+const PUBLICATION = "bench_pub";
+const STOP_PREFIX = "spillway-bench.stop";
+/** A pg_recvlogical run that takes longer than this is killed. */
+const RUN_TIMEOUT_S = 900;
+const RUNNER = fileURLToPath(new URL("./_pipeline_run.ts", import.meta.url));
+const OUT_DIR = fileURLToPath(new URL("./out/", import.meta.url));
+const SMALL_TXN_ROWS = 10;
+
+const USAGE = `deno task bench pipeline [options]
+
+Options:
+  --quick              a smaller run: 200,000 rows, 1 rep, 10,000 small transactions,
+                       5 s of latency load, 1,000,000 rows for RSS
+  --rows N             rows of the single-transaction throughput load (default 1000000)
+  --reps N             throughput measurements per tool and sink, 1-5 (default 2)
+  --small-txns N       transactions of ${SMALL_TXN_ROWS} rows in the small-transaction load; 0 skips
+                       it (default 50000)
+  --latency-seconds S  duration of the 1,000 tx/s load (default 20)
+  --rate R             transactions per second of the latency load (default 1000)
+  --rss-rows N         rows of the transaction the RSS is measured on (default 5000000)
+  --only LIST          run only some parts: throughput,small,latency,rss (comma-separated)
+  --cpu-prof           run the Spillway processes under --cpu-prof (bench/out/profiles/;
+                       timings are then not comparable)`;
+
+type Part = "throughput" | "small" | "latency" | "rss";
+const PARTS: readonly Part[] = ["throughput", "small", "latency", "rss"];
+
+interface Options {
+  rows: number;
+  reps: number;
+  smallTxns: number;
+  latencySeconds: number;
+  rate: number;
+  rssRows: number;
+  parts: Set<Part>;
+  cpuProf: boolean;
+  quick: boolean;
+}
+
+/** Runs the pipeline benchmark; returns the exit code. */
+export async function pipelineBench(args: string[]): Promise<number> {
+  let options: Options;
+  try {
+    options = parseOptions(args);
+  } catch (error) {
+    console.error(`Cannot run the pipeline benchmark: ${(error as Error).message}\n\n${USAGE}`);
+    return 2;
+  }
+  if (args.includes("--help") || args.includes("-h")) {
+    console.log(USAGE);
+    return 0;
+  }
+  for (const binary of ["/usr/bin/time", "/usr/bin/timeout"]) {
+    if (!(await exists(binary))) {
+      console.error(`Cannot run the pipeline benchmark: ${binary} is missing; install it`);
+      return 2;
+    }
+  }
+  await Deno.mkdir(OUT_DIR, { recursive: true });
+  const results = await measure(options);
+  printResults(results);
+  return 0;
+}
+
+function parseOptions(args: string[]): Options {
+  const { values } = parseArgs({
+    args,
+    options: {
+      quick: { type: "boolean", default: false },
+      rows: { type: "string" },
+      reps: { type: "string" },
+      "small-txns": { type: "string" },
+      "latency-seconds": { type: "string" },
+      rate: { type: "string", default: "1000" },
+      "rss-rows": { type: "string" },
+      only: { type: "string" },
+      "cpu-prof": { type: "boolean", default: false },
+      help: { type: "boolean", short: "h", default: false },
+    },
+    strict: true,
+  });
+  const quick = values.quick;
+  const integer = (name: string, text: string | undefined, fallback: number, min: number) => {
+    const value = Number(text ?? fallback);
+    if (!Number.isInteger(value) || value < min) {
+      throw new Error(`--${name} must be an integer of at least ${min}`);
+    }
+    return value;
+  };
+  const parts = new Set<Part>();
+  for (const name of (values.only ?? PARTS.join(",")).split(",")) {
+    if (!(PARTS as readonly string[]).includes(name)) {
+      throw new Error(`--only takes ${PARTS.join(", ")}, not "${name}"`);
+    }
+    parts.add(name as Part);
+  }
+  const reps = integer("reps", values.reps, quick ? 1 : 2, 1);
+  if (reps > 5) throw new Error("--reps must be at most 5");
+  return {
+    rows: integer("rows", values.rows, quick ? 200_000 : 1_000_000, 1),
+    reps,
+    smallTxns: integer("small-txns", values["small-txns"], quick ? 10_000 : 50_000, 0),
+    latencySeconds: integer("latency-seconds", values["latency-seconds"], quick ? 5 : 20, 1),
+    rate: integer("rate", values.rate, 1000, 1),
+    rssRows: integer("rss-rows", values["rss-rows"], quick ? 1_000_000 : 5_000_000, 1),
+    parts,
+    cpuProf: values["cpu-prof"],
+    quick,
+  };
+}
+
+// ---------------------------------------------------------------------------------------
+// Measurements
+
+type Tool = "spillway" | "pg_recvlogical";
+type SinkKind = "null" | "file";
+
+/** One drain of one slot up to a load's last commit. */
+interface Drain {
+  workload: string;
+  slot: string;
+  tool: Tool;
+  sink: SinkKind;
+  streaming: "on" | "off";
+  rep: number;
+  rows: number;
+  /**
+   * Spillway: `run()` called → the load's commit confirmed and that position sent to the
+   * server; pg_recvlogical: spawn → exit (it sends its position before exiting).
+   */
+  seconds: number;
+  /** Spawn → exit, both tools. */
+  processSeconds: number;
+  cpuSeconds: number;
+  /** Spillway: VmRSS sampled every 100 ms; pg_recvlogical: GNU time's maximum RSS. */
+  peakRssKib: number;
+  spillway?: PipelineRunResult;
+  /** JSON lines in the file sink's output (rows plus logical messages). */
+  fileLines?: number;
+  fileBytes?: number;
+  rssSamples?: RssSample[];
+}
+
+/** A load's last transaction, as the drains must find it. */
+interface Load {
+  rows: number;
+  transactions: number;
+  xid: number;
+  endLsn: string;
+  seconds: number;
+}
+
+interface LatencyResult {
+  seconds: number;
+  rate: number;
+  pgbench: { tps: number; latencyAvgMs: number; transactions: number };
+  events: number;
+  warmupEvents: number;
+  commitToSink: LatencySummary;
+  insertToSink: LatencySummary;
+  commitToSinkAll: LatencySummary;
+  peakRssKib: number;
+  cpuSeconds: number;
+}
+
+interface Results {
+  date: string;
+  options: Omit<Options, "parts"> & { parts: Part[] };
+  loadBefore: string;
+  loadAfter: string;
+  serverVersion: string;
+  recvlogical: string;
+  pgbench: string;
+  deno: string;
+  loads: Record<string, Load>;
+  drains: Drain[];
+  latency: LatencyResult | null;
+  seconds: number;
+}
+
+interface Context {
+  pg: PgServer;
+  work: string;
+  recvlogical: string;
+  cpuProf: boolean;
+  drains: Drain[];
+  /** Next `orders.id` to insert. */
+  nextId: number;
+}
+
+async function measure(options: Options): Promise<Results> {
+  const benchStarted = performance.now();
+  const loadBefore = await loadAverage();
+  const recvlogical = await clientBinary("pg_recvlogical");
+  const pgbench = await clientBinary("pgbench");
+  progress(`Starting PostgreSQL 17 (load average ${loadBefore})`);
+  await using pg = await startPostgres({
+    version: 17,
+    settings: {
+      shared_buffers: "256MB",
+      max_wal_size: "16GB",
+      checkpoint_timeout: "1h",
+      autovacuum: "off",
+      max_replication_slots: "32",
+    },
+  });
+  const serverVersion = await pg.psql("SHOW server_version");
+  await pg.psql(`
+    CREATE TABLE orders (
+      id bigint PRIMARY KEY,
+      customer text NOT NULL,
+      amount numeric(12,2) NOT NULL,
+      status text NOT NULL,
+      created_at timestamptz NOT NULL
+    );
+    CREATE TABLE ticks (id bigserial PRIMARY KEY, sent_us bigint NOT NULL, note text NOT NULL);
+    CREATE PUBLICATION ${PUBLICATION} FOR TABLE orders, ticks;
+  `);
+  const work = await Deno.makeTempDir({ dir: "/tmp", prefix: "spillway-bench-pipeline-" });
+  const context: Context = {
+    pg,
+    work,
+    recvlogical: recvlogical.path,
+    cpuProf: options.cpuProf,
+    drains: [],
+    nextId: 1,
+  };
+  const loads: Record<string, Load> = {};
+  let latency: LatencyResult | null = null;
+  try {
+    if (options.parts.has("throughput")) {
+      loads.single = await throughputSingle(context, options);
+    }
+    if (options.parts.has("small") && options.smallTxns > 0) {
+      loads.small = await throughputSmall(context, options);
+    }
+    if (options.parts.has("latency")) {
+      latency = await measureLatency(context, options, pgbench.path);
+    }
+    if (options.parts.has("rss")) {
+      loads.rss = await measureRss(context, options);
+    }
+  } finally {
+    await Deno.remove(work, { recursive: true }).catch(() => {});
+  }
+  const loadAfter = await loadAverage();
+  const { parts, ...rest } = options;
+  return {
+    date: new Date().toISOString(),
+    options: { ...rest, parts: [...parts] },
+    loadBefore,
+    loadAfter,
+    serverVersion,
+    recvlogical: recvlogical.version,
+    pgbench: pgbench.version,
+    deno: `${Deno.version.deno} (V8 ${Deno.version.v8})`,
+    loads,
+    drains: context.drains,
+    latency,
+    seconds: (performance.now() - benchStarted) / 1000,
+  };
+}
+
+/** Workload 1: one big transaction, four drains per rep, then both tools with streaming off. */
+async function throughputSingle(context: Context, options: Options): Promise<Load> {
+  const slots: string[] = [];
+  const plan: { tool: Tool; sink: SinkKind; streaming: "on" | "off"; rep: number }[] = [];
+  for (let rep = 1; rep <= options.reps; rep++) {
+    const round: typeof plan = [
+      { tool: "spillway", sink: "null", streaming: "on", rep },
+      { tool: "pg_recvlogical", sink: "null", streaming: "on", rep },
+      { tool: "spillway", sink: "file", streaming: "on", rep },
+      { tool: "pg_recvlogical", sink: "file", streaming: "on", rep },
+    ];
+    plan.push(...(rep % 2 === 1 ? round : round.reverse()));
+  }
+  plan.push(
+    { tool: "spillway", sink: "null", streaming: "off", rep: 1 },
+    { tool: "pg_recvlogical", sink: "null", streaming: "off", rep: 1 },
+  );
+  const slotOf = (step: (typeof plan)[number]) =>
+    `single_${step.tool === "spillway" ? "sp" : "recv"}_${step.sink}_${step.streaming}_${step.rep}`;
+  for (const step of plan) slots.push(slotOf(step));
+  await createSlots(context.pg, slots);
+  progress(`Created ${slots.length} slots; loading ${options.rows} rows in one transaction`);
+  const load = await loadSingle(context, options.rows);
+  for (const step of plan) {
+    await drain(context, {
+      workload: "single",
+      slot: slotOf(step),
+      load,
+      ...step,
+    });
+  }
+  await checkAndDropSlots(context.pg, slots, load.endLsn);
+  return load;
+}
+
+/** Workload 2: many small transactions, four drains. */
+async function throughputSmall(context: Context, options: Options): Promise<Load> {
+  const plan: { tool: Tool; sink: SinkKind }[] = [
+    { tool: "pg_recvlogical", sink: "null" },
+    { tool: "spillway", sink: "null" },
+    { tool: "pg_recvlogical", sink: "file" },
+    { tool: "spillway", sink: "file" },
+  ];
+  const slotOf = (step: (typeof plan)[number]) =>
+    `small_${step.tool === "spillway" ? "sp" : "recv"}_${step.sink}`;
+  const slots = plan.map(slotOf);
+  await createSlots(context.pg, slots);
+  progress(
+    `Created ${slots.length} slots; loading ${options.smallTxns} transactions of ${SMALL_TXN_ROWS} rows`,
+  );
+  const load = await loadSmall(context, options.smallTxns);
+  for (const step of plan) {
+    await drain(context, {
+      workload: "small",
+      slot: slotOf(step),
+      load,
+      streaming: "on",
+      rep: 1,
+      ...step,
+    });
+  }
+  await checkAndDropSlots(context.pg, slots, load.endLsn);
+  return load;
+}
+
+/** Workload 4: the RSS of Spillway over one huge transaction, streaming on and off. */
+async function measureRss(context: Context, options: Options): Promise<Load> {
+  const slots = ["rss_sp_null_on", "rss_sp_null_off"];
+  await createSlots(context.pg, slots);
+  progress(`Created ${slots.length} slots; loading ${options.rssRows} rows in one transaction`);
+  const load = await loadSingle(context, options.rssRows);
+  for (const streaming of ["on", "off"] as const) {
+    await drain(context, {
+      workload: "rss",
+      slot: `rss_sp_null_${streaming}`,
+      load,
+      tool: "spillway",
+      sink: "null",
+      streaming,
+      rep: 1,
+    });
+  }
+  await checkAndDropSlots(context.pg, slots, load.endLsn);
+  return load;
+}
+
+async function createSlots(pg: PgServer, slots: string[]): Promise<void> {
+  await pg.psql(
+    slots.map((slot) => `SELECT pg_create_logical_replication_slot('${slot}', 'pgoutput');`)
+      .join("\n"),
+  );
+}
+
+/** Checks that every slot confirmed the load's end, then drops them (they pin WAL). */
+async function checkAndDropSlots(pg: PgServer, slots: string[], endLsn: string): Promise<void> {
+  const list = slots.map((slot) => `'${slot}'`).join(", ");
+  const lagging = await pg.psql(
+    `SELECT slot_name || ' at ' || coalesce(confirmed_flush_lsn::text, 'nothing')
+       FROM pg_replication_slots
+      WHERE slot_name IN (${list})
+        AND (confirmed_flush_lsn IS NULL OR confirmed_flush_lsn < '${endLsn}'::pg_lsn)`,
+  );
+  if (lagging !== "") {
+    throw new Error(
+      `Slots did not confirm the load's end ${endLsn}: ${lagging.replaceAll("\n", ", ")}`,
+    );
+  }
+  await pg.psql(slots.map((slot) => `SELECT pg_drop_replication_slot('${slot}');`).join("\n"));
+}
+
+const ORDER_ROW = `g,
+           'customer-' || (g % 50000),
+           ((g * 7919) % 10000000) / 100.0,
+           (ARRAY['new', 'paid', 'shipped', 'delivered', 'cancelled'])[1 + g % 5],
+           timestamptz '2024-01-01 00:00:00+00' + g * interval '1 second'`;
+
+/** Inserts `rows` orders in one transaction; its xid and the WAL position after its commit. */
+async function loadSingle(context: Context, rows: number): Promise<Load> {
+  const first = context.nextId;
+  context.nextId += rows;
+  const started = performance.now();
+  const out = await context.pg.psql(`
+    BEGIN;
+    INSERT INTO orders (id, customer, amount, status, created_at)
+    SELECT ${ORDER_ROW}
+      FROM generate_series(${first}::bigint, ${first + rows - 1}) AS g;
+    SELECT pg_current_xact_id();
+    COMMIT;
+    SELECT pg_current_wal_lsn();
+  `);
+  const seconds = (performance.now() - started) / 1000;
+  await context.pg.psql("CHECKPOINT");
+  const load = { ...parseXidAndLsn(out), rows, transactions: 1, seconds };
+  progress(`Loaded in ${seconds.toFixed(1)} s: xid ${load.xid}, end LSN ${load.endLsn}`);
+  return load;
+}
+
+/**
+ * Inserts `transactions` transactions of {@linkcode SMALL_TXN_ROWS} orders each (a DO block
+ * that commits after every insert), then one transaction with a logical message, whose xid and
+ * end are where the drains stop.
+ */
+async function loadSmall(context: Context, transactions: number): Promise<Load> {
+  const first = context.nextId;
+  const rows = transactions * SMALL_TXN_ROWS;
+  context.nextId += rows;
+  const started = performance.now();
+  const out = await context.pg.psql(`
+    DO $$
+    BEGIN
+      FOR t IN 0..${transactions - 1} LOOP
+        INSERT INTO orders (id, customer, amount, status, created_at)
+        SELECT ${ORDER_ROW}
+          FROM generate_series(${first}::bigint + t * ${SMALL_TXN_ROWS},
+                               ${first}::bigint + t * ${SMALL_TXN_ROWS} + ${
+    SMALL_TXN_ROWS - 1
+  }) AS g;
+        COMMIT;
+      END LOOP;
+    END $$;
+    BEGIN;
+    SELECT pg_logical_emit_message(true, '${STOP_PREFIX}', 'small') IS NOT NULL;
+    SELECT pg_current_xact_id();
+    COMMIT;
+    SELECT pg_current_wal_lsn();
+  `);
+  const seconds = (performance.now() - started) / 1000;
+  await context.pg.psql("CHECKPOINT");
+  const [, ...rest] = out.split("\n"); // the message's "t"
+  const load = {
+    ...parseXidAndLsn(rest.join("\n")),
+    rows,
+    transactions: transactions + 1,
+    seconds,
+  };
+  progress(`Loaded in ${seconds.toFixed(1)} s: last xid ${load.xid}, end LSN ${load.endLsn}`);
+  return load;
+}
+
+function parseXidAndLsn(out: string): { xid: number; endLsn: string } {
+  const [xid8, endLsn] = out.split("\n");
+  if (xid8 === undefined || endLsn === undefined) {
+    throw new Error(`Cannot read the load's xid and end LSN from psql output "${out}"`);
+  }
+  // pgoutput carries the 32-bit xid; pg_current_xact_id() adds the epoch above it.
+  return { xid: Number(BigInt(xid8) & 0xffff_ffffn), endLsn };
+}
+
+interface DrainPlan {
+  workload: string;
+  slot: string;
+  load: Load;
+  tool: Tool;
+  sink: SinkKind;
+  streaming: "on" | "off";
+  rep: number;
+}
+
+async function drain(context: Context, plan: DrainPlan): Promise<void> {
+  const file = plan.sink === "file" ? join(context.work, `${plan.slot}.out`) : undefined;
+  let result: Drain;
+  if (plan.tool === "spillway") {
+    const run = await runSpillway(context, {
+      slot: plan.slot,
+      sink: plan.sink,
+      file,
+      streaming: plan.streaming,
+      stop: ["--xid", String(plan.load.xid)],
+    });
+    const spillway = run.result;
+    if (spillway.rows !== plan.load.rows) {
+      throw new Error(`Spillway on ${plan.slot} saw ${spillway.rows} rows, not ${plan.load.rows}`);
+    }
+    if (spillway.commitEndLsn !== plan.load.endLsn) {
+      throw new Error(
+        `Spillway on ${plan.slot} stopped at ${spillway.commitEndLsn}, not ${plan.load.endLsn}`,
+      );
+    }
+    result = {
+      ...drainFields(plan),
+      rows: spillway.rows,
+      seconds: spillway.seconds,
+      processSeconds: run.processSeconds,
+      cpuSeconds: spillway.cpuSeconds,
+      peakRssKib: run.peakRssKib,
+      spillway,
+      rssSamples: run.samples,
+    };
+  } else {
+    const timed = await runRecvlogical(context, plan, file ?? "/dev/null");
+    result = {
+      ...drainFields(plan),
+      rows: plan.load.rows,
+      seconds: timed.seconds,
+      processSeconds: timed.seconds,
+      cpuSeconds: timed.cpuSeconds,
+      peakRssKib: timed.peakRssKib,
+    };
+  }
+  if (file !== undefined) {
+    result.fileBytes = (await Deno.stat(file)).size;
+    if (plan.tool === "spillway") {
+      result.fileLines = await countLines(file);
+      const messages = plan.load.transactions > 1 ? 1 : 0;
+      if (result.fileLines !== plan.load.rows + messages) {
+        throw new Error(
+          `The file sink wrote ${result.fileLines} lines, not ${plan.load.rows + messages}`,
+        );
+      }
+    }
+    await Deno.remove(file);
+  }
+  context.drains.push(result);
+  progress(
+    `${plan.workload} ${plan.tool} ${plan.sink} streaming ${plan.streaming} rep ${plan.rep}: ${
+      result.seconds.toFixed(2)
+    } s (${Math.round(result.rows / result.seconds).toLocaleString("en-US")} rows/s), peak RSS ${
+      (result.peakRssKib / 1024).toFixed(0)
+    } MB, CPU ${result.cpuSeconds.toFixed(2)} s${
+      result.spillway ? `, ${spillwayDetail(result.spillway)}` : ""
+    }`,
+  );
+}
+
+function drainFields(
+  plan: DrainPlan,
+): Pick<Drain, "workload" | "slot" | "tool" | "sink" | "streaming" | "rep"> {
+  const { workload, slot, tool, sink, streaming, rep } = plan;
+  return { workload, slot, tool, sink, streaming, rep };
+}
+
+/** When the sink's first write came, how shutdown went, reconnects. */
+function spillwayDetail(run: PipelineRunResult): string {
+  const shutdown = run.shutdownStalled
+    ? `run() had not returned ${SHUTDOWN_WAIT_MS / 1000} s after the abort`
+    : `run() returned ${(run.runSeconds - run.seconds).toFixed(2)} s after`;
+  const reconnects = run.reconnects > 0 ? `, ${run.reconnects} reconnect(s)` : "";
+  return `first sink write at ${run.firstWriteSeconds.toFixed(2)} s, ${shutdown}${reconnects}`;
+}
+
+interface SpillwayRun {
+  slot: string;
+  sink: SinkKind;
+  file?: string;
+  streaming: "on" | "off";
+  /** `--xid N` or `--stop-prefix P`. */
+  stop: string[];
+  latency?: boolean;
+  /** Called once the pipeline is streaming; the run waits for it. */
+  whileRunning?: () => Promise<void>;
+}
+
+async function runSpillway(
+  context: Context,
+  run: SpillwayRun,
+): Promise<
+  { result: PipelineRunResult; processSeconds: number; peakRssKib: number; samples: RssSample[] }
+> {
+  const denoArgs = ["run", "-A"];
+  if (context.cpuProf) {
+    denoArgs.push(
+      "--cpu-prof",
+      `--cpu-prof-dir=${join(OUT_DIR, "profiles")}`,
+      `--cpu-prof-name=pipeline-${run.slot}.cpuprofile`,
+    );
+  }
+  // deno-fmt-ignore
+  const args = [...denoArgs, RUNNER, "--url", context.pg.url(), "--slot", run.slot,
+    "--publication", PUBLICATION, "--sink", run.sink, "--streaming", run.streaming, ...run.stop];
+  if (run.file !== undefined) args.push("--file", run.file);
+  if (run.latency) args.push("--latency");
+  const started = performance.now();
+  const child = new LineChild(Deno.execPath(), args);
+  const sampler = new RssSampler(child.pid, 100);
+  let line: string;
+  try {
+    if (run.whileRunning) {
+      await child.waitForLine((text) => text.includes('"event":"ready"'));
+      await run.whileRunning();
+    }
+    line = await child.waitForLine((text) => text.includes('"event":"result"'));
+  } catch (error) {
+    sampler.stop();
+    try {
+      child.child.kill("SIGKILL");
+    } catch {
+      // Already gone.
+    }
+    throw new Error(
+      `The Spillway run on slot "${run.slot}" failed: ${(error as Error).message}\n` +
+        `--- server log ---\n${await context.pg.tailLog(15)}`,
+    );
+  }
+  const exit = await child.wait();
+  sampler.stop();
+  const processSeconds = (performance.now() - started) / 1000;
+  if (exit.code !== 0) {
+    throw new Error(`The Spillway run on slot "${run.slot}" exited ${exit.code}: ${exit.stderr}`);
+  }
+  if (exit.stderr !== "") progress(`(stderr of ${run.slot}: ${exit.stderr.slice(0, 500)})`);
+  const result = JSON.parse(line) as PipelineRunResult;
+  if (result.protoVersion !== 4) {
+    throw new Error(`The pipeline used proto_version ${result.protoVersion}, expected 4`);
+  }
+  return {
+    result,
+    processSeconds,
+    peakRssKib: Math.max(sampler.peakKib, 0),
+    samples: sampler.samples,
+  };
+}
+
+async function runRecvlogical(
+  context: Context,
+  plan: DrainPlan,
+  output: string,
+): Promise<Timed> {
+  // The options Spillway's source sends: proto_version (auto: 4 on PostgreSQL 17),
+  // publication_names, binary false, messages true, streaming on or off.
+  // deno-fmt-ignore
+  const args = [
+    "--start", "-S", plan.slot, "-d", "postgres", "-h", "127.0.0.1",
+    "-p", String(context.pg.port), "-U", "postgres", "--no-loop",
+    "-o", "proto_version=4", "-o", `publication_names=${PUBLICATION}`, "-o", "binary=false",
+    "-o", "messages=true", "-o", `streaming=${plan.streaming}`,
+    "-f", output, "-E", plan.load.endLsn,
+  ];
+  // /dev/null: no fsync at all (-F 0). A file: the default fsync interval of 10 s, plus the
+  // fsync pg_recvlogical does before it exits at the end position.
+  if (output === "/dev/null") args.push("-F", "0");
+  const timed = await timeProcess(
+    context.recvlogical,
+    args,
+    join(context.work, `${plan.slot}.usage`),
+    RUN_TIMEOUT_S,
+  );
+  if (timed.code !== 0) {
+    throw new Error(
+      `pg_recvlogical on slot "${plan.slot}" failed (exit ${timed.code}): ${timed.stderr}`,
+    );
+  }
+  return timed;
+}
+
+/** Workload 3: commit-to-sink latency under a steady single-row insert load. */
+async function measureLatency(
+  context: Context,
+  options: Options,
+  pgbench: string,
+): Promise<LatencyResult> {
+  const slot = "latency_sp_null";
+  await createSlots(context.pg, [slot]);
+  const script = join(context.work, "tick.sql");
+  await Deno.writeTextFile(
+    script,
+    "INSERT INTO ticks (sent_us, note) VALUES " +
+      "((extract(epoch FROM clock_timestamp()) * 1000000)::bigint, 'tick');\n",
+  );
+  let pgbenchOut = "";
+  progress(
+    `Latency: pgbench at ${options.rate} tx/s for ${options.latencySeconds} s into a running pipeline`,
+  );
+  const run = await runSpillway(context, {
+    slot,
+    sink: "null",
+    streaming: "on",
+    stop: ["--stop-prefix", STOP_PREFIX],
+    latency: true,
+    whileRunning: async () => {
+      // deno-fmt-ignore
+      const bench = await timeProcess(pgbench, [
+        "-n", "-h", "127.0.0.1", "-p", String(context.pg.port), "-U", "postgres",
+        "-c", "4", "-j", "2", "-R", String(options.rate), "-T", String(options.latencySeconds),
+        "-f", script, "postgres",
+      ], join(context.work, "pgbench.usage"), RUN_TIMEOUT_S);
+      if (bench.code !== 0) throw new Error(`pgbench failed (exit ${bench.code}): ${bench.stderr}`);
+      pgbenchOut = bench.stdout;
+      await context.pg.psql(`SELECT pg_logical_emit_message(true, '${STOP_PREFIX}', 'latency')`);
+    },
+  });
+  await context.pg.psql(`SELECT pg_drop_replication_slot('${slot}')`);
+  const number = (pattern: RegExp) => Number(pattern.exec(pgbenchOut)?.[1] ?? Number.NaN);
+  const result = run.result;
+  const latency: LatencyResult = {
+    seconds: options.latencySeconds,
+    rate: options.rate,
+    pgbench: {
+      tps: number(/^tps = ([\d.]+)/m),
+      latencyAvgMs: number(/^latency average = ([\d.]+) ms/m),
+      transactions: number(/^number of transactions actually processed: (\d+)/m),
+    },
+    events: result.rows,
+    warmupEvents: result.warmupEvents ?? 0,
+    commitToSink: result.commitToSink!,
+    insertToSink: result.insertToSink!,
+    commitToSinkAll: result.commitToSinkAll!,
+    peakRssKib: run.peakRssKib,
+    cpuSeconds: result.cpuSeconds,
+  };
+  if (latency.events !== latency.pgbench.transactions) {
+    throw new Error(
+      `The pipeline saw ${latency.events} events but pgbench committed ${latency.pgbench.transactions}`,
+    );
+  }
+  progress(
+    `Latency: ${latency.events} events, commit → sink p50 ${
+      latency.commitToSink.p50.toFixed(2)
+    } ms, p99 ${latency.commitToSink.p99.toFixed(2)} ms`,
+  );
+  return latency;
+}
+
+// ---------------------------------------------------------------------------------------
+// Report
+
+const WORKLOADS: Record<string, string> = {
+  single: "1 txn",
+  small: "small txns",
+  rss: "RSS txn",
+};
+
+function printResults(results: Results): void {
+  const header = [
+    "workload",
+    "streaming",
+    "sink",
+    "tool",
+    "rows/s",
+    "seconds",
+    "runs (s)",
+    "process s",
+    "CPU s",
+    "peak RSS MB",
+  ];
+  const rows: string[][] = [];
+  const ratios: Record<string, number> = {};
+  const groups = new Map<string, Drain[]>();
+  for (const drain of results.drains) {
+    const key = `${drain.workload}|${drain.streaming}|${drain.sink}`;
+    groups.set(key, [...(groups.get(key) ?? []), drain]);
+  }
+  for (const [key, drains] of groups) {
+    const [workload, streaming, sink] = key.split("|") as [string, string, string];
+    const rates: Partial<Record<Tool, number>> = {};
+    for (const tool of ["spillway", "pg_recvlogical"] as const) {
+      const runs = drains.filter((drain) => drain.tool === tool);
+      if (runs.length === 0) continue;
+      const seconds = median(runs.map((run) => run.seconds));
+      const rate = runs[0]!.rows / seconds;
+      rates[tool] = rate;
+      rows.push([
+        `${WORKLOADS[workload] ?? workload} (${rowsLabel(runs[0]!.rows)} rows)`,
+        streaming,
+        sink,
+        tool,
+        Math.round(rate).toLocaleString("en-US"),
+        seconds.toFixed(2),
+        runs.map((run) => run.seconds.toFixed(2)).join(" "),
+        median(runs.map((run) => run.processSeconds)).toFixed(2),
+        median(runs.map((run) => run.cpuSeconds)).toFixed(2),
+        (Math.max(...runs.map((run) => run.peakRssKib)) / 1024).toFixed(0),
+      ]);
+    }
+    if (rates.spillway !== undefined && rates.pg_recvlogical !== undefined) {
+      const ratio = rates.spillway / rates.pg_recvlogical;
+      ratios[key] = ratio;
+      rows.push(["", "", "", "ratio", `${ratio.toFixed(2)}x`, "", "", "", "", ""]);
+    }
+  }
+  const rowsText = results.loads.single
+    ? `${results.loads.single.rows} rows in one transaction (load ${
+      results.loads.single.seconds.toFixed(1)
+    } s)`
+    : "";
+  console.log(
+    `PostgreSQL ${results.serverVersion}; ${rowsText}; median of ${results.options.reps}; ` +
+      `load average ${results.loadBefore} before, ${results.loadAfter} after; ` +
+      `${results.seconds.toFixed(0)} s in all`,
+  );
+  for (const line of formatTable(header, rows, 4)) console.log(line);
+  console.log(
+    "seconds: Spillway run() -> last commit confirmed and sent to the server; pg_recvlogical " +
+      "spawn -> exit at -E. process s: spawn -> exit. Peak RSS: Spillway VmRSS sampled every " +
+      "100 ms, pg_recvlogical GNU time.",
+  );
+  const latency = results.latency;
+  if (latency) {
+    const show = (name: string, s: LatencySummary) =>
+      `${name}: p50 ${s.p50.toFixed(2)} ms, p90 ${s.p90.toFixed(2)}, p99 ${
+        s.p99.toFixed(2)
+      }, p99.9 ${s.p999.toFixed(2)}, max ${s.max.toFixed(2)}, mean ${
+        s.mean.toFixed(2)
+      } (${s.count} events)`;
+    console.log(
+      `Latency: pgbench -R ${latency.rate} for ${latency.seconds} s: ${latency.pgbench.tps} tx/s, ` +
+        `${latency.pgbench.transactions} transactions, pgbench latency average ` +
+        `${latency.pgbench.latencyAvgMs} ms; pipeline peak RSS ${
+          (latency.peakRssKib / 1024).toFixed(0)
+        } MB, CPU ${latency.cpuSeconds.toFixed(2)} s`,
+    );
+    console.log(`  ${show("commit -> sink (after 2 s warm-up)", latency.commitToSink)}`);
+    console.log(`  ${show("commit -> sink (all)", latency.commitToSinkAll)}`);
+    console.log(`  ${show("INSERT -> sink (after warm-up)", latency.insertToSink)}`);
+  }
+  const rss = results.drains.filter((drain) => drain.workload === "rss");
+  const rssRows = results.loads.rss?.rows;
+  if (rss.length > 0) {
+    for (const drain of rss) {
+      const spill = drain.spillway?.spilledBytes ?? 0;
+      console.log(
+        `RSS on a ${rowsLabel(drain.rows)}-row transaction, streaming ${drain.streaming}: peak ${
+          (drain.peakRssKib / 1024).toFixed(0)
+        } MB (VmHWM ${((drain.spillway?.vmHwmKib ?? 0) / 1024).toFixed(0)} MB), ${
+          drain.seconds.toFixed(1)
+        } s, spilled ${(spill / 1e6).toFixed(0)} MB; same mode at ${
+          rowsLabel(results.loads.single?.rows ?? 0)
+        } rows: ${peakOf(results.drains, "single", drain.streaming)} MB`,
+      );
+    }
+  }
+  const summary = { ...results, ratios };
+  for (const drain of summary.drains) {
+    // Keep the timeline of the RSS runs only; the others would make the file large.
+    if (drain.workload !== "rss") delete drain.rssSamples;
+  }
+  Deno.writeTextFileSync(join(OUT_DIR, "pipeline.json"), JSON.stringify(summary, null, 2) + "\n");
+  const headline = ["single|on|null", "single|on|file"].map((key) => ratios[key])
+    .filter((ratio): ratio is number => ratio !== undefined);
+  console.log(
+    `pipeline ratio vs pg_recvlogical: ${
+      headline.length === 0 ? "n/a" : Math.min(...headline).toFixed(2)
+    }`,
+  );
+  console.log(
+    `latency p50/p99 ms: ${
+      latency
+        ? `${latency.commitToSink.p50.toFixed(2)}/${latency.commitToSink.p99.toFixed(2)}`
+        : "n/a"
+    }`,
+  );
+  const peak = rss.length === 0
+    ? "n/a"
+    : (Math.max(...rss.map((d) => d.peakRssKib)) / 1024).toFixed(0);
+  console.log(
+    `peak rss MB on ${rssRows === undefined ? "5M" : rowsLabel(rssRows)}-row txn: ${peak}`,
+  );
+}
+
+function peakOf(drains: Drain[], workload: string, streaming: string): string {
+  const runs = drains.filter((drain) =>
+    drain.workload === workload && drain.streaming === streaming && drain.tool === "spillway" &&
+    drain.sink === "null"
+  );
+  return runs.length === 0
+    ? "n/a"
+    : (Math.max(...runs.map((run) => run.peakRssKib)) / 1024).toFixed(0);
+}
+
+/** 5000000 → "5M", 200000 → "200k". */
+function rowsLabel(rows: number): string {
+  if (rows % 1_000_000 === 0) return `${rows / 1_000_000}M`;
+  if (rows % 1000 === 0) return `${rows / 1000}k`;
+  return String(rows);
+}
+
+function progress(message: string): void {
+  console.error(`[bench pipeline] ${message}`);
+}
