@@ -23,7 +23,13 @@ import {
 } from "../decoder/connection.ts";
 import { ConfigError, PostgresError } from "../decoder/errors.ts";
 import { formatDuration } from "./_duration.ts";
-import { loadPipelineConfig, matchTable, type PipelineConfig, type TableEntry } from "./config.ts";
+import {
+  loadPipelineConfig,
+  matchTable,
+  type PipelineConfig,
+  publishesAllTables,
+  type TableEntry,
+} from "./config.ts";
 import { type CommandOptions, formatBytes, querySlots, type SlotRow } from "./slots.ts";
 import { quoteIdent, quoteLiteral } from "./source.ts";
 
@@ -621,9 +627,7 @@ function checkPublication(
   const name = config.source.publication;
   const subject = `publication "${name}"`;
   const sqlName = quoteIdent(name);
-  const allTables = config.tables.some((entry) =>
-    entry.schema.glob && entry.schema.name === "*" && entry.table.glob && entry.table.name === "*"
-  );
+  const allTables = publishesAllTables(config);
   const target = allTables
     ? "FOR ALL TABLES"
     : `FOR TABLE ${followed.map((t) => t.qualified).join(", ") || "…"}`;

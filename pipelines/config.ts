@@ -386,6 +386,13 @@ export async function loadPipelineConfig(
   });
 }
 
+/** True when an entry matches every schema and table (`"*"`): the publication is then FOR ALL TABLES. */
+export function publishesAllTables(config: PipelineConfig): boolean {
+  return config.tables.some((entry) =>
+    entry.schema.glob && entry.schema.name === "*" && entry.table.glob && entry.table.name === "*"
+  );
+}
+
 /**
  * Finds the entry of `tables` that applies to a table and fills in its topic.
  *

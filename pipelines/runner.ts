@@ -22,7 +22,7 @@ import { formatLsn, type Lsn, LSN_ZERO, maxLsn } from "../decoder/lsn.ts";
 import { FileSink } from "../sinks/file.ts";
 import { StdoutSink } from "../sinks/stdout.ts";
 import type { Sink, SinkRecord } from "../sinks/types.ts";
-import { matchTable, type PipelineConfig } from "./config.ts";
+import { matchTable, type PipelineConfig, publishesAllTables } from "./config.ts";
 import type { ChangeEvent, Row, TransactionInfo } from "./events.ts";
 import type { Logger } from "./log.ts";
 import { retry, sleep } from "./retry.ts";
@@ -122,7 +122,8 @@ export class PipelineRunner {
   #lastError: string | null = null;
   #running = false;
   #metrics?: SpillwayMetrics;
-  #eventCounters = new Map<string, CounterChild>();
+  /** relid → op → the bound counter (no string key built per event). */
+  #eventCounters = new Map<number, Partial<Record<ChangeEvent["op"], CounterChild>>>();
   #slotState: SlotState | null = null;
   #lastCommitTime: bigint | null = null;
   #lastConfirmAt = Date.now();
@@ -346,6 +347,7 @@ export class PipelineRunner {
         return;
       case "schema-change":
         this.#routes.delete(item.relid);
+        this.#eventCounters.delete(item.relid); // the table may have a new name
         this.#push(item, null);
         return;
       case "restart":
@@ -489,15 +491,20 @@ export class PipelineRunner {
     const metrics = this.#metrics!;
     for (const record of records) {
       if (record.kind !== "change") continue;
-      const { schema, table } = record.event.source;
-      const name = `${schema}.${table}\u0000${record.event.op}`;
-      let counter = this.#eventCounters.get(name);
+      const { schema, table, relid } = record.event.source;
+      const op = record.event.op;
+      let byOp = this.#eventCounters.get(relid);
+      if (byOp === undefined) {
+        byOp = {};
+        this.#eventCounters.set(relid, byOp);
+      }
+      let counter = byOp[op];
       if (counter === undefined) {
         counter = (metrics.eventsTotal as Counter<"table" | "op">).labels({
           table: `${schema}.${table}`,
-          op: record.event.op,
+          op,
         });
-        this.#eventCounters.set(name, counter);
+        byOp[op] = counter;
       }
       counter.inc();
     }
@@ -809,13 +816,7 @@ export async function publicationTarget(
   config: PipelineConfig,
   connection: PgConnection,
 ): Promise<string> {
-  if (
-    config.tables.some((entry) =>
-      entry.schema.glob && entry.schema.name === "*" && entry.table.glob && entry.table.name === "*"
-    )
-  ) {
-    return "FOR ALL TABLES";
-  }
+  if (publishesAllTables(config)) return "FOR ALL TABLES";
   const rows = await connection.queryObjects(
     `SELECT schemaname, tablename FROM pg_catalog.pg_tables
       WHERE schemaname NOT IN ('pg_catalog', 'information_schema')

@@ -959,6 +959,16 @@ Deno.test('runner: pg.restart("fast") mid-workload: the runner reconnects and de
       pidAfter = await poller.value(
         `SELECT string_agg(pid::text, ',') FROM pg_stat_replication WHERE application_name = 'spillway-rc'`,
       );
+      // The new session carries on confirming: the slot reaches the last commit delivered.
+      const lastEnd = sink.commits().reduce((max, c) => c.endLsn > max ? c.endLsn : max, 0n);
+      await waitFor(
+        "the slot to confirm the last delivered commit after the reconnect",
+        async () => {
+          const position = await slotPosition(poller, slot);
+          return (position?.confirmed ?? 0n) >= lastEnd;
+        },
+        { timeoutMs: 30_000 },
+      );
     } finally {
       await running.stop();
     }
