@@ -32,7 +32,7 @@ import { createLogger } from "../pipelines/log.ts";
 import { MetricsRegistry, standardMetrics } from "../pipelines/metrics.ts";
 import { createSink, PipelineRunner } from "../pipelines/runner.ts";
 import { NullSink } from "../sinks/null.ts";
-import type { Sink, SinkRecord, SinkStatus } from "../sinks/types.ts";
+import type { Sink, SinkRecord, SinkStatus, WriteOptions } from "../sinks/types.ts";
 
 /** How long `run()` may take to return after the abort before the process exits anyway. */
 export const SHUTDOWN_WAIT_MS = 2000;
@@ -237,9 +237,9 @@ class BenchSink implements Sink {
     return this.inner.open();
   }
 
-  async write(records: readonly SinkRecord[]): Promise<void> {
+  async write(records: readonly SinkRecord[], options?: WriteOptions): Promise<void> {
     if (this.firstWriteAt === 0) this.firstWriteAt = performance.now();
-    await this.inner.write(records);
+    await this.inner.write(records, options);
     const now = this.#options.latency ? nowMicros() : 0;
     for (const record of records) {
       switch (record.kind) {

@@ -67,10 +67,19 @@ export function parseLsn(text: string): Lsn {
  * ```
  */
 export function formatLsn(value: Lsn): string {
+  // Below 2^53 (the first 8 PiB of WAL) the halves are exact in a double: no bigint work.
+  if (value <= MAX_SAFE_LSN) {
+    const number = Number(value);
+    const high = Math.floor(number / 0x1_0000_0000);
+    const low = number - high * 0x1_0000_0000;
+    return `${high.toString(16).toUpperCase()}/${low.toString(16).toUpperCase()}`;
+  }
   const high = value >> 32n;
   const low = value & 0xffff_ffffn;
   return `${high.toString(16).toUpperCase()}/${low.toString(16).toUpperCase()}`;
 }
+
+const MAX_SAFE_LSN = BigInt(Number.MAX_SAFE_INTEGER);
 
 /** The larger of two LSNs. */
 export function maxLsn(a: Lsn, b: Lsn): Lsn {

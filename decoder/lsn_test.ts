@@ -19,6 +19,10 @@ Deno.test("parseLsn/formatLsn: round trip of typical, edge and maximum values", 
     ["16/B374D848", 0x16_b374_d848n],
     ["1/0", 0x1_0000_0000n],
     ["0/FFFFFFFF", 0xffff_ffffn],
+    // Either side of 2^53, where formatting switches from doubles to bigints.
+    ["1FFFFF/FFFFFFFF", 0x1f_ffff_ffff_ffffn],
+    ["200000/0", 0x20_0000_0000_0000n],
+    ["200000/1", 0x20_0000_0000_0001n],
     ["FFFFFFFF/0", 0xffff_ffff_0000_0000n],
     ["FFFFFFFF/FFFFFFFF", 0xffff_ffff_ffff_ffffn],
   ];

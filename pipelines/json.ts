@@ -5,7 +5,13 @@
  */
 
 import { formatLsn, formatUnixMicros, type Lsn } from "../decoder/lsn.ts";
-import { type ChangeEvent, EVENT_RELATION, type MessageEvent, type Row } from "./events.ts";
+import {
+  type ChangeEvent,
+  EVENT_RELATION,
+  type EventSource,
+  type MessageEvent,
+  type Row,
+} from "./events.ts";
 import type { RelationMessage } from "../decoder/pgoutput.ts";
 import { TypeRegistry } from "../decoder/types/registry.ts";
 import {
@@ -16,6 +22,8 @@ import {
 } from "../decoder/types/json.ts";
 import type { PgValue } from "../decoder/types/values.ts";
 import type { SourceItem } from "./source.ts";
+import { JsonWriter } from "./json_writer.ts";
+import type { SinkRecord } from "../sinks/types.ts";
 
 /**
  * Renders events as JSON with the per-type mapping of `decoder/types/json.ts`:
@@ -25,9 +33,9 @@ import type { SourceItem } from "./source.ts";
 export class JsonRenderer {
   readonly types: TypeRegistry;
   readonly options: JsonOptions;
-  #encoders = new WeakMap<
+  #writers = new WeakMap<
     RelationMessage,
-    { generation: number; byName: Map<string, JsonEncoder> }
+    { generation: number; byName: Map<string, ColumnWriter> }
   >();
 
   constructor(types: TypeRegistry = new TypeRegistry(), options: JsonOptions = SPILLWAY_DEFAULTS) {
@@ -38,27 +46,57 @@ export class JsonRenderer {
   /** A row's columns rendered by their types; values of unknown columns by their JS shape. */
   row(row: Row | null, relation: RelationMessage | undefined): Record<string, unknown> | null {
     if (row === null) return null;
-    const encoders = relation === undefined ? undefined : this.#encodersFor(relation);
+    const writers = relation === undefined ? undefined : this.#writersFor(relation);
     const out: Record<string, unknown> = {};
     for (const key in row) {
       const value = row[key];
-      const encoder = encoders?.get(key);
-      out[key] = value === null ? null : encoder ? encoder(value as PgValue) : jsonSafe(value);
+      const writer = writers?.get(key);
+      out[key] = value === null ? null : writer ? writer.encode(value as PgValue) : jsonSafe(value);
     }
     return out;
   }
 
-  #encodersFor(relation: RelationMessage): Map<string, JsonEncoder> {
-    const cached = this.#encoders.get(relation);
-    if (cached !== undefined && cached.generation === this.types.generation) return cached.byName;
-    const byName = new Map<string, JsonEncoder>();
-    for (const column of relation.columns) {
-      byName.set(
-        column.name,
-        jsonEncoder(column.typeOid, column.typeModifier, this.options, this.types),
-      );
+  /**
+   * Writes the JSON of {@linkcode row} without building the object: the bytes are
+   * `JSON.stringify(row(r, rel))`.
+   */
+  writeRow(out: JsonWriter, row: Row | null, relation: RelationMessage | undefined): void {
+    if (row === null) {
+      out.raw("null");
+      return;
     }
-    this.#encoders.set(relation, { generation: this.types.generation, byName });
+    const writers = relation === undefined ? undefined : this.#writersFor(relation);
+    let first = true;
+    out.byte(0x7b);
+    for (const key in row) {
+      const value = row[key];
+      const writer = writers?.get(key);
+      if (writer === undefined) {
+        if (!first) out.byte(0x2c);
+        out.raw(`${JSON.stringify(key)}:`);
+        out.value(value === null ? null : jsonSafe(value));
+      } else {
+        out.raw(first ? writer.key : writer.nextKey);
+        out.value(value === null ? null : writer.encode(value as PgValue));
+      }
+      first = false;
+    }
+    out.byte(0x7d);
+  }
+
+  #writersFor(relation: RelationMessage): Map<string, ColumnWriter> {
+    const cached = this.#writers.get(relation);
+    if (cached !== undefined && cached.generation === this.types.generation) return cached.byName;
+    const byName = new Map<string, ColumnWriter>();
+    for (const column of relation.columns) {
+      const key = `${JSON.stringify(column.name)}:`;
+      byName.set(column.name, {
+        key,
+        nextKey: `,${key}`,
+        encode: jsonEncoder(column.typeOid, column.typeModifier, this.options, this.types),
+      });
+    }
+    this.#writers.set(relation, { generation: this.types.generation, byName });
     return byName;
   }
 
@@ -107,6 +145,89 @@ export class JsonRenderer {
     if (event.truncate) out.truncate = event.truncate;
     return out;
   }
+
+  /**
+   * Writes the JSON of {@linkcode changeEvent} (the sinks' hot path): the bytes are
+   * `JSON.stringify(changeEvent(e))`, or with `routing`, `JSON.stringify({ topic, key,
+   * ...changeEvent(e) })`.
+   */
+  writeChangeEvent(
+    out: JsonWriter,
+    event: ChangeEvent,
+    routing?: { topic: string; key: Row | null },
+  ): void {
+    const source = event.source;
+    const relation = event[EVENT_RELATION];
+    if (routing !== undefined) {
+      out.raw('{"topic":');
+      out.string(routing.topic);
+      out.raw(',"key":');
+      this.writeRow(out, routing.key, relation);
+      out.raw(',"op":"');
+    } else {
+      out.raw('{"op":"');
+    }
+    out.raw(event.op);
+    out.raw('",');
+    out.raw(this.#sourcePrefix(source));
+    out.raw(formatLsn(source.lsn));
+    out.raw('","commitLsn":"');
+    out.raw(this.#commitLsnText(source.commitLsn));
+    out.raw('","xid":');
+    out.raw(`${source.xid}`);
+    out.raw(',"commitTime":"');
+    out.raw(this.#commitTimeText(source.commitTime));
+    out.byte(0x22);
+    if (source.origin) {
+      out.raw(',"origin":');
+      out.string(source.origin);
+    }
+    out.raw('},"before":');
+    this.writeRow(out, event.before, relation);
+    out.raw(',"after":');
+    this.writeRow(out, event.after, relation);
+    out.raw(',"unchanged":');
+    out.raw(event.unchanged.length === 0 ? "[]" : JSON.stringify(event.unchanged));
+    if (event.truncate) {
+      out.raw(',"truncate":');
+      out.raw(JSON.stringify(event.truncate));
+    }
+    out.byte(0x7d);
+  }
+
+  #scratch = new JsonWriter();
+
+  /** {@linkcode writeChangeEvent} as a string. */
+  changeEventText(event: ChangeEvent): string {
+    const out = this.#scratch;
+    out.reset();
+    this.writeChangeEvent(out, event);
+    return out.text();
+  }
+
+  // `"source":{"schema":…,"table":…,"relid":…,"lsn":"` per table, built once.
+  #sourcePrefixes = new Map<number, { schema: string; table: string; text: string }>();
+
+  #sourcePrefix(source: EventSource): string {
+    const cached = this.#sourcePrefixes.get(source.relid);
+    if (cached !== undefined && cached.schema === source.schema && cached.table === source.table) {
+      return cached.text;
+    }
+    const text = `"source":{"schema":${JSON.stringify(source.schema)},"table":${
+      JSON.stringify(source.table)
+    },"relid":${source.relid},"lsn":"`;
+    this.#sourcePrefixes.set(source.relid, { schema: source.schema, table: source.table, text });
+    return text;
+  }
+}
+
+/** One column's cached JSON key and value converter. */
+interface ColumnWriter {
+  /** `"name":` */
+  key: string;
+  /** `,"name":` */
+  nextKey: string;
+  encode: JsonEncoder;
 }
 
 const defaultRenderer = new JsonRenderer();
@@ -170,7 +291,7 @@ export function itemToJsonLine(
 ): string | null {
   switch (item.kind) {
     case "change":
-      return JSON.stringify(renderer.changeEvent(item.event));
+      return renderer.changeEventText(item.event);
     case "message":
       return JSON.stringify(messageToJson(item.event));
     case "begin":
@@ -230,6 +351,26 @@ export function itemToJsonLine(
     case "restart":
       return transactions ? JSON.stringify({ type: "restart", reason: item.reason }) : null;
   }
+}
+
+/**
+ * Writes the JSON line of a source item or sink record, with its newline; nothing for items
+ * not shown (see {@linkcode itemToJsonLine}). Sink records' changes carry their topic and key.
+ */
+export function writeJsonLine(
+  out: JsonWriter,
+  item: SourceItem | SinkRecord,
+  transactions: boolean,
+  renderer: JsonRenderer = defaultRenderer,
+): void {
+  if (item.kind === "change") {
+    renderer.writeChangeEvent(out, item.event, "topic" in item ? item : undefined);
+  } else {
+    const line = itemToJsonLine(item, transactions, renderer);
+    if (line === null) return;
+    out.raw(line);
+  }
+  out.byte(0x0a);
 }
 
 /** The LSN to confirm after an item is written, if it ends a transaction or is standalone. */

@@ -464,7 +464,11 @@ export class PipelineRunner {
           if (entry.confirm !== null) confirm = entry.confirm;
         }
         if (records.length > 0) {
-          await Promise.all(this.sinks.map((sink) => this.#writeSink(sink, records, stop.signal)));
+          // A batch that confirms nothing need not be durable yet: the next one that does covers it.
+          const durable = confirm !== null;
+          await Promise.all(
+            this.sinks.map((sink) => this.#writeSink(sink, records, durable, stop.signal)),
+          );
         }
         this.#eventsWritten += events;
         this.#transactionsWritten += transactions;
@@ -513,10 +517,15 @@ export class PipelineRunner {
     metrics.queueDepth.set(this.#depth());
   }
 
-  async #writeSink(sink: Sink, records: SinkRecord[], signal: AbortSignal): Promise<void> {
+  async #writeSink(
+    sink: Sink,
+    records: SinkRecord[],
+    durable: boolean,
+    signal: AbortSignal,
+  ): Promise<void> {
     const started = performance.now();
     try {
-      await this.#writeSinkWithRetry(sink, records, signal);
+      await this.#writeSinkWithRetry(sink, records, durable, signal);
     } catch (error) {
       this.#metrics?.sinkErrorsTotal.inc({ sink: sink.name });
       throw error;
@@ -527,8 +536,13 @@ export class PipelineRunner {
     );
   }
 
-  async #writeSinkWithRetry(sink: Sink, records: SinkRecord[], signal: AbortSignal): Promise<void> {
-    await retry(() => sink.write(records), {
+  async #writeSinkWithRetry(
+    sink: Sink,
+    records: SinkRecord[],
+    durable: boolean,
+    signal: AbortSignal,
+  ): Promise<void> {
+    await retry(() => sink.write(records, { durable }), {
       maxAttempts: 8,
       initialDelayMs: 200,
       maxDelayMs: 10_000,

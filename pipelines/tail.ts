@@ -7,7 +7,8 @@
 import { type ConnectOptions } from "../decoder/connection.ts";
 import { type Lsn } from "../decoder/lsn.ts";
 import type { ProtoVersion } from "../decoder/pgoutput.ts";
-import { confirmableLsn, itemToJsonLine, JsonRenderer } from "./json.ts";
+import { confirmableLsn, JsonRenderer, writeJsonLine } from "./json.ts";
+import { JsonWriter } from "./json_writer.ts";
 import type { Logger } from "./log.ts";
 import { ReplicationSource } from "./source.ts";
 
@@ -29,11 +30,9 @@ export interface TailOptions {
   messages?: boolean;
   signal?: AbortSignal;
   log: Logger;
-  /** Where lines go; default stdout. */
+  /** Where lines go; default stdout. The bytes are reused once the promise settles. */
   write?: (bytes: Uint8Array) => Promise<void>;
 }
-
-const encoder = new TextEncoder();
 
 async function writeStdout(bytes: Uint8Array): Promise<void> {
   let offset = 0;
@@ -64,19 +63,19 @@ export async function tail(options: TailOptions): Promise<number> {
   });
   const write = options.write ?? writeStdout;
   const renderer = new JsonRenderer(source.assembler.types);
+  const out = new JsonWriter();
   let changes = 0;
   try {
     // On abort the loop ends after the batch in hand is printed and confirmed.
     for await (const batch of source.batches(options.signal)) {
-      let text = "";
       let confirm: Lsn | null = null;
+      out.reset();
       for (const item of batch) {
-        const line = itemToJsonLine(item, options.transactions ?? false, renderer);
-        if (line !== null) text += `${line}\n`;
+        writeJsonLine(out, item, options.transactions ?? false, renderer);
         if (item.kind === "change") changes++;
         confirm = confirmableLsn(item) ?? confirm;
       }
-      if (text !== "") await write(encoder.encode(text));
+      if (out.length > 0) await write(out.bytes());
       // Printed lines are delivered: let the slot move past them.
       if (confirm !== null) source.confirm(confirm);
     }

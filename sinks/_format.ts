@@ -5,30 +5,8 @@
  */
 
 import { formatLsn, formatUnixMicros } from "../decoder/lsn.ts";
-import { itemToJsonLine, type JsonRenderer } from "../pipelines/json.ts";
-import { EVENT_RELATION } from "../pipelines/events.ts";
+import type { JsonRenderer } from "../pipelines/json.ts";
 import type { SinkRecord } from "./types.ts";
-
-/** One JSON line (without the newline) for a record, or `null` for records not written. */
-export function recordToJsonLine(
-  record: SinkRecord,
-  transactions: boolean,
-  renderer: JsonRenderer,
-): string | null {
-  switch (record.kind) {
-    case "change":
-      return JSON.stringify({
-        topic: record.topic,
-        key: renderer.row(record.key, record.event[EVENT_RELATION]),
-        ...renderer.changeEvent(record.event),
-      });
-    case "begin":
-    case "commit":
-    case "message":
-    case "schema-change":
-      return itemToJsonLine(record, transactions, renderer);
-  }
-}
 
 const RESET = "\x1b[0m";
 const OP_COLORS: Record<string, string> = {

@@ -113,3 +113,34 @@ Deno.test("file sink: an unwritable directory names the path and the fix", async
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("file sink: writes inside a transaction (durable: false) are not fsync'ed until a durable one; rotation keeps them", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = join(dir, "changes.jsonl");
+    const sink = new FileSink({ path, rotateBytes: 2000 });
+    await sink.open();
+    for (let i = 1; i <= 3; i++) await sink.write([change(i)], { durable: false });
+    assert.equal(sink.fsyncs, 0);
+    await sink.write([change(4)]);
+    assert.equal(sink.fsyncs, 1, "one fsync covers the earlier writes");
+    await sink.write([change(5)], { durable: true });
+    assert.equal(sink.fsyncs, 2);
+    // Non-durable writes past the rotation size: the rotated file is fsync'ed before it is
+    // closed, so nothing written to it is left behind.
+    for (let i = 6; i <= 20; i++) await sink.write([change(i)], { durable: false });
+    assert.ok(sink.fsyncs > 2, "rotation fsync'ed the file it rotated");
+    await sink.close();
+    // Sorted, the rotated files (`changes-000001.jsonl`, …) come before the active one.
+    const names = [...Deno.readDirSync(dir)].map((entry) => entry.name).sort();
+    assert.ok(names.length > 1, `rotated: ${names.join(", ")}`);
+    assert.equal(names.at(-1), "changes.jsonl");
+    const ids: number[] = [];
+    for (const name of names) {
+      for (const line of await lines(join(dir, name))) ids.push((line.after as { id: number }).id);
+    }
+    assert.deepEqual(ids, Array.from({ length: 20 }, (_, i) => i + 1));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -4,9 +4,10 @@
  * @module
  */
 
-import { recordToJsonLine, recordToPrettyLine } from "./_format.ts";
+import { recordToPrettyLine } from "./_format.ts";
 import type { Sink, SinkRecord, SinkStatus } from "./types.ts";
-import { JsonRenderer } from "../pipelines/json.ts";
+import { JsonRenderer, writeJsonLine } from "../pipelines/json.ts";
+import { JsonWriter } from "../pipelines/json_writer.ts";
 
 /** Options of {@linkcode StdoutSink}. */
 export interface StdoutSinkOptions {
@@ -20,8 +21,6 @@ export interface StdoutSinkOptions {
   writer?: { write(bytes: Uint8Array): Promise<number>; isTerminal?(): boolean };
 }
 
-const encoder = new TextEncoder();
-
 /** Writes records to stdout. A write is durable once the bytes were handed to the fd. */
 export class StdoutSink implements Sink {
   readonly name = "stdout";
@@ -31,6 +30,7 @@ export class StdoutSink implements Sink {
   #writer: NonNullable<StdoutSinkOptions["writer"]>;
   #written = 0;
   #renderer: JsonRenderer;
+  #out = new JsonWriter();
 
   constructor(options: StdoutSinkOptions = {}) {
     this.#renderer = options.renderer ?? new JsonRenderer();
@@ -47,14 +47,20 @@ export class StdoutSink implements Sink {
   }
 
   async write(records: readonly SinkRecord[]): Promise<void> {
-    let text = "";
+    const out = this.#out;
+    out.reset();
     for (const record of records) {
-      const line = this.#pretty
-        ? recordToPrettyLine(record, this.#color, this.#renderer)
-        : recordToJsonLine(record, this.#transactions, this.#renderer);
-      if (line !== null) text += `${line}\n`;
+      if (!this.#pretty) {
+        writeJsonLine(out, record, this.#transactions, this.#renderer);
+        continue;
+      }
+      const line = recordToPrettyLine(record, this.#color, this.#renderer);
+      if (line !== null) {
+        out.raw(line);
+        out.byte(0x0a);
+      }
     }
-    if (text !== "") await writeAll(this.#writer, encoder.encode(text));
+    if (out.length > 0) await writeAll(this.#writer, out.bytes());
     this.#written += records.length;
   }
 

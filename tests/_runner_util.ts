@@ -12,7 +12,7 @@ import { fileURLToPath } from "node:url";
 import type { PgConnection } from "../decoder/connection.ts";
 import { type Lsn, parseLsn } from "../decoder/lsn.ts";
 import type { Logger } from "../pipelines/log.ts";
-import type { Sink, SinkRecord, SinkStatus } from "../sinks/types.ts";
+import type { Sink, SinkRecord, SinkStatus, WriteOptions } from "../sinks/types.ts";
 import type { PgServer } from "./harness/postgres.ts";
 import { sqlConnection } from "./_replication.ts";
 
@@ -76,6 +76,8 @@ export class RecordingSink implements Sink {
   writes = 0;
   /** True while a write() call has not resolved yet. */
   writing = false;
+  /** Per write(): whether it had to be durable, and how many commit records it held. */
+  readonly writeLog: { durable: boolean; commits: number }[] = [];
   /** Largest number of records handed to one write(). */
   largestWrite = 0;
   /** Called at the start of every write(), e.g. to sample the runner's state. */
@@ -90,8 +92,12 @@ export class RecordingSink implements Sink {
     return Promise.resolve();
   }
 
-  async write(records: readonly SinkRecord[]): Promise<void> {
+  async write(records: readonly SinkRecord[], options?: WriteOptions): Promise<void> {
     this.writes++;
+    this.writeLog.push({
+      durable: options?.durable !== false,
+      commits: records.filter((record) => record.kind === "commit").length,
+    });
     this.writing = true;
     this.onWrite?.(records);
     this.largestWrite = Math.max(this.largestWrite, records.length);

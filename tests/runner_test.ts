@@ -456,6 +456,11 @@ async function backpressure(name: string, source: Record<string, string>): Promi
       assert.ok(maxDepth <= BP_CAPACITY + batchBound, `queue depth reached ${maxDepth}`);
       assert.ok(maxDepth < BP_ROWS / 2, `queue depth reached ${maxDepth} of ${BP_ROWS} rows`);
       assert.ok(sink.largestWrite <= BP_CAPACITY, `a write of ${sink.largestWrite} records`);
+      // Writes that end inside a transaction confirm nothing and need not be durable; every
+      // write that carries a commit must be.
+      const loose = sink.writeLog.filter((write) => !write.durable);
+      assert.ok(loose.length > 0, "some writes ended inside a 1,000-row transaction");
+      assert.deepEqual(loose.filter((write) => write.commits > 0), []);
     } finally {
       stopSampling = true;
       release?.();

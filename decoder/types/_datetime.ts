@@ -212,8 +212,11 @@ function parseTimeAt(text: string, start: number): number {
     while (i < text.length) {
       const c = text.charCodeAt(i) - 48;
       if (c < 0 || c > 9) break;
-      micros += c * scale;
-      scale /= 10;
+      // PostgreSQL prints at most 6 digits; any beyond µs are dropped, never made fractional.
+      if (scale >= 1) {
+        micros += c * scale;
+        scale /= 10;
+      }
       i++;
     }
   }

@@ -4,8 +4,8 @@
  * `interval.handling.mode`, `binary.handling.mode`). See `README.md` in this folder for the
  * table of what each type becomes.
  *
- * `int8` stays exact: it is emitted as `JSON.rawJSON(digits)`, which `JSON.stringify` writes
- * as a plain number. Non-finite floats become the strings `"NaN"`, `"Infinity"`,
+ * `int8` stays exact: a number when it is a safe integer, else `JSON.rawJSON(digits)`, which
+ * `JSON.stringify` writes as a plain number. Non-finite floats become the strings `"NaN"`, `"Infinity"`,
  * `"-Infinity"`; `-0` stays `-0`.
  *
  * @module
@@ -196,7 +196,10 @@ function encodeBigint(value: bigint): RawJson {
   return rawJson(value.toString());
 }
 
-/** A number, or a raw JSON integer when it is beyond 2^53. */
+/**
+ * A number, or a raw JSON integer when it is beyond 2^53: the same JSON text as
+ * `rawJSON(digits)`, and cheaper (`JSON.rawJSON` parses its argument).
+ */
 function encodeInteger(value: bigint): JsonValue {
   return value >= -9007199254740991n && value <= 9007199254740991n
     ? Number(value)
@@ -303,6 +306,44 @@ function utcIso(parsed: ParsedDateTime, zone: boolean, fractionDigits: number | 
   return `${isoYear(year)}-${pad2(month)}-${pad2(day)}T${isoTime(micros, fractionDigits)}` +
     (zone ? "Z" : "");
 }
+
+/**
+ * The common case of PostgreSQL's ISO output, `YYYY-MM-DD HH:MM:SS[.ffffff]`, checked
+ * character by character; its ISO-8601 form only swaps the space for `T`. `null` for anything
+ * else (BC, years past 9999, other layouts), which takes the full parse.
+ */
+function isoFromLocalText(text: string): string | null {
+  return isPlainDateTime(text, text.length) ? `${text.slice(0, 10)}T${text.slice(11)}` : null;
+}
+
+/** {@linkcode isoFromLocalText} for `timestamptz` text in UTC (`…+00`), ending in `Z`. */
+function isoFromUtcText(text: string): string | null {
+  const end = text.length - 3;
+  if (
+    end < 19 || text.charCodeAt(end) !== 0x2b || text.charCodeAt(end + 1) !== 0x30 ||
+    text.charCodeAt(end + 2) !== 0x30 || !isPlainDateTime(text, end)
+  ) {
+    return null;
+  }
+  return `${text.slice(0, 10)}T${text.slice(11, end)}Z`;
+}
+
+/** `text.slice(0, end)` is `YYYY-MM-DD HH:MM:SS` with an optional `.` and 1–6 digits. */
+function isPlainDateTime(text: string, end: number): boolean {
+  if (end !== 19 && (end < 21 || end > 26 || text.charCodeAt(19) !== 0x2e)) return false;
+  for (let i = 0; i < end; i++) {
+    const code = text.charCodeAt(i);
+    const expected = DATE_TIME_LAYOUT.charCodeAt(i);
+    if (expected === 0x39 /* 9: a digit */) {
+      if (code < 0x30 || code > 0x39) return false;
+    } else if (code !== expected) {
+      return false;
+    }
+  }
+  return true;
+}
+
+const DATE_TIME_LAYOUT = "9999-99-99 99:99:99.999999";
 
 function civilFromEpochDays(days: number): [number, number, number] {
   const z = days + 719468;
@@ -421,7 +462,7 @@ function encodeBytes(bytes: Uint8Array, handling: JsonOptions["binaryHandling"])
 function generic(value: PgValue, binary: JsonOptions["binaryHandling"]): JsonValue {
   if (value === null || typeof value === "boolean" || typeof value === "string") return value;
   if (typeof value === "number") return encodeFloat(value);
-  if (typeof value === "bigint") return encodeBigint(value);
+  if (typeof value === "bigint") return encodeInteger(value);
   if (value instanceof Uint8Array) return encodeBytes(value, binary);
   if (Array.isArray(value)) return value.map((v) => generic(v, binary));
   const out: Record<string, JsonValue> = {};
@@ -541,7 +582,7 @@ class Builder {
     switch (oid) {
       case Oid.int8:
       case Oid.xid8:
-        return (v) => typeof v === "bigint" ? encodeBigint(v) : fallback(v);
+        return (v) => typeof v === "bigint" ? encodeInteger(v) : fallback(v);
       case Oid.float4:
       case Oid.float8:
         return (v) => typeof v === "number" ? encodeFloat(v) : fallback(v);
@@ -674,6 +715,10 @@ class Builder {
     }
     if (mode === "isostring") {
       return (v) => {
+        if (typeof v === "string") {
+          const fast = zone ? isoFromUtcText(v) : isoFromLocalText(v);
+          if (fast !== null) return fast;
+        }
         const parsed = typeof v === "string" ? parseDateTimeText(v) : null;
         if (parsed === null) return fallback(v);
         if (parsed.infinity !== 0) return parsed.infinity > 0 ? "infinity" : "-infinity";

@@ -255,3 +255,34 @@ Deno.test("json: jsonEncoder for the hot path", () => {
   // A value of an unexpected shape is converted structurally, never dropped.
   assert.deepStrictEqual(jsonEncoder(Oid.date, -1, DEBEZIUM_DEFAULTS)(12), 12);
 });
+
+Deno.test("json: ISO timestamps from PostgreSQL's UTC text, fast path and full parse agree", () => {
+  // Random instants over years 1000–9999 with 0–6 fraction digits, as PostgreSQL prints
+  // them (trailing zeros dropped); the expected text is built from the parts.
+  let seed = 20261125;
+  const next = (n: number) => {
+    seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+    return seed % n;
+  };
+  const pad = (n: number, width: number) => String(n).padStart(width, "0");
+  const tz = jsonEncoder(Oid.timestamptz, -1);
+  const local = jsonEncoder(Oid.timestamp, -1);
+  for (let i = 0; i < 2000; i++) {
+    const date = `${pad(1000 + next(9000), 4)}-${pad(1 + next(12), 2)}-${pad(1 + next(28), 2)}`;
+    const time = `${pad(next(24), 2)}:${pad(next(60), 2)}:${pad(next(60), 2)}`;
+    const micros = next(7) === 0 ? 0 : next(1_000_000);
+    const fraction = micros === 0 ? "" : `.${pad(micros, 6)}`.replace(/0+$/, "");
+    assert.equal(tz(`${date} ${time}${fraction}+00`), `${date}T${time}${fraction}Z`);
+    assert.equal(local(`${date} ${time}${fraction}`), `${date}T${time}${fraction}`);
+    // The same instant one hour east: the full parse, the same result.
+    const hour = Number(time.slice(0, 2));
+    if (hour < 23) {
+      const east = `${pad(hour + 1, 2)}${time.slice(2)}`;
+      assert.equal(tz(`${date} ${east}${fraction}+01`), `${date}T${time}${fraction}Z`);
+    }
+  }
+  // Layouts the fast path leaves to the full parse.
+  assert.equal(tz("0044-03-15 12:00:00+00 BC"), "-0043-03-15T12:00:00Z");
+  assert.equal(tz("10000-01-01 00:00:00+00"), "+10000-01-01T00:00:00Z");
+  assert.equal(local("2024-02-29 13:45:00.1234567"), "2024-02-29T13:45:00.123456");
+});

@@ -1,0 +1,127 @@
+/**
+ * Offline cost of rendering change records as JSON lines (the file and stdout sinks' work),
+ * on rows shaped like `bench/pipeline.ts`'s `orders` table.
+ *
+ *     deno run -A bench/_render_offline.ts [rows] [--file]
+ *
+ * @module
+ */
+
+import { lsn } from "../decoder/lsn.ts";
+import type { RelationMessage } from "../decoder/pgoutput.ts";
+import { EVENT_RELATION } from "../pipelines/events.ts";
+import { JsonRenderer } from "../pipelines/json.ts";
+import { writeJsonLine } from "../pipelines/json.ts";
+import { JsonWriter } from "../pipelines/json_writer.ts";
+import type { SinkRecord } from "../sinks/types.ts";
+
+const rows = Number(Deno.args[0] ?? 200_000);
+const relation: RelationMessage = {
+  type: "Relation",
+  relationId: 16385,
+  namespace: "public",
+  relationName: "orders",
+  replicaIdentity: "d",
+  columns: [
+    { flags: 1, isKey: true, name: "id", typeOid: 20, typeModifier: -1 },
+    { flags: 0, isKey: false, name: "customer", typeOid: 25, typeModifier: -1 },
+    { flags: 0, isKey: false, name: "amount", typeOid: 1700, typeModifier: (12 << 16 | 2) + 4 },
+    { flags: 0, isKey: false, name: "status", typeOid: 25, typeModifier: -1 },
+    { flags: 0, isKey: false, name: "created_at", typeOid: 1184, typeModifier: -1 },
+  ],
+};
+
+const records: SinkRecord[] = [];
+for (let i = 0; i < rows; i++) {
+  const id = BigInt(i + 1);
+  records.push({
+    kind: "change",
+    topic: "public.orders",
+    key: { id },
+    event: {
+      op: "c",
+      source: {
+        schema: "public",
+        table: "orders",
+        relid: 16385,
+        lsn: lsn(0x3000000n + BigInt(i * 120)),
+        commitLsn: lsn(0x3620198n),
+        xid: 741,
+        commitTime: 1795000000000000n,
+      },
+      before: null,
+      after: {
+        id,
+        customer: `customer-${i % 1000}`,
+        amount: `${i % 10000}.${String(i % 100).padStart(2, "0")}`,
+        status: i % 3 === 0 ? "shipped" : "new",
+        created_at: "2026-11-25 19:35:00.123456+00",
+      },
+      unchanged: [],
+      [EVENT_RELATION]: relation,
+    },
+  });
+}
+
+const renderer = new JsonRenderer();
+const encoder = new TextEncoder();
+/** The same line by the object route: build the object, then `JSON.stringify`. */
+function objectLine(record: SinkRecord): string {
+  if (record.kind !== "change") throw new Error("change records only");
+  return JSON.stringify({
+    topic: record.topic,
+    key: renderer.row(record.key, record.event[EVENT_RELATION]),
+    ...renderer.changeEvent(record.event),
+  });
+}
+const out = new JsonWriter();
+for (let rep = 0; rep < 5; rep++) {
+  let started = performance.now();
+  let bytes = 0;
+  for (let offset = 0; offset < records.length; offset += 5000) {
+    out.reset();
+    for (const record of records.slice(offset, offset + 5000)) {
+      writeJsonLine(out, record, false, renderer);
+    }
+    bytes += out.length;
+  }
+  const writerMs = performance.now() - started;
+  started = performance.now();
+  for (let offset = 0; offset < records.length; offset += 5000) {
+    let text = "";
+    for (const record of records.slice(offset, offset + 5000)) text += `${objectLine(record)}\n`;
+    bytes -= encoder.encode(text).byteLength;
+  }
+  const objectMs = performance.now() - started;
+  if (bytes !== 0) throw new Error("the two routes wrote different byte counts");
+  console.log(
+    `rep ${rep + 1}: ${rows} rows: writer ${(writerMs * 1000 / rows).toFixed(2)} µs/row, ` +
+      `object + stringify + encode ${(objectMs * 1000 / rows).toFixed(2)} µs/row`,
+  );
+}
+out.reset();
+writeJsonLine(out, records[0]!, false, renderer);
+if (out.text() !== `${objectLine(records[0]!)}\n`) throw new Error("the two routes differ");
+console.log(out.text().trimEnd());
+
+if (Deno.args.includes("--file")) {
+  // The file sink on the same records: rendering, write(2) and fsync per durable batch.
+  const { FileSink } = await import("../sinks/file.ts");
+  for (const durable of [true, false]) {
+    const dir = await Deno.makeTempDir();
+    const sink = new FileSink({ path: `${dir}/out.jsonl` });
+    await sink.open();
+    const started = performance.now();
+    for (let offset = 0; offset < records.length; offset += 5000) {
+      await sink.write(records.slice(offset, offset + 5000), { durable });
+    }
+    await sink.close();
+    console.log(
+      `file sink, every batch durable: ${durable}: ${
+        (performance.now() - started).toFixed(0)
+      } ms, ` +
+        `${sink.fsyncs} fsyncs`,
+    );
+    await Deno.remove(dir, { recursive: true });
+  }
+}

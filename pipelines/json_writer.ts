@@ -1,0 +1,128 @@
+/**
+ * A growable byte buffer that JSON text is written into directly as UTF-8: the sinks' hot
+ * path. Building lines as JavaScript strings and encoding them afterwards costs about twice
+ * as much (string ropes, then flattening and encoding them), see bench/RESULTS.md.
+ *
+ * @module
+ */
+
+const encoder = new TextEncoder();
+
+/** Writes JSON text as UTF-8 bytes into one reusable buffer. */
+export class JsonWriter {
+  #buffer: Uint8Array;
+  #length = 0;
+
+  constructor(initialBytes = 64 * 1024) {
+    this.#buffer = new Uint8Array(Math.max(16, initialBytes));
+  }
+
+  /** Bytes written so far. */
+  get length(): number {
+    return this.#length;
+  }
+
+  /** A view of what was written; valid until the next write or {@linkcode reset}. */
+  bytes(): Uint8Array {
+    return this.#buffer.subarray(0, this.#length);
+  }
+
+  /** The written text as a string. */
+  text(): string {
+    return new TextDecoder().decode(this.bytes());
+  }
+
+  /** Starts over, keeping the buffer (it shrinks back when it grew past 16 MiB). */
+  reset(): void {
+    this.#length = 0;
+    if (this.#buffer.byteLength > 16 << 20) this.#buffer = new Uint8Array(64 * 1024);
+  }
+
+  #reserve(bytes: number): void {
+    const needed = this.#length + bytes;
+    if (needed <= this.#buffer.byteLength) return;
+    let size = this.#buffer.byteLength * 2;
+    while (size < needed) size *= 2;
+    const grown = new Uint8Array(size);
+    grown.set(this.#buffer.subarray(0, this.#length));
+    this.#buffer = grown;
+  }
+
+  /** One byte (an ASCII character code). */
+  byte(code: number): void {
+    this.#reserve(1);
+    this.#buffer[this.#length++] = code;
+  }
+
+  /** Text that is already JSON (or part of it), written as it is. */
+  raw(text: string): void {
+    const count = text.length;
+    this.#reserve(count);
+    const buffer = this.#buffer;
+    let at = this.#length;
+    for (let i = 0; i < count; i++) {
+      const code = text.charCodeAt(i);
+      if (code >= 0x80) {
+        this.#length = at;
+        this.#utf8(i === 0 ? text : text.slice(i));
+        return;
+      }
+      buffer[at++] = code;
+    }
+    this.#length = at;
+  }
+
+  #utf8(text: string): void {
+    this.#reserve(text.length * 3);
+    this.#length += encoder.encodeInto(text, this.#buffer.subarray(this.#length)).written;
+  }
+
+  /** A JSON string literal, escaped as `JSON.stringify` escapes it. */
+  string(value: string): void {
+    const count = value.length;
+    this.#reserve(count + 2);
+    const buffer = this.#buffer;
+    const start = this.#length;
+    let at = start;
+    buffer[at++] = 0x22;
+    for (let i = 0; i < count; i++) {
+      const code = value.charCodeAt(i);
+      if (code < 0x20 || code === 0x22 || code === 0x5c || code >= 0x80) {
+        this.#length = start;
+        this.raw(JSON.stringify(value));
+        return;
+      }
+      buffer[at++] = code;
+    }
+    buffer[at++] = 0x22;
+    this.#length = at;
+  }
+
+  /** A JSON-safe value (what `JSON.stringify` takes, including `JSON.rawJSON` values). */
+  value(value: unknown): void {
+    switch (typeof value) {
+      case "string":
+        this.string(value);
+        return;
+      case "number":
+        this.raw(Number.isFinite(value) ? `${value}` : "null");
+        return;
+      case "boolean":
+        this.raw(value ? "true" : "false");
+        return;
+      case "object":
+        if (value === null) this.raw("null");
+        else if (isRawJson(value)) this.raw(value.rawJSON);
+        else this.raw(JSON.stringify(value));
+        return;
+      default:
+        this.raw(JSON.stringify(value) ?? "null");
+    }
+  }
+}
+
+const isRawJSON = (JSON as unknown as { isRawJSON(value: unknown): boolean }).isRawJSON;
+
+function isRawJson(value: object): value is { rawJSON: string } {
+  return isRawJSON(value);
+}
