@@ -187,7 +187,7 @@ export class PipelineRunner {
     let heartbeat: Promise<void> | null = null;
     let monitor: Promise<void> | null = null;
     try {
-      this.#source = await ReplicationSource.open({
+      const source = await ReplicationSource.open({
         connection: connectOptions(config),
         slot: config.source.slot,
         createSlot: config.source.createSlot,
@@ -213,9 +213,19 @@ export class PipelineRunner {
           initialDelayMs: config.source.reconnect.initialDelayMs,
           maxDelayMs: config.source.reconnect.maxDelayMs,
         },
+        signal: stop.signal,
         log,
+      }).catch((error) => {
+        // Stopped while waiting for a slot another reader still held: a clean stop.
+        if (stop.signal.aborted) return null;
+        throw error;
       });
-      this.#confirmed = this.#source.slotInfo?.confirmedFlushLsn ?? LSN_ZERO;
+      if (source === null) {
+        log("info", "Pipeline stopped before replication started");
+        return;
+      }
+      this.#source = source;
+      this.#confirmed = source.slotInfo?.confirmedFlushLsn ?? LSN_ZERO;
       if (config.source.heartbeatMs > 0) heartbeat = this.#heartbeat(stop.signal);
       monitor = this.#monitor(stop.signal);
       const writer = this.#writeLoop(stop);

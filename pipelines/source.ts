@@ -18,7 +18,7 @@ import {
   PgConnection,
   type PgoutputOptions,
 } from "../decoder/connection.ts";
-import { ConfigError, ConnectionError } from "../decoder/errors.ts";
+import { ConfigError, ConnectionError, PostgresError } from "../decoder/errors.ts";
 import { formatLsn, type Lsn, LSN_ZERO, maxLsn, parseLsn } from "../decoder/lsn.ts";
 import type { ProtoVersion } from "../decoder/pgoutput.ts";
 import type { ReplicationStream } from "../decoder/stream.ts";
@@ -67,9 +67,20 @@ export interface SourceOptions {
   spill?: { memoryLimitBytes: number; dir?: string | null };
   /** Type codecs shared with whoever renders the events; default a new registry. */
   types?: TypeRegistry;
-  /** Reconnect policy; default up to 10 attempts over about 2 minutes. */
+  /**
+   * Reconnect policy; default up to 10 attempts over about 2 minutes. `open()` follows it
+   * too while the slot is still held by another reader (55006), as after a crash whose
+   * walsender has not noticed yet (Debezium's `slot.max.retries`).
+   */
   reconnect?: RetryOptions;
+  /** Stops `open()`'s retries. */
+  signal?: AbortSignal;
   log?: Logger;
+}
+
+/** 55006 on the slot: another walsender still holds it (it may be about to go away). */
+function isSlotInUse(error: unknown): boolean {
+  return error instanceof PostgresError && error.code === "55006";
 }
 
 /** A source item with a `restart` marker for a transaction cut off by a reconnect. */
@@ -121,7 +132,31 @@ export class ReplicationSource {
   static async open(options: SourceOptions): Promise<ReplicationSource> {
     const source = new ReplicationSource(options);
     try {
-      await source.#connectAndStart(true);
+      await retry(async () => {
+        try {
+          await source.#connectAndStart(true);
+        } catch (error) {
+          if (isSlotInUse(error)) {
+            source.#connection?.destroy();
+            source.#connection = null;
+          }
+          throw error;
+        }
+      }, {
+        maxAttempts: 10,
+        initialDelayMs: 250,
+        maxDelayMs: 15_000,
+        ...options.reconnect,
+        shouldRetry: isSlotInUse,
+        signal: options.signal,
+        onRetry: (error, attempt, delayMs) =>
+          source.#log("warn", "Replication slot is in use by another reader; retrying", {
+            slot: options.slot,
+            attempt,
+            delayMs,
+            error: error instanceof Error ? error.message : String(error),
+          }),
+      });
     } catch (error) {
       await source.close();
       throw error;

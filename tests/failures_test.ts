@@ -438,10 +438,29 @@ Deno.test("failure: a slot active in another process: 55006, limited retries, th
       const pgoutput = { protoVersion: 4 as const, publicationNames: [`${name}_pub`] };
       const stream = await first.startReplication({ slot: `${name}_slot`, pgoutput });
       const busy = await failure(() => second.startReplication({ slot: `${name}_slot`, pgoutput }));
-      // ReplicationSource.open does not retry (only reconnects do): it fails at once, with the
-      // same advice, and says a retry may help.
-      const opening = await failure(() => ReplicationSource.open(sourceOptions(pg, name)));
-      await stream.stop();
+      // ReplicationSource.open retries while the slot is held (as after a crash whose
+      // walsender has not gone yet), within the reconnect budget, then fails with the same
+      // advice and says a retry may help.
+      const openLog = recordingLogger();
+      const opening = await failure(() =>
+        ReplicationSource.open(sourceOptions(pg, name, {
+          reconnect: { maxAttempts: 3, initialDelayMs: 100, maxDelayMs: 200 },
+          log: openLog,
+        }))
+      );
+      const openRetries = openLog.lines.filter((line) =>
+        line.message === "Replication slot is in use by another reader; retrying"
+      );
+      assert.equal(openRetries.length, 2, "3 attempts in all");
+      assert.equal(await backendCount(pg, name), 0, "failed attempts left no connection");
+      // When the other reader lets go during the retries, open() gets the slot.
+      const released = sleep(400).then(() => stream.stop());
+      const opened = await ReplicationSource.open(sourceOptions(pg, name, {
+        reconnect: { maxAttempts: 20, initialDelayMs: 100, maxDelayMs: 200 },
+      }));
+      await released;
+      assert.ok(opened.stream !== null, "streaming after the slot was released");
+      await opened.close();
       assert.ok(opening instanceof PostgresError, opening.message);
       assert.equal(opening.code, "55006");
       assert.equal(opening.retriable, true);
