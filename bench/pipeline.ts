@@ -5,18 +5,20 @@
  * `ticks` table, and a publication `bench_pub` for both. Every measurement drains its own slot,
  * created before the load it reads. Spillway runs as its own process (`bench/_pipeline_run.ts`):
  * a `PipelineRunner` built from a pipeline file (`proto_version: auto`, which is 4 on
- * PostgreSQL 17, `streaming: on` unless noted, metrics and health registries as `spillway run`
+ * PostgreSQL 17, the default `streaming` mode unless noted, metrics and health registries as `spillway run`
  * has them), through the whole path source → assembler (typed values) → routing/TOAST → queue
  * → sink → confirm.
  *
- * 1. Throughput, one transaction of `--rows` rows (default 1,000,000; the server streams it,
- *    since it is far above `logical_decoding_work_mem`): Spillway into a null sink and into the
+ * 1. Throughput, one transaction of `--rows` rows (default 1,000,000; far above
+ *    `logical_decoding_work_mem`, so with `streaming: on` the server streams it before its
+ *    commit, and with `off` it spills it to its own disk): Spillway into a null sink and into the
  *    file sink (fsync on, a temp dir on the same disk), against `pg_recvlogical` with the same
  *    START_REPLICATION options (`-f /dev/null -F 0`, and `-f FILE` with its default 10 s fsync
  *    interval), `--reps` times each with the order alternating. Spillway is timed from
  *    `runner.run()` (which connects) until it has confirmed the load's commit and sent that
  *    position to the server; pg_recvlogical from process start until it exits at `-E`, the
- *    commit's end, having sent its position. The same transaction is also drained once by both with `streaming: off`.
+ *    commit's end, having sent its position. The same four drains run once more in the other
+ *    streaming mode.
  * 2. Throughput, many small transactions (`--small-txns` of 10 rows; 0 skips), the same four
  *    drains once each.
  * 3. Latency: `pgbench -R <rate>` inserts one row per transaction into `ticks` for
@@ -27,7 +29,7 @@
  *    on` and with `streaming: off`, VmRSS of the Spillway process sampled every 100 ms.
  *
  * The last three lines printed are `pipeline ratio vs pg_recvlogical: <R>` (the lower of the
- * null-sink and file-sink ratios of workload 1), `latency p50/p99 ms: <a>/<b>` and
+ * null-sink and file-sink ratios of workload 1 in the default streaming mode), `latency p50/p99 ms: <a>/<b>` and
  * `peak rss MB on 5M-row txn: <M>` (the higher of the two streaming modes).
  *
  * @module
@@ -37,6 +39,7 @@ import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
 import { join } from "node:path";
 import { type PgServer, startPostgres } from "../tests/harness/postgres.ts";
+import { DEFAULT_STREAMING } from "../pipelines/config.ts";
 import { type LatencySummary, type PipelineRunResult, SHUTDOWN_WAIT_MS } from "./_pipeline_run.ts";
 import {
   clientBinary,
@@ -59,6 +62,9 @@ const RUN_TIMEOUT_S = 900;
 const RUNNER = fileURLToPath(new URL("./_pipeline_run.ts", import.meta.url));
 const OUT_DIR = fileURLToPath(new URL("./out/", import.meta.url));
 const SMALL_TXN_ROWS = 10;
+/** The pipeline's default streaming mode: the headline's; the other is measured once. */
+const DEFAULT_MODE = DEFAULT_STREAMING === "off" ? "off" : "on";
+const OTHER_MODE = DEFAULT_MODE === "on" ? "off" : "on";
 
 const USAGE = `deno task bench pipeline [options]
 
@@ -315,23 +321,24 @@ async function measure(options: Options): Promise<Results> {
   };
 }
 
-/** Workload 1: one big transaction, four drains per rep, then both tools with streaming off. */
+/**
+ * Workload 1: one big transaction; per rep, four drains in the pipeline's default streaming
+ * mode (order alternating), then the same four once in the other mode.
+ */
 async function throughputSingle(context: Context, options: Options): Promise<Load> {
   const slots: string[] = [];
   const plan: { tool: Tool; sink: SinkKind; streaming: "on" | "off"; rep: number }[] = [];
+  const drains = (streaming: "on" | "off", rep: number): typeof plan => [
+    { tool: "spillway", sink: "null", streaming, rep },
+    { tool: "pg_recvlogical", sink: "null", streaming, rep },
+    { tool: "spillway", sink: "file", streaming, rep },
+    { tool: "pg_recvlogical", sink: "file", streaming, rep },
+  ];
   for (let rep = 1; rep <= options.reps; rep++) {
-    const round: typeof plan = [
-      { tool: "spillway", sink: "null", streaming: "on", rep },
-      { tool: "pg_recvlogical", sink: "null", streaming: "on", rep },
-      { tool: "spillway", sink: "file", streaming: "on", rep },
-      { tool: "pg_recvlogical", sink: "file", streaming: "on", rep },
-    ];
+    const round = drains(DEFAULT_MODE, rep);
     plan.push(...(rep % 2 === 1 ? round : round.reverse()));
   }
-  plan.push(
-    { tool: "spillway", sink: "null", streaming: "off", rep: 1 },
-    { tool: "pg_recvlogical", sink: "null", streaming: "off", rep: 1 },
-  );
+  plan.push(...drains(OTHER_MODE, 1));
   const slotOf = (step: (typeof plan)[number]) =>
     `single_${step.tool === "spillway" ? "sp" : "recv"}_${step.sink}_${step.streaming}_${step.rep}`;
   for (const step of plan) slots.push(slotOf(step));
@@ -371,7 +378,7 @@ async function throughputSmall(context: Context, options: Options): Promise<Load
       workload: "small",
       slot: slotOf(step),
       load,
-      streaming: "on",
+      streaming: DEFAULT_MODE,
       rep: 1,
       ...step,
     });
@@ -881,7 +888,8 @@ function printResults(results: Results): void {
     if (drain.workload !== "rss") delete drain.rssSamples;
   }
   Deno.writeTextFileSync(join(OUT_DIR, "pipeline.json"), JSON.stringify(summary, null, 2) + "\n");
-  const headline = ["single|on|null", "single|on|file"].map((key) => ratios[key])
+  const headline = [`single|${DEFAULT_MODE}|null`, `single|${DEFAULT_MODE}|file`]
+    .map((key) => ratios[key])
     .filter((ratio): ratio is number => ratio !== undefined);
   console.log(
     `pipeline ratio vs pg_recvlogical: ${

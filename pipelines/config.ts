@@ -67,6 +67,14 @@ export interface PipelineConfig {
   log: LogConfig;
 }
 
+/**
+ * `source.streaming` when the file does not say: `off`, as Debezium. A transaction then
+ * arrives after its commit (the server spills a big one to its own disk meanwhile), which
+ * costs Spillway less CPU and memory than keeping and replaying a streamed one
+ * (`bench/RESULTS.md`). `on` moves that spill from the server to Spillway.
+ */
+export const DEFAULT_STREAMING: SourceConfig["streaming"] = "off";
+
 /** The replication source: where to connect, which slot and publication to use. */
 export interface SourceConfig {
   /** Connection URL, environment variables already substituted. */
@@ -84,7 +92,7 @@ export interface SourceConfig {
   twoPhase: boolean;
   /** `"auto"` (default): the highest the server supports. */
   protoVersion: "auto" | ProtoVersion;
-  /** Default `"on"`. */
+  /** Default {@linkcode DEFAULT_STREAMING}. */
   streaming: "off" | "on" | "parallel";
   /** Default false. */
   binary: boolean;
@@ -1215,7 +1223,7 @@ function readSource(checker: Checker, top: Section): SourceConfig | undefined {
   const streaming = section.read<SourceConfig["streaming"]>(
     "streaming",
     readChoice(["off", "on", "parallel"] as const, { false: "off", true: "on" }),
-    "on",
+    DEFAULT_STREAMING,
   );
   const twoPhase = section.read("two_phase", readBoolean, false);
   checkProtoVersion(checker, section, { protoVersion, streaming, twoPhase });

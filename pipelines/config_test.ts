@@ -62,7 +62,7 @@ Deno.test("examples/orders.yaml parses to the typed config with every default fi
       failover: false,
       twoPhase: false,
       protoVersion: "auto",
-      streaming: "on",
+      streaming: "off",
       binary: false,
       heartbeatMs: 10_000,
       statusIntervalMs: 10_000,
@@ -165,7 +165,7 @@ Deno.test("a minimal file gets every default", () => {
     breaker: { failures: 5, windowMs: 30_000 },
     deadLetterTopic: null,
   });
-  assert.equal(config.source.streaming, "on");
+  assert.equal(config.source.streaming, "off");
   assert.equal(config.source.protoVersion, "auto");
   assert.deepEqual(config.http, { listen: "127.0.0.1:9464", hostname: "127.0.0.1", port: 9464 });
 });
@@ -581,9 +581,11 @@ Deno.test("errors: settings that contradict each other", () => {
   assert.deepEqual(problems(source("  proto_version: 1", "  streaming: parallel")), [
     'pipeline.yaml:6:14: "source.streaming": expected "off" with proto_version 1 (streaming "parallel" needs 4 or later), found "parallel"',
   ]);
-  assert.deepEqual(problems(source("  proto_version: 1")), [
-    'pipeline.yaml:5:18: "source.proto_version": expected 2 or later for the default streaming "on" (or set streaming: off), found 1',
+  assert.deepEqual(problems(source("  proto_version: 1", "  streaming: on")), [
+    'pipeline.yaml:6:14: "source.streaming": expected "off" with proto_version 1 (streaming "on" needs 2 or later), found "on"',
   ]);
+  // The default streaming mode (off) works with every protocol version.
+  assert.equal(parse(source("  proto_version: 1")).source.protoVersion, 1);
   assert.deepEqual(problems(source("  proto_version: 2", "  two_phase: true")), [
     'pipeline.yaml:6:14: "source.two_phase": expected false with proto_version 2 (two_phase needs 3 or later), found true',
   ]);

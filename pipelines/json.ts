@@ -159,30 +159,15 @@ export class JsonRenderer {
     const source = event.source;
     const relation = event[EVENT_RELATION];
     if (routing !== undefined) {
-      out.raw('{"topic":');
-      out.string(routing.topic);
-      out.raw(',"key":');
+      out.raw(this.#topicHead(routing.topic));
       this.writeRow(out, routing.key, relation);
-      out.raw(',"op":"');
+      out.byte(0x2c);
     } else {
-      out.raw('{"op":"');
+      out.byte(0x7b);
     }
-    out.raw(event.op);
-    out.raw('",');
-    out.raw(this.#sourcePrefix(source));
-    out.raw(formatLsn(source.lsn));
-    out.raw('","commitLsn":"');
-    out.raw(this.#commitLsnText(source.commitLsn));
-    out.raw('","xid":');
-    out.raw(`${source.xid}`);
-    out.raw(',"commitTime":"');
-    out.raw(this.#commitTimeText(source.commitTime));
-    out.byte(0x22);
-    if (source.origin) {
-      out.raw(',"origin":');
-      out.string(source.origin);
-    }
-    out.raw('},"before":');
+    out.raw(this.#sourcePrefix(source, event.op));
+    out.lsn(source.lsn);
+    out.raw(this.#transactionPart(source));
     this.writeRow(out, event.before, relation);
     out.raw(',"after":');
     this.writeRow(out, event.after, relation);
@@ -205,19 +190,53 @@ export class JsonRenderer {
     return out.text();
   }
 
-  // `"source":{"schema":…,"table":…,"relid":…,"lsn":"` per table, built once.
-  #sourcePrefixes = new Map<number, { schema: string; table: string; text: string }>();
+  // The constant parts of a change's JSON, built once per topic, per table and op, and per
+  // transaction.
+  #lastTopic = "";
+  #lastTopicHead = '{"topic":"","key":';
+  #sourcePrefixes = new Map<
+    number,
+    { schema: string; table: string; byOp: Partial<Record<string, string>> }
+  >();
+  #lastTransaction: EventSource | null = null;
+  #lastTransactionPart = "";
 
-  #sourcePrefix(source: EventSource): string {
-    const cached = this.#sourcePrefixes.get(source.relid);
-    if (cached !== undefined && cached.schema === source.schema && cached.table === source.table) {
-      return cached.text;
+  /** `{"topic":"…","key":` */
+  #topicHead(topic: string): string {
+    if (topic !== this.#lastTopic) {
+      this.#lastTopic = topic;
+      this.#lastTopicHead = `{"topic":${JSON.stringify(topic)},"key":`;
     }
-    const text = `"source":{"schema":${JSON.stringify(source.schema)},"table":${
-      JSON.stringify(source.table)
-    },"relid":${source.relid},"lsn":"`;
-    this.#sourcePrefixes.set(source.relid, { schema: source.schema, table: source.table, text });
-    return text;
+    return this.#lastTopicHead;
+  }
+
+  /** `"op":"c","source":{"schema":…,"table":…,"relid":…,"lsn":"` */
+  #sourcePrefix(source: EventSource, op: string): string {
+    let cached = this.#sourcePrefixes.get(source.relid);
+    if (cached === undefined || cached.schema !== source.schema || cached.table !== source.table) {
+      cached = { schema: source.schema, table: source.table, byOp: {} };
+      this.#sourcePrefixes.set(source.relid, cached);
+    }
+    return cached.byOp[op] ??= `"op":${JSON.stringify(op)},"source":{"schema":${
+      JSON.stringify(source.schema)
+    },"table":${JSON.stringify(source.table)},"relid":${source.relid},"lsn":"`;
+  }
+
+  /** `","commitLsn":"…","xid":…,"commitTime":"…"[,"origin":…]},"before":` */
+  #transactionPart(source: EventSource): string {
+    const last = this.#lastTransaction;
+    if (
+      last === null || last.commitLsn !== source.commitLsn || last.xid !== source.xid ||
+      last.commitTime !== source.commitTime || last.origin !== source.origin
+    ) {
+      this.#lastTransaction = source;
+      this.#lastTransactionPart = `","commitLsn":"${
+        this.#commitLsnText(source.commitLsn)
+      }","xid":${source.xid},"commitTime":"${this.#commitTimeText(source.commitTime)}"${
+        source.origin ? `,"origin":${JSON.stringify(source.origin)}` : ""
+      }},"before":`;
+    }
+    return this.#lastTransactionPart;
   }
 }
 

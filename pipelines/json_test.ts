@@ -6,7 +6,7 @@
  */
 
 import assert from "node:assert/strict";
-import { type Lsn } from "../decoder/lsn.ts";
+import { formatLsn, type Lsn } from "../decoder/lsn.ts";
 import type { RelationColumn, RelationMessage } from "../decoder/pgoutput.ts";
 import { DEBEZIUM_DEFAULTS, SPILLWAY_DEFAULTS } from "../decoder/types/json.ts";
 import { TypeRegistry } from "../decoder/types/registry.ts";
@@ -80,6 +80,22 @@ Deno.test("JsonWriter: value() writes what JSON.stringify writes", () => {
   out.reset();
   out.raw('{"ü":"🎉"}');
   assert.deepEqual(out.bytes(), utf8.encode('{"ü":"🎉"}'));
+});
+
+Deno.test("JsonWriter: lsn() writes what formatLsn gives", () => {
+  const values = [0n, 1n, 15n, 16n, 0xffff_ffffn, 0x1_0000_0000n, 0x16_b374_d848n];
+  values.push(0x1f_ffff_ffff_ffffn, 0x20_0000_0000_0000n, 0xffff_ffff_ffff_ffffn);
+  let seed = 7n;
+  for (let i = 0; i < 500; i++) {
+    seed = (seed * 6364136223846793005n + 1442695040888963407n) & 0xffff_ffff_ffff_ffffn;
+    values.push(seed >> BigInt(i % 64));
+  }
+  const out = new JsonWriter();
+  for (const value of values) {
+    out.reset();
+    out.lsn(value);
+    assert.equal(out.text(), formatLsn(value as Lsn));
+  }
 });
 
 const vectors = JSON.parse(

@@ -7,6 +7,7 @@
  */
 
 const encoder = new TextEncoder();
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 
 /** Writes JSON text as UTF-8 bytes into one reusable buffer. */
 export class JsonWriter {
@@ -75,6 +76,36 @@ export class JsonWriter {
   #utf8(text: string): void {
     this.#reserve(text.length * 3);
     this.#length += encoder.encodeInto(text, this.#buffer.subarray(this.#length)).written;
+  }
+
+  /** An LSN as PostgreSQL prints it (`16/B374D848`), without the quotes. */
+  lsn(value: bigint): void {
+    if (value > MAX_SAFE) {
+      this.raw(
+        `${(value >> 32n).toString(16)}/${(value & 0xffff_ffffn).toString(16)}`.toUpperCase(),
+      );
+      return;
+    }
+    const number = Number(value);
+    const high = Math.floor(number / 0x1_0000_0000);
+    this.#hex(high);
+    this.byte(0x2f);
+    this.#hex(number - high * 0x1_0000_0000);
+  }
+
+  /** Upper-case hex digits of a non-negative integer below 2^32. */
+  #hex(value: number): void {
+    let digits = 1;
+    while (digits < 8 && value >= 16 ** digits) digits++;
+    this.#reserve(digits);
+    const buffer = this.#buffer;
+    let at = this.#length + digits;
+    this.#length = at;
+    do {
+      const digit = value % 16;
+      buffer[--at] = digit < 10 ? 0x30 + digit : 0x37 + digit;
+      value = Math.floor(value / 16);
+    } while (value > 0);
   }
 
   /** A JSON string literal, escaped as `JSON.stringify` escapes it. */
