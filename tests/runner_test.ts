@@ -906,6 +906,64 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name:
+    "spillway run: a second run on a slot in use waits for it (55006, retried and logged); SIGINT while it waits exits 0 and leaves the first run streaming",
+  fn: async () => {
+    const pg = await server();
+    const poller = new Poller(pg);
+    const dir = await Deno.makeTempDir({ prefix: "spillway-busy-" });
+    const pipeline = join(dir, "busy.yaml");
+    let first: SpillwayProcess | null = null;
+    let second: SpillwayProcess | null = null;
+    try {
+      await pg.psql(`CREATE TABLE busy_items (id int PRIMARY KEY)`);
+      await Deno.writeTextFile(
+        pipeline,
+        pipelineYaml({
+          name: "busy",
+          url: pg.url(),
+          slot: "busy_slot",
+          publication: "busy_pub",
+          tables: { "public.busy_items": "{}" },
+          sinks: ["file: { path: out.jsonl }"],
+          source: { reconnect: "{ max_attempts: 50, initial_delay: 100ms, max_delay: 300ms }" },
+        }),
+      );
+      first = new SpillwayProcess(pipeline);
+      await first.started();
+      second = new SpillwayProcess(pipeline);
+      await waitFor(
+        "the second run to retry on the busy slot",
+        () => second!.stderr.includes("Replication slot is in use by another reader; retrying"),
+        { detail: () => second!.stderr },
+      );
+      assert.equal(second.exitCode, null, "still waiting, not failed");
+      const stopped = await second.stop("SIGINT");
+      assert.equal(stopped.code, 0, second.stderr);
+      assert.ok(stopped.elapsedMs < 5_000, `stopped in ${stopped.elapsedMs} ms`);
+      second = null;
+      // The first run kept the slot and still delivers.
+      await pg.psql(`INSERT INTO busy_items VALUES (1)`);
+      await waitFor("the first run to write the row", async () => {
+        const text = await Deno.readTextFile(join(dir, "out.jsonl")).catch(() => "");
+        return text.includes('"id":1');
+      });
+      assert.equal(first.exitCode, null, first.stderr);
+      const done = await first.stop("SIGINT");
+      assert.equal(done.code, 0, first.stderr);
+      first = null;
+    } finally {
+      await second?.kill();
+      await first?.kill();
+      await dropSlot(poller, "busy_slot").catch(() => {});
+      await pg.psql(`DROP TABLE IF EXISTS busy_items; DROP PUBLICATION IF EXISTS busy_pub;`);
+      await poller.close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
 // ---------------------------------------------------------------------------------------------
 // Server restart mid-workload
 
