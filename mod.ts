@@ -65,7 +65,8 @@ export type {
 } from "./pipelines/events.ts";
 export { TransactionAssembler } from "./pipelines/assembler.ts";
 export { ReplicationSource, type SourceItem, type SourceOptions } from "./pipelines/source.ts";
-export { changeEventToJson, itemToJsonLine } from "./pipelines/json.ts";
+export { changeEventToJson, itemToJsonLine, writeJsonLine } from "./pipelines/json.ts";
+export { JsonWriter } from "./pipelines/json_writer.ts";
 export { retry, type RetryOptions } from "./pipelines/retry.ts";
 export { type TypeInfo, TypeRegistry } from "./decoder/types/registry.ts";
 export { loadTypeInfos } from "./decoder/types/catalog.ts";
@@ -87,7 +88,7 @@ export {
 } from "./pipelines/config.ts";
 export { PipelineRunner, type RunnerOptions, type RunnerState } from "./pipelines/runner.ts";
 export { runPipeline } from "./pipelines/run.ts";
-export type { Sink, SinkRecord, SinkStatus } from "./sinks/types.ts";
+export type { Sink, SinkRecord, SinkStatus, WriteOptions } from "./sinks/types.ts";
 export { FileSink } from "./sinks/file.ts";
 export { StdoutSink } from "./sinks/stdout.ts";
 export { NullSink } from "./sinks/null.ts";
