@@ -14,6 +14,7 @@ export class JsonWriter {
   #buffer: Uint8Array;
   #length = 0;
 
+  /** A writer whose buffer starts at `initialBytes` and doubles as needed. */
   constructor(initialBytes = 64 * 1024) {
     this.#buffer = new Uint8Array(Math.max(16, initialBytes));
   }
