@@ -504,6 +504,7 @@ async function withStreamingSource(
   ctx: Ctx,
   name: string,
   body: (source: ReplicationSource, pump: SourcePump, seen: PgoutputMessage[]) => Promise<void>,
+  spill?: { memoryLimitBytes: number; dir: string },
 ): Promise<void> {
   const source = await ReplicationSource.open({
     connection: { ...connectOptions(ctx.pg), parameters: WORK_MEM },
@@ -513,6 +514,7 @@ async function withStreamingSource(
     protoVersion: 2,
     streaming: true,
     statusIntervalMs: 1000,
+    ...(spill ? { spill } : {}),
   });
   const pump = new SourcePump(source);
   try {
@@ -546,6 +548,55 @@ function blockWith(seen: PgoutputMessage[], want: (m: InsertMessage) => boolean)
 
 function commitCount(items: SourceItem[]): number {
   return items.filter((item) => item.kind === "commit").length;
+}
+
+/**
+ * Streamed transactions past `spill.memory_limit` (256 kB here; 30,000 rows are ~4 MB of
+ * pgoutput): the source spills them to a file in `spill.dir`, an aborted one is discarded with
+ * its file, and a committed one comes out whole and in order, its file removed after the replay.
+ */
+async function sourceSpillsStreams(ctx: Ctx): Promise<void> {
+  const { sql, pg } = ctx;
+  const rows = 30_000;
+  const oid = await payloadTable(sql, "st_spill");
+  const dir = await Deno.makeTempDir({ prefix: "spillway-spill-" });
+  const spillFiles = () => [...Deno.readDirSync(dir)].map((entry) => entry.name);
+  try {
+    await withStreamingSource(ctx, "st_spill", async (source, pump, seen) => {
+      const spill = source.assembler.spill;
+      await bigTransaction(pg, "st_spill", rows, async (tx) => {
+        await pump.until(() => spill.spilledBytes > 0);
+        assert.equal(spillFiles().length, 1, "the aborted transaction spilled to one file");
+        await tx.query("ROLLBACK");
+      });
+      await pump.until(() => seen.some((m) => m.type === "StreamAbort"));
+      assert.deepEqual(spillFiles(), [], "the aborted transaction's spill file is gone");
+      const spilledBeforeCommit = spill.spilledBytes;
+
+      const xid = await runTx(sql, bigInsert("st_spill", 1, rows));
+      await pump.until(() => commitCount(pump.items) === 1, 60_000);
+      assert.ok(spill.spilledBytes > spilledBeforeCommit, "the committed transaction spilled too");
+      assert.deepEqual(spillFiles(), [], "its spill file is removed after the replay");
+      const items = pump.items;
+      assert.equal(items.length, rows + 2);
+      const begin = expectItem(items[0], "begin");
+      assert.equal(begin.tx.xid, xid);
+      assert.equal(begin.tx.streamed, true);
+      for (let i = 1; i <= rows; i++) {
+        const event = expectItem(items[i], "change").event;
+        if (event.after?.id !== i || event.after?.payload !== payload(i)) {
+          assert.fail(`row ${i}: ${JSON.stringify(event.after)}`);
+        }
+        assert.equal(event.source.relid, oid);
+        assert.equal(event.source.commitLsn, begin.tx.commitLsn);
+      }
+      const commit = expectItem(items[rows + 1], "commit");
+      assert.equal(commit.eventCount, rows);
+      assert.equal(source.assembler.openStreamedTransactions, 0);
+    }, { memoryLimitBytes: 256 << 10, dir });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 }
 
 /**
@@ -871,6 +922,11 @@ const SCENARIOS: Scenario[] = [
     name: "ReplicationSource assembles streamed transactions",
     minVersion: 14,
     fn: sourceAssemblesStreams,
+  },
+  {
+    name: "ReplicationSource spills streamed transactions past spill.memory_limit",
+    minVersion: 14,
+    fn: sourceSpillsStreams,
   },
   {
     name: "ReplicationSource discards the schema of an aborted streamed transaction",
