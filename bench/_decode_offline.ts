@@ -16,6 +16,7 @@ import { parseArgs } from "node:util";
 import type { Lsn } from "../decoder/lsn.ts";
 import { PgoutputDecoder, type ProtoVersion } from "../decoder/pgoutput.ts";
 import { TransactionAssembler } from "../pipelines/assembler.ts";
+import { collectGarbage } from "./_drain_common.ts";
 
 interface Captured {
   walStart: Lsn;
@@ -35,11 +36,6 @@ function readCapture(path: string): Captured[] {
     offset += 12 + length;
   }
   return out;
-}
-
-function collectGarbage(): void {
-  const gc = (globalThis as { gc?: () => void }).gc;
-  gc?.();
 }
 
 function main(args: string[]): void {

@@ -19,11 +19,20 @@
  */
 
 import { parseArgs } from "node:util";
-import { PgConnection, type PgoutputOptions } from "../decoder/connection.ts";
-import { formatLsn, type Lsn, parseLsn } from "../decoder/lsn.ts";
+import type { PgoutputOptions } from "../decoder/connection.ts";
+import { formatLsn, type Lsn } from "../decoder/lsn.ts";
 import type { ProtoVersion } from "../decoder/pgoutput.ts";
 import { TransactionAssembler } from "../pipelines/assembler.ts";
 import type { StreamItem } from "../pipelines/events.ts";
+import {
+  connectReplication,
+  DRAIN_OPTIONS,
+  type DrainTarget,
+  drainTarget,
+  drainToCommit,
+  printResult,
+  readVmHwmKib,
+} from "./_drain_common.ts";
 
 /** What one drain measured; printed as one JSON line. */
 export interface DrainResult {
@@ -49,14 +58,10 @@ export interface DrainResult {
   vmHwmKib: number;
 }
 
-interface DrainOptions {
-  port: number;
-  slot: string;
+interface DrainOptions extends DrainTarget {
   publication: string;
   protoVersion: ProtoVersion;
   streaming: boolean;
-  xid: number;
-  endLsn: Lsn;
   capture?: string;
 }
 
@@ -64,32 +69,24 @@ function parseDrainArgs(args: string[]): DrainOptions {
   const { values } = parseArgs({
     args,
     options: {
-      port: { type: "string" },
-      slot: { type: "string" },
+      ...DRAIN_OPTIONS,
       publication: { type: "string", default: "orders_pub" },
       proto: { type: "string", default: "1" },
       streaming: { type: "boolean", default: false },
-      xid: { type: "string" },
-      "end-lsn": { type: "string" },
       capture: { type: "string" },
     },
     strict: true,
   });
-  for (const name of ["port", "slot", "xid", "end-lsn"] as const) {
-    if (values[name] === undefined) throw new Error(`Cannot drain: option "--${name}" is required`);
-  }
+  const target = drainTarget(values);
   const protoVersion = Number(values.proto);
   if (![1, 2, 3, 4].includes(protoVersion)) {
     throw new Error(`Cannot drain: "--proto" must be 1, 2, 3 or 4, not "${values.proto}"`);
   }
   return {
-    port: Number(values.port),
-    slot: values.slot!,
+    ...target,
     publication: values.publication,
     protoVersion: protoVersion as ProtoVersion,
     streaming: values.streaming,
-    xid: Number(values.xid),
-    endLsn: parseLsn(values["end-lsn"]!),
     capture: values.capture,
   };
 }
@@ -156,15 +153,7 @@ class Capture {
 /** Drains the slot up to the load's commit and reports what it measured. */
 export async function drain(options: DrainOptions): Promise<DrainResult> {
   const started = performance.now();
-  const connection = await PgConnection.connect({
-    host: "127.0.0.1",
-    port: options.port,
-    user: "postgres",
-    database: "postgres",
-    sslmode: "disable",
-    replication: "database",
-    applicationName: "spillway-bench",
-  });
+  const connection = await connectReplication(options.port, "spillway-bench");
   try {
     const assembler = new TransactionAssembler({ protoVersion: options.protoVersion });
     const sink = new NullSink();
@@ -180,36 +169,18 @@ export async function drain(options: DrainOptions): Promise<DrainResult> {
       isIdle: () => !assembler.inTransaction && assembler.openStreamedTransactions === 0,
     });
     const streamingAt = performance.now();
-    let messages = 0;
-    let payloadBytes = 0;
     let streamStarts = 0;
-    while (sink.endOf?.xid !== options.xid) {
-      const batch = await stream.nextBatch();
-      if (batch === null) {
-        throw new Error(
-          `The replication stream ended before the commit of transaction ${options.xid}`,
-        );
-      }
-      for (const xlog of batch) {
-        messages++;
-        payloadBytes += xlog.data.byteLength;
+    const { messages, payloadBytes, committedAt } = await drainToCommit(
+      stream,
+      assembler,
+      sink,
+      options,
+      (xlog) => {
         capture?.add(xlog.walStart, xlog.data);
         if (xlog.data[0] === 0x53) streamStarts++; // 'S': Stream Start
-        for (const item of assembler.push(xlog.walStart, xlog.data)) sink.write(item);
-        if (sink.endOf?.xid === options.xid) break;
-      }
-    }
-    const committedAt = performance.now();
+      },
+    );
     const end = sink.endOf!;
-    if (end.endLsn > options.endLsn) {
-      throw new Error(
-        `The commit of transaction ${options.xid} ends at ${
-          formatLsn(end.endLsn)
-        }, after the end position ${formatLsn(options.endLsn)}`,
-      );
-    }
-    stream.confirm(end.endLsn);
-    await stream.stop();
     capture?.close();
     const finished = performance.now();
     return {
@@ -229,30 +200,11 @@ export async function drain(options: DrainOptions): Promise<DrainResult> {
   }
 }
 
-/** Peak resident set size of this process from /proc/self/status, in KiB (0 if unknown). */
-function readVmHwmKib(): number {
-  try {
-    const status = Deno.readTextFileSync("/proc/self/status");
-    const match = /^VmHWM:\s+(\d+)\s+kB$/m.exec(status);
-    return match ? Number(match[1]) : 0;
-  } catch {
-    return 0;
-  }
-}
-
 if (import.meta.main) {
   const options = parseDrainArgs(Deno.args);
-  const timer = setTimeout(() => {
-    console.error(`Drain of slot "${options.slot}" timed out after 10 minutes`);
-    Deno.exit(1);
-  }, 600_000);
-  try {
-    const result = await drain(options);
-    console.log(JSON.stringify(result));
-  } catch (error) {
-    console.error(error instanceof Error ? error.stack ?? error.message : String(error));
-    Deno.exitCode = 1;
-  } finally {
-    clearTimeout(timer);
-  }
+  await printResult(
+    () => drain(options),
+    600_000,
+    `Drain of slot "${options.slot}" timed out after 10 minutes`,
+  );
 }

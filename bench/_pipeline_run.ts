@@ -33,6 +33,7 @@ import { MetricsRegistry, standardMetrics } from "../pipelines/metrics.ts";
 import { createSink, PipelineRunner } from "../pipelines/runner.ts";
 import { NullSink } from "../sinks/null.ts";
 import type { Sink, SinkRecord, SinkStatus, WriteOptions } from "../sinks/types.ts";
+import { printResult, quantile, readVmHwmKib } from "./_drain_common.ts";
 
 /** How long `run()` may take to return after the abort before the process exits anyway. */
 export const SHUTDOWN_WAIT_MS = 2000;
@@ -278,11 +279,7 @@ class BenchSink implements Sink {
 
 function summarize(samples: Samples, from = 0): LatencySummary {
   const values = samples.values.slice(from, samples.length).sort();
-  const pick = (q: number) =>
-    values.length === 0
-      ? Number.NaN
-      : values[Math.min(values.length - 1, Math.max(0, Math.ceil(q * values.length) - 1))]! /
-        1000;
+  const pick = (q: number) => quantile(values, q) / 1000;
   let sum = 0;
   for (const value of values) sum += value;
   return {
@@ -298,11 +295,9 @@ function summarize(samples: Samples, from = 0): LatencySummary {
 
 /** VmHWM and CPU seconds of this process. */
 function selfUsage(): { vmHwmKib: number; cpuSeconds: number } {
-  let vmHwmKib = 0;
+  const vmHwmKib = readVmHwmKib();
   let cpuSeconds = 0;
   try {
-    const status = Deno.readTextFileSync("/proc/self/status");
-    vmHwmKib = Number(/^VmHWM:\s+(\d+)\s+kB$/m.exec(status)?.[1] ?? 0);
     // Fields after the parenthesized command name; utime and stime are the 12th and 13th.
     const stat = Deno.readTextFileSync("/proc/self/stat");
     const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
@@ -454,18 +449,11 @@ export async function runPipeline(options: RunOptions): Promise<PipelineRunResul
 
 if (import.meta.main) {
   const options = parseRunArgs(Deno.args);
-  const timer = setTimeout(() => {
-    console.error(`The pipeline run on slot "${options.slot}" timed out after 15 minutes`);
-    Deno.exit(1);
-  }, 900_000);
-  try {
-    console.log(JSON.stringify(await runPipeline(options)));
-  } catch (error) {
-    console.error(error instanceof Error ? error.stack ?? error.message : String(error));
-    Deno.exitCode = 1;
-  } finally {
-    clearTimeout(timer);
-  }
+  await printResult(
+    () => runPipeline(options),
+    900_000,
+    `The pipeline run on slot "${options.slot}" timed out after 15 minutes`,
+  );
   // A stalled shutdown leaves the runner's timers behind; the result is out, so leave.
   Deno.exit();
 }

@@ -1,18 +1,12 @@
 /**
- * Helpers of `bench/pipeline.ts`: processes timed with GNU time, RSS sampled from
- * `/proc/<pid>/status`, statistics, and finding the Debian PostgreSQL client binaries.
+ * Helpers of `bench/pipeline.ts`: RSS sampled from `/proc/<pid>/status`, a child read line by
+ * line, counting lines, and finding the Debian PostgreSQL client binaries. What it shares with
+ * the other benchmarks is in `bench/_common.ts`.
  *
  * @module
  */
 
-const GNU_TIME = "/usr/bin/time";
-const TIMEOUT = "/usr/bin/timeout";
-
-/** The 1, 5 and 15 minute load averages, e.g. "0.12 0.30 0.41". */
-export async function loadAverage(): Promise<string> {
-  const text = await Deno.readTextFile("/proc/loadavg").catch(() => "");
-  return text.split(" ").slice(0, 3).join(" ") || "unknown";
-}
+import { cleanEnv, exists } from "./_common.ts";
 
 /**
  * A PostgreSQL client binary of the newest Debian client package
@@ -36,68 +30,6 @@ export async function clientBinary(name: string): Promise<{ path: string; versio
     }
   }
   throw new Error(`Cannot find ${name} under /usr/lib/postgresql/*/bin; install postgresql-client`);
-}
-
-export async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** The environment without libpq variables (PGHOST, PGPORT, …) that would redirect clients. */
-export function cleanEnv(): Record<string, string> {
-  const env = Deno.env.toObject();
-  for (const name of Object.keys(env)) if (name.startsWith("PG")) delete env[name];
-  return env;
-}
-
-/** A process run under GNU time. */
-export interface Timed {
-  code: number;
-  /** Spawn → exit. */
-  seconds: number;
-  peakRssKib: number;
-  /** User plus system CPU seconds. */
-  cpuSeconds: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs a command under GNU time and `timeout --signal=KILL`; wall time, CPU time, peak RSS. */
-export async function timeProcess(
-  command: string,
-  args: string[],
-  usageFile: string,
-  timeoutSeconds: number,
-): Promise<Timed> {
-  const started = performance.now();
-  const out = await new Deno.Command(GNU_TIME, {
-    // deno-fmt-ignore
-    args: ["-f", "%M %U %S", "-o", usageFile, TIMEOUT, "--signal=KILL", String(timeoutSeconds),
-      command, ...args],
-    env: cleanEnv(),
-    clearEnv: true,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const seconds = (performance.now() - started) / 1000;
-  // GNU time writes "Command exited with non-zero status N" first when the command fails.
-  const usage = (await Deno.readTextFile(usageFile).catch(() => "")).trim().split("\n").pop() ?? "";
-  await Deno.remove(usageFile).catch(() => {});
-  const [peakRssKib, userSeconds, systemSeconds] = usage.split(" ").map(Number);
-  const decoder = new TextDecoder();
-  return {
-    code: out.code,
-    seconds,
-    peakRssKib: peakRssKib || 0,
-    cpuSeconds: (userSeconds || 0) + (systemSeconds || 0),
-    stdout: decoder.decode(out.stdout),
-    stderr: decoder.decode(out.stderr).trim(),
-  };
 }
 
 /** One VmRSS reading: milliseconds since sampling started, and KiB. */
@@ -215,20 +147,6 @@ export class LineChild {
   }
 }
 
-export function median(values: number[]): number {
-  if (values.length === 0) return Number.NaN;
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
-}
-
-/** The q-quantile (0..1) of sorted values, nearest rank. */
-export function quantile(sorted: ArrayLike<number>, q: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  const rank = Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1));
-  return sorted[rank]!;
-}
-
 /** Counts the newline bytes of a file (the JSON lines a file sink wrote). */
 export async function countLines(path: string): Promise<number> {
   using file = await Deno.open(path, { read: true });
@@ -239,13 +157,4 @@ export async function countLines(path: string): Promise<number> {
     if (n === null) return lines;
     for (let i = 0; i < n; i++) if (buffer[i] === 10) lines++;
   }
-}
-
-/** Formats a table with the first `leftColumns` columns left-aligned, the rest right-aligned. */
-export function formatTable(header: string[], rows: string[][], leftColumns = 2): string[] {
-  const widths = header.map((title, i) => Math.max(title.length, ...rows.map((r) => r[i]!.length)));
-  const format = (cells: string[]) =>
-    cells.map((cell, i) => i < leftColumns ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))
-      .join("  ").trimEnd();
-  return [format(header), ...rows.map(format)];
 }

@@ -23,8 +23,7 @@
 
 import { parseArgs } from "node:util";
 import { createHash, type Hash } from "node:crypto";
-import { PgConnection } from "../decoder/connection.ts";
-import { formatLsn, type Lsn, parseLsn } from "../decoder/lsn.ts";
+import { formatLsn, type Lsn } from "../decoder/lsn.ts";
 import {
   PgoutputDecoder,
   type RelationMessage,
@@ -34,6 +33,16 @@ import {
 import { TypeRegistry } from "../decoder/types/registry.ts";
 import { TransactionAssembler } from "../pipelines/assembler.ts";
 import { EVENT_RELATION, type Row, type StreamItem } from "../pipelines/events.ts";
+import {
+  collectGarbage,
+  connectReplication,
+  DRAIN_OPTIONS,
+  type DrainTarget,
+  drainTarget,
+  drainToCommit,
+  printResult,
+  readVmHwmKib,
+} from "./_drain_common.ts";
 
 /** Every this many rows (the 1st, 1001st, …) one row goes into the per-column digests. */
 export const SAMPLE_EVERY = 1000;
@@ -85,13 +94,9 @@ export interface OfflineResult {
   perColumn: { name: string; type: string; format: string; values: number; nsPerValue: number }[];
 }
 
-interface DrainOptions {
-  port: number;
-  slot: string;
+interface DrainOptions extends DrainTarget {
   publication: string;
   binary: boolean;
-  xid: number;
-  endLsn: Lsn;
   /** Iterations of the offline timings; 0: none, and no payloads kept. */
   offline: number;
 }
@@ -100,26 +105,17 @@ function parseDrainArgs(args: string[]): DrainOptions {
   const { values } = parseArgs({
     args,
     options: {
-      port: { type: "string" },
-      slot: { type: "string" },
+      ...DRAIN_OPTIONS,
       publication: { type: "string", default: "wide_pub" },
       binary: { type: "boolean", default: false },
-      xid: { type: "string" },
-      "end-lsn": { type: "string" },
       offline: { type: "string", default: "0" },
     },
     strict: true,
   });
-  for (const name of ["port", "slot", "xid", "end-lsn"] as const) {
-    if (values[name] === undefined) throw new Error(`Cannot drain: option "--${name}" is required`);
-  }
   return {
-    port: Number(values.port),
-    slot: values.slot!,
+    ...drainTarget(values),
     publication: values.publication,
     binary: values.binary,
-    xid: Number(values.xid),
-    endLsn: parseLsn(values["end-lsn"]!),
     offline: Number(values.offline),
   };
 }
@@ -185,15 +181,7 @@ async function drain(
   options: DrainOptions,
 ): Promise<{ result: TypesDrainResult; kept: Frame[]; streamSha256: string }> {
   const started = performance.now();
-  const connection = await PgConnection.connect({
-    host: "127.0.0.1",
-    port: options.port,
-    user: "postgres",
-    database: "postgres",
-    sslmode: "disable",
-    replication: "database",
-    applicationName: "spillway-bench-types",
-  });
+  const connection = await connectReplication(options.port, "spillway-bench-types");
   const kept: Frame[] = [];
   let keptInserts = 0;
   const streamHash = createHash("sha256");
@@ -214,19 +202,13 @@ async function drain(
       isIdle: () => !assembler.inTransaction,
     });
     const streamingAt = performance.now();
-    let messages = 0;
-    let payloadBytes = 0;
     let firstRowFormats = "";
-    while (sink.endOf?.xid !== options.xid) {
-      const batch = await stream.nextBatch();
-      if (batch === null) {
-        throw new Error(
-          `The replication stream ended before the commit of transaction ${options.xid}`,
-        );
-      }
-      for (const xlog of batch) {
-        messages++;
-        payloadBytes += xlog.data.byteLength;
+    const { messages, payloadBytes } = await drainToCommit(
+      stream,
+      assembler,
+      sink,
+      options,
+      (xlog) => {
         if (options.offline > 0) {
           streamHash.update(xlog.data).update(newline);
           if (keptInserts < OFFLINE_ROWS) {
@@ -237,20 +219,9 @@ async function drain(
         if (firstRowFormats === "" && xlog.data[0] === 0x49) { // 'I'
           firstRowFormats = formatsOf(xlog.data);
         }
-        for (const item of assembler.push(xlog.walStart, xlog.data)) sink.write(item);
-        if (sink.endOf?.xid === options.xid) break;
-      }
-    }
+      },
+    );
     const end = sink.endOf!;
-    if (end.endLsn > options.endLsn) {
-      throw new Error(
-        `The commit of transaction ${options.xid} ends at ${
-          formatLsn(end.endLsn)
-        }, after the end position ${formatLsn(options.endLsn)}`,
-      );
-    }
-    stream.confirm(end.endLsn);
-    await stream.stop();
     const finished = performance.now();
     const relation = sink.relation;
     return {
@@ -295,10 +266,6 @@ function formatOf(value: TupleValue): string {
   if (typeof value === "string") return "t";
   if (value instanceof Uint8Array) return "b";
   return "u";
-}
-
-function collectGarbage(): void {
-  (globalThis as { gc?: () => void }).gc?.();
 }
 
 /** Times Spillway's decoding of the kept payloads; see {@linkcode OfflineResult}. */
@@ -393,32 +360,16 @@ function offline(frames: Frame[], iterations: number, streamSha256: string): Off
   };
 }
 
-/** Peak resident set size of this process from /proc/self/status, in KiB (0 if unknown). */
-function readVmHwmKib(): number {
-  try {
-    const status = Deno.readTextFileSync("/proc/self/status");
-    const match = /^VmHWM:\s+(\d+)\s+kB$/m.exec(status);
-    return match ? Number(match[1]) : 0;
-  } catch {
-    return 0;
-  }
-}
-
 if (import.meta.main) {
   const options = parseDrainArgs(Deno.args);
-  const timer = setTimeout(() => {
-    console.error(`Drain of slot "${options.slot}" timed out after 10 minutes`);
-    Deno.exit(1);
-  }, 600_000);
-  try {
-    const { result, kept, streamSha256 } = await drain(options);
-    result.vmHwmKib = readVmHwmKib();
-    if (options.offline > 0) result.offline = offline(kept, options.offline, streamSha256);
-    console.log(JSON.stringify(result));
-  } catch (error) {
-    console.error(error instanceof Error ? error.stack ?? error.message : String(error));
-    Deno.exitCode = 1;
-  } finally {
-    clearTimeout(timer);
-  }
+  await printResult(
+    async () => {
+      const { result, kept, streamSha256 } = await drain(options);
+      result.vmHwmKib = readVmHwmKib();
+      if (options.offline > 0) result.offline = offline(kept, options.offline, streamSha256);
+      return result;
+    },
+    600_000,
+    `Drain of slot "${options.slot}" timed out after 10 minutes`,
+  );
 }

@@ -30,28 +30,37 @@
 import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
 import { join } from "node:path";
-import { startPostgres } from "../tests/harness/postgres.ts";
 import type { DrainResult } from "./_drain.ts";
 import {
+  cannotRun,
   checkSlotsConfirmed,
+  createSlots,
   denoRunArgs,
-  formatTable,
-  lastJsonLine,
+  insertOrders,
+  invalidCount,
   type Load,
   loadAverage,
   loadInOneTransaction,
-  median,
+  MAX_SLOTS,
   missingTool,
+  ORDERS_TABLE,
   OUT_DIR,
-  PG_RECVLOGICAL,
+  parseBenchArgs,
+  printRaceTable,
   progressFor,
-  recvlogicalArgs,
-  timeProcess,
+  raceOrder,
+  raceSlot,
+  raceSlots,
+  recvlogicalRun,
+  startBenchPostgres,
+  timeDrain,
+  type TimedRun,
+  timeRecvlogical,
+  writeResults,
 } from "./_common.ts";
 
 const PUBLICATION = "orders_pub";
-/** `max_replication_slots` of the server; each rep needs 4 slots, plus 2 verify slots. */
-const MAX_SLOTS = 32;
+/** Each rep needs 4 of the server's {@linkcode MAX_SLOTS} slots, plus 2 verify slots. */
 const MAX_REPS = Math.floor((MAX_SLOTS - 2) / 4);
 const DRAIN = fileURLToPath(new URL("./_drain.ts", import.meta.url));
 const progress = progressFor("decode");
@@ -69,22 +78,8 @@ const MODES: readonly Mode[] = [
   { key: "v2s", label: "proto 2 + streaming", protoVersion: 2, streaming: true },
 ];
 
-type Tool = "spillway" | "pg_recvlogical";
-
 /** One timed drain. */
-interface Run {
-  mode: string;
-  tool: Tool;
-  rep: number;
-  /** Spillway: connect → end; pg_recvlogical: process start → exit. */
-  seconds: number;
-  /** Process start → exit, for both. */
-  processSeconds: number;
-  /** User plus system CPU seconds of the process (the server's walsender not included). */
-  cpuSeconds: number;
-  peakRssKib: number;
-  drain?: DrainResult;
-}
+type Run = TimedRun<DrainResult>;
 
 const USAGE = `deno task bench decode [options]
 
@@ -100,9 +95,8 @@ Options:
 
 /** Runs the decode benchmark; returns the exit code. */
 export async function decodeBench(args: string[]): Promise<number> {
-  let values;
-  try {
-    values = parseArgs({
+  const values = parseBenchArgs("decode", USAGE, () =>
+    parseArgs({
       args,
       options: {
         rows: { type: "string", default: "1000000" },
@@ -113,30 +107,13 @@ export async function decodeBench(args: string[]): Promise<number> {
         help: { type: "boolean", short: "h", default: false },
       },
       strict: true,
-    }).values;
-  } catch (error) {
-    console.error(`Cannot run the decode benchmark: ${(error as Error).message}\n\n${USAGE}`);
-    return 2;
-  }
-  if (values.help) {
-    console.log(USAGE);
-    return 0;
-  }
+    }).values);
+  if (typeof values === "number") return values;
   const rows = Number(values.rows);
   const reps = Number(values.reps);
-  if (!Number.isInteger(rows) || rows < 1) {
-    console.error(`Cannot run the decode benchmark: --rows must be a positive integer`);
-    return 2;
-  }
-  if (!Number.isInteger(reps) || reps < 1 || reps > MAX_REPS) {
-    console.error(`Cannot run the decode benchmark: --reps must be within 1 and ${MAX_REPS}`);
-    return 2;
-  }
-  const missing = await missingTool();
-  if (missing !== null) {
-    console.error(`Cannot run the decode benchmark: ${missing}`);
-    return 2;
-  }
+  const invalid = invalidCount("rows", rows) ?? invalidCount("reps", reps, MAX_REPS) ??
+    await missingTool();
+  if (invalid !== null) return cannotRun("decode", invalid);
   await Deno.mkdir(OUT_DIR, { recursive: true });
   const results = await measure({
     rows,
@@ -173,96 +150,62 @@ interface Results {
 async function measure(options: MeasureOptions): Promise<Results> {
   const loadBefore = await loadAverage();
   progress(`Starting PostgreSQL 17 (load average ${loadBefore})`);
-  await using pg = await startPostgres({
-    version: 17,
-    settings: {
-      shared_buffers: "256MB",
-      max_wal_size: "4GB",
-      checkpoint_timeout: "1h",
-      autovacuum: "off",
-      max_replication_slots: String(MAX_SLOTS),
-      ...(options.workMem === undefined ? {} : { logical_decoding_work_mem: options.workMem }),
-    },
-  });
-  const serverVersion = await pg.psql("SHOW server_version");
-  const slotName = (mode: Mode, tool: Tool | "verify", rep: number) =>
-    tool === "verify"
-      ? `bench_${mode.key}_verify`
-      : `bench_${mode.key}_${tool === "spillway" ? "spillway" : "recv"}_${rep}`;
-  const allSlots: string[] = [];
-  for (const mode of MODES) {
-    for (let rep = 1; rep <= options.reps; rep++) {
-      allSlots.push(slotName(mode, "spillway", rep), slotName(mode, "pg_recvlogical", rep));
-    }
-    allSlots.push(slotName(mode, "verify", 0));
-  }
-  await pg.psql(`
-    CREATE TABLE orders (
-      id bigint PRIMARY KEY,
-      customer text NOT NULL,
-      amount numeric(12,2) NOT NULL,
-      status text NOT NULL,
-      created_at timestamptz NOT NULL
-    );
+  await using pg = await startBenchPostgres(
+    options.workMem === undefined ? {} : { logical_decoding_work_mem: options.workMem },
+  );
+  const psql = pg.psql.bind(pg);
+  const serverVersion = await psql("SHOW server_version");
+  const allSlots = raceSlots(MODES, options.reps, ["verify"]);
+  await psql(`
+    ${ORDERS_TABLE}
     CREATE PUBLICATION ${PUBLICATION} FOR TABLE orders;
-    ${
-    allSlots.map((slot) => `SELECT pg_create_logical_replication_slot('${slot}', 'pgoutput');`)
-      .join("\n")
-  }
   `);
+  await createSlots(psql, allSlots);
   progress(`Created ${allSlots.length} slots; loading ${options.rows} rows in one transaction`);
-  const load = await loadOrders(pg.psql.bind(pg), options.rows);
+  const load = await loadInOneTransaction(
+    psql,
+    insertOrders(`generate_series(1::bigint, ${options.rows})`),
+  );
   progress(
     `Loaded in ${load.seconds.toFixed(1)} s: xid ${load.xid}, end LSN ${load.endLsn}`,
   );
-  await pg.psql("CHECKPOINT");
+  await psql("CHECKPOINT");
 
   const work = await Deno.makeTempDir({ prefix: "spillway-bench-" });
   const runs: Run[] = [];
   const verified: Results["verified"] = {};
   try {
-    for (let rep = 1; rep <= options.reps; rep++) {
-      const modes = rep % 2 === 1 ? MODES : [...MODES].reverse();
-      for (const mode of modes) {
-        // Each mode alternates which tool goes first; the two modes start with different tools.
-        const tools: Tool[] = (rep + MODES.indexOf(mode)) % 2 === 1
-          ? ["spillway", "pg_recvlogical"]
-          : ["pg_recvlogical", "spillway"];
-        for (const tool of tools) {
-          const slot = slotName(mode, tool, rep);
-          const run = tool === "spillway"
-            ? await runSpillway({
-              port: pg.port,
-              slot,
-              mode,
-              load,
-              work,
-              cpuProf: options.cpuProf,
-              capture: options.capture && rep === 1
-                ? join(OUT_DIR, `${mode.key}.frames`)
-                : undefined,
-            })
-            : await runRecvlogical({ port: pg.port, slot, mode, load, work, output: "/dev/null" });
-          run.rep = rep;
-          checkRun(run, options.rows, mode);
-          runs.push(run);
-          progress(
-            `rep ${rep} ${mode.label} ${tool}: ${run.seconds.toFixed(2)} s, peak RSS ${
-              (run.peakRssKib / 1024).toFixed(0)
-            } MB`,
-          );
-        }
-      }
+    for (const { rep, mode, tool } of raceOrder(MODES, options.reps)) {
+      const slot = raceSlot(mode.key, tool, rep);
+      const run = tool === "spillway"
+        ? await runSpillway({
+          port: pg.port,
+          slot,
+          mode,
+          load,
+          work,
+          cpuProf: options.cpuProf,
+          capture: options.capture && rep === 1 ? join(OUT_DIR, `${mode.key}.frames`) : undefined,
+        })
+        : await runRecvlogical({ port: pg.port, slot, mode, load, work, output: "/dev/null" });
+      run.rep = rep;
+      checkRun(run, options.rows, mode);
+      runs.push(run);
+      progress(
+        `rep ${rep} ${mode.label} ${tool}: ${run.seconds.toFixed(2)} s, peak RSS ${
+          (run.peakRssKib / 1024).toFixed(0)
+        } MB`,
+      );
     }
     for (const mode of MODES) {
-      verified[mode.key] = await verifyRecvlogical(pg.port, slotName(mode, "verify", 0), mode, {
+      verified[mode.key] = await verifyRecvlogical(pg.port, raceSlot(mode.key, "verify"), mode, {
         load,
         work,
         runs: runs.filter((run) => run.mode === mode.key && run.tool === "spillway"),
       });
     }
     const commitEnd = runs.find((run) => run.drain !== undefined)!.drain!.commitEndLsn;
-    await checkSlotsConfirmed(pg.psql.bind(pg), "bench%", commitEnd);
+    await checkSlotsConfirmed(psql, "bench%", commitEnd);
   } finally {
     await Deno.remove(work, { recursive: true }).catch(() => {});
   }
@@ -279,26 +222,16 @@ async function measure(options: MeasureOptions): Promise<Results> {
   };
 }
 
-/** Inserts the rows in one transaction; returns its xid and the WAL position after its commit. */
-function loadOrders(psql: (sql: string) => Promise<string>, rows: number): Promise<Load> {
-  return loadInOneTransaction(
-    psql,
-    `INSERT INTO orders (id, customer, amount, status, created_at)
-    SELECT g,
-           'customer-' || (g % 50000),
-           ((g * 7919) % 10000000) / 100.0,
-           (ARRAY['new', 'paid', 'shipped', 'delivered', 'cancelled'])[1 + g % 5],
-           timestamptz '2024-01-01 00:00:00+00' + g * interval '1 second'
-      FROM generate_series(1::bigint, ${rows}) AS g;`,
-  );
-}
-
-interface SpillwayRun {
+/** Where one drain runs. */
+interface DrainContext {
   port: number;
   slot: string;
   mode: Mode;
   load: Load;
   work: string;
+}
+
+interface SpillwayRun extends DrainContext {
   cpuProf: boolean;
   capture?: string;
 }
@@ -321,30 +254,10 @@ async function runSpillway(options: SpillwayRun): Promise<Run> {
   ];
   if (options.mode.streaming) drainArgs.push("--streaming");
   if (options.capture) drainArgs.push("--capture", options.capture);
-  const timed = await timeProcess(
-    Deno.execPath(),
-    drainArgs,
-    join(options.work, `${options.slot}.usage`),
-  );
-  const drain = lastJsonLine<DrainResult>(timed, `Spillway drain of slot "${options.slot}"`);
-  return {
-    mode: options.mode.key,
-    tool: "spillway",
-    rep: 0,
-    seconds: drain.seconds,
-    processSeconds: timed.seconds,
-    cpuSeconds: timed.cpuSeconds,
-    peakRssKib: timed.peakRssKib,
-    drain,
-  };
+  return await timeDrain<DrainResult>(options.mode.key, options.slot, drainArgs, options.work);
 }
 
-interface RecvlogicalRun {
-  port: number;
-  slot: string;
-  mode: Mode;
-  load: Load;
-  work: string;
+interface RecvlogicalRun extends DrainContext {
   /** `/dev/null` for timed runs; a regular file (written without fsync) to verify. */
   output: string;
 }
@@ -355,32 +268,15 @@ async function runRecvlogical(options: RecvlogicalRun): Promise<Run> {
     `publication_names=${PUBLICATION}`,
   ];
   if (options.mode.streaming) pluginOptions.push("streaming=on");
-  const args = recvlogicalArgs({
+  const timed = await timeRecvlogical({
     port: options.port,
     slot: options.slot,
     pluginOptions,
     endLsn: options.load.endLsn,
     output: options.output,
+    work: options.work,
   });
-  const timed = await timeProcess(
-    PG_RECVLOGICAL,
-    args,
-    join(options.work, `${options.slot}.usage`),
-  );
-  if (timed.code !== 0) {
-    throw new Error(
-      `pg_recvlogical on slot "${options.slot}" failed (exit ${timed.code}): ${timed.stderr}`,
-    );
-  }
-  return {
-    mode: options.mode.key,
-    tool: "pg_recvlogical",
-    rep: 0,
-    seconds: timed.seconds,
-    processSeconds: timed.seconds,
-    cpuSeconds: timed.cpuSeconds,
-    peakRssKib: timed.peakRssKib,
-  };
+  return recvlogicalRun(options.mode.key, timed);
 }
 
 /**
@@ -432,50 +328,12 @@ function checkRun(run: Run, rows: number, mode: Mode): void {
 }
 
 function printResults(results: Results): void {
-  const header = [
-    "mode",
-    "tool",
-    "rows/s",
-    "seconds",
-    "runs (s)",
-    "process s",
-    "CPU s",
-    "peak RSS MB",
-  ];
-  const lines: string[][] = [];
-  const ratios: number[] = [];
-  for (const mode of MODES) {
-    const rates: Record<Tool, number> = { spillway: 0, pg_recvlogical: 0 };
-    for (const tool of ["spillway", "pg_recvlogical"] as const) {
-      const runs = results.runs.filter((run) => run.mode === mode.key && run.tool === tool);
-      const seconds = median(runs.map((run) => run.seconds));
-      rates[tool] = results.rows / seconds;
-      lines.push([
-        mode.label,
-        tool,
-        Math.round(rates[tool]).toLocaleString("en-US"),
-        seconds.toFixed(2),
-        runs.map((run) => run.seconds.toFixed(2)).join(" "),
-        median(runs.map((run) => run.processSeconds)).toFixed(2),
-        median(runs.map((run) => run.cpuSeconds)).toFixed(2),
-        (Math.max(...runs.map((run) => run.peakRssKib)) / 1024).toFixed(0),
-      ]);
-    }
-    const ratio = rates.spillway / rates.pg_recvlogical;
-    ratios.push(ratio);
-    lines.push([mode.label, "ratio", `${ratio.toFixed(2)}x`, "", "", "", "", ""]);
-  }
   console.log(
     `PostgreSQL ${results.serverVersion}, ${results.rows} rows in one transaction ` +
       `(load ${results.load.seconds.toFixed(1)} s), median of ${results.reps}; ` +
       `load average ${results.loadBefore} before, ${results.loadAfter} after`,
   );
-  for (const line of formatTable(header, lines)) console.log(line);
-  console.log(
-    "seconds: Spillway connect -> commit confirmed; pg_recvlogical process start -> exit. " +
-      "CPU s: client process user+sys (GNU time, median). Peak RSS: GNU time, max of runs.",
-  );
-  const summary = { date: new Date().toISOString(), ...results };
-  Deno.writeTextFileSync(join(OUT_DIR, "decode.json"), JSON.stringify(summary, null, 2) + "\n");
-  console.log(`decode ratio vs pg_recvlogical: ${Math.min(...ratios).toFixed(2)}`);
+  const { lowestRatio } = printRaceTable(MODES, results.runs, results.rows);
+  writeResults("decode", { date: new Date().toISOString(), ...results });
+  console.log(`decode ratio vs pg_recvlogical: ${lowestRatio.toFixed(2)}`);
 }

@@ -38,21 +38,41 @@
 import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
 import { join } from "node:path";
-import { type PgServer, startPostgres } from "../tests/harness/postgres.ts";
+import type { PgServer } from "../tests/harness/postgres.ts";
 import { DEFAULT_STREAMING } from "../pipelines/config.ts";
 import { type LatencySummary, type PipelineRunResult, SHUTDOWN_WAIT_MS } from "./_pipeline_run.ts";
 import {
+  cannotRun,
+  createSlots,
+  denoRunArgs,
+  formatTable,
+  GNU_TIME,
+  insertOrders,
+  loadAverage,
+  loadInOneTransaction,
+  missingTool,
+  ORDERS_TABLE,
+  OUT_DIR,
+  parseBenchArgs,
+  parseXidAndLsn,
+  progressFor,
+  recvlogicalTimes,
+  RUN_COLUMNS,
+  runCells,
+  startBenchPostgres,
+  type Timed,
+  TIMEOUT,
+  timeProcess,
+  timeRecvlogical,
+  type Tool,
+  writeResults,
+} from "./_common.ts";
+import {
   clientBinary,
   countLines,
-  exists,
-  formatTable,
   LineChild,
-  loadAverage,
-  median,
   type RssSample,
   RssSampler,
-  type Timed,
-  timeProcess,
 } from "./_pipeline_util.ts";
 
 const PUBLICATION = "bench_pub";
@@ -60,11 +80,11 @@ const STOP_PREFIX = "spillway-bench.stop";
 /** A pg_recvlogical run that takes longer than this is killed. */
 const RUN_TIMEOUT_S = 900;
 const RUNNER = fileURLToPath(new URL("./_pipeline_run.ts", import.meta.url));
-const OUT_DIR = fileURLToPath(new URL("./out/", import.meta.url));
 const SMALL_TXN_ROWS = 10;
 /** The pipeline's default streaming mode: the headline's; the other is measured once. */
 const DEFAULT_MODE = DEFAULT_STREAMING === "off" ? "off" : "on";
 const OTHER_MODE = DEFAULT_MODE === "on" ? "off" : "on";
+const progress = progressFor("pipeline");
 
 const USAGE = `deno task bench pipeline [options]
 
@@ -99,25 +119,15 @@ interface Options {
 
 /** Runs the pipeline benchmark; returns the exit code. */
 export async function pipelineBench(args: string[]): Promise<number> {
-  let options: Options;
-  try {
-    options = parseOptions(args);
-  } catch (error) {
-    console.error(`Cannot run the pipeline benchmark: ${(error as Error).message}\n\n${USAGE}`);
-    return 2;
-  }
-  if (args.includes("--help") || args.includes("-h")) {
-    console.log(USAGE);
-    return 0;
-  }
-  for (const binary of ["/usr/bin/time", "/usr/bin/timeout"]) {
-    if (!(await exists(binary))) {
-      console.error(`Cannot run the pipeline benchmark: ${binary} is missing; install it`);
-      return 2;
-    }
-  }
+  const parsed = parseBenchArgs("pipeline", USAGE, () => ({
+    options: parseOptions(args),
+    help: args.includes("--help") || args.includes("-h"),
+  }));
+  if (typeof parsed === "number") return parsed;
+  const missing = await missingTool([GNU_TIME, TIMEOUT]);
+  if (missing !== null) return cannotRun("pipeline", missing);
   await Deno.mkdir(OUT_DIR, { recursive: true });
-  const results = await measure(options);
+  const results = await measure(parsed.options);
   printResults(results);
   return 0;
 }
@@ -172,17 +182,20 @@ function parseOptions(args: string[]): Options {
 // ---------------------------------------------------------------------------------------
 // Measurements
 
-type Tool = "spillway" | "pg_recvlogical";
 type SinkKind = "null" | "file";
 
-/** One drain of one slot up to a load's last commit. */
-interface Drain {
+/** What names a drain: its workload, slot, tool, sink, streaming mode and rep. */
+interface DrainId {
   workload: string;
   slot: string;
   tool: Tool;
   sink: SinkKind;
   streaming: "on" | "off";
   rep: number;
+}
+
+/** One drain of one slot up to a load's last commit. */
+interface Drain extends DrainId {
   rows: number;
   /**
    * Spillway: `run()` called → the load's commit confirmed and that position sent to the
@@ -240,6 +253,8 @@ interface Results {
 
 interface Context {
   pg: PgServer;
+  /** `pg.psql`. */
+  psql: (sql: string) => Promise<string>;
   work: string;
   recvlogical: string;
   cpuProf: boolean;
@@ -254,31 +269,17 @@ async function measure(options: Options): Promise<Results> {
   const recvlogical = await clientBinary("pg_recvlogical");
   const pgbench = await clientBinary("pgbench");
   progress(`Starting PostgreSQL 17 (load average ${loadBefore})`);
-  await using pg = await startPostgres({
-    version: 17,
-    settings: {
-      shared_buffers: "256MB",
-      max_wal_size: "16GB",
-      checkpoint_timeout: "1h",
-      autovacuum: "off",
-      max_replication_slots: "32",
-    },
-  });
+  await using pg = await startBenchPostgres({ max_wal_size: "16GB" });
   const serverVersion = await pg.psql("SHOW server_version");
   await pg.psql(`
-    CREATE TABLE orders (
-      id bigint PRIMARY KEY,
-      customer text NOT NULL,
-      amount numeric(12,2) NOT NULL,
-      status text NOT NULL,
-      created_at timestamptz NOT NULL
-    );
+    ${ORDERS_TABLE}
     CREATE TABLE ticks (id bigserial PRIMARY KEY, sent_us bigint NOT NULL, note text NOT NULL);
     CREATE PUBLICATION ${PUBLICATION} FOR TABLE orders, ticks;
   `);
   const work = await Deno.makeTempDir({ dir: "/tmp", prefix: "spillway-bench-pipeline-" });
   const context: Context = {
     pg,
+    psql: pg.psql.bind(pg),
     work,
     recvlogical: recvlogical.path,
     cpuProf: options.cpuProf,
@@ -326,7 +327,6 @@ async function measure(options: Options): Promise<Results> {
  * mode (order alternating), then the same four once in the other mode.
  */
 async function throughputSingle(context: Context, options: Options): Promise<Load> {
-  const slots: string[] = [];
   const plan: { tool: Tool; sink: SinkKind; streaming: "on" | "off"; rep: number }[] = [];
   const drains = (streaming: "on" | "off", rep: number): typeof plan => [
     { tool: "spillway", sink: "null", streaming, rep },
@@ -339,22 +339,17 @@ async function throughputSingle(context: Context, options: Options): Promise<Loa
     plan.push(...(rep % 2 === 1 ? round : round.reverse()));
   }
   plan.push(...drains(OTHER_MODE, 1));
-  const slotOf = (step: (typeof plan)[number]) =>
-    `single_${step.tool === "spillway" ? "sp" : "recv"}_${step.sink}_${step.streaming}_${step.rep}`;
-  for (const step of plan) slots.push(slotOf(step));
-  await createSlots(context.pg, slots);
-  progress(`Created ${slots.length} slots; loading ${options.rows} rows in one transaction`);
-  const load = await loadSingle(context, options.rows);
-  for (const step of plan) {
-    await drain(context, {
-      workload: "single",
-      slot: slotOf(step),
-      load,
-      ...step,
-    });
-  }
-  await checkAndDropSlots(context.pg, slots, load.endLsn);
-  return load;
+  const steps = plan.map((step) => {
+    const tool = step.tool === "spillway" ? "sp" : "recv";
+    return { ...step, slot: `single_${tool}_${step.sink}_${step.streaming}_${step.rep}` };
+  });
+  return await runWorkload(
+    context,
+    "single",
+    steps,
+    `${options.rows} rows in one transaction`,
+    () => loadSingle(context, options.rows),
+  );
 }
 
 /** Workload 2: many small transactions, four drains. */
@@ -365,54 +360,57 @@ async function throughputSmall(context: Context, options: Options): Promise<Load
     { tool: "pg_recvlogical", sink: "file" },
     { tool: "spillway", sink: "file" },
   ];
-  const slotOf = (step: (typeof plan)[number]) =>
-    `small_${step.tool === "spillway" ? "sp" : "recv"}_${step.sink}`;
-  const slots = plan.map(slotOf);
-  await createSlots(context.pg, slots);
-  progress(
-    `Created ${slots.length} slots; loading ${options.smallTxns} transactions of ${SMALL_TXN_ROWS} rows`,
+  const steps: DrainStep[] = plan.map((step) => ({
+    ...step,
+    slot: `small_${step.tool === "spillway" ? "sp" : "recv"}_${step.sink}`,
+    streaming: DEFAULT_MODE,
+    rep: 1,
+  }));
+  return await runWorkload(
+    context,
+    "small",
+    steps,
+    `${options.smallTxns} transactions of ${SMALL_TXN_ROWS} rows`,
+    () => loadSmall(context, options.smallTxns),
   );
-  const load = await loadSmall(context, options.smallTxns);
-  for (const step of plan) {
-    await drain(context, {
-      workload: "small",
-      slot: slotOf(step),
-      load,
-      streaming: DEFAULT_MODE,
-      rep: 1,
-      ...step,
-    });
-  }
-  await checkAndDropSlots(context.pg, slots, load.endLsn);
-  return load;
 }
 
 /** Workload 4: the RSS of Spillway over one huge transaction, streaming on and off. */
 async function measureRss(context: Context, options: Options): Promise<Load> {
-  const slots = ["rss_sp_null_on", "rss_sp_null_off"];
-  await createSlots(context.pg, slots);
-  progress(`Created ${slots.length} slots; loading ${options.rssRows} rows in one transaction`);
-  const load = await loadSingle(context, options.rssRows);
-  for (const streaming of ["on", "off"] as const) {
-    await drain(context, {
-      workload: "rss",
-      slot: `rss_sp_null_${streaming}`,
-      load,
-      tool: "spillway",
-      sink: "null",
-      streaming,
-      rep: 1,
-    });
-  }
-  await checkAndDropSlots(context.pg, slots, load.endLsn);
-  return load;
+  const steps: DrainStep[] = (["on", "off"] as const).map((streaming) => ({
+    slot: `rss_sp_null_${streaming}`,
+    tool: "spillway",
+    sink: "null",
+    streaming,
+    rep: 1,
+  }));
+  return await runWorkload(
+    context,
+    "rss",
+    steps,
+    `${options.rssRows} rows in one transaction`,
+    () => loadSingle(context, options.rssRows),
+  );
 }
 
-async function createSlots(pg: PgServer, slots: string[]): Promise<void> {
-  await pg.psql(
-    slots.map((slot) => `SELECT pg_create_logical_replication_slot('${slot}', 'pgoutput');`)
-      .join("\n"),
-  );
+/**
+ * Runs a workload: creates the steps' slots, loads (`loading` says what, for the progress line),
+ * drains each step's slot in turn up to the load's end, then checks and drops the slots.
+ */
+async function runWorkload(
+  context: Context,
+  workload: string,
+  steps: readonly DrainStep[],
+  loading: string,
+  load: () => Promise<Load>,
+): Promise<Load> {
+  const slots = steps.map((step) => step.slot);
+  await createSlots(context.psql, slots);
+  progress(`Created ${slots.length} slots; loading ${loading}`);
+  const loaded = await load();
+  for (const step of steps) await drain(context, { workload, load: loaded, ...step });
+  await checkAndDropSlots(context.pg, slots, loaded.endLsn);
+  return loaded;
 }
 
 /** Checks that every slot confirmed the load's end, then drops them (they pin WAL). */
@@ -432,29 +430,16 @@ async function checkAndDropSlots(pg: PgServer, slots: string[], endLsn: string):
   await pg.psql(slots.map((slot) => `SELECT pg_drop_replication_slot('${slot}');`).join("\n"));
 }
 
-const ORDER_ROW = `g,
-           'customer-' || (g % 50000),
-           ((g * 7919) % 10000000) / 100.0,
-           (ARRAY['new', 'paid', 'shipped', 'delivered', 'cancelled'])[1 + g % 5],
-           timestamptz '2024-01-01 00:00:00+00' + g * interval '1 second'`;
-
 /** Inserts `rows` orders in one transaction; its xid and the WAL position after its commit. */
 async function loadSingle(context: Context, rows: number): Promise<Load> {
   const first = context.nextId;
   context.nextId += rows;
-  const started = performance.now();
-  const out = await context.pg.psql(`
-    BEGIN;
-    INSERT INTO orders (id, customer, amount, status, created_at)
-    SELECT ${ORDER_ROW}
-      FROM generate_series(${first}::bigint, ${first + rows - 1}) AS g;
-    SELECT pg_current_xact_id();
-    COMMIT;
-    SELECT pg_current_wal_lsn();
-  `);
-  const seconds = (performance.now() - started) / 1000;
-  await context.pg.psql("CHECKPOINT");
-  const load = { ...parseXidAndLsn(out), rows, transactions: 1, seconds };
+  const { xid, endLsn, seconds } = await loadInOneTransaction(
+    context.psql,
+    insertOrders(`generate_series(${first}::bigint, ${first + rows - 1})`),
+  );
+  await context.psql("CHECKPOINT");
+  const load = { xid, endLsn, rows, transactions: 1, seconds };
   progress(`Loaded in ${seconds.toFixed(1)} s: xid ${load.xid}, end LSN ${load.endLsn}`);
   return load;
 }
@@ -468,17 +453,14 @@ async function loadSmall(context: Context, transactions: number): Promise<Load> 
   const first = context.nextId;
   const rows = transactions * SMALL_TXN_ROWS;
   context.nextId += rows;
+  const batch = `${first}::bigint + t * ${SMALL_TXN_ROWS}`;
+  const insert = insertOrders(`generate_series(${batch}, ${batch} + ${SMALL_TXN_ROWS - 1})`);
   const started = performance.now();
-  const out = await context.pg.psql(`
+  const out = await context.psql(`
     DO $$
     BEGIN
       FOR t IN 0..${transactions - 1} LOOP
-        INSERT INTO orders (id, customer, amount, status, created_at)
-        SELECT ${ORDER_ROW}
-          FROM generate_series(${first}::bigint + t * ${SMALL_TXN_ROWS},
-                               ${first}::bigint + t * ${SMALL_TXN_ROWS} + ${
-    SMALL_TXN_ROWS - 1
-  }) AS g;
+        ${insert}
         COMMIT;
       END LOOP;
     END $$;
@@ -489,7 +471,7 @@ async function loadSmall(context: Context, transactions: number): Promise<Load> 
     SELECT pg_current_wal_lsn();
   `);
   const seconds = (performance.now() - started) / 1000;
-  await context.pg.psql("CHECKPOINT");
+  await context.psql("CHECKPOINT");
   const [, ...rest] = out.split("\n"); // the message's "t"
   const load = {
     ...parseXidAndLsn(rest.join("\n")),
@@ -501,24 +483,13 @@ async function loadSmall(context: Context, transactions: number): Promise<Load> 
   return load;
 }
 
-function parseXidAndLsn(out: string): { xid: number; endLsn: string } {
-  const [xid8, endLsn] = out.split("\n");
-  if (xid8 === undefined || endLsn === undefined) {
-    throw new Error(`Cannot read the load's xid and end LSN from psql output "${out}"`);
-  }
-  // pgoutput carries the 32-bit xid; pg_current_xact_id() adds the epoch above it.
-  return { xid: Number(BigInt(xid8) & 0xffff_ffffn), endLsn };
+/** A drain to make, up to the end of `load`. */
+interface DrainPlan extends DrainId {
+  load: Load;
 }
 
-interface DrainPlan {
-  workload: string;
-  slot: string;
-  load: Load;
-  tool: Tool;
-  sink: SinkKind;
-  streaming: "on" | "off";
-  rep: number;
-}
+/** One drain of a workload's plan. */
+type DrainStep = Omit<DrainId, "workload">;
 
 async function drain(context: Context, plan: DrainPlan): Promise<void> {
   const file = plan.sink === "file" ? join(context.work, `${plan.slot}.out`) : undefined;
@@ -555,10 +526,7 @@ async function drain(context: Context, plan: DrainPlan): Promise<void> {
     result = {
       ...drainFields(plan),
       rows: plan.load.rows,
-      seconds: timed.seconds,
-      processSeconds: timed.seconds,
-      cpuSeconds: timed.cpuSeconds,
-      peakRssKib: timed.peakRssKib,
+      ...recvlogicalTimes(timed),
     };
   }
   if (file !== undefined) {
@@ -586,9 +554,7 @@ async function drain(context: Context, plan: DrainPlan): Promise<void> {
   );
 }
 
-function drainFields(
-  plan: DrainPlan,
-): Pick<Drain, "workload" | "slot" | "tool" | "sink" | "streaming" | "rep"> {
+function drainFields(plan: DrainPlan): DrainId {
   const { workload, slot, tool, sink, streaming, rep } = plan;
   return { workload, slot, tool, sink, streaming, rep };
 }
@@ -620,16 +586,12 @@ async function runSpillway(
 ): Promise<
   { result: PipelineRunResult; processSeconds: number; peakRssKib: number; samples: RssSample[] }
 > {
-  const denoArgs = ["run", "-A"];
-  if (context.cpuProf) {
-    denoArgs.push(
-      "--cpu-prof",
-      `--cpu-prof-dir=${join(OUT_DIR, "profiles")}`,
-      `--cpu-prof-name=pipeline-${run.slot}.cpuprofile`,
-    );
-  }
+  const script = denoRunArgs(
+    RUNNER,
+    context.cpuProf ? `pipeline-${run.slot}.cpuprofile` : undefined,
+  );
   // deno-fmt-ignore
-  const args = [...denoArgs, RUNNER, "--url", context.pg.url(), "--slot", run.slot,
+  const args = [...script, "--url", context.pg.url(), "--slot", run.slot,
     "--publication", PUBLICATION, "--sink", run.sink, "--streaming", run.streaming, ...run.stop];
   if (run.file !== undefined) args.push("--file", run.file);
   if (run.latency) args.push("--latency");
@@ -679,31 +641,27 @@ async function runRecvlogical(
   plan: DrainPlan,
   output: string,
 ): Promise<Timed> {
-  // The options Spillway's source sends: proto_version (auto: 4 on PostgreSQL 17),
-  // publication_names, binary false, messages true, streaming on or off.
-  // deno-fmt-ignore
-  const args = [
-    "--start", "-S", plan.slot, "-d", "postgres", "-h", "127.0.0.1",
-    "-p", String(context.pg.port), "-U", "postgres", "--no-loop",
-    "-o", "proto_version=4", "-o", `publication_names=${PUBLICATION}`, "-o", "binary=false",
-    "-o", "messages=true", "-o", `streaming=${plan.streaming}`,
-    "-f", output, "-E", plan.load.endLsn,
-  ];
-  // /dev/null: no fsync at all (-F 0). A file: the default fsync interval of 10 s, plus the
-  // fsync pg_recvlogical does before it exits at the end position.
-  if (output === "/dev/null") args.push("-F", "0");
-  const timed = await timeProcess(
-    context.recvlogical,
-    args,
-    join(context.work, `${plan.slot}.usage`),
-    RUN_TIMEOUT_S,
-  );
-  if (timed.code !== 0) {
-    throw new Error(
-      `pg_recvlogical on slot "${plan.slot}" failed (exit ${timed.code}): ${timed.stderr}`,
-    );
-  }
-  return timed;
+  return await timeRecvlogical({
+    binary: context.recvlogical,
+    port: context.pg.port,
+    slot: plan.slot,
+    // The options Spillway's source sends: proto_version (auto: 4 on PostgreSQL 17),
+    // publication_names, binary false, messages true, streaming on or off.
+    pluginOptions: [
+      "proto_version=4",
+      `publication_names=${PUBLICATION}`,
+      "binary=false",
+      "messages=true",
+      `streaming=${plan.streaming}`,
+    ],
+    endLsn: plan.load.endLsn,
+    output,
+    // /dev/null: no fsync at all (-F 0). A file: the default fsync interval of 10 s, plus the
+    // fsync pg_recvlogical does before it exits at the end position.
+    keepFsync: output !== "/dev/null",
+    work: context.work,
+    timeoutSeconds: RUN_TIMEOUT_S,
+  });
 }
 
 /** Workload 3: commit-to-sink latency under a steady single-row insert load. */
@@ -713,7 +671,7 @@ async function measureLatency(
   pgbench: string,
 ): Promise<LatencyResult> {
   const slot = "latency_sp_null";
-  await createSlots(context.pg, [slot]);
+  await createSlots(context.psql, [slot]);
   const script = join(context.work, "tick.sql");
   await Deno.writeTextFile(
     script,
@@ -784,18 +742,7 @@ const WORKLOADS: Record<string, string> = {
 };
 
 function printResults(results: Results): void {
-  const header = [
-    "workload",
-    "streaming",
-    "sink",
-    "tool",
-    "rows/s",
-    "seconds",
-    "runs (s)",
-    "process s",
-    "CPU s",
-    "peak RSS MB",
-  ];
+  const header = ["workload", "streaming", "sink", "tool", ...RUN_COLUMNS];
   const rows: string[][] = [];
   const ratios: Record<string, number> = {};
   const groups = new Map<string, Drain[]>();
@@ -809,20 +756,14 @@ function printResults(results: Results): void {
     for (const tool of ["spillway", "pg_recvlogical"] as const) {
       const runs = drains.filter((drain) => drain.tool === tool);
       if (runs.length === 0) continue;
-      const seconds = median(runs.map((run) => run.seconds));
-      const rate = runs[0]!.rows / seconds;
+      const { rate, cells } = runCells(runs, runs[0]!.rows);
       rates[tool] = rate;
       rows.push([
         `${WORKLOADS[workload] ?? workload} (${rowsLabel(runs[0]!.rows)} rows)`,
         streaming,
         sink,
         tool,
-        Math.round(rate).toLocaleString("en-US"),
-        seconds.toFixed(2),
-        runs.map((run) => run.seconds.toFixed(2)).join(" "),
-        median(runs.map((run) => run.processSeconds)).toFixed(2),
-        median(runs.map((run) => run.cpuSeconds)).toFixed(2),
-        (Math.max(...runs.map((run) => run.peakRssKib)) / 1024).toFixed(0),
+        ...cells,
       ]);
     }
     if (rates.spillway !== undefined && rates.pg_recvlogical !== undefined) {
@@ -887,7 +828,7 @@ function printResults(results: Results): void {
     // Keep the timeline of the RSS runs only; the others would make the file large.
     if (drain.workload !== "rss") delete drain.rssSamples;
   }
-  Deno.writeTextFileSync(join(OUT_DIR, "pipeline.json"), JSON.stringify(summary, null, 2) + "\n");
+  writeResults("pipeline", summary);
   const headline = [`single|${DEFAULT_MODE}|null`, `single|${DEFAULT_MODE}|file`]
     .map((key) => ratios[key])
     .filter((ratio): ratio is number => ratio !== undefined);
@@ -926,8 +867,4 @@ function rowsLabel(rows: number): string {
   if (rows % 1_000_000 === 0) return `${rows / 1_000_000}M`;
   if (rows % 1000 === 0) return `${rows / 1000}k`;
   return String(rows);
-}
-
-function progress(message: string): void {
-  console.error(`[bench pipeline] ${message}`);
 }

@@ -38,28 +38,37 @@ import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
 import { join } from "node:path";
 import { createHash } from "node:crypto";
-import { startPostgres } from "../tests/harness/postgres.ts";
+import { SESSION_PARAMETERS } from "../decoder/connection.ts";
 import type { TypesDrainResult } from "./_types_drain.ts";
 import {
+  cannotRun,
   checkSlotsConfirmed,
+  createSlots,
   denoRunArgs,
   formatTable,
-  lastJsonLine,
+  invalidCount,
   type Load,
   loadAverage,
   loadInOneTransaction,
-  median,
+  MAX_SLOTS,
   missingTool,
   OUT_DIR,
-  PG_RECVLOGICAL,
+  parseBenchArgs,
+  printRaceTable,
   progressFor,
-  recvlogicalArgs,
-  timeProcess,
+  raceOrder,
+  raceSlot,
+  raceSlots,
+  recvlogicalRun,
+  startBenchPostgres,
+  timeDrain,
+  type TimedRun,
+  timeRecvlogical,
+  writeResults,
 } from "./_common.ts";
 
 const PUBLICATION = "wide_pub";
-/** `max_replication_slots` of the server; each rep needs 4 slots, plus 4 untimed ones. */
-const MAX_SLOTS = 32;
+/** Each rep needs 4 of the server's {@linkcode MAX_SLOTS} slots, plus 4 untimed ones. */
 const MAX_REPS = Math.floor((MAX_SLOTS - 4) / 4);
 const DRAIN = fileURLToPath(new URL("./_types_drain.ts", import.meta.url));
 const progress = progressFor("types");
@@ -154,15 +163,11 @@ export const WIDE_COLUMNS: readonly (readonly [string, string, string])[] = [
   ],
 ];
 
-/** The session settings Spillway pins (`SESSION_PARAMETERS`), as server defaults. */
-const SESSION_DEFAULTS: Record<string, string> = {
-  DateStyle: "ISO, MDY",
-  IntervalStyle: "postgres",
-  TimeZone: "UTC",
-  extra_float_digits: "3",
-  bytea_output: "hex",
-  lc_monetary: "C",
-};
+/**
+ * The session settings Spillway pins ({@linkcode SESSION_PARAMETERS}), as server defaults; not
+ * `client_encoding`, which each client sets for itself (the cluster is UTF8 anyway).
+ */
+const { client_encoding: _, ...SESSION_DEFAULTS } = SESSION_PARAMETERS;
 
 interface Mode {
   key: string;
@@ -175,22 +180,8 @@ const MODES: readonly Mode[] = [
   { key: "bin", label: "binary", binary: true },
 ];
 
-type Tool = "spillway" | "pg_recvlogical";
-
 /** One timed drain. */
-interface Run {
-  mode: string;
-  tool: Tool;
-  rep: number;
-  /** Spillway: connect → end; pg_recvlogical: process start → exit. */
-  seconds: number;
-  /** Process start → exit, for both. */
-  processSeconds: number;
-  /** User plus system CPU seconds of the process (the server's walsender not included). */
-  cpuSeconds: number;
-  peakRssKib: number;
-  drain?: TypesDrainResult;
-}
+type Run = TimedRun<TypesDrainResult>;
 
 const USAGE = `deno task bench types [options]
 
@@ -203,9 +194,8 @@ Options:
 
 /** Runs the types benchmark; returns the exit code. */
 export async function typesBench(args: string[]): Promise<number> {
-  let values;
-  try {
-    values = parseArgs({
+  const values = parseBenchArgs("types", USAGE, () =>
+    parseArgs({
       args,
       options: {
         rows: { type: "string", default: "200000" },
@@ -215,35 +205,14 @@ export async function typesBench(args: string[]): Promise<number> {
         help: { type: "boolean", short: "h", default: false },
       },
       strict: true,
-    }).values;
-  } catch (error) {
-    console.error(`Cannot run the types benchmark: ${(error as Error).message}\n\n${USAGE}`);
-    return 2;
-  }
-  if (values.help) {
-    console.log(USAGE);
-    return 0;
-  }
+    }).values);
+  if (typeof values === "number") return values;
   const rows = Number(values.rows);
   const reps = Number(values.reps);
   const iterations = Number(values.iterations);
-  if (!Number.isInteger(rows) || rows < 1) {
-    console.error(`Cannot run the types benchmark: --rows must be a positive integer`);
-    return 2;
-  }
-  if (!Number.isInteger(reps) || reps < 1 || reps > MAX_REPS) {
-    console.error(`Cannot run the types benchmark: --reps must be within 1 and ${MAX_REPS}`);
-    return 2;
-  }
-  if (!Number.isInteger(iterations) || iterations < 1) {
-    console.error(`Cannot run the types benchmark: --iterations must be a positive integer`);
-    return 2;
-  }
-  const missing = await missingTool();
-  if (missing !== null) {
-    console.error(`Cannot run the types benchmark: ${missing}`);
-    return 2;
-  }
+  const invalid = invalidCount("rows", rows) ?? invalidCount("reps", reps, MAX_REPS) ??
+    invalidCount("iterations", iterations) ?? await missingTool();
+  if (invalid !== null) return cannotRun("types", invalid);
   await Deno.mkdir(OUT_DIR, { recursive: true });
   const results = await measure({ rows, reps, iterations, cpuProf: values["cpu-prof"] });
   printResults(results);
@@ -281,40 +250,17 @@ interface Results {
 async function measure(options: MeasureOptions): Promise<Results> {
   const loadBefore = await loadAverage();
   progress(`Starting PostgreSQL 17 (load average ${loadBefore})`);
-  await using pg = await startPostgres({
-    version: 17,
-    settings: {
-      shared_buffers: "256MB",
-      max_wal_size: "4GB",
-      checkpoint_timeout: "1h",
-      autovacuum: "off",
-      max_replication_slots: String(MAX_SLOTS),
-      ...SESSION_DEFAULTS,
-    },
-  });
+  await using pg = await startBenchPostgres(SESSION_DEFAULTS);
   const psql = pg.psql.bind(pg);
   const serverVersion = await psql("SHOW server_version");
-  const slotName = (mode: Mode, tool: Tool | "capture" | "verify", rep: number) =>
-    tool === "capture" || tool === "verify"
-      ? `bench_${mode.key}_${tool}`
-      : `bench_${mode.key}_${tool === "spillway" ? "spillway" : "recv"}_${rep}`;
-  const allSlots: string[] = [];
-  for (const mode of MODES) {
-    for (let rep = 1; rep <= options.reps; rep++) {
-      allSlots.push(slotName(mode, "spillway", rep), slotName(mode, "pg_recvlogical", rep));
-    }
-    allSlots.push(slotName(mode, "capture", 0), slotName(mode, "verify", 0));
-  }
+  const allSlots = raceSlots(MODES, options.reps, ["capture", "verify"]);
   await psql(`
     CREATE TABLE wide (
       ${WIDE_COLUMNS.map(([name, type]) => `${name} ${type}`).join(",\n      ")}
     );
     CREATE PUBLICATION ${PUBLICATION} FOR TABLE wide;
-    ${
-    allSlots.map((slot) => `SELECT pg_create_logical_replication_slot('${slot}', 'pgoutput');`)
-      .join("\n")
-  }
   `);
+  await createSlots(psql, allSlots);
   progress(
     `Created ${allSlots.length} slots; loading ${options.rows} rows of ${WIDE_COLUMNS.length} ` +
       `columns in one transaction`,
@@ -333,40 +279,31 @@ async function measure(options: MeasureOptions): Promise<Results> {
   const checks: Record<string, Check> = {};
   const context = { port: pg.port, load, work, cpuProf: options.cpuProf };
   try {
-    for (let rep = 1; rep <= options.reps; rep++) {
-      const modes = rep % 2 === 1 ? MODES : [...MODES].reverse();
-      for (const mode of modes) {
-        // Each mode alternates which tool goes first; the two modes start with different tools.
-        const tools: Tool[] = (rep + MODES.indexOf(mode)) % 2 === 1
-          ? ["spillway", "pg_recvlogical"]
-          : ["pg_recvlogical", "spillway"];
-        for (const tool of tools) {
-          const slot = slotName(mode, tool, rep);
-          const run = tool === "spillway"
-            ? await runSpillway({ ...context, slot, mode, offline: 0 })
-            : await runRecvlogical({ ...context, slot, mode, output: "/dev/null" });
-          run.rep = rep;
-          if (run.drain !== undefined) checkDrain(run.drain, options.rows, mode);
-          runs.push(run);
-          progress(
-            `rep ${rep} ${mode.label} ${tool}: ${run.seconds.toFixed(2)} s, CPU ${
-              run.cpuSeconds.toFixed(2)
-            } s, peak RSS ${(run.peakRssKib / 1024).toFixed(0)} MB`,
-          );
-        }
-      }
+    for (const { rep, mode, tool } of raceOrder(MODES, options.reps)) {
+      const slot = raceSlot(mode.key, tool, rep);
+      const run = tool === "spillway"
+        ? await runSpillway({ ...context, slot, mode, offline: 0 })
+        : await runRecvlogical({ ...context, slot, mode, output: "/dev/null" });
+      run.rep = rep;
+      if (run.drain !== undefined) checkDrain(run.drain, options.rows, mode);
+      runs.push(run);
+      progress(
+        `rep ${rep} ${mode.label} ${tool}: ${run.seconds.toFixed(2)} s, CPU ${
+          run.cpuSeconds.toFixed(2)
+        } s, peak RSS ${(run.peakRssKib / 1024).toFixed(0)} MB`,
+      );
     }
     for (const mode of MODES) {
       progress(`${mode.label}: untimed drains (offline timings, stream check)`);
       const capture = await runSpillway({
         ...context,
-        slot: slotName(mode, "capture", 0),
+        slot: raceSlot(mode.key, "capture"),
         mode,
         offline: options.iterations,
       });
       checkDrain(capture.drain!, options.rows, mode);
       const output = join(work, `${mode.key}.recvlogical`);
-      await runRecvlogical({ ...context, slot: slotName(mode, "verify", 0), mode, output });
+      await runRecvlogical({ ...context, slot: raceSlot(mode.key, "verify"), mode, output });
       const check: Check = {
         capture: capture.drain!,
         recvlogicalBytes: (await Deno.stat(output)).size,
@@ -414,26 +351,11 @@ async function runSpillway(options: DrainContext & { offline: number }): Promise
     "--publication", PUBLICATION, "--xid", String(options.load.xid),
     "--end-lsn", options.load.endLsn, "--offline", String(options.offline)];
   if (options.mode.binary) args.push("--binary");
-  const timed = await timeProcess(
-    Deno.execPath(),
-    args,
-    join(options.work, `${options.slot}.usage`),
-  );
-  const drain = lastJsonLine<TypesDrainResult>(timed, `Spillway drain of slot "${options.slot}"`);
-  return {
-    mode: options.mode.key,
-    tool: "spillway",
-    rep: 0,
-    seconds: drain.seconds,
-    processSeconds: timed.seconds,
-    cpuSeconds: timed.cpuSeconds,
-    peakRssKib: timed.peakRssKib,
-    drain,
-  };
+  return await timeDrain<TypesDrainResult>(options.mode.key, options.slot, args, options.work);
 }
 
 async function runRecvlogical(options: DrainContext & { output: string }): Promise<Run> {
-  const args = recvlogicalArgs({
+  const timed = await timeRecvlogical({
     port: options.port,
     slot: options.slot,
     pluginOptions: [
@@ -443,26 +365,9 @@ async function runRecvlogical(options: DrainContext & { output: string }): Promi
     ],
     endLsn: options.load.endLsn,
     output: options.output,
+    work: options.work,
   });
-  const timed = await timeProcess(
-    PG_RECVLOGICAL,
-    args,
-    join(options.work, `${options.slot}.usage`),
-  );
-  if (timed.code !== 0) {
-    throw new Error(
-      `pg_recvlogical on slot "${options.slot}" failed (exit ${timed.code}): ${timed.stderr}`,
-    );
-  }
-  return {
-    mode: options.mode.key,
-    tool: "pg_recvlogical",
-    rep: 0,
-    seconds: timed.seconds,
-    processSeconds: timed.seconds,
-    cpuSeconds: timed.cpuSeconds,
-    peakRssKib: timed.peakRssKib,
-  };
+  return recvlogicalRun(options.mode.key, timed);
 }
 
 function checkDrain(drain: TypesDrainResult, rows: number, mode: Mode): void {
@@ -530,34 +435,6 @@ async function sha256File(path: string): Promise<string> {
 }
 
 function printResults(results: Results): void {
-  const lines: string[][] = [];
-  const ratios: number[] = [];
-  const spillwayRates: Record<string, number> = {};
-  const runsOf = (mode: Mode, tool: Tool) =>
-    results.runs.filter((run) => run.mode === mode.key && run.tool === tool);
-  for (const mode of MODES) {
-    const rates: Record<Tool, number> = { spillway: 0, pg_recvlogical: 0 };
-    for (const tool of ["spillway", "pg_recvlogical"] as const) {
-      const runs = runsOf(mode, tool);
-      const seconds = median(runs.map((run) => run.seconds));
-      rates[tool] = results.rows / seconds;
-      lines.push([
-        mode.label,
-        tool,
-        Math.round(rates[tool]).toLocaleString("en-US"),
-        seconds.toFixed(2),
-        runs.map((run) => run.seconds.toFixed(2)).join(" "),
-        median(runs.map((run) => run.processSeconds)).toFixed(2),
-        median(runs.map((run) => run.cpuSeconds)).toFixed(2),
-        (Math.max(...runs.map((run) => run.peakRssKib)) / 1024).toFixed(0),
-      ]);
-    }
-    const ratio = rates.spillway / rates.pg_recvlogical;
-    ratios.push(ratio);
-    spillwayRates[mode.key] = rates.spillway;
-    lines.push([mode.label, "ratio", `${ratio.toFixed(2)}x`, "", "", "", "", ""]);
-  }
-  const speed = spillwayRates.bin! / spillwayRates.text!;
   const text = results.checks.text!;
   const binary = results.checks.bin!;
   const mb = (check: Check) => (check.capture.payloadBytes / 1e6).toFixed(1);
@@ -567,12 +444,8 @@ function printResults(results: Results): void {
       `text, ${mb(binary)} MB binary), proto 1, median of ${results.reps}; load average ` +
       `${results.loadBefore} before, ${results.loadAfter} after`,
   );
-  const header = ["mode", "tool", "rows/s", "seconds", "runs (s)", "process s", "CPU s"];
-  for (const line of formatTable([...header, "peak RSS MB"], lines)) console.log(line);
-  console.log(
-    "seconds: Spillway connect -> commit confirmed; pg_recvlogical process start -> exit. " +
-      "CPU s: client process user+sys (GNU time, median). Peak RSS: GNU time, max of runs.",
-  );
+  const { rates, lowestRatio } = printRaceTable(MODES, results.runs, results.rows);
+  const speed = rates.bin!.spillway / rates.text!.spillway;
   console.log(`Spillway binary/text: ${speed.toFixed(2)}x rows/s`);
 
   // Offline: the client's own cost on the captured payloads.
@@ -638,8 +511,7 @@ function printResults(results: Results): void {
       : `\nvalues: text and binary DIFFER in ${differing.join(", ")} ` +
         `(${text.capture.sampledRows} sampled rows)`,
   );
-  const summary = { date: new Date().toISOString(), ...results };
-  Deno.writeTextFileSync(join(OUT_DIR, "types.json"), JSON.stringify(summary, null, 2) + "\n");
-  console.log(`types ratio vs pg_recvlogical: ${Math.min(...ratios).toFixed(2)}`);
+  writeResults("types", { date: new Date().toISOString(), ...results });
+  console.log(`types ratio vs pg_recvlogical: ${lowestRatio.toFixed(2)}`);
   console.log(`types binary/text speed: ${speed.toFixed(2)}`);
 }
