@@ -22,7 +22,7 @@ import { RelationCache } from "../decoder/relations.ts";
 import { PgoutputCode } from "../decoder/codes.ts";
 import { SpillBudget, StreamedBuffer } from "./streamed_buffer.ts";
 import { TypeRegistry } from "../decoder/types/registry.ts";
-import type { ColumnDecoder } from "../decoder/types/values.ts";
+import { type ColumnDecoder, setField } from "../decoder/types/values.ts";
 import {
   type ChangeEvent,
   EVENT_RELATION,
@@ -454,7 +454,12 @@ export class TransactionAssembler {
         unchanged.push(column.name);
         continue;
       }
-      row[column.name] = value === null || value === undefined ? null : decoders[i]!(value);
+      // setField: a column may be named `__proto__`.
+      setField<unknown>(
+        row,
+        column.name,
+        value === null || value === undefined ? null : decoders[i]!(value),
+      );
     }
     return row;
   }

@@ -634,3 +634,24 @@ Deno.test("assembler: a change without Begin, an unknown relation and a short tu
       error instanceof DecodeError && /has 3 columns but the tuple has 1/.test(error.message),
   );
 });
+
+Deno.test("assembler: columns named __proto__, toString and constructor are plain own fields", () => {
+  const h = new Harness();
+  const columns: f.ColumnSpec[] = [
+    { flags: 1, name: "__proto__", typeOid: 23, typmod: -1 },
+    { flags: 0, name: "toString", typeOid: 25, typmod: -1 },
+    { flags: 0, name: "constructor", typeOid: 25, typmod: -1 },
+  ];
+  const items = h.feed(
+    [0x100, beginFrame(42)],
+    [0x100, ordersRelation(undefined, columns)],
+    [0x110, f.insert(RELID, [{ t: "7" }, { t: "s" }, null])],
+    [0x930, commitFrame()],
+  );
+  const after = changes(items)[0]!.after!;
+  assert.equal(Object.getPrototypeOf(after), Object.prototype, "the prototype is untouched");
+  assert.deepEqual(Object.keys(after), ["__proto__", "toString", "constructor"]);
+  assert.equal(Object.getOwnPropertyDescriptor(after, "__proto__")?.value, 7);
+  assert.equal(after.toString, "s");
+  assert.equal(after.constructor, null);
+});

@@ -20,7 +20,7 @@ import {
   type JsonOptions,
   SPILLWAY_DEFAULTS,
 } from "../decoder/types/json.ts";
-import type { PgValue } from "../decoder/types/values.ts";
+import { type PgValue, setField } from "../decoder/types/values.ts";
 import type { SourceItem } from "./source.ts";
 import { JsonWriter } from "./json_writer.ts";
 import type { SinkRecord } from "../sinks/types.ts";
@@ -51,7 +51,11 @@ export class JsonRenderer {
     for (const key in row) {
       const value = row[key];
       const writer = writers?.get(key);
-      out[key] = value === null ? null : writer ? writer.encode(value as PgValue) : jsonSafe(value);
+      setField<unknown>(
+        out,
+        key,
+        value === null ? null : writer ? writer.encode(value as PgValue) : jsonSafe(value),
+      );
     }
     return out;
   }
@@ -267,7 +271,9 @@ export function jsonSafe(value: unknown): unknown {
       if (value instanceof Uint8Array) return toBase64(value);
       if (Array.isArray(value)) return value.map(jsonSafe);
       const out: Record<string, unknown> = {};
-      for (const [key, inner] of Object.entries(value)) out[key] = jsonSafe(inner);
+      for (const [key, inner] of Object.entries(value)) {
+        setField<unknown>(out, key, jsonSafe(inner));
+      }
       return out;
     }
     default:

@@ -226,6 +226,14 @@ Deno.test("JsonRenderer: deletes, truncates, origins, empty rows and events with
     renderer.writeChangeEvent(out, change);
     assert.equal(out.text(), JSON.stringify(renderer.changeEvent(change)));
   }
+  // A column named __proto__ is a plain field in both routes.
+  const proto: Row = {};
+  Object.defineProperty(proto, "__proto__", { value: 5n, enumerable: true, writable: true });
+  const withProto = event(relation, proto, {});
+  out.reset();
+  renderer.writeChangeEvent(out, withProto);
+  assert.equal(out.text(), JSON.stringify(renderer.changeEvent(withProto)));
+  assert.match(out.text(), /"after":\{"__proto__":5\}/);
   // A table renamed under the same relid: the cached source prefix follows the new name.
   const renamed = event({ ...relation, relationName: "renamed" }, { id: 1n }, {});
   assert.match(renderer.changeEventText(renamed), /"table":"renamed"/);

@@ -16,6 +16,7 @@
  * @module
  */
 
+import { setField } from "../decoder/types/values.ts";
 import { type ConnectOptions, parseConnectionUrl, PgConnection } from "../decoder/connection.ts";
 import { isRetriable } from "../decoder/errors.ts";
 import { formatLsn, type Lsn, LSN_ZERO, maxLsn } from "../decoder/lsn.ts";
@@ -864,7 +865,9 @@ function keyOf(event: ChangeEvent, columns: string[]): Row | null {
   const row = event.after ?? event.before;
   if (row === null) return null;
   const key: Row = {};
-  for (const column of columns) key[column] = row[column] ?? event.before?.[column] ?? null;
+  for (const column of columns) {
+    setField<unknown>(key, column, row[column] ?? event.before?.[column] ?? null);
+  }
   return key;
 }
 

@@ -7,6 +7,7 @@
  * @module
  */
 
+import { setField } from "../decoder/types/values.ts";
 import type { ToastMode } from "./config.ts";
 import type { ChangeEvent, Row } from "./events.ts";
 
@@ -72,7 +73,9 @@ export class ToastPolicy {
         return;
       case "placeholder":
         if (event.after !== null) {
-          for (const column of event.unchanged) event.after[column] = this.#placeholder;
+          for (const column of event.unchanged) {
+            setField<unknown>(event.after, column, this.#placeholder);
+          }
         }
         return;
       case "last_value":
@@ -95,7 +98,7 @@ export class ToastPolicy {
       if (previous !== undefined) {
         const still: string[] = [];
         for (const column of event.unchanged) {
-          if (column in previous) after[column] = previous[column];
+          if (Object.hasOwn(previous, column)) setField<unknown>(after, column, previous[column]);
           else still.push(column);
         }
         event.unchanged = still;
