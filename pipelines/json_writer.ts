@@ -7,6 +7,7 @@
  */
 
 const encoder = new TextEncoder();
+const decoder = new TextDecoder();
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 
 /** Writes JSON text as UTF-8 bytes into one reusable buffer. */
@@ -31,7 +32,7 @@ export class JsonWriter {
 
   /** The written text as a string. */
   text(): string {
-    return new TextDecoder().decode(this.bytes());
+    return decoder.decode(this.bytes());
   }
 
   /** Starts over, keeping the buffer (it shrinks back when it grew past 16 MiB). */
