@@ -7,7 +7,7 @@
 import { parseArgs } from "node:util";
 import { parseConnectionUrl, PgConnection, redact } from "./decoder/connection.ts";
 import { ConfigError, PostgresError } from "./decoder/errors.ts";
-import { formatLsn, parseLsn } from "./decoder/lsn.ts";
+import { formatLsn, type Lsn, parseLsn } from "./decoder/lsn.ts";
 import type { ProtoVersion } from "./decoder/pgoutput.ts";
 import { createLogger, type LogLevel } from "./pipelines/log.ts";
 import { tail } from "./pipelines/tail.ts";
@@ -144,8 +144,20 @@ async function runCommand(args: string[]): Promise<number> {
   }
   const config = await loadPipelineConfig(file);
   const slot = config.source.slot;
+  // Every flag is checked before anything is asked or dropped.
+  const level = parseLogLevel(values["log-level"] ?? config.log.level);
+  if (values["reset-slot"] && values["from-lsn"] !== undefined) {
+    throw new ConfigError(
+      "Cannot use --reset-slot with --from-lsn: a new slot starts at the current WAL position; give one of them",
+    );
+  }
+  if (values["reset-slot"] && !config.source.createSlot) {
+    throw new ConfigError(
+      `Cannot use --reset-slot on "${slot}": ${file} sets source.create_slot: false, so the slot could not be created again; set it to true (or drop and create the slot yourself)`,
+    );
+  }
   if (values["from-lsn"] !== undefined) {
-    const from = parseLsn(values["from-lsn"]);
+    const from = parseLsnFlag("--from-lsn", values["from-lsn"]);
     const question = `Start slot "${slot}" at ${
       formatLsn(from)
     }? Changes the slot holds before it will not be delivered.`;
@@ -158,7 +170,6 @@ async function runCommand(args: string[]): Promise<number> {
     if (!await confirmDanger(question, values.yes ?? false)) return 1;
     await dropSlotIfExists(config, slot);
   }
-  const level = (values["log-level"] ?? config.log.level) as LogLevel;
   const log = createLogger({ level, json: values["log-json"] ?? config.log.format === "json" });
   const controller = new AbortController();
   const stop = () => {
@@ -174,6 +185,23 @@ async function runCommand(args: string[]): Promise<number> {
   } finally {
     Deno.removeSignalListener("SIGINT", stop);
     Deno.removeSignalListener("SIGTERM", stop);
+  }
+}
+
+/** A `--log-level` value, or a ConfigError naming the flag and the levels. */
+function parseLogLevel(text: string): LogLevel {
+  if (!["debug", "info", "warn", "error"].includes(text)) {
+    throw new ConfigError(`Cannot use --log-level "${text}": expected debug, info, warn or error`);
+  }
+  return text as LogLevel;
+}
+
+/** An LSN flag's value, or a ConfigError naming the flag and the expected form. */
+function parseLsnFlag(flag: string, text: string): Lsn {
+  try {
+    return parseLsn(text);
+  } catch {
+    throw new ConfigError(`Cannot use ${flag} "${text}": expected an LSN like 0/16B3748`);
   }
 }
 
@@ -240,10 +268,7 @@ async function tailCommand(args: string[]): Promise<number> {
       `Cannot use --streaming "${streamingFlag}": expected off, on or parallel`,
     );
   }
-  const level = (values["log-level"] ?? "info") as LogLevel;
-  if (!["debug", "info", "warn", "error"].includes(level)) {
-    throw new ConfigError(`Cannot use --log-level "${level}": expected debug, info, warn or error`);
-  }
+  const level = parseLogLevel(values["log-level"] ?? "info");
   const log = createLogger({ level, json: values["log-json"] });
   const controller = new AbortController();
   const stop = () => {
@@ -261,7 +286,9 @@ async function tailCommand(args: string[]): Promise<number> {
       slot: values.slot,
       publication: values.publication,
       create: values.create,
-      fromLsn: values["from-lsn"] === undefined ? undefined : parseLsn(values["from-lsn"]),
+      fromLsn: values["from-lsn"] === undefined
+        ? undefined
+        : parseLsnFlag("--from-lsn", values["from-lsn"]),
       transactions: values.tx,
       protoVersion: proto as ProtoVersion | undefined,
       streaming: streamingFlag === "parallel" ? "parallel" : streamingFlag === "on",

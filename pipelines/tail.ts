@@ -52,7 +52,9 @@ export async function tail(options: TailOptions): Promise<number> {
     temporarySlot: temporary,
     createSlot: options.create ?? false,
     publication: options.publication ?? options.slot ?? session,
-    createPublication: temporary ? options.publication === undefined : options.create ?? false,
+    // A session publication is always made; a named one only with --create.
+    createPublication: (temporary && options.publication === undefined) ||
+      (options.create ?? false),
     dropPublicationOnClose: temporary && options.publication === undefined,
     startLsn: options.fromLsn,
     protoVersion: options.protoVersion,

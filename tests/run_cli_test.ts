@@ -152,3 +152,36 @@ Deno.test("spillway run serves /health and /metrics that follow the pipeline", a
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("spillway run: bad --from-lsn, --log-level and --reset-slot combinations exit 2 naming the flag, before anything is dropped", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "spillway-run-flags-" });
+  try {
+    const file = join(dir, "p.yaml");
+    // Nothing listens on port 1: any attempt to connect (or drop a slot) would fail otherwise.
+    await Deno.writeTextFile(
+      file,
+      pipelineYaml({
+        name: "flags",
+        url: "postgres://postgres@127.0.0.1:1/app",
+        slot: "flags_slot",
+        publication: "flags_pub",
+        tables: { "public.items": "{}" },
+        sinks: ["file: { path: out.jsonl }"],
+        source: { create_slot: "false" },
+      }),
+    );
+    const cases: [string[], RegExp][] = [
+      [["--from-lsn", "zz", "--yes"], /--from-lsn "zz": expected an LSN like 0\/16B3748/],
+      [["--log-level", "verbose"], /--log-level "verbose": expected debug, info, warn or error/],
+      [["--reset-slot", "--from-lsn", "0/0", "--yes"], /--reset-slot with --from-lsn/],
+      [["--reset-slot", "--yes"], /source\.create_slot: false, so the slot could not be created/],
+    ];
+    for (const [flags, message] of cases) {
+      const result = await runCli([file, ...flags]);
+      assert.equal(result.code, 2, `${flags.join(" ")}: ${result.stderr}`);
+      assert.match(result.stderr, message);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

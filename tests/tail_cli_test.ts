@@ -495,6 +495,24 @@ Deno.test("tail --slot NAME --create makes a permanent slot; a second run with -
   await pg.psql("SELECT pg_drop_replication_slot('tail_keep'); DROP TABLE resumed");
 });
 
+Deno.test("tail --publication P --create without --slot creates P (FOR ALL TABLES) and keeps it", async () => {
+  const pg = await server();
+  await pg.psql("CREATE TABLE named_pub_rows (id int PRIMARY KEY)");
+  await withTail([pg.url(), "--publication", "tail_named_pub", "--create"], async (tail) => {
+    await tail.started();
+    await pg.psql("INSERT INTO named_pub_rows VALUES (1)");
+    await tail.until("row 1", () => tail.changes().length >= 1);
+    assert.equal((await tail.interrupt()).code, 0, tail.stderr);
+  });
+  assert.equal(
+    await pg.psql(
+      "SELECT puballtables FROM pg_publication WHERE pubname = 'tail_named_pub'",
+    ),
+    "t",
+  );
+  await pg.psql("DROP PUBLICATION tail_named_pub; DROP TABLE named_pub_rows");
+});
+
 Deno.test("tail --slot NAME --publication P resumes with the changes made while it was stopped", async () => {
   const pg = await server();
   await pg.psql("CREATE TABLE downtime (id int PRIMARY KEY)");
