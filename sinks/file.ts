@@ -1,6 +1,6 @@
 /**
- * The file sink: JSON lines appended to a file, fsync'ed before a write
- * resolves, rotated by size.
+ * The file sink: JSON lines appended to a file, fsync'ed before a durable write
+ * resolves (a write inside a transaction waits for the next durable one), rotated by size.
  *
  * Rotation renames the active file to `<name>-<seq>.<ext>` (seq counting up
  * from 1, zero-padded) and starts a new active file; the directory is fsync'ed
@@ -41,6 +41,9 @@ export class FileSink implements Sink {
   /** Bytes were written to the active file since its last fsync. */
   #unsynced = false;
   #fsyncs = 0;
+  #opened = false;
+  /** An fsync failed: what was written may be gone, so nothing more is accepted. */
+  #broken: string | null = null;
 
   constructor(options: FileSinkOptions) {
     this.#options = {
@@ -55,24 +58,26 @@ export class FileSink implements Sink {
 
   async open(): Promise<void> {
     const path = this.#options.path;
-    await Deno.mkdir(dirname(path), { recursive: true });
-    this.#sequence = await this.#lastSequence();
+    try {
+      await Deno.mkdir(dirname(path), { recursive: true });
+      this.#sequence = await this.#lastSequence();
+    } catch (error) {
+      throw cannotOpen(path, error);
+    }
     await this.#openActive();
+    this.#opened = true;
   }
 
+  /** Opens (or creates) the active file; a new file's directory entry is fsync'ed too. */
   async #openActive(): Promise<void> {
     const path = this.#options.path;
     try {
       this.#file = await Deno.open(path, { append: true, create: true });
+      this.#size = (await this.#file.stat()).size;
+      if (this.#size === 0 && this.#options.fsync) await syncDirectory(dirname(path));
     } catch (error) {
-      throw new Error(
-        `Cannot open file sink "${path}": ${
-          (error as Error).message
-        }; check that the directory is writable`,
-        { cause: error },
-      );
+      throw cannotOpen(path, error);
     }
-    this.#size = (await this.#file.stat()).size;
   }
 
   /** The highest rotation number already on disk, so a restart never overwrites one. */
@@ -90,43 +95,76 @@ export class FileSink implements Sink {
   }
 
   async write(records: readonly SinkRecord[], options?: WriteOptions): Promise<void> {
-    const file = this.#file;
-    if (file === null) throw new Error(`File sink "${this.#options.path}" is not open`);
+    const path = this.#options.path;
+    if (!this.#opened) {
+      throw new Error(`Cannot write to file sink "${path}": it is not open; call open() first`);
+    }
+    if (this.#broken !== null) throw new Error(this.#broken);
     const out = this.#out;
     out.reset();
     for (const record of records) {
       writeJsonLine(out, record, this.#options.transactions, this.#renderer);
     }
     try {
+      // A rotation that failed half-way left no active file: open it again.
+      if (this.#file === null) await this.#openActive();
       if (out.length > 0) {
         const bytes = out.bytes();
         const limit = this.#options.rotateBytes;
         if (limit !== null && this.#size > 0 && this.#size + bytes.byteLength > limit) {
           await this.#rotate();
         }
-        let offset = 0;
-        while (offset < bytes.byteLength) offset += await this.#file!.write(bytes.subarray(offset));
-        this.#size += bytes.byteLength;
-        this.#unsynced = true;
+        await this.#append(bytes);
       }
       // Batches inside a transaction confirm nothing: the next durable write's fsync covers them.
       if (options?.durable !== false) await this.#sync();
       this.#written += records.length;
       this.#lastError = undefined;
     } catch (error) {
+      if (error instanceof FsyncError) {
+        this.#broken = this.#lastError = error.message;
+        throw error; // not retriable: a second fsync can succeed after the data was dropped
+      }
       this.#lastError = (error as Error).message;
       throw Object.assign(
-        new Error(`File sink "${this.#options.path}" failed to write: ${this.#lastError}`, {
-          cause: error,
-        }),
+        new Error(
+          `Cannot write to file sink "${path}": ${this.#lastError}; check free space and permissions in "${
+            dirname(path)
+          }"`,
+          { cause: error },
+        ),
         { retriable: true },
       );
     }
   }
 
+  /** Appends every byte; on failure the file is cut back, so a retry leaves no torn line. */
+  async #append(bytes: Uint8Array): Promise<void> {
+    const file = this.#file!;
+    const start = this.#size;
+    try {
+      let offset = 0;
+      while (offset < bytes.byteLength) offset += await file.write(bytes.subarray(offset));
+    } catch (error) {
+      await file.truncate(start).catch(() => {});
+      throw error;
+    }
+    this.#size = start + bytes.byteLength;
+    this.#unsynced = true;
+  }
+
   async #sync(): Promise<void> {
     if (!this.#options.fsync || !this.#unsynced) return;
-    await this.#file!.sync();
+    try {
+      await this.#file!.sync();
+    } catch (error) {
+      throw new FsyncError(
+        `File sink "${this.#options.path}" cannot make its writes durable: fsync failed (${
+          (error as Error).message
+        }); the pipeline stops without confirming them and a restart sends them again from the slot; check the disk`,
+        { cause: error },
+      );
+    }
     this.#fsyncs++;
     this.#unsynced = false;
   }
@@ -145,17 +183,20 @@ export class FileSink implements Sink {
       `${stem}-${String(this.#sequence).padStart(6, "0")}${extension}`,
     );
     await Deno.rename(path, rotated);
+    // The new (empty) active file fsyncs the directory, which makes the rename durable too.
     await this.#openActive();
-    if (this.#options.fsync) await syncDirectory(dirname(path));
   }
 
   async close(): Promise<void> {
+    this.#opened = false;
     const file = this.#file;
-    this.#file = null;
     if (file === null) return;
-    if (this.#options.fsync && this.#unsynced) await file.sync();
-    this.#unsynced = false;
-    file.close();
+    try {
+      await this.#sync();
+    } finally {
+      file.close();
+      this.#file = null;
+    }
   }
 
   /** fsync calls on data files so far (a non-durable write makes none). */
@@ -170,6 +211,18 @@ export class FileSink implements Sink {
       ...(this.#lastError === undefined ? {} : { lastError: this.#lastError }),
     };
   }
+}
+
+/** An fsync failed: the sink cannot say what is durable any more. */
+class FsyncError extends Error {}
+
+function cannotOpen(path: string, error: unknown): Error {
+  return new Error(
+    `Cannot open file sink "${path}": ${
+      (error as Error).message
+    }; check that the directory is writable`,
+    { cause: error },
+  );
 }
 
 /** fsync of a directory, so renames and new files in it survive a crash. */

@@ -144,3 +144,44 @@ Deno.test("file sink: writes inside a transaction (durable: false) are not fsync
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("file sink: a rotation that fails is retried by the next write and loses nothing; close fsyncs what is pending", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = join(dir, "changes.jsonl");
+    const sink = new FileSink({ path, rotateBytes: 600 });
+    await sink.open();
+    await sink.write([change(1), change(2)]);
+    // A directory where the rotated file must go makes the rename fail.
+    const blocker = join(dir, "changes-000001.jsonl");
+    await Deno.mkdir(blocker);
+    let error: unknown = null;
+    try {
+      await sink.write([change(3)]);
+    } catch (caught) {
+      error = caught;
+    }
+    assert.ok(error instanceof Error, "the blocked rotation fails");
+    assert.equal((error as { retriable?: boolean }).retriable, true);
+    assert.match(
+      error.message,
+      /Cannot write to file sink ".*changes\.jsonl": .*; check free space/,
+    );
+    assert.equal(sink.status().state, "failing");
+    await Deno.remove(blocker);
+    // The same records again (as the runner retries): the sink recovers.
+    await sink.write([change(3)], { durable: false });
+    assert.equal(sink.status().state, "ok");
+    const before = sink.fsyncs;
+    await sink.close();
+    assert.equal(sink.fsyncs, before + 1, "close fsynced the non-durable write");
+    const names = [...Deno.readDirSync(dir)].map((entry) => entry.name).sort();
+    const ids: number[] = [];
+    for (const name of names) {
+      for (const line of await lines(join(dir, name))) ids.push((line.after as { id: number }).id);
+    }
+    assert.deepEqual(ids.sort((a, b) => a - b), [1, 2, 3]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
