@@ -18,13 +18,13 @@
 
 import { setField } from "../decoder/types/values.ts";
 import { type ConnectOptions, parseConnectionUrl, PgConnection } from "../decoder/connection.ts";
-import { isRetriable } from "../decoder/errors.ts";
+import { ConfigError, isRetriable } from "../decoder/errors.ts";
 import { formatLsn, type Lsn, LSN_ZERO, maxLsn } from "../decoder/lsn.ts";
 import { FileSink } from "../sinks/file.ts";
 import { StdoutSink } from "../sinks/stdout.ts";
 import type { Sink, SinkRecord } from "../sinks/types.ts";
 import { matchTable, type PipelineConfig, publishesAllTables } from "./config.ts";
-import type { ChangeEvent, Row, TransactionInfo } from "./events.ts";
+import { type ChangeEvent, EVENT_RELATION, type Row, type TransactionInfo } from "./events.ts";
 import type { Logger } from "./log.ts";
 import { retry, sleep } from "./retry.ts";
 import { quoteIdent, quoteLiteral, ReplicationSource, type SourceItem } from "./source.ts";
@@ -135,6 +135,13 @@ export class PipelineRunner {
     this.config = options.config;
     this.#log = options.log;
     this.#signal = options.signal;
+    // A transform that would redact or drop data must not be skipped silently.
+    const transformed = options.config.tables.find((entry) => entry.transform !== null);
+    if (transformed !== undefined) {
+      throw new ConfigError(
+        `Cannot run pipeline "${options.config.name}": table "${transformed.pattern}" sets transform ${transformed.transform}, but transforms are not available in this version; remove the transform key to run without it`,
+      );
+    }
     this.types = new TypeRegistry();
     const renderer = new JsonRenderer(this.types);
     this.sinks = options.sinks ?? options.config.sinks.map((sink) => createSink(sink, renderer));
@@ -180,7 +187,6 @@ export class PipelineRunner {
     this.#running = true;
     const config = this.config;
     const log = this.#log;
-    for (const sink of this.sinks) await sink.open();
     const stop = new AbortController();
     const onAbort = () => stop.abort();
     this.#signal?.addEventListener("abort", onAbort, { once: true });
@@ -188,6 +194,7 @@ export class PipelineRunner {
     let heartbeat: Promise<void> | null = null;
     let monitor: Promise<void> | null = null;
     try {
+      for (const sink of this.sinks) await sink.open();
       const source = await ReplicationSource.open({
         connection: connectOptions(config),
         slot: config.source.slot,
@@ -230,11 +237,15 @@ export class PipelineRunner {
       if (config.source.heartbeatMs > 0) heartbeat = this.#heartbeat(stop.signal);
       monitor = this.#monitor(stop.signal);
       const writer = this.#writeLoop(stop);
-      await this.#readLoop(this.#readingSignal(stop.signal)).finally(() => {
+      try {
+        await this.#readLoop(this.#readingSignal(stop.signal));
+      } finally {
         this.#dropOpenTransaction();
         this.#readerDone = true;
         this.#wakeWriter();
-      });
+        // Even when reading failed, no sink is closed while a write is still in flight.
+        await writer.catch(() => {});
+      }
       await writer;
       log("info", "Pipeline stopped", {
         confirmed: formatLsn(this.#confirmed),
@@ -289,7 +300,7 @@ export class PipelineRunner {
     );
     for await (const batch of source.batches(signal)) {
       for (const item of batch) {
-        if (signal.aborted) break; // the rest is left unconfirmed for the next run
+        if (signal.aborted) return; // the rest is left unconfirmed for the next run
         this.#accept(item);
       }
       this.#wakeWriter();
@@ -374,9 +385,8 @@ export class PipelineRunner {
    * run). What the writer already took stays written: at-least-once.
    */
   #dropOpenTransaction(): void {
-    if (this.#openTx?.begun && this.#openTxStart >= this.#queueHead) {
-      this.#queue.length = this.#openTxStart;
-    }
+    // When the writer already took its first records, the rest still queued goes.
+    if (this.#openTx?.begun) this.#queue.length = Math.max(this.#openTxStart, this.#queueHead);
     this.#openTx = null;
   }
 
@@ -407,7 +417,8 @@ export class PipelineRunner {
     const { schema, table, relid } = event.source;
     const resolved = matchTable(this.config, schema, table);
     if (resolved === null) return null;
-    const relation = this.#source?.assembler.relations.get(relid);
+    // The relation the event was decoded with: the assembler may already know a newer one.
+    const relation = event[EVENT_RELATION] ?? this.#source?.assembler.relations.get(relid);
     const keyColumns = resolved.key ??
       relation?.columns.filter((column) => column.isKey).map((column) => column.name) ?? [];
     const policyKey = `${schema}.${table}`;
@@ -817,7 +828,9 @@ export function createSink(
         renderer,
       });
     case "kafka":
-      throw new Error(`The kafka sink is not available yet; use stdout or file sinks`);
+      throw new ConfigError(
+        "Cannot create the kafka sink: it is not available in this version; use the stdout or file sink",
+      );
   }
 }
 

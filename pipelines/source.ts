@@ -18,7 +18,7 @@ import {
   PgConnection,
   type PgoutputOptions,
 } from "../decoder/connection.ts";
-import { ConfigError, ConnectionError, PostgresError } from "../decoder/errors.ts";
+import { ConfigError, ConnectionError, isRetriable, PostgresError } from "../decoder/errors.ts";
 import { formatLsn, type Lsn, LSN_ZERO, maxLsn, parseLsn } from "../decoder/lsn.ts";
 import type { ProtoVersion } from "../decoder/pgoutput.ts";
 import type { ReplicationStream } from "../decoder/stream.ts";
@@ -236,7 +236,8 @@ export class ReplicationSource {
     if (options.streaming !== undefined) pgoutput.streaming = options.streaming;
     if (options.twoPhase !== undefined) pgoutput.twoPhase = options.twoPhase;
     if (options.origin !== undefined) pgoutput.origin = options.origin;
-    const startLsn = maxLsn(this.#confirmed, first ? options.startLsn ?? LSN_ZERO : LSN_ZERO);
+    // On a reconnect too: a start_lsn ahead of anything confirmed still skips what it skipped.
+    const startLsn = maxLsn(this.#confirmed, options.startLsn ?? LSN_ZERO);
     this.assembler.startSession(protoVersion);
     this.#stream = await connection.startReplication({
       slot: options.slot,
@@ -459,7 +460,7 @@ export class ReplicationSource {
         { cause: error, retriable: false },
       );
     }
-    if (!(error instanceof ConnectionError) && !isRetriableError(error)) throw error;
+    if (!isRetriable(error)) throw error;
     this.#log("warn", "Replication connection lost; reconnecting", { error: reason });
     this.#connection?.destroy();
     this.#connection = null;
@@ -473,7 +474,7 @@ export class ReplicationSource {
       maxAttempts: 10,
       initialDelayMs: 250,
       maxDelayMs: 15_000,
-      shouldRetry: (e) => e instanceof ConnectionError || isRetriableError(e),
+      shouldRetry: isRetriable,
       signal,
       onRetry: (e, attempt, delay) =>
         this.#log("warn", "Reconnect failed; retrying", {
@@ -544,11 +545,6 @@ function untilAborted<T>(promise: Promise<T>, signal?: AbortSignal): Promise<T |
       },
     );
   });
-}
-
-function isRetriableError(error: unknown): boolean {
-  return typeof error === "object" && error !== null &&
-    (error as { retriable?: boolean }).retriable === true;
 }
 
 /** Parses a PostgreSQL duration setting as SHOW prints it: `60s`, `500ms`, `2min`, `0`. */

@@ -153,7 +153,7 @@ Deno.test("spillway run serves /health and /metrics that follow the pipeline", a
   }
 });
 
-Deno.test("spillway run: bad --from-lsn, --log-level and --reset-slot combinations exit 2 naming the flag, before anything is dropped", async () => {
+Deno.test("spillway run: bad --from-lsn, --log-level and --reset-slot combinations, transforms and kafka sinks exit 2 naming the thing, before anything is dropped", async () => {
   const dir = await Deno.makeTempDir({ prefix: "spillway-run-flags-" });
   try {
     const file = join(dir, "p.yaml");
@@ -179,6 +179,28 @@ Deno.test("spillway run: bad --from-lsn, --log-level and --reset-slot combinatio
     for (const [flags, message] of cases) {
       const result = await runCli([file, ...flags]);
       assert.equal(result.code, 2, `${flags.join(" ")}: ${result.stderr}`);
+      assert.match(result.stderr, message);
+    }
+    // Settings for what this version does not have yet are refused, never skipped silently.
+    const unsupported: [string, string[], RegExp][] = [
+      ["transform", [], /table "public\.items" sets transform .*remove the transform key/],
+      ["kafka", ["kafka: { brokers: [localhost:9092] }"], /kafka sink: it is not available/],
+    ];
+    for (const [name, sinks, message] of unsupported) {
+      const other = join(dir, `${name}.yaml`);
+      await Deno.writeTextFile(
+        other,
+        pipelineYaml({
+          name,
+          url: "postgres://postgres@127.0.0.1:1/app",
+          slot: `${name}_slot`,
+          publication: `${name}_pub`,
+          tables: { "public.items": name === "transform" ? "{ transform: t.ts }" : "{}" },
+          sinks: sinks.length > 0 ? sinks : ["file: { path: out.jsonl }"],
+        }),
+      );
+      const result = await runCli([other]);
+      assert.equal(result.code, 2, `${name}: ${result.stderr}`);
       assert.match(result.stderr, message);
     }
   } finally {
