@@ -29,27 +29,32 @@ export class BufferWriter {
   }
 
   uint8(value: number): this {
-    this.#bytes[this.#ensure(1)] = value;
+    const at = this.#ensure(1); // may swap in a larger buffer: take it after
+    this.#bytes[at] = value;
     return this;
   }
 
   int16(value: number): this {
-    this.#view.setInt16(this.#ensure(2), value);
+    const at = this.#ensure(2);
+    this.#view.setInt16(at, value);
     return this;
   }
 
   int32(value: number): this {
-    this.#view.setInt32(this.#ensure(4), value);
+    const at = this.#ensure(4);
+    this.#view.setInt32(at, value);
     return this;
   }
 
   int64(value: bigint): this {
-    this.#view.setBigInt64(this.#ensure(8), value);
+    const at = this.#ensure(8);
+    this.#view.setBigInt64(at, value);
     return this;
   }
 
   lsn(value: Lsn): this {
-    this.#view.setBigUint64(this.#ensure(8), value);
+    const at = this.#ensure(8);
+    this.#view.setBigUint64(at, value);
     return this;
   }
 
