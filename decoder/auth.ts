@@ -72,16 +72,19 @@ export class ScramClient {
 
   /** Chooses a mechanism and returns client-first-message. */
   first(mechanisms: string[]): Uint8Array {
+    const plusOffered = mechanisms.includes("SCRAM-SHA-256-PLUS");
     if (
-      mechanisms.includes("SCRAM-SHA-256-PLUS") && this.#certificate !== undefined &&
+      plusOffered && this.#certificate !== undefined &&
       certificateSignatureHash(this.#certificate) !== null
     ) {
       this.#mechanism = "SCRAM-SHA-256-PLUS";
       this.#gs2Header = "p=tls-server-end-point,,";
     } else if (mechanisms.includes("SCRAM-SHA-256")) {
       this.#mechanism = "SCRAM-SHA-256";
-      // "y": the client supports channel binding but thinks the server does not.
-      this.#gs2Header = this.#tls ? "y,," : "n,,";
+      // "y": the client could bind but the server offers no PLUS (a server that does offer it
+      // refuses "y" as a downgrade). When it offers PLUS but this certificate cannot be bound
+      // (no certificate, or no usable hash), the client does not support binding: "n".
+      this.#gs2Header = this.#tls && !plusOffered ? "y,," : "n,,";
     } else {
       throw new ConfigError(
         `Cannot authenticate: the server offers SASL mechanisms ${
@@ -214,9 +217,10 @@ const SIGNATURE_HASHES: Record<string, BindingHash | null> = {
   "1.2.840.113549.1.1.11": "SHA-256", // sha256WithRSAEncryption
   "1.2.840.113549.1.1.12": "SHA-384", // sha384WithRSAEncryption
   "1.2.840.113549.1.1.13": "SHA-512", // sha512WithRSAEncryption
-  "1.2.840.113549.1.1.14": "SHA-256", // sha224WithRSAEncryption
+  "1.2.840.113549.1.1.10": null, // RSASSA-PSS: the server finds no digest for it either
+  "1.2.840.113549.1.1.14": null, // sha224WithRSAEncryption: SHA-224, which WebCrypto lacks
   "1.2.840.10045.4.1": "SHA-256", // ecdsa-with-SHA1
-  "1.2.840.10045.4.3.1": "SHA-256", // ecdsa-with-SHA224
+  "1.2.840.10045.4.3.1": null, // ecdsa-with-SHA224: SHA-224, which WebCrypto lacks
   "1.2.840.10045.4.3.2": "SHA-256", // ecdsa-with-SHA256
   "1.2.840.10045.4.3.3": "SHA-384", // ecdsa-with-SHA384
   "1.2.840.10045.4.3.4": "SHA-512", // ecdsa-with-SHA512
@@ -226,8 +230,8 @@ const SIGNATURE_HASHES: Record<string, BindingHash | null> = {
 
 /**
  * Reads `Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm, signature }`
- * far enough to name the hash of the signature algorithm. Algorithms not in the
- * table (e.g. RSASSA-PSS, whose hash sits in its parameters) fall back to SHA-256.
+ * far enough to name the hash of the signature algorithm (`null`: channel binding cannot be
+ * used). Algorithms not in the table fall back to SHA-256.
  *
  * @example
  * ```ts

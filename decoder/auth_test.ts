@@ -229,9 +229,9 @@ Deno.test("ScramClient: mechanism choice without TLS", () => {
   assert.equal(scram.mechanism, "SCRAM-SHA-256");
 });
 
-Deno.test("ScramClient: TLS without a certificate picks SCRAM-SHA-256 with gs2 header y,,", async () => {
+Deno.test("ScramClient: TLS, PLUS not offered: SCRAM-SHA-256 with gs2 header y,,", async () => {
   const scram = client({ tls: true });
-  const first = decoder.decode(scram.first(["SCRAM-SHA-256-PLUS", "SCRAM-SHA-256"]));
+  const first = decoder.decode(scram.first(["SCRAM-SHA-256"]));
   assert.equal(scram.mechanism, "SCRAM-SHA-256");
   assert.equal(first, `y,,n=,r=${RFC_CLIENT_NONCE}`);
   const expected = await referenceScram({
@@ -271,6 +271,13 @@ Deno.test("ScramClient: PLUS is chosen only with a certificate and when offered"
     `y,,n=,r=${RFC_CLIENT_NONCE}`,
   );
   assert.equal(notOffered.mechanism, "SCRAM-SHA-256");
+});
+
+Deno.test("ScramClient: TLS, PLUS offered but no certificate to bind: n,, (a server offering PLUS refuses y,,)", () => {
+  const scram = client({ tls: true });
+  const first = decoder.decode(scram.first(["SCRAM-SHA-256-PLUS", "SCRAM-SHA-256"]));
+  assert.equal(scram.mechanism, "SCRAM-SHA-256");
+  assert.equal(first, `n,,n=,r=${RFC_CLIENT_NONCE}`);
 });
 
 Deno.test("ScramClient: no supported mechanism is a ConfigError listing the offered ones", () => {

@@ -524,6 +524,48 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name:
+    "tls: an Ed25519 certificate (no hash to bind with) logs in with plain SCRAM-SHA-256, gs2 header n",
+
+  fn: async () => {
+    await using server = await startPostgres({
+      tls: true,
+      hba: [`host all ${ROLES["scram-sha-256"].user} 127.0.0.1/32 scram-sha-256`],
+    });
+    const role = ROLES["scram-sha-256"];
+    await server.psql(`CREATE ROLE ${role.user} LOGIN PASSWORD '${role.password}'`);
+    // A self-signed Ed25519 server certificate: its signature has no hash for RFC 5929.
+    const script = [
+      "openssl req -x509 -newkey ed25519 -nodes -keyout server.key -out server.crt -days 2 " +
+      "-subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1",
+      "chmod 600 server.key",
+      'if [ "$(id -u)" = 0 ]; then chown postgres server.key server.crt; fi',
+    ].join(" && ");
+    const out = await new Deno.Command("sh", { args: ["-c", script], cwd: server.dataDir })
+      .output();
+    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+    await server.psql("SELECT pg_reload_conf()");
+    await recordScramMechanisms(async (mechanisms) => {
+      await waitFor("the new certificate", async () => {
+        const connection = await PgConnection.connect(
+          connectOptions(server, { sslmode: "require" }),
+        );
+        const der = connection.wire.transport.peerCertificate;
+        await connection.close();
+        const ed25519 = [0x06, 0x03, 0x2b, 0x65, 0x70]; // OID 1.3.101.112
+        return der !== undefined &&
+          der.some((_, i) => ed25519.every((byte, j) => der[i + j] === byte));
+      }, { timeoutMs: 10_000 });
+      await withConnection(
+        roleOptions(server, role, { sslmode: "require" }),
+        async (connection) => assert.equal(await serverSeesSsl(connection), true),
+      );
+      assert.equal(mechanisms.pop(), "SCRAM-SHA-256");
+    });
+  },
+});
+
 Deno.test("tls: cleartext, md5 and scram roles all authenticate over TLS", async () => {
   const server = await primaryServer();
   for (const method of ["password", "md5", "scram-sha-256"] as const) {
