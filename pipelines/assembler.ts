@@ -14,6 +14,7 @@ import {
   PgoutputDecoder,
   type PgoutputMessage,
   type ProtoVersion,
+  type RelationColumn,
   type RelationMessage,
   type TupleData,
   UNCHANGED_TOAST,
@@ -446,20 +447,25 @@ export class TransactionAssembler {
     }
     const decoders = this.#decodersFor(relation);
     const row: Row = {};
-    for (let i = 0; i < columns.length; i++) {
-      const column = columns[i]!;
-      if (keyOnly && !column.isKey) continue;
-      const value = tuple[i];
-      if (value === UNCHANGED_TOAST) {
-        unchanged.push(column.name);
-        continue;
+    let i = 0;
+    try {
+      for (; i < columns.length; i++) {
+        const column = columns[i]!;
+        if (keyOnly && !column.isKey) continue;
+        const value = tuple[i];
+        if (value === UNCHANGED_TOAST) {
+          unchanged.push(column.name);
+          continue;
+        }
+        // setField: a column may be named `__proto__`.
+        setField<unknown>(
+          row,
+          column.name,
+          value === null || value === undefined ? null : decoders[i]!(value),
+        );
       }
-      // setField: a column may be named `__proto__`.
-      setField<unknown>(
-        row,
-        column.name,
-        value === null || value === undefined ? null : decoders[i]!(value),
-      );
+    } catch (error) {
+      throw columnError(relation, columns[i]!, error);
     }
     return row;
   }
@@ -486,4 +492,18 @@ export class TransactionAssembler {
 
 function assertNever(value: never): never {
   throw new Error(`Unhandled message: ${JSON.stringify(value)}`);
+}
+
+/** A value that failed to decode, named by its column, type and table. */
+function columnError(relation: RelationMessage, column: RelationColumn, error: unknown): Error {
+  const reason = error instanceof Error ? error.message : String(error);
+  const wrapped = new DecodeError(
+    `column "${column.name}"`,
+    error instanceof DecodeError ? error.offset : 0,
+    reason,
+  );
+  wrapped.message =
+    `Cannot decode column "${column.name}" (type OID ${column.typeOid}) of "${relation.namespace}.${relation.relationName}": ${reason}; nothing past this change is confirmed: if the type was changed (ALTER TYPE), restart so it is read again from the catalog, otherwise report this with the column's type`;
+  wrapped.cause = error;
+  return wrapped;
 }

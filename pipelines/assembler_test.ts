@@ -655,3 +655,16 @@ Deno.test("assembler: columns named __proto__, toString and constructor are plai
   assert.equal(after.toString, "s");
   assert.equal(after.constructor, null);
 });
+
+Deno.test("assembler: a value that cannot be decoded names its column, type and table", () => {
+  const h = new Harness();
+  h.feed([0x100, beginFrame(42)], [0x100, ordersRelation()]);
+  assert.throws(
+    () => h.feed([0x110, f.insert(RELID, [{ t: "abc" }, { t: "new" }, null])]),
+    (error: unknown) =>
+      error instanceof DecodeError && !error.retriable &&
+      error.message.startsWith(
+        'Cannot decode column "id" (type OID 23) of "public.orders": ',
+      ) && error.message.includes("restart so it is read again"),
+  );
+});
