@@ -142,6 +142,11 @@ export class PipelineRunner {
         `Cannot run pipeline "${options.config.name}": table "${transformed.pattern}" sets transform ${transformed.transform}, but transforms are not available in this version; remove the transform key to run without it`,
       );
     }
+    if (options.config.source.twoPhase) {
+      throw new ConfigError(
+        `Cannot run pipeline "${options.config.name}" with source.two_phase: true: sinks would get a prepared transaction as committed before its COMMIT PREPARED (or ROLLBACK PREPARED); set two_phase: false, and the transaction arrives once it commits`,
+      );
+    }
     this.types = new TypeRegistry();
     const renderer = new JsonRenderer(this.types);
     this.sinks = options.sinks ?? options.config.sinks.map((sink) => createSink(sink, renderer));

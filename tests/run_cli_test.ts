@@ -185,6 +185,7 @@ Deno.test("spillway run: bad --from-lsn, --log-level and --reset-slot combinatio
     const unsupported: [string, string[], RegExp][] = [
       ["transform", [], /table "public\.items" sets transform .*remove the transform key/],
       ["kafka", ["kafka: { brokers: [localhost:9092] }"], /kafka sink: it is not available/],
+      ["two_phase", [], /source\.two_phase: true: sinks would get a prepared transaction/],
     ];
     for (const [name, sinks, message] of unsupported) {
       const other = join(dir, `${name}.yaml`);
@@ -197,6 +198,7 @@ Deno.test("spillway run: bad --from-lsn, --log-level and --reset-slot combinatio
           publication: `${name}_pub`,
           tables: { "public.items": name === "transform" ? "{ transform: t.ts }" : "{}" },
           sinks: sinks.length > 0 ? sinks : ["file: { path: out.jsonl }"],
+          ...(name === "two_phase" ? { source: { two_phase: "true" } } : {}),
         }),
       );
       const result = await runCli([other]);
