@@ -480,90 +480,65 @@ Deno.test("tls: SCRAM over TLS uses SCRAM-SHA-256-PLUS (channel binding); plain 
   });
 });
 
-Deno.test({
-  name: "tls: SCRAM-SHA-256-PLUS works with a certificate signed with SHA-384",
-
-  fn: async () => {
-    await using server = await startPostgres({
-      tls: true,
-      hba: [`host all ${ROLES["scram-sha-256"].user} 127.0.0.1/32 scram-sha-256`],
-    });
-    const role = ROLES["scram-sha-256"];
-    await server.psql(`CREATE ROLE ${role.user} LOGIN PASSWORD '${role.password}'`);
-    // Re-issue the server certificate from the harness CA, signed with SHA-384, and reload.
-    const script = [
-      "printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\n' > sha384.ext",
-      "openssl req -new -newkey rsa:2048 -nodes -keyout server.key -out sha384.csr -subj /CN=localhost",
-      "openssl x509 -req -in sha384.csr -CA ca.crt -CAkey ca.key -set_serial 0x5ee1 -days 2 " +
-      "-sha384 -extfile sha384.ext -out server.crt",
-      "chmod 600 server.key",
-      'if [ "$(id -u)" = 0 ]; then chown postgres server.key server.crt; fi',
-    ].join(" && ");
-    const out = await new Deno.Command("sh", { args: ["-c", script], cwd: server.dataDir })
-      .output();
-    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
-    await server.psql("SELECT pg_reload_conf()");
-    await recordScramMechanisms(async (mechanisms) => {
-      await waitFor("the new certificate", async () => {
-        const connection = await PgConnection.connect(
-          connectOptions(server, { sslmode: "require" }),
-        );
-        const der = connection.wire.transport.peerCertificate;
-        await connection.close();
-        // sha384WithRSAEncryption: OID 1.2.840.113549.1.1.12
-        const oid = [0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0c];
-        return der !== undefined &&
-          der.some((_, i) => oid.every((byte, j) => der[i + j] === byte));
-      }, { timeoutMs: 10_000 });
-      await withConnection(
-        roleOptions(server, role, { sslmode: "require" }),
-        async (connection) => assert.equal(await serverSeesSsl(connection), true),
+/**
+ * Starts a TLS server for the SCRAM role, replaces its certificate with what `script` (run in
+ * the data dir) writes, reloads, waits until the server presents a certificate containing
+ * `oid` (its signature algorithm, DER-encoded), then logs in over TLS and returns the SASL
+ * mechanism the client chose.
+ */
+async function scramWithCertificate(script: string[], oid: number[]): Promise<string | undefined> {
+  await using server = await startPostgres({
+    tls: true,
+    hba: [`host all ${ROLES["scram-sha-256"].user} 127.0.0.1/32 scram-sha-256`],
+  });
+  const role = ROLES["scram-sha-256"];
+  await server.psql(`CREATE ROLE ${role.user} LOGIN PASSWORD '${role.password}'`);
+  const commands = [
+    ...script,
+    "chmod 600 server.key",
+    'if [ "$(id -u)" = 0 ]; then chown postgres server.key server.crt; fi',
+  ].join(" && ");
+  const out = await new Deno.Command("sh", { args: ["-c", commands], cwd: server.dataDir })
+    .output();
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+  await server.psql("SELECT pg_reload_conf()");
+  let chosen: string | undefined;
+  await recordScramMechanisms(async (mechanisms) => {
+    await waitFor("the new certificate", async () => {
+      const connection = await PgConnection.connect(
+        connectOptions(server, { sslmode: "require" }),
       );
-      assert.equal(mechanisms.pop(), "SCRAM-SHA-256-PLUS");
-    });
-  },
+      const der = connection.wire.transport.peerCertificate;
+      await connection.close();
+      return der !== undefined && der.some((_, i) => oid.every((byte, j) => der[i + j] === byte));
+    }, { timeoutMs: 10_000 });
+    await withConnection(
+      roleOptions(server, role, { sslmode: "require" }),
+      async (connection) => assert.equal(await serverSeesSsl(connection), true),
+    );
+    chosen = mechanisms.pop();
+  });
+  return chosen;
+}
+
+Deno.test("tls: SCRAM-SHA-256-PLUS works with a certificate signed with SHA-384", async () => {
+  // Re-issued from the harness CA, signed with SHA-384 (sha384WithRSAEncryption).
+  const mechanism = await scramWithCertificate([
+    "printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\n' > sha384.ext",
+    "openssl req -new -newkey rsa:2048 -nodes -keyout server.key -out sha384.csr -subj /CN=localhost",
+    "openssl x509 -req -in sha384.csr -CA ca.crt -CAkey ca.key -set_serial 0x5ee1 -days 2 " +
+    "-sha384 -extfile sha384.ext -out server.crt",
+  ], [0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0c]);
+  assert.equal(mechanism, "SCRAM-SHA-256-PLUS");
 });
 
-Deno.test({
-  name:
-    "tls: an Ed25519 certificate (no hash to bind with) logs in with plain SCRAM-SHA-256, gs2 header n",
-
-  fn: async () => {
-    await using server = await startPostgres({
-      tls: true,
-      hba: [`host all ${ROLES["scram-sha-256"].user} 127.0.0.1/32 scram-sha-256`],
-    });
-    const role = ROLES["scram-sha-256"];
-    await server.psql(`CREATE ROLE ${role.user} LOGIN PASSWORD '${role.password}'`);
-    // A self-signed Ed25519 server certificate: its signature has no hash for RFC 5929.
-    const script = [
-      "openssl req -x509 -newkey ed25519 -nodes -keyout server.key -out server.crt -days 2 " +
-      "-subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1",
-      "chmod 600 server.key",
-      'if [ "$(id -u)" = 0 ]; then chown postgres server.key server.crt; fi',
-    ].join(" && ");
-    const out = await new Deno.Command("sh", { args: ["-c", script], cwd: server.dataDir })
-      .output();
-    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
-    await server.psql("SELECT pg_reload_conf()");
-    await recordScramMechanisms(async (mechanisms) => {
-      await waitFor("the new certificate", async () => {
-        const connection = await PgConnection.connect(
-          connectOptions(server, { sslmode: "require" }),
-        );
-        const der = connection.wire.transport.peerCertificate;
-        await connection.close();
-        const ed25519 = [0x06, 0x03, 0x2b, 0x65, 0x70]; // OID 1.3.101.112
-        return der !== undefined &&
-          der.some((_, i) => ed25519.every((byte, j) => der[i + j] === byte));
-      }, { timeoutMs: 10_000 });
-      await withConnection(
-        roleOptions(server, role, { sslmode: "require" }),
-        async (connection) => assert.equal(await serverSeesSsl(connection), true),
-      );
-      assert.equal(mechanisms.pop(), "SCRAM-SHA-256");
-    });
-  },
+Deno.test("tls: an Ed25519 certificate (no hash to bind with) logs in with plain SCRAM-SHA-256, gs2 header n", async () => {
+  // Self-signed with Ed25519 (OID 1.3.101.112): its signature has no hash for RFC 5929.
+  const mechanism = await scramWithCertificate([
+    "openssl req -x509 -newkey ed25519 -nodes -keyout server.key -out server.crt -days 2 " +
+    "-subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1",
+  ], [0x06, 0x03, 0x2b, 0x65, 0x70]);
+  assert.equal(mechanism, "SCRAM-SHA-256");
 });
 
 Deno.test("tls: cleartext, md5 and scram roles all authenticate over TLS", async () => {
