@@ -115,7 +115,11 @@ export class StreamedBuffer {
     if (budget.usedBytes <= budget.limitBytes) return;
     const file = this.#spillFile ?? this.#openSpill();
     for (const chunk of this.#chunks) {
-      writeAllSync(file, chunk.bytes.subarray(0, chunk.used));
+      try {
+        writeAllSync(file, chunk.bytes.subarray(0, chunk.used));
+      } catch (error) {
+        throw this.#spillError(error);
+      }
       this.#spilledBytes += chunk.used;
       budget.spilledBytes += chunk.used;
       this.#heldBytes -= chunk.bytes.byteLength;
@@ -126,10 +130,28 @@ export class StreamedBuffer {
 
   #openSpill(): Deno.FsFile {
     const dir = this.#budget.dir ?? undefined;
-    if (dir !== undefined) Deno.mkdirSync(dir, { recursive: true });
-    this.#spillPath = Deno.makeTempFileSync({ dir, prefix: "spillway-stream-", suffix: ".spill" });
-    this.#spillFile = Deno.openSync(this.#spillPath, { read: true, write: true });
+    try {
+      if (dir !== undefined) Deno.mkdirSync(dir, { recursive: true });
+      this.#spillPath = Deno.makeTempFileSync({
+        dir,
+        prefix: "spillway-stream-",
+        suffix: ".spill",
+      });
+      this.#spillFile = Deno.openSync(this.#spillPath, { read: true, write: true });
+    } catch (error) {
+      throw this.#spillError(error);
+    }
     return this.#spillFile;
+  }
+
+  #spillError(error: unknown): Error {
+    const where = this.#budget.dir ?? "the system temp directory";
+    return new Error(
+      `Cannot spill a streamed transaction to ${where}: ${
+        (error as Error).message
+      }; set spill.dir to a writable directory with free space, or raise spill.memory_limit`,
+      { cause: error },
+    );
   }
 
   /** Every message not rolled back, in order: the spilled ones first, then those in memory. */
@@ -178,7 +200,13 @@ export class StreamedBuffer {
         start = 0;
         while (end < need) {
           const n = file.readSync(block.subarray(end));
-          if (n === null || n === 0) return;
+          if (n === null || n === 0) {
+            if (end === 0) return; // every entry read
+            // A transaction delivered in part would be lost in part: stop instead.
+            throw new Error(
+              `Cannot replay a streamed transaction from spill file "${this.#spillPath}": it ends inside a change (${end} of ${need} bytes); nothing of the transaction is confirmed, so a restart receives it again; check the disk of spill.dir`,
+            );
+          }
           end += n;
         }
         continue; // the header may only now be complete: measure again

@@ -106,3 +106,23 @@ Deno.test("assembler: a streamed transaction larger than the budget spills and r
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("streamed buffer: a spill file cut short fails the replay, naming the file, instead of ending early", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const buffer = new StreamedBuffer(new SpillBudget({ limitBytes: 1 << 20, dir }));
+    for (let i = 0; i < 20_000; i++) buffer.push(BigInt(i) as Lsn, 7, payload(i));
+    const [spill] = [...Deno.readDirSync(dir)];
+    const path = `${dir}/${spill!.name}`;
+    await Deno.truncate(path, (await Deno.stat(path)).size - 10);
+    assert.throws(
+      () => [...buffer.messages()],
+      (error: Error) =>
+        error.message.includes(`spill file "${path}": it ends inside a change`) &&
+        error.message.includes("a restart receives it again"),
+    );
+    buffer.dispose();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
