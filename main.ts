@@ -5,16 +5,16 @@
  */
 
 import { parseArgs } from "node:util";
-import { parseConnectionUrl, PgConnection, redact } from "./decoder/connection.ts";
-import { ConfigError, PostgresError } from "./decoder/errors.ts";
+import { parseConnectionUrl, PgConnection, redact } from "./postgres/connection.ts";
+import { ConfigError, PostgresError } from "./errors.ts";
 import { formatLsn, type Lsn, parseLsn } from "./decoder/lsn.ts";
 import type { ProtoVersion } from "./decoder/pgoutput.ts";
-import { createLogger, type LogLevel } from "./pipelines/log.ts";
-import { tail } from "./pipelines/tail.ts";
-import { loadPipelineConfig, type PipelineConfig } from "./pipelines/config.ts";
-import { promptYesNo } from "./pipelines/slots.ts";
+import { createLogger, type LogLevel } from "./ops/log.ts";
+import { tail } from "./cli/tail.ts";
+import { loadPipelineConfig, type PipelineConfig } from "./config/mod.ts";
+import { promptYesNo } from "./cli/slots.ts";
 import { connectOptions } from "./pipelines/runner.ts";
-import { runPipeline } from "./pipelines/run.ts";
+import { runPipeline } from "./pipelines/run_pipeline.ts";
 
 const USAGE = `spillway: PostgreSQL change data capture
 
@@ -59,9 +59,9 @@ async function usageFor(command: string | undefined): Promise<string> {
     case "run":
       return RUN_USAGE;
     case "check":
-      return (await import("./pipelines/check.ts")).CHECK_USAGE;
+      return (await import("./cli/check.ts")).CHECK_USAGE;
     case "slots":
-      return (await import("./pipelines/slots.ts")).SLOTS_USAGE;
+      return (await import("./cli/slots.ts")).SLOTS_USAGE;
     default:
       return USAGE;
   }
@@ -77,15 +77,15 @@ export async function main(args: string[]): Promise<number> {
       case "tail":
         return await tailCommand(rest);
       case "check": {
-        const { checkCommand } = await import("./pipelines/check.ts");
+        const { checkCommand } = await import("./cli/check.ts");
         return await checkCommand(rest);
       }
       case "slots": {
-        const { slotsCommand } = await import("./pipelines/slots.ts");
+        const { slotsCommand } = await import("./cli/slots.ts");
         return await slotsCommand(rest);
       }
       case "demo": {
-        const { demo } = await import("./pipelines/demo.ts");
+        const { demo } = await import("./cli/demo.ts");
         return await demo(rest);
       }
       case "help":

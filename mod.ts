@@ -29,7 +29,7 @@ export {
   isRetriable,
   PostgresError,
   type PostgresNotice,
-} from "./decoder/errors.ts";
+} from "./errors.ts";
 export {
   type ConnectOptions,
   type CreatedSlot,
@@ -42,8 +42,8 @@ export {
   type SslMode,
   type StartReplicationOptions,
   type SystemIdentity,
-} from "./decoder/connection.ts";
-export { ReplicationStream, type ReplicationStreamOptions } from "./decoder/stream.ts";
+} from "./postgres/connection.ts";
+export { ReplicationStream, type ReplicationStreamOptions } from "./postgres/stream.ts";
 export {
   PgoutputDecoder,
   type PgoutputMessage,
@@ -62,12 +62,13 @@ export type {
   Row,
   StreamItem,
   TransactionInfo,
-} from "./pipelines/events.ts";
-export { TransactionAssembler } from "./pipelines/assembler.ts";
-export { ReplicationSource, type SourceItem, type SourceOptions } from "./pipelines/source.ts";
-export { changeEventToJson, itemToJsonLine, writeJsonLine } from "./pipelines/json.ts";
-export { JsonWriter } from "./pipelines/json_writer.ts";
-export { retry, type RetryOptions } from "./pipelines/retry.ts";
+} from "./events.ts";
+export { TransactionAssembler } from "./source/assembler.ts";
+export { ReplicationSource, type SourceOptions } from "./source/replication_source.ts";
+export { type SourceItem } from "./events.ts";
+export { changeEventToJson, itemToJsonLine, writeJsonLine } from "./formats/json.ts";
+export { JsonWriter } from "./formats/json_writer.ts";
+export { retry, type RetryOptions } from "./retry.ts";
 export { type TypeInfo, TypeRegistry } from "./decoder/types/registry.ts";
 export { loadTypeInfos } from "./decoder/types/catalog.ts";
 export {
@@ -78,17 +79,18 @@ export {
   toJsonValue,
 } from "./decoder/types/json.ts";
 export type { PgComposite, PgInterval, PgRange, PgValue, Point } from "./decoder/types/values.ts";
-export { JsonRenderer } from "./pipelines/json.ts";
+export { JsonRenderer } from "./formats/json.ts";
 export {
   loadPipelineConfig,
   matchTable,
   parsePipelineConfig,
   type PipelineConfig,
   PipelineConfigError,
-} from "./pipelines/config.ts";
+} from "./config/mod.ts";
 export { PipelineRunner, type RunnerOptions, type RunnerState } from "./pipelines/runner.ts";
-export { runPipeline } from "./pipelines/run.ts";
-export type { Sink, SinkRecord, SinkStatus, WriteOptions } from "./sinks/types.ts";
+export { runPipeline } from "./pipelines/run_pipeline.ts";
+export type { Sink, SinkStatus, WriteOptions } from "./sinks/types.ts";
+export type { SinkRecord } from "./events.ts";
 export { FileSink } from "./sinks/file.ts";
 export { StdoutSink } from "./sinks/stdout.ts";
 export { NullSink } from "./sinks/null.ts";

@@ -9,7 +9,7 @@
 
 import { fileURLToPath } from "node:url";
 import { join } from "node:path";
-import { type PgServer, startPostgres } from "../tests/harness/postgres.ts";
+import { type PgServer, startPostgres } from "../testing/embedded_postgres.ts";
 
 /** The `pg_recvlogical` that decode and types race (PostgreSQL 15 client tools). */
 export const PG_RECVLOGICAL = "/usr/bin/pg_recvlogical";

@@ -15,7 +15,7 @@
 import { parseArgs } from "node:util";
 import type { Lsn } from "../decoder/lsn.ts";
 import { PgoutputDecoder, type ProtoVersion } from "../decoder/pgoutput.ts";
-import { TransactionAssembler } from "../pipelines/assembler.ts";
+import { TransactionAssembler } from "../source/assembler.ts";
 import { collectGarbage } from "./_drain_common.ts";
 
 interface Captured {

@@ -19,11 +19,11 @@
  */
 
 import { parseArgs } from "node:util";
-import type { PgoutputOptions } from "../decoder/connection.ts";
+import type { PgoutputOptions } from "../postgres/connection.ts";
 import { formatLsn, type Lsn } from "../decoder/lsn.ts";
 import type { ProtoVersion } from "../decoder/pgoutput.ts";
-import { TransactionAssembler } from "../pipelines/assembler.ts";
-import type { StreamItem } from "../pipelines/events.ts";
+import { TransactionAssembler } from "../source/assembler.ts";
+import type { StreamItem } from "../events.ts";
 import {
   connectReplication,
   DRAIN_OPTIONS,

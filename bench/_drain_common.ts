@@ -8,12 +8,12 @@
  * @module
  */
 
-import { PgConnection } from "../decoder/connection.ts";
+import { PgConnection } from "../postgres/connection.ts";
 import { formatLsn, type Lsn, parseLsn } from "../decoder/lsn.ts";
 import type { XLogData } from "../decoder/replication.ts";
-import type { ReplicationStream } from "../decoder/stream.ts";
-import type { TransactionAssembler } from "../pipelines/assembler.ts";
-import type { StreamItem } from "../pipelines/events.ts";
+import type { ReplicationStream } from "../postgres/stream.ts";
+import type { TransactionAssembler } from "../source/assembler.ts";
+import type { StreamItem } from "../events.ts";
 
 /** The `parseArgs` options every drain takes: the slot, and the commit to stop at. */
 export const DRAIN_OPTIONS = {

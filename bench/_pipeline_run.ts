@@ -25,14 +25,15 @@
 
 import { parseArgs } from "node:util";
 import { formatLsn, type Lsn } from "../decoder/lsn.ts";
-import { parsePipelineConfig } from "../pipelines/config.ts";
-import { HealthRegistry } from "../pipelines/health.ts";
-import { JsonRenderer } from "../pipelines/json.ts";
-import { createLogger } from "../pipelines/log.ts";
-import { MetricsRegistry, standardMetrics } from "../pipelines/metrics.ts";
+import { parsePipelineConfig } from "../config/mod.ts";
+import { HealthRegistry } from "../ops/health.ts";
+import { JsonRenderer } from "../formats/json.ts";
+import { createLogger } from "../ops/log.ts";
+import { MetricsRegistry, standardMetrics } from "../ops/metrics.ts";
 import { createSink, PipelineRunner } from "../pipelines/runner.ts";
 import { NullSink } from "../sinks/null.ts";
-import type { Sink, SinkRecord, SinkStatus, WriteOptions } from "../sinks/types.ts";
+import type { Sink, SinkStatus, WriteOptions } from "../sinks/types.ts";
+import type { SinkRecord } from "../events.ts";
 import { printResult, quantile, readVmHwmKib } from "./_drain_common.ts";
 
 /** How long `run()` may take to return after the abort before the process exits anyway. */

@@ -9,11 +9,11 @@
 
 import { lsn } from "../decoder/lsn.ts";
 import type { RelationMessage } from "../decoder/pgoutput.ts";
-import { EVENT_RELATION } from "../pipelines/events.ts";
-import { JsonRenderer } from "../pipelines/json.ts";
-import { writeJsonLine } from "../pipelines/json.ts";
-import { JsonWriter } from "../pipelines/json_writer.ts";
-import type { SinkRecord } from "../sinks/types.ts";
+import { EVENT_RELATION } from "../events.ts";
+import { JsonRenderer } from "../formats/json.ts";
+import { writeJsonLine } from "../formats/json.ts";
+import { JsonWriter } from "../formats/json_writer.ts";
+import type { SinkRecord } from "../events.ts";
 
 const rows = Number(Deno.args[0] ?? 200_000);
 const relation: RelationMessage = {

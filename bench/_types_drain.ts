@@ -31,8 +31,8 @@ import {
   type TupleValue,
 } from "../decoder/pgoutput.ts";
 import { TypeRegistry } from "../decoder/types/registry.ts";
-import { TransactionAssembler } from "../pipelines/assembler.ts";
-import { EVENT_RELATION, type Row, type StreamItem } from "../pipelines/events.ts";
+import { TransactionAssembler } from "../source/assembler.ts";
+import { EVENT_RELATION, type Row, type StreamItem } from "../events.ts";
 import {
   collectGarbage,
   connectReplication,

@@ -38,8 +38,8 @@
 import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
 import { join } from "node:path";
-import type { PgServer } from "../tests/harness/postgres.ts";
-import { DEFAULT_STREAMING } from "../pipelines/config.ts";
+import type { PgServer } from "../testing/embedded_postgres.ts";
+import { DEFAULT_STREAMING } from "../config/mod.ts";
 import { type LatencySummary, type PipelineRunResult, SHUTDOWN_WAIT_MS } from "./_pipeline_run.ts";
 import {
   cannotRun,

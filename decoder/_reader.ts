@@ -1,4 +1,4 @@
-import { DecodeError } from "./errors.ts";
+import { DecodeError } from "../errors.ts";
 import type { Lsn } from "./lsn.ts";
 
 const utf8 = new TextDecoder("utf-8");

@@ -7,7 +7,7 @@
  */
 
 import { createHash } from "node:crypto";
-import { ConfigError } from "./errors.ts";
+import { ConfigError } from "../errors.ts";
 
 const encoder = new TextEncoder();
 /** PostgreSQL uses 4096; a server asking for far more would stall us in PBKDF2. */

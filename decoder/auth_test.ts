@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { md5PasswordResponse, ScramClient } from "./auth.ts";
-import { ConfigError } from "./errors.ts";
+import { ConfigError } from "../errors.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();

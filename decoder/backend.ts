@@ -10,7 +10,7 @@
 
 import { BufferReader } from "./_reader.ts";
 import { AuthCode, BackendCode } from "./codes.ts";
-import { DecodeError, type PostgresNotice } from "./errors.ts";
+import { DecodeError, type PostgresNotice } from "../errors.ts";
 
 /** One backend message: its type byte and body (a view; the framer never reuses memory). */
 export interface Frame {

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
-import { DecodeError } from "./errors.ts";
+import { DecodeError } from "../errors.ts";
 import { PgoutputDecoder } from "./pgoutput.ts";
-import { TransactionAssembler } from "../pipelines/assembler.ts";
+import { TransactionAssembler } from "../source/assembler.ts";
 import { readCapturedFrames } from "../tests/testdata/_captured.ts";
 import type { Lsn } from "./lsn.ts";
 

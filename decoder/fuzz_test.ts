@@ -6,7 +6,7 @@
 
 import assert from "node:assert/strict";
 import { FrameParser } from "./backend.ts";
-import { DecodeError } from "./errors.ts";
+import { DecodeError } from "../errors.ts";
 import { PgoutputDecoder, type ProtoVersion } from "./pgoutput.ts";
 import { parseCopyData } from "./replication.ts";
 import * as f from "../tests/testdata/_frames.ts";

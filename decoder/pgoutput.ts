@@ -11,7 +11,7 @@
 
 import { BufferReader } from "./_reader.ts";
 import { PgoutputCode, TupleCode } from "./codes.ts";
-import { DecodeError } from "./errors.ts";
+import { DecodeError } from "../errors.ts";
 import { type Lsn, pgMicrosToUnixMicros } from "./lsn.ts";
 
 /** Marks a TOASTed column whose value the server did not send because it did not change ('u'). */

@@ -8,7 +8,7 @@
 import { BufferReader } from "./_reader.ts";
 import { BufferWriter } from "./_writer.ts";
 import { FrontendCode, ReplicationCode } from "./codes.ts";
-import { DecodeError } from "./errors.ts";
+import { DecodeError } from "../errors.ts";
 import type { Lsn } from "./lsn.ts";
 
 /** XLogData: `Byte1 'w', Int64 dataStart, Int64 walEnd, Int64 sendTime, Byte[n] data`. */

@@ -17,22 +17,26 @@
  */
 
 import { setField } from "../decoder/types/values.ts";
-import { type ConnectOptions, parseConnectionUrl, PgConnection } from "../decoder/connection.ts";
-import { ConfigError, isRetriable } from "../decoder/errors.ts";
+import { type ConnectOptions, parseConnectionUrl, PgConnection } from "../postgres/connection.ts";
+import { ConfigError, isRetriable } from "../errors.ts";
 import { formatLsn, type Lsn, LSN_ZERO, maxLsn } from "../decoder/lsn.ts";
 import { FileSink } from "../sinks/file.ts";
 import { StdoutSink } from "../sinks/stdout.ts";
-import type { Sink, SinkRecord } from "../sinks/types.ts";
-import { matchTable, type PipelineConfig, publishesAllTables } from "./config.ts";
-import { type ChangeEvent, EVENT_RELATION, type Row, type TransactionInfo } from "./events.ts";
-import type { Logger } from "./log.ts";
-import { retry, sleep } from "./retry.ts";
-import { quoteIdent, quoteLiteral, ReplicationSource, type SourceItem } from "./source.ts";
+import type { Sink } from "../sinks/types.ts";
+import type { SinkRecord } from "../events.ts";
+import { matchTable, type PipelineConfig, publishesAllTables } from "../config/mod.ts";
+import { type ChangeEvent, EVENT_RELATION, type Row, type TransactionInfo } from "../events.ts";
+import type { Logger } from "../ops/log.ts";
+import { retry, sleep } from "../retry.ts";
+import { ReplicationSource } from "../source/replication_source.ts";
+import { quoteLiteral } from "../postgres/sql.ts";
+import { quoteIdent } from "../postgres/sql.ts";
+import { type SourceItem } from "../events.ts";
 import { ToastPolicy } from "./toast.ts";
-import { JsonRenderer } from "./json.ts";
+import { JsonRenderer } from "../formats/json.ts";
 import { TypeRegistry } from "../decoder/types/registry.ts";
-import type { HealthRegistry } from "./health.ts";
-import type { Counter, CounterChild, SpillwayMetrics } from "./metrics.ts";
+import type { HealthRegistry } from "../ops/health.ts";
+import type { Counter, CounterChild, SpillwayMetrics } from "../ops/metrics.ts";
 
 /** Prefix of the transactional heartbeat messages the runner writes and then swallows. */
 export const HEARTBEAT_PREFIX = "spillway.heartbeat";
@@ -45,7 +49,7 @@ export interface RunnerOptions {
   sinks?: Sink[];
   /** Aborting stops the pipeline gracefully. */
   signal?: AbortSignal;
-  /** Updated as the pipeline runs (see pipelines/metrics.ts). */
+  /** Updated as the pipeline runs (see ops/metrics.ts). */
   metrics?: SpillwayMetrics;
   /** The runner registers its checks here: source, queue, slot, and one per sink. */
   health?: HealthRegistry;

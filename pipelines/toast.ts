@@ -8,8 +8,8 @@
  */
 
 import { setField } from "../decoder/types/values.ts";
-import type { ToastMode } from "./config.ts";
-import type { ChangeEvent, Row } from "./events.ts";
+import type { ToastMode } from "../config/mod.ts";
+import type { ChangeEvent, Row } from "../events.ts";
 
 /** Debezium's placeholder for values it did not receive. */
 export const DEBEZIUM_UNAVAILABLE_VALUE = "__debezium_unavailable_value";
@@ -35,7 +35,7 @@ export interface ToastPolicyOptions {
  * ```ts
  * import assert from "node:assert/strict";
  * import { ToastPolicy } from "./toast.ts";
- * import type { ChangeEvent } from "./events.ts";
+ * import type { ChangeEvent } from "../events.ts";
  * const policy = new ToastPolicy({ mode: "last_value" });
  * const source = {} as never;
  * policy.apply({ op: "c", source, before: null, after: { id: 1, doc: "big" }, unchanged: [] }, "1");

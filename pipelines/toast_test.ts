@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { setField } from "../decoder/types/values.ts";
-import type { ChangeEvent, Row } from "./events.ts";
+import type { ChangeEvent, Row } from "../events.ts";
 import { DEBEZIUM_UNAVAILABLE_VALUE, ToastPolicy } from "./toast.ts";
 
 const source = {} as ChangeEvent["source"];

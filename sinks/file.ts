@@ -10,9 +10,10 @@
  */
 
 import { basename, dirname, extname, join } from "node:path";
-import type { Sink, SinkRecord, SinkStatus, WriteOptions } from "./types.ts";
-import { JsonRenderer, writeJsonLine } from "../pipelines/json.ts";
-import { JsonWriter } from "../pipelines/json_writer.ts";
+import type { Sink, SinkStatus, WriteOptions } from "./types.ts";
+import type { SinkRecord } from "../events.ts";
+import { JsonRenderer, writeJsonLine } from "../formats/json.ts";
+import { JsonWriter } from "../formats/json_writer.ts";
 
 /** Options of {@linkcode FileSink}. */
 export interface FileSinkOptions {

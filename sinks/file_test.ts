@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import type { Lsn } from "../decoder/lsn.ts";
-import type { ChangeEvent } from "../pipelines/events.ts";
+import type { ChangeEvent } from "../events.ts";
 import { FileSink } from "./file.ts";
-import type { SinkRecord } from "./types.ts";
+import type { SinkRecord } from "../events.ts";
 
 function change(id: number): SinkRecord {
   const event: ChangeEvent = {

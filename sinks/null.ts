@@ -4,7 +4,8 @@
  * @module
  */
 
-import type { Sink, SinkRecord, SinkStatus } from "./types.ts";
+import type { Sink, SinkStatus } from "./types.ts";
+import type { SinkRecord } from "../events.ts";
 
 /** Counts records and drops them; every write is immediately "durable". */
 export class NullSink implements Sink {

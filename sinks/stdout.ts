@@ -4,10 +4,11 @@
  * @module
  */
 
-import { recordToPrettyLine } from "./_format.ts";
-import type { Sink, SinkRecord, SinkStatus } from "./types.ts";
-import { JsonRenderer, writeJsonLine } from "../pipelines/json.ts";
-import { JsonWriter } from "../pipelines/json_writer.ts";
+import { recordToPrettyLine } from "../formats/pretty.ts";
+import type { Sink, SinkStatus } from "./types.ts";
+import type { SinkRecord } from "../events.ts";
+import { JsonRenderer, writeJsonLine } from "../formats/json.ts";
+import { JsonWriter } from "../formats/json_writer.ts";
 
 /** Options of {@linkcode StdoutSink}. */
 export interface StdoutSinkOptions {

@@ -6,31 +6,7 @@
  * @module
  */
 
-import type { Lsn } from "../decoder/lsn.ts";
-import type { ChangeEvent, MessageEvent, Row, TransactionInfo } from "../pipelines/events.ts";
-
-/** One record handed to sinks, in commit order. */
-export type SinkRecord =
-  | { kind: "begin"; tx: TransactionInfo }
-  | {
-    kind: "change";
-    event: ChangeEvent;
-    /** Routing: the topic (or stream) name for this table. */
-    topic: string;
-    /** Routing: the key columns' values; `null` when the table has no key. */
-    key: Row | null;
-  }
-  | { kind: "message"; event: MessageEvent }
-  | { kind: "commit"; tx: TransactionInfo; endLsn: Lsn; eventCount: number }
-  | {
-    kind: "schema-change";
-    schema: string;
-    table: string;
-    relid: number;
-    version: number;
-    previousColumns: string[];
-    columns: string[];
-  };
+import type { SinkRecord } from "../events.ts";
 
 /** What a sink reports for /health. */
 export interface SinkStatus {

@@ -10,8 +10,8 @@
  */
 
 import assert from "node:assert/strict";
-import type { PgConnection } from "../decoder/connection.ts";
-import { PostgresError } from "../decoder/errors.ts";
+import type { PgConnection } from "../postgres/connection.ts";
+import { PostgresError } from "../errors.ts";
 import { type Lsn, LSN_ZERO } from "../decoder/lsn.ts";
 import type {
   BeginMessage,
@@ -23,7 +23,7 @@ import type {
   TupleData,
   UpdateMessage,
 } from "../decoder/pgoutput.ts";
-import { type PgServer, type PgVersion, startPostgres } from "./harness/postgres.ts";
+import { type PgServer, type PgVersion, startPostgres } from "../testing/embedded_postgres.ts";
 import {
   expectType,
   openSession,

@@ -11,16 +11,16 @@ import {
   parseConnectionUrl,
   PgConnection,
   type PgoutputOptions,
-} from "../decoder/connection.ts";
+} from "../postgres/connection.ts";
 import { type Lsn, LSN_ZERO } from "../decoder/lsn.ts";
 import { PgoutputDecoder, type PgoutputMessage, type ProtoVersion } from "../decoder/pgoutput.ts";
-import type { ReplicationStream } from "../decoder/stream.ts";
+import type { ReplicationStream } from "../postgres/stream.ts";
 import {
   type PgServer,
   type PgVersion,
   PRIMARY_VERSION,
   startPostgres,
-} from "./harness/postgres.ts";
+} from "../testing/embedded_postgres.ts";
 
 /** Servers shared by the tests of one file; see {@linkcode sharedServers}. */
 export interface SharedServers {

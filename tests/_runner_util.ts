@@ -9,11 +9,12 @@
 
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
-import type { PgConnection } from "../decoder/connection.ts";
+import type { PgConnection } from "../postgres/connection.ts";
 import { type Lsn, parseLsn } from "../decoder/lsn.ts";
-import type { Logger } from "../pipelines/log.ts";
-import type { Sink, SinkRecord, SinkStatus, WriteOptions } from "../sinks/types.ts";
-import type { PgServer } from "./harness/postgres.ts";
+import type { Logger } from "../ops/log.ts";
+import type { Sink, SinkStatus, WriteOptions } from "../sinks/types.ts";
+import type { SinkRecord } from "../events.ts";
+import type { PgServer } from "../testing/embedded_postgres.ts";
 import { sqlConnection } from "./_replication.ts";
 
 export const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));

@@ -10,9 +10,10 @@ import assert from "node:assert/strict";
 import type { RelationMessage } from "../decoder/pgoutput.ts";
 import { Oid } from "../decoder/types/oids.ts";
 import type { PgValue, TypeRegistry } from "../decoder/types/registry.ts";
-import { EVENT_RELATION, type Row } from "../pipelines/events.ts";
-import { ReplicationSource, type SourceItem } from "../pipelines/source.ts";
-import type { PgServer } from "./harness/postgres.ts";
+import { EVENT_RELATION, type Row } from "../events.ts";
+import { ReplicationSource } from "../source/replication_source.ts";
+import { type SourceItem } from "../events.ts";
+import type { PgServer } from "../testing/embedded_postgres.ts";
 import { connectOptions } from "./_replication.ts";
 
 /** Rows of one table as a source decoded them, with what they were decoded with. */

@@ -13,10 +13,11 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { checkCommand, checkPipeline, type Finding, formatFindings } from "../pipelines/check.ts";
-import { parsePipelineConfig, type PipelineConfig } from "../pipelines/config.ts";
-import { type PgServer, PRIMARY_VERSION } from "./harness/postgres.ts";
-import { PgConnection } from "../decoder/connection.ts";
+import { checkPipeline, type Finding, formatFindings } from "../check/check.ts";
+import { checkCommand } from "../cli/check.ts";
+import { parsePipelineConfig, type PipelineConfig } from "../config/mod.ts";
+import { type PgServer, PRIMARY_VERSION } from "../testing/embedded_postgres.ts";
+import { PgConnection } from "../postgres/connection.ts";
 import { connectOptions, sharedServers } from "./_replication.ts";
 
 // ---------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@
  */
 
 import assert from "node:assert/strict";
-import { testVersions } from "./harness/postgres.ts";
+import { testVersions } from "../testing/embedded_postgres.ts";
 import {
   bodyOf,
   checkTransactions,

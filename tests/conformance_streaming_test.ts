@@ -13,7 +13,7 @@
  */
 
 import assert from "node:assert/strict";
-import type { PgConnection } from "../decoder/connection.ts";
+import type { PgConnection } from "../postgres/connection.ts";
 import {
   type InsertMessage,
   PgoutputDecoder,
@@ -22,9 +22,10 @@ import {
   type StreamAbortMessage,
   type StreamStartMessage,
 } from "../decoder/pgoutput.ts";
-import { EVENT_RELATION } from "../pipelines/events.ts";
-import { ReplicationSource, type SourceItem } from "../pipelines/source.ts";
-import { type PgServer, testVersions } from "./harness/postgres.ts";
+import { EVENT_RELATION } from "../events.ts";
+import { ReplicationSource } from "../source/replication_source.ts";
+import { type SourceItem } from "../events.ts";
+import { type PgServer, testVersions } from "../testing/embedded_postgres.ts";
 import {
   connectOptions,
   expectType,

@@ -12,12 +12,12 @@
  */
 
 import assert from "node:assert/strict";
-import type { PgConnection } from "../decoder/connection.ts";
-import { PostgresError } from "../decoder/errors.ts";
+import type { PgConnection } from "../postgres/connection.ts";
+import { PostgresError } from "../errors.ts";
 import { type Lsn, LSN_ZERO, parseLsn } from "../decoder/lsn.ts";
 import { type RelationColumn, UNCHANGED_TOAST } from "../decoder/pgoutput.ts";
 import { RelationCache } from "../decoder/relations.ts";
-import { testVersions } from "./harness/postgres.ts";
+import { testVersions } from "../testing/embedded_postgres.ts";
 import { expectType, openSession } from "./_replication.ts";
 import {
   bodyOf,

@@ -13,10 +13,10 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { ScramClient } from "../decoder/auth.ts";
-import { type ConnectOptions, PgConnection } from "../decoder/connection.ts";
-import { ConfigError, ConnectionError, PostgresError } from "../decoder/errors.ts";
+import { type ConnectOptions, PgConnection } from "../postgres/connection.ts";
+import { ConfigError, ConnectionError, PostgresError } from "../errors.ts";
 import { formatLsn, LSN_ZERO, parseLsn } from "../decoder/lsn.ts";
-import { type PgServer, PRIMARY_VERSION, startPostgres } from "./harness/postgres.ts";
+import { type PgServer, PRIMARY_VERSION, startPostgres } from "../testing/embedded_postgres.ts";
 import { connectOptions } from "./_replication.ts";
 import { failure, waitFor } from "./_runner_util.ts";
 

@@ -23,7 +23,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { formatLsn, type Lsn, parseLsn } from "../decoder/lsn.ts";
-import { PRIMARY_VERSION, startPostgres } from "./harness/postgres.ts";
+import { PRIMARY_VERSION, startPostgres } from "../testing/embedded_postgres.ts";
 import {
   type ChangeLine,
   pipelineYaml,

@@ -10,11 +10,12 @@
  */
 
 import assert from "node:assert/strict";
-import { PgConnection } from "../decoder/connection.ts";
-import { ConfigError, ConnectionError, DecodeError, PostgresError } from "../decoder/errors.ts";
+import { PgConnection } from "../postgres/connection.ts";
+import { ConfigError, ConnectionError, DecodeError, PostgresError } from "../errors.ts";
 import { type Lsn, LSN_ZERO } from "../decoder/lsn.ts";
-import { ReplicationSource, type SourceItem, type SourceOptions } from "../pipelines/source.ts";
-import { type PgServer, PRIMARY_VERSION, startPostgres } from "./harness/postgres.ts";
+import { ReplicationSource, type SourceOptions } from "../source/replication_source.ts";
+import { type SourceItem } from "../events.ts";
+import { type PgServer, PRIMARY_VERSION, startPostgres } from "../testing/embedded_postgres.ts";
 import { connectOptions } from "./_replication.ts";
 import {
   failure,

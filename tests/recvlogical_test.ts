@@ -14,8 +14,8 @@
  */
 
 import assert from "node:assert/strict";
-import { SESSION_PARAMETERS } from "../decoder/connection.ts";
-import { DecodeError } from "../decoder/errors.ts";
+import { SESSION_PARAMETERS } from "../postgres/connection.ts";
+import { DecodeError } from "../errors.ts";
 import { formatLsn, type Lsn, parseLsn } from "../decoder/lsn.ts";
 import {
   PgoutputDecoder,
@@ -25,13 +25,14 @@ import {
   UNCHANGED_TOAST,
 } from "../decoder/pgoutput.ts";
 import { TypeRegistry } from "../decoder/types/registry.ts";
-import { ReplicationSource, type SourceItem } from "../pipelines/source.ts";
+import { ReplicationSource } from "../source/replication_source.ts";
+import { type SourceItem } from "../events.ts";
 import {
   type PgServer,
   type PgVersion,
   PRIMARY_VERSION,
   startPostgres,
-} from "./harness/postgres.ts";
+} from "../testing/embedded_postgres.ts";
 import { connectOptions, sqlConnection } from "./_replication.ts";
 
 const PG_RECVLOGICAL = "/usr/bin/pg_recvlogical";

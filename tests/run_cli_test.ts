@@ -4,7 +4,7 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { startPostgres } from "./harness/postgres.ts";
+import { startPostgres } from "../testing/embedded_postgres.ts";
 import {
   MAIN,
   pipelineYaml,

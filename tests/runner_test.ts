@@ -22,12 +22,13 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { formatLsn, type Lsn, parseLsn } from "../decoder/lsn.ts";
-import { parsePipelineConfig } from "../pipelines/config.ts";
+import { parsePipelineConfig } from "../config/mod.ts";
 import { PipelineRunner } from "../pipelines/runner.ts";
 import { DEBEZIUM_UNAVAILABLE_VALUE } from "../pipelines/toast.ts";
 import { FileSink } from "../sinks/file.ts";
-import type { Sink, SinkRecord } from "../sinks/types.ts";
-import { type PgServer, PRIMARY_VERSION, startPostgres } from "./harness/postgres.ts";
+import type { Sink } from "../sinks/types.ts";
+import type { SinkRecord } from "../events.ts";
+import { type PgServer, PRIMARY_VERSION, startPostgres } from "../testing/embedded_postgres.ts";
 import {
   type ChangeLine,
   commitsBetween,

@@ -10,9 +10,10 @@
 
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
-import { PgConnection } from "../decoder/connection.ts";
-import { type CommandOptions, slotsCommand } from "../pipelines/slots.ts";
-import { type PgServer, PRIMARY_VERSION } from "./harness/postgres.ts";
+import { PgConnection } from "../postgres/connection.ts";
+import { slotsCommand } from "../cli/slots.ts";
+import { type CommandOptions } from "../cli/_common.ts";
+import { type PgServer, PRIMARY_VERSION } from "../testing/embedded_postgres.ts";
 import { connectOptions, sharedServers } from "./_replication.ts";
 
 /** Shared servers with a published table. */
@@ -230,7 +231,7 @@ Deno.test("slots drop: asks on a terminal; refuses without --yes when stdin is n
     assert.deepEqual(await slotNames(pg), ["ask_me"]);
 
     // The real check of the terminal, in a process whose stdin is not one.
-    const module = fileURLToPath(new URL("../pipelines/slots.ts", import.meta.url));
+    const module = fileURLToPath(new URL("../cli/slots.ts", import.meta.url));
     const child = await new Deno.Command(Deno.execPath(), {
       args: [
         "eval",

@@ -9,8 +9,8 @@
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { parseLsn } from "../decoder/lsn.ts";
-import { tail } from "../pipelines/tail.ts";
-import { type PgServer, PRIMARY_VERSION, startPostgres } from "./harness/postgres.ts";
+import { tail } from "../cli/tail.ts";
+import { type PgServer, PRIMARY_VERSION, startPostgres } from "../testing/embedded_postgres.ts";
 import { connectOptions } from "./_replication.ts";
 
 let shared: Promise<PgServer> | undefined;

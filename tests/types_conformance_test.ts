@@ -16,8 +16,8 @@
  */
 
 import assert from "node:assert/strict";
-import { SESSION_PARAMETERS } from "../decoder/connection.ts";
-import { type PgServer, startPostgres, testVersions } from "./harness/postgres.ts";
+import { SESSION_PARAMETERS } from "../postgres/connection.ts";
+import { type PgServer, startPostgres, testVersions } from "../testing/embedded_postgres.ts";
 import { sqlConnection } from "./_replication.ts";
 import {
   checkCastText,

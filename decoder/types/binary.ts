@@ -15,7 +15,7 @@
  * @module
  */
 
-import { DecodeError } from "../errors.ts";
+import { DecodeError } from "../../errors.ts";
 import { BufferReader, decodeUtf8 } from "../_reader.ts";
 import {
   DATE_END,

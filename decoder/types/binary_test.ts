@@ -4,7 +4,7 @@
  */
 
 import assert from "node:assert/strict";
-import { DecodeError } from "../errors.ts";
+import { DecodeError } from "../../errors.ts";
 import {
   BINARY_DECODERS,
   decodeArrayBinary,

@@ -5,8 +5,8 @@
  */
 
 import assert from "node:assert/strict";
-import { parseConnectionUrl, PgConnection } from "../connection.ts";
-import { type PgServer, startPostgres, testVersions } from "../../tests/harness/postgres.ts";
+import { parseConnectionUrl, PgConnection } from "../../postgres/connection.ts";
+import { type PgServer, startPostgres, testVersions } from "../../testing/embedded_postgres.ts";
 import { ofTypes, openSession } from "../../tests/_replication.ts";
 import type { InsertMessage, RelationMessage } from "../pgoutput.ts";
 import { loadTypeInfos } from "./catalog.ts";

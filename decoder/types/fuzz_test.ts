@@ -5,7 +5,7 @@
  */
 
 import assert from "node:assert/strict";
-import { DecodeError } from "../errors.ts";
+import { DecodeError } from "../../errors.ts";
 import { BUILTIN_TYPES } from "./oids.ts";
 import { TypeRegistry } from "./registry.ts";
 import type { VectorFile } from "./testdata/_expected.ts";

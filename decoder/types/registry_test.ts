@@ -1,7 +1,7 @@
 /** Unit tests of the type registry: built-ins, catalog types, unknown OIDs, dependencies. */
 
 import assert from "node:assert/strict";
-import { DecodeError } from "../errors.ts";
+import { DecodeError } from "../../errors.ts";
 import { BUILTIN_TYPES, Oid } from "./oids.ts";
 import { type TypeInfo, TypeRegistry } from "./registry.ts";
 

@@ -11,7 +11,7 @@
  * @module
  */
 
-import { DecodeError } from "../errors.ts";
+import { DecodeError } from "../../errors.ts";
 import { Oid } from "./oids.ts";
 import { setField } from "./values.ts";
 import type {

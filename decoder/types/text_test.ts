@@ -5,7 +5,7 @@
  */
 
 import assert from "node:assert/strict";
-import { DecodeError } from "../errors.ts";
+import { DecodeError } from "../../errors.ts";
 import { Oid } from "./oids.ts";
 import {
   parseArrayText,

@@ -6,7 +6,7 @@
  */
 
 import assert from "node:assert/strict";
-import { DecodeError } from "../../decoder/errors.ts";
+import { DecodeError } from "../../errors.ts";
 
 /** Runs `fn`, expecting a DecodeError (whose message matches `pattern`, if given); returns it. */
 export function decodeError(fn: () => unknown, pattern?: RegExp): DecodeError {

@@ -9,9 +9,9 @@
  * @module
  */
 
-import { parseConnectionUrl, PgConnection } from "../../decoder/connection.ts";
+import { parseConnectionUrl, PgConnection } from "../../postgres/connection.ts";
 import { PgoutputDecoder } from "../../decoder/pgoutput.ts";
-import { startPostgres } from "../harness/postgres.ts";
+import { startPostgres } from "../../testing/embedded_postgres.ts";
 import { sqlConnection } from "../_replication.ts";
 
 const SCHEMA = `

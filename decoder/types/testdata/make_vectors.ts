@@ -14,8 +14,8 @@
  * @module
  */
 
-import { type PgVersion, startPostgres } from "../../../tests/harness/postgres.ts";
-import { parseConnectionUrl, PgConnection } from "../../connection.ts";
+import { type PgVersion, startPostgres } from "../../../testing/embedded_postgres.ts";
+import { parseConnectionUrl, PgConnection } from "../../../postgres/connection.ts";
 import { loadTypeInfos } from "../catalog.ts";
 import type { PgRange, PgValue, Point } from "../registry.ts";
 import { encodeExpected, type Vector, type VectorFile } from "./_expected.ts";

@@ -1,0 +1,146 @@
+/**
+ * The typed events Spillway hands to transforms and sinks.
+ *
+ * @module
+ */
+
+import type { Lsn } from "./decoder/lsn.ts";
+import type { RelationMessage } from "./decoder/pgoutput.ts";
+
+/**
+ * The relation (columns, their types) a change event was decoded with: a symbol
+ * key, so it stays out of JSON and out of the way of transforms.
+ */
+export const EVENT_RELATION: unique symbol = Symbol.for("spillway.event-relation");
+
+/** A row: column name → typed value (see decoder/types/README.md for the mapping). */
+export type Row = Record<string, unknown>;
+
+/** Where a change came from. */
+export interface EventSource {
+  schema: string;
+  table: string;
+  relid: number;
+  /** LSN of this change in the WAL. */
+  lsn: Lsn;
+  /** Start LSN of the transaction's commit record: orders transactions, and lets consumers dedupe. */
+  commitLsn: Lsn;
+  xid: number;
+  /** µs since the Unix epoch. */
+  commitTime: bigint;
+  /** Replication origin, when the transaction was replayed from elsewhere. */
+  origin?: string;
+}
+
+/**
+ * One change to one row, in Debezium's vocabulary: `c` insert, `u` update,
+ * `d` delete, `t` truncate, `r` snapshot read, `m` logical decoding message.
+ */
+export interface ChangeEvent {
+  op: "c" | "u" | "d" | "t" | "r";
+  source: EventSource;
+  /** Old row: whole under REPLICA IDENTITY FULL, key columns only otherwise; null when not sent. */
+  before: Row | null;
+  after: Row | null;
+  /** Columns whose TOASTed value did not change and was not sent: never a fake value. */
+  unchanged: string[];
+  /** For `t`: the TRUNCATE's options. */
+  truncate?: { cascade: boolean; restartIdentity: boolean };
+  /** The relation as it was when this change was decoded. */
+  [EVENT_RELATION]?: RelationMessage;
+}
+
+/** A `pg_logical_emit_message` message. */
+export interface MessageEvent {
+  op: "m";
+  transactional: boolean;
+  prefix: string;
+  content: Uint8Array;
+  lsn: Lsn;
+  /** Set for transactional messages. */
+  xid?: number;
+  commitLsn?: Lsn;
+  commitTime?: bigint;
+}
+
+/** A transaction's identity, known at its Begin (or Stream Commit for streamed ones). */
+export interface TransactionInfo {
+  xid: number;
+  /** Start of the commit (or prepare) record. */
+  commitLsn: Lsn;
+  /** µs since the Unix epoch. */
+  commitTime: bigint;
+  origin?: string;
+  /** True when the server streamed it before commit (protocol 2+). */
+  streamed: boolean;
+  /** Two-phase transactions: the global transaction id. */
+  gid?: string;
+}
+
+/** What the assembler hands on, in commit order. */
+export type StreamItem =
+  | { kind: "begin"; tx: TransactionInfo }
+  | { kind: "change"; event: ChangeEvent }
+  | { kind: "message"; event: MessageEvent }
+  /** `endLsn` is the position to confirm once every sink has the transaction. */
+  | { kind: "commit"; tx: TransactionInfo; endLsn: Lsn; eventCount: number }
+  | { kind: "prepare"; tx: TransactionInfo; endLsn: Lsn; eventCount: number }
+  | {
+    kind: "commit-prepared";
+    xid: number;
+    gid: string;
+    commitLsn: Lsn;
+    endLsn: Lsn;
+    commitTime: bigint;
+  }
+  | { kind: "rollback-prepared"; xid: number; gid: string; endLsn: Lsn; rollbackTime: bigint }
+  | {
+    kind: "schema-change";
+    relid: number;
+    schema: string;
+    table: string;
+    version: number;
+    previousColumns: string[];
+    columns: string[];
+  };
+
+/** A source item with a `restart` marker for a transaction cut off by a reconnect. */
+export type SourceItem = StreamItem | { kind: "restart"; reason: string };
+
+/** One record handed to sinks, in commit order. */
+export type SinkRecord =
+  | { kind: "begin"; tx: TransactionInfo }
+  | {
+    kind: "change";
+    event: ChangeEvent;
+    /** Routing: the topic (or stream) name for this table. */
+    topic: string;
+    /** Routing: the key columns' values; `null` when the table has no key. */
+    key: Row | null;
+  }
+  | { kind: "message"; event: MessageEvent }
+  | { kind: "commit"; tx: TransactionInfo; endLsn: Lsn; eventCount: number }
+  | {
+    kind: "schema-change";
+    schema: string;
+    table: string;
+    relid: number;
+    version: number;
+    previousColumns: string[];
+    columns: string[];
+  };
+
+/** The LSN to confirm after an item is written, if it ends a transaction or is standalone. */
+export function confirmableLsn(item: SourceItem): Lsn | null {
+  switch (item.kind) {
+    case "commit":
+    case "prepare":
+    case "commit-prepared":
+    case "rollback-prepared":
+      return item.endLsn;
+    case "message":
+      return item.event.transactional ? null : item.event.lsn;
+    default:
+      return null;
+  }
+}

@@ -1,0 +1,199 @@
+import { Buffer } from "node:buffer";
+import * as net from "node:net";
+import * as tls from "node:tls";
+import { ConnectionError } from "../errors.ts";
+
+/** Where a TLS connection's certificate checks stand. */
+export type SslMode = "disable" | "prefer" | "require" | "verify-ca" | "verify-full";
+
+/**
+ * A byte stream over TCP or TLS with pull-based reads. When more than
+ * `highWaterBytes` are buffered unread, the socket is paused, so the server's
+ * writes block instead of our memory growing.
+ */
+export class Transport {
+  #socket: net.Socket;
+  #chunks: Uint8Array[] = [];
+  #queuedBytes = 0;
+  #waiter: (() => void) | null = null;
+  #ended = false;
+  #error: Error | null = null;
+  #paused = false;
+  readonly highWaterBytes: number;
+  /** DER of the server certificate, when TLS is up. */
+  peerCertificate?: Uint8Array;
+  encrypted = false;
+
+  private constructor(socket: net.Socket, highWaterBytes: number) {
+    this.#socket = socket;
+    this.highWaterBytes = highWaterBytes;
+    this.#attach(socket);
+  }
+
+  static async connect(
+    host: string,
+    port: number,
+    options: { timeoutMs?: number; highWaterBytes?: number } = {},
+  ): Promise<Transport> {
+    const socket = net.connect({ host, port });
+    socket.setNoDelay(true);
+    await waitForEvent(socket, "connect", options.timeoutMs ?? 10_000, `${host}:${port}`);
+    return new Transport(socket, options.highWaterBytes ?? 4 << 20);
+  }
+
+  #attach(socket: net.Socket): void {
+    socket.on("data", (chunk: Buffer) => {
+      this.#chunks.push(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+      this.#queuedBytes += chunk.byteLength;
+      if (this.#queuedBytes > this.highWaterBytes && !this.#paused) {
+        this.#paused = true;
+        socket.pause();
+      }
+      this.#wake();
+    });
+    socket.on("end", () => {
+      this.#ended = true;
+      this.#wake();
+    });
+    socket.on("close", () => {
+      this.#ended = true;
+      this.#wake();
+    });
+    socket.on("error", (error: Error) => {
+      this.#error = error;
+      this.#wake();
+    });
+  }
+
+  #wake(): void {
+    const waiter = this.#waiter;
+    this.#waiter = null;
+    waiter?.();
+  }
+
+  /** The next chunk, or `null` at end of stream. */
+  async read(): Promise<Uint8Array | null> {
+    for (;;) {
+      const chunk = this.#chunks.shift();
+      if (chunk !== undefined) {
+        this.#queuedBytes -= chunk.byteLength;
+        if (this.#paused && this.#queuedBytes <= this.highWaterBytes / 2) {
+          this.#paused = false;
+          this.#socket.resume();
+        }
+        return chunk;
+      }
+      if (this.#error !== null) {
+        throw new ConnectionError(`Connection to the server failed: ${this.#error.message}`, {
+          cause: this.#error,
+        });
+      }
+      if (this.#ended) return null;
+      await new Promise<void>((resolve) => this.#waiter = resolve);
+    }
+  }
+
+  /** True when chunks are waiting to be read. */
+  get hasBuffered(): boolean {
+    return this.#chunks.length > 0;
+  }
+
+  write(bytes: Uint8Array): Promise<void> {
+    if (this.#error !== null || this.#socket.destroyed) {
+      return Promise.reject(
+        new ConnectionError("Cannot write to the server: the connection is closed"),
+      );
+    }
+    return new Promise((resolve, reject) => {
+      this.#socket.write(bytes, (error?: Error | null) => {
+        if (error) {
+          reject(
+            new ConnectionError(`Cannot write to the server: ${error.message}`, { cause: error }),
+          );
+        } else resolve();
+      });
+    });
+  }
+
+  /**
+   * Upgrades to TLS after the server answered 'S' to SSLRequest. Bytes the server
+   * sent before the handshake would be a buffer-stuffing attack: refuse them.
+   */
+  async startTls(
+    options: { host: string; mode: SslMode; ca?: string; timeoutMs?: number },
+  ): Promise<void> {
+    if (this.#chunks.length > 0) {
+      throw new ConnectionError(
+        "Refusing TLS: the server sent unencrypted bytes after accepting SSLRequest",
+        { retriable: false },
+      );
+    }
+    const plain = this.#socket;
+    plain.removeAllListeners("data");
+    plain.removeAllListeners("end");
+    plain.removeAllListeners("close");
+    plain.removeAllListeners("error");
+    const verify = options.mode === "verify-ca" || options.mode === "verify-full";
+    const secure = tls.connect({
+      socket: plain,
+      servername: net.isIP(options.host) ? undefined : options.host,
+      ca: options.ca,
+      rejectUnauthorized: verify,
+      checkServerIdentity: options.mode === "verify-full"
+        ? (host: string, cert: tls.PeerCertificate) => tls.checkServerIdentity(host, cert)
+        : () => undefined,
+    });
+    try {
+      await waitForEvent(secure, "secureConnect", options.timeoutMs ?? 10_000, options.host);
+    } catch (error) {
+      secure.destroy();
+      throw new ConnectionError(
+        `TLS handshake with ${options.host} failed (sslmode=${options.mode}): ${
+          (error as Error).message
+        }`,
+        { cause: error, retriable: false },
+      );
+    }
+    this.#socket = secure;
+    this.encrypted = true;
+    const raw = secure.getPeerCertificate()?.raw;
+    if (raw) this.peerCertificate = new Uint8Array(raw);
+    this.#attach(secure);
+  }
+
+  close(): void {
+    this.#socket.destroy();
+    this.#ended = true;
+    this.#wake();
+  }
+}
+
+function waitForEvent(
+  emitter: net.Socket,
+  event: string,
+  timeoutMs: number,
+  what: string,
+): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      cleanup();
+      emitter.destroy();
+      reject(new ConnectionError(`Timed out after ${timeoutMs} ms connecting to ${what}`));
+    }, timeoutMs);
+    const onEvent = () => {
+      cleanup();
+      resolve();
+    };
+    const onError = (error: Error) => {
+      cleanup();
+      reject(new ConnectionError(`Cannot connect to ${what}: ${error.message}`, { cause: error }));
+    };
+    const cleanup = () => {
+      clearTimeout(timer);
+      emitter.off(event, onEvent);
+      emitter.off("error", onError);
+    };
+    emitter.once(event, onEvent);
+    emitter.once("error", onError);
+  });
+}

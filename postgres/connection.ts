@@ -1,0 +1,724 @@
+/**
+ * One connection to PostgreSQL: startup, TLS, authentication, simple queries and
+ * the replication commands. The socket lives here and in `_transport.ts` only;
+ * parsing is delegated to the pure modules.
+ *
+ * @module
+ */
+
+import { md5PasswordResponse, ScramClient } from "../decoder/auth.ts";
+import {
+  backendMessageName,
+  type FieldDescription,
+  type Frame,
+  FrameParser,
+  parseAuthentication,
+  parseBackendKeyData,
+  parseCommandComplete,
+  parseDataRow,
+  parseNotice,
+  parseParameterStatus,
+  parseRowDescription,
+} from "../decoder/backend.ts";
+import { BackendCode } from "../decoder/codes.ts";
+import { ConfigError, ConnectionError, PostgresError, type PostgresNotice } from "../errors.ts";
+import {
+  encodeCopyDone,
+  encodePassword,
+  encodeQuery,
+  encodeSaslInitialResponse,
+  encodeSaslResponse,
+  encodeSslRequest,
+  encodeStartup,
+  encodeTerminate,
+} from "../decoder/frontend.ts";
+import { formatLsn, type Lsn, LSN_ZERO, parseLsn } from "../decoder/lsn.ts";
+import { type SslMode, Transport } from "./_transport.ts";
+import { ReplicationStream, type ReplicationStreamOptions } from "./stream.ts";
+
+export type { SslMode } from "./_transport.ts";
+
+/** How to reach and log in to a server. */
+export interface ConnectOptions {
+  host: string;
+  port: number;
+  user: string;
+  password?: string;
+  database: string;
+  /** `"database"` opens a logical walsender connection; omit for a normal session. */
+  replication?: "database";
+  sslmode?: SslMode;
+  /** PEM text of the CA certificate(s) that verify the server. */
+  sslrootcert?: string;
+  applicationName?: string;
+  /** Extra startup parameters (GUCs such as `DateStyle`). */
+  parameters?: Record<string, string>;
+  connectTimeoutMs?: number;
+  /** Receives NoticeResponse messages (warnings) from the server. */
+  onNotice?: (notice: PostgresNotice) => void;
+}
+
+/** Settings every Spillway session pins so that text output never depends on server defaults. */
+export const SESSION_PARAMETERS: Readonly<Record<string, string>> = {
+  client_encoding: "UTF8",
+  DateStyle: "ISO, MDY",
+  IntervalStyle: "postgres",
+  TimeZone: "UTC",
+  extra_float_digits: "3",
+  bytea_output: "hex",
+  lc_monetary: "C",
+};
+
+/**
+ * Parses `postgres://user:password@host:port/database?sslmode=…&sslrootcert=…`.
+ * `sslrootcert` names a file; it is read here.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseConnectionUrl } from "./connection.ts";
+ * const options = parseConnectionUrl("postgres://app:s3cret@db.local:6543/shop");
+ * assert(options.port === 6543 && options.database === "shop");
+ * ```
+ */
+export function parseConnectionUrl(url: string): ConnectOptions {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new ConfigError(
+      `Cannot parse connection URL "${
+        redact(url)
+      }": expected postgres://user:password@host:port/database`,
+    );
+  }
+  if (parsed.protocol !== "postgres:" && parsed.protocol !== "postgresql:") {
+    throw new ConfigError(
+      `Cannot use connection URL "${redact(url)}": the scheme must be postgres:// or postgresql://`,
+    );
+  }
+  const params = parsed.searchParams;
+  const sslmode = params.get("sslmode") ?? "prefer";
+  if (!["disable", "prefer", "require", "verify-ca", "verify-full"].includes(sslmode)) {
+    throw new ConfigError(
+      `Cannot use sslmode "${sslmode}": expected disable, prefer, require, verify-ca or verify-full`,
+    );
+  }
+  const user = decodeURIComponent(parsed.username) || "postgres";
+  const rootCertPath = params.get("sslrootcert");
+  return {
+    host: parsed.hostname.replace(/^\[(.*)\]$/, "$1") || "localhost",
+    port: parsed.port ? Number(parsed.port) : 5432,
+    user,
+    password: parsed.password ? decodeURIComponent(parsed.password) : undefined,
+    database: decodeURIComponent(parsed.pathname.replace(/^\//, "")) || user,
+    sslmode: sslmode as SslMode,
+    sslrootcert: rootCertPath ? Deno.readTextFileSync(rootCertPath) : undefined,
+    applicationName: params.get("application_name") ?? undefined,
+  };
+}
+
+/** Hides the password in a URL for messages. */
+export function redact(url: string): string {
+  return url.replace(/(\/\/[^:/@]*:)[^@]*@/, "$1***@");
+}
+
+/** The rows of one statement of a simple query; values are text or null. */
+export interface QueryResult {
+  command: string;
+  fields: FieldDescription[];
+  rows: (string | null)[][];
+}
+
+/** Result of IDENTIFY_SYSTEM. */
+export interface SystemIdentity {
+  systemId: string;
+  timeline: number;
+  xlogPos: Lsn;
+  dbName: string | null;
+}
+
+/** Options of CREATE_REPLICATION_SLOT. */
+export interface CreateSlotOptions {
+  temporary?: boolean;
+  /** `export` (default) keeps a snapshot until the next command; `nothing` skips it. */
+  snapshot?: "export" | "nothing" | "use";
+  /** PG15+: decode prepared transactions at PREPARE time. */
+  twoPhase?: boolean;
+  /** PG17+: let standbys synchronise this slot. */
+  failover?: boolean;
+}
+
+/** Result of CREATE_REPLICATION_SLOT. */
+export interface CreatedSlot {
+  slotName: string;
+  consistentPoint: Lsn;
+  snapshotName: string | null;
+  outputPlugin: string;
+}
+
+/** pgoutput options of START_REPLICATION. */
+export interface PgoutputOptions {
+  protoVersion: 1 | 2 | 3 | 4;
+  publicationNames: string[];
+  binary?: boolean;
+  messages?: boolean;
+  streaming?: boolean | "parallel";
+  twoPhase?: boolean;
+  origin?: "any" | "none";
+}
+
+/** Options of {@linkcode PgConnection.startReplication}. */
+export interface StartReplicationOptions extends ReplicationStreamOptions {
+  slot: string;
+  /** `LSN_ZERO` (default) resumes from the slot's confirmed position. */
+  startLsn?: Lsn;
+  pgoutput: PgoutputOptions;
+}
+
+const SLOT_NAME = /^[a-z0-9_]{1,63}$/;
+
+/**
+ * A connection speaking the simple-query protocol, optionally as a logical walsender.
+ *
+ * @example
+ * ```ts ignore
+ * import { PgConnection, parseConnectionUrl } from "./connection.ts";
+ * const conn = await PgConnection.connect(parseConnectionUrl("postgres://postgres@localhost/app"));
+ * const [result] = await conn.query("SELECT 1 AS one");
+ * console.log(result?.rows); // [["1"]]
+ * await conn.close();
+ * ```
+ */
+export class PgConnection {
+  readonly options: ConnectOptions;
+  readonly parameters = new Map<string, string>();
+  backendPid = 0;
+  #transport: Transport;
+  #parser = new FrameParser();
+  #frames: Frame[] = [];
+  #frameIndex = 0;
+  #busy = false;
+  #closed = false;
+
+  private constructor(options: ConnectOptions, transport: Transport) {
+    this.options = options;
+    this.#transport = transport;
+  }
+
+  /** Connects, negotiates TLS, authenticates, and waits for ReadyForQuery. */
+  static async connect(options: ConnectOptions): Promise<PgConnection> {
+    const where = `${options.host}:${options.port}`;
+    const transport = await Transport.connect(options.host, options.port, {
+      timeoutMs: options.connectTimeoutMs,
+    });
+    const connection = new PgConnection(options, transport);
+    try {
+      await connection.#negotiateTls();
+      await connection.#startup();
+    } catch (error) {
+      transport.close();
+      if (error instanceof PostgresError) {
+        throw new PostgresError(
+          error.notice,
+          `Cannot connect to ${where} as "${options.user}"`,
+          error.fix,
+        );
+      }
+      throw error;
+    }
+    return connection;
+  }
+
+  /** Major version of the server, e.g. 16. */
+  get serverMajorVersion(): number {
+    const text = this.parameters.get("server_version") ?? "0";
+    return Number.parseInt(text, 10);
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  async #negotiateTls(): Promise<void> {
+    const mode = this.options.sslmode ?? "prefer";
+    if (mode === "disable") return;
+    await this.#transport.write(encodeSslRequest());
+    const answer = await this.#transport.read();
+    if (answer === null) {
+      throw new ConnectionError("The server closed the connection during SSLRequest");
+    }
+    if (answer.byteLength !== 1) {
+      throw new ConnectionError("Refusing connection: unexpected bytes in answer to SSLRequest", {
+        retriable: false,
+      });
+    }
+    if (answer[0] === 0x53) { // 'S'
+      await this.#transport.startTls({
+        host: this.options.host,
+        mode,
+        ca: this.options.sslrootcert,
+        timeoutMs: this.options.connectTimeoutMs,
+      });
+      return;
+    }
+    if (answer[0] === 0x4e) { // 'N'
+      if (mode === "prefer") return;
+      throw new ConnectionError(
+        `Cannot connect with sslmode=${mode}: the server does not accept TLS; enable ssl on the server or use sslmode=prefer`,
+        { retriable: false },
+      );
+    }
+    throw new ConnectionError(
+      `Refusing connection: the server answered SSLRequest with byte 0x${answer[0]!.toString(16)}`,
+      { retriable: false },
+    );
+  }
+
+  async #startup(): Promise<void> {
+    const options = this.options;
+    const parameters: Record<string, string> = {
+      user: options.user,
+      database: options.database,
+      application_name: options.applicationName ?? "spillway",
+      ...SESSION_PARAMETERS,
+      ...options.parameters,
+    };
+    if (options.replication) parameters.replication = options.replication;
+    await this.#transport.write(encodeStartup(parameters));
+    let scram: ScramClient | null = null;
+    for (;;) {
+      const frame = await this.#nextFrame();
+      switch (frame.code) {
+        case BackendCode.Authentication: {
+          const request = parseAuthentication(frame.body);
+          switch (request.kind) {
+            case "ok":
+              break;
+            case "cleartext":
+              await this.#transport.write(encodePassword(this.#password("cleartext")));
+              break;
+            case "md5":
+              await this.#transport.write(
+                encodePassword(
+                  md5PasswordResponse(options.user, this.#password("md5"), request.salt),
+                ),
+              );
+              break;
+            case "sasl":
+              scram = new ScramClient({
+                password: this.#password("SCRAM-SHA-256"),
+                tls: this.#transport.encrypted,
+                serverCertificate: this.#transport.peerCertificate,
+              });
+              {
+                const clientFirst = scram.first(request.mechanisms); // picks the mechanism
+                await this.#transport.write(
+                  encodeSaslInitialResponse(scram.mechanism, clientFirst),
+                );
+              }
+              break;
+            case "sasl-continue":
+              if (scram === null) throw new ConnectionError("SASLContinue without SASL start");
+              await this.#transport.write(encodeSaslResponse(await scram.final(request.data)));
+              break;
+            case "sasl-final":
+              if (scram === null) throw new ConnectionError("SASLFinal without SASL start");
+              scram.verify(request.data);
+              break;
+            case "unsupported":
+              throw new ConfigError(
+                `Cannot authenticate: the server asks for authentication method ${request.code}, which Spillway does not support; use scram-sha-256, md5, password or trust in pg_hba.conf`,
+              );
+            default:
+              return assertNever(request);
+          }
+          break;
+        }
+        case BackendCode.ParameterStatus: {
+          const [name, value] = parseParameterStatus(frame.body);
+          this.parameters.set(name, value);
+          break;
+        }
+        case BackendCode.BackendKeyData:
+          this.backendPid = parseBackendKeyData(frame.body).pid;
+          break;
+        case BackendCode.NoticeResponse:
+          this.options.onNotice?.(parseNotice(frame.body));
+          break;
+        case BackendCode.ErrorResponse:
+          throw explain(parseNotice(frame.body), undefined, this.options);
+        case BackendCode.NegotiateProtocolVersion:
+          break;
+        case BackendCode.ReadyForQuery:
+          return;
+        default:
+          throw new ConnectionError(
+            `Unexpected ${backendMessageName(frame.code)} message during startup`,
+          );
+      }
+    }
+  }
+
+  #password(method: string): string {
+    if (this.options.password === undefined) {
+      throw new ConfigError(
+        `Cannot authenticate as "${this.options.user}": the server asks for a password (${method}) and none was given; put it in the URL (postgres://user:password@host/db)`,
+      );
+    }
+    return this.options.password;
+  }
+
+  /** Next backend frame; reads from the socket when none is buffered. */
+  async #nextFrame(): Promise<Frame> {
+    for (;;) {
+      if (this.#frameIndex < this.#frames.length) {
+        return this.#frames[this.#frameIndex++]!;
+      }
+      const chunk = await this.#transport.read();
+      if (chunk === null) {
+        this.#closed = true;
+        throw new ConnectionError("The server closed the connection");
+      }
+      this.#frames = this.#parser.push(chunk);
+      this.#frameIndex = 0;
+    }
+  }
+
+  /** Frames already buffered, without waiting; used by the replication stream. */
+  takeBufferedFrames(): Frame[] {
+    const frames = this.#frames.slice(this.#frameIndex);
+    this.#frames = [];
+    this.#frameIndex = 0;
+    return frames;
+  }
+
+  /** The frame parser and transport, handed to a replication stream. */
+  get wire(): { transport: Transport; parser: FrameParser } {
+    return { transport: this.#transport, parser: this.#parser };
+  }
+
+  /**
+   * Runs SQL with the simple-query protocol (several statements allowed) and
+   * returns one result per statement. Values are text.
+   */
+  async query(sql: string): Promise<QueryResult[]> {
+    if (this.#busy) {
+      throw new Error("Cannot run a query: the connection is busy (streaming or another query)");
+    }
+    this.#busy = true;
+    try {
+      await this.#transport.write(encodeQuery(sql));
+      const results: QueryResult[] = [];
+      let current: QueryResult = { command: "", fields: [], rows: [] };
+      let error: PostgresError | null = null;
+      for (;;) {
+        const frame = await this.#nextFrame();
+        switch (frame.code) {
+          case BackendCode.RowDescription:
+            current.fields = parseRowDescription(frame.body);
+            break;
+          case BackendCode.DataRow:
+            current.rows.push(parseDataRow(frame.body));
+            break;
+          case BackendCode.CommandComplete:
+            current.command = parseCommandComplete(frame.body);
+            results.push(current);
+            current = { command: "", fields: [], rows: [] };
+            break;
+          case BackendCode.EmptyQueryResponse:
+            break;
+          case BackendCode.ErrorResponse:
+            error = explain(parseNotice(frame.body), sql, this.options);
+            break;
+          case BackendCode.NoticeResponse:
+            this.options.onNotice?.(parseNotice(frame.body));
+            break;
+          case BackendCode.ParameterStatus: {
+            const [name, value] = parseParameterStatus(frame.body);
+            this.parameters.set(name, value);
+            break;
+          }
+          case BackendCode.NotificationResponse:
+            break;
+          case BackendCode.CopyInResponse:
+          case BackendCode.CopyOutResponse:
+          case BackendCode.CopyBothResponse:
+            throw new ConfigError(`Cannot run "${sql}" with query(): it starts a COPY`);
+          case BackendCode.ReadyForQuery:
+            if (error !== null) throw error;
+            return results;
+          default:
+            throw new ConnectionError(
+              `Unexpected ${backendMessageName(frame.code)} message in a query response`,
+            );
+        }
+      }
+    } finally {
+      this.#busy = false;
+    }
+  }
+
+  /** Runs one statement and returns its rows as objects keyed by column name. */
+  async queryObjects(sql: string): Promise<Record<string, string | null>[]> {
+    const results = await this.query(sql);
+    const last = results[results.length - 1];
+    if (last === undefined) return [];
+    return last.rows.map((row) =>
+      Object.fromEntries(last.fields.map((field, i) => [field.name, row[i] ?? null]))
+    );
+  }
+
+  /** IDENTIFY_SYSTEM: the cluster id, timeline, current WAL position and database. */
+  async identifySystem(): Promise<SystemIdentity> {
+    const [row] = await this.queryObjects("IDENTIFY_SYSTEM");
+    if (row === undefined) throw new ConnectionError("IDENTIFY_SYSTEM returned no row");
+    return {
+      systemId: row.systemid ?? "",
+      timeline: Number(row.timeline),
+      xlogPos: parseLsn(row.xlogpos ?? "0/0"),
+      dbName: row.dbname ?? null,
+    };
+  }
+
+  /** CREATE_REPLICATION_SLOT … LOGICAL pgoutput, in the syntax the server understands. */
+  async createReplicationSlot(name: string, options: CreateSlotOptions = {}): Promise<CreatedSlot> {
+    checkSlotName(name);
+    const snapshot = options.snapshot ?? "export";
+    let sql = `CREATE_REPLICATION_SLOT ${name}${
+      options.temporary ? " TEMPORARY" : ""
+    } LOGICAL pgoutput`;
+    if (this.serverMajorVersion >= 15) {
+      const parts = [`SNAPSHOT '${snapshot}'`];
+      if (options.twoPhase) parts.push("TWO_PHASE true");
+      if (options.failover) {
+        if (this.serverMajorVersion < 17) {
+          throw new ConfigError(
+            `Cannot create slot "${name}" with failover: PostgreSQL ${this.serverMajorVersion} has no failover slots (17+ has)`,
+          );
+        }
+        parts.push("FAILOVER true");
+      }
+      sql += ` (${parts.join(", ")})`;
+    } else {
+      if (options.twoPhase || options.failover) {
+        throw new ConfigError(
+          `Cannot create slot "${name}" with ${
+            options.twoPhase ? "two_phase" : "failover"
+          } on PostgreSQL 14: it needs 15+ (two_phase) or 17+ (failover)`,
+        );
+      }
+      sql += { export: " EXPORT_SNAPSHOT", nothing: " NOEXPORT_SNAPSHOT", use: " USE_SNAPSHOT" }[
+        snapshot
+      ];
+    }
+    const [row] = await this.queryObjects(sql);
+    if (row === undefined) throw new ConnectionError("CREATE_REPLICATION_SLOT returned no row");
+    return {
+      slotName: row.slot_name ?? name,
+      consistentPoint: parseLsn(row.consistent_point ?? "0/0"),
+      snapshotName: row.snapshot_name ?? null,
+      outputPlugin: row.output_plugin ?? "pgoutput",
+    };
+  }
+
+  /** DROP_REPLICATION_SLOT; with `wait`, blocks until the slot's reader lets go. */
+  async dropReplicationSlot(name: string, options: { wait?: boolean } = {}): Promise<void> {
+    checkSlotName(name);
+    await this.query(`DROP_REPLICATION_SLOT ${name}${options.wait ? " WAIT" : ""}`);
+  }
+
+  /**
+   * START_REPLICATION SLOT … LOGICAL with pgoutput options. Resolves once the
+   * server answers CopyBothResponse; errors about options arrive before that.
+   */
+  async startReplication(options: StartReplicationOptions): Promise<ReplicationStream> {
+    checkSlotName(options.slot);
+    const sql = `START_REPLICATION SLOT ${options.slot} LOGICAL ${
+      formatLsn(options.startLsn ?? LSN_ZERO)
+    } (${pgoutputOptionList(options.pgoutput)})`;
+    if (this.#busy) throw new Error("Cannot start replication: the connection is busy");
+    this.#busy = true;
+    await this.#transport.write(encodeQuery(sql));
+    let error: PostgresError | null = null;
+    for (;;) {
+      const frame = await this.#nextFrame();
+      switch (frame.code) {
+        case BackendCode.CopyBothResponse:
+          return new ReplicationStream(this, options, () => this.#busy = false);
+        case BackendCode.ErrorResponse:
+          error = explain(parseNotice(frame.body), sql, this.options);
+          break;
+        case BackendCode.NoticeResponse:
+          this.options.onNotice?.(parseNotice(frame.body));
+          break;
+        case BackendCode.ParameterStatus:
+          break;
+        case BackendCode.ReadyForQuery:
+          this.#busy = false;
+          throw error ?? new ConnectionError("START_REPLICATION ended without streaming");
+        default:
+          this.#busy = false;
+          throw new ConnectionError(
+            `Unexpected ${backendMessageName(frame.code)} message in answer to START_REPLICATION`,
+          );
+      }
+    }
+  }
+
+  /** Sends Terminate and closes the socket. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    try {
+      await this.#transport.write(encodeTerminate());
+    } catch {
+      // The server may already be gone; closing is all that is left to do.
+    }
+    this.#transport.close();
+  }
+
+  /** Closes the socket without a goodbye, as a crash would. */
+  destroy(): void {
+    this.#closed = true;
+    this.#transport.close();
+  }
+
+  /** @internal Sends raw bytes; used by the replication stream. */
+  send(bytes: Uint8Array): Promise<void> {
+    return this.#transport.write(bytes);
+  }
+
+  /** @internal Marks the connection closed after the stream saw the socket end. */
+  markClosed(): void {
+    this.#closed = true;
+  }
+
+  /** @internal CopyDone for a stream shutdown. */
+  sendCopyDone(): Promise<void> {
+    return this.#transport.write(encodeCopyDone());
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}
+
+/** Renders pgoutput options as START_REPLICATION's option list. */
+export function pgoutputOptionList(options: PgoutputOptions): string {
+  const names = options.publicationNames.map((name) => `"${name.replaceAll('"', '""')}"`).join(",");
+  const parts = [
+    `proto_version '${options.protoVersion}'`,
+    `publication_names '${names.replaceAll("'", "''")}'`,
+  ];
+  if (options.binary !== undefined) parts.push(`binary '${options.binary}'`);
+  if (options.messages !== undefined) parts.push(`messages '${options.messages}'`);
+  if (options.streaming !== undefined) {
+    parts.push(
+      `streaming '${
+        options.streaming === "parallel" ? "parallel" : options.streaming ? "on" : "off"
+      }'`,
+    );
+  }
+  if (options.twoPhase !== undefined) parts.push(`two_phase '${options.twoPhase}'`);
+  if (options.origin !== undefined) parts.push(`origin '${options.origin}'`);
+  return parts.join(", ");
+}
+
+/** The highest pgoutput protocol version a server major version supports. */
+export function maxProtoVersion(serverMajorVersion: number): 1 | 2 | 3 | 4 {
+  if (serverMajorVersion >= 16) return 4;
+  if (serverMajorVersion >= 15) return 3;
+  if (serverMajorVersion >= 14) return 2;
+  return 1;
+}
+
+function checkSlotName(name: string): void {
+  if (!SLOT_NAME.test(name)) {
+    throw new ConfigError(
+      `Cannot use replication slot name "${name}": use 1 to 63 lower-case letters, digits or underscores`,
+    );
+  }
+}
+
+/**
+ * Turns a server error into a {@linkcode PostgresError} whose message names the
+ * fix for the failures users meet most.
+ */
+export function explain(
+  notice: PostgresNotice,
+  sql: string | undefined,
+  options: Pick<ConnectOptions, "user" | "database" | "host">,
+): PostgresError {
+  const message = notice.message;
+  let fix: string | undefined;
+  switch (notice.code) {
+    case "55000":
+      if (message.includes("wal_level")) {
+        fix =
+          "set wal_level = logical in postgresql.conf (ALTER SYSTEM SET wal_level = logical) and restart the server";
+      } else if (
+        message.includes("can no longer get changes") ||
+        message.includes("cannot read from logical replication slot")
+      ) {
+        fix =
+          "the slot was invalidated (WAL it needed was removed); drop it, create it again and re-snapshot the tables; raise max_slot_wal_keep_size to avoid a repeat";
+      } else if (message.includes("was not created in this database")) {
+        fix =
+          `connect to the database the slot belongs to, or create a new slot in "${options.database}"`;
+      }
+      break;
+    case "42704":
+      if (message.includes("publication")) {
+        fix =
+          "create the publication before the slot (CREATE PUBLICATION name FOR ALL TABLES or FOR TABLE …); if the slot was created first, drop and recreate the slot after the publication";
+      } else if (message.includes("replication slot")) {
+        fix =
+          "create the slot first (spillway tail --create, or pg_create_logical_replication_slot(name, 'pgoutput'))";
+      }
+      break;
+    case "55006":
+      fix =
+        "another process is reading this slot; stop it, or wait: a reader that vanished is released after wal_sender_timeout";
+      break;
+    case "42501":
+      if (/WAL sender|walsender|replication role/i.test(message)) {
+        fix = `grant replication to the role: ALTER ROLE "${options.user}" WITH REPLICATION`;
+      } else if (/FOR ALL TABLES/i.test(sql ?? "")) {
+        fix =
+          "creating a publication FOR ALL TABLES needs a superuser; have one create it, or list the tables (CREATE PUBLICATION … FOR TABLE …) as their owner";
+      }
+      break;
+    case "28P01":
+      fix = `check the password for "${options.user}"`;
+      break;
+    case "28000":
+      fix =
+        `add a pg_hba.conf line for user "${options.user}", database "${options.database}" from this host, and reload the server`;
+      break;
+    case "53400":
+      fix = "raise max_replication_slots or drop unused slots (spillway slots list / drop)";
+      break;
+    case "53300":
+      fix = "raise max_wal_senders, or stop other replication clients";
+      break;
+    case "3D000":
+      fix = `create database "${options.database}" or fix the database name in the URL`;
+      break;
+    case "0A000":
+      if (message.includes("proto_version")) {
+        fix = message.includes("or higher")
+          ? "use a higher proto_version for this server"
+          : "use a lower proto_version for this server";
+      }
+      break;
+  }
+  const context = sql === undefined
+    ? undefined
+    : `"${sql.length > 120 ? `${sql.slice(0, 117)}...` : sql}" failed`;
+  return new PostgresError(notice, context, fix);
+}
+
+function assertNever(value: never): never {
+  throw new Error(`Unhandled case: ${JSON.stringify(value)}`);
+}

@@ -1,0 +1,326 @@
+/**
+ * The CopyBoth phase of a logical walsender connection: XLogData in batches,
+ * keepalives answered, standby status updates on a timer.
+ *
+ * Flow control: the stream reads from the socket only while fewer than
+ * `maxBufferedBytes` of XLogData wait to be taken. While paused it keeps sending
+ * status updates on its timer, so the walsender (blocked writing to us) never
+ * reaches `wal_sender_timeout`.
+ *
+ * @module
+ */
+
+import type { FrameParser } from "../decoder/backend.ts";
+import { backendMessageName, parseNotice } from "../decoder/backend.ts";
+import { BackendCode } from "../decoder/codes.ts";
+import { ConnectionError } from "../errors.ts";
+import { type Lsn, LSN_ZERO, maxLsn, unixMicrosToPgMicros } from "../decoder/lsn.ts";
+import {
+  encodeStandbyStatus,
+  parseCopyData,
+  type PrimaryKeepalive,
+  type XLogData,
+} from "../decoder/replication.ts";
+import type { PgConnection } from "./connection.ts";
+import { explain } from "./connection.ts";
+import type { Transport } from "./_transport.ts";
+
+/** Options of a {@linkcode ReplicationStream}. */
+export interface ReplicationStreamOptions {
+  /** Status update period (default 10 s). Keep it well under the server's wal_sender_timeout. */
+  statusIntervalMs?: number;
+  /** Stop reading the socket while this many XLogData bytes wait to be taken (default 8 MiB). */
+  maxBufferedBytes?: number;
+  /**
+   * When idle (everything delivered is confirmed), advance the flush position to the
+   * keepalive's walEnd so the slot does not pin WAL written for other databases. Default true.
+   */
+  confirmKeepaliveWhenIdle?: boolean;
+  /**
+   * Asked before a keepalive advances the flush position: false while the consumer
+   * holds a transaction that is open (e.g. streamed but not yet committed).
+   */
+  isIdle?: () => boolean;
+  /** Client clock in µs since the Unix epoch; tests pass their own. */
+  now?: () => bigint;
+}
+
+/**
+ * A stream of XLogData batches. Iterate it with `for await`; call
+ * {@linkcode confirm} with a Commit's `endLsn` once the transaction is durable.
+ */
+export class ReplicationStream implements AsyncIterable<XLogData[]> {
+  readonly #connection: PgConnection;
+  readonly #transport: Transport;
+  readonly #parser: FrameParser;
+  readonly #release: () => void;
+  readonly #options: Required<ReplicationStreamOptions>;
+  #queue: XLogData[] = [];
+  #queuedBytes = 0;
+  #consumerWaiter: (() => void) | null = null;
+  #readerWaiter: (() => void) | null = null;
+  #error: Error | null = null;
+  #ended = false;
+  #stopping = false;
+  #timer: ReturnType<typeof setInterval> | undefined;
+  #readLoop: Promise<void>;
+  #written: Lsn = LSN_ZERO;
+  #flushed: Lsn = LSN_ZERO;
+  #lastDelivered: Lsn = LSN_ZERO;
+  #serverWalEnd: Lsn = LSN_ZERO;
+  #lastStatusAt = 0;
+  #copyDoneReceived = false;
+  #statusUpdatesSent = 0;
+  #keepalivesReceived = 0;
+  #bytesReceived = 0;
+
+  /** @internal Made by {@linkcode PgConnection.startReplication}. */
+  constructor(connection: PgConnection, options: ReplicationStreamOptions, release: () => void) {
+    this.#connection = connection;
+    const wire = connection.wire;
+    this.#transport = wire.transport;
+    this.#parser = wire.parser;
+    this.#release = release;
+    this.#options = {
+      statusIntervalMs: options.statusIntervalMs ?? 10_000,
+      maxBufferedBytes: options.maxBufferedBytes ?? 8 << 20,
+      confirmKeepaliveWhenIdle: options.confirmKeepaliveWhenIdle ?? true,
+      isIdle: options.isIdle ?? (() => true),
+      now: options.now ?? (() => BigInt(Date.now()) * 1000n),
+    };
+    this.#timer = setInterval(() => {
+      if (Date.now() - this.#lastStatusAt >= this.#options.statusIntervalMs / 2) {
+        this.#sendStatus(false).catch((error) => this.#fail(error));
+      }
+    }, Math.max(50, Math.floor(this.#options.statusIntervalMs / 2)));
+    this.#readLoop = this.#run(connection.takeBufferedFrames());
+  }
+
+  /** The flush position last sent to the server (the slot's confirmed position). */
+  get flushedLsn(): Lsn {
+    return this.#flushed;
+  }
+
+  /** The newest WAL position the server reported. */
+  get serverWalEnd(): Lsn {
+    return this.#serverWalEnd;
+  }
+
+  /** The newest position received (the write position). */
+  get receivedLsn(): Lsn {
+    return this.#written;
+  }
+
+  /** True while the socket is not being read because the consumer is behind. */
+  get paused(): boolean {
+    return this.#readerWaiter !== null;
+  }
+
+  /** Counters for tests and metrics. */
+  get stats(): {
+    statusUpdatesSent: number;
+    keepalivesReceived: number;
+    bufferedBytes: number;
+    bytesReceived: number;
+  } {
+    return {
+      statusUpdatesSent: this.#statusUpdatesSent,
+      keepalivesReceived: this.#keepalivesReceived,
+      bufferedBytes: this.#queuedBytes,
+      bytesReceived: this.#bytesReceived,
+    };
+  }
+
+  /**
+   * Records that everything up to `position` is durable. Positions never move
+   * backwards; a lower one is ignored. Sent with the next status update.
+   */
+  confirm(position: Lsn): void {
+    this.#flushed = maxLsn(this.#flushed, position);
+    if (this.#written < this.#flushed) this.#written = this.#flushed;
+  }
+
+  /** Sends a status update now (e.g. right after a confirm at shutdown). */
+  async sendStatusNow(): Promise<void> {
+    await this.#sendStatus(false);
+  }
+
+  async #sendStatus(replyRequested: boolean): Promise<void> {
+    if (this.#ended || this.#connection.closed) return;
+    this.#lastStatusAt = Date.now();
+    this.#statusUpdatesSent++;
+    await this.#connection.send(encodeStandbyStatus({
+      written: this.#written,
+      flushed: this.#flushed,
+      applied: this.#flushed,
+      clientTime: unixMicrosToPgMicros(this.#options.now()),
+      replyRequested,
+    }));
+  }
+
+  async #run(initial: ReturnType<PgConnection["takeBufferedFrames"]>): Promise<void> {
+    try {
+      for (const frame of initial) this.#handleFrame(frame.code, frame.body);
+      while (!this.#ended) {
+        if (this.#queuedBytes >= this.#options.maxBufferedBytes && !this.#stopping) {
+          await new Promise<void>((resolve) => this.#readerWaiter = resolve);
+          continue;
+        }
+        const chunk = await this.#transport.read();
+        if (chunk === null) {
+          this.#connection.markClosed();
+          throw new ConnectionError(
+            "The server closed the replication connection (it may have restarted, or timed us out after wal_sender_timeout)",
+          );
+        }
+        for (const frame of this.#parser.push(chunk)) {
+          this.#handleFrame(frame.code, frame.body);
+          if (this.#ended) break;
+        }
+      }
+    } catch (error) {
+      this.#fail(error);
+    }
+  }
+
+  #handleFrame(code: number, body: Uint8Array): void {
+    switch (code) {
+      case BackendCode.CopyData: {
+        const message = parseCopyData(body);
+        if (message.type === "XLogData") {
+          this.#onXLogData(message);
+        } else {
+          this.#onKeepalive(message);
+        }
+        return;
+      }
+      case BackendCode.CopyDone:
+        this.#copyDoneReceived = true;
+        return;
+      case BackendCode.CommandComplete:
+        // The server ends the copy: after our CopyDone, or on its own at shutdown.
+        return;
+      case BackendCode.ReadyForQuery:
+        this.#finish();
+        return;
+      case BackendCode.ErrorResponse:
+        throw explain(parseNotice(body), "replication stream", this.#connection.options);
+      case BackendCode.NoticeResponse:
+        this.#connection.options.onNotice?.(parseNotice(body));
+        return;
+      case BackendCode.ParameterStatus:
+        return;
+      default:
+        throw new ConnectionError(
+          `Unexpected ${backendMessageName(code)} message during replication`,
+        );
+    }
+  }
+
+  #onXLogData(message: XLogData): void {
+    if (message.walEnd > this.#serverWalEnd) this.#serverWalEnd = message.walEnd;
+    if (message.walStart > this.#written) this.#written = message.walStart;
+    if (message.walStart > this.#lastDelivered) this.#lastDelivered = message.walStart;
+    this.#queue.push(message);
+    this.#queuedBytes += message.data.byteLength + 64;
+    this.#bytesReceived += message.data.byteLength;
+    this.#wakeConsumer();
+  }
+
+  #onKeepalive(message: PrimaryKeepalive): void {
+    this.#keepalivesReceived++;
+    if (message.walEnd > this.#serverWalEnd) this.#serverWalEnd = message.walEnd;
+    const idle = this.#queue.length === 0 && this.#flushed >= this.#lastDelivered &&
+      this.#options.isIdle();
+    if (idle && this.#options.confirmKeepaliveWhenIdle && !this.#stopping) {
+      // Nothing delivered awaits confirmation, so nothing before walEnd is ours to lose.
+      this.confirm(message.walEnd);
+    }
+    if (message.replyRequested) this.#sendStatus(false).catch((error) => this.#fail(error));
+  }
+
+  #wakeConsumer(): void {
+    const waiter = this.#consumerWaiter;
+    this.#consumerWaiter = null;
+    waiter?.();
+  }
+
+  #fail(error: unknown): void {
+    if (this.#error === null && !this.#ended) {
+      this.#error = error instanceof Error ? error : new Error(String(error));
+    }
+    this.#finish();
+  }
+
+  #finish(): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    clearInterval(this.#timer);
+    this.#release();
+    this.#wakeConsumer();
+    const reader = this.#readerWaiter;
+    this.#readerWaiter = null;
+    reader?.();
+  }
+
+  /** Takes every XLogData received so far, waiting for at least one. `null` once ended. */
+  async nextBatch(): Promise<XLogData[] | null> {
+    for (;;) {
+      if (this.#queue.length > 0) {
+        const batch = this.#queue;
+        this.#queue = [];
+        this.#queuedBytes = 0;
+        const reader = this.#readerWaiter;
+        this.#readerWaiter = null;
+        reader?.();
+        return batch;
+      }
+      if (this.#error !== null) throw this.#error;
+      if (this.#ended) return null;
+      await new Promise<void>((resolve) => this.#consumerWaiter = resolve);
+    }
+  }
+
+  async *[Symbol.asyncIterator](): AsyncIterator<XLogData[]> {
+    for (;;) {
+      const batch = await this.nextBatch();
+      if (batch === null) return;
+      yield batch;
+    }
+  }
+
+  /**
+   * Ends streaming cleanly: a final status update, CopyDone, then waits for the
+   * server's CommandComplete and ReadyForQuery. The connection is usable afterwards.
+   * XLogData still in flight is discarded (it was never confirmed).
+   */
+  async stop(timeoutMs = 10_000): Promise<void> {
+    if (this.#ended) {
+      clearInterval(this.#timer);
+      return;
+    }
+    this.#stopping = true;
+    await this.#sendStatus(false);
+    await this.#connection.sendCopyDone();
+    const reader = this.#readerWaiter;
+    this.#readerWaiter = null;
+    reader?.();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<void>((resolve) => {
+      timer = setTimeout(() => {
+        this.#connection.destroy();
+        this.#finish();
+        resolve();
+      }, timeoutMs);
+    });
+    await Promise.race([this.#readLoop, timeout]);
+    clearTimeout(timer);
+    this.#queue = [];
+    this.#queuedBytes = 0;
+  }
+
+  /** Whether the server sent CopyDone (it does after ours, not when it shuts down). */
+  get copyDoneReceived(): boolean {
+    return this.#copyDoneReceived;
+  }
+}

@@ -1,0 +1,523 @@
+/**
+ * A logical replication source: checks the server, prepares the publication and
+ * slot, streams decoded transactions, and reconnects with backoff.
+ *
+ * Delivery contract: items come in commit order. The consumer calls
+ * {@linkcode ReplicationSource.confirm} with a commit's `endLsn` once every sink
+ * holds the transaction durably; only then does the slot advance. After a
+ * reconnect, transactions already delivered in this process are not delivered
+ * again, and a transaction cut off mid-way is announced with a `restart` item
+ * and then re-sent whole.
+ *
+ * @module
+ */
+
+import {
+  type ConnectOptions,
+  maxProtoVersion,
+  PgConnection,
+  type PgoutputOptions,
+} from "../postgres/connection.ts";
+import { ConfigError, ConnectionError, isRetriable, PostgresError } from "../errors.ts";
+import { formatLsn, type Lsn, LSN_ZERO, maxLsn, parseLsn } from "../decoder/lsn.ts";
+import type { ProtoVersion } from "../decoder/pgoutput.ts";
+import type { ReplicationStream } from "../postgres/stream.ts";
+import { TransactionAssembler } from "./assembler.ts";
+import { SpillBudget } from "./spill.ts";
+import { PgoutputCode } from "../decoder/codes.ts";
+import { loadTypeInfos } from "../decoder/types/catalog.ts";
+import type { TypeRegistry } from "../decoder/types/registry.ts";
+import type { SourceItem } from "../events.ts";
+import { parseDurationMs } from "../postgres/catalog.ts";
+import { quoteIdent, quoteLiteral } from "../postgres/sql.ts";
+import { type Logger, silentLogger } from "../ops/log.ts";
+import { retry, type RetryOptions, untilAborted } from "../retry.ts";
+
+/** Options of {@linkcode ReplicationSource}. */
+export interface SourceOptions {
+  connection: ConnectOptions;
+  slot: string;
+  /** A slot that lives as long as the connection; no reconnect is possible with it. */
+  temporarySlot?: boolean;
+  /** Create the slot when it does not exist (default false: a missing slot is an error). */
+  createSlot?: boolean;
+  publication: string;
+  /** Create the publication when it does not exist (default false). */
+  createPublication?: boolean;
+  /**
+   * What a created publication covers: returns the clause after the name, e.g.
+   * `FOR TABLE public.orders`. Default `FOR ALL TABLES`.
+   */
+  publicationTarget?: (connection: PgConnection) => Promise<string>;
+  /** Drop the publication on close (for publications made for one session). */
+  dropPublicationOnClose?: boolean;
+  /** Start here instead of the slot's confirmed position (must not be behind it). */
+  startLsn?: Lsn;
+  /** Default: the highest the server supports. */
+  protoVersion?: ProtoVersion;
+  streaming?: boolean | "parallel";
+  binary?: boolean;
+  messages?: boolean;
+  twoPhase?: boolean;
+  /** PostgreSQL 17+: create the slot with failover, so standbys can synchronise it. */
+  failover?: boolean;
+  origin?: "any" | "none";
+  /** Status update period; never more than wal_sender_timeout / 3 (default 10 s). */
+  statusIntervalMs?: number;
+  maxBufferedBytes?: number;
+  /** Streamed transactions: bytes held in memory before spilling to `dir` (default 64 MB, OS temp). */
+  spill?: { memoryLimitBytes: number; dir?: string | null };
+  /** Type codecs shared with whoever renders the events; default a new registry. */
+  types?: TypeRegistry;
+  /**
+   * Reconnect policy; default up to 10 attempts over about 2 minutes. `open()` follows it
+   * too while the slot is still held by another reader (55006), as after a crash whose
+   * walsender has not noticed yet (Debezium's `slot.max.retries`).
+   */
+  reconnect?: RetryOptions;
+  /** Stops `open()`'s retries. */
+  signal?: AbortSignal;
+  log?: Logger;
+}
+
+/** 55006 on the slot: another walsender still holds it (it may be about to go away). */
+function isSlotInUse(error: unknown): boolean {
+  return error instanceof PostgresError && error.code === "55006";
+}
+
+/** What the source found about its slot, for logs and health. */
+export interface SlotInfo {
+  slotName: string;
+  created: boolean;
+  confirmedFlushLsn: Lsn | null;
+  walStatus: string | null;
+}
+
+/** Streams decoded transactions from one slot. */
+export class ReplicationSource {
+  readonly options: SourceOptions;
+  readonly assembler: TransactionAssembler;
+  #log: Logger;
+  #connection: PgConnection | null = null;
+  #stream: ReplicationStream | null = null;
+  #protoVersion: ProtoVersion = 1;
+  #confirmed: Lsn = LSN_ZERO;
+  #deliveredEnd: Lsn = LSN_ZERO;
+  #skipping = false;
+  #closing = false;
+  #closed: Promise<void> | null = null;
+  /** A normal SQL connection for catalog lookups, opened when a type must be loaded. */
+  #catalog: PgConnection | null = null;
+  #createdPublication = false;
+  #statusIntervalMs = 10_000;
+  #reconnects = 0;
+  #bytesBeforeReconnects = 0;
+  slotInfo: SlotInfo | null = null;
+  #lastTurn = 0;
+
+  private constructor(options: SourceOptions) {
+    this.options = options;
+    this.assembler = new TransactionAssembler({
+      types: options.types,
+      spill: new SpillBudget({
+        limitBytes: options.spill?.memoryLimitBytes ?? 64_000_000,
+        dir: options.spill?.dir ?? null,
+      }),
+    });
+    this.#log = options.log ?? silentLogger;
+  }
+
+  /** Connects, checks the server, prepares publication and slot, and starts streaming. */
+  static async open(options: SourceOptions): Promise<ReplicationSource> {
+    const source = new ReplicationSource(options);
+    try {
+      await retry(async () => {
+        try {
+          await source.#connectAndStart(true);
+        } catch (error) {
+          if (isSlotInUse(error)) {
+            source.#connection?.destroy();
+            source.#connection = null;
+          }
+          throw error;
+        }
+      }, {
+        maxAttempts: 10,
+        initialDelayMs: 250,
+        maxDelayMs: 15_000,
+        ...options.reconnect,
+        shouldRetry: isSlotInUse,
+        signal: options.signal,
+        onRetry: (error, attempt, delayMs) =>
+          source.#log("warn", "Replication slot is in use by another reader; retrying", {
+            slot: options.slot,
+            attempt,
+            delayMs,
+            error: error instanceof Error ? error.message : String(error),
+          }),
+      });
+    } catch (error) {
+      await source.close();
+      throw error;
+    }
+    return source;
+  }
+
+  /** The pgoutput protocol version in use. */
+  get protoVersion(): ProtoVersion {
+    return this.#protoVersion;
+  }
+
+  /** The position last confirmed by the consumer. */
+  get confirmedLsn(): Lsn {
+    return this.#confirmed;
+  }
+
+  /** Successful reconnections so far. */
+  get reconnects(): number {
+    return this.#reconnects;
+  }
+
+  /** Replication payload bytes received over every connection so far. */
+  get bytesReceived(): number {
+    return this.#bytesBeforeReconnects + (this.#stream?.stats.bytesReceived ?? 0);
+  }
+
+  /** The underlying stream, for status and metrics. */
+  get stream(): ReplicationStream | null {
+    return this.#stream;
+  }
+
+  /** The server's major version. */
+  get serverMajorVersion(): number {
+    return this.#connection?.serverMajorVersion ?? 0;
+  }
+
+  async #connectAndStart(first: boolean): Promise<void> {
+    const options = this.options;
+    const connection = await PgConnection.connect({
+      ...options.connection,
+      replication: "database",
+    });
+    this.#connection = connection;
+    try {
+      await this.#start(connection, first);
+    } catch (error) {
+      // A failed reconnect attempt must not leave its walsender behind. (A failed first
+      // attempt is cleaned up by open(), which may still need the connection.)
+      if (!first) {
+        connection.destroy();
+        this.#connection = null;
+      }
+      throw error;
+    }
+  }
+
+  async #start(connection: PgConnection, first: boolean): Promise<void> {
+    const options = this.options;
+    if (first) await this.#preflight(connection);
+    const major = connection.serverMajorVersion;
+    const protoVersion = options.protoVersion ?? maxProtoVersion(major);
+    if (protoVersion > maxProtoVersion(major)) {
+      throw new ConfigError(
+        `Cannot use pgoutput proto_version ${protoVersion}: PostgreSQL ${major} supports ${
+          maxProtoVersion(major)
+        } at most`,
+      );
+    }
+    this.#protoVersion = protoVersion;
+    const pgoutput: PgoutputOptions = {
+      protoVersion,
+      publicationNames: [options.publication],
+      messages: options.messages ?? true,
+    };
+    if (options.binary !== undefined) pgoutput.binary = options.binary;
+    if (options.streaming !== undefined) pgoutput.streaming = options.streaming;
+    if (options.twoPhase !== undefined) pgoutput.twoPhase = options.twoPhase;
+    if (options.origin !== undefined) pgoutput.origin = options.origin;
+    // On a reconnect too: a start_lsn ahead of anything confirmed still skips what it skipped.
+    const startLsn = maxLsn(this.#confirmed, options.startLsn ?? LSN_ZERO);
+    this.assembler.startSession(protoVersion);
+    this.#stream = await connection.startReplication({
+      slot: options.slot,
+      startLsn,
+      pgoutput,
+      // Never slower than a third of wal_sender_timeout, whatever was configured.
+      statusIntervalMs: Math.min(options.statusIntervalMs ?? Infinity, this.#statusIntervalMs),
+      maxBufferedBytes: options.maxBufferedBytes,
+      isIdle: () => !this.assembler.inTransaction && this.assembler.openStreamedTransactions === 0,
+    });
+    // A new stream starts from nothing: tell it at once what this process confirmed.
+    if (this.#confirmed > LSN_ZERO) this.#stream.confirm(this.#confirmed);
+    this.#log("info", "Streaming started", {
+      slot: options.slot,
+      publication: options.publication,
+      protoVersion,
+      from: formatLsn(startLsn),
+      server: connection.parameters.get("server_version"),
+    });
+  }
+
+  async #preflight(connection: PgConnection): Promise<void> {
+    const options = this.options;
+    const [walLevel] = await connection.queryObjects("SHOW wal_level");
+    if (walLevel?.wal_level !== "logical") {
+      throw new ConfigError(
+        `Cannot stream changes: the server's wal_level is "${walLevel?.wal_level}"; set wal_level = logical (ALTER SYSTEM SET wal_level = logical) and restart PostgreSQL`,
+      );
+    }
+    const [timeout] = await connection.queryObjects("SHOW wal_sender_timeout");
+    const timeoutMs = parseDurationMs(timeout?.wal_sender_timeout ?? "60s");
+    if (timeoutMs > 0) {
+      this.#statusIntervalMs = Math.max(100, Math.min(10_000, Math.floor(timeoutMs / 3)));
+    }
+
+    const publication = quoteLiteral(options.publication);
+    const publications = await connection.queryObjects(
+      `SELECT pubname FROM pg_catalog.pg_publication WHERE pubname = ${publication}`,
+    );
+    if (publications.length === 0) {
+      if (!options.createPublication) {
+        throw new ConfigError(
+          `Cannot stream from publication "${options.publication}": it does not exist; create it (CREATE PUBLICATION ${
+            quoteIdent(options.publication)
+          } FOR ALL TABLES) or let Spillway create it (--create)`,
+        );
+      }
+      await connection.query(
+        `CREATE PUBLICATION ${quoteIdent(options.publication)} ${
+          options.publicationTarget ? await options.publicationTarget(connection) : "FOR ALL TABLES"
+        }`,
+      );
+      this.#createdPublication = true;
+      this.#log("info", "Publication created", { publication: options.publication });
+    }
+
+    const slots = await connection.queryObjects(
+      `SELECT slot_name, plugin, slot_type, database, active, active_pid, temporary, confirmed_flush_lsn, wal_status
+         FROM pg_catalog.pg_replication_slots WHERE slot_name = ${quoteLiteral(options.slot)}`,
+    );
+    const slot = slots[0];
+    if (slot === undefined) {
+      if (!options.temporarySlot && !options.createSlot) {
+        throw new ConfigError(
+          `Cannot stream from replication slot "${options.slot}": it does not exist; create it (--create, or SELECT pg_create_logical_replication_slot('${options.slot}', 'pgoutput'))`,
+        );
+      }
+      const created = await connection.createReplicationSlot(options.slot, {
+        temporary: options.temporarySlot,
+        snapshot: "nothing",
+        twoPhase: options.twoPhase,
+        failover: options.failover,
+      });
+      this.slotInfo = {
+        slotName: created.slotName,
+        created: true,
+        confirmedFlushLsn: created.consistentPoint,
+        walStatus: "reserved",
+      };
+      this.#log("info", "Replication slot created", {
+        slot: options.slot,
+        temporary: options.temporarySlot ?? false,
+        consistentPoint: formatLsn(created.consistentPoint),
+      });
+      return;
+    }
+    if (options.temporarySlot) {
+      throw new ConfigError(
+        `Cannot create temporary slot "${options.slot}": a slot with that name exists; choose another name or use --slot ${options.slot} to read it`,
+      );
+    }
+    if (slot.slot_type !== "logical" || slot.plugin !== "pgoutput") {
+      throw new ConfigError(
+        `Cannot stream from slot "${options.slot}": it is a ${slot.slot_type} slot with plugin "${slot.plugin}", not a logical pgoutput slot; drop it or use another name`,
+      );
+    }
+    if (slot.wal_status === "lost") {
+      throw new ConfigError(
+        `Cannot stream from slot "${options.slot}": it was invalidated (wal_status lost) because the WAL it needed was removed; drop it, create it again and re-snapshot; raise max_slot_wal_keep_size to avoid a repeat`,
+      );
+    }
+    this.slotInfo = {
+      slotName: options.slot,
+      created: false,
+      confirmedFlushLsn: slot.confirmed_flush_lsn ? parseLsn(slot.confirmed_flush_lsn) : null,
+      walStatus: slot.wal_status ?? null,
+    };
+  }
+
+  /**
+   * Records that the consumer has made everything up to `position` durable
+   * (a commit's `endLsn`). The slot advances with the next status update.
+   */
+  confirm(position: Lsn): void {
+    this.#confirmed = maxLsn(this.#confirmed, position);
+    this.#stream?.confirm(this.#confirmed);
+  }
+
+  /** Sends the confirmed position to the server now. */
+  async flushStatus(): Promise<void> {
+    await this.#stream?.sendStatusNow();
+  }
+
+  /**
+   * Yields batches of items until closed or `signal` aborts; reconnects on
+   * retriable failures. After an abort, the batch in hand can still be finished
+   * and confirmed before {@linkcode close}.
+   */
+  async *batches(signal?: AbortSignal): AsyncGenerator<SourceItem[]> {
+    while (!this.#closing && !signal?.aborted) {
+      const stream = this.#stream;
+      let batch;
+      try {
+        if (stream === null) throw new ConnectionError("The replication stream is not running");
+        batch = await untilAborted(stream.nextBatch(), signal);
+        if (batch === null) {
+          if (this.#closing || signal?.aborted) return;
+          throw new ConnectionError("The replication stream ended");
+        }
+      } catch (error) {
+        if (this.#closing || signal?.aborted) return;
+        try {
+          yield* this.#recover(error, signal);
+        } catch (failure) {
+          if (signal?.aborted) return; // stopped while reconnecting: a clean stop
+          throw failure;
+        }
+        continue;
+      }
+      yield* this.#assemble(batch);
+    }
+  }
+
+  /** Items in chunks of at most this many, so a huge streamed transaction flows through in pieces. */
+  static readonly CHUNK = 4096;
+
+  async *#assemble(batch: { walStart: Lsn; data: Uint8Array }[]): AsyncGenerator<SourceItem[]> {
+    let out: SourceItem[] = [];
+    for (const xlog of batch) {
+      if (xlog.data[0] === PgoutputCode.Relation) await this.#loadTypes(xlog.data);
+      for (const item of this.assembler.push(xlog.walStart, xlog.data)) {
+        if (item.kind === "begin") {
+          // Re-sent after a reconnect: this process already delivered it.
+          this.#skipping = item.tx.commitLsn < this.#deliveredEnd;
+        }
+        const ends = item.kind === "commit" || item.kind === "prepare";
+        if (!this.#skipping) out.push(item);
+        if (ends) {
+          if (!this.#skipping) this.#deliveredEnd = maxLsn(this.#deliveredEnd, item.endLsn);
+          this.#skipping = false;
+        }
+        if (out.length >= ReplicationSource.CHUNK) {
+          yield out;
+          out = [];
+          // A streamed transaction is replayed without any I/O: let timers (status
+          // updates) and socket reads run now and then, or the walsender times us out.
+          if (performance.now() - this.#lastTurn > 50) {
+            await new Promise<void>((resolve) => setTimeout(resolve, 0));
+            this.#lastTurn = performance.now();
+          }
+        }
+      }
+    }
+    if (out.length > 0) yield out;
+  }
+
+  /**
+   * Loads the catalog types (enums, domains, composites, ranges, extension types)
+   * a Relation's columns need before the assembler decodes rows of it.
+   */
+  async #loadTypes(relation: Uint8Array): Promise<void> {
+    const registry = this.assembler.types;
+    const missing = registry.missing(this.assembler.relationTypeOids(relation));
+    if (missing.length === 0) return;
+    this.#catalog ??= await PgConnection.connect({
+      ...this.options.connection,
+      replication: undefined,
+      applicationName: `${this.options.connection.applicationName ?? "spillway"}-catalog`,
+    });
+    try {
+      const infos = await loadTypeInfos(this.#catalog, missing, {
+        isKnown: (oid) => registry.has(oid),
+      });
+      for (const info of infos) registry.register(info);
+      this.#log("debug", "Types loaded from the catalog", {
+        types: infos.map((info) => info.name),
+      });
+    } catch (error) {
+      this.#catalog.destroy();
+      this.#catalog = null;
+      throw error;
+    }
+  }
+
+  async *#recover(error: unknown, signal?: AbortSignal): AsyncGenerator<SourceItem[]> {
+    const reason = error instanceof Error ? error.message : String(error);
+    if (this.options.temporarySlot) {
+      throw new ConnectionError(
+        `Replication stopped and cannot resume: ${reason}; a temporary slot vanishes with its connection, so use a permanent slot (--slot NAME --create) to survive reconnects`,
+        { cause: error, retriable: false },
+      );
+    }
+    if (!isRetriable(error)) throw error;
+    this.#log("warn", "Replication connection lost; reconnecting", { error: reason });
+    this.#connection?.destroy();
+    this.#connection = null;
+    this.#bytesBeforeReconnects += this.#stream?.stats.bytesReceived ?? 0;
+    this.#stream = null;
+    const partial = this.assembler.inTransaction || this.assembler.openStreamedTransactions > 0;
+    this.assembler.reset();
+    this.#skipping = false;
+    if (partial) yield [{ kind: "restart", reason }];
+    await retry(() => this.#connectAndStart(false), {
+      maxAttempts: 10,
+      initialDelayMs: 250,
+      maxDelayMs: 15_000,
+      shouldRetry: isRetriable,
+      signal,
+      onRetry: (e, attempt, delay) =>
+        this.#log("warn", "Reconnect failed; retrying", {
+          attempt,
+          delayMs: delay,
+          error: e instanceof Error ? e.message : String(e),
+        }),
+      ...this.options.reconnect,
+    });
+    this.#reconnects++;
+  }
+
+  /**
+   * Stops streaming: sends the confirmed position, ends the copy, drops a
+   * publication made for this session, and closes the connection.
+   */
+  close(): Promise<void> {
+    this.#closed ??= this.#close();
+    return this.#closed;
+  }
+
+  async #close(): Promise<void> {
+    this.#closing = true;
+    const stream = this.#stream;
+    this.#stream = null;
+    try {
+      if (stream) await stream.stop();
+      if (
+        this.#createdPublication && this.options.dropPublicationOnClose && this.#connection &&
+        !this.#connection.closed
+      ) {
+        await this.#connection.query(
+          `DROP PUBLICATION IF EXISTS ${quoteIdent(this.options.publication)}`,
+        );
+      }
+    } catch (error) {
+      this.#log("warn", "Clean shutdown of the replication connection failed", {
+        error: error instanceof Error ? error.message : String(error),
+      });
+    } finally {
+      await this.#connection?.close();
+      this.#connection = null;
+      await this.#catalog?.close();
+      this.#catalog = null;
+    }
+  }
+}

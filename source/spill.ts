@@ -1,0 +1,247 @@
+/**
+ * Holds the raw pgoutput messages of a streamed transaction until its Stream
+ * Commit, compactly, and spills them to a file beyond a memory budget.
+ *
+ * Streamed transactions are the big ones: the server streams a transaction
+ * once its changes pass `logical_decoding_work_mem`. Keeping them decoded (one
+ * object per change) costs ~10× the wire size and grows without bound; here each
+ * message costs its bytes plus a 16-byte header, in 1 MiB chunks, and chunks
+ * beyond the budget go to disk. Decoding happens once, at commit, as the
+ * transaction is handed on.
+ *
+ * Entry layout in a chunk: `UInt32 length, UInt32 subXid, UInt64 walStart, Byte[length]`.
+ *
+ * @module
+ */
+
+import type { Lsn } from "../decoder/lsn.ts";
+
+const CHUNK_BYTES = 1 << 20;
+const HEADER_BYTES = 16;
+
+/** A memory budget shared by every open streamed transaction of one source. */
+export class SpillBudget {
+  readonly limitBytes: number;
+  readonly dir: string | null;
+  /** Bytes held in memory now, across buffers. */
+  usedBytes = 0;
+  /** Bytes written to spill files so far (a counter, for metrics). */
+  spilledBytes = 0;
+
+  constructor(options: { limitBytes: number; dir?: string | null }) {
+    this.limitBytes = options.limitBytes;
+    this.dir = options.dir ?? null;
+  }
+}
+
+/** One raw message of a streamed transaction. */
+export interface BufferedMessage {
+  walStart: Lsn;
+  bytes: Uint8Array;
+}
+
+/**
+ * The messages of one streamed transaction, in arrival order.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { SpillBudget, StreamedBuffer } from "./spill.ts";
+ * import type { Lsn } from "../decoder/lsn.ts";
+ * const buffer = new StreamedBuffer(new SpillBudget({ limitBytes: 1 << 20 }));
+ * buffer.push(16n as Lsn, 7, new Uint8Array([1, 2]));
+ * buffer.push(32n as Lsn, 8, new Uint8Array([3]));
+ * buffer.abortSubtransaction(8);
+ * assert.deepEqual([...buffer.messages()].map((m) => [...m.bytes]), [[1, 2]]);
+ * buffer.dispose();
+ * ```
+ */
+export class StreamedBuffer {
+  readonly #budget: SpillBudget;
+  /** Chunks still in memory, with the bytes used in each; the last one is being filled. */
+  #chunks: { bytes: Uint8Array; used: number }[] = [];
+  #aborted = new Set<number>();
+  #spillFile: Deno.FsFile | null = null;
+  #spillPath: string | null = null;
+  #spilledBytes = 0;
+  #heldBytes = 0;
+  count = 0;
+
+  constructor(budget: SpillBudget) {
+    this.#budget = budget;
+  }
+
+  /** Bytes written to this buffer's spill file. */
+  get spilledBytes(): number {
+    return this.#spilledBytes;
+  }
+
+  /** Copies one message in. */
+  push(walStart: Lsn, subXid: number, bytes: Uint8Array): void {
+    const size = HEADER_BYTES + bytes.byteLength;
+    let chunk = this.#chunks[this.#chunks.length - 1];
+    if (chunk === undefined || chunk.used + size > chunk.bytes.byteLength) {
+      if (chunk !== undefined) this.#spillIfOverBudget();
+      chunk = { bytes: new Uint8Array(Math.max(CHUNK_BYTES, size)), used: 0 };
+      this.#chunks.push(chunk);
+      this.#hold(chunk.bytes.byteLength);
+    }
+    const view = new DataView(
+      chunk.bytes.buffer,
+      chunk.bytes.byteOffset + chunk.used,
+      HEADER_BYTES,
+    );
+    view.setUint32(0, bytes.byteLength);
+    view.setUint32(4, subXid);
+    view.setBigUint64(8, walStart);
+    chunk.bytes.set(bytes, chunk.used + HEADER_BYTES);
+    chunk.used += size;
+    this.count++;
+  }
+
+  /** Drops the messages of a rolled-back subtransaction (applied when read). */
+  abortSubtransaction(subXid: number): void {
+    this.#aborted.add(subXid);
+  }
+
+  #hold(bytes: number): void {
+    this.#heldBytes += bytes;
+    this.#budget.usedBytes += bytes;
+  }
+
+  /** Called when the newest chunk is full: over budget, every full chunk goes to disk, in order. */
+  #spillIfOverBudget(): void {
+    const budget = this.#budget;
+    if (budget.usedBytes <= budget.limitBytes) return;
+    const file = this.#spillFile ?? this.#openSpill();
+    for (const chunk of this.#chunks) {
+      try {
+        writeAllSync(file, chunk.bytes.subarray(0, chunk.used));
+      } catch (error) {
+        throw this.#spillError(error);
+      }
+      this.#spilledBytes += chunk.used;
+      budget.spilledBytes += chunk.used;
+      this.#heldBytes -= chunk.bytes.byteLength;
+      budget.usedBytes -= chunk.bytes.byteLength;
+    }
+    this.#chunks = [];
+  }
+
+  #openSpill(): Deno.FsFile {
+    const dir = this.#budget.dir ?? undefined;
+    try {
+      if (dir !== undefined) Deno.mkdirSync(dir, { recursive: true });
+      this.#spillPath = Deno.makeTempFileSync({
+        dir,
+        prefix: "spillway-stream-",
+        suffix: ".spill",
+      });
+      this.#spillFile = Deno.openSync(this.#spillPath, { read: true, write: true });
+    } catch (error) {
+      throw this.#spillError(error);
+    }
+    return this.#spillFile;
+  }
+
+  #spillError(error: unknown): Error {
+    const where = this.#budget.dir ?? "the system temp directory";
+    return new Error(
+      `Cannot spill a streamed transaction to ${where}: ${
+        (error as Error).message
+      }; set spill.dir to a writable directory with free space, or raise spill.memory_limit`,
+      { cause: error },
+    );
+  }
+
+  /** Every message not rolled back, in order: the spilled ones first, then those in memory. */
+  *messages(): Generator<BufferedMessage> {
+    if (this.#spillFile !== null) {
+      this.#spillFile.seekSync(0, Deno.SeekMode.Start);
+      yield* this.#fromFile(this.#spillFile);
+    }
+    for (const chunk of this.#chunks) yield* this.#fromChunk(chunk.bytes, chunk.used);
+  }
+
+  *#fromChunk(chunk: Uint8Array, end: number): Generator<BufferedMessage> {
+    const view = new DataView(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    let offset = 0;
+    while (offset + HEADER_BYTES <= end) {
+      const length = view.getUint32(offset);
+      const subXid = view.getUint32(offset + 4);
+      const walStart = view.getBigUint64(offset + 8) as Lsn;
+      const start = offset + HEADER_BYTES;
+      offset = start + length;
+      if (!this.#aborted.has(subXid)) {
+        yield { walStart, bytes: chunk.subarray(start, start + length) };
+      }
+    }
+  }
+
+  /**
+   * Reads the spill file in blocks of at least a chunk and cuts the entries out of
+   * them (a read per header and per body would cost two syscalls per message).
+   * Blocks are never reused, so the views handed out stay valid.
+   */
+  *#fromFile(file: Deno.FsFile): Generator<BufferedMessage> {
+    let block = new Uint8Array(0);
+    let start = 0;
+    let end = 0;
+    for (;;) {
+      let need = HEADER_BYTES;
+      if (end - start >= HEADER_BYTES) {
+        need += new DataView(block.buffer, block.byteOffset + start, 4).getUint32(0);
+      }
+      if (end - start < need) {
+        const next = new Uint8Array(Math.max(CHUNK_BYTES, need));
+        next.set(block.subarray(start, end));
+        block = next;
+        end -= start;
+        start = 0;
+        while (end < need) {
+          const n = file.readSync(block.subarray(end));
+          if (n === null || n === 0) {
+            if (end === 0) return; // every entry read
+            // A transaction delivered in part would be lost in part: stop instead.
+            throw new Error(
+              `Cannot replay a streamed transaction from spill file "${this.#spillPath}": it ends inside a change (${end} of ${need} bytes); nothing of the transaction is confirmed, so a restart receives it again; check the disk of spill.dir`,
+            );
+          }
+          end += n;
+        }
+        continue; // the header may only now be complete: measure again
+      }
+      const view = new DataView(block.buffer, block.byteOffset + start, HEADER_BYTES);
+      const length = view.getUint32(0);
+      const subXid = view.getUint32(4);
+      const walStart = view.getBigUint64(8) as Lsn;
+      const body = start + HEADER_BYTES;
+      start = body + length;
+      if (!this.#aborted.has(subXid)) yield { walStart, bytes: block.subarray(body, start) };
+    }
+  }
+
+  /** Frees memory and deletes the spill file. */
+  dispose(): void {
+    this.#budget.usedBytes -= this.#heldBytes;
+    this.#heldBytes = 0;
+    this.#chunks = [];
+    if (this.#spillFile !== null) {
+      this.#spillFile.close();
+      this.#spillFile = null;
+    }
+    if (this.#spillPath !== null) {
+      try {
+        Deno.removeSync(this.#spillPath);
+      } catch {
+        // Already gone: nothing to clean up.
+      }
+      this.#spillPath = null;
+    }
+  }
+}
+
+function writeAllSync(file: Deno.FsFile, bytes: Uint8Array): void {
+  let offset = 0;
+  while (offset < bytes.byteLength) offset += file.writeSync(bytes.subarray(offset));
+}
