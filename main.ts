@@ -13,7 +13,7 @@ import { createLogger, type LogLevel } from "./ops/log.ts";
 import { tail } from "./cli/tail.ts";
 import { loadPipelineConfig, type PipelineConfig } from "./config/mod.ts";
 import { promptYesNo } from "./cli/slots.ts";
-import { connectOptions } from "./pipelines/runner.ts";
+import { connectOptions } from "./config/mod.ts";
 import { runPipeline } from "./pipelines/run_pipeline.ts";
 
 const USAGE = `spillway: PostgreSQL change data capture

@@ -14,15 +14,11 @@
  * @module
  */
 
-import {
-  type ConnectOptions,
-  parseConnectionUrl,
-  PgConnection,
-  redact,
-} from "../postgres/connection.ts";
+import { type ConnectOptions, PgConnection, redact } from "../postgres/connection.ts";
 import { PostgresError } from "../errors.ts";
 import { formatDuration } from "../config/units.ts";
 import {
+  connectOptions,
   matchTable,
   type PipelineConfig,
   publishesAllTables,
@@ -179,7 +175,7 @@ export async function checkPipeline(
   const connect = options.connect ?? PgConnection.connect;
   let target: ConnectOptions;
   try {
-    target = connectOptions(config);
+    target = checkConnectOptions(config);
   } catch (error) {
     findings.push(failure("connection", error, "fix source.url and source.sslrootcert"));
     return findings;
@@ -232,13 +228,8 @@ export async function checkPipeline(
   return findings;
 }
 
-function connectOptions(config: PipelineConfig): ConnectOptions {
-  const options = parseConnectionUrl(config.source.url);
-  if (config.source.sslmode !== null) options.sslmode = config.source.sslmode;
-  if (config.source.sslrootcert !== null) {
-    options.sslrootcert = Deno.readTextFileSync(config.source.sslrootcert);
-  }
-  options.applicationName ??= "spillway-check";
+function checkConnectOptions(config: PipelineConfig): ConnectOptions {
+  const options = connectOptions(config, "spillway-check");
   options.connectTimeoutMs ??= 10_000;
   return options;
 }

@@ -6,3 +6,4 @@
  */
 
 export * from "./config.ts";
+export * from "./connect.ts";

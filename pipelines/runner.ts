@@ -17,7 +17,7 @@
  */
 
 import { setField } from "../decoder/types/values.ts";
-import { type ConnectOptions, parseConnectionUrl, PgConnection } from "../postgres/connection.ts";
+import { type ConnectOptions, PgConnection } from "../postgres/connection.ts";
 import { ConfigError, isRetriable } from "../errors.ts";
 import { formatLsn, type Lsn, LSN_ZERO, maxLsn } from "../decoder/lsn.ts";
 import { FileSink } from "../sinks/file.ts";
@@ -25,6 +25,7 @@ import { StdoutSink } from "../sinks/stdout.ts";
 import type { Sink } from "../sinks/types.ts";
 import type { SinkRecord } from "../events.ts";
 import { matchTable, type PipelineConfig, publishesAllTables } from "../config/mod.ts";
+import { connectOptions } from "../config/mod.ts";
 import { type ChangeEvent, EVENT_RELATION, type Row, type TransactionInfo } from "../events.ts";
 import type { Logger } from "../ops/log.ts";
 import { retry, sleep } from "../retry.ts";
@@ -841,17 +842,6 @@ export function createSink(
         "Cannot create the kafka sink: it is not available in this version; use the stdout or file sink",
       );
   }
-}
-
-/** Connection options of the source, with the config's TLS overrides applied. */
-export function connectOptions(config: PipelineConfig): ConnectOptions {
-  const options = parseConnectionUrl(config.source.url);
-  if (config.source.sslmode !== null) options.sslmode = config.source.sslmode;
-  if (config.source.sslrootcert !== null) {
-    options.sslrootcert = Deno.readTextFileSync(config.source.sslrootcert);
-  }
-  options.applicationName ??= `spillway-${config.name}`;
-  return options;
 }
 
 /**

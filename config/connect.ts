@@ -1,0 +1,26 @@
+/**
+ * A pipeline's source settings as the options of one connection.
+ *
+ * @module
+ */
+
+import { type ConnectOptions, parseConnectionUrl } from "../postgres/connection.ts";
+import type { PipelineConfig } from "./config.ts";
+
+/**
+ * The connection options of `config.source`: its URL, with `sslmode` and `sslrootcert`
+ * (read from its file) from the pipeline where set. `applicationName` applies unless the
+ * URL names one.
+ */
+export function connectOptions(
+  config: PipelineConfig,
+  applicationName = `spillway-${config.name}`,
+): ConnectOptions {
+  const options = parseConnectionUrl(config.source.url);
+  if (config.source.sslmode !== null) options.sslmode = config.source.sslmode;
+  if (config.source.sslrootcert !== null) {
+    options.sslrootcert = Deno.readTextFileSync(config.source.sslrootcert);
+  }
+  options.applicationName ??= applicationName;
+  return options;
+}
