@@ -2,6 +2,11 @@
  * Spillway: PostgreSQL change data capture with its own implementation of the
  * streaming replication protocol and the pgoutput format.
  *
+ * This module re-exports the main pieces of each folder's `mod.ts`. A program that needs
+ * one layer imports it alone: `@spillway/spillway/decoder` (bytes ⇄ typed messages and
+ * values), `/config` (pipeline files), `/formats` (events → bytes) and `/sinks` (the sink
+ * interface and the built-in sinks).
+ *
  * @example
  * ```ts ignore
  * import { ReplicationSource, parseConnectionUrl } from "./mod.ts";
@@ -21,7 +26,6 @@
  * @module
  */
 
-export { formatLsn, type Lsn, lsn, LSN_ZERO, maxLsn, parseLsn } from "./decoder/lsn.ts";
 export {
   ConfigError,
   ConnectionError,
@@ -30,6 +34,48 @@ export {
   PostgresError,
   type PostgresNotice,
 } from "./errors.ts";
+export type {
+  ChangeEvent,
+  EventSource,
+  MessageEvent,
+  Row,
+  SinkRecord,
+  SourceItem,
+  StreamItem,
+  TransactionInfo,
+} from "./events.ts";
+export { retry, type RetryOptions } from "./retry.ts";
+export {
+  DEBEZIUM_DEFAULTS,
+  formatLsn,
+  jsonEncoder,
+  type JsonOptions,
+  loadTypeInfos,
+  type Lsn,
+  lsn,
+  LSN_ZERO,
+  maxLsn,
+  parseLsn,
+  type PgComposite,
+  type PgInterval,
+  PgoutputDecoder,
+  type PgoutputMessage,
+  type PgRange,
+  type PgValue,
+  type Point,
+  type ProtoVersion,
+  RelationCache,
+  type RelationChange,
+  type RelationColumn,
+  type RelationMessage,
+  SPILLWAY_DEFAULTS,
+  toJsonValue,
+  type TupleData,
+  type TupleValue,
+  type TypeInfo,
+  TypeRegistry,
+  UNCHANGED_TOAST,
+} from "./decoder/mod.ts";
 export {
   type ConnectOptions,
   type CreatedSlot,
@@ -39,58 +85,41 @@ export {
   PgConnection,
   type PgoutputOptions,
   type QueryResult,
+  ReplicationStream,
+  type ReplicationStreamOptions,
   type SslMode,
   type StartReplicationOptions,
   type SystemIdentity,
-} from "./postgres/connection.ts";
-export { ReplicationStream, type ReplicationStreamOptions } from "./postgres/stream.ts";
+} from "./postgres/mod.ts";
+export { ReplicationSource, type SourceOptions, TransactionAssembler } from "./source/mod.ts";
 export {
-  PgoutputDecoder,
-  type PgoutputMessage,
-  type ProtoVersion,
-  type RelationColumn,
-  type RelationMessage,
-  type TupleData,
-  type TupleValue,
-  UNCHANGED_TOAST,
-} from "./decoder/pgoutput.ts";
-export { RelationCache, type RelationChange } from "./decoder/relations.ts";
-export type {
-  ChangeEvent,
-  EventSource,
-  MessageEvent,
-  Row,
-  StreamItem,
-  TransactionInfo,
-} from "./events.ts";
-export { TransactionAssembler } from "./source/assembler.ts";
-export { ReplicationSource, type SourceOptions } from "./source/replication_source.ts";
-export { type SourceItem } from "./events.ts";
-export { changeEventToJson, itemToJsonLine, writeJsonLine } from "./formats/json.ts";
-export { JsonWriter } from "./formats/json_writer.ts";
-export { retry, type RetryOptions } from "./retry.ts";
-export { type TypeInfo, TypeRegistry } from "./decoder/types/registry.ts";
-export { loadTypeInfos } from "./decoder/types/catalog.ts";
-export {
-  DEBEZIUM_DEFAULTS,
-  jsonEncoder,
-  type JsonOptions,
-  SPILLWAY_DEFAULTS,
-  toJsonValue,
-} from "./decoder/types/json.ts";
-export type { PgComposite, PgInterval, PgRange, PgValue, Point } from "./decoder/types/values.ts";
-export { JsonRenderer } from "./formats/json.ts";
+  changeEventToJson,
+  itemToJsonLine,
+  JsonRenderer,
+  JsonWriter,
+  writeJsonLine,
+} from "./formats/mod.ts";
 export {
   loadPipelineConfig,
   matchTable,
   parsePipelineConfig,
   type PipelineConfig,
   PipelineConfigError,
+  pipelineJsonSchema,
 } from "./config/mod.ts";
-export { PipelineRunner, type RunnerOptions, type RunnerState } from "./pipelines/runner.ts";
-export { runPipeline } from "./pipelines/run_pipeline.ts";
-export type { Sink, SinkStatus, WriteOptions } from "./sinks/types.ts";
-export type { SinkRecord } from "./events.ts";
-export { FileSink } from "./sinks/file.ts";
-export { StdoutSink } from "./sinks/stdout.ts";
-export { NullSink } from "./sinks/null.ts";
+export {
+  createSink,
+  FileSink,
+  NullSink,
+  type Sink,
+  type SinkStatus,
+  StdoutSink,
+  type WriteOptions,
+} from "./sinks/mod.ts";
+export { type CheckOptions, checkPipeline, type Finding } from "./check/mod.ts";
+export {
+  PipelineRunner,
+  type RunnerOptions,
+  type RunnerState,
+  runPipeline,
+} from "./pipelines/mod.ts";

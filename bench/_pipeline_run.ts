@@ -29,8 +29,11 @@ import { parsePipelineConfig } from "../config/mod.ts";
 import { HealthRegistry } from "../ops/health.ts";
 import { JsonRenderer } from "../formats/json.ts";
 import { createLogger } from "../ops/log.ts";
-import { MetricsRegistry, standardMetrics } from "../ops/metrics.ts";
-import { createSink, PipelineRunner } from "../pipelines/runner.ts";
+import { MetricsRegistry } from "../ops/prometheus.ts";
+import { standardMetrics } from "../ops/metrics.ts";
+import { PipelineRunner } from "../pipelines/runner.ts";
+import { TypeRegistry } from "../decoder/types/registry.ts";
+import { createSink } from "../sinks/mod.ts";
 import { NullSink } from "../sinks/null.ts";
 import type { Sink, SinkStatus, WriteOptions } from "../sinks/types.ts";
 import type { SinkRecord } from "../events.ts";
@@ -315,17 +318,19 @@ export async function runPipeline(options: RunOptions): Promise<PipelineRunResul
   const controller = new AbortController();
   const registry = new MetricsRegistry();
   const sink = new BenchSink(new NullSink(), options);
+  const types = new TypeRegistry();
+  if (options.sink === "file") {
+    sink.inner = await createSink(config.sinks[0]!, { renderer: new JsonRenderer(types) });
+  }
   const runner = new PipelineRunner({
     config,
     log: createLogger({ level: "warn" }),
     sinks: [sink],
+    types,
     signal: controller.signal,
     metrics: standardMetrics(registry),
     health: new HealthRegistry(),
   });
-  if (options.sink === "file") {
-    sink.inner = createSink(config.sinks[0]!, new JsonRenderer(runner.types));
-  }
 
   let ready = false;
   const readyWatch = setInterval(() => {

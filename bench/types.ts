@@ -38,7 +38,7 @@ import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
 import { join } from "node:path";
 import { createHash } from "node:crypto";
-import { SESSION_PARAMETERS } from "../postgres/connection.ts";
+import { SESSION_PARAMETERS } from "../postgres/connection_string.ts";
 import type { TypesDrainResult } from "./_types_drain.ts";
 import {
   cannotRun,

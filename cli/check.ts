@@ -4,11 +4,10 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
 import { ConfigError } from "../errors.ts";
-import { loadPipelineConfig, type PipelineConfig } from "../config/config.ts";
-import { checkPipeline, formatFindings } from "../check/check.ts";
-import type { CommandOptions } from "./_common.ts";
+import { loadPipelineConfig, type PipelineConfig } from "../config/mod.ts";
+import { checkPipeline, formatFindings } from "../check/mod.ts";
+import { type CommandOptions, parseCommandArgs } from "./_common.ts";
 
 /** Usage of `spillway check`. */
 export const CHECK_USAGE = `spillway check <pipeline.yaml> [--json]
@@ -36,28 +35,13 @@ export async function checkCommand(
 ): Promise<number> {
   const out = options.stdout ?? ((line: string) => console.log(line));
   const err = options.stderr ?? ((line: string) => console.error(line));
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args,
-      allowPositionals: true,
-      options: { json: { type: "boolean" }, help: { type: "boolean", short: "h" } },
-    });
-  } catch (error) {
-    err(`spillway check: ${error instanceof Error ? error.message : String(error)}`);
-    err(`Usage: ${CHECK_USAGE.split("\n")[0]}`);
-    return 2;
-  }
-  const { values, positionals } = parsed;
-  if (values.help) {
-    out(CHECK_USAGE);
-    return 0;
-  }
-  const [file] = positionals;
-  if (file === undefined || positionals.length > 1) {
-    err(`Usage: ${CHECK_USAGE.split("\n")[0]}`);
-    return 2;
-  }
+  const parsed = parseCommandArgs(CHECK_USAGE, args, { json: { type: "boolean" } }, {
+    ...options,
+    positionals: 1,
+  });
+  if (typeof parsed === "number") return parsed;
+  const { values } = parsed;
+  const file = parsed.positionals[0]!; // one, checked above
   let config: PipelineConfig;
   try {
     config = await loadPipelineConfig(file);

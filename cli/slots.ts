@@ -13,10 +13,15 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
-import { parseConnectionUrl, PgConnection, redact } from "../postgres/connection.ts";
+import { PgConnection } from "../postgres/connection.ts";
+import { redact } from "../postgres/connection_string.ts";
 import { ConfigError, PostgresError } from "../errors.ts";
-import type { CommandOptions } from "./_common.ts";
+import {
+  type CommandOptions,
+  connectOptionsFromUrl,
+  parseCommandArgs,
+  promptYesNo,
+} from "./_common.ts";
 import { querySlots, type SlotRow } from "../postgres/catalog.ts";
 import { formatBytes } from "../config/units.ts";
 
@@ -49,26 +54,15 @@ Exit codes: 0 success, 1 runtime failure (or drop not confirmed), 2 bad usage.`;
 export async function slotsCommand(args: string[], options: CommandOptions = {}): Promise<number> {
   const out = options.stdout ?? ((line: string) => console.log(line));
   const err = options.stderr ?? ((line: string) => console.error(line));
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args,
-      allowPositionals: true,
-      options: {
-        json: { type: "boolean" },
-        wait: { type: "boolean" },
-        yes: { type: "boolean", short: "y" },
-        help: { type: "boolean", short: "h" },
-      },
-    });
-  } catch (error) {
-    err(`spillway slots: ${error instanceof Error ? error.message : String(error)}`);
-    err(usageLines());
-    return 2;
-  }
+  const parsed = parseCommandArgs(SLOTS_USAGE, args, {
+    json: { type: "boolean" },
+    wait: { type: "boolean" },
+    yes: { type: "boolean", short: "y" },
+  }, { ...options, usageHint: usageLines() });
+  if (typeof parsed === "number") return parsed;
   const { values, positionals } = parsed;
   const [subcommand, ...rest] = positionals;
-  if (values.help || subcommand === "help") {
+  if (subcommand === "help") {
     out(SLOTS_USAGE);
     return 0;
   }
@@ -107,10 +101,7 @@ async function listCommand(
 ): Promise<number> {
   const out = options.stdout ?? ((line: string) => console.log(line));
   const connect = options.connect ?? PgConnection.connect;
-  const connection = await connect({
-    ...parseConnectionUrl(url),
-    applicationName: "spillway-slots",
-  });
+  const connection = await connect(connectOptionsFromUrl(url, "spillway-slots"));
   let slots: SlotRow[];
   let database: string;
   try {
@@ -213,7 +204,7 @@ async function dropCommand(
     return 2;
   }
   const connect = options.connect ?? PgConnection.connect;
-  const target = { ...parseConnectionUrl(url), applicationName: "spillway-slots" };
+  const target = connectOptionsFromUrl(url, "spillway-slots");
   // In replication=database mode plain SELECTs work too, so one connection does all.
   const connection = await connect({ ...target, replication: "database" });
   try {
@@ -282,10 +273,4 @@ async function explainDropError(
     default:
       return null;
   }
-}
-
-/** Asks a yes/no question on the terminal; anything but y/yes is no. */
-export function promptYesNo(question: string): Promise<boolean> {
-  const answer = prompt(`${question} [y/N]`);
-  return Promise.resolve(answer !== null && /^\s*y(es)?\s*$/i.test(answer));
 }

@@ -4,14 +4,101 @@
  * @module
  */
 
-import { type ConnectOptions } from "../postgres/connection.ts";
+import { type ConnectOptions, redact } from "../postgres/connection_string.ts";
+import { ConfigError } from "../errors.ts";
 import { type Lsn } from "../decoder/lsn.ts";
 import type { ProtoVersion } from "../decoder/pgoutput.ts";
 import { JsonRenderer, writeJsonLine } from "../formats/json.ts";
 import { confirmableLsn } from "../events.ts";
 import { JsonWriter } from "../formats/json_writer.ts";
-import type { Logger } from "../ops/log.ts";
+import { createLogger, type Logger } from "../ops/log.ts";
 import { ReplicationSource } from "../source/replication_source.ts";
+import { writeAll } from "../sinks/stdout.ts";
+import {
+  connectOptionsFromUrl,
+  parseCommandArgs,
+  parseLogLevel,
+  parseLsnFlag,
+  stopOnSignal,
+} from "./_common.ts";
+
+/** Usage of `spillway tail`. */
+export const TAIL_USAGE = `spillway tail <postgres-url> [options]
+
+Connects as a logical replication client and prints each change as a JSON line
+(op, before, after, unchanged, source). Without --slot, a temporary slot and a
+publication for all tables are made for this session and removed afterwards.
+
+Options:
+  --slot NAME          read this permanent slot (with --create: create it if missing)
+  --publication NAME   use this publication (with --create: create it FOR ALL TABLES if missing);
+                       with --slot it defaults to the slot's name
+  --create             create the named slot and publication when missing
+  --from-lsn LSN       start at this LSN (e.g. 0/16B3748) instead of the slot's position
+  --tx                 also print begin/commit lines
+  --proto N            pgoutput proto_version 1-4 (default: the highest the server supports)
+  --streaming MODE     off (default), on or parallel: large transactions arrive before commit
+  --binary             ask for binary column values
+  --no-messages        do not ask for pg_logical_emit_message messages
+  --log-level LEVEL    debug, info (default), warn, error
+  --log-json           logs as JSON lines on stderr
+  -h, --help           this help
+
+The URL may carry sslmode (disable, prefer, require, verify-ca, verify-full),
+sslrootcert (a file) and application_name: postgres://user:pass@host:5432/db?sslmode=require`;
+
+/** Runs `spillway tail <postgres-url> [options]` and returns the exit code. */
+export async function tailCommand(args: string[]): Promise<number> {
+  const parsed = parseCommandArgs(TAIL_USAGE, args, {
+    slot: { type: "string" },
+    publication: { type: "string" },
+    create: { type: "boolean" },
+    "from-lsn": { type: "string" },
+    tx: { type: "boolean" },
+    proto: { type: "string" },
+    streaming: { type: "string" },
+    binary: { type: "boolean" },
+    "no-messages": { type: "boolean" },
+    "log-level": { type: "string" },
+    "log-json": { type: "boolean" },
+  }, { positionals: 1 });
+  if (typeof parsed === "number") return parsed;
+  const { values } = parsed;
+  const url = parsed.positionals[0]!; // one, checked above
+  const proto = values.proto === undefined ? undefined : Number(values.proto);
+  if (proto !== undefined && ![1, 2, 3, 4].includes(proto)) {
+    throw new ConfigError(`Cannot use --proto "${values.proto}": expected 1, 2, 3 or 4`);
+  }
+  const streamingFlag = values.streaming ?? "off";
+  if (!["off", "on", "parallel"].includes(streamingFlag)) {
+    throw new ConfigError(
+      `Cannot use --streaming "${streamingFlag}": expected off, on or parallel`,
+    );
+  }
+  const level = parseLogLevel(values["log-level"] ?? "info");
+  const log = createLogger({ level, json: values["log-json"] });
+  using stopping = stopOnSignal(log, "Stopping; press Ctrl-C again to exit at once");
+  const connection = connectOptionsFromUrl(url);
+  log("info", "Connecting", { url: redact(url) });
+  const count = await tail({
+    connection,
+    slot: values.slot,
+    publication: values.publication,
+    create: values.create,
+    fromLsn: values["from-lsn"] === undefined
+      ? undefined
+      : parseLsnFlag("--from-lsn", values["from-lsn"]),
+    transactions: values.tx,
+    protoVersion: proto as ProtoVersion | undefined,
+    streaming: streamingFlag === "parallel" ? "parallel" : streamingFlag === "on",
+    binary: values.binary,
+    messages: !values["no-messages"],
+    signal: stopping.signal,
+    log,
+  });
+  log("info", "Stopped", { changes: count });
+  return 0;
+}
 
 /** Options of {@linkcode tail}. */
 export interface TailOptions {
@@ -35,9 +122,8 @@ export interface TailOptions {
   write?: (bytes: Uint8Array) => Promise<void>;
 }
 
-async function writeStdout(bytes: Uint8Array): Promise<void> {
-  let offset = 0;
-  while (offset < bytes.byteLength) offset += await Deno.stdout.write(bytes.subarray(offset));
+function writeStdout(bytes: Uint8Array): Promise<void> {
+  return writeAll(Deno.stdout, bytes);
 }
 
 /** Streams until the signal aborts; returns the number of change events printed. */

@@ -4,8 +4,8 @@
  * @module
  */
 
-import { type ConnectOptions, parseConnectionUrl } from "../postgres/connection.ts";
-import type { PipelineConfig } from "./config.ts";
+import { type ConnectOptions, parseConnectionUrl } from "../postgres/connection_string.ts";
+import type { PipelineConfig } from "./types.ts";
 
 /**
  * The connection options of `config.source`: its URL, with `sslmode` and `sslrootcert`

@@ -135,6 +135,71 @@ export function formatDuration(ms: number): string {
   return parts.join("");
 }
 
+/**
+ * Formats bytes the way {@linkcode parseSize} reads them: the largest unit that divides
+ * them exactly, powers of 1000 first (`64MB`, `1KiB`, `1500B`).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { formatSize, parseSize } from "./units.ts";
+ * assert.equal(formatSize(64_000_000), "64MB");
+ * assert.equal(formatSize(104_857_600), "100MiB");
+ * assert.equal(parseSize(formatSize(1_500)), 1_500);
+ * ```
+ */
+export function formatSize(bytes: number): string {
+  for (const unit of ["TB", "GB", "MB", "kB", "TiB", "GiB", "MiB", "KiB"]) {
+    const factor = SIZE_UNITS[unit.toLowerCase()]!;
+    if (bytes >= factor && bytes % factor === 0) return `${bytes / factor}${unit}`;
+  }
+  return `${bytes}B`;
+}
+
+/** A unit that matches in either case, for a pattern without flags: `[mM][sS]`. */
+function anyCase(unit: string): string {
+  return [...unit].map((char) => `[${char}${char.toUpperCase()}]`).join("");
+}
+
+/** The units of a table, longest first, so that `min` is tried before `m`. */
+function unitPattern(units: Record<string, number>): string {
+  return Object.keys(units).sort((a, b) => b.length - a.length).map(anyCase).join("|");
+}
+
+/**
+ * What {@linkcode parseDuration} reads from text, as a regular expression for JSON Schema
+ * (which has no flags, so unit letters match in either case). Looser than the parser: it
+ * does not check that each unit comes once, largest first, or that the total fits.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { DURATION_PATTERN } from "./units.ts";
+ * const duration = new RegExp(DURATION_PATTERN);
+ * assert(duration.test("1h30m") && duration.test("250"));
+ * assert(!duration.test("soon"));
+ * ```
+ */
+export const DURATION_PATTERN: string = `^\\s*(?:\\d+|(?:\\d+(?:\\.\\d+)?\\s*(?:${
+  unitPattern(DURATION_UNITS_MS)
+}) *)+)\\s*$`;
+
+/**
+ * What {@linkcode parseSize} reads from text, as a regular expression for JSON Schema.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { SIZE_PATTERN } from "./units.ts";
+ * const size = new RegExp(SIZE_PATTERN);
+ * assert(size.test("64MB") && size.test("100MiB") && size.test("4096"));
+ * assert(!size.test("big"));
+ * ```
+ */
+export const SIZE_PATTERN: string = `^\\s*(?:\\d+|\\d+(?:\\.\\d+)?\\s*(?:${
+  unitPattern(SIZE_UNITS)
+}))\\s*$`;
+
 function checked(value: number): number | undefined {
   return Number.isSafeInteger(value) ? value : undefined;
 }

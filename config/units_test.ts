@@ -1,5 +1,12 @@
 import assert from "node:assert/strict";
-import { formatDuration, parseDuration, parseSize } from "./units.ts";
+import {
+  DURATION_PATTERN,
+  formatDuration,
+  formatSize,
+  parseDuration,
+  parseSize,
+  SIZE_PATTERN,
+} from "./units.ts";
 
 Deno.test("parseDuration reads single units", () => {
   const cases: [string, number][] = [
@@ -77,4 +84,35 @@ Deno.test("formatDuration writes what parseDuration reads", () => {
     assert.equal(parseDuration(formatDuration(ms)), ms, String(ms));
   }
   assert.equal(formatDuration(90_061_001), "1d1h1m1s1ms");
+});
+
+Deno.test("DURATION_PATTERN and SIZE_PATTERN match every text the parsers read", () => {
+  const duration = new RegExp(DURATION_PATTERN, "u");
+  const durations = ["200ms", "10S", " 30s ", "1h30m", "2h 15min", "1.5s", "0", "250", "1sec"];
+  for (const text of durations) {
+    assert.notEqual(parseDuration(text), undefined, text);
+    assert(duration.test(text), text);
+  }
+  for (const text of ["", "soon", "-1s", "10 seconds", "1.5", "s", "10s!", "1e3ms"]) {
+    assert.equal(parseDuration(text), undefined, text);
+    assert(!duration.test(text), text);
+  }
+  const size = new RegExp(SIZE_PATTERN, "u");
+  for (const text of ["64MB", "100MiB", "1kb", "4096", " 1 GB ", "1.5GiB", "10b"]) {
+    assert.notEqual(parseSize(text), undefined, text);
+    assert(size.test(text), text);
+  }
+  for (const text of ["", "big", "1.5", "-1MB", "10 MBs", "MB"]) {
+    assert.equal(parseSize(text), undefined, text);
+    assert(!size.test(text), text);
+  }
+});
+
+Deno.test("formatSize writes what parseSize reads back", () => {
+  for (const bytes of [1, 999, 1_000, 1_024, 1_500, 64_000_000, 104_857_600, 3_000_000_000_000]) {
+    assert.equal(parseSize(formatSize(bytes)), bytes, String(bytes));
+  }
+  assert.equal(formatSize(64_000_000), "64MB");
+  assert.equal(formatSize(1_024), "1KiB");
+  assert.equal(formatSize(1_500), "1500B");
 });

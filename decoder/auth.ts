@@ -125,7 +125,7 @@ export class ScramClient {
       const hash = await certificateHash(this.#certificate);
       if (hash !== null) binding = concat(binding, hash);
     }
-    const clientFinalWithoutProof = `c=${toBase64(binding)},r=${nonce}`;
+    const clientFinalWithoutProof = `c=${binding.toBase64()},r=${nonce}`;
     const authMessage = `${this.#clientFirstBare},${serverFirst},${clientFinalWithoutProof}`;
 
     const saltedPassword = await pbkdf2(saslPrep(this.#password), saltBytes, iterations);
@@ -136,8 +136,9 @@ export class ScramClient {
     const clientSignature = await hmac(storedKey, authMessage);
     const proof = clientKey.map((byte, i) => byte ^ clientSignature[i]!);
     const serverKey = await hmac(saltedPassword, "Server Key");
-    this.#expectedServerSignature = toBase64(await hmac(serverKey, authMessage));
-    return encoder.encode(`${clientFinalWithoutProof},p=${toBase64(proof)}`);
+    const serverSignature = await hmac(serverKey, authMessage);
+    this.#expectedServerSignature = serverSignature.toBase64();
+    return encoder.encode(`${clientFinalWithoutProof},p=${proof.toBase64()}`);
   }
 
   /** Checks server-final-message; throws when the server did not prove it knows the password. */
@@ -298,7 +299,7 @@ function decodeOid(bytes: Uint8Array): string {
 }
 
 function randomNonce(): string {
-  return toBase64(crypto.getRandomValues(new Uint8Array(18)));
+  return crypto.getRandomValues(new Uint8Array(18)).toBase64();
 }
 
 function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
@@ -306,12 +307,6 @@ function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
   out.set(a);
   out.set(b, a.byteLength);
   return out;
-}
-
-function toBase64(bytes: Uint8Array): string {
-  let binary = "";
-  for (const byte of bytes) binary += String.fromCharCode(byte);
-  return btoa(binary);
 }
 
 function fromBase64(text: string): Uint8Array {

@@ -3,6 +3,7 @@ import { DecodeError } from "../errors.ts";
 import { PgoutputDecoder } from "./pgoutput.ts";
 import { TransactionAssembler } from "../source/assembler.ts";
 import { readCapturedFrames } from "../tests/testdata/_captured.ts";
+import { type Random, seededRandom } from "../testing/random.ts";
 import type { Lsn } from "./lsn.ts";
 
 const frames = readCapturedFrames();
@@ -55,31 +56,19 @@ Deno.test("captured frames assemble into transactions without errors", () => {
   assert.equal(assembler.openStreamedTransactions, 0);
 });
 
-/** mulberry32: a small seeded PRNG, so a failure can be replayed from its seed. */
-function prng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function mutate(data: Uint8Array, random: () => number): Uint8Array {
+function mutate(data: Uint8Array, random: Random): Uint8Array {
   const bytes = data.slice();
-  switch (Math.floor(random() * 5)) {
+  switch (random.int(5)) {
     case 0: // flip a few bits
-      for (let i = 0, n = 1 + Math.floor(random() * 4); i < n && bytes.length > 0; i++) {
-        bytes[Math.floor(random() * bytes.length)]! ^= 1 << Math.floor(random() * 8);
+      for (let i = 0, n = 1 + random.int(4); i < n && bytes.length > 0; i++) {
+        bytes[random.int(bytes.length)]! ^= 1 << random.int(8);
       }
       return bytes;
     case 1: // truncate
-      return bytes.subarray(0, Math.floor(random() * bytes.length));
+      return bytes.subarray(0, random.int(bytes.length));
     case 2: { // insert random bytes
-      const at = Math.floor(random() * (bytes.length + 1));
-      const extra = Uint8Array.from({ length: 1 + Math.floor(random() * 8) }, () => random() * 256);
+      const at = random.int(bytes.length + 1);
+      const extra = random.bytes(1 + random.int(8));
       const out = new Uint8Array(bytes.length + extra.length);
       out.set(bytes.subarray(0, at));
       out.set(extra, at);
@@ -88,23 +77,23 @@ function mutate(data: Uint8Array, random: () => number): Uint8Array {
     }
     case 3: { // corrupt a 32-bit field with an extreme value (lengths, counts)
       if (bytes.length < 5) return bytes;
-      const at = Math.floor(random() * (bytes.length - 4));
+      const at = random.int(bytes.length - 4);
       const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-      view.setInt32(at, [0x7fffffff, -1, -2, 0x10000, 0][Math.floor(random() * 5)]!);
+      view.setInt32(at, random.pick([0x7fffffff, -1, -2, 0x10000, 0]));
       return bytes;
     }
     default: // change the message tag
-      if (bytes.length > 0) bytes[0] = Math.floor(random() * 256);
+      if (bytes.length > 0) bytes[0] = random.int(256);
       return bytes;
   }
 }
 
 Deno.test("mutated captured frames either decode or raise DecodeError", () => {
   const seed = Number(Deno.env.get("SPILLWAY_FUZZ_SEED") ?? 20261125);
-  const random = prng(seed);
+  const random = seededRandom(seed);
   let errors = 0;
   for (let round = 0; round < 30_000; round++) {
-    const frame = frames[Math.floor(random() * frames.length)]!;
+    const frame = random.pick(frames);
     const decoder = new PgoutputDecoder({ protoVersion: frame.protoVersion });
     if (frame.inStreamBlock) decoder.decode(new Uint8Array([0x53, 0, 0, 0, 1, 1])); // enter a block
     const input = mutate(frame.data, random);

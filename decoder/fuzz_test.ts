@@ -10,28 +10,11 @@ import { DecodeError } from "../errors.ts";
 import { PgoutputDecoder, type ProtoVersion } from "./pgoutput.ts";
 import { parseCopyData } from "./replication.ts";
 import * as f from "../tests/testdata/_frames.ts";
+import { type Random, seededRandom } from "../testing/random.ts";
 
 const SEED = 0x5eed_2024;
 const ITERATIONS = 20_000;
 const MAX_LENGTH = 200;
-
-/** xorshift32: small, seeded, good enough to spread inputs. */
-function prng(seed: number): { int: (below: number) => number; seed: number } {
-  let state = seed >>> 0 || 1;
-  return {
-    seed,
-    int(below: number): number {
-      state ^= state << 13;
-      state >>>= 0;
-      state ^= state >>> 17;
-      state ^= state << 5;
-      state >>>= 0;
-      return Math.floor((state / 0x1_0000_0000) * below);
-    },
-  };
-}
-
-type Random = ReturnType<typeof prng>;
 
 function hex(bytes: Uint8Array): string {
   return [...bytes].map((byte) => byte.toString(16).padStart(2, "0")).join("");
@@ -51,12 +34,6 @@ function property(where: () => string, fn: () => void): void {
 }
 
 const PGOUTPUT_TAGS = [..."BCORYIUDTMSEcAbPKrp"].map((char) => char.charCodeAt(0));
-
-function randomBytes(random: Random, length: number): Uint8Array {
-  const bytes = new Uint8Array(length);
-  for (let i = 0; i < length; i++) bytes[i] = random.int(256);
-  return bytes;
-}
 
 /** A decoder of a random version, inside a stream block half the time when v2+. */
 function randomDecoder(random: Random): PgoutputDecoder {
@@ -175,7 +152,7 @@ function mutate(random: Random, input: Uint8Array): Uint8Array {
       const at = random.int(bytes.length + 1);
       return f.concat(
         bytes.subarray(0, at),
-        randomBytes(random, 1 + random.int(8)),
+        random.bytes(1 + random.int(8)),
         bytes.subarray(at),
       );
     }
@@ -186,14 +163,14 @@ function mutate(random: Random, input: Uint8Array): Uint8Array {
     case 4: { // overwrite an Int32 (length and count fields) with an edge value
       if (bytes.length < 4) return bytes;
       const at = random.int(bytes.length - 3);
-      const value = INTERESTING_INT32[random.int(INTERESTING_INT32.length)]!;
+      const value = random.pick(INTERESTING_INT32);
       new DataView(bytes.buffer).setUint32(at, value >>> 0);
       return bytes;
     }
     default: { // overwrite an Int16 (column counts) with an edge value
       if (bytes.length < 2) return bytes;
       const at = random.int(bytes.length - 1);
-      const value = INTERESTING_INT32[random.int(INTERESTING_INT32.length)]!;
+      const value = random.pick(INTERESTING_INT32);
       new DataView(bytes.buffer).setUint16(at, value & 0xffff);
       return bytes;
     }
@@ -201,10 +178,10 @@ function mutate(random: Random, input: Uint8Array): Uint8Array {
 }
 
 Deno.test("fuzz: random bytes into PgoutputDecoder, parseCopyData and FrameParser", () => {
-  const random = prng(SEED);
+  const random = seededRandom(SEED);
   const started = performance.now();
   for (let i = 0; i < ITERATIONS; i++) {
-    const bytes = randomBytes(random, random.int(MAX_LENGTH + 1));
+    const bytes = random.bytes(random.int(MAX_LENGTH + 1));
     // Half the time start with a real tag so the message bodies get exercised.
     if (bytes.length > 0 && random.int(2) === 0) {
       bytes[0] = PGOUTPUT_TAGS[random.int(PGOUTPUT_TAGS.length)]!;
@@ -222,7 +199,7 @@ Deno.test("fuzz: random bytes into PgoutputDecoder, parseCopyData and FrameParse
 });
 
 Deno.test("fuzz: mutated valid pgoutput messages and replication frames", () => {
-  const random = prng(SEED ^ 0x0bad_f00d);
+  const random = seededRandom(SEED ^ 0x0bad_f00d);
   const payloads = validPayloads();
   // Every valid payload decodes before mutation, so mutations start from real frames.
   for (const { bytes, inBlock } of payloads) {

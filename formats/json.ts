@@ -18,6 +18,7 @@ import {
   type JsonEncoder,
   jsonEncoder,
   type JsonOptions,
+  jsonSafe,
   SPILLWAY_DEFAULTS,
 } from "../decoder/types/json.ts";
 import { type PgValue, setField } from "../decoder/types/values.ts";
@@ -255,36 +256,6 @@ interface ColumnWriter {
 
 const defaultRenderer = new JsonRenderer();
 
-/**
- * A value made JSON-safe by its JavaScript shape alone: bigint as an exact
- * number, bytes as base64, non-finite floats as strings.
- */
-export function jsonSafe(value: unknown): unknown {
-  switch (typeof value) {
-    case "bigint":
-      return rawJson(value.toString());
-    case "number":
-      if (Number.isFinite(value)) return Object.is(value, -0) ? rawJson("-0") : value;
-      return Number.isNaN(value) ? "NaN" : value > 0 ? "Infinity" : "-Infinity";
-    case "object": {
-      if (value === null) return null;
-      if (value instanceof Uint8Array) return toBase64(value);
-      if (Array.isArray(value)) return value.map(jsonSafe);
-      const out: Record<string, unknown> = {};
-      for (const [key, inner] of Object.entries(value)) {
-        setField<unknown>(out, key, jsonSafe(inner));
-      }
-      return out;
-    }
-    default:
-      return value;
-  }
-}
-
-function rawJson(text: string): unknown {
-  return (JSON as unknown as { rawJSON(text: string): unknown }).rawJSON(text);
-}
-
 /** The JSON shape of a change event, with the built-in types' mapping. */
 export function changeEventToJson(
   event: ChangeEvent,
@@ -298,7 +269,7 @@ function messageToJson(event: MessageEvent): Record<string, unknown> {
     op: "m",
     transactional: event.transactional,
     prefix: event.prefix,
-    content: toBase64(event.content),
+    content: event.content.toBase64(),
     lsn: formatLsn(event.lsn),
     ...(event.xid === undefined ? {} : { xid: event.xid }),
     ...(event.commitLsn === undefined ? {} : { commitLsn: formatLsn(event.commitLsn) }),
@@ -396,10 +367,4 @@ export function writeJsonLine(
     out.raw(line);
   }
   out.byte(0x0a);
-}
-
-function toBase64(bytes: Uint8Array): string {
-  let binary = "";
-  for (let i = 0; i < bytes.byteLength; i++) binary += String.fromCharCode(bytes[i]!);
-  return btoa(binary);
 }

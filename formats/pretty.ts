@@ -1,5 +1,6 @@
 /**
- * Renders sink records as JSON lines, shared by the stdout and file sinks.
+ * The terminal format: one readable, optionally coloured line per sink record (the stdout
+ * sink's `pretty` format).
  *
  * @module
  */

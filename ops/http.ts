@@ -8,7 +8,7 @@
 import { ConfigError } from "../errors.ts";
 import { healthHttpStatus, type HealthRegistry } from "./health.ts";
 import { jsonReplacer, type Logger, silentLogger } from "./log.ts";
-import { type MetricsRegistry, PROMETHEUS_CONTENT_TYPE } from "./metrics.ts";
+import { type MetricsRegistry, PROMETHEUS_CONTENT_TYPE } from "./prometheus.ts";
 
 /** What {@linkcode createHttpHandler} serves. */
 export interface HttpHandlerOptions {
@@ -47,7 +47,7 @@ const ALLOW = "GET, HEAD";
  * import assert from "node:assert/strict";
  * import { createHttpHandler } from "./http.ts";
  * import { HealthRegistry } from "./health.ts";
- * import { MetricsRegistry } from "./metrics.ts";
+ * import { MetricsRegistry } from "./prometheus.ts";
  * const handler = createHttpHandler({ metrics: new MetricsRegistry(), health: new HealthRegistry() });
  * const response = await handler(new Request("http://localhost/health"));
  * assert.equal(response.status, 200);
@@ -99,7 +99,7 @@ async function route(path: string, options: HttpHandlerOptions, log: Logger): Pr
  * import assert from "node:assert/strict";
  * import { startHttpServer } from "./http.ts";
  * import { HealthRegistry } from "./health.ts";
- * import { MetricsRegistry } from "./metrics.ts";
+ * import { MetricsRegistry } from "./prometheus.ts";
  * const server = await startHttpServer({
  *   listen: "127.0.0.1:0",
  *   metrics: new MetricsRegistry(),

@@ -3,7 +3,7 @@ import { ConfigError } from "../errors.ts";
 import { type HealthCheckResult, HealthRegistry } from "./health.ts";
 import { createHttpHandler, type HttpServer, startHttpServer } from "./http.ts";
 import type { Logger, LogLevel } from "./log.ts";
-import { MetricsRegistry, PROMETHEUS_CONTENT_TYPE } from "./metrics.ts";
+import { MetricsRegistry, PROMETHEUS_CONTENT_TYPE } from "./prometheus.ts";
 
 interface Setup {
   server: HttpServer;

@@ -1,15 +1,21 @@
 /**
- * Runs a pipeline with its operations surface: metrics, health checks and the
- * HTTP endpoint the configuration asks for.
+ * The composition root of `spillway run`: the source database's type registry, the sinks
+ * the configuration names (made by `sinks/registry.ts`, rendering with that registry), the
+ * runner, and its operations surface: metrics, health checks and the HTTP endpoint the
+ * configuration asks for.
  *
  * @module
  */
 
 import type { PipelineConfig } from "../config/mod.ts";
+import { TypeRegistry } from "../decoder/types/registry.ts";
+import { JsonRenderer } from "../formats/json.ts";
 import { HealthRegistry } from "../ops/health.ts";
 import { startHttpServer } from "../ops/http.ts";
 import type { Logger } from "../ops/log.ts";
-import { MetricsRegistry, standardMetrics } from "../ops/metrics.ts";
+import { MetricsRegistry } from "../ops/prometheus.ts";
+import { standardMetrics } from "../ops/metrics.ts";
+import { createSink, type Sink } from "../sinks/mod.ts";
 import { PipelineRunner } from "./runner.ts";
 
 /** Options of {@linkcode runPipeline}. */
@@ -27,7 +33,9 @@ export async function runPipeline(options: RunPipelineOptions): Promise<void> {
   const registry = new MetricsRegistry();
   const metrics = standardMetrics(registry);
   const health = new HealthRegistry();
-  const runner = new PipelineRunner({ config, log, signal, metrics, health });
+  const types = new TypeRegistry();
+  const sinks = await createSinks(config, types);
+  const runner = new PipelineRunner({ config, log, sinks, types, signal, metrics, health });
   const http = config.http === null
     ? null
     : await startHttpServer({ listen: config.http.listen, metrics: registry, health, log });
@@ -36,4 +44,13 @@ export async function runPipeline(options: RunPipelineOptions): Promise<void> {
   } finally {
     await http?.close();
   }
+}
+
+/**
+ * The sinks `config.sinks` names, in order, not yet opened; they render values with
+ * `types`, the registry the runner decodes with.
+ */
+export function createSinks(config: PipelineConfig, types: TypeRegistry): Promise<Sink[]> {
+  const renderer = new JsonRenderer(types);
+  return Promise.all(config.sinks.map((sink) => createSink(sink, { renderer })));
 }

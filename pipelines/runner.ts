@@ -1,6 +1,7 @@
 /**
- * The pipeline runner: source → routing and TOAST policy → bounded queue →
- * sinks → checkpoint.
+ * The pipeline runner: source → routing and TOAST policy ({@link ./route.ts}) → bounded
+ * queue ({@link ./queue.ts}) → sinks → checkpoint. Heartbeats, the slot watch and the
+ * health checks run beside it ({@link ./monitor.ts}).
  *
  * Guarantees:
  * - The position confirmed to PostgreSQL only moves past a transaction once
@@ -11,43 +12,40 @@
  *   stops reading the socket and the walsender blocks. Status updates go on
  *   from the stream's timer, so wal_sender_timeout never fires.
  * - Shutdown: on abort, reading stops, the queue drains into the sinks, the
- *   final position is confirmed, and everything is closed.
+ *   final position is confirmed, and everything is closed. A sink's transient
+ *   errors are retried for the grace period of the stop.
+ *
+ * The runner makes no sinks: the caller passes them in, with the type registry their
+ * renderers share with the source (see `run_pipeline.ts` and `sinks/registry.ts`).
  *
  * @module
  */
 
-import { setField } from "../decoder/types/values.ts";
-import { type ConnectOptions, PgConnection } from "../postgres/connection.ts";
 import { ConfigError, isRetriable } from "../errors.ts";
 import { formatLsn, type Lsn, LSN_ZERO, maxLsn } from "../decoder/lsn.ts";
-import { FileSink } from "../sinks/file.ts";
-import { StdoutSink } from "../sinks/stdout.ts";
-import type { Sink } from "../sinks/types.ts";
-import type { SinkRecord } from "../events.ts";
-import { matchTable, type PipelineConfig, publishesAllTables } from "../config/mod.ts";
-import { connectOptions } from "../config/mod.ts";
-import { type ChangeEvent, EVENT_RELATION, type Row, type TransactionInfo } from "../events.ts";
-import type { Logger } from "../ops/log.ts";
-import { retry, sleep } from "../retry.ts";
-import { ReplicationSource } from "../source/replication_source.ts";
-import { quoteLiteral } from "../postgres/sql.ts";
-import { quoteIdent } from "../postgres/sql.ts";
-import { type SourceItem } from "../events.ts";
-import { ToastPolicy } from "./toast.ts";
-import { JsonRenderer } from "../formats/json.ts";
-import { TypeRegistry } from "../decoder/types/registry.ts";
+import type { TypeRegistry } from "../decoder/types/registry.ts";
+import type { SinkRecord, SourceItem, TransactionInfo } from "../events.ts";
+import { connectOptions, type PipelineConfig } from "../config/mod.ts";
 import type { HealthRegistry } from "../ops/health.ts";
-import type { Counter, CounterChild, SpillwayMetrics } from "../ops/metrics.ts";
+import type { Logger } from "../ops/log.ts";
+import type { SpillwayMetrics } from "../ops/metrics.ts";
+import { retry } from "../retry.ts";
+import type { Sink } from "../sinks/types.ts";
+import { ReplicationSource } from "../source/replication_source.ts";
+import { HEARTBEAT_PREFIX, Monitor, type RunnerState, type SlotState } from "./monitor.ts";
+import { BoundedQueue, type QueueEntry } from "./queue.ts";
+import { publicationTarget, Router } from "./route.ts";
 
-/** Prefix of the transactional heartbeat messages the runner writes and then swallows. */
-export const HEARTBEAT_PREFIX = "spillway.heartbeat";
+export type { RunnerState, SlotState } from "./monitor.ts";
 
 /** Options of {@linkcode PipelineRunner}. */
 export interface RunnerOptions {
   config: PipelineConfig;
   log: Logger;
-  /** Sinks to use instead of those the config names (tests, benchmarks). */
-  sinks?: Sink[];
+  /** Where records go (see `sinks/registry.ts`); the runner opens and closes them. */
+  sinks: Sink[];
+  /** Type codecs of the source database; pass the registry the sinks render with. */
+  types: TypeRegistry;
   /** Aborting stops the pipeline gracefully. */
   signal?: AbortSignal;
   /** Updated as the pipeline runs (see ops/metrics.ts). */
@@ -58,45 +56,18 @@ export interface RunnerOptions {
   monitorIntervalMs?: number;
 }
 
-/** What the slot monitor last read from the server. */
-export interface SlotState {
-  walStatus: string | null;
-  safeWalSize: number | null;
-  confirmedFlushLsn: string | null;
-  readAt: string;
-}
-
-/** How long a graceful stop waits for the transaction in flight to commit. */
+/**
+ * How long a graceful stop waits for the transaction in flight to commit, and how long
+ * after the stop a sink's transient errors are still retried.
+ */
 const SHUTDOWN_GRACE_MS = 10_000;
 
-/** Below this many bytes of safe_wal_size, the slot is reported at risk. */
-const SAFE_WAL_SIZE_WARNING = 256 * 1024 * 1024;
-
-/** A snapshot of the runner for /health and /metrics. */
-export interface RunnerState {
-  running: boolean;
-  queueDepth: number;
-  queueCapacity: number;
-  /** True while reading is paused because the queue is above its high watermark. */
-  paused: boolean;
-  confirmedLsn: Lsn;
-  serverWalEnd: Lsn;
-  eventsWritten: number;
-  transactionsWritten: number;
-  lastError: string | null;
-}
-
-interface QueueEntry {
-  record: SinkRecord | null;
-  /** Set on entries after which the stream may confirm this position. */
-  confirm: Lsn | null;
-}
-
-/** Per-relation routing, cached until the relation's schema changes. */
-interface Route {
-  topic: string;
-  keyColumns: string[];
-  toast: ToastPolicy;
+/** The transaction being read: its begin record is queued with its first kept record. */
+interface OpenTransaction {
+  info: TransactionInfo;
+  begun: boolean;
+  /** Change and transactional message records queued for the sinks. */
+  events: number;
 }
 
 /** Runs one pipeline until aborted or failed. */
@@ -108,33 +79,23 @@ export class PipelineRunner {
   #log: Logger;
   #signal?: AbortSignal;
   #source: ReplicationSource | null = null;
-  #queue: QueueEntry[] = [];
-  #queueHead = 0;
-  #queueWaiter: (() => void) | null = null;
-  #drainWaiter: (() => void) | null = null;
-  #readerDone = false;
+  #queue: BoundedQueue;
+  #router: Router;
+  #monitor: Monitor;
   #paused = false;
-  #routes = new Map<number, Route | null>();
-  #toastPolicies = new Map<string, ToastPolicy>();
-  #openTx: { info: TransactionInfo; begun: boolean } | null = null;
+  #openTx: OpenTransaction | null = null;
   /** Set by a graceful stop that waits for the transaction in flight. */
   #stopAtCommit = false;
   #stopReading: () => void = () => {};
-  /** Queue index of the open transaction's begin record. */
-  #openTxStart = 0;
   #confirmed: Lsn = LSN_ZERO;
   #eventsWritten = 0;
   #transactionsWritten = 0;
   #lastError: string | null = null;
   #running = false;
   #metrics?: SpillwayMetrics;
-  /** relid → op → the bound counter (no string key built per event). */
-  #eventCounters = new Map<number, Partial<Record<ChangeEvent["op"], CounterChild>>>();
-  #slotState: SlotState | null = null;
-  #lastCommitTime: bigint | null = null;
+  /** Commit time of the newest transaction written, in ms since the epoch. */
+  #lastCommitTimeMs: number | null = null;
   #lastConfirmAt = Date.now();
-  #side: SideConnection;
-  #monitorIntervalMs: number;
 
   constructor(options: RunnerOptions) {
     this.config = options.config;
@@ -152,25 +113,25 @@ export class PipelineRunner {
         `Cannot run pipeline "${options.config.name}" with source.two_phase: true: sinks would get a prepared transaction as committed before its COMMIT PREPARED (or ROLLBACK PREPARED); set two_phase: false, and the transaction arrives once it commits`,
       );
     }
-    this.types = new TypeRegistry();
-    const renderer = new JsonRenderer(this.types);
-    this.sinks = options.sinks ?? options.config.sinks.map((sink) => createSink(sink, renderer));
+    this.types = options.types;
+    this.sinks = options.sinks;
     this.#metrics = options.metrics;
-    this.#side = new SideConnection(() => ({
-      ...connectOptions(this.config),
-      applicationName: `spillway-monitor-${this.config.name}`,
-    }));
-    this.#monitorIntervalMs = options.monitorIntervalMs ?? 10_000;
-    if (options.health) this.#registerHealth(options.health);
-    if (this.#metrics) {
-      const metrics = this.#metrics;
-      metrics.queueCapacity.set(this.config.queue.capacity);
-    }
+    this.#queue = new BoundedQueue(this.config.queue);
+    this.#router = new Router(this.config, (relid) => this.#source?.assembler.relations.get(relid));
+    this.#monitor = new Monitor({
+      config: this.config,
+      log: this.#log,
+      state: () => this.state(),
+      metrics: this.#metrics,
+      intervalMs: options.monitorIntervalMs,
+    });
+    if (options.health) this.#monitor.registerHealth(options.health, this.sinks);
+    this.#metrics?.queueCapacity.set(this.config.queue.capacity);
   }
 
   /** The slot as the monitor last read it. */
   get slotState(): SlotState | null {
-    return this.#slotState;
+    return this.#monitor.slotState;
   }
 
   /** The replication source, once started. */
@@ -179,16 +140,22 @@ export class PipelineRunner {
   }
 
   state(): RunnerState {
+    const source = this.#source;
     return {
       running: this.#running,
-      queueDepth: this.#queue.length - this.#queueHead,
+      queueDepth: this.#queue.depth,
       queueCapacity: this.config.queue.capacity,
       paused: this.#paused,
       confirmedLsn: this.#confirmed,
-      serverWalEnd: this.#source?.stream?.serverWalEnd ?? LSN_ZERO,
+      serverWalEnd: source?.stream?.serverWalEnd ?? LSN_ZERO,
       eventsWritten: this.#eventsWritten,
       transactionsWritten: this.#transactionsWritten,
       lastError: this.#lastError,
+      streaming: (source?.stream ?? null) !== null,
+      bytesReceived: source?.bytesReceived ?? 0,
+      reconnects: source?.reconnects ?? 0,
+      lastConfirmAt: this.#lastConfirmAt,
+      lastCommitTimeMs: this.#lastCommitTimeMs,
     };
   }
 
@@ -199,9 +166,9 @@ export class PipelineRunner {
     const log = this.#log;
     const stop = new AbortController();
     const onAbort = () => stop.abort();
+    const stopping = this.#stopping(stop.signal);
     this.#signal?.addEventListener("abort", onAbort, { once: true });
     if (this.#signal?.aborted) stop.abort();
-    let heartbeat: Promise<void> | null = null;
     let monitor: Promise<void> | null = null;
     try {
       for (const sink of this.sinks) await sink.open();
@@ -244,15 +211,13 @@ export class PipelineRunner {
       }
       this.#source = source;
       this.#confirmed = source.slotInfo?.confirmedFlushLsn ?? LSN_ZERO;
-      if (config.source.heartbeatMs > 0) heartbeat = this.#heartbeat(stop.signal);
-      monitor = this.#monitor(stop.signal);
-      const writer = this.#writeLoop(stop);
+      monitor = this.#monitor.run(stop.signal);
+      const writer = this.#writeLoop(stop, stopping.giveUp);
       try {
-        await this.#readLoop(this.#readingSignal(stop.signal));
+        await this.#readLoop(stopping.reading);
       } finally {
         this.#dropOpenTransaction();
-        this.#readerDone = true;
-        this.#wakeWriter();
+        this.#queue.close();
         // Even when reading failed, no sink is closed while a write is still in flight.
         await writer.catch(() => {});
       }
@@ -267,10 +232,10 @@ export class PipelineRunner {
       throw error;
     } finally {
       stop.abort();
+      stopping.dispose();
       this.#signal?.removeEventListener("abort", onAbort);
-      await heartbeat;
       await monitor;
-      await this.#side.close();
+      await this.#monitor.close();
       await this.#source?.close(); // sends the last confirmed position
       for (const sink of this.sinks) {
         await sink.close().catch((error) =>
@@ -282,46 +247,51 @@ export class PipelineRunner {
   }
 
   /**
-   * When reading stops: at once on a failure, or when the stop arrives between
-   * transactions; otherwise once the transaction in flight has committed (so a
-   * graceful stop leaves whole transactions in the sinks), at most
-   * {@linkcode SHUTDOWN_GRACE_MS} later.
+   * What a stop ends, and when. Reading stops at once on a failure, or when the
+   * stop arrives between transactions; otherwise once the transaction in flight
+   * has committed (so a graceful stop leaves whole transactions in the sinks), at
+   * most {@linkcode SHUTDOWN_GRACE_MS} later. Retrying a sink's transient errors
+   * is given up at once on a failure; on a graceful stop, while the queue drains,
+   * only once the same grace period is over.
    */
-  #readingSignal(stop: AbortSignal): AbortSignal {
+  #stopping(stop: AbortSignal): { reading: AbortSignal; giveUp: AbortController; dispose(): void } {
     const reading = new AbortController();
+    const giveUp = new AbortController();
+    let timer: ReturnType<typeof setTimeout> | undefined;
     this.#stopReading = () => reading.abort();
     stop.addEventListener("abort", () => {
-      if (this.#openTx === null || this.#lastError !== null) {
+      if (this.#lastError !== null) {
         reading.abort();
+        giveUp.abort();
         return;
       }
-      this.#stopAtCommit = true;
-      const timer = setTimeout(() => reading.abort(), SHUTDOWN_GRACE_MS);
-      reading.signal.addEventListener("abort", () => clearTimeout(timer), { once: true });
+      timer = setTimeout(() => {
+        reading.abort();
+        giveUp.abort();
+      }, SHUTDOWN_GRACE_MS);
+      if (this.#openTx === null) reading.abort();
+      else this.#stopAtCommit = true;
     }, { once: true });
-    return reading.signal;
+    return { reading: reading.signal, giveUp, dispose: () => clearTimeout(timer) };
   }
 
   async #readLoop(signal: AbortSignal): Promise<void> {
     const source = this.#source!;
-    const highWater = Math.max(
-      1,
-      Math.floor(this.config.queue.capacity * this.config.queue.highWatermark),
-    );
+    const queue = this.#queue;
     for await (const batch of source.batches(signal)) {
       for (const item of batch) {
         if (signal.aborted) return; // the rest is left unconfirmed for the next run
         this.#accept(item);
       }
-      this.#wakeWriter();
-      if (this.#depth() >= highWater) {
+      queue.wakeWriter();
+      if (queue.full) {
         this.#paused = true;
         this.#metrics?.sourcePaused.set(1);
         this.#log("debug", "Queue above its high watermark; reading paused", {
-          depth: this.#depth(),
+          depth: queue.depth,
         });
-        while (this.#depth() >= highWater && !signal.aborted && this.#lastError === null) {
-          await new Promise<void>((resolve) => this.#drainWaiter = resolve);
+        while (queue.full && !signal.aborted && this.#lastError === null) {
+          await queue.drained();
         }
         this.#paused = false;
         this.#metrics?.sourcePaused.set(0);
@@ -330,57 +300,49 @@ export class PipelineRunner {
     }
   }
 
-  #depth(): number {
-    return this.#queue.length - this.#queueHead;
-  }
-
-  #push(record: SinkRecord | null, confirm: Lsn | null): void {
-    this.#queue.push({ record, confirm });
-  }
-
   /** Turns one source item into queue entries: routing, filtering, TOAST policy. */
   #accept(item: SourceItem): void {
+    const queue = this.#queue;
     switch (item.kind) {
       case "begin":
         // Written lazily, with the first change that is kept: filtered-out and
         // heartbeat transactions leave no records, only a position to confirm.
-        this.#openTx = { info: item.tx, begun: false };
+        this.#openTx = { info: item.tx, begun: false, events: 0 };
         return;
       case "change": {
-        const record = this.#route(item.event);
+        const record = this.#router.route(item.event);
         if (record === null) return;
-        this.#beginIfNeeded();
-        this.#push(record, null);
+        this.#pushInTransaction(record);
         return;
       }
       case "message":
         if (item.event.prefix === HEARTBEAT_PREFIX) return;
         if (!item.event.transactional) {
-          this.#push({ kind: "message", event: item.event }, item.event.lsn);
+          queue.push({ kind: "message", event: item.event }, item.event.lsn);
           return;
         }
-        this.#beginIfNeeded();
-        this.#push({ kind: "message", event: item.event }, null);
+        this.#pushInTransaction({ kind: "message", event: item.event });
         return;
       case "commit":
       case "prepare": {
         const open = this.#openTx;
         this.#openTx = null;
+        // The count of what the sinks got, not of what the server sent.
         const record: SinkRecord | null = open?.begun
-          ? { kind: "commit", tx: item.tx, endLsn: item.endLsn, eventCount: item.eventCount }
+          ? { kind: "commit", tx: item.tx, endLsn: item.endLsn, eventCount: open.events }
           : null;
-        this.#push(record, item.endLsn);
+        queue.push(record, item.endLsn);
         if (this.#stopAtCommit) this.#stopReading();
         return;
       }
       case "commit-prepared":
       case "rollback-prepared":
-        this.#push(null, item.endLsn);
+        queue.push(null, item.endLsn);
         return;
       case "schema-change":
-        this.#routes.delete(item.relid);
-        this.#eventCounters.delete(item.relid); // the table may have a new name
-        this.#push(item, null);
+        this.#router.forget(item.relid);
+        this.#monitor.forget(item.relid); // the table may have a new name
+        queue.push(item, null);
         return;
       case "restart":
         // The transaction in progress will be sent again from its Begin.
@@ -395,494 +357,118 @@ export class PipelineRunner {
    * run). What the writer already took stays written: at-least-once.
    */
   #dropOpenTransaction(): void {
-    // When the writer already took its first records, the rest still queued goes.
-    if (this.#openTx?.begun) this.#queue.length = Math.max(this.#openTxStart, this.#queueHead);
+    if (this.#openTx?.begun) this.#queue.trimTransaction();
     this.#openTx = null;
   }
 
-  #beginIfNeeded(): void {
+  /** Queues a record of the open transaction, after its begin record if it is the first. */
+  #pushInTransaction(record: SinkRecord): void {
     const open = this.#openTx;
-    if (open === null || open.begun) return;
-    open.begun = true;
-    this.#openTxStart = this.#queue.length;
-    this.#push({ kind: "begin", tx: open.info }, null);
-  }
-
-  #route(event: ChangeEvent): SinkRecord | null {
-    const relid = event.source.relid;
-    let route = this.#routes.get(relid);
-    if (route === undefined) {
-      route = this.#makeRoute(event);
-      this.#routes.set(relid, route);
+    if (open !== null && !open.begun) {
+      open.begun = true;
+      this.#queue.markTransactionStart();
+      this.#queue.push({ kind: "begin", tx: open.info }, null);
     }
-    if (route === null) return null;
-    const key = keyOf(event, route.keyColumns);
-    if (event.unchanged.length > 0 || route.toast.mode === "last_value") {
-      route.toast.apply(event, key === null ? null : JSON.stringify(key, bigintSafe));
-    }
-    return { kind: "change", event, topic: route.topic, key };
+    this.#queue.push(record, null);
+    if (open !== null) open.events++;
   }
 
-  #makeRoute(event: ChangeEvent): Route | null {
-    const { schema, table, relid } = event.source;
-    const resolved = matchTable(this.config, schema, table);
-    if (resolved === null) return null;
-    // The relation the event was decoded with: the assembler may already know a newer one.
-    const relation = event[EVENT_RELATION] ?? this.#source?.assembler.relations.get(relid);
-    const keyColumns = resolved.key ??
-      relation?.columns.filter((column) => column.isKey).map((column) => column.name) ?? [];
-    const policyKey = `${schema}.${table}`;
-    let toast = this.#toastPolicies.get(policyKey);
-    if (toast === undefined) {
-      toast = new ToastPolicy({
-        mode: resolved.toast,
-        placeholder: resolved.toastPlaceholder,
-        cacheSize: resolved.toastCacheSize,
-      });
-      this.#toastPolicies.set(policyKey, toast);
-    }
-    return { topic: resolved.topic, keyColumns, toast };
-  }
-
-  #wakeWriter(): void {
-    const waiter = this.#queueWaiter;
-    this.#queueWaiter = null;
-    waiter?.();
-  }
-
-  /** Takes everything queued (up to half the capacity), waiting for at least one entry. */
-  async #take(): Promise<QueueEntry[] | null> {
-    for (;;) {
-      const depth = this.#depth();
-      if (depth > 0) {
-        const count = Math.min(depth, Math.max(1, Math.floor(this.config.queue.capacity / 2)));
-        const entries = this.#queue.slice(this.#queueHead, this.#queueHead + count);
-        this.#queueHead += count;
-        if (this.#queueHead > 4096 && this.#queueHead * 2 > this.#queue.length) {
-          this.#queue = this.#queue.slice(this.#queueHead);
-          this.#openTxStart -= this.#queueHead;
-          this.#queueHead = 0;
-        }
-        const drain = this.#drainWaiter;
-        this.#drainWaiter = null;
-        drain?.();
-        return entries;
-      }
-      if (this.#readerDone) return null;
-      await new Promise<void>((resolve) => this.#queueWaiter = resolve);
-    }
-  }
-
-  async #writeLoop(stop: AbortController): Promise<void> {
+  async #writeLoop(stop: AbortController, giveUp: AbortController): Promise<void> {
     try {
       for (;;) {
-        const entries = await this.#take();
+        const entries = await this.#queue.take();
         if (entries === null) return;
-        const records: SinkRecord[] = [];
-        let confirm: Lsn | null = null;
-        let transactions = 0;
-        let events = 0;
-        let lastCommitTime: bigint | null = null;
-        for (const entry of entries) {
-          const record = entry.record;
-          if (record !== null) {
-            records.push(record);
-            if (record.kind === "change") events++;
-            if (record.kind === "commit") {
-              transactions++;
-              lastCommitTime = record.tx.commitTime;
-            }
-          }
-          if (entry.confirm !== null) confirm = entry.confirm;
-        }
-        if (records.length > 0) {
-          // A batch that confirms nothing need not be durable yet: the next one that does covers it.
-          const durable = confirm !== null;
-          await Promise.all(
-            this.sinks.map((sink) => this.#writeSink(sink, records, durable, stop.signal)),
-          );
-        }
-        this.#eventsWritten += events;
-        this.#transactionsWritten += transactions;
-        if (lastCommitTime !== null) this.#lastCommitTime = lastCommitTime;
-        if (confirm !== null) {
-          // Every sink holds everything up to here durably.
-          this.#confirmed = maxLsn(this.#confirmed, confirm);
-          this.#source?.confirm(this.#confirmed);
-          this.#lastConfirmAt = Date.now();
-        }
-        if (this.#metrics) this.#count(records, transactions);
+        await this.#write(entries, giveUp.signal);
       }
     } catch (error) {
       this.#lastError = error instanceof Error ? error.message : String(error);
+      giveUp.abort(); // another sink may still be retrying, even during a graceful stop
       stop.abort();
-      const drain = this.#drainWaiter;
-      this.#drainWaiter = null;
-      drain?.();
+      this.#queue.releaseReader();
       throw error;
     }
   }
 
-  #count(records: SinkRecord[], transactions: number): void {
-    const metrics = this.#metrics!;
-    for (const record of records) {
-      if (record.kind !== "change") continue;
-      const { schema, table, relid } = record.event.source;
-      const op = record.event.op;
-      let byOp = this.#eventCounters.get(relid);
-      if (byOp === undefined) {
-        byOp = {};
-        this.#eventCounters.set(relid, byOp);
+  /** Hands one batch to every sink, then confirms its last position. */
+  async #write(entries: QueueEntry[], giveUp: AbortSignal): Promise<void> {
+    const records: SinkRecord[] = [];
+    let confirm: Lsn | null = null;
+    let transactions = 0;
+    let events = 0;
+    let lastCommitTime: bigint | null = null;
+    for (const entry of entries) {
+      const record = entry.record;
+      if (record !== null) {
+        records.push(record);
+        if (record.kind === "change") events++;
+        if (record.kind === "commit") {
+          transactions++;
+          lastCommitTime = record.tx.commitTime;
+        }
       }
-      let counter = byOp[op];
-      if (counter === undefined) {
-        counter = (metrics.eventsTotal as Counter<"table" | "op">).labels({
-          table: `${schema}.${table}`,
-          op,
-        });
-        byOp[op] = counter;
-      }
-      counter.inc();
+      if (entry.confirm !== null) confirm = entry.confirm;
     }
-    if (transactions > 0) metrics.transactionsTotal.inc(transactions);
-    metrics.confirmedLsn.set(Number(this.#confirmed));
-    metrics.queueDepth.set(this.#depth());
+    if (records.length > 0) {
+      // A batch that confirms nothing need not be durable yet: the next one that does covers it.
+      const durable = confirm !== null;
+      await Promise.all(
+        this.sinks.map((sink) => this.#writeSink(sink, records, durable, giveUp)),
+      );
+    }
+    this.#eventsWritten += events;
+    this.#transactionsWritten += transactions;
+    if (lastCommitTime !== null) this.#lastCommitTimeMs = Number(lastCommitTime / 1000n);
+    if (confirm !== null) {
+      // Every sink holds everything up to here durably.
+      this.#confirmed = maxLsn(this.#confirmed, confirm);
+      this.#source?.confirm(this.#confirmed);
+      this.#lastConfirmAt = Date.now();
+    }
+    this.#monitor.written(records, transactions);
   }
 
+  /**
+   * Writes to one sink, retrying transient errors until `giveUp` aborts. Giving up
+   * ends a wait between attempts at once, with the error that caused it.
+   */
   async #writeSink(
     sink: Sink,
     records: SinkRecord[],
     durable: boolean,
-    signal: AbortSignal,
+    giveUp: AbortSignal,
   ): Promise<void> {
     const started = performance.now();
+    const waiting = new AbortController();
+    let lastError: unknown = undefined;
+    const onGiveUp = () => waiting.abort(lastError);
+    giveUp.addEventListener("abort", onGiveUp, { once: true });
     try {
-      await this.#writeSinkWithRetry(sink, records, durable, signal);
+      await retry(() => sink.write(records, { durable }), {
+        maxAttempts: 8,
+        initialDelayMs: 200,
+        maxDelayMs: 10_000,
+        signal: waiting.signal,
+        shouldRetry: (error) => isRetriable(error) && !giveUp.aborted,
+        onRetry: (error, attempt, delayMs) => {
+          lastError = error;
+          this.#metrics?.sinkErrorsTotal.inc({ sink: sink.name });
+          this.#log("warn", "Sink write failed; retrying", {
+            sink: sink.name,
+            attempt,
+            delayMs,
+            error: error instanceof Error ? error.message : String(error),
+          });
+        },
+      });
     } catch (error) {
       this.#metrics?.sinkErrorsTotal.inc({ sink: sink.name });
       throw error;
+    } finally {
+      giveUp.removeEventListener("abort", onGiveUp);
     }
     this.#metrics?.sinkWriteSeconds.observe(
       { sink: sink.name },
       (performance.now() - started) / 1000,
     );
   }
-
-  async #writeSinkWithRetry(
-    sink: Sink,
-    records: SinkRecord[],
-    durable: boolean,
-    signal: AbortSignal,
-  ): Promise<void> {
-    await retry(() => sink.write(records, { durable }), {
-      maxAttempts: 8,
-      initialDelayMs: 200,
-      maxDelayMs: 10_000,
-      shouldRetry: (error) => isRetriable(error) && !signal.aborted,
-      onRetry: (error, attempt, delayMs) => {
-        this.#metrics?.sinkErrorsTotal.inc({ sink: sink.name });
-        this.#log("warn", "Sink write failed; retrying", {
-          sink: sink.name,
-          attempt,
-          delayMs,
-          error: error instanceof Error ? error.message : String(error),
-        });
-      },
-    });
-  }
-
-  /**
-   * Writes a transactional logical message every heartbeat period. It makes a
-   * (tiny) transaction in this database, so the slot's position moves even when
-   * the published tables are idle while other databases fill the WAL. A
-   * non-transactional message would not: the server only advances a slot past
-   * transactions it decodes.
-   */
-  async #heartbeat(signal: AbortSignal): Promise<void> {
-    while (!signal.aborted) {
-      await sleep(this.config.source.heartbeatMs, signal);
-      if (signal.aborted) break;
-      try {
-        await this.#side.query(
-          `SELECT pg_logical_emit_message(true, ${quoteLiteral(HEARTBEAT_PREFIX)}, ${
-            quoteLiteral(new Date().toISOString())
-          })`,
-        );
-      } catch (error) {
-        this.#log("warn", "Heartbeat failed", {
-          error: error instanceof Error ? error.message : String(error),
-        });
-      }
-    }
-  }
-
-  /**
-   * Reads the slot's state (wal_status, safe_wal_size) and the server's decoding
-   * counters into metrics, and warns when the slot is at risk of invalidation.
-   */
-  async #monitor(signal: AbortSignal): Promise<void> {
-    let warned: string | null = null;
-    let lastEvents = this.#eventsWritten;
-    let lastAt = performance.now();
-    while (!signal.aborted) {
-      const events = this.#eventsWritten;
-      if (events !== lastEvents) {
-        const seconds = (performance.now() - lastAt) / 1000;
-        this.#log("info", "Progress", {
-          events,
-          transactions: this.#transactionsWritten,
-          eventsPerSecond: Math.round((events - lastEvents) / Math.max(seconds, 0.001)),
-          confirmed: formatLsn(this.#confirmed),
-          queueDepth: this.#depth(),
-        });
-      }
-      lastEvents = events;
-      lastAt = performance.now();
-      try {
-        await this.#readSlot();
-        const state = this.#slotState;
-        const risk = state === null ? null : slotRisk(state);
-        if (risk !== null && risk !== warned) {
-          this.#log("warn", risk, { slot: this.config.source.slot });
-        }
-        warned = risk;
-      } catch (error) {
-        this.#log("warn", "Reading the slot's state failed", {
-          error: error instanceof Error ? error.message : String(error),
-        });
-      }
-      this.#updateGauges();
-      await sleep(this.#monitorIntervalMs, signal);
-    }
-  }
-
-  async #readSlot(): Promise<void> {
-    const slot = quoteLiteral(this.config.source.slot);
-    const [row] = await this.#side.queryObjects(
-      `SELECT wal_status, safe_wal_size, confirmed_flush_lsn::text AS confirmed_flush_lsn,
-              pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), confirmed_flush_lsn) AS lag
-         FROM pg_catalog.pg_replication_slots WHERE slot_name = ${slot}`,
-    );
-    this.#slotState = {
-      walStatus: row?.wal_status ?? null,
-      safeWalSize: row?.safe_wal_size == null ? null : Number(row.safe_wal_size),
-      confirmedFlushLsn: row?.confirmed_flush_lsn ?? null,
-      readAt: new Date().toISOString(),
-    };
-    const metrics = this.#metrics;
-    if (!metrics) return;
-    const status = row?.wal_status;
-    metrics.setSlotWalStatus(
-      status === "reserved" || status === "extended" || status === "unreserved" || status === "lost"
-        ? status
-        : null,
-    );
-    metrics.slotSafeWalSizeBytes.set(this.#slotState.safeWalSize ?? Number.NaN);
-    if (row?.lag != null) metrics.replicationLagBytes.set(Number(row.lag));
-    const [stats] = await this.#side.queryObjects(
-      `SELECT spill_txns, spill_bytes, stream_txns, stream_bytes
-         FROM pg_catalog.pg_stat_replication_slots WHERE slot_name = ${slot}`,
-    );
-    if (stats) {
-      metrics.slotSpillTxns.set(Number(stats.spill_txns ?? 0));
-      metrics.slotSpillBytes.set(Number(stats.spill_bytes ?? 0));
-      metrics.slotStreamTxns.set(Number(stats.stream_txns ?? 0));
-      metrics.slotStreamBytes.set(Number(stats.stream_bytes ?? 0));
-    }
-  }
-
-  #updateGauges(): void {
-    const metrics = this.#metrics;
-    if (!metrics) return;
-    metrics.queueDepth.set(this.#depth());
-    metrics.sourcePaused.set(this.#paused ? 1 : 0);
-    metrics.confirmedLsn.set(Number(this.#confirmed));
-    const source = this.#source;
-    if (source) {
-      const received = source.bytesReceived;
-      const counted = metrics.bytesReceivedTotal.get();
-      if (received > counted) metrics.bytesReceivedTotal.inc(received - counted);
-      const reconnects = metrics.reconnectsTotal.get();
-      if (source.reconnects > reconnects) {
-        metrics.reconnectsTotal.inc(source.reconnects - reconnects);
-      }
-    }
-    if (this.#lastCommitTime !== null) {
-      const ageMs = Date.now() - Number(this.#lastCommitTime / 1000n);
-      metrics.replicationLagSeconds.set(this.#depth() === 0 ? 0 : Math.max(0, ageMs / 1000));
-    }
-  }
-
-  #registerHealth(health: HealthRegistry): void {
-    health.register("source", () => {
-      const source = this.#source;
-      if (this.#lastError !== null) return { status: "failing", detail: this.#lastError };
-      if (source === null || source.stream === null) {
-        return { status: this.#running ? "degraded" : "failing", detail: "not streaming" };
-      }
-      return {
-        status: "ok",
-        data: {
-          slot: this.config.source.slot,
-          confirmedLsn: formatLsn(this.#confirmed),
-          serverWalEnd: formatLsn(source.stream.serverWalEnd),
-          lagBytes: Number(source.stream.serverWalEnd - this.#confirmed),
-          reconnects: source.reconnects,
-          lastConfirmAgoMs: Date.now() - this.#lastConfirmAt,
-        },
-      };
-    });
-    health.register("queue", () => {
-      const depth = this.#depth();
-      return {
-        status: this.#paused ? "degraded" : "ok",
-        detail: this.#paused ? "reading paused: the sinks are behind" : undefined,
-        data: { depth, capacity: this.config.queue.capacity },
-      };
-    });
-    health.register("slot", () => {
-      const state = this.#slotState;
-      if (state === null) return { status: "ok", detail: "not read yet" };
-      const risk = slotRisk(state);
-      return {
-        status: state.walStatus === "lost" ? "failing" : risk === null ? "ok" : "degraded",
-        ...(risk === null ? {} : { detail: risk }),
-        data: { ...state },
-      };
-    });
-    for (const sink of this.sinks) {
-      health.register(`sink:${sink.name}`, () => {
-        const status = sink.status();
-        return {
-          status: status.state,
-          ...(status.lastError ? { detail: status.lastError } : {}),
-          data: { written: status.written },
-        };
-      });
-    }
-  }
-}
-
-/** A warning when the slot may lose WAL it needs, or `null`. */
-function slotRisk(state: SlotState): string | null {
-  if (state.walStatus === "lost") {
-    return "The replication slot was invalidated (wal_status lost): changes were lost; drop the slot, create it again and re-snapshot";
-  }
-  if (state.walStatus === "unreserved") {
-    return "The replication slot is about to be invalidated (wal_status unreserved): the WAL it needs is past max_slot_wal_keep_size; the pipeline must catch up now";
-  }
-  if (state.safeWalSize !== null && state.safeWalSize < SAFE_WAL_SIZE_WARNING) {
-    return `The replication slot is within ${
-      Math.round(state.safeWalSize / 1048576)
-    } MB of max_slot_wal_keep_size (safe_wal_size); it will be invalidated if it falls further behind`;
-  }
-  return null;
-}
-
-/**
- * A normal SQL connection for heartbeats and monitoring, opened on first use,
- * reopened after a failure, and used by one caller at a time.
- */
-class SideConnection {
-  #connect: () => ConnectOptions;
-  #connection: PgConnection | null = null;
-  #tail: Promise<unknown> = Promise.resolve();
-
-  constructor(connect: () => ConnectOptions) {
-    this.#connect = connect;
-  }
-
-  query(sql: string): Promise<unknown> {
-    return this.#serial((connection) => connection.query(sql));
-  }
-
-  queryObjects(sql: string): Promise<Record<string, string | null>[]> {
-    return this.#serial((connection) => connection.queryObjects(sql));
-  }
-
-  #serial<T>(work: (connection: PgConnection) => Promise<T>): Promise<T> {
-    const run = this.#tail.then(async () => {
-      try {
-        this.#connection ??= await PgConnection.connect(this.#connect());
-        return await work(this.#connection);
-      } catch (error) {
-        this.#connection?.destroy();
-        this.#connection = null;
-        throw error;
-      }
-    });
-    this.#tail = run.catch(() => {});
-    return run;
-  }
-
-  async close(): Promise<void> {
-    await this.#tail;
-    await this.#connection?.close();
-    this.#connection = null;
-  }
-}
-
-/** Builds a sink from its configuration. */
-export function createSink(
-  config: PipelineConfig["sinks"][number],
-  renderer: JsonRenderer = new JsonRenderer(),
-): Sink {
-  switch (config.type) {
-    case "stdout":
-      return new StdoutSink({ format: config.format, renderer });
-    case "file":
-      return new FileSink({
-        path: config.path,
-        rotateBytes: config.rotateBytes,
-        fsync: config.fsync,
-        renderer,
-      });
-    case "kafka":
-      throw new ConfigError(
-        "Cannot create the kafka sink: it is not available in this version; use the stdout or file sink",
-      );
-  }
-}
-
-/**
- * The FOR clause of a publication created for this pipeline: `FOR ALL TABLES`
- * when an entry matches every schema and table, otherwise the tables the entries
- * match now.
- */
-export async function publicationTarget(
-  config: PipelineConfig,
-  connection: PgConnection,
-): Promise<string> {
-  if (publishesAllTables(config)) return "FOR ALL TABLES";
-  const rows = await connection.queryObjects(
-    `SELECT schemaname, tablename FROM pg_catalog.pg_tables
-      WHERE schemaname NOT IN ('pg_catalog', 'information_schema')
-      ORDER BY 1, 2`,
-  );
-  const tables = rows
-    .filter((row) => matchTable(config, row.schemaname ?? "", row.tablename ?? "") !== null)
-    .map((row) => `${quoteIdent(row.schemaname ?? "")}.${quoteIdent(row.tablename ?? "")}`);
-  if (tables.length === 0) {
-    throw new Error(
-      `Cannot create publication "${config.source.publication}": no existing table matches the pipeline's tables (${
-        config.tables.map((entry) => entry.pattern).join(", ")
-      }); create the tables first or fix the names`,
-    );
-  }
-  return `FOR TABLE ${tables.join(", ")}`;
-}
-
-function keyOf(event: ChangeEvent, columns: string[]): Row | null {
-  if (columns.length === 0) return null;
-  const row = event.after ?? event.before;
-  if (row === null) return null;
-  const key: Row = {};
-  for (const column of columns) {
-    setField<unknown>(key, column, row[column] ?? event.before?.[column] ?? null);
-  }
-  return key;
-}
-
-function bigintSafe(_key: string, value: unknown): unknown {
-  return typeof value === "bigint" ? value.toString() : value;
 }

@@ -8,11 +8,10 @@
  */
 
 import { setField } from "../decoder/types/values.ts";
-import type { ToastMode } from "../config/mod.ts";
+import { DEBEZIUM_UNAVAILABLE_VALUE, type ToastMode } from "../config/mod.ts";
 import type { ChangeEvent, Row } from "../events.ts";
 
-/** Debezium's placeholder for values it did not receive. */
-export const DEBEZIUM_UNAVAILABLE_VALUE = "__debezium_unavailable_value";
+export { DEBEZIUM_UNAVAILABLE_VALUE };
 
 /** Options of {@linkcode ToastPolicy}. */
 export interface ToastPolicyOptions {

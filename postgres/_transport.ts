@@ -2,9 +2,7 @@ import { Buffer } from "node:buffer";
 import * as net from "node:net";
 import * as tls from "node:tls";
 import { ConnectionError } from "../errors.ts";
-
-/** Where a TLS connection's certificate checks stand. */
-export type SslMode = "disable" | "prefer" | "require" | "verify-ca" | "verify-full";
+import type { SslMode } from "./connection_string.ts";
 
 /**
  * A byte stream over TCP or TLS with pull-based reads. When more than

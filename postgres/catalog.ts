@@ -1,6 +1,8 @@
 /**
- * The administrative SQL Spillway sends, written once for PostgreSQL 14 to 18: replication
- * slots with their lag and WAL status, and server settings.
+ * The administrative SQL Spillway sends, written once for PostgreSQL 14 to 18, as typed
+ * rows: replication slots with their lag and WAL status, the server, the role and its
+ * settings, the tables of a database with their replica identity, and a publication.
+ * `spillway check`, `spillway slots`, the monitor and the source share them.
  *
  * Columns that only newer servers have (`conflicting` 16+, `failover`, `synced`,
  * `invalidation_reason` 17+) are `null` before that.
@@ -107,6 +109,284 @@ export async function querySlots(
     invalidationReason: row.invalidation_reason ?? null,
     conflicting: booleanOrNull(row.conflicting),
   }));
+}
+
+/** A slot's logical decoding statistics, from `pg_stat_replication_slots`. */
+export interface SlotStats {
+  /** Transactions the walsender spilled to disk (over `logical_decoding_work_mem`). */
+  spillTxns: number;
+  spillBytes: number;
+  /** In-progress transactions streamed to the client. */
+  streamTxns: number;
+  streamBytes: number;
+}
+
+/** Reads one slot's decoding statistics; `null` when the server has none for it (yet). */
+export async function querySlotStats(
+  connection: PgConnection,
+  slot: string,
+): Promise<SlotStats | null> {
+  const [row] = await connection.queryObjects(
+    `SELECT spill_txns, spill_bytes, stream_txns, stream_bytes
+       FROM pg_catalog.pg_stat_replication_slots WHERE slot_name = ${quoteLiteral(slot)}`,
+  );
+  if (row === undefined) return null;
+  return {
+    spillTxns: Number(row.spill_txns ?? 0),
+    spillBytes: Number(row.spill_bytes ?? 0),
+    streamTxns: Number(row.stream_txns ?? 0),
+    streamBytes: Number(row.stream_bytes ?? 0),
+  };
+}
+
+// ---------------------------------------------------------------------------------------
+// Server and settings
+
+/** One row of `pg_settings`: the value as text, in the setting's own unit. */
+export interface Setting {
+  value: string;
+  /** `ms`, `s`, `min`, `kB`, `MB`, `8kB`…; `null` for a setting without a unit. */
+  unit: string | null;
+  /** A new value is set but applies only after a restart. */
+  pendingRestart: boolean;
+}
+
+/** The settings {@linkcode readServer} reads: replication, WAL retention, timeouts, failover. */
+export const SETTINGS: readonly string[] = [
+  "wal_level",
+  "max_replication_slots",
+  "max_wal_senders",
+  "max_slot_wal_keep_size",
+  "wal_sender_timeout",
+  "sync_replication_slots",
+  "synchronized_standby_slots",
+  "standby_slot_names",
+  "hot_standby_feedback",
+];
+
+/**
+ * Reads settings from `pg_settings` by name. A name the server does not know (a setting
+ * of a newer version) is absent from the map.
+ */
+export async function readSettings(
+  connection: PgConnection,
+  names: readonly string[] = SETTINGS,
+): Promise<Map<string, Setting>> {
+  const settings = new Map<string, Setting>();
+  if (names.length === 0) return settings;
+  const rows = await connection.queryObjects(
+    `SELECT name, setting, unit, pending_restart FROM pg_catalog.pg_settings
+      WHERE name IN (${names.map(quoteLiteral).join(", ")})`,
+  );
+  for (const row of rows) {
+    settings.set(row.name ?? "", {
+      value: row.setting ?? "",
+      unit: row.unit ?? null,
+      pendingRestart: row.pending_restart === "t",
+    });
+  }
+  return settings;
+}
+
+/**
+ * A time setting in milliseconds: its value times its unit (`ms`, `s`, `min`; none is
+ * taken as `ms`). `-1` or `0`, which mean "off" for many settings, stay negative or zero.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { settingMs } from "./catalog.ts";
+ * assert.equal(settingMs({ value: "60000", unit: "ms", pendingRestart: false }), 60_000);
+ * assert.equal(settingMs({ value: "5", unit: "min", pendingRestart: false }), 300_000);
+ * ```
+ */
+export function settingMs(setting: Setting): number {
+  const factors: Record<string, number> = { ms: 1, s: 1000, min: 60_000, h: 3_600_000 };
+  return Number(setting.value) * (factors[setting.unit ?? "ms"] ?? 1);
+}
+
+/**
+ * The longest standby status interval a replication client can use under a server's
+ * `wal_sender_timeout`: a third of the timeout, kept between 100 ms and 10 s; 10 s when
+ * the timeout is off (0). The replication source never sends status updates further
+ * apart than this, whatever `source.status_interval` says.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { maxStatusIntervalMs } from "./catalog.ts";
+ * assert.equal(maxStatusIntervalMs(60_000), 10_000);
+ * assert.equal(maxStatusIntervalMs(6_000), 2_000);
+ * assert.equal(maxStatusIntervalMs(0), 10_000);
+ * ```
+ */
+export function maxStatusIntervalMs(walSenderTimeoutMs: number): number {
+  if (walSenderTimeoutMs <= 0) return 10_000;
+  return Math.max(100, Math.min(10_000, Math.floor(walSenderTimeoutMs / 3)));
+}
+
+/** What {@linkcode readServer} learns about the server and the connected role. */
+export interface Server {
+  user: string;
+  database: string;
+  /** `server_version` up to the first space, e.g. `17.2`. */
+  version: string;
+  major: number;
+  superuser: boolean;
+  replication: boolean;
+  inRecovery: boolean;
+  /** The role may create schemas and publications in the database. */
+  canCreateInDatabase: boolean;
+  /** The {@linkcode SETTINGS}. */
+  settings: Map<string, Setting>;
+  /** Every slot of the server, of every database and type. */
+  slots: SlotRow[];
+  /** Rows of `pg_stat_replication`: WAL senders in use. */
+  walSenders: number;
+}
+
+/** Reads the server, the current role and its rights, the settings and the slots. */
+export async function readServer(connection: PgConnection): Promise<Server> {
+  const [who] = await connection.queryObjects(
+    `SELECT current_user AS user_name, pg_catalog.current_database() AS database,
+            pg_catalog.current_setting('server_version') AS version,
+            pg_catalog.current_setting('server_version_num') AS version_num,
+            r.rolsuper, r.rolreplication, pg_catalog.pg_is_in_recovery() AS in_recovery,
+            pg_catalog.has_database_privilege(pg_catalog.current_database(), 'CREATE') AS can_create
+       FROM pg_catalog.pg_roles r WHERE r.rolname = current_user`,
+  );
+  if (who === undefined) throw new Error("Cannot read the current role from pg_roles");
+  const settings = await readSettings(connection);
+  const [senders] = await connection.queryObjects(
+    "SELECT count(*) AS n FROM pg_catalog.pg_stat_replication",
+  );
+  return {
+    user: who.user_name ?? "",
+    database: who.database ?? "",
+    version: (who.version ?? "").split(" ")[0] ?? "",
+    major: Math.floor(Number(who.version_num) / 10_000),
+    superuser: who.rolsuper === "t",
+    replication: who.rolreplication === "t",
+    inRecovery: who.in_recovery === "t",
+    canCreateInDatabase: who.can_create === "t",
+    settings,
+    slots: await querySlots(connection),
+    walSenders: Number(senders?.n ?? 0),
+  };
+}
+
+// ---------------------------------------------------------------------------------------
+// Tables and publications
+
+/** A table or partitioned table of the database, with its columns and identity. */
+export interface DbTable {
+  schema: string;
+  table: string;
+  /** `schema.table` quoted where needed, for SQL in fixes. */
+  qualified: string;
+  /** `r` table, `p` partitioned table. */
+  kind: string;
+  /** `d` default, `n` nothing, `f` full, `i` index. */
+  identity: string;
+  /** The current role owns the table (directly or through a role it has). */
+  owned: boolean;
+  columns: string[];
+  primaryKey: string[] | null;
+  /** The columns of the REPLICA IDENTITY USING INDEX index. */
+  identityIndex: string[] | null;
+}
+
+/** Reads every table and partitioned table outside the system schemas, by name. */
+export async function readTables(connection: PgConnection): Promise<DbTable[]> {
+  const indexColumns = (condition: string) =>
+    `(SELECT pg_catalog.json_agg(a.attname ORDER BY k.ord)
+        FROM pg_catalog.pg_index i
+        CROSS JOIN LATERAL pg_catalog.unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
+        JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+       WHERE i.indrelid = c.oid AND ${condition})`;
+  const rows = await connection.queryObjects(
+    `SELECT n.nspname AS schema_name, c.relname AS table_name,
+            pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname) AS qualified,
+            c.relkind AS kind, c.relreplident AS identity,
+            pg_catalog.pg_has_role(c.relowner, 'USAGE') AS owned,
+            (SELECT pg_catalog.json_agg(a.attname ORDER BY a.attnum) FROM pg_catalog.pg_attribute a
+              WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) AS columns,
+            ${indexColumns("i.indisprimary")} AS primary_key,
+            ${indexColumns("i.indisreplident")} AS identity_index
+       FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+      WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+        AND n.nspname !~ '^pg_(toast|temp_)'
+      ORDER BY 1, 2`,
+  );
+  return rows.map((row) => ({
+    schema: row.schema_name ?? "",
+    table: row.table_name ?? "",
+    qualified: row.qualified ?? "",
+    kind: row.kind ?? "r",
+    identity: row.identity ?? "d",
+    owned: row.owned === "t",
+    columns: jsonNames(row.columns) ?? [],
+    primaryKey: jsonNames(row.primary_key),
+    identityIndex: jsonNames(row.identity_index),
+  }));
+}
+
+/** A publication as {@linkcode readPublication} reads it. */
+export interface Publication {
+  allTables: boolean;
+  /** Of `insert`, `update`, `delete`, `truncate`: those it publishes. */
+  operations: string[];
+  /** {@linkcode tableKey} of each table (partitions, not their partitioned table). */
+  tables: Set<string>;
+  /** Each table as `schema.table`, quoted where needed. */
+  names: string[];
+}
+
+/** Reads a publication and its tables; `null` when it does not exist. */
+export async function readPublication(
+  connection: PgConnection,
+  name: string,
+): Promise<Publication | null> {
+  const [row] = await connection.queryObjects(
+    `SELECT puballtables, pubinsert, pubupdate, pubdelete, pubtruncate
+       FROM pg_catalog.pg_publication WHERE pubname = ${quoteLiteral(name)}`,
+  );
+  if (row === undefined) return null;
+  const tables = await connection.queryObjects(
+    `SELECT schemaname, tablename,
+            pg_catalog.quote_ident(schemaname) || '.' || pg_catalog.quote_ident(tablename) AS qualified
+       FROM pg_catalog.pg_publication_tables WHERE pubname = ${quoteLiteral(name)} ORDER BY 1, 2`,
+  );
+  const operations = ["insert", "update", "delete", "truncate"].filter((op) =>
+    row[`pub${op}`] === "t"
+  );
+  return {
+    allTables: row.puballtables === "t",
+    operations,
+    tables: new Set(tables.map((t) => tableKey(t.schemaname ?? "", t.tablename ?? ""))),
+    names: tables.map((t) => t.qualified ?? ""),
+  };
+}
+
+/**
+ * One key for a table's schema and name, unquoted, for sets and maps of tables.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { tableKey } from "./catalog.ts";
+ * assert.notEqual(tableKey("a.b", "c"), tableKey("a", "b.c"));
+ * ```
+ */
+export function tableKey(schema: string, table: string): string {
+  return `${schema}\u0000${table}`;
+}
+
+/** A `json_agg` of names as a list; `null` for SQL NULL (no such index). */
+function jsonNames(text: string | null | undefined): string[] | null {
+  if (text === null || text === undefined) return null;
+  const value: unknown = JSON.parse(text);
+  return Array.isArray(value) ? value.map(String) : null;
 }
 
 /** Parses a PostgreSQL duration setting as SHOW prints it: `60s`, `500ms`, `2min`, `0`. */

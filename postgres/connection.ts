@@ -21,7 +21,7 @@ import {
   parseRowDescription,
 } from "../decoder/backend.ts";
 import { BackendCode } from "../decoder/codes.ts";
-import { ConfigError, ConnectionError, PostgresError, type PostgresNotice } from "../errors.ts";
+import { ConfigError, ConnectionError, PostgresError } from "../errors.ts";
 import {
   encodeCopyDone,
   encodePassword,
@@ -33,95 +33,10 @@ import {
   encodeTerminate,
 } from "../decoder/frontend.ts";
 import { formatLsn, type Lsn, LSN_ZERO, parseLsn } from "../decoder/lsn.ts";
-import { type SslMode, Transport } from "./_transport.ts";
-import { ReplicationStream, type ReplicationStreamOptions } from "./stream.ts";
-
-export type { SslMode } from "./_transport.ts";
-
-/** How to reach and log in to a server. */
-export interface ConnectOptions {
-  host: string;
-  port: number;
-  user: string;
-  password?: string;
-  database: string;
-  /** `"database"` opens a logical walsender connection; omit for a normal session. */
-  replication?: "database";
-  sslmode?: SslMode;
-  /** PEM text of the CA certificate(s) that verify the server. */
-  sslrootcert?: string;
-  applicationName?: string;
-  /** Extra startup parameters (GUCs such as `DateStyle`). */
-  parameters?: Record<string, string>;
-  connectTimeoutMs?: number;
-  /** Receives NoticeResponse messages (warnings) from the server. */
-  onNotice?: (notice: PostgresNotice) => void;
-}
-
-/** Settings every Spillway session pins so that text output never depends on server defaults. */
-export const SESSION_PARAMETERS: Readonly<Record<string, string>> = {
-  client_encoding: "UTF8",
-  DateStyle: "ISO, MDY",
-  IntervalStyle: "postgres",
-  TimeZone: "UTC",
-  extra_float_digits: "3",
-  bytea_output: "hex",
-  lc_monetary: "C",
-};
-
-/**
- * Parses `postgres://user:password@host:port/database?sslmode=…&sslrootcert=…`.
- * `sslrootcert` names a file; it is read here.
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { parseConnectionUrl } from "./connection.ts";
- * const options = parseConnectionUrl("postgres://app:s3cret@db.local:6543/shop");
- * assert(options.port === 6543 && options.database === "shop");
- * ```
- */
-export function parseConnectionUrl(url: string): ConnectOptions {
-  let parsed: URL;
-  try {
-    parsed = new URL(url);
-  } catch {
-    throw new ConfigError(
-      `Cannot parse connection URL "${
-        redact(url)
-      }": expected postgres://user:password@host:port/database`,
-    );
-  }
-  if (parsed.protocol !== "postgres:" && parsed.protocol !== "postgresql:") {
-    throw new ConfigError(
-      `Cannot use connection URL "${redact(url)}": the scheme must be postgres:// or postgresql://`,
-    );
-  }
-  const params = parsed.searchParams;
-  const sslmode = params.get("sslmode") ?? "prefer";
-  if (!["disable", "prefer", "require", "verify-ca", "verify-full"].includes(sslmode)) {
-    throw new ConfigError(
-      `Cannot use sslmode "${sslmode}": expected disable, prefer, require, verify-ca or verify-full`,
-    );
-  }
-  const user = decodeURIComponent(parsed.username) || "postgres";
-  const rootCertPath = params.get("sslrootcert");
-  return {
-    host: parsed.hostname.replace(/^\[(.*)\]$/, "$1") || "localhost",
-    port: parsed.port ? Number(parsed.port) : 5432,
-    user,
-    password: parsed.password ? decodeURIComponent(parsed.password) : undefined,
-    database: decodeURIComponent(parsed.pathname.replace(/^\//, "")) || user,
-    sslmode: sslmode as SslMode,
-    sslrootcert: rootCertPath ? Deno.readTextFileSync(rootCertPath) : undefined,
-    applicationName: params.get("application_name") ?? undefined,
-  };
-}
-
-/** Hides the password in a URL for messages. */
-export function redact(url: string): string {
-  return url.replace(/(\/\/[^:/@]*:)[^@]*@/, "$1***@");
-}
+import { Transport } from "./_transport.ts";
+import { type ConnectOptions, SESSION_PARAMETERS } from "./connection_string.ts";
+import { explain } from "./explain.ts";
+import { type CopyBothHost, ReplicationStream, type ReplicationStreamOptions } from "./stream.ts";
 
 /** The rows of one statement of a simple query; values are text or null. */
 export interface QueryResult {
@@ -183,14 +98,15 @@ const SLOT_NAME = /^[a-z0-9_]{1,63}$/;
  *
  * @example
  * ```ts ignore
- * import { PgConnection, parseConnectionUrl } from "./connection.ts";
+ * import { PgConnection } from "./connection.ts";
+ * import { parseConnectionUrl } from "./connection_string.ts";
  * const conn = await PgConnection.connect(parseConnectionUrl("postgres://postgres@localhost/app"));
  * const [result] = await conn.query("SELECT 1 AS one");
  * console.log(result?.rows); // [["1"]]
  * await conn.close();
  * ```
  */
-export class PgConnection {
+export class PgConnection implements CopyBothHost {
   readonly options: ConnectOptions;
   readonly parameters = new Map<string, string>();
   backendPid = 0;
@@ -639,84 +555,6 @@ function checkSlotName(name: string): void {
       `Cannot use replication slot name "${name}": use 1 to 63 lower-case letters, digits or underscores`,
     );
   }
-}
-
-/**
- * Turns a server error into a {@linkcode PostgresError} whose message names the
- * fix for the failures users meet most.
- */
-export function explain(
-  notice: PostgresNotice,
-  sql: string | undefined,
-  options: Pick<ConnectOptions, "user" | "database" | "host">,
-): PostgresError {
-  const message = notice.message;
-  let fix: string | undefined;
-  switch (notice.code) {
-    case "55000":
-      if (message.includes("wal_level")) {
-        fix =
-          "set wal_level = logical in postgresql.conf (ALTER SYSTEM SET wal_level = logical) and restart the server";
-      } else if (
-        message.includes("can no longer get changes") ||
-        message.includes("cannot read from logical replication slot")
-      ) {
-        fix =
-          "the slot was invalidated (WAL it needed was removed); drop it, create it again and re-snapshot the tables; raise max_slot_wal_keep_size to avoid a repeat";
-      } else if (message.includes("was not created in this database")) {
-        fix =
-          `connect to the database the slot belongs to, or create a new slot in "${options.database}"`;
-      }
-      break;
-    case "42704":
-      if (message.includes("publication")) {
-        fix =
-          "create the publication before the slot (CREATE PUBLICATION name FOR ALL TABLES or FOR TABLE …); if the slot was created first, drop and recreate the slot after the publication";
-      } else if (message.includes("replication slot")) {
-        fix =
-          "create the slot first (spillway tail --create, or pg_create_logical_replication_slot(name, 'pgoutput'))";
-      }
-      break;
-    case "55006":
-      fix =
-        "another process is reading this slot; stop it, or wait: a reader that vanished is released after wal_sender_timeout";
-      break;
-    case "42501":
-      if (/WAL sender|walsender|replication role/i.test(message)) {
-        fix = `grant replication to the role: ALTER ROLE "${options.user}" WITH REPLICATION`;
-      } else if (/FOR ALL TABLES/i.test(sql ?? "")) {
-        fix =
-          "creating a publication FOR ALL TABLES needs a superuser; have one create it, or list the tables (CREATE PUBLICATION … FOR TABLE …) as their owner";
-      }
-      break;
-    case "28P01":
-      fix = `check the password for "${options.user}"`;
-      break;
-    case "28000":
-      fix =
-        `add a pg_hba.conf line for user "${options.user}", database "${options.database}" from this host, and reload the server`;
-      break;
-    case "53400":
-      fix = "raise max_replication_slots or drop unused slots (spillway slots list / drop)";
-      break;
-    case "53300":
-      fix = "raise max_wal_senders, or stop other replication clients";
-      break;
-    case "3D000":
-      fix = `create database "${options.database}" or fix the database name in the URL`;
-      break;
-    case "0A000":
-      if (message.includes("proto_version")) {
-        fix = message.includes("or higher")
-          ? "use a higher proto_version for this server"
-          : "use a lower proto_version for this server";
-      }
-      break;
-  }
-  const context = sql === undefined
-    ? undefined
-    : `"${sql.length > 120 ? `${sql.slice(0, 117)}...` : sql}" failed`;
-  return new PostgresError(notice, context, fix);
 }
 
 function assertNever(value: never): never {

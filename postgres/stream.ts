@@ -10,8 +10,12 @@
  * @module
  */
 
-import type { FrameParser } from "../decoder/backend.ts";
-import { backendMessageName, parseNotice } from "../decoder/backend.ts";
+import {
+  backendMessageName,
+  type Frame,
+  type FrameParser,
+  parseNotice,
+} from "../decoder/backend.ts";
 import { BackendCode } from "../decoder/codes.ts";
 import { ConnectionError } from "../errors.ts";
 import { type Lsn, LSN_ZERO, maxLsn, unixMicrosToPgMicros } from "../decoder/lsn.ts";
@@ -21,9 +25,32 @@ import {
   type PrimaryKeepalive,
   type XLogData,
 } from "../decoder/replication.ts";
-import type { PgConnection } from "./connection.ts";
-import { explain } from "./connection.ts";
 import type { Transport } from "./_transport.ts";
+import type { ConnectOptions } from "./connection_string.ts";
+import { explain } from "./explain.ts";
+
+/**
+ * What a {@linkcode ReplicationStream} needs from its connection (a `PgConnection`, which
+ * passes itself once the server answers START_REPLICATION with CopyBothResponse).
+ */
+export interface CopyBothHost {
+  /** Who is connected where: named in server errors; receives server notices. */
+  readonly options: Pick<ConnectOptions, "user" | "database" | "host" | "onNotice">;
+  /** True once the connection is closed. */
+  readonly closed: boolean;
+  /** The socket and the frame parser holding any bytes already read past CopyBothResponse. */
+  readonly wire: { transport: Transport; parser: FrameParser };
+  /** Frames already parsed but not yet handled. */
+  takeBufferedFrames(): Frame[];
+  /** Sends raw bytes. */
+  send(bytes: Uint8Array): Promise<void>;
+  /** Sends CopyDone. */
+  sendCopyDone(): Promise<void>;
+  /** Marks the connection closed after the stream saw the socket end. */
+  markClosed(): void;
+  /** Closes the socket without a goodbye. */
+  destroy(): void;
+}
 
 /** Options of a {@linkcode ReplicationStream}. */
 export interface ReplicationStreamOptions {
@@ -50,7 +77,7 @@ export interface ReplicationStreamOptions {
  * {@linkcode confirm} with a Commit's `endLsn` once the transaction is durable.
  */
 export class ReplicationStream implements AsyncIterable<XLogData[]> {
-  readonly #connection: PgConnection;
+  readonly #connection: CopyBothHost;
   readonly #transport: Transport;
   readonly #parser: FrameParser;
   readonly #release: () => void;
@@ -74,8 +101,8 @@ export class ReplicationStream implements AsyncIterable<XLogData[]> {
   #keepalivesReceived = 0;
   #bytesReceived = 0;
 
-  /** @internal Made by {@linkcode PgConnection.startReplication}. */
-  constructor(connection: PgConnection, options: ReplicationStreamOptions, release: () => void) {
+  /** @internal Made by `PgConnection.startReplication`. */
+  constructor(connection: CopyBothHost, options: ReplicationStreamOptions, release: () => void) {
     this.#connection = connection;
     const wire = connection.wire;
     this.#transport = wire.transport;
@@ -158,7 +185,7 @@ export class ReplicationStream implements AsyncIterable<XLogData[]> {
     }));
   }
 
-  async #run(initial: ReturnType<PgConnection["takeBufferedFrames"]>): Promise<void> {
+  async #run(initial: Frame[]): Promise<void> {
     try {
       for (const frame of initial) this.#handleFrame(frame.code, frame.body);
       while (!this.#ended) {

@@ -14,6 +14,7 @@ import type { Sink, SinkStatus, WriteOptions } from "./types.ts";
 import type { SinkRecord } from "../events.ts";
 import { JsonRenderer, writeJsonLine } from "../formats/json.ts";
 import { JsonWriter } from "../formats/json_writer.ts";
+import { writeAll } from "./stdout.ts";
 
 /** Options of {@linkcode FileSink}. */
 export interface FileSinkOptions {
@@ -144,8 +145,7 @@ export class FileSink implements Sink {
     const file = this.#file!;
     const start = this.#size;
     try {
-      let offset = 0;
-      while (offset < bytes.byteLength) offset += await file.write(bytes.subarray(offset));
+      await writeAll(file, bytes);
     } catch (error) {
       await file.truncate(start).catch(() => {});
       throw error;

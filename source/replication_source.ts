@@ -12,12 +12,8 @@
  * @module
  */
 
-import {
-  type ConnectOptions,
-  maxProtoVersion,
-  PgConnection,
-  type PgoutputOptions,
-} from "../postgres/connection.ts";
+import { maxProtoVersion, PgConnection, type PgoutputOptions } from "../postgres/connection.ts";
+import { type ConnectOptions } from "../postgres/connection_string.ts";
 import { ConfigError, ConnectionError, isRetriable, PostgresError } from "../errors.ts";
 import { formatLsn, type Lsn, LSN_ZERO, maxLsn, parseLsn } from "../decoder/lsn.ts";
 import type { ProtoVersion } from "../decoder/pgoutput.ts";

@@ -5,13 +5,8 @@
  * @module
  */
 
-import {
-  type ConnectOptions,
-  maxProtoVersion,
-  parseConnectionUrl,
-  PgConnection,
-  type PgoutputOptions,
-} from "../postgres/connection.ts";
+import { maxProtoVersion, PgConnection, type PgoutputOptions } from "../postgres/connection.ts";
+import { type ConnectOptions, parseConnectionUrl } from "../postgres/connection_string.ts";
 import { type Lsn, LSN_ZERO } from "../decoder/lsn.ts";
 import { PgoutputDecoder, type PgoutputMessage, type ProtoVersion } from "../decoder/pgoutput.ts";
 import type { ReplicationStream } from "../postgres/stream.ts";

@@ -1,8 +1,8 @@
 /**
  * Test-only helpers shared by `runner_test.ts`, `crash_test.ts` and other integration tests:
  * polling and expected failures, a recording sink whose writes can be held open, a recording
- * logger, pipeline YAML text, slot positions, server logs, JSON-lines files, a seeded PRNG, and
- * `spillway run` as a subprocess.
+ * logger, pipeline YAML text, slot positions, server logs, JSON-lines files, and `spillway run`
+ * as a subprocess.
  *
  * @module
  */
@@ -84,6 +84,7 @@ export class RecordingSink implements Sink {
   /** Called at the start of every write(), e.g. to sample the runner's state. */
   onWrite: ((records: readonly SinkRecord[]) => void) | null = null;
   #gate: Promise<void> | null = null;
+  #failures = 0;
 
   constructor(name = "recording") {
     this.name = name;
@@ -104,6 +105,12 @@ export class RecordingSink implements Sink {
     this.largestWrite = Math.max(this.largestWrite, records.length);
     try {
       while (this.#gate !== null) await this.#gate;
+      if (this.#failures > 0) {
+        this.#failures--;
+        throw Object.assign(new Error("Cannot write: the sink is briefly unavailable (test)"), {
+          retriable: true,
+        });
+      }
       // Kept only once durable, as a real sink would.
       this.records.push(...records);
     } finally {
@@ -119,6 +126,14 @@ export class RecordingSink implements Sink {
       if (this.#gate === gate.promise) this.#gate = null;
       gate.resolve();
     };
+  }
+
+  /**
+   * Fails the next `count` writes (once released, if held) with a retriable error, keeping
+   * none of their records.
+   */
+  failNext(count: number): void {
+    this.#failures = count;
   }
 
   close(): Promise<void> {
@@ -360,21 +375,6 @@ export async function readJsonLines(
     }
   });
   return { lines, torn: last === "" ? null : last };
-}
-
-// ---------------------------------------------------------------------------------------------
-// PRNG
-
-/** mulberry32: a small seeded PRNG returning numbers in [0, 1). */
-export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 // ---------------------------------------------------------------------------------------------

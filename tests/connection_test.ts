@@ -13,7 +13,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { ScramClient } from "../decoder/auth.ts";
-import { type ConnectOptions, PgConnection } from "../postgres/connection.ts";
+import { PgConnection } from "../postgres/connection.ts";
+import { type ConnectOptions } from "../postgres/connection_string.ts";
 import { ConfigError, ConnectionError, PostgresError } from "../errors.ts";
 import { formatLsn, LSN_ZERO, parseLsn } from "../decoder/lsn.ts";
 import { type PgServer, PRIMARY_VERSION, startPostgres } from "../testing/embedded_postgres.ts";

@@ -24,12 +24,12 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { formatLsn, type Lsn, parseLsn } from "../decoder/lsn.ts";
 import { PRIMARY_VERSION, startPostgres } from "../testing/embedded_postgres.ts";
+import { seededRandom } from "../testing/random.ts";
 import {
   type ChangeLine,
   pipelineYaml,
   Poller,
   readJsonLines,
-  seededRandom,
   sleep,
   slotPosition,
   SOAK,
@@ -116,7 +116,7 @@ Deno.test("crash: spillway run killed with SIGKILL at random moments loses no co
       const file = join(dir, `out-${String(index).padStart(3, "0")}.jsonl`);
       const kill = !workloadDone || runs.length < MIN_KILLS;
       const killAfterMs = kill
-        ? Math.round(KILL_AFTER_MS[0] + random() * (KILL_AFTER_MS[1] - KILL_AFTER_MS[0]))
+        ? Math.round(KILL_AFTER_MS[0] + random.next() * (KILL_AFTER_MS[1] - KILL_AFTER_MS[0]))
         : null;
       const run: Run = {
         index,

@@ -14,7 +14,7 @@
  */
 
 import assert from "node:assert/strict";
-import { SESSION_PARAMETERS } from "../postgres/connection.ts";
+import { SESSION_PARAMETERS } from "../postgres/connection_string.ts";
 import { DecodeError } from "../errors.ts";
 import { formatLsn, type Lsn, parseLsn } from "../decoder/lsn.ts";
 import {

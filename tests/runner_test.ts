@@ -1,8 +1,9 @@
 /**
  * The pipeline runner against a real PostgreSQL 17 server: end to end through the file sink,
- * durable-before-confirm, backpressure with a stalled sink, heartbeats on an idle database,
- * the four TOAST policies, graceful shutdown and restart of `spillway run`, and a server
- * restart mid-workload.
+ * durable-before-confirm, commit records counting what the sinks got, a transient sink error
+ * retried during a graceful stop, backpressure with a stalled sink, heartbeats on an idle
+ * database, the four TOAST policies, graceful shutdown and restart of `spillway run`, and a
+ * server restart mid-workload.
  *
  * One server is shared by the file, with `wal_sender_timeout = 2s` (so a walsender that
  * hears nothing for 2 s is terminated: the backpressure test stalls the sink for 3× that) and
@@ -24,6 +25,8 @@ import { join } from "node:path";
 import { formatLsn, type Lsn, parseLsn } from "../decoder/lsn.ts";
 import { parsePipelineConfig } from "../config/mod.ts";
 import { PipelineRunner } from "../pipelines/runner.ts";
+import { createSinks } from "../pipelines/run_pipeline.ts";
+import { TypeRegistry } from "../decoder/types/registry.ts";
 import { DEBEZIUM_UNAVAILABLE_VALUE } from "../pipelines/toast.ts";
 import { FileSink } from "../sinks/file.ts";
 import type { Sink } from "../sinks/types.ts";
@@ -32,6 +35,7 @@ import { type PgServer, PRIMARY_VERSION, startPostgres } from "../testing/embedd
 import {
   type ChangeLine,
   commitsBetween,
+  failure,
   logSince,
   logSize,
   pipelineYaml,
@@ -82,7 +86,14 @@ async function startRunner(yaml: string, sinks?: Sink[]): Promise<Running> {
   const config = parsePipelineConfig(yaml, { file: "test.yaml", env: {} });
   const log = recordingLogger();
   const controller = new AbortController();
-  const runner = new PipelineRunner({ config, log, sinks, signal: controller.signal });
+  const types = new TypeRegistry();
+  const runner = new PipelineRunner({
+    config,
+    log,
+    sinks: sinks ?? await createSinks(config, types),
+    types,
+    signal: controller.signal,
+  });
   let failed: unknown = undefined;
   let ended = false;
   const done = runner.run().catch((error) => failed = error).finally(() => ended = true);
@@ -308,6 +319,153 @@ Deno.test("runner: inserts/updates/deletes of a configured table reach the file 
     await dropSlot(poller, "e2e_slot").catch(() => {});
     await poller.close();
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("runner: a commit record's eventCount counts what reached the sinks, not changes of tables the pipeline leaves out", async () => {
+  const pg = await server();
+  const poller = new Poller(pg);
+  try {
+    await pg.psql(`
+      CREATE TABLE ec_kept (id int PRIMARY KEY);
+      CREATE TABLE ec_left_out (id int PRIMARY KEY);
+      CREATE PUBLICATION ec_pub FOR TABLE ec_kept, ec_left_out;
+    `);
+    const yaml = pipelineYaml({
+      name: "ec",
+      url: pg.url(),
+      slot: "ec_slot",
+      publication: "ec_pub",
+      tables: { "public.ec_kept": "{}" },
+    });
+    const sink = new RecordingSink();
+    const running = await startRunner(yaml, [sink]);
+    try {
+      await pg.psql(`
+        BEGIN;
+        INSERT INTO ec_kept VALUES (1), (2);
+        INSERT INTO ec_left_out VALUES (1), (2), (3);
+        SELECT pg_logical_emit_message(true, 'ec', 'in the transaction');
+        COMMIT;
+      `);
+      await waitFor("the transaction in the sink", () => sink.commits().length >= 1);
+      const records = sink.records;
+      assert.deepEqual(records.map((record) => record.kind), [
+        "begin",
+        "change",
+        "change",
+        "message",
+        "commit",
+      ]);
+      // Two changes and the transactional message; the 3 rows of ec_left_out never arrived.
+      assert.equal(sink.commits()[0]!.eventCount, 3);
+    } finally {
+      await running.stop();
+    }
+  } finally {
+    await dropSlot(poller, "ec_slot").catch(() => {});
+    await pg.psql(
+      `DROP TABLE IF EXISTS ec_kept, ec_left_out; DROP PUBLICATION IF EXISTS ec_pub;`,
+    );
+    await poller.close();
+  }
+});
+
+// ---------------------------------------------------------------------------------------------
+// Graceful stop
+
+Deno.test("runner: a graceful stop retries a sink's transient error while it drains; the run ends cleanly with the transaction written and confirmed", async () => {
+  const pg = await server();
+  const poller = new Poller(pg);
+  try {
+    await pg.psql(`CREATE TABLE gs_items (id int PRIMARY KEY)`);
+    const yaml = pipelineYaml({
+      name: "gs",
+      url: pg.url(),
+      slot: "gs_slot",
+      publication: "gs_pub",
+      tables: { "public.gs_items": "{}" },
+    });
+    const sink = new RecordingSink();
+    const running = await startRunner(yaml, [sink]);
+    let stopping: Promise<void> | null = null;
+    const release = sink.hold();
+    try {
+      await pg.psql(`INSERT INTO gs_items VALUES (1), (2)`);
+      await waitFor("the held write", () => sink.writing);
+      // The held write fails once it is let go, after the stop: a transient error to retry.
+      sink.failNext(1);
+      stopping = running.stop();
+      await sleep(100);
+      release();
+      await stopping;
+    } finally {
+      release();
+      await (stopping ?? running.stop()).catch(() => {});
+    }
+    assert.ok(
+      running.log.lines.some((line) => line.message === "Sink write failed; retrying"),
+      JSON.stringify(running.log.lines),
+    );
+    assert.deepEqual(sink.changes().map((record) => Number(record.event.after?.id)), [1, 2]);
+    const commit = sink.commits()[0]!;
+    const confirmed = (await slotPosition(poller, "gs_slot"))?.confirmed ?? null;
+    assert.ok(
+      confirmed !== null && confirmed >= commit.endLsn,
+      `confirmed_flush_lsn ${confirmed === null ? "null" : formatLsn(confirmed)} before ${
+        formatLsn(commit.endLsn)
+      }`,
+    );
+  } finally {
+    await dropSlot(poller, "gs_slot").catch(() => {});
+    await pg.psql(`DROP TABLE IF EXISTS gs_items; DROP PUBLICATION IF EXISTS gs_pub;`);
+    await poller.close();
+  }
+});
+
+Deno.test("runner: a sink that keeps failing during a graceful stop is given up when the grace period (10 s) ends; nothing unwritten is confirmed", async () => {
+  const pg = await server();
+  const poller = new Poller(pg);
+  try {
+    await pg.psql(`CREATE TABLE gu_items (id int PRIMARY KEY)`);
+    const yaml = pipelineYaml({
+      name: "gu",
+      url: pg.url(),
+      slot: "gu_slot",
+      publication: "gu_pub",
+      tables: { "public.gu_items": "{}" },
+    });
+    const sink = new RecordingSink();
+    const running = await startRunner(yaml, [sink]);
+    const before = (await slotPosition(poller, "gu_slot"))!.confirmed!;
+    const release = sink.hold();
+    let stopping: Promise<void> | null = null;
+    let elapsedMs = 0;
+    try {
+      await pg.psql(`INSERT INTO gu_items VALUES (1)`);
+      await waitFor("the held write", () => sink.writing);
+      sink.failNext(1_000);
+      const started = Date.now();
+      stopping = running.stop();
+      release();
+      const error = await failure(() => stopping!);
+      elapsedMs = Date.now() - started;
+      assert.match(error.message, /briefly unavailable/);
+    } finally {
+      release();
+      await (stopping ?? running.stop()).catch(() => {});
+    }
+    // Retried with backoff until the grace period ended, not for all 8 attempts (~13 s).
+    assert.ok(elapsedMs >= 9_000 && elapsedMs < 12_000, `gave up after ${elapsedMs} ms`);
+    assert.ok(sink.writes >= 5, `${sink.writes} attempts`);
+    assert.deepEqual(sink.changes(), []);
+    const confirmed = (await slotPosition(poller, "gu_slot"))!.confirmed!;
+    const commits = await commitsBetween(poller, before, confirmed);
+    assert.deepEqual(commits, [], "the failed transaction was not confirmed");
+  } finally {
+    await dropSlot(poller, "gu_slot").catch(() => {});
+    await pg.psql(`DROP TABLE IF EXISTS gu_items; DROP PUBLICATION IF EXISTS gu_pub;`);
+    await poller.close();
   }
 });
 

@@ -16,7 +16,7 @@
  */
 
 import assert from "node:assert/strict";
-import { SESSION_PARAMETERS } from "../postgres/connection.ts";
+import { SESSION_PARAMETERS } from "../postgres/connection_string.ts";
 import { type PgServer, startPostgres, testVersions } from "../testing/embedded_postgres.ts";
 import { sqlConnection } from "./_replication.ts";
 import {

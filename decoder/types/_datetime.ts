@@ -10,11 +10,13 @@
  * @module
  */
 
-/** Days from 1970-01-01 to 2000-01-01. */
-export const PG_EPOCH_DAYS = 10957;
+import { PG_EPOCH_OFFSET_MICROS } from "../lsn.ts";
+
 /** Microseconds per day. */
 export const USECS_PER_DAY = 86_400_000_000;
 const USECS_PER_DAY_N = 86_400_000_000n;
+/** Days from 1970-01-01 to 2000-01-01 (10957): `decoder/lsn.ts`'s epoch offset, in days. */
+export const PG_EPOCH_DAYS = Number(PG_EPOCH_OFFSET_MICROS / USECS_PER_DAY_N);
 
 /** Binary `date` values reserved for `-infinity` and `infinity` (INT32 min and max). */
 export const DATE_NOBEGIN = -2147483648;

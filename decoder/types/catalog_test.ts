@@ -5,7 +5,8 @@
  */
 
 import assert from "node:assert/strict";
-import { parseConnectionUrl, PgConnection } from "../../postgres/connection.ts";
+import { PgConnection } from "../../postgres/connection.ts";
+import { parseConnectionUrl } from "../../postgres/connection_string.ts";
 import { type PgServer, startPostgres, testVersions } from "../../testing/embedded_postgres.ts";
 import { ofTypes, openSession } from "../../tests/_replication.ts";
 import type { InsertMessage, RelationMessage } from "../pgoutput.ts";

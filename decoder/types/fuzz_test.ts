@@ -9,6 +9,7 @@ import { DecodeError } from "../../errors.ts";
 import { BUILTIN_TYPES } from "./oids.ts";
 import { TypeRegistry } from "./registry.ts";
 import type { VectorFile } from "./testdata/_expected.ts";
+import { type Random, seededRandom } from "../../testing/random.ts";
 
 const SEED = 0x7e57_da7a;
 const SLOW_MS = 250;
@@ -21,19 +22,6 @@ function registry(): TypeRegistry {
   const r = new TypeRegistry();
   for (const info of file.types) r.register(info);
   return r;
-}
-
-/** xorshift32. */
-function prng(seed: number): (below: number) => number {
-  let state = seed >>> 0 || 1;
-  return (below) => {
-    state ^= state << 13;
-    state >>>= 0;
-    state ^= state >>> 17;
-    state ^= state << 5;
-    state >>>= 0;
-    return Math.floor((state / 0x1_0000_0000) * below);
-  };
 }
 
 function allOids(): number[] {
@@ -60,34 +48,34 @@ function property(where: () => string, fn: () => unknown): void {
   if (elapsed > SLOW_MS) throw new Error(`${where()}: took ${elapsed.toFixed(0)} ms`);
 }
 
-function mutate(bytes: Uint8Array, random: (below: number) => number): Uint8Array {
+function mutate(bytes: Uint8Array, random: Random): Uint8Array {
   const out = Uint8Array.from(bytes);
-  switch (random(5)) {
+  switch (random.int(5)) {
     case 0: // flip some bytes
-      for (let k = random(4) + 1; k > 0 && out.length > 0; k--) {
-        out[random(out.length)] = random(256);
+      for (let k = random.int(4) + 1; k > 0 && out.length > 0; k--) {
+        out[random.int(out.length)] = random.int(256);
       }
       return out;
     case 1: // truncate
-      return out.subarray(0, random(out.length + 1));
+      return out.subarray(0, random.int(out.length + 1));
     case 2: { // extend with junk
-      const longer = new Uint8Array(out.length + random(8) + 1);
+      const longer = new Uint8Array(out.length + random.int(8) + 1);
       longer.set(out);
-      for (let i = out.length; i < longer.length; i++) longer[i] = random(256);
+      for (let i = out.length; i < longer.length; i++) longer[i] = random.int(256);
       return longer;
     }
     case 3: { // forge a large or negative 32-bit count somewhere
       if (out.length < 4) return out;
-      const at = random(out.length - 3);
+      const at = random.int(out.length - 3);
       const forged = [0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe, 0x00, 0x10, 0x00, 0x00];
-      const pick = random(3) * 4;
+      const pick = random.int(3) * 4;
       for (let k = 0; k < 4; k++) out[at + k] = forged[pick + k]!;
       return out;
     }
     default: // swap two bytes
       if (out.length > 1) {
-        const i = random(out.length);
-        const j = random(out.length);
+        const i = random.int(out.length);
+        const j = random.int(out.length);
         [out[i], out[j]] = [out[j]!, out[i]!];
       }
       return out;
@@ -95,20 +83,20 @@ function mutate(bytes: Uint8Array, random: (below: number) => number): Uint8Arra
 }
 
 Deno.test("fuzz: random bytes into every binary decoder", () => {
-  const random = prng(SEED);
+  const random = seededRandom(SEED);
   const reg = registry();
   const oids = allOids();
   for (const oid of oids) {
     const decode = reg.decoder(oid, -1, "binary");
     for (let i = 0; i < 150; i++) {
-      const bytes = Uint8Array.from({ length: random(48) }, () => random(256));
+      const bytes = random.bytes(random.int(48));
       property(() => `seed ${SEED} oid ${oid} bytes ${bytes.toHex()}`, () => decode(bytes));
     }
   }
 });
 
 Deno.test("fuzz: mutated recorded values into the binary decoders", () => {
-  const random = prng(SEED + 1);
+  const random = seededRandom(SEED + 1);
   const reg = registry();
   for (const vector of file.vectors) {
     if (vector.hex.length > 4000) continue;
@@ -127,12 +115,12 @@ Deno.test("fuzz: mutated recorded values into the binary decoders", () => {
 const SYNTAX = [..."{}()[]<>,;\"\\'NULnul01-+.:e@PYMDTHS ", "infinity", "empty", "BC", "é"];
 
 Deno.test("fuzz: random and mutated text into every text decoder", () => {
-  const random = prng(SEED + 2);
+  const random = seededRandom(SEED + 2);
   const reg = registry();
   for (const oid of allOids()) {
     const decode = reg.decoder(oid, -1, "text");
     for (let i = 0; i < 100; i++) {
-      const text = Array.from({ length: random(24) }, () => SYNTAX[random(SYNTAX.length)]).join("");
+      const text = Array.from({ length: random.int(24) }, () => random.pick(SYNTAX)).join("");
       property(
         () => `seed ${SEED + 2} oid ${oid} text ${JSON.stringify(text)}`,
         () => decode(text),
@@ -144,9 +132,9 @@ Deno.test("fuzz: random and mutated text into every text decoder", () => {
     const decode = reg.decoder(vector.oid, vector.typmod, "text");
     for (let i = 0; i < 8; i++) {
       const chars = [...vector.text];
-      const at = random(chars.length + 1);
-      if (random(2) === 0) chars.splice(at, 1);
-      else chars.splice(at, 0, SYNTAX[random(SYNTAX.length)]!);
+      const at = random.int(chars.length + 1);
+      if (random.int(2) === 0) chars.splice(at, 1);
+      else chars.splice(at, 0, random.pick(SYNTAX));
       const text = chars.join("");
       property(
         () => `seed ${SEED + 2} ${vector.label} text ${JSON.stringify(text)}`,

@@ -472,6 +472,39 @@ function generic(value: PgValue, binary: JsonOptions["binaryHandling"]): JsonVal
   return out;
 }
 
+/**
+ * A value made JSON-safe by its JavaScript shape alone, for values no column type
+ * describes: bigint as an exact number, bytes as base64, non-finite floats as strings.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { jsonSafe } from "./json.ts";
+ * const text = JSON.stringify(jsonSafe({ id: 2n ** 64n, raw: new Uint8Array([1, 2]), x: NaN }));
+ * assert.equal(text, '{"id":18446744073709551616,"raw":"AQI=","x":"NaN"}');
+ * ```
+ */
+export function jsonSafe(value: unknown): unknown {
+  switch (typeof value) {
+    case "bigint":
+      return encodeBigint(value);
+    case "number":
+      return encodeFloat(value);
+    case "object": {
+      if (value === null) return null;
+      if (value instanceof Uint8Array) return value.toBase64();
+      if (Array.isArray(value)) return value.map(jsonSafe);
+      const out: Record<string, unknown> = {};
+      for (const [key, inner] of Object.entries(value)) {
+        setField<unknown>(out, key, jsonSafe(inner));
+      }
+      return out;
+    }
+    default:
+      return value;
+  }
+}
+
 function isRecord(value: PgValue): value is Record<string, PgValue> {
   return typeof value === "object" && value !== null && !Array.isArray(value) &&
     !(value instanceof Uint8Array);

@@ -5,6 +5,7 @@ import { DEBEZIUM_DEFAULTS, jsonEncoder, type JsonOptions, toJsonValue } from ".
 import { Oid } from "./oids.ts";
 import { TypeRegistry } from "./registry.ts";
 import type { PgValue } from "./values.ts";
+import { seededRandom } from "../../testing/random.ts";
 
 /** The JSON text `JSON.stringify` writes for a value of type `oid`. */
 function json(value: PgValue, oid: number, options: JsonOptions = {}, typeModifier = -1): string {
@@ -259,11 +260,8 @@ Deno.test("json: jsonEncoder for the hot path", () => {
 Deno.test("json: ISO timestamps from PostgreSQL's UTC text, fast path and full parse agree", () => {
   // Random instants over years 1000–9999 with 0–6 fraction digits, as PostgreSQL prints
   // them (trailing zeros dropped); the expected text is built from the parts.
-  let seed = 20261125;
-  const next = (n: number) => {
-    seed = (seed * 1103515245 + 12345) & 0x7fffffff;
-    return seed % n;
-  };
+  const random = seededRandom(20261125);
+  const next = (n: number) => random.int(n);
   const pad = (n: number, width: number) => String(n).padStart(width, "0");
   const tz = jsonEncoder(Oid.timestamptz, -1);
   const local = jsonEncoder(Oid.timestamp, -1);

@@ -9,7 +9,8 @@
  * @module
  */
 
-import { parseConnectionUrl, PgConnection } from "../../postgres/connection.ts";
+import { PgConnection } from "../../postgres/connection.ts";
+import { parseConnectionUrl } from "../../postgres/connection_string.ts";
 import { PgoutputDecoder } from "../../decoder/pgoutput.ts";
 import { startPostgres } from "../../testing/embedded_postgres.ts";
 import { sqlConnection } from "../_replication.ts";

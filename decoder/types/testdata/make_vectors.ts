@@ -15,7 +15,9 @@
  */
 
 import { type PgVersion, startPostgres } from "../../../testing/embedded_postgres.ts";
-import { parseConnectionUrl, PgConnection } from "../../../postgres/connection.ts";
+import { seededRandom } from "../../../testing/random.ts";
+import { PgConnection } from "../../../postgres/connection.ts";
+import { parseConnectionUrl } from "../../../postgres/connection_string.ts";
 import { loadTypeInfos } from "../catalog.ts";
 import type { PgRange, PgValue, Point } from "../registry.ts";
 import { encodeExpected, type Vector, type VectorFile } from "./_expected.ts";
@@ -623,22 +625,11 @@ function fixedCases(): Case[] {
 // ---------------------------------------------------------------------------------------------
 // Random cases
 
-/** mulberry32: a small seeded PRNG. */
-function prng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 function randomCases(seed: number, perType: number): Case[] {
-  const random = prng(seed);
-  const int = (min: number, max: number) => min + Math.floor(random() * (max - min + 1));
-  const pick = <T>(items: readonly T[]): T => items[int(0, items.length - 1)]!;
+  const generator = seededRandom(seed);
+  const random = () => generator.next();
+  const int = (min: number, max: number) => generator.between(min, max);
+  const pick = <T>(items: readonly T[]): T => generator.pick(items);
   const bits32 = () => int(0, 0xffff) * 65536 + int(0, 0xffff);
   const out: Case[] = [];
   const add = (type: string, make: () => [string, PgValue] | Case) => {

@@ -1,0 +1,105 @@
+import assert from "node:assert/strict";
+import { parseLsn } from "../decoder/lsn.ts";
+import { parsePipelineConfig } from "./mod.ts";
+import { MINIMAL, parse, problems, yaml } from "./_test_utils.ts";
+
+// ---------------------------------------------------------------------------------------
+// Environment variables
+
+Deno.test("env: ${VAR} is substituted anywhere in a scalar", () => {
+  const config = parse(
+    yaml(
+      "source:",
+      "  url: postgres://${PGUSER}:${PGPASSWORD}@${PGHOST}:5432/app",
+      "  slot: ${SLOT}",
+      '  publication: "${PUBLICATION}"',
+      "tables:",
+      '  "public.*": {}',
+      "sinks:",
+      "  - stdout: {}",
+    ),
+    { PGUSER: "rep", PGPASSWORD: "p@ss", PGHOST: "db", SLOT: "s1", PUBLICATION: "pub" },
+  );
+  assert.equal(config.source.url, "postgres://rep:p@ss@db:5432/app");
+  assert.equal(config.source.slot, "s1");
+  assert.equal(config.source.publication, "pub");
+});
+
+Deno.test("env: ${VAR:-default} uses the default when the variable is unset or empty", () => {
+  const text = yaml(
+    "source:",
+    "  url: postgres://localhost/app",
+    "  slot: ${SLOT:-fallback_slot}",
+    "  publication: ${PUB:-fallback_pub}",
+    "tables:",
+    '  "public.*": {}',
+    "sinks:",
+    "  - stdout: {}",
+  );
+  const config = parse(text, { PUB: "" });
+  assert.equal(config.source.slot, "fallback_slot");
+  assert.equal(config.source.publication, "fallback_pub");
+  assert.equal(parse(text, { SLOT: "set_slot" }).source.slot, "set_slot");
+});
+
+Deno.test("env: a substituted value takes the type its field expects", () => {
+  const env = { CAPACITY: "500", PUB: "123", START_LSN: "16/B374D848", BAD: "lots" };
+  const block = parse(MINIMAL + "queue:\n  capacity: ${CAPACITY}\n", env);
+  assert.equal(block.queue.capacity, 500);
+  const flow = parse(MINIMAL + 'queue: { capacity: "${CAPACITY}" }\n', env);
+  assert.equal(flow.queue.capacity, 500);
+  assert.equal(parse(MINIMAL + "queue: { capacity: '${UNSET:-250}' }\n").queue.capacity, 250);
+  const publication = parse(MINIMAL.replace("publication: orders_pub", "publication: ${PUB}"), env);
+  assert.equal(publication.source.publication, "123");
+  const lsn = (value: string, vars: Record<string, string>) =>
+    parse(MINIMAL.replace("  slot:", `  start_lsn: ${value}\n  slot:`), vars).source.startLsn;
+  assert.equal(lsn("${START_LSN:-}", {}), null);
+  assert.equal(lsn("${START_LSN:-}", env), parseLsn("16/B374D848"));
+  assert.equal(parse(MINIMAL + "http: ${HTTP:-off}\n").http, null);
+  assert.deepEqual(problems(MINIMAL + 'queue: { capacity: "${BAD}" }\n', env), [
+    'pipeline.yaml:9:20: "queue.capacity": expected an integer of at least 1, found "lots"',
+  ]);
+});
+
+Deno.test("env: $${ writes a literal ${ and a lone $ stays", () => {
+  const config = parse(MINIMAL + "defaults: { toast_placeholder: 'cost $5, $${NOT_A_VAR}' }\n");
+  assert.equal(config.defaults.toastPlaceholder, "cost $5, ${NOT_A_VAR}");
+});
+
+Deno.test("env: a missing variable names the variable, the key and its position", () => {
+  const text = yaml(
+    "source:",
+    "  url: postgres://replicator:${PGPASSWORD}@localhost:5432/app",
+    "  slot: orders_cdc",
+    "  publication: ${PUBLICATION}",
+    "tables:",
+    '  "public.*": {}',
+    "sinks:",
+    "  - stdout: {}",
+  );
+  assert.deepEqual(problems(text), [
+    'pipeline.yaml:2:30: "source.url": expected environment variable "PGPASSWORD" to be set, found it unset (or give a default: ${PGPASSWORD:-value})',
+    'pipeline.yaml:4:16: "source.publication": expected environment variable "PUBLICATION" to be set, found it unset (or give a default: ${PUBLICATION:-value})',
+  ]);
+});
+
+Deno.test("env: a malformed reference is an error", () => {
+  assert.deepEqual(problems(MINIMAL + "defaults: { topic_prefix: 'a${1BAD}b' }\n"), [
+    'pipeline.yaml:9:29: "defaults.topic_prefix": expected a variable like ${NAME} or ${NAME:-default}, found "${1BAD}" (write $${ for a literal ${)',
+  ]);
+  assert.deepEqual(problems(MINIMAL + "defaults: { topic_prefix: 'a${OPEN' }\n"), [
+    'pipeline.yaml:9:29: "defaults.topic_prefix": expected a variable like ${NAME} or ${NAME:-default}, found "${OPEN" (write $${ for a literal ${)',
+  ]);
+});
+
+Deno.test("env: the process environment is the default", () => {
+  const name = "SPILLWAY_CONFIG_TEST_SLOT";
+  Deno.env.set(name, "from_process");
+  try {
+    const text = MINIMAL.replace("slot: orders_cdc", `slot: \${${name}}`);
+    const config = parsePipelineConfig(text, { file: "p.yaml" });
+    assert.equal(config.source.slot, "from_process");
+  } finally {
+    Deno.env.delete(name);
+  }
+});

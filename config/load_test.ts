@@ -1,0 +1,313 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { ConfigError } from "../errors.ts";
+import { parseLsn } from "../decoder/lsn.ts";
+import { loadPipelineConfig, matchTable, type PipelineConfig } from "./mod.ts";
+import { BASE_DIR, EXAMPLES, MINIMAL, parse, SOURCE, yaml } from "./_test_utils.ts";
+
+// ---------------------------------------------------------------------------------------
+// Whole files
+
+Deno.test("examples/orders.yaml parses to the typed config with every default filled in", async () => {
+  const config = await loadPipelineConfig(join(EXAMPLES, "orders.yaml"), {
+    env: { PGPASSWORD: "s3cret" },
+  });
+  const expected: PipelineConfig = {
+    name: "orders",
+    file: join(EXAMPLES, "orders.yaml"),
+    baseDir: EXAMPLES,
+    source: {
+      url: "postgres://replicator:s3cret@localhost:5432/app",
+      slot: "orders_cdc",
+      publication: "orders_pub",
+      createSlot: true,
+      createPublication: true,
+      failover: false,
+      twoPhase: false,
+      protoVersion: "auto",
+      streaming: "off",
+      binary: false,
+      heartbeatMs: 10_000,
+      statusIntervalMs: 10_000,
+      startLsn: null,
+      reconnect: { maxAttempts: 10, initialDelayMs: 250, maxDelayMs: 15_000 },
+      sslmode: null,
+      sslrootcert: null,
+    },
+    tables: [
+      {
+        pattern: "public.orders",
+        schema: { name: "public", glob: false },
+        table: { name: "orders", glob: false },
+        line: 17,
+        column: 3,
+        topic: "app.public.orders",
+        key: ["id"],
+        transform: join(EXAMPLES, "transforms", "orders.ts"),
+        toast: "unchanged",
+        toastPlaceholder: "__debezium_unavailable_value",
+        toastCacheSize: 10_000,
+      },
+      {
+        pattern: "public.order_items",
+        schema: { name: "public", glob: false },
+        table: { name: "order_items", glob: false },
+        line: 21,
+        column: 3,
+        topic: "{prefix}.{schema}.{table}",
+        key: ["order_id", "line_no"],
+        transform: null,
+        toast: "unchanged",
+        toastPlaceholder: "__debezium_unavailable_value",
+        toastCacheSize: 10_000,
+      },
+    ],
+    defaults: {
+      topic: "{prefix}.{schema}.{table}",
+      topicPrefix: "app",
+      key: null,
+      transform: null,
+      toast: "unchanged",
+      toastPlaceholder: "__debezium_unavailable_value",
+      toastCacheSize: 10_000,
+    },
+    transforms: {
+      timeoutMs: 200,
+      onError: "dead_letter",
+      breaker: { failures: 5, windowMs: 30_000 },
+      deadLetterTopic: null,
+    },
+    sinks: [{ type: "stdout", format: "json" }],
+    queue: { capacity: 10_000, highWatermark: 0.8 },
+    spill: { memoryLimitBytes: 64_000_000, dir: null },
+    http: { listen: "127.0.0.1:9464", hostname: "127.0.0.1", port: 9464 },
+    log: { level: "info", format: "text" },
+  };
+  assert.deepEqual(config, expected);
+  assert.equal(matchTable(config, "public", "order_items")?.topic, "app.public.order_items");
+  assert.equal(matchTable(config, "public", "customers"), null);
+});
+
+Deno.test("examples/file-sink.yaml parses; its paths resolve against its directory", async () => {
+  const config = await loadPipelineConfig(join(EXAMPLES, "file-sink.yaml"), {
+    env: { PGPASSWORD: "s3cret", PGPORT: "6543" },
+  });
+  assert.equal(config.name, "file-sink");
+  assert.equal(config.source.url, "postgres://replicator:s3cret@localhost:6543/app");
+  assert.deepEqual(config.sinks, [{
+    type: "file",
+    path: join(EXAMPLES, "out", "changes.jsonl"),
+    rotateBytes: 100_000_000,
+    fsync: true,
+  }]);
+  assert.deepEqual(config.spill, { memoryLimitBytes: 64_000_000, dir: join(EXAMPLES, "spill") });
+  assert.equal(config.http, null);
+  assert.equal(config.log.format, "json");
+  assert.equal(matchTable(config, "public", "documents")?.toast, "placeholder");
+  assert.equal(matchTable(config, "public", "orders")?.topic, "file-sink.public.orders");
+});
+
+Deno.test("a minimal file gets every default", () => {
+  const config = parse(MINIMAL);
+  assert.equal(config.name, "pipeline");
+  assert.equal(config.baseDir, BASE_DIR);
+  assert.deepEqual(config.defaults, {
+    topic: "{prefix}.{schema}.{table}",
+    topicPrefix: "pipeline",
+    key: null,
+    transform: null,
+    toast: "unchanged",
+    toastPlaceholder: "__debezium_unavailable_value",
+    toastCacheSize: 10_000,
+  });
+  assert.deepEqual(config.sinks, [{ type: "stdout", format: "auto" }]);
+  assert.deepEqual(config.queue, { capacity: 10_000, highWatermark: 0.8 });
+  assert.deepEqual(config.transforms, {
+    timeoutMs: 200,
+    onError: "dead_letter",
+    breaker: { failures: 5, windowMs: 30_000 },
+    deadLetterTopic: null,
+  });
+  assert.equal(config.source.streaming, "off");
+  assert.equal(config.source.protoVersion, "auto");
+  assert.deepEqual(config.http, { listen: "127.0.0.1:9464", hostname: "127.0.0.1", port: 9464 });
+});
+
+Deno.test("every option can be set", () => {
+  const config = parse(yaml(
+    "name: shop-east",
+    "source:",
+    "  url: postgresql://r@db:5433/shop?sslmode=require",
+    "  slot: shop_cdc",
+    "  publication: Shop Pub",
+    "  create_slot: false",
+    "  create_publication: false",
+    "  failover: true",
+    "  two_phase: true",
+    "  proto_version: 4",
+    "  streaming: parallel",
+    "  binary: true",
+    "  heartbeat: off",
+    "  status_interval: 2s",
+    "  start_lsn: 16/B374D848",
+    "  reconnect: { max_attempts: unlimited, initial_delay: 1s, max_delay: 1min }",
+    "  sslmode: verify-full",
+    "  sslrootcert: certs/ca.pem",
+    "tables:",
+    "  public.orders: { key: [id, region], toast: last_value, toast_cache_size: 500 }",
+    "defaults:",
+    "  topic: 'cdc.{prefix}.{table}'",
+    "  topic_prefix: east",
+    "  toast: placeholder",
+    "  toast_placeholder: ''",
+    "  transform: /opt/transforms/all.ts",
+    "transforms:",
+    "  timeout: 0",
+    "  on_error: stop",
+    "  breaker: { failures: 3, window: 1m }",
+    "  dead_letter_topic: shop.dlq",
+    "sinks:",
+    "  - stdout: { format: pretty }",
+    "  - file: { path: /var/lib/spillway/out.jsonl, rotate_bytes: 1GiB, fsync: false }",
+    "  - kafka:",
+    "      brokers: [k1:9092, '[::1]:9093']",
+    "      format: debezium-avro",
+    "      exactly_once: true",
+    "      transactional_id: shop-east-tx",
+    "      schema_registry: { url: http://registry:8081, username: u, password: p }",
+    "      acks: -1",
+    "      compression: zstd",
+    "      client_id: shop",
+    "      topic_prefix: k",
+    "      tls: { ca: certs/kafka.pem }",
+    "      sasl: { mechanism: scram-sha-512, username: u, password: p }",
+    "queue: { capacity: 500, high_watermark: 1 }",
+    "spill: { memory_limit: 1GiB, dir: /var/tmp/spill }",
+    "http: { listen: '[::1]:0' }",
+    "log: { level: debug, format: json }",
+  ));
+  assert.deepEqual(config.source, {
+    url: "postgresql://r@db:5433/shop?sslmode=require",
+    slot: "shop_cdc",
+    publication: "Shop Pub",
+    createSlot: false,
+    createPublication: false,
+    failover: true,
+    twoPhase: true,
+    protoVersion: 4,
+    streaming: "parallel",
+    binary: true,
+    heartbeatMs: 0,
+    statusIntervalMs: 2_000,
+    startLsn: parseLsn("16/B374D848"),
+    reconnect: { maxAttempts: Infinity, initialDelayMs: 1_000, maxDelayMs: 60_000 },
+    sslmode: "verify-full",
+    sslrootcert: "/srv/spillway/certs/ca.pem",
+  });
+  const orders = matchTable(config, "public", "orders");
+  assert.deepEqual(orders, {
+    schema: "public",
+    table: "orders",
+    pattern: "public.orders",
+    topic: "cdc.east.orders",
+    key: ["id", "region"],
+    transform: "/opt/transforms/all.ts",
+    toast: "last_value",
+    toastPlaceholder: "",
+    toastCacheSize: 500,
+  });
+  assert.deepEqual(config.transforms, {
+    timeoutMs: 0,
+    onError: "stop",
+    breaker: { failures: 3, windowMs: 60_000 },
+    deadLetterTopic: "shop.dlq",
+  });
+  assert.deepEqual(config.sinks, [
+    { type: "stdout", format: "pretty" },
+    { type: "file", path: "/var/lib/spillway/out.jsonl", rotateBytes: 1_073_741_824, fsync: false },
+    {
+      type: "kafka",
+      brokers: ["k1:9092", "[::1]:9093"],
+      format: "debezium-avro",
+      exactlyOnce: true,
+      transactionalId: "shop-east-tx",
+      schemaRegistry: { url: "http://registry:8081", username: "u", password: "p" },
+      acks: "all",
+      compression: "zstd",
+      clientId: "shop",
+      topicPrefix: "k",
+      tls: { ca: "/srv/spillway/certs/kafka.pem" },
+      sasl: { mechanism: "scram-sha-512", username: "u", password: "p" },
+    },
+  ]);
+  assert.deepEqual(config.queue, { capacity: 500, highWatermark: 1 });
+  assert.deepEqual(config.spill, { memoryLimitBytes: 1_073_741_824, dir: "/var/tmp/spill" });
+  assert.deepEqual(config.http, { listen: "[::1]:0", hostname: "::1", port: 0 });
+  assert.deepEqual(config.log, { level: "debug", format: "json" });
+});
+
+Deno.test("http is on by default and can be turned off or given a port", () => {
+  const withHttp = (line: string) => parse(MINIMAL + line + "\n").http;
+  assert.equal(withHttp("http: off"), null);
+  assert.equal(withHttp("http: false"), null);
+  assert.equal(withHttp("http:"), null);
+  assert.equal(withHttp("http: { listen: off }"), null);
+  assert.deepEqual(withHttp("http: { listen: 9100 }"), {
+    listen: "9100",
+    hostname: "127.0.0.1",
+    port: 9100,
+  });
+  assert.deepEqual(withHttp("http: { listen: '0.0.0.0:9464' }"), {
+    listen: "0.0.0.0:9464",
+    hostname: "0.0.0.0",
+    port: 9464,
+  });
+});
+
+Deno.test("file sinks: rotation off, null sink options, aliases", () => {
+  const config = parse(yaml(
+    ...SOURCE,
+    "tables: { public.orders: }",
+    "sinks:",
+    "  - file: &file { path: a.jsonl, rotate_bytes: off }",
+    "  - file: { path: b.jsonl, rotate_bytes: 0 }",
+    "  - stdout:",
+  ));
+  assert.deepEqual(config.sinks, [
+    { type: "file", path: "/srv/spillway/a.jsonl", rotateBytes: null, fsync: true },
+    { type: "file", path: "/srv/spillway/b.jsonl", rotateBytes: null, fsync: true },
+    { type: "stdout", format: "auto" },
+  ]);
+  assert.equal(config.tables[0]?.topic, "{prefix}.{schema}.{table}");
+});
+
+Deno.test("loadPipelineConfig: a missing file is a clear ConfigError", async () => {
+  await assert.rejects(
+    loadPipelineConfig("no/such/pipeline.yaml"),
+    (error: Error) => {
+      assert(error instanceof ConfigError);
+      assert.match(
+        error.message,
+        /^Cannot load pipeline "no\/such\/pipeline\.yaml": file not found \(looked in ".*no\/such\/pipeline\.yaml"\)$/,
+      );
+      return true;
+    },
+  );
+});
+
+Deno.test("loadPipelineConfig: messages name the file as given", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = join(dir, "broken.yaml");
+    await Deno.writeTextFile(path, MINIMAL + "queue: { capacity: -1 }\n");
+    await assert.rejects(loadPipelineConfig(path, { env: {} }), (error: Error) => {
+      assert.equal(
+        error.message,
+        `${path}:9:20: "queue.capacity": expected an integer of at least 1, found -1`,
+      );
+      return true;
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -1,0 +1,289 @@
+/**
+ * The `source` section: connection URL, slot, publication, protocol options and the
+ * reconnect policy.
+ *
+ * @module
+ */
+
+import { redact, type SslMode } from "../postgres/connection_string.ts";
+import { type Lsn, parseLsn } from "../decoder/lsn.ts";
+import type { ProtoVersion } from "../decoder/pgoutput.ts";
+import { formatDuration } from "./units.ts";
+import { DEFAULT_STREAMING, type ReconnectConfig, type SourceConfig } from "./types.ts";
+import { type Checker, describe, quote, type ScalarValue, type Section } from "./_yaml.ts";
+import {
+  boolean,
+  choice,
+  duration,
+  filePath,
+  nullable,
+  orVariable,
+  type Reader,
+  string,
+  unquotedHint,
+} from "./_readers.ts";
+import { defaultsOf, sectionReader, type SectionSpec } from "./_fields.ts";
+
+const SLOT = /^[a-z0-9_]{1,63}$/;
+const SSL_MODES: readonly SslMode[] = ["disable", "prefer", "require", "verify-ca", "verify-full"];
+const URL_EXPECTED = "a connection URL like postgres://user:password@host:5432/database";
+const encoder = new TextEncoder();
+
+const URL_READER: Reader<string> = {
+  expected: URL_EXPECTED,
+  jsonSchema: orVariable({ type: "string", pattern: "^postgres(?:ql)?://" }),
+  read: (checker, field) => {
+    const scalar = checker.scalar(field, URL_EXPECTED);
+    if (scalar === undefined) return undefined;
+    const value = scalar.text ?? scalar.value;
+    if (typeof value !== "string") {
+      return checker.fail(field, URL_EXPECTED, describe(field.node, value));
+    }
+    let url: URL | undefined;
+    try {
+      url = new URL(value);
+    } catch {
+      url = undefined;
+    }
+    if (url === undefined || (url.protocol !== "postgres:" && url.protocol !== "postgresql:")) {
+      return checker.fail(field, URL_EXPECTED, quote(redact(value)));
+    }
+    const sslmode = url.searchParams.get("sslmode");
+    if (sslmode !== null && !(SSL_MODES as readonly string[]).includes(sslmode)) {
+      const modes = SSL_MODES.map(quote).join(", ");
+      return checker.fail(field, `the URL's sslmode to be one of ${modes}`, quote(sslmode));
+    }
+    return value;
+  },
+};
+
+const LSN_EXPECTED = "an LSN like 16/B374D848";
+
+const LSN_READER: Reader<Lsn> = {
+  expected: LSN_EXPECTED,
+  jsonSchema: orVariable({
+    type: "string",
+    pattern: "^\\s*[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}\\s*$",
+  }),
+  read: (checker, field) => {
+    const scalar = checker.scalar(field, LSN_EXPECTED);
+    if (scalar === undefined) return undefined;
+    const value = scalar.text ?? scalar.value;
+    if (typeof value === "string") {
+      try {
+        return parseLsn(value);
+      } catch {
+        // Reported below.
+      }
+    }
+    return checker.fail(field, LSN_EXPECTED, describe(field.node, value));
+  },
+};
+
+const MAX_ATTEMPTS_EXPECTED = "an integer of at least 1, or unlimited";
+
+const MAX_ATTEMPTS: Reader<number> = {
+  expected: MAX_ATTEMPTS_EXPECTED,
+  jsonSchema: orVariable({ anyOf: [{ type: "integer", minimum: 1 }, { enum: ["unlimited"] }] }),
+  read: (checker, field) => {
+    const scalar = checker.scalar(field, MAX_ATTEMPTS_EXPECTED);
+    if (scalar === undefined) return undefined;
+    const value = scalar.value;
+    if (value === "unlimited") return Infinity;
+    const fits = (v: ScalarValue) => typeof v === "number" && Number.isSafeInteger(v) && v >= 1;
+    if (typeof value === "number" && fits(value)) return value;
+    return checker.fail(
+      field,
+      MAX_ATTEMPTS_EXPECTED,
+      describe(field.node, value) + unquotedHint(value, fits),
+    );
+  },
+  represent: (attempts) => attempts === Infinity ? "unlimited" : attempts,
+};
+
+/** `source.reconnect`. */
+const RECONNECT: SectionSpec<ReconnectConfig> = {
+  expected: "a map with max_attempts, initial_delay and max_delay",
+  fields: {
+    maxAttempts: {
+      key: "max_attempts",
+      reader: MAX_ATTEMPTS,
+      default: 10,
+      doc: "Connection attempts in all before the pipeline stops, or unlimited.",
+    },
+    initialDelayMs: {
+      key: "initial_delay",
+      reader: duration(),
+      default: 250,
+      doc: "Delay before the first retry; later delays grow up to max_delay.",
+    },
+    maxDelayMs: {
+      key: "max_delay",
+      reader: duration(),
+      default: 15_000,
+      doc: "Longest delay between attempts; at least initial_delay.",
+    },
+  },
+  check: (checker, section, { initialDelayMs, maxDelayMs }) => {
+    const field = section.get("max_delay") ?? section.get("initial_delay");
+    if (initialDelayMs === undefined || maxDelayMs === undefined || field === undefined) return;
+    if (maxDelayMs < initialDelayMs) {
+      checker.fail(
+        field,
+        `max_delay to be at least initial_delay (${formatDuration(initialDelayMs)})`,
+        formatDuration(maxDelayMs),
+      );
+    }
+  },
+};
+
+/** The `source` section. */
+export const SOURCE: SectionSpec<SourceConfig> = {
+  expected: "a map with url, slot and publication",
+  fields: {
+    url: {
+      key: "url",
+      reader: URL_READER,
+      required: URL_EXPECTED,
+      doc: "Connection URL, postgres:// or postgresql://, with an optional sslmode. " +
+        "Write the password as ${VAR} to keep it out of the file.",
+    },
+    slot: {
+      key: "slot",
+      reader: string("a slot name of 1 to 63 lower-case letters, digits or underscores", SLOT),
+      required: "a slot name like orders_cdc",
+      doc: "Replication slot: 1 to 63 of a-z, 0-9 and _. Kept across restarts, so the " +
+        "pipeline resumes where it stopped.",
+    },
+    publication: {
+      key: "publication",
+      reader: string(
+        "a publication name of 1 to 63 bytes",
+        (v) => encoder.encode(v).length <= 63,
+        { maxLength: 63 },
+      ),
+      required: "a publication name like orders_pub",
+      doc: "Publication of the tables to follow: 1 to 63 bytes.",
+    },
+    createSlot: {
+      key: "create_slot",
+      reader: boolean,
+      default: true,
+      doc: "Create the slot when it does not exist.",
+    },
+    createPublication: {
+      key: "create_publication",
+      reader: boolean,
+      default: true,
+      doc:
+        'Create the publication when it does not exist: FOR TABLE the matched tables, or FOR ALL TABLES for a "*" entry.',
+    },
+    failover: {
+      key: "failover",
+      reader: boolean,
+      default: false,
+      doc: "Make a failover slot (PostgreSQL 17+), synchronized to standbys.",
+    },
+    twoPhase: {
+      key: "two_phase",
+      reader: boolean,
+      default: false,
+      doc: "Two-phase decoding (proto_version 3 or later). The runner refuses it: a " +
+        "prepared transaction would reach the sinks as committed.",
+    },
+    protoVersion: {
+      key: "proto_version",
+      reader: choice<"auto" | ProtoVersion>(["auto", 1, 2, 3, 4]),
+      default: "auto",
+      doc: "pgoutput protocol version 1 to 4, or auto for the highest the server supports. " +
+        "streaming: on needs 2, parallel 4, two_phase 3.",
+    },
+    streaming: {
+      key: "streaming",
+      reader: choice(["off", "on", "parallel"] as const, { false: "off", true: "on" }),
+      default: DEFAULT_STREAMING,
+      doc: "off: a transaction arrives after its commit (the server spills big ones to its " +
+        "disk). on: big transactions arrive while they run (Spillway spills them). " +
+        "parallel: as on, in protocol version 4's parallel mode. false and true mean off " +
+        "and on.",
+    },
+    binary: {
+      key: "binary",
+      reader: boolean,
+      default: false,
+      doc: "Binary column values from the server (the same typed values as text).",
+    },
+    heartbeatMs: {
+      key: "heartbeat",
+      reader: duration({ off: true }),
+      default: 10_000,
+      doc: "Period of the heartbeat message that keeps the slot moving on an idle " +
+        "database; 0 or off disables it.",
+    },
+    statusIntervalMs: {
+      key: "status_interval",
+      reader: duration(),
+      default: 10_000,
+      doc: "Period of the standby status updates sent to the server.",
+    },
+    startLsn: {
+      key: "start_lsn",
+      reader: nullable(LSN_READER),
+      default: null,
+      doc: "Start at this LSN instead of the slot's confirmed position (only later than " +
+        "it); null for the slot's.",
+    },
+    reconnect: {
+      key: "reconnect",
+      reader: sectionReader(RECONNECT),
+      default: defaultsOf(RECONNECT),
+      doc: "Reconnecting after the connection to the server is lost.",
+    },
+    sslmode: {
+      key: "sslmode",
+      reader: nullable(choice(SSL_MODES)),
+      default: null,
+      doc: "Overrides the URL's sslmode; null keeps the URL's.",
+    },
+    sslrootcert: {
+      key: "sslrootcert",
+      reader: nullable(filePath("a path to a CA certificate file")),
+      default: null,
+      doc: "CA certificate file, relative to the pipeline file; null keeps the URL's.",
+    },
+  },
+  check: checkProtoVersion,
+};
+
+/** A fixed `proto_version` must support the streaming mode and two-phase setting asked for. */
+function checkProtoVersion(
+  checker: Checker,
+  section: Section,
+  options: Partial<Pick<SourceConfig, "protoVersion" | "streaming" | "twoPhase">>,
+): void {
+  const { protoVersion, streaming, twoPhase } = options;
+  if (protoVersion === undefined || protoVersion === "auto" || streaming === undefined) return;
+  const needed = streaming === "parallel" ? 4 : streaming === "on" ? 2 : 1;
+  const streamingField = section.get("streaming");
+  const versionField = section.get("proto_version");
+  if (protoVersion < needed && streamingField !== undefined) {
+    checker.fail(
+      streamingField,
+      `"off" with proto_version ${protoVersion} (streaming ${
+        quote(streaming)
+      } needs ${needed} or later)`,
+    );
+  } else if (protoVersion < needed && versionField !== undefined) {
+    checker.fail(
+      versionField,
+      `${needed} or later for the default streaming ${quote(streaming)} (or set streaming: off)`,
+    );
+  }
+  const twoPhaseField = section.get("two_phase");
+  if (twoPhase && protoVersion < 3 && twoPhaseField !== undefined) {
+    checker.fail(
+      twoPhaseField,
+      `false with proto_version ${protoVersion} (two_phase needs 3 or later)`,
+    );
+  }
+}

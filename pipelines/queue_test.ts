@@ -1,0 +1,124 @@
+import assert from "node:assert/strict";
+import { type Lsn, lsn } from "../decoder/lsn.ts";
+import type { SinkRecord, TransactionInfo } from "../events.ts";
+import { BoundedQueue, type QueueEntry } from "./queue.ts";
+
+const TX: TransactionInfo = {
+  xid: 1,
+  commitLsn: lsn(0x100n),
+  commitTime: 0n,
+  streamed: false,
+};
+
+function message(n: number): SinkRecord {
+  return {
+    kind: "message",
+    event: {
+      op: "m",
+      transactional: true,
+      prefix: `m${n}`,
+      content: new Uint8Array(),
+      lsn: lsn(BigInt(n)),
+    },
+  };
+}
+
+function confirms(entries: QueueEntry[] | null): (Lsn | null)[] {
+  return entries?.map((entry) => entry.confirm) ?? [];
+}
+
+function prefixes(entries: QueueEntry[] | null): string[] {
+  return entries?.flatMap((entry) =>
+    entry.record?.kind === "message" ? [entry.record.event.prefix] : []
+  ) ?? [];
+}
+
+Deno.test("BoundedQueue: takes in order, at most half the capacity at a time", async () => {
+  const queue = new BoundedQueue({ capacity: 6, highWatermark: 0.8 });
+  for (let n = 1; n <= 7; n++) queue.push(null, lsn(BigInt(n)));
+  assert.equal(queue.depth, 7);
+  assert.deepEqual(confirms(await queue.take()), [1n, 2n, 3n]);
+  assert.deepEqual(confirms(await queue.take()), [4n, 5n, 6n]);
+  assert.deepEqual(confirms(await queue.take()), [7n]);
+  assert.equal(queue.depth, 0);
+  // A capacity of 1 still takes one entry at a time.
+  const tiny = new BoundedQueue({ capacity: 1, highWatermark: 0.1 });
+  tiny.push(null, lsn(1n));
+  tiny.push(null, lsn(2n));
+  assert.equal(tiny.highWater, 1);
+  assert.deepEqual(confirms(await tiny.take()), [1n]);
+});
+
+Deno.test("BoundedQueue: full at the high watermark; the reader waits until the writer takes", async () => {
+  const queue = new BoundedQueue({ capacity: 10, highWatermark: 0.8 });
+  assert.equal(queue.highWater, 8);
+  for (let n = 1; n <= 7; n++) queue.push(null, null);
+  assert.equal(queue.full, false);
+  queue.push(null, null);
+  assert.equal(queue.full, true);
+  let drained = false;
+  const waiting = queue.drained().then(() => drained = true);
+  await Promise.resolve();
+  assert.equal(drained, false);
+  await queue.take();
+  await waiting;
+  assert.equal(queue.full, false);
+  // A failed writer releases a waiting reader too.
+  let released = false;
+  const again = queue.drained().then(() => released = true);
+  queue.releaseReader();
+  await again;
+  assert.equal(released, true);
+});
+
+Deno.test("BoundedQueue: take waits for entries; after close it ends once empty", async () => {
+  const queue = new BoundedQueue({ capacity: 4, highWatermark: 0.8 });
+  const first = queue.take();
+  queue.push(null, lsn(1n));
+  queue.wakeWriter();
+  assert.deepEqual(confirms(await first), [1n]);
+  const second = queue.take();
+  queue.push(null, lsn(2n));
+  queue.close();
+  assert.deepEqual(confirms(await second), [2n]);
+  assert.equal(await queue.take(), null);
+});
+
+Deno.test("BoundedQueue: trimTransaction drops the queued part of the open transaction only", async () => {
+  const queue = new BoundedQueue({ capacity: 100, highWatermark: 0.8 });
+  queue.push(message(1), lsn(1n)); // a whole earlier transaction's last entry
+  queue.markTransactionStart();
+  queue.push({ kind: "begin", tx: TX }, null);
+  queue.push(message(2), null);
+  queue.trimTransaction();
+  assert.equal(queue.depth, 1);
+  assert.deepEqual(prefixes(await queue.take()), ["m1"]);
+
+  // The writer already took the begin record: that stays taken, the rest goes.
+  queue.markTransactionStart();
+  queue.push({ kind: "begin", tx: TX }, null);
+  queue.push(message(3), null);
+  const taken = await queue.take();
+  assert.equal(taken?.length, 2);
+  queue.push(message(4), null);
+  queue.trimTransaction();
+  assert.equal(queue.depth, 0);
+  queue.push(message(5), lsn(5n));
+  assert.deepEqual(prefixes(await queue.take()), ["m5"]);
+});
+
+Deno.test("BoundedQueue: the transaction start survives the compaction of taken entries", async () => {
+  const queue = new BoundedQueue({ capacity: 10_000, highWatermark: 0.8 });
+  for (let n = 0; n < 5000; n++) queue.push(null, null);
+  queue.markTransactionStart();
+  queue.push({ kind: "begin", tx: TX }, null);
+  queue.push(message(1), null);
+  // Takes the 5,000 entries before the transaction and compacts (more than 4,096 taken).
+  for (let taken = 0; taken < 5000;) taken += (await queue.take())!.length;
+  assert.equal(queue.depth, 2);
+  queue.push(message(2), null);
+  queue.trimTransaction();
+  assert.equal(queue.depth, 0);
+  queue.push(message(3), lsn(3n));
+  assert.deepEqual(prefixes(await queue.take()), ["m3"]);
+});

@@ -1,0 +1,129 @@
+/**
+ * Routing: which tables a pipeline keeps, and for each kept change its topic, its key and
+ * the table's unchanged-TOAST policy; plus the FOR clause of a publication created for
+ * the pipeline.
+ *
+ * @module
+ */
+
+import { setField } from "../decoder/types/values.ts";
+import type { RelationMessage } from "../decoder/pgoutput.ts";
+import { matchTable, type PipelineConfig, publishesAllTables } from "../config/mod.ts";
+import { type ChangeEvent, EVENT_RELATION, type Row, type SinkRecord } from "../events.ts";
+import type { PgConnection } from "../postgres/connection.ts";
+import { quoteIdent } from "../postgres/sql.ts";
+import { ToastPolicy } from "./toast.ts";
+
+/** Per-relation routing, cached until the relation's schema changes. */
+interface Route {
+  topic: string;
+  keyColumns: string[];
+  toast: ToastPolicy;
+}
+
+/**
+ * Turns change events into sink records: drops tables the pipeline does not name, and
+ * adds the topic, the key and the TOAST policy of the table's entry. Routes are cached per
+ * relation until {@linkcode Router.forget}; TOAST policies per table name, so a schema
+ * change keeps the values a `last_value` policy remembers.
+ */
+export class Router {
+  readonly #config: PipelineConfig;
+  readonly #relation: (relid: number) => RelationMessage | undefined;
+  #routes = new Map<number, Route | null>();
+  #toastPolicies = new Map<string, ToastPolicy>();
+
+  /**
+   * @param relation The newest relation the source knows for a relid, for events
+   *   decoded without one.
+   */
+  constructor(config: PipelineConfig, relation: (relid: number) => RelationMessage | undefined) {
+    this.#config = config;
+    this.#relation = relation;
+  }
+
+  /** The record for `event`, or `null` when its table is not part of the pipeline. */
+  route(event: ChangeEvent): SinkRecord | null {
+    const relid = event.source.relid;
+    let route = this.#routes.get(relid);
+    if (route === undefined) {
+      route = this.#makeRoute(event);
+      this.#routes.set(relid, route);
+    }
+    if (route === null) return null;
+    const key = keyOf(event, route.keyColumns);
+    if (event.unchanged.length > 0 || route.toast.mode === "last_value") {
+      route.toast.apply(event, key === null ? null : JSON.stringify(key, bigintSafe));
+    }
+    return { kind: "change", event, topic: route.topic, key };
+  }
+
+  /** Drops the cached route of a relation whose schema (or name) changed. */
+  forget(relid: number): void {
+    this.#routes.delete(relid);
+  }
+
+  #makeRoute(event: ChangeEvent): Route | null {
+    const { schema, table, relid } = event.source;
+    const resolved = matchTable(this.#config, schema, table);
+    if (resolved === null) return null;
+    // The relation the event was decoded with: the assembler may already know a newer one.
+    const relation = event[EVENT_RELATION] ?? this.#relation(relid);
+    const keyColumns = resolved.key ??
+      relation?.columns.filter((column) => column.isKey).map((column) => column.name) ?? [];
+    const policyKey = `${schema}.${table}`;
+    let toast = this.#toastPolicies.get(policyKey);
+    if (toast === undefined) {
+      toast = new ToastPolicy({
+        mode: resolved.toast,
+        placeholder: resolved.toastPlaceholder,
+        cacheSize: resolved.toastCacheSize,
+      });
+      this.#toastPolicies.set(policyKey, toast);
+    }
+    return { topic: resolved.topic, keyColumns, toast };
+  }
+}
+
+/**
+ * The FOR clause of a publication created for this pipeline: `FOR ALL TABLES`
+ * when an entry matches every schema and table, otherwise the tables the entries
+ * match now.
+ */
+export async function publicationTarget(
+  config: PipelineConfig,
+  connection: PgConnection,
+): Promise<string> {
+  if (publishesAllTables(config)) return "FOR ALL TABLES";
+  const rows = await connection.queryObjects(
+    `SELECT schemaname, tablename FROM pg_catalog.pg_tables
+      WHERE schemaname NOT IN ('pg_catalog', 'information_schema')
+      ORDER BY 1, 2`,
+  );
+  const tables = rows
+    .filter((row) => matchTable(config, row.schemaname ?? "", row.tablename ?? "") !== null)
+    .map((row) => `${quoteIdent(row.schemaname ?? "")}.${quoteIdent(row.tablename ?? "")}`);
+  if (tables.length === 0) {
+    throw new Error(
+      `Cannot create publication "${config.source.publication}": no existing table matches the pipeline's tables (${
+        config.tables.map((entry) => entry.pattern).join(", ")
+      }); create the tables first or fix the names`,
+    );
+  }
+  return `FOR TABLE ${tables.join(", ")}`;
+}
+
+function keyOf(event: ChangeEvent, columns: string[]): Row | null {
+  if (columns.length === 0) return null;
+  const row = event.after ?? event.before;
+  if (row === null) return null;
+  const key: Row = {};
+  for (const column of columns) {
+    setField<unknown>(key, column, row[column] ?? event.before?.[column] ?? null);
+  }
+  return key;
+}
+
+function bigintSafe(_key: string, value: unknown): unknown {
+  return typeof value === "bigint" ? value.toString() : value;
+}
