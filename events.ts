@@ -82,7 +82,10 @@ export type StreamItem =
   | { kind: "begin"; tx: TransactionInfo }
   | { kind: "change"; event: ChangeEvent }
   | { kind: "message"; event: MessageEvent }
-  /** `endLsn` is the position to confirm once every sink has the transaction. */
+  /**
+   * `endLsn` is the position to confirm once every sink has the transaction; `eventCount`
+   * counts what the server sent in it.
+   */
   | { kind: "commit"; tx: TransactionInfo; endLsn: Lsn; eventCount: number }
   | { kind: "prepare"; tx: TransactionInfo; endLsn: Lsn; eventCount: number }
   | {
@@ -119,6 +122,7 @@ export type SinkRecord =
     key: Row | null;
   }
   | { kind: "message"; event: MessageEvent }
+  /** `eventCount`: the change and message records of the transaction the sinks got. */
   | { kind: "commit"; tx: TransactionInfo; endLsn: Lsn; eventCount: number }
   | {
     kind: "schema-change";

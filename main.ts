@@ -80,7 +80,7 @@ export async function main(args: string[]): Promise<number> {
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
     console.error(`spillway ${command}: ${message}`);
-    return error instanceof ConfigError || error instanceof TypeError ? 2 : 1;
+    return error instanceof ConfigError ? 2 : 1;
   }
 }
 

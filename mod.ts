@@ -78,6 +78,7 @@ export {
 } from "./decoder/mod.ts";
 export {
   type ConnectOptions,
+  type CopyBothHost,
   type CreatedSlot,
   type CreateSlotOptions,
   maxProtoVersion,
@@ -118,6 +119,7 @@ export {
 } from "./sinks/mod.ts";
 export { type CheckOptions, checkPipeline, type Finding } from "./check/mod.ts";
 export {
+  createSinks,
   PipelineRunner,
   type RunnerOptions,
   type RunnerState,

@@ -60,6 +60,10 @@ const HELP_FLAG = { help: { type: "boolean", short: "h" } } as const;
  * assert.equal(errors[1], "Usage: spillway thing <name> [--loud]");
  * assert.equal(parseCommandArgs(usage, [], {}, { positionals: 1, stderr }), 2);
  * assert.equal(parseCommandArgs(usage, ["-h"], {}, { stdout: () => {} }), 0);
+ * // A synopsis without arguments names the command alone.
+ * errors.length = 0;
+ * assert.equal(parseCommandArgs("spillway schema\n\nPrints it.", ["--x"], {}, { stderr }), 2);
+ * assert.match(errors[0]!, /^spillway schema: Unknown option '--x'/);
  * ```
  */
 export function parseCommandArgs<const T extends ParseArgsOptionsConfig>(
@@ -70,12 +74,13 @@ export function parseCommandArgs<const T extends ParseArgsOptionsConfig>(
 ) {
   const out = io.stdout ?? ((line: string) => console.log(line));
   const err = io.stderr ?? ((line: string) => console.error(line));
-  const hint = io.usageHint ?? `Usage: ${usage.split("\n")[0]}`;
+  const synopsis = usage.split("\n")[0]!;
+  const hint = io.usageHint ?? `Usage: ${synopsis}`;
   let parsed;
   try {
     parsed = parseArgs({ args, options: { ...options, ...HELP_FLAG }, allowPositionals: true });
   } catch (error) {
-    const name = usage.split(" ").slice(0, 2).join(" ");
+    const name = synopsis.split(" ").slice(0, 2).join(" ");
     err(`${name}: ${error instanceof Error ? error.message : String(error)}`);
     err(hint);
     return 2;

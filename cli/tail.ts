@@ -13,7 +13,7 @@ import { confirmableLsn } from "../events.ts";
 import { JsonWriter } from "../formats/json_writer.ts";
 import { createLogger, type Logger } from "../ops/log.ts";
 import { ReplicationSource } from "../source/replication_source.ts";
-import { writeAll } from "../sinks/stdout.ts";
+import { writeAll } from "../sinks/mod.ts";
 import {
   connectOptionsFromUrl,
   parseCommandArgs,

@@ -31,7 +31,10 @@ const encoder = new TextEncoder();
 
 const URL_READER: Reader<string> = {
   expected: URL_EXPECTED,
-  jsonSchema: orVariable({ type: "string", pattern: "^postgres(?:ql)?://" }),
+  jsonSchema: orVariable({
+    type: "string",
+    pattern: "^[Pp][Oo][Ss][Tt][Gg][Rr][Ee][Ss](?:[Qq][Ll])?://",
+  }),
   read: (checker, field) => {
     const scalar = checker.scalar(field, URL_EXPECTED);
     if (scalar === undefined) return undefined;
@@ -224,7 +227,8 @@ export const SOURCE: SectionSpec<SourceConfig> = {
       key: "status_interval",
       reader: duration(),
       default: 10_000,
-      doc: "Period of the standby status updates sent to the server.",
+      doc:
+        "Period of the standby status updates sent to the server; never more than a third of the server's wal_sender_timeout, and 10s at most.",
     },
     startLsn: {
       key: "start_lsn",

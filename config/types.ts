@@ -19,7 +19,7 @@ export interface PipelineConfig {
   /** Absolute directory that relative paths in the file were resolved against. */
   baseDir: string;
   source: SourceConfig;
-  /** Table entries in file order; see {@linkcode matchTable}. */
+  /** Table entries in file order; see `matchTable` (tables.ts). */
   tables: TableEntry[];
   /** What a table entry gets for each option it does not set. */
   defaults: TableDefaults;
@@ -129,7 +129,7 @@ export interface TableEntry extends TableOptions {
   column: number;
 }
 
-/** A table's options after {@linkcode matchTable} picked its entry. */
+/** A table's options after `matchTable` (tables.ts) picked its entry. */
 export interface ResolvedTable extends TableOptions {
   schema: string;
   table: string;
@@ -258,7 +258,7 @@ export class PipelineConfigError extends ConfigError {
   }
 }
 
-/** Options of {@linkcode parsePipelineConfig}. */
+/** Options of `parsePipelineConfig` (load.ts). */
 export interface ParseOptions {
   /** The file name used in messages and for the default pipeline name. */
   file: string;

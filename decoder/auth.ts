@@ -113,7 +113,7 @@ export class ScramClient {
     }
     let saltBytes: Uint8Array;
     try {
-      saltBytes = fromBase64(salt);
+      saltBytes = Uint8Array.fromBase64(salt);
     } catch {
       throw new ConfigError(`Cannot authenticate: the SCRAM salt "${salt}" is not base64`);
     }
@@ -307,11 +307,4 @@ function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
   out.set(a);
   out.set(b, a.byteLength);
   return out;
-}
-
-function fromBase64(text: string): Uint8Array {
-  const binary = atob(text);
-  const bytes = new Uint8Array(binary.length);
-  for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
-  return bytes;
 }

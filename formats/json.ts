@@ -11,6 +11,8 @@ import {
   type EventSource,
   type MessageEvent,
   type Row,
+  type SinkRecord,
+  type SourceItem,
 } from "../events.ts";
 import type { RelationMessage } from "../decoder/pgoutput.ts";
 import { TypeRegistry } from "../decoder/types/registry.ts";
@@ -22,9 +24,7 @@ import {
   SPILLWAY_DEFAULTS,
 } from "../decoder/types/json.ts";
 import { type PgValue, setField } from "../decoder/types/values.ts";
-import type { SourceItem } from "../events.ts";
 import { JsonWriter } from "./json_writer.ts";
-import type { SinkRecord } from "../events.ts";
 
 /**
  * Renders events as JSON with the per-type mapping of `decoder/types/json.ts`:

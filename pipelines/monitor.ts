@@ -112,8 +112,15 @@ export class Monitor {
     return this.#side.close();
   }
 
-  /** Counts a batch every sink took: events by table and op, transactions. */
-  written(records: readonly SinkRecord[], transactions: number): void {
+  /**
+   * Counts a batch every sink took (events by table and op, transactions) and sets the
+   * confirmed position and queue depth after it.
+   */
+  written(
+    records: readonly SinkRecord[],
+    transactions: number,
+    after: { confirmedLsn: Lsn; queueDepth: number },
+  ): void {
     const metrics = this.#metrics;
     if (!metrics) return;
     for (const record of records) {
@@ -136,9 +143,8 @@ export class Monitor {
       counter.inc();
     }
     if (transactions > 0) metrics.transactionsTotal.inc(transactions);
-    const state = this.#state();
-    metrics.confirmedLsn.set(Number(state.confirmedLsn));
-    metrics.queueDepth.set(state.queueDepth);
+    metrics.confirmedLsn.set(Number(after.confirmedLsn));
+    metrics.queueDepth.set(after.queueDepth);
   }
 
   /** Forgets a relation's counters: after a schema change its table may have a new name. */

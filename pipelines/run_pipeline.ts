@@ -15,7 +15,8 @@ import { startHttpServer } from "../ops/http.ts";
 import type { Logger } from "../ops/log.ts";
 import { MetricsRegistry } from "../ops/prometheus.ts";
 import { standardMetrics } from "../ops/metrics.ts";
-import { createSink, type Sink } from "../sinks/mod.ts";
+import { createSink } from "../sinks/registry.ts";
+import type { Sink } from "../sinks/types.ts";
 import { PipelineRunner } from "./runner.ts";
 
 /** Options of {@linkcode runPipeline}. */

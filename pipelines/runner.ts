@@ -1,7 +1,7 @@
 /**
- * The pipeline runner: source → routing and TOAST policy ({@link ./route.ts}) → bounded
- * queue ({@link ./queue.ts}) → sinks → checkpoint. Heartbeats, the slot watch and the
- * health checks run beside it ({@link ./monitor.ts}).
+ * The pipeline runner: source → routing and TOAST policy (`route.ts`) → bounded queue
+ * (`queue.ts`) → sinks → checkpoint. Heartbeats, the slot watch and the health checks run
+ * beside it (`monitor.ts`).
  *
  * Guarantees:
  * - The position confirmed to PostgreSQL only moves past a transaction once
@@ -24,7 +24,12 @@
 import { ConfigError, isRetriable } from "../errors.ts";
 import { formatLsn, type Lsn, LSN_ZERO, maxLsn } from "../decoder/lsn.ts";
 import type { TypeRegistry } from "../decoder/types/registry.ts";
-import type { SinkRecord, SourceItem, TransactionInfo } from "../events.ts";
+import {
+  confirmableLsn,
+  type SinkRecord,
+  type SourceItem,
+  type TransactionInfo,
+} from "../events.ts";
 import { connectOptions, type PipelineConfig } from "../config/mod.ts";
 import type { HealthRegistry } from "../ops/health.ts";
 import type { Logger } from "../ops/log.ts";
@@ -251,8 +256,9 @@ export class PipelineRunner {
    * stop arrives between transactions; otherwise once the transaction in flight
    * has committed (so a graceful stop leaves whole transactions in the sinks), at
    * most {@linkcode SHUTDOWN_GRACE_MS} later. Retrying a sink's transient errors
-   * is given up at once on a failure; on a graceful stop, while the queue drains,
-   * only once the same grace period is over.
+   * is given up at once when another sink failed for good (see `#writeLoop`); on a
+   * graceful stop, while the queue drains, only once the same grace period is over;
+   * after the source failed, what is queued drains with the usual retries.
    */
   #stopping(stop: AbortSignal): { reading: AbortSignal; giveUp: AbortController; dispose(): void } {
     const reading = new AbortController();
@@ -318,7 +324,7 @@ export class PipelineRunner {
       case "message":
         if (item.event.prefix === HEARTBEAT_PREFIX) return;
         if (!item.event.transactional) {
-          queue.push({ kind: "message", event: item.event }, item.event.lsn);
+          queue.push({ kind: "message", event: item.event }, confirmableLsn(item));
           return;
         }
         this.#pushInTransaction({ kind: "message", event: item.event });
@@ -331,13 +337,13 @@ export class PipelineRunner {
         const record: SinkRecord | null = open?.begun
           ? { kind: "commit", tx: item.tx, endLsn: item.endLsn, eventCount: open.events }
           : null;
-        queue.push(record, item.endLsn);
+        queue.push(record, confirmableLsn(item));
         if (this.#stopAtCommit) this.#stopReading();
         return;
       }
       case "commit-prepared":
       case "rollback-prepared":
-        queue.push(null, item.endLsn);
+        queue.push(null, confirmableLsn(item));
         return;
       case "schema-change":
         this.#router.forget(item.relid);
@@ -411,9 +417,12 @@ export class PipelineRunner {
     if (records.length > 0) {
       // A batch that confirms nothing need not be durable yet: the next one that does covers it.
       const durable = confirm !== null;
-      await Promise.all(
+      // Every sink's write settles before a failure is thrown: run() closes the sinks next.
+      const results = await Promise.allSettled(
         this.sinks.map((sink) => this.#writeSink(sink, records, durable, giveUp)),
       );
+      const failed = results.find((result) => result.status === "rejected");
+      if (failed !== undefined) throw failed.reason;
     }
     this.#eventsWritten += events;
     this.#transactionsWritten += transactions;
@@ -424,7 +433,10 @@ export class PipelineRunner {
       this.#source?.confirm(this.#confirmed);
       this.#lastConfirmAt = Date.now();
     }
-    this.#monitor.written(records, transactions);
+    this.#monitor.written(records, transactions, {
+      confirmedLsn: this.#confirmed,
+      queueDepth: this.#queue.depth,
+    });
   }
 
   /**
@@ -461,7 +473,14 @@ export class PipelineRunner {
         },
       });
     } catch (error) {
-      this.#metrics?.sinkErrorsTotal.inc({ sink: sink.name });
+      // A wait cut short by giving up rethrows the error onRetry already counted.
+      if (error !== lastError) this.#metrics?.sinkErrorsTotal.inc({ sink: sink.name });
+      if (giveUp.aborted && isRetriable(error)) {
+        this.#log("error", "Sink write failed; not retried further: the pipeline is stopping", {
+          sink: sink.name,
+          error: error instanceof Error ? error.message : String(error),
+        });
+      }
       throw error;
     } finally {
       giveUp.removeEventListener("abort", onGiveUp);

@@ -389,16 +389,6 @@ function jsonNames(text: string | null | undefined): string[] | null {
   return Array.isArray(value) ? value.map(String) : null;
 }
 
-/** Parses a PostgreSQL duration setting as SHOW prints it: `60s`, `500ms`, `2min`, `0`. */
-export function parseDurationMs(text: string): number {
-  const match = /^(\d+(?:\.\d+)?)\s*(ms|s|min|h|d)?$/.exec(text.trim());
-  if (match === null) return 60_000;
-  const value = Number(match[1]);
-  const unit = match[2] ?? "ms";
-  const factor = { ms: 1, s: 1000, min: 60_000, h: 3_600_000, d: 86_400_000 }[unit] ?? 1;
-  return value * factor;
-}
-
 function numberOrNull(text: string | null | undefined): number | null {
   return text === null || text === undefined ? null : Number(text);
 }

@@ -99,8 +99,10 @@ export function parseConnectionUrl(url: string): ConnectOptions {
  * import assert from "node:assert/strict";
  * import { redact } from "./connection_string.ts";
  * assert.equal(redact("postgres://app:s3cret@db/shop"), "postgres://app:***@db/shop");
+ * // A raw "@" in the password: the host starts after the last "@" before the path.
+ * assert.equal(redact("postgres://app:p@ss@db/shop?x=a@b"), "postgres://app:***@db/shop?x=a@b");
  * ```
  */
 export function redact(url: string): string {
-  return url.replace(/(\/\/[^:/@]*:)[^@]*@/, "$1***@");
+  return url.replace(/(\/\/[^:/@]*:)[^/?#]*@/, "$1***@");
 }

@@ -14,7 +14,7 @@ import type { Sink, SinkStatus, WriteOptions } from "./types.ts";
 import type { SinkRecord } from "../events.ts";
 import { JsonRenderer, writeJsonLine } from "../formats/json.ts";
 import { JsonWriter } from "../formats/json_writer.ts";
-import { writeAll } from "./stdout.ts";
+import { writeAll } from "./_io.ts";
 
 /** Options of {@linkcode FileSink}. */
 export interface FileSinkOptions {

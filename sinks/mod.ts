@@ -34,5 +34,6 @@ export type { Sink, SinkStatus, WriteOptions } from "./types.ts";
 export type { SinkRecord } from "../events.ts";
 export { createSink, type CreateSinkOptions } from "./registry.ts";
 export { FileSink, type FileSinkOptions } from "./file.ts";
-export { StdoutSink, type StdoutSinkOptions, writeAll } from "./stdout.ts";
+export { StdoutSink, type StdoutSinkOptions } from "./stdout.ts";
+export { writeAll } from "./_io.ts";
 export { NullSink } from "./null.ts";

@@ -5,6 +5,7 @@
  */
 
 import { recordToPrettyLine } from "../formats/pretty.ts";
+import { writeAll } from "./_io.ts";
 import type { Sink, SinkStatus } from "./types.ts";
 import type { SinkRecord } from "../events.ts";
 import { JsonRenderer, writeJsonLine } from "../formats/json.ts";
@@ -72,13 +73,4 @@ export class StdoutSink implements Sink {
   status(): SinkStatus {
     return { state: "ok", written: this.#written };
   }
-}
-
-/** Writes every byte, looping over short writes. */
-export async function writeAll(
-  writer: { write(bytes: Uint8Array): Promise<number> },
-  bytes: Uint8Array,
-): Promise<void> {
-  let offset = 0;
-  while (offset < bytes.byteLength) offset += await writer.write(bytes.subarray(offset));
 }

@@ -1,7 +1,7 @@
 /**
  * Turns pgoutput messages into transactions of typed events, in commit order.
  * Streamed transactions (protocol 2+) are held as raw bytes (see
- * `streamed_buffer.ts`, which may spill them to disk) until their Stream Commit,
+ * `spill.ts`, which may spill them to disk) until their Stream Commit,
  * then decoded and handed on lazily; aborted ones, and rolled-back
  * subtransactions, are discarded. Apart from spilling, no I/O.
  *

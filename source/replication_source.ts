@@ -24,7 +24,7 @@ import { PgoutputCode } from "../decoder/codes.ts";
 import { loadTypeInfos } from "../decoder/types/catalog.ts";
 import type { TypeRegistry } from "../decoder/types/registry.ts";
 import type { SourceItem } from "../events.ts";
-import { parseDurationMs } from "../postgres/catalog.ts";
+import { maxStatusIntervalMs, querySlots, readSettings, settingMs } from "../postgres/catalog.ts";
 import { quoteIdent, quoteLiteral } from "../postgres/sql.ts";
 import { type Logger, silentLogger } from "../ops/log.ts";
 import { retry, type RetryOptions, untilAborted } from "../retry.ts";
@@ -256,17 +256,17 @@ export class ReplicationSource {
 
   async #preflight(connection: PgConnection): Promise<void> {
     const options = this.options;
-    const [walLevel] = await connection.queryObjects("SHOW wal_level");
-    if (walLevel?.wal_level !== "logical") {
+    const settings = await readSettings(connection, ["wal_level", "wal_sender_timeout"]);
+    const walLevel = settings.get("wal_level")?.value;
+    if (walLevel !== "logical") {
       throw new ConfigError(
-        `Cannot stream changes: the server's wal_level is "${walLevel?.wal_level}"; set wal_level = logical (ALTER SYSTEM SET wal_level = logical) and restart PostgreSQL`,
+        `Cannot stream changes: the server's wal_level is "${walLevel}"; set wal_level = logical (ALTER SYSTEM SET wal_level = logical) and restart PostgreSQL`,
       );
     }
-    const [timeout] = await connection.queryObjects("SHOW wal_sender_timeout");
-    const timeoutMs = parseDurationMs(timeout?.wal_sender_timeout ?? "60s");
-    if (timeoutMs > 0) {
-      this.#statusIntervalMs = Math.max(100, Math.min(10_000, Math.floor(timeoutMs / 3)));
-    }
+    const timeout = settings.get("wal_sender_timeout");
+    this.#statusIntervalMs = maxStatusIntervalMs(
+      timeout === undefined ? 60_000 : settingMs(timeout),
+    );
 
     const publication = quoteLiteral(options.publication);
     const publications = await connection.queryObjects(
@@ -289,11 +289,7 @@ export class ReplicationSource {
       this.#log("info", "Publication created", { publication: options.publication });
     }
 
-    const slots = await connection.queryObjects(
-      `SELECT slot_name, plugin, slot_type, database, active, active_pid, temporary, confirmed_flush_lsn, wal_status
-         FROM pg_catalog.pg_replication_slots WHERE slot_name = ${quoteLiteral(options.slot)}`,
-    );
-    const slot = slots[0];
+    const [slot] = await querySlots(connection, { slot: options.slot });
     if (slot === undefined) {
       if (!options.temporarySlot && !options.createSlot) {
         throw new ConfigError(
@@ -324,12 +320,12 @@ export class ReplicationSource {
         `Cannot create temporary slot "${options.slot}": a slot with that name exists; choose another name or use --slot ${options.slot} to read it`,
       );
     }
-    if (slot.slot_type !== "logical" || slot.plugin !== "pgoutput") {
+    if (slot.slotType !== "logical" || slot.plugin !== "pgoutput") {
       throw new ConfigError(
-        `Cannot stream from slot "${options.slot}": it is a ${slot.slot_type} slot with plugin "${slot.plugin}", not a logical pgoutput slot; drop it or use another name`,
+        `Cannot stream from slot "${options.slot}": it is a ${slot.slotType} slot with plugin "${slot.plugin}", not a logical pgoutput slot; drop it or use another name`,
       );
     }
-    if (slot.wal_status === "lost") {
+    if (slot.walStatus === "lost") {
       throw new ConfigError(
         `Cannot stream from slot "${options.slot}": it was invalidated (wal_status lost) because the WAL it needed was removed; drop it, create it again and re-snapshot; raise max_slot_wal_keep_size to avoid a repeat`,
       );
@@ -337,8 +333,8 @@ export class ReplicationSource {
     this.slotInfo = {
       slotName: options.slot,
       created: false,
-      confirmedFlushLsn: slot.confirmed_flush_lsn ? parseLsn(slot.confirmed_flush_lsn) : null,
-      walStatus: slot.wal_status ?? null,
+      confirmedFlushLsn: slot.confirmedFlushLsn === null ? null : parseLsn(slot.confirmedFlushLsn),
+      walStatus: slot.walStatus,
     };
   }
 

@@ -17,6 +17,8 @@ const ROOT = fileURLToPath(new URL("../", import.meta.url));
  * The layers from top to bottom. A file in a layer may import its own layer and any layer
  * below it. The root leaves (`errors.ts`, `events.ts`, `retry.ts`, layer "leaves") stand
  * apart: everything may import them, and they import only `decoder/` and each other.
+ * `testing/` stands apart too: it imports nothing of the tree, and only `cli/` (the demo)
+ * may import it among shipped code.
  */
 const LAYERS: readonly string[] = [
   "main.ts",
@@ -32,7 +34,6 @@ const LAYERS: readonly string[] = [
   "ops",
   "postgres",
   "decoder",
-  "testing",
 ];
 
 /** Layers outside the rule: tests, benchmarks and tools may import anything. */
@@ -48,21 +49,24 @@ function isTestOnly(path: string): boolean {
  * these files or folders (its own layer is always allowed).
  */
 const ONLY: Readonly<Record<string, readonly string[]>> = {
-  "main.ts": ["cli/", "leaves"],
+  "main.ts": ["cli/", "errors.ts"],
   config: [
     "postgres/connection_string.ts",
     "decoder/lsn.ts",
     "decoder/pgoutput.ts",
-    "leaves",
+    "errors.ts",
   ],
-  formats: ["decoder/", "leaves"],
-  ops: ["leaves"],
+  // The source gets plain options: nothing from config/.
+  source: ["postgres/", "decoder/", "ops/", "leaves"],
+  formats: ["decoder/", "events.ts", "errors.ts"],
+  ops: ["errors.ts"],
   leaves: ["decoder/"],
   decoder: ["errors.ts"],
   testing: [],
 };
 
-/** `source/` gets plain options: nothing from `config/` (already below it, so implied). */
+/** Where a package from npm may be imported: the YAML parser, and client libraries in sinks. */
+const NPM_ALLOWED = new Set(["config", "sinks"]);
 
 /** The layer a repository-relative path belongs to. */
 export function layerOf(path: string): string {
@@ -71,14 +75,22 @@ export function layerOf(path: string): string {
   return slash === -1 ? path : path.slice(0, slash);
 }
 
-/** The relative specifiers a module imports: static, re-exports and dynamic `import()`. */
+/**
+ * The specifiers a module imports: static imports and re-exports (also multi-line, also
+ * single-quoted), side-effect imports, dynamic `import()`, and modules given to a Worker as
+ * `new URL("./x.ts", import.meta.url)`. Lines of doc comments (` * import …`) are examples,
+ * not imports.
+ */
 export function importsOf(source: string): string[] {
   const found: string[] = [];
-  const statics =
-    /^(?:import|export)\b[^;]*?\bfrom\s*"(\.{1,2}\/[^"]+)"|^import\s*"(\.{1,2}\/[^"]+)"/gm;
-  for (const match of source.matchAll(statics)) found.push((match[1] ?? match[2])!);
-  for (const match of source.matchAll(/\bimport\(\s*"(\.{1,2}\/[^"]+)"\s*\)/g)) {
-    found.push(match[1]!);
+  const patterns = [
+    /^\s*(?:import|export)\s+(?:type\s+)?(?:\{[^}]*\}|\*(?:\s+as\s+\w+)?|\w+(?:\s*,\s*(?:\{[^}]*\}|\*\s+as\s+\w+))?)\s*from\s*(["'])([^"']+)\1/gm,
+    /^\s*import\s*(["'])([^"']+)\1/gm,
+    /\bimport\(\s*(["'])([^"']+)\1\s*\)/g,
+    /\bnew URL\(\s*(["'])(\.{1,2}\/[^"']+\.(?:ts|mts|js|mjs))\1\s*,\s*import\.meta\.url/g,
+  ];
+  for (const pattern of patterns) {
+    for (const match of source.matchAll(pattern)) found.push(match[2]!);
   }
   return found;
 }
@@ -97,28 +109,26 @@ export function layerViolations(graph: ReadonlyMap<string, readonly string[]>): 
     const from = layerOf(file);
     if (FREE.has(from) || isTestOnly(file)) continue;
     const rank = LAYERS.indexOf(from);
-    if (rank === -1 && from !== "leaves") {
+    if (rank === -1 && from !== "leaves" && from !== "testing") {
       violations.push({ file, imports: "", rule: `folder "${from}" is not in the layer list` });
       continue;
     }
     for (const target of targets) {
       const to = layerOf(target);
+      const broken = (rule: string) => violations.push({ file, imports: target, rule });
+      if (FREE.has(to) || isTestOnly(target)) {
+        broken("shipped code must not import tests, test data or benchmarks");
+        continue;
+      }
       if (to === from) continue;
-      if (FREE.has(to)) {
-        violations.push({
-          file,
-          imports: target,
-          rule: `"${from}" must not import tests or bench`,
-        });
+      if (to === "testing" && from !== "cli") {
+        broken(`only cli/ (the demo) may import testing/`);
         continue;
       }
       const toRank = LAYERS.indexOf(to);
-      if (to !== "leaves" && from !== "leaves" && toRank <= rank) {
-        violations.push({
-          file,
-          imports: target,
-          rule: `"${from}" may import only layers below it; "${to}" is above or beside it`,
-        });
+      const apart = to === "leaves" || to === "testing" || from === "leaves" || from === "testing";
+      if (!apart && toRank <= rank) {
+        broken(`"${from}" may import only layers below it; "${to}" is above or beside it`);
         continue;
       }
       const only = ONLY[from];
@@ -132,15 +142,51 @@ export function layerViolations(graph: ReadonlyMap<string, readonly string[]>): 
             : target === allowed
         )
       ) {
-        violations.push({
-          file,
-          imports: target,
-          rule: `"${from}" may import from other layers only ${only.join(", ") || "nothing"}`,
-        });
+        broken(`"${from}" may import from other layers only ${only.join(", ") || "nothing"}`);
       }
     }
   }
   return violations;
+}
+
+/**
+ * Bare specifiers against the rules: npm packages only where {@linkcode NPM_ALLOWED} says,
+ * and `decoder/` stays pure (no sockets, files or processes).
+ */
+export function packageViolations(
+  packages: ReadonlyMap<string, readonly string[]>,
+): Violation[] {
+  const violations: Violation[] = [];
+  for (const [file, specifiers] of packages) {
+    const from = layerOf(file);
+    if (FREE.has(from) || isTestOnly(file) || from === "testing") continue;
+    for (const specifier of specifiers) {
+      if (specifier.startsWith("npm:") && !NPM_ALLOWED.has(from)) {
+        violations.push({
+          file,
+          imports: specifier,
+          rule: `npm packages are imported only in ${[...NPM_ALLOWED].join("/, ")}/`,
+        });
+      }
+      if (from === "decoder" && !["node:crypto", "node:buffer"].includes(specifier)) {
+        violations.push({ file, imports: specifier, rule: "decoder/ is pure: no I/O modules" });
+      }
+    }
+  }
+  return violations;
+}
+
+/** Uses of the outside world that a pure module must not make. */
+const IMPURE = /\bDeno\.|\bsetTimeout\(|\bsetInterval\(|\bDate\.now\(|\bperformance\.now\(/;
+
+/** The first line of `source` that uses the outside world, outside comments; `null` if none. */
+export function impureLine(source: string): string | null {
+  for (const line of source.split("\n")) {
+    const code = line.replace(/\/\/.*$/, "");
+    if (/^\s*(?:\*|\/\*\*?)/.test(code)) continue;
+    if (IMPURE.test(code)) return line.trim();
+  }
+  return null;
 }
 
 /** Every import circle among files, each as the path of files that closes it. */
@@ -174,19 +220,28 @@ async function sourceFiles(dir = ""): Promise<string[]> {
   return files;
 }
 
-/** The tree's import graph: repository-relative file → repository-relative imports. */
-async function treeGraph(): Promise<Map<string, string[]>> {
+/** The tree's modules: their relative imports (as repository paths), packages and text. */
+async function readTree(): Promise<{
+  graph: Map<string, string[]>;
+  packages: Map<string, string[]>;
+  texts: Map<string, string>;
+}> {
   const graph = new Map<string, string[]>();
+  const packages = new Map<string, string[]>();
+  const texts = new Map<string, string>();
   for (const file of await sourceFiles()) {
     const text = await Deno.readTextFile(join(ROOT, file));
+    const specifiers = importsOf(text);
+    texts.set(file, text);
     graph.set(
       file,
-      importsOf(text).map((specifier) =>
+      specifiers.filter((specifier) => specifier.startsWith(".")).map((specifier) =>
         relative(ROOT, normalize(join(ROOT, dirname(file), specifier)))
       ),
     );
+    packages.set(file, specifiers.filter((specifier) => !specifier.startsWith(".")));
   }
-  return graph;
+  return { graph, packages, texts };
 }
 
 function describe(violations: Violation[]): string {
@@ -194,14 +249,14 @@ function describe(violations: Violation[]): string {
 }
 
 Deno.test("layers: every import in the tree follows the layer rule", async () => {
-  const graph = await treeGraph();
+  const { graph, packages } = await readTree();
   assert.ok(graph.size > 50, `only ${graph.size} files found under ${ROOT}`);
-  const violations = layerViolations(graph);
+  const violations = [...layerViolations(graph), ...packageViolations(packages)];
   assert.equal(violations.length, 0, `The layout rule is broken:\n${describe(violations)}`);
 });
 
 Deno.test("layers: no file imports itself back through others", async () => {
-  const found = circles(await treeGraph());
+  const found = circles((await readTree()).graph);
   assert.equal(
     found.length,
     0,
@@ -209,34 +264,97 @@ Deno.test("layers: no file imports itself back through others", async () => {
   );
 });
 
-Deno.test("layers: the checker catches an upward import, a tight-rule breach and a circle", () => {
+Deno.test("layers: decoder/ is pure: no Deno.*, timers or clocks outside its tests", async () => {
+  const impure: string[] = [];
+  for (const [file, text] of (await readTree()).texts) {
+    if (layerOf(file) !== "decoder" || isTestOnly(file)) continue;
+    const line = impureLine(text);
+    if (line !== null) impure.push(`${file}: ${line}`);
+  }
+  assert.deepEqual(impure, [], "decoder/ must stay pure: bytes in, typed messages out");
+});
+
+Deno.test("layers: the checker catches upward imports, tight-rule breaches, tests, packages and circles", () => {
   const graph = new Map<string, string[]>([
     ["decoder/lsn.ts", ["pipelines/runner.ts"]],
-    ["formats/json.ts", ["postgres/connection.ts"]],
-    ["config/load.ts", ["postgres/connection_string.ts", "decoder/lsn.ts"]],
+    ["formats/json.ts", ["postgres/connection.ts", "events.ts", "retry.ts"]],
+    ["config/load.ts", ["postgres/connection_string.ts", "decoder/lsn.ts", "errors.ts"]],
+    ["source/replication_source.ts", ["config/types.ts", "postgres/catalog.ts"]],
     ["sinks/file.ts", ["formats/json.ts", "events.ts"]],
     ["sinks/file_test.ts", ["tests/_runner_util.ts", "pipelines/runner.ts"]],
+    ["pipelines/runner.ts", ["pipelines/queue_test.ts", "testing/random.ts"]],
+    ["cli/demo.ts", ["testing/embedded_postgres.ts"]],
+    ["testing/random.ts", ["decoder/pgoutput.ts"]],
     ["source/a.ts", ["source/b.ts"]],
     ["source/b.ts", ["source/a.ts"]],
   ]);
-  assert.deepEqual(
-    layerViolations(graph).map((v) => `${v.file} -> ${v.imports}`),
-    ["decoder/lsn.ts -> pipelines/runner.ts", "formats/json.ts -> postgres/connection.ts"],
-  );
+  assert.deepEqual(layerViolations(graph).map((v) => `${v.file} -> ${v.imports}`), [
+    "decoder/lsn.ts -> pipelines/runner.ts",
+    "formats/json.ts -> postgres/connection.ts",
+    "formats/json.ts -> retry.ts",
+    "source/replication_source.ts -> config/types.ts",
+    "pipelines/runner.ts -> pipelines/queue_test.ts",
+    "pipelines/runner.ts -> testing/random.ts",
+    "testing/random.ts -> decoder/pgoutput.ts",
+  ]);
   assert.deepEqual(circles(graph), [["source/a.ts", "source/b.ts", "source/a.ts"]]);
+  const packages = new Map<string, string[]>([
+    ["config/load.ts", ["npm:yaml@2.9.1", "node:path"]],
+    ["pipelines/runner.ts", ["npm:kafkajs@2"]],
+    ["decoder/auth.ts", ["node:crypto"]],
+    ["decoder/pgoutput.ts", ["node:net"]],
+  ]);
+  assert.deepEqual(packageViolations(packages).map((v) => `${v.file} -> ${v.imports}`), [
+    "pipelines/runner.ts -> npm:kafkajs@2",
+    "decoder/pgoutput.ts -> node:net",
+  ]);
+  assert.equal(impureLine("/** Deno.exit in a doc */\nconst x = 1; // Date.now()"), null);
+  assert.equal(impureLine("const t = Date.now();"), "const t = Date.now();");
 });
 
 Deno.test("layers: imports are found in static, multi-line, re-export and dynamic forms", () => {
   const source = [
     'import { a } from "./a.ts";',
     "import {",
-    "  b,",
+    "  b, // a comment; with a semicolon",
     '} from "../b.ts";',
     'export * from "./c.ts";',
     'import "./d.ts";',
     'const e = await import("./e.ts");',
     ' * import { f } from "./f.ts";',
-    'import { g } from "npm:yaml@2";',
+    "  import { g } from 'npm:yaml@2';",
+    'import type { H } from "./h.ts";',
+    'new Worker(new URL("./worker_main.ts", import.meta.url), { type: "module" });',
+    'const data = new URL("./vectors.json", import.meta.url);',
   ].join("\n");
-  assert.deepEqual(importsOf(source), ["./a.ts", "../b.ts", "./c.ts", "./d.ts", "./e.ts"]);
+  assert.deepEqual(importsOf(source), [
+    "./a.ts",
+    "../b.ts",
+    "./c.ts",
+    "npm:yaml@2",
+    "./h.ts",
+    "./d.ts",
+    "./e.ts",
+    "./worker_main.ts",
+  ]);
+});
+
+Deno.test("layers: the README's layout table lists every folder of code, and only those", async () => {
+  const readme = await Deno.readTextFile(join(ROOT, "README.md"));
+  const section = readme.slice(readme.indexOf("## Layout"), readme.indexOf("## Tests"));
+  const listed = [...section.matchAll(/^\| `([a-z_]+)\/` /gm)].map((match) => match[1]!).sort();
+  const folders: string[] = [];
+  for await (const entry of Deno.readDir(ROOT)) {
+    if (!entry.isDirectory || entry.name.startsWith(".")) continue;
+    const files = await sourceFiles(entry.name);
+    if (files.length > 0 || entry.name === "examples") folders.push(entry.name);
+  }
+  assert.deepEqual(listed, folders.sort());
+  for (const folder of folders) {
+    if (FREE.has(folder) || folder === "examples") continue;
+    assert.ok(
+      LAYERS.includes(folder) || folder === "testing",
+      `folder "${folder}" is in the README but not in the layer list of this test`,
+    );
+  }
 });

@@ -455,8 +455,9 @@ Deno.test("runner: a sink that keeps failing during a graceful stop is given up 
       release();
       await (stopping ?? running.stop()).catch(() => {});
     }
-    // Retried with backoff until the grace period ended, not for all 8 attempts (~13 s).
-    assert.ok(elapsedMs >= 9_000 && elapsedMs < 12_000, `gave up after ${elapsedMs} ms`);
+    // Retried with backoff until the grace period ended, not for all 8 attempts (7 waits,
+    // ~23 s); the wait in progress at the deadline is cut short too.
+    assert.ok(elapsedMs >= 9_000 && elapsedMs < 11_000, `gave up after ${elapsedMs} ms`);
     assert.ok(sink.writes >= 5, `${sink.writes} attempts`);
     assert.deepEqual(sink.changes(), []);
     const confirmed = (await slotPosition(poller, "gu_slot"))!.confirmed!;
