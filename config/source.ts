@@ -5,7 +5,7 @@
  * @module
  */
 
-import { redact, type SslMode } from "../postgres/connection_string.ts";
+import { redact, SSL_MODES } from "../postgres/connection_string.ts";
 import { type Lsn, parseLsn } from "../decoder/lsn.ts";
 import type { ProtoVersion } from "../decoder/pgoutput.ts";
 import { formatDuration } from "./units.ts";
@@ -25,7 +25,6 @@ import {
 import { defaultsOf, sectionReader, type SectionSpec } from "./_fields.ts";
 
 const SLOT = /^[a-z0-9_]{1,63}$/;
-const SSL_MODES: readonly SslMode[] = ["disable", "prefer", "require", "verify-ca", "verify-full"];
 const URL_EXPECTED = "a connection URL like postgres://user:password@host:5432/database";
 const encoder = new TextEncoder();
 

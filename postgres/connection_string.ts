@@ -11,6 +11,15 @@ import { ConfigError, type PostgresNotice } from "../errors.ts";
 /** Where a TLS connection's certificate checks stand. */
 export type SslMode = "disable" | "prefer" | "require" | "verify-ca" | "verify-full";
 
+/** Every {@linkcode SslMode}, weakest first. */
+export const SSL_MODES: readonly SslMode[] = [
+  "disable",
+  "prefer",
+  "require",
+  "verify-ca",
+  "verify-full",
+];
+
 /** How to reach and log in to a server. */
 export interface ConnectOptions {
   host: string;
@@ -72,7 +81,7 @@ export function parseConnectionUrl(url: string): ConnectOptions {
   }
   const params = parsed.searchParams;
   const sslmode = params.get("sslmode") ?? "prefer";
-  if (!["disable", "prefer", "require", "verify-ca", "verify-full"].includes(sslmode)) {
+  if (!(SSL_MODES as readonly string[]).includes(sslmode)) {
     throw new ConfigError(
       `Cannot use sslmode "${sslmode}": expected disable, prefer, require, verify-ca or verify-full`,
     );
