@@ -23,6 +23,7 @@ import {
   promptYesNo,
 } from "./_common.ts";
 import { querySlots, type SlotRow } from "../postgres/catalog.ts";
+import { checkSlotName } from "../postgres/sql.ts";
 import { formatBytes } from "../config/units.ts";
 
 // ---------------------------------------------------------------------------------------
@@ -191,11 +192,7 @@ async function dropCommand(
 ): Promise<number> {
   const out = options.stdout ?? ((line: string) => console.log(line));
   const err = options.stderr ?? ((line: string) => console.error(line));
-  if (!/^[a-z0-9_]{1,63}$/.test(slot)) {
-    throw new ConfigError(
-      `Cannot drop replication slot "${slot}": slot names are 1 to 63 lower-case letters, digits or underscores`,
-    );
-  }
+  checkSlotName(slot);
   const interactive = options.interactive ?? Deno.stdin.isTerminal();
   if (!flags.yes && !interactive) {
     err(

@@ -6,6 +6,7 @@
  */
 
 import { redact, SSL_MODES } from "../postgres/connection_string.ts";
+import { SLOT_NAME } from "../postgres/sql.ts";
 import { type Lsn, parseLsn } from "../decoder/lsn.ts";
 import type { ProtoVersion } from "../decoder/pgoutput.ts";
 import { formatDuration } from "./units.ts";
@@ -24,7 +25,6 @@ import {
 } from "./_readers.ts";
 import { defaultsOf, sectionReader, type SectionSpec } from "./_fields.ts";
 
-const SLOT = /^[a-z0-9_]{1,63}$/;
 const URL_EXPECTED = "a connection URL like postgres://user:password@host:5432/database";
 const encoder = new TextEncoder();
 
@@ -152,7 +152,7 @@ export const SOURCE: SectionSpec<SourceConfig> = {
     },
     slot: {
       key: "slot",
-      reader: string("a slot name of 1 to 63 lower-case letters, digits or underscores", SLOT),
+      reader: string("a slot name of 1 to 63 lower-case letters, digits or underscores", SLOT_NAME),
       required: "a slot name like orders_cdc",
       doc: "Replication slot: 1 to 63 of a-z, 0-9 and _. Kept across restarts, so the " +
         "pipeline resumes where it stopped.",

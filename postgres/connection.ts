@@ -35,6 +35,7 @@ import {
 import { formatLsn, type Lsn, LSN_ZERO, parseLsn } from "../decoder/lsn.ts";
 import { Transport } from "./_transport.ts";
 import { type ConnectOptions, SESSION_PARAMETERS } from "./connection_string.ts";
+import { checkSlotName } from "./sql.ts";
 import { explain } from "./explain.ts";
 import { type CopyBothHost, ReplicationStream, type ReplicationStreamOptions } from "./stream.ts";
 
@@ -90,8 +91,6 @@ export interface StartReplicationOptions extends ReplicationStreamOptions {
   startLsn?: Lsn;
   pgoutput: PgoutputOptions;
 }
-
-const SLOT_NAME = /^[a-z0-9_]{1,63}$/;
 
 /**
  * A connection speaking the simple-query protocol, optionally as a logical walsender.
@@ -547,14 +546,6 @@ export function maxProtoVersion(serverMajorVersion: number): 1 | 2 | 3 | 4 {
   if (serverMajorVersion >= 15) return 3;
   if (serverMajorVersion >= 14) return 2;
   return 1;
-}
-
-function checkSlotName(name: string): void {
-  if (!SLOT_NAME.test(name)) {
-    throw new ConfigError(
-      `Cannot use replication slot name "${name}": use 1 to 63 lower-case letters, digits or underscores`,
-    );
-  }
 }
 
 function assertNever(value: never): never {

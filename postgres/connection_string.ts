@@ -40,8 +40,12 @@ export interface ConnectOptions {
   onNotice?: (notice: PostgresNotice) => void;
 }
 
-/** Settings every Spillway session pins so that text output never depends on server defaults. */
+/**
+ * Settings every Spillway session pins at startup, so that text output and the meaning of
+ * the SQL it sends never depend on server, database or role defaults.
+ */
 export const SESSION_PARAMETERS: Readonly<Record<string, string>> = {
+  standard_conforming_strings: "on",
   client_encoding: "UTF8",
   DateStyle: "ISO, MDY",
   IntervalStyle: "postgres",

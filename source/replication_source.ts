@@ -25,7 +25,7 @@ import { loadTypeInfos } from "../decoder/types/catalog.ts";
 import type { TypeRegistry } from "../decoder/types/registry.ts";
 import type { SourceItem } from "../events.ts";
 import { maxStatusIntervalMs, querySlots, readSettings, settingMs } from "../postgres/catalog.ts";
-import { quoteIdent, quoteLiteral } from "../postgres/sql.ts";
+import { checkObjectName, checkSlotName, quoteIdent, quoteLiteral } from "../postgres/sql.ts";
 import { type Logger, silentLogger } from "../ops/log.ts";
 import { retry, type RetryOptions, untilAborted } from "../retry.ts";
 
@@ -125,6 +125,9 @@ export class ReplicationSource {
 
   /** Connects, checks the server, prepares publication and slot, and starts streaming. */
   static async open(options: SourceOptions): Promise<ReplicationSource> {
+    // Names are checked before they reach any statement or create anything.
+    checkSlotName(options.slot);
+    checkObjectName("publication", options.publication);
     const source = new ReplicationSource(options);
     try {
       await retry(async () => {

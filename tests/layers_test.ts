@@ -52,6 +52,7 @@ const ONLY: Readonly<Record<string, readonly string[]>> = {
   "main.ts": ["cli/", "errors.ts"],
   config: [
     "postgres/connection_string.ts",
+    "postgres/sql.ts",
     "decoder/lsn.ts",
     "decoder/pgoutput.ts",
     "errors.ts",

@@ -282,7 +282,10 @@ Deno.test("slots: usage errors exit 2, --help exits 0, an unreachable server exi
   assert.equal(result.code, 2);
   result = await run(["drop", "postgres://localhost/db", "Bad-Name", "--yes"]);
   assert.equal(result.code, 2);
-  assert.match(result.stderr, /Cannot drop replication slot "Bad-Name": slot names are 1 to 63/);
+  assert.match(
+    result.stderr,
+    /Cannot use replication slot name "Bad-Name": slot names are 1 to 63/,
+  );
   result = await run(["list", "http://localhost/db"]);
   assert.equal(result.code, 2);
   assert.match(result.stderr, /scheme must be postgres:\/\//);
