@@ -4,7 +4,11 @@
  * @module
  */
 
-import { type ConnectOptions, parseConnectionUrl } from "../postgres/connection_string.ts";
+import {
+  type ConnectOptions,
+  parseConnectionUrl,
+  readRootCertificates,
+} from "../postgres/connection_string.ts";
 import type { PipelineConfig } from "./types.ts";
 
 /**
@@ -19,7 +23,7 @@ export function connectOptions(
   const options = parseConnectionUrl(config.source.url);
   if (config.source.sslmode !== null) options.sslmode = config.source.sslmode;
   if (config.source.sslrootcert !== null) {
-    options.sslrootcert = Deno.readTextFileSync(config.source.sslrootcert);
+    options.sslrootcert = readRootCertificates(config.source.sslrootcert);
   }
   options.applicationName ??= applicationName;
   return options;

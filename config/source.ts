@@ -5,7 +5,7 @@
  * @module
  */
 
-import { redact, SSL_MODES } from "../postgres/connection_string.ts";
+import { redact, SSL_MODES, SYSTEM_ROOTS } from "../postgres/connection_string.ts";
 import { SLOT_NAME } from "../postgres/sql.ts";
 import { type Lsn, parseLsn } from "../decoder/lsn.ts";
 import type { ProtoVersion } from "../decoder/pgoutput.ts";
@@ -27,6 +27,18 @@ import { defaultsOf, sectionReader, type SectionSpec } from "./_fields.ts";
 
 const URL_EXPECTED = "a connection URL like postgres://user:password@host:5432/database";
 const encoder = new TextEncoder();
+
+const CA_FILE = filePath("a path to a CA certificate file, or system");
+
+/** `sslrootcert`: a CA file, resolved against the pipeline file, or the word `system`. */
+const rootCertificates: Reader<string> = {
+  ...CA_FILE,
+  read: (checker, field) => {
+    const scalar = checker.scalar(field, CA_FILE.expected);
+    if (scalar === undefined) return undefined;
+    return scalar.value === SYSTEM_ROOTS ? SYSTEM_ROOTS : CA_FILE.read(checker, field);
+  },
+};
 
 const URL_READER: Reader<string> = {
   expected: URL_EXPECTED,
@@ -250,9 +262,10 @@ export const SOURCE: SectionSpec<SourceConfig> = {
     },
     sslrootcert: {
       key: "sslrootcert",
-      reader: nullable(filePath("a path to a CA certificate file")),
+      reader: nullable(rootCertificates),
       default: null,
-      doc: "CA certificate file, relative to the pipeline file; null keeps the URL's.",
+      doc:
+        "CA certificate file, relative to the pipeline file, or system for the runtime's public roots; null keeps the URL's (without one, verify-ca and verify-full use ~/.postgresql/root.crt).",
     },
   },
   check: checkProtoVersion,

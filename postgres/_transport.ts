@@ -137,8 +137,11 @@ export class Transport {
       servername: net.isIP(options.host) ? undefined : options.host,
       ca: options.ca,
       rejectUnauthorized: verify,
+      // Against the host the caller named: an IP address is checked against the
+      // certificate's IP SANs (node would check "localhost" when no servername is sent).
       checkServerIdentity: options.mode === "verify-full"
-        ? (host: string, cert: tls.PeerCertificate) => tls.checkServerIdentity(host, cert)
+        ? (_servername: string, cert: tls.PeerCertificate) =>
+          tls.checkServerIdentity(options.host, cert)
         : () => undefined,
     });
     try {

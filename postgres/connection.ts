@@ -34,7 +34,12 @@ import {
 } from "../decoder/frontend.ts";
 import { formatLsn, type Lsn, LSN_ZERO, parseLsn } from "../decoder/lsn.ts";
 import { Transport } from "./_transport.ts";
-import { type ConnectOptions, SESSION_PARAMETERS } from "./connection_string.ts";
+import {
+  type ConnectOptions,
+  SESSION_PARAMETERS,
+  type SslMode,
+  SYSTEM_ROOTS,
+} from "./connection_string.ts";
 import { checkSlotName } from "./sql.ts";
 import { explain } from "./explain.ts";
 import { type CopyBothHost, ReplicationStream, type ReplicationStreamOptions } from "./stream.ts";
@@ -158,6 +163,8 @@ export class PgConnection implements CopyBothHost {
   async #negotiateTls(): Promise<void> {
     const mode = this.options.sslmode ?? "prefer";
     if (mode === "disable") return;
+    // Known before anything is sent: a verifying mode without a root certificate stops here.
+    const ca = rootCertificates(mode, this.options.sslrootcert);
     await this.#transport.write(encodeSslRequest());
     const answer = await this.#transport.read();
     if (answer === null) {
@@ -172,7 +179,7 @@ export class PgConnection implements CopyBothHost {
       await this.#transport.startTls({
         host: this.options.host,
         mode,
-        ca: this.options.sslrootcert,
+        ca,
         timeoutMs: this.options.connectTimeoutMs,
       });
       return;
@@ -546,6 +553,32 @@ export function maxProtoVersion(serverMajorVersion: number): 1 | 2 | 3 | 4 {
   if (serverMajorVersion >= 15) return 3;
   if (serverMajorVersion >= 14) return 2;
   return 1;
+}
+
+/**
+ * The CA certificates that verify the server under `mode`, as libpq picks them: the given
+ * PEM text; the runtime's public roots (`undefined`) only for `sslrootcert=system`; without
+ * either, `~/.postgresql/root.crt`, and no connection when that file is missing. Modes that
+ * do not verify take what is given.
+ */
+function rootCertificates(mode: SslMode, sslrootcert: string | undefined): string | undefined {
+  if (mode !== "verify-ca" && mode !== "verify-full") {
+    return sslrootcert === SYSTEM_ROOTS ? undefined : sslrootcert;
+  }
+  if (sslrootcert === SYSTEM_ROOTS) return undefined;
+  if (sslrootcert !== undefined) return sslrootcert;
+  const home = Deno.env.get("HOME");
+  const file = home === undefined ? null : `${home}/.postgresql/root.crt`;
+  try {
+    if (file !== null) return Deno.readTextFileSync(file);
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  }
+  throw new ConfigError(
+    `Cannot verify the server's certificate with sslmode=${mode}: no root certificate was given and ${
+      file ?? "~/.postgresql/root.crt"
+    } does not exist; give sslrootcert=<CA file>, or sslrootcert=system to trust the system's public roots, or use sslmode=require to encrypt without verifying`,
+  );
 }
 
 function assertNever(value: never): never {

@@ -11,6 +11,9 @@ import { ConfigError, type PostgresNotice } from "../errors.ts";
 /** Where a TLS connection's certificate checks stand. */
 export type SslMode = "disable" | "prefer" | "require" | "verify-ca" | "verify-full";
 
+/** `sslrootcert=system`: trust the runtime's public root certificates, as libpq 16+ does. */
+export const SYSTEM_ROOTS = "system";
+
 /** Every {@linkcode SslMode}, weakest first. */
 export const SSL_MODES: readonly SslMode[] = [
   "disable",
@@ -30,7 +33,11 @@ export interface ConnectOptions {
   /** `"database"` opens a logical walsender connection; omit for a normal session. */
   replication?: "database";
   sslmode?: SslMode;
-  /** PEM text of the CA certificate(s) that verify the server. */
+  /**
+   * PEM text of the CA certificate(s) that verify the server, or {@linkcode SYSTEM_ROOTS}
+   * to trust the runtime's public roots. Unset, `verify-ca` and `verify-full` use
+   * `~/.postgresql/root.crt` and refuse to connect without it, as libpq does.
+   */
   sslrootcert?: string;
   applicationName?: string;
   /** Extra startup parameters (GUCs such as `DateStyle`). */
@@ -99,7 +106,7 @@ export function parseConnectionUrl(url: string): ConnectOptions {
     password: parsed.password ? decodeURIComponent(parsed.password) : undefined,
     database: decodeURIComponent(parsed.pathname.replace(/^\//, "")) || user,
     sslmode: sslmode as SslMode,
-    sslrootcert: rootCertPath ? Deno.readTextFileSync(rootCertPath) : undefined,
+    sslrootcert: rootCertPath ? readRootCertificates(rootCertPath) : undefined,
     applicationName: params.get("application_name") ?? undefined,
   };
 }
@@ -118,4 +125,12 @@ export function parseConnectionUrl(url: string): ConnectOptions {
  */
 export function redact(url: string): string {
   return url.replace(/(\/\/[^:/@]*:)[^/?#]*@/, "$1***@");
+}
+
+/**
+ * The `sslrootcert` value for a path: the file's PEM text, or {@linkcode SYSTEM_ROOTS} for
+ * the word `system`.
+ */
+export function readRootCertificates(path: string): string {
+  return path === SYSTEM_ROOTS ? SYSTEM_ROOTS : Deno.readTextFileSync(path);
 }

@@ -11,10 +11,11 @@
  */
 
 import assert from "node:assert/strict";
+import { X509Certificate } from "node:crypto";
 import { join } from "node:path";
 import { ScramClient } from "../decoder/auth.ts";
 import { PgConnection } from "../postgres/connection.ts";
-import { type ConnectOptions } from "../postgres/connection_string.ts";
+import { type ConnectOptions, parseConnectionUrl } from "../postgres/connection_string.ts";
 import { ConfigError, ConnectionError, PostgresError } from "../errors.ts";
 import { formatLsn, LSN_ZERO, parseLsn } from "../decoder/lsn.ts";
 import { type PgServer, PRIMARY_VERSION, startPostgres } from "../testing/embedded_postgres.ts";
@@ -429,8 +430,11 @@ Deno.test({
 Deno.test("tls: sslmode=require against a server without TLS fails naming the fix", async () => {
   const server = await pg14Server();
   for (const sslmode of ["require", "verify-full"] as const) {
+    // verify-full gets roots to verify with, so it reaches the server's answer.
     const error = await failure(() =>
-      PgConnection.connect(connectOptions(server, { sslmode, replication: "database" }))
+      PgConnection.connect(
+        connectOptions(server, { sslmode, sslrootcert: "system", replication: "database" }),
+      )
     );
     assert.ok(error instanceof ConnectionError, `${error.name}: ${error.message}`);
     assert.equal(error.retriable, false);
@@ -833,6 +837,92 @@ Deno.test("replication: after stream.stop() (CopyDone) the connection runs DROP_
     assert.equal(await slotRow(server, "stop_then_drop"), "");
     assert.equal((await connection.identifySystem()).dbName, "postgres");
   });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Certificate verification against the host named, and the root certificates trusted
+
+/**
+ * Re-issues `server`'s certificate from its CA with `subjectAltName` (e.g. `IP:127.0.0.1`),
+ * reloads, and waits until the server presents it.
+ */
+async function reissueCertificate(server: PgServer, subjectAltName: string): Promise<void> {
+  const commands = [
+    `printf 'subjectAltName=${subjectAltName}\\n' > san.ext`,
+    "openssl req -new -newkey rsa:2048 -nodes -keyout server.key -out san.csr -subj /CN=spillway-test",
+    "openssl x509 -req -in san.csr -CA ca.crt -CAkey ca.key -set_serial 0x5a4e -days 2 " +
+    "-extfile san.ext -out server.crt",
+    "chmod 600 server.key",
+    'if [ "$(id -u)" = 0 ]; then chown postgres server.key server.crt; fi',
+  ].join(" && ");
+  const out = await new Deno.Command("sh", { args: ["-c", commands], cwd: server.dataDir })
+    .output();
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+  await server.psql("SELECT pg_reload_conf()");
+  const expected = subjectAltName.replace("IP:", "IP Address:");
+  await waitFor("the new certificate", async () => {
+    const connection = await PgConnection.connect(connectOptions(server, { sslmode: "require" }));
+    const der = connection.wire.transport.peerCertificate;
+    await connection.close();
+    return der !== undefined && new X509Certificate(der).subjectAltName === expected;
+  }, { timeoutMs: 10_000 });
+}
+
+Deno.test("tls: verify-full checks an IP host against the certificate's IP SANs, not localhost's name", async () => {
+  await using server = await startPostgres({ tls: true });
+  const ca = await Deno.readTextFile(server.caCertFile!);
+  const verifyFull = (host: string) =>
+    connectOptions(server, { host, sslmode: "verify-full", sslrootcert: ca });
+
+  await reissueCertificate(server, "DNS:localhost");
+  const refused = await failure(() => PgConnection.connect(verifyFull("127.0.0.1")));
+  assert.ok(refused instanceof ConnectionError, String(refused));
+  assert.match(refused.message, /sslmode=verify-full/);
+  assert.match(refused.message, /127\.0\.0\.1/);
+  await withConnection(verifyFull("localhost"), async (c) => assert.ok(await serverSeesSsl(c)));
+
+  await reissueCertificate(server, "IP:127.0.0.1");
+  await withConnection(verifyFull("127.0.0.1"), async (c) => assert.ok(await serverSeesSsl(c)));
+  const byName = await failure(() => PgConnection.connect(verifyFull("localhost")));
+  assert.ok(byName instanceof ConnectionError, String(byName));
+});
+
+Deno.test("tls: verify-ca and verify-full without sslrootcert use ~/.postgresql/root.crt, refuse without it, and trust public roots only with sslrootcert=system", async () => {
+  const server = await primaryServer();
+  const home = await Deno.makeTempDir({ prefix: "spillway-home-" });
+  const previous = Deno.env.get("HOME");
+  Deno.env.set("HOME", home);
+  try {
+    for (const sslmode of ["verify-ca", "verify-full"] as const) {
+      const options = connectOptions(server, { host: "localhost", sslmode });
+      const missing = await failure(() => PgConnection.connect(options));
+      assert.ok(missing instanceof ConfigError, String(missing));
+      assert.match(missing.message, /root\.crt does not exist/);
+      assert.match(missing.message, /sslrootcert=system/);
+
+      // The harness CA is no public root: system roots refuse the server.
+      const system = await failure(() =>
+        PgConnection.connect({ ...options, sslrootcert: "system" })
+      );
+      assert.ok(system instanceof ConnectionError, String(system));
+      assert.match(system.message, /TLS handshake/);
+    }
+    await Deno.mkdir(join(home, ".postgresql"));
+    await Deno.copyFile(server.caCertFile!, join(home, ".postgresql", "root.crt"));
+    await withConnection(
+      connectOptions(server, { host: "localhost", sslmode: "verify-full" }),
+      async (connection) => assert.ok(await serverSeesSsl(connection)),
+    );
+  } finally {
+    if (previous === undefined) Deno.env.delete("HOME");
+    else Deno.env.set("HOME", previous);
+    await Deno.remove(home, { recursive: true });
+  }
+});
+
+Deno.test("tls: sslrootcert=system in a URL is the word, not a file to read", () => {
+  const options = parseConnectionUrl("postgres://u@h/db?sslmode=verify-full&sslrootcert=system");
+  assert.equal(options.sslrootcert, "system");
 });
 
 // ---------------------------------------------------------------------------------------------
