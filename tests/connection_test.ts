@@ -486,6 +486,33 @@ Deno.test("tls: SCRAM over TLS uses SCRAM-SHA-256-PLUS (channel binding); plain 
 });
 
 /**
+ * Runs `script` (shell commands that write server.crt and server.key from the harness CA in
+ * the data dir), reloads, and waits until the server presents a certificate `presented`
+ * accepts.
+ */
+async function installCertificate(
+  server: PgServer,
+  script: string[],
+  presented: (der: Uint8Array) => boolean,
+): Promise<void> {
+  const commands = [
+    ...script,
+    "chmod 600 server.key",
+    'if [ "$(id -u)" = 0 ]; then chown postgres server.key server.crt; fi',
+  ].join(" && ");
+  const out = await new Deno.Command("sh", { args: ["-c", commands], cwd: server.dataDir })
+    .output();
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+  await server.psql("SELECT pg_reload_conf()");
+  await waitFor("the new certificate", async () => {
+    const connection = await PgConnection.connect(connectOptions(server, { sslmode: "require" }));
+    const der = connection.wire.transport.peerCertificate;
+    await connection.close();
+    return der !== undefined && presented(der);
+  }, { timeoutMs: 10_000 });
+}
+
+/**
  * Starts a TLS server for the SCRAM role, replaces its certificate with what `script` (run in
  * the data dir) writes, reloads, waits until the server presents a certificate containing
  * `oid` (its signature algorithm, DER-encoded), then logs in over TLS and returns the SASL
@@ -498,25 +525,13 @@ async function scramWithCertificate(script: string[], oid: number[]): Promise<st
   });
   const role = ROLES["scram-sha-256"];
   await server.psql(`CREATE ROLE ${role.user} LOGIN PASSWORD '${role.password}'`);
-  const commands = [
-    ...script,
-    "chmod 600 server.key",
-    'if [ "$(id -u)" = 0 ]; then chown postgres server.key server.crt; fi',
-  ].join(" && ");
-  const out = await new Deno.Command("sh", { args: ["-c", commands], cwd: server.dataDir })
-    .output();
-  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
-  await server.psql("SELECT pg_reload_conf()");
+  await installCertificate(
+    server,
+    script,
+    (der) => der.some((_, i) => oid.every((byte, j) => der[i + j] === byte)),
+  );
   let chosen: string | undefined;
   await recordScramMechanisms(async (mechanisms) => {
-    await waitFor("the new certificate", async () => {
-      const connection = await PgConnection.connect(
-        connectOptions(server, { sslmode: "require" }),
-      );
-      const der = connection.wire.transport.peerCertificate;
-      await connection.close();
-      return der !== undefined && der.some((_, i) => oid.every((byte, j) => der[i + j] === byte));
-    }, { timeoutMs: 10_000 });
     await withConnection(
       roleOptions(server, role, { sslmode: "require" }),
       async (connection) => assert.equal(await serverSeesSsl(connection), true),
@@ -847,25 +862,13 @@ Deno.test("replication: after stream.stop() (CopyDone) the connection runs DROP_
  * reloads, and waits until the server presents it.
  */
 async function reissueCertificate(server: PgServer, subjectAltName: string): Promise<void> {
-  const commands = [
+  const expected = subjectAltName.replace("IP:", "IP Address:");
+  await installCertificate(server, [
     `printf 'subjectAltName=${subjectAltName}\\n' > san.ext`,
     "openssl req -new -newkey rsa:2048 -nodes -keyout server.key -out san.csr -subj /CN=spillway-test",
     "openssl x509 -req -in san.csr -CA ca.crt -CAkey ca.key -set_serial 0x5a4e -days 2 " +
     "-extfile san.ext -out server.crt",
-    "chmod 600 server.key",
-    'if [ "$(id -u)" = 0 ]; then chown postgres server.key server.crt; fi',
-  ].join(" && ");
-  const out = await new Deno.Command("sh", { args: ["-c", commands], cwd: server.dataDir })
-    .output();
-  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
-  await server.psql("SELECT pg_reload_conf()");
-  const expected = subjectAltName.replace("IP:", "IP Address:");
-  await waitFor("the new certificate", async () => {
-    const connection = await PgConnection.connect(connectOptions(server, { sslmode: "require" }));
-    const der = connection.wire.transport.peerCertificate;
-    await connection.close();
-    return der !== undefined && new X509Certificate(der).subjectAltName === expected;
-  }, { timeoutMs: 10_000 });
+  ], (der) => new X509Certificate(der).subjectAltName === expected);
 }
 
 Deno.test("tls: verify-full checks an IP host against the certificate's IP SANs, not localhost's name", async () => {
