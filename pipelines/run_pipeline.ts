@@ -35,7 +35,7 @@ export async function runPipeline(options: RunPipelineOptions): Promise<void> {
   const metrics = standardMetrics(registry);
   const health = new HealthRegistry();
   const types = new TypeRegistry();
-  const sinks = await createSinks(config, types);
+  const sinks = await createSinks(config, types, log);
   const runner = new PipelineRunner({ config, log, sinks, types, signal, metrics, health });
   const http = config.http === null
     ? null
@@ -51,7 +51,11 @@ export async function runPipeline(options: RunPipelineOptions): Promise<void> {
  * The sinks `config.sinks` names, in order, not yet opened; they render values with
  * `types`, the registry the runner decodes with.
  */
-export function createSinks(config: PipelineConfig, types: TypeRegistry): Promise<Sink[]> {
+export function createSinks(
+  config: PipelineConfig,
+  types: TypeRegistry,
+  log?: Logger,
+): Promise<Sink[]> {
   const renderer = new JsonRenderer(types);
-  return Promise.all(config.sinks.map((sink) => createSink(sink, { renderer })));
+  return Promise.all(config.sinks.map((sink) => createSink(sink, { renderer, log })));
 }

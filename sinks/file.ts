@@ -4,7 +4,9 @@
  *
  * Rotation renames the active file to `<name>-<seq>.<ext>` (seq counting up
  * from 1, zero-padded) and starts a new active file; the directory is fsync'ed
- * so a crash never loses a rotated file.
+ * so a crash never loses a rotated file. A line a crash cut short at the end of the active file
+ * is cut off when the sink opens it again (it was never confirmed), so the next record starts
+ * on a line of its own.
  *
  * @module
  */
@@ -15,6 +17,7 @@ import type { SinkRecord } from "../events.ts";
 import { JsonRenderer, writeJsonLine } from "../formats/json.ts";
 import { JsonWriter } from "../formats/json_writer.ts";
 import { writeAll } from "./_io.ts";
+import { type Logger, silentLogger } from "../ops/log.ts";
 
 /** Options of {@linkcode FileSink}. */
 export interface FileSinkOptions {
@@ -27,12 +30,15 @@ export interface FileSinkOptions {
   transactions?: boolean;
   /** Renders values by their types; default the built-in types. */
   renderer?: JsonRenderer;
+  /** Where the sink says what it repaired on open; default silent. */
+  log?: Logger;
 }
 
 /** Appends JSON lines to a file. */
 export class FileSink implements Sink {
   readonly name: string;
-  readonly #options: Required<Omit<FileSinkOptions, "renderer">>;
+  readonly #options: Required<Omit<FileSinkOptions, "renderer" | "log">>;
+  readonly #log: Logger;
   readonly #renderer: JsonRenderer;
   readonly #out = new JsonWriter();
   #file: Deno.FsFile | null = null;
@@ -56,6 +62,7 @@ export class FileSink implements Sink {
     };
     this.name = `file:${options.path}`;
     this.#renderer = options.renderer ?? new JsonRenderer();
+    this.#log = options.log ?? silentLogger;
   }
 
   async open(): Promise<void> {
@@ -67,7 +74,32 @@ export class FileSink implements Sink {
       throw cannotOpen(path, error);
     }
     await this.#openActive();
+    await this.#cutTornLine();
     this.#opened = true;
+  }
+
+  /**
+   * Cuts off a last line a crash left unfinished. A write resolves only after its last
+   * newline, so nothing after the file's last newline was ever confirmed: it comes again
+   * from the slot. Without the cut, the next record would continue that line.
+   */
+  async #cutTornLine(): Promise<void> {
+    const path = this.#options.path;
+    if (this.#size === 0) return;
+    try {
+      const end = await lastLineEnd(path, this.#size);
+      if (end === this.#size) return;
+      await this.#file!.truncate(end);
+      if (this.#options.fsync) await this.#file!.sync();
+      this.#log("warn", "File sink cut off a torn last line left by a crash", {
+        path,
+        bytes: this.#size - end,
+        note: "it was never confirmed; its change comes again from the slot",
+      });
+      this.#size = end;
+    } catch (error) {
+      throw cannotOpen(path, error);
+    }
   }
 
   /** Opens (or creates) the active file; a new file's directory entry is fsync'ed too. */
@@ -224,6 +256,32 @@ function cannotOpen(path: string, error: unknown): Error {
     }; check that the directory is writable`,
     { cause: error },
   );
+}
+
+/** The offset just past the last newline in the first `size` bytes of `path` (0 for none). */
+async function lastLineEnd(path: string, size: number): Promise<number> {
+  const file = await Deno.open(path, { read: true });
+  try {
+    const chunk = new Uint8Array(64 * 1024);
+    let end = size;
+    while (end > 0) {
+      const start = Math.max(0, end - chunk.byteLength);
+      const view = chunk.subarray(0, end - start);
+      await file.seek(start, Deno.SeekMode.Start);
+      let filled = 0;
+      while (filled < view.byteLength) {
+        const read = await file.read(view.subarray(filled));
+        if (read === null) break;
+        filled += read;
+      }
+      const newline = view.subarray(0, filled).lastIndexOf(0x0a);
+      if (newline !== -1) return start + newline + 1;
+      end = start;
+    }
+    return 0;
+  } finally {
+    file.close();
+  }
 }
 
 /** fsync of a directory, so renames and new files in it survive a crash. */

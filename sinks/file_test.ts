@@ -185,3 +185,45 @@ Deno.test("file sink: a rotation that fails is retried by the next write and los
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("file sink: a last line torn by a crash is cut off on open, logged, and the next record starts a line", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = join(dir, "out.jsonl");
+    const first = new FileSink({ path });
+    await first.open();
+    await first.write([change(1), change(2)]);
+    await first.close();
+    const complete = (await Deno.stat(path)).size;
+    // A crash in the middle of the next write: half a line, longer than one read chunk.
+    const torn = `{"topic":"app.public.orders","after":{"id":3,"note":"${"y".repeat(70_000)}`;
+    await Deno.writeTextFile(path, torn, { append: true });
+
+    const logged: { message: string; fields?: Record<string, unknown> }[] = [];
+    const again = new FileSink({
+      path,
+      log: (_level, message, fields) => logged.push({ message, fields }),
+    });
+    await again.open();
+    assert.equal((await Deno.stat(path)).size, complete);
+    await again.write([change(4)]);
+    await again.close();
+    assert.deepEqual((await lines(path)).map((line) => (line.after as { id: number }).id), [
+      1,
+      2,
+      4,
+    ]);
+    assert.equal(logged.length, 1);
+    assert.match(logged[0]!.message, /torn last line/);
+    assert.equal(logged[0]!.fields?.bytes, new TextEncoder().encode(torn).byteLength);
+
+    // A file that is one torn line and nothing else is emptied; a whole file is left alone.
+    await Deno.writeTextFile(path, '{"topic":"app.pub');
+    const only = new FileSink({ path });
+    await only.open();
+    await only.close();
+    assert.equal(await Deno.readTextFile(path), "");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

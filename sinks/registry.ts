@@ -12,10 +12,13 @@
 import type { SinkConfig } from "../config/mod.ts";
 import { ConfigError } from "../errors.ts";
 import type { JsonRenderer } from "../formats/json.ts";
+import type { Logger } from "../ops/log.ts";
 import type { Sink } from "./types.ts";
 
 /** Options of {@linkcode createSink}. */
 export interface CreateSinkOptions {
+  /** Where a sink says what it repaired or skipped; default silent. */
+  log?: Logger;
   /** Renders values by their types; share the source's registry. Default: built-in types. */
   renderer?: JsonRenderer;
 }
@@ -47,6 +50,7 @@ export async function createSink(
         rotateBytes: config.rotateBytes,
         fsync: config.fsync,
         renderer: options.renderer,
+        log: options.log,
       });
     }
     case "kafka":

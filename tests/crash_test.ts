@@ -2,12 +2,14 @@
  * kill -9 at random moments: `spillway run` (file sink with fsync) runs as a subprocess while
  * a workload commits 200,000 rows in 2,000 transactions; the runner is SIGKILLed at random
  * moments (a seeded PRNG; the seed is printed) and started again, until the workload has
- * finished and a last run has caught up and stopped with SIGINT. Each run writes its own file.
+ * finished and a last run has caught up and stopped with SIGINT. Every run appends to the same
+ * file, as a deployment does.
  *
- * Asserted: every committed row is in the union of the files (zero lost); a row written again
+ * Asserted: every committed row is in the file (zero lost); every line of the file is whole
+ * JSON (a line a kill tore is cut off by the next run, never continued); a row written again
  * after a kill belongs to a transaction whose commit starts at or after the position the slot
- * had confirmed at that kill (so nothing confirmed is ever re-delivered); only the last line of
- * a file may be torn by the kill. Reported: kills, duplicates per kill, timings.
+ * had confirmed at that kill (so nothing confirmed is ever re-delivered). Reported: kills,
+ * duplicates per kill, torn lines cut, timings.
  *
  * Environment:
  * - `SPILLWAY_SOAK=1`: 500,000 rows in 5,000 transactions and at least 30 kill/restart cycles
@@ -47,7 +49,8 @@ const KILL_AFTER_MS: [number, number] = [50, 4_500];
 
 interface Run {
   index: number;
-  file: string;
+  /** Whole lines in the file when the run started: its own lines come after them. */
+  firstLine: number;
   startedAt: number;
   /** Milliseconds between spawn and SIGKILL; null for the last run (SIGINT). */
   killAfterMs: number | null;
@@ -112,15 +115,18 @@ Deno.test("crash: spillway run killed with SIGKILL at random moments loses no co
         workloadDone = true;
       })();
 
+    const file = join(dir, "out.jsonl");
+    let tornCut = 0;
     for (let index = 0;; index++) {
-      const file = join(dir, `out-${String(index).padStart(3, "0")}.jsonl`);
+      const { whole, torn } = await lineCount(file);
+      if (torn) tornCut++;
       const kill = !workloadDone || runs.length < MIN_KILLS;
       const killAfterMs = kill
         ? Math.round(KILL_AFTER_MS[0] + random.next() * (KILL_AFTER_MS[1] - KILL_AFTER_MS[0]))
         : null;
       const run: Run = {
         index,
-        file,
+        firstLine: whole,
         startedAt: Date.now(),
         killAfterMs,
         streamed: false,
@@ -147,6 +153,12 @@ Deno.test("crash: spillway run killed with SIGKILL at random moments loses no co
         });
         run.confirmedAfter = (await slotPosition(poller, "crash_slot"))!.confirmed;
         child = null;
+        // A kill rarely lands inside a write: make one torn line for sure, as such a kill would.
+        if (index === 2 && !(await lineCount(file)).torn) {
+          await Deno.writeTextFile(file, '{"topic":"crash.public.crash_items","op":"c","aft', {
+            append: true,
+          });
+        }
         continue;
       }
       // The last run: catch up with the finished workload, then stop gracefully.
@@ -162,24 +174,22 @@ Deno.test("crash: spillway run killed with SIGKILL at random moments loses no co
     }
     await work;
 
-    // Read every run's file.
+    // Read the file: whole lines only, each run's after the lines of the runs before it.
+    const { lines, torn } = await readJsonLines(file);
+    assert.equal(torn, null, "the last run stopped gracefully: the file ends with a whole line");
     const seen = new Map<number, number>(); // id → first run that wrote it
-    let torn = 0;
     let duplicates = 0;
     const perKill: number[] = [];
     const violations: string[] = [];
     for (const run of runs) {
-      const { lines, torn: tornLine } = await readJsonLines(run.file);
-      if (tornLine !== null) torn++;
+      const next = runs[run.index + 1];
+      const own = lines.slice(run.firstLine, next?.firstLine ?? lines.length) as ChangeLine[];
       let again = 0;
       const inRun = new Set<number>();
       const previous = runs[run.index - 1];
-      for (const line of lines as ChangeLine[]) {
+      for (const line of own) {
         const id = Number(line.after?.id);
-        assert.ok(
-          Number.isInteger(id) && id >= 1,
-          `bad line in ${run.file}: ${JSON.stringify(line)}`,
-        );
+        assert.ok(Number.isInteger(id) && id >= 1, `bad line in ${file}: ${JSON.stringify(line)}`);
         if (inRun.has(id)) violations.push(`run ${run.index} wrote id ${id} twice`);
         inRun.add(id);
         // A run starts at what the slot had confirmed when the previous run died: whatever it
@@ -210,11 +220,12 @@ Deno.test("crash: spillway run killed with SIGKILL at random moments loses no co
         kills.filter((run) => !run.streamed).length
       } before streaming started); ${committed.length} rows committed in ${workloadMs} ms; ${lost.length} lost; ${duplicates} duplicates (per restart: ${
         perKill.join(" ")
-      }); ${torn} torn last lines; ${Math.round((Date.now() - began) / 1000)} s in all`,
+      }); ${tornCut} torn last lines cut; ${Math.round((Date.now() - began) / 1000)} s in all`,
     );
     assert.deepEqual(lost.slice(0, 20), [], `${lost.length} committed rows lost`);
     assert.deepEqual(violations.slice(0, 20), [], `${violations.length} violations`);
     assert.ok(kills.length >= MIN_KILLS, `only ${kills.length} kills`);
+    assert.ok(tornCut >= 1, "no run started on a torn line");
   } finally {
     await child?.kill();
     await workload.close();
@@ -222,3 +233,17 @@ Deno.test("crash: spillway run killed with SIGKILL at random moments loses no co
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+/** Whole lines in `path`, and whether a torn (unfinished) line follows them. */
+async function lineCount(path: string): Promise<{ whole: number; torn: boolean }> {
+  let bytes: Uint8Array;
+  try {
+    bytes = await Deno.readFile(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return { whole: 0, torn: false };
+    throw error;
+  }
+  let whole = 0;
+  for (const byte of bytes) if (byte === 0x0a) whole++;
+  return { whole, torn: bytes.byteLength > 0 && bytes[bytes.byteLength - 1] !== 0x0a };
+}
