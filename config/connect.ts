@@ -23,7 +23,10 @@ export function connectOptions(
   const options = parseConnectionUrl(config.source.url);
   if (config.source.sslmode !== null) options.sslmode = config.source.sslmode;
   if (config.source.sslrootcert !== null) {
-    options.sslrootcert = readRootCertificates(config.source.sslrootcert);
+    options.sslrootcert = readRootCertificates(
+      config.source.sslrootcert,
+      `source.sslrootcert in ${config.file}`,
+    );
   }
   options.applicationName ??= applicationName;
   return options;

@@ -7,7 +7,7 @@
  * @module
  */
 
-import type { PipelineConfig } from "../config/mod.ts";
+import { connectOptions, type PipelineConfig } from "../config/mod.ts";
 import { TypeRegistry } from "../decoder/types/registry.ts";
 import { JsonRenderer } from "../formats/json.ts";
 import { HealthRegistry } from "../ops/health.ts";
@@ -31,6 +31,9 @@ export interface RunPipelineOptions {
 export async function runPipeline(options: RunPipelineOptions): Promise<void> {
   const { config, log, signal } = options;
   log("info", "Starting pipeline", { name: config.name, file: config.file });
+  // Files the connection needs are read now: a missing one is a configuration error, found
+  // before the HTTP endpoint or anything else starts.
+  connectOptions(config);
   const registry = new MetricsRegistry();
   const metrics = standardMetrics(registry);
   const health = new HealthRegistry();

@@ -129,8 +129,19 @@ export function redact(url: string): string {
 
 /**
  * The `sslrootcert` value for a path: the file's PEM text, or {@linkcode SYSTEM_ROOTS} for
- * the word `system`.
+ * the word `system`. A file that cannot be read is a ConfigError naming `key` (where the path
+ * was given) and the fix.
  */
-export function readRootCertificates(path: string): string {
-  return path === SYSTEM_ROOTS ? SYSTEM_ROOTS : Deno.readTextFileSync(path);
+export function readRootCertificates(path: string, key = "sslrootcert"): string {
+  if (path === SYSTEM_ROOTS) return SYSTEM_ROOTS;
+  try {
+    return Deno.readTextFileSync(path);
+  } catch (error) {
+    throw new ConfigError(
+      `Cannot read the CA certificate file "${path}" of ${key}: ${
+        (error as Error).message
+      }; give the path of a readable PEM file, or system to trust the system's public roots`,
+      { cause: error },
+    );
+  }
 }

@@ -209,3 +209,28 @@ Deno.test("spillway run: bad --from-lsn, --log-level and --reset-slot combinatio
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("spillway run: a missing sslrootcert file exits 2 naming the key and the file, before the HTTP endpoint starts", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "spillway-run-ca-" });
+  try {
+    const file = join(dir, "p.yaml");
+    const yaml = pipelineYaml({
+      name: "ca",
+      url: "postgres://postgres@127.0.0.1:1/app",
+      slot: "ca_slot",
+      publication: "ca_pub",
+      tables: { "public.items": "{}" },
+      sinks: ["file: { path: out.jsonl }"],
+      source: { sslmode: "verify-full", sslrootcert: "certs/missing-ca.pem" },
+    }).replace("http: off", "http: { listen: 127.0.0.1:0 }");
+    await Deno.writeTextFile(file, yaml);
+    const result = await runCli([file]);
+    assert.equal(result.code, 2, result.stderr);
+    assert.match(result.stderr, /source\.sslrootcert in .*p\.yaml/);
+    assert.match(result.stderr, /missing-ca\.pem/);
+    assert.match(result.stderr, /sslrootcert|system/);
+    assert.doesNotMatch(result.stderr, /HTTP|listening/i);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
