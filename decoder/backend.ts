@@ -34,51 +34,106 @@ const MAX_FRAME_BYTES = 1 << 30;
  * ```
  */
 export class FrameParser {
-  #buffer: Uint8Array = new Uint8Array(0);
-  #offset = 0;
+  /**
+   * The frame being assembled across chunks (its first bytes, then more as they come), or
+   * `null`. It grows by doubling as bytes arrive, never to more than the frame's size: each
+   * byte is copied a bounded number of times, and a peer that announces a huge frame gets
+   * memory only for what it has sent.
+   */
+  #partial: Uint8Array | null = null;
+  /** Bytes of `#partial` received so far. */
+  #filled = 0;
 
   /** Bytes received but not yet part of a whole frame. */
   get pendingBytes(): number {
-    return this.#buffer.byteLength - this.#offset;
+    return this.#filled;
+  }
+
+  /** Memory held for the frame being assembled: at most twice {@linkcode FrameParser.pendingBytes}, plus 64 KiB. */
+  get reservedBytes(): number {
+    return this.#partial?.byteLength ?? 0;
   }
 
   /** Adds a chunk and returns every frame it completes. */
   push(chunk: Uint8Array): Frame[] {
-    this.#append(chunk);
     const frames: Frame[] = [];
-    const buffer = this.#buffer;
-    const view = new DataView(buffer.buffer, buffer.byteOffset, buffer.byteLength);
-    let offset = this.#offset;
-    while (buffer.byteLength - offset >= 5) {
-      const length = view.getInt32(offset + 1);
-      if (length < 4 || length > MAX_FRAME_BYTES) {
-        throw new DecodeError("backend frame", offset, `invalid length ${length}`);
-      }
-      const end = offset + 1 + length;
-      if (end > buffer.byteLength) break;
-      const code = buffer[offset]!;
-      const body = buffer.subarray(offset + 5, end);
-      offset = end;
-      frames.push({ code, body });
+    let offset = 0;
+    if (this.#partial !== null) {
+      offset = this.#fill(chunk);
+      const frame = this.#complete();
+      if (frame === null) return frames; // the chunk went into the frame, which needs more
+      frames.push(frame);
     }
-    this.#offset = offset;
+    // Whole frames in the chunk are views into it: no copy.
+    const view = new DataView(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    while (chunk.byteLength - offset >= 5) {
+      const end = offset + frameSize(view.getInt32(offset + 1), offset);
+      if (end > chunk.byteLength) break;
+      frames.push({ code: chunk[offset]!, body: chunk.subarray(offset + 5, end) });
+      offset = end;
+    }
+    if (offset < chunk.byteLength) this.#start(chunk.subarray(offset));
     return frames;
   }
 
-  #append(chunk: Uint8Array): void {
-    const rest = this.#buffer.byteLength - this.#offset;
-    if (rest === 0) {
-      this.#buffer = chunk;
-      this.#offset = 0;
-      return;
-    }
-    // Never write into memory a yielded frame may still view: always a new buffer.
-    const merged = new Uint8Array(rest + chunk.byteLength);
-    merged.set(this.#buffer.subarray(this.#offset));
-    merged.set(chunk, rest);
-    this.#buffer = merged;
-    this.#offset = 0;
+  /** Starts assembling a frame from its first bytes (the tail of a chunk). */
+  #start(head: Uint8Array): void {
+    const size = head.byteLength >= 5 ? this.#sizeOf(head) : 5;
+    this.#partial = new Uint8Array(Math.min(size, Math.max(head.byteLength * 2, 64 * 1024)));
+    this.#partial.set(head);
+    this.#filled = head.byteLength;
   }
+
+  /** Copies the start of `chunk` into the frame being assembled, up to its end; returns the bytes taken. */
+  #fill(chunk: Uint8Array): number {
+    let taken = 0;
+    if (this.#filled < 5) {
+      // The length is not known yet: complete the header first.
+      taken = Math.min(5 - this.#filled, chunk.byteLength);
+      this.#copy(chunk.subarray(0, taken), 5);
+      if (this.#filled < 5) return taken;
+    }
+    const size = this.#sizeOf(this.#partial!);
+    const more = Math.min(size - this.#filled, chunk.byteLength - taken);
+    this.#copy(chunk.subarray(taken, taken + more), size);
+    return taken + more;
+  }
+
+  /** The frame being assembled once it is whole (the parser then lets go of it), else `null`. */
+  #complete(): Frame | null {
+    const partial = this.#partial!;
+    if (this.#filled < 5 || this.#filled < this.#sizeOf(partial)) return null;
+    const frame = partial.subarray(0, this.#filled);
+    this.#partial = null; // a yielded frame's memory is never written again
+    this.#filled = 0;
+    return { code: frame[0]!, body: frame.subarray(5) };
+  }
+
+  /** Appends `bytes` to the partial frame, growing it by doubling up to `size`. */
+  #copy(bytes: Uint8Array, size: number): void {
+    let partial = this.#partial!;
+    const needed = this.#filled + bytes.byteLength;
+    if (needed > partial.byteLength) {
+      const grown = new Uint8Array(Math.min(size, Math.max(needed, partial.byteLength * 2)));
+      grown.set(partial.subarray(0, this.#filled));
+      partial = this.#partial = grown;
+    }
+    partial.set(bytes, this.#filled);
+    this.#filled = needed;
+  }
+
+  /** A frame's whole size from the length field of its first five bytes in `bytes`. */
+  #sizeOf(bytes: Uint8Array): number {
+    return frameSize(new DataView(bytes.buffer, bytes.byteOffset).getInt32(1), 0);
+  }
+}
+
+/** The whole size of a frame (code byte included) from its length field, or a DecodeError. */
+function frameSize(length: number, offset: number): number {
+  if (length < 4 || length > MAX_FRAME_BYTES) {
+    throw new DecodeError("backend frame", offset, `invalid length ${length}`);
+  }
+  return 1 + length;
 }
 
 const reader = new BufferReader();

@@ -292,3 +292,42 @@ Deno.test("parseAuthentication: md5 salt is a copy", () => {
   body.fill(0);
   assert.deepEqual(request, { kind: "md5", salt: new Uint8Array([1, 2, 3, 4]) });
 });
+
+Deno.test("FrameParser: a 40 MB frame in 64 KiB chunks arrives whole, held in at most twice what came", () => {
+  const size = 40 * 1024 * 1024;
+  const frame = new Uint8Array(5 + size);
+  frame[0] = 0x64; // 'd'
+  new DataView(frame.buffer).setInt32(1, 4 + size);
+  for (let i = 5; i < frame.byteLength; i++) frame[i] = i % 251;
+  const parser = new FrameParser();
+  const chunk = 64 * 1024;
+  let frames: { code: number; body: Uint8Array }[] = [];
+  for (let offset = 3; offset - chunk < frame.byteLength; offset += chunk) {
+    const start = Math.max(0, offset - chunk);
+    frames = parser.push(frame.subarray(start, Math.min(offset, frame.byteLength)));
+    if (frames.length === 0) {
+      assert.ok(
+        parser.reservedBytes <= 2 * parser.pendingBytes + 64 * 1024,
+        `${parser.reservedBytes} bytes held for ${parser.pendingBytes} received`,
+      );
+    }
+  }
+  assert.equal(frames.length, 1);
+  assert.equal(frames[0]!.code, 0x64);
+  assert.equal(frames[0]!.body.byteLength, size);
+  assert.ok(frames[0]!.body.every((byte, i) => byte === (i + 5) % 251));
+  assert.equal(parser.pendingBytes, 0);
+  assert.equal(parser.reservedBytes, 0);
+});
+
+Deno.test("FrameParser: a peer announcing a 1 GiB frame gets memory only for what it sent", () => {
+  const parser = new FrameParser();
+  const header = new Uint8Array(5);
+  header[0] = 0x64;
+  new DataView(header.buffer).setInt32(1, 1 << 30);
+  parser.push(header);
+  const chunk = new Uint8Array(1024 * 1024);
+  for (let i = 0; i < 8; i++) assert.deepEqual(parser.push(chunk), []);
+  assert.equal(parser.pendingBytes, 5 + 8 * chunk.byteLength);
+  assert.ok(parser.reservedBytes <= 2 * parser.pendingBytes, `${parser.reservedBytes} held`);
+});
