@@ -18,7 +18,7 @@ import {
 } from "../decoder/backend.ts";
 import { BackendCode } from "../decoder/codes.ts";
 import { ConnectionError } from "../errors.ts";
-import { type Lsn, LSN_ZERO, maxLsn, unixMicrosToPgMicros } from "../decoder/lsn.ts";
+import { type Lsn, LSN_ZERO, unixMicrosToPgMicros } from "../decoder/lsn.ts";
 import {
   encodeStandbyStatus,
   parseCopyData,
@@ -56,6 +56,12 @@ export interface CopyBothHost {
 export interface ReplicationStreamOptions {
   /** Status update period (default 10 s). Keep it well under the server's wal_sender_timeout. */
   statusIntervalMs?: number;
+  /**
+   * A confirm that moves the flush position is sent this soon (default 100 ms), coalesced
+   * with the ones that follow; so a crash re-delivers little more than what was in flight.
+   * The status interval stays the keepalive of an idle stream.
+   */
+  confirmDelayMs?: number;
   /** Stop reading the socket while this many XLogData bytes wait to be taken (default 8 MiB). */
   maxBufferedBytes?: number;
   /**
@@ -90,6 +96,8 @@ export class ReplicationStream implements AsyncIterable<XLogData[]> {
   #ended = false;
   #stopping = false;
   #timer: ReturnType<typeof setInterval> | undefined;
+  /** The status update a confirm asked for, while it waits to be sent. */
+  #confirmTimer: ReturnType<typeof setTimeout> | undefined;
   #readLoop: Promise<void>;
   #written: Lsn = LSN_ZERO;
   #flushed: Lsn = LSN_ZERO;
@@ -97,6 +105,7 @@ export class ReplicationStream implements AsyncIterable<XLogData[]> {
   #serverWalEnd: Lsn = LSN_ZERO;
   #lastStatusAt = 0;
   #copyDoneReceived = false;
+  #copyDoneSent = false;
   #statusUpdatesSent = 0;
   #keepalivesReceived = 0;
   #bytesReceived = 0;
@@ -110,6 +119,7 @@ export class ReplicationStream implements AsyncIterable<XLogData[]> {
     this.#release = release;
     this.#options = {
       statusIntervalMs: options.statusIntervalMs ?? 10_000,
+      confirmDelayMs: options.confirmDelayMs ?? 100,
       maxBufferedBytes: options.maxBufferedBytes ?? 8 << 20,
       confirmKeepaliveWhenIdle: options.confirmKeepaliveWhenIdle ?? true,
       isIdle: options.isIdle ?? (() => true),
@@ -160,11 +170,18 @@ export class ReplicationStream implements AsyncIterable<XLogData[]> {
 
   /**
    * Records that everything up to `position` is durable. Positions never move
-   * backwards; a lower one is ignored. Sent with the next status update.
+   * backwards; a lower one is ignored. A new position is sent within `confirmDelayMs`
+   * (one update for all the confirms in that time).
    */
   confirm(position: Lsn): void {
-    this.#flushed = maxLsn(this.#flushed, position);
+    if (position <= this.#flushed) return;
+    this.#flushed = position;
     if (this.#written < this.#flushed) this.#written = this.#flushed;
+    if (this.#confirmTimer !== undefined || this.#ended) return;
+    this.#confirmTimer = setTimeout(() => {
+      this.#confirmTimer = undefined;
+      this.#sendStatus(false).catch((error) => this.#fail(error));
+    }, this.#options.confirmDelayMs);
   }
 
   /** Sends a status update now (e.g. right after a confirm at shutdown). */
@@ -173,7 +190,7 @@ export class ReplicationStream implements AsyncIterable<XLogData[]> {
   }
 
   async #sendStatus(replyRequested: boolean): Promise<void> {
-    if (this.#ended || this.#connection.closed) return;
+    if (this.#ended || this.#copyDoneSent || this.#connection.closed) return;
     this.#lastStatusAt = Date.now();
     this.#statusUpdatesSent++;
     await this.#connection.send(encodeStandbyStatus({
@@ -283,6 +300,7 @@ export class ReplicationStream implements AsyncIterable<XLogData[]> {
     if (this.#ended) return;
     this.#ended = true;
     clearInterval(this.#timer);
+    clearTimeout(this.#confirmTimer);
     this.#release();
     this.#wakeConsumer();
     const reader = this.#readerWaiter;
@@ -324,10 +342,13 @@ export class ReplicationStream implements AsyncIterable<XLogData[]> {
   async stop(timeoutMs = 10_000): Promise<void> {
     if (this.#ended) {
       clearInterval(this.#timer);
+      clearTimeout(this.#confirmTimer);
       return;
     }
     this.#stopping = true;
+    clearTimeout(this.#confirmTimer);
     await this.#sendStatus(false);
+    this.#copyDoneSent = true; // no CopyData may follow our CopyDone
     await this.#connection.sendCopyDone();
     const reader = this.#readerWaiter;
     this.#readerWaiter = null;

@@ -467,6 +467,37 @@ async function ddlMidStream(ctx: Ctx): Promise<void> {
 }
 
 /**
+ * A confirm reaches the slot soon after it is made (coalesced, within confirmDelayMs), not at
+ * the next status interval: with the interval at 60 s, the slot moves within seconds, so a
+ * crash re-delivers little more than what was in flight.
+ */
+async function confirmSentSoon(ctx: Ctx): Promise<void> {
+  const { sql, pg } = ctx;
+  await sql.query(
+    `CREATE TABLE soon_t (id int PRIMARY KEY);
+     CREATE PUBLICATION soon FOR TABLE soon_t`,
+  );
+  const s = await openSession(pg, { slot: "soon", publication: "soon", statusIntervalMs: 60_000 });
+  try {
+    await runTx(sql, "INSERT INTO soon_t VALUES (1)");
+    const [tx] = transactions(await collectTx(s, 1));
+    const end = tx!.commit.endLsn;
+    const sentBefore = s.stream.stats.statusUpdatesSent;
+    s.stream.confirm(end);
+    s.stream.confirm(end); // the same position again asks for nothing more
+    let slotLsn: Lsn | null = null;
+    for (let i = 0; i < 100 && slotLsn !== end; i++) {
+      slotLsn = await slotConfirmedFlush(sql, "soon");
+      if (slotLsn !== end) await delay(50);
+    }
+    assert.equal(slotLsn, end, "the confirmed position reached the slot without sendStatusNow");
+    assert.equal(s.stream.stats.statusUpdatesSent - sentBefore, 1, "one update for the confirms");
+  } finally {
+    await s.close();
+  }
+}
+
+/**
  * §4.39, 40, 42: consume three transactions, confirm the 2nd's endLsn only; the slot's
  * confirmed_flush_lsn becomes exactly that; a new session from 0/0 re-delivers the 3rd whole
  * (Relation first, §4.12), never the first two, and loses nothing after it.
@@ -574,6 +605,11 @@ const SCENARIOS: TieredScenario[] = [
     fn: replicaIdentityDefault,
   },
   { name: "restart from the confirmed position", tier: "smoke", fn: restartFromConfirmed },
+  {
+    name: "a confirm is sent soon, not at the status interval",
+    tier: "smoke",
+    fn: confirmSentSoon,
+  },
   { name: "transaction on an unpublished table", tier: "smoke", fn: unpublishedTransaction },
   { name: "REPLICA IDENTITY FULL", tier: "full", fn: replicaIdentityFull },
   { name: "REPLICA IDENTITY NOTHING", tier: "full", fn: replicaIdentityNothing },
