@@ -74,12 +74,14 @@ export async function main(args: string[]): Promise<number> {
         console.log(await usageFor(rest[0]));
         return command === undefined ? 2 : 0;
       default:
-        console.error(`Unknown command "${command}"; run "spillway help"`);
+        console.error(
+          `Unknown command ${JSON.stringify(command.slice(0, 100))}; run "spillway help"`,
+        );
         return 2;
     }
   } catch (error) {
-    const message = error instanceof Error ? error.message : String(error);
-    console.error(`spillway ${command}: ${message}`);
+    const { errorLines } = await import("./cli/_common.ts");
+    console.error(`spillway ${command}: ${errorLines(error)}`);
     return error instanceof ConfigError ? 2 : 1;
   }
 }

@@ -10,7 +10,7 @@ import type { PgConnection } from "../postgres/connection.ts";
 import { type ConnectOptions, parseConnectionUrl } from "../postgres/connection_string.ts";
 import { ConfigError } from "../errors.ts";
 import { type Lsn, parseLsn } from "../decoder/lsn.ts";
-import type { Logger, LogLevel } from "../ops/log.ts";
+import { type Logger, type LogLevel, printable } from "../ops/log.ts";
 
 /** Where a command writes; defaults to the process's stdout and stderr, and its terminal. */
 export interface CommandOptions {
@@ -232,4 +232,20 @@ export function stopOnSignal(log: Logger, message: string): SignalStop {
       Deno.removeSignalListener("SIGTERM", stop);
     },
   };
+}
+
+/**
+ * An error as the lines a command prints: each line made printable (control characters
+ * escaped, long values cut), so no server text or echoed value can forge or flood output.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { errorLines } from "./_common.ts";
+ * assert.equal(errorLines(new Error("bad\u001b[31m name")), "bad\\u001b[31m name");
+ * ```
+ */
+export function errorLines(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  return message.split("\n").map(printable).join("\n");
 }

@@ -7,7 +7,7 @@
 import { ConfigError } from "../errors.ts";
 import { loadPipelineConfig, type PipelineConfig } from "../config/mod.ts";
 import { checkPipeline, formatFindings } from "../check/mod.ts";
-import { type CommandOptions, parseCommandArgs } from "./_common.ts";
+import { type CommandOptions, errorLines, parseCommandArgs } from "./_common.ts";
 
 /** Usage of `spillway check`. */
 export const CHECK_USAGE = `spillway check <pipeline.yaml> [--json]
@@ -47,7 +47,7 @@ export async function checkCommand(
     config = await loadPipelineConfig(file);
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
-    err(error.message);
+    err(errorLines(error));
     return 2;
   }
   const findings = await checkPipeline(config, { connect: options.connect });

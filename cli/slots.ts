@@ -19,6 +19,7 @@ import { ConfigError, PostgresError } from "../errors.ts";
 import {
   type CommandOptions,
   connectOptionsFromUrl,
+  errorLines,
   parseCommandArgs,
   promptYesNo,
 } from "./_common.ts";
@@ -78,8 +79,7 @@ export async function slotsCommand(args: string[], options: CommandOptions = {})
       }, options);
     }
   } catch (error) {
-    const message = error instanceof Error ? error.message : String(error);
-    err(`spillway slots ${subcommand}: ${message}`);
+    err(`spillway slots ${subcommand}: ${errorLines(error)}`);
     return error instanceof ConfigError ? 2 : 1;
   }
   err(

@@ -216,8 +216,13 @@ export function childPath(path: string, key: string | number): string {
 
 /** A value in a message: double-quoted, with JSON escapes. */
 export function quote(value: string): string {
-  return JSON.stringify(value);
+  // An echoed value is cut: a 30 MB value makes a message nobody reads, and floods logs.
+  if (value.length <= MAX_QUOTED) return JSON.stringify(value);
+  return `${JSON.stringify(value.slice(0, MAX_QUOTED))}… (${value.length} characters)`;
 }
+
+/** The most characters of a value a problem message echoes. */
+const MAX_QUOTED = 200;
 
 /**
  * A key path in a message: double-quoted as written, since table names can hold quotes

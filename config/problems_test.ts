@@ -263,3 +263,23 @@ Deno.test("errors: a file name that is not a pipeline name needs name:", () => {
   });
   assert.equal(named.name, "mine");
 });
+
+Deno.test("config: a huge wrong value is echoed cut, with its length", () => {
+  const huge = "x".repeat(1_000_000);
+  const [problem, ...more] = problems(
+    yaml(
+      ...SOURCE,
+      `  streaming: ${huge}`,
+      "tables:",
+      '  "public.*": {}',
+      "sinks:",
+      "  - stdout: {}",
+    ),
+  );
+  assert.deepEqual(more, []);
+  assert.ok(problem!.length < 1_000, `${problem!.length} characters`);
+  assert.match(
+    problem!,
+    /"source\.streaming": expected .*, found "x{200}"… \(1000000 characters\)/,
+  );
+});

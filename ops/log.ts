@@ -43,18 +43,58 @@ export function createLogger(options: LoggerOptions = {}): Logger {
   return (level, message, fields = {}) => {
     if (LEVELS[level] < threshold) return;
     if (options.json) {
-      write(JSON.stringify({ time: now().toISOString(), level, message, ...fields }, jsonReplacer));
+      // JSON escapes control characters itself; long values are cut all the same.
+      const record = { time: now().toISOString(), level, message, ...fields };
+      write(JSON.stringify(record, (key, value) => {
+        const plain = jsonReplacer(key, value);
+        return typeof plain === "string" ? truncate(plain) : plain;
+      }));
       return;
     }
     const extra = Object.entries(fields).map(([key, value]) =>
-      `${key}=${typeof value === "string" ? value : JSON.stringify(value, jsonReplacer)}`
+      `${key}=${
+        printable(typeof value === "string" ? value : JSON.stringify(value, jsonReplacer) ?? "")
+      }`
     ).join(" ");
     write(
-      `${now().toISOString()} ${level.toUpperCase().padEnd(5)} ${message}${
+      `${now().toISOString()} ${level.toUpperCase().padEnd(5)} ${printable(message)}${
         extra ? ` ${extra}` : ""
       }`,
     );
   };
+}
+
+/** The most characters of one message or value a log line or error line shows. */
+export const MAX_SHOWN = 2_000;
+
+/**
+ * `text` safe for one line of a terminal or a log: control characters (a newline, say, which
+ * could forge a line) written as escapes, and at most {@linkcode MAX_SHOWN} characters.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { printable } from "./log.ts";
+ * assert.equal(printable("a\nb\u0007"), "a\\nb\\u0007");
+ * assert.match(printable("x".repeat(5_000)), /^x{2000}… \(3000 more characters\)$/);
+ * ```
+ */
+export function printable(text: string): string {
+  return truncate(text).replace(CONTROL, (char) => ESCAPES[char] ?? unicodeEscape(char));
+}
+
+// deno-lint-ignore no-control-regex
+const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g;
+const ESCAPES: Record<string, string> = { "\n": "\\n", "\r": "\\r", "\t": "\\t" };
+
+function unicodeEscape(char: string): string {
+  return `\\u${char.charCodeAt(0).toString(16).padStart(4, "0")}`;
+}
+
+function truncate(text: string): string {
+  return text.length <= MAX_SHOWN
+    ? text
+    : `${text.slice(0, MAX_SHOWN)}… (${text.length - MAX_SHOWN} more characters)`;
 }
 
 /** JSON.stringify replacer that renders bigint as a string and errors by message. */

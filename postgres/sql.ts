@@ -68,7 +68,9 @@ export function quoteIdent(value: string): string {
 export function checkSlotName(name: string): void {
   if (!SLOT_NAME.test(name)) {
     throw new ConfigError(
-      `Cannot use replication slot name "${name}": slot names are 1 to 63 lower-case letters, digits or underscores`,
+      `Cannot use replication slot name ${
+        JSON.stringify(name.slice(0, 80))
+      }: slot names are 1 to 63 lower-case letters, digits or underscores`,
     );
   }
 }
