@@ -146,7 +146,7 @@ export function parseLsnFlag(flag: string, text: string): Lsn {
  * ```
  */
 export function connectOptionsFromUrl(url: string, applicationName?: string): ConnectOptions {
-  const options = parseConnectionUrl(url);
+  const options = parseConnectionUrl(url, Deno.env.toObject());
   return applicationName === undefined ? options : { ...options, applicationName };
 }
 

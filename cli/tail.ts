@@ -45,7 +45,10 @@ Options:
   -h, --help           this help
 
 The URL may carry sslmode (disable, prefer, require, verify-ca, verify-full),
-sslrootcert (a file) and application_name: postgres://user:pass@host:5432/db?sslmode=require`;
+sslrootcert (a file, or system) and application_name: postgres://user@host:5432/db?sslmode=require.
+What it leaves out comes from PGHOST, PGPORT, PGUSER, PGDATABASE, PGSSLMODE, PGSSLROOTCERT and
+PGAPPNAME; the password from PGPASSWORD or the password file (PGPASSFILE, ~/.pgpass), so it
+need not be on the command line.`;
 
 /** Runs `spillway tail <postgres-url> [options]` and returns the exit code. */
 export async function tailCommand(args: string[]): Promise<number> {

@@ -20,7 +20,7 @@ export function connectOptions(
   config: PipelineConfig,
   applicationName = `spillway-${config.name}`,
 ): ConnectOptions {
-  const options = parseConnectionUrl(config.source.url);
+  const options = parseConnectionUrl(config.source.url, Deno.env.toObject());
   if (config.source.sslmode !== null) options.sslmode = config.source.sslmode;
   if (config.source.sslrootcert !== null) {
     options.sslrootcert = readRootCertificates(

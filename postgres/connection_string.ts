@@ -62,9 +62,18 @@ export const SESSION_PARAMETERS: Readonly<Record<string, string>> = {
   lc_monetary: "C",
 };
 
+/** Environment variables as libpq reads them (`PGHOST`, `PGPASSWORD`, …), by name. */
+export type LibpqEnv = Readonly<Record<string, string | undefined>>;
+
 /**
  * Parses `postgres://user:password@host:port/database?sslmode=…&sslrootcert=…`.
- * `sslrootcert` names a file; it is read here (the one file this module reads).
+ *
+ * What the URL leaves out comes, as in libpq, from its query parameters (`host`, `port`,
+ * `user`, `password`, `dbname`), then from `env`: `PGHOST`, `PGPORT`, `PGUSER`, `PGPASSWORD`,
+ * `PGDATABASE`, `PGSSLMODE`, `PGSSLROOTCERT`, `PGAPPNAME`, and a password from the password
+ * file (`PGPASSFILE`, or `~/.pgpass`) when none was given. Pass `Deno.env.toObject()` to read
+ * the process's environment; the default reads none. `sslrootcert` names a file; it is read
+ * here, as is the password file.
  *
  * @example
  * ```ts
@@ -72,9 +81,11 @@ export const SESSION_PARAMETERS: Readonly<Record<string, string>> = {
  * import { parseConnectionUrl } from "./connection_string.ts";
  * const options = parseConnectionUrl("postgres://app:s3cret@db.local:6543/shop");
  * assert(options.port === 6543 && options.database === "shop");
+ * const fromEnv = parseConnectionUrl("postgres:///shop", { PGHOST: "db", PGPASSWORD: "pw" });
+ * assert(fromEnv.host === "db" && fromEnv.password === "pw" && fromEnv.database === "shop");
  * ```
  */
-export function parseConnectionUrl(url: string): ConnectOptions {
+export function parseConnectionUrl(url: string, env: LibpqEnv = {}): ConnectOptions {
   let parsed: URL;
   try {
     parsed = new URL(url);
@@ -82,7 +93,7 @@ export function parseConnectionUrl(url: string): ConnectOptions {
     throw new ConfigError(
       `Cannot parse connection URL "${
         redact(url)
-      }": expected postgres://user:password@host:port/database`,
+      }": expected postgres://user:password@host:port/database (percent-encode "@", ":", "/", "?" and "#" in the user name and password)`,
     );
   }
   if (parsed.protocol !== "postgres:" && parsed.protocol !== "postgresql:") {
@@ -91,40 +102,143 @@ export function parseConnectionUrl(url: string): ConnectOptions {
     );
   }
   const params = parsed.searchParams;
-  const sslmode = params.get("sslmode") ?? "prefer";
+  const sslmode = params.get("sslmode") ?? env.PGSSLMODE ?? "prefer";
   if (!(SSL_MODES as readonly string[]).includes(sslmode)) {
     throw new ConfigError(
       `Cannot use sslmode "${sslmode}": expected disable, prefer, require, verify-ca or verify-full`,
     );
   }
-  const user = decodeURIComponent(parsed.username) || "postgres";
-  const rootCertPath = params.get("sslrootcert");
+  const user = decodePart(parsed.username, "user name", url) || params.get("user") ||
+    env.PGUSER || "postgres";
+  const host = parsed.hostname.replace(/^\[(.*)\]$/, "$1") || params.get("host") ||
+    env.PGHOST || "localhost";
+  const port = Number(parsed.port || params.get("port") || env.PGPORT || 5432);
+  if (!Number.isInteger(port) || port < 1 || port > 65535) {
+    throw new ConfigError(
+      `Cannot use connection URL "${redact(url)}": the port must be a number from 1 to 65535`,
+    );
+  }
+  const database = decodePart(parsed.pathname.replace(/^\//, ""), "database name", url) ||
+    params.get("dbname") || env.PGDATABASE || user;
+  const password = decodePart(parsed.password, "password", url) || params.get("password") ||
+    env.PGPASSWORD || passwordFromFile(env, { host, port, database, user });
+  const rootCertPath = params.get("sslrootcert") ?? env.PGSSLROOTCERT;
   return {
-    host: parsed.hostname.replace(/^\[(.*)\]$/, "$1") || "localhost",
-    port: parsed.port ? Number(parsed.port) : 5432,
+    host,
+    port,
     user,
-    password: parsed.password ? decodeURIComponent(parsed.password) : undefined,
-    database: decodeURIComponent(parsed.pathname.replace(/^\//, "")) || user,
+    password: password || undefined,
+    database,
     sslmode: sslmode as SslMode,
     sslrootcert: rootCertPath ? readRootCertificates(rootCertPath) : undefined,
-    applicationName: params.get("application_name") ?? undefined,
+    applicationName: params.get("application_name") ?? env.PGAPPNAME ?? undefined,
   };
 }
 
+/** A percent-decoded part of the URL, or a ConfigError naming the part (never its value). */
+function decodePart(text: string, part: string, url: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    throw new ConfigError(
+      `Cannot use connection URL "${
+        redact(url)
+      }": its ${part} has a "%" that starts no percent-encoded byte; write "%" as %25`,
+    );
+  }
+}
+
 /**
- * Hides the password in a URL for messages.
+ * The password for a server from the password file (`PGPASSFILE`, or `~/.pgpass`), as libpq
+ * reads it: lines `host:port:database:user:password`, `*` matching anything, `\:` and `\\`
+ * escaped, the first matching line winning. `undefined` without a file or a matching line.
+ */
+function passwordFromFile(
+  env: LibpqEnv,
+  target: { host: string; port: number; database: string; user: string },
+): string | undefined {
+  const file = env.PGPASSFILE ?? (env.HOME === undefined ? undefined : `${env.HOME}/.pgpass`);
+  if (file === undefined) return undefined;
+  let text: string;
+  try {
+    const mode = Deno.statSync(file).mode;
+    if (mode !== null && (mode & 0o077) !== 0) {
+      throw new ConfigError(
+        `Cannot use the password file "${file}": others can read it; chmod 600 "${file}"`,
+      );
+    }
+    text = Deno.readTextFileSync(file);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return undefined;
+    if (error instanceof ConfigError) throw error;
+    throw new ConfigError(`Cannot read the password file "${file}": ${(error as Error).message}`);
+  }
+  const wanted = [target.host, String(target.port), target.database, target.user];
+  for (const line of text.split(/\r?\n/)) {
+    if (line === "" || line.startsWith("#")) continue;
+    const fields = splitPassLine(line);
+    if (fields.length < 5) continue;
+    if (wanted.every((value, i) => fields[i] === "*" || fields[i] === value)) {
+      return fields.slice(4).join(":");
+    }
+  }
+  return undefined;
+}
+
+/** A password-file line split at unescaped colons, escapes removed. */
+function splitPassLine(line: string): string[] {
+  const fields: string[] = [];
+  let field = "";
+  for (let i = 0; i < line.length; i++) {
+    const char = line[i]!;
+    if (char === "\\" && i + 1 < line.length) {
+      field += line[i + 1]!;
+      i++;
+    } else if (char === ":") {
+      fields.push(field);
+      field = "";
+    } else {
+      field += char;
+    }
+  }
+  fields.push(field);
+  return fields;
+}
+
+/**
+ * Hides the password of a URL for messages: the one in the user info (a user name or password
+ * may hold a raw "@": the host starts after the last "@" before the path) and a `password`
+ * query parameter.
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
  * import { redact } from "./connection_string.ts";
  * assert.equal(redact("postgres://app:s3cret@db/shop"), "postgres://app:***@db/shop");
- * // A raw "@" in the password: the host starts after the last "@" before the path.
  * assert.equal(redact("postgres://app:p@ss@db/shop?x=a@b"), "postgres://app:***@db/shop?x=a@b");
+ * assert.equal(redact("postgres://us@er:pw@db/shop"), "postgres://us@er:***@db/shop");
+ * assert.equal(
+ *   redact("postgres://app@db/shop?password=pw&x=1"),
+ *   "postgres://app@db/shop?password=***&x=1",
+ * );
  * ```
  */
 export function redact(url: string): string {
-  return url.replace(/(\/\/[^:/@]*:)[^/?#]*@/, "$1***@");
+  const start = url.indexOf("//");
+  if (start === -1) return url;
+  const rest = url.slice(start + 2);
+  const pathAt = rest.search(/[/?#]/);
+  const authority = pathAt === -1 ? rest : rest.slice(0, pathAt);
+  const tail = pathAt === -1 ? "" : rest.slice(pathAt);
+  const at = authority.lastIndexOf("@");
+  let shown = authority;
+  if (at !== -1) {
+    const userinfo = authority.slice(0, at);
+    const colon = userinfo.lastIndexOf(":");
+    if (colon !== -1) shown = `${userinfo.slice(0, colon)}:***${authority.slice(at)}`;
+  }
+  const query = tail.replace(/([?&]password=)[^&#]*/gi, "$1***");
+  return `${url.slice(0, start + 2)}${shown}${query}`;
 }
 
 /**

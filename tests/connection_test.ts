@@ -929,8 +929,91 @@ Deno.test("tls: sslrootcert=system in a URL is the word, not a file to read", ()
 });
 
 // ---------------------------------------------------------------------------------------------
+// Passwords without a command line: libpq's environment and password file
+
+Deno.test("auth: the password comes from ?password=, PGPASSWORD or the password file, never needed on the command line", async () => {
+  const server = await primaryServer();
+  const role = ROLES["scram-sha-256"];
+  const base = `postgres://${role.user}@127.0.0.1:${server.port}/postgres?sslmode=disable`;
+  const whoami = async (url: string, env: Record<string, string>) => {
+    const connection = await PgConnection.connect(parseConnectionUrl(url, env));
+    try {
+      return (await connection.queryObjects("SELECT current_user AS u"))[0]?.u;
+    } finally {
+      await connection.close();
+    }
+  };
+  assert.equal(
+    await whoami(`${base}&password=${encodeURIComponent(role.password)}`, {}),
+    role.user,
+  );
+  assert.equal(await whoami(base, { PGPASSWORD: role.password }), role.user);
+
+  const dir = await Deno.makeTempDir({ prefix: "spillway-pgpass-" });
+  try {
+    const passfile = join(dir, "pgpass");
+    await Deno.writeTextFile(
+      passfile,
+      [
+        "# host:port:database:user:password",
+        `otherhost:*:*:${role.user}:wrong`,
+        `127.0.0.1:${server.port}:*:${role.user}:${role.password.replaceAll(":", "\\:")}`,
+      ].join("\n"),
+    );
+    await Deno.chmod(passfile, 0o600);
+    assert.equal(await whoami(base, { PGPASSFILE: passfile }), role.user);
+    await Deno.chmod(passfile, 0o644);
+    const open = await failure(() => whoami(base, { PGPASSFILE: passfile }));
+    assert.ok(open instanceof ConfigError, String(open));
+    assert.match(open.message, /chmod 600/);
+    // The rest of libpq's variables fill what the URL leaves out.
+    const options = parseConnectionUrl("postgres://", {
+      PGHOST: "127.0.0.1",
+      PGPORT: String(server.port),
+      PGUSER: role.user,
+      PGDATABASE: "postgres",
+      PGSSLMODE: "disable",
+      PGAPPNAME: "from-env",
+      PGPASSWORD: role.password,
+    });
+    await withConnection(options, async (connection) => {
+      const [row] = await connection.queryObjects(
+        "SELECT current_user AS u, current_setting('application_name') AS app",
+      );
+      assert.deepEqual(row, { u: role.user, app: "from-env" });
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("auth: a URL's password is hidden in every message, whatever it holds", () => {
+  for (
+    const [url, secret] of [
+      ["postgres://app:p@ss@127.0.0.1:1/x?sslmode=bogus", "p@ss"],
+      ["postgres://us@er:hunter2@127.0.0.1:1/x?sslmode=bogus", "hunter2"],
+      ["postgres://app@127.0.0.1:1/x?password=hunter2&sslmode=bogus", "hunter2"],
+      ["postgres://app:50%off@127.0.0.1:1/x", "50%off"],
+    ] as const
+  ) {
+    const error = failureSync(() => parseConnectionUrl(url));
+    assert.ok(error instanceof ConfigError, String(error));
+    assert.ok(!error.message.includes(secret), error.message);
+  }
+});
+
+// ---------------------------------------------------------------------------------------------
 
 Deno.test("teardown: stop the shared servers", async () => {
   const servers = await Promise.all([primary, pg14].filter((p) => p !== undefined));
   await Promise.all(servers.map((server) => server[Symbol.asyncDispose]()));
 });
+
+function failureSync(body: () => unknown): Error {
+  try {
+    body();
+  } catch (error) {
+    return error as Error;
+  }
+  throw new Error("expected an error");
+}
