@@ -9,10 +9,12 @@ import {
   type Alias,
   isAlias,
   isMap,
+  isNode,
   isScalar,
   isSeq,
   LineCounter,
   parseDocument,
+  visit,
   type YAMLMap,
 } from "npm:yaml@2.9.1";
 import type { ConfigProblem } from "./types.ts";
@@ -51,6 +53,8 @@ export class Checker {
   readonly env: (name: string) => string | undefined;
   readonly #problems: { offset: number; message: string }[] = [];
   readonly #substituted = new Map<unknown, string | undefined>();
+  /** Each alias's anchor, found in one pass (the yaml package's resolve walks the document). */
+  #anchors: Map<Alias, unknown> | null = null;
 
   constructor(text: string, options: { lines: LineCounter; baseDir: string; env?: Env }) {
     this.text = text;
@@ -105,7 +109,8 @@ export class Checker {
   /** Follows an alias to its anchor; `undefined` (reported) when the anchor is missing. */
   deref(node: unknown, path: string): unknown {
     if (!isAlias(node)) return node;
-    const target = (node as Alias).resolve(this.doc);
+    this.#anchors ??= anchorsOf(this.doc);
+    const target = this.#anchors.get(node as Alias);
     if (target === undefined) {
       const name = (node as Alias).source;
       this.report(
@@ -418,4 +423,19 @@ function levenshtein(a: string, b: string): number {
     previous = current;
   }
   return previous[b.length]!;
+}
+
+/**
+ * Every alias of `doc` with the node it names: the last node anchored with that name before
+ * the alias, in document order (as YAML resolves it). One walk, so a file with thousands of
+ * aliases loads in linear time.
+ */
+function anchorsOf(doc: ReturnType<typeof parseDocument>): Map<Alias, unknown> {
+  const anchored = new Map<string, unknown>();
+  const resolved = new Map<Alias, unknown>();
+  visit(doc, (_key, node) => {
+    if (isAlias(node)) resolved.set(node, anchored.get(node.source));
+    else if (isNode(node) && node.anchor !== undefined) anchored.set(node.anchor, node);
+  });
+  return resolved;
 }

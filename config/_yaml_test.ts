@@ -103,3 +103,38 @@ Deno.test("env: the process environment is the default", () => {
     Deno.env.delete(name);
   }
 });
+
+// ---------------------------------------------------------------------------------------
+// Aliases
+
+Deno.test("aliases: each names the last anchor above it; thousands resolve (in one pass)", () => {
+  const tables = Array.from({ length: 5_000 }, (_, i) => `  public.t${i}: { topic: *topic }`);
+  const config = parse(
+    yaml(
+      "source: { url: postgres://localhost/app, slot: s, publication: p }",
+      "defaults:",
+      '  topic: &topic "first.{table}"',
+      "tables:",
+      ...tables,
+      '  public.redefined: { topic: &topic "second.{table}" }',
+      "  public.after: { topic: *topic }",
+      "sinks: [stdout: {}]",
+    ),
+  );
+  assert.equal(config.tables.length, 5_002);
+  assert.equal(config.tables[0]?.topic, "first.{table}");
+  assert.equal(config.tables[4_999]?.topic, "first.{table}");
+  assert.equal(config.tables.at(-1)?.topic, "second.{table}");
+  // An alias above its anchor names nothing.
+  assert.deepEqual(
+    problems(
+      yaml(
+        "source: { url: postgres://localhost/app, slot: s, publication: *p }",
+        "defaults: { topic: &p x }",
+        'tables: { "public.*": {} }',
+        "sinks: [stdout: {}]",
+      ),
+    ).map((problem) => problem.replace(/^pipeline\.yaml:\d+:\d+: /, "")),
+    ['"source.publication": expected an alias of an anchor defined above it (&p), found *p'],
+  );
+});
