@@ -151,8 +151,14 @@ export async function tail(options: TailOptions): Promise<number> {
     streaming: options.streaming,
     binary: options.binary,
     messages: options.messages,
+    signal: options.signal,
     log: options.log,
+  }).catch((error) => {
+    // Stopped before streaming began (a server that never answered, say): a clean stop.
+    if (options.signal?.aborted) return null;
+    throw error;
   });
+  if (source === null) return 0;
   const write = options.write ?? writeStdout;
   const renderer = new JsonRenderer(source.assembler.types);
   const out = new JsonWriter();

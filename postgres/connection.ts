@@ -36,6 +36,7 @@ import { formatLsn, type Lsn, LSN_ZERO, parseLsn } from "../decoder/lsn.ts";
 import { Transport } from "./_transport.ts";
 import {
   type ConnectOptions,
+  DEFAULT_CONNECT_TIMEOUT_MS,
   SESSION_PARAMETERS,
   type SslMode,
   SYSTEM_ROOTS,
@@ -127,17 +128,39 @@ export class PgConnection implements CopyBothHost {
   }
 
   /** Connects, negotiates TLS, authenticates, and waits for ReadyForQuery. */
-  static async connect(options: ConnectOptions): Promise<PgConnection> {
+  static async connect(
+    options: ConnectOptions,
+    control: { signal?: AbortSignal } = {},
+  ): Promise<PgConnection> {
     const where = `${options.host}:${options.port}`;
+    const deadlineMs = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+    control.signal?.throwIfAborted();
     const transport = await Transport.connect(options.host, options.port, {
-      timeoutMs: options.connectTimeoutMs,
+      timeoutMs: deadlineMs,
     });
     const connection = new PgConnection(options, transport);
+    // The deadline and the signal end the start-up by closing the socket: every wait in it
+    // (SSLRequest, authentication, a flood of notices) ends with the connection.
+    let cut: Error | null = null;
+    const stop = (error: Error) => {
+      cut ??= error;
+      transport.close();
+    };
+    const timer = setTimeout(() =>
+      stop(
+        new ConnectionError(
+          `Cannot connect to ${where}: the server did not finish the start-up within ${deadlineMs} ms; check that a PostgreSQL server that is not overloaded listens there, or raise connect_timeout`,
+        ),
+      ), deadlineMs);
+    const onAbort = () =>
+      stop(new ConnectionError(`Connecting to ${where} was stopped`, { retriable: false }));
+    control.signal?.addEventListener("abort", onAbort, { once: true });
     try {
       await connection.#negotiateTls();
       await connection.#startup();
     } catch (error) {
       transport.close();
+      if (cut !== null) throw cut;
       if (error instanceof PostgresError) {
         throw new PostgresError(
           error.notice,
@@ -146,6 +169,9 @@ export class PgConnection implements CopyBothHost {
         );
       }
       throw error;
+    } finally {
+      clearTimeout(timer);
+      control.signal?.removeEventListener("abort", onAbort);
     }
     return connection;
   }

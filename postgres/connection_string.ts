@@ -11,6 +11,9 @@ import { ConfigError, type PostgresNotice } from "../errors.ts";
 /** Where a TLS connection's certificate checks stand. */
 export type SslMode = "disable" | "prefer" | "require" | "verify-ca" | "verify-full";
 
+/** The start-up deadline when none is given: a server that never answers is noticed. */
+export const DEFAULT_CONNECT_TIMEOUT_MS = 30_000;
+
 /** `sslrootcert=system`: trust the runtime's public root certificates, as libpq 16+ does. */
 export const SYSTEM_ROOTS = "system";
 
@@ -42,6 +45,10 @@ export interface ConnectOptions {
   applicationName?: string;
   /** Extra startup parameters (GUCs such as `DateStyle`). */
   parameters?: Record<string, string>;
+  /**
+   * Deadline for the whole start-up: TCP connect, TLS, authentication, until the server is
+   * ready for queries (libpq's `connect_timeout`). Default {@linkcode DEFAULT_CONNECT_TIMEOUT_MS}.
+   */
   connectTimeoutMs?: number;
   /** Receives NoticeResponse messages (warnings) from the server. */
   onNotice?: (notice: PostgresNotice) => void;
@@ -123,6 +130,13 @@ export function parseConnectionUrl(url: string, env: LibpqEnv = {}): ConnectOpti
   const password = decodePart(parsed.password, "password", url) || params.get("password") ||
     env.PGPASSWORD || passwordFromFile(env, { host, port, database, user });
   const rootCertPath = params.get("sslrootcert") ?? env.PGSSLROOTCERT;
+  const timeout = params.get("connect_timeout") ?? env.PGCONNECT_TIMEOUT;
+  const timeoutSeconds = timeout === undefined ? undefined : Number(timeout);
+  if (timeoutSeconds !== undefined && !(Number.isFinite(timeoutSeconds) && timeoutSeconds > 0)) {
+    throw new ConfigError(
+      `Cannot use connect_timeout "${timeout}": expected a number of seconds above 0`,
+    );
+  }
   return {
     host,
     port,
@@ -132,6 +146,7 @@ export function parseConnectionUrl(url: string, env: LibpqEnv = {}): ConnectOpti
     sslmode: sslmode as SslMode,
     sslrootcert: rootCertPath ? readRootCertificates(rootCertPath) : undefined,
     applicationName: params.get("application_name") ?? env.PGAPPNAME ?? undefined,
+    ...(timeoutSeconds === undefined ? {} : { connectTimeoutMs: timeoutSeconds * 1000 }),
   };
 }
 

@@ -197,7 +197,7 @@ export class ReplicationSource {
     const connection = await PgConnection.connect({
       ...options.connection,
       replication: "database",
-    });
+    }, { signal: options.signal });
     this.#connection = connection;
     try {
       await this.#start(connection, first);

@@ -1003,6 +1003,106 @@ Deno.test("auth: a URL's password is hidden in every message, whatever it holds"
 });
 
 // ---------------------------------------------------------------------------------------------
+// Silent and hostile servers during the start-up
+
+/**
+ * A TCP server on a free port that runs `serve` for each connection: a fake PostgreSQL that
+ * stays silent or floods. Closed by disposing it.
+ */
+function fakeServer(serve: (conn: Deno.Conn) => Promise<void>): AsyncDisposable & { port: number } {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const conns: Deno.Conn[] = [];
+  (async () => {
+    for await (const conn of listener) {
+      conns.push(conn);
+      serve(conn).catch(() => {});
+    }
+  })().catch(() => {});
+  return {
+    port: (listener.addr as Deno.NetAddr).port,
+    [Symbol.asyncDispose]: () => {
+      listener.close();
+      for (const conn of conns) {
+        try {
+          conn.close();
+        } catch { /* already closed */ }
+      }
+      return Promise.resolve();
+    },
+  };
+}
+
+/** `promise`, or a failure if it is still pending after `ms`: a hang fails the test. */
+function within<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const hang = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`still waiting after ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, hang]).finally(() => clearTimeout(timer));
+}
+
+function fakeOptions(port: number, overrides: Partial<ConnectOptions> = {}): ConnectOptions {
+  return { host: "127.0.0.1", port, user: "u", database: "d", sslmode: "disable", ...overrides };
+}
+
+Deno.test("startup: a server that accepts and never answers fails at connect_timeout, for SSLRequest and startup alike", async () => {
+  await using silent = fakeServer(() => new Promise(() => {}));
+  for (const sslmode of ["disable", "prefer"] as const) {
+    const error = await within(
+      failure(() =>
+        PgConnection.connect(fakeOptions(silent.port, { sslmode, connectTimeoutMs: 300 }))
+      ),
+      20_000,
+    );
+    assert.ok(error instanceof ConnectionError, String(error));
+    assert.match(error.message, /did not finish the start-up within 300 ms/);
+    assert.match(error.message, /connect_timeout/);
+  }
+});
+
+Deno.test("startup: a server flooding notices during the start-up fails at connect_timeout", async () => {
+  const notice = new Uint8Array([0x4e, 0, 0, 0, 12, 0x4d, 0x68, 0x65, 0x6c, 0x6c, 0x6f, 0, 0]);
+  await using flood = fakeServer(async (conn) => {
+    for (;;) await conn.write(notice);
+  });
+  const error = await within(
+    failure(() => PgConnection.connect(fakeOptions(flood.port, { connectTimeoutMs: 300 }))),
+    20_000,
+  );
+  assert.ok(error instanceof ConnectionError, String(error));
+  assert.match(error.message, /did not finish the start-up/);
+});
+
+Deno.test("startup: the stop signal ends a start-up the server never answers", async () => {
+  await using silent = fakeServer(() => new Promise(() => {}));
+  const stop = new AbortController();
+  setTimeout(() => stop.abort(), 100);
+  const error = await within(
+    failure(() =>
+      PgConnection.connect(fakeOptions(silent.port, { connectTimeoutMs: 60_000 }), {
+        signal: stop.signal,
+      })
+    ),
+    20_000,
+  );
+  assert.ok(error instanceof ConnectionError, String(error));
+  assert.match(error.message, /was stopped/);
+  assert.equal(error.retriable, false);
+});
+
+Deno.test("startup: connect_timeout and PGCONNECT_TIMEOUT set the deadline in seconds", () => {
+  assert.equal(parseConnectionUrl("postgres://h/d?connect_timeout=2.5").connectTimeoutMs, 2500);
+  assert.equal(
+    parseConnectionUrl("postgres://h/d", { PGCONNECT_TIMEOUT: "7" }).connectTimeoutMs,
+    7000,
+  );
+  assert.throws(
+    () => parseConnectionUrl("postgres://h/d?connect_timeout=soon"),
+    /connect_timeout "soon"/,
+  );
+});
+
+// ---------------------------------------------------------------------------------------------
 
 Deno.test("teardown: stop the shared servers", async () => {
   const servers = await Promise.all([primary, pg14].filter((p) => p !== undefined));

@@ -625,6 +625,27 @@ Deno.test({
   },
 });
 
+Deno.test("tail: SIGINT while a silent server keeps the start-up waiting exits at once", async () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const held: Deno.Conn[] = [];
+  const accepting = (async () => {
+    for await (const conn of listener) held.push(conn); // accepted, never answered
+  })().catch(() => {});
+  try {
+    const port = (listener.addr as Deno.NetAddr).port;
+    await withTail([`postgres://u@127.0.0.1:${port}/d?sslmode=disable`], async (tail) => {
+      await tail.until("the connection attempt", () => held.length > 0);
+      const { code, elapsedMs } = await tail.interrupt();
+      assert.ok(elapsedMs < 9_000, `exit took ${elapsedMs} ms (killed after 10 s)`);
+      assert.equal(code, 0, tail.stderr);
+    });
+  } finally {
+    listener.close();
+    for (const conn of held) conn.close();
+    await accepting;
+  }
+});
+
 Deno.test("teardown: stop the shared server", async () => {
   if (shared) await (await shared)[Symbol.asyncDispose]();
 });
