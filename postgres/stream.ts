@@ -96,6 +96,9 @@ export class ReplicationStream implements AsyncIterable<XLogData[]> {
   #ended = false;
   #stopping = false;
   #timer: ReturnType<typeof setInterval> | undefined;
+  /** The status update being written; see `#sendStatus`. */
+  #statusSending: Promise<void> | null = null;
+  #statusAgain = false;
   /** The status update a confirm asked for, while it waits to be sent. */
   #confirmTimer: ReturnType<typeof setTimeout> | undefined;
   #readLoop: Promise<void>;
@@ -189,17 +192,36 @@ export class ReplicationStream implements AsyncIterable<XLogData[]> {
     await this.#sendStatus(false);
   }
 
-  async #sendStatus(replyRequested: boolean): Promise<void> {
-    if (this.#ended || this.#copyDoneSent || this.#connection.closed) return;
-    this.#lastStatusAt = Date.now();
-    this.#statusUpdatesSent++;
-    await this.#connection.send(encodeStandbyStatus({
-      written: this.#written,
-      flushed: this.#flushed,
-      applied: this.#flushed,
-      clientTime: unixMicrosToPgMicros(this.#options.now()),
-      replyRequested,
-    }));
+  /**
+   * Sends a status update with the newest positions. At most one is being written at a time:
+   * asked for again meanwhile, one more follows it (with the positions of then), however often
+   * it was asked. So a server that requests replies and never reads gets no growing queue.
+   */
+  #sendStatus(replyRequested: boolean): Promise<void> {
+    if (this.#statusSending !== null) {
+      this.#statusAgain = true;
+      return this.#statusSending;
+    }
+    this.#statusSending = this.#writeStatus(replyRequested).finally(() => {
+      this.#statusSending = null;
+    });
+    return this.#statusSending;
+  }
+
+  async #writeStatus(replyRequested: boolean): Promise<void> {
+    do {
+      this.#statusAgain = false;
+      if (this.#ended || this.#copyDoneSent || this.#connection.closed) return;
+      this.#lastStatusAt = Date.now();
+      this.#statusUpdatesSent++;
+      await this.#connection.send(encodeStandbyStatus({
+        written: this.#written,
+        flushed: this.#flushed,
+        applied: this.#flushed,
+        clientTime: unixMicrosToPgMicros(this.#options.now()),
+        replyRequested,
+      }));
+    } while (this.#statusAgain);
   }
 
   async #run(initial: Frame[]): Promise<void> {
