@@ -62,6 +62,13 @@ export interface ReplicationStreamOptions {
    * The status interval stays the keepalive of an idle stream.
    */
   confirmDelayMs?: number;
+  /**
+   * A server silent this long (nothing read while reading) is presumed gone, as a standby's
+   * `wal_receiver_timeout`: at half of it a status update asks for a reply, and at all of it
+   * the stream fails with a retriable ConnectionError (the source reconnects). Default 60 s;
+   * 0 never times out.
+   */
+  receiveTimeoutMs?: number;
   /** Stop reading the socket while this many XLogData bytes wait to be taken (default 8 MiB). */
   maxBufferedBytes?: number;
   /**
@@ -99,6 +106,12 @@ export class ReplicationStream implements AsyncIterable<XLogData[]> {
   /** The status update being written; see `#sendStatus`. */
   #statusSending: Promise<void> | null = null;
   #statusAgain = false;
+  /** A status update asked the server for a reply; sent with the next one written. */
+  #replyWanted = false;
+  /** Nothing read since then (ms since the epoch); see `receiveTimeoutMs`. */
+  #lastReceivedAt = Date.now();
+  /** The receive timeout's reply request was sent for this silence. */
+  #pinged = false;
   /** The status update a confirm asked for, while it waits to be sent. */
   #confirmTimer: ReturnType<typeof setTimeout> | undefined;
   #readLoop: Promise<void>;
@@ -123,17 +136,47 @@ export class ReplicationStream implements AsyncIterable<XLogData[]> {
     this.#options = {
       statusIntervalMs: options.statusIntervalMs ?? 10_000,
       confirmDelayMs: options.confirmDelayMs ?? 100,
+      receiveTimeoutMs: options.receiveTimeoutMs ?? 60_000,
       maxBufferedBytes: options.maxBufferedBytes ?? 8 << 20,
       confirmKeepaliveWhenIdle: options.confirmKeepaliveWhenIdle ?? true,
       isIdle: options.isIdle ?? (() => true),
       now: options.now ?? (() => BigInt(Date.now()) * 1000n),
     };
-    this.#timer = setInterval(() => {
-      if (Date.now() - this.#lastStatusAt >= this.#options.statusIntervalMs / 2) {
-        this.#sendStatus(false).catch((error) => this.#fail(error));
-      }
-    }, Math.max(50, Math.floor(this.#options.statusIntervalMs / 2)));
+    const receiveTimeout = this.#options.receiveTimeoutMs;
+    const period = Math.min(
+      this.#options.statusIntervalMs / 2,
+      receiveTimeout > 0 ? receiveTimeout / 4 : Infinity,
+    );
+    this.#timer = setInterval(() => this.#tick(), Math.max(50, Math.floor(period)));
     this.#readLoop = this.#run(connection.takeBufferedFrames());
+  }
+
+  /** The timer's work: the receive timeout, then the periodic status update. */
+  #tick(): void {
+    const now = Date.now();
+    const timeout = this.#options.receiveTimeoutMs;
+    if (timeout > 0 && !this.#stopping) {
+      // While reading is paused for the consumer, the silence is ours, not the server's.
+      if (this.#queuedBytes >= this.#options.maxBufferedBytes) this.#lastReceivedAt = now;
+      const silentMs = now - this.#lastReceivedAt;
+      if (silentMs >= timeout) {
+        this.#fail(
+          new ConnectionError(
+            `No data from the server for ${silentMs} ms (the receive timeout is ${timeout} ms): the connection is presumed dead, so it is dropped and made again`,
+          ),
+        );
+        this.#connection.destroy();
+        return;
+      }
+      if (silentMs >= timeout / 2 && !this.#pinged) {
+        this.#pinged = true;
+        this.#sendStatus(true).catch((error) => this.#fail(error));
+        return;
+      }
+    }
+    if (now - this.#lastStatusAt >= this.#options.statusIntervalMs / 2) {
+      this.#sendStatus(false).catch((error) => this.#fail(error));
+    }
   }
 
   /** The flush position last sent to the server (the slot's confirmed position). */
@@ -198,20 +241,23 @@ export class ReplicationStream implements AsyncIterable<XLogData[]> {
    * it was asked. So a server that requests replies and never reads gets no growing queue.
    */
   #sendStatus(replyRequested: boolean): Promise<void> {
+    this.#replyWanted ||= replyRequested;
     if (this.#statusSending !== null) {
       this.#statusAgain = true;
       return this.#statusSending;
     }
-    this.#statusSending = this.#writeStatus(replyRequested).finally(() => {
+    this.#statusSending = this.#writeStatus().finally(() => {
       this.#statusSending = null;
     });
     return this.#statusSending;
   }
 
-  async #writeStatus(replyRequested: boolean): Promise<void> {
+  async #writeStatus(): Promise<void> {
     do {
       this.#statusAgain = false;
       if (this.#ended || this.#copyDoneSent || this.#connection.closed) return;
+      const replyRequested = this.#replyWanted;
+      this.#replyWanted = false;
       this.#lastStatusAt = Date.now();
       this.#statusUpdatesSent++;
       await this.#connection.send(encodeStandbyStatus({
@@ -230,9 +276,12 @@ export class ReplicationStream implements AsyncIterable<XLogData[]> {
       while (!this.#ended) {
         if (this.#queuedBytes >= this.#options.maxBufferedBytes && !this.#stopping) {
           await new Promise<void>((resolve) => this.#readerWaiter = resolve);
+          this.#lastReceivedAt = Date.now(); // the silence while paused was ours
           continue;
         }
         const chunk = await this.#transport.read();
+        this.#lastReceivedAt = Date.now();
+        this.#pinged = false;
         if (chunk === null) {
           this.#connection.markClosed();
           throw new ConnectionError(

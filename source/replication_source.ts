@@ -61,6 +61,8 @@ export interface SourceOptions {
   /** Status update period; never more than wal_sender_timeout / 3 (default 10 s). */
   statusIntervalMs?: number;
   maxBufferedBytes?: number;
+  /** A server silent this long is presumed gone and the source reconnects (default 60 s). */
+  receiveTimeoutMs?: number;
   /** Streamed transactions: bytes held in memory before spilling to `dir` (default 64 MB, OS temp). */
   spill?: { memoryLimitBytes: number; dir?: string | null };
   /** Type codecs shared with whoever renders the events; default a new registry. */
@@ -244,6 +246,7 @@ export class ReplicationSource {
       // Never slower than a third of wal_sender_timeout, whatever was configured.
       statusIntervalMs: Math.min(options.statusIntervalMs ?? Infinity, this.#statusIntervalMs),
       maxBufferedBytes: options.maxBufferedBytes,
+      receiveTimeoutMs: options.receiveTimeoutMs,
       isIdle: () => !this.assembler.inTransaction && this.assembler.openStreamedTransactions === 0,
     });
     // A new stream starts from nothing: tell it at once what this process confirmed.

@@ -845,6 +845,50 @@ Deno.test("failure: a DecodeError from the stream ends the source; close() leave
 
 // ---------------------------------------------------------------------------------------------
 
+Deno.test("failure: a walsender that goes silent (SIGSTOP) is noticed at the receive timeout; the source reconnects and streams on", async () => {
+  const pg = await server();
+  const name = "silent";
+  await prepare(pg, name);
+  const logged: string[] = [];
+  const source = await ReplicationSource.open(
+    sourceOptions(pg, name, {
+      receiveTimeoutMs: 1_500,
+      reconnect: { maxAttempts: 50, initialDelayMs: 100, maxDelayMs: 300 },
+      log: (level, message, fields) => logged.push(`${level} ${message} ${JSON.stringify(fields)}`),
+    }),
+  );
+  let stopped: number | null = null;
+  try {
+    const iterator = source.batches()[Symbol.asyncIterator]();
+    await pg.psql(`INSERT INTO ${name} VALUES (1)`);
+    await pull(iterator, (items) => commits(items) >= 1);
+    const before = Number(await walsenderPids(pg, name));
+    Deno.kill(before, "SIGSTOP"); // alive, connected, and silent: a dead NAT entry, say
+    stopped = before;
+    const next = pull(iterator, (items) => commits(items) >= 1, 60_000);
+    await waitFor(
+      "the receive timeout",
+      () => logged.some((line) => line.includes("No data from the server")),
+      { timeoutMs: 20_000, detail: () => logged.join("\n") },
+    );
+    // The stopped walsender still holds the slot: let it go, so the reconnect can take it.
+    Deno.kill(before, "SIGCONT");
+    stopped = null;
+    await pg.psql(`SELECT pg_terminate_backend(${before})`);
+    await pg.psql(`INSERT INTO ${name} VALUES (2)`);
+    const items = await next;
+    const ids = items.filter((item) => item.kind === "change").map((item) =>
+      item.kind === "change" ? Number(item.event.after?.id) : 0
+    );
+    assert.ok(ids.includes(2), `got ${ids.join(", ")}`);
+    const after = Number(await walsenderPids(pg, name));
+    assert.notEqual(after, before);
+  } finally {
+    if (stopped !== null) Deno.kill(stopped, "SIGCONT");
+    await source.close();
+  }
+});
+
 Deno.test("teardown: stop the shared server", async () => {
   if (shared) await (await shared)[Symbol.asyncDispose]();
 });
