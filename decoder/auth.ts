@@ -57,6 +57,7 @@ export class ScramClient {
   #gs2Header = "n,,";
   #clientFirstBare = "";
   #expectedServerSignature = "";
+  #verified = false;
 
   constructor(options: ScramOptions) {
     this.#password = options.password;
@@ -158,6 +159,12 @@ export class ScramClient {
         "Cannot authenticate: the server's SCRAM signature does not match; the server may not be who it claims",
       );
     }
+    this.#verified = true;
+  }
+
+  /** True once the server proved, with its signature, that it knows the password. */
+  get verified(): boolean {
+    return this.#verified;
   }
 }
 

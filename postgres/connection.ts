@@ -35,6 +35,7 @@ import {
 import { formatLsn, type Lsn, LSN_ZERO, parseLsn } from "../decoder/lsn.ts";
 import { Transport } from "./_transport.ts";
 import {
+  type AuthMethod,
   type ConnectOptions,
   DEFAULT_CONNECT_TIMEOUT_MS,
   SESSION_PARAMETERS,
@@ -186,6 +187,44 @@ export class PgConnection implements CopyBothHost {
     return this.#closed;
   }
 
+  /** Throws unless `require_auth` allows `method` (before anything is sent for it). */
+  #allow(method: AuthMethod, what: string): void {
+    const allowed = this.options.requireAuth;
+    if (allowed === undefined || allowed.includes(method)) return;
+    throw new ConfigError(
+      `Refusing to authenticate to ${this.options.host}: the server asks for ${what}, and require_auth allows only ${
+        allowed.join(", ")
+      }; nothing was sent`,
+    );
+  }
+
+  /**
+   * At AuthenticationOk: a SCRAM exchange must have ended with the server's proof, and a
+   * policy without `none` (or with channel_binding=require) needs authentication to have happened.
+   */
+  #checkAuthenticated(scram: ScramClient | null): void {
+    const options = this.options;
+    if (scram !== null && !scram.verified) {
+      throw new ConnectionError(
+        `Refusing the connection to ${options.host}: the server ended SCRAM without proving that it knows the password; it may not be the server it claims to be`,
+        { retriable: false },
+      );
+    }
+    const unauthenticated = scram === null && !this.#askedForPassword;
+    if (
+      unauthenticated &&
+      ((options.requireAuth !== undefined && !options.requireAuth.includes("none")) ||
+        options.channelBinding === "require")
+    ) {
+      throw new ConnectionError(
+        `Refusing the connection to ${options.host}: the server let us in without authentication, and ${
+          options.channelBinding === "require" ? "channel_binding=require" : "require_auth"
+        } does not allow that`,
+        { retriable: false },
+      );
+    }
+  }
+
   async #negotiateTls(): Promise<void> {
     const mode = this.options.sslmode ?? "prefer";
     if (mode === "disable") return;
@@ -242,11 +281,14 @@ export class PgConnection implements CopyBothHost {
           const request = parseAuthentication(frame.body);
           switch (request.kind) {
             case "ok":
+              this.#checkAuthenticated(scram);
               break;
             case "cleartext":
+              this.#allow("password", "a password in clear text");
               await this.#transport.write(encodePassword(this.#password("cleartext")));
               break;
             case "md5":
+              this.#allow("md5", "an MD5 password hash");
               await this.#transport.write(
                 encodePassword(
                   md5PasswordResponse(options.user, this.#password("md5"), request.salt),
@@ -254,6 +296,7 @@ export class PgConnection implements CopyBothHost {
               );
               break;
             case "sasl":
+              this.#allow("scram-sha-256", "SCRAM");
               scram = new ScramClient({
                 password: this.#password("SCRAM-SHA-256"),
                 tls: this.#transport.encrypted,
@@ -261,6 +304,13 @@ export class PgConnection implements CopyBothHost {
               });
               {
                 const clientFirst = scram.first(request.mechanisms); // picks the mechanism
+                if (
+                  options.channelBinding === "require" && scram.mechanism !== "SCRAM-SHA-256-PLUS"
+                ) {
+                  throw new ConfigError(
+                    `Refusing to authenticate to ${options.host}: channel_binding=require, but SCRAM with channel binding is not possible here (it needs TLS and a server offering SCRAM-SHA-256-PLUS); use sslmode=require or stronger, or channel_binding=prefer`,
+                  );
+                }
                 await this.#transport.write(
                   encodeSaslInitialResponse(scram.mechanism, clientFirst),
                 );
@@ -309,13 +359,17 @@ export class PgConnection implements CopyBothHost {
   }
 
   #password(method: string): string {
+    this.#askedForPassword = true;
     if (this.options.password === undefined) {
       throw new ConfigError(
-        `Cannot authenticate as "${this.options.user}": the server asks for a password (${method}) and none was given; put it in the URL (postgres://user:password@host/db)`,
+        `Cannot authenticate as "${this.options.user}": the server asks for a password (${method}) and none was given; set PGPASSWORD, use a password file (~/.pgpass), or put it in the URL (postgres://user:password@host/db)`,
       );
     }
     return this.options.password;
   }
+
+  /** The server asked for a password (in clear text, MD5 or SCRAM). */
+  #askedForPassword = false;
 
   /** Next backend frame; reads from the socket when none is buffered. */
   async #nextFrame(): Promise<Frame> {

@@ -11,6 +11,11 @@ import { ConfigError, type PostgresNotice } from "../errors.ts";
 /** Where a TLS connection's certificate checks stand. */
 export type SslMode = "disable" | "prefer" | "require" | "verify-ca" | "verify-full";
 
+/** An authentication method a server may ask for, as `require_auth` names them. */
+export type AuthMethod = "password" | "md5" | "scram-sha-256" | "none";
+
+const AUTH_METHODS: readonly AuthMethod[] = ["password", "md5", "scram-sha-256", "none"];
+
 /** The start-up deadline when none is given: a server that never answers is noticed. */
 export const DEFAULT_CONNECT_TIMEOUT_MS = 30_000;
 
@@ -43,6 +48,16 @@ export interface ConnectOptions {
    */
   sslrootcert?: string;
   applicationName?: string;
+  /**
+   * The authentication methods the server may ask for (libpq's `require_auth`): any of
+   * `password`, `md5`, `scram-sha-256`, `none`. Unset allows them all.
+   */
+  requireAuth?: readonly AuthMethod[];
+  /**
+   * `require`: authenticate only with SCRAM channel binding (SCRAM-SHA-256-PLUS over TLS), so
+   * a man in the middle cannot relay the login (libpq's `channel_binding`). Default `prefer`.
+   */
+  channelBinding?: "prefer" | "require";
   /** Extra startup parameters (GUCs such as `DateStyle`). */
   parameters?: Record<string, string>;
   /**
@@ -130,6 +145,13 @@ export function parseConnectionUrl(url: string, env: LibpqEnv = {}): ConnectOpti
   const password = decodePart(parsed.password, "password", url) || params.get("password") ||
     env.PGPASSWORD || passwordFromFile(env, { host, port, database, user });
   const rootCertPath = params.get("sslrootcert") ?? env.PGSSLROOTCERT;
+  const requireAuth = parseRequireAuth(params.get("require_auth") ?? env.PGREQUIREAUTH);
+  const channelBinding = params.get("channel_binding") ?? env.PGCHANNELBINDING ?? "prefer";
+  if (channelBinding !== "prefer" && channelBinding !== "require" && channelBinding !== "disable") {
+    throw new ConfigError(
+      `Cannot use channel_binding "${channelBinding}": expected disable, prefer or require`,
+    );
+  }
   const timeout = params.get("connect_timeout") ?? env.PGCONNECT_TIMEOUT;
   const timeoutSeconds = timeout === undefined ? undefined : Number(timeout);
   if (timeoutSeconds !== undefined && !(Number.isFinite(timeoutSeconds) && timeoutSeconds > 0)) {
@@ -147,7 +169,35 @@ export function parseConnectionUrl(url: string, env: LibpqEnv = {}): ConnectOpti
     sslrootcert: rootCertPath ? readRootCertificates(rootCertPath) : undefined,
     applicationName: params.get("application_name") ?? env.PGAPPNAME ?? undefined,
     ...(timeoutSeconds === undefined ? {} : { connectTimeoutMs: timeoutSeconds * 1000 }),
+    ...(requireAuth === undefined ? {} : { requireAuth }),
+    ...(channelBinding === "require" ? { channelBinding: "require" as const } : {}),
   };
+}
+
+/**
+ * `require_auth` as libpq writes it: methods separated by commas, or all of them but those
+ * named with `!` (`!password,!md5`).
+ */
+function parseRequireAuth(text: string | undefined): AuthMethod[] | undefined {
+  if (text === undefined || text === "") return undefined;
+  const names = text.split(",").map((name) => name.trim());
+  const negated = names.every((name) => name.startsWith("!"));
+  if (!negated && names.some((name) => name.startsWith("!"))) {
+    throw new ConfigError(
+      `Cannot use require_auth "${text}": name the methods to allow, or those to refuse with "!", not both`,
+    );
+  }
+  const listed = names.map((name) => name.replace(/^!/, ""));
+  for (const name of listed) {
+    if (!(AUTH_METHODS as readonly string[]).includes(name)) {
+      throw new ConfigError(
+        `Cannot use require_auth "${text}": "${name}" is not one of ${AUTH_METHODS.join(", ")}`,
+      );
+    }
+  }
+  return negated
+    ? AUTH_METHODS.filter((method) => !listed.includes(method))
+    : listed as AuthMethod[];
 }
 
 /** A percent-decoded part of the URL, or a ConfigError naming the part (never its value). */

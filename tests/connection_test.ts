@@ -21,6 +21,7 @@ import { formatLsn, LSN_ZERO, parseLsn } from "../decoder/lsn.ts";
 import { type PgServer, PRIMARY_VERSION, startPostgres } from "../testing/embedded_postgres.ts";
 import { connectOptions } from "./_replication.ts";
 import { failure, waitFor } from "./_runner_util.ts";
+import { authenticationBody, backendFrame, concat, utf8 } from "./testdata/_frames.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Shared servers
@@ -1100,6 +1101,82 @@ Deno.test("startup: connect_timeout and PGCONNECT_TIMEOUT set the deadline in se
     () => parseConnectionUrl("postgres://h/d?connect_timeout=soon"),
     /connect_timeout "soon"/,
   );
+});
+
+Deno.test("auth policy: require_auth refuses a method before sending anything for it, and refuses no authentication", async () => {
+  const server = await primaryServer();
+  const url = (role: { user: string; password: string }, query: string) =>
+    `postgres://${role.user}:${
+      encodeURIComponent(role.password)
+    }@127.0.0.1:${server.port}/postgres?sslmode=disable&${query}`;
+  const cleartext = await failure(() =>
+    PgConnection.connect(parseConnectionUrl(url(ROLES.password, "require_auth=scram-sha-256")))
+  );
+  assert.ok(cleartext instanceof ConfigError, String(cleartext));
+  assert.match(
+    cleartext.message,
+    /asks for a password in clear text, and require_auth allows only scram-sha-256; nothing was sent/,
+  );
+  const md5 = await failure(() =>
+    PgConnection.connect(parseConnectionUrl(url(ROLES.md5, "require_auth=!md5,!password")))
+  );
+  assert.ok(md5 instanceof ConfigError || md5 instanceof PostgresError, String(md5));
+  const trusted = await failure(() =>
+    PgConnection.connect(parseConnectionUrl(url(ROLES.trust, "require_auth=scram-sha-256")))
+  );
+  assert.ok(trusted instanceof ConnectionError, String(trusted));
+  assert.match(trusted.message, /without authentication/);
+  await withConnection(
+    parseConnectionUrl(url(ROLES["scram-sha-256"], "require_auth=scram-sha-256")),
+    async (connection) => {
+      const [row] = await connection.queryObjects("SELECT current_user AS u");
+      assert.equal(row?.u, ROLES["scram-sha-256"].user);
+    },
+  );
+});
+
+Deno.test("auth policy: channel_binding=require logs in only with SCRAM-SHA-256-PLUS over TLS", async () => {
+  const server = await primaryServer();
+  const role = ROLES["scram-sha-256"];
+  const base = `postgres://${role.user}:${
+    encodeURIComponent(role.password)
+  }@127.0.0.1:${server.port}/postgres?channel_binding=require`;
+  const plain = await failure(() =>
+    PgConnection.connect(parseConnectionUrl(`${base}&sslmode=disable`))
+  );
+  assert.ok(plain instanceof ConfigError, String(plain));
+  assert.match(plain.message, /channel_binding=require/);
+  await recordScramMechanisms(async (mechanisms) => {
+    await withConnection(parseConnectionUrl(`${base}&sslmode=require`), async (connection) => {
+      assert.equal(await serverSeesSsl(connection), true);
+    });
+    assert.equal(mechanisms.at(-1), "SCRAM-SHA-256-PLUS");
+  });
+});
+
+Deno.test("auth policy: a server that ends SCRAM without proving it knows the password is refused", async () => {
+  const sasl = backendFrame("R", authenticationBody(10, utf8("SCRAM-SHA-256\0\0")));
+  const ok = backendFrame("R", authenticationBody(0));
+  const ready = backendFrame("Z", utf8("I"));
+  await using impostor = fakeServer(async (conn) => {
+    const buffer = new Uint8Array(4096);
+    await conn.read(buffer); // the startup packet
+    await conn.write(sasl);
+    await conn.read(buffer); // SASLInitialResponse: the impostor skips the exchange
+    await conn.write(concat(ok, ready));
+    await new Promise(() => {});
+  });
+  const error = await within(
+    failure(() =>
+      PgConnection.connect(
+        fakeOptions(impostor.port, { password: "secret", connectTimeoutMs: 5_000 }),
+      )
+    ),
+    20_000,
+  );
+  assert.ok(error instanceof ConnectionError, String(error));
+  assert.match(error.message, /ended SCRAM without proving that it knows the password/);
+  assert.equal(error.retriable, false);
 });
 
 // ---------------------------------------------------------------------------------------------
