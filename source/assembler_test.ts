@@ -430,11 +430,7 @@ Deno.test("assembler: streamed transactional message gets its commit position", 
   assert.equal(item.event.commitTime, EPOCH_2000);
 });
 
-Deno.test("assembler: streamed transactional message carries the xid", {
-  // Known bug: the Stream Commit path fills commitLsn/commitTime of buffered message
-  // events but never `xid`, which plain transactions set (MessageEvent.xid "set for
-  // transactional messages").
-}, () => {
+Deno.test("assembler: streamed transactional message carries the xid", () => {
   const h = new Harness();
   h.feed(
     [0x100, f.streamStart(700, true)],
