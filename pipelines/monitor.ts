@@ -49,6 +49,8 @@ export interface RunnerState {
   lastConfirmAt: number;
   /** Commit time of the newest transaction written, in ms since the epoch. */
   lastCommitTimeMs: number | null;
+  /** Heartbeat messages that came back through the stream (they reach no sink). */
+  heartbeatsSeen: number;
 }
 
 /** What the slot monitor last read from the server. */

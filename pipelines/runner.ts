@@ -101,6 +101,7 @@ export class PipelineRunner {
   /** Commit time of the newest transaction written, in ms since the epoch. */
   #lastCommitTimeMs: number | null = null;
   #lastConfirmAt = Date.now();
+  #heartbeatsSeen = 0;
 
   constructor(options: RunnerOptions) {
     this.config = options.config;
@@ -161,6 +162,7 @@ export class PipelineRunner {
       reconnects: source?.reconnects ?? 0,
       lastConfirmAt: this.#lastConfirmAt,
       lastCommitTimeMs: this.#lastCommitTimeMs,
+      heartbeatsSeen: this.#heartbeatsSeen,
     };
   }
 
@@ -322,7 +324,10 @@ export class PipelineRunner {
         return;
       }
       case "message":
-        if (item.event.prefix === HEARTBEAT_PREFIX) return;
+        if (item.event.prefix === HEARTBEAT_PREFIX) {
+          this.#heartbeatsSeen++;
+          return;
+        }
         if (!item.event.transactional) {
           queue.push({ kind: "message", event: item.event }, confirmableLsn(item));
           return;

@@ -741,9 +741,12 @@ Deno.test("runner: heartbeats keep the slot's confirmed position and restart_lsn
     const on = summary("hb_on");
     // Measured on PostgreSQL 17: without heartbeats the slot advances just as well, because
     // the stream confirms a keepalive's walEnd while nothing it delivered is unconfirmed (the
-    // walsender sends one whenever it has caught up). So only the heartbeat case is asserted;
-    // the other is printed for comparison.
+    // walsender sends one whenever it has caught up). So the positions of the heartbeat case are
+    // asserted, the other's printed for comparison, and the heartbeats themselves counted: the
+    // run with them must see about one a second come back through its stream. (The run without
+    // them sees the same ones: a logical message reaches every slot of its database.)
     const off = summary("hb_off");
+    const heartbeats = runners.map((running) => running.runner.state().heartbeatsSeen);
     // The bound: WAL written in the time restart_lsn may lag behind — one running-xacts period
     // (1 s forced, or the bgwriter's 15 s), plus a heartbeat period, plus the time a confirm
     // takes to reach the server (the server asks for a reply every wal_sender_timeout / 2 =
@@ -756,8 +759,9 @@ Deno.test("runner: heartbeats keep the slot's confirmed position and restart_lsn
         rate.toFixed(1)
       } MB/s, ${steps} steps); bound ${boundMB} MB; heartbeat on ${
         JSON.stringify(on)
-      }; heartbeat off ${JSON.stringify(off)}`,
+      }; heartbeat off ${JSON.stringify(off)}; heartbeats seen ${heartbeats.join("/")}`,
     );
+    assert.ok(heartbeats[0]! >= HB_SECONDS / 2, `${heartbeats[0]} heartbeats in ${HB_SECONDS} s`);
     assert.ok(
       on.confirmedAdvances >= on.samples * 0.8,
       `confirmed advanced ${on.confirmedAdvances}×`,
