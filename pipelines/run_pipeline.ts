@@ -31,15 +31,24 @@ export interface RunPipelineOptions {
 export async function runPipeline(options: RunPipelineOptions): Promise<void> {
   const { config, log, signal } = options;
   log("info", "Starting pipeline", { name: config.name, file: config.file });
-  // Files the connection needs are read now: a missing one is a configuration error, found
-  // before the HTTP endpoint or anything else starts.
-  connectOptions(config);
+  // Files the connection needs are read now, once: a missing one is a configuration error,
+  // found before the HTTP endpoint or anything else starts.
+  const connection = connectOptions(config);
   const registry = new MetricsRegistry();
   const metrics = standardMetrics(registry);
   const health = new HealthRegistry();
   const types = new TypeRegistry();
   const sinks = await createSinks(config, types, log);
-  const runner = new PipelineRunner({ config, log, sinks, types, signal, metrics, health });
+  const runner = new PipelineRunner({
+    config,
+    log,
+    sinks,
+    types,
+    connection,
+    signal,
+    metrics,
+    health,
+  });
   const http = config.http === null
     ? null
     : await startHttpServer({ listen: config.http.listen, metrics: registry, health, log });

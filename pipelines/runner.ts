@@ -31,6 +31,7 @@ import {
   type TransactionInfo,
 } from "../events.ts";
 import { connectOptions, type PipelineConfig } from "../config/mod.ts";
+import type { ConnectOptions } from "../postgres/connection_string.ts";
 import type { HealthRegistry } from "../ops/health.ts";
 import type { Logger } from "../ops/log.ts";
 import type { SpillwayMetrics } from "../ops/metrics.ts";
@@ -51,6 +52,8 @@ export interface RunnerOptions {
   sinks: Sink[];
   /** Type codecs of the source database; pass the registry the sinks render with. */
   types: TypeRegistry;
+  /** How to reach the source; default `connectOptions(config)` (its files read then). */
+  connection?: ConnectOptions;
   /** Aborting stops the pipeline gracefully. */
   signal?: AbortSignal;
   /** Updated as the pipeline runs (see ops/metrics.ts). */
@@ -102,6 +105,7 @@ export class PipelineRunner {
   #lastCommitTimeMs: number | null = null;
   #lastConfirmAt = Date.now();
   #heartbeatsSeen = 0;
+  readonly #connection?: ConnectOptions;
 
   constructor(options: RunnerOptions) {
     this.config = options.config;
@@ -120,6 +124,7 @@ export class PipelineRunner {
       );
     }
     this.types = options.types;
+    this.#connection = options.connection;
     this.sinks = options.sinks;
     this.#metrics = options.metrics;
     this.#queue = new BoundedQueue(this.config.queue);
@@ -180,7 +185,7 @@ export class PipelineRunner {
     try {
       for (const sink of this.sinks) await sink.open();
       const source = await ReplicationSource.open({
-        connection: connectOptions(config),
+        connection: this.#connection ?? connectOptions(config),
         slot: config.source.slot,
         createSlot: config.source.createSlot,
         publication: config.source.publication,
