@@ -82,7 +82,7 @@ export async function checkPipeline(
     const tables = await readTables(connection);
     const publication = await readPublication(connection, config.source.publication);
     const followed = tables.filter((t) => matchTable(config, t.schema, t.table) !== null);
-    findings.push(...checkPublication(config, server, publication, followed));
+    findings.push(...checkPublication(config, server, publication, followed, tables));
     findings.push(...checkTables(config, server, tables, followed, publication));
     findings.push(...checkSlot(config, server, publication));
     if (config.source.failover) findings.push(...checkFailover(server));

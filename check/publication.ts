@@ -7,16 +7,28 @@
  */
 
 import { type PipelineConfig, publishesAllTables } from "../config/mod.ts";
-import { type DbTable, type Publication, type Server, tableKey } from "../postgres/catalog.ts";
+import {
+  type DbTable,
+  type Publication,
+  type Server,
+  tableKey,
+  tablesBlockedByPublishing,
+} from "../postgres/catalog.ts";
 import { quoteIdent } from "../postgres/sql.ts";
 import { type Finding, listSome, plural } from "./finding.ts";
 
-/** Checks the pipeline's publication against the tables the pipeline follows. */
+/**
+ * Checks the pipeline's publication against the tables the pipeline follows, and against
+ * every table of the database it covers or would cover (`tables`): a table without a replica
+ * identity in a publication of UPDATE and DELETE makes the application's UPDATE and DELETE on
+ * it fail.
+ */
 export function checkPublication(
   config: PipelineConfig,
   server: Server,
   publication: Publication | null,
   followed: DbTable[],
+  tables: DbTable[] = followed,
 ): Finding[] {
   const name = config.source.publication;
   const subject = `publication "${name}"`;
@@ -52,6 +64,15 @@ export function checkPublication(
         fix: `ALTER PUBLICATION ${sqlName} ADD TABLE ${missing.map((t) => t.qualified).join(", ")}`,
       });
     }
+    // The followed tables among them are errors of the tables check.
+    const followedKeys = new Set(followed.map((t) => tableKey(t.schema, t.table)));
+    const blocked = publication.operations.some((op) => op === "update" || op === "delete")
+      ? tablesBlockedByPublishing(tables).filter((t) =>
+        (publication.allTables || publication.tables.has(tableKey(t.schema, t.table))) &&
+        !followedKeys.has(tableKey(t.schema, t.table))
+      )
+      : [];
+    if (blocked.length > 0) findings.push(blocksWrites(subject, blocked));
     return findings;
   }
   if (!config.source.createPublication) {
@@ -101,6 +122,16 @@ export function checkPublication(
       }; or have a superuser run CREATE PUBLICATION ${sqlName} ${target}`,
     }];
   }
+  const blocked = allTables ? tablesBlockedByPublishing(tables) : [];
+  if (blocked.length > 0) {
+    return [{
+      ...blocksWrites(subject, blocked),
+      level: "error",
+      message: `does not exist, and Spillway will not create it FOR ALL TABLES: ${
+        blocksWrites(subject, blocked).message
+      }`,
+    }];
+  }
   const notOwned = allTables ? [] : followed.filter((t) => !t.owned);
   if (notOwned.length > 0) {
     return [{
@@ -120,4 +151,19 @@ export function checkPublication(
       allTables ? "FOR ALL TABLES" : `FOR TABLE ${listSome(followed.map((t) => t.qualified))}`
     }`,
   }];
+}
+
+/** A warning that a publication of UPDATE and DELETE covers tables without a replica identity. */
+function blocksWrites(subject: string, blocked: DbTable[]): Finding {
+  const names = blocked.map((t) => t.qualified);
+  return {
+    level: "warn",
+    subject,
+    message: `covers ${plural(blocked.length, "table")} without a replica identity (${
+      listSome(names)
+    }): the application's UPDATE and DELETE on them fail (SQLSTATE 55000) while it publishes them`,
+    fix: `give each a key (ALTER TABLE ${names[0]} ADD PRIMARY KEY (…); or ALTER TABLE ${
+      names[0]
+    } REPLICA IDENTITY FULL), or publish only tables that have one`,
+  };
 }

@@ -7,7 +7,13 @@
  */
 
 import { matchTable, type PipelineConfig } from "../config/mod.ts";
-import { type DbTable, type Publication, type Server, tableKey } from "../postgres/catalog.ts";
+import {
+  type DbTable,
+  type Publication,
+  replicaIdentity,
+  type Server,
+  tableKey,
+} from "../postgres/catalog.ts";
 import { type Finding, listSome, plural } from "./finding.ts";
 
 /** Checks the `tables` entries against the database's tables and their replica identity. */
@@ -118,28 +124,4 @@ export function checkTables(
     });
   }
   return findings;
-}
-
-/** The columns a table's UPDATE and DELETE carry in their old tuple; `null` for none. */
-function replicaIdentity(table: DbTable): { columns: string[] | null; description: string } {
-  switch (table.identity) {
-    case "f":
-      return { columns: table.columns, description: "REPLICA IDENTITY FULL" };
-    case "i":
-      return table.identityIndex === null
-        ? { columns: null, description: "its REPLICA IDENTITY USING INDEX index is gone" }
-        : {
-          columns: table.identityIndex,
-          description: `index (${table.identityIndex.join(", ")})`,
-        };
-    case "n":
-      return { columns: null, description: "REPLICA IDENTITY NOTHING" };
-    default:
-      return table.primaryKey === null
-        ? { columns: null, description: "no primary key and REPLICA IDENTITY DEFAULT" }
-        : {
-          columns: table.primaryKey,
-          description: `primary key (${table.primaryKey.join(", ")})`,
-        };
-  }
 }

@@ -13,6 +13,7 @@ import { confirmableLsn } from "../events.ts";
 import { JsonWriter } from "../formats/json_writer.ts";
 import { createLogger, type Logger } from "../ops/log.ts";
 import { ReplicationSource } from "../source/replication_source.ts";
+import { TAIL_SESSION_PREFIX, TailSession } from "../source/publications.ts";
 import { writeAll } from "../sinks/mod.ts";
 import {
   connectOptionsFromUrl,
@@ -26,12 +27,16 @@ import {
 export const TAIL_USAGE = `spillway tail <postgres-url> [options]
 
 Connects as a logical replication client and prints each change as a JSON line
-(op, before, after, unchanged, source). Without --slot, a temporary slot and a
-publication for all tables are made for this session and removed afterwards.
+(op, before, after, unchanged, source). Without --slot, a temporary slot and
+publications are made for this session and removed afterwards: every table's
+inserts and truncates, and updates and deletes of the tables with a replica
+identity (publishing those of a table without one would make them fail). Tables
+that come, go or change identity are followed every few seconds.
 
 Options:
   --slot NAME          read this permanent slot (with --create: create it if missing)
-  --publication NAME   use this publication (with --create: create it FOR ALL TABLES if missing);
+  --publication NAME   use this publication (with --create: create it FOR ALL TABLES if missing,
+                       unless a table has no replica identity);
                        with --slot it defaults to the slot's name
   --create             create the named slot and publication when missing
   --from-lsn LSN       start at this LSN (e.g. 0/16B3748) instead of the slot's position
@@ -108,7 +113,10 @@ export interface TailOptions {
   connection: ConnectOptions;
   /** A permanent slot to read; without it a temporary slot is made for this session. */
   slot?: string;
-  /** Without it a publication for all tables is made for this session and dropped after. */
+  /**
+   * Without it (and without `slot`), this session makes its publications and drops them
+   * after (see {@linkcode TailSession}).
+   */
   publication?: string;
   /** Create the named slot and publication when missing. */
   create?: boolean;
@@ -121,6 +129,8 @@ export interface TailOptions {
   messages?: boolean;
   signal?: AbortSignal;
   log: Logger;
+  /** How often a session's UPDATE/DELETE publication is brought in step with the tables. */
+  refreshMs?: number;
   /** Where lines go; default stdout. The bytes are reused once the promise settles. */
   write?: (bytes: Uint8Array) => Promise<void>;
 }
@@ -131,21 +141,49 @@ function writeStdout(bytes: Uint8Array): Promise<void> {
 
 /** Streams until the signal aborts; returns the number of change events printed. */
 export async function tail(options: TailOptions): Promise<number> {
-  const session = `spillway_tail_${Deno.pid}_${Date.now().toString(36)}`;
-  // A session publication is newer than a permanent slot's position, and decoding from
-  // there fails (the publication "does not exist" in the past): with --slot, the
-  // publication is stable — named after the slot unless given — and never dropped.
+  // Without a slot or publication, the session makes its own and removes them at the end. A
+  // session publication is newer than a permanent slot's position, and decoding from there
+  // fails (the publication "does not exist" in the past): with --slot, the publication is
+  // stable — named after the slot unless given — and never dropped.
   const temporary = options.slot === undefined;
+  const session = temporary && options.publication === undefined
+    ? await TailSession.begin({
+      connection: options.connection,
+      log: options.log,
+      signal: options.signal,
+    }).catch((error) => {
+      if (options.signal?.aborted) return null;
+      throw error;
+    })
+    : undefined;
+  if (session === null) return 0;
+  const refresh = session === undefined ? undefined : setInterval(() => {
+    session.refresh().catch((error) =>
+      options.log("warn", "Could not update the session publication", {
+        error: error instanceof Error ? error.message : String(error),
+      })
+    );
+  }, options.refreshMs ?? 5_000);
+  if (refresh !== undefined) Deno.unrefTimer(refresh);
+  try {
+    return await stream(options, session);
+  } finally {
+    clearInterval(refresh);
+    await session?.end();
+  }
+}
+
+async function stream(options: TailOptions, session: TailSession | undefined): Promise<number> {
+  const slot = options.slot ?? session?.slot ??
+    `${TAIL_SESSION_PREFIX}${Deno.pid}_${Date.now().toString(36)}`;
   const source = await ReplicationSource.open({
     connection: options.connection,
-    slot: options.slot ?? session,
-    temporarySlot: temporary,
+    slot,
+    temporarySlot: options.slot === undefined,
     createSlot: options.create ?? false,
-    publication: options.publication ?? options.slot ?? session,
-    // A session publication is always made; a named one only with --create.
-    createPublication: (temporary && options.publication === undefined) ||
-      (options.create ?? false),
-    dropPublicationOnClose: temporary && options.publication === undefined,
+    publication: session?.inserts ?? options.publication ?? slot,
+    extraPublications: session === undefined ? [] : [session.keyed],
+    createPublication: session === undefined && (options.create ?? false),
     startLsn: options.fromLsn,
     protoVersion: options.protoVersion,
     streaming: options.streaming,

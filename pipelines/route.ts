@@ -11,7 +11,9 @@ import type { RelationMessage } from "../decoder/pgoutput.ts";
 import { matchTable, type PipelineConfig, publishesAllTables } from "../config/mod.ts";
 import { type ChangeEvent, EVENT_RELATION, type Row, type SinkRecord } from "../events.ts";
 import type { PgConnection } from "../postgres/connection.ts";
-import { quoteIdent } from "../postgres/sql.ts";
+import { readTables } from "../postgres/catalog.ts";
+import { refuseBlockedTables } from "../source/publications.ts";
+import { ConfigError } from "../errors.ts";
 import { ToastPolicy } from "./toast.ts";
 
 /** Per-relation routing, cached until the relation's schema changes. */
@@ -88,29 +90,31 @@ export class Router {
 /**
  * The FOR clause of a publication created for this pipeline: `FOR ALL TABLES`
  * when an entry matches every schema and table, otherwise the tables the entries
- * match now.
+ * match now. Throws a ConfigError, before anything is created, when the publication would
+ * cover a table without a replica identity: the application's UPDATE and DELETE on it would
+ * fail while the publication exists.
  */
 export async function publicationTarget(
   config: PipelineConfig,
   connection: PgConnection,
 ): Promise<string> {
-  if (publishesAllTables(config)) return "FOR ALL TABLES";
-  const rows = await connection.queryObjects(
-    `SELECT schemaname, tablename FROM pg_catalog.pg_tables
-      WHERE schemaname NOT IN ('pg_catalog', 'information_schema')
-      ORDER BY 1, 2`,
-  );
-  const tables = rows
-    .filter((row) => matchTable(config, row.schemaname ?? "", row.tablename ?? "") !== null)
-    .map((row) => `${quoteIdent(row.schemaname ?? "")}.${quoteIdent(row.tablename ?? "")}`);
-  if (tables.length === 0) {
-    throw new Error(
-      `Cannot create publication "${config.source.publication}": no existing table matches the pipeline's tables (${
+  const name = config.source.publication;
+  const all = await readTables(connection);
+  const allTables = publishesAllTables(config);
+  // Unlogged tables are never published; FOR TABLE refuses them.
+  const matched = allTables
+    ? all
+    : all.filter((t) => t.persistence === "p" && matchTable(config, t.schema, t.table) !== null);
+  refuseBlockedTables(name, matched, `leave them out of tables in ${config.file}`);
+  if (allTables) return "FOR ALL TABLES";
+  if (matched.length === 0) {
+    throw new ConfigError(
+      `Cannot create publication "${name}": no existing table matches the pipeline's tables (${
         config.tables.map((entry) => entry.pattern).join(", ")
       }); create the tables first or fix the names`,
     );
   }
-  return `FOR TABLE ${tables.join(", ")}`;
+  return `FOR TABLE ${matched.map((t) => t.qualified).join(", ")}`;
 }
 
 function keyOf(event: ChangeEvent, columns: string[]): Row | null {

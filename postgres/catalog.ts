@@ -288,6 +288,8 @@ export interface DbTable {
   kind: string;
   /** `d` default, `n` nothing, `f` full, `i` index. */
   identity: string;
+  /** `p` permanent, `u` unlogged (never published). */
+  persistence: string;
   /** The current role owns the table (directly or through a role it has). */
   owned: boolean;
   columns: string[];
@@ -307,7 +309,7 @@ export async function readTables(connection: PgConnection): Promise<DbTable[]> {
   const rows = await connection.queryObjects(
     `SELECT n.nspname AS schema_name, c.relname AS table_name,
             pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname) AS qualified,
-            c.relkind AS kind, c.relreplident AS identity,
+            c.relkind AS kind, c.relreplident AS identity, c.relpersistence AS persistence,
             pg_catalog.pg_has_role(c.relowner, 'USAGE') AS owned,
             (SELECT pg_catalog.json_agg(a.attname ORDER BY a.attnum) FROM pg_catalog.pg_attribute a
               WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) AS columns,
@@ -324,11 +326,60 @@ export async function readTables(connection: PgConnection): Promise<DbTable[]> {
     qualified: row.qualified ?? "",
     kind: row.kind ?? "r",
     identity: row.identity ?? "d",
+    persistence: row.persistence ?? "p",
     owned: row.owned === "t",
     columns: jsonNames(row.columns) ?? [],
     primaryKey: jsonNames(row.primary_key),
     identityIndex: jsonNames(row.identity_index),
   }));
+}
+
+/** The columns a table's UPDATE and DELETE carry in their old tuple; `null` for none. */
+export function replicaIdentity(table: DbTable): { columns: string[] | null; description: string } {
+  switch (table.identity) {
+    case "f":
+      return { columns: table.columns, description: "REPLICA IDENTITY FULL" };
+    case "i":
+      return table.identityIndex === null
+        ? { columns: null, description: "its REPLICA IDENTITY USING INDEX index is gone" }
+        : {
+          columns: table.identityIndex,
+          description: `index (${table.identityIndex.join(", ")})`,
+        };
+    case "n":
+      return { columns: null, description: "REPLICA IDENTITY NOTHING" };
+    default:
+      return table.primaryKey === null
+        ? { columns: null, description: "no primary key and REPLICA IDENTITY DEFAULT" }
+        : {
+          columns: table.primaryKey,
+          description: `primary key (${table.primaryKey.join(", ")})`,
+        };
+  }
+}
+
+/**
+ * The tables among `tables` whose UPDATE and DELETE fail (SQLSTATE 55000) while a publication
+ * that publishes them covers the table: permanent tables (not partitioned parents, whose
+ * partitions carry the rows) without a replica identity.
+ */
+export function tablesBlockedByPublishing(tables: readonly DbTable[]): DbTable[] {
+  return tables.filter((t) =>
+    t.kind === "r" && t.persistence === "p" && replicaIdentity(t).columns === null
+  );
+}
+
+/** The names of the publications whose name starts with `prefix`. */
+export async function publicationsNamed(
+  connection: PgConnection,
+  prefix: string,
+): Promise<string[]> {
+  const like = prefix.replaceAll("\\", "\\\\").replaceAll("%", "\\%").replaceAll("_", "\\_");
+  const rows = await connection.queryObjects(
+    `SELECT pubname FROM pg_catalog.pg_publication
+      WHERE pubname LIKE ${quoteLiteral(`${like}%`)} ORDER BY 1`,
+  );
+  return rows.map((row) => row.pubname ?? "");
 }
 
 /** A publication as {@linkcode readPublication} reads it. */

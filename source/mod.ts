@@ -24,3 +24,4 @@
 export * from "./assembler.ts";
 export * from "./replication_source.ts";
 export * from "./spill.ts";
+export * from "./publications.ts";

@@ -27,6 +27,7 @@ import type { SourceItem } from "../events.ts";
 import { maxStatusIntervalMs, querySlots, readSettings, settingMs } from "../postgres/catalog.ts";
 import { checkObjectName, checkSlotName, quoteIdent, quoteLiteral } from "../postgres/sql.ts";
 import { type Logger, silentLogger } from "../ops/log.ts";
+import { allTablesTarget } from "./publications.ts";
 import { retry, type RetryOptions, untilAborted } from "../retry.ts";
 
 /** Options of {@linkcode ReplicationSource}. */
@@ -38,15 +39,16 @@ export interface SourceOptions {
   /** Create the slot when it does not exist (default false: a missing slot is an error). */
   createSlot?: boolean;
   publication: string;
+  /** More publications to stream, which must exist (a `tail` session's second one). */
+  extraPublications?: readonly string[];
   /** Create the publication when it does not exist (default false). */
   createPublication?: boolean;
   /**
    * What a created publication covers: returns the clause after the name, e.g.
-   * `FOR TABLE public.orders`. Default `FOR ALL TABLES`.
+   * `FOR TABLE public.orders`. Default `FOR ALL TABLES`, refused when a table has no
+   * replica identity (see {@linkcode allTablesTarget}).
    */
   publicationTarget?: (connection: PgConnection) => Promise<string>;
-  /** Drop the publication on close (for publications made for one session). */
-  dropPublicationOnClose?: boolean;
   /** Start here instead of the slot's confirmed position (must not be behind it). */
   startLsn?: Lsn;
   /** Default: the highest the server supports. */
@@ -217,19 +219,11 @@ export class ReplicationSource {
   async #start(connection: PgConnection, first: boolean): Promise<void> {
     const options = this.options;
     if (first) await this.#preflight(connection);
-    const major = connection.serverMajorVersion;
-    const protoVersion = options.protoVersion ?? maxProtoVersion(major);
-    if (protoVersion > maxProtoVersion(major)) {
-      throw new ConfigError(
-        `Cannot use pgoutput proto_version ${protoVersion}: PostgreSQL ${major} supports ${
-          maxProtoVersion(major)
-        } at most`,
-      );
-    }
+    const protoVersion = this.#chooseProtoVersion(connection);
     this.#protoVersion = protoVersion;
     const pgoutput: PgoutputOptions = {
       protoVersion,
-      publicationNames: [options.publication],
+      publicationNames: [options.publication, ...options.extraPublications ?? []],
       messages: options.messages ?? true,
     };
     if (options.binary !== undefined) pgoutput.binary = options.binary;
@@ -260,6 +254,25 @@ export class ReplicationSource {
     });
   }
 
+  #chooseProtoVersion(connection: PgConnection): ProtoVersion {
+    const major = connection.serverMajorVersion;
+    const protoVersion = this.options.protoVersion ?? maxProtoVersion(major);
+    if (protoVersion > maxProtoVersion(major)) {
+      throw new ConfigError(
+        `Cannot use pgoutput proto_version ${protoVersion}: PostgreSQL ${major} supports ${
+          maxProtoVersion(major)
+        } at most`,
+      );
+    }
+    return protoVersion;
+  }
+
+  /**
+   * Checks everything before it creates anything: the server, the protocol version, the
+   * slot; then creates the publication and the slot where asked. When the slot cannot be
+   * made, a publication made just before is dropped again. Once the slot exists, both stay:
+   * a retry resumes from the slot's start, and the publication must be older than that.
+   */
   async #preflight(connection: PgConnection): Promise<void> {
     const options = this.options;
     const settings = await readSettings(connection, ["wal_level", "wal_sender_timeout"]);
@@ -274,25 +287,18 @@ export class ReplicationSource {
       timeout === undefined ? 60_000 : settingMs(timeout),
     );
 
+    this.#chooseProtoVersion(connection);
     const publication = quoteLiteral(options.publication);
     const publications = await connection.queryObjects(
       `SELECT pubname FROM pg_catalog.pg_publication WHERE pubname = ${publication}`,
     );
-    if (publications.length === 0) {
-      if (!options.createPublication) {
-        throw new ConfigError(
-          `Cannot stream from publication "${options.publication}": it does not exist; create it (CREATE PUBLICATION ${
-            quoteIdent(options.publication)
-          } FOR ALL TABLES) or let Spillway create it (--create)`,
-        );
-      }
-      await connection.query(
-        `CREATE PUBLICATION ${quoteIdent(options.publication)} ${
-          options.publicationTarget ? await options.publicationTarget(connection) : "FOR ALL TABLES"
-        }`,
+    const createPublication = publications.length === 0;
+    if (createPublication && !options.createPublication) {
+      throw new ConfigError(
+        `Cannot stream from publication "${options.publication}": it does not exist; create it (CREATE PUBLICATION ${
+          quoteIdent(options.publication)
+        } FOR ALL TABLES) or let Spillway create it (--create)`,
       );
-      this.#createdPublication = true;
-      this.#log("info", "Publication created", { publication: options.publication });
     }
 
     const [slot] = await querySlots(connection, { slot: options.slot });
@@ -302,46 +308,86 @@ export class ReplicationSource {
           `Cannot stream from replication slot "${options.slot}": it does not exist; create it (--create, or SELECT pg_create_logical_replication_slot('${options.slot}', 'pgoutput'))`,
         );
       }
-      const created = await connection.createReplicationSlot(options.slot, {
+    } else {
+      if (options.temporarySlot) {
+        throw new ConfigError(
+          `Cannot create temporary slot "${options.slot}": a slot with that name exists; choose another name or use --slot ${options.slot} to read it`,
+        );
+      }
+      if (slot.slotType !== "logical" || slot.plugin !== "pgoutput") {
+        throw new ConfigError(
+          `Cannot stream from slot "${options.slot}": it is a ${slot.slotType} slot with plugin "${slot.plugin}", not a logical pgoutput slot; drop it or use another name`,
+        );
+      }
+      if (slot.walStatus === "lost") {
+        throw new ConfigError(
+          `Cannot stream from slot "${options.slot}": it was invalidated (wal_status lost) because the WAL it needed was removed; drop it, create it again and re-snapshot; raise max_slot_wal_keep_size to avoid a repeat`,
+        );
+      }
+    }
+
+    if (createPublication) {
+      await connection.query(
+        `CREATE PUBLICATION ${quoteIdent(options.publication)} ${
+          options.publicationTarget
+            ? await options.publicationTarget(connection)
+            : await allTablesTarget(connection, options.publication)
+        }`,
+      );
+      this.#createdPublication = true;
+      this.#log("info", "Publication created", { publication: options.publication });
+    }
+
+    if (slot !== undefined) {
+      this.slotInfo = {
+        slotName: options.slot,
+        created: false,
+        confirmedFlushLsn: slot.confirmedFlushLsn === null
+          ? null
+          : parseLsn(slot.confirmedFlushLsn),
+        walStatus: slot.walStatus,
+      };
+      return;
+    }
+    let created;
+    try {
+      created = await connection.createReplicationSlot(options.slot, {
         temporary: options.temporarySlot,
         snapshot: "nothing",
         twoPhase: options.twoPhase,
         failover: options.failover,
       });
-      this.slotInfo = {
-        slotName: created.slotName,
-        created: true,
-        confirmedFlushLsn: created.consistentPoint,
-        walStatus: "reserved",
-      };
-      this.#log("info", "Replication slot created", {
-        slot: options.slot,
-        temporary: options.temporarySlot ?? false,
-        consistentPoint: formatLsn(created.consistentPoint),
-      });
-      return;
-    }
-    if (options.temporarySlot) {
-      throw new ConfigError(
-        `Cannot create temporary slot "${options.slot}": a slot with that name exists; choose another name or use --slot ${options.slot} to read it`,
-      );
-    }
-    if (slot.slotType !== "logical" || slot.plugin !== "pgoutput") {
-      throw new ConfigError(
-        `Cannot stream from slot "${options.slot}": it is a ${slot.slotType} slot with plugin "${slot.plugin}", not a logical pgoutput slot; drop it or use another name`,
-      );
-    }
-    if (slot.walStatus === "lost") {
-      throw new ConfigError(
-        `Cannot stream from slot "${options.slot}": it was invalidated (wal_status lost) because the WAL it needed was removed; drop it, create it again and re-snapshot; raise max_slot_wal_keep_size to avoid a repeat`,
-      );
+    } catch (error) {
+      if (this.#createdPublication) await this.#dropCreatedPublication(connection);
+      throw error;
     }
     this.slotInfo = {
-      slotName: options.slot,
-      created: false,
-      confirmedFlushLsn: slot.confirmedFlushLsn === null ? null : parseLsn(slot.confirmedFlushLsn),
-      walStatus: slot.walStatus,
+      slotName: created.slotName,
+      created: true,
+      confirmedFlushLsn: created.consistentPoint,
+      walStatus: "reserved",
     };
+    this.#log("info", "Replication slot created", {
+      slot: options.slot,
+      temporary: options.temporarySlot ?? false,
+      consistentPoint: formatLsn(created.consistentPoint),
+    });
+  }
+
+  /** Rolls back the publication this start made (its slot could not be made). */
+  async #dropCreatedPublication(connection: PgConnection): Promise<void> {
+    try {
+      await connection.query(`DROP PUBLICATION IF EXISTS ${quoteIdent(this.options.publication)}`);
+      this.#createdPublication = false;
+      this.#log("info", "Publication dropped again: the slot could not be created", {
+        publication: this.options.publication,
+      });
+    } catch (error) {
+      this.#log("warn", "Could not drop the publication made for a failed start", {
+        publication: this.options.publication,
+        error: error instanceof Error ? error.message : String(error),
+      });
+    }
   }
 
   /**
@@ -485,8 +531,8 @@ export class ReplicationSource {
   }
 
   /**
-   * Stops streaming: sends the confirmed position, ends the copy, drops a
-   * publication made for this session, and closes the connection.
+   * Stops streaming: sends the confirmed position, ends the copy, and closes the
+   * connection.
    */
   close(): Promise<void> {
     this.#closed ??= this.#close();
@@ -499,14 +545,6 @@ export class ReplicationSource {
     this.#stream = null;
     try {
       if (stream) await stream.stop();
-      if (
-        this.#createdPublication && this.options.dropPublicationOnClose && this.#connection &&
-        !this.#connection.closed
-      ) {
-        await this.#connection.query(
-          `DROP PUBLICATION IF EXISTS ${quoteIdent(this.options.publication)}`,
-        );
-      }
     } catch (error) {
       this.#log("warn", "Clean shutdown of the replication connection failed", {
         error: error instanceof Error ? error.message : String(error),

@@ -27,7 +27,9 @@ const { server, stopAll } = sharedServers(`
 /** The server, with a fresh canary table in the database `sqli`. */
 async function serverWithCanary(): Promise<PgServer> {
   const pg = await server();
-  await pg.psql("DROP TABLE IF EXISTS canary; CREATE TABLE canary (id int)", { database: "sqli" });
+  await pg.psql("DROP TABLE IF EXISTS canary; CREATE TABLE canary (id int PRIMARY KEY)", {
+    database: "sqli",
+  });
   return pg;
 }
 
