@@ -1,7 +1,13 @@
 import assert from "node:assert/strict";
 import { ConfigError } from "../errors.ts";
 import { type HealthCheckResult, HealthRegistry } from "./health.ts";
-import { createHttpHandler, type HttpServer, startHttpServer } from "./http.ts";
+import {
+  createHttpHandler,
+  type HttpListener,
+  type HttpServer,
+  type HttpServerOptions,
+  startHttpServer,
+} from "./http.ts";
 import type { Logger, LogLevel } from "./log.ts";
 import { MetricsRegistry, PROMETHEUS_CONTENT_TYPE } from "./prometheus.ts";
 
@@ -12,12 +18,15 @@ interface Setup {
   logs: [LogLevel, string, Record<string, unknown> | undefined][];
 }
 
-async function withServer(test: (setup: Setup) => Promise<void>): Promise<void> {
+async function withServer(
+  test: (setup: Setup) => Promise<void>,
+  options: Partial<HttpServerOptions> = {},
+): Promise<void> {
   const metrics = new MetricsRegistry();
   const health = new HealthRegistry({ now: () => new Date("2025-01-02T03:04:05.000Z") });
   const logs: Setup["logs"] = [];
   const log: Logger = (level, message, fields) => logs.push([level, message, fields]);
-  const server = await startHttpServer({ listen: "127.0.0.1:0", metrics, health, log });
+  const server = await startHttpServer({ listen: "127.0.0.1:0", metrics, health, log, ...options });
   try {
     await test({ server, metrics, health, logs });
   } finally {
@@ -234,4 +243,296 @@ Deno.test("http: the handler works without a socket", async () => {
   const response = await handler(new Request("http://spillway.local/health"));
   assert.equal(response.status, 503);
   assert.equal((await response.json()).checks.sink.detail, "Kafka down");
+});
+
+// Raw connections, for what fetch cannot do: send half a request, hold a connection open.
+
+const encoder = new TextEncoder();
+/** Far above any timeout the tests set: reached only when the server does not do its part. */
+const GUARD_MS = 20_000;
+
+function connect(server: HttpServer): Promise<Deno.TcpConn> {
+  return Deno.connect({ hostname: "127.0.0.1", port: server.port });
+}
+
+function closeQuietly(conn: Deno.Conn): void {
+  try {
+    conn.close();
+  } catch {
+    // already closed
+  }
+}
+
+/** Runs `read` on `conn`, closing `conn` and failing if that takes longer than the guard. */
+async function guarded<T>(conn: Deno.Conn, what: string, read: () => Promise<T>): Promise<T> {
+  let expired = false;
+  const guard = setTimeout(() => {
+    expired = true;
+    closeQuietly(conn);
+  }, GUARD_MS);
+  try {
+    const result = await read();
+    assert(!expired, `the server did not ${what} within ${GUARD_MS} ms`);
+    return result;
+  } catch (error) {
+    assert(!expired, `the server did not ${what} within ${GUARD_MS} ms`);
+    throw error;
+  } finally {
+    clearTimeout(guard);
+  }
+}
+
+/** All the server sends until it closes the connection (end of input or reset). */
+function readUntilClosed(conn: Deno.Conn): Promise<string> {
+  return guarded(conn, "close the connection", async () => {
+    const decoder = new TextDecoder();
+    const buffer = new Uint8Array(4096);
+    let received = "";
+    for (;;) {
+      let n: number | null;
+      try {
+        n = await conn.read(buffer);
+      } catch (error) {
+        if (error instanceof Deno.errors.ConnectionReset) return received;
+        throw error;
+      }
+      if (n === null) return received;
+      received += decoder.decode(buffer.subarray(0, n), { stream: true });
+    }
+  });
+}
+
+interface RawResponse {
+  status: number;
+  headers: Headers;
+  body: string;
+}
+
+/** One response, framed by its content-length (none for HEAD), leaving the connection open. */
+function readResponse(conn: Deno.Conn, method = "GET"): Promise<RawResponse> {
+  return guarded(conn, "respond", async () => {
+    let bytes = new Uint8Array(0);
+    const chunk = new Uint8Array(4096);
+    let response: RawResponse | undefined;
+    let need = Infinity;
+    while (bytes.length < need) {
+      const n = await conn.read(chunk);
+      if (n === null) throw new Error("The server closed the connection before responding");
+      const joined = new Uint8Array(bytes.length + n);
+      joined.set(bytes);
+      joined.set(chunk.subarray(0, n), bytes.length);
+      bytes = joined;
+      const text = new TextDecoder().decode(bytes);
+      const end = text.indexOf("\r\n\r\n");
+      if (end === -1) continue;
+      const [statusLine = "", ...lines] = text.slice(0, end).split("\r\n");
+      const headers = new Headers(
+        lines.map((line) => [line.slice(0, line.indexOf(":")), line.slice(line.indexOf(":") + 1)]),
+      );
+      need = end + 4 + (method === "HEAD" ? 0 : Number(headers.get("content-length")));
+      response = { status: Number(statusLine.split(" ")[1]), headers, body: text.slice(end + 4) };
+    }
+    assert.equal(bytes.length, need, "no more bytes than the response");
+    return response!;
+  });
+}
+
+Deno.test("http: a client that sends nothing, half a request or a trickle is disconnected", async () => {
+  await withServer(async ({ server }) => {
+    const silent = await connect(server);
+    const half = await connect(server);
+    const trickle = await connect(server);
+    // A byte every 50 ms: progress does not extend the time to send the whole head.
+    const trickling = (async () => {
+      try {
+        await trickle.write(encoder.encode("GET /health HTTP/1.1\r\nx-slow: "));
+        for (;;) {
+          await new Promise((resolve) => setTimeout(resolve, 50));
+          await trickle.write(encoder.encode("a"));
+        }
+      } catch {
+        // closed by the server, or by this test
+      }
+    })();
+    try {
+      await half.write(encoder.encode("GET /health HTTP/1.1\r\nHost: x\r\n"));
+      const received = await Promise.all([silent, half, trickle].map(readUntilClosed));
+      assert.deepEqual(received, ["", "", ""]);
+    } finally {
+      [silent, half, trickle].forEach(closeQuietly);
+      await trickling;
+    }
+    const response = await fetch(`${server.url}/health`);
+    assert.equal(response.status, 200);
+    await response.body?.cancel();
+  }, { headerTimeoutMs: 200 });
+});
+
+Deno.test("http: a kept-alive connection serves requests, then is closed when idle", async () => {
+  await withServer(async ({ server, metrics }) => {
+    metrics.counter("app_events_total", "Events").inc();
+    const conn = await connect(server);
+    try {
+      await conn.write(encoder.encode("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"));
+      const get = await readResponse(conn);
+      assert.equal(get.status, 200);
+      assert.equal(get.headers.get("connection"), "keep-alive");
+      assert.equal(get.body, metrics.render());
+      // HEAD: the length of the GET body, no body; the next response starts right after.
+      await conn.write(encoder.encode("HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n"));
+      const head = await readResponse(conn, "HEAD");
+      assert.equal(head.status, 200);
+      assert.equal(head.headers.get("content-length"), String(get.body.length));
+      assert.equal(head.body, "");
+      await conn.write(encoder.encode("GET /nope HTTP/1.1\r\nHost: x\r\n\r\n"));
+      assert.equal((await readResponse(conn)).status, 404);
+      assert.equal(await readUntilClosed(conn), "");
+    } finally {
+      closeQuietly(conn);
+    }
+  }, { idleTimeoutMs: 200 });
+});
+
+Deno.test("http: connections past the cap are closed; those within it are still served", async () => {
+  await withServer(async ({ server, logs }) => {
+    const first = await connect(server);
+    const second = await connect(server);
+    try {
+      await first.write(encoder.encode("GET /health HTTP/1.1\r\nHost: x\r\n"));
+      await second.write(encoder.encode("GET / HTTP/1.1\r\n"));
+      const third = await connect(server);
+      try {
+        await third.write(encoder.encode("GET /health HTTP/1.1\r\nHost: x\r\n\r\n")).catch(() => 0);
+        assert.equal(await readUntilClosed(third), "", "the third connection got no response");
+      } finally {
+        closeQuietly(third);
+      }
+      await first.write(encoder.encode("\r\n"));
+      assert.equal((await readResponse(first)).status, 200);
+      assert.deepEqual(
+        logs.filter(([level]) => level === "warn"),
+        [["warn", "Too many HTTP connections; closing new ones", { maxConnections: 2 }]],
+      );
+    } finally {
+      closeQuietly(first);
+      closeQuietly(second);
+    }
+    // Once the server has seen those two go, new connections are served again.
+    for (let attempt = 1;; attempt++) {
+      try {
+        const response = await fetch(`${server.url}/`);
+        assert.equal(response.status, 200);
+        await response.body?.cancel();
+        break;
+      } catch (error) {
+        if (attempt === 200) throw error;
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    }
+  }, { maxConnections: 2 });
+});
+
+Deno.test("http: oversized or malformed requests get an error status and are closed", async () => {
+  await withServer(async ({ server }) => {
+    const ask = async (request: string) => {
+      const conn = await connect(server);
+      try {
+        await conn.write(encoder.encode(request));
+        return await readUntilClosed(conn);
+      } finally {
+        closeQuietly(conn);
+      }
+    };
+    const big = await ask(
+      `GET /health HTTP/1.1\r\nHost: x\r\nX-Big: ${"a".repeat(16_384)}\r\n\r\n`,
+    );
+    assert.match(big, /^HTTP\/1\.1 431 Request Header Fields Too Large\r\n/);
+    assert.match(big, /\r\nconnection: close\r\n/);
+    assert.match(big, /larger than 8192 bytes\n$/);
+    // Just under the limit is fine.
+    const fits = await ask(
+      `GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Big: ${"a".repeat(8_000)}\r\n\r\n`,
+    );
+    assert.match(fits, /^HTTP\/1\.1 200 OK\r\n/);
+    assert.match(await ask("HELLO\r\n\r\n"), /^HTTP\/1\.1 400 Bad Request\r\n/);
+    assert.match(await ask("GET / HTTP/1.1\r\nno colon\r\n\r\n"), /^HTTP\/1\.1 400 /);
+    assert.match(await ask("GET / HTTP/2.0\r\n\r\n"), /^HTTP\/1\.1 505 /);
+  });
+});
+
+Deno.test("http: an accept error (out of file descriptors) is logged, and serving goes on", async () => {
+  let failures = 3;
+  const wrapListener = (listener: HttpListener): HttpListener => ({
+    addr: listener.addr,
+    accept: () =>
+      failures-- > 0
+        ? Promise.reject(
+          Object.assign(new Error("Too many open files (os error 24)"), { code: "EMFILE" }),
+        )
+        : listener.accept(),
+    close: () => listener.close(),
+  });
+  await withServer(async ({ server, logs }) => {
+    const response = await fetch(`${server.url}/health`);
+    assert.equal(response.status, 200);
+    await response.body?.cancel();
+    const warnings = logs.filter(([level]) => level === "warn");
+    // One warning per few seconds, not one per error.
+    assert(warnings.length >= 1 && warnings.length < 3, JSON.stringify(warnings));
+    const [, message, fields] = warnings[0]!;
+    assert.equal(message, "Cannot accept an HTTP connection; retrying");
+    assert.equal((fields?.error as Error).message, "Too many open files (os error 24)");
+  }, { wrapListener });
+
+  // Closing while accept keeps failing stops promptly.
+  const logs: string[] = [];
+  const failing = await startHttpServer({
+    listen: "127.0.0.1:0",
+    metrics: new MetricsRegistry(),
+    health: new HealthRegistry(),
+    log: (_level, message) => logs.push(message),
+    wrapListener: (listener) => ({
+      addr: listener.addr,
+      accept: () => Promise.reject(new Error("Too many open files (os error 24)")),
+      close: () => listener.close(),
+    }),
+  });
+  while (!logs.includes("Cannot accept an HTTP connection; retrying")) {
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  await failing.close();
+});
+
+Deno.test("http: close drops connections waiting for a request and finishes responses", async () => {
+  const health = new HealthRegistry({ timeoutMs: 600_000 });
+  let release = () => {};
+  let started = () => {};
+  const called = new Promise<void>((resolve) => started = resolve);
+  health.register("slow", () => {
+    started();
+    return new Promise<HealthCheckResult>((resolve) => release = () => resolve({ status: "ok" }));
+  });
+  const server = await startHttpServer({
+    listen: "127.0.0.1:0",
+    metrics: new MetricsRegistry(),
+    health,
+    headerTimeoutMs: 600_000,
+  });
+  const half = await connect(server);
+  try {
+    await half.write(encoder.encode("GET / HTTP/1.1\r\n"));
+    const pending = fetch(`${server.url}/health`);
+    await called;
+    const closed = server.close();
+    assert.equal(await readUntilClosed(half), "");
+    release();
+    const response = await pending;
+    assert.equal(response.status, 200);
+    assert.equal(response.headers.get("connection"), "close");
+    assert.equal((await response.json()).checks.slow.status, "ok");
+    await closed;
+  } finally {
+    closeQuietly(half);
+  }
+  await assert.rejects(fetch(`${server.url}/`));
 });
