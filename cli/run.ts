@@ -11,6 +11,7 @@ import { formatLsn } from "../decoder/lsn.ts";
 import { createLogger } from "../ops/log.ts";
 import { connectOptions, loadPipelineConfig, type PipelineConfig } from "../config/mod.ts";
 import { runPipeline } from "../pipelines/run_pipeline.ts";
+import { defaultStateFile } from "../pipelines/state.ts";
 import {
   confirmDanger,
   parseCommandArgs,
@@ -28,8 +29,9 @@ the sinks, confirms it to PostgreSQL and exits 0; a second one exits at once.
 Options:
   --from-lsn LSN       start at LSN instead of the slot's confirmed position (asks first:
                        changes before it are skipped)
-  --reset-slot         drop the slot and create it again at the current WAL position (asks
-                       first: every change the slot still holds is lost)
+  --reset-slot         drop the slot and create it again at the current WAL position, and
+                       forget the position the state file recorded (asks first: every
+                       change the slot still holds, or held when it vanished, is lost)
   --yes                answer yes to those questions (needed when stdin is not a terminal)
   --log-level LEVEL    overrides log.level in the file
   --log-json           overrides log.format in the file
@@ -48,6 +50,7 @@ export async function runCommand(args: string[]): Promise<number> {
   const { values } = parsed;
   const file = parsed.positionals[0]!; // one, checked above
   const config = await loadPipelineConfig(file);
+  config.source.stateFile = defaultStateFile(config) ?? false;
   const slot = config.source.slot;
   // Every flag is checked before anything is asked or dropped.
   const level = parseLogLevel(values["log-level"] ?? config.log.level);
@@ -74,6 +77,12 @@ export async function runCommand(args: string[]): Promise<number> {
       `Drop replication slot "${slot}" and create it again? Every change it holds that was not delivered is lost; the new slot starts at the current WAL position.`;
     if (!await confirmDanger(question, values.yes ?? false)) return 1;
     await dropSlotIfExists(config, slot);
+    // The recorded position is of the old slot: forget it, or the new slot would be refused.
+    if (config.source.stateFile !== false) {
+      await Deno.remove(config.source.stateFile).catch((error) => {
+        if (!(error instanceof Deno.errors.NotFound)) throw error;
+      });
+    }
   }
   const log = createLogger({ level, json: values["log-json"] ?? config.log.format === "json" });
   // A second signal leaves without confirming more.

@@ -33,6 +33,7 @@ Deno.test("examples/orders.yaml parses to the typed config with every default fi
       reconnect: { maxAttempts: 10, initialDelayMs: 250, maxDelayMs: 15_000 },
       sslmode: null,
       sslrootcert: null,
+      stateFile: null,
     },
     tables: [
       {
@@ -153,6 +154,7 @@ Deno.test("every option can be set", () => {
     "  reconnect: { max_attempts: unlimited, initial_delay: 1s, max_delay: 1min }",
     "  sslmode: verify-full",
     "  sslrootcert: certs/ca.pem",
+    "  state_file: state/shop.json",
     "tables:",
     "  public.orders: { key: [id, region], toast: last_value, toast_cache_size: 500 }",
     "defaults:",
@@ -203,6 +205,7 @@ Deno.test("every option can be set", () => {
     reconnect: { maxAttempts: Infinity, initialDelayMs: 1_000, maxDelayMs: 60_000 },
     sslmode: "verify-full",
     sslrootcert: "/srv/spillway/certs/ca.pem",
+    stateFile: "/srv/spillway/state/shop.json",
   });
   const orders = matchTable(config, "public", "orders");
   assert.deepEqual(orders, {
@@ -310,4 +313,24 @@ Deno.test("loadPipelineConfig: messages name the file as given", async () => {
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("source.state_file: a path relative to the pipeline file, off, or null for the default", () => {
+  const stateFile = (line: string) =>
+    parsePipelineConfig(
+      [
+        "source:",
+        '  url: "postgres://u@h/d"',
+        "  slot: s",
+        "  publication: p",
+        ...(line === "" ? [] : [`  ${line}`]),
+        "tables: { public.t: {} }",
+        "sinks: [stdout: {}]",
+      ].join("\n"),
+      { file: "/etc/spillway/orders.yaml", env: {} },
+    ).source.stateFile;
+  assert.equal(stateFile(""), null);
+  assert.equal(stateFile("state_file: off"), false);
+  assert.equal(stateFile("state_file: ~"), null);
+  assert.equal(stateFile("state_file: ../lib/orders.state"), "/etc/lib/orders.state");
 });

@@ -40,6 +40,20 @@ const rootCertificates: Reader<string> = {
   },
 };
 
+const STATE_FILE = filePath("a file path, or off");
+
+/** `state_file`: a path resolved against the pipeline file, or `off` (`false`). */
+const stateFile: Reader<string | false> = {
+  ...STATE_FILE,
+  read: (checker, field) => {
+    const scalar = checker.scalar(field, STATE_FILE.expected);
+    if (scalar === undefined) return undefined;
+    return scalar.value === "off" || scalar.value === false
+      ? false
+      : STATE_FILE.read(checker, field);
+  },
+};
+
 const URL_READER: Reader<string> = {
   expected: URL_EXPECTED,
   jsonSchema: orVariable({
@@ -266,6 +280,13 @@ export const SOURCE: SectionSpec<SourceConfig> = {
       default: null,
       doc:
         "CA certificate file, relative to the pipeline file, or system for the runtime's public roots; null keeps the URL's (without one, verify-ca and verify-full use ~/.postgresql/root.crt).",
+    },
+    stateFile: {
+      key: "state_file",
+      reader: nullable(stateFile),
+      default: null,
+      doc:
+        "File recording the slot's cluster and the last confirmed position, relative to the pipeline file; null for <pipeline file name>.state.json beside it; off for none. With it, a pipeline whose slot vanished refuses to make a new one that would skip the changes since (spillway run --reset-slot accepts the gap).",
     },
   },
   check: checkProtoVersion,

@@ -73,6 +73,12 @@ export interface SourceConfig {
   sslmode: SslMode | null;
   /** Absolute path of a CA certificate file; `null` (default) keeps the URL's. */
   sslrootcert: string | null;
+  /**
+   * The state file (see `pipelines/state.ts`): an absolute path, `false` for none, or `null`
+   * (default) for `<pipeline file name>.state.json` beside the pipeline file under
+   * `spillway run`, none for a runner built in code.
+   */
+  stateFile: string | false | null;
 }
 
 /** Reconnect policy of the source. */

@@ -13,3 +13,4 @@ export * from "./route.ts";
 export * from "./queue.ts";
 export * from "./monitor.ts";
 export * from "./toast.ts";
+export * from "./state.ts";

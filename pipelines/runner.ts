@@ -41,6 +41,13 @@ import { ReplicationSource } from "../source/replication_source.ts";
 import { HEARTBEAT_PREFIX, Monitor, type RunnerState, type SlotState } from "./monitor.ts";
 import { BoundedQueue, type QueueEntry } from "./queue.ts";
 import { publicationTarget, Router } from "./route.ts";
+import {
+  type PipelineState,
+  probeStateFile,
+  readState,
+  slotGoneError,
+  StateRecorder,
+} from "./state.ts";
 
 export type { RunnerState, SlotState } from "./monitor.ts";
 
@@ -105,6 +112,7 @@ export class PipelineRunner {
   #lastCommitTimeMs: number | null = null;
   #lastConfirmAt = Date.now();
   #heartbeatsSeen = 0;
+  #state: StateRecorder | null = null;
   readonly #connection?: ConnectOptions;
 
   constructor(options: RunnerOptions) {
@@ -183,6 +191,11 @@ export class PipelineRunner {
     if (this.#signal?.aborted) stop.abort();
     let monitor: Promise<void> | null = null;
     try {
+      const statePath = typeof config.source.stateFile === "string"
+        ? config.source.stateFile
+        : null;
+      const previous = statePath === null ? null : await readState(statePath);
+      if (statePath !== null) await probeStateFile(statePath);
       for (const sink of this.sinks) await sink.open();
       const source = await ReplicationSource.open({
         connection: this.#connection ?? connectOptions(config),
@@ -191,6 +204,13 @@ export class PipelineRunner {
         publication: config.source.publication,
         createPublication: config.source.createPublication,
         publicationTarget: (connection) => publicationTarget(config, connection),
+        // The slot this pipeline streamed from is gone: a new one would skip the changes since.
+        onMissingSlot: (system) => {
+          if (
+            statePath !== null && previous !== null && previous.slot === config.source.slot &&
+            previous.systemId === system.systemId && previous.database === (system.dbName ?? "")
+          ) throw slotGoneError(statePath, previous, config.file);
+        },
         startLsn: config.source.startLsn ?? undefined,
         protoVersion: config.source.protoVersion === "auto"
           ? undefined
@@ -223,6 +243,7 @@ export class PipelineRunner {
       }
       this.#source = source;
       this.#confirmed = source.slotInfo?.confirmedFlushLsn ?? LSN_ZERO;
+      if (statePath !== null) await this.#startState(statePath, previous, source);
       monitor = this.#monitor.run(stop.signal);
       const writer = this.#writeLoop(stop, stopping.giveUp);
       try {
@@ -249,6 +270,7 @@ export class PipelineRunner {
       await monitor;
       await this.#monitor.close();
       await this.#source?.close(); // sends the last confirmed position
+      await this.#state?.close();
       for (const sink of this.sinks) {
         await sink.close().catch((error) =>
           log("warn", "Closing a sink failed", { sink: sink.name, error: String(error) })
@@ -441,12 +463,37 @@ export class PipelineRunner {
       // Every sink holds everything up to here durably.
       this.#confirmed = maxLsn(this.#confirmed, confirm);
       this.#source?.confirm(this.#confirmed);
+      this.#state?.record(this.#confirmed);
       this.#lastConfirmAt = Date.now();
     }
     this.#monitor.written(records, transactions, {
       confirmedLsn: this.#confirmed,
       queueDepth: this.#queue.depth,
     });
+  }
+
+  /** Records in the state file which slot of which cluster this pipeline streams from. */
+  async #startState(
+    path: string,
+    previous: PipelineState | null,
+    source: ReplicationSource,
+  ): Promise<void> {
+    const owner = {
+      systemId: source.system?.systemId ?? "",
+      database: source.system?.dbName ?? "",
+      slot: this.config.source.slot,
+    };
+    if (
+      previous !== null && (previous.systemId !== owner.systemId ||
+        previous.database !== owner.database || previous.slot !== owner.slot)
+    ) {
+      this.#log("warn", "The state file was of another slot or cluster; it now records this one", {
+        path,
+        was: `${previous.slot} in database ${previous.database} of system ${previous.systemId}`,
+      });
+    }
+    this.#state = new StateRecorder(path, owner, this.#log);
+    await this.#state.start(this.#confirmed);
   }
 
   /**

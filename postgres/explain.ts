@@ -53,7 +53,7 @@ export function explain(
           "create the publication before the slot (CREATE PUBLICATION name FOR ALL TABLES or FOR TABLE …); if the slot was created first, drop and recreate the slot after the publication";
       } else if (message.includes("replication slot")) {
         fix =
-          "create the slot first (spillway tail --create, or pg_create_logical_replication_slot(name, 'pgoutput'))";
+          "the slot was dropped, or never made: a pipeline makes its slot at start, and refuses to replace one it streamed from (the changes since are gone) unless run with --reset-slot; create one by hand with pg_create_logical_replication_slot(name, 'pgoutput')";
       }
       break;
     case "55006":

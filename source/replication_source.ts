@@ -12,7 +12,12 @@
  * @module
  */
 
-import { maxProtoVersion, PgConnection, type PgoutputOptions } from "../postgres/connection.ts";
+import {
+  maxProtoVersion,
+  PgConnection,
+  type PgoutputOptions,
+  type SystemIdentity,
+} from "../postgres/connection.ts";
 import { type ConnectOptions } from "../postgres/connection_string.ts";
 import { ConfigError, ConnectionError, isRetriable, PostgresError } from "../errors.ts";
 import { formatLsn, type Lsn, LSN_ZERO, maxLsn, parseLsn } from "../decoder/lsn.ts";
@@ -49,6 +54,11 @@ export interface SourceOptions {
    * replica identity (see {@linkcode allTablesTarget}).
    */
   publicationTarget?: (connection: PgConnection) => Promise<string>;
+  /**
+   * Called when the slot does not exist, before anything is created, with the server's
+   * identity; throw to refuse making a new slot (a pipeline whose slot vanished does).
+   */
+  onMissingSlot?: (system: SystemIdentity) => void;
   /** Start here instead of the slot's confirmed position (must not be behind it). */
   startLsn?: Lsn;
   /** Default: the highest the server supports. */
@@ -113,6 +123,8 @@ export class ReplicationSource {
   #reconnects = 0;
   #bytesBeforeReconnects = 0;
   slotInfo: SlotInfo | null = null;
+  /** The server's identity (`IDENTIFY_SYSTEM`), read when the source opened. */
+  system: SystemIdentity | null = null;
   #lastTurn = 0;
 
   private constructor(options: SourceOptions) {
@@ -288,6 +300,7 @@ export class ReplicationSource {
     );
 
     this.#chooseProtoVersion(connection);
+    this.system = await connection.identifySystem();
     const publication = quoteLiteral(options.publication);
     const publications = await connection.queryObjects(
       `SELECT pubname FROM pg_catalog.pg_publication WHERE pubname = ${publication}`,
@@ -303,6 +316,7 @@ export class ReplicationSource {
 
     const [slot] = await querySlots(connection, { slot: options.slot });
     if (slot === undefined) {
+      options.onMissingSlot?.(this.system);
       if (!options.temporarySlot && !options.createSlot) {
         throw new ConfigError(
           `Cannot stream from replication slot "${options.slot}": it does not exist; create it (--create, or SELECT pg_create_logical_replication_slot('${options.slot}', 'pgoutput'))`,

@@ -389,9 +389,12 @@ export class SpillwayProcess {
   exitCode: number | null = null;
   readonly exited: Promise<Deno.CommandStatus>;
 
-  constructor(pipelineFile: string, options: { env?: Record<string, string> } = {}) {
+  constructor(
+    pipelineFile: string,
+    options: { env?: Record<string, string>; args?: string[] } = {},
+  ) {
     this.#child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", MAIN, "run", pipelineFile],
+      args: ["run", "-A", MAIN, "run", pipelineFile, ...options.args ?? []],
       cwd: ROOT,
       env: options.env,
       stdin: "null",
@@ -457,6 +460,13 @@ export class SpillwayProcess {
     } catch {
       // Already gone.
     }
+  }
+
+  /** Waits for an exit that comes by itself (with all of stderr); returns the code. */
+  async finished(): Promise<number> {
+    const status = await this.exited;
+    await Promise.all(this.#pumps);
+    return status.code;
   }
 
   /** SIGKILL, then waits for the process to be gone. */

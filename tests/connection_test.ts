@@ -702,7 +702,7 @@ Deno.test("replication: DROP_REPLICATION_SLOT drops; a missing slot is 42704 wit
     assert.ok(missing instanceof PostgresError, missing.message);
     assert.equal(missing.code, "42704");
     assert.ok(missing.message.includes('replication slot "to_drop" does not exist'));
-    assert.ok(missing.fix?.includes("create the slot first"), missing.message);
+    assert.ok(missing.fix?.includes("refuses to replace one it streamed from"), missing.message);
 
     // A slot another walsender is reading cannot be dropped without WAIT.
     await connection.createReplicationSlot("busy_slot", { snapshot: "nothing" });
