@@ -127,18 +127,20 @@ export class Checker {
    * The value of a scalar with environment variables substituted, or `undefined`
    * (reported) for a map, a list or a bad substitution.
    */
-  scalar(field: Field, expected: string): ScalarRead | undefined {
+  scalar(field: Field, expected: string, encode?: Encode): ScalarRead | undefined {
     const node = field.node;
     if (!isScalar(node)) return this.fail(field, expected);
     const value = node.value as ScalarValue;
     if (typeof value !== "string" || !value.includes("${")) return { value, text: null };
     // Substituted once per node, so a value read twice is reported once.
-    if (!this.#substituted.has(node)) this.#substituted.set(node, this.#interpolate(field, value));
+    if (!this.#substituted.has(node)) {
+      this.#substituted.set(node, this.#interpolate(field, value, encode));
+    }
     const text = this.#substituted.get(node);
     return text === undefined ? undefined : { value: typePlain(text), text };
   }
 
-  #interpolate(field: Field, text: string): string | undefined {
+  #interpolate(field: Field, text: string, encode?: Encode): string | undefined {
     let out = "";
     let index = 0;
     let ok = true;
@@ -176,10 +178,11 @@ export class Checker {
       const name = match[1]!;
       const fallback = match[2];
       const value = this.env(name);
+      const place = { before: text.slice(0, dollar), after: text.slice(index) };
       if (value !== undefined && (value !== "" || fallback === undefined)) {
-        out += value;
+        out += encode ? encode(value, place) : value;
       } else if (fallback !== undefined) {
-        out += fallback;
+        out += encode ? encode(fallback, place) : fallback;
       } else {
         this.report(
           at,
@@ -205,6 +208,12 @@ export class Checker {
 }
 
 type Env = Record<string, string | undefined>;
+
+/**
+ * How a substituted value is written into the text, given the template around the
+ * reference (e.g. percent-encoded inside a URL's user info).
+ */
+export type Encode = (value: string, place: { before: string; after: string }) => string;
 
 const VARIABLE = /^([A-Za-z_][A-Za-z0-9_]*)(?::-(.*))?$/s;
 

@@ -20,7 +20,8 @@ Deno.test("env: ${VAR} is substituted anywhere in a scalar", () => {
     ),
     { PGUSER: "rep", PGPASSWORD: "p@ss", PGHOST: "db", SLOT: "s1", PUBLICATION: "pub" },
   );
-  assert.equal(config.source.url, "postgres://rep:p@ss@db:5432/app");
+  // In the user info, substituted values are percent-encoded: the "@" stays in the password.
+  assert.equal(config.source.url, "postgres://rep:p%40ss@db:5432/app");
   assert.equal(config.source.slot, "s1");
   assert.equal(config.source.publication, "pub");
 });

@@ -2,7 +2,13 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { ConfigError } from "../errors.ts";
 import { parseLsn } from "../decoder/lsn.ts";
-import { loadPipelineConfig, matchTable, type PipelineConfig } from "./mod.ts";
+import {
+  connectOptions,
+  loadPipelineConfig,
+  matchTable,
+  parsePipelineConfig,
+  type PipelineConfig,
+} from "./mod.ts";
 import { BASE_DIR, EXAMPLES, MINIMAL, parse, SOURCE, yaml } from "./_test_utils.ts";
 
 // ---------------------------------------------------------------------------------------
@@ -333,4 +339,34 @@ Deno.test("source.state_file: a path relative to the pipeline file, off, or null
   assert.equal(stateFile("state_file: off"), false);
   assert.equal(stateFile("state_file: ~"), null);
   assert.equal(stateFile("state_file: ../lib/orders.state"), "/etc/lib/orders.state");
+});
+
+Deno.test("source.url: ${VAR} in the user info is percent-encoded, so a password stays a password", () => {
+  const parse = (url: string, env: Record<string, string>) =>
+    parsePipelineConfig(
+      `source: {url: "${url}", slot: s, publication: p}\ntables: {public.t: {}}\nsinks: [stdout: {}]`,
+      { file: "p.yaml", env },
+    );
+  for (const password of ["50%off", "ab%41cd", "a/b#c?d", "x@127.0.0.1:1/db?", "p:w"]) {
+    const config = parse("postgres://u:${PW}@db:5433/app?sslmode=disable", { PW: password });
+    const options = connectOptions(config);
+    assert.deepEqual(
+      [options.user, options.password, options.host, options.port, options.database],
+      ["u", password, "db", 5433, "app"],
+    );
+    assert.equal(options.sslmode, "disable", "the file's sslmode is kept");
+  }
+  assert.equal(connectOptions(parse("postgres://${U}@db/app", { U: "me@corp" })).user, "me@corp");
+  // A whole URL, or a host, from a variable goes in as it is.
+  const whole = connectOptions(parse("${URL}", { URL: "postgres://u:p%40ss@db:6000/x" }));
+  assert.deepEqual([whole.password, whole.port, whole.database], ["p@ss", 6000, "x"]);
+  assert.equal(
+    connectOptions(parse("postgres://u@${HOST}:5/x", { HOST: "db.internal" })).host,
+    "db.internal",
+  );
+  // A literal URL that could not connect is an error at its line, naming the key.
+  assert.throws(
+    () => parse("postgres://u:50%off@db/app", {}),
+    /p\.yaml:1:\d+: "source\.url": .*"%" that starts no percent-encoded byte; write "%" as %25/,
+  );
 });

@@ -5,7 +5,12 @@
  * @module
  */
 
-import { redact, SSL_MODES, SYSTEM_ROOTS } from "../postgres/connection_string.ts";
+import {
+  parseConnectionUrl,
+  redact,
+  SSL_MODES,
+  SYSTEM_ROOTS,
+} from "../postgres/connection_string.ts";
 import { SLOT_NAME } from "../postgres/sql.ts";
 import { type Lsn, parseLsn } from "../decoder/lsn.ts";
 import type { ProtoVersion } from "../decoder/pgoutput.ts";
@@ -54,6 +59,27 @@ const stateFile: Reader<string | false> = {
   },
 };
 
+/**
+ * A value substituted into the user info of the URL (`postgres://${USER}:${PASSWORD}@host`)
+ * is percent-encoded, so `@ : / ? # %` in a password stay part of it; elsewhere (a whole
+ * URL from one variable, a host, a query) it goes in as it is.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { encodeUserInfo } from "./source.ts";
+ * const at = (before: string, after: string) => encodeUserInfo("p@ss/50%", { before, after });
+ * assert.equal(at("postgres://u:", "@db/app"), "p%40ss%2F50%25");
+ * assert.equal(at("postgres://", ":5432/app"), "p@ss/50%");
+ * assert.equal(at("", ""), "p@ss/50%");
+ * ```
+ */
+export function encodeUserInfo(value: string, place: { before: string; after: string }): string {
+  const inAuthority = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/[^/?#@]*$/.test(place.before);
+  const userInfo = inAuthority && /^[^/?#]*@/.test(place.after);
+  return userInfo ? encodeURIComponent(value) : value;
+}
+
 const URL_READER: Reader<string> = {
   expected: URL_EXPECTED,
   jsonSchema: orVariable({
@@ -61,7 +87,7 @@ const URL_READER: Reader<string> = {
     pattern: "^[Pp][Oo][Ss][Tt][Gg][Rr][Ee][Ss](?:[Qq][Ll])?://",
   }),
   read: (checker, field) => {
-    const scalar = checker.scalar(field, URL_EXPECTED);
+    const scalar = checker.scalar(field, URL_EXPECTED, encodeUserInfo);
     if (scalar === undefined) return undefined;
     const value = scalar.text ?? scalar.value;
     if (typeof value !== "string") {
@@ -80,6 +106,17 @@ const URL_READER: Reader<string> = {
     if (sslmode !== null && !(SSL_MODES as readonly string[]).includes(sslmode)) {
       const modes = SSL_MODES.map(quote).join(", ");
       return checker.fail(field, `the URL's sslmode to be one of ${modes}`, quote(sslmode));
+    }
+    // The rest of what the connection will reject (a bad port or percent-encoding, say), at
+    // the key's line rather than when the pipeline connects.
+    try {
+      parseConnectionUrl(value, {});
+    } catch (error) {
+      checker.report(
+        field.offset,
+        `"${field.path}": ${error instanceof Error ? error.message : String(error)}`,
+      );
+      return undefined;
     }
     return value;
   },
