@@ -29,5 +29,7 @@ export function connectOptions(
     );
   }
   options.applicationName ??= applicationName;
+  // The message, and the CopyData and XLogData headers around it.
+  options.maxMessageBytes = config.source.maxMessageBytes + 64;
   return options;
 }

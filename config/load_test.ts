@@ -40,6 +40,7 @@ Deno.test("examples/orders.yaml parses to the typed config with every default fi
       sslmode: null,
       sslrootcert: null,
       stateFile: null,
+      maxMessageBytes: 2 ** 30,
     },
     tables: [
       {
@@ -161,6 +162,7 @@ Deno.test("every option can be set", () => {
     "  sslmode: verify-full",
     "  sslrootcert: certs/ca.pem",
     "  state_file: state/shop.json",
+    "  max_message_size: 64MiB",
     "tables:",
     "  public.orders: { key: [id, region], toast: last_value, toast_cache_size: 500 }",
     "defaults:",
@@ -212,6 +214,7 @@ Deno.test("every option can be set", () => {
     sslmode: "verify-full",
     sslrootcert: "/srv/spillway/certs/ca.pem",
     stateFile: "/srv/spillway/state/shop.json",
+    maxMessageBytes: 64 * 2 ** 20,
   });
   const orders = matchTable(config, "public", "orders");
   assert.deepEqual(orders, {

@@ -24,6 +24,7 @@ import {
   filePath,
   nullable,
   orVariable,
+  size,
   type Reader,
   string,
   unquotedHint,
@@ -317,6 +318,13 @@ export const SOURCE: SectionSpec<SourceConfig> = {
       default: null,
       doc:
         "CA certificate file, relative to the pipeline file, or system for the runtime's public roots; null keeps the URL's (without one, verify-ca and verify-full use ~/.postgresql/root.crt).",
+    },
+    maxMessageBytes: {
+      key: "max_message_size",
+      reader: size(),
+      default: 2 ** 30,
+      doc:
+        "Largest replication message accepted (one row change with its values); a bigger one stops the pipeline naming the table. Default 1GiB, PostgreSQL's own limit; lower it to bound memory.",
     },
     stateFile: {
       key: "state_file",

@@ -79,6 +79,8 @@ export interface SourceConfig {
    * `spillway run`, none for a runner built in code.
    */
   stateFile: string | false | null;
+  /** The largest replication message accepted, in bytes. Default 1 GiB. */
+  maxMessageBytes: number;
 }
 
 /** Reconnect policy of the source. */

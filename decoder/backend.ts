@@ -18,8 +18,34 @@ export interface Frame {
   body: Uint8Array;
 }
 
-/** Frames larger than this are treated as corruption rather than allocated. */
-const MAX_FRAME_BYTES = 1 << 30;
+/**
+ * The default limit of a frame's size. PostgreSQL builds a message in one buffer of at most
+ * 1 GiB - 1 byte, so a bigger frame is corruption; a smaller limit bounds what a peer can
+ * make Spillway hold.
+ */
+export const MAX_FRAME_BYTES = 2 ** 30 + 64;
+
+/** The bytes of a too-large frame's start kept for its error (enough for an XLogData header). */
+const HEAD_BYTES = 64;
+
+/**
+ * A frame announced larger than the parser's limit. `head` holds the frame's first bytes
+ * that had arrived (up to 64), so a caller can tell what it was.
+ */
+export class FrameTooLargeError extends DecodeError {
+  override name = "FrameTooLargeError";
+  /** The frame's whole size, from its length field. */
+  readonly size: number;
+  readonly limit: number;
+  readonly head: Uint8Array;
+
+  constructor(size: number, limit: number, head: Uint8Array) {
+    super("backend frame", 0, `a frame of ${size} bytes is larger than the limit of ${limit}`);
+    this.size = size;
+    this.limit = limit;
+    this.head = head.slice(0, HEAD_BYTES);
+  }
+}
 
 /**
  * Splits a byte stream into frames.
@@ -34,6 +60,13 @@ const MAX_FRAME_BYTES = 1 << 30;
  * ```
  */
 export class FrameParser {
+  /** The largest frame accepted (code byte and length field included). */
+  readonly maxFrameBytes: number;
+
+  constructor(options: { maxFrameBytes?: number } = {}) {
+    this.maxFrameBytes = options.maxFrameBytes ?? MAX_FRAME_BYTES;
+  }
+
   /**
    * The frame being assembled across chunks (its first bytes, then more as they come), or
    * `null`. It grows by doubling as bytes arrive, never to more than the frame's size: each
@@ -43,6 +76,8 @@ export class FrameParser {
   #partial: Uint8Array | null = null;
   /** Bytes of `#partial` received so far. */
   #filled = 0;
+  /** A too-large frame found after whole frames of the same chunk, thrown by the next push. */
+  #deferred: FrameTooLargeError | null = null;
 
   /** Bytes received but not yet part of a whole frame. */
   get pendingBytes(): number {
@@ -54,8 +89,14 @@ export class FrameParser {
     return this.#partial?.byteLength ?? 0;
   }
 
-  /** Adds a chunk and returns every frame it completes. */
+  /**
+   * Adds a chunk and returns every frame it completes. A frame over the limit throws a
+   * {@linkcode FrameTooLargeError}; when whole frames came before it in the chunk, they are
+   * returned first and the error is thrown by the next call, so a caller sees everything
+   * before it (the Relation message of the change that is too large, say).
+   */
   push(chunk: Uint8Array): Frame[] {
+    if (this.#deferred !== null) throw this.#deferred;
     const frames: Frame[] = [];
     let offset = 0;
     if (this.#partial !== null) {
@@ -67,7 +108,15 @@ export class FrameParser {
     // Whole frames in the chunk are views into it: no copy.
     const view = new DataView(chunk.buffer, chunk.byteOffset, chunk.byteLength);
     while (chunk.byteLength - offset >= 5) {
-      const end = offset + frameSize(view.getInt32(offset + 1), offset);
+      const size = frameSize(view.getInt32(offset + 1), offset);
+      try {
+        this.#limit(size, chunk.subarray(offset, offset + HEAD_BYTES));
+      } catch (error) {
+        if (frames.length === 0) throw error;
+        this.#deferred = error as FrameTooLargeError;
+        return frames;
+      }
+      const end = offset + size;
       if (end > chunk.byteLength) break;
       frames.push({ code: chunk[offset]!, body: chunk.subarray(offset + 5, end) });
       offset = end;
@@ -79,6 +128,7 @@ export class FrameParser {
   /** Starts assembling a frame from its first bytes (the tail of a chunk). */
   #start(head: Uint8Array): void {
     const size = head.byteLength >= 5 ? this.#sizeOf(head) : 5;
+    if (head.byteLength >= 5) this.#limit(size, head);
     this.#partial = new Uint8Array(Math.min(size, Math.max(head.byteLength * 2, 64 * 1024)));
     this.#partial.set(head);
     this.#filled = head.byteLength;
@@ -94,6 +144,13 @@ export class FrameParser {
       if (this.#filled < 5) return taken;
     }
     const size = this.#sizeOf(this.#partial!);
+    if (taken > 0) {
+      // The header was just completed: check the size before anything is reserved for it.
+      const head = new Uint8Array(Math.min(HEAD_BYTES, 5 + chunk.byteLength - taken));
+      head.set(this.#partial!.subarray(0, 5));
+      head.set(chunk.subarray(taken, taken + head.byteLength - 5), 5);
+      this.#limit(size, head);
+    }
     const more = Math.min(size - this.#filled, chunk.byteLength - taken);
     this.#copy(chunk.subarray(taken, taken + more), size);
     return taken + more;
@@ -122,6 +179,15 @@ export class FrameParser {
     this.#filled = needed;
   }
 
+  /** Throws a FrameTooLargeError when `size` is over the limit. */
+  #limit(size: number, head: Uint8Array): void {
+    if (size > this.maxFrameBytes) {
+      this.#partial = null;
+      this.#filled = 0;
+      throw new FrameTooLargeError(size, this.maxFrameBytes, head);
+    }
+  }
+
   /** A frame's whole size from the length field of its first five bytes in `bytes`. */
   #sizeOf(bytes: Uint8Array): number {
     return frameSize(new DataView(bytes.buffer, bytes.byteOffset).getInt32(1), 0);
@@ -130,7 +196,7 @@ export class FrameParser {
 
 /** The whole size of a frame (code byte included) from its length field, or a DecodeError. */
 function frameSize(length: number, offset: number): number {
-  if (length < 4 || length > MAX_FRAME_BYTES) {
+  if (length < 4) {
     throw new DecodeError("backend frame", offset, `invalid length ${length}`);
   }
   return 1 + length;

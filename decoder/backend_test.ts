@@ -2,6 +2,8 @@ import assert from "node:assert/strict";
 import {
   type Frame,
   FrameParser,
+  FrameTooLargeError,
+  MAX_FRAME_BYTES,
   parseAuthentication,
   parseDataRow,
   parseNotice,
@@ -105,7 +107,7 @@ Deno.test("FrameParser: a partial header waits without error", () => {
 });
 
 Deno.test("FrameParser: invalid lengths are DecodeErrors", () => {
-  for (const length of [0, 3, -1, -2147483648, (1 << 30) + 1]) {
+  for (const length of [0, 3, -1, -2147483648]) {
     const bytes = new f.Bytes().byte("Z").int32(length).done();
     const error = decodeError(
       () => [...new FrameParser().push(bytes)],
@@ -117,6 +119,46 @@ Deno.test("FrameParser: invalid lengths are DecodeErrors", () => {
   const bytes = f.concat(f.backendFrame("Z", f.utf8("I")), new f.Bytes().byte("Z").int32(2).done());
   const error = decodeError(() => [...new FrameParser().push(bytes)]);
   assert.equal(error.offset, 6);
+});
+
+Deno.test("FrameParser: a frame over the limit is a FrameTooLargeError with the frame's first bytes, however it arrives", () => {
+  const body = new Uint8Array(200).map((_, i) => i);
+  const frame = f.backendFrame("d", body);
+  const limit = frame.byteLength - 1;
+  // Whole in one chunk; split inside the header; split after the header.
+  for (const cut of [frame.byteLength, 3, 40]) {
+    const parser = new FrameParser({ maxFrameBytes: limit });
+    let error: unknown = null;
+    try {
+      parser.push(frame.subarray(0, cut));
+      parser.push(frame.subarray(cut));
+    } catch (caught) {
+      error = caught;
+    }
+    assert.ok(error instanceof FrameTooLargeError, `cut at ${cut}: ${error}`);
+    assert.equal(error.size, frame.byteLength);
+    assert.equal(error.limit, limit);
+    assert.match(
+      error.message,
+      new RegExp(`frame of ${frame.byteLength} bytes .* limit of ${limit}`),
+    );
+    // The first bytes that had arrived: at least the header, up to 64.
+    assert.ok(error.head.byteLength >= 5 && error.head.byteLength <= 64);
+    assert.deepEqual([...error.head], [...frame.subarray(0, error.head.byteLength)]);
+    // Nothing was reserved for it.
+    assert.equal(parser.reservedBytes, 0);
+  }
+  // Frames before it in the same chunk come out first; the next push throws.
+  const parser = new FrameParser({ maxFrameBytes: limit });
+  const small = f.backendFrame("d", f.utf8("R"));
+  assert.deepEqual(plain(parser.push(f.concat(small, frame))), [{ code: 0x64, body: [0x52] }]);
+  assert.throws(() => parser.push(new Uint8Array(1)), FrameTooLargeError);
+  // The default limit: PostgreSQL's largest message and a little more, never 2 GiB.
+  assert.equal(MAX_FRAME_BYTES, 2 ** 30 + 64);
+  const huge = new f.Bytes().byte("d").int32(2 ** 31 - 1).done();
+  assert.throws(() => new FrameParser().push(huge), FrameTooLargeError);
+  // At the limit is fine.
+  assert.equal(new FrameParser({ maxFrameBytes: frame.byteLength }).push(frame).length, 1);
 });
 
 Deno.test("FrameParser: length 4 is an empty body", () => {

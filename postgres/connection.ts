@@ -117,7 +117,7 @@ export class PgConnection implements CopyBothHost {
   readonly parameters = new Map<string, string>();
   backendPid = 0;
   #transport: Transport;
-  #parser = new FrameParser();
+  #parser: FrameParser;
   #frames: Frame[] = [];
   #frameIndex = 0;
   #busy = false;
@@ -126,6 +126,7 @@ export class PgConnection implements CopyBothHost {
   private constructor(options: ConnectOptions, transport: Transport) {
     this.options = options;
     this.#transport = transport;
+    this.#parser = new FrameParser({ maxFrameBytes: options.maxMessageBytes });
   }
 
   /** Connects, negotiates TLS, authenticates, and waits for ReadyForQuery. */

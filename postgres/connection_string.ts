@@ -65,6 +65,12 @@ export interface ConnectOptions {
    * ready for queries (libpq's `connect_timeout`). Default {@linkcode DEFAULT_CONNECT_TIMEOUT_MS}.
    */
   connectTimeoutMs?: number;
+  /**
+   * The largest message accepted from the server, in bytes (a replication message carries one
+   * row change); a bigger one ends the connection with a FrameTooLargeError. Default
+   * `MAX_FRAME_BYTES` of `decoder/backend.ts`: PostgreSQL's own limit.
+   */
+  maxMessageBytes?: number;
   /** Receives NoticeResponse messages (warnings) from the server. */
   onNotice?: (notice: PostgresNotice) => void;
 }

@@ -109,6 +109,11 @@ export class TransactionAssembler {
     return this.#streamed.size;
   }
 
+  /** True between a Stream Start and its Stream Stop: changes then carry their xid. */
+  get inStreamBlock(): boolean {
+    return this.#streamXid !== null;
+  }
+
   /** True between a Begin and its Commit (or Prepare). */
   get inTransaction(): boolean {
     return this.#current !== null;

@@ -26,6 +26,7 @@ import type { ReplicationStream } from "../postgres/stream.ts";
 import { TransactionAssembler } from "./assembler.ts";
 import { SpillBudget } from "./spill.ts";
 import { PgoutputCode } from "../decoder/codes.ts";
+import { FrameTooLargeError } from "../decoder/backend.ts";
 import { loadTypeInfos } from "../decoder/types/catalog.ts";
 import type { TypeRegistry } from "../decoder/types/registry.ts";
 import type { SourceItem } from "../events.ts";
@@ -34,6 +35,13 @@ import { checkObjectName, checkSlotName, quoteIdent, quoteLiteral } from "../pos
 import { type Logger, silentLogger } from "../ops/log.ts";
 import { allTablesTarget } from "./publications.ts";
 import { retry, type RetryOptions, untilAborted } from "../retry.ts";
+
+/** pgoutput changes whose relation id follows the tag (and the xid in a stream block). */
+const TAGGED_CHANGES = new Map<number, string>([
+  [PgoutputCode.Insert, "insert"],
+  [PgoutputCode.Update, "update"],
+  [PgoutputCode.Delete, "delete"],
+]);
 
 /** Options of {@linkcode ReplicationSource}. */
 export interface SourceOptions {
@@ -436,6 +444,7 @@ export class ReplicationSource {
         }
       } catch (error) {
         if (this.#closing || signal?.aborted) return;
+        if (error instanceof FrameTooLargeError) throw await this.#tooLarge(error);
         try {
           yield* this.#recover(error, signal);
         } catch (failure) {
@@ -445,6 +454,55 @@ export class ReplicationSource {
         continue;
       }
       yield* this.#assemble(batch);
+    }
+  }
+
+  /**
+   * The error for a message over the size limit, naming the change's table and position when
+   * its first bytes say (CopyData → XLogData → Insert, Update or Delete). Reconnecting would
+   * meet the same message again, so it ends the source.
+   */
+  async #tooLarge(error: FrameTooLargeError): Promise<ConnectionError> {
+    const head = error.head;
+    let what = "A message";
+    // 'd', length, 'w', walStart, walEnd, sendTime (8 bytes each), then the pgoutput message.
+    if (head.byteLength >= 31 && head[0] === 0x64 && head[5] === 0x77) {
+      const view = new DataView(head.buffer, head.byteOffset, head.byteLength);
+      const at = formatLsn(view.getBigUint64(6) as Lsn);
+      const change = TAGGED_CHANGES.get(head[30]!);
+      const relidAt = this.assembler.inStreamBlock ? 35 : 31;
+      const table = change !== undefined && head.byteLength >= relidAt + 4
+        ? await this.#tableName(view.getUint32(relidAt))
+        : null;
+      what = table === null ? `The message at ${at}` : `The ${change} on ${table} at ${at}`;
+    }
+    return new ConnectionError(
+      `${what} is ${error.size} bytes, more than the limit of ${error.limit} (max_message_size); raise the limit (PostgreSQL's own is 1 GiB) to take it: until then the slot cannot move past it`,
+      { cause: error, retriable: false },
+    );
+  }
+
+  /**
+   * A relation's qualified name: from the relation cache, else (its Relation message may be
+   * buffered in a streamed transaction) the catalog's current name; `null` when unknown.
+   */
+  async #tableName(relid: number): Promise<string | null> {
+    const relation = this.assembler.relations.get(relid);
+    if (relation !== undefined) {
+      return `${quoteIdent(relation.namespace)}.${quoteIdent(relation.relationName)}`;
+    }
+    try {
+      const catalog = await this.#catalogConnection();
+      const [row] = await catalog.queryObjects(
+        `SELECT n.nspname, c.relname
+           FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+          WHERE c.oid = ${relid}`,
+      );
+      return row === undefined
+        ? null
+        : `${quoteIdent(row.nspname ?? "")}.${quoteIdent(row.relname ?? "")}`;
+    } catch {
+      return null;
     }
   }
 
@@ -485,17 +543,23 @@ export class ReplicationSource {
    * Loads the catalog types (enums, domains, composites, ranges, extension types)
    * a Relation's columns need before the assembler decodes rows of it.
    */
-  async #loadTypes(relation: Uint8Array): Promise<void> {
-    const registry = this.assembler.types;
-    const missing = registry.missing(this.assembler.relationTypeOids(relation));
-    if (missing.length === 0) return;
+  /** The normal SQL connection for catalog lookups, opened on first use. */
+  async #catalogConnection(): Promise<PgConnection> {
     this.#catalog ??= await PgConnection.connect({
       ...this.options.connection,
       replication: undefined,
       applicationName: `${this.options.connection.applicationName ?? "spillway"}-catalog`,
     });
+    return this.#catalog;
+  }
+
+  async #loadTypes(relation: Uint8Array): Promise<void> {
+    const registry = this.assembler.types;
+    const missing = registry.missing(this.assembler.relationTypeOids(relation));
+    if (missing.length === 0) return;
+    const catalog = await this.#catalogConnection();
     try {
-      const infos = await loadTypeInfos(this.#catalog, missing, {
+      const infos = await loadTypeInfos(catalog, missing, {
         isKnown: (oid) => registry.has(oid),
       });
       for (const info of infos) registry.register(info);
@@ -503,7 +567,7 @@ export class ReplicationSource {
         types: infos.map((info) => info.name),
       });
     } catch (error) {
-      this.#catalog.destroy();
+      catalog.destroy();
       this.#catalog = null;
       throw error;
     }
