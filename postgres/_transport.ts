@@ -18,6 +18,11 @@ export class Transport {
   #error: Error | null = null;
   #paused = false;
   readonly highWaterBytes: number;
+  /**
+   * Bytes written and not yet taken by the socket (a server that does not read makes them
+   * pile up); a write beyond this many fails instead of growing memory.
+   */
+  readonly maxPendingWriteBytes: number = 1 << 20;
   /** DER of the server certificate, when TLS is up. */
   peerCertificate?: Uint8Array;
   encrypted = false;
@@ -96,10 +101,28 @@ export class Transport {
     return this.#chunks.length > 0;
   }
 
+  /** Bytes written that the socket has not handed to the operating system yet. */
+  get pendingWriteBytes(): number {
+    return this.#socket.writableLength;
+  }
+
+  /**
+   * Writes `bytes`; resolves once the socket took them. Fails when the connection is closed,
+   * or when more than {@linkcode Transport.maxPendingWriteBytes} would wait: the server has
+   * stopped reading what it is sent.
+   */
   write(bytes: Uint8Array): Promise<void> {
     if (this.#error !== null || this.#socket.destroyed) {
       return Promise.reject(
         new ConnectionError("Cannot write to the server: the connection is closed"),
+      );
+    }
+    const pending = this.#socket.writableLength;
+    if (pending > 0 && pending + bytes.byteLength > this.maxPendingWriteBytes) {
+      return Promise.reject(
+        new ConnectionError(
+          `Cannot write to the server: ${pending} bytes written before are still waiting for it to read them; it has stopped reading`,
+        ),
       );
     }
     return new Promise((resolve, reject) => {

@@ -569,14 +569,23 @@ export class PgConnection implements CopyBothHost {
     }
   }
 
-  /** Sends Terminate and closes the socket. */
+  /**
+   * Sends Terminate and closes the socket. A server that does not take the Terminate within
+   * a second (it stopped reading) is not waited for.
+   */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    let timer: ReturnType<typeof setTimeout> | undefined;
     try {
-      await this.#transport.write(encodeTerminate());
+      await Promise.race([
+        this.#transport.write(encodeTerminate()),
+        new Promise<void>((resolve) => timer = setTimeout(resolve, 1_000)),
+      ]);
     } catch {
       // The server may already be gone; closing is all that is left to do.
+    } finally {
+      clearTimeout(timer);
     }
     this.#transport.close();
   }

@@ -418,12 +418,7 @@ export class ReplicationStream implements AsyncIterable<XLogData[]> {
     }
     this.#stopping = true;
     clearTimeout(this.#confirmTimer);
-    await this.#sendStatus(false);
-    this.#copyDoneSent = true; // no CopyData may follow our CopyDone
-    await this.#connection.sendCopyDone();
-    const reader = this.#readerWaiter;
-    this.#readerWaiter = null;
-    reader?.();
+    // The deadline covers the goodbye too: a server that stops reading cannot hold it.
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timeout = new Promise<void>((resolve) => {
       timer = setTimeout(() => {
@@ -432,10 +427,23 @@ export class ReplicationStream implements AsyncIterable<XLogData[]> {
         resolve();
       }, timeoutMs);
     });
-    await Promise.race([this.#readLoop, timeout]);
-    clearTimeout(timer);
-    this.#queue = [];
-    this.#queuedBytes = 0;
+    const goodbye = (async () => {
+      await this.#sendStatus(false);
+      this.#copyDoneSent = true; // no CopyData may follow our CopyDone
+      await this.#connection.sendCopyDone();
+      const reader = this.#readerWaiter;
+      this.#readerWaiter = null;
+      reader?.();
+      await this.#readLoop;
+    })();
+    goodbye.catch(() => {}); // after the deadline, a failure of the goodbye is moot
+    try {
+      await Promise.race([goodbye, timeout]);
+    } finally {
+      clearTimeout(timer);
+      this.#queue = [];
+      this.#queuedBytes = 0;
+    }
   }
 
   /** Whether the server sent CopyDone (it does after ours, not when it shuts down). */

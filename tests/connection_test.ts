@@ -21,6 +21,7 @@ import { formatLsn, LSN_ZERO, parseLsn } from "../decoder/lsn.ts";
 import { type PgServer, PRIMARY_VERSION, startPostgres } from "../testing/embedded_postgres.ts";
 import { connectOptions } from "./_replication.ts";
 import { failure, waitFor } from "./_runner_util.ts";
+import { fakeOptions, fakeServer, within } from "./_fake_server.ts";
 import { authenticationBody, backendFrame, concat, utf8 } from "./testdata/_frames.ts";
 
 // ---------------------------------------------------------------------------------------------
@@ -1005,46 +1006,6 @@ Deno.test("auth: a URL's password is hidden in every message, whatever it holds"
 
 // ---------------------------------------------------------------------------------------------
 // Silent and hostile servers during the start-up
-
-/**
- * A TCP server on a free port that runs `serve` for each connection: a fake PostgreSQL that
- * stays silent or floods. Closed by disposing it.
- */
-function fakeServer(serve: (conn: Deno.Conn) => Promise<void>): AsyncDisposable & { port: number } {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const conns: Deno.Conn[] = [];
-  (async () => {
-    for await (const conn of listener) {
-      conns.push(conn);
-      serve(conn).catch(() => {});
-    }
-  })().catch(() => {});
-  return {
-    port: (listener.addr as Deno.NetAddr).port,
-    [Symbol.asyncDispose]: () => {
-      listener.close();
-      for (const conn of conns) {
-        try {
-          conn.close();
-        } catch { /* already closed */ }
-      }
-      return Promise.resolve();
-    },
-  };
-}
-
-/** `promise`, or a failure if it is still pending after `ms`: a hang fails the test. */
-function within<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const hang = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`still waiting after ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, hang]).finally(() => clearTimeout(timer));
-}
-
-function fakeOptions(port: number, overrides: Partial<ConnectOptions> = {}): ConnectOptions {
-  return { host: "127.0.0.1", port, user: "u", database: "d", sslmode: "disable", ...overrides };
-}
 
 Deno.test("startup: a server that accepts and never answers fails at connect_timeout, for SSLRequest and startup alike", async () => {
   await using silent = fakeServer(() => new Promise(() => {}));
