@@ -10,6 +10,20 @@
  * column's type OID from the peer's own Relation messages), Spillway's arrive typed. Replaying
  * the peer's text changes must also give exactly the tables' final contents.
  *
+ * What this proves: Spillway's own replication client (startup, START_REPLICATION, CopyBoth
+ * framing, XLogData, status updates) receives pgoutput data that decodes to the same messages
+ * as what libpq's client receives, and the source and assembler turn it into the same transactions as a plain decode of
+ * those bytes (nothing dropped, duplicated or reordered between the wire and the events). The
+ * replay against `SELECT *` also ties the peer's raw column texts to the right columns.
+ *
+ * What it does not prove: both sides go through Spillway's own `PgoutputDecoder` and
+ * `TypeRegistry`, so a bug in pgoutput message parsing or in a type's decoder gives the same
+ * wrong value on both sides and cancels out (only the few hard-coded values below would notice);
+ * and it covers protocol 1 in text mode only, without streaming. `independent_decode_test.ts`
+ * covers that: it compares Spillway's events, for protocols 1 to 4, text and binary, streamed
+ * and aborted transactions, with the server's own `test_decoding` rendering of the same WAL,
+ * through code that shares nothing with the decoder.
+ *
  * @module
  */
 
