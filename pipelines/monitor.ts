@@ -56,6 +56,8 @@ export interface RunnerState {
 /** What the slot monitor last read from the server. */
 export interface SlotState {
   walStatus: string | null;
+  /** PostgreSQL 17+: why the slot was invalidated (e.g. `wal_removed`); otherwise `null`. */
+  invalidationReason: string | null;
   safeWalSize: number | null;
   confirmedFlushLsn: string | null;
   readAt: string;
@@ -205,7 +207,7 @@ export class Monitor {
       try {
         await this.#readSlot();
         const slot = this.#slotState;
-        const risk = slot === null ? null : slotRisk(slot);
+        const risk = slot === null ? null : slotRisk(slot, this.#config.source.slot);
         if (risk !== null && risk !== warned) {
           this.#log("warn", risk, { slot: this.#config.source.slot });
         }
@@ -225,6 +227,7 @@ export class Monitor {
     const [row] = await this.#side.use((connection) => querySlots(connection, { slot }));
     this.#slotState = {
       walStatus: row?.walStatus ?? null,
+      invalidationReason: row?.invalidationReason ?? null,
       safeWalSize: row?.safeWalSize ?? null,
       confirmedFlushLsn: row?.confirmedFlushLsn ?? null,
       readAt: new Date().toISOString(),
@@ -298,7 +301,7 @@ export class Monitor {
     health.register("slot", () => {
       const state = this.#slotState;
       if (state === null) return { status: "ok", detail: "not read yet" };
-      const risk = slotRisk(state);
+      const risk = slotRisk(state, this.#config.source.slot);
       return {
         status: state.walStatus === "lost" ? "failing" : risk === null ? "ok" : "degraded",
         ...(risk === null ? {} : { detail: risk }),
@@ -318,10 +321,17 @@ export class Monitor {
   }
 }
 
-/** A warning when the slot may lose WAL it needs, or `null`. */
-function slotRisk(state: SlotState): string | null {
+/** A warning when the slot may lose WAL it needs (or has lost it), or `null`. */
+function slotRisk(state: SlotState, slot: string): string | null {
   if (state.walStatus === "lost") {
-    return "The replication slot was invalidated (wal_status lost): changes were lost; drop the slot, create it again and re-snapshot";
+    const reason = state.invalidationReason;
+    // Only WAL removal is max_slot_wal_keep_size's doing (PostgreSQL 14–16 name no reason).
+    const prevent = reason === null || reason === "wal_removed"
+      ? "; raise max_slot_wal_keep_size to avoid a repeat"
+      : "";
+    return `The replication slot "${slot}" was invalidated (wal_status lost${
+      reason === null ? "" : `, reason ${reason}`
+    }): changes were lost; drop the slot, create it again and re-snapshot (spillway run --reset-slot does the first two)${prevent}`;
   }
   if (state.walStatus === "unreserved") {
     return "The replication slot is about to be invalidated (wal_status unreserved): the WAL it needs is past max_slot_wal_keep_size; the pipeline must catch up now";

@@ -38,6 +38,7 @@ export function explain(
           "set wal_level = logical in postgresql.conf (ALTER SYSTEM SET wal_level = logical) and restart the server";
       } else if (
         message.includes("can no longer get changes") ||
+        message.includes("can no longer access replication slot") || // PostgreSQL 18
         message.includes("cannot read from logical replication slot")
       ) {
         fix =

@@ -343,7 +343,7 @@ export class ReplicationSource {
       }
       if (slot.walStatus === "lost") {
         throw new ConfigError(
-          `Cannot stream from slot "${options.slot}": it was invalidated (wal_status lost) because the WAL it needed was removed; drop it, create it again and re-snapshot; raise max_slot_wal_keep_size to avoid a repeat`,
+          `Cannot stream from slot "${options.slot}": it was invalidated (wal_status lost) because the WAL it needed was removed; drop it, create it again and re-snapshot (spillway run --reset-slot does the first two); raise max_slot_wal_keep_size to avoid a repeat`,
         );
       }
     }

@@ -1,0 +1,425 @@
+/**
+ * How `spillway run` ends, as a subprocess against a real PostgreSQL 17 server:
+ *
+ * - SIGTERM drains what was read into the file sink, confirms it and exits 0: the slot ends at
+ *   the end of the last commit written, and the next run delivers exactly the rest.
+ * - A second signal during a drain that cannot finish (the stdout sink blocked on a pipe
+ *   nobody reads) exits at once with 130 and confirms nothing more; everything confirmed was
+ *   written.
+ * - The server down for longer than `source.reconnect` allows: the reconnect attempts are
+ *   logged, then the run exits 1 with an error saying the connection is lost; the slot confirms
+ *   nothing beyond what was written.
+ *
+ * One server for the file (autovacuum off; pg_walinspect to find where commit records end).
+ * About 10 s on 2 cores.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { formatLsn, type Lsn } from "../decoder/lsn.ts";
+import { type PgServer, PRIMARY_VERSION, startPostgres } from "../testing/embedded_postgres.ts";
+import {
+  type ChangeLine,
+  commitsBetween,
+  MAIN,
+  pipelineYaml,
+  Poller,
+  readJsonLines,
+  recordEnd,
+  ROOT,
+  sleep,
+  slotPosition,
+  SpillwayProcess,
+  waitFor,
+} from "./_runner_util.ts";
+
+// ---------------------------------------------------------------------------------------------
+// Shared server and helpers
+
+let shared: Promise<PgServer> | undefined;
+
+function server(): Promise<PgServer> {
+  shared ??= (async () => {
+    const pg = await startPostgres({
+      version: PRIMARY_VERSION,
+      settings: { autovacuum: "off" },
+    });
+    await pg.psql("CREATE EXTENSION pg_walinspect");
+    return pg;
+  })();
+  return shared;
+}
+
+function ids(lines: ChangeLine[]): number[] {
+  return lines.map((line) => Number(line.after?.id));
+}
+
+function range(first: number, last: number): number[] {
+  return Array.from({ length: last - first + 1 }, (_, i) => first + i);
+}
+
+/** `count` transactions of `size` rows, ids from `first`, `pauseMs` apart. */
+async function insertTransactions(
+  poller: Poller,
+  table: string,
+  options: { first: number; count: number; size: number; pauseMs?: number },
+): Promise<void> {
+  for (let i = 0; i < options.count; i++) {
+    const from = options.first + i * options.size;
+    await poller.rows(
+      `INSERT INTO ${table} SELECT g, 'v' || g FROM generate_series(${from}, ${
+        from + options.size - 1
+      }) g`,
+    );
+    if (options.pauseMs) await sleep(options.pauseMs);
+  }
+}
+
+/** The slot's confirmed position once no walsender holds it. */
+async function releasedConfirmed(poller: Poller, slot: string): Promise<Lsn> {
+  await waitFor(`slot ${slot} to be released`, async () => {
+    const position = await slotPosition(poller, slot);
+    return position !== null && !position.active;
+  });
+  return (await slotPosition(poller, slot))!.confirmed!;
+}
+
+/**
+ * `confirmed` is at least `lastEnd` (the end of the last commit written) and passes no commit
+ * after it: an idle stream may confirm WAL without transactions, never a commit not written.
+ */
+async function assertAtLastWritten(poller: Poller, confirmed: Lsn, lastEnd: Lsn): Promise<void> {
+  assert.ok(
+    confirmed >= lastEnd,
+    `confirmed_flush_lsn ${formatLsn(confirmed)} is behind the last commit written (${
+      formatLsn(lastEnd)
+    })`,
+  );
+  const passed = await commitsBetween(poller, lastEnd, confirmed);
+  assert.deepEqual(
+    passed,
+    [],
+    `confirmed_flush_lsn ${formatLsn(confirmed)} passed commits after the last one written (${
+      formatLsn(lastEnd)
+    })`,
+  );
+}
+
+async function dropSlot(poller: Poller, slot: string): Promise<void> {
+  await waitFor(`slot ${slot} to be released`, async () => {
+    const position = await slotPosition(poller, slot);
+    return position === null || !position.active;
+  });
+  await poller.rows(
+    `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = '${slot}'`,
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// SIGTERM
+
+Deno.test("signals: SIGTERM drains to the file, confirms the last commit written and exits 0; the next run delivers exactly the rest", async () => {
+  const pg = await server();
+  const poller = new Poller(pg);
+  const workload = new Poller(pg);
+  const dir = await Deno.makeTempDir({ prefix: "spillway-sigterm-" });
+  const out = join(dir, "out.jsonl");
+  const pipeline = join(dir, "p.yaml");
+  const table = "term_items";
+  let child: SpillwayProcess | null = null;
+  try {
+    await pg.psql(`CREATE TABLE ${table} (id int PRIMARY KEY, v text)`);
+    await Deno.writeTextFile(
+      pipeline,
+      pipelineYaml({
+        name: "term",
+        url: pg.url(),
+        slot: "term_slot",
+        publication: "term_pub",
+        tables: { [`public.${table}`]: "{}" },
+        sinks: ["file: { path: out.jsonl, fsync: true }"],
+      }),
+    );
+    child = new SpillwayProcess(pipeline);
+    await child.started();
+    // 60 transactions of 100 rows, 20 ms apart; SIGTERM in the middle of them.
+    const TOTAL = 60 * 100;
+    const work = insertTransactions(workload, table, {
+      first: 1,
+      count: 60,
+      size: 100,
+      pauseMs: 20,
+    });
+    await waitFor(
+      "a few transactions in the file",
+      async () => (await readJsonLines(out)).lines.length >= 500,
+    );
+    const stopped = await child.stop("SIGTERM");
+    const stderr = child.stderr;
+    child = null;
+    await work;
+    assert.equal(stopped.code, 0, stderr);
+    assert.equal(stopped.signal, null, "it exited by itself, not killed by the signal");
+    assert.match(stderr, /Stopping: draining to the sinks/);
+    assert.match(stderr, /Pipeline stopped/);
+
+    const written = await readJsonLines(out);
+    assert.equal(written.torn, null);
+    const k = written.lines.length;
+    assert.ok(k >= 500 && k < TOTAL, `the first run wrote ${k} rows`);
+    assert.equal(k % 100, 0, "only whole transactions are written");
+    assert.deepEqual(ids(written.lines), range(1, k));
+    const lastEnd = await recordEnd(poller, written.lines.at(-1)!.source.commitLsn);
+    const confirmed = await releasedConfirmed(poller, "term_slot");
+    await assertAtLastWritten(poller, confirmed, lastEnd);
+    console.log(
+      `SIGTERM: exit in ${stopped.elapsedMs} ms; ${k} rows written; confirmed ${
+        formatLsn(confirmed)
+      }, last commit end ${formatLsn(lastEnd)}`,
+    );
+
+    child = new SpillwayProcess(pipeline);
+    await child.started();
+    await waitFor(
+      `${TOTAL} rows in the file`,
+      async () => (await readJsonLines(out)).lines.length >= TOTAL,
+      { detail: () => child!.stderr },
+    );
+    await sleep(300);
+    assert.equal((await child.stop("SIGTERM")).code, 0, child.stderr);
+    child = null;
+    assert.deepEqual(ids((await readJsonLines(out)).lines), range(1, TOTAL));
+  } finally {
+    await child?.kill();
+    await dropSlot(poller, "term_slot").catch(() => {});
+    await pg.psql(`DROP TABLE IF EXISTS ${table}; DROP PUBLICATION IF EXISTS term_pub;`);
+    await workload.close();
+    await poller.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+// ---------------------------------------------------------------------------------------------
+// The second signal
+
+Deno.test("signals: a second SIGTERM while the drain is blocked (stdout sink on a full pipe) exits 130 at once and confirms nothing more; everything confirmed was written", async () => {
+  const pg = await server();
+  const poller = new Poller(pg);
+  const dir = await Deno.makeTempDir({ prefix: "spillway-second-signal-" });
+  const pipeline = join(dir, "p.yaml");
+  const table = "second_items";
+  const SMALL_TX = 20;
+  const BIG_TX = 1000;
+  let child: Deno.ChildProcess | null = null;
+  try {
+    await pg.psql(`CREATE TABLE ${table} (id int PRIMARY KEY, v text)`);
+    await Deno.writeTextFile(
+      pipeline,
+      pipelineYaml({
+        name: "second",
+        url: pg.url(),
+        slot: "second_slot",
+        publication: "second_pub",
+        tables: { [`public.${table}`]: "{}" },
+        sinks: ["stdout: { format: json }"],
+        source: { status_interval: "500ms" },
+      }),
+    );
+    // stdout is a pipe this test does not read until the process is gone: once its buffer is
+    // full, the sink's write cannot finish.
+    child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", MAIN, "run", pipeline],
+      cwd: ROOT,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    let stderr = "";
+    const pump = (async () => {
+      for await (const text of child.stderr.pipeThrough(new TextDecoderStream())) stderr += text;
+    })();
+    let exited: { code: number; at: number } | null = null;
+    const status = child.status.then((s) => exited = { code: s.code, at: Date.now() });
+    await waitFor("spillway run to stream", () => {
+      if (exited !== null) assert.fail(`exited with ${exited.code}:\n${stderr}`);
+      return stderr.includes("Streaming started");
+    }, { detail: () => stderr });
+    const startLsn = (await slotPosition(poller, "second_slot"))!.confirmed!;
+
+    // Three transactions of 20 rows fit in the pipe: printed and confirmed.
+    await insertTransactions(poller, table, { first: 1, count: 3, size: SMALL_TX });
+    const afterSmall = (await slotPosition(poller, "second_slot"))!.current;
+    await waitFor(
+      "the slot to confirm the small transactions",
+      async () => ((await slotPosition(poller, "second_slot"))?.confirmed ?? 0n) >= afterSmall,
+    );
+    // Then 20 transactions of 1,000 rows: several MB of lines for a 64 kB pipe.
+    const statements = Array.from(
+      { length: 20 },
+      (_, i) =>
+        `INSERT INTO ${table} SELECT g, repeat('v', 100) FROM generate_series(${
+          1000 + i * BIG_TX + 1
+        }, ${1000 + (i + 1) * BIG_TX}) g;`,
+    );
+    await pg.psql(statements.join("\n"));
+    await sleep(1_000);
+
+    child.kill("SIGTERM");
+    await waitFor("the drain to start", () => stderr.includes("Stopping: draining to the sinks"), {
+      detail: () => stderr,
+    });
+    // The drain cannot finish: the process is still there a while later.
+    await sleep(2_000);
+    assert.equal(exited, null, `the first signal ended the run:\n${stderr}`);
+    const confirmedBefore = (await slotPosition(poller, "second_slot"))!.confirmed!;
+
+    const sentAt = Date.now();
+    child.kill("SIGTERM");
+    await Promise.race([status, sleep(15_000)]);
+    assert.ok(exited !== null, `the second signal did not end the run:\n${stderr}`);
+    const { code, at } = exited as { code: number; at: number };
+    assert.equal(code, 130, stderr);
+    assert.ok(at - sentAt < 5_000, `the exit took ${at - sentAt} ms`);
+    assert.doesNotMatch(stderr, /Pipeline stopped/, "it did not finish the drain");
+    await pump;
+    // What the blocked pipe holds is all the sink ever wrote.
+    const printed = await new Response(child.stdout).text();
+    child = null;
+
+    const confirmed = await releasedConfirmed(poller, "second_slot");
+    assert.equal(
+      formatLsn(confirmed),
+      formatLsn(confirmedBefore),
+      "nothing was confirmed after the second signal",
+    );
+    // Every transaction the slot confirmed was printed whole.
+    const rows = new Map<string, number>();
+    for (const text of printed.split("\n")) {
+      if (!text.endsWith("}")) continue; // a line the exit cut short
+      const line = JSON.parse(text) as ChangeLine;
+      rows.set(line.source.commitLsn, (rows.get(line.source.commitLsn) ?? 0) + 1);
+    }
+    const confirmedCommits = await commitsBetween(poller, startLsn, confirmed);
+    assert.ok(confirmedCommits.length >= 3, `${confirmedCommits.length} commits confirmed`);
+    for (const commit of confirmedCommits) {
+      const count = rows.get(commit.start);
+      assert.ok(
+        count === SMALL_TX || count === BIG_TX,
+        `transaction ${commit.xid} (commit ${commit.start}) was confirmed but ${
+          count ?? 0
+        } of its rows were printed`,
+      );
+    }
+    // The backlog was not printed (nor confirmed): the drain really was blocked.
+    const whole = [...rows.values()].filter((n) => n === BIG_TX).length;
+    assert.ok(whole < 20, `${whole} big transactions printed whole`);
+    console.log(
+      `second signal: exit 130 in ${
+        at - sentAt
+      } ms; ${printed.length} bytes printed; ${confirmedCommits.length} transactions confirmed; ${whole} big ones printed whole`,
+    );
+  } finally {
+    if (child !== null) {
+      try {
+        child.kill("SIGKILL");
+      } catch {
+        // Already gone.
+      }
+      await child.status;
+      await child.stdout.cancel().catch(() => {});
+    }
+    await dropSlot(poller, "second_slot").catch(() => {});
+    await pg.psql(`DROP TABLE IF EXISTS ${table}; DROP PUBLICATION IF EXISTS second_pub;`);
+    await poller.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+// ---------------------------------------------------------------------------------------------
+// The server down past the reconnect limit (last: it stops the shared server)
+
+Deno.test("signals: the server down past source.reconnect (3 attempts) stops spillway run with exit 1 and an error saying so; the slot confirms nothing beyond what was written", async () => {
+  const pg = await server();
+  const poller = new Poller(pg);
+  const dir = await Deno.makeTempDir({ prefix: "spillway-down-" });
+  const out = join(dir, "out.jsonl");
+  const pipeline = join(dir, "p.yaml");
+  const table = "down_items";
+  let child: SpillwayProcess | null = null;
+  try {
+    await pg.psql(`CREATE TABLE ${table} (id int PRIMARY KEY, v text)`);
+    await Deno.writeTextFile(
+      pipeline,
+      pipelineYaml({
+        name: "down",
+        url: pg.url(),
+        slot: "down_slot",
+        publication: "down_pub",
+        tables: { [`public.${table}`]: "{}" },
+        sinks: ["file: { path: out.jsonl, fsync: true }"],
+        source: {
+          reconnect: "{ max_attempts: 3, initial_delay: 200ms, max_delay: 400ms }",
+          status_interval: "500ms",
+        },
+      }),
+    );
+    child = new SpillwayProcess(pipeline);
+    await child.started();
+    await insertTransactions(poller, table, { first: 1, count: 3, size: 10 });
+    await waitFor("30 rows in the file", async () => (await readJsonLines(out)).lines.length >= 30);
+    const lastEnd = await recordEnd(
+      poller,
+      (await readJsonLines(out)).lines.at(-1)!.source.commitLsn,
+    );
+    await waitFor(
+      "the slot to confirm the last commit",
+      async () => ((await slotPosition(poller, "down_slot"))?.confirmed ?? 0n) >= lastEnd,
+    );
+    await poller.close();
+
+    const stoppedAt = Date.now();
+    await pg.stop("fast");
+    try {
+      const ended = await Promise.race([child.exited, sleep(30_000).then(() => null)]);
+      assert.ok(ended !== null, `spillway run did not give up:\n${child.stderr}`);
+      const stderr = child.stderr;
+      await child.stop(); // collects the rest of its output
+      child = null;
+      const elapsedMs = Date.now() - stoppedAt;
+      assert.equal(ended.code, 1, stderr);
+      assert.match(stderr, /Replication connection lost; reconnecting/);
+      // Attempts 1 and 2 fail and are retried; the third is the last.
+      const retries = stderr.match(/Reconnect failed; retrying/g)?.length ?? 0;
+      assert.equal(retries, 2, stderr);
+      const last = stderr.trimEnd().split("\n").at(-1)!;
+      assert.match(last, /^spillway run: /, stderr);
+      assert.match(last, new RegExp(`127\\.0\\.0\\.1:${pg.port}`), last);
+      assert.match(last, /refused|ECONNREFUSED|connect/i, last);
+      console.log(`server down: exit 1 after ${elapsedMs} ms; ${last}`);
+    } finally {
+      await pg.start();
+    }
+    const after = new Poller(pg);
+    try {
+      const confirmed = await releasedConfirmed(after, "down_slot");
+      await assertAtLastWritten(after, confirmed, lastEnd);
+      assert.deepEqual(ids((await readJsonLines(out)).lines), range(1, 30));
+    } finally {
+      await after.close();
+    }
+  } finally {
+    await child?.kill();
+    const cleanup = new Poller(pg);
+    await dropSlot(cleanup, "down_slot").catch(() => {});
+    await pg.psql(`DROP TABLE IF EXISTS ${table}; DROP PUBLICATION IF EXISTS down_pub;`);
+    await cleanup.close();
+    await poller.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("teardown: stop the shared server", async () => {
+  if (shared) await (await shared)[Symbol.asyncDispose]();
+});
