@@ -591,7 +591,7 @@ export class ReplicationSource {
     this.assembler.reset();
     this.#skipping = false;
     if (partial) yield [{ kind: "restart", reason }];
-    await retry(() => this.#connectAndStart(false), {
+    const policy: RetryOptions = {
       maxAttempts: 10,
       initialDelayMs: 250,
       maxDelayMs: 15_000,
@@ -604,7 +604,22 @@ export class ReplicationSource {
           error: e instanceof Error ? e.message : String(e),
         }),
       ...this.options.reconnect,
-    });
+    };
+    try {
+      await retry(() => this.#connectAndStart(false), policy);
+    } catch (failure) {
+      // A server that answers names its own error (and fix); one that cannot be reached is
+      // said to be given up on.
+      if (!(failure instanceof ConnectionError) || !failure.retriable || signal?.aborted) {
+        throw failure;
+      }
+      throw new ConnectionError(
+        `Gave up reconnecting after ${policy.maxAttempts} attempts (the reconnect limit, source.reconnect.max_attempts): ${
+          failure instanceof Error ? failure.message : String(failure)
+        }; start the pipeline again once the server is back (nothing after the last confirmed position was lost), or raise the limit`,
+        { cause: failure, retriable: false },
+      );
+    }
     this.#reconnects++;
   }
 

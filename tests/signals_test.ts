@@ -397,6 +397,7 @@ Deno.test("signals: the server down past source.reconnect (3 attempts) stops spi
       assert.match(last, /^spillway run: /, stderr);
       assert.match(last, new RegExp(`127\\.0\\.0\\.1:${pg.port}`), last);
       assert.match(last, /refused|ECONNREFUSED|connect/i, last);
+      assert.match(last, /Gave up reconnecting after 3 attempts .*source\.reconnect\.max_attempts/);
       console.log(`server down: exit 1 after ${elapsedMs} ms; ${last}`);
     } finally {
       await pg.start();
