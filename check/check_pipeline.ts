@@ -8,7 +8,7 @@
 import { connectOptions, matchTable, type PipelineConfig, type TableEntry } from "../config/mod.ts";
 import { PostgresError } from "../errors.ts";
 import { readPublication, readServer, readTables } from "../postgres/catalog.ts";
-import { PgConnection } from "../postgres/connection.ts";
+import { PgConnection, type SystemIdentity } from "../postgres/connection.ts";
 import type { ConnectOptions } from "../postgres/connection_string.ts";
 import { type Finding, plural } from "./finding.ts";
 import { checkPublication } from "./publication.ts";
@@ -20,6 +20,20 @@ import { checkTables } from "./tables.ts";
 export interface CheckOptions {
   /** Connects; default {@linkcode PgConnection.connect}. Called once normally, once as a walsender. */
   connect?: (options: ConnectOptions) => Promise<PgConnection>;
+  /** What the pipeline's state file records (`spillway run` refuses to replace that slot). */
+  recorded?: RecordedSlot | null;
+}
+
+/** The slot a state file records, as `pipelines/state.ts` reads it. */
+export interface RecordedSlot {
+  /** The state file. */
+  path: string;
+  systemId: string;
+  database: string;
+  slot: string;
+  /** The last confirmed position, as text. */
+  confirmedLsn: string;
+  updatedAt: string;
 }
 
 /**
@@ -57,8 +71,10 @@ export async function checkPipeline(
     return findings;
   }
   let afterConnection = findings.length;
+  let slotMissing = false;
   try {
     const server = await readServer(connection);
+    slotMissing = !server.slots.some((slot) => slot.slotName === config.source.slot);
     findings.push({
       level: "ok",
       subject: "connection",
@@ -91,7 +107,27 @@ export async function checkPipeline(
   } finally {
     await connection.close();
   }
-  findings.splice(afterConnection, 0, await checkReplicationConnection(connect, target));
+  const replication = await checkReplicationConnection(connect, target);
+  findings.splice(afterConnection, 0, replication.finding);
+  const recorded = options.recorded;
+  if (
+    slotMissing && recorded && replication.identity !== null &&
+    recorded.slot === config.source.slot && recorded.systemId === replication.identity.systemId &&
+    recorded.database === (replication.identity.dbName ?? "")
+  ) {
+    // Not "it will be created": the run refuses, since the changes since are gone.
+    const at = findings.findIndex((f) => f.subject === `slot "${config.source.slot}"`);
+    const gone: Finding = {
+      level: "error",
+      subject: `slot "${config.source.slot}"`,
+      message:
+        `does not exist, though this pipeline streamed from it (last confirmed ${recorded.confirmedLsn} at ${recorded.updatedAt}, recorded in ${recorded.path}): spillway run refuses to make a new one, which would skip every change since`,
+      fix:
+        `bring the slot back if it can be (a failover slot on the new primary, say); or accept the gap: spillway run ${config.file} --reset-slot`,
+    };
+    if (at === -1) findings.push(gone);
+    else findings.splice(at, 1, gone);
+  }
   return findings;
 }
 
@@ -159,21 +195,24 @@ async function checkTransforms(config: PipelineConfig): Promise<Finding[]> {
 async function checkReplicationConnection(
   connect: (options: ConnectOptions) => Promise<PgConnection>,
   target: ConnectOptions,
-): Promise<Finding> {
+): Promise<{ finding: Finding; identity: SystemIdentity | null }> {
   const subject = "replication connection";
   let connection: PgConnection | null = null;
   try {
     connection = await connect({ ...target, replication: "database" });
     const identity = await connection.identifySystem();
     return {
-      level: "ok",
-      subject,
-      message: `accepted (system ${identity.systemId}, timeline ${identity.timeline}, database "${
-        identity.dbName ?? target.database
-      }")`,
+      identity,
+      finding: {
+        level: "ok",
+        subject,
+        message: `accepted (system ${identity.systemId}, timeline ${identity.timeline}, database "${
+          identity.dbName ?? target.database
+        }")`,
+      },
     };
   } catch (error) {
-    return failure(subject, error);
+    return { finding: failure(subject, error), identity: null };
   } finally {
     await connection?.close();
   }

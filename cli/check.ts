@@ -7,6 +7,8 @@
 import { ConfigError } from "../errors.ts";
 import { loadPipelineConfig, type PipelineConfig } from "../config/mod.ts";
 import { checkPipeline, formatFindings } from "../check/mod.ts";
+import { formatLsn } from "../decoder/lsn.ts";
+import { defaultStateFile, readState } from "../pipelines/state.ts";
 import { type CommandOptions, errorLines, parseCommandArgs } from "./_common.ts";
 
 /** Usage of `spillway check`. */
@@ -50,7 +52,15 @@ export async function checkCommand(
     err(errorLines(error));
     return 2;
   }
-  const findings = await checkPipeline(config, { connect: options.connect });
+  // The slot the state file records, if there is one (a broken file is the run's error).
+  const statePath = defaultStateFile(config);
+  const state = statePath === null ? null : await readState(statePath).catch(() => null);
+  const recorded = state === null || statePath === null ? null : {
+    ...state,
+    path: statePath,
+    confirmedLsn: formatLsn(state.confirmedLsn),
+  };
+  const findings = await checkPipeline(config, { connect: options.connect, recorded });
   const errors = findings.filter((finding) => finding.level === "error").length;
   if (values.json) {
     const warnings = findings.filter((finding) => finding.level === "warn").length;

@@ -13,7 +13,14 @@ import { join } from "node:path";
 import { parseLsn } from "../decoder/lsn.ts";
 import { readState } from "../pipelines/state.ts";
 import { startPostgres, testVersions } from "../testing/embedded_postgres.ts";
-import { pipelineYaml, readJsonLines, SpillwayProcess, waitFor } from "./_runner_util.ts";
+import {
+  MAIN,
+  pipelineYaml,
+  readJsonLines,
+  ROOT,
+  SpillwayProcess,
+  waitFor,
+} from "./_runner_util.ts";
 
 for (const version of testVersions("full")) {
   Deno.test(`PG${version}: a pipeline whose slot vanished refuses a new one until --reset-slot; the state file records the slot`, async () => {
@@ -79,6 +86,23 @@ for (const version of testVersions("full")) {
       // The slot vanishes (dropped; a failover to a standby without it looks the same), and
       // changes go by that no new slot can deliver.
       await pg.psql("SELECT pg_drop_replication_slot('state_slot'); INSERT INTO items VALUES (3)");
+      // spillway check says so too, instead of "it will be created".
+      const check = await new Deno.Command(Deno.execPath(), {
+        args: ["run", "-A", MAIN, "check", file, "--json"],
+        cwd: ROOT,
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      assert.equal(check.code, 1, new TextDecoder().decode(check.stderr));
+      const report = JSON.parse(new TextDecoder().decode(check.stdout));
+      const slotFindings = report.findings.filter((f: { subject: string }) =>
+        f.subject === 'slot "state_slot"'
+      );
+      assert.equal(slotFindings.length, 1, JSON.stringify(report.findings));
+      assert.equal(slotFindings[0].level, "error");
+      assert.match(slotFindings[0].message, /though this pipeline streamed from it/);
+      assert.match(slotFindings[0].fix, /--reset-slot/);
+
       const refused = new SpillwayProcess(file);
       assert.equal(await refused.finished(), 2, refused.stderr);
       assert.match(
