@@ -7,11 +7,11 @@
 
 import { connectOptions, matchTable, type PipelineConfig, type TableEntry } from "../config/mod.ts";
 import { PostgresError } from "../errors.ts";
-import { readPublication, readServer, readTables } from "../postgres/catalog.ts";
+import { readPublications, readServer, readTables } from "../postgres/catalog.ts";
 import { PgConnection, type SystemIdentity } from "../postgres/connection.ts";
 import type { ConnectOptions } from "../postgres/connection_string.ts";
 import { type Finding, plural } from "./finding.ts";
-import { checkPublication } from "./publication.ts";
+import { checkOtherPublications, checkPublication } from "./publication.ts";
 import { checkRole, checkSettings } from "./server.ts";
 import { checkFailover, checkSlot } from "./slot.ts";
 import { checkTables } from "./tables.ts";
@@ -96,9 +96,11 @@ export async function checkPipeline(
     findings.push(...checkSettings(config, server));
     findings.push(checkRole(server));
     const tables = await readTables(connection);
-    const publication = await readPublication(connection, config.source.publication);
+    const publications = await readPublications(connection);
+    const publication = publications.find((p) => p.name === config.source.publication) ?? null;
     const followed = tables.filter((t) => matchTable(config, t.schema, t.table) !== null);
     findings.push(...checkPublication(config, server, publication, followed, tables));
+    findings.push(...checkOtherPublications(config, publications, tables));
     findings.push(...checkTables(config, server, tables, followed, publication));
     findings.push(...checkSlot(config, server, publication));
     if (config.source.failover) findings.push(...checkFailover(server));

@@ -12,6 +12,7 @@ import {
   type Publication,
   type Server,
   tableKey,
+  tablesBlockedBy,
   tablesBlockedByPublishing,
 } from "../postgres/catalog.ts";
 import { quoteIdent } from "../postgres/sql.ts";
@@ -66,12 +67,9 @@ export function checkPublication(
     }
     // The followed tables among them are errors of the tables check.
     const followedKeys = new Set(followed.map((t) => tableKey(t.schema, t.table)));
-    const blocked = publication.operations.some((op) => op === "update" || op === "delete")
-      ? tablesBlockedByPublishing(tables).filter((t) =>
-        (publication.allTables || publication.tables.has(tableKey(t.schema, t.table))) &&
-        !followedKeys.has(tableKey(t.schema, t.table))
-      )
-      : [];
+    const blocked = tablesBlockedBy(publication, tables).filter((t) =>
+      !followedKeys.has(tableKey(t.schema, t.table))
+    );
     if (blocked.length > 0) findings.push(blocksWrites(subject, blocked));
     return findings;
   }
@@ -152,6 +150,35 @@ export function checkPublication(
     }`,
   }];
 }
+
+/**
+ * Warns about the database's other publications that make the application's UPDATE and
+ * DELETE fail on tables without a replica identity; one left by a `tail` session that ended
+ * without cleaning up gets its DROP.
+ */
+export function checkOtherPublications(
+  config: PipelineConfig,
+  publications: Publication[],
+  tables: DbTable[],
+): Finding[] {
+  const findings: Finding[] = [];
+  for (const publication of publications) {
+    if (publication.name === config.source.publication) continue;
+    const blocked = tablesBlockedBy(publication, tables);
+    if (blocked.length === 0) continue;
+    const subject = `publication "${publication.name}"`;
+    const finding = blocksWrites(subject, blocked);
+    if (publication.name.startsWith(TAIL_PREFIX)) {
+      finding.message += "; it was left by a spillway tail session that did not end cleanly";
+      finding.fix = `DROP PUBLICATION ${quoteIdent(publication.name)}`;
+    }
+    findings.push(finding);
+  }
+  return findings;
+}
+
+/** Names of `tail`'s session objects (as `source/publications.ts` makes them). */
+const TAIL_PREFIX = "spillway_tail_";
 
 /** A warning that a publication of UPDATE and DELETE covers tables without a replica identity. */
 function blocksWrites(subject: string, blocked: DbTable[]): Finding {

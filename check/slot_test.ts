@@ -74,7 +74,7 @@ Deno.test("checkSlot: a slot without failover: ALTER_REPLICATION_SLOT over psql 
   const findings = checkSlot(
     pipeline(["failover: true"]),
     server({}, [slot("orders_cdc", { failover: false })]),
-    { allTables: true, operations: ["insert"], tables: new Set(), names: [] },
+    { name: "orders_pub", allTables: true, operations: ["insert"], tables: new Set(), names: [] },
   );
   const [warning] = findings.filter((f) => f.level === "warn");
   assert.equal(

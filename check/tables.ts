@@ -71,6 +71,16 @@ export function checkTables(
     const identity = replicaIdentity(table);
     const problems: Finding[] = [];
     const subject = `table ${table.qualified}`;
+    if (table.persistence !== "p") {
+      findings.push({
+        level: "warn",
+        subject,
+        message: "is UNLOGGED: PostgreSQL never publishes its changes, so none are streamed",
+        fix:
+          `ALTER TABLE ${table.qualified} SET LOGGED; or leave it out of tables in ${config.file}`,
+      });
+      continue;
+    }
     if (identity.columns === null) {
       problems.push({
         level: needsIdentity ? "error" : "warn",

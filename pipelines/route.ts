@@ -11,7 +11,8 @@ import type { RelationMessage } from "../decoder/pgoutput.ts";
 import { matchTable, type PipelineConfig, publishesAllTables } from "../config/mod.ts";
 import { type ChangeEvent, EVENT_RELATION, type Row, type SinkRecord } from "../events.ts";
 import type { PgConnection } from "../postgres/connection.ts";
-import { readTables } from "../postgres/catalog.ts";
+import { coveredTables, readTables } from "../postgres/catalog.ts";
+import type { Logger } from "../ops/log.ts";
 import { refuseBlockedTables } from "../source/publications.ts";
 import { ConfigError } from "../errors.ts";
 import { ToastPolicy } from "./toast.ts";
@@ -97,24 +98,48 @@ export class Router {
 export async function publicationTarget(
   config: PipelineConfig,
   connection: PgConnection,
+  log?: Logger,
 ): Promise<string> {
   const name = config.source.publication;
   const all = await readTables(connection);
   const allTables = publishesAllTables(config);
-  // Unlogged tables are never published; FOR TABLE refuses them.
   const matched = allTables
     ? all
-    : all.filter((t) => t.persistence === "p" && matchTable(config, t.schema, t.table) !== null);
-  refuseBlockedTables(name, matched, `leave them out of tables in ${config.file}`);
+    : all.filter((t) => matchTable(config, t.schema, t.table) !== null);
+  // Unlogged tables are never published, and FOR TABLE refuses them.
+  const unlogged = matched.filter((t) => t.persistence !== "p");
+  const listed = matched.filter((t) => t.persistence === "p");
+  // What the publication would carry: the tables listed and the partitions of those that are
+  // partitioned (inheritance children only when listed themselves: FOR TABLE ONLY).
+  refuseBlockedTables(
+    name,
+    coveredTables(listed, all),
+    `leave them out of tables in ${config.file}`,
+  );
   if (allTables) return "FOR ALL TABLES";
-  if (matched.length === 0) {
+  if (listed.length === 0) {
     throw new ConfigError(
       `Cannot create publication "${name}": no existing table matches the pipeline's tables (${
         config.tables.map((entry) => entry.pattern).join(", ")
-      }); create the tables first or fix the names`,
+      })${
+        unlogged.length > 0
+          ? ` but the unlogged ${
+            unlogged.map((t) => t.qualified).join(", ")
+          }, whose changes PostgreSQL never publishes`
+          : ""
+      }; create the tables first or fix the names`,
     );
   }
-  return `FOR TABLE ${matched.map((t) => t.qualified).join(", ")}`;
+  if (unlogged.length > 0) {
+    log?.(
+      "warn",
+      "Unlogged tables match the pipeline's tables; PostgreSQL never publishes their changes",
+      {
+        tables: unlogged.map((t) => t.qualified).join(", "),
+      },
+    );
+  }
+  return `FOR TABLE ${listed.map((t) => `ONLY ${t.qualified}`).join(", ")}`;
 }
 
 function keyOf(event: ChangeEvent, columns: string[]): Row | null {

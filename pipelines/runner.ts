@@ -203,7 +203,7 @@ export class PipelineRunner {
         createSlot: config.source.createSlot,
         publication: config.source.publication,
         createPublication: config.source.createPublication,
-        publicationTarget: (connection) => publicationTarget(config, connection),
+        publicationTarget: (connection) => publicationTarget(config, connection, log),
         // The slot this pipeline streamed from is gone: a new one would skip the changes since.
         onMissingSlot: (system) => {
           if (

@@ -280,6 +280,7 @@ export async function readServer(connection: PgConnection): Promise<Server> {
 
 /** A table or partitioned table of the database, with its columns and identity. */
 export interface DbTable {
+  oid: number;
   schema: string;
   table: string;
   /** `schema.table` quoted where needed, for SQL in fixes. */
@@ -290,43 +291,63 @@ export interface DbTable {
   identity: string;
   /** `p` permanent, `u` unlogged (never published). */
   persistence: string;
+  /** The partitioned tables above a partition, nearest first; empty for others. */
+  ancestors: number[];
   /** The current role owns the table (directly or through a role it has). */
   owned: boolean;
+  /** Empty when read with `{ lean: true }`. */
   columns: string[];
+  /** The primary key, if PostgreSQL can use it as the replica identity. */
   primaryKey: string[] | null;
-  /** The columns of the REPLICA IDENTITY USING INDEX index. */
+  /** The columns of the REPLICA IDENTITY USING INDEX index, if PostgreSQL can use it. */
   identityIndex: string[] | null;
 }
 
-/** Reads every table and partitioned table outside the system schemas, by name. */
-export async function readTables(connection: PgConnection): Promise<DbTable[]> {
+/**
+ * Reads every table and partitioned table outside the system schemas, by name. `lean` leaves
+ * out the columns and ownership (for a frequent look at identities only).
+ *
+ * An index counts as a replica identity only as PostgreSQL uses one: valid, unique, not
+ * deferrable and not partial (a DEFERRABLE primary key leaves a table without identity).
+ */
+export async function readTables(
+  connection: PgConnection,
+  options: { lean?: boolean } = {},
+): Promise<DbTable[]> {
   const indexColumns = (condition: string) =>
     `(SELECT pg_catalog.json_agg(a.attname ORDER BY k.ord)
         FROM pg_catalog.pg_index i
         CROSS JOIN LATERAL pg_catalog.unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
         JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
-       WHERE i.indrelid = c.oid AND ${condition})`;
-  const rows = await connection.queryObjects(
-    `SELECT n.nspname AS schema_name, c.relname AS table_name,
-            pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname) AS qualified,
-            c.relkind AS kind, c.relreplident AS identity, c.relpersistence AS persistence,
+       WHERE i.indrelid = c.oid AND ${condition} AND i.indisvalid AND i.indisunique
+         AND i.indimmediate AND i.indpred IS NULL)`;
+  const details = options.lean ? "" : `,
             pg_catalog.pg_has_role(c.relowner, 'USAGE') AS owned,
             (SELECT pg_catalog.json_agg(a.attname ORDER BY a.attnum) FROM pg_catalog.pg_attribute a
-              WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) AS columns,
+              WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) AS columns`;
+  const rows = await connection.queryObjects(
+    `SELECT c.oid, n.nspname AS schema_name, c.relname AS table_name,
+            pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname) AS qualified,
+            c.relkind AS kind, c.relreplident AS identity, c.relpersistence AS persistence,
+            CASE WHEN c.relispartition THEN (SELECT pg_catalog.json_agg(p.relid::oid)
+              FROM pg_catalog.pg_partition_ancestors(c.oid) p WHERE p.relid <> c.oid) END
+              AS ancestors,
             ${indexColumns("i.indisprimary")} AS primary_key,
-            ${indexColumns("i.indisreplident")} AS identity_index
+            ${indexColumns("i.indisreplident")} AS identity_index${details}
        FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
       WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
         AND n.nspname !~ '^pg_(toast|temp_)'
-      ORDER BY 1, 2`,
+      ORDER BY 2, 3`,
   );
   return rows.map((row) => ({
+    oid: Number(row.oid),
     schema: row.schema_name ?? "",
     table: row.table_name ?? "",
     qualified: row.qualified ?? "",
     kind: row.kind ?? "r",
     identity: row.identity ?? "d",
     persistence: row.persistence ?? "p",
+    ancestors: row.ancestors ? (JSON.parse(row.ancestors) as unknown[]).map(Number) : [],
     owned: row.owned === "t",
     columns: jsonNames(row.columns) ?? [],
     primaryKey: jsonNames(row.primary_key),
@@ -369,54 +390,74 @@ export function tablesBlockedByPublishing(tables: readonly DbTable[]): DbTable[]
   );
 }
 
-/** The names of the publications whose name starts with `prefix`. */
-export async function publicationsNamed(
-  connection: PgConnection,
-  prefix: string,
-): Promise<string[]> {
-  const like = prefix.replaceAll("\\", "\\\\").replaceAll("%", "\\%").replaceAll("_", "\\_");
-  const rows = await connection.queryObjects(
-    `SELECT pubname FROM pg_catalog.pg_publication
-      WHERE pubname LIKE ${quoteLiteral(`${like}%`)} ORDER BY 1`,
-  );
-  return rows.map((row) => row.pubname ?? "");
+/**
+ * The tables of `all` whose rows a publication of `listed` carries: those listed, and the
+ * partitions of listed partitioned tables (also when the publication lists only the root,
+ * as with `publish_via_partition_root`). Inheritance children count only when listed.
+ */
+export function coveredTables(listed: readonly DbTable[], all: readonly DbTable[]): DbTable[] {
+  const oids = new Set(listed.map((t) => t.oid));
+  return all.filter((t) => oids.has(t.oid) || t.ancestors.some((oid) => oids.has(oid)));
 }
 
-/** A publication as {@linkcode readPublication} reads it. */
+/** A publication as {@linkcode readPublications} reads it. */
 export interface Publication {
+  name: string;
   allTables: boolean;
   /** Of `insert`, `update`, `delete`, `truncate`: those it publishes. */
   operations: string[];
-  /** {@linkcode tableKey} of each table (partitions, not their partitioned table). */
+  /** {@linkcode tableKey} of each table (partitions, or their root with `publish_via_partition_root`). */
   tables: Set<string>;
   /** Each table as `schema.table`, quoted where needed. */
   names: string[];
 }
 
-/** Reads a publication and its tables; `null` when it does not exist. */
+/** Reads the publications of the database (only `name` when given), with their tables. */
+export async function readPublications(
+  connection: PgConnection,
+  name?: string,
+): Promise<Publication[]> {
+  const only = name === undefined ? "" : `WHERE p.pubname = ${quoteLiteral(name)}`;
+  const rows = await connection.queryObjects(
+    `SELECT p.pubname, p.puballtables, p.pubinsert, p.pubupdate, p.pubdelete, p.pubtruncate,
+            (SELECT pg_catalog.json_agg(pg_catalog.json_build_array(t.schemaname, t.tablename,
+                      pg_catalog.quote_ident(t.schemaname) || '.' || pg_catalog.quote_ident(t.tablename))
+                      ORDER BY t.schemaname, t.tablename)
+               FROM pg_catalog.pg_publication_tables t WHERE t.pubname = p.pubname) AS tables
+       FROM pg_catalog.pg_publication p ${only} ORDER BY 1`,
+  );
+  return rows.map((row) => {
+    const tables = row.tables ? (JSON.parse(row.tables) as [string, string, string][]) : [];
+    return {
+      name: row.pubname ?? "",
+      allTables: row.puballtables === "t",
+      operations: ["insert", "update", "delete", "truncate"].filter((op) =>
+        row[`pub${op}`] === "t"
+      ),
+      tables: new Set(tables.map(([schema, table]) => tableKey(schema, table))),
+      names: tables.map(([, , qualified]) => qualified),
+    };
+  });
+}
+
+/** Reads one publication and its tables; `null` when it does not exist. */
 export async function readPublication(
   connection: PgConnection,
   name: string,
 ): Promise<Publication | null> {
-  const [row] = await connection.queryObjects(
-    `SELECT puballtables, pubinsert, pubupdate, pubdelete, pubtruncate
-       FROM pg_catalog.pg_publication WHERE pubname = ${quoteLiteral(name)}`,
-  );
-  if (row === undefined) return null;
-  const tables = await connection.queryObjects(
-    `SELECT schemaname, tablename,
-            pg_catalog.quote_ident(schemaname) || '.' || pg_catalog.quote_ident(tablename) AS qualified
-       FROM pg_catalog.pg_publication_tables WHERE pubname = ${quoteLiteral(name)} ORDER BY 1, 2`,
-  );
-  const operations = ["insert", "update", "delete", "truncate"].filter((op) =>
-    row[`pub${op}`] === "t"
-  );
-  return {
-    allTables: row.puballtables === "t",
-    operations,
-    tables: new Set(tables.map((t) => tableKey(t.schemaname ?? "", t.tablename ?? ""))),
-    names: tables.map((t) => t.qualified ?? ""),
-  };
+  return (await readPublications(connection, name))[0] ?? null;
+}
+
+/**
+ * The tables among `tables` (as {@linkcode readTables} gives them) that `publication` makes
+ * the application's UPDATE and DELETE fail on; none when it publishes neither.
+ */
+export function tablesBlockedBy(publication: Publication, tables: readonly DbTable[]): DbTable[] {
+  if (!publication.operations.some((op) => op === "update" || op === "delete")) return [];
+  const covered = publication.allTables
+    ? tables
+    : coveredTables(tables.filter((t) => publication.tables.has(tableKey(t.schema, t.table))), tables);
+  return tablesBlockedByPublishing(covered);
 }
 
 /**

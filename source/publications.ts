@@ -18,12 +18,12 @@
  * @module
  */
 
-import { ConfigError } from "../errors.ts";
+import { ConfigError, ConnectionError } from "../errors.ts";
 import {
   type DbTable,
-  publicationsNamed,
   querySlots,
   readPublication,
+  readPublications,
   readTables,
   replicaIdentity,
   tableKey,
@@ -31,7 +31,7 @@ import {
 } from "../postgres/catalog.ts";
 import { PgConnection } from "../postgres/connection.ts";
 import type { ConnectOptions } from "../postgres/connection_string.ts";
-import { quoteIdent } from "../postgres/sql.ts";
+import { quoteIdent, quoteLiteral } from "../postgres/sql.ts";
 import { type Logger, silentLogger } from "../ops/log.ts";
 
 /**
@@ -73,21 +73,29 @@ export async function allTablesTarget(
 /** The start of the name of every session object of `tail`. */
 export const TAIL_SESSION_PREFIX = "spillway_tail_";
 
-/** `spillway_tail_<pid>_<base-36 ms>`, with `_i` / `_k` on the publications. */
-const SESSION_NAME = /^spillway_tail_\d+_([0-9a-z]+)(?:_[ik])?$/;
+/** `spillway_tail_<pid>_<random>`, with `_i` / `_k` on the publications. */
+const SESSION_NAME = /^spillway_tail_\d+_[0-9a-z]+(?:_[ik])?$/;
+
+/**
+ * The advisory lock a live session holds (two int4 keys: this namespace and the hash of the
+ * session's name), so a new session never drops the publications of one that is still
+ * starting, whatever the clocks say.
+ */
+const LOCK = (name: string) =>
+  `pg_catalog.hashtext('spillway_tail'), pg_catalog.hashtext(${quoteLiteral(name)})`;
+
+/**
+ * Settings of the session's own connection: its catalog changes wait at most a second for a
+ * lock (and are tried again at the next refresh) rather than queue the application's DDL and
+ * writes behind them.
+ */
+const SESSION_SETTINGS = { lock_timeout: "1s", statement_timeout: "30s" };
 
 /** Options of {@linkcode TailSession.begin}. */
 export interface TailSessionOptions {
   connection: ConnectOptions;
   log?: Logger;
   signal?: AbortSignal;
-  /**
-   * A session's publications without its slot are an earlier session's leftovers once they
-   * are this old (default 2 minutes: a starting session makes its slot within seconds).
-   */
-  leftoverAgeMs?: number;
-  /** The clock, for tests. */
-  now?: () => number;
 }
 
 /** The publications of one `tail` session, and the name of its temporary slot. */
@@ -100,18 +108,22 @@ export class TailSession {
   readonly keyed: string;
   #options: TailSessionOptions;
   #log: Logger;
-  #connection: PgConnection | null;
+  #connection: PgConnection | null = null;
   #blocked = new Set<string>();
   #refreshing: Promise<void> | null = null;
   #ended: Promise<void> | null = null;
+  /** Whether creating the publications began (there may be something to drop). */
+  #madeAny = false;
 
-  private constructor(options: TailSessionOptions, connection: PgConnection, slot: string) {
+  private constructor(options: TailSessionOptions) {
     this.#options = options;
     this.#log = options.log ?? silentLogger;
-    this.#connection = connection;
-    this.slot = slot;
-    this.inserts = `${slot}_i`;
-    this.keyed = `${slot}_k`;
+    const random = crypto.getRandomValues(new Uint32Array(2));
+    this.slot = `${TAIL_SESSION_PREFIX}${Deno.pid}_${random[0]!.toString(36)}${
+      random[1]!.toString(36)
+    }`;
+    this.inserts = `${this.slot}_i`;
+    this.keyed = `${this.slot}_k`;
   }
 
   /** Both publications, as the replication connection asks for them. */
@@ -120,19 +132,16 @@ export class TailSession {
   }
 
   /**
-   * Drops earlier sessions' leftovers, then creates this session's publications. When a
-   * step fails, what it created is dropped again before the error is thrown.
+   * Takes the session's lock, drops earlier sessions' leftovers, then creates this session's
+   * publications and lists the tables with a replica identity. When a step fails, what it
+   * created is dropped again before the error is thrown.
    */
   static async begin(options: TailSessionOptions): Promise<TailSession> {
-    const now = options.now ?? Date.now;
-    const connection = await PgConnection.connect(options.connection, { signal: options.signal });
-    const session = new TailSession(
-      options,
-      connection,
-      `${TAIL_SESSION_PREFIX}${Deno.pid}_${now().toString(36)}`,
-    );
+    const session = new TailSession(options);
     try {
-      await session.#dropLeftovers(now());
+      const connection = await session.#connect();
+      await session.#dropLeftovers(connection);
+      session.#madeAny = true;
       await connection.query(
         `CREATE PUBLICATION ${
           quoteIdent(session.inserts)
@@ -141,7 +150,8 @@ export class TailSession {
       await connection.query(
         `CREATE PUBLICATION ${quoteIdent(session.keyed)} WITH (publish = 'update, delete')`,
       );
-      await session.refresh();
+      // The first listing must work: a session that shows no updates would mislead.
+      await session.#refresh(true);
     } catch (error) {
       await session.end();
       throw error;
@@ -149,45 +159,97 @@ export class TailSession {
     return session;
   }
 
+  /** The session's connection, opened (and its lock taken) again when it was lost. */
+  async #connect(): Promise<PgConnection> {
+    if (this.#connection !== null && !this.#connection.closed) return this.#connection;
+    this.#connection?.destroy();
+    this.#connection = null;
+    const connection = await PgConnection.connect({
+      ...this.#options.connection,
+      parameters: { ...this.#options.connection.parameters, ...SESSION_SETTINGS },
+    }, { signal: this.#options.signal });
+    try {
+      await connection.query(`SELECT pg_catalog.pg_advisory_lock(${LOCK(this.slot)})`);
+    } catch (error) {
+      connection.destroy();
+      throw error;
+    }
+    this.#connection = connection;
+    return connection;
+  }
+
   /**
    * Brings the UPDATE/DELETE publication in step with the tables: adds those that have a
    * replica identity, removes those that lost it. Failures are logged; the next call tries
-   * again. Calls while one runs share it.
+   * again (over a new connection when this one was lost). Calls while one runs share it.
    */
   refresh(): Promise<void> {
-    this.#refreshing ??= this.#refresh().finally(() => this.#refreshing = null);
+    this.#refreshing ??= this.#refresh(false).finally(() => this.#refreshing = null);
     return this.#refreshing;
   }
 
-  async #refresh(): Promise<void> {
-    const connection = this.#connection;
-    if (connection === null || connection.closed || this.#ended !== null) return;
-    const tables = (await readTables(connection)).filter((t) =>
-      t.kind === "r" && t.persistence === "p"
-    );
-    const current = (await readPublication(connection, this.keyed))?.tables ?? new Set();
-    const keyed = tables.filter((t) => replicaIdentity(t).columns !== null);
-    const wanted = new Set(keyed.map((t) => tableKey(t.schema, t.table)));
-    const add = keyed.filter((t) => !current.has(tableKey(t.schema, t.table)));
-    const remove = tables.filter((t) =>
-      current.has(tableKey(t.schema, t.table)) && !wanted.has(tableKey(t.schema, t.table))
-    );
-    for (const [verb, list] of [["ADD", add], ["DROP", remove]] as const) {
-      if (list.length === 0) continue;
-      try {
-        await connection.query(
-          `ALTER PUBLICATION ${quoteIdent(this.keyed)} ${verb} TABLE ${
-            list.map((t) => t.qualified).join(", ")
-          }`,
-        );
-      } catch (error) {
-        // A table dropped or renamed meanwhile: the next refresh reads the tables again.
-        this.#log("warn", "Could not update the session publication; trying again later", {
-          publication: this.keyed,
-          error: error instanceof Error ? error.message : String(error),
-        });
+  async #refresh(strict: boolean): Promise<void> {
+    if (this.#ended !== null) return;
+    try {
+      const connection = await this.#connect();
+      const tables = (await readTables(connection, { lean: true })).filter((t) =>
+        t.kind === "r" && t.persistence === "p"
+      );
+      const current = (await readPublication(connection, this.keyed))?.tables ?? new Set();
+      const keyed = tables.filter((t) => replicaIdentity(t).columns !== null);
+      const wanted = new Set(keyed.map((t) => tableKey(t.schema, t.table)));
+      const add = keyed.filter((t) => !current.has(tableKey(t.schema, t.table)));
+      const remove = tables.filter((t) =>
+        current.has(tableKey(t.schema, t.table)) && !wanted.has(tableKey(t.schema, t.table))
+      );
+      // What makes writes fail goes first; then what is missing, checked before it commits.
+      if (remove.length > 0) await this.#alter(connection, "DROP", remove);
+      if (add.length > 0) await this.#alter(connection, "ADD", add);
+      this.#warnBlocked(tables);
+    } catch (error) {
+      if (error instanceof ConnectionError) {
+        this.#connection?.destroy();
+        this.#connection = null;
       }
+      if (strict) throw error;
+      if (this.#ended !== null) return; // cut short by end()
+      this.#log("warn", "Could not update the session publication; trying again later", {
+        publication: this.keyed,
+        error: error instanceof Error ? error.message : String(error),
+      });
     }
+  }
+
+  /**
+   * `ALTER PUBLICATION … ADD|DROP TABLE ONLY …` in a transaction that, for ADD, checks the
+   * tables it now lists by their identity before it commits: a table renamed or re-keyed
+   * between the read and the ALTER rolls it back (the next refresh reads again).
+   */
+  async #alter(connection: PgConnection, verb: "ADD" | "DROP", tables: DbTable[]): Promise<void> {
+    const list = tables.map((t) => `ONLY ${t.qualified}`).join(", ");
+    await connection.query("BEGIN");
+    try {
+      await connection.query(`ALTER PUBLICATION ${quoteIdent(this.keyed)} ${verb} TABLE ${list}`);
+      if (verb === "ADD") {
+        const listed = await readPublication(connection, this.keyed);
+        const now = await readTables(connection, { lean: true });
+        const blocked = tablesBlockedByPublishing(
+          now.filter((t) => listed?.tables.has(tableKey(t.schema, t.table))),
+        );
+        if (blocked.length > 0) {
+          throw new Error(
+            `${blocked.map((t) => t.qualified).join(", ")} lost its replica identity meanwhile`,
+          );
+        }
+      }
+      await connection.query("COMMIT");
+    } catch (error) {
+      await connection.query("ROLLBACK").catch(() => {});
+      throw error;
+    }
+  }
+
+  #warnBlocked(tables: DbTable[]): void {
     const blocked = tablesBlockedByPublishing(tables).map((t) => t.qualified);
     const fresh = blocked.filter((name) => !this.#blocked.has(name));
     this.#blocked = new Set(blocked);
@@ -201,8 +263,9 @@ export class TailSession {
   }
 
   /**
-   * Drops both publications, over a fresh connection when the session's own is gone, and
-   * closes it. Failures are logged, not thrown. Safe to call twice.
+   * Drops both publications, over a fresh connection when the session's own fails (it may have
+   * died with a server restart), and closes it. Failures are logged, not thrown. Safe to call
+   * twice. A refresh still waiting for a lock is not waited for.
    */
   end(): Promise<void> {
     this.#ended ??= this.#end();
@@ -210,41 +273,62 @@ export class TailSession {
   }
 
   async #end(): Promise<void> {
-    await this.#refreshing?.catch(() => {});
-    let connection = this.#connection;
+    const drop = `DROP PUBLICATION IF EXISTS ${quoteIdent(this.inserts)}, ${
+      quoteIdent(this.keyed)
+    }`;
+    const own = this.#connection;
     this.#connection = null;
-    try {
-      if (connection === null || connection.closed) {
-        connection = await PgConnection.connect(this.#options.connection);
-      }
-      await connection.query(
-        `DROP PUBLICATION IF EXISTS ${quoteIdent(this.inserts)}, ${quoteIdent(this.keyed)}`,
-      );
-    } catch (error) {
-      this.#log("warn", "Could not drop the session publications; the next tail drops them", {
-        publications: this.publications,
-        error: error instanceof Error ? error.message : String(error),
-      });
-    } finally {
-      await connection?.close().catch(() => {});
+    let dropped = !this.#madeAny; // nothing to drop
+    if (!dropped && own !== null && this.#refreshing === null && !own.closed) {
+      dropped = await own.query(drop).then(() => true, () => false);
     }
+    own?.destroy(); // also lets go of a refresh in flight, and of the lock
+    if (!dropped) {
+      let fresh: PgConnection | null = null;
+      try {
+        fresh = await PgConnection.connect({
+          ...this.#options.connection,
+          parameters: { ...this.#options.connection.parameters, ...SESSION_SETTINGS },
+          connectTimeoutMs: Math.min(this.#options.connection.connectTimeoutMs ?? 10_000, 10_000),
+        });
+        await fresh.query(drop);
+      } catch (error) {
+        this.#log("warn", "Could not drop the session publications; drop them by hand", {
+          publications: this.publications,
+          sql: drop,
+          error: error instanceof Error ? error.message : String(error),
+        });
+      } finally {
+        await fresh?.close();
+      }
+    }
+    await own?.close().catch(() => {});
   }
 
-  /** Drops publications of sessions that ended without dropping them (no slot, old enough). */
-  async #dropLeftovers(now: number): Promise<void> {
-    const connection = this.#connection!;
-    const ageMs = this.#options.leftoverAgeMs ?? 120_000;
-    const names = await publicationsNamed(connection, TAIL_SESSION_PREFIX);
+  /**
+   * Drops publications of sessions that ended without dropping them: no slot of their name
+   * exists (a session's temporary slot lives as long as its stream), and no session holds
+   * their lock (one that is still starting does).
+   */
+  async #dropLeftovers(connection: PgConnection): Promise<void> {
+    const names = (await readPublications(connection))
+      .map((p) => p.name)
+      .filter((name) => name.startsWith(TAIL_SESSION_PREFIX) && SESSION_NAME.test(name));
     if (names.length === 0) return;
     const slots = new Set((await querySlots(connection)).map((slot) => slot.slotName));
     for (const name of names) {
-      const match = SESSION_NAME.exec(name);
-      if (match === null) continue;
       const slot = name.replace(/_[ik]$/, "");
-      const made = Number.parseInt(match[1]!, 36);
-      if (slots.has(slot) || !(now - made >= ageMs)) continue;
+      if (slot === this.slot || slots.has(slot)) continue;
       try {
-        await connection.query(`DROP PUBLICATION IF EXISTS ${quoteIdent(name)}`);
+        const [row] = await connection.queryObjects(
+          `SELECT pg_catalog.pg_try_advisory_lock(${LOCK(slot)}) AS free`,
+        );
+        if (row?.free !== "t") continue;
+        try {
+          await connection.query(`DROP PUBLICATION IF EXISTS ${quoteIdent(name)}`);
+        } finally {
+          await connection.query(`SELECT pg_catalog.pg_advisory_unlock(${LOCK(slot)})`);
+        }
         this.#log("info", "Dropped a publication left by an earlier tail session", {
           publication: name,
         });

@@ -127,6 +127,8 @@ export class ReplicationSource {
   /** A normal SQL connection for catalog lookups, opened when a type must be loaded. */
   #catalog: PgConnection | null = null;
   #createdPublication = false;
+  /** A permanent slot made by this `open()`, dropped again if the start fails. */
+  #createdSlot = false;
   #statusIntervalMs = 10_000;
   #reconnects = 0;
   #bytesBeforeReconnects = 0;
@@ -180,9 +182,12 @@ export class ReplicationSource {
           }),
       });
     } catch (error) {
+      await source.#rollBack();
       await source.close();
       throw error;
     }
+    source.#createdSlot = false;
+    source.#createdPublication = false;
     return source;
   }
 
@@ -274,24 +279,48 @@ export class ReplicationSource {
     });
   }
 
+  /**
+   * The protocol version to use, after checking that it and the options asked for work on
+   * this server (so nothing is created for a start that would then be refused).
+   */
   #chooseProtoVersion(connection: PgConnection): ProtoVersion {
+    const options = this.options;
     const major = connection.serverMajorVersion;
-    const protoVersion = this.options.protoVersion ?? maxProtoVersion(major);
+    const protoVersion = options.protoVersion ?? maxProtoVersion(major);
+    const refuse = (what: string) => {
+      throw new ConfigError(`Cannot stream from PostgreSQL ${major} with ${what}`);
+    };
     if (protoVersion > maxProtoVersion(major)) {
-      throw new ConfigError(
-        `Cannot use pgoutput proto_version ${protoVersion}: PostgreSQL ${major} supports ${
-          maxProtoVersion(major)
-        } at most`,
+      refuse(
+        `pgoutput proto_version ${protoVersion}: it supports ${maxProtoVersion(major)} at most`,
       );
+    }
+    if (options.streaming === "parallel" && protoVersion < 4) {
+      refuse(
+        `streaming parallel on proto_version ${protoVersion}: it needs proto_version 4 (PostgreSQL 16+)`,
+      );
+    }
+    if (options.streaming === true && protoVersion < 2) {
+      refuse(`streaming on proto_version ${protoVersion}: it needs proto_version 2 or later`);
+    }
+    if (options.twoPhase && protoVersion < 3) {
+      refuse(
+        `two-phase decoding on proto_version ${protoVersion}: it needs proto_version 3 (PostgreSQL 15+)`,
+      );
+    }
+    if (options.origin !== undefined && major < 16) {
+      refuse(`the origin option: it needs PostgreSQL 16+`);
+    }
+    if (options.failover && major < 17) {
+      refuse(`a failover slot: it needs PostgreSQL 17+`);
     }
     return protoVersion;
   }
 
   /**
-   * Checks everything before it creates anything: the server, the protocol version, the
-   * slot; then creates the publication and the slot where asked. When the slot cannot be
-   * made, a publication made just before is dropped again. Once the slot exists, both stay:
-   * a retry resumes from the slot's start, and the publication must be older than that.
+   * Checks everything before it creates anything: the server, the protocol version and
+   * options, the slot; then creates the publication and the slot where asked. When a later
+   * step of this first start fails, `open()` drops them again (see `#rollBack`).
    */
   async #preflight(connection: PgConnection): Promise<void> {
     const options = this.options;
@@ -380,9 +409,10 @@ export class ReplicationSource {
         failover: options.failover,
       });
     } catch (error) {
-      if (this.#createdPublication) await this.#dropCreatedPublication(connection);
+      await this.#rollBack();
       throw error;
     }
+    this.#createdSlot = !options.temporarySlot;
     this.slotInfo = {
       slotName: created.slotName,
       created: true,
@@ -396,19 +426,40 @@ export class ReplicationSource {
     });
   }
 
-  /** Rolls back the publication this start made (its slot could not be made). */
-  async #dropCreatedPublication(connection: PgConnection): Promise<void> {
+  /**
+   * Drops what a failed first start created (the slot, then the publication), over a fresh
+   * connection: the one that failed may be gone. Nothing was delivered from them yet.
+   */
+  async #rollBack(): Promise<void> {
+    const options = this.options;
+    const drops = [
+      ...this.#createdSlot
+        ? [`SELECT pg_catalog.pg_drop_replication_slot(${quoteLiteral(options.slot)})`]
+        : [],
+      ...this.#createdPublication
+        ? [`DROP PUBLICATION IF EXISTS ${quoteIdent(options.publication)}`]
+        : [],
+    ];
+    if (drops.length === 0) return;
+    this.#connection?.destroy(); // lets go of the slot, so it can be dropped
+    this.#connection = null;
+    let connection: PgConnection | null = null;
     try {
-      await connection.query(`DROP PUBLICATION IF EXISTS ${quoteIdent(this.options.publication)}`);
+      connection = await PgConnection.connect({ ...options.connection, replication: undefined });
+      for (const sql of drops) await connection.query(sql);
+      this.#createdSlot = false;
       this.#createdPublication = false;
-      this.#log("info", "Publication dropped again: the slot could not be created", {
-        publication: this.options.publication,
+      this.#log("info", "Dropped again what the failed start created", {
+        slot: options.slot,
+        publication: options.publication,
       });
     } catch (error) {
-      this.#log("warn", "Could not drop the publication made for a failed start", {
-        publication: this.options.publication,
+      this.#log("warn", "Could not drop what the failed start created; drop it by hand", {
+        sql: drops.join("; "),
         error: error instanceof Error ? error.message : String(error),
       });
+    } finally {
+      await connection?.close();
     }
   }
 

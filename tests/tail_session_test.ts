@@ -20,6 +20,7 @@ import { ReplicationSource } from "../source/replication_source.ts";
 import { TailSession } from "../source/publications.ts";
 import { type PgServer, startPostgres, testVersions } from "../testing/embedded_postgres.ts";
 import { connectOptions, sqlConnection } from "./_replication.ts";
+import { within } from "./_fake_server.ts";
 
 const NO_LOG = () => {};
 
@@ -93,8 +94,17 @@ for (const version of testVersions("full")) {
     await pg.psql(
       `CREATE TABLE nokey (id int, v text);
        CREATE TABLE keyed (id int PRIMARY KEY, v text);
+       -- PostgreSQL uses neither a deferrable key nor a parent's key as a replica identity.
+       CREATE TABLE defpk (id int PRIMARY KEY DEFERRABLE);
+       CREATE TABLE parent (id int PRIMARY KEY);
+       CREATE TABLE child () INHERITS (parent);
+       CREATE TABLE meas (id int, v text) PARTITION BY RANGE (id);
+       CREATE TABLE meas_1 PARTITION OF meas FOR VALUES FROM (0) TO (100);
        INSERT INTO nokey VALUES (1, 'a');
-       INSERT INTO keyed VALUES (1, 'a');`,
+       INSERT INTO keyed VALUES (1, 'a');
+       INSERT INTO defpk VALUES (1);
+       INSERT INTO child VALUES (1);
+       INSERT INTO meas VALUES (1, 'a');`,
       { database: "ident" },
     );
     const printed = await tailWhile(pg, "ident", async (printed) => {
@@ -103,6 +113,8 @@ for (const version of testVersions("full")) {
         `UPDATE nokey SET v = 'b'; DELETE FROM nokey;
          INSERT INTO nokey VALUES (2, 'c');
          UPDATE keyed SET v = 'b'; DELETE FROM keyed;
+         UPDATE defpk SET id = 2; UPDATE child SET id = 2; UPDATE meas SET v = 'b';
+         UPDATE parent SET id = 3;
          TRUNCATE nokey;`,
         { database: "ident" },
       );
@@ -168,42 +180,120 @@ for (const version of testVersions("full")) {
     assert.equal(await leftovers(pg, "dies"), "");
   });
 
-  Deno.test(`PG${version}: a new tail session drops the publications crashed sessions left`, async () => {
+  Deno.test(`PG${version}: a new tail session drops the publications crashed sessions left, and no live session's`, async () => {
     const pg = await server();
     await pg.psql("CREATE DATABASE crashed");
-    const old = (Date.now() - 3_600_000).toString(36);
-    const young = Date.now().toString(36);
     await pg.psql(
-      `CREATE PUBLICATION spillway_tail_101_${old}_i FOR ALL TABLES;
-       CREATE PUBLICATION spillway_tail_101_${old}_k;
-       CREATE PUBLICATION spillway_tail_102_${old} FOR ALL TABLES;
-       CREATE PUBLICATION spillway_tail_103_${young}_i;
-       CREATE PUBLICATION spillway_tail_104_${old}_i;
-       SELECT pg_create_logical_replication_slot('spillway_tail_104_${old}', 'pgoutput');
+      `CREATE PUBLICATION spillway_tail_101_abc_i FOR ALL TABLES;
+       CREATE PUBLICATION spillway_tail_101_abc_k;
+       CREATE PUBLICATION spillway_tail_102_old FOR ALL TABLES;
+       CREATE PUBLICATION spillway_tail_103_starting_i;
+       CREATE PUBLICATION spillway_tail_104_streaming_i;
+       SELECT pg_create_logical_replication_slot('spillway_tail_104_streaming', 'pgoutput');
        CREATE PUBLICATION spillway_tail_is_mine;`,
       { database: "crashed" },
     );
+    // A session still starting holds its lock (and has no slot yet).
+    const starting = await sqlConnection(pg, { database: "crashed" });
+    await starting.query(
+      "SELECT pg_advisory_lock(hashtext('spillway_tail'), hashtext('spillway_tail_103_starting'))",
+    );
     try {
-      const session = await TailSession.begin({
-        connection: connectOptions(pg, { database: "crashed" }),
-      });
-      await session.end();
-      // Gone: the old ones without a slot (the old single-publication name too). Kept: a young
-      // one (its session may be making its slot now), one whose slot lives, and other names.
+      // Two sessions at once: neither drops the other's publications.
+      const [one, two] = await Promise.all(
+        [0, 1].map(() =>
+          TailSession.begin({ connection: connectOptions(pg, { database: "crashed" }) })
+        ),
+      );
+      const live = [...one!.publications, ...two!.publications];
       assert.equal(
         await pg.psql(
-          "SELECT pubname FROM pg_publication ORDER BY 1",
+          `SELECT count(*) FROM pg_publication WHERE pubname IN ('${live.join("', '")}')`,
           { database: "crashed" },
         ),
+        "4",
+      );
+      await one!.end();
+      await two!.end();
+      // Gone: those without a slot or a lock holder (the old single-publication name too).
+      // Kept: one whose session is starting, one whose slot lives, and other names.
+      assert.equal(
+        await pg.psql("SELECT pubname FROM pg_publication ORDER BY 1", { database: "crashed" }),
         [
-          `spillway_tail_103_${young}_i`,
-          `spillway_tail_104_${old}_i`,
+          "spillway_tail_103_starting_i",
+          "spillway_tail_104_streaming_i",
           "spillway_tail_is_mine",
         ].join("\n"),
       );
     } finally {
-      await pg.psql(`SELECT pg_drop_replication_slot('spillway_tail_104_${old}')`);
+      await starting.close();
+      await pg.psql(`SELECT pg_drop_replication_slot('spillway_tail_104_streaming')`);
     }
+  });
+
+  Deno.test(`PG${version}: a tail session whose own connection dies, or whose server restarts, recovers or cleans up`, async () => {
+    const pg = await server();
+    await pg.psql("CREATE DATABASE revive");
+    await pg.psql("CREATE TABLE rekey (id int PRIMARY KEY, v text)", { database: "revive" });
+    const session = await TailSession.begin({
+      connection: connectOptions(pg, { database: "revive" }),
+    });
+    const listed = async () =>
+      await pg.psql(
+        `SELECT count(*) FROM pg_publication_tables WHERE pubname = '${session.keyed}'`,
+        { database: "revive" },
+      );
+    try {
+      assert.equal(await listed(), "1");
+      // The session's connection (the one holding its lock) is killed; the table then loses
+      // its key. The next refresh reconnects and takes it out, so its writes work again.
+      await pg.psql(
+        `SELECT pg_terminate_backend(pid) FROM pg_locks
+          WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = 'revive')`,
+      );
+      await pg.psql("ALTER TABLE rekey DROP CONSTRAINT rekey_pkey", { database: "revive" });
+      await until("the refresh to reconnect", async () => {
+        await session.refresh();
+        return await listed() === "0";
+      });
+      await pg.psql("UPDATE rekey SET v = 'b'", { database: "revive" });
+    } finally {
+      // A restart kills its connection again; the end drops the publications anyway.
+      await pg.restart();
+      await session.end();
+    }
+    assert.equal(await leftovers(pg, "revive"), "");
+  });
+
+  Deno.test(`PG${version}: a session's catalog change waits a second at most for a lock, and its end does not wait`, async () => {
+    const pg = await server();
+    await pg.psql("CREATE DATABASE locked");
+    const session = await TailSession.begin({
+      connection: connectOptions(pg, { database: "locked" }),
+    });
+    const holder = await sqlConnection(pg, { database: "locked" });
+    try {
+      await holder.query("CREATE TABLE busy (id int PRIMARY KEY)");
+      await holder.query("BEGIN");
+      await holder.query("LOCK TABLE busy IN ACCESS EXCLUSIVE MODE");
+      // The ADD cannot get its lock: the refresh gives up (lock_timeout) instead of queueing
+      // the application behind it, and tries again later.
+      await within(session.refresh(), 20_000);
+      assert.equal(
+        await pg.psql(
+          `SELECT count(*) FROM pg_publication_tables WHERE pubname = '${session.keyed}'`,
+          { database: "locked" },
+        ),
+        "0",
+      );
+      const refreshing = session.refresh();
+      await within(session.end(), 20_000);
+      await refreshing;
+    } finally {
+      await holder.query("ROLLBACK");
+      await holder.close();
+    }
+    assert.equal(await leftovers(pg, "locked"), "");
   });
 
   Deno.test(`PG${version}: a start that fails after the publication drops it again; one refused before creates nothing`, async () => {
@@ -228,6 +318,26 @@ for (const version of testVersions("full")) {
       );
       assert.equal(
         await pg.psql("SELECT count(*) FROM pg_publication", { database: "rollback" }),
+        "0",
+      );
+      // Options the server cannot stream with are refused before anything is created.
+      await assert.rejects(
+        tail({
+          connection: connectOptions(pg, { database: "rollback" }),
+          slot: "combo_slot",
+          publication: "rb_pub",
+          create: true,
+          protoVersion: 1,
+          streaming: true,
+          log: NO_LOG,
+        }),
+        /streaming on proto_version 1: it needs proto_version 2/,
+      );
+      assert.equal(
+        await pg.psql(
+          "SELECT (SELECT count(*) FROM pg_publication) + (SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'combo_slot')",
+          { database: "rollback" },
+        ),
         "0",
       );
       // The slot cannot be made, after the publication was: every slot is in use.
@@ -274,7 +384,12 @@ for (const version of testVersions("full")) {
     await pg.psql(
       `CREATE TABLE ok (id int PRIMARY KEY);
        CREATE TABLE "no key" (id int);
-       CREATE UNLOGGED TABLE scratch (id int);`,
+       CREATE UNLOGGED TABLE scratch (id int);
+       CREATE SCHEMA parts;
+       CREATE TABLE parts.meas (id int, v text) PARTITION BY RANGE (id);
+       CREATE TABLE parts.meas_1 PARTITION OF parts.meas FOR VALUES FROM (0) TO (100);
+       CREATE TABLE parts.parent (id int PRIMARY KEY);
+       CREATE TABLE parts.child () INHERITS (parts.parent);`,
       { database: "refuse" },
     );
     // tail --publication P --create (FOR ALL TABLES): refused, nothing made.
@@ -295,7 +410,9 @@ for (const version of testVersions("full")) {
       "0",
     );
     // A pipeline's publication: "*" and a list naming the table are refused; a list
-    // without it is made FOR TABLE (the unlogged table, never published, is left out).
+    // without it is made FOR TABLE ONLY (the unlogged table, never published, is left out,
+    // with a warning). A partitioned table is refused when a partition has no identity; an
+    // inheritance parent is published without its children (ONLY), which then block nothing.
     const sql = await sqlConnection(pg, { database: "refuse" });
     try {
       const config = (tables: string) =>
@@ -308,9 +425,23 @@ for (const version of testVersions("full")) {
         /Cannot create publication "p": .*public\."no key".*leave them out of tables in p\.yaml/,
       );
       await assert.rejects(publicationTarget(config(`{"public.*": {}}`), sql), /"no key"/);
+      const warnings: string[] = [];
       assert.equal(
-        await publicationTarget(config(`{"public.ok": {}, "public.scratch": {}}`), sql),
-        "FOR TABLE public.ok",
+        await publicationTarget(
+          config(`{"public.ok": {}, "public.scratch": {}}`),
+          sql,
+          (_level, message) => warnings.push(message),
+        ),
+        "FOR TABLE ONLY public.ok",
+      );
+      assert.match(warnings.join("\n"), /Unlogged tables match .* never publishes/);
+      await assert.rejects(
+        publicationTarget(config(`{"parts.meas": {}}`), sql),
+        /without a replica identity \(parts\.meas_1\)/,
+      );
+      assert.equal(
+        await publicationTarget(config(`{"parts.parent": {}}`), sql),
+        "FOR TABLE ONLY parts.parent",
       );
     } finally {
       await sql.close();
