@@ -6,9 +6,12 @@
  * has no header timeout, idle timeout or connection cap, and whose accept loop turned a
  * "Too many open files" into an uncaught error that stopped the pipeline. Here a client
  * has a bounded time to send its request, kept-alive connections are dropped when idle,
- * connections beyond a cap are closed as soon as they are accepted, and an accept error
- * is logged and retried after a short pause: nothing a client does, and no lack of file
- * descriptors, can stop the pipeline through this server.
+ * a new connection at the cap replaces the one that has waited longest for a request
+ * (a client sending nothing cannot lock out the probes), request bodies are never read
+ * (such a request is answered, then the connection is closed), closing gives responses
+ * in flight a short grace and no more, and an accept error is logged and retried after a
+ * short pause: nothing a client does, and no lack of file descriptors, can stop the
+ * pipeline through this server or hold up its shutdown.
  *
  * @module
  */
@@ -37,14 +40,27 @@ export interface HttpServerOptions extends HttpHandlerOptions {
    * a client still sending then is disconnected. Default 10 000.
    */
   headerTimeoutMs?: number;
-  /** Milliseconds a kept-alive connection may wait for its next request. Default 5 000. */
+  /**
+   * Milliseconds a kept-alive connection may wait for its next request, sent to the client
+   * in `keep-alive: timeout=`. Default 65 000: longer than the idle time of proxies' upstream
+   * connections (60 s for nginx and AWS load balancers), so that they close first.
+   */
   idleTimeoutMs?: number;
   /** Milliseconds to send one response to a client that reads it slowly. Default 10 000. */
   writeTimeoutMs?: number;
-  /** Connections served at once; more are closed as soon as accepted. Default 64. */
+  /**
+   * Connections open at once. A new one past the cap closes the connection that has waited
+   * longest for a request (or lingers after its last response); it is closed itself only
+   * when every connection is busy with a response. Default 64.
+   */
   maxConnections?: number;
   /** Largest request line plus headers in bytes; a larger one is answered 431. Default 8 KiB. */
   maxHeaderBytes?: number;
+  /**
+   * Milliseconds {@linkcode HttpServer.close} lets responses in flight finish before it
+   * closes every connection. Default 1 000.
+   */
+  closeGraceMs?: number;
   /**
    * For tests only: wraps the listener, e.g. to make `accept()` fail the way it does
    * when the process runs out of file descriptors.
@@ -66,8 +82,8 @@ export interface HttpServer {
   /** The port listened on (the one picked when 0 was asked for). */
   readonly port: number;
   /**
-   * Stops listening, drops connections waiting for a request and waits for the responses
-   * in flight; safe to call twice.
+   * Stops listening, drops connections waiting for a request, lets the responses in flight
+   * finish for at most `closeGraceMs`, then closes every connection; safe to call twice.
    */
   close(): Promise<void>;
 }
@@ -78,19 +94,21 @@ const ALLOW = "GET, HEAD";
 
 const DEFAULTS = {
   headerTimeoutMs: 10_000,
-  idleTimeoutMs: 5_000,
+  idleTimeoutMs: 65_000,
   writeTimeoutMs: 10_000,
   maxConnections: 64,
   maxHeaderBytes: 8 * 1024,
+  closeGraceMs: 1_000,
 } as const;
 
-/** At most one warning of a kind (accept errors, connections refused) this often. */
+/** At most one warning of a kind (accept errors, connections replaced or refused) this often. */
 const WARN_INTERVAL_MS = 5_000;
 /** The pause after a failed accept doubles from the first to the last. */
 const ACCEPT_PAUSE_MS = { first: 10, max: 1_000 } as const;
 /** After a last response, how long and how much of what the client still sends is read. */
 const LINGER = { ms: 1_000, bytes: 64 * 1024 } as const;
-const READ_CHUNK = 4096;
+const LF = 10;
+const CR = 13;
 
 /**
  * The request handler behind {@linkcode startHttpServer}, usable without a socket.
@@ -177,20 +195,16 @@ export function startHttpServer(options: HttpServerOptions): Promise<HttpServer>
   return new Promise((resolve) => resolve(serve(options)));
 }
 
-interface Limits {
-  headerTimeoutMs: number;
-  idleTimeoutMs: number;
-  writeTimeoutMs: number;
-  maxConnections: number;
-  maxHeaderBytes: number;
-}
+type Limits = { -readonly [K in keyof typeof DEFAULTS]: number };
 
 function limitsOf(options: HttpServerOptions): Limits {
   const limits = {} as Limits;
   for (const key of Object.keys(DEFAULTS) as (keyof Limits)[]) {
     const value = options[key] ?? DEFAULTS[key];
-    if (!(value > 0) || !Number.isFinite(value)) {
-      throw new RangeError(`HTTP server option ${key} must be a positive number, got ${value}`);
+    if (!Number.isSafeInteger(value) || value < 1) {
+      throw new RangeError(
+        `HTTP server option ${key} must be a whole number of at least 1, got ${value}`,
+      );
     }
     limits[key] = value;
   }
@@ -208,16 +222,27 @@ function serve(options: HttpServerOptions): HttpServer {
   } catch (error) {
     throw listenError(options.listen, error);
   }
-  if (options.wrapListener !== undefined) listener = options.wrapListener(listener);
+  if (options.wrapListener !== undefined) {
+    const listening = listener;
+    try {
+      listener = options.wrapListener(listening);
+    } catch (error) {
+      closeQuietly(listening);
+      throw error;
+    }
+  }
   const addr = listener.addr;
   const host = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
   const url = `http://${host}:${addr.port}`;
   log("info", "HTTP server listening", { url });
 
+  const handlerOptions = { ...options, log };
+  /** Open connections; those not busy in the order they started to wait. */
   const peers = new Set<Peer>();
-  const stopping = { value: false };
+  let stopping = false;
   const warnAccept = rateLimited(log, WARN_INTERVAL_MS);
-  const warnFull = rateLimited(log, WARN_INTERVAL_MS);
+  const warnReplaced = rateLimited(log, WARN_INTERVAL_MS);
+  const warnRefused = rateLimited(log, WARN_INTERVAL_MS);
   let wake: (() => void) | undefined;
   const pause = (ms: number) =>
     new Promise<void>((resolve) => {
@@ -232,15 +257,37 @@ function serve(options: HttpServerOptions): HttpServer {
       };
     });
 
+  /** Sets what `peer` does; one that starts to wait goes after the others. */
+  function mark(peer: Peer, state: PeerState): void {
+    peer.state = state;
+    if (state !== "busy" && peers.delete(peer)) peers.add(peer);
+  }
+
+  /** Makes room for a new connection, if need be by closing the one waiting longest. */
+  function makeRoom(): boolean {
+    if (peers.size < limits.maxConnections) return true;
+    const fields = { maxConnections: limits.maxConnections };
+    for (const peer of peers) {
+      if (peer.state !== "busy") {
+        peers.delete(peer);
+        peer.close();
+        warnReplaced("Too many HTTP connections; closing the one that waited longest", fields);
+        return true;
+      }
+    }
+    warnRefused("Too many HTTP connections, all busy; closing new ones", fields);
+    return false;
+  }
+
   async function acceptLoop(): Promise<void> {
     let pauseMs = 0;
-    while (!stopping.value) {
+    while (!stopping) {
       let conn: Deno.Conn;
       try {
         conn = await listener.accept();
         pauseMs = 0;
       } catch (error) {
-        if (stopping.value) return;
+        if (stopping) return;
         // Out of file descriptors (EMFILE), a connection reset before it was accepted and
         // the like: this server must not take the pipeline down, so log and try again.
         pauseMs = Math.min(Math.max(pauseMs * 2, ACCEPT_PAUSE_MS.first), ACCEPT_PAUSE_MS.max);
@@ -248,18 +295,13 @@ function serve(options: HttpServerOptions): HttpServer {
         await pause(pauseMs);
         continue;
       }
-      if (stopping.value || peers.size >= limits.maxConnections) {
+      if (stopping || !makeRoom()) {
         closeQuietly(conn);
-        if (!stopping.value) {
-          warnFull("Too many HTTP connections; closing new ones", {
-            maxConnections: limits.maxConnections,
-          });
-        }
         continue;
       }
-      const peer = new Peer(conn);
+      const peer = new Peer(conn, limits.maxHeaderBytes);
       peers.add(peer);
-      peer.done = serveConnection(peer, { ...options, log }, limits, stopping)
+      peer.done = serveConnection(peer)
         .catch((error) => log("error", "HTTP connection failed", { error }))
         .finally(() => {
           peer.close();
@@ -267,89 +309,155 @@ function serve(options: HttpServerOptions): HttpServer {
         });
     }
   }
+
+  /** Serves the requests of one connection until it ends, times out or is closed. */
+  async function serveConnection(peer: Peer): Promise<void> {
+    for (let first = true; !stopping; first = false) {
+      mark(peer, "waiting");
+      const head = await readHead(peer, first);
+      if (head === null) {
+        if (peer.timedOut) log("debug", "HTTP connection closed: no request in time");
+        return;
+      }
+      mark(peer, "busy");
+      peer.deadline(null);
+      let response: Response;
+      let keepAlive = false;
+      let withBody = true;
+      if ("status" in head) {
+        response = text(head.status, `${head.message}\n`);
+      } else {
+        response = await respond(head, handlerOptions);
+        keepAlive = head.keepAlive;
+        withBody = head.method !== "HEAD";
+      }
+      const body = await bytesOf(response);
+      keepAlive &&= !stopping;
+      const idleMs = keepAlive ? limits.idleTimeoutMs : null;
+      const bytes = serialize(response, withBody ? body : null, body.length, idleMs);
+      if (!(await peer.write(bytes, limits.writeTimeoutMs))) return;
+      if (!keepAlive) {
+        mark(peer, "lingering");
+        await peer.linger();
+        return;
+      }
+    }
+  }
+
+  /**
+   * The next request head, within the header timeout (and, after a first request, the idle
+   * timeout until it starts); null if the connection ended or was closed first.
+   */
+  async function readHead(peer: Peer, first: boolean): Promise<Head | Rejection | null> {
+    if (!first && peer.filled === 0) {
+      peer.deadline(limits.idleTimeoutMs);
+      if (!(await peer.fill())) return null;
+    }
+    peer.deadline(limits.headerTimeoutMs);
+    for (let scanned = 0;;) {
+      // Empty lines before a request line are ignored (RFC 9112, section 2.2).
+      let blank = 0;
+      while (blank < peer.filled && (peer.buffer[blank] === CR || peer.buffer[blank] === LF)) {
+        blank++;
+      }
+      peer.consume(blank);
+      const end = headEnd(peer.buffer, Math.max(0, scanned - blank), peer.filled);
+      if (end !== null) {
+        const head = LATIN1.decode(peer.buffer.subarray(0, end.length));
+        peer.consume(end.next);
+        return parseHead(head);
+      }
+      if (peer.filled === peer.buffer.length) {
+        return {
+          status: 431,
+          message: `Request line and headers are larger than ${limits.maxHeaderBytes} bytes`,
+        };
+      }
+      scanned = Math.max(0, peer.filled - 2);
+      if (!(await peer.fill())) return null;
+    }
+  }
+
   const accepting = acceptLoop();
 
   let closing: Promise<void> | undefined;
   const onAbort = () => void close();
   function close(): Promise<void> {
-    if (closing === undefined) {
+    closing ??= (async () => {
       options.signal?.removeEventListener("abort", onAbort);
-      stopping.value = true;
+      stopping = true;
       closeQuietly(listener);
       wake?.();
-      closing = (async () => {
-        await accepting;
-        // Connections waiting for a request go now; responses being written are finished.
-        for (const peer of peers) if (peer.waiting) peer.close();
-        await Promise.all([...peers].map((peer) => peer.done));
-        log("debug", "HTTP server closed", { url });
-      })();
-    }
+      await accepting;
+      // Connections waiting for a request go now; responses in flight (and connections
+      // lingering after one) get the grace period, then go too, read or not.
+      for (const peer of peers) if (peer.state === "waiting") peer.close();
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        Promise.all([...peers].map((peer) => peer.done)),
+        new Promise((resolve) => timer = setTimeout(resolve, limits.closeGraceMs)),
+      ]);
+      clearTimeout(timer);
+      for (const peer of peers) peer.close();
+      log("debug", "HTTP server closed", { url });
+    })();
     return closing;
   }
   options.signal?.addEventListener("abort", onAbort, { once: true });
   return { url, port: addr.port, close };
 }
 
+/**
+ * What a connection does: waits for (the rest of) a request, is busy with a response, or
+ * lingers after its last one. One that is not busy may be closed for a new connection.
+ */
+type PeerState = "waiting" | "busy" | "lingering";
+
 /** One accepted connection: bytes read but not used yet, and one deadline at a time. */
 class Peer {
   readonly #conn: Deno.Conn;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #closed = false;
-  /** Read and not consumed yet (the start of a request, or a pipelined one). */
-  buffered: Uint8Array = new Uint8Array(0);
-  /** Waiting for (the rest of) a request: closing the server may drop it now. */
-  waiting = true;
-  /** The deadline passed and closed the connection. */
+  /** Holds the bytes read and not consumed yet, `buffer[0, filled)`: (part of) a request head. */
+  readonly buffer: Uint8Array;
+  filled = 0;
+  state: PeerState = "waiting";
+  /** A deadline passed and closed the connection. */
   timedOut = false;
   done: Promise<void> = Promise.resolve();
 
-  constructor(conn: Deno.Conn) {
+  constructor(conn: Deno.Conn, bufferBytes: number) {
     this.#conn = conn;
+    this.buffer = new Uint8Array(bufferBytes);
   }
 
-  /** Closes the connection in `ms` unless another deadline is set first; null clears it. */
+  /**
+   * Closes the connection in `ms` unless another deadline is set first; null clears it.
+   * Once closed, does nothing.
+   */
   deadline(ms: number | null): void {
     clearTimeout(this.#timer);
-    this.#timer = ms === null ? undefined : setTimeout(() => {
+    this.#timer = undefined;
+    if (ms === null || this.#closed) return;
+    this.#timer = setTimeout(() => {
       this.timedOut = true;
       this.close();
     }, ms);
   }
 
-  /** Reads more into `buffered`; false at the end of input or once closed. */
+  /** Reads more into `buffer` after `filled`; false at the end of input or once closed. */
   async fill(): Promise<boolean> {
-    const chunk = new Uint8Array(READ_CHUNK);
-    let n: number | null;
-    try {
-      n = await this.#conn.read(chunk);
-    } catch {
-      n = null; // closed by a deadline or by the server, or reset by the client
-    }
-    if (n === null || this.#closed) return false;
-    const joined = new Uint8Array(this.buffered.length + n);
-    joined.set(this.buffered);
-    joined.set(chunk.subarray(0, n), this.buffered.length);
-    this.buffered = joined;
+    const n = await this.#read(this.buffer.subarray(this.filled));
+    if (n === null) return false;
+    this.filled += n;
     return true;
   }
 
-  /** Removes and returns the first `n` buffered bytes. */
-  take(n: number): Uint8Array {
-    const taken = this.buffered.subarray(0, n);
-    this.buffered = this.buffered.subarray(n);
-    return taken;
-  }
-
-  /** Reads and drops `n` bytes (a request body); false if the connection ended first. */
-  async skip(n: number): Promise<boolean> {
-    while (this.buffered.length < n) {
-      n -= this.buffered.length;
-      this.buffered = new Uint8Array(0);
-      if (!(await this.fill())) return false;
-    }
-    this.take(n);
-    return true;
+  /** Drops the first `n` bytes read. */
+  consume(n: number): void {
+    if (n === 0) return;
+    this.buffer.copyWithin(0, n, this.filled);
+    this.filled -= n;
   }
 
   /** Writes all of `bytes` within `ms`; false if that failed or took too long. */
@@ -367,8 +475,9 @@ class Peer {
 
   /**
    * Closes after a last response: first the sending side, then reads for a little while
-   * what the client still sends, so that closing with unread input (which resets the
-   * connection) does not destroy the response before the client has read it.
+   * what the client still sends (such as a request body, never read otherwise), so that
+   * closing with unread input (which resets the connection) does not destroy the response
+   * before the client has read it.
    */
   async linger(): Promise<void> {
     try {
@@ -377,10 +486,10 @@ class Peer {
       // already closed or reset
     }
     this.deadline(LINGER.ms);
-    let drained = 0;
-    while (drained < LINGER.bytes && await this.fill()) {
-      drained += this.buffered.length;
-      this.buffered = new Uint8Array(0);
+    for (let drained = 0; drained < LINGER.bytes;) {
+      const n = await this.#read(this.buffer);
+      if (n === null) break;
+      drained += n;
     }
     this.close();
   }
@@ -391,15 +500,24 @@ class Peer {
     this.deadline(null);
     closeQuietly(this.#conn);
   }
+
+  /** Reads into `into`: how many bytes, or null at the end of input or once closed. */
+  async #read(into: Uint8Array): Promise<number | null> {
+    try {
+      const n = await this.#conn.read(into);
+      return this.#closed ? null : n;
+    } catch {
+      return null; // closed by a deadline or by the server, or reset by the client
+    }
+  }
 }
 
 /** A parsed request head. */
 interface Head {
   method: string;
   target: string;
+  /** False also when the request has a body: bodies are not read, so the connection ends. */
   keepAlive: boolean;
-  /** Of the request body: 0 if none, null if not known (chunked). */
-  bodyLength: number | null;
 }
 
 /** A request that is answered with an error status, then the connection is closed. */
@@ -408,103 +526,36 @@ interface Rejection {
   message: string;
 }
 
-async function serveConnection(
-  peer: Peer,
-  options: HttpHandlerOptions & { log: Logger },
-  limits: Limits,
-  stopping: { value: boolean },
-): Promise<void> {
-  for (let first = true; !stopping.value; first = false) {
-    peer.waiting = true;
-    const head = await readHead(peer, first, limits);
-    peer.waiting = false;
-    if (head === null) {
-      if (peer.timedOut) options.log("debug", "HTTP connection closed: no request in time");
-      return;
-    }
-    if ("status" in head) {
-      const response = text(head.status, `${head.message}\n`);
-      if (
-        await peer.write(serialize(response, await bytesOf(response), false), limits.writeTimeoutMs)
-      ) {
-        await peer.linger();
-      }
-      return;
-    }
-    let keepAlive = head.keepAlive;
-    if (head.bodyLength === null || head.bodyLength > limits.maxHeaderBytes) {
-      keepAlive = false; // not read: the connection ends after the response
-    } else if (head.bodyLength > 0 && !(await peer.skip(head.bodyLength))) {
-      return;
-    }
-    peer.deadline(null);
-    const response = await respond(head, options);
-    const body = await bytesOf(response);
-    keepAlive &&= !stopping.value;
-    const bytes = serialize(response, head.method === "HEAD" ? null : body, keepAlive, body.length);
-    if (!(await peer.write(bytes, limits.writeTimeoutMs))) return;
-    if (!keepAlive) {
-      await peer.linger();
-      return;
-    }
-  }
-}
+const LATIN1 = new TextDecoder("latin1");
 
 /**
- * The next request head, within the header timeout (and, after a first request, the idle
- * timeout until it starts); null if the connection ended or a deadline passed first.
+ * Where the head in `bytes[0, to)` ends, looking for the empty line after it (`\n\n` or
+ * `\n\r\n`) from `from`: the length of the head without the line break of its last line,
+ * and where what follows starts; null if it is not all there yet.
  */
-async function readHead(
-  peer: Peer,
-  first: boolean,
-  limits: Limits,
-): Promise<Head | Rejection | null> {
-  if (first) {
-    peer.deadline(limits.headerTimeoutMs);
-  } else if (peer.buffered.length === 0) {
-    peer.deadline(limits.idleTimeoutMs);
-    if (!(await peer.fill())) return null;
-    peer.deadline(limits.headerTimeoutMs);
-  } else {
-    peer.deadline(limits.headerTimeoutMs);
+function headEnd(
+  bytes: Uint8Array,
+  from: number,
+  to: number,
+): { length: number; next: number } | null {
+  for (let i = from; i + 1 < to; i++) {
+    if (bytes[i] !== LF) continue;
+    const next = bytes[i + 1] === LF
+      ? i + 2
+      : bytes[i + 1] === CR && i + 2 < to && bytes[i + 2] === LF
+      ? i + 3
+      : 0;
+    if (next > 0) return { length: i > 0 && bytes[i - 1] === CR ? i - 1 : i, next };
   }
-  let scanned = 0;
-  for (;;) {
-    // Empty lines before a request line are ignored (RFC 9112, section 2.2).
-    let skip = 0;
-    while (peer.buffered[skip] === 13 || peer.buffered[skip] === 10) skip++;
-    if (skip > 0) peer.take(skip);
-    const end = headEnd(peer.buffered, scanned);
-    if (end !== -1 && end + 4 <= limits.maxHeaderBytes) {
-      const head = peer.take(end + 4).subarray(0, end);
-      return parseHead(new TextDecoder("latin1").decode(head));
-    }
-    if (end !== -1 || peer.buffered.length >= limits.maxHeaderBytes) {
-      return {
-        status: 431,
-        message: `Request line and headers are larger than ${limits.maxHeaderBytes} bytes`,
-      };
-    }
-    scanned = Math.max(0, peer.buffered.length - 3);
-    if (!(await peer.fill())) return null;
-  }
-}
-
-/** Where `\r\n\r\n` starts in `bytes`, looking from `from`; -1 if nowhere. */
-function headEnd(bytes: Uint8Array, from: number): number {
-  for (let i = from; i + 3 < bytes.length; i++) {
-    if (bytes[i] === 13 && bytes[i + 1] === 10 && bytes[i + 2] === 13 && bytes[i + 3] === 10) {
-      return i;
-    }
-  }
-  return -1;
+  return null;
 }
 
 const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 
-/** The request line and headers, without the blank line that ends them. */
+/** The request line and headers, without the line break that ends the last one. */
 function parseHead(head: string): Head | Rejection {
-  const [requestLine = "", ...lines] = head.split("\r\n");
+  // Lines end in CRLF or a bare LF (RFC 9112, section 2.2); a bare CR is an error.
+  const [requestLine = "", ...lines] = head.split(/\r?\n/);
   const match = /^(\S+) (\S+) HTTP\/(\d)\.(\d)$/.exec(requestLine);
   if (match === null || !TOKEN.test(match[1]!)) {
     return { status: 400, message: "Bad request line" };
@@ -519,7 +570,7 @@ function parseHead(head: string): Head | Rejection {
   if (major !== "1") return { status: 505, message: "Only HTTP/1.x is served" };
   let keepAlive = minor !== "0";
   const lengths = new Set<string>();
-  let chunked = false;
+  let encoded = false;
   for (const line of lines) {
     const colon = line.indexOf(":");
     if (colon <= 0 || !TOKEN.test(line.slice(0, colon)) || /[\0\r\n]/.test(line)) {
@@ -537,7 +588,7 @@ function parseHead(head: string): Head | Rejection {
         for (const length of value.split(",")) lengths.add(length.trim());
         break;
       case "transfer-encoding":
-        chunked = true;
+        encoded = true;
         break;
     }
   }
@@ -545,7 +596,10 @@ function parseHead(head: string): Head | Rejection {
   if (lengths.size > 1 || !/^\d{1,15}$/.test(length)) {
     return { status: 400, message: "Bad Content-Length" };
   }
-  return { method, target, keepAlive, bodyLength: chunked ? null : Number(length) };
+  // A body is never read: the connection closes after the response, and what the client
+  // still sends is drained by the linger. No wait for it either (`Expect: 100-continue`).
+  if (encoded || Number(length) > 0) keepAlive = false;
+  return { method, target, keepAlive };
 }
 
 /** The path of a request target: origin form (`/metrics?x`) or absolute form. */
@@ -588,21 +642,26 @@ const REASONS: Record<number, string> = {
   505: "HTTP Version Not Supported",
 };
 
-/** Status line, headers and `body` (none for HEAD) with the length of the full body. */
+/**
+ * Status line, headers and `body` (none for HEAD) with the `length` of the full body; the
+ * connection is kept alive for `idleMs` more, or closed if null.
+ */
 function serialize(
   response: Response,
   body: Uint8Array | null,
-  keepAlive: boolean,
-  length = body?.length ?? 0,
+  length: number,
+  idleMs: number | null,
 ): Uint8Array {
   let head = `HTTP/1.1 ${response.status} ${REASONS[response.status] ?? ""}\r\n`;
   response.headers.forEach((value, name) => {
-    if (name !== "content-length" && name !== "connection" && name !== "date") {
+    if (!["content-length", "connection", "keep-alive", "date"].includes(name)) {
       head += `${name}: ${value}\r\n`;
     }
   });
   head += `date: ${new Date().toUTCString()}\r\ncontent-length: ${length}\r\n` +
-    `connection: ${keepAlive ? "keep-alive" : "close"}\r\n\r\n`;
+    (idleMs === null
+      ? "connection: close\r\n\r\n"
+      : `connection: keep-alive\r\nkeep-alive: timeout=${Math.floor(idleMs / 1000)}\r\n\r\n`);
   const headBytes = new TextEncoder().encode(head);
   if (body === null || body.length === 0) return headBytes;
   const bytes = new Uint8Array(headBytes.length + body.length);

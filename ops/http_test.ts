@@ -308,33 +308,97 @@ interface RawResponse {
   body: string;
 }
 
-/** One response, framed by its content-length (none for HEAD), leaving the connection open. */
-function readResponse(conn: Deno.Conn, method = "GET"): Promise<RawResponse> {
-  return guarded(conn, "respond", async () => {
-    let bytes = new Uint8Array(0);
-    const chunk = new Uint8Array(4096);
-    let response: RawResponse | undefined;
-    let need = Infinity;
-    while (bytes.length < need) {
-      const n = await conn.read(chunk);
-      if (n === null) throw new Error("The server closed the connection before responding");
-      const joined = new Uint8Array(bytes.length + n);
-      joined.set(bytes);
-      joined.set(chunk.subarray(0, n), bytes.length);
-      bytes = joined;
-      const text = new TextDecoder().decode(bytes);
-      const end = text.indexOf("\r\n\r\n");
-      if (end === -1) continue;
-      const [statusLine = "", ...lines] = text.slice(0, end).split("\r\n");
-      const headers = new Headers(
-        lines.map((line) => [line.slice(0, line.indexOf(":")), line.slice(line.indexOf(":") + 1)]),
-      );
-      need = end + 4 + (method === "HEAD" ? 0 : Number(headers.get("content-length")));
-      response = { status: Number(statusLine.split(" ")[1]), headers, body: text.slice(end + 4) };
-    }
-    assert.equal(bytes.length, need, "no more bytes than the response");
-    return response!;
+/** Reads responses one after another, framed by content-length (none for HEAD). */
+function responseReader(conn: Deno.Conn) {
+  let bytes = new Uint8Array(0);
+  const chunk = new Uint8Array(4096);
+  const next = (method = "GET") =>
+    guarded(conn, "respond", async () => {
+      for (;;) {
+        const end = new TextDecoder("latin1").decode(bytes).indexOf("\r\n\r\n");
+        if (end !== -1) {
+          const [statusLine = "", ...lines] = new TextDecoder().decode(bytes.subarray(0, end))
+            .split("\r\n");
+          const headers = new Headers(
+            lines.map((
+              line,
+            ) => [line.slice(0, line.indexOf(":")), line.slice(line.indexOf(":") + 1)]),
+          );
+          const need = end + 4 + (method === "HEAD" ? 0 : Number(headers.get("content-length")));
+          if (bytes.length >= need) {
+            const body = new TextDecoder().decode(bytes.subarray(end + 4, need));
+            bytes = bytes.subarray(need);
+            return { status: Number(statusLine.split(" ")[1]), headers, body } as RawResponse;
+          }
+        }
+        const n = await conn.read(chunk);
+        if (n === null) throw new Error("The server closed the connection before responding");
+        const joined = new Uint8Array(bytes.length + n);
+        joined.set(bytes);
+        joined.set(chunk.subarray(0, n), bytes.length);
+        bytes = joined;
+      }
+    });
+  return { next, pending: () => bytes.length };
+}
+
+/** One response, leaving the connection open; the server must have sent no more. */
+async function readResponse(conn: Deno.Conn, method = "GET"): Promise<RawResponse> {
+  const reader = responseReader(conn);
+  const response = await reader.next(method);
+  assert.equal(reader.pending(), 0, "no more bytes than the response");
+  return response;
+}
+
+/** Sends `request` on a new connection and returns all the server sends until it closes. */
+async function exchange(server: HttpServer, request: string): Promise<string> {
+  const conn = await connect(server);
+  try {
+    await conn.write(encoder.encode(request));
+    return await readUntilClosed(conn);
+  } finally {
+    closeQuietly(conn);
+  }
+}
+
+/** Fails unless `promise` settles within the guard. */
+async function settles<T>(promise: Promise<T>, what: string): Promise<T> {
+  let guard: ReturnType<typeof setTimeout> | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    guard = setTimeout(
+      () => reject(new Error(`${what} did not happen within ${GUARD_MS} ms`)),
+      GUARD_MS,
+    );
   });
+  try {
+    return await Promise.race([promise, expired]);
+  } finally {
+    clearTimeout(guard);
+  }
+}
+
+/** A health registry whose check waits until released, counting the calls. */
+function blockingHealth() {
+  const health = new HealthRegistry({ timeoutMs: 600_000 });
+  let release = () => {};
+  const released = new Promise<void>((resolve) => release = resolve);
+  let calls = 0;
+  let onCall = () => {};
+  health.register("slow", async () => {
+    calls++;
+    onCall();
+    await released;
+    return { status: "ok" } as HealthCheckResult;
+  });
+  const called = (n: number) =>
+    settles(
+      new Promise<void>((resolve) => {
+        const check = () => calls >= n ? resolve() : void (onCall = check);
+        check();
+      }),
+      `health check call ${n}`,
+    );
+  return { health, called, release };
 }
 
 Deno.test("http: a client that sends nothing, half a request or a trickle is disconnected", async () => {
@@ -377,12 +441,13 @@ Deno.test("http: a kept-alive connection serves requests, then is closed when id
       const get = await readResponse(conn);
       assert.equal(get.status, 200);
       assert.equal(get.headers.get("connection"), "keep-alive");
+      assert.equal(get.headers.get("keep-alive"), "timeout=0", "whole seconds, rounded down");
       assert.equal(get.body, metrics.render());
       // HEAD: the length of the GET body, no body; the next response starts right after.
       await conn.write(encoder.encode("HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n"));
       const head = await readResponse(conn, "HEAD");
       assert.equal(head.status, 200);
-      assert.equal(head.headers.get("content-length"), String(get.body.length));
+      assert.equal(head.headers.get("content-length"), String(encoder.encode(get.body).length));
       assert.equal(head.body, "");
       await conn.write(encoder.encode("GET /nope HTTP/1.1\r\nHost: x\r\n\r\n"));
       assert.equal((await readResponse(conn)).status, 404);
@@ -393,43 +458,63 @@ Deno.test("http: a kept-alive connection serves requests, then is closed when id
   }, { idleTimeoutMs: 200 });
 });
 
-Deno.test("http: connections past the cap are closed; those within it are still served", async () => {
+Deno.test("http: at the cap, clients sending nothing cannot lock out a real request", async () => {
   await withServer(async ({ server, logs }) => {
-    const first = await connect(server);
-    const second = await connect(server);
+    const silent: Deno.TcpConn[] = [];
     try {
-      await first.write(encoder.encode("GET /health HTTP/1.1\r\nHost: x\r\n"));
-      await second.write(encoder.encode("GET / HTTP/1.1\r\n"));
-      const third = await connect(server);
-      try {
-        await third.write(encoder.encode("GET /health HTTP/1.1\r\nHost: x\r\n\r\n")).catch(() => 0);
-        assert.equal(await readUntilClosed(third), "", "the third connection got no response");
-      } finally {
-        closeQuietly(third);
-      }
-      await first.write(encoder.encode("\r\n"));
-      assert.equal((await readResponse(first)).status, 200);
-      assert.deepEqual(
-        logs.filter(([level]) => level === "warn"),
-        [["warn", "Too many HTTP connections; closing new ones", { maxConnections: 2 }]],
-      );
+      for (let i = 0; i < 64; i++) silent.push(await connect(server));
+      const response = await fetch(`${server.url}/health`);
+      assert.equal(response.status, 200);
+      await response.body?.cancel();
+      // The one that waited longest made room.
+      assert.equal(await readUntilClosed(silent[0]!), "");
+      assert.deepEqual(logs.filter(([level]) => level === "warn"), [
+        ["warn", "Too many HTTP connections; closing the one that waited longest", {
+          maxConnections: 64,
+        }],
+      ]);
     } finally {
-      closeQuietly(first);
-      closeQuietly(second);
+      silent.forEach(closeQuietly);
     }
-    // Once the server has seen those two go, new connections are served again.
-    for (let attempt = 1;; attempt++) {
-      try {
-        const response = await fetch(`${server.url}/`);
-        assert.equal(response.status, 200);
-        await response.body?.cancel();
-        break;
-      } catch (error) {
-        if (attempt === 200) throw error;
-        await new Promise((resolve) => setTimeout(resolve, 50));
-      }
+  }, { headerTimeoutMs: 600_000 });
+});
+
+Deno.test("http: at the cap, an idle connection makes room; when all are busy the new one is closed", async () => {
+  const { health, called, release } = blockingHealth();
+  await withServer(async ({ server, logs }) => {
+    const conns: Deno.TcpConn[] = [];
+    const open = async () => {
+      conns.push(await connect(server));
+      return conns.at(-1)!;
+    };
+    try {
+      const idle = await open();
+      await idle.write(encoder.encode("GET / HTTP/1.1\r\nHost: x\r\n\r\n"));
+      assert.equal((await readResponse(idle)).status, 200);
+      const busy = await open();
+      await busy.write(encoder.encode("GET /health HTTP/1.1\r\nHost: x\r\n\r\n"));
+      await called(1);
+      const next = await open();
+      assert.equal(await readUntilClosed(idle), "", "the idle connection made room");
+      await next.write(encoder.encode("GET /health HTTP/1.1\r\nHost: x\r\n\r\n"));
+      await called(2);
+      const refused = await open();
+      await refused.write(encoder.encode("GET / HTTP/1.1\r\nHost: x\r\n\r\n")).catch(() => 0);
+      assert.equal(await readUntilClosed(refused), "", "no room: every connection is busy");
+      release();
+      assert.equal((await readResponse(busy)).status, 200);
+      assert.equal((await readResponse(next)).status, 200);
+      assert.deepEqual(logs.filter(([level]) => level === "warn"), [
+        ["warn", "Too many HTTP connections; closing the one that waited longest", {
+          maxConnections: 2,
+        }],
+        ["warn", "Too many HTTP connections, all busy; closing new ones", { maxConnections: 2 }],
+      ]);
+    } finally {
+      release();
+      conns.forEach(closeQuietly);
     }
-  }, { maxConnections: 2 });
+  }, { maxConnections: 2, health, idleTimeoutMs: 600_000 });
 });
 
 Deno.test("http: oversized or malformed requests get an error status and are closed", async () => {
@@ -517,6 +602,7 @@ Deno.test("http: close drops connections waiting for a request and finishes resp
     metrics: new MetricsRegistry(),
     health,
     headerTimeoutMs: 600_000,
+    closeGraceMs: 600_000,
   });
   const half = await connect(server);
   try {
@@ -535,4 +621,207 @@ Deno.test("http: close drops connections waiting for a request and finishes resp
     closeQuietly(half);
   }
   await assert.rejects(fetch(`${server.url}/`));
+});
+
+Deno.test("http: close closes, after its grace, a connection whose client does not read", async () => {
+  const metrics = new MetricsRegistry();
+  // Far more than the socket buffers hold: writing it waits for the client.
+  metrics.counter("app_big_total", "x".repeat(16 * 1024 * 1024));
+  const server = await startHttpServer({
+    listen: "127.0.0.1:0",
+    metrics,
+    health: new HealthRegistry(),
+    writeTimeoutMs: 600_000,
+    closeGraceMs: 100,
+  });
+  const conn = await connect(server);
+  try {
+    await conn.write(encoder.encode("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"));
+    // The response has started; the client reads no more of it until the server is closed.
+    await guarded(conn, "respond", () => conn.read(new Uint8Array(16)));
+    await settles(server.close(), "close()");
+    const received = await readUntilClosed(conn);
+    assert(received.length < 16 * 1024 * 1024, "the response was cut off");
+  } finally {
+    closeQuietly(conn);
+  }
+});
+
+Deno.test("http: kept-alive responses say how long the connection stays open", async () => {
+  await withServer(async ({ server }) => {
+    const conn = await connect(server);
+    try {
+      await conn.write(encoder.encode("GET / HTTP/1.1\r\nHost: x\r\n\r\n"));
+      const response = await readResponse(conn);
+      assert.equal(response.headers.get("connection"), "keep-alive");
+      assert.equal(response.headers.get("keep-alive"), "timeout=65");
+    } finally {
+      closeQuietly(conn);
+    }
+  });
+});
+
+Deno.test("http: HTTP/1.0 closes unless asked to keep alive", async () => {
+  await withServer(async ({ server }) => {
+    const closed = await exchange(server, "GET / HTTP/1.0\r\n\r\n");
+    assert.match(closed, /^HTTP\/1\.1 200 OK\r\n/);
+    assert.match(closed, /\r\nconnection: close\r\n/);
+    assert.match(closed, /\/metrics {2}Prometheus metrics\n$/);
+    const conn = await connect(server);
+    try {
+      for (let i = 0; i < 2; i++) {
+        await conn.write(encoder.encode("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n"));
+        const response = await readResponse(conn);
+        assert.equal(response.status, 200);
+        assert.equal(response.headers.get("connection"), "keep-alive");
+      }
+    } finally {
+      closeQuietly(conn);
+    }
+  });
+});
+
+Deno.test("http: pipelined requests are answered in order", async () => {
+  await withServer(async ({ server, metrics }) => {
+    metrics.counter("app_events_total", "Events").inc();
+    const conn = await connect(server);
+    try {
+      await conn.write(encoder.encode(
+        "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n" +
+          "HEAD /health HTTP/1.1\r\nHost: x\r\n\r\n" +
+          "\r\nGET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+      ));
+      const reader = responseReader(conn);
+      const metricsResponse = await reader.next();
+      assert.equal(metricsResponse.status, 200);
+      assert.equal(metricsResponse.body, metrics.render());
+      const head = await reader.next("HEAD");
+      assert.equal(head.status, 200);
+      assert.equal(head.body, "");
+      const last = await reader.next();
+      assert.equal(last.status, 404);
+      assert.equal(last.headers.get("connection"), "close");
+      assert.equal(reader.pending(), 0);
+      assert.equal(await readUntilClosed(conn), "");
+    } finally {
+      closeQuietly(conn);
+    }
+  });
+});
+
+Deno.test("http: absolute-form targets are served by their path", async () => {
+  await withServer(async ({ server, metrics }) => {
+    metrics.counter("app_events_total", "Events").inc();
+    const conn = await connect(server);
+    try {
+      await conn.write(
+        encoder.encode("GET http://spillway.local:9464/metrics?x=1 HTTP/1.1\r\nHost: x\r\n\r\n"),
+      );
+      const response = await readResponse(conn);
+      assert.equal(response.status, 200);
+      assert.equal(response.body, metrics.render());
+    } finally {
+      closeQuietly(conn);
+    }
+    assert.match(
+      await exchange(server, "GET spillway.local/metrics HTTP/1.1\r\nConnection: close\r\n\r\n"),
+      /^HTTP\/1\.1 400 Bad Request\r\n[^]*Bad request target\n$/,
+    );
+  });
+});
+
+Deno.test("http: a request with a body is answered without reading it, then closed", async () => {
+  await withServer(async ({ server }) => {
+    for (
+      const request of [
+        "GET /health HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello",
+        "GET /health HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        // The body is never sent: the client waits for a 100 Continue that does not come.
+        "POST /health HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
+        // What looks like a second request is the body, not served.
+        "GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 31\r\n\r\nGET /nope HTTP/1.1\r\nHost: x\r\n\r\n",
+      ]
+    ) {
+      const received = await exchange(server, request);
+      assert.match(received, /^HTTP\/1\.1 (200 OK|405 Method Not Allowed)\r\n/, request);
+      assert.match(received, /\r\nconnection: close\r\n/, request);
+      assert.equal(received.match(/HTTP\/1\.1/g)?.length, 1, request);
+    }
+    // Content-Length: 0 is no body: the connection stays open.
+    const conn = await connect(server);
+    try {
+      await conn.write(encoder.encode("GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"));
+      assert.equal((await readResponse(conn)).headers.get("connection"), "keep-alive");
+    } finally {
+      closeQuietly(conn);
+    }
+  });
+});
+
+Deno.test("http: lines may end in a bare LF, not in a bare CR", async () => {
+  await withServer(async ({ server }) => {
+    assert.match(await exchange(server, "GET / HTTP/1.0\n\n"), /^HTTP\/1\.1 200 OK\r\n/);
+    const conn = await connect(server);
+    try {
+      await conn.write(encoder.encode("\nGET /health HTTP/1.1\nHost: x\r\n\n"));
+      assert.equal((await readResponse(conn)).status, 200);
+      await conn.write(encoder.encode("GET / HTTP/1.1\r\nHost: x\n\r\n"));
+      assert.equal((await readResponse(conn)).status, 200);
+    } finally {
+      closeQuietly(conn);
+    }
+    for (
+      const request of [
+        "GET / HTTP/1.1\rHost: x\r\n\r\n",
+        "GET / HTTP/1.1\r\nX-A: a\rb\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: x\r\r\n\r\n",
+      ]
+    ) {
+      assert.match(await exchange(server, request), /^HTTP\/1\.1 400 Bad Request\r\n/, request);
+    }
+  }, { headerTimeoutMs: 600_000 });
+});
+
+Deno.test("http: limits must be whole numbers of at least 1", async () => {
+  const cases: [keyof HttpServerOptions, number][] = [
+    ["maxConnections", 0],
+    ["maxConnections", 1.5],
+    ["headerTimeoutMs", Number.NaN],
+    ["idleTimeoutMs", Infinity],
+    ["maxHeaderBytes", 2 ** 53],
+    ["closeGraceMs", -1],
+  ];
+  for (const [key, value] of cases) {
+    await assert.rejects(
+      startHttpServer({
+        listen: "127.0.0.1:0",
+        metrics: new MetricsRegistry(),
+        health: new HealthRegistry(),
+        [key]: value,
+      }),
+      (error: Error) =>
+        error instanceof RangeError &&
+        error.message ===
+          `HTTP server option ${key} must be a whole number of at least 1, got ${value}`,
+    );
+  }
+});
+
+Deno.test("http: a wrapListener that throws leaves the port free", async () => {
+  let port = 0;
+  const options = { metrics: new MetricsRegistry(), health: new HealthRegistry() };
+  await assert.rejects(
+    startHttpServer({
+      ...options,
+      listen: "127.0.0.1:0",
+      wrapListener: (listener) => {
+        port = listener.addr.port;
+        throw new Error("Cannot wrap");
+      },
+    }),
+    { message: "Cannot wrap" },
+  );
+  const again = await startHttpServer({ ...options, listen: `127.0.0.1:${port}` });
+  assert.equal(again.port, port);
+  await again.close();
 });
