@@ -178,7 +178,9 @@ export class Checker {
       const name = match[1]!;
       const fallback = match[2];
       const value = this.env(name);
-      const place = { before: text.slice(0, dollar), after: text.slice(index) };
+      // What precedes it as substituted so far (so a value lands where the earlier values
+      // put it), and what follows it as written.
+      const place = { before: out, after: text.slice(index) };
       if (value !== undefined && (value !== "" || fallback === undefined)) {
         out += encode ? encode(value, place) : value;
       } else if (fallback !== undefined) {
@@ -210,8 +212,10 @@ export class Checker {
 type Env = Record<string, string | undefined>;
 
 /**
- * How a substituted value is written into the text, given the template around the
- * reference (e.g. percent-encoded inside a URL's user info).
+ * How a substituted value is written into the text (e.g. percent-encoded inside a URL's
+ * user info), given what surrounds the reference: `before`, the text before it with the
+ * references there already substituted (encoded), and `after`, the text after it as written
+ * (its references not yet substituted).
  */
 export type Encode = (value: string, place: { before: string; after: string }) => string;
 

@@ -26,6 +26,50 @@ Deno.test("env: ${VAR} is substituted anywhere in a scalar", () => {
   assert.equal(config.source.publication, "pub");
 });
 
+Deno.test("env: in source.url, a value is percent-encoded where it lands: user info, path, query value", () => {
+  const url = (template: string, env: Record<string, string>) =>
+    parse(
+      yaml(
+        `source: { url: "${template}", slot: s, publication: p }`,
+        'tables: { "public.*": {} }',
+        "sinks: [stdout: {}]",
+      ),
+      env,
+    ).source.url;
+  const env = {
+    U: "me@corp",
+    PW: "a/b#c?d&e=f+g%",
+    HOST: "db.internal",
+    PORT: "6543",
+    DB: "my db/x",
+    MODE: "require",
+    EXTRA: "application_name=app&connect_timeout=5",
+    BASE: "postgres://u@db",
+  };
+  assert.equal(
+    url("postgres://${U}:${PW}@${HOST}:${PORT}/${DB}?sslmode=${MODE}&password=${PW}&${EXTRA}", env),
+    "postgres://me%40corp:a%2Fb%23c%3Fd%26e%3Df%2Bg%25@db.internal:6543/my%20db%2Fx" +
+      "?sslmode=require&password=a%2Fb%23c%3Fd%26e%3Df%2Bg%25&application_name=app&connect_timeout=5",
+  );
+  // A raw "@" before the reference: the user info still runs to the authority's last "@".
+  assert.equal(
+    url("postgres://u:p@ss${PW}@db/app", env),
+    "postgres://u:p@ssa%2Fb%23c%3Fd%26e%3Df%2Bg%25@db/app",
+  );
+  // Where a value lands follows the values substituted before it: after a whole base URL,
+  // the path and a query value are encoded too.
+  assert.equal(
+    url("${BASE}/${DB}?password=${PW}", env),
+    "postgres://u@db/my%20db%2Fx?password=a%2Fb%23c%3Fd%26e%3Df%2Bg%25",
+  );
+  // A whole URL, or a host and port, goes in as it is.
+  assert.equal(url("${BASE}", env), "postgres://u@db");
+  assert.equal(url("postgres://u@${HOST}:${PORT}", env), "postgres://u@db.internal:6543");
+  // A value substituted anywhere else (here a topic) is never encoded.
+  const topic = parse(MINIMAL + "defaults: { topic_prefix: '${PW}' }\n", env).defaults.topicPrefix;
+  assert.equal(topic, env.PW);
+});
+
 Deno.test("env: ${VAR:-default} uses the default when the variable is unset or empty", () => {
   const text = yaml(
     "source:",

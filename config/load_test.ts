@@ -344,7 +344,7 @@ Deno.test("source.state_file: a path relative to the pipeline file, off, or null
   assert.equal(stateFile("state_file: ../lib/orders.state"), "/etc/lib/orders.state");
 });
 
-Deno.test("source.url: ${VAR} in the user info is percent-encoded, so a password stays a password", () => {
+Deno.test("source.url: ${VAR} in the user info, the path or a query value is percent-encoded, so a password stays a password", () => {
   const parse = (url: string, env: Record<string, string>) =>
     parsePipelineConfig(
       `source: {url: "${url}", slot: s, publication: p}\ntables: {public.t: {}}\nsinks: [stdout: {}]`,
@@ -360,6 +360,38 @@ Deno.test("source.url: ${VAR} in the user info is percent-encoded, so a password
     assert.equal(options.sslmode, "disable", "the file's sslmode is kept");
   }
   assert.equal(connectOptions(parse("postgres://${U}@db/app", { U: "me@corp" })).user, "me@corp");
+  // The URL parser takes the user info up to the authority's last "@": a raw "@" before the
+  // reference keeps it in the user info.
+  const afterAt = connectOptions(parse("postgres://u:p@ss${X}@db/app", { X: "/w#?" }));
+  assert.deepEqual(
+    [afterAt.user, afterAt.password, afterAt.host, afterAt.database],
+    ["u", "p@ss/w#?", "db", "app"],
+  );
+  // In a query parameter's value: "#", "&" and "+" stay in the password, and the file's
+  // sslmode is neither dropped nor overridden.
+  for (const password of ["x#", "x&sslmode=disable", "a+b", "50% off=yes"]) {
+    const options = connectOptions(
+      parse("postgres://u@db/app?password=${PW}&sslmode=verify-full", { PW: password }),
+    );
+    assert.deepEqual([options.password, options.sslmode], [password, "verify-full"]);
+  }
+  const inQuery = connectOptions(
+    parse("postgres://u@db/app?sslmode=require&password=${PW}", { PW: "x&sslmode=disable" }),
+  );
+  assert.deepEqual([inQuery.password, inQuery.sslmode], ["x&sslmode=disable", "require"]);
+  // In the path: the database name.
+  const database = connectOptions(
+    parse("postgres://u@db/${DB}?sslmode=require", { DB: "my db?sslmode=disable#x" }),
+  );
+  assert.deepEqual([database.database, database.sslmode], ["my db?sslmode=disable#x", "require"]);
+  // Encoded where it lands, so a value is written raw: one already percent-encoded (as an
+  // older error message advised) is taken literally, and user and password are two variables.
+  assert.equal(
+    connectOptions(parse("postgres://u:${PW}@db/app", { PW: "p%40ss" })).password,
+    "p%40ss",
+  );
+  const creds = connectOptions(parse("postgres://${CREDS}@db/app", { CREDS: "u:secret" }));
+  assert.deepEqual([creds.user, creds.password], ["u:secret", undefined]);
   // A whole URL, or a host, from a variable goes in as it is.
   const whole = connectOptions(parse("${URL}", { URL: "postgres://u:p%40ss@db:6000/x" }));
   assert.deepEqual([whole.password, whole.port, whole.database], ["p@ss", 6000, "x"]);
@@ -372,4 +404,87 @@ Deno.test("source.url: ${VAR} in the user info is percent-encoded, so a password
     () => parse("postgres://u:50%off@db/app", {}),
     /p\.yaml:1:\d+: "source\.url": .*"%" that starts no percent-encoded byte; write "%" as %25/,
   );
+});
+
+Deno.test("source.url: a problem with a URL made from ${VAR} never shows the values substituted", () => {
+  const secret = "Sup3rS3cret";
+  const message = (url: string, env: Record<string, string>) => {
+    try {
+      parsePipelineConfig(
+        `source: {url: "${url}", slot: s, publication: p}\ntables: {public.t: {}}\nsinks: [stdout: {}]`,
+        { file: "p.yaml", env },
+      );
+    } catch (error) {
+      assert.ok(error instanceof ConfigError, String(error));
+      return error.message;
+    }
+    assert.fail(`${url} was accepted`);
+  };
+  const cases: [string, Record<string, string>, RegExp][] = [
+    // A whole URL with a raw "/" in its password does not parse: redact() cannot find it.
+    [
+      "${DATABASE_URL}",
+      { DATABASE_URL: `postgres://u:${secret}/x@db/app` },
+      /"source\.url": expected a connection URL .*, found "\$\{DATABASE_URL\}"$/,
+    ],
+    // A password with ":" and a stray "%" passes the URL parser, not the connection's.
+    [
+      "${DATABASE_URL}",
+      { DATABASE_URL: `postgres://u:${secret}:x%@db/app` },
+      /"source\.url": Cannot use connection URL "\$\{DATABASE_URL\}": its password has a "%"/,
+    ],
+    // Otherwise the URL as written, its password hidden too.
+    [
+      "postgres://u:${PW}@db:99999/app",
+      { PW: `${secret}/:@` },
+      /"source\.url": expected a connection URL .*, found "postgres:\/\/u:\*\*\*@db:99999\/app"$/,
+    ],
+    [
+      "postgres://u@${HOST}/app?password=${PW}",
+      { HOST: "db:0", PW: secret },
+      /"source\.url": Cannot use connection URL "postgres:\/\/u@\$\{HOST\}\/app\?password=\*\*\*": the port must be/,
+    ],
+  ];
+  for (const [url, env, expected] of cases) {
+    const text = message(url, env);
+    assert.ok(!text.includes(secret), `the password is shown: ${text}`);
+    assert.match(text, expected);
+  }
+});
+
+Deno.test("source.max_message_size: at least 1MiB, since it also bounds the startup and catalog connections", () => {
+  const read = (value: string) =>
+    parse(
+      yaml(
+        ...SOURCE,
+        `  max_message_size: ${value}`,
+        "tables: { public.t: {} }",
+        "sinks: [stdout: {}]",
+      ),
+    )
+      .source.maxMessageBytes;
+  assert.equal(read("1MiB"), 2 ** 20);
+  assert.equal(read("1048576"), 2 ** 20);
+  assert.equal(read("2GB"), 2_000_000_000);
+  for (
+    const [value, found] of [
+      ["1MB", '"1MB" (1000000 bytes)'],
+      ["64KiB", '"64KiB" (65536 bytes)'],
+      ["1048575", "1048575"],
+      ["0", "0"],
+      ["lots", '"lots"'],
+    ]
+  ) {
+    assert.throws(
+      () => read(value!),
+      (error: unknown) => {
+        assert.ok(error instanceof ConfigError);
+        assert.equal(
+          error.message,
+          `pipeline.yaml:5:21: "source.max_message_size": expected a size of at least 1MiB, like 64MiB, found ${found}`,
+        );
+        return true;
+      },
+    );
+  }
 });

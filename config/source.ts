@@ -11,10 +11,11 @@ import {
   SSL_MODES,
   SYSTEM_ROOTS,
 } from "../postgres/connection_string.ts";
+import type { Scalar } from "npm:yaml@2.9.1";
 import { SLOT_NAME } from "../postgres/sql.ts";
 import { type Lsn, parseLsn } from "../decoder/lsn.ts";
 import type { ProtoVersion } from "../decoder/pgoutput.ts";
-import { formatDuration } from "./units.ts";
+import { formatDuration, formatSize, parseSize, SIZE_PATTERN } from "./units.ts";
 import { DEFAULT_STREAMING, type ReconnectConfig, type SourceConfig } from "./types.ts";
 import { type Checker, describe, quote, type ScalarValue, type Section } from "./_yaml.ts";
 import {
@@ -24,7 +25,6 @@ import {
   filePath,
   nullable,
   orVariable,
-  size,
   type Reader,
   string,
   unquotedHint,
@@ -61,24 +61,56 @@ const stateFile: Reader<string | false> = {
 };
 
 /**
- * A value substituted into the user info of the URL (`postgres://${USER}:${PASSWORD}@host`)
- * is percent-encoded, so `@ : / ? # %` in a password stay part of it; elsewhere (a whole
- * URL from one variable, a host, a query) it goes in as it is.
+ * How a `${VAR}` value is written into `source.url`, given the URL before it (as substituted)
+ * and the template after it: percent-encoded where it lands in the user info, the path (the
+ * database name) or a query parameter's value, so `@ : / ? # % & + =` in a password stay part
+ * of it; as it is elsewhere (a whole URL from one variable, a host, a port, a query key).
+ * The user info is what comes before the authority's last `@`, as the URL parser splits it,
+ * so a reference is in it when an `@` follows it within the authority.
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { encodeUserInfo } from "./source.ts";
- * const at = (before: string, after: string) => encodeUserInfo("p@ss/50%", { before, after });
+ * import { encodeUrlValue } from "./source.ts";
+ * const at = (before: string, after: string) => encodeUrlValue("p@ss/50%", { before, after });
  * assert.equal(at("postgres://u:", "@db/app"), "p%40ss%2F50%25");
+ * assert.equal(at("postgres://u:p@ss", "@db/app"), "p%40ss%2F50%25");
+ * assert.equal(at("postgres://u@db/", "?sslmode=require"), "p%40ss%2F50%25");
+ * assert.equal(at("postgres://u@db/app?password=", "&sslmode=require"), "p%40ss%2F50%25");
  * assert.equal(at("postgres://", ":5432/app"), "p@ss/50%");
+ * assert.equal(at("postgres://u@db/app?", ""), "p@ss/50%");
  * assert.equal(at("", ""), "p@ss/50%");
  * ```
  */
-export function encodeUserInfo(value: string, place: { before: string; after: string }): string {
-  const inAuthority = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/[^/?#@]*$/.test(place.before);
-  const userInfo = inAuthority && /^[^/?#]*@/.test(place.after);
-  return userInfo ? encodeURIComponent(value) : value;
+export function encodeUrlValue(value: string, place: { before: string; after: string }): string {
+  const scheme = /^[A-Za-z][A-Za-z0-9+.-]*:\/\//.exec(place.before);
+  if (scheme === null) return value; // the URL itself, or its scheme
+  const rest = place.before.slice(scheme[0].length);
+  const authorityEnd = rest.search(/[/?#]/);
+  if (authorityEnd === -1) {
+    // In the authority: the user info when an "@" follows within it.
+    return /^[^/?#]*@/.test(place.after) ? encode(value) : value;
+  }
+  const tail = rest.slice(authorityEnd);
+  if (tail.includes("#")) return value; // the fragment, which the connection ignores
+  const query = tail.indexOf("?");
+  if (query === -1) return encode(value); // the path: the database name
+  const parameter = tail.slice(query + 1).split("&").at(-1)!;
+  return parameter.includes("=") ? encode(value) : value;
+}
+
+/** Percent-encodes every character that is not unreserved (a lone surrogate as U+FFFD). */
+function encode(value: string): string {
+  return encodeURIComponent(value.toWellFormed());
+}
+
+/**
+ * The URL quoted for a message, its password hidden. When `${VAR}` values were substituted
+ * into it, the URL as written in the file: a value may hold a password where `redact` would
+ * not find it (one that breaks the URL's syntax, say).
+ */
+function shown(url: string, template: string | null): string {
+  return quote(redact(template ?? url));
 }
 
 const URL_READER: Reader<string> = {
@@ -88,12 +120,14 @@ const URL_READER: Reader<string> = {
     pattern: "^[Pp][Oo][Ss][Tt][Gg][Rr][Ee][Ss](?:[Qq][Ll])?://",
   }),
   read: (checker, field) => {
-    const scalar = checker.scalar(field, URL_EXPECTED, encodeUserInfo);
+    const scalar = checker.scalar(field, URL_EXPECTED, encodeUrlValue);
     if (scalar === undefined) return undefined;
     const value = scalar.text ?? scalar.value;
     if (typeof value !== "string") {
       return checker.fail(field, URL_EXPECTED, describe(field.node, value));
     }
+    // With substituted values, messages show the URL as written, never the values.
+    const template = scalar.text === null ? null : String((field.node as Scalar).value);
     let url: URL | undefined;
     try {
       url = new URL(value);
@@ -101,7 +135,7 @@ const URL_READER: Reader<string> = {
       url = undefined;
     }
     if (url === undefined || (url.protocol !== "postgres:" && url.protocol !== "postgresql:")) {
-      return checker.fail(field, URL_EXPECTED, quote(redact(value)));
+      return checker.fail(field, URL_EXPECTED, shown(value, template));
     }
     const sslmode = url.searchParams.get("sslmode");
     if (sslmode !== null && !(SSL_MODES as readonly string[]).includes(sslmode)) {
@@ -113,14 +147,49 @@ const URL_READER: Reader<string> = {
     try {
       parseConnectionUrl(value, {});
     } catch (error) {
-      checker.report(
-        field.offset,
-        `"${field.path}": ${error instanceof Error ? error.message : String(error)}`,
-      );
+      let message = error instanceof Error ? error.message : String(error);
+      // Its messages show the URL redacted, which may miss a substituted password.
+      if (template !== null) message = message.replaceAll(redact(value), redact(template));
+      checker.report(field.offset, `"${field.path}": ${message}`);
       return undefined;
     }
     return value;
   },
+};
+
+/**
+ * The least `max_message_size`: the limit also applies to the startup and catalog
+ * connections, whose answers (a catalog query's rows, say) must fit.
+ */
+const MIN_MESSAGE_BYTES = 2 ** 20;
+const MESSAGE_SIZE_EXPECTED = `a size of at least ${formatSize(MIN_MESSAGE_BYTES)}, like 64MiB`;
+
+/** `max_message_size`: a size of at least {@linkcode MIN_MESSAGE_BYTES}. */
+const MESSAGE_SIZE: Reader<number> = {
+  expected: MESSAGE_SIZE_EXPECTED,
+  jsonSchema: orVariable({
+    anyOf: [
+      { type: "string", pattern: SIZE_PATTERN },
+      { type: "integer", minimum: MIN_MESSAGE_BYTES },
+    ],
+  }),
+  read: (checker, field) => {
+    const scalar = checker.scalar(field, MESSAGE_SIZE_EXPECTED);
+    if (scalar === undefined) return undefined;
+    const value = scalar.value;
+    const bytes = typeof value === "string" || typeof value === "number"
+      ? parseSize(value)
+      : undefined;
+    if (bytes === undefined || bytes < MIN_MESSAGE_BYTES) {
+      const found = describe(field.node, value);
+      const shownBytes = bytes === undefined || typeof value === "number"
+        ? ""
+        : ` (${bytes} bytes)`;
+      return checker.fail(field, MESSAGE_SIZE_EXPECTED, found + shownBytes);
+    }
+    return bytes;
+  },
+  represent: formatSize,
 };
 
 const LSN_EXPECTED = "an LSN like 16/B374D848";
@@ -212,7 +281,9 @@ export const SOURCE: SectionSpec<SourceConfig> = {
       reader: URL_READER,
       required: URL_EXPECTED,
       doc: "Connection URL, postgres:// or postgresql://, with an optional sslmode. " +
-        "Write the password as ${VAR} to keep it out of the file.",
+        "Write the password as ${VAR} to keep it out of the file. Values of ${VAR} are " +
+        "percent-encoded where they land (user info, path, query values), so write them raw; " +
+        "a whole URL from one variable, or a host or port, goes in as it is.",
     },
     slot: {
       key: "slot",
@@ -321,10 +392,10 @@ export const SOURCE: SectionSpec<SourceConfig> = {
     },
     maxMessageBytes: {
       key: "max_message_size",
-      reader: size(),
+      reader: MESSAGE_SIZE,
       default: 2 ** 30,
       doc:
-        "Largest replication message accepted (one row change with its values); a bigger one stops the pipeline naming the table. Default 1GiB, PostgreSQL's own limit; lower it to bound memory.",
+        "Largest replication message accepted (one row change with its values); a bigger one stops the pipeline naming the table. Default 1GiB, PostgreSQL's own limit; lower it to bound memory, but not below 1MiB: the limit also applies to the startup and catalog connections.",
     },
     stateFile: {
       key: "state_file",

@@ -76,8 +76,8 @@ export class FrameParser {
   #partial: Uint8Array | null = null;
   /** Bytes of `#partial` received so far. */
   #filled = 0;
-  /** A too-large frame found after whole frames of the same chunk, thrown by the next push. */
-  #deferred: FrameTooLargeError | null = null;
+  /** What the parser failed with; every later push throws it. */
+  #failure: DecodeError | null = null;
 
   /** Bytes received but not yet part of a whole frame. */
   get pendingBytes(): number {
@@ -90,39 +90,58 @@ export class FrameParser {
   }
 
   /**
+   * The error the parser failed with, or `null`: a frame over the limit (a
+   * {@linkcode FrameTooLargeError}) or an invalid length. Once failed, every push throws
+   * it, since what follows the bad frame's header cannot be told apart from frames. Set
+   * after a push that returned frames when the bad frame came after them in the chunk: the
+   * caller, having handled those, should fail with it then rather than wait for more bytes.
+   */
+  get failure(): DecodeError | null {
+    return this.#failure;
+  }
+
+  /**
    * Adds a chunk and returns every frame it completes. A frame over the limit throws a
    * {@linkcode FrameTooLargeError}; when whole frames came before it in the chunk, they are
-   * returned first and the error is thrown by the next call, so a caller sees everything
-   * before it (the Relation message of the change that is too large, say).
+   * returned first and the error is {@linkcode FrameParser.failure} (and thrown by the next
+   * call), so a caller sees everything before it (the Relation message of the change that is
+   * too large, say). After either, the parser is failed: every later call throws the error.
    */
   push(chunk: Uint8Array): Frame[] {
-    if (this.#deferred !== null) throw this.#deferred;
+    if (this.#failure !== null) throw this.#failure;
     const frames: Frame[] = [];
+    try {
+      this.#parse(chunk, frames);
+    } catch (error) {
+      if (!(error instanceof DecodeError)) throw error;
+      this.#failure = error;
+      this.#partial = null;
+      this.#filled = 0;
+      if (frames.length === 0 || !(error instanceof FrameTooLargeError)) throw error;
+    }
+    return frames;
+  }
+
+  /** Appends to `frames` the frames `chunk` completes; keeps the rest as a partial frame. */
+  #parse(chunk: Uint8Array, frames: Frame[]): void {
     let offset = 0;
     if (this.#partial !== null) {
       offset = this.#fill(chunk);
       const frame = this.#complete();
-      if (frame === null) return frames; // the chunk went into the frame, which needs more
+      if (frame === null) return; // the chunk went into the frame, which needs more
       frames.push(frame);
     }
     // Whole frames in the chunk are views into it: no copy.
     const view = new DataView(chunk.buffer, chunk.byteOffset, chunk.byteLength);
     while (chunk.byteLength - offset >= 5) {
       const size = frameSize(view.getInt32(offset + 1), offset);
-      try {
-        this.#limit(size, chunk.subarray(offset, offset + HEAD_BYTES));
-      } catch (error) {
-        if (frames.length === 0) throw error;
-        this.#deferred = error as FrameTooLargeError;
-        return frames;
-      }
+      this.#limit(size, chunk.subarray(offset, offset + HEAD_BYTES));
       const end = offset + size;
       if (end > chunk.byteLength) break;
       frames.push({ code: chunk[offset]!, body: chunk.subarray(offset + 5, end) });
       offset = end;
     }
     if (offset < chunk.byteLength) this.#start(chunk.subarray(offset));
-    return frames;
   }
 
   /** Starts assembling a frame from its first bytes (the tail of a chunk). */
@@ -179,13 +198,9 @@ export class FrameParser {
     this.#filled = needed;
   }
 
-  /** Throws a FrameTooLargeError when `size` is over the limit. */
+  /** Throws a FrameTooLargeError when `size` is over the limit (`push` then fails the parser). */
   #limit(size: number, head: Uint8Array): void {
-    if (size > this.maxFrameBytes) {
-      this.#partial = null;
-      this.#filled = 0;
-      throw new FrameTooLargeError(size, this.maxFrameBytes, head);
-    }
+    if (size > this.maxFrameBytes) throw new FrameTooLargeError(size, this.maxFrameBytes, head);
   }
 
   /** A frame's whole size from the length field of its first five bytes in `bytes`. */

@@ -161,6 +161,56 @@ Deno.test("FrameParser: a frame over the limit is a FrameTooLargeError with the 
   assert.equal(new FrameParser({ maxFrameBytes: frame.byteLength }).push(frame).length, 1);
 });
 
+Deno.test("FrameParser: after a frame over the limit, every push throws the same error", () => {
+  const frame = f.backendFrame("d", new Uint8Array(200));
+  const limit = frame.byteLength - 1;
+  // The refused frame's body is not read as frames: it holds a whole, valid frame here.
+  const inner = f.backendFrame("Z", f.utf8("I"));
+  const body = f.concat(inner, new Uint8Array(200 - inner.byteLength));
+  const bigFrame = f.concat(new f.Bytes().byte("d").int32(4 + body.byteLength).done(), body);
+  assert.equal(bigFrame.byteLength, frame.byteLength);
+  // Thrown at once: the header whole in a chunk, or completed by the next one.
+  for (const cut of [5, 3, 40, bigFrame.byteLength]) {
+    const parser = new FrameParser({ maxFrameBytes: limit });
+    let error: unknown = null;
+    try {
+      parser.push(bigFrame.subarray(0, cut));
+      parser.push(bigFrame.subarray(cut));
+    } catch (caught) {
+      error = caught;
+    }
+    assert.ok(error instanceof FrameTooLargeError, `cut at ${cut}: ${error}`);
+    for (const more of [bigFrame.subarray(5), inner, new Uint8Array(0)]) {
+      assert.throws(() => parser.push(more), (thrown) => thrown === error, `cut at ${cut}`);
+    }
+    assert.equal(parser.failure, error);
+    assert.equal(parser.pendingBytes, 0);
+    assert.equal(parser.reservedBytes, 0);
+  }
+  // After whole frames of the same chunk: they come out, and the parser is failed at once,
+  // so a caller need not wait for more bytes to learn it.
+  assert.equal(new FrameParser().failure, null);
+  const parser = new FrameParser({ maxFrameBytes: limit });
+  assert.deepEqual(plain(parser.push(f.concat(inner, bigFrame))), [{ code: 0x5a, body: [0x49] }]);
+  const failure = parser.failure;
+  assert.ok(failure instanceof FrameTooLargeError);
+  assert.equal(failure.size, bigFrame.byteLength);
+  for (const more of [bigFrame.subarray(5), inner]) {
+    assert.throws(() => parser.push(more), (thrown) => thrown === failure);
+  }
+  // The same after a frame completed from an earlier chunk.
+  const split = new FrameParser({ maxFrameBytes: limit });
+  assert.deepEqual(split.push(inner.subarray(0, 3)), []);
+  assert.equal(split.push(f.concat(inner.subarray(3), bigFrame)).length, 1);
+  assert.ok(split.failure instanceof FrameTooLargeError);
+  // An invalid length fails the parser too.
+  const invalid = new FrameParser();
+  const bad = new f.Bytes().byte("Z").int32(2).done();
+  const error = decodeError(() => invalid.push(bad));
+  assert.equal(invalid.failure, error);
+  assert.throws(() => invalid.push(inner), (thrown) => thrown === error);
+});
+
 Deno.test("FrameParser: length 4 is an empty body", () => {
   assert.deepEqual(plain(new FrameParser().push(f.backendFrame("c"))), [{ code: 0x63, body: [] }]);
 });

@@ -454,9 +454,10 @@ export async function readPublication(
  */
 export function tablesBlockedBy(publication: Publication, tables: readonly DbTable[]): DbTable[] {
   if (!publication.operations.some((op) => op === "update" || op === "delete")) return [];
-  const covered = publication.allTables
-    ? tables
-    : coveredTables(tables.filter((t) => publication.tables.has(tableKey(t.schema, t.table))), tables);
+  const covered = publication.allTables ? tables : coveredTables(
+    tables.filter((t) => publication.tables.has(tableKey(t.schema, t.table))),
+    tables,
+  );
   return tablesBlockedByPublishing(covered);
 }
 

@@ -378,6 +378,9 @@ export class PgConnection implements CopyBothHost {
       if (this.#frameIndex < this.#frames.length) {
         return this.#frames[this.#frameIndex++]!;
       }
+      // A frame over the limit after the frames just handed out: fail now, not at the next read.
+      const failure = this.#parser.failure;
+      if (failure !== null) throw failure;
       const chunk = await this.#transport.read();
       if (chunk === null) {
         this.#closed = true;

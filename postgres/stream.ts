@@ -273,6 +273,7 @@ export class ReplicationStream implements AsyncIterable<XLogData[]> {
   async #run(initial: Frame[]): Promise<void> {
     try {
       for (const frame of initial) this.#handleFrame(frame.code, frame.body);
+      this.#throwIfParserFailed();
       while (!this.#ended) {
         if (this.#queuedBytes >= this.#options.maxBufferedBytes && !this.#stopping) {
           await new Promise<void>((resolve) => this.#readerWaiter = resolve);
@@ -292,10 +293,21 @@ export class ReplicationStream implements AsyncIterable<XLogData[]> {
           this.#handleFrame(frame.code, frame.body);
           if (this.#ended) break;
         }
+        this.#throwIfParserFailed();
       }
     } catch (error) {
       this.#fail(error);
     }
+  }
+
+  /**
+   * Throws the error of a bad frame that came after the frames just handled (a frame over
+   * the limit, say): now, not once more bytes arrive, which a server that then closes the
+   * connection or falls silent never sends (the stream would end as a retriable disconnect).
+   */
+  #throwIfParserFailed(): void {
+    const failure = this.#parser.failure;
+    if (failure !== null) throw failure;
   }
 
   #handleFrame(code: number, body: Uint8Array): void {
