@@ -25,9 +25,9 @@
  * @module
  */
 
-export { type CheckOptions, checkPipeline } from "./check_pipeline.ts";
+export { type CheckOptions, checkPipeline, type RecordedSlot } from "./check_pipeline.ts";
 export { type Finding, type FindingLevel, formatFindings } from "./finding.ts";
 export { checkRole, checkSettings } from "./server.ts";
-export { checkPublication } from "./publication.ts";
+export { checkOtherPublications, checkPublication } from "./publication.ts";
 export { checkTables } from "./tables.ts";
 export { checkFailover, checkSlot, dropSlotCommand } from "./slot.ts";

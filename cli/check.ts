@@ -6,9 +6,9 @@
 
 import { ConfigError } from "../errors.ts";
 import { loadPipelineConfig, type PipelineConfig } from "../config/mod.ts";
-import { checkPipeline, formatFindings } from "../check/mod.ts";
+import { checkPipeline, type Finding, formatFindings, type RecordedSlot } from "../check/mod.ts";
 import { formatLsn } from "../decoder/lsn.ts";
-import { defaultStateFile, readState } from "../pipelines/state.ts";
+import { defaultStateFile, probeStateFile, readState } from "../pipelines/state.ts";
 import { type CommandOptions, errorLines, parseCommandArgs } from "./_common.ts";
 
 /** Usage of `spillway check`. */
@@ -52,15 +52,28 @@ export async function checkCommand(
     err(errorLines(error));
     return 2;
   }
-  // The slot the state file records, if there is one (a broken file is the run's error).
-  const statePath = defaultStateFile(config);
-  const state = statePath === null ? null : await readState(statePath).catch(() => null);
-  const recorded = state === null || statePath === null ? null : {
-    ...state,
-    path: statePath,
-    confirmedLsn: formatLsn(state.confirmedLsn),
-  };
+  // The slot the state file records, if there is one.
+  const configured = config.source.stateFile;
+  const statePath = configured === false ? null : configured ?? defaultStateFile(config);
+  let recorded: RecordedSlot | null = null;
+  let stateProblem: Finding | null = null;
+  if (statePath !== null) {
+    try {
+      const state = await readState(statePath);
+      if (state !== null) {
+        recorded = { ...state, path: statePath, confirmedLsn: formatLsn(state.confirmedLsn) };
+      }
+      await probeStateFile(statePath);
+    } catch (error) {
+      stateProblem = {
+        level: configured === null ? "warn" : "error",
+        subject: "state file",
+        message: error instanceof Error ? error.message : String(error),
+      };
+    }
+  }
   const findings = await checkPipeline(config, { connect: options.connect, recorded });
+  if (stateProblem !== null) findings.splice(1, 0, stateProblem);
   const errors = findings.filter((finding) => finding.level === "error").length;
   if (values.json) {
     const warnings = findings.filter((finding) => finding.level === "warn").length;

@@ -11,7 +11,7 @@ import { formatLsn } from "../decoder/lsn.ts";
 import { createLogger } from "../ops/log.ts";
 import { connectOptions, loadPipelineConfig, type PipelineConfig } from "../config/mod.ts";
 import { runPipeline } from "../pipelines/run_pipeline.ts";
-import { defaultStateFile } from "../pipelines/state.ts";
+import { defaultStateFile, probeStateFile } from "../pipelines/state.ts";
 import {
   confirmDanger,
   parseCommandArgs,
@@ -50,10 +50,24 @@ export async function runCommand(args: string[]): Promise<number> {
   const { values } = parsed;
   const file = parsed.positionals[0]!; // one, checked above
   const config = await loadPipelineConfig(file);
-  config.source.stateFile = defaultStateFile(config) ?? false;
   const slot = config.source.slot;
   // Every flag is checked before anything is asked or dropped.
   const level = parseLogLevel(values["log-level"] ?? config.log.level);
+  const log = createLogger({ level, json: values["log-json"] ?? config.log.format === "json" });
+  if (config.source.stateFile === null) {
+    // The default place: without it (a read-only directory, say) the pipeline runs unguarded,
+    // as before state files existed; a state_file set explicitly must work.
+    const path = defaultStateFile(config);
+    try {
+      await probeStateFile(path);
+      config.source.stateFile = path;
+    } catch (error) {
+      log("warn", "Running without a state file: a vanished slot will not be noticed", {
+        error: error instanceof Error ? error.message : String(error),
+      });
+      config.source.stateFile = false;
+    }
+  }
   if (values["reset-slot"] && values["from-lsn"] !== undefined) {
     throw new ConfigError(
       "Cannot use --reset-slot with --from-lsn: a new slot starts at the current WAL position; give one of them",
@@ -84,7 +98,6 @@ export async function runCommand(args: string[]): Promise<number> {
       });
     }
   }
-  const log = createLogger({ level, json: values["log-json"] ?? config.log.format === "json" });
   // A second signal leaves without confirming more.
   using stopping = stopOnSignal(
     log,

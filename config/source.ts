@@ -402,7 +402,7 @@ export const SOURCE: SectionSpec<SourceConfig> = {
       reader: nullable(stateFile),
       default: null,
       doc:
-        "File recording the slot's cluster and the last confirmed position, relative to the pipeline file; null for <pipeline file name>.state.json beside it; off for none. With it, a pipeline whose slot vanished refuses to make a new one that would skip the changes since (spillway run --reset-slot accepts the gap).",
+        "File recording the slot's cluster and the confirmed position (the server never hears of one the file does not hold), relative to the pipeline file; null for <pipeline file name>.state.json beside it when that can be written; off for none. With it, a start that would skip changes (the slot gone or made again, another cluster, a server behind the file) is refused; spillway run --reset-slot accepts the gap.",
     },
   },
   check: checkProtoVersion,

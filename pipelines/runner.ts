@@ -42,10 +42,11 @@ import { HEARTBEAT_PREFIX, Monitor, type RunnerState, type SlotState } from "./m
 import { BoundedQueue, type QueueEntry } from "./queue.ts";
 import { publicationTarget, Router } from "./route.ts";
 import {
+  checkRecordedSlot,
   type PipelineState,
   probeStateFile,
   readState,
-  slotGoneError,
+  StateGate,
   StateRecorder,
 } from "./state.ts";
 
@@ -196,6 +197,7 @@ export class PipelineRunner {
         : null;
       const previous = statePath === null ? null : await readState(statePath);
       if (statePath !== null) await probeStateFile(statePath);
+      const gate = statePath === null ? undefined : new StateGate();
       for (const sink of this.sinks) await sink.open();
       const source = await ReplicationSource.open({
         connection: this.#connection ?? connectOptions(config),
@@ -204,13 +206,11 @@ export class PipelineRunner {
         publication: config.source.publication,
         createPublication: config.source.createPublication,
         publicationTarget: (connection) => publicationTarget(config, connection, log),
-        // The slot this pipeline streamed from is gone: a new one would skip the changes since.
-        onMissingSlot: (system) => {
-          if (
-            statePath !== null && previous !== null && previous.slot === config.source.slot &&
-            previous.systemId === system.systemId && previous.database === (system.dbName ?? "")
-          ) throw slotGoneError(statePath, previous, config.file);
+        // Refuses a start that would skip changes the state file says were not delivered.
+        checkSlot: (system, slot) => {
+          if (statePath !== null) checkRecordedSlot(statePath, previous, config, system, slot);
         },
+        flushGate: gate,
         startLsn: config.source.startLsn ?? undefined,
         protoVersion: config.source.protoVersion === "auto"
           ? undefined
@@ -243,7 +243,7 @@ export class PipelineRunner {
       }
       this.#source = source;
       this.#confirmed = source.slotInfo?.confirmedFlushLsn ?? LSN_ZERO;
-      if (statePath !== null) await this.#startState(statePath, previous, source);
+      if (statePath !== null) await this.#startState(statePath, previous, source, gate!);
       monitor = this.#monitor.run(stop.signal);
       const writer = this.#writeLoop(stop, stopping.giveUp);
       try {
@@ -269,8 +269,9 @@ export class PipelineRunner {
       this.#signal?.removeEventListener("abort", onAbort);
       await monitor;
       await this.#monitor.close();
-      await this.#source?.close(); // sends the last confirmed position
+      // The state file first: the last status sends only what the file holds.
       await this.#state?.close();
+      await this.#source?.close(); // sends the last confirmed position
       for (const sink of this.sinks) {
         await sink.close().catch((error) =>
           log("warn", "Closing a sink failed", { sink: sink.name, error: String(error) })
@@ -472,28 +473,35 @@ export class PipelineRunner {
     });
   }
 
-  /** Records in the state file which slot of which cluster this pipeline streams from. */
+  /**
+   * Records in the state file which slot of which cluster this pipeline streams from, and
+   * from now on lets the stream send a flush position once the file holds it.
+   */
   async #startState(
     path: string,
     previous: PipelineState | null,
     source: ReplicationSource,
+    gate: StateGate,
   ): Promise<void> {
     const owner = {
       systemId: source.system?.systemId ?? "",
       database: source.system?.dbName ?? "",
       slot: this.config.source.slot,
     };
-    if (
-      previous !== null && (previous.systemId !== owner.systemId ||
-        previous.database !== owner.database || previous.slot !== owner.slot)
-    ) {
-      this.#log("warn", "The state file was of another slot or cluster; it now records this one", {
-        path,
-        was: `${previous.slot} in database ${previous.database} of system ${previous.systemId}`,
-      });
+    if (previous !== null && previous.slot !== owner.slot) {
+      this.#log(
+        "warn",
+        "The state file recorded another slot, which this pipeline no longer reads; drop it if nothing else does (it keeps WAL)",
+        { path, slot: previous.slot },
+      );
     }
-    this.#state = new StateRecorder(path, owner, this.#log);
-    await this.#state.start(this.#confirmed);
+    const recorder = new StateRecorder(path, owner, this.#log, (position) => {
+      gate.recorded(position);
+      source.flushStatus().catch(() => {}); // a lost connection is the stream's to report
+    });
+    await recorder.start(this.#confirmed);
+    this.#state = recorder;
+    gate.attach(recorder);
   }
 
   /**

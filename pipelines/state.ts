@@ -1,19 +1,28 @@
 /**
  * The pipeline's state file: which slot of which cluster and database it streams from, and
- * the last position it confirmed. With it, a pipeline whose slot is gone (dropped, or lost
- * in a failover to a standby without it) refuses to make a new one at the current WAL
- * position, which would skip every change since, unless the operator says so
- * (`spillway run --reset-slot`, which forgets the state).
+ * the position it confirmed. The file leads the server: a flush position is sent to the
+ * server only once the file holds it (see {@linkcode StateGate}), so the slot this pipeline
+ * streams from is never ahead of the file.
  *
- * The file is small JSON, replaced atomically (written to a temporary file, synced, renamed).
+ * With it, a start refuses what would silently skip changes (see {@linkcode checkRecordedSlot}):
+ * a slot that is gone (dropped, or lost in a failover to a standby without it), a slot ahead of
+ * the file (dropped and made again by hand), another cluster or database under the same slot
+ * name, or a server whose WAL is behind the file (restored from a backup). `spillway run
+ * --reset-slot` accepts the gap and forgets the file.
+ *
+ * The file is small JSON, replaced atomically: written to a temporary file of its own name,
+ * synced, renamed over it, and the directory synced.
  *
  * @module
  */
 
 import { basename, dirname, extname, join } from "node:path";
 import { ConfigError } from "../errors.ts";
-import { formatLsn, type Lsn, parseLsn } from "../decoder/lsn.ts";
+import { formatLsn, type Lsn, LSN_ZERO, maxLsn, parseLsn } from "../decoder/lsn.ts";
 import type { PipelineConfig } from "../config/mod.ts";
+import type { SlotRow } from "../postgres/catalog.ts";
+import type { SystemIdentity } from "../postgres/connection.ts";
+import type { FlushGate } from "../postgres/stream.ts";
 import { type Logger, printable } from "../ops/log.ts";
 
 /** What the state file records. */
@@ -22,21 +31,17 @@ export interface PipelineState {
   systemId: string;
   database: string;
   slot: string;
-  /** The last position confirmed to the server. */
+  /** The position confirmed: the server's slot is never ahead of it. */
   confirmedLsn: Lsn;
   /** When it was written, ISO 8601. */
   updatedAt: string;
 }
 
 /**
- * The state file of a pipeline run by `spillway run`: `source.state_file`, or by default
- * `<pipeline file without its extension>.state.json` beside the pipeline file; `null` when
- * `state_file: off`.
+ * The default state file of a pipeline run by `spillway run`:
+ * `<pipeline file without its extension>.state.json` beside the pipeline file.
  */
-export function defaultStateFile(config: PipelineConfig): string | null {
-  const configured = config.source.stateFile;
-  if (configured === false) return null;
-  if (configured !== null) return configured;
+export function defaultStateFile(config: PipelineConfig): string {
   const file = basename(config.file);
   return join(config.baseDir, `${basename(file, extname(file))}.state.json`);
 }
@@ -74,9 +79,13 @@ export async function readState(path: string): Promise<PipelineState | null> {
   }
 }
 
-/** Replaces the state file atomically: a temporary file, synced, renamed over it. */
+/**
+ * Replaces the state file atomically: a temporary file of its own (two writers never share
+ * one), written whole and synced, renamed over the file, then the directory synced so the
+ * rename survives a power loss.
+ */
 export async function writeState(path: string, state: PipelineState): Promise<void> {
-  const text = `${
+  const bytes = new TextEncoder().encode(`${
     JSON.stringify({
       version: 1,
       systemId: state.systemId,
@@ -85,28 +94,29 @@ export async function writeState(path: string, state: PipelineState): Promise<vo
       confirmedLsn: formatLsn(state.confirmedLsn),
       updatedAt: state.updatedAt,
     })
-  }\n`;
+  }\n`);
   const temporary = temporaryOf(path);
-  const file = await Deno.open(temporary, { write: true, create: true, truncate: true });
   try {
-    await file.write(new TextEncoder().encode(text));
-    await file.sync();
-  } finally {
-    file.close();
+    const file = await Deno.open(temporary, { write: true, createNew: true });
+    try {
+      for (let offset = 0; offset < bytes.byteLength;) {
+        offset += await file.write(bytes.subarray(offset));
+      }
+      await file.sync();
+    } finally {
+      file.close();
+    }
+    await Deno.rename(temporary, path);
+  } catch (error) {
+    await Deno.remove(temporary).catch(() => {});
+    throw error;
   }
-  await Deno.rename(temporary, path);
-}
-
-/**
- * The error when the slot a state file names is gone: a new slot would start at the current
- * WAL position and skip everything since `state.confirmedLsn`.
- */
-export function slotGoneError(path: string, state: PipelineState, file: string): ConfigError {
-  return new ConfigError(
-    `Cannot start: replication slot "${state.slot}" is gone, though this pipeline streamed from it (last confirmed ${
-      formatLsn(state.confirmedLsn)
-    } at ${state.updatedAt}, recorded in ${path}). A new slot would start at the current WAL position and silently skip every change since; nothing is created. To accept that gap, run spillway run ${file} --reset-slot`,
-  );
+  const directory = await Deno.open(dirname(path), { read: true });
+  try {
+    await directory.sync();
+  } finally {
+    directory.close();
+  }
 }
 
 /**
@@ -116,52 +126,90 @@ export function slotGoneError(path: string, state: PipelineState, file: string):
 export async function probeStateFile(path: string): Promise<void> {
   const probe = temporaryOf(path);
   try {
-    await Deno.writeTextFile(probe, "");
+    await Deno.writeTextFile(probe, "", { createNew: true });
     await Deno.remove(probe);
   } catch (error) {
     throw unwritable(path, error);
   }
 }
 
-function unwritable(path: string, error: unknown): ConfigError {
-  return new ConfigError(
-    `Cannot write the state file ${path} (source.state_file): ${
-      errorText(error)
-    }; make its directory writable, set source.state_file to a writable path, or state_file: off to run without it`,
-  );
-}
-
-function temporaryOf(path: string): string {
-  return join(dirname(path), `.${basename(path)}.tmp`);
-}
-
-function errorText(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
+/**
+ * Throws a ConfigError when starting on `slot` (as the server has it, `undefined` when it does
+ * not exist) would skip changes the state file says were not delivered. Called before
+ * anything is created.
+ */
+export function checkRecordedSlot(
+  path: string,
+  recorded: PipelineState | null,
+  config: PipelineConfig,
+  system: SystemIdentity,
+  slot: SlotRow | undefined,
+): void {
+  if (recorded === null || recorded.slot !== config.source.slot) return;
+  const name = config.source.slot;
+  const reset = `spillway run ${config.file} --reset-slot`;
+  const last = `last confirmed ${formatLsn(recorded.confirmedLsn)} at ${recorded.updatedAt}`;
+  const database = system.dbName ?? "";
+  if (recorded.systemId !== system.systemId || recorded.database !== database) {
+    throw new ConfigError(
+      `Cannot start: ${path} records slot "${name}" of database "${recorded.database}" on the cluster with system id ${recorded.systemId} (${last}), but the server is database "${database}" on system id ${system.systemId}: another cluster or database (a new cluster after pg_upgrade or a restore, or a changed source.url). Its LSNs are unrelated to the ones the sinks hold, and its slot would start a new history; nothing is created. If this is intended, run ${reset}, and reset what consumers remember of LSNs`,
+    );
+  }
+  if (system.xlogPos < recorded.confirmedLsn) {
+    throw new ConfigError(
+      `Cannot start: the server's WAL ends at ${
+        formatLsn(system.xlogPos)
+      }, behind the position this pipeline confirmed (${last}, recorded in ${path}): the cluster went back in time (restored from a backup, or a point-in-time recovery), and what the sinks hold past that point is not in its history; nothing is created. Reconcile the sinks, then run ${reset}`,
+    );
+  }
+  if (slot === undefined) {
+    throw new ConfigError(
+      `Cannot start: replication slot "${name}" is gone, though this pipeline streamed from it (${last}, recorded in ${path}). A new slot would start at the current WAL position and silently skip every change since; nothing is created. To accept that gap, run ${reset}`,
+    );
+  }
+  const confirmed = slot.confirmedFlushLsn === null ? null : parseLsn(slot.confirmedFlushLsn);
+  if (confirmed !== null && confirmed > recorded.confirmedLsn) {
+    throw new ConfigError(
+      `Cannot start: replication slot "${name}" is at ${
+        formatLsn(confirmed)
+      }, ahead of the position this pipeline confirmed (${last}, recorded in ${path}). Spillway never lets its slot pass what the file holds, so this is another slot of the same name (dropped and made again?), and the changes in between are lost to it; nothing is read. To accept that gap, run ${reset}`,
+    );
+  }
 }
 
 /** Where a running pipeline is: the state file's fields but the position and time. */
 export type StateOwner = Omit<PipelineState, "confirmedLsn" | "updatedAt">;
 
 /**
- * Keeps a state file up to date as positions are confirmed: at most one write per
- * `intervalMs` (default 1 s), the last one on {@linkcode StateRecorder.close}. A failed write
- * during the run is logged (once until one succeeds) and tried again with the next position.
+ * Keeps a state file up to date as positions are wanted: at most one write per `intervalMs`
+ * (default 100 ms), the last one on {@linkcode StateRecorder.close}. After each write,
+ * `onRecorded` gets the position the file now holds. A failed write during the run is logged
+ * (once until one succeeds) and tried again with the next position; meanwhile the server
+ * hears of no position past the last one recorded.
  */
 export class StateRecorder {
   readonly path: string;
   #owner: StateOwner;
   #log: Logger;
   #intervalMs: number;
+  #onRecorded: (position: Lsn) => void;
   #pending: Lsn | null = null;
-  #written: Lsn | null = null;
+  #written: Lsn = LSN_ZERO;
   #timer: ReturnType<typeof setTimeout> | null = null;
   #writing: Promise<void> = Promise.resolve();
   #failing = false;
 
-  constructor(path: string, owner: StateOwner, log: Logger, intervalMs = 1_000) {
+  constructor(
+    path: string,
+    owner: StateOwner,
+    log: Logger,
+    onRecorded: (position: Lsn) => void,
+    intervalMs = 100,
+  ) {
     this.path = path;
     this.#owner = owner;
     this.#log = log;
+    this.#onRecorded = onRecorded;
     this.#intervalMs = intervalMs;
   }
 
@@ -174,18 +222,20 @@ export class StateRecorder {
     }
   }
 
-  /** Notes a confirmed position; it reaches the file within `intervalMs`. */
+  /** Asks for `position` to be recorded; it is within `intervalMs`. */
   record(position: Lsn): void {
+    if (position <= this.#written || (this.#pending !== null && position <= this.#pending)) {
+      return;
+    }
     this.#pending = position;
     if (this.#timer !== null) return;
     this.#timer = setTimeout(() => {
       this.#timer = null;
       this.#flush();
     }, this.#intervalMs);
-    Deno.unrefTimer(this.#timer);
   }
 
-  /** Writes the last position noted, and stops. */
+  /** Writes the last position asked for, and stops. */
   async close(): Promise<void> {
     if (this.#timer !== null) clearTimeout(this.#timer);
     this.#timer = null;
@@ -196,7 +246,7 @@ export class StateRecorder {
   #flush(): void {
     const position = this.#pending;
     this.#pending = null;
-    if (position === null || position === this.#written) return;
+    if (position === null || position <= this.#written) return;
     this.#writing = this.#writing.then(() => this.#write(position)).then(
       () => {
         if (this.#failing) this.#log("info", "State file written again", { path: this.path });
@@ -220,6 +270,55 @@ export class StateRecorder {
       confirmedLsn: position,
       updatedAt: new Date().toISOString(),
     });
-    this.#written = position;
+    this.#written = maxLsn(this.#written, position);
+    this.#onRecorded(this.#written);
   }
+}
+
+/**
+ * The gate between the replication stream and the state file: the stream may send a flush
+ * position once the file holds it. Positions wanted before the recorder exists are kept.
+ */
+export class StateGate implements FlushGate {
+  #allowed: Lsn = LSN_ZERO;
+  #wanted: Lsn = LSN_ZERO;
+  #recorder: StateRecorder | null = null;
+
+  get allowed(): Lsn {
+    return this.#allowed;
+  }
+
+  want(position: Lsn): void {
+    this.#wanted = maxLsn(this.#wanted, position);
+    this.#recorder?.record(position);
+  }
+
+  /** The file now holds `position`. */
+  recorded(position: Lsn): void {
+    this.#allowed = maxLsn(this.#allowed, position);
+  }
+
+  /** Hands wanted positions to `recorder` from now on. */
+  attach(recorder: StateRecorder): void {
+    this.#recorder = recorder;
+    if (this.#wanted > this.#allowed) recorder.record(this.#wanted);
+  }
+}
+
+function unwritable(path: string, error: unknown): ConfigError {
+  return new ConfigError(
+    `Cannot write the state file ${path} (source.state_file): ${
+      errorText(error)
+    }; make its directory writable, set source.state_file to a writable path, or state_file: off to run without it`,
+  );
+}
+
+/** A temporary name beside `path`, unique to this process and call. */
+function temporaryOf(path: string): string {
+  const random = crypto.getRandomValues(new Uint32Array(1))[0]!.toString(36);
+  return join(dirname(path), `.${basename(path)}.${Deno.pid}.${random}.tmp`);
+}
+
+function errorText(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }

@@ -83,6 +83,20 @@ export interface ReplicationStreamOptions {
   isIdle?: () => boolean;
   /** Client clock in µs since the Unix epoch; tests pass their own. */
   now?: () => bigint;
+  /**
+   * Holds back the flush position sent to the server until someone (a pipeline's state
+   * file) has recorded it: what is sent is at most `allowed`, and a higher position is
+   * passed to `want` first. Default: none.
+   */
+  flushGate?: FlushGate | null;
+}
+
+/** See {@linkcode ReplicationStreamOptions.flushGate}. */
+export interface FlushGate {
+  /** The highest flush position that may be sent now. */
+  readonly allowed: Lsn;
+  /** Asks for `position` to be allowed; the caller sends a status update once it is. */
+  want(position: Lsn): void;
 }
 
 /**
@@ -141,6 +155,7 @@ export class ReplicationStream implements AsyncIterable<XLogData[]> {
       confirmKeepaliveWhenIdle: options.confirmKeepaliveWhenIdle ?? true,
       isIdle: options.isIdle ?? (() => true),
       now: options.now ?? (() => BigInt(Date.now()) * 1000n),
+      flushGate: options.flushGate ?? null,
     };
     const receiveTimeout = this.#options.receiveTimeoutMs;
     const period = Math.min(
@@ -260,10 +275,16 @@ export class ReplicationStream implements AsyncIterable<XLogData[]> {
       this.#replyWanted = false;
       this.#lastStatusAt = Date.now();
       this.#statusUpdatesSent++;
+      let flushed = this.#flushed;
+      const gate = this.#options.flushGate;
+      if (gate !== null && flushed > gate.allowed) {
+        gate.want(flushed);
+        flushed = gate.allowed;
+      }
       await this.#connection.send(encodeStandbyStatus({
         written: this.#written,
-        flushed: this.#flushed,
-        applied: this.#flushed,
+        flushed,
+        applied: flushed,
         clientTime: unixMicrosToPgMicros(this.#options.now()),
         replyRequested,
       }));

@@ -22,7 +22,7 @@ import { type ConnectOptions } from "../postgres/connection_string.ts";
 import { ConfigError, ConnectionError, isRetriable, PostgresError } from "../errors.ts";
 import { formatLsn, type Lsn, LSN_ZERO, maxLsn, parseLsn } from "../decoder/lsn.ts";
 import type { ProtoVersion } from "../decoder/pgoutput.ts";
-import type { ReplicationStream } from "../postgres/stream.ts";
+import type { FlushGate, ReplicationStream } from "../postgres/stream.ts";
 import { TransactionAssembler } from "./assembler.ts";
 import { SpillBudget } from "./spill.ts";
 import { PgoutputCode } from "../decoder/codes.ts";
@@ -30,7 +30,13 @@ import { FrameTooLargeError } from "../decoder/backend.ts";
 import { loadTypeInfos } from "../decoder/types/catalog.ts";
 import type { TypeRegistry } from "../decoder/types/registry.ts";
 import type { SourceItem } from "../events.ts";
-import { maxStatusIntervalMs, querySlots, readSettings, settingMs } from "../postgres/catalog.ts";
+import {
+  maxStatusIntervalMs,
+  querySlots,
+  readSettings,
+  settingMs,
+  type SlotRow,
+} from "../postgres/catalog.ts";
 import { checkObjectName, checkSlotName, quoteIdent, quoteLiteral } from "../postgres/sql.ts";
 import { type Logger, silentLogger } from "../ops/log.ts";
 import { allTablesTarget } from "./publications.ts";
@@ -63,10 +69,13 @@ export interface SourceOptions {
    */
   publicationTarget?: (connection: PgConnection) => Promise<string>;
   /**
-   * Called when the slot does not exist, before anything is created, with the server's
-   * identity; throw to refuse making a new slot (a pipeline whose slot vanished does).
+   * Called once the server and the slot were read, before anything is created, with the
+   * server's identity and the slot (`undefined` when it does not exist); throw to refuse
+   * (a pipeline whose slot vanished, or is not the one it recorded, does).
    */
-  onMissingSlot?: (system: SystemIdentity) => void;
+  checkSlot?: (system: SystemIdentity, slot: SlotRow | undefined) => void;
+  /** Holds back the flush position sent to the server (see `postgres/stream.ts`). */
+  flushGate?: FlushGate;
   /** Start here instead of the slot's confirmed position (must not be behind it). */
   startLsn?: Lsn;
   /** Default: the highest the server supports. */
@@ -267,6 +276,7 @@ export class ReplicationSource {
       maxBufferedBytes: options.maxBufferedBytes,
       receiveTimeoutMs: options.receiveTimeoutMs,
       isIdle: () => !this.assembler.inTransaction && this.assembler.openStreamedTransactions === 0,
+      flushGate: options.flushGate,
     });
     // A new stream starts from nothing: tell it at once what this process confirmed.
     if (this.#confirmed > LSN_ZERO) this.#stream.confirm(this.#confirmed);
@@ -352,8 +362,8 @@ export class ReplicationSource {
     }
 
     const [slot] = await querySlots(connection, { slot: options.slot });
+    options.checkSlot?.(this.system, slot);
     if (slot === undefined) {
-      options.onMissingSlot?.(this.system);
       if (!options.temporarySlot && !options.createSlot) {
         throw new ConfigError(
           `Cannot stream from replication slot "${options.slot}": it does not exist; create it (--create, or SELECT pg_create_logical_replication_slot('${options.slot}', 'pgoutput'))`,
