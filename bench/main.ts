@@ -12,6 +12,8 @@ Benchmarks:
   pipeline end-to-end throughput (null and file sinks) vs pg_recvlogical, commit-to-sink
            latency at 1,000 tx/s, and RSS on a 5,000,000-row transaction
   types    typed-value decoding of a 31-column table, text vs binary mode, vs pg_recvlogical
+  huge     one huge row change (40 MB, 1 GB, 500 MB text values; 1 GB refused at a 64 MiB
+           limit): commit-to-change time and peak RSS vs pg_recvlogical
 
 Run "deno task bench <name> --help" for a benchmark's options.`;
 
@@ -30,6 +32,10 @@ export async function main(args: string[]): Promise<number> {
     case "pipeline": {
       const { pipelineBench } = await import("./pipeline.ts");
       return await pipelineBench(rest);
+    }
+    case "huge": {
+      const { hugeRowsBench } = await import("./huge_rows.ts");
+      return await hugeRowsBench(rest);
     }
     case "help":
     case "-h":

@@ -97,12 +97,41 @@ export class BufferReader {
   utf8(n: number, what = "text"): string {
     if (n < 0) this.fail(`negative length ${n} for ${what}`, this.offset - 4);
     const at = this.#need(n, what);
-    return decodeUtf8(this.#bytes, at, at + n);
+    try {
+      return decodeUtf8(this.#bytes, at, at + n);
+    } catch (error) {
+      if (error instanceof StringTooLongError) this.fail(`${what}: ${error.message}`, at);
+      throw error;
+    }
   }
 
   /** Fails unless every byte has been read. */
   expectEnd(): void {
     if (this.remaining !== 0) this.fail(`${this.remaining} unexpected trailing bytes`);
+  }
+}
+
+/**
+ * The longest string V8 makes (2^29 - 24 characters): a text value longer than that cannot
+ * be delivered as a string.
+ */
+export const MAX_STRING_LENGTH = 2 ** 29 - 24;
+
+/** A text value that decodes to more characters than a string holds. */
+export class StringTooLongError extends RangeError {
+  override name = "StringTooLongError";
+}
+
+/** Decodes UTF-8 longer than a string may be in bytes: fine if multi-byte characters fit. */
+function decodeLong(bytes: Uint8Array, start: number, end: number): string {
+  try {
+    return utf8.decode(bytes.subarray(start, end));
+  } catch {
+    throw new StringTooLongError(
+      `${
+        end - start
+      } bytes of UTF-8 make a string longer than the ${MAX_STRING_LENGTH} characters a JavaScript string holds, so it cannot be delivered`,
+    );
   }
 }
 
@@ -116,6 +145,11 @@ const SHORT_ASCII_LIMIT = 13;
  * several times the memory).
  */
 export function decodeUtf8(bytes: Uint8Array, start: number, end: number): string {
+  if (end - start > MAX_STRING_LENGTH) {
+    // UTF-8 never has fewer bytes than the string has characters: check before decoding,
+    // and let a decoder error on a shorter input name the limit too.
+    return decodeLong(bytes, start, end);
+  }
   if (end - start < SHORT_ASCII_LIMIT) {
     let out = "";
     for (let i = start; i < end; i++) {

@@ -19,7 +19,13 @@ import {
   type SystemIdentity,
 } from "../postgres/connection.ts";
 import { type ConnectOptions } from "../postgres/connection_string.ts";
-import { ConfigError, ConnectionError, isRetriable, PostgresError } from "../errors.ts";
+import {
+  ConfigError,
+  ConnectionError,
+  DecodeError,
+  isRetriable,
+  PostgresError,
+} from "../errors.ts";
 import { formatLsn, type Lsn, LSN_ZERO, maxLsn, parseLsn } from "../decoder/lsn.ts";
 import type { ProtoVersion } from "../decoder/pgoutput.ts";
 import type { FlushGate, ReplicationStream } from "../postgres/stream.ts";
@@ -529,18 +535,26 @@ export class ReplicationSource {
     // 'd', length, 'w', walStart, walEnd, sendTime (8 bytes each), then the pgoutput message.
     if (head.byteLength >= 31 && head[0] === 0x64 && head[5] === 0x77) {
       const view = new DataView(head.buffer, head.byteOffset, head.byteLength);
-      const at = formatLsn(view.getBigUint64(6) as Lsn);
-      const change = TAGGED_CHANGES.get(head[30]!);
-      const relidAt = this.assembler.inStreamBlock ? 35 : 31;
-      const table = change !== undefined && head.byteLength >= relidAt + 4
-        ? await this.#tableName(view.getUint32(relidAt))
-        : null;
-      what = table === null ? `The message at ${at}` : `The ${change} on ${table} at ${at}`;
+      what = await this.#describe(head.subarray(30), view.getBigUint64(6) as Lsn);
     }
     return new ConnectionError(
       `${what} is ${error.size} bytes, more than the limit of ${error.limit} (max_message_size); raise the limit (PostgreSQL's own is 1 GiB) to take it: until then the slot cannot move past it`,
       { cause: error, retriable: false },
     );
+  }
+
+  /**
+   * "The insert on "s"."t" at 0/…" for a pgoutput change message (its start, at least the tag
+   * and relation id), or "The message at 0/…".
+   */
+  async #describe(message: Uint8Array, walStart: Lsn): Promise<string> {
+    const at = formatLsn(walStart);
+    const change = TAGGED_CHANGES.get(message[0]!);
+    const relidAt = this.assembler.inStreamBlock ? 5 : 1;
+    if (change === undefined || message.byteLength < relidAt + 4) return `The message at ${at}`;
+    const view = new DataView(message.buffer, message.byteOffset, message.byteLength);
+    const table = await this.#tableName(view.getUint32(relidAt));
+    return table === null ? `The ${change} at ${at}` : `The ${change} on ${table} at ${at}`;
   }
 
   /**
@@ -574,7 +588,23 @@ export class ReplicationSource {
     let out: SourceItem[] = [];
     for (const xlog of batch) {
       if (xlog.data[0] === PgoutputCode.Relation) await this.#loadTypes(xlog.data);
-      for (const item of this.assembler.push(xlog.walStart, xlog.data)) {
+      // Stepped by hand (a streamed transaction's replay yields millions of items) so that a
+      // change that cannot be decoded (malformed, or a value too long for a string) can be
+      // named by its table and position.
+      let items: Iterator<SourceItem> | null = null;
+      for (;;) {
+        let step: IteratorResult<SourceItem>;
+        try {
+          items ??= this.assembler.push(xlog.walStart, xlog.data)[Symbol.iterator]();
+          step = items.next();
+        } catch (error) {
+          if (error instanceof DecodeError && TAGGED_CHANGES.has(xlog.data[0]!)) {
+            error.message = `${await this.#describe(xlog.data, xlog.walStart)}: ${error.message}`;
+          }
+          throw error;
+        }
+        if (step.done) break;
+        const item = step.value;
         if (item.kind === "begin") {
           // Re-sent after a reconnect: this process already delivered it.
           this.#skipping = item.tx.commitLsn < this.#deliveredEnd;

@@ -95,3 +95,39 @@ for (const version of testVersions("full")) {
     assert.match(failure.message, /^The insert on "public"\."Big Rows" at /);
   });
 }
+
+Deno.test({
+  name:
+    "a text value longer than a string can be stops the source naming its table (SPILLWAY_SOAK=1)",
+  ignore: Deno.env.get("SPILLWAY_SOAK") !== "1",
+  fn: async () => {
+    await using pg = await startPostgres({ settings: { shared_buffers: "1GB" } });
+    await pg.psql(
+      `CREATE TABLE "Big Rows" (id int PRIMARY KEY, v text);
+       ALTER TABLE "Big Rows" ALTER COLUMN v SET STORAGE EXTERNAL;
+       CREATE PUBLICATION limits_pub FOR TABLE "Big Rows";
+       SELECT pg_create_logical_replication_slot('limits_slot', 'pgoutput');
+       INSERT INTO "Big Rows" VALUES (1, repeat('x', 540000000));`,
+    );
+    const source = await ReplicationSource.open({
+      connection: connectOptions(pg),
+      slot: "limits_slot",
+      publication: "limits_pub",
+      reconnect: { maxAttempts: 1 },
+    });
+    const failure = await (async () => {
+      try {
+        for await (const _ of source.batches()) { /* until it fails */ }
+      } catch (error) {
+        return error;
+      } finally {
+        await source.close();
+      }
+    })();
+    assert.ok(failure instanceof Error, String(failure));
+    assert.match(
+      failure.message,
+      /^The insert on "public"\."Big Rows" at [0-9A-F]+\/[0-9A-F]+: Cannot decode Insert message .*540000000 bytes of UTF-8 make a string longer than the 536870888 characters/,
+    );
+  },
+});
