@@ -15,6 +15,8 @@
  * - `SPILLWAY_SOAK=1`: 500,000 rows in 5,000 transactions and at least 30 kill/restart cycles
  *   (the default: at least 10, about 70 s on 2 cores).
  * - `SPILLWAY_CRASH_SEED=N`: replay the kill schedule of a printed seed.
+ * - `SPILLWAY_PG_MATRIX=full`: run it on every PostgreSQL version, not only 17 (one test per
+ *   version, named with it, each printing its seed).
  *
  * The pipeline sets `status_interval: 1s`: a run confirms nothing before its first status
  * update, and with the default of 10 s a runner killed every few seconds would never advance.
@@ -25,7 +27,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { formatLsn, type Lsn, parseLsn } from "../decoder/lsn.ts";
-import { PRIMARY_VERSION, startPostgres } from "../testing/embedded_postgres.ts";
+import { type PgVersion, startPostgres, testVersions } from "../testing/embedded_postgres.ts";
 import { seededRandom } from "../testing/random.ts";
 import {
   type ChangeLine,
@@ -60,14 +62,21 @@ interface Run {
   confirmedAfter: Lsn | null;
 }
 
-Deno.test("crash: spillway run killed with SIGKILL at random moments loses no committed row", async () => {
+for (const version of testVersions("full")) {
+  Deno.test(
+    `crash: spillway run killed with SIGKILL at random moments loses no committed row (PostgreSQL ${version})`,
+    () => crashRun(version),
+  );
+}
+
+async function crashRun(version: PgVersion): Promise<void> {
   const seed = Number(Deno.env.get("SPILLWAY_CRASH_SEED") ?? Math.floor(Math.random() * 2 ** 31));
   console.log(`crash test seed: ${seed} (SPILLWAY_CRASH_SEED=${seed} replays it)`);
   const random = seededRandom(seed);
   const began = Date.now();
 
   await using pg = await startPostgres({
-    version: PRIMARY_VERSION,
+    version,
     settings: { autovacuum: "off" },
   });
   const poller = new Poller(pg);
@@ -77,6 +86,10 @@ Deno.test("crash: spillway run killed with SIGKILL at random moments loses no co
   const table = "crash_items";
   const runs: Run[] = [];
   let child: SpillwayProcess | null = null;
+  let work: Promise<void> | null = null;
+  // Set when the test ends: the workload stops, so it outlives neither the test nor the
+  // server (if a failure left it running, its error would cancel the other versions' tests).
+  let abandoned = false;
   try {
     await pg.psql(`CREATE TABLE ${table} (id int PRIMARY KEY, tx int NOT NULL)`);
     await Deno.writeTextFile(
@@ -97,11 +110,10 @@ Deno.test("crash: spillway run killed with SIGKILL at random moments loses no co
     let workloadDone = false;
     let workloadMs = 0;
     let lastCommitEnd: Lsn | null = null;
-    let work: Promise<void> | null = null;
     const startWorkload = () =>
       (async () => {
         const started = Date.now();
-        for (let tx = 0; tx < TRANSACTIONS; tx++) {
+        for (let tx = 0; tx < TRANSACTIONS && !abandoned; tx++) {
           const first = tx * ROWS_PER_TRANSACTION + 1;
           await workload.rows(
             `INSERT INTO ${table} SELECT g, ${tx} FROM generate_series(${first}, ${
@@ -216,7 +228,7 @@ Deno.test("crash: spillway run killed with SIGKILL at random moments loses no co
     const lost = committed.filter((id) => !seen.has(id));
     const kills = runs.filter((run) => run.killAfterMs !== null);
     console.log(
-      `crash: seed ${seed}; ${kills.length} kills (${
+      `crash (PostgreSQL ${version}): seed ${seed}; ${kills.length} kills (${
         kills.filter((run) => !run.streamed).length
       } before streaming started); ${committed.length} rows committed in ${workloadMs} ms; ${lost.length} lost; ${duplicates} duplicates (per restart: ${
         perKill.join(" ")
@@ -227,12 +239,14 @@ Deno.test("crash: spillway run killed with SIGKILL at random moments loses no co
     assert.ok(kills.length >= MIN_KILLS, `only ${kills.length} kills`);
     assert.ok(tornCut >= 1, "no run started on a torn line");
   } finally {
+    abandoned = true;
+    await work?.catch(() => {});
     await child?.kill();
     await workload.close();
     await poller.close();
     await Deno.remove(dir, { recursive: true });
   }
-});
+}
 
 /** Whole lines in `path`, and whether a torn (unfinished) line follows them. */
 async function lineCount(path: string): Promise<{ whole: number; torn: boolean }> {

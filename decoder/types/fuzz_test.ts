@@ -1,18 +1,32 @@
 /**
  * Fuzzes every decoder with random and mutated input. The property: each call returns a value
- * or throws a DecodeError, never another exception, and never takes long (no hang, no huge
- * allocation from a forged count). The PRNG is seeded; a failure names the seed and input.
+ * or throws a DecodeError, never another exception, and the value it returns is no bigger than
+ * its input justifies (no huge allocation, and no long loop building one, from a forged count).
+ * The bound counts the value's units (characters, array slots, bytes, fields), not the time a
+ * call takes, so a loaded machine cannot fail it. The PRNG is seeded; a failure names the seed
+ * and input.
  */
 
 import assert from "node:assert/strict";
 import { DecodeError } from "../../errors.ts";
-import { BUILTIN_TYPES } from "./oids.ts";
+import { BUILTIN_TYPES, Oid } from "./oids.ts";
 import { TypeRegistry } from "./registry.ts";
 import type { VectorFile } from "./testdata/_expected.ts";
 import { type Random, seededRandom } from "../../testing/random.ts";
 
 const SEED = 0x7e57_da7a;
-const SLOW_MS = 250;
+/**
+ * The size bound of a decoded value (see {@linkcode units}): this many units per unit of input
+ * (byte, or character of text), plus a fixed allowance, plus for types that may hold a numeric
+ * an allowance per 8 input bytes (a numeric's header): its weight (≤ 32,767) and dscale
+ * (≤ 0x3fff) may legitimately ask for 4 × 32,768 integer and 16,383 fraction digits. The
+ * smallest forged count the mutations write (0x00100000) is above the bound of every input of
+ * a type without numerics, and the containers of numerics (arrays, ranges, records) decode with
+ * the same code as those.
+ */
+const UNITS_PER_INPUT = 8;
+const UNITS_FIXED = 64;
+const NUMERIC_UNITS = 4 * 32_768 + 16_384;
 
 const file = JSON.parse(
   await Deno.readTextFile(new URL("./testdata/vectors.json", import.meta.url)),
@@ -24,6 +38,31 @@ function registry(): TypeRegistry {
   return r;
 }
 
+/** OIDs whose values may hold a numeric: numeric, and every type built on it, and records. */
+function numericOids(): Set<number> {
+  const found = new Set<number>([Oid.numeric, Oid.record]);
+  for (let grew = true; grew;) {
+    grew = false;
+    const add = (oid: number, parts: (number | undefined)[]) => {
+      if (found.has(oid) || !parts.some((part) => part !== undefined && found.has(part))) return;
+      found.add(oid);
+      grew = true;
+    };
+    for (const type of BUILTIN_TYPES) {
+      add(type.oid, [type.kind === "range" ? type.subtypeOid : undefined]);
+      add(type.oid, [type.kind === "multirange" ? type.rangeOid : undefined]);
+      if (type.arrayOid !== 0) add(type.arrayOid, [type.oid]);
+    }
+    for (const info of file.types) {
+      const fields = (info.fields ?? []).map((field) => field.typeOid);
+      add(info.oid, [info.elementOid, info.baseOid, info.subtypeOid, info.rangeOid, ...fields]);
+    }
+  }
+  return found;
+}
+
+const NUMERIC_OIDS = numericOids();
+
 function allOids(): number[] {
   const oids = new Set<number>();
   for (const type of BUILTIN_TYPES) {
@@ -34,18 +73,59 @@ function allOids(): number[] {
   return [...oids];
 }
 
-function property(where: () => string, fn: () => unknown): void {
-  const started = performance.now();
+/**
+ * The size of a decoded value in units: one per value, plus one per string character, byte,
+ * array slot (holes included) and object field. Counting stops once it passes `budget`, so a
+ * forged count of 2^31 slots is reported without walking them.
+ */
+function units(value: unknown, budget: number): number {
+  let count = 0;
+  const pending: unknown[] = [value];
+  while (pending.length > 0 && count <= budget) {
+    const next = pending.pop();
+    count++;
+    if (typeof next === "string") {
+      count += next.length;
+    } else if (ArrayBuffer.isView(next)) {
+      count += next.byteLength;
+    } else if (Array.isArray(next)) {
+      count += next.length;
+      if (count <= budget) { for (const item of next) pending.push(item); }
+    } else if (typeof next === "object" && next !== null) {
+      const fields = Object.values(next);
+      count += fields.length;
+      if (count <= budget) { for (const field of fields) pending.push(field); }
+    }
+  }
+  return count;
+}
+
+/**
+ * `fn` (one decoder call for type `oid` on `inputLength` bytes or characters) throws nothing but
+ * a DecodeError, and returns a value within the size bound (see {@linkcode UNITS_PER_INPUT}).
+ */
+function property(
+  where: () => string,
+  oid: number,
+  inputLength: number,
+  fn: () => unknown,
+): void {
+  let value: unknown;
   try {
-    fn();
+    value = fn();
   } catch (error) {
     if (!(error instanceof DecodeError)) {
       throw new Error(`${where()}: threw ${String(error)}`, { cause: error });
     }
     assert.match(error.message, /^Cannot decode .+ message at offset -?\d+: /, where());
+    return;
   }
-  const elapsed = performance.now() - started;
-  if (elapsed > SLOW_MS) throw new Error(`${where()}: took ${elapsed.toFixed(0)} ms`);
+  const numerics = NUMERIC_OIDS.has(oid) ? Math.floor(inputLength / 8) : 0;
+  const budget = UNITS_PER_INPUT * inputLength + UNITS_FIXED + NUMERIC_UNITS * numerics;
+  const size = units(value, budget);
+  if (size > budget) {
+    throw new Error(`${where()}: a value of more than ${budget} units from ${inputLength} input`);
+  }
 }
 
 function mutate(bytes: Uint8Array, random: Random): Uint8Array {
@@ -90,7 +170,12 @@ Deno.test("fuzz: random bytes into every binary decoder", () => {
     const decode = reg.decoder(oid, -1, "binary");
     for (let i = 0; i < 150; i++) {
       const bytes = random.bytes(random.int(48));
-      property(() => `seed ${SEED} oid ${oid} bytes ${bytes.toHex()}`, () => decode(bytes));
+      property(
+        () => `seed ${SEED} oid ${oid} bytes ${bytes.toHex()}`,
+        oid,
+        bytes.length,
+        () => decode(bytes),
+      );
     }
   }
 });
@@ -106,6 +191,8 @@ Deno.test("fuzz: mutated recorded values into the binary decoders", () => {
       const input = mutate(bytes, random);
       property(
         () => `seed ${SEED + 1} ${vector.label} bytes ${input.toHex()}`,
+        vector.oid,
+        input.length,
         () => decode(input),
       );
     }
@@ -123,6 +210,8 @@ Deno.test("fuzz: random and mutated text into every text decoder", () => {
       const text = Array.from({ length: random.int(24) }, () => random.pick(SYNTAX)).join("");
       property(
         () => `seed ${SEED + 2} oid ${oid} text ${JSON.stringify(text)}`,
+        oid,
+        text.length,
         () => decode(text),
       );
     }
@@ -138,6 +227,8 @@ Deno.test("fuzz: random and mutated text into every text decoder", () => {
       const text = chars.join("");
       property(
         () => `seed ${SEED + 2} ${vector.label} text ${JSON.stringify(text)}`,
+        vector.oid,
+        text.length,
         () => decode(text),
       );
     }
