@@ -125,3 +125,20 @@ export {
   type RunnerState,
   runPipeline,
 } from "./pipelines/mod.ts";
+export {
+  type ChangeResult,
+  defineTransform,
+  type TestInput,
+  testTransform,
+  type TestTransformResult,
+  type Transform,
+  type TransformContext,
+  type TransformEvent,
+  type TransformHooks,
+  type TransformMessage,
+  type TransformRelation,
+  type TransformRow,
+  type TransformSource,
+  type TransformTransaction,
+  type TransformTruncate,
+} from "./transforms/mod.ts";

@@ -9,3 +9,5 @@
 export * from "./api.ts";
 export * from "./loader.ts";
 export * from "./worker.ts";
+export * from "./test_transform.ts";
+export * from "./hooks.ts";

@@ -12,33 +12,15 @@
  */
 
 import type { LoadedTransform } from "./loader.ts";
+import { runItem, type WorkItem } from "./hooks.ts";
+
+export type { WorkItem } from "./hooks.ts";
 import type {
   TransformEvent,
   TransformMessage,
-  TransformRelation,
   TransformRow,
-  TransformTransaction,
   TransformTruncate,
 } from "./api.ts";
-
-/** One thing for a transform to do, in the order the transaction has them. */
-export type WorkItem =
-  | { kind: "begin"; transaction: TransformTransaction }
-  | {
-    kind: "change";
-    event: TransformEvent;
-    relation: TransformRelation;
-    transaction: TransformTransaction;
-  }
-  | {
-    kind: "truncate";
-    event: TransformTruncate;
-    relation: TransformRelation;
-    transaction: TransformTransaction;
-  }
-  | { kind: "message"; event: TransformMessage; transaction?: TransformTransaction }
-  | { kind: "schema"; previous: TransformRelation; next: TransformRelation }
-  | { kind: "commit"; transaction: TransformTransaction };
 
 /**
  * What became of one item: `out` is what the hook returned, as a list (empty when dropped; the
@@ -104,35 +86,7 @@ const failure = (error) => ({
   stack: typeof error?.stack === "string" ? error.stack : null,
 });
 const context = (item) => ({ log, state, relation: item?.relation, transaction: item?.transaction });
-const isEvent = (value) => value !== null && typeof value === "object" && typeof value.op === "string" && typeof value.source === "object" && value.source !== null;
-async function runItem(item) {
-  const ctx = context(item);
-  switch (item.kind) {
-    case "begin": if (hooks.begin) await hooks.begin(item.transaction, ctx); return [];
-    case "commit": if (hooks.commit) await hooks.commit(item.transaction, ctx); return [];
-    case "schema": if (hooks.schemaChange) await hooks.schemaChange(item.previous, item.next, ctx); return [];
-    case "change": {
-      if (!hooks.change) return [item.event];
-      const out = await hooks.change(item.event, ctx);
-      const list = out === null || out === undefined ? [] : Array.isArray(out) ? out : [out];
-      for (const value of list) {
-        if (!isEvent(value) || !["c", "u", "d", "r"].includes(value.op)) {
-          throw new TypeError("change() returned " + (value === undefined ? "undefined" : JSON.stringify(value)?.slice(0, 200)) + ": expected an event (with op and source), a list of them, or null");
-        }
-      }
-      return list;
-    }
-    case "truncate": case "message": {
-      const hook = item.kind === "truncate" ? hooks.truncate : hooks.message;
-      if (!hook) return [item.event];
-      const out = await hook(item.event, ctx);
-      if (out === null || out === undefined) return [];
-      if (!isEvent(out) && item.kind === "truncate") throw new TypeError(item.kind + "() returned something that is not an event: return the event or null");
-      return [out];
-    }
-  }
-  throw new TypeError("unknown work item " + item.kind);
-}
+const runItem = ${runItem.toString()};
 self.onmessage = async (message) => {
   const data = message.data;
   if (data.type === "load") {
@@ -153,7 +107,7 @@ self.onmessage = async (message) => {
     const results = [];
     for (const item of data.items) {
       try {
-        results.push({ ok: true, out: await runItem(item) });
+        results.push({ ok: true, out: await runItem(hooks, item, context(item)) });
       } catch (error) {
         results.push({ ok: false, error: failure(error) });
       }

@@ -1,0 +1,110 @@
+/**
+ * Runs one work item through a transform's hooks: the one implementation used inside each
+ * Worker (its source text is embedded in the Worker's code, so it must stay self-contained: no
+ * imports, no outside names) and by {@linkcode testTransform} in plain tests.
+ *
+ * @module
+ */
+
+import type {
+  TransformContext,
+  TransformEvent,
+  TransformHooks,
+  TransformMessage,
+  TransformRelation,
+  TransformTransaction,
+  TransformTruncate,
+} from "./api.ts";
+
+/** One thing for a transform to do, in the order the transaction has them. */
+export type WorkItem =
+  | { kind: "begin"; transaction: TransformTransaction }
+  | {
+    kind: "change";
+    event: TransformEvent;
+    relation: TransformRelation;
+    transaction: TransformTransaction;
+  }
+  | {
+    kind: "truncate";
+    event: TransformTruncate;
+    relation: TransformRelation;
+    transaction: TransformTransaction;
+  }
+  | { kind: "message"; event: TransformMessage; transaction?: TransformTransaction }
+  | { kind: "schema"; previous: TransformRelation; next: TransformRelation }
+  | { kind: "commit"; transaction: TransformTransaction };
+
+/**
+ * Calls the hook `item` is for and returns what goes on: the events the hook returned (none
+ * when it dropped the item; the item's own event when the transform has no such hook).
+ * Throws what the hook throws, and a TypeError for a return value that is not an event.
+ */
+export async function runItem(
+  hooks: TransformHooks<never>,
+  item: WorkItem,
+  ctx: TransformContext,
+): Promise<unknown[]> {
+  const isEvent = (value: unknown): boolean =>
+    value !== null && typeof value === "object" &&
+    typeof (value as { op?: unknown }).op === "string" &&
+    typeof (value as { source?: unknown }).source === "object" &&
+    (value as { source?: unknown }).source !== null;
+  const describe = (value: unknown): string => {
+    if (value === undefined) return "undefined";
+    try {
+      return (JSON.stringify(value, (_k, v) => typeof v === "bigint" ? `${v}n` : v) ??
+        String(value))
+        .slice(0, 200);
+    } catch {
+      return String(value).slice(0, 200);
+    }
+  };
+  // deno-lint-ignore no-explicit-any
+  const h = hooks as any;
+  switch (item.kind) {
+    case "begin":
+      if (h.begin) await h.begin(item.transaction, ctx);
+      return [];
+    case "commit":
+      if (h.commit) await h.commit(item.transaction, ctx);
+      return [];
+    case "schema":
+      if (h.schemaChange) await h.schemaChange(item.previous, item.next, ctx);
+      return [];
+    case "change": {
+      if (!h.change) return [item.event];
+      const out = await h.change(item.event, ctx);
+      const list: unknown[] = out === null || out === undefined
+        ? []
+        : Array.isArray(out)
+        ? out
+        : [out];
+      for (const value of list) {
+        const op = (value as { op?: unknown })?.op;
+        if (!isEvent(value) || !["c", "u", "d", "r"].includes(op as string)) {
+          throw new TypeError(
+            `change() returned ${
+              describe(value)
+            }: expected an event (with op and source), a list of them, or null`,
+          );
+        }
+      }
+      return list;
+    }
+    case "truncate":
+    case "message": {
+      const hook = item.kind === "truncate" ? h.truncate : h.message;
+      if (!hook) return [item.event];
+      const out = await hook(item.event, ctx);
+      if (out === null || out === undefined) return [];
+      if (!isEvent(out) && item.kind === "truncate") {
+        throw new TypeError(
+          `truncate() returned ${describe(out)}: return the event or null`,
+        );
+      }
+      return [out];
+    }
+  }
+  throw new TypeError(`unknown work item ${(item as { kind?: unknown }).kind}`);
+}

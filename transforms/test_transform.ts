@@ -1,0 +1,134 @@
+/**
+ * `testTransform`: runs a transform's hooks on events in a plain `deno test`, in this process,
+ * with the same hook semantics as a pipeline's Worker (see `hooks.ts`).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { defineTransform, testTransform } from "./mod.ts";
+ *
+ * const dropTests = defineTransform<{ id: number; status: string }>({
+ *   change: (event) => event.after?.status === "test" ? null : event,
+ * });
+ * const source = { schema: "public", table: "orders", relid: 1, lsn: "0/1", commitLsn: "0/2", xid: 7, commitTime: "2026-12-05T12:00:00Z" };
+ * const { events } = await testTransform(dropTests, [
+ *   { op: "c", source, before: null, after: { id: 1, status: "paid" }, unchanged: [] },
+ *   { op: "c", source, before: null, after: { id: 2, status: "test" }, unchanged: [] },
+ * ]);
+ * assert.deepEqual(events.map((e) => e.after), [{ id: 1, status: "paid" }]);
+ * ```
+ *
+ * @module
+ */
+
+import type {
+  TransformContext,
+  TransformEvent,
+  TransformHooks,
+  TransformMessage,
+  TransformRelation,
+  TransformRow,
+  TransformSource,
+  TransformTransaction,
+  TransformTruncate,
+} from "./api.ts";
+import { runItem, type WorkItem } from "./hooks.ts";
+
+/** What {@linkcode testTransform} takes: changes, truncates and messages, in order. */
+export type TestInput = TransformEvent | TransformTruncate | TransformMessage;
+
+/** What a transform made of the inputs. */
+export interface TestTransformResult {
+  /** Everything the hooks passed on, in order (changes, truncates and messages). */
+  events: TransformEvent<TransformRow>[];
+  /** Truncates and messages passed on, in order. */
+  others: (TransformTruncate | TransformMessage)[];
+  /** The transform's `ctx.log` lines. */
+  logs: { level: string; message: string; fields?: TransformRow }[];
+  /** `ctx.state` after `teardown`. */
+  state: TransformRow;
+}
+
+/** Options of {@linkcode testTransform}. */
+export interface TestTransformOptions {
+  /** The table's columns, as hooks see them in `ctx.relation`; default: the row's keys. */
+  relation?: TransformRelation;
+  /** `ctx.state` to start with. */
+  state?: TransformRow;
+}
+
+/**
+ * Runs `setup`, then each input (with `begin` and `commit` around each transaction, by the
+ * inputs' `xid`), then `teardown`. A hook that throws makes the returned promise reject with
+ * its error.
+ */
+export async function testTransform(
+  transform: TransformHooks<never>,
+  inputs: TestInput[],
+  options: TestTransformOptions = {},
+): Promise<TestTransformResult> {
+  const result: TestTransformResult = {
+    events: [],
+    others: [],
+    logs: [],
+    state: options.state ?? {},
+  };
+  const log: TransformContext["log"] = (level, message, fields) =>
+    result.logs.push({ level, message, ...(fields === undefined ? {} : { fields }) });
+  const ctx = (relation?: TransformRelation, transaction?: TransformTransaction) => ({
+    log,
+    state: result.state,
+    ...(relation === undefined ? {} : { relation }),
+    ...(transaction === undefined ? {} : { transaction }),
+  });
+  const hooks = transform as TransformHooks<TransformRow>;
+  await hooks.setup?.(ctx());
+  let open: TransformTransaction | null = null;
+  const run = async (item: WorkItem, relation?: TransformRelation) => {
+    const out = await runItem(transform, item, ctx(relation, open ?? undefined));
+    for (const value of out) {
+      const op = (value as { op: string }).op;
+      if (op === "t" || op === "m") result.others.push(value as TransformTruncate);
+      else result.events.push(value as TransformEvent);
+    }
+  };
+  for (const input of inputs) {
+    const source = "source" in input ? input.source : null;
+    const transaction: TransformTransaction | null = source === null ? open : transactionOf(source);
+    if (open !== null && (transaction === null || transaction.xid !== open.xid)) {
+      await run({ kind: "commit", transaction: open });
+      open = null;
+    }
+    if (open === null && transaction !== null) {
+      open = transaction;
+      await run({ kind: "begin", transaction });
+    }
+    if (input.op === "m") {
+      await run({ kind: "message", event: input, ...(open ? { transaction: open } : {}) });
+      continue;
+    }
+    const relation = options.relation ?? relationOf(input);
+    if (input.op === "t") {
+      await run({ kind: "truncate", event: input, relation, transaction: open! }, relation);
+    } else {
+      await run({ kind: "change", event: input, relation, transaction: open! }, relation);
+    }
+  }
+  if (open !== null) await run({ kind: "commit", transaction: open });
+  await hooks.teardown?.(ctx());
+  return result;
+}
+
+function transactionOf(source: TransformSource): TransformTransaction {
+  return { xid: source.xid, commitLsn: source.commitLsn, commitTime: source.commitTime };
+}
+
+function relationOf(input: TransformEvent | TransformTruncate): TransformRelation {
+  const row = "after" in input ? input.after ?? input.before ?? {} : {};
+  return {
+    schema: input.source.schema,
+    table: input.source.table,
+    relid: input.source.relid,
+    columns: Object.keys(row).map((name) => ({ name, typeOid: 0, type: "unknown", key: false })),
+  };
+}
