@@ -11,3 +11,4 @@ export * from "./loader.ts";
 export * from "./worker.ts";
 export * from "./test_transform.ts";
 export * from "./hooks.ts";
+export * from "./live.ts";

@@ -15,12 +15,7 @@ import type { LoadedTransform } from "./loader.ts";
 import { runItem, type WorkItem } from "./hooks.ts";
 
 export type { WorkItem } from "./hooks.ts";
-import type {
-  TransformEvent,
-  TransformMessage,
-  TransformRow,
-  TransformTruncate,
-} from "./api.ts";
+import type { TransformEvent, TransformMessage, TransformRow, TransformTruncate } from "./api.ts";
 
 /**
  * What became of one item: `out` is what the hook returned, as a list (empty when dropped; the
@@ -113,6 +108,9 @@ self.onmessage = async (message) => {
       }
     }
     self.postMessage({ type: "done", id: data.id, results });
+  } else if (data.type === "state") {
+    state = data.state ?? {};
+    self.postMessage({ type: "adopted" });
   } else if (data.type === "stop") {
     try {
       if (hooks?.teardown) await hooks.teardown(context(null));
@@ -216,6 +214,15 @@ export class TransformWorker {
       if (!result.ok) result.error = this.#failure(result.error);
     }
     return results;
+  }
+
+  /** Replaces the transform's `ctx.state` (a previous version's, for `keepState`). */
+  async adoptState(state: TransformRow): Promise<void> {
+    await this.#await(
+      () => this.#worker.postMessage({ type: "state", state }),
+      this.#options.startTimeoutMs ?? 10_000,
+      "taking over the state",
+    );
   }
 
   /** Runs `teardown` (for at most `timeoutMs`), then ends the Worker; returns its state. */
