@@ -162,8 +162,11 @@ export class TransformWorker {
     } as WorkerOptions);
     this.#worker.onmessage = (event) => this.#receive(event.data);
     this.#worker.onerror = (event) => {
+      // An error no hook caught (a rejection the transform left behind, say) ends the Worker:
+      // every request in flight fails, and so does every later one, at once.
       event.preventDefault();
       this.#receive({ type: "crashed", message: event.message });
+      this.terminate();
     };
   }
 

@@ -253,3 +253,25 @@ Deno.test("transform loader: the version changes with the file and with what it 
     assert.notEqual((await loadTransform(path)).version, first.version);
   });
 });
+
+Deno.test("transform worker: an error no hook caught ends the worker, and later batches fail at once", async () => {
+  await withFiles({
+    "stray.ts": `import { defineTransform } from "spillway";
+export default defineTransform({
+  change(event) {
+    if (event.after?.id === 2n) setTimeout(() => { throw new Error("stray"); }, 0);
+    return event;
+  },
+});
+`,
+  }, async (path) => {
+    // No time budget: only the crash handling can end the wait.
+    const worker = await TransformWorker.start(await loadTransform(path), { timeoutMs: 0 });
+    await worker.run([change(2)]);
+    for (let i = 0; i < 200 && !worker.terminated; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    assert.equal(worker.terminated, true);
+    await assert.rejects(worker.run([change(1)]), /was stopped/);
+  });
+});
