@@ -15,6 +15,7 @@ Usage:
   spillway tail <postgres-url> [options]   print every change as one JSON line
   spillway demo                            embedded PostgreSQL, a trickle of changes, tail
   spillway schema                          the JSON Schema of pipeline files, for editors
+  spillway types <pipeline.yaml> [--out D] TypeScript row types of the pipeline's tables
   spillway help [command]
 
 Exit codes: 0 success, 1 runtime failure, 2 bad usage or configuration.`;
@@ -33,6 +34,8 @@ async function usageFor(command: string | undefined): Promise<string> {
       return (await import("./cli/schema.ts")).SCHEMA_USAGE;
     case "demo":
       return (await import("./cli/demo.ts")).DEMO_USAGE;
+    case "types":
+      return (await import("./cli/types.ts")).TYPES_USAGE;
     default:
       return USAGE;
   }
@@ -66,6 +69,10 @@ export async function main(args: string[]): Promise<number> {
       case "demo": {
         const { demo } = await import("./cli/demo.ts");
         return await demo(rest);
+      }
+      case "types": {
+        const { typesCommand } = await import("./cli/types.ts");
+        return await typesCommand(rest);
       }
       case "help":
       case "-h":

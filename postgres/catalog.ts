@@ -355,6 +355,36 @@ export async function readTables(
   }));
 }
 
+/** A column with its type, as `spillway types` needs it. */
+export interface ColumnType {
+  name: string;
+  typeOid: number;
+  notNull: boolean;
+}
+
+/** The columns of the tables `relids`, in order, by table OID. */
+export async function readColumnTypes(
+  connection: PgConnection,
+  relids: readonly number[],
+): Promise<Map<number, ColumnType[]>> {
+  const out = new Map<number, ColumnType[]>(relids.map((oid) => [oid, []]));
+  if (relids.length === 0) return out;
+  const rows = await connection.queryObjects(
+    `SELECT a.attrelid, a.attname, a.atttypid, a.attnotnull FROM pg_catalog.pg_attribute a
+      WHERE a.attrelid IN (${relids.map(Number).join(", ")}) AND a.attnum > 0
+        AND NOT a.attisdropped
+      ORDER BY a.attrelid, a.attnum`,
+  );
+  for (const row of rows) {
+    out.get(Number(row.attrelid))?.push({
+      name: row.attname ?? "",
+      typeOid: Number(row.atttypid),
+      notNull: row.attnotnull === "t",
+    });
+  }
+  return out;
+}
+
 /** The columns a table's UPDATE and DELETE carry in their old tuple; `null` for none. */
 export function replicaIdentity(table: DbTable): { columns: string[] | null; description: string } {
   switch (table.identity) {

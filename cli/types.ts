@@ -1,0 +1,81 @@
+/**
+ * `spillway types pipeline.yaml [--out DIR]`: TypeScript row types of the pipeline's tables,
+ * from the live schema, so transform files type-check against the real columns.
+ *
+ * @module
+ */
+
+import { join } from "node:path";
+import { connectOptions, loadPipelineConfig, matchTable } from "../config/mod.ts";
+import { loadTypeInfos } from "../decoder/types/catalog.ts";
+import type { TypeInfo } from "../decoder/types/registry.ts";
+import { readColumnTypes, readTables } from "../postgres/catalog.ts";
+import { PgConnection } from "../postgres/connection.ts";
+import {
+  catalogTypeOids,
+  PG_SHAPES,
+  renderSchema,
+  type TypedTable,
+  typeName,
+} from "../transforms/types_gen.ts";
+import { type CommandOptions, parseCommandArgs } from "./_common.ts";
+
+/** Usage of `spillway types`. */
+export const TYPES_USAGE = `spillway types <pipeline.yaml> [--out DIR]
+
+Writes TypeScript row types of every table the pipeline selects, read from the
+database: DIR/<schema>.ts with an interface per table (orders -> Orders), a
+property per column (| null unless NOT NULL), enums as unions of their labels,
+domains as their base type, composites as interfaces, arrays and ranges as the
+shapes in DIR/_pg.ts. A transform then type-checks against the real schema:
+
+  import type { Orders } from "./types/public.ts";
+  export default defineTransform<Orders>({ ... });
+
+Run it again after DDL. Options:
+  --out DIR    where to write (default: types/ beside the pipeline file)
+  -h, --help   this help
+
+Exit codes: 0 success, 1 the database could not be read, 2 bad usage or configuration.`;
+
+/** Runs `spillway types`; returns the exit code. */
+export async function typesCommand(args: string[], options: CommandOptions = {}): Promise<number> {
+  const parsed = parseCommandArgs(TYPES_USAGE, args, { out: { type: "string" } }, {
+    stdout: options.stdout,
+    stderr: options.stderr,
+    positionals: 1,
+  });
+  if (typeof parsed === "number") return parsed;
+  const out = options.stdout ?? ((line: string) => console.log(line));
+  const config = await loadPipelineConfig(parsed.positionals[0]!);
+  const dir = parsed.values.out ?? join(config.baseDir, "types");
+  const connect = options.connect ?? PgConnection.connect;
+  const connection = await connect(connectOptions(config, "spillway-types"));
+  let tables: TypedTable[];
+  let types: Map<number, TypeInfo>;
+  try {
+    const selected = (await readTables(connection)).filter((t) =>
+      matchTable(config, t.schema, t.table) !== null
+    );
+    const columns = await readColumnTypes(connection, selected.map((t) => t.oid));
+    tables = selected.map((t) => ({
+      schema: t.schema,
+      table: t.table,
+      columns: columns.get(t.oid) ?? [],
+    }));
+    const infos = await loadTypeInfos(connection, catalogTypeOids(tables));
+    types = new Map(infos.map((info) => [info.oid, info]));
+  } finally {
+    await connection.close();
+  }
+  await Deno.mkdir(dir, { recursive: true });
+  await Deno.writeTextFile(join(dir, "_pg.ts"), PG_SHAPES);
+  const bySchema = Map.groupBy(tables, (t) => t.schema);
+  for (const [schema, list] of bySchema) {
+    const file = join(dir, `${schema}.ts`);
+    await Deno.writeTextFile(file, renderSchema(schema, list, types));
+    out(`${file}: ${list.map((t) => typeName(t.table)).join(", ")}`);
+  }
+  if (tables.length === 0) out("No table of the database matches the pipeline's tables");
+  return 0;
+}
