@@ -16,6 +16,7 @@ Usage:
   spillway demo                            embedded PostgreSQL, a trickle of changes, tail
   spillway schema                          the JSON Schema of pipeline files, for editors
   spillway types <pipeline.yaml> [--out D] TypeScript row types of the pipeline's tables
+  spillway transform <file.ts> < events    run a transform on JSON-line events (from tail)
   spillway help [command]
 
 Exit codes: 0 success, 1 runtime failure, 2 bad usage or configuration.`;
@@ -36,6 +37,8 @@ async function usageFor(command: string | undefined): Promise<string> {
       return (await import("./cli/demo.ts")).DEMO_USAGE;
     case "types":
       return (await import("./cli/types.ts")).TYPES_USAGE;
+    case "transform":
+      return (await import("./cli/transform.ts")).TRANSFORM_USAGE;
     default:
       return USAGE;
   }
@@ -73,6 +76,10 @@ export async function main(args: string[]): Promise<number> {
       case "types": {
         const { typesCommand } = await import("./cli/types.ts");
         return await typesCommand(rest);
+      }
+      case "transform": {
+        const { transformCommand } = await import("./cli/transform.ts");
+        return await transformCommand(rest);
       }
       case "help":
       case "-h":
