@@ -1,15 +1,18 @@
 /**
- * Test helpers for integration tests: servers shared by a file's tests, a SQL connection and a
- * raw replication session (slot + stream + decoder) against a harness server.
+ * Test helpers for integration tests: servers shared by a file's tests, a SQL connection, a
+ * raw replication session (slot + stream + decoder) against a harness server, and reading a
+ * `ReplicationSource`'s batches within a deadline.
  *
  * @module
  */
 
+import assert from "node:assert/strict";
 import { maxProtoVersion, PgConnection, type PgoutputOptions } from "../postgres/connection.ts";
 import { type ConnectOptions, parseConnectionUrl } from "../postgres/connection_string.ts";
 import { type Lsn, LSN_ZERO } from "../decoder/lsn.ts";
 import { PgoutputDecoder, type PgoutputMessage, type ProtoVersion } from "../decoder/pgoutput.ts";
 import type { ReplicationStream } from "../postgres/stream.ts";
+import type { SourceItem } from "../events.ts";
 import {
   type PgServer,
   type PgVersion,
@@ -21,28 +24,55 @@ import {
 export interface SharedServers {
   /** The server of `version` (default {@linkcode PRIMARY_VERSION}), started on first use. */
   server(version?: PgVersion): Promise<PgServer>;
+  /** Stops the server of `version`, if one was started, and forgets it. */
+  stop(version: PgVersion): Promise<void>;
   /** Stops every server started so far (the file's last test calls it). */
   stopAll(): Promise<void>;
 }
 
-/** One server per version, started on first use and then set up by running `setupSql`. */
-export function sharedServers(setupSql: string): SharedServers {
+/** How {@linkcode sharedServers} starts each server and sets it up. */
+export interface SharedServerOptions {
+  /** postgresql.conf settings, as {@linkcode startPostgres} takes them. */
+  settings?: Record<string, string>;
+  /** pg_hba.conf lines, as {@linkcode startPostgres} takes them. */
+  hba?: string[];
+  /** Run once the server is up: SQL text, or a function of the server (which knows its version). */
+  setup?: string | ((pg: PgServer) => Promise<void>);
+}
+
+/**
+ * One server per version, started on first use and then set up: by running `setup` as SQL, or
+ * as {@linkcode SharedServerOptions} say.
+ */
+export function sharedServers(setup: string | SharedServerOptions): SharedServers {
+  const options = typeof setup === "string" ? { setup } : setup;
   const servers = new Map<PgVersion, Promise<PgServer>>();
   return {
     server(version = PRIMARY_VERSION) {
       let pg = servers.get(version);
       if (pg === undefined) {
         pg = (async () => {
-          const started = await startPostgres({ version });
-          await started.psql(setupSql);
+          const started = await startPostgres({
+            version,
+            settings: options.settings,
+            hba: options.hba,
+          });
+          if (typeof options.setup === "string") await started.psql(options.setup);
+          else await options.setup?.(started);
           return started;
         })();
         servers.set(version, pg);
       }
       return pg;
     },
+    async stop(version) {
+      const pg = servers.get(version);
+      servers.delete(version);
+      if (pg) await (await pg)[Symbol.asyncDispose]();
+    },
     async stopAll() {
       for (const pg of servers.values()) await (await pg)[Symbol.asyncDispose]();
+      servers.clear();
     },
   };
 }
@@ -154,14 +184,7 @@ export async function openSession(server: PgServer, options: SessionOptions): Pr
           `Timed out after ${timeoutMs} ms; received: ${out.map((r) => r.message.type).join(", ")}`,
         );
       }
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const batch = await Promise.race([
-        stream.nextBatch(),
-        new Promise<"timeout">((resolve) =>
-          timer = setTimeout(() => resolve("timeout"), remaining)
-        ),
-      ]);
-      clearTimeout(timer);
+      const batch = await beforeDeadline(stream.nextBatch(), deadline);
       if (batch === "timeout") continue;
       if (batch === null) throw new Error("The replication stream ended");
       for (const xlog of batch) {
@@ -209,4 +232,41 @@ export function expectType<T extends PgoutputMessage["type"]>(
 /** Messages of the given types only (drops Relation/Type/Origin noise when asserting order). */
 export function ofTypes(received: Received[], ...types: PgoutputMessage["type"][]): Received[] {
   return received.filter((r) => types.includes(r.message.type));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Within a deadline
+
+/** What `promise` settles to, or `"timeout"` if `deadline` (a `Date.now()` time) comes first. */
+export async function beforeDeadline<T>(
+  promise: Promise<T>,
+  deadline: number,
+): Promise<T | "timeout"> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<"timeout">((resolve) => {
+        timer = setTimeout(() => resolve("timeout"), Math.max(0, deadline - Date.now()));
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * The next batch of a `ReplicationSource`'s `batches()`; fails with `failures.timeout`
+ * if `deadline` (a `Date.now()` time) comes first, with `failures.ended` if the source ended.
+ */
+export async function nextBatch(
+  iterator: AsyncIterator<SourceItem[]>,
+  deadline: number,
+  failures: { timeout: string; ended: string },
+): Promise<SourceItem[]> {
+  const next = await beforeDeadline(iterator.next(), deadline);
+  assert.notEqual(next, "timeout", failures.timeout);
+  const result = next as IteratorResult<SourceItem[]>;
+  assert.ok(!result.done, failures.ended);
+  return result.value;
 }

@@ -1,7 +1,8 @@
 /**
  * Test-only helpers shared by `runner_test.ts`, `crash_test.ts` and other integration tests:
  * polling and expected failures, a recording sink whose writes can be held open, a recording
- * logger, pipeline YAML text, slot positions, server logs, JSON-lines files, and `spillway run`
+ * logger, an in-process runner, pipeline YAML text, a workload of numbered rows, slot positions
+ * and where they must end, server logs, JSON-lines files, and `spillway run` (or any command)
  * as a subprocess.
  *
  * @module
@@ -9,9 +10,14 @@
 
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
+import { parsePipelineConfig } from "../config/mod.ts";
 import type { PgConnection } from "../postgres/connection.ts";
-import { type Lsn, parseLsn } from "../decoder/lsn.ts";
+import { formatLsn, type Lsn, parseLsn } from "../decoder/lsn.ts";
+import { TypeRegistry } from "../decoder/types/registry.ts";
 import type { Logger } from "../ops/log.ts";
+import type { SpillwayMetrics } from "../ops/metrics.ts";
+import { createSinks } from "../pipelines/run_pipeline.ts";
+import { PipelineRunner } from "../pipelines/runner.ts";
 import type { Sink, SinkStatus, WriteOptions } from "../sinks/types.ts";
 import type { SinkRecord } from "../events.ts";
 import type { PgServer } from "../testing/embedded_postgres.ts";
@@ -155,8 +161,11 @@ export class RecordingSink implements Sink {
   }
 }
 
+/** A logger of {@linkcode recordingLogger}: a Logger with the lines it was given. */
+export type RecordingLogger = Logger & { lines: { level: string; message: string }[] };
+
 /** A logger that keeps its lines (and can echo them when `SPILLWAY_TEST_LOG=1`). */
-export function recordingLogger(): Logger & { lines: { level: string; message: string }[] } {
+export function recordingLogger(): RecordingLogger {
   const lines: { level: string; message: string }[] = [];
   const echo = Deno.env.get("SPILLWAY_TEST_LOG") === "1";
   const log = ((level: string, message: string, fields?: Record<string, unknown>) => {
@@ -165,6 +174,64 @@ export function recordingLogger(): Logger & { lines: { level: string; message: s
   }) as Logger & { lines: typeof lines };
   log.lines = lines;
   return log;
+}
+
+// ---------------------------------------------------------------------------------------------
+// An in-process runner
+
+/** Options of {@linkcode startRunner}. */
+export interface RunnerOptions {
+  /** The file the YAML is said to come from: relative sink paths are in its folder. */
+  file?: string;
+  /** The sinks to write to; default: the ones the configuration names. */
+  sinks?: Sink[];
+  /** Default: a new {@linkcode recordingLogger}. */
+  log?: RecordingLogger;
+  /** Metrics for the runner to update; default none. */
+  metrics?: SpillwayMetrics;
+}
+
+/** An in-process runner, its log, and a way to stop it. */
+export interface Running {
+  runner: PipelineRunner;
+  log: RecordingLogger;
+  /** Settles when the run ends: the error it failed with, or null. */
+  ended: Promise<unknown>;
+  /** Aborts the run (gracefully) and waits for it to end; rethrows a failure of the run. */
+  stop(): Promise<void>;
+}
+
+/** Parses `yaml` (env empty), starts a {@linkcode PipelineRunner} and waits for streaming. */
+export async function startRunner(yaml: string, options: RunnerOptions = {}): Promise<Running> {
+  const config = parsePipelineConfig(yaml, { file: options.file ?? "test.yaml", env: {} });
+  const log = options.log ?? recordingLogger();
+  const controller = new AbortController();
+  const types = new TypeRegistry();
+  const runner = new PipelineRunner({
+    config,
+    log,
+    sinks: options.sinks ?? await createSinks(config, types),
+    types,
+    metrics: options.metrics,
+    signal: controller.signal,
+  });
+  let done = false;
+  const ended = runner.run().then(() => null, (error) => error).finally(() => done = true);
+  const stop = async () => {
+    controller.abort();
+    const error = await ended;
+    if (error !== null) throw error;
+  };
+  try {
+    await waitFor("the runner to start streaming", async () => {
+      if (done) assert.fail(`The runner ended before streaming: ${await ended}`);
+      return runner.source?.stream != null;
+    });
+  } catch (error) {
+    await stop().catch(() => {});
+    throw error;
+  }
+  return { runner, log, ended, stop };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -211,6 +278,74 @@ export function pipelineYaml(options: PipelineYamlOptions): string {
   lines.push("http: off");
   lines.push(`log: ${options.log ?? "{ level: info, format: text }"}`);
   return `${lines.join("\n")}\n`;
+}
+
+/**
+ * The YAML of pipeline `name` over table `${name}_items` alone, through slot `${name}_slot` and
+ * publication `${name}_pub`; `options` add to it or override it (sinks, source keys…).
+ */
+export function itemsPipelineYaml(
+  pg: PgServer,
+  name: string,
+  options: Partial<PipelineYamlOptions> = {},
+): string {
+  return pipelineYaml({
+    name,
+    url: pg.url(),
+    slot: `${name}_slot`,
+    publication: `${name}_pub`,
+    tables: { [`public.${name}_items`]: "{}" },
+    ...options,
+  });
+}
+
+/**
+ * Drops what pipeline `name` of {@linkcode itemsPipelineYaml} leaves behind: its slot once
+ * released (a failure to is ignored), its table and its publication.
+ */
+export async function dropItemsPipeline(pg: PgServer, poller: Poller, name: string): Promise<void> {
+  await dropSlot(poller, `${name}_slot`).catch(() => {});
+  await pg.psql(`DROP TABLE IF EXISTS ${name}_items; DROP PUBLICATION IF EXISTS ${name}_pub;`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// A workload of numbered rows
+
+/**
+ * `count` transactions of `size` rows into `table` (id, value), ids from `first`; the value is
+ * the SQL expression `value` of the id `g` (default `'v' || g`). Through a {@linkcode Poller},
+ * one statement at a time, `pauseMs` apart; through a server's psql, all in one call.
+ */
+export async function insertTransactions(
+  via: Poller | PgServer,
+  table: string,
+  options: { first: number; count: number; size: number; pauseMs?: number; value?: string },
+): Promise<void> {
+  const value = options.value ?? "'v' || g";
+  const statements = Array.from({ length: options.count }, (_, i) => {
+    const from = options.first + i * options.size;
+    return `INSERT INTO ${table} SELECT g, ${value} FROM generate_series(${from}, ${
+      from + options.size - 1
+    }) g`;
+  });
+  if (via instanceof Poller) {
+    for (const statement of statements) {
+      await via.rows(statement);
+      if (options.pauseMs) await sleep(options.pauseMs);
+    }
+  } else {
+    await via.psql(statements.map((statement) => `${statement};`).join("\n"));
+  }
+}
+
+/** The `id` of each line's new row. */
+export function ids(lines: ChangeLine[]): number[] {
+  return lines.map((line) => Number(line.after?.id));
+}
+
+/** `first`, `first + 1`, … `last`. */
+export function range(first: number, last: number): number[] {
+  return Array.from({ length: last - first + 1 }, (_, i) => first + i);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -282,6 +417,69 @@ export async function slotPosition(poller: Poller, slot: string): Promise<SlotPo
   };
 }
 
+/** Waits until the slot's confirmed position reaches `target`; returns what it is then. */
+export async function confirmedReaches(
+  poller: Poller,
+  slot: string,
+  target: Lsn,
+  what = `slot ${slot} to confirm ${formatLsn(target)}`,
+): Promise<Lsn> {
+  let confirmed: Lsn | null = null;
+  await waitFor(what, async () => {
+    confirmed = (await slotPosition(poller, slot))?.confirmed ?? null;
+    return confirmed !== null && confirmed >= target;
+  }, {
+    detail: () => `confirmed_flush_lsn: ${confirmed === null ? "null" : formatLsn(confirmed)}`,
+  });
+  return confirmed!;
+}
+
+/** The slot's confirmed position once no walsender holds it. */
+export async function releasedConfirmed(poller: Poller, slot: string): Promise<Lsn> {
+  await waitFor(`slot ${slot} to be released`, async () => {
+    const position = await slotPosition(poller, slot);
+    return position !== null && !position.active;
+  });
+  return (await slotPosition(poller, slot))!.confirmed!;
+}
+
+/**
+ * `confirmed` is at least `lastEnd` (the end of the last commit written) and passes no commit
+ * after it: an idle stream may confirm WAL without transactions (such as a running-xacts
+ * record), never a commit it did not write. pg_walinspect must be installed.
+ */
+export async function assertAtLastWritten(
+  poller: Poller,
+  confirmed: Lsn,
+  lastEnd: Lsn,
+): Promise<void> {
+  assert.ok(
+    confirmed >= lastEnd,
+    `confirmed_flush_lsn ${formatLsn(confirmed)} is behind the last commit written (${
+      formatLsn(lastEnd)
+    })`,
+  );
+  const passed = await commitsBetween(poller, lastEnd, confirmed);
+  assert.deepEqual(
+    passed,
+    [],
+    `confirmed_flush_lsn ${formatLsn(confirmed)} passed commits after the last one written (${
+      formatLsn(lastEnd)
+    })`,
+  );
+}
+
+/** Drops the slot once no walsender holds it (or it is gone already). */
+export async function dropSlot(poller: Poller, slot: string): Promise<void> {
+  await waitFor(`slot ${slot} to be released`, async () => {
+    const position = await slotPosition(poller, slot);
+    return position === null || !position.active;
+  });
+  await poller.rows(
+    `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = '${slot}'`,
+  );
+}
+
 /** The end LSN of the WAL record that starts at `start` (pg_walinspect must be installed). */
 export async function recordEnd(poller: Poller, start: string): Promise<Lsn> {
   const end = await poller.value(`SELECT end_lsn FROM pg_get_wal_record_info('${start}')`);
@@ -331,20 +529,23 @@ export async function logSince(pg: PgServer, offset: number): Promise<string> {
 // ---------------------------------------------------------------------------------------------
 // JSON-lines output files
 
+/** The `source` of a change line (as the file sink or `spillway tail` prints it). */
+export interface ChangeSource {
+  schema: string;
+  table: string;
+  relid: number;
+  lsn: string;
+  commitLsn: string;
+  xid: number;
+  commitTime: string;
+}
+
 /** A change line as the file sink writes it. */
 export interface ChangeLine {
   topic: string;
   key: Record<string, unknown> | null;
   op: string;
-  source: {
-    schema: string;
-    table: string;
-    relid: number;
-    lsn: string;
-    commitLsn: string;
-    xid: number;
-    commitTime: string;
-  };
+  source: ChangeSource;
   before: Record<string, unknown> | null;
   after: Record<string, unknown> | null;
   unchanged: string[];
@@ -378,37 +579,59 @@ export async function readJsonLines(
 }
 
 // ---------------------------------------------------------------------------------------------
-// `spillway run` as a subprocess
+// `spillway run`, or any command, as a subprocess
 
-/** A running `deno run -A main.ts run <file>`; its stderr is collected as it comes. */
-export class SpillwayProcess {
+/**
+ * What becomes of a child's stdout: read and dropped (`"drain"`), kept in `stdout`
+ * (`"collect"`), left in its pipe until {@linkcode Subprocess.readStdout} (`"unread"`: once the
+ * pipe is full, the child's writes block), or not a pipe at all (`"null"`).
+ */
+export type StdoutMode = "drain" | "collect" | "unread" | "null";
+
+/** Options of {@linkcode Subprocess}. */
+export interface SubprocessOptions {
+  /** Added to the environment it inherits. */
+  env?: Record<string, string>;
+  /** Default `"drain"`. */
+  stdout?: StdoutMode;
+  /** What failure messages call it; default `spillway run`. */
+  name?: string;
+}
+
+/** A running command, started in the repository root; its stderr is collected as it comes. */
+export class Subprocess {
   stderr = "";
+  /** What stdout said so far, with `stdout: "collect"`. */
+  stdout = "";
   readonly #child: Deno.ChildProcess;
   readonly #pumps: Promise<void>[];
+  readonly #name: string;
+  readonly #stdout: StdoutMode;
   readonly startedAt = Date.now();
   exitCode: number | null = null;
   readonly exited: Promise<Deno.CommandStatus>;
 
-  constructor(
-    pipelineFile: string,
-    options: { env?: Record<string, string>; args?: string[] } = {},
-  ) {
-    this.#child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", MAIN, "run", pipelineFile, ...options.args ?? []],
+  constructor(command: string, args: string[], options: SubprocessOptions = {}) {
+    const stdout = options.stdout ?? "drain";
+    this.#stdout = stdout;
+    this.#name = options.name ?? "spillway run";
+    this.#child = new Deno.Command(command, {
+      args,
       cwd: ROOT,
       env: options.env,
       stdin: "null",
-      stdout: "piped",
+      stdout: stdout === "null" ? "null" : "piped",
       stderr: "piped",
     }).spawn();
     this.exited = this.#child.status.then((status) => {
       this.exitCode = status.code;
       return status;
     });
-    this.#pumps = [
-      this.#pump(this.#child.stdout, () => {}),
-      this.#pump(this.#child.stderr, (text) => this.stderr += text),
-    ];
+    this.#pumps = [this.#pump(this.#child.stderr, (text) => this.stderr += text)];
+    if (stdout === "drain") this.#pumps.push(this.#pump(this.#child.stdout, () => {}));
+    if (stdout === "collect") {
+      this.#pumps.push(this.#pump(this.#child.stdout, (text) => this.stdout += text));
+    }
   }
 
   get pid(): number {
@@ -425,12 +648,21 @@ export class SpillwayProcess {
 
   /** Waits until the log says streaming started (fails early if the process exits). */
   async started(timeoutMs = 20_000): Promise<void> {
-    await waitFor("spillway run to start streaming", () => {
+    await waitFor(`${this.#name} to start streaming`, () => {
       if (this.exitCode !== null) {
-        assert.fail(`spillway run exited with ${this.exitCode} before streaming:\n${this.stderr}`);
+        assert.fail(`${this.#name} exited with ${this.exitCode} before streaming:\n${this.stderr}`);
       }
       return this.stderr.includes("Streaming started");
     }, { timeoutMs, detail: () => this.stderr });
+  }
+
+  /** Sends `signal`, unless the process is gone already. */
+  signal(signal: Deno.Signal): void {
+    try {
+      this.#child.kill(signal);
+    } catch {
+      // Already gone: its status says how.
+    }
   }
 
   /** Sends `signal`; waits for the exit; returns the code and how long the exit took. */
@@ -439,26 +671,14 @@ export class SpillwayProcess {
     timeoutMs = 15_000,
   ): Promise<{ code: number; elapsedMs: number; signal: Deno.Signal | null }> {
     const started = Date.now();
-    try {
-      this.#child.kill(signal);
-    } catch {
-      // Already gone: its status says how.
-    }
-    const timer = setTimeout(() => this.#kill(), timeoutMs);
+    this.signal(signal);
+    const timer = setTimeout(() => this.signal("SIGKILL"), timeoutMs);
     try {
       const status = await this.exited;
       await Promise.all(this.#pumps);
       return { code: status.code, elapsedMs: Date.now() - started, signal: status.signal };
     } finally {
       clearTimeout(timer);
-    }
-  }
-
-  #kill(): void {
-    try {
-      this.#child.kill("SIGKILL");
-    } catch {
-      // Already gone.
     }
   }
 
@@ -469,10 +689,32 @@ export class SpillwayProcess {
     return status.code;
   }
 
-  /** SIGKILL, then waits for the process to be gone. */
+  /** With `stdout: "unread"`: all that stdout holds, read to its end (the process gone). */
+  readStdout(): Promise<string> {
+    return new Response(this.#child.stdout).text();
+  }
+
+  /** SIGKILL, then waits for the process to be gone (and lets go of an unread stdout). */
   async kill(): Promise<void> {
-    this.#kill();
+    this.signal("SIGKILL");
     await this.exited;
     await Promise.all(this.#pumps);
+    if (this.#stdout === "unread" && !this.#child.stdout.locked) {
+      await this.#child.stdout.cancel().catch(() => {});
+    }
+  }
+}
+
+/** A running `deno run -A main.ts run <file> [args…]`. */
+export class SpillwayProcess extends Subprocess {
+  constructor(
+    pipelineFile: string,
+    options: { env?: Record<string, string>; args?: string[]; stdout?: StdoutMode } = {},
+  ) {
+    super(
+      Deno.execPath(),
+      ["run", "-A", MAIN, "run", pipelineFile, ...options.args ?? []],
+      options,
+    );
   }
 }

@@ -12,9 +12,8 @@ import { Oid } from "../decoder/types/oids.ts";
 import type { PgValue, TypeRegistry } from "../decoder/types/registry.ts";
 import { EVENT_RELATION, type Row } from "../events.ts";
 import { ReplicationSource } from "../source/replication_source.ts";
-import { type SourceItem } from "../events.ts";
 import type { PgServer } from "../testing/embedded_postgres.ts";
-import { connectOptions } from "./_replication.ts";
+import { connectOptions, nextBatch } from "./_replication.ts";
 
 /** Rows of one table as a source decoded them, with what they were decoded with. */
 export interface Streamed {
@@ -58,18 +57,11 @@ export async function collectInserts(
   const deadline = Date.now() + timeoutMs;
   try {
     for (;;) {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const next = await Promise.race([
-        iterator.next(),
-        new Promise<"timeout">((resolve) => {
-          timer = setTimeout(() => resolve("timeout"), Math.max(0, deadline - Date.now()));
-        }),
-      ]);
-      clearTimeout(timer);
-      assert.notEqual(next, "timeout", `timed out with ${rows.length} of ${count} rows`);
-      const result = next as IteratorResult<SourceItem[]>;
-      assert.ok(!result.done, "the source ended");
-      for (const item of result.value) {
+      const batch = await nextBatch(iterator, deadline, {
+        timeout: `timed out with ${rows.length} of ${count} rows`,
+        ended: "the source ended",
+      });
+      for (const item of batch) {
         if (item.kind === "change" && item.event.op === "c" && item.event.source.table === table) {
           rows.push(item.event.after!);
           relation = item.event[EVENT_RELATION];

@@ -47,6 +47,7 @@ import {
   session,
   TEXT,
 } from "./_conformance.ts";
+import { range } from "./_runner_util.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Helpers (the ones the conformance files share are in _conformance.ts)
@@ -80,11 +81,6 @@ function payloadRelation(relationId: number, relationName: string, xid: number):
     ...relationMessage(relationId, relationName, [col("id", INT4, true), col("payload", TEXT)]),
     xid,
   };
-}
-
-/** `n` consecutive integers from `from`. */
-function range(from: number, to: number): number[] {
-  return Array.from({ length: to - from + 1 }, (_, i) => from + i);
 }
 
 /** The payload `bigInsert` writes for row `id`: ~100 bytes, so 2000 rows are far over 64 kB. */

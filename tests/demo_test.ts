@@ -8,7 +8,7 @@
  */
 
 import assert from "node:assert/strict";
-import { MAIN, ROOT, sleep, waitFor } from "./_runner_util.ts";
+import { MAIN, sleep, Subprocess, waitFor } from "./_runner_util.ts";
 
 /** A running PostgreSQL postmaster: its pid and data directory. */
 interface Postmaster {
@@ -81,48 +81,31 @@ async function exists(path: string): Promise<boolean> {
 
 for (const signal of ["SIGINT", "SIGTERM"] as const) {
   Deno.test(`demo: spillway demo prints the shop's changes, and ${signal} stops it with exit 0 and no server left behind`, async () => {
-    const child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", "--unstable-worker-options", MAIN, "demo", "--interval-ms", "100"],
-      cwd: ROOT,
-      env: { SPILLWAY_DEMO_HTTP_PORT: "0" },
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    let stdout = "";
-    let stderr = "";
-    const pumps = [
-      (async () => {
-        for await (const text of child.stdout.pipeThrough(new TextDecoderStream())) {
-          stdout += text;
-        }
-      })(),
-      (async () => {
-        for await (const text of child.stderr.pipeThrough(new TextDecoderStream())) {
-          stderr += text;
-        }
-      })(),
-    ];
-    let exitCode: number | null = null;
-    const status = child.status.then((s) => exitCode = s.code);
+    const child = new Subprocess(
+      Deno.execPath(),
+      ["run", "-A", "--unstable-worker-options", MAIN, "demo", "--interval-ms", "100"],
+      { env: { SPILLWAY_DEMO_HTTP_PORT: "0" }, stdout: "collect", name: "spillway demo" },
+    );
     let postmaster: Postmaster | null = null;
     try {
       // Generous: the first run on a machine installs the server binaries.
       await waitFor("the embedded server", () => {
-        if (exitCode !== null) assert.fail(`the demo exited with ${exitCode}:\n${stderr}`);
-        return /PostgreSQL is up url=\S+/.test(stderr);
-      }, { timeoutMs: 120_000, detail: () => stderr });
-      const url = new URL(/PostgreSQL is up url=(\S+)/.exec(stderr)![1]!);
+        if (child.exitCode !== null) {
+          assert.fail(`the demo exited with ${child.exitCode}:\n${child.stderr}`);
+        }
+        return /PostgreSQL is up url=\S+/.test(child.stderr);
+      }, { timeoutMs: 120_000, detail: () => child.stderr });
+      const url = new URL(/PostgreSQL is up url=(\S+)/.exec(child.stderr)![1]!);
       const port = Number(url.port);
       postmaster = await postmasterOnPort(port);
       assert.ok(postmaster !== null, `no postmaster found for port ${port}`);
 
       // A dozen changes: inserts and updates of orders, as JSON lines.
-      await waitFor("a dozen changes on stdout", () => stdout.split("\n").length > 12, {
+      await waitFor("a dozen changes on stdout", () => child.stdout.split("\n").length > 12, {
         timeoutMs: 30_000,
-        detail: () => `${stdout}\n${stderr}`,
+        detail: () => `${child.stdout}\n${child.stderr}`,
       });
-      const lines = stdout.split("\n").filter((line) => line !== "").map((line) =>
+      const lines = child.stdout.split("\n").filter((line) => line !== "").map((line) =>
         JSON.parse(line)
       );
       const orders = lines.filter((line) => line.topic === "shop.public.orders");
@@ -133,19 +116,19 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
         assert.ok(["c", "u", "d"].includes(line.op), JSON.stringify(line));
         assert.equal(typeof line.source.commitLsn, "string");
       }
-      assert.match(stderr, /Streaming started/);
-      assert.match(stderr, /HTTP server listening/);
+      assert.match(child.stderr, /Streaming started/);
+      assert.match(child.stderr, /HTTP server listening/);
 
-      child.kill(signal);
-      await Promise.race([status, sleep(30_000)]);
-      assert.notEqual(exitCode, null, `the demo did not stop on ${signal}:\n${stderr}`);
-      await Promise.all(pumps);
-      assert.equal(exitCode, 0, stderr);
-      assert.match(stderr, /Stopping the demo/);
-      assert.match(stderr, /Demo finished/);
-      assert.doesNotMatch(stderr, /ERROR|WARN/, stderr);
+      child.signal(signal);
+      await Promise.race([child.exited, sleep(30_000)]);
+      assert.notEqual(child.exitCode, null, `the demo did not stop on ${signal}:\n${child.stderr}`);
+      await child.finished();
+      assert.equal(child.exitCode, 0, child.stderr);
+      assert.match(child.stderr, /Stopping the demo/);
+      assert.match(child.stderr, /Demo finished/);
+      assert.doesNotMatch(child.stderr, /ERROR|WARN/, child.stderr);
       // Every line printed is whole.
-      assert.ok(stdout.endsWith("\n"));
+      assert.ok(child.stdout.endsWith("\n"));
 
       // Nothing of the server is left: no process, no data directory, nothing on the port.
       // (The harness's watchdog shell, which would stop the server had the demo died, notices
@@ -166,14 +149,8 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
       );
       assert.ok(refused, `something still listens on port ${port}`);
     } finally {
-      if (exitCode === null) {
-        try {
-          child.kill("SIGKILL");
-        } catch {
-          // Already gone.
-        }
-        await status;
-        await Promise.all(pumps).catch(() => {});
+      if (child.exitCode === null) {
+        await child.kill();
         // A demo killed this way leaves its server: stop it.
         if (postmaster !== null) {
           try {

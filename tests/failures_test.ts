@@ -17,14 +17,8 @@ import { ConfigError, ConnectionError, DecodeError, PostgresError } from "../err
 import { type Lsn, LSN_ZERO } from "../decoder/lsn.ts";
 import { ReplicationSource, type SourceOptions } from "../source/replication_source.ts";
 import { type SourceItem } from "../events.ts";
-import {
-  type PgServer,
-  type PgVersion,
-  PRIMARY_VERSION,
-  startPostgres,
-  testVersions,
-} from "../testing/embedded_postgres.ts";
-import { connectOptions } from "./_replication.ts";
+import { type PgServer, startPostgres, testVersions } from "../testing/embedded_postgres.ts";
+import { beforeDeadline, connectOptions, sharedServers } from "./_replication.ts";
 import {
   failure,
   logSince,
@@ -35,6 +29,7 @@ import {
   sleep,
   waitFor,
 } from "./_runner_util.ts";
+import { versionTests } from "./_versions.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Shared server and helpers
@@ -42,34 +37,18 @@ import {
 const PASSWORD_ROLE = { user: "pw_user", password: "right password" };
 const NO_REPLICATION_ROLE = "no_repl";
 
-/** The tests of the file, registered for every version of `testVersions("full")` at its end. */
-const TESTS: { name: string; fn: (version: PgVersion) => Promise<void> }[] = [];
+/** Servers with a role that logs in with a password, and one without REPLICATION. */
+const servers = sharedServers({
+  hba: [`host all ${PASSWORD_ROLE.user} 127.0.0.1/32 scram-sha-256`],
+  setup: `
+    CREATE ROLE ${PASSWORD_ROLE.user} LOGIN REPLICATION PASSWORD '${PASSWORD_ROLE.password}';
+    CREATE ROLE ${NO_REPLICATION_ROLE} LOGIN;
+  `,
+});
+const server = servers.server;
 
-/** A test to run on every version, as `${name} (PostgreSQL N)`. */
-function test(name: string, fn: (version: PgVersion) => Promise<void>): void {
-  TESTS.push({ name, fn });
-}
-
-const shared = new Map<PgVersion, Promise<PgServer>>();
-
-function server(version: PgVersion = PRIMARY_VERSION): Promise<PgServer> {
-  let started = shared.get(version);
-  if (started === undefined) {
-    started = (async () => {
-      const pg = await startPostgres({
-        version,
-        hba: [`host all ${PASSWORD_ROLE.user} 127.0.0.1/32 scram-sha-256`],
-      });
-      await pg.psql(`
-        CREATE ROLE ${PASSWORD_ROLE.user} LOGIN REPLICATION PASSWORD '${PASSWORD_ROLE.password}';
-        CREATE ROLE ${NO_REPLICATION_ROLE} LOGIN;
-      `);
-      return pg;
-    })();
-    shared.set(version, started);
-  }
-  return started;
-}
+/** The tests of the file, each run on every version of `testVersions("full")` (see its end). */
+const { test, register } = versionTests(servers);
 
 /** Runs `deno run -A main.ts …`; kills it after `timeoutMs`. */
 async function runCli(
@@ -172,12 +151,7 @@ async function pull(
   while (!done(items)) {
     const remaining = deadline - Date.now();
     if (remaining <= 0) assert.fail(`Timed out; got ${items.map((i) => i.kind).join(", ")}`);
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const next = await Promise.race([
-      iterator.next(),
-      new Promise<"timeout">((resolve) => timer = setTimeout(() => resolve("timeout"), remaining)),
-    ]);
-    clearTimeout(timer);
+    const next = await beforeDeadline(iterator.next(), deadline);
     if (next === "timeout") continue;
     if (next.done) assert.fail("The source stopped");
     items.push(...next.value);
@@ -917,18 +891,4 @@ test("failure: a walsender that goes silent (SIGSTOP) is noticed at the receive 
 // ---------------------------------------------------------------------------------------------
 // One version after the other: its tests, then its server stops.
 
-for (const version of testVersions("full")) {
-  for (const { name, fn } of TESTS) {
-    Deno.test(`${name} (PostgreSQL ${version})`, () => fn(version));
-  }
-  Deno.test(`teardown: stop the shared PostgreSQL ${version} server`, async () => {
-    const pg = shared.get(version);
-    shared.delete(version);
-    if (pg) await (await pg)[Symbol.asyncDispose]();
-  });
-}
-
-Deno.test("teardown: stop any other shared server", async () => {
-  for (const pg of shared.values()) await (await pg)[Symbol.asyncDispose]();
-  shared.clear();
-});
+register(testVersions("full"));

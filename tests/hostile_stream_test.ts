@@ -34,16 +34,24 @@ async function readUntil(conn: Deno.Conn, code: string): Promise<void> {
   }
 }
 
+/**
+ * The server's side up to START_REPLICATION: answers the startup packet (no password,
+ * server_version 17.0, ready for a query), then reads until the client asks to stream.
+ */
+async function acceptReplication(conn: Deno.Conn): Promise<void> {
+  await readUntil(conn, "database"); // the startup packet
+  await conn.write(concat(
+    backendFrame("R", new Bytes().int32(0).done()),
+    backendFrame("S", concat(utf8("server_version\0"), utf8("17.0\0"))),
+    backendFrame("Z", utf8("I")),
+  ));
+  await readUntil(conn, "START_REPLICATION");
+}
+
 Deno.test("hostile server: a keepalive flood with replies requested, never reading: bounded writes, and stop() and close() end on time", async () => {
   let keepalivesSent = 0;
   await using flood = fakeServer(async (conn) => {
-    await readUntil(conn, "database"); // the startup packet
-    await conn.write(concat(
-      backendFrame("R", new Bytes().int32(0).done()),
-      backendFrame("S", concat(utf8("server_version\0"), utf8("17.0\0"))),
-      backendFrame("Z", utf8("I")),
-    ));
-    await readUntil(conn, "START_REPLICATION");
+    await acceptReplication(conn);
     await conn.write(backendFrame("W", new Bytes().byte(0).int16(0).done()));
     // From here on, nothing the client sends is read.
     const burst = concat(
@@ -118,13 +126,7 @@ Deno.test("hostile server: a frame over the limit right after whole frames fails
   // after the stream's first status update (the stream's reads meet it).
   for (const when of ["with CopyBothResponse", "after a status update"]) {
     await using server = fakeServer(async (conn) => {
-      await readUntil(conn, "database"); // the startup packet
-      await conn.write(concat(
-        backendFrame("R", new Bytes().int32(0).done()),
-        backendFrame("S", concat(utf8("server_version\0"), utf8("17.0\0"))),
-        backendFrame("Z", utf8("I")),
-      ));
-      await readUntil(conn, "START_REPLICATION");
+      await acceptReplication(conn);
       const copyBoth = backendFrame("W", new Bytes().byte(0).int16(0).done());
       if (when === "with CopyBothResponse") {
         await conn.write(concat(copyBoth, before, tooLarge));

@@ -50,7 +50,7 @@ import assert from "node:assert/strict";
 import { SESSION_PARAMETERS } from "../postgres/connection_string.ts";
 import type { PgConnection } from "../postgres/connection.ts";
 import { ReplicationSource } from "../source/replication_source.ts";
-import { EVENT_RELATION, type SourceItem } from "../events.ts";
+import { EVENT_RELATION } from "../events.ts";
 import type { ProtoVersion, RelationMessage } from "../decoder/pgoutput.ts";
 import {
   type PgServer,
@@ -58,7 +58,7 @@ import {
   startPostgres,
   testVersions,
 } from "../testing/embedded_postgres.ts";
-import { connectOptions, sqlConnection } from "./_replication.ts";
+import { connectOptions, nextBatch, sqlConnection } from "./_replication.ts";
 import {
   type CellText,
   type Kind,
@@ -623,18 +623,11 @@ async function spillwayEntries(
   const iterator = source.batches();
   try {
     while (!finished) {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const next = await Promise.race([
-        iterator.next(),
-        new Promise<"timeout">((resolve) => {
-          timer = setTimeout(() => resolve("timeout"), Math.max(0, deadline - Date.now()));
-        }),
-      ]);
-      clearTimeout(timer);
-      assert.notEqual(next, "timeout", `${config.name}: stuck after ${entries.length} entries`);
-      const result = next as IteratorResult<SourceItem[]>;
-      assert.ok(!result.done, `${config.name}: the source ended`);
-      for (const item of result.value) {
+      const batch = await nextBatch(iterator, deadline, {
+        timeout: `${config.name}: stuck after ${entries.length} entries`,
+        ended: `${config.name}: the source ended`,
+      });
+      for (const item of batch) {
         switch (item.kind) {
           case "begin":
             assert.equal(tx, null, `${config.name}: begin inside a transaction`);

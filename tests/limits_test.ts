@@ -13,6 +13,17 @@ import { ReplicationSource } from "../source/replication_source.ts";
 import { startPostgres, testVersions } from "../testing/embedded_postgres.ts";
 import { connectOptions } from "./_replication.ts";
 
+/** Reads `source` until it fails, then closes it; returns what it failed with (or undefined). */
+async function failureOf(source: ReplicationSource): Promise<unknown> {
+  try {
+    for await (const _ of source.batches()) { /* until it fails */ }
+  } catch (error) {
+    return error;
+  } finally {
+    await source.close();
+  }
+}
+
 for (const version of testVersions("full")) {
   Deno.test(`PG${version}: a change over max_message_size stops the source naming its table; the slot stays before it`, async () => {
     await using pg = await startPostgres({
@@ -82,15 +93,7 @@ for (const version of testVersions("full")) {
       protoVersion: 2,
       reconnect: { maxAttempts: 1 },
     });
-    const failure = await (async () => {
-      try {
-        for await (const _ of source.batches()) { /* until it fails */ }
-      } catch (error) {
-        return error;
-      } finally {
-        await source.close();
-      }
-    })();
+    const failure = await failureOf(source);
     assert.ok(failure instanceof Error, String(failure));
     assert.match(failure.message, /^The insert on "public"\."Big Rows" at /);
   });
@@ -115,15 +118,7 @@ Deno.test({
       publication: "limits_pub",
       reconnect: { maxAttempts: 1 },
     });
-    const failure = await (async () => {
-      try {
-        for await (const _ of source.batches()) { /* until it fails */ }
-      } catch (error) {
-        return error;
-      } finally {
-        await source.close();
-      }
-    })();
+    const failure = await failureOf(source);
     assert.ok(failure instanceof Error, String(failure));
     assert.match(
       failure.message,

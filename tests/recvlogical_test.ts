@@ -40,14 +40,13 @@ import {
 } from "../decoder/pgoutput.ts";
 import { TypeRegistry } from "../decoder/types/registry.ts";
 import { ReplicationSource } from "../source/replication_source.ts";
-import { type SourceItem } from "../events.ts";
 import {
   type PgServer,
   type PgVersion,
   PRIMARY_VERSION,
   startPostgres,
 } from "../testing/embedded_postgres.ts";
-import { connectOptions, sqlConnection } from "./_replication.ts";
+import { connectOptions, nextBatch, sqlConnection } from "./_replication.ts";
 
 const PG_RECVLOGICAL = "/usr/bin/pg_recvlogical";
 const PUBLICATION = "everything";
@@ -329,18 +328,11 @@ async function readSource(pg: PgServer, slot: string, count: number): Promise<Tr
   const deadline = Date.now() + 30_000;
   try {
     while (out.length < count) {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const next = await Promise.race([
-        iterator.next(),
-        new Promise<"timeout">((resolve) => {
-          timer = setTimeout(() => resolve("timeout"), Math.max(0, deadline - Date.now()));
-        }),
-      ]);
-      clearTimeout(timer);
-      assert.notEqual(next, "timeout", `timed out after ${out.length} transactions`);
-      const result = next as IteratorResult<SourceItem[]>;
-      assert.ok(!result.done, "the source ended");
-      for (const item of result.value) {
+      const batch = await nextBatch(iterator, deadline, {
+        timeout: `timed out after ${out.length} transactions`,
+        ended: "the source ended",
+      });
+      for (const item of batch) {
         switch (item.kind) {
           case "begin":
             current = {

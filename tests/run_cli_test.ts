@@ -5,34 +5,21 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { startPostgres } from "../testing/embedded_postgres.ts";
-import {
-  MAIN,
-  pipelineYaml,
-  readJsonLines,
-  ROOT,
-  SpillwayProcess,
-  waitFor,
-} from "./_runner_util.ts";
+import { pipelineYaml, readJsonLines, SpillwayProcess, waitFor } from "./_runner_util.ts";
 
-async function runCli(args: string[], until?: (stderr: string) => boolean) {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", MAIN, "run", ...args],
-    cwd: ROOT,
-    stdin: "null",
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  let stderr = "";
-  const pump = (async () => {
-    for await (const text of child.stderr.pipeThrough(new TextDecoderStream())) stderr += text;
-  })();
+/** `spillway run <file> [flags…]` to its end, or until `until(stderr)` holds and then SIGINT. */
+async function runCli(
+  [file, ...flags]: [string, ...string[]],
+  until?: (stderr: string) => boolean,
+): Promise<{ code: number; stderr: string }> {
+  const child = new SpillwayProcess(file, { args: flags, stdout: "null" });
   if (until) {
-    await waitFor("the pipeline to stream", () => until(stderr), { detail: () => stderr });
-    child.kill("SIGINT");
+    await waitFor("the pipeline to stream", () => until(child.stderr), {
+      detail: () => child.stderr,
+    });
+    child.signal("SIGINT");
   }
-  const status = await child.status;
-  await pump;
-  return { code: status.code, stderr };
+  return { code: await child.finished(), stderr: child.stderr };
 }
 
 Deno.test("spillway run --from-lsn / --reset-slot refuse without --yes when nobody can confirm; --reset-slot --yes skips what the old slot held", async () => {

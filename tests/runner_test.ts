@@ -27,136 +27,68 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { formatLsn, type Lsn, parseLsn } from "../decoder/lsn.ts";
-import { parsePipelineConfig } from "../config/mod.ts";
-import { PipelineRunner } from "../pipelines/runner.ts";
-import { createSinks } from "../pipelines/run_pipeline.ts";
-import { TypeRegistry } from "../decoder/types/registry.ts";
 import { DEBEZIUM_UNAVAILABLE_VALUE } from "../pipelines/toast.ts";
 import { FileSink } from "../sinks/file.ts";
-import type { Sink } from "../sinks/types.ts";
 import type { SinkRecord } from "../events.ts";
+import { type PgVersion, testVersions } from "../testing/embedded_postgres.ts";
+import { sharedServers } from "./_replication.ts";
 import {
-  type PgServer,
-  type PgVersion,
-  PRIMARY_VERSION,
-  startPostgres,
-  testVersions,
-} from "../testing/embedded_postgres.ts";
-import {
-  type ChangeLine,
+  assertAtLastWritten,
   commitsBetween,
+  confirmedReaches,
+  dropItemsPipeline,
+  dropSlot,
   failure,
+  ids,
+  insertTransactions,
+  itemsPipelineYaml,
   logSince,
   logSize,
   pipelineYaml,
   Poller,
+  range,
   readJsonLines,
   recordEnd,
   recordingLogger,
   RecordingSink,
+  type Running,
   sleep,
   slotPosition,
   SOAK,
   SpillwayProcess,
+  startRunner,
   waitFor,
 } from "./_runner_util.ts";
+import { versionTests } from "./_versions.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Shared server and helpers
 
-/** The versions every test runs on (registered per version at the end of the file). */
-const VERSIONS = testVersions("full");
-
 /** pg_walinspect, which commitsBetween and recordEnd query, came with PostgreSQL 15. */
 const WALINSPECT_SINCE: PgVersion = 15;
 
-interface VersionTest {
-  name: string;
-  /** The oldest version it can run on, and why; null for every version. */
-  since: { version: PgVersion; reason: string } | null;
-  fn: (version: PgVersion) => Promise<void>;
-}
+const servers = sharedServers({
+  settings: { wal_sender_timeout: "2s", autovacuum: "off" },
+  async setup(pg) {
+    if (pg.version >= WALINSPECT_SINCE) await pg.psql(`CREATE EXTENSION pg_walinspect`);
+    await pg.psql(`CREATE DATABASE other`);
+  },
+});
+const server = servers.server;
 
-const TESTS: VersionTest[] = [];
+/** The tests of the file, registered per version at its end. */
+const tests = versionTests(servers);
 
-/** A test to run on every version of {@linkcode VERSIONS}, as `${name} (PostgreSQL N)`. */
+/** A test to run on every version of `testVersions("full")`, as `${name} (PostgreSQL N)`. */
 function test(name: string, fn: (version: PgVersion) => Promise<void>): void {
-  TESTS.push({ name, since: null, fn });
+  tests.test(name, fn);
 }
 
 /** A test that reads the WAL with pg_walinspect: skipped on PostgreSQL 14, which lacks it. */
 test.walinspect = (name: string, fn: (version: PgVersion) => Promise<void>): void => {
   const reason = `pg_walinspect came with PostgreSQL ${WALINSPECT_SINCE}`;
-  TESTS.push({ name, since: { version: WALINSPECT_SINCE, reason }, fn });
+  tests.test(name, fn, { version: WALINSPECT_SINCE, reason });
 };
-
-const shared = new Map<PgVersion, Promise<PgServer>>();
-
-function server(version: PgVersion = PRIMARY_VERSION): Promise<PgServer> {
-  let started = shared.get(version);
-  if (started === undefined) {
-    started = (async () => {
-      const pg = await startPostgres({
-        version,
-        settings: { wal_sender_timeout: "2s", autovacuum: "off" },
-      });
-      if (version >= WALINSPECT_SINCE) await pg.psql(`CREATE EXTENSION pg_walinspect`);
-      await pg.psql(`CREATE DATABASE other`);
-      return pg;
-    })();
-    shared.set(version, started);
-  }
-  return started;
-}
-
-/** An in-process runner, its log, and a way to stop it. */
-interface Running {
-  runner: PipelineRunner;
-  log: ReturnType<typeof recordingLogger>;
-  /** Aborts the run (gracefully) and waits for it to end; rethrows a failure of the run. */
-  stop(): Promise<void>;
-  /** The error the run failed with, once it has. */
-  failure(): unknown;
-}
-
-/**
- * Parses `yaml`, starts a runner with `sinks` (or the config's) and `log`, and waits for
- * streaming.
- */
-async function startRunner(
-  yaml: string,
-  sinks?: Sink[],
-  log: ReturnType<typeof recordingLogger> = recordingLogger(),
-): Promise<Running> {
-  const config = parsePipelineConfig(yaml, { file: "test.yaml", env: {} });
-  const controller = new AbortController();
-  const types = new TypeRegistry();
-  const runner = new PipelineRunner({
-    config,
-    log,
-    sinks: sinks ?? await createSinks(config, types),
-    types,
-    signal: controller.signal,
-  });
-  let failed: unknown = undefined;
-  let ended = false;
-  const done = runner.run().catch((error) => failed = error).finally(() => ended = true);
-  const stop = async () => {
-    controller.abort();
-    await done;
-    if (failed !== undefined) throw failed;
-  };
-  try {
-    await waitFor("the runner to start streaming", () => {
-      if (ended) assert.fail(`The runner ended before streaming: ${failed}`);
-      return runner.source?.stream != null;
-    });
-  } catch (error) {
-    await stop().catch(() => {});
-    throw error;
-  }
-  return { runner, log, stop, failure: () => failed };
-}
 
 /**
  * A row with every value as text (null stays null), so assertions hold whether the decoder
@@ -177,18 +109,6 @@ function idOf(
   return Number((line.after ?? line.before)?.id);
 }
 
-/** Waits until the slot's confirmed position reaches `target`; returns what it is then. */
-async function confirmedReaches(poller: Poller, slot: string, target: Lsn): Promise<Lsn> {
-  let confirmed: Lsn | null = null;
-  await waitFor(`slot ${slot} to confirm ${formatLsn(target)}`, async () => {
-    confirmed = (await slotPosition(poller, slot))?.confirmed ?? null;
-    return confirmed !== null && confirmed >= target;
-  }, {
-    detail: () => `confirmed_flush_lsn: ${confirmed === null ? "null" : formatLsn(confirmed)}`,
-  });
-  return confirmed!;
-}
-
 /**
  * The slot's confirmed position must be exactly `lastEnd` (the end of the last commit written).
  * The keepalive confirm of an idle stream may carry it further, over WAL that holds no
@@ -200,27 +120,8 @@ async function assertConfirmedAtLastCommit(
   lastEnd: Lsn,
 ): Promise<Lsn> {
   const confirmed = await confirmedReaches(poller, slot, lastEnd);
-  if (confirmed !== lastEnd) {
-    const commits = await commitsBetween(poller, lastEnd, confirmed);
-    assert.deepEqual(
-      commits,
-      [],
-      `confirmed_flush_lsn ${formatLsn(confirmed)} passed commits after the last one written (${
-        formatLsn(lastEnd)
-      })`,
-    );
-  }
+  await assertAtLastWritten(poller, confirmed, lastEnd);
   return confirmed;
-}
-
-async function dropSlot(poller: Poller, slot: string): Promise<void> {
-  await waitFor(`slot ${slot} to be released`, async () => {
-    const position = await slotPosition(poller, slot);
-    return position === null || !position.active;
-  });
-  await poller.rows(
-    `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = '${slot}'`,
-  );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -249,7 +150,7 @@ test.walinspect("runner: inserts/updates/deletes of a configured table reach the
     // for filtered transactions shows.
     const file = new FileSink({ path, transactions: true, fsync: true });
     const recording = new RecordingSink();
-    const running = await startRunner(yaml, [file, recording]);
+    const running = await startRunner(yaml, { sinks: [file, recording] });
     let release = () => {};
     try {
       await pg.psql(`
@@ -393,7 +294,7 @@ test("runner: a commit record's eventCount counts what reached the sinks, not ch
       tables: { "public.ec_kept": "{}" },
     });
     const sink = new RecordingSink();
-    const running = await startRunner(yaml, [sink]);
+    const running = await startRunner(yaml, { sinks: [sink] });
     try {
       await pg.psql(`
         BEGIN;
@@ -433,15 +334,9 @@ test("runner: a graceful stop retries a sink's transient error while it drains; 
   const poller = new Poller(pg);
   try {
     await pg.psql(`CREATE TABLE gs_items (id int PRIMARY KEY)`);
-    const yaml = pipelineYaml({
-      name: "gs",
-      url: pg.url(),
-      slot: "gs_slot",
-      publication: "gs_pub",
-      tables: { "public.gs_items": "{}" },
-    });
+    const yaml = itemsPipelineYaml(pg, "gs");
     const sink = new RecordingSink();
-    const running = await startRunner(yaml, [sink]);
+    const running = await startRunner(yaml, { sinks: [sink] });
     let stopping: Promise<void> | null = null;
     const release = sink.hold();
     try {
@@ -471,8 +366,7 @@ test("runner: a graceful stop retries a sink's transient error while it drains; 
       }`,
     );
   } finally {
-    await dropSlot(poller, "gs_slot").catch(() => {});
-    await pg.psql(`DROP TABLE IF EXISTS gs_items; DROP PUBLICATION IF EXISTS gs_pub;`);
+    await dropItemsPipeline(pg, poller, "gs");
     await poller.close();
   }
 });
@@ -482,13 +376,7 @@ test.walinspect("runner: a sink that keeps failing during a graceful stop is giv
   const poller = new Poller(pg);
   try {
     await pg.psql(`CREATE TABLE gu_items (id int PRIMARY KEY)`);
-    const yaml = pipelineYaml({
-      name: "gu",
-      url: pg.url(),
-      slot: "gu_slot",
-      publication: "gu_pub",
-      tables: { "public.gu_items": "{}" },
-    });
+    const yaml = itemsPipelineYaml(pg, "gu");
     const sink = new RecordingSink();
     // When each wait between two attempts is due to end, on this clock: the runner logs the
     // wait's delay just before it starts waiting.
@@ -501,7 +389,7 @@ test.walinspect("runner: a sink that keeps failing during a graceful stop is giv
       }
       log(...args);
     }, { lines: log.lines });
-    const running = await startRunner(yaml, [sink], logged);
+    const running = await startRunner(yaml, { sinks: [sink], log: logged });
     const before = (await slotPosition(poller, "gu_slot"))!.confirmed!;
     const release = sink.hold();
     let stopping: Promise<void> | null = null;
@@ -547,8 +435,7 @@ test.walinspect("runner: a sink that keeps failing during a graceful stop is giv
     const commits = await commitsBetween(poller, before, confirmed);
     assert.deepEqual(commits, [], "the failed transaction was not confirmed");
   } finally {
-    await dropSlot(poller, "gu_slot").catch(() => {});
-    await pg.psql(`DROP TABLE IF EXISTS gu_items; DROP PUBLICATION IF EXISTS gu_pub;`);
+    await dropItemsPipeline(pg, poller, "gu");
     await poller.close();
   }
 });
@@ -592,7 +479,7 @@ async function backpressure(
     });
     const sink = new RecordingSink();
     const logOffset = await logSize(pg);
-    const running = await startRunner(yaml, [sink]);
+    const running = await startRunner(yaml, { sinks: [sink] });
     const runner = running.runner;
     const pidSql =
       `SELECT string_agg(pid::text, ',') FROM pg_stat_replication WHERE application_name = 'spillway-${name}'`;
@@ -779,7 +666,7 @@ test("runner: heartbeats keep the slot's confirmed position and restart_lsn movi
         tables: { "public.hb_idle": "{}" },
         heartbeat: name === "hb_on" ? "1s" : "off",
       });
-      runners.push(await startRunner(yaml, [new RecordingSink()]));
+      runners.push(await startRunner(yaml, { sinks: [new RecordingSink()] }));
     }
     const samples: Record<string, HbSample[]> = { hb_on: [], hb_off: [] };
     const startLsn = (await slotPosition(poller, "hb_on_slot"))!.current;
@@ -909,7 +796,7 @@ async function toastCase(
         publication: `${table}_pub`,
         tables: { [`public.${table}`]: tableOptions },
       }),
-      [sink],
+      { sinks: [sink] },
     );
     try {
       await pg.psql(`
@@ -984,27 +871,6 @@ test("runner: toast last_value: filled from the previous event of the same key; 
 // ---------------------------------------------------------------------------------------------
 // spillway run: graceful shutdown and restart
 
-/** Inserts ids `first`… in transactions of `size` rows, `count` of them, `pauseMs` apart. */
-async function insertTransactions(
-  poller: Poller,
-  table: string,
-  options: { first: number; count: number; size: number; pauseMs?: number },
-): Promise<void> {
-  for (let i = 0; i < options.count; i++) {
-    const from = options.first + i * options.size;
-    await poller.rows(
-      `INSERT INTO ${table} SELECT g, 'v' || g FROM generate_series(${from}, ${
-        from + options.size - 1
-      }) g`,
-    );
-    if (options.pauseMs) await sleep(options.pauseMs);
-  }
-}
-
-function ids(lines: ChangeLine[]): number[] {
-  return lines.map((line) => idOf(line));
-}
-
 /** How many times `part` occurs in `text`. */
 function occurrences(text: string, part: string): number {
   return text.split(part).length - 1;
@@ -1023,12 +889,7 @@ test.walinspect("spillway run: SIGINT drains to the file and exits 0; the slot e
     await pg.psql(`CREATE TABLE ${table} (id int PRIMARY KEY, v text)`);
     await Deno.writeTextFile(
       pipeline,
-      pipelineYaml({
-        name: "cli",
-        url: pg.url(),
-        slot: "cli_slot",
-        publication: "cli_pub",
-        tables: { [`public.${table}`]: "{}" },
+      itemsPipelineYaml(pg, "cli", {
         sinks: ["file: { path: out/changes.jsonl, fsync: true }"],
       }),
     );
@@ -1072,7 +933,7 @@ test.walinspect("spillway run: SIGINT drains to the file and exits 0; the slot e
     const k = written1.length;
     assert.ok(k >= 1000 && k < 1000 + B_COUNT * 100, `run 1 wrote ${k} rows`);
     assert.equal(k % 100, 0, "only whole transactions are written");
-    assert.deepEqual(written1, Array.from({ length: k }, (_, i) => i + 1));
+    assert.deepEqual(written1, range(1, k));
     // The slot ends at the end of the last commit written.
     const lastCommitStart = afterRun1.lines.at(-1)!.source.commitLsn;
     const lastEnd = await recordEnd(poller, lastCommitStart);
@@ -1118,11 +979,10 @@ test.walinspect("spillway run: SIGINT drains to the file and exits 0; the slot e
     child = null;
     const all = await readJsonLines(out);
     assert.equal(all.torn, null);
-    assert.deepEqual(ids(all.lines), Array.from({ length: total }, (_, i) => i + 1));
+    assert.deepEqual(ids(all.lines), range(1, total));
   } finally {
     await child?.kill();
-    await dropSlot(poller, "cli_slot").catch(() => {});
-    await pg.psql(`DROP TABLE IF EXISTS ${table}; DROP PUBLICATION IF EXISTS cli_pub;`);
+    await dropItemsPipeline(pg, poller, "cli");
     await workload.close();
     await poller.close();
     await Deno.remove(dir, { recursive: true });
@@ -1141,12 +1001,7 @@ test(
       await pg.psql(`CREATE TABLE down_items (id int PRIMARY KEY)`);
       await Deno.writeTextFile(
         pipeline,
-        pipelineYaml({
-          name: "down",
-          url: pg.url(),
-          slot: "down_slot",
-          publication: "down_pub",
-          tables: { "public.down_items": "{}" },
+        itemsPipelineYaml(pg, "down", {
           sinks: ["file: { path: out.jsonl }"],
         }),
       );
@@ -1170,8 +1025,7 @@ test(
       }
     } finally {
       await child?.kill();
-      await dropSlot(poller, "down_slot").catch(() => {});
-      await pg.psql(`DROP TABLE IF EXISTS down_items; DROP PUBLICATION IF EXISTS down_pub;`);
+      await dropItemsPipeline(pg, poller, "down");
       await poller.close();
       await Deno.remove(dir, { recursive: true });
     }
@@ -1191,12 +1045,7 @@ test(
       await pg.psql(`CREATE TABLE busy_items (id int PRIMARY KEY)`);
       await Deno.writeTextFile(
         pipeline,
-        pipelineYaml({
-          name: "busy",
-          url: pg.url(),
-          slot: "busy_slot",
-          publication: "busy_pub",
-          tables: { "public.busy_items": "{}" },
+        itemsPipelineYaml(pg, "busy", {
           sinks: ["file: { path: out.jsonl }"],
           source: { reconnect: "{ max_attempts: 50, initial_delay: 100ms, max_delay: 300ms }" },
         }),
@@ -1234,8 +1083,7 @@ test(
     } finally {
       await second?.kill();
       await first?.kill();
-      await dropSlot(poller, "busy_slot").catch(() => {});
-      await pg.psql(`DROP TABLE IF EXISTS busy_items; DROP PUBLICATION IF EXISTS busy_pub;`);
+      await dropItemsPipeline(pg, poller, "busy");
       await poller.close();
       await Deno.remove(dir, { recursive: true });
     }
@@ -1256,16 +1104,7 @@ test('runner: pg.restart("fast") mid-workload: the runner reconnects and deliver
   try {
     await pg.psql(`CREATE TABLE ${table} (id int PRIMARY KEY)`);
     const sink = new RecordingSink();
-    const running = await startRunner(
-      pipelineYaml({
-        name: "rc",
-        url: pg.url(),
-        slot,
-        publication: "rc_pub",
-        tables: { [`public.${table}`]: "{}" },
-      }),
-      [sink],
-    );
+    const running = await startRunner(itemsPipelineYaml(pg, "rc"), { sinks: [sink] });
     const pidBefore = await poller.value(
       `SELECT pid FROM pg_stat_replication WHERE application_name = 'spillway-rc'`,
     );
@@ -1350,8 +1189,7 @@ test('runner: pg.restart("fast") mid-workload: the runner reconnects and deliver
     assert.ok(reconnects >= 1, "the runner saw the connection drop and reconnected");
     assert.equal(sink.commits().length >= TX, true);
   } finally {
-    await dropSlot(poller, slot).catch(() => {});
-    await pg.psql(`DROP TABLE IF EXISTS ${table}; DROP PUBLICATION IF EXISTS rc_pub;`);
+    await dropItemsPipeline(pg, poller, "rc");
     await workload.close();
     await poller.close();
   }
@@ -1360,23 +1198,4 @@ test('runner: pg.restart("fast") mid-workload: the runner reconnects and deliver
 // ---------------------------------------------------------------------------------------------
 // One version after the other: its tests, then its server stops.
 
-for (const version of VERSIONS) {
-  for (const { name, since, fn } of TESTS) {
-    const skipped = since !== null && version < since.version ? since.reason : null;
-    Deno.test({
-      name: `${name} (PostgreSQL ${version}${skipped === null ? "" : `; skipped: ${skipped}`})`,
-      ignore: skipped !== null,
-      fn: () => fn(version),
-    });
-  }
-  Deno.test(`teardown: stop the shared PostgreSQL ${version} server`, async () => {
-    const pg = shared.get(version);
-    shared.delete(version);
-    if (pg) await (await pg)[Symbol.asyncDispose]();
-  });
-}
-
-Deno.test("teardown: stop any other shared server", async () => {
-  for (const pg of shared.values()) await (await pg)[Symbol.asyncDispose]();
-  shared.clear();
-});
+tests.register(testVersions("full"));

@@ -18,104 +18,33 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { formatLsn, type Lsn } from "../decoder/lsn.ts";
-import { type PgServer, PRIMARY_VERSION, startPostgres } from "../testing/embedded_postgres.ts";
+import { formatLsn } from "../decoder/lsn.ts";
+import { sharedServers } from "./_replication.ts";
 import {
+  assertAtLastWritten,
   type ChangeLine,
   commitsBetween,
-  MAIN,
-  pipelineYaml,
+  confirmedReaches,
+  dropItemsPipeline,
+  ids,
+  insertTransactions,
+  itemsPipelineYaml,
   Poller,
+  range,
   readJsonLines,
   recordEnd,
-  ROOT,
+  releasedConfirmed,
   sleep,
   slotPosition,
   SpillwayProcess,
   waitFor,
 } from "./_runner_util.ts";
 
-// ---------------------------------------------------------------------------------------------
-// Shared server and helpers
-
-let shared: Promise<PgServer> | undefined;
-
-function server(): Promise<PgServer> {
-  shared ??= (async () => {
-    const pg = await startPostgres({
-      version: PRIMARY_VERSION,
-      settings: { autovacuum: "off" },
-    });
-    await pg.psql("CREATE EXTENSION pg_walinspect");
-    return pg;
-  })();
-  return shared;
-}
-
-function ids(lines: ChangeLine[]): number[] {
-  return lines.map((line) => Number(line.after?.id));
-}
-
-function range(first: number, last: number): number[] {
-  return Array.from({ length: last - first + 1 }, (_, i) => first + i);
-}
-
-/** `count` transactions of `size` rows, ids from `first`, `pauseMs` apart. */
-async function insertTransactions(
-  poller: Poller,
-  table: string,
-  options: { first: number; count: number; size: number; pauseMs?: number },
-): Promise<void> {
-  for (let i = 0; i < options.count; i++) {
-    const from = options.first + i * options.size;
-    await poller.rows(
-      `INSERT INTO ${table} SELECT g, 'v' || g FROM generate_series(${from}, ${
-        from + options.size - 1
-      }) g`,
-    );
-    if (options.pauseMs) await sleep(options.pauseMs);
-  }
-}
-
-/** The slot's confirmed position once no walsender holds it. */
-async function releasedConfirmed(poller: Poller, slot: string): Promise<Lsn> {
-  await waitFor(`slot ${slot} to be released`, async () => {
-    const position = await slotPosition(poller, slot);
-    return position !== null && !position.active;
-  });
-  return (await slotPosition(poller, slot))!.confirmed!;
-}
-
-/**
- * `confirmed` is at least `lastEnd` (the end of the last commit written) and passes no commit
- * after it: an idle stream may confirm WAL without transactions, never a commit not written.
- */
-async function assertAtLastWritten(poller: Poller, confirmed: Lsn, lastEnd: Lsn): Promise<void> {
-  assert.ok(
-    confirmed >= lastEnd,
-    `confirmed_flush_lsn ${formatLsn(confirmed)} is behind the last commit written (${
-      formatLsn(lastEnd)
-    })`,
-  );
-  const passed = await commitsBetween(poller, lastEnd, confirmed);
-  assert.deepEqual(
-    passed,
-    [],
-    `confirmed_flush_lsn ${formatLsn(confirmed)} passed commits after the last one written (${
-      formatLsn(lastEnd)
-    })`,
-  );
-}
-
-async function dropSlot(poller: Poller, slot: string): Promise<void> {
-  await waitFor(`slot ${slot} to be released`, async () => {
-    const position = await slotPosition(poller, slot);
-    return position === null || !position.active;
-  });
-  await poller.rows(
-    `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = '${slot}'`,
-  );
-}
+/** The file's server: autovacuum off, pg_walinspect to find where commit records end. */
+const { server, stopAll } = sharedServers({
+  settings: { autovacuum: "off" },
+  setup: "CREATE EXTENSION pg_walinspect",
+});
 
 // ---------------------------------------------------------------------------------------------
 // SIGTERM
@@ -133,12 +62,7 @@ Deno.test("signals: SIGTERM drains to the file, confirms the last commit written
     await pg.psql(`CREATE TABLE ${table} (id int PRIMARY KEY, v text)`);
     await Deno.writeTextFile(
       pipeline,
-      pipelineYaml({
-        name: "term",
-        url: pg.url(),
-        slot: "term_slot",
-        publication: "term_pub",
-        tables: { [`public.${table}`]: "{}" },
+      itemsPipelineYaml(pg, "term", {
         sinks: ["file: { path: out.jsonl, fsync: true }"],
       }),
     );
@@ -193,8 +117,7 @@ Deno.test("signals: SIGTERM drains to the file, confirms the last commit written
     assert.deepEqual(ids((await readJsonLines(out)).lines), range(1, TOTAL));
   } finally {
     await child?.kill();
-    await dropSlot(poller, "term_slot").catch(() => {});
-    await pg.psql(`DROP TABLE IF EXISTS ${table}; DROP PUBLICATION IF EXISTS term_pub;`);
+    await dropItemsPipeline(pg, poller, "term");
     await workload.close();
     await poller.close();
     await Deno.remove(dir, { recursive: true });
@@ -212,79 +135,60 @@ Deno.test("signals: a second SIGTERM while the drain is blocked (stdout sink on 
   const table = "second_items";
   const SMALL_TX = 20;
   const BIG_TX = 1000;
-  let child: Deno.ChildProcess | null = null;
+  let child: SpillwayProcess | null = null;
   try {
     await pg.psql(`CREATE TABLE ${table} (id int PRIMARY KEY, v text)`);
     await Deno.writeTextFile(
       pipeline,
-      pipelineYaml({
-        name: "second",
-        url: pg.url(),
-        slot: "second_slot",
-        publication: "second_pub",
-        tables: { [`public.${table}`]: "{}" },
+      itemsPipelineYaml(pg, "second", {
         sinks: ["stdout: { format: json }"],
         source: { status_interval: "500ms" },
       }),
     );
     // stdout is a pipe this test does not read until the process is gone: once its buffer is
     // full, the sink's write cannot finish.
-    child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", MAIN, "run", pipeline],
-      cwd: ROOT,
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    let stderr = "";
-    const pump = (async () => {
-      for await (const text of child.stderr.pipeThrough(new TextDecoderStream())) stderr += text;
-    })();
-    let exited: { code: number; at: number } | null = null;
-    const status = child.status.then((s) => exited = { code: s.code, at: Date.now() });
-    await waitFor("spillway run to stream", () => {
-      if (exited !== null) assert.fail(`exited with ${exited.code}:\n${stderr}`);
-      return stderr.includes("Streaming started");
-    }, { detail: () => stderr });
+    child = new SpillwayProcess(pipeline, { stdout: "unread" });
+    await child.started();
     const startLsn = (await slotPosition(poller, "second_slot"))!.confirmed!;
 
     // Three transactions of 20 rows fit in the pipe: printed and confirmed.
     await insertTransactions(poller, table, { first: 1, count: 3, size: SMALL_TX });
     const afterSmall = (await slotPosition(poller, "second_slot"))!.current;
-    await waitFor(
+    await confirmedReaches(
+      poller,
+      "second_slot",
+      afterSmall,
       "the slot to confirm the small transactions",
-      async () => ((await slotPosition(poller, "second_slot"))?.confirmed ?? 0n) >= afterSmall,
     );
     // Then 20 transactions of 1,000 rows: several MB of lines for a 64 kB pipe.
-    const statements = Array.from(
-      { length: 20 },
-      (_, i) =>
-        `INSERT INTO ${table} SELECT g, repeat('v', 100) FROM generate_series(${
-          1000 + i * BIG_TX + 1
-        }, ${1000 + (i + 1) * BIG_TX}) g;`,
-    );
-    await pg.psql(statements.join("\n"));
+    await insertTransactions(pg, table, {
+      first: 1001,
+      count: 20,
+      size: BIG_TX,
+      value: "repeat('v', 100)",
+    });
     await sleep(1_000);
 
-    child.kill("SIGTERM");
-    await waitFor("the drain to start", () => stderr.includes("Stopping: draining to the sinks"), {
-      detail: () => stderr,
-    });
+    child.signal("SIGTERM");
+    await waitFor(
+      "the drain to start",
+      () => child!.stderr.includes("Stopping: draining to the sinks"),
+      { detail: () => child!.stderr },
+    );
     // The drain cannot finish: the process is still there a while later.
     await sleep(2_000);
-    assert.equal(exited, null, `the first signal ended the run:\n${stderr}`);
+    assert.equal(child.exitCode, null, `the first signal ended the run:\n${child.stderr}`);
     const confirmedBefore = (await slotPosition(poller, "second_slot"))!.confirmed!;
 
-    child.kill("SIGTERM");
+    child.signal("SIGTERM");
     // 15 s only catches a hang: exit code 130 is the second signal's own path (it exits at once).
-    await Promise.race([status, sleep(15_000)]);
-    assert.ok(exited !== null, `the second signal did not end the run:\n${stderr}`);
-    const { code } = exited as { code: number; at: number };
-    assert.equal(code, 130, stderr);
-    assert.doesNotMatch(stderr, /Pipeline stopped/, "it did not finish the drain");
-    await pump;
+    await Promise.race([child.exited, sleep(15_000)]);
+    assert.ok(child.exitCode !== null, `the second signal did not end the run:\n${child.stderr}`);
+    assert.equal(child.exitCode, 130, child.stderr);
+    assert.doesNotMatch(child.stderr, /Pipeline stopped/, "it did not finish the drain");
+    await child.finished();
     // What the blocked pipe holds is all the sink ever wrote.
-    const printed = await new Response(child.stdout).text();
+    const printed = await child.readStdout();
     child = null;
 
     const confirmed = await releasedConfirmed(poller, "second_slot");
@@ -318,17 +222,8 @@ Deno.test("signals: a second SIGTERM while the drain is blocked (stdout sink on 
       `second signal: exit 130; ${printed.length} bytes printed; ${confirmedCommits.length} transactions confirmed; ${whole} big ones printed whole`,
     );
   } finally {
-    if (child !== null) {
-      try {
-        child.kill("SIGKILL");
-      } catch {
-        // Already gone.
-      }
-      await child.status;
-      await child.stdout.cancel().catch(() => {});
-    }
-    await dropSlot(poller, "second_slot").catch(() => {});
-    await pg.psql(`DROP TABLE IF EXISTS ${table}; DROP PUBLICATION IF EXISTS second_pub;`);
+    await child?.kill();
+    await dropItemsPipeline(pg, poller, "second");
     await poller.close();
     await Deno.remove(dir, { recursive: true });
   }
@@ -349,12 +244,7 @@ Deno.test("signals: the server down past source.reconnect (3 attempts) stops spi
     await pg.psql(`CREATE TABLE ${table} (id int PRIMARY KEY, v text)`);
     await Deno.writeTextFile(
       pipeline,
-      pipelineYaml({
-        name: "down",
-        url: pg.url(),
-        slot: "down_slot",
-        publication: "down_pub",
-        tables: { [`public.${table}`]: "{}" },
+      itemsPipelineYaml(pg, "down", {
         sinks: ["file: { path: out.jsonl, fsync: true }"],
         source: {
           reconnect: "{ max_attempts: 3, initial_delay: 200ms, max_delay: 400ms }",
@@ -370,10 +260,7 @@ Deno.test("signals: the server down past source.reconnect (3 attempts) stops spi
       poller,
       (await readJsonLines(out)).lines.at(-1)!.source.commitLsn,
     );
-    await waitFor(
-      "the slot to confirm the last commit",
-      async () => ((await slotPosition(poller, "down_slot"))?.confirmed ?? 0n) >= lastEnd,
-    );
+    await confirmedReaches(poller, "down_slot", lastEnd, "the slot to confirm the last commit");
     await poller.close();
 
     const stoppedAt = Date.now();
@@ -410,8 +297,7 @@ Deno.test("signals: the server down past source.reconnect (3 attempts) stops spi
   } finally {
     await child?.kill();
     const cleanup = new Poller(pg);
-    await dropSlot(cleanup, "down_slot").catch(() => {});
-    await pg.psql(`DROP TABLE IF EXISTS ${table}; DROP PUBLICATION IF EXISTS down_pub;`);
+    await dropItemsPipeline(pg, cleanup, "down");
     await cleanup.close();
     await poller.close();
     await Deno.remove(dir, { recursive: true });
@@ -419,5 +305,5 @@ Deno.test("signals: the server down past source.reconnect (3 attempts) stops spi
 });
 
 Deno.test("teardown: stop the shared server", async () => {
-  if (shared) await (await shared)[Symbol.asyncDispose]();
+  await stopAll();
 });

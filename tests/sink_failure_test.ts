@@ -20,91 +20,41 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { formatLsn, type Lsn } from "../decoder/lsn.ts";
-import { parsePipelineConfig } from "../config/mod.ts";
-import { TypeRegistry } from "../decoder/types/registry.ts";
+import { type Lsn } from "../decoder/lsn.ts";
+import type { PgServer } from "../testing/embedded_postgres.ts";
 import { isRetriable } from "../errors.ts";
 import { MetricsRegistry } from "../ops/prometheus.ts";
-import { type SpillwayMetrics, standardMetrics } from "../ops/metrics.ts";
-import { createSinks } from "../pipelines/run_pipeline.ts";
-import { PipelineRunner } from "../pipelines/runner.ts";
-import { type PgServer, PRIMARY_VERSION, startPostgres } from "../testing/embedded_postgres.ts";
+import { standardMetrics } from "../ops/metrics.ts";
+import { sharedServers } from "./_replication.ts";
 import {
+  assertAtLastWritten,
   type ChangeLine,
-  commitsBetween,
+  confirmedReaches,
+  dropItemsPipeline,
+  ids,
+  insertTransactions,
+  itemsPipelineYaml,
   MAIN,
-  pipelineYaml,
   Poller,
+  range,
   readJsonLines,
   recordEnd,
-  recordingLogger,
-  ROOT,
+  releasedConfirmed,
   sleep,
-  slotPosition,
   SpillwayProcess,
+  startRunner,
+  Subprocess,
   waitFor,
 } from "./_runner_util.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Shared server and helpers
 
-let shared: Promise<PgServer> | undefined;
-
-function server(): Promise<PgServer> {
-  shared ??= (async () => {
-    const pg = await startPostgres({
-      version: PRIMARY_VERSION,
-      settings: { autovacuum: "off" },
-    });
-    await pg.psql("CREATE EXTENSION pg_walinspect");
-    return pg;
-  })();
-  return shared;
-}
-
-/** An in-process runner over the sinks its configuration names. */
-interface Running {
-  runner: PipelineRunner;
-  log: ReturnType<typeof recordingLogger>;
-  metrics: SpillwayMetrics;
-  /** Settles when the run ends: the error it failed with, or null. */
-  ended: Promise<unknown>;
-  /** Aborts the run (gracefully) and waits for it; rethrows a failure of the run. */
-  stop(): Promise<void>;
-}
-
-async function startRunner(yaml: string, file: string): Promise<Running> {
-  const config = parsePipelineConfig(yaml, { file, env: {} });
-  const log = recordingLogger();
-  const metrics = standardMetrics(new MetricsRegistry());
-  const controller = new AbortController();
-  const types = new TypeRegistry();
-  const runner = new PipelineRunner({
-    config,
-    log,
-    sinks: await createSinks(config, types),
-    types,
-    metrics,
-    signal: controller.signal,
-  });
-  let done = false;
-  const ended = runner.run().then(() => null, (error) => error).finally(() => done = true);
-  const stop = async () => {
-    controller.abort();
-    const error = await ended;
-    if (error !== null) throw error;
-  };
-  try {
-    await waitFor("the runner to start streaming", async () => {
-      if (done) assert.fail(`The runner ended before streaming: ${await ended}`);
-      return runner.source?.stream != null;
-    });
-  } catch (error) {
-    await stop().catch(() => {});
-    throw error;
-  }
-  return { runner, log, metrics, ended, stop };
-}
+/** The file's server: autovacuum off, pg_walinspect to find where commit records end. */
+const { server, stopAll } = sharedServers({
+  settings: { autovacuum: "off" },
+  setup: "CREATE EXTENSION pg_walinspect",
+});
 
 /** Every line of a file sink: its rotated files (`out-NNNNNN.jsonl`) in order, then `out.jsonl`. */
 async function allLines(dir: string): Promise<ChangeLine[]> {
@@ -121,68 +71,13 @@ async function allLines(dir: string): Promise<ChangeLine[]> {
   return lines;
 }
 
-function ids(lines: ChangeLine[]): number[] {
-  return lines.map((line) => Number(line.after?.id));
-}
-
-function range(first: number, last: number): number[] {
-  return Array.from({ length: last - first + 1 }, (_, i) => first + i);
-}
-
-/** `count` transactions of `size` rows each, ids from `first`. */
-async function insertTransactions(
+/** `count` transactions of `size` rows of about 100 bytes each, ids from `first`, by psql. */
+function insertRows(
   pg: PgServer,
   table: string,
   options: { first: number; count: number; size: number },
 ): Promise<void> {
-  const statements: string[] = [];
-  for (let i = 0; i < options.count; i++) {
-    const from = options.first + i * options.size;
-    statements.push(
-      `INSERT INTO ${table} SELECT g, repeat('v', 100) || g FROM generate_series(${from}, ${
-        from + options.size - 1
-      }) g;`,
-    );
-  }
-  await pg.psql(statements.join("\n"));
-}
-
-/**
- * The slot's confirmed position once no walsender holds it: at least `lastEnd` (the end of the
- * last commit written) and past no commit after it (an idle stream may confirm WAL without
- * transactions, such as a running-xacts record, but never a commit it did not write).
- */
-async function assertSlotAtLastWritten(poller: Poller, slot: string, lastEnd: Lsn): Promise<Lsn> {
-  await waitFor(`slot ${slot} to be released`, async () => {
-    const position = await slotPosition(poller, slot);
-    return position !== null && !position.active;
-  });
-  const confirmed = (await slotPosition(poller, slot))!.confirmed!;
-  assert.ok(
-    confirmed >= lastEnd,
-    `confirmed_flush_lsn ${formatLsn(confirmed)} is behind the last commit written (${
-      formatLsn(lastEnd)
-    })`,
-  );
-  const passed = await commitsBetween(poller, lastEnd, confirmed);
-  assert.deepEqual(
-    passed,
-    [],
-    `confirmed_flush_lsn ${formatLsn(confirmed)} passed commits after the last one written (${
-      formatLsn(lastEnd)
-    })`,
-  );
-  return confirmed;
-}
-
-async function dropSlot(poller: Poller, slot: string): Promise<void> {
-  await waitFor(`slot ${slot} to be released`, async () => {
-    const position = await slotPosition(poller, slot);
-    return position === null || !position.active;
-  });
-  await poller.rows(
-    `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = '${slot}'`,
-  );
+  return insertTransactions(pg, table, { ...options, value: "repeat('v', 100) || g" });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -196,16 +91,12 @@ Deno.test("sink failure: a file sink write that fails once (its rotation target 
   try {
     await pg.psql(`CREATE TABLE ${table} (id int PRIMARY KEY, v text)`);
     const file = join(dir, "p.yaml");
+    const metrics = standardMetrics(new MetricsRegistry());
     const running = await startRunner(
-      pipelineYaml({
-        name: "retry",
-        url: pg.url(),
-        slot: "retry_slot",
-        publication: "retry_pub",
-        tables: { [`public.${table}`]: "{}" },
+      itemsPipelineYaml(pg, "retry", {
         sinks: ["file: { path: out.jsonl, rotate_bytes: 8KB, fsync: true }"],
       }),
-      file,
+      { file, metrics },
     );
     try {
       // The first rotation renames out.jsonl to out-000001.jsonl: a directory made after the
@@ -215,7 +106,7 @@ Deno.test("sink failure: a file sink write that fails once (its rotation target 
       await Deno.writeTextFile(join(dir, "out-000001.jsonl", "keep"), "in the way\n");
       // 20 transactions of 10 rows (about 4 kB each), one write each: several rotations.
       for (let tx = 0; tx < 20; tx++) {
-        await insertTransactions(pg, table, { first: tx * 10 + 1, count: 1, size: 10 });
+        await insertRows(pg, table, { first: tx * 10 + 1, count: 1, size: 10 });
         await waitFor(
           `${tx * 10 + 10} rows in the files`,
           async () => (await allLines(dir)).length >= tx * 10 + 10,
@@ -226,10 +117,7 @@ Deno.test("sink failure: a file sink write that fails once (its rotation target 
       }
       const lines = await allLines(dir);
       const lastEnd = await recordEnd(poller, lines.at(-1)!.source.commitLsn);
-      await waitFor("the slot to confirm the last commit", async () => {
-        const confirmed = (await slotPosition(poller, "retry_slot"))?.confirmed ?? 0n;
-        return confirmed >= lastEnd;
-      });
+      await confirmedReaches(poller, "retry_slot", lastEnd, "the slot to confirm the last commit");
       await running.stop();
 
       const retries = running.log.lines.filter((line) =>
@@ -237,7 +125,7 @@ Deno.test("sink failure: a file sink write that fails once (its rotation target 
       );
       assert.equal(retries.length, 1, JSON.stringify(running.log.lines));
       const sinkName = `file:${join(dir, "out.jsonl")}`;
-      assert.equal(running.metrics.sinkErrorsTotal.get({ sink: sinkName }), 1);
+      assert.equal(metrics.sinkErrorsTotal.get({ sink: sinkName }), 1);
       assert.equal(running.log.lines.filter((line) => line.level === "error").length, 0);
       // Every row exactly once, in commit order: the failed attempt appended nothing.
       assert.deepEqual(ids(await allLines(dir)), range(1, 200));
@@ -247,8 +135,7 @@ Deno.test("sink failure: a file sink write that fails once (its rotation target 
       await running.stop().catch(() => {});
     }
   } finally {
-    await dropSlot(poller, "retry_slot").catch(() => {});
-    await pg.psql(`DROP TABLE IF EXISTS ${table}; DROP PUBLICATION IF EXISTS retry_pub;`);
+    await dropItemsPipeline(pg, poller, "retry");
     await poller.close();
     await Deno.remove(dir, { recursive: true });
   }
@@ -258,15 +145,11 @@ Deno.test("sink failure: a file sink write that fails once (its rotation target 
 // A sink that keeps failing
 
 /** `spillway run` under `ulimit -f` (KiB), with SIGXFSZ ignored so a write past it is EFBIG. */
-function runWithFileSizeLimit(pipelineFile: string, limitKiB: number): Deno.ChildProcess {
+function runWithFileSizeLimit(pipelineFile: string, limitKiB: number): Subprocess {
   const script = `trap '' XFSZ; ulimit -f ${limitKiB}; exec "$0" run -A "$1" run "$2"`;
-  return new Deno.Command("bash", {
-    args: ["-c", script, Deno.execPath(), MAIN, pipelineFile],
-    cwd: ROOT,
-    stdin: "null",
+  return new Subprocess("bash", ["-c", script, Deno.execPath(), MAIN, pipelineFile], {
     stdout: "null",
-    stderr: "piped",
-  }).spawn();
+  });
 }
 
 Deno.test("sink failure: a file sink that keeps failing (EFBIG past ulimit -f) stops spillway run after its retries with exit 1 naming the file; /health says 503 meanwhile; the slot stays at the last transaction written; the next run delivers the rest once", async () => {
@@ -275,59 +158,47 @@ Deno.test("sink failure: a file sink that keeps failing (EFBIG past ulimit -f) s
   const dir = await Deno.makeTempDir({ prefix: "spillway-sink-full-" });
   const table = "full_items";
   const out = join(dir, "out.jsonl");
-  let child: Deno.ChildProcess | null = null;
+  let child: Subprocess | null = null;
   let next: SpillwayProcess | null = null;
   try {
     await pg.psql(`CREATE TABLE ${table} (id int PRIMARY KEY, v text)`);
     const pipeline = join(dir, "p.yaml");
     await Deno.writeTextFile(
       pipeline,
-      pipelineYaml({
-        name: "full",
-        url: pg.url(),
-        slot: "full_slot",
-        publication: "full_pub",
-        tables: { [`public.${table}`]: "{}" },
+      itemsPipelineYaml(pg, "full", {
         sinks: ["file: { path: out.jsonl, fsync: true }"],
         source: { status_interval: "1s" },
       }).replace("http: off", "http: { listen: 127.0.0.1:0 }"),
     );
-    child = runWithFileSizeLimit(pipeline, 256);
-    let stderr = "";
-    const pump = (async () => {
-      for await (const text of child.stderr.pipeThrough(new TextDecoderStream())) stderr += text;
-    })();
-    let exitCode: number | null = null;
-    const exited = child.status.then((status) => exitCode = status.code);
-    await waitFor("spillway run to stream", () => {
-      if (exitCode !== null) assert.fail(`spillway run exited with ${exitCode}:\n${stderr}`);
-      return stderr.includes("Streaming started");
-    }, { detail: () => stderr });
-    const url = /HTTP server listening url=(\S+)/.exec(stderr)?.[1];
-    assert.ok(url, stderr);
+    const limited = child = runWithFileSizeLimit(pipeline, 256);
+    await limited.started();
+    const url = /HTTP server listening url=(\S+)/.exec(limited.stderr)?.[1];
+    assert.ok(url, limited.stderr);
 
     // Two transactions of 100 rows (about 40 kB of lines each) fit under 256 KiB; the third,
     // of 1,000 rows, does not.
-    await insertTransactions(pg, table, { first: 1, count: 2, size: 100 });
+    await insertRows(pg, table, { first: 1, count: 2, size: 100 });
     await waitFor(
       "200 rows in the file",
       async () => (await readJsonLines(out)).lines.length >= 200,
-      { detail: async () => `${stderr}\n${(await readJsonLines(out)).lines.length} lines` },
+      { detail: async () => `${limited.stderr}\n${(await readJsonLines(out)).lines.length} lines` },
     );
     const lastEnd = await recordEnd(
       poller,
       (await readJsonLines(out)).lines.at(-1)!.source.commitLsn,
     );
-    await waitFor(
+    await confirmedReaches(
+      poller,
+      "full_slot",
+      lastEnd,
       "the slot to confirm the second transaction",
-      async () => ((await slotPosition(poller, "full_slot"))?.confirmed ?? 0n) >= lastEnd,
     );
-    await insertTransactions(pg, table, { first: 201, count: 1, size: 1000 });
-    await insertTransactions(pg, table, { first: 1201, count: 2, size: 100 });
+    await insertRows(pg, table, { first: 201, count: 1, size: 1000 });
+    await insertRows(pg, table, { first: 1201, count: 2, size: 100 });
 
     // While the sink retries: /health fails, naming the sink's error.
-    await waitFor("a retried write", () => stderr.includes("Sink write failed; retrying"), {
-      detail: () => stderr,
+    await waitFor("a retried write", () => limited.stderr.includes("Sink write failed; retrying"), {
+      detail: () => limited.stderr,
     });
     const response = await fetch(`${url}/health`);
     const health = await response.json();
@@ -339,16 +210,16 @@ Deno.test("sink failure: a file sink that keeps failing (EFBIG past ulimit -f) s
 
     // 8 attempts with backoff (about 23 s), then the pipeline stops.
     const status = await Promise.race([
-      exited,
+      limited.exited,
       sleep(60_000).then(() => "hung" as const),
     ]);
-    assert.notEqual(status, "hung", `spillway run did not stop:\n${stderr}`);
-    await pump;
-    assert.equal(exitCode, 1, stderr);
-    const attempts = stderr.match(/Sink write failed; retrying/g)?.length ?? 0;
-    assert.equal(attempts, 7, stderr);
+    assert.notEqual(status, "hung", `spillway run did not stop:\n${limited.stderr}`);
+    await limited.finished();
+    assert.equal(limited.exitCode, 1, limited.stderr);
+    const attempts = limited.stderr.match(/Sink write failed; retrying/g)?.length ?? 0;
+    assert.equal(attempts, 7, limited.stderr);
     assert.match(
-      stderr,
+      limited.stderr,
       new RegExp(
         `spillway run: Cannot write to file sink "${
           out.replaceAll(".", "\\.")
@@ -364,7 +235,7 @@ Deno.test("sink failure: a file sink that keeps failing (EFBIG past ulimit -f) s
     const kept = written.lines.length;
     assert.ok(kept >= 200 && kept < 1200, `${kept} lines`);
     assert.deepEqual(ids(written.lines), range(1, kept));
-    await assertSlotAtLastWritten(poller, "full_slot", lastEnd);
+    await assertAtLastWritten(poller, await releasedConfirmed(poller, "full_slot"), lastEnd);
 
     // Without the limit, the next run delivers every transaction not confirmed, whole.
     next = new SpillwayProcess(pipeline);
@@ -382,15 +253,9 @@ Deno.test("sink failure: a file sink that keeps failing (EFBIG past ulimit -f) s
       ...range(201, 1400),
     ]);
   } finally {
-    try {
-      child?.kill("SIGKILL");
-    } catch {
-      // Already gone.
-    }
-    await child?.status;
+    await child?.kill();
     await next?.kill();
-    await dropSlot(poller, "full_slot").catch(() => {});
-    await pg.psql(`DROP TABLE IF EXISTS ${table}; DROP PUBLICATION IF EXISTS full_pub;`);
+    await dropItemsPipeline(pg, poller, "full");
     await poller.close();
     await Deno.remove(dir, { recursive: true });
   }
@@ -416,28 +281,28 @@ Deno.test("sink failure: a failed fsync stops the pipeline at once (not retried)
   };
   try {
     await pg.psql(`CREATE TABLE ${table} (id int PRIMARY KEY, v text)`);
-    const yaml = pipelineYaml({
-      name: "fsync",
-      url: pg.url(),
-      slot: "fsync_slot",
-      publication: "fsync_pub",
-      tables: { [`public.${table}`]: "{}" },
+    const yaml = itemsPipelineYaml(pg, "fsync", {
       sinks: ["file: { path: out.jsonl, fsync: true }"],
     });
     const file = join(dir, "p.yaml");
-    const running = await startRunner(yaml, file);
+    const running = await startRunner(yaml, {
+      file,
+      metrics: standardMetrics(new MetricsRegistry()),
+    });
     let lastEnd: Lsn;
     try {
-      await insertTransactions(pg, table, { first: 1, count: 1, size: 3 });
+      await insertRows(pg, table, { first: 1, count: 1, size: 3 });
       await waitFor("3 rows in the file", async () => (await readJsonLines(out)).lines.length >= 3);
       lastEnd = await recordEnd(poller, (await readJsonLines(out)).lines.at(-1)!.source.commitLsn);
-      await waitFor(
+      await confirmedReaches(
+        poller,
+        "fsync_slot",
+        lastEnd,
         "the slot to confirm the first transaction",
-        async () => ((await slotPosition(poller, "fsync_slot"))?.confirmed ?? 0n) >= lastEnd,
       );
 
       failing = true;
-      await insertTransactions(pg, table, { first: 4, count: 1, size: 3 });
+      await insertRows(pg, table, { first: 4, count: 1, size: 3 });
       const error = await Promise.race([
         running.ended,
         sleep(20_000).then(() => "hung" as const),
@@ -461,13 +326,17 @@ Deno.test("sink failure: a failed fsync stops the pipeline at once (not retried)
       0,
       JSON.stringify(running.log.lines),
     );
-    const confirmed = await assertSlotAtLastWritten(poller, "fsync_slot", lastEnd);
+    const confirmed = await releasedConfirmed(poller, "fsync_slot");
+    await assertAtLastWritten(poller, confirmed, lastEnd);
 
     // The second transaction's lines may be in the file (written, never made durable): the
     // next run delivers it again, so every row is there, and a repeated one is newer than the
     // confirmed position.
     const before = (await readJsonLines(out)).lines.length;
-    const again = await startRunner(yaml, file);
+    const again = await startRunner(yaml, {
+      file,
+      metrics: standardMetrics(new MetricsRegistry()),
+    });
     try {
       // The next run's own lines come after the ones already there, and end with row 6.
       await waitFor("rows 4..6 from the next run", async () => {
@@ -495,13 +364,12 @@ Deno.test("sink failure: a failed fsync stops the pipeline at once (not retried)
     assert.ok(confirmed >= lastEnd);
   } finally {
     Deno.FsFile.prototype.sync = sync;
-    await dropSlot(poller, "fsync_slot").catch(() => {});
-    await pg.psql(`DROP TABLE IF EXISTS ${table}; DROP PUBLICATION IF EXISTS fsync_pub;`);
+    await dropItemsPipeline(pg, poller, "fsync");
     await poller.close();
     await Deno.remove(dir, { recursive: true });
   }
 });
 
 Deno.test("teardown: stop the shared server", async () => {
-  if (shared) await (await shared)[Symbol.asyncDispose]();
+  await stopAll();
 });

@@ -27,6 +27,7 @@ import { MetricsRegistry } from "../ops/prometheus.ts";
 import { PipelineRunner } from "../pipelines/runner.ts";
 import { type PgServer, startPostgres, testVersions } from "../testing/embedded_postgres.ts";
 import {
+  dropSlot,
   pipelineYaml,
   Poller,
   readJsonLines,
@@ -58,18 +59,6 @@ async function loseSlot(pg: PgServer, poller: Poller, slot: string): Promise<voi
       `SELECT wal_status FROM pg_replication_slots WHERE slot_name = '${slot}'`,
     ) === "lost";
   }, { timeoutMs: 30_000, intervalMs: 10 });
-}
-
-async function dropSlot(poller: Poller, slot: string): Promise<void> {
-  await waitFor(`slot ${slot} to be released`, async () => {
-    const active = await poller.value(
-      `SELECT active FROM pg_replication_slots WHERE slot_name = '${slot}'`,
-    );
-    return active !== "t";
-  });
-  await poller.rows(
-    `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = '${slot}'`,
-  );
 }
 
 for (const version of testVersions("full")) {

@@ -11,7 +11,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { PRIMARY_VERSION, startPostgres } from "../testing/embedded_postgres.ts";
-import { lsnText, MAIN, pipelineYaml, Poller, ROOT, sleep, waitFor } from "./_runner_util.ts";
+import { lsnText, pipelineYaml, Poller, sleep, SpillwayProcess, waitFor } from "./_runner_util.ts";
 import { parseLsn } from "../decoder/lsn.ts";
 
 Deno.test("stdout sink: spillway run prints each change as the documented JSON line, one per change, in commit order", async () => {
@@ -47,28 +47,9 @@ Deno.test("stdout sink: spillway run prints each change as the documented JSON l
       sinks: ["stdout: { format: auto }"],
     }),
   );
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", MAIN, "run", pipeline],
-    cwd: ROOT,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  let stdout = "";
-  let stderr = "";
-  const pumps = [
-    (async () => {
-      for await (const text of child.stdout.pipeThrough(new TextDecoderStream())) stdout += text;
-    })(),
-    (async () => {
-      for await (const text of child.stderr.pipeThrough(new TextDecoderStream())) stderr += text;
-    })(),
-  ];
-  let killed = false;
+  const child = new SpillwayProcess(pipeline, { stdout: "collect" });
   try {
-    await waitFor("spillway run to stream", () => stderr.includes("Streaming started"), {
-      detail: () => stderr,
-    });
+    await child.started();
     const start = parseLsn((await poller.value("SELECT pg_current_wal_lsn()"))!);
     // Four transactions; each returns its xid. The ignored table is not in the pipeline.
     const xids: string[] = [];
@@ -88,8 +69,8 @@ Deno.test("stdout sink: spillway run prints each change as the documented JSON l
       const out = await pg.psql(`BEGIN; ${sql}; SELECT txid_current(); COMMIT;`);
       xids.push(out.split("\n").at(-1)!);
     }
-    await waitFor("six lines on stdout", () => stdout.split("\n").length > 6, {
-      detail: () => `${stdout}\n${stderr}`,
+    await waitFor("six lines on stdout", () => child.stdout.split("\n").length > 6, {
+      detail: () => `${child.stdout}\n${child.stderr}`,
     });
     await sleep(300); // nothing more may come
     const relid = Number(await poller.value("SELECT 'public.items'::regclass::oid"));
@@ -103,9 +84,9 @@ Deno.test("stdout sink: spillway run prints each change as the documented JSON l
       return row.start_lsn!;
     };
 
-    const texts = stdout.split("\n");
+    const texts = child.stdout.split("\n");
     assert.equal(texts.pop(), "", "the output ends with a newline");
-    assert.equal(texts.length, 6, stdout);
+    assert.equal(texts.length, 6, child.stdout);
     // int8 beyond 2^53 is an exact JSON number, not a rounded one or a string.
     assert.match(texts[0]!, /"big":9007199254740993[,}]/);
     const lines = texts.map((text) => JSON.parse(text));
@@ -211,22 +192,11 @@ Deno.test("stdout sink: spillway run prints each change as the documented JSON l
       unchanged: [],
     });
 
-    child.kill("SIGINT");
-    const status = await child.status;
-    killed = true;
-    await Promise.all(pumps);
-    assert.equal(status.code, 0, stderr);
-    assert.equal(stdout.split("\n").length - 1, 6, "nothing more was printed on the way out");
+    child.signal("SIGINT");
+    assert.equal(await child.finished(), 0, child.stderr);
+    assert.equal(child.stdout.split("\n").length - 1, 6, "nothing more was printed on the way out");
   } finally {
-    if (!killed) {
-      try {
-        child.kill("SIGKILL");
-      } catch {
-        // Already gone.
-      }
-      await child.status;
-      await Promise.all(pumps).catch(() => {});
-    }
+    await child.kill();
     await poller.close();
     await Deno.remove(dir, { recursive: true });
   }

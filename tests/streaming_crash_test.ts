@@ -23,6 +23,7 @@ import type { PgConnection } from "../postgres/connection.ts";
 import { PRIMARY_VERSION, startPostgres } from "../testing/embedded_postgres.ts";
 import { sqlConnection } from "./_replication.ts";
 import {
+  confirmedReaches,
   lsnText,
   pipelineYaml,
   Poller,
@@ -97,10 +98,7 @@ Deno.test("streaming crash: with streaming on, a SIGKILL and a terminated walsen
       poller,
       (await readJsonLines(out)).lines.at(-1)!.source.commitLsn,
     );
-    await waitFor(
-      "the slot to confirm rows 1..10",
-      async () => ((await slotPosition(poller, "stream_slot"))?.confirmed ?? 0n) >= firstEnd,
-    );
+    await confirmedReaches(poller, "stream_slot", firstEnd, "the slot to confirm rows 1..10");
 
     // The big transaction: 2,000 rows of 256 bytes now (streamed), 1,000 more before COMMIT.
     const lsnBefore = parseLsn((await poller.value("SELECT pg_current_wal_lsn()"))!);
@@ -179,10 +177,7 @@ Deno.test("streaming crash: with streaming on, a SIGKILL and a terminated walsen
     );
     assert.equal(commits.length, 1, JSON.stringify(commits));
     const commitEnd = parseLsn(commits[0]!.end_lsn!);
-    await waitFor(
-      "the slot to confirm the commit",
-      async () => ((await slotPosition(poller, "stream_slot"))?.confirmed ?? 0n) >= commitEnd,
-    );
+    await confirmedReaches(poller, "stream_slot", commitEnd, "the slot to confirm the commit");
     sampling = false;
     await sampleLoop;
     assert.equal((await child.stop("SIGINT")).code, 0, child.stderr);

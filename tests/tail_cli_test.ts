@@ -12,41 +12,20 @@
  */
 
 import assert from "node:assert/strict";
-import { fileURLToPath } from "node:url";
 import { parseLsn } from "../decoder/lsn.ts";
 import { tail } from "../cli/tail.ts";
-import {
-  type PgServer,
-  type PgVersion,
-  PRIMARY_VERSION,
-  startPostgres,
-  testVersions,
-} from "../testing/embedded_postgres.ts";
-import { connectOptions } from "./_replication.ts";
+import { type PgServer, testVersions } from "../testing/embedded_postgres.ts";
+import { connectOptions, sharedServers } from "./_replication.ts";
+import { type ChangeSource, MAIN, ROOT } from "./_runner_util.ts";
+import { versionTests } from "./_versions.ts";
 
-/** The tests that need a server, registered for every version of `testVersions("full")`. */
-const TESTS: { name: string; fn: (version: PgVersion) => Promise<void> }[] = [];
+// A short wal_sender_timeout makes tail send status updates every second (timeout / 3), so
+// tests can wait for a confirmation to reach the server.
+const servers = sharedServers({ settings: { wal_sender_timeout: "3s" } });
+const server = servers.server;
 
-/** A test to run on every version, as `${name} (PostgreSQL N)`. */
-function test(name: string, fn: (version: PgVersion) => Promise<void>): void {
-  TESTS.push({ name, fn });
-}
-
-const shared = new Map<PgVersion, Promise<PgServer>>();
-
-function server(version: PgVersion = PRIMARY_VERSION): Promise<PgServer> {
-  let started = shared.get(version);
-  if (started === undefined) {
-    // A short wal_sender_timeout makes tail send status updates every second (timeout / 3),
-    // so tests can wait for a confirmation to reach the server.
-    started = startPostgres({ version, settings: { wal_sender_timeout: "3s" } });
-    shared.set(version, started);
-  }
-  return started;
-}
-
-const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
-const ROOT = fileURLToPath(new URL("../", import.meta.url));
+/** The tests that need a server, each run on every version of `testVersions("full")`. */
+const { test, register } = versionTests(servers);
 
 /** One line printed by `tail`, parsed. */
 type Line = Record<string, unknown>;
@@ -188,20 +167,10 @@ async function withTail<T>(args: string[], body: (tail: Tail) => Promise<T>): Pr
 const LSN_TEXT = /^[0-9A-F]{1,8}\/[0-9A-F]{1,8}$/;
 const ISO_MICROS = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/;
 
-interface Source {
-  schema: string;
-  table: string;
-  relid: number;
-  lsn: string;
-  commitLsn: string;
-  xid: number;
-  commitTime: string;
-}
-
 /** A change line as printed. */
 interface ChangeLine {
   op: string;
-  source: Source;
+  source: ChangeSource;
   before: Record<string, unknown> | null;
   after: Record<string, unknown> | null;
   unchanged: string[];
@@ -336,7 +305,7 @@ test("tail --tx: JSON lines for insert/update/delete/truncate with begin/commit;
           ["after", "before", "op", "source", "unchanged"]
             .concat(change.op === "t" ? ["truncate"] : []).sort(),
         );
-        const source = change.source as Source;
+        const source = change.source as ChangeSource;
         assert.deepEqual(Object.keys(source).sort(), [
           "commitLsn",
           "commitTime",
@@ -401,12 +370,15 @@ test("tail --tx: JSON lines for insert/update/delete/truncate with begin/commit;
     // 8. Two changes in one transaction, both with its xid.
     const both = txs[7]!;
     assert.equal(both.begin.xid, xids[1]);
-    assert.deepEqual(both.changes.map((c) => (c.source as Source).table), ["shapes", "full_rows"]);
+    assert.deepEqual(both.changes.map((c) => (c.source as ChangeSource).table), [
+      "shapes",
+      "full_rows",
+    ]);
     assert.deepEqual(both.changes.map((c) => c.after), [
       { id: 10, name: "ten", big: null },
       { id: 10, v: "z" },
     ]);
-    const [lsnA, lsnB] = both.changes.map((c) => parseLsn((c.source as Source).lsn));
+    const [lsnA, lsnB] = both.changes.map((c) => parseLsn((c.source as ChangeSource).lsn));
     assert.ok(lsnA! < lsnB!, "changes of a transaction come in WAL order");
     // 9. Truncate.
     const truncate = only(8);
@@ -673,18 +645,4 @@ Deno.test("tail: SIGINT while a silent server keeps the start-up waiting exits a
 // ---------------------------------------------------------------------------------------------
 // One version after the other: its tests, then its server stops.
 
-for (const version of testVersions("full")) {
-  for (const { name, fn } of TESTS) {
-    Deno.test(`${name} (PostgreSQL ${version})`, () => fn(version));
-  }
-  Deno.test(`teardown: stop the shared PostgreSQL ${version} server`, async () => {
-    const pg = shared.get(version);
-    shared.delete(version);
-    if (pg) await (await pg)[Symbol.asyncDispose]();
-  });
-}
-
-Deno.test("teardown: stop any other shared server", async () => {
-  for (const pg of shared.values()) await (await pg)[Symbol.asyncDispose]();
-  shared.clear();
-});
+register(testVersions("full"));
