@@ -7,7 +7,8 @@
  * path to this repository's `mod.ts` or `transforms/api.ts`) becomes a small module with
  * `defineTransform`; a relative or absolute path becomes that file's `data:` URL, loaded the
  * same way; `node:` and `npm:` stay as they are; anything else is refused with the file and
- * line. Lines keep their numbers (a `data:` URL holds no newline), so errors map back to the
+ * line. Type-only imports (`import type …`) are left alone: they are erased before the module
+ * runs, so a types file from `spillway types` need not exist for the transform to load. Lines keep their numbers (a `data:` URL holds no newline), so errors map back to the
  * file's lines.
  *
  * @module
@@ -118,6 +119,8 @@ async function rewrite(
 ): Promise<string> {
   const replacements: { at: number; length: number; value: string }[] = [];
   for (const match of text.matchAll(SPECIFIER)) {
+    // Type-only imports are erased before the module runs: their files need not exist.
+    if (/^(?:import|export)\s+type\s/.test(match[1]!)) continue;
     const specifier = match[3]!;
     const at = match.index! + match[1]!.length + 1;
     const line = text.slice(0, at).split("\n").length;
