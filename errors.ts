@@ -114,3 +114,8 @@ export function isRetriable(error: unknown): boolean {
   return typeof error === "object" && error !== null && "retriable" in error &&
     (error as { retriable: unknown }).retriable === true;
 }
+
+/** An error's message, or the thrown value as text when it is not an Error. */
+export function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

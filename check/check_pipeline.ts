@@ -6,7 +6,7 @@
  */
 
 import { connectOptions, matchTable, type PipelineConfig, type TableEntry } from "../config/mod.ts";
-import { PostgresError } from "../errors.ts";
+import { errorMessage, PostgresError } from "../errors.ts";
 import { readPublications, readServer, readTables } from "../postgres/catalog.ts";
 import { PgConnection, type SystemIdentity } from "../postgres/connection.ts";
 import type { ConnectOptions } from "../postgres/connection_string.ts";
@@ -148,7 +148,7 @@ function failure(subject: string, error: unknown, fallbackFix?: string): Finding
       : error.message.replace(`; fix: ${error.fix}`, "");
     return { level: "error", subject, message, fix: error.fix ?? fallbackFix };
   }
-  const message = error instanceof Error ? error.message : String(error);
+  const message = errorMessage(error);
   return { level: "error", subject, message, fix: fallbackFix };
 }
 
@@ -169,7 +169,7 @@ async function checkTransforms(config: PipelineConfig): Promise<Finding[]> {
       info = await Deno.stat(path);
     } catch (error) {
       if (!(error instanceof Deno.errors.NotFound)) {
-        problem = `cannot be read (${error instanceof Error ? error.message : String(error)})`;
+        problem = `cannot be read (${errorMessage(error)})`;
       }
     }
     if (info?.isFile) {

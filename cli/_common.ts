@@ -8,7 +8,7 @@
 import { parseArgs, type ParseArgsOptionsConfig } from "node:util";
 import type { PgConnection } from "../postgres/connection.ts";
 import { type ConnectOptions, parseConnectionUrl } from "../postgres/connection_string.ts";
-import { ConfigError } from "../errors.ts";
+import { ConfigError, errorMessage } from "../errors.ts";
 import { type Lsn, parseLsn } from "../decoder/lsn.ts";
 import { type Logger, type LogLevel, printable } from "../ops/log.ts";
 
@@ -81,7 +81,7 @@ export function parseCommandArgs<const T extends ParseArgsOptionsConfig>(
     parsed = parseArgs({ args, options: { ...options, ...HELP_FLAG }, allowPositionals: true });
   } catch (error) {
     const name = synopsis.split(" ").slice(0, 2).join(" ");
-    err(`${name}: ${error instanceof Error ? error.message : String(error)}`);
+    err(`${name}: ${errorMessage(error)}`);
     err(hint);
     return 2;
   }
@@ -246,6 +246,6 @@ export function stopOnSignal(log: Logger, message: string): SignalStop {
  * ```
  */
 export function errorLines(error: unknown): string {
-  const message = error instanceof Error ? error.message : String(error);
+  const message = errorMessage(error);
   return message.split("\n").map(printable).join("\n");
 }

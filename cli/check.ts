@@ -4,7 +4,7 @@
  * @module
  */
 
-import { ConfigError } from "../errors.ts";
+import { ConfigError, errorMessage } from "../errors.ts";
 import { loadPipelineConfig, type PipelineConfig } from "../config/mod.ts";
 import { checkPipeline, type Finding, formatFindings, type RecordedSlot } from "../check/mod.ts";
 import { formatLsn } from "../decoder/lsn.ts";
@@ -68,7 +68,7 @@ export async function checkCommand(
       stateProblem = {
         level: configured === null ? "warn" : "error",
         subject: "state file",
-        message: error instanceof Error ? error.message : String(error),
+        message: errorMessage(error),
       };
     }
   }

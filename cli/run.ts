@@ -6,7 +6,7 @@
  */
 
 import { PgConnection } from "../postgres/connection.ts";
-import { ConfigError, PostgresError } from "../errors.ts";
+import { ConfigError, errorMessage, PostgresError } from "../errors.ts";
 import { formatLsn } from "../decoder/lsn.ts";
 import { createLogger } from "../ops/log.ts";
 import { connectOptions, loadPipelineConfig, type PipelineConfig } from "../config/mod.ts";
@@ -63,7 +63,7 @@ export async function runCommand(args: string[]): Promise<number> {
       config.source.stateFile = path;
     } catch (error) {
       log("warn", "Running without a state file: a vanished slot will not be noticed", {
-        error: error instanceof Error ? error.message : String(error),
+        error: errorMessage(error),
       });
       config.source.stateFile = false;
     }

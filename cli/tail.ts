@@ -5,7 +5,7 @@
  */
 
 import { type ConnectOptions, redact } from "../postgres/connection_string.ts";
-import { ConfigError } from "../errors.ts";
+import { ConfigError, errorMessage } from "../errors.ts";
 import { type Lsn } from "../decoder/lsn.ts";
 import type { ProtoVersion } from "../decoder/pgoutput.ts";
 import { JsonRenderer, writeJsonLine } from "../formats/json.ts";
@@ -160,7 +160,7 @@ export async function tail(options: TailOptions): Promise<number> {
   const refresh = session === undefined ? undefined : setInterval(() => {
     session.refresh().catch((error) =>
       options.log("warn", "Could not update the session publication", {
-        error: error instanceof Error ? error.message : String(error),
+        error: errorMessage(error),
       })
     );
   }, options.refreshMs ?? 5_000);

@@ -8,6 +8,8 @@
 import type { TransformEvent, TransformTransaction } from "../transforms/api.ts";
 import { loadTransform } from "../transforms/loader.ts";
 import { TransformWorker, type WorkItem } from "../transforms/worker.ts";
+import { relationOf, transactionOf } from "../transforms/hooks.ts";
+import { jsonReplacer } from "../ops/log.ts";
 import { type CommandOptions, parseCommandArgs } from "./_common.ts";
 
 /** Usage of `spillway transform`. */
@@ -65,7 +67,7 @@ export async function transformCommand(
           );
           continue;
         }
-        for (const event of result.out) out(JSON.stringify(event, bigintText));
+        for (const event of result.out) out(JSON.stringify(event, jsonReplacer));
       }
     };
     for await (const line of linesOf(options.stdin ?? Deno.stdin.readable)) {
@@ -73,27 +75,13 @@ export async function transformCommand(
       const json = JSON.parse(line);
       if (json.type === "begin" || json.type === "commit") continue;
       const event = json as TransformEvent;
-      const transaction: TransformTransaction = {
-        xid: event.source.xid,
-        commitLsn: event.source.commitLsn,
-        commitTime: event.source.commitTime,
-      };
+      const transaction = transactionOf(event.source);
       if (open !== null && (open as TransformTransaction).xid !== transaction.xid) await flush();
       if (open === null) {
         open = transaction;
         items.push({ kind: "begin", transaction });
       }
-      const relation = {
-        schema: event.source.schema,
-        table: event.source.table,
-        relid: event.source.relid,
-        columns: Object.keys(event.after ?? event.before ?? {}).map((name) => ({
-          name,
-          typeOid: 0,
-          type: "unknown",
-          key: false,
-        })),
-      };
+      const relation = relationOf(json);
       if (json.op === "t") {
         items.push({ kind: "truncate", event: json, relation, transaction });
       } else if (json.op === "m") {
@@ -121,8 +109,4 @@ async function* linesOf(stream: ReadableStream<Uint8Array>): AsyncGenerator<stri
     }
   }
   if (pending !== "") yield pending;
-}
-
-function bigintText(_key: string, value: unknown): unknown {
-  return typeof value === "bigint" ? value.toString() : value;
 }

@@ -7,7 +7,7 @@
 
 import { basename, dirname, extname, resolve } from "node:path";
 import { isMap, LineCounter } from "npm:yaml@2.9.1";
-import { ConfigError } from "../errors.ts";
+import { ConfigError, errorMessage } from "../errors.ts";
 import { type ParseOptions, type PipelineConfig, PipelineConfigError } from "./types.ts";
 import { Checker, describe, type Field, isNull, quote, Section, startOf } from "./_yaml.ts";
 import { string } from "./_readers.ts";
@@ -107,7 +107,7 @@ export async function loadPipelineConfig(
         { cause: error },
       );
     }
-    const detail = error instanceof Error ? error.message : String(error);
+    const detail = errorMessage(error);
     throw new ConfigError(`Cannot load pipeline "${path}": ${detail}`, { cause: error });
   }
   return parsePipelineConfig(text, {

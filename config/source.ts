@@ -5,6 +5,7 @@
  * @module
  */
 
+import { errorMessage } from "../errors.ts";
 import {
   parseConnectionUrl,
   redact,
@@ -147,7 +148,7 @@ const URL_READER: Reader<string> = {
     try {
       parseConnectionUrl(value, {});
     } catch (error) {
-      let message = error instanceof Error ? error.message : String(error);
+      let message = errorMessage(error);
       // Its messages show the URL redacted, which may miss a substituted password.
       if (template !== null) message = message.replaceAll(redact(value), redact(template));
       checker.report(field.offset, `"${field.path}": ${message}`);

@@ -4,6 +4,7 @@
  * a hang. The PRNG is seeded; a failure reports the seed, iteration and input.
  */
 
+import { units } from "../tests/testdata/_assert.ts";
 import assert from "node:assert/strict";
 import { FrameParser } from "./backend.ts";
 import { DecodeError } from "../errors.ts";
@@ -23,33 +24,6 @@ const RESERVE_SLACK = 64 * 1024;
 
 function hex(bytes: Uint8Array): string {
   return [...bytes].map((byte) => byte.toString(16).padStart(2, "0")).join("");
-}
-
-/**
- * The size of a decoded message in units: one per value, plus one per string character, byte,
- * array slot (holes included) and object field. Counting stops once it passes `budget`, so a
- * forged count of 2^31 slots is reported without walking them.
- */
-function units(value: unknown, budget: number): number {
-  let count = 0;
-  const pending: unknown[] = [value];
-  while (pending.length > 0 && count <= budget) {
-    const next = pending.pop();
-    count++;
-    if (typeof next === "string") {
-      count += next.length;
-    } else if (ArrayBuffer.isView(next)) {
-      count += next.byteLength;
-    } else if (Array.isArray(next)) {
-      count += next.length;
-      if (count <= budget) { for (const item of next) pending.push(item); }
-    } else if (typeof next === "object" && next !== null) {
-      const fields = Object.values(next);
-      count += fields.length;
-      if (count <= budget) { for (const field of fields) pending.push(field); }
-    }
-  }
-  return count;
 }
 
 /**

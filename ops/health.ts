@@ -1,3 +1,4 @@
+import { errorMessage } from "../errors.ts";
 /**
  * Health checks by name, run together into one report for `GET /health`.
  * Each stage registers its own checks (source, slot, queue, transforms, sinks).
@@ -147,7 +148,7 @@ async function runCheck(
     }
     return validResult(name, result);
   } catch (error) {
-    return { status: "failing", detail: error instanceof Error ? error.message : String(error) };
+    return { status: "failing", detail: errorMessage(error) };
   } finally {
     clearTimeout(timer);
   }

@@ -16,7 +16,7 @@
  * @module
  */
 
-import { ConfigError } from "../errors.ts";
+import { ConfigError, errorMessage } from "../errors.ts";
 import { healthHttpStatus, type HealthRegistry } from "./health.ts";
 import { jsonReplacer, type Logger, silentLogger } from "./log.ts";
 import { type MetricsRegistry, PROMETHEUS_CONTENT_TYPE } from "./prometheus.ts";
@@ -743,8 +743,4 @@ function text(status: number, body: string, headers: Record<string, string> = {}
       ...headers,
     },
   });
-}
-
-function errorMessage(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

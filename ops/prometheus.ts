@@ -1,3 +1,4 @@
+import { errorMessage } from "../errors.ts";
 /**
  * A small Prometheus registry with no dependencies: counters, gauges and
  * histograms, rendered in the text exposition format 0.0.4. The Spillway metric
@@ -679,8 +680,4 @@ function checkBuckets(name: string, buckets: readonly number[]): number[] {
 
 function quoteList(names: readonly string[]): string {
   return names.map((name) => `"${name}"`).join(", ");
-}
-
-function errorMessage(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

@@ -7,6 +7,7 @@
  * @module
  */
 
+import { errorMessage } from "../errors.ts";
 import { formatLsn, type Lsn } from "../decoder/lsn.ts";
 import { connectOptions, type PipelineConfig } from "../config/mod.ts";
 import type { HealthRegistry } from "../ops/health.ts";
@@ -175,7 +176,7 @@ export class Monitor {
         );
       } catch (error) {
         this.#log("warn", "Heartbeat failed", {
-          error: error instanceof Error ? error.message : String(error),
+          error: errorMessage(error),
         });
       }
     }
@@ -214,7 +215,7 @@ export class Monitor {
         warned = risk;
       } catch (error) {
         this.#log("warn", "Reading the slot's state failed", {
-          error: error instanceof Error ? error.message : String(error),
+          error: errorMessage(error),
         });
       }
       this.#updateGauges();

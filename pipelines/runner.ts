@@ -21,7 +21,7 @@
  * @module
  */
 
-import { ConfigError, isRetriable } from "../errors.ts";
+import { ConfigError, errorMessage, isRetriable } from "../errors.ts";
 import { formatLsn, type Lsn, LSN_ZERO, maxLsn } from "../decoder/lsn.ts";
 import type { TypeRegistry } from "../decoder/types/registry.ts";
 import {
@@ -261,7 +261,7 @@ export class PipelineRunner {
         transactions: this.#transactionsWritten,
       });
     } catch (error) {
-      this.#lastError = error instanceof Error ? error.message : String(error);
+      this.#lastError = errorMessage(error);
       throw error;
     } finally {
       stop.abort();
@@ -420,7 +420,7 @@ export class PipelineRunner {
         await this.#write(entries, giveUp.signal);
       }
     } catch (error) {
-      this.#lastError = error instanceof Error ? error.message : String(error);
+      this.#lastError = errorMessage(error);
       giveUp.abort(); // another sink may still be retrying, even during a graceful stop
       stop.abort();
       this.#queue.releaseReader();
@@ -533,7 +533,7 @@ export class PipelineRunner {
             sink: sink.name,
             attempt,
             delayMs,
-            error: error instanceof Error ? error.message : String(error),
+            error: errorMessage(error),
           });
         },
       });
@@ -543,7 +543,7 @@ export class PipelineRunner {
       if (giveUp.aborted && isRetriable(error)) {
         this.#log("error", "Sink write failed; not retried further: the pipeline is stopping", {
           sink: sink.name,
-          error: error instanceof Error ? error.message : String(error),
+          error: errorMessage(error),
         });
       }
       throw error;

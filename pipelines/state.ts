@@ -17,13 +17,14 @@
  */
 
 import { basename, dirname, extname, join } from "node:path";
-import { ConfigError } from "../errors.ts";
+import { ConfigError, errorMessage } from "../errors.ts";
 import { formatLsn, type Lsn, LSN_ZERO, maxLsn, parseLsn } from "../decoder/lsn.ts";
 import type { PipelineConfig } from "../config/mod.ts";
 import type { SlotRow } from "../postgres/catalog.ts";
 import type { SystemIdentity } from "../postgres/connection.ts";
 import type { FlushGate } from "../postgres/stream.ts";
 import { type Logger, printable } from "../ops/log.ts";
+import { writeAll } from "../sinks/mod.ts";
 
 /** What the state file records. */
 export interface PipelineState {
@@ -54,7 +55,7 @@ export async function readState(path: string): Promise<PipelineState | null> {
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) return null;
     throw new ConfigError(
-      `Cannot read the state file ${path} (source.state_file): ${errorText(error)}`,
+      `Cannot read the state file ${path} (source.state_file): ${errorMessage(error)}`,
     );
   }
   try {
@@ -73,7 +74,7 @@ export async function readState(path: string): Promise<PipelineState | null> {
   } catch (error) {
     throw new ConfigError(
       `Cannot use the state file ${path} (source.state_file): ${
-        printable(errorText(error))
+        printable(errorMessage(error))
       }; it is written by Spillway: restore it, or delete it to start as if the pipeline were new`,
     );
   }
@@ -99,9 +100,7 @@ export async function writeState(path: string, state: PipelineState): Promise<vo
   try {
     const file = await Deno.open(temporary, { write: true, createNew: true });
     try {
-      for (let offset = 0; offset < bytes.byteLength;) {
-        offset += await file.write(bytes.subarray(offset));
-      }
+      await writeAll(file, bytes);
       await file.sync();
     } finally {
       file.close();
@@ -256,7 +255,7 @@ export class StateRecorder {
         if (!this.#failing) {
           this.#log("warn", "Cannot write the state file; trying again with the next position", {
             path: this.path,
-            error: errorText(error),
+            error: errorMessage(error),
           });
         }
         this.#failing = true;
@@ -308,7 +307,7 @@ export class StateGate implements FlushGate {
 function unwritable(path: string, error: unknown): ConfigError {
   return new ConfigError(
     `Cannot write the state file ${path} (source.state_file): ${
-      errorText(error)
+      errorMessage(error)
     }; make its directory writable, set source.state_file to a writable path, or state_file: off to run without it`,
   );
 }
@@ -317,8 +316,4 @@ function unwritable(path: string, error: unknown): ConfigError {
 function temporaryOf(path: string): string {
   const random = crypto.getRandomValues(new Uint32Array(1))[0]!.toString(36);
   return join(dirname(path), `.${basename(path)}.${Deno.pid}.${random}.tmp`);
-}
-
-function errorText(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

@@ -8,7 +8,7 @@
  * @module
  */
 
-import { DecodeError } from "../errors.ts";
+import { DecodeError, errorMessage } from "../errors.ts";
 import type { Lsn } from "../decoder/lsn.ts";
 import {
   PgoutputDecoder,
@@ -501,7 +501,7 @@ function assertNever(value: never): never {
 
 /** A value that failed to decode, named by its column, type and table. */
 function columnError(relation: RelationMessage, column: RelationColumn, error: unknown): Error {
-  const reason = error instanceof Error ? error.message : String(error);
+  const reason = errorMessage(error);
   const wrapped = new DecodeError(
     `column "${column.name}"`,
     error instanceof DecodeError ? error.offset : 0,

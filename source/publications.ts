@@ -18,7 +18,7 @@
  * @module
  */
 
-import { ConfigError, ConnectionError } from "../errors.ts";
+import { ConfigError, ConnectionError, errorMessage } from "../errors.ts";
 import {
   type DbTable,
   querySlots,
@@ -159,15 +159,20 @@ export class TailSession {
     return session;
   }
 
+  /** How the session connects: the source's options with {@linkcode SESSION_SETTINGS}. */
+  #connectOptions(): ConnectOptions {
+    const connection = this.#options.connection;
+    return { ...connection, parameters: { ...connection.parameters, ...SESSION_SETTINGS } };
+  }
+
   /** The session's connection, opened (and its lock taken) again when it was lost. */
   async #connect(): Promise<PgConnection> {
     if (this.#connection !== null && !this.#connection.closed) return this.#connection;
     this.#connection?.destroy();
     this.#connection = null;
-    const connection = await PgConnection.connect({
-      ...this.#options.connection,
-      parameters: { ...this.#options.connection.parameters, ...SESSION_SETTINGS },
-    }, { signal: this.#options.signal });
+    const connection = await PgConnection.connect(this.#connectOptions(), {
+      signal: this.#options.signal,
+    });
     try {
       await connection.query(`SELECT pg_catalog.pg_advisory_lock(${LOCK(this.slot)})`);
     } catch (error) {
@@ -215,7 +220,7 @@ export class TailSession {
       if (this.#ended !== null) return; // cut short by end()
       this.#log("warn", "Could not update the session publication; trying again later", {
         publication: this.keyed,
-        error: error instanceof Error ? error.message : String(error),
+        error: errorMessage(error),
       });
     }
   }
@@ -287,8 +292,7 @@ export class TailSession {
       let fresh: PgConnection | null = null;
       try {
         fresh = await PgConnection.connect({
-          ...this.#options.connection,
-          parameters: { ...this.#options.connection.parameters, ...SESSION_SETTINGS },
+          ...this.#connectOptions(),
           connectTimeoutMs: Math.min(this.#options.connection.connectTimeoutMs ?? 10_000, 10_000),
         });
         await fresh.query(drop);
@@ -296,7 +300,7 @@ export class TailSession {
         this.#log("warn", "Could not drop the session publications; drop them by hand", {
           publications: this.publications,
           sql: drop,
-          error: error instanceof Error ? error.message : String(error),
+          error: errorMessage(error),
         });
       } finally {
         await fresh?.close();
@@ -335,7 +339,7 @@ export class TailSession {
       } catch (error) {
         this.#log("warn", "Could not drop a publication left by an earlier tail session", {
           publication: name,
-          error: error instanceof Error ? error.message : String(error),
+          error: errorMessage(error),
         });
       }
     }

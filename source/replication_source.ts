@@ -23,6 +23,7 @@ import {
   ConfigError,
   ConnectionError,
   DecodeError,
+  errorMessage,
   isRetriable,
   PostgresError,
 } from "../errors.ts";
@@ -193,7 +194,7 @@ export class ReplicationSource {
             slot: options.slot,
             attempt,
             delayMs,
-            error: error instanceof Error ? error.message : String(error),
+            error: errorMessage(error),
           }),
       });
     } catch (error) {
@@ -472,7 +473,7 @@ export class ReplicationSource {
     } catch (error) {
       this.#log("warn", "Could not drop what the failed start created; drop it by hand", {
         sql: drops.join("; "),
-        error: error instanceof Error ? error.message : String(error),
+        error: errorMessage(error),
       });
     } finally {
       await connection?.close();
@@ -665,7 +666,7 @@ export class ReplicationSource {
   }
 
   async *#recover(error: unknown, signal?: AbortSignal): AsyncGenerator<SourceItem[]> {
-    const reason = error instanceof Error ? error.message : String(error);
+    const reason = errorMessage(error);
     if (this.options.temporarySlot) {
       throw new ConnectionError(
         `Replication stopped and cannot resume: ${reason}; a temporary slot vanishes with its connection, so use a permanent slot (--slot NAME --create) to survive reconnects`,
@@ -692,7 +693,7 @@ export class ReplicationSource {
         this.#log("warn", "Reconnect failed; retrying", {
           attempt,
           delayMs: delay,
-          error: e instanceof Error ? e.message : String(e),
+          error: errorMessage(e),
         }),
       ...this.options.reconnect,
     };
@@ -706,7 +707,7 @@ export class ReplicationSource {
       }
       throw new ConnectionError(
         `Gave up reconnecting after ${policy.maxAttempts} attempts (the reconnect limit, source.reconnect.max_attempts): ${
-          failure instanceof Error ? failure.message : String(failure)
+          errorMessage(failure)
         }; start the pipeline again once the server is back (nothing after the last confirmed position was lost), or raise the limit`,
         { cause: failure, retriable: false },
       );
@@ -731,7 +732,7 @@ export class ReplicationSource {
       if (stream) await stream.stop();
     } catch (error) {
       this.#log("warn", "Clean shutdown of the replication connection failed", {
-        error: error instanceof Error ? error.message : String(error),
+        error: errorMessage(error),
       });
     } finally {
       await this.#connection?.close();

@@ -12,6 +12,7 @@ import type {
   TransformHooks,
   TransformMessage,
   TransformRelation,
+  TransformSource,
   TransformTransaction,
   TransformTruncate,
 } from "./api.ts";
@@ -107,4 +108,23 @@ export async function runItem(
     }
   }
   throw new TypeError(`unknown work item ${(item as { kind?: unknown }).kind}`);
+}
+
+/** The transaction an event's source names. */
+export function transactionOf(source: TransformSource): TransformTransaction {
+  return { xid: source.xid, commitLsn: source.commitLsn, commitTime: source.commitTime };
+}
+
+/**
+ * The relation of an event that came without one (from JSON lines, or a unit test): its
+ * table, and the row's keys as columns of unknown type.
+ */
+export function relationOf(input: TransformEvent | TransformTruncate): TransformRelation {
+  const row = "after" in input ? input.after ?? input.before ?? {} : {};
+  return {
+    schema: input.source.schema,
+    table: input.source.table,
+    relid: input.source.relid,
+    columns: Object.keys(row).map((name) => ({ name, typeOid: 0, type: "unknown", key: false })),
+  };
 }

@@ -8,6 +8,7 @@
  * @module
  */
 
+import { errorMessage } from "../errors.ts";
 import type { TransformRow } from "./api.ts";
 import { loadTransform } from "./loader.ts";
 import {
@@ -139,7 +140,7 @@ export class LiveTransform {
       this.lastError = null;
       if (this.#watcher !== null) this.#watch(); // the new version may import other files
     } catch (error) {
-      this.lastError = error instanceof Error ? error.message : String(error);
+      this.lastError = errorMessage(error);
       this.#options.log?.("error", "Transform did not load; the running version stays", {
         path: this.path,
         error: this.lastError,

@@ -14,6 +14,7 @@
  * @module
  */
 
+import { errorMessage } from "../errors.ts";
 import { dirname, isAbsolute, join, resolve } from "node:path";
 import { fileURLToPath as fromFileUrl } from "node:url";
 
@@ -88,7 +89,7 @@ export async function loadTransform(path: string): Promise<LoadedTransform> {
       throw new TransformLoadError(
         `Cannot load transform ${absolute}: ${
           importer === null ? "" : `${importer} imports ${file}, and `
-        }${file} cannot be read (${error instanceof Error ? error.message : String(error)})`,
+        }${file} cannot be read (${errorMessage(error)})`,
       );
     }
     const rewritten = await rewrite(text, file, load);

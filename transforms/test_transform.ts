@@ -28,11 +28,10 @@ import type {
   TransformMessage,
   TransformRelation,
   TransformRow,
-  TransformSource,
   TransformTransaction,
   TransformTruncate,
 } from "./api.ts";
-import { runItem, type WorkItem } from "./hooks.ts";
+import { relationOf, runItem, transactionOf, type WorkItem } from "./hooks.ts";
 
 /** What {@linkcode testTransform} takes: changes, truncates and messages, in order. */
 export type TestInput = TransformEvent | TransformTruncate | TransformMessage;
@@ -117,18 +116,4 @@ export async function testTransform(
   if (open !== null) await run({ kind: "commit", transaction: open });
   await hooks.teardown?.(ctx());
   return result;
-}
-
-function transactionOf(source: TransformSource): TransformTransaction {
-  return { xid: source.xid, commitLsn: source.commitLsn, commitTime: source.commitTime };
-}
-
-function relationOf(input: TransformEvent | TransformTruncate): TransformRelation {
-  const row = "after" in input ? input.after ?? input.before ?? {} : {};
-  return {
-    schema: input.source.schema,
-    table: input.source.table,
-    relid: input.source.relid,
-    columns: Object.keys(row).map((name) => ({ name, typeOid: 0, type: "unknown", key: false })),
-  };
 }

@@ -7,6 +7,7 @@
  * and input.
  */
 
+import { units } from "../../tests/testdata/_assert.ts";
 import assert from "node:assert/strict";
 import { DecodeError } from "../../errors.ts";
 import { BUILTIN_TYPES, Oid } from "./oids.ts";
@@ -71,33 +72,6 @@ function allOids(): number[] {
   }
   for (const info of file.types) oids.add(info.oid);
   return [...oids];
-}
-
-/**
- * The size of a decoded value in units: one per value, plus one per string character, byte,
- * array slot (holes included) and object field. Counting stops once it passes `budget`, so a
- * forged count of 2^31 slots is reported without walking them.
- */
-function units(value: unknown, budget: number): number {
-  let count = 0;
-  const pending: unknown[] = [value];
-  while (pending.length > 0 && count <= budget) {
-    const next = pending.pop();
-    count++;
-    if (typeof next === "string") {
-      count += next.length;
-    } else if (ArrayBuffer.isView(next)) {
-      count += next.byteLength;
-    } else if (Array.isArray(next)) {
-      count += next.length;
-      if (count <= budget) { for (const item of next) pending.push(item); }
-    } else if (typeof next === "object" && next !== null) {
-      const fields = Object.values(next);
-      count += fields.length;
-      if (count <= budget) { for (const field of fields) pending.push(field); }
-    }
-  }
-  return count;
 }
 
 /**
