@@ -470,6 +470,14 @@ export async function readPublications(
   });
 }
 
+/** The names of the database's publications (without their tables, so it cannot race a drop). */
+export async function publicationNames(connection: PgConnection): Promise<string[]> {
+  const rows = await connection.queryObjects(
+    "SELECT pubname FROM pg_catalog.pg_publication ORDER BY 1",
+  );
+  return rows.map((row) => row.pubname ?? "");
+}
+
 /** Reads one publication and its tables; `null` when it does not exist. */
 export async function readPublication(
   connection: PgConnection,

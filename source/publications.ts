@@ -21,9 +21,9 @@
 import { ConfigError, ConnectionError, errorMessage } from "../errors.ts";
 import {
   type DbTable,
+  publicationNames,
   querySlots,
   readPublication,
-  readPublications,
   readTables,
   replicaIdentity,
   tableKey,
@@ -315,8 +315,8 @@ export class TailSession {
    * their lock (one that is still starting does).
    */
   async #dropLeftovers(connection: PgConnection): Promise<void> {
-    const names = (await readPublications(connection))
-      .map((p) => p.name)
+    // Names only: listing the tables of publications another session drops meanwhile fails.
+    const names = (await publicationNames(connection))
       .filter((name) => name.startsWith(TAIL_SESSION_PREFIX) && SESSION_NAME.test(name));
     if (names.length === 0) return;
     const slots = new Set((await querySlots(connection)).map((slot) => slot.slotName));
