@@ -231,15 +231,16 @@ test.walinspect("runner: inserts/updates/deletes of a configured table reach the
       await pg.psql(`INSERT INTO e2e_orders VALUES (5, 'held', 50)`);
       await waitFor("the held write", () => recording.writing);
       // The sinks are written side by side: the file's write of the same batch may still be
-      // under way when the recording sink's has begun.
-      let held = { commitLsn: "0/0", endLsn: "0/0" };
-      await waitFor("the file sink to write the held transaction", async () => {
-        const commits = (await readJsonLines(path)).lines.filter((line) => line.type === "commit");
-        held = (commits.at(-1) ?? held) as unknown as typeof held;
-        return parseLsn(held.endLsn) > lastEnd;
+      // under way when the recording sink's has begun. The held batch may end before the
+      // commit (which then waits behind it), so wait for the held change, not its commit.
+      let heldStart = parseLsn("0/0");
+      await waitFor("the file sink to write the held change", async () => {
+        const change = (await readJsonLines(path)).lines.find((line) =>
+          line.op === "c" && Number(line.after?.id) === 5
+        );
+        if (change !== undefined) heldStart = parseLsn(change.source.commitLsn);
+        return change !== undefined;
       });
-      const heldStart = parseLsn(held.commitLsn);
-      const heldEnd = parseLsn(held.endLsn);
       // The server sends a keepalive asking for a reply every second (wal_sender_timeout / 2),
       // and every reply carries the position the runner confirms: sample the slot until the
       // runner's stream has sent 3 status updates since the write was held (counted, not
@@ -262,6 +263,13 @@ test.walinspect("runner: inserts/updates/deletes of a configured table reach the
       }, { timeoutMs: 30_000, intervalMs: 200 });
       assert.equal(running.runner.state().confirmedLsn <= heldStart, true);
       release();
+      let heldEnd = parseLsn("0/0");
+      await waitFor("the held commit in the file", async () => {
+        const commit = ((await readJsonLines(path)).lines as unknown as Record<string, string>[])
+          .find((line) => line.type === "commit" && parseLsn(line.commitLsn!) === heldStart);
+        if (commit !== undefined) heldEnd = parseLsn(commit.endLsn!);
+        return commit !== undefined;
+      });
       await assertConfirmedAtLastCommit(poller, "e2e_slot", heldEnd);
       assert.equal(recording.changes().length, 7);
     } finally {
