@@ -17,6 +17,12 @@ export type RelationChange =
     version: number;
   };
 
+/** What the cache holds for one relation: its newest Relation and its schema version. */
+export interface RelationEntry {
+  relation: RelationMessage;
+  version: number;
+}
+
 /**
  * Keeps the newest Relation per relation id. The server re-sends an identical
  * Relation at any time (new session, cache invalidation); only a change of name,
@@ -67,6 +73,27 @@ export class RelationCache {
   /** The schema version of a relation: 1 when first seen, +1 on each schema change. */
   version(relationId: number): number {
     return this.#versions.get(relationId) ?? 0;
+  }
+
+  /** What the cache holds for a relation now (`undefined`: nothing), for {@linkcode restore}. */
+  entry(relationId: number): RelationEntry | undefined {
+    const relation = this.#relations.get(relationId);
+    if (relation === undefined) return undefined;
+    return { relation, version: this.#versions.get(relationId) ?? 1 };
+  }
+
+  /**
+   * Puts back what {@linkcode entry} returned (`undefined` forgets the relation), as when the
+   * transaction that changed the relation was dropped and will be sent again.
+   */
+  restore(relationId: number, entry: RelationEntry | undefined): void {
+    if (entry === undefined) {
+      this.#relations.delete(relationId);
+      this.#versions.delete(relationId);
+    } else {
+      this.#relations.set(relationId, entry.relation);
+      this.#versions.set(relationId, entry.version);
+    }
   }
 
   type(typeOid: number): TypeMessage | undefined {

@@ -61,6 +61,19 @@ export class Router {
     return { kind: "change", event, topic: route.topic, key };
   }
 
+  /** At a transaction's commit: the TOAST policies keep what its changes taught them. */
+  commit(): void {
+    for (const toast of this.#toastPolicies.values()) toast.commit();
+  }
+
+  /**
+   * When an open transaction is dropped (cut by a reconnect or a stop, to be sent again): the
+   * TOAST policies forget what its routed changes taught them.
+   */
+  discard(): void {
+    for (const toast of this.#toastPolicies.values()) toast.discard();
+  }
+
   /** Drops the cached route of a relation whose schema (or name) changed. */
   forget(relid: number): void {
     this.#routes.delete(relid);

@@ -19,7 +19,7 @@ import {
   type TupleData,
   UNCHANGED_TOAST,
 } from "../decoder/pgoutput.ts";
-import { RelationCache } from "../decoder/relations.ts";
+import { RelationCache, type RelationEntry } from "../decoder/relations.ts";
 import { PgoutputCode } from "../decoder/codes.ts";
 import { SpillBudget, StreamedBuffer } from "./spill.ts";
 import { TypeRegistry } from "../decoder/types/registry.ts";
@@ -91,6 +91,13 @@ export class TransactionAssembler {
   #currentCount = 0;
   #streamXid: number | null = null;
   #streamed = new Map<number, StreamedTransaction>();
+  /**
+   * The relation cache's entries as they were before the open transaction's Relation messages
+   * changed them (`undefined`: the relation was new), put back when the transaction is dropped.
+   */
+  #relationsBefore = new Map<number, RelationEntry | undefined>();
+  /** The open transaction's changes and messages are read past; see {@linkcode skipRows}. */
+  #skipRows = false;
 
   constructor(options: AssemblerOptions = {}) {
     this.relations = options.relations ?? new RelationCache();
@@ -127,21 +134,39 @@ export class TransactionAssembler {
   /**
    * Starts over for a new replication session (after a reconnect the server
    * re-sends open transactions whole): forgets open transactions and decoder
-   * state. Relations are kept, so a re-sent identical Relation is not a schema change.
+   * state. Relations are kept, so a re-sent identical Relation is not a schema change;
+   * see {@linkcode reset} for those the dropped transaction changed.
    */
   startSession(protoVersion: ProtoVersion): void {
     this.reset();
     this.#decoder = new PgoutputDecoder({ protoVersion });
   }
 
-  /** Forgets open transactions and decoder state. */
+  /**
+   * Forgets open transactions and decoder state. Relations that the open transaction's
+   * Relation messages changed go back to what they were before it: the server sends the
+   * transaction again from its Begin, and its schema changes are announced again (once).
+   */
   reset(): void {
+    for (const [relid, entry] of this.#relationsBefore) this.relations.restore(relid, entry);
+    this.#relationsBefore.clear();
     this.#current = null;
     this.#currentCount = 0;
+    this.#skipRows = false;
     this.#streamXid = null;
     for (const streamed of this.#streamed.values()) streamed.buffer.dispose();
     this.#streamed.clear();
     this.#decoder.reset();
+  }
+
+  /**
+   * Reads past the rest of the open transaction (the one whose begin item came last): its
+   * changes and transactional messages give no items and their values are not decoded; its
+   * Relation and Type messages still apply. For a transaction delivered before a reconnect
+   * and sent again: its rows may not fit types that changed since.
+   */
+  skipRows(): void {
+    this.#skipRows = true;
   }
 
   /**
@@ -169,24 +194,20 @@ export class TransactionAssembler {
   #handle(walStart: Lsn, message: PgoutputMessage): Iterable<StreamItem> {
     switch (message.type) {
       case "Begin":
-        this.#current = {
+        return [this.#begin({
           xid: message.xid,
           commitLsn: message.finalLsn,
           commitTime: message.commitTime,
           streamed: false,
-        };
-        this.#currentCount = 0;
-        return [{ kind: "begin", tx: this.#current }];
+        })];
       case "BeginPrepare":
-        this.#current = {
+        return [this.#begin({
           xid: message.xid,
           commitLsn: message.prepareLsn,
           commitTime: message.prepareTime,
           streamed: false,
           gid: message.gid,
-        };
-        this.#currentCount = 0;
-        return [{ kind: "begin", tx: this.#current }];
+        })];
       case "Origin":
         if (this.#streamXid !== null) {
           const streamed = this.#streamed.get(this.#streamXid);
@@ -195,16 +216,10 @@ export class TransactionAssembler {
           this.#current.origin = message.originName;
         }
         return [];
-      case "Commit": {
-        const tx = this.#requireCurrent("Commit");
-        this.#current = null;
-        return [{ kind: "commit", tx, endLsn: message.endLsn, eventCount: this.#currentCount }];
-      }
-      case "Prepare": {
-        const tx = this.#requireCurrent("Prepare");
-        this.#current = null;
-        return [{ kind: "prepare", tx, endLsn: message.endLsn, eventCount: this.#currentCount }];
-      }
+      case "Commit":
+        return [this.#end("commit", message.endLsn)];
+      case "Prepare":
+        return [this.#end("prepare", message.endLsn)];
       case "CommitPrepared":
         return [{
           kind: "commit-prepared",
@@ -231,8 +246,10 @@ export class TransactionAssembler {
       case "Update":
       case "Delete":
       case "Truncate":
+        if (this.#skipRows) return [];
         return this.#route(this.#changes(walStart, message));
       case "Message": {
+        if (message.transactional && this.#skipRows) return [];
         const event = {
           op: "m" as const,
           transactional: message.transactional,
@@ -297,9 +314,7 @@ export class TransactionAssembler {
     kind: "commit" | "prepare",
     endLsn: Lsn,
   ): Generator<StreamItem> {
-    yield { kind: "begin", tx };
-    this.#current = tx;
-    this.#currentCount = 0;
+    yield this.#begin(tx);
     try {
       if (streamed !== undefined) {
         const decoder = new PgoutputDecoder({ protoVersion: this.#decoder.protoVersion });
@@ -311,9 +326,25 @@ export class TransactionAssembler {
     } finally {
       streamed?.buffer.dispose();
     }
+    yield this.#end(kind, endLsn);
+  }
+
+  /** Opens `tx`; returns its begin item. */
+  #begin(tx: TransactionInfo): StreamItem {
+    this.#current = tx;
+    this.#currentCount = 0;
+    this.#skipRows = false;
+    return { kind: "begin", tx };
+  }
+
+  /** Ends the open transaction; returns its commit or prepare item. */
+  #end(kind: "commit" | "prepare", endLsn: Lsn): StreamItem {
+    const tx = this.#requireCurrent(kind === "commit" ? "Commit" : "Prepare");
     const eventCount = this.#currentCount;
     this.#current = null;
-    yield { kind, tx, endLsn, eventCount };
+    this.#relationsBefore.clear();
+    this.#skipRows = false;
+    return { kind, tx, endLsn, eventCount };
   }
 
   #requireCurrent(what: string): TransactionInfo {
@@ -338,6 +369,10 @@ export class TransactionAssembler {
   }
 
   #relation(message: RelationMessage): StreamItem[] {
+    const relid = message.relationId;
+    if (this.#current !== null && !this.#relationsBefore.has(relid)) {
+      this.#relationsBefore.set(relid, this.relations.entry(relid));
+    }
     const change = this.relations.apply(message);
     if (change.kind !== "schema-change") return [];
     const item: StreamItem = {

@@ -514,26 +514,30 @@ Deno.test("assembler: prepared transaction, then Commit Prepared", () => {
 // ---------------------------------------------------------------------------
 // Schema changes and errors
 
+const WIDER: f.ColumnSpec[] = [...COLUMNS, { flags: 0, name: "total", typeOid: 1700, typmod: -1 }];
+
+/** The schema change from `COLUMNS` to `WIDER`, as the assembler announces it. */
+const WIDENED = {
+  kind: "schema-change",
+  relid: RELID,
+  schema: "public",
+  table: "orders",
+  version: 2,
+  previousColumns: ["id", "status", "body"],
+  columns: ["id", "status", "body", "total"],
+};
+
 Deno.test("assembler: identical Relation resent gives no item; changed columns give one", () => {
   const h = new Harness();
   assert.deepEqual(h.feed([0x100, ordersRelation()]), []);
   assert.deepEqual(h.feed([0x110, ordersRelation()]), []);
   assert.equal(h.assembler.relations.version(RELID), 1);
 
-  const wider = [...COLUMNS, { flags: 0, name: "total", typeOid: 1700, typmod: -1 }];
-  assert.deepEqual(h.feed([0x120, ordersRelation(undefined, wider)]), [{
-    kind: "schema-change",
-    relid: RELID,
-    schema: "public",
-    table: "orders",
-    version: 2,
-    previousColumns: ["id", "status", "body"],
-    columns: ["id", "status", "body", "total"],
-  }]);
-  assert.deepEqual(h.feed([0x130, ordersRelation(undefined, wider)]), []);
+  assert.deepEqual(h.feed([0x120, ordersRelation(undefined, WIDER)]), [WIDENED]);
+  assert.deepEqual(h.feed([0x130, ordersRelation(undefined, WIDER)]), []);
 
   // A type change of one column is also a schema change.
-  const retyped = wider.map((column) =>
+  const retyped = WIDER.map((column) =>
     column.name === "total" ? { ...column, typeOid: 701 } : column
   );
   const items = h.feed([0x140, ordersRelation(undefined, retyped)]);
@@ -548,6 +552,112 @@ Deno.test("assembler: identical Relation resent gives no item; changed columns g
   );
   // total is float8 (701) now; before the retype it was numeric (1700), a string.
   assert.deepEqual(changes(rows)[0]?.after, { id: 1, status: null, body: null, total: 9.5 });
+});
+
+/** A committed transaction that introduces `orders` with `COLUMNS`. */
+function ordersIntroduced(h: Harness): void {
+  h.feed(
+    [0x100, beginFrame(1, 0x140)],
+    [0x100, ordersRelation()],
+    [0x110, f.insert(RELID, [{ t: "1" }, null, null])],
+    [0x150, commitFrame(0x140, 0x150)],
+  );
+}
+
+Deno.test("assembler: a schema change in a transaction dropped by reset() is announced again when it is re-sent", () => {
+  const h = new Harness();
+  ordersIntroduced(h);
+  const widen: [number, Uint8Array][] = [
+    [0x200, beginFrame(2)],
+    [0x200, ordersRelation(undefined, WIDER)],
+    [0x210, f.insert(RELID, [{ t: "2" }, null, null, { t: "9.50" }])],
+  ];
+  const cut = h.feed(...widen);
+  assert.deepEqual(kinds(cut), ["begin", "schema-change", "change:c"]);
+  assert.deepEqual(cut[1], WIDENED);
+
+  // The connection is lost before the Commit; the new session re-sends the transaction whole.
+  h.assembler.startSession(4);
+  assert.equal(h.assembler.relations.version(RELID), 1);
+  assert.deepEqual(h.assembler.relations.get(RELID)?.columns.length, 3);
+  const resent = h.feed(...widen, [0x930, commitFrame()]);
+  assert.deepEqual(kinds(resent), ["begin", "schema-change", "change:c", "commit"]);
+  assert.deepEqual(resent[1], WIDENED, "the same change, with the same version");
+  assert.deepEqual(changes(resent)[0]?.after, { id: 2, status: null, body: null, total: "9.50" });
+
+  // Committed now: a reconnect keeps it, and a re-sent identical Relation announces nothing.
+  h.assembler.startSession(4);
+  assert.deepEqual(
+    kinds(h.feed([0x300, beginFrame(3, 0x340)], [0x300, ordersRelation(undefined, WIDER)])),
+    ["begin"],
+  );
+  assert.equal(h.assembler.relations.version(RELID), 2);
+});
+
+Deno.test("assembler: reset() forgets a relation first described by the dropped transaction", () => {
+  const h = new Harness();
+  h.feed([0x100, beginFrame(1)], [0x100, linesRelation()]);
+  assert.ok(h.assembler.relations.get(OTHER_RELID) !== undefined);
+  h.assembler.reset();
+  assert.equal(h.assembler.relations.get(OTHER_RELID), undefined);
+  assert.equal(h.assembler.relations.version(OTHER_RELID), 0);
+});
+
+Deno.test("assembler: a streamed transaction's schema change comes again after a reset() mid-replay", () => {
+  const h = new Harness();
+  ordersIntroduced(h);
+  const streamed: [number, Uint8Array][] = [
+    [0x200, f.streamStart(700, true)],
+    [0x200, ordersRelation({ xid: 700 }, WIDER)],
+    [0x210, f.insert(RELID, [{ t: "2" }, null, null, { t: "1" }], { xid: 700 })],
+    [0x220, f.insert(RELID, [{ t: "3" }, null, null, { t: "2" }], { xid: 700 })],
+    [0x230, f.streamStop()],
+  ];
+  const commit = f.streamCommit({ xid: 700, commitLsn: 0x500n, endLsn: 0x540n, commitTime: 7n });
+  h.feed(...streamed);
+  // The replay is consumed up to the first change; then the connection is lost.
+  const replay = h.assembler.push(0x540n as Lsn, commit)[Symbol.iterator]();
+  const partial = [replay.next().value, replay.next().value, replay.next().value] as StreamItem[];
+  assert.deepEqual(kinds(partial), ["begin", "schema-change", "change:c"]);
+  h.assembler.startSession(4);
+
+  h.feed(...streamed);
+  const items = h.feed([0x540, commit]);
+  assert.deepEqual(kinds(items), ["begin", "schema-change", "change:c", "change:c", "commit"]);
+  assert.deepEqual(items[1], WIDENED);
+});
+
+Deno.test("assembler: skipRows() reads past the open transaction's rows, undecoded, until its end", () => {
+  const h = new Harness();
+  const [begin] = h.feed([0x100, beginFrame(1)]);
+  assert.equal(begin?.kind, "begin");
+  h.assembler.skipRows();
+  const skipped = h.feed(
+    [0x100, ordersRelation(undefined, WIDER)],
+    [0x110, f.insert(RELID, [{ t: "not a number" }, null, null, null])],
+    [0x120, f.message({ transactional: true, lsn: 0x120n, prefix: "p", content: f.utf8("c") })],
+    [0x930, commitFrame()],
+  );
+  assert.deepEqual(kinds(skipped), ["commit"]);
+  assert.equal(h.assembler.relations.get(RELID)?.columns.length, 4, "the Relation applies");
+
+  // The next transaction is decoded again; so is a streamed one, skipped after its begin.
+  const next = h.feed(
+    [0xa00, beginFrame(2, 0xa40)],
+    [0xa10, f.insert(RELID, [{ t: "2" }, null, null, null])],
+    [0xa50, commitFrame(0xa40, 0xa50)],
+  );
+  assert.deepEqual(kinds(next), ["begin", "change:c", "commit"]);
+  h.feed(
+    [0xb00, f.streamStart(700, true)],
+    [0xb10, f.insert(RELID, [{ t: "x" }, null, null, null], { xid: 700 })],
+    [0xb20, f.streamStop()],
+  );
+  const commit = f.streamCommit({ xid: 700, commitLsn: 0xc00n, endLsn: 0xc40n, commitTime: 7n });
+  const replay = h.assembler.push(0xc40n as Lsn, commit)[Symbol.iterator]();
+  assert.equal(replay.next().value?.kind, "begin");
+  h.assembler.skipRows();
+  assert.deepEqual(kinds([...{ [Symbol.iterator]: () => replay }]), ["commit"]);
 });
 
 Deno.test("assembler: column values are decoded by the Relation's type OIDs, text and binary", () => {

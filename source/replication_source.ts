@@ -29,13 +29,14 @@ import {
 } from "../errors.ts";
 import { formatLsn, type Lsn, LSN_ZERO, maxLsn, parseLsn } from "../decoder/lsn.ts";
 import type { ProtoVersion } from "../decoder/pgoutput.ts";
+import type { XLogData } from "../decoder/replication.ts";
 import type { FlushGate, ReplicationStream } from "../postgres/stream.ts";
 import { TransactionAssembler } from "./assembler.ts";
 import { SpillBudget } from "./spill.ts";
 import { PgoutputCode } from "../decoder/codes.ts";
 import { FrameTooLargeError } from "../decoder/backend.ts";
 import { loadTypeInfos } from "../decoder/types/catalog.ts";
-import type { TypeRegistry } from "../decoder/types/registry.ts";
+import type { TypeInfo, TypeRegistry } from "../decoder/types/registry.ts";
 import type { SourceItem } from "../events.ts";
 import {
   maxStatusIntervalMs,
@@ -496,32 +497,44 @@ export class ReplicationSource {
 
   /**
    * Yields batches of items until closed or `signal` aborts; reconnects on
-   * retriable failures. After an abort, the batch in hand can still be finished
-   * and confirmed before {@linkcode close}.
+   * retriable failures (of the stream, or of a catalog lookup the stream needed). After
+   * an abort, the batch in hand can still be finished and confirmed before {@linkcode close}.
    */
   async *batches(signal?: AbortSignal): AsyncGenerator<SourceItem[]> {
     while (!this.#closing && !signal?.aborted) {
       const stream = this.#stream;
-      let batch;
+      let next: { batch: XLogData[] } | { lost: unknown };
       try {
         if (stream === null) throw new ConnectionError("The replication stream is not running");
-        batch = await untilAborted(stream.nextBatch(), signal);
+        const batch = await untilAborted(stream.nextBatch(), signal);
         if (batch === null) {
           if (this.#closing || signal?.aborted) return;
           throw new ConnectionError("The replication stream ended");
         }
+        next = { batch };
       } catch (error) {
         if (this.#closing || signal?.aborted) return;
         if (error instanceof FrameTooLargeError) throw await this.#tooLarge(error);
-        try {
-          yield* this.#recover(error, signal);
-        } catch (failure) {
-          if (signal?.aborted) return; // stopped while reconnecting: a clean stop
-          throw failure;
-        }
-        continue;
+        next = { lost: error };
       }
-      yield* this.#assemble(batch);
+      if ("batch" in next) {
+        try {
+          yield* this.#assemble(next.batch);
+          continue;
+        } catch (error) {
+          // A catalog lookup that failed with the server (a restart, say) is a lost
+          // connection like the stream's; anything else ends the source.
+          if (!isRetriable(error)) throw error;
+          if (this.#closing || signal?.aborted) return;
+          next = { lost: error };
+        }
+      }
+      try {
+        yield* this.#recover(next.lost, signal);
+      } catch (failure) {
+        if (signal?.aborted) return; // stopped while reconnecting: a clean stop
+        throw failure;
+      }
     }
   }
 
@@ -568,11 +581,12 @@ export class ReplicationSource {
       return `${quoteIdent(relation.namespace)}.${quoteIdent(relation.relationName)}`;
     }
     try {
-      const catalog = await this.#catalogConnection();
-      const [row] = await catalog.queryObjects(
-        `SELECT n.nspname, c.relname
-           FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-          WHERE c.oid = ${relid}`,
+      const [row] = await this.#withCatalog((catalog) =>
+        catalog.queryObjects(
+          `SELECT n.nspname, c.relname
+             FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+            WHERE c.oid = ${relid}`,
+        )
       );
       return row === undefined
         ? null
@@ -585,56 +599,79 @@ export class ReplicationSource {
   /** Items in chunks of at most this many, so a huge streamed transaction flows through in pieces. */
   static readonly CHUNK = 4096;
 
-  async *#assemble(batch: { walStart: Lsn; data: Uint8Array }[]): AsyncGenerator<SourceItem[]> {
+  /**
+   * The items of a batch, in chunks. When a retriable error (a catalog lookup that failed with
+   * the server) ends it, the items made so far are handed on first: they may complete
+   * transactions, which are not delivered again after the reconnect.
+   */
+  async *#assemble(batch: XLogData[]): AsyncGenerator<SourceItem[]> {
     let out: SourceItem[] = [];
-    for (const xlog of batch) {
-      if (xlog.data[0] === PgoutputCode.Relation) await this.#loadTypes(xlog.data);
-      // Stepped by hand (a streamed transaction's replay yields millions of items) so that a
-      // change that cannot be decoded (malformed, or a value too long for a string) can be
-      // named by its table and position.
-      let items: Iterator<SourceItem> | null = null;
-      for (;;) {
-        let step: IteratorResult<SourceItem>;
-        try {
-          items ??= this.assembler.push(xlog.walStart, xlog.data)[Symbol.iterator]();
-          step = items.next();
-        } catch (error) {
-          if (error instanceof DecodeError && TAGGED_CHANGES.has(xlog.data[0]!)) {
-            error.message = `${await this.#describe(xlog.data, xlog.walStart)}: ${error.message}`;
+    try {
+      for (const xlog of batch) {
+        if (xlog.data[0] === PgoutputCode.Relation) await this.#loadTypes(xlog.data);
+        // Stepped by hand (a streamed transaction's replay yields millions of items) so that a
+        // change that cannot be decoded (malformed, or a value too long for a string) can be
+        // named by its table and position.
+        let items: Iterator<SourceItem> | null = null;
+        let reloaded = false;
+        for (;;) {
+          let step: IteratorResult<SourceItem>;
+          try {
+            items ??= this.assembler.push(xlog.walStart, xlog.data)[Symbol.iterator]();
+            step = items.next();
+          } catch (error) {
+            // A value that does not fit its type's description: the type may have changed
+            // (ALTER TYPE sends no Relation message). Read it again, then decode again.
+            if (error instanceof DecodeError && !reloaded && await this.#reloadSuspects()) {
+              reloaded = true;
+              if (items === null) continue; // the change is pushed again
+              // A streamed transaction's replay cannot go back: the server sends it again.
+              throw new ConnectionError(
+                `A type changed in the catalog while a streamed transaction was decoded (${error.message}); reconnecting so that the server sends the transaction again`,
+                { cause: error },
+              );
+            }
+            if (error instanceof DecodeError && TAGGED_CHANGES.has(xlog.data[0]!)) {
+              error.message = `${await this.#describe(xlog.data, xlog.walStart)}: ${error.message}`;
+            }
+            throw error;
           }
-          throw error;
-        }
-        if (step.done) break;
-        const item = step.value;
-        if (item.kind === "begin") {
-          // Re-sent after a reconnect: this process already delivered it.
-          this.#skipping = item.tx.commitLsn < this.#deliveredEnd;
-        }
-        const ends = item.kind === "commit" || item.kind === "prepare";
-        if (!this.#skipping) out.push(item);
-        if (ends) {
-          if (!this.#skipping) this.#deliveredEnd = maxLsn(this.#deliveredEnd, item.endLsn);
-          this.#skipping = false;
-        }
-        if (out.length >= ReplicationSource.CHUNK) {
-          yield out;
-          out = [];
-          // A streamed transaction is replayed without any I/O: let timers (status
-          // updates) and socket reads run now and then, or the walsender times us out.
-          if (performance.now() - this.#lastTurn > 50) {
-            await new Promise<void>((resolve) => setTimeout(resolve, 0));
-            this.#lastTurn = performance.now();
+          if (step.done) break;
+          const item = step.value;
+          if (item.kind === "begin") {
+            // Re-sent after a reconnect: this process already delivered it. Its rows are not
+            // decoded: a type may have changed since (and been read again) that they predate.
+            this.#skipping = item.tx.commitLsn < this.#deliveredEnd;
+            if (this.#skipping) this.assembler.skipRows();
+          }
+          const ends = item.kind === "commit" || item.kind === "prepare";
+          if (!this.#skipping) out.push(item);
+          if (ends) {
+            if (!this.#skipping) this.#deliveredEnd = maxLsn(this.#deliveredEnd, item.endLsn);
+            this.#skipping = false;
+          }
+          if (out.length >= ReplicationSource.CHUNK) {
+            yield out;
+            out = [];
+            // A streamed transaction is replayed without any I/O: let timers (status
+            // updates) and socket reads run now and then, or the walsender times us out.
+            if (performance.now() - this.#lastTurn > 50) {
+              await new Promise<void>((resolve) => setTimeout(resolve, 0));
+              this.#lastTurn = performance.now();
+            }
           }
         }
+        // An enum label its description lacks (ADD VALUE, RENAME VALUE) decoded as it is;
+        // the description is read again for what comes next.
+        if (this.assembler.types.hasSuspects) await this.#reloadSuspects();
       }
+    } catch (error) {
+      if (isRetriable(error) && out.length > 0) yield out;
+      throw error;
     }
     if (out.length > 0) yield out;
   }
 
-  /**
-   * Loads the catalog types (enums, domains, composites, ranges, extension types)
-   * a Relation's columns need before the assembler decodes rows of it.
-   */
   /** The normal SQL connection for catalog lookups, opened on first use. */
   async #catalogConnection(): Promise<PgConnection> {
     this.#catalog ??= await PgConnection.connect({
@@ -645,24 +682,75 @@ export class ReplicationSource {
     return this.#catalog;
   }
 
+  #dropCatalog(): void {
+    this.#catalog?.destroy();
+    this.#catalog = null;
+  }
+
+  /**
+   * Runs `lookup` on the catalog connection. A connection kept from before that fails with a
+   * retriable error (the server restarted since, or its backend was terminated) is replaced
+   * once; when a new one fails too the server is away: the error is thrown, and the source
+   * reconnects as when the stream is lost.
+   */
+  async #withCatalog<T>(lookup: (catalog: PgConnection) => Promise<T>): Promise<T> {
+    for (let attempt = 1;; attempt++) {
+      const kept = this.#catalog !== null;
+      try {
+        return await lookup(await this.#catalogConnection());
+      } catch (error) {
+        this.#dropCatalog();
+        if (!kept || attempt > 1 || !isRetriable(error)) throw error;
+        this.#log("info", "The catalog connection was lost; opening a new one", {
+          error: errorMessage(error),
+        });
+      }
+    }
+  }
+
+  /**
+   * Loads `oids` and the catalog types they depend on (but those `isKnown` says to skip),
+   * registers them, and returns those that were new or changed.
+   */
+  async #registerTypes(
+    oids: number[],
+    isKnown?: (oid: number) => boolean,
+  ): Promise<TypeInfo[]> {
+    const registry = this.assembler.types;
+    const infos = await this.#withCatalog((catalog) => loadTypeInfos(catalog, oids, { isKnown }));
+    const registered = infos.filter((info) => registry.register(info));
+    if (registered.length > 0) {
+      this.#log("debug", "Types loaded from the catalog", {
+        types: registered.map((info) => `${info.namespace}.${info.name}`),
+      });
+    }
+    return registered;
+  }
+
+  /**
+   * Loads the catalog types (enums, domains, composites, ranges, extension types)
+   * a Relation's columns need before the assembler decodes rows of it.
+   */
   async #loadTypes(relation: Uint8Array): Promise<void> {
     const registry = this.assembler.types;
     const missing = registry.missing(this.assembler.relationTypeOids(relation));
-    if (missing.length === 0) return;
-    const catalog = await this.#catalogConnection();
-    try {
-      const infos = await loadTypeInfos(catalog, missing, {
-        isKnown: (oid) => registry.has(oid),
+    if (missing.length > 0) await this.#registerTypes(missing, (oid) => registry.has(oid));
+  }
+
+  /**
+   * Reads again the types whose values did not fit their description (see
+   * `TypeRegistry.takeSuspects`); true when one of them, or a type it depends on, changed.
+   */
+  async #reloadSuspects(): Promise<boolean> {
+    const suspects = this.assembler.types.takeSuspects();
+    if (suspects.length === 0) return false;
+    const changed = await this.#registerTypes(suspects);
+    if (changed.length > 0) {
+      this.#log("info", "Types changed in the catalog were read again", {
+        types: changed.map((info) => `${info.namespace}.${info.name}`),
       });
-      for (const info of infos) registry.register(info);
-      this.#log("debug", "Types loaded from the catalog", {
-        types: infos.map((info) => info.name),
-      });
-    } catch (error) {
-      catalog.destroy();
-      this.#catalog = null;
-      throw error;
     }
+    return changed.length > 0;
   }
 
   async *#recover(error: unknown, signal?: AbortSignal): AsyncGenerator<SourceItem[]> {
@@ -677,6 +765,7 @@ export class ReplicationSource {
     this.#log("warn", "Replication connection lost; reconnecting", { error: reason });
     this.#connection?.destroy();
     this.#connection = null;
+    this.#dropCatalog(); // opened again when needed: after a server restart it is dead
     this.#bytesBeforeReconnects += this.#stream?.stats.bytesReceived ?? 0;
     this.#stream = null;
     const partial = this.assembler.inTransaction || this.assembler.openStreamedTransactions > 0;

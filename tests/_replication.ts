@@ -270,3 +270,25 @@ export async function nextBatch(
   assert.ok(!result.done, failures.ended);
   return result.value;
 }
+
+/**
+ * The items of a `ReplicationSource`'s batches until `done(items so far)` holds; fails after
+ * `timeoutMs`, or when the source ends.
+ */
+export async function pullItems(
+  iterator: AsyncIterator<SourceItem[]>,
+  done: (items: SourceItem[]) => boolean,
+  timeoutMs = 15_000,
+): Promise<SourceItem[]> {
+  const items: SourceItem[] = [];
+  const deadline = Date.now() + timeoutMs;
+  while (!done(items)) {
+    items.push(
+      ...await nextBatch(iterator, deadline, {
+        timeout: `Timed out; got ${items.map((item) => item.kind).join(", ")}`,
+        ended: "The source stopped",
+      }),
+    );
+  }
+  return items;
+}

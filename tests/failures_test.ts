@@ -18,7 +18,7 @@ import { type Lsn, LSN_ZERO } from "../decoder/lsn.ts";
 import { ReplicationSource, type SourceOptions } from "../source/replication_source.ts";
 import { type SourceItem } from "../events.ts";
 import { type PgServer, startPostgres, testVersions } from "../testing/embedded_postgres.ts";
-import { beforeDeadline, connectOptions, sharedServers } from "./_replication.ts";
+import { connectOptions, pullItems, sharedServers } from "./_replication.ts";
 import {
   failure,
   logSince,
@@ -140,25 +140,6 @@ async function backendCount(pg: PgServer, applicationName: string): Promise<numb
   );
 }
 
-/** Pulls batches until `done(items so far)` or the timeout. */
-async function pull(
-  iterator: AsyncIterator<SourceItem[]>,
-  done: (items: SourceItem[]) => boolean,
-  timeoutMs = 15_000,
-): Promise<SourceItem[]> {
-  const items: SourceItem[] = [];
-  const deadline = Date.now() + timeoutMs;
-  while (!done(items)) {
-    const remaining = deadline - Date.now();
-    if (remaining <= 0) assert.fail(`Timed out; got ${items.map((i) => i.kind).join(", ")}`);
-    const next = await beforeDeadline(iterator.next(), deadline);
-    if (next === "timeout") continue;
-    if (next.done) assert.fail("The source stopped");
-    items.push(...next.value);
-  }
-  return items;
-}
-
 function commits(items: SourceItem[]): number {
   return items.filter((item) => item.kind === "commit").length;
 }
@@ -187,7 +168,7 @@ async function withCutOffSource<T>(
   try {
     const iterator = source.batches()[Symbol.asyncIterator]();
     await pg.psql(`INSERT INTO ${name} VALUES (1)`);
-    await pull(iterator, (items) => commits(items) >= 1);
+    await pullItems(iterator, (items) => commits(items) >= 1);
 
     const pid = await walsenderPids(pg, name);
     await pg.psql(`SELECT pg_terminate_backend(${pid})`);
@@ -408,7 +389,7 @@ async function loseSlotToAnotherReader(
         slot: `${name}_slot`,
         pgoutput: { protoVersion: maxProtoVersion(pg.version), publicationNames: [`${name}_pub`] },
       });
-      const error = await failure(() => pull(iterator, () => false));
+      const error = await failure(() => pullItems(iterator, () => false));
       await held.stop();
       const retries = log.lines.filter((line) => line.message === "Reconnect failed; retrying");
       return { error, retries: retries.length };
@@ -681,7 +662,7 @@ test("failure: wal_sender_timeout (2 s) is never exceeded while the consumer is 
 
     // Now consume everything.
     const iterator = source.batches()[Symbol.asyncIterator]();
-    const items = await pull(iterator, (got) => commits(got) >= transactions, 60_000);
+    const items = await pullItems(iterator, (got) => commits(got) >= transactions, 60_000);
     const changes = items.filter((item) => item.kind === "change").length;
     assert.equal(changes, rows);
     assert.equal(items.filter((item) => item.kind === "restart").length, 0);
@@ -759,7 +740,7 @@ test("failure: a slot dropped mid-stream ends the source with an error naming th
       await pg.psql(`SELECT pg_drop_replication_slot('${name}_slot')`);
       await pg.psql(`INSERT INTO ${name} VALUES (2)`);
 
-      const error = await failure(() => pull(iterator, () => false, 20_000));
+      const error = await failure(() => pullItems(iterator, () => false, 20_000));
       assert.ok(error instanceof PostgresError, `${error.name}: ${error.message}`);
       assert.equal(error.code, "42704");
       assert.equal(error.retriable, false);
@@ -802,7 +783,7 @@ test("failure: a DecodeError from the stream ends the source; close() leaves the
     };
     const iterator = source.batches()[Symbol.asyncIterator]();
     await pg.psql(`INSERT INTO ${name} VALUES (1)`);
-    const error = await failure(() => pull(iterator, () => false));
+    const error = await failure(() => pullItems(iterator, () => false));
     assert.ok(error instanceof DecodeError, `${error.name}: ${error.message}`);
     assert.equal(error.retriable, false);
     assert.equal(error.messageType, "Insert");
@@ -831,7 +812,7 @@ test("failure: a DecodeError from the stream ends the source; close() leaves the
   const again = await ReplicationSource.open(sourceOptions(pg, name));
   try {
     const iterator = again.batches()[Symbol.asyncIterator]();
-    const items = await pull(iterator, (got) => commits(got) >= 1);
+    const items = await pullItems(iterator, (got) => commits(got) >= 1);
     const change = items.find((item) => item.kind === "change");
     assert.ok(change?.kind === "change");
     assert.deepEqual(change.event.after, { id: 1 });
@@ -860,11 +841,11 @@ test("failure: a walsender that goes silent (SIGSTOP) is noticed at the receive 
   try {
     const iterator = source.batches()[Symbol.asyncIterator]();
     await pg.psql(`INSERT INTO ${name} VALUES (1)`);
-    await pull(iterator, (items) => commits(items) >= 1);
+    await pullItems(iterator, (items) => commits(items) >= 1);
     const before = Number(await walsenderPids(pg, name));
     Deno.kill(before, "SIGSTOP"); // alive, connected, and silent: a dead NAT entry, say
     stopped = before;
-    const next = pull(iterator, (items) => commits(items) >= 1, 60_000);
+    const next = pullItems(iterator, (items) => commits(items) >= 1, 60_000);
     await waitFor(
       "the receive timeout",
       () => logged.some((line) => line.includes("No data from the server")),

@@ -115,6 +115,24 @@ function dependencies(info: TypeInfo): number[] {
   }
 }
 
+/** A type's description as one string, so two can be compared (field order does not matter). */
+function definitionKey(info: TypeInfo): string {
+  return JSON.stringify([
+    info.oid,
+    info.namespace,
+    info.name,
+    info.kind,
+    info.elementOid,
+    info.baseOid,
+    info.baseTypeModifier,
+    info.subtypeOid,
+    info.rangeOid,
+    info.delimiter,
+    info.enumLabels,
+    info.fields?.map((f) => [f.name, f.typeOid, f.typeModifier]),
+  ]);
+}
+
 function requireField(info: TypeInfo, field: keyof TypeInfo): void {
   if (info[field] === undefined) {
     throw new TypeError(
@@ -147,6 +165,8 @@ export class TypeRegistry {
   #binary = new Map<number, BinaryValueDecoder>();
   #column = new Map<number, ColumnDecoder>();
   #generation = 0;
+  /** Catalog types whose values did not fit their definition; see {@linkcode takeSuspects}. */
+  #suspects = new Set<number>();
 
   constructor() {
     for (const builtin of BUILTIN_TYPES) {
@@ -167,9 +187,10 @@ export class TypeRegistry {
 
   /**
    * Adds or replaces a type (usually read from the catalog). Decoders handed out before stay
-   * as they were: build column decoders again after registering.
+   * as they were: build column decoders again after registering. Returns false, and changes
+   * nothing, when the registry already holds this very description.
    */
-  register(info: TypeInfo): void {
+  register(info: TypeInfo): boolean {
     switch (info.kind) {
       case "array":
         requireField(info, "elementOid");
@@ -194,16 +215,51 @@ export class TypeRegistry {
         throw new TypeError(`Cannot register type ${info.oid}: unknown kind "${never}"`);
       }
     }
+    const known = this.#types.get(info.oid);
+    if (known !== undefined && definitionKey(known) === definitionKey(info)) return false;
     this.#types.set(info.oid, info);
     this.#generation++;
     this.#text.clear();
     this.#binary.clear();
     this.#column.clear();
+    return true;
   }
 
-  /** Counts {@linkcode register} calls, so caches built from this registry can tell they are stale. */
+  /**
+   * Counts the types {@linkcode register} added or changed, so caches built from this registry
+   * can tell they are stale.
+   */
   get generation(): number {
     return this.#generation;
+  }
+
+  /**
+   * The catalog types whose values did not fit their registered description since the last
+   * call, and forgets them: a composite value that could not be decoded (its fields differ
+   * after `ALTER TYPE … ADD/DROP ATTRIBUTE`), an enum label not among the labels (`ADD VALUE`,
+   * `RENAME VALUE`). Load them again from the catalog and register them. An enum label is
+   * reported once per description.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { TypeRegistry } from "./registry.ts";
+   * const registry = new TypeRegistry();
+   * registry.register({ oid: 16400, namespace: "public", name: "mood", kind: "enum", enumLabels: ["sad"] });
+   * assert.equal(registry.decodeText(16400, "happy"), "happy");
+   * assert.deepEqual(registry.takeSuspects(), [16400]);
+   * assert.deepEqual(registry.takeSuspects(), []);
+   * ```
+   */
+  takeSuspects(): number[] {
+    const suspects = [...this.#suspects];
+    this.#suspects.clear();
+    return suspects;
+  }
+
+  /** True when {@linkcode takeSuspects} has something to report. */
+  get hasSuspects(): boolean {
+    return this.#suspects.size > 0;
   }
 
   /** The registered description of `oid`, if any. */
@@ -344,6 +400,31 @@ export class TypeRegistry {
     return undefined;
   }
 
+  /** An enum's label as it is, reporting a label the description does not list as a suspect. */
+  #enumLabel(info: TypeInfo): (label: string) => string {
+    if (info.enumLabels === undefined) return (label) => label;
+    const labels = new Set(info.enumLabels);
+    return (label) => {
+      if (!labels.has(label)) {
+        labels.add(label);
+        this.#suspects.add(info.oid);
+      }
+      return label;
+    };
+  }
+
+  /** `decode`, reporting `oid` as a suspect when it throws (a composite that changed shape). */
+  #suspectOnError<T>(oid: number, decode: (raw: T) => PgValue): (raw: T) => PgValue {
+    return (raw) => {
+      try {
+        return decode(raw);
+      } catch (error) {
+        this.#suspects.add(oid);
+        throw error;
+      }
+    };
+  }
+
   #buildText(oid: number, depth: number): TextValueDecoder {
     const builtin = TEXT_DECODERS.get(oid);
     if (builtin !== undefined) return builtin;
@@ -356,7 +437,7 @@ export class TypeRegistry {
           ? (text) => parseCompositeText(text, null, null, what)
           : this.#unknownText(oid);
       case "enum":
-        return (text) => text;
+        return this.#enumLabel(info);
       case "domain":
         return this.#textDecoder(info.baseOid!, depth + 1);
       case "array": {
@@ -378,7 +459,7 @@ export class TypeRegistry {
         const fields = info.fields!;
         const names = fields.map((f) => f.name);
         const decoders = fields.map((f) => this.#textDecoder(f.typeOid, depth + 1));
-        return (text) => parseCompositeText(text, names, decoders, what);
+        return this.#suspectOnError(oid, (text) => parseCompositeText(text, names, decoders, what));
       }
       default: {
         const never: never = info.kind;
@@ -400,8 +481,10 @@ export class TypeRegistry {
             decodeRecordBinary(bytes, (fieldOid) => this.#binaryDecoder(fieldOid, depth + 1), what);
         }
         return this.#unknownBinary(oid);
-      case "enum":
-        return (bytes) => decodeUtf8(bytes, 0, bytes.byteLength);
+      case "enum": {
+        const label = this.#enumLabel(info);
+        return (bytes) => label(decodeUtf8(bytes, 0, bytes.byteLength));
+      }
       case "domain":
         return this.#binaryDecoder(info.baseOid!, depth + 1);
       case "array": {
@@ -424,7 +507,10 @@ export class TypeRegistry {
         const names = fields.map((f) => f.name);
         const decoders = fields.map((f) => this.#binaryDecoder(f.typeOid, depth + 1));
         const oids = fields.map((f) => f.typeOid);
-        return (bytes) => decodeCompositeBinary(bytes, names, decoders, what, oids);
+        return this.#suspectOnError(
+          oid,
+          (bytes) => decodeCompositeBinary(bytes, names, decoders, what, oids),
+        );
       }
       default: {
         const never: never = info.kind;

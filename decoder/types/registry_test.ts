@@ -177,6 +177,51 @@ Deno.test("registry: decoders made before register() keep their behaviour", () =
   assert.equal(registry.decoder(MOOD.oid, -1, "text")("sad"), "sad");
 });
 
+Deno.test("registry: register() of the same description changes nothing; a changed one does", () => {
+  const registry = new TypeRegistry();
+  assert.equal(registry.register(PAIR), true);
+  const generation = registry.generation;
+  const decoder = registry.columnDecoder(PAIR.oid);
+  assert.equal(registry.register(structuredClone(PAIR)), false);
+  assert.equal(registry.generation, generation, "no new generation: renderers keep their caches");
+  assert.equal(registry.columnDecoder(PAIR.oid), decoder, "decoders stay cached");
+  const wider = {
+    ...PAIR,
+    fields: [...PAIR.fields!, { name: "x", typeOid: 23, typeModifier: -1 }],
+  };
+  assert.equal(registry.register(wider), true);
+  assert.equal(registry.generation, generation + 1);
+  assert.equal(registry.register({ ...MOOD, enumLabels: ["sad"] }), true);
+  assert.equal(registry.register({ ...MOOD, enumLabels: ["sad", "happy"] }), true);
+});
+
+Deno.test("registry: a composite value that does not fit and an unlisted enum label are suspects", () => {
+  const registry = new TypeRegistry();
+  for (const info of [MOOD, POSINT, PAIR]) registry.register(info);
+  assert.deepStrictEqual(registry.decodeText(PAIR.oid, "(sad,1,{a})"), {
+    m: "sad",
+    n: 1,
+    tags: ["a"],
+  });
+  assert.equal(registry.hasSuspects, false);
+  // ALTER TYPE pair ADD ATTRIBUTE …: one field more than the description has.
+  assert.throws(() => registry.decodeText(PAIR.oid, "(sad,1,{a},7)"), DecodeError);
+  const fourFields = hex("00000004" + "00004010 00000003 736164".repeat(4));
+  assert.throws(() => registry.decodeBinary(PAIR.oid, fourFields), DecodeError);
+  assert.deepEqual(registry.takeSuspects(), [PAIR.oid]);
+  // ALTER TYPE mood ADD VALUE 'calm': the label decodes as it is, and is reported once.
+  assert.equal(registry.decodeText(MOOD.oid, "calm"), "calm");
+  assert.equal(registry.decodeText(MOOD.oid, "calm"), "calm");
+  assert.equal(registry.decodeBinary(MOOD.oid, hex("63616c6d")), "calm");
+  assert.deepEqual(registry.takeSuspects(), [MOOD.oid]);
+  assert.equal(registry.decodeText(MOOD.oid, "calm"), "calm");
+  assert.deepEqual(registry.takeSuspects(), []);
+  // Once registered with the label, it is no longer a suspect.
+  registry.register({ ...MOOD, enumLabels: [...MOOD.enumLabels!, "calm"] });
+  assert.equal(registry.decodeText(MOOD.oid, "calm"), "calm");
+  assert.equal(registry.hasSuspects, false);
+});
+
 Deno.test("registry: register() rejects incomplete descriptions", () => {
   const registry = new TypeRegistry();
   const base = { oid: 1, namespace: "public", name: "x" };
