@@ -120,6 +120,8 @@ export type SinkRecord =
     topic: string;
     /** Routing: the key columns' values; `null` when the table has no key. */
     key: Row | null;
+    /** Headers a transform set (Kafka record headers). */
+    headers?: Record<string, string>;
   }
   | { kind: "message"; event: MessageEvent }
   /** `eventCount`: the change and message records of the transaction the sinks got. */
@@ -132,7 +134,25 @@ export type SinkRecord =
     version: number;
     previousColumns: string[];
     columns: string[];
-  };
+  }
+  /** An event a transform failed on, for the dead-letter sink only. */
+  | { kind: "dead-letter"; event: ChangeEvent | MessageEvent; failure: TransformFailureInfo };
+
+/** Why an event went to the dead-letter sink: which transform, which version, what error. */
+export interface TransformFailureInfo {
+  /** The transform's file. */
+  transform: string;
+  /** sha-256 of the transform's files (its version). */
+  version: string;
+  /** The topic and key the event had when it reached the transform. */
+  topic: string | null;
+  key: Row | null;
+  /** `failed` (threw, ran past its time budget, returned something invalid) or `breaker-open`. */
+  reason: "failed" | "breaker-open";
+  error: { name: string; message: string; where: string | null; stack: string | null };
+  /** Times the transform ran on the event. */
+  attempts: number;
+}
 
 /** The LSN to confirm after an item is written, if it ends a transaction or is standalone. */
 export function confirmableLsn(item: SourceItem): Lsn | null {

@@ -156,7 +156,7 @@ function failure(subject: string, error: unknown, fallbackFix?: string): Finding
 async function checkTransforms(config: PipelineConfig): Promise<Finding[]> {
   const uses = new Map<string, TableEntry>();
   for (const entry of config.tables) {
-    if (entry.transform !== null && !uses.has(entry.transform)) uses.set(entry.transform, entry);
+    for (const path of entry.transform ?? []) if (!uses.has(path)) uses.set(path, entry);
   }
   if (uses.size === 0) return [];
   const findings: Finding[] = [];

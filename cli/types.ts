@@ -6,18 +6,9 @@
  */
 
 import { join } from "node:path";
-import { connectOptions, loadPipelineConfig, matchTable } from "../config/mod.ts";
-import { loadTypeInfos } from "../decoder/types/catalog.ts";
-import type { TypeInfo } from "../decoder/types/registry.ts";
-import { readColumnTypes, readTables } from "../postgres/catalog.ts";
+import { connectOptions, loadPipelineConfig } from "../config/mod.ts";
 import { PgConnection } from "../postgres/connection.ts";
-import {
-  catalogTypeOids,
-  PG_SHAPES,
-  renderSchema,
-  type TypedTable,
-  typeName,
-} from "../transforms/types_gen.ts";
+import { type TypesFile, writeRowTypes } from "../transforms/types_files.ts";
 import { type CommandOptions, parseCommandArgs } from "./_common.ts";
 
 /** Usage of `spillway types`. */
@@ -51,31 +42,13 @@ export async function typesCommand(args: string[], options: CommandOptions = {})
   const dir = parsed.values.out ?? join(config.baseDir, "types");
   const connect = options.connect ?? PgConnection.connect;
   const connection = await connect(connectOptions(config, "spillway-types"));
-  let tables: TypedTable[];
-  let types: Map<number, TypeInfo>;
+  let files: TypesFile[];
   try {
-    const selected = (await readTables(connection)).filter((t) =>
-      matchTable(config, t.schema, t.table) !== null
-    );
-    const columns = await readColumnTypes(connection, selected.map((t) => t.oid));
-    tables = selected.map((t) => ({
-      schema: t.schema,
-      table: t.table,
-      columns: columns.get(t.oid) ?? [],
-    }));
-    const infos = await loadTypeInfos(connection, catalogTypeOids(tables));
-    types = new Map(infos.map((info) => [info.oid, info]));
+    files = await writeRowTypes(connection, config, dir);
   } finally {
     await connection.close();
   }
-  await Deno.mkdir(dir, { recursive: true });
-  await Deno.writeTextFile(join(dir, "_pg.ts"), PG_SHAPES);
-  const bySchema = Map.groupBy(tables, (t) => t.schema);
-  for (const [schema, list] of bySchema) {
-    const file = join(dir, `${schema}.ts`);
-    await Deno.writeTextFile(file, renderSchema(schema, list, types));
-    out(`${file}: ${list.map((t) => typeName(t.table)).join(", ")}`);
-  }
-  if (tables.length === 0) out("No table of the database matches the pipeline's tables");
+  for (const file of files) out(`${file.path}: ${file.interfaces.join(", ")}`);
+  if (files.length === 0) out("No table of the database matches the pipeline's tables");
   return 0;
 }

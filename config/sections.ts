@@ -4,26 +4,30 @@
  * @module
  */
 
-import { isMap } from "npm:yaml@2.9.1";
+import { isMap, isScalar, isSeq, type YAMLMap } from "npm:yaml@2.9.1";
 import type {
   HttpConfig,
   LogConfig,
-  OnError,
+  OnErrorStep,
   QueueConfig,
   SpillConfig,
+  TransformPermissions,
   TransformsConfig,
 } from "./types.ts";
-import { describe } from "./_yaml.ts";
+import { childPath, describe, startOf } from "./_yaml.ts";
+import { DEAD_LETTER_SINK } from "./sinks.ts";
 import {
   anyOf,
   choice,
   duration,
   filePath,
   integer,
+  list,
   nullable,
   number,
   orVariable,
   type Reader,
+  represent,
   size,
   string,
 } from "./_readers.ts";
@@ -37,16 +41,102 @@ import {
 
 // Transforms
 
-const ON_ERROR: readonly OnError[] = ["passthrough", "dead_letter", "skip", "stop"];
+const STEP_WORDS = ["passthrough", "dead_letter", "skip", "stop"] as const;
+const ON_ERROR_EXPECTED = "a step (passthrough, dead_letter, skip, stop) or a list of steps " +
+  "like [retry: 3, dead_letter, stop]";
+
+/** One step of `on_error`: a word, or `retry: N`. */
+const ON_ERROR_STEP: Reader<OnErrorStep> = {
+  expected: ON_ERROR_EXPECTED,
+  jsonSchema: anyOf(
+    orVariable({ enum: [...STEP_WORDS] }),
+    {
+      type: "object",
+      properties: { retry: orVariable({ type: "integer", minimum: 1 }) },
+      required: ["retry"],
+      additionalProperties: false,
+    },
+  ),
+  read: (checker, field) => {
+    const node = field.node;
+    if (isMap(node)) {
+      const pairs = (node as YAMLMap).items;
+      const pair = pairs[0];
+      const key = pairs.length === 1 && isScalar(pair?.key) ? pair.key.value : undefined;
+      if (key !== "retry") {
+        return checker.fail(field, 'a step word, or "retry: N" (the times to run it again)');
+      }
+      const path = childPath(field.path, "retry");
+      const value = checker.deref(pair!.value, path);
+      if (value === undefined) return undefined;
+      const times = integer(1).read(checker, {
+        node: value,
+        path,
+        offset: startOf(value) ?? field.offset,
+      });
+      return times === undefined ? undefined : { action: "retry", times };
+    }
+    const word = choice(STEP_WORDS).read(checker, field);
+    return word === undefined ? undefined : { action: word };
+  },
+  represent: (step) => step.action === "retry" ? { retry: step.times } : step.action,
+};
+
+/**
+ * `on_error`: one step or a list, tried in order: any `retry` steps, then the step for events
+ * that still fail. Only `stop` may follow `dead_letter`, saying what happens when the
+ * dead-letter sink cannot take the event (the pipeline stops with the slot held, as it does
+ * for any sink that fails for good).
+ */
+const ON_ERROR: Reader<OnErrorStep[]> = {
+  expected: ON_ERROR_EXPECTED,
+  jsonSchema: anyOf(ON_ERROR_STEP.jsonSchema, {
+    type: "array",
+    minItems: 1,
+    items: ON_ERROR_STEP.jsonSchema,
+  }),
+  read: (checker, field) => {
+    const steps = isSeq(field.node)
+      ? list(ON_ERROR_STEP, ON_ERROR_EXPECTED).read(checker, field)
+      : mapStep(ON_ERROR_STEP.read(checker, field));
+    if (steps === undefined) return undefined;
+    const last = steps[steps.length - 1]!;
+    if (last.action === "retry") {
+      return checker.fail(
+        field,
+        "a step after retry, for events that still fail (passthrough, dead_letter, skip or stop)",
+        "retry last",
+      );
+    }
+    const ending = steps.findIndex((step) => step.action !== "retry");
+    const rest = steps.slice(ending + 1);
+    const deadLetterThenStop = steps[ending]!.action === "dead_letter" &&
+      rest.length === 1 && rest[0]!.action === "stop";
+    if (rest.length > 0 && !deadLetterThenStop) {
+      return checker.fail(
+        field,
+        `nothing after ${steps[ending]!.action}, which ends the list (only stop may follow ` +
+          "dead_letter: what happens when the dead-letter sink fails)",
+        `${rest.map((step) => step.action).join(", ")} after it`,
+      );
+    }
+    return steps;
+  },
+  represent: (steps) => steps.map((step) => represent(ON_ERROR_STEP, step)),
+};
+
+function mapStep(step: OnErrorStep | undefined): OnErrorStep[] | undefined {
+  return step === undefined ? undefined : [step];
+}
 
 const BREAKER: SectionSpec<TransformsConfig["breaker"]> = {
-  expected: "a map with failures and window",
+  expected: "a map with failures, window and cooldown",
   fields: {
     failures: {
       key: "failures",
       reader: integer(1),
       default: 5,
-      doc: "Failures of a table's transform within window that open its breaker.",
+      doc: "Failures of a transform within window that open its breaker.",
     },
     windowMs: {
       key: "window",
@@ -54,38 +144,90 @@ const BREAKER: SectionSpec<TransformsConfig["breaker"]> = {
       default: 30_000,
       doc: "Period over which failures are counted.",
     },
+    cooldownMs: {
+      key: "cooldown",
+      reader: duration(),
+      default: 30_000,
+      doc: "How long an open breaker sends every event to on_error before it lets one " +
+        "batch try the transform again (half-open).",
+    },
+  },
+};
+
+/** The permissions of a transform (`transforms.allow`, or a table's `allow`). */
+export const PERMISSIONS: SectionSpec<TransformPermissions> = {
+  expected: "a map with read, net and env lists",
+  fields: {
+    read: {
+      key: "read",
+      reader: list(filePath("a path"), "a list of paths like [data/rates.json]"),
+      default: [],
+      doc: "Files or folders the transform may read (relative to the pipeline file).",
+    },
+    net: {
+      key: "net",
+      reader: list(string("a host or host:port"), "a list of hosts like [api.internal:443]"),
+      default: [],
+      doc: "Hosts (host or host:port) the transform may connect to.",
+    },
+    env: {
+      key: "env",
+      reader: list(string("a variable name"), "a list of variable names like [RATES_URL]"),
+      default: [],
+      doc: "Environment variables the transform may read.",
+    },
   },
 };
 
 /** The `transforms` section. */
 export const TRANSFORMS: SectionSpec<TransformsConfig> = {
-  expected: "a map with timeout, on_error, breaker and dead_letter_topic",
+  expected: "a map with timeout, on_error, breaker, allow, dead_letter and types_dir",
   fields: {
     timeoutMs: {
       key: "timeout",
       reader: duration({ off: true }),
       default: 200,
-      doc: "Time budget of a transform per event; 0 or off for no limit.",
+      doc: "Time budget of a transform per event; a transform past it has its worker " +
+        "terminated and restarted, and the event takes on_error. 0 or off for no limit.",
     },
     onError: {
       key: "on_error",
-      reader: choice(ON_ERROR),
-      default: "dead_letter",
-      doc: "What happens to an event whose transform failed or whose breaker is open: " +
-        "passthrough sends it unchanged, dead_letter to the dead-letter topic, skip drops " +
-        "it, stop stops the pipeline.",
+      reader: ON_ERROR,
+      default: [{ action: "dead_letter" }],
+      doc: "What happens to an event whose transform failed (threw, ran past its timeout, " +
+        "returned something that is not an event) or whose breaker is open, tried in " +
+        "order: retry: N runs it again up to N times, passthrough sends it unchanged " +
+        "(marked untransformed), dead_letter writes it with the error to the dead-letter " +
+        "sink, skip drops it (counted and logged), stop pauses reading until a new " +
+        "version of the transform loads. Only stop may follow dead_letter: a dead-letter " +
+        "sink that fails for good stops the pipeline, its slot held.",
     },
     breaker: {
       key: "breaker",
       reader: sectionReader(BREAKER),
       default: defaultsOf(BREAKER),
-      doc: "The circuit breaker of each table's transform.",
+      doc: "The circuit breaker of each transform.",
     },
-    deadLetterTopic: {
-      key: "dead_letter_topic",
-      reader: nullable(string("a topic name")),
+    allow: {
+      key: "allow",
+      reader: sectionReader(PERMISSIONS),
+      default: defaultsOf(PERMISSIONS),
+      doc: "What transforms may read, reach and see; nothing by default. A table's own " +
+        "allow replaces it.",
+    },
+    deadLetter: {
+      key: "dead_letter",
+      reader: nullable(DEAD_LETTER_SINK),
       default: null,
-      doc: "Topic of events that failed; null lets the runner name it.",
+      doc: "The dead-letter sink, like a sinks entry (file: { path: ... }); null for a " +
+        "file beside the pipeline file, <name>.dead-letter.jsonl.",
+    },
+    typesDir: {
+      key: "types_dir",
+      reader: nullable(filePath("a folder path")),
+      default: null,
+      doc: "Folder where row types of the tables are written (as spillway types does) " +
+        "when a table's columns change while the pipeline runs; null for none.",
     },
   },
 };

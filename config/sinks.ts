@@ -337,6 +337,30 @@ export const SINKS: Reader<SinkConfig[]> = {
   },
 };
 
+/**
+ * `transforms.dead_letter`: one sink written like a `sinks` entry. Only a file for now (a
+ * Kafka dead-letter topic comes with the Kafka sink).
+ */
+export const DEAD_LETTER_SINK: Reader<FileSinkConfig> = {
+  expected: "a sink like file: { path: dead-letter.jsonl }",
+  jsonSchema: {
+    type: "object",
+    properties: { file: { description: SINKS_OF_TYPE.file.doc, ...sectionSchema(FILE) } },
+    required: ["file"],
+    additionalProperties: false,
+  },
+  read: (checker, field) => {
+    const sink = readSink(checker, field, new Map());
+    if (sink === undefined) return undefined;
+    if (sink.type === "file") return sink;
+    return checker.fail(
+      field,
+      "a file sink (file: { path: ... }): dead-letter topics come with the kafka sink",
+      `a ${sink.type} sink`,
+    );
+  },
+};
+
 function readSink(
   checker: Checker,
   field: Field,

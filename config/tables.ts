@@ -6,7 +6,7 @@
  */
 
 import { extname } from "node:path";
-import { isMap, type YAMLMap } from "npm:yaml@2.9.1";
+import { isMap, isSeq, type YAMLMap } from "npm:yaml@2.9.1";
 import type {
   NamePattern,
   PipelineConfig,
@@ -27,6 +27,7 @@ import {
   startOf,
 } from "./_yaml.ts";
 import {
+  anyOf,
   anyString,
   choice,
   filePath,
@@ -37,7 +38,14 @@ import {
   type Reader,
   string,
 } from "./_readers.ts";
-import { type Fields, readSetKeys, sectionSchema, type SectionSpec } from "./_fields.ts";
+import {
+  type Fields,
+  readSetKeys,
+  sectionReader,
+  sectionSchema,
+  type SectionSpec,
+} from "./_fields.ts";
+import { PERMISSIONS } from "./sections.ts";
 
 /**
  * Debezium's placeholder for values it did not receive: the default of
@@ -156,7 +164,7 @@ const TOPIC: Reader<string> = {
 const TRANSFORM_EXPECTED = "a path to a transform module like transforms/orders.ts";
 const transformFile = filePath(TRANSFORM_EXPECTED);
 
-const TRANSFORM_PATH: Reader<string> = {
+const TRANSFORM_FILE: Reader<string> = {
   expected: TRANSFORM_EXPECTED,
   jsonSchema: orVariable({
     type: "string",
@@ -168,6 +176,26 @@ const TRANSFORM_PATH: Reader<string> = {
     if (TRANSFORM_EXTENSIONS.includes(extname(path))) return path;
     return checker.fail(field, `a transform module ending in ${TRANSFORM_EXTENSIONS.join(", ")}`);
   },
+};
+
+const TRANSFORM_CHAIN_EXPECTED = `${TRANSFORM_EXPECTED}, or a list of them applied in order`;
+
+/** One transform file, or a chain of them (`[a.ts, b.ts]`, applied in order). */
+const TRANSFORM_CHAIN: Reader<string[]> = {
+  expected: TRANSFORM_CHAIN_EXPECTED,
+  jsonSchema: anyOf(TRANSFORM_FILE.jsonSchema, {
+    type: "array",
+    minItems: 1,
+    items: TRANSFORM_FILE.jsonSchema,
+  }),
+  read: (checker, field) => {
+    if (isSeq(field.node)) {
+      return list(TRANSFORM_FILE, TRANSFORM_CHAIN_EXPECTED).read(checker, field);
+    }
+    const path = TRANSFORM_FILE.read(checker, field);
+    return path === undefined ? undefined : [path];
+  },
+  represent: (paths) => paths.length === 1 ? paths[0] : paths,
 };
 
 const columnList = list(string("a column name"), "a list of column names like [id]");
@@ -201,11 +229,18 @@ const TABLE_OPTIONS: Fields<TableOptions> = {
   },
   transform: {
     key: "transform",
-    reader: nullable(TRANSFORM_PATH),
+    reader: nullable(TRANSFORM_CHAIN),
     default: null,
     doc: `Transform module (${
       TRANSFORM_EXTENSIONS.join(", ")
-    }), relative to the pipeline file; null for none.`,
+    }) relative to the pipeline file, or a list of them applied in order; null for none.`,
+  },
+  allow: {
+    key: "allow",
+    reader: nullable(sectionReader(PERMISSIONS)),
+    default: null,
+    doc: "What this table's transforms may read, reach and see (read, net and env " +
+      "lists); null for transforms.allow.",
   },
   toast: {
     key: "toast",
@@ -429,6 +464,7 @@ function resolveTable(
     topic,
     key: entry.key,
     transform: entry.transform,
+    allow: entry.allow,
     toast: entry.toast,
     toastPlaceholder: entry.toastPlaceholder,
     toastCacheSize: entry.toastCacheSize,

@@ -109,8 +109,43 @@ Deno.test("tables: defaults apply to every entry that does not set the option", 
 
 Deno.test("tables: a transform must be a module and resolves against the base directory", () => {
   const config = tables("public.orders: { transform: ../transforms/orders.ts }");
-  assert.equal(config.tables[0]?.transform, "/srv/transforms/orders.ts");
+  assert.deepEqual(config.tables[0]?.transform, ["/srv/transforms/orders.ts"]);
   assert.deepEqual(problems(MINIMAL.replace('"public.*": {}', "public.a: { transform: a.py }")), [
     'pipeline.yaml:6:26: "tables[public.a].transform": expected a transform module ending in .ts, .mts, .js, .mjs, found "a.py"',
   ]);
+});
+
+Deno.test("tables: a transform chain is a list of modules, applied in order; allow is per table", () => {
+  const config = tables(
+    "public.orders: { transform: [a.ts, ../b.ts], allow: { read: [data], env: [KEY] } }",
+  );
+  assert.deepEqual(config.tables[0]?.transform, ["/srv/spillway/a.ts", "/srv/b.ts"]);
+  assert.deepEqual(config.tables[0]?.allow, {
+    read: ["/srv/spillway/data"],
+    net: [],
+    env: ["KEY"],
+  });
+  assert.deepEqual(
+    problems(MINIMAL.replace('"public.*": {}', "public.a: { transform: [a.ts, b.py] }")),
+    [
+      'pipeline.yaml:6:33: "tables[public.a].transform[1]": expected a transform module ending in .ts, .mts, .js, .mjs, found "b.py"',
+    ],
+  );
+});
+
+Deno.test("transforms: on_error is a step or a list that ends in a step for events that still fail", () => {
+  const file = (value: string) => `${MINIMAL}transforms: { on_error: ${value} }\n`;
+  const onError = (value: string) => problems(file(value));
+  assert.deepEqual(parse(file("[retry: 3, passthrough]")).transforms.onError, [
+    { action: "retry", times: 3 },
+    { action: "passthrough" },
+  ]);
+  assert.deepEqual(parse(file("skip")).transforms.onError, [{ action: "skip" }]);
+  assert.match(onError("[retry: 3]")[0] ?? "", /expected a step after retry.*found retry last/);
+  assert.match(onError("[skip, dead_letter]")[0] ?? "", /expected nothing after skip/);
+  assert.match(onError("[dead_letter, skip]")[0] ?? "", /only stop may follow dead_letter/);
+  assert.deepEqual(parse(file("[retry: 1, dead_letter, stop]")).transforms.onError.length, 3);
+  assert.match(onError("[retry: 0, skip]")[0] ?? "", /on_error\[0\]\.retry/);
+  assert.match(onError("dead_leter")[0] ?? "", /did you mean "dead_letter"/);
+  assert.match(onError("{ dead_letter: 1 }")[0] ?? "", /"retry: N"/);
 });

@@ -102,8 +102,13 @@ export interface TableOptions {
   topic: string;
   /** Key columns; `null` (default) for the table's replica identity (usually the primary key). */
   key: string[] | null;
-  /** Absolute path of the transform module; `null` (default) for none. */
-  transform: string | null;
+  /**
+   * Absolute paths of the transform modules, applied in order (a chain); `null` (default) for
+   * none.
+   */
+  transform: string[] | null;
+  /** What the table's transforms may read, reach and see; `null` (default): `transforms.allow`. */
+  allow: TransformPermissions | null;
   /** Default `"unchanged"`: list the column in `unchanged`, never invent a value. */
   toast: ToastMode;
   /** Value written for an unchanged TOASTed column when `toast` is `"placeholder"`. */
@@ -147,18 +152,46 @@ export interface ResolvedTable extends TableOptions {
   topic: string;
 }
 
-/** What happens to an event whose transform failed or whose breaker is open. */
-export type OnError = "passthrough" | "dead_letter" | "skip" | "stop";
+/** Permissions a transform is granted; every list empty (nothing) by default. */
+export interface TransformPermissions {
+  /** Absolute paths (files or folders) it may read. */
+  read: string[];
+  /** Hosts (`host` or `host:port`) it may connect to. */
+  net: string[];
+  /** Environment variables it may read. */
+  env: string[];
+}
+
+/** One step of `transforms.on_error`, tried in order for an event whose transform failed. */
+export type OnErrorStep =
+  /** Runs the transform on the event again, up to `times` times. */
+  | { action: "retry"; times: number }
+  /** The decoded event goes on unchanged, marked untransformed in a header. */
+  | { action: "passthrough" }
+  /** The event, the error and where it came from go to the dead-letter sink. */
+  | { action: "dead_letter" }
+  /** The event is dropped, counted and logged. */
+  | { action: "skip" }
+  /** Reading pauses, the slot's position is held, until a new version of the file loads. */
+  | { action: "stop" };
 
 /** The `transforms` section. */
 export interface TransformsConfig {
   /** Time budget per event; 0 for no limit. Default 200 ms. */
   timeoutMs: number;
-  /** Default `"dead_letter"`. */
-  onError: OnError;
-  breaker: { failures: number; windowMs: number };
-  /** `null` (default): not set, the runner names it. */
-  deadLetterTopic: string | null;
+  /** Default `[dead_letter]`. */
+  onError: OnErrorStep[];
+  /** Default 5 failures in 30 s open it; half-open after a 30 s cooldown. */
+  breaker: { failures: number; windowMs: number; cooldownMs: number };
+  /** Permissions of every table's transforms, unless the table sets its own. */
+  allow: TransformPermissions;
+  /**
+   * Where dead-lettered events go; `null` (default): a file beside the pipeline file,
+   * `<name>.dead-letter.jsonl`.
+   */
+  deadLetter: FileSinkConfig | null;
+  /** Where a running pipeline writes row types when a table's columns change; `null`: nowhere. */
+  typesDir: string | null;
 }
 
 /** One sink; `type` is the key that named it in the file. */

@@ -154,12 +154,12 @@ export class JsonRenderer {
   /**
    * Writes the JSON of {@linkcode changeEvent} (the sinks' hot path): the bytes are
    * `JSON.stringify(changeEvent(e))`, or with `routing`, `JSON.stringify({ topic, key,
-   * ...changeEvent(e) })`.
+   * headers, ...changeEvent(e) })` (`headers` only when a transform set some).
    */
   writeChangeEvent(
     out: JsonWriter,
     event: ChangeEvent,
-    routing?: { topic: string; key: Row | null },
+    routing?: { topic: string; key: Row | null; headers?: Record<string, string> },
   ): void {
     const source = event.source;
     const relation = event[EVENT_RELATION];
@@ -167,6 +167,7 @@ export class JsonRenderer {
       out.raw(this.#topicHead(routing.topic));
       this.writeRow(out, routing.key, relation);
       out.byte(0x2c);
+      if (routing.headers !== undefined) out.raw(`"headers":${JSON.stringify(routing.headers)},`);
     } else {
       out.byte(0x7b);
     }
@@ -350,6 +351,34 @@ export function itemToJsonLine(
 }
 
 /**
+ * A dead-letter line: `{"type":"dead-letter","transform":…,"version":…,"reason":…,"error":{…},
+ * "attempts":…,"topic":…,"key":…,"event":{…}}`, the event as the sinks would have written it
+ * before the transform.
+ */
+function writeDeadLetter(
+  out: JsonWriter,
+  record: Extract<SinkRecord, { kind: "dead-letter" }>,
+  renderer: JsonRenderer,
+): void {
+  const { failure, event } = record;
+  out.raw(
+    `{"type":"dead-letter","transform":${JSON.stringify(failure.transform)},"version":${
+      JSON.stringify(failure.version)
+    },"reason":${JSON.stringify(failure.reason)},"error":${
+      JSON.stringify(failure.error)
+    },"attempts":${failure.attempts},"topic":${JSON.stringify(failure.topic)},"key":`,
+  );
+  if (event.op === "m") {
+    out.raw(`null,"event":${JSON.stringify(messageToJson(event))}}`);
+    return;
+  }
+  renderer.writeRow(out, failure.key, event[EVENT_RELATION]);
+  out.raw(`,"event":`);
+  renderer.writeChangeEvent(out, event);
+  out.byte(0x7d);
+}
+
+/**
  * Writes the JSON line of a source item or sink record, with its newline; nothing for items
  * not shown (see {@linkcode itemToJsonLine}). Sink records' changes carry their topic and key.
  */
@@ -361,6 +390,8 @@ export function writeJsonLine(
 ): void {
   if (item.kind === "change") {
     renderer.writeChangeEvent(out, item.event, "topic" in item ? item : undefined);
+  } else if (item.kind === "dead-letter") {
+    writeDeadLetter(out, item, renderer);
   } else {
     const line = itemToJsonLine(item, transactions, renderer);
     if (line === null) return;

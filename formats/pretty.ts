@@ -34,6 +34,7 @@ export function recordToPrettyLine(
   const paint = (code: string, text: string) => (color ? `${code}${text}${RESET}` : text);
   switch (record.kind) {
     case "begin":
+    case "dead-letter":
       return null;
     case "commit":
       return paint(

@@ -52,6 +52,8 @@ export interface RunnerState {
   lastCommitTimeMs: number | null;
   /** Heartbeat messages that came back through the stream (they reach no sink). */
   heartbeatsSeen: number;
+  /** Set while a transform's `on_error: stop` holds the writer: which transform, and why. */
+  heldBy: string | null;
 }
 
 /** What the slot monitor last read from the server. */
@@ -295,7 +297,11 @@ export class Monitor {
       const state = this.#state();
       return {
         status: state.paused ? "degraded" : "ok",
-        detail: state.paused ? "reading paused: the sinks are behind" : undefined,
+        detail: state.heldBy !== null
+          ? `nothing is written: ${state.heldBy}`
+          : state.paused
+          ? "reading paused: the sinks are behind"
+          : undefined,
         data: { depth: state.queueDepth, capacity: state.queueCapacity },
       };
     });

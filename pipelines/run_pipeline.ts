@@ -7,7 +7,8 @@
  * @module
  */
 
-import { connectOptions, type PipelineConfig } from "../config/mod.ts";
+import { join } from "node:path";
+import { connectOptions, type FileSinkConfig, type PipelineConfig } from "../config/mod.ts";
 import { TypeRegistry } from "../decoder/types/registry.ts";
 import { JsonRenderer } from "../formats/json.ts";
 import { HealthRegistry } from "../ops/health.ts";
@@ -17,6 +18,7 @@ import { MetricsRegistry } from "../ops/prometheus.ts";
 import { standardMetrics } from "../ops/metrics.ts";
 import { createSink } from "../sinks/registry.ts";
 import type { Sink } from "../sinks/types.ts";
+import { transformMetrics } from "../transforms/metrics.ts";
 import { PipelineRunner } from "./runner.ts";
 
 /** Options of {@linkcode runPipeline}. */
@@ -39,6 +41,7 @@ export async function runPipeline(options: RunPipelineOptions): Promise<void> {
   const health = new HealthRegistry();
   const types = new TypeRegistry();
   const sinks = await createSinks(config, types, log);
+  const deadLetter = await createDeadLetterSink(config, types, log);
   const runner = new PipelineRunner({
     config,
     log,
@@ -48,6 +51,8 @@ export async function runPipeline(options: RunPipelineOptions): Promise<void> {
     signal,
     metrics,
     health,
+    deadLetter,
+    transformMetrics: transformMetrics(registry),
   });
   const http = config.http === null
     ? null
@@ -57,6 +62,28 @@ export async function runPipeline(options: RunPipelineOptions): Promise<void> {
   } finally {
     await http?.close();
   }
+}
+
+/**
+ * The dead-letter sink of a pipeline whose transforms' `on_error` has `dead_letter`:
+ * `transforms.dead_letter`, or a file beside the pipeline file, `<name>.dead-letter.jsonl`;
+ * `null` when nothing can be dead-lettered.
+ */
+export function createDeadLetterSink(
+  config: PipelineConfig,
+  types: TypeRegistry,
+  log?: Logger,
+): Promise<Sink> | null {
+  const used = config.tables.some((entry) => entry.transform !== null) &&
+    config.transforms.onError.some((step) => step.action === "dead_letter");
+  if (!used) return null;
+  const sink: FileSinkConfig = config.transforms.deadLetter ?? {
+    type: "file",
+    path: join(config.baseDir, `${config.name}.dead-letter.jsonl`),
+    rotateBytes: null,
+    fsync: true,
+  };
+  return createSink(sink, { renderer: new JsonRenderer(types), log });
 }
 
 /**

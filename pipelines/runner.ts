@@ -36,6 +36,10 @@ import type { HealthRegistry } from "../ops/health.ts";
 import type { Logger } from "../ops/log.ts";
 import type { SpillwayMetrics } from "../ops/metrics.ts";
 import { retry } from "../retry.ts";
+import { TransformHost } from "../transforms/host.ts";
+import type { TransformMetrics } from "../transforms/metrics.ts";
+import { TypesRefresher } from "../transforms/types_files.ts";
+import { PgConnection } from "../postgres/connection.ts";
 import type { Sink } from "../sinks/types.ts";
 import { ReplicationSource } from "../source/replication_source.ts";
 import { HEARTBEAT_PREFIX, Monitor, type RunnerState, type SlotState } from "./monitor.ts";
@@ -70,6 +74,15 @@ export interface RunnerOptions {
   health?: HealthRegistry;
   /** How often the slot's state is read from the server. Default 10 s. */
   monitorIntervalMs?: number;
+  /**
+   * Where events go whose transform failed and whose `on_error` says dead_letter; the runner
+   * opens and closes it. Required when tables have transforms and on_error has dead_letter.
+   */
+  deadLetter?: Sink | null;
+  /** The transforms' metrics (see transforms/metrics.ts). */
+  transformMetrics?: TransformMetrics;
+  /** Follow transform files for hot reload (default true). */
+  watchTransforms?: boolean;
 }
 
 /**
@@ -115,18 +128,20 @@ export class PipelineRunner {
   #heartbeatsSeen = 0;
   #state: StateRecorder | null = null;
   readonly #connection?: ConnectOptions;
+  readonly #deadLetter: Sink | null;
+  readonly #transformMetrics?: TransformMetrics;
+  readonly #watchTransforms: boolean;
+  readonly #health?: HealthRegistry;
+  #transforms: TransformHost | null = null;
+  /** Writes the row types again after a schema change (`transforms.types_dir`). */
+  #typesRefresher: TypesRefresher | null = null;
+  /** Set while `on_error: stop` holds the writer: the transform and its error. */
+  #held: { transform: string; error: string } | null = null;
 
   constructor(options: RunnerOptions) {
     this.config = options.config;
     this.#log = options.log;
     this.#signal = options.signal;
-    // A transform that would redact or drop data must not be skipped silently.
-    const transformed = options.config.tables.find((entry) => entry.transform !== null);
-    if (transformed !== undefined) {
-      throw new ConfigError(
-        `Cannot run pipeline "${options.config.name}": table "${transformed.pattern}" sets transform ${transformed.transform}, but transforms are not available in this version; remove the transform key to run without it`,
-      );
-    }
     if (options.config.source.twoPhase) {
       throw new ConfigError(
         `Cannot run pipeline "${options.config.name}" with source.two_phase: true: sinks would get a prepared transaction as committed before its COMMIT PREPARED (or ROLLBACK PREPARED); set two_phase: false, and the transaction arrives once it commits`,
@@ -136,6 +151,18 @@ export class PipelineRunner {
     this.#connection = options.connection;
     this.sinks = options.sinks;
     this.#metrics = options.metrics;
+    this.#deadLetter = options.deadLetter ?? null;
+    this.#transformMetrics = options.transformMetrics;
+    this.#watchTransforms = options.watchTransforms ?? true;
+    this.#health = options.health;
+    if (
+      TransformHost.needed(this.config) && this.#deadLetter === null &&
+      this.config.transforms.onError.some((step) => step.action === "dead_letter")
+    ) {
+      throw new ConfigError(
+        `Cannot run pipeline "${this.config.name}": transforms.on_error has dead_letter but no dead-letter sink was given`,
+      );
+    }
     this.#queue = new BoundedQueue(this.config.queue);
     this.#router = new Router(this.config, (relid) => this.#source?.assembler.relations.get(relid));
     this.#monitor = new Monitor({
@@ -145,7 +172,12 @@ export class PipelineRunner {
       metrics: this.#metrics,
       intervalMs: options.monitorIntervalMs,
     });
-    if (options.health) this.#monitor.registerHealth(options.health, this.sinks);
+    if (options.health) {
+      this.#monitor.registerHealth(
+        options.health,
+        this.#deadLetter === null ? this.sinks : [...this.sinks, this.#deadLetter],
+      );
+    }
     this.#metrics?.queueCapacity.set(this.config.queue.capacity);
   }
 
@@ -177,6 +209,9 @@ export class PipelineRunner {
       lastConfirmAt: this.#lastConfirmAt,
       lastCommitTimeMs: this.#lastCommitTimeMs,
       heartbeatsSeen: this.#heartbeatsSeen,
+      heldBy: this.#held === null
+        ? null
+        : `transform ${this.#held.transform} failed and on_error says stop (${this.#held.error}); fix the file`,
     };
   }
 
@@ -198,7 +233,9 @@ export class PipelineRunner {
       const previous = statePath === null ? null : await readState(statePath);
       if (statePath !== null) await probeStateFile(statePath);
       const gate = statePath === null ? undefined : new StateGate();
+      if (TransformHost.needed(config)) await this.#startTransforms();
       for (const sink of this.sinks) await sink.open();
+      await this.#deadLetter?.open();
       const source = await ReplicationSource.open({
         connection: this.#connection ?? connectOptions(config),
         slot: config.source.slot,
@@ -272,11 +309,15 @@ export class PipelineRunner {
       // The state file first: the last status sends only what the file holds.
       await this.#state?.close();
       await this.#source?.close(); // sends the last confirmed position
-      for (const sink of this.sinks) {
+      for (
+        const sink of this.#deadLetter === null ? this.sinks : [...this.sinks, this.#deadLetter]
+      ) {
         await sink.close().catch((error) =>
           log("warn", "Closing a sink failed", { sink: sink.name, error: String(error) })
         );
       }
+      await this.#transforms?.close();
+      await this.#typesRefresher?.settled();
       this.#running = false;
     }
   }
@@ -366,6 +407,8 @@ export class PipelineRunner {
       case "prepare": {
         const open = this.#openTx;
         this.#openTx = null;
+        // What the transaction taught the TOAST last_value caches now stands.
+        this.#router.commit();
         // The count of what the sinks got, not of what the server sent.
         const record: SinkRecord | null = open?.begun
           ? { kind: "commit", tx: item.tx, endLsn: item.endLsn, eventCount: open.events }
@@ -379,6 +422,7 @@ export class PipelineRunner {
         queue.push(null, confirmableLsn(item));
         return;
       case "schema-change":
+        this.#typesRefresher?.changed();
         this.#router.forget(item.relid);
         this.#monitor.forget(item.relid); // the table may have a new name
         queue.push(item, null);
@@ -398,6 +442,7 @@ export class PipelineRunner {
   #dropOpenTransaction(): void {
     if (this.#openTx?.begun) this.#queue.trimTransaction();
     this.#openTx = null;
+    this.#router.discard();
   }
 
   /** Queues a record of the open transaction, after its begin record if it is the first. */
@@ -417,7 +462,12 @@ export class PipelineRunner {
       for (;;) {
         const entries = await this.#queue.take();
         if (entries === null) return;
-        await this.#write(entries, giveUp.signal);
+        if (!await this.#write(entries, giveUp.signal, stop.signal)) {
+          // Stopped while a transform held the pipeline: what is queued stays unconfirmed.
+          this.#stopReading();
+          this.#queue.releaseReader();
+          return;
+        }
       }
     } catch (error) {
       this.#lastError = errorMessage(error);
@@ -428,35 +478,49 @@ export class PipelineRunner {
     }
   }
 
-  /** Hands one batch to every sink, then confirms its last position. */
-  async #write(entries: QueueEntry[], giveUp: AbortSignal): Promise<void> {
-    const records: SinkRecord[] = [];
+  /**
+   * Runs one batch through the transforms, hands it to every sink (and what failed to the
+   * dead-letter sink), then confirms its last position. False when the pipeline stopped while
+   * a transform held it (nothing of the batch written).
+   */
+  async #write(entries: QueueEntry[], giveUp: AbortSignal, stop: AbortSignal): Promise<boolean> {
+    let records: SinkRecord[] = [];
     let confirm: Lsn | null = null;
+    for (const entry of entries) {
+      if (entry.record !== null) records.push(entry.record);
+      if (entry.confirm !== null) confirm = entry.confirm;
+    }
+    let deadLetters: SinkRecord[] = [];
+    if (this.#transforms !== null && records.length > 0) {
+      const applied = await this.#applyTransforms(this.#transforms, records, stop);
+      if (applied === null) return false;
+      records = applied.records;
+      deadLetters = applied.deadLetters;
+    }
     let transactions = 0;
     let events = 0;
     let lastCommitTime: bigint | null = null;
-    for (const entry of entries) {
-      const record = entry.record;
-      if (record !== null) {
-        records.push(record);
-        if (record.kind === "change") events++;
-        if (record.kind === "commit") {
-          transactions++;
-          lastCommitTime = record.tx.commitTime;
-        }
+    for (const record of records) {
+      if (record.kind === "change") events++;
+      if (record.kind === "commit") {
+        transactions++;
+        lastCommitTime = record.tx.commitTime;
       }
-      if (entry.confirm !== null) confirm = entry.confirm;
     }
+    // A batch that confirms nothing need not be durable yet: the next one that does covers it.
+    const durable = confirm !== null;
+    const writes: Promise<void>[] = [];
     if (records.length > 0) {
-      // A batch that confirms nothing need not be durable yet: the next one that does covers it.
-      const durable = confirm !== null;
-      // Every sink's write settles before a failure is thrown: run() closes the sinks next.
-      const results = await Promise.allSettled(
-        this.sinks.map((sink) => this.#writeSink(sink, records, durable, giveUp)),
-      );
-      const failed = results.find((result) => result.status === "rejected");
-      if (failed !== undefined) throw failed.reason;
+      for (const sink of this.sinks) writes.push(this.#writeSink(sink, records, durable, giveUp));
     }
+    // Dead letters are made durable at once: few, and the position may move past them next.
+    if (deadLetters.length > 0) {
+      writes.push(this.#writeSink(this.#deadLetter!, deadLetters, true, giveUp));
+    }
+    // Every sink's write settles before a failure is thrown: run() closes the sinks next.
+    const results = await Promise.allSettled(writes);
+    const failed = results.find((result) => result.status === "rejected");
+    if (failed !== undefined) throw failed.reason;
     this.#eventsWritten += events;
     this.#transactionsWritten += transactions;
     if (lastCommitTime !== null) this.#lastCommitTimeMs = Number(lastCommitTime / 1000n);
@@ -471,6 +535,82 @@ export class PipelineRunner {
       confirmedLsn: this.#confirmed,
       queueDepth: this.#queue.depth,
     });
+    return true;
+  }
+
+  /**
+   * The batch through the transforms. When an event's on_error reaches `stop`, nothing of the
+   * batch is written: the writer holds (the queue fills, reading pauses, the slot keeps its
+   * position) until a new version of that transform loads, then runs the batch again with it.
+   * `null` when the pipeline stops while held.
+   */
+  async #applyTransforms(
+    host: TransformHost,
+    records: SinkRecord[],
+    stop: AbortSignal,
+  ): Promise<{ records: SinkRecord[]; deadLetters: SinkRecord[] } | null> {
+    for (;;) {
+      const applied = await host.apply(records);
+      if (applied.stop === null) {
+        this.#held = null;
+        return applied;
+      }
+      this.#held = applied.stop;
+      this.#log(
+        "error",
+        "A transform failed and on_error says stop: the pipeline holds (nothing written, the slot keeps its position) until the transform's file is fixed",
+        { transform: applied.stop.transform, error: applied.stop.error },
+      );
+      if (!await host.resume(applied.stop.transform, stop)) return null;
+    }
+  }
+
+  /** Loads the tables' transforms, and registers a health check for each. */
+  async #startTransforms(): Promise<void> {
+    const typesDir = this.config.transforms.typesDir;
+    if (typesDir !== null) {
+      const options = this.#connection ?? connectOptions(this.config);
+      this.#typesRefresher = new TypesRefresher(
+        this.config,
+        typesDir,
+        () =>
+          PgConnection.connect({
+            ...options,
+            replication: undefined,
+            applicationName: `${options.applicationName ?? "spillway"}-types`,
+          }),
+        this.#log,
+      );
+      this.#typesRefresher.changed(); // the files are there from the start
+    }
+    const host = await TransformHost.start({
+      config: this.config,
+      types: this.types,
+      log: this.#log,
+      metrics: this.#transformMetrics,
+      watch: this.#watchTransforms,
+      onSchemaChange: () => this.#typesRefresher?.changed(),
+    });
+    this.#transforms = host;
+    const health = this.#health;
+    if (health === undefined) return;
+    for (const { transform } of host.status()) {
+      health.register(`transform:${transform}`, () => {
+        const status = host.status().find((candidate) => candidate.transform === transform)!;
+        const { stopped, lastError, breaker } = status;
+        return {
+          status: stopped !== null ? "failing" : breaker !== "closed" ? "degraded" : "ok",
+          ...(stopped !== null
+            ? { detail: `on_error: stop holds the pipeline: ${stopped}; fix the file` }
+            : breaker !== "closed"
+            ? { detail: `breaker ${breaker}: events take on_error` }
+            : lastError !== null
+            ? { detail: `last error: ${lastError}` }
+            : {}),
+          data: { ...status },
+        };
+      });
+    }
   }
 
   /**

@@ -15,8 +15,10 @@ import type { PgConnection } from "../postgres/connection.ts";
 import { formatLsn, type Lsn, parseLsn } from "../decoder/lsn.ts";
 import { TypeRegistry } from "../decoder/types/registry.ts";
 import type { Logger } from "../ops/log.ts";
+import type { HealthRegistry } from "../ops/health.ts";
 import type { SpillwayMetrics } from "../ops/metrics.ts";
-import { createSinks } from "../pipelines/run_pipeline.ts";
+import { createDeadLetterSink, createSinks } from "../pipelines/run_pipeline.ts";
+import type { TransformMetrics } from "../transforms/metrics.ts";
 import { PipelineRunner } from "../pipelines/runner.ts";
 import type { Sink, SinkStatus, WriteOptions } from "../sinks/types.ts";
 import type { SinkRecord } from "../events.ts";
@@ -189,6 +191,12 @@ export interface RunnerOptions {
   log?: RecordingLogger;
   /** Metrics for the runner to update; default none. */
   metrics?: SpillwayMetrics;
+  /** The dead-letter sink; default: the one the configuration implies (see run_pipeline.ts). */
+  deadLetter?: Sink | null;
+  /** The transforms' metrics; default none. */
+  transformMetrics?: TransformMetrics;
+  /** Where the runner registers its health checks; default none. */
+  health?: HealthRegistry;
 }
 
 /** An in-process runner, its log, and a way to stop it. */
@@ -214,6 +222,11 @@ export async function startRunner(yaml: string, options: RunnerOptions = {}): Pr
     types,
     metrics: options.metrics,
     signal: controller.signal,
+    deadLetter: options.deadLetter === undefined
+      ? await createDeadLetterSink(config, types)
+      : options.deadLetter,
+    transformMetrics: options.transformMetrics,
+    health: options.health,
   });
   let done = false;
   const ended = runner.run().then(() => null, (error) => error).finally(() => done = true);

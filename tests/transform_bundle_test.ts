@@ -1,8 +1,9 @@
 /**
  * Transforms from a `deno bundle` output file: the Worker's code and the transform's modules
  * are made from text (a `blob:` URL and `data:` URLs), so a bundle, which holds no file of the
- * tree, loads and runs a transform file the same way `deno run` does. (`deno compile` cannot
- * be run here; it needs a runtime download.)
+ * tree, loads and runs a transform file the same way `deno run` does; and a bundle of main.ts
+ * runs a pipeline with a transform against a real server. (`deno compile` cannot be run here;
+ * it needs a runtime download.)
  *
  * @module
  */
@@ -10,8 +11,11 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { startPostgres } from "../testing/embedded_postgres.ts";
+import { pipelineYaml, Subprocess, waitFor } from "./_runner_util.ts";
 
 const TRANSFORMS = fileURLToPath(new URL("../transforms/mod.ts", import.meta.url));
+const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
 
 Deno.test("transforms: a bundle loads a transform file from its text and runs it in a permission-less Worker", async () => {
   const dir = await Deno.makeTempDir({ prefix: "spillway-bundle-" });
@@ -64,6 +68,60 @@ export default defineTransform<{ id: bigint }>({
     assert.equal(two.ok, false);
     assert.equal(two.error.name, "NotCapable");
     assert.match(two.error.where, /orders\.ts:5:\d+$/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("transforms: a pipeline with a transform runs from a bundle of main.ts", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "spillway-bundle-run-" });
+  await using pg = await startPostgres();
+  try {
+    await pg.psql("CREATE TABLE bundled (id int PRIMARY KEY, value text)");
+    const bundle = join(dir, "spillway.js");
+    const built = await new Deno.Command(Deno.execPath(), {
+      args: ["bundle", "--quiet", MAIN, "-o", bundle],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.equal(built.code, 0, new TextDecoder().decode(built.stderr));
+    await Deno.writeTextFile(
+      join(dir, "t.ts"),
+      `import { defineTransform } from "spillway";
+export default defineTransform<{ id: number; value: string }>({
+  change: (event) => ({ ...event, after: { ...event.after!, shouted: event.after!.value.toUpperCase() } }),
+});
+`,
+    );
+    const out = join(dir, "out.jsonl");
+    const pipeline = join(dir, "pipeline.yaml");
+    await Deno.writeTextFile(
+      pipeline,
+      pipelineYaml({
+        name: "bundled",
+        url: pg.url(),
+        slot: "bundled_slot",
+        publication: "bundled_pub",
+        tables: { "public.bundled": "{ transform: t.ts }" },
+        sinks: [`file: { path: ${JSON.stringify(out)} }`],
+      }),
+    );
+    const run = new Subprocess(
+      Deno.execPath(),
+      ["run", "-A", "--unstable-worker-options", bundle, "run", pipeline],
+      { name: "the bundled spillway run" },
+    );
+    try {
+      await run.started();
+      await pg.psql("INSERT INTO bundled VALUES (1, 'quiet')");
+      await waitFor("the transformed row in the file", async () => {
+        const text = await Deno.readTextFile(out).catch(() => "");
+        return text.includes('"shouted":"QUIET"');
+      }, { detail: () => run.stderr });
+      assert.equal((await run.stop("SIGTERM")).code, 0, run.stderr);
+    } finally {
+      await run.kill();
+    }
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -98,6 +98,8 @@ export interface TransformColumn {
   type: string;
   /** Part of the replica identity (the key). */
   key: boolean;
+  /** An enum's labels, in sort order. */
+  values?: string[];
 }
 
 /** The table a hook runs for. */

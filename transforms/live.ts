@@ -13,7 +13,6 @@ import type { TransformRow } from "./api.ts";
 import { loadTransform } from "./loader.ts";
 import {
   type TransformPermissions,
-  TransformTimeoutError,
   TransformWorker,
   type WorkItem,
   type WorkResult,
@@ -43,6 +42,7 @@ export class LiveTransform {
   #watcher: Deno.FsWatcher | null = null;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #closed = false;
+  #readyWaiters = new Set<(ready: boolean) => void>();
   /** Why the last reload failed; `null` once a version loads. */
   lastError: string | null = null;
   /** Versions that took over since the start. */
@@ -67,24 +67,50 @@ export class LiveTransform {
     return this.#current.transform.version;
   }
 
+  /** The hooks the running version defines. */
+  get hooks(): ReadonlySet<string> {
+    return this.#current.hooks;
+  }
+
   /** The version that takes over at the next boundary, if one is ready. */
   get readyVersion(): string | null {
     return this.#next?.transform.version ?? null;
   }
 
   /**
-   * Runs a batch on the running version. After a timeout its Worker is gone: a fresh one of the
-   * same version starts (its `setup` runs again) before the error is passed on.
+   * Runs a batch on the running version. After a timeout or a crash its Worker is gone: a fresh
+   * one of the same version starts (its `setup` runs again) before the error is passed on.
    */
   async run(items: WorkItem[]): Promise<WorkResult[]> {
     try {
       return await this.#current.run(items);
     } catch (error) {
-      if (error instanceof TransformTimeoutError && !this.#closed) {
+      // Timed out (terminated) or crashed: the same version starts again in a fresh Worker.
+      if (this.#current.terminated && !this.#closed) {
         this.#current = await TransformWorker.start(this.#current.transform, this.#options);
       }
       throw error;
     }
+  }
+
+  /**
+   * Resolves true once a new version is ready to take over (at once when one is); false when
+   * `signal` aborts first or the transform closes.
+   */
+  nextVersion(signal: AbortSignal): Promise<boolean> {
+    if (this.#next !== null) return Promise.resolve(true);
+    if (signal.aborted || this.#closed) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      const done = (ready: boolean) => {
+        signal.removeEventListener("abort", onAbort);
+        this.#readyWaiters.delete(onReady);
+        resolve(ready);
+      };
+      const onAbort = () => done(false);
+      const onReady = (ready: boolean) => done(ready);
+      signal.addEventListener("abort", onAbort, { once: true });
+      this.#readyWaiters.add(onReady);
+    });
   }
 
   /** Between transactions: a ready new version takes over (true when one did). */
@@ -138,6 +164,7 @@ export class LiveTransform {
       this.#next?.terminate();
       this.#next = worker;
       this.lastError = null;
+      for (const waiter of [...this.#readyWaiters]) waiter(true);
       if (this.#watcher !== null) this.#watch(); // the new version may import other files
     } catch (error) {
       this.lastError = errorMessage(error);
@@ -168,6 +195,7 @@ export class LiveTransform {
   /** Stops watching, runs `teardown` of the running version and ends every Worker. */
   async close(): Promise<void> {
     this.#closed = true;
+    for (const waiter of [...this.#readyWaiters]) waiter(false);
     clearTimeout(this.#timer);
     this.#watcher?.close();
     this.#watcher = null;

@@ -44,9 +44,15 @@ export class TransformStartError extends Error {
   }
 }
 
-/** A batch that ran past its time budget: the Worker was terminated. */
+/** An item that ran past its time budget: the Worker was terminated. */
 export class TransformTimeoutError extends Error {
   override name = "TransformTimeoutError";
+  /** Index in the batch of the item that ran too long; `null` for loading and setup. */
+  readonly item: number | null;
+  constructor(message: string, item: number | null = null) {
+    super(message);
+    this.item = item;
+  }
 }
 
 /** Permissions a transform may be granted; none by default. */
@@ -58,7 +64,7 @@ export interface TransformPermissions {
 
 /** Options of {@linkcode TransformWorker.start}. */
 export interface TransformWorkerOptions {
-  /** Budget of a batch: this many ms per item (at least once); 0 for none. */
+  /** Budget of each item of a batch, in ms; 0 for none. */
   timeoutMs: number;
   allow?: TransformPermissions;
   /** Receives the transform's `ctx.log` lines. */
@@ -94,13 +100,17 @@ self.onmessage = async (message) => {
       }
       hooks = candidate;
       if (hooks.setup) await hooks.setup(context(null));
-      self.postMessage({ type: "loaded", keepState: hooks.keepState === true });
+      const defined = Object.keys(hooks).filter((name) => typeof hooks[name] === "function");
+      self.postMessage({ type: "loaded", keepState: hooks.keepState === true, hooks: defined });
     } catch (error) {
       self.postMessage({ type: "failed", error: failure(error) });
     }
   } else if (data.type === "run") {
     const results = [];
-    for (const item of data.items) {
+    const progress = data.progress ? new Int32Array(data.progress) : null;
+    for (const [index, item] of data.items.entries()) {
+      // The host's watchdog sees which item runs, and since when.
+      if (progress !== null) Atomics.store(progress, 0, index + 1);
       try {
         results.push({ ok: true, out: await runItem(hooks, item, context(item)) });
       } catch (error) {
@@ -138,6 +148,8 @@ export class TransformWorker {
   #terminated = false;
   /** The transform asked to keep its state across versions. */
   keepState = false;
+  /** The hooks the transform defines (`change`, `message`, ...). */
+  hooks: ReadonlySet<string> = new Set();
 
   private constructor(transform: LoadedTransform, options: TransformWorkerOptions) {
     this.transform = transform;
@@ -197,20 +209,26 @@ export class TransformWorker {
       );
     }
     worker.keepState = reply.keepState === true;
+    worker.hooks = new Set(reply.hooks as string[]);
     return worker;
   }
 
-  /** Runs `items` in order; one result per item. Rejects with a TransformTimeoutError. */
+  /**
+   * Runs `items` in order; one result per item. An item that runs longer than `timeoutMs` (an
+   * endless loop, or a promise that does not settle) terminates the Worker: the call rejects
+   * with a TransformTimeoutError naming the item, whatever the size of the batch.
+   */
   async run(items: WorkItem[]): Promise<WorkResult[]> {
     const id = this.#nextId++;
-    const budget = this.#options.timeoutMs > 0
-      ? this.#options.timeoutMs * Math.max(1, items.length)
-      : 0;
+    const progress = this.#options.timeoutMs > 0
+      ? new Int32Array(new SharedArrayBuffer(4))
+      : undefined;
     const reply = await this.#await(
-      () => this.#worker.postMessage({ type: "run", id, items }),
-      budget,
+      () => this.#worker.postMessage({ type: "run", id, items, progress: progress?.buffer }),
+      0,
       `${items.length} item(s)`,
       id,
+      progress,
     );
     const results = reply.results as WorkResult[];
     for (const result of results) {
@@ -260,19 +278,27 @@ export class TransformWorker {
     return this.#terminated;
   }
 
+  /**
+   * Sends a request and waits for its reply: at most `budgetMs` (0: no limit) in all, and with
+   * `progress`, at most `timeoutMs` on any one item of a batch (the Worker stores the item it
+   * runs there).
+   */
   #await(
     send: () => void,
     budgetMs: number,
     what: string,
     id?: number,
+    progress?: Int32Array,
   ): Promise<Record<string, unknown>> {
     if (this.#terminated) {
       return Promise.reject(new Error(`Transform ${this.transform.path} was stopped`));
     }
     return new Promise((resolve, reject) => {
       let timer: ReturnType<typeof setTimeout> | undefined;
+      let watchdog: ReturnType<typeof setInterval> | undefined;
       const settle = (message: Record<string, unknown>) => {
         clearTimeout(timer);
+        clearInterval(watchdog);
         if (message.type === "crashed") {
           reject(
             new Error(`Transform ${this.transform.path} stopped: ${String(message.message)}`),
@@ -285,11 +311,34 @@ export class TransformWorker {
         timer = setTimeout(() => {
           reject(
             new TransformTimeoutError(
-              `Transform ${this.transform.path} ran past its time budget of ${budgetMs} ms for ${what} (transforms.timeout); its worker was terminated`,
+              `Transform ${this.transform.path} took more than ${budgetMs} ms for ${what}; its worker was terminated`,
             ),
           );
           this.terminate();
         }, budgetMs);
+      }
+      if (progress !== undefined) {
+        const limit = this.#options.timeoutMs;
+        let item = 0;
+        let since = performance.now();
+        watchdog = setInterval(() => {
+          const now = Atomics.load(progress, 0);
+          if (now !== item) {
+            item = now;
+            since = performance.now();
+            return;
+          }
+          if (performance.now() - since <= limit) return;
+          clearInterval(watchdog);
+          if (id !== undefined) this.#pending.delete(id);
+          reject(
+            new TransformTimeoutError(
+              `Transform ${this.transform.path} ran past its time budget of ${limit} ms on one event (transforms.timeout); its worker was terminated and starts again`,
+              Math.max(0, item - 1),
+            ),
+          );
+          this.terminate();
+        }, Math.max(5, Math.min(limit / 4, 50)));
       }
       send();
     });
