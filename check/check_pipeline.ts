@@ -7,13 +7,14 @@
 
 import { connectOptions, matchTable, type PipelineConfig, type TableEntry } from "../config/mod.ts";
 import { errorMessage, PostgresError } from "../errors.ts";
-import { readPublications, readServer, readTables } from "../postgres/catalog.ts";
+import { readDdlCapture, readPublications, readServer, readTables } from "../postgres/catalog.ts";
 import { PgConnection, type SystemIdentity } from "../postgres/connection.ts";
 import type { ConnectOptions } from "../postgres/connection_string.ts";
 import { type Finding, plural } from "./finding.ts";
 import { checkOtherPublications, checkPublication } from "./publication.ts";
 import { checkRole, checkSettings } from "./server.ts";
 import { checkFailover, checkSlot } from "./slot.ts";
+import { checkDdlCapture } from "./ddl.ts";
 import { checkTables } from "./tables.ts";
 
 /** Options of {@linkcode checkPipeline}. */
@@ -104,6 +105,9 @@ export async function checkPipeline(
     findings.push(...checkTables(config, server, tables, followed, publication));
     findings.push(...checkSlot(config, server, publication));
     if (config.source.failover) findings.push(...checkFailover(server));
+    if (config.source.captureDdl) {
+      findings.push(...checkDdlCapture(config, await readDdlCapture(connection)));
+    }
   } catch (error) {
     findings.push(failure("queries", error));
   } finally {

@@ -5,8 +5,11 @@
  * @module
  */
 
-/** How bad a finding is: `error` means the pipeline cannot run as configured. */
-export type FindingLevel = "ok" | "warn" | "error";
+/**
+ * How bad a finding is: `error` means the pipeline cannot run as configured; `info` tells
+ * what the pipeline will do (and is counted with neither).
+ */
+export type FindingLevel = "ok" | "info" | "warn" | "error";
 
 /** One result of `checkPipeline`. */
 export interface Finding {
@@ -14,18 +17,22 @@ export interface Finding {
   /** What was checked, e.g. `wal_level`, `slot "orders_cdc"`, `table public.orders`. */
   subject: string;
   message: string;
+  /** Lines to show below the message as they are, such as SQL to run. */
+  detail?: string;
   /** What to do about a warning or an error. */
   fix?: string;
 }
 
 const LABELS: Record<FindingLevel, { text: string; color: string }> = {
   ok: { text: "ok", color: "\x1b[32m" },
+  info: { text: "info", color: "\x1b[36m" },
   warn: { text: "warn", color: "\x1b[33m" },
   error: { text: "error", color: "\x1b[1;31m" },
 };
 
 /**
- * Renders findings one per line, the fix on the line below, and a count at the end.
+ * Renders findings one per line, the detail indented below, then the fix, and a count at the
+ * end.
  *
  * @example
  * ```ts
@@ -50,6 +57,7 @@ export function formatFindings(findings: readonly Finding[], options: { color: b
       ? `${label.color}${label.text}\x1b[0m${padded.slice(label.text.length)}`
       : padded;
     lines.push(`${shown} ${finding.subject}: ${finding.message}`);
+    for (const line of finding.detail?.split("\n") ?? []) lines.push(`         ${line}`);
     if (finding.fix !== undefined) lines.push(`       fix: ${finding.fix}`);
   }
   const count = (level: FindingLevel) => findings.filter((f) => f.level === level).length;

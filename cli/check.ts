@@ -19,7 +19,9 @@ replication client) and checks what the pipeline needs: wal_level, free replicat
 slots and WAL senders, max_slot_wal_keep_size, wal_sender_timeout, the role's
 privileges, the publication, the tables (they exist; their replica identity gives
 UPDATE and DELETE a key; the configured key columns exist), the slot, failover
-settings and the transform files. Prints each finding with its fix. Changes nothing.
+settings, the event triggers of capture_ddl (printing the SQL that installs and
+removes them) and the transform files. Prints each finding with its fix. Changes
+nothing.
 
 Options:
   --json       print the findings as JSON

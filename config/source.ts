@@ -351,6 +351,16 @@ export const SOURCE: SectionSpec<SourceConfig> = {
       default: false,
       doc: "Binary column values from the server (the same typed values as text).",
     },
+    captureDdl: {
+      key: "capture_ddl",
+      reader: boolean,
+      default: false,
+      doc: "Send each DDL command's tag, objects and statement text into the stream, inside " +
+        "its own transaction, as a message with prefix spillway.ddl. At start Spillway " +
+        "installs, once per database, the function spillway.spillway_capture_ddl() and the " +
+        "event triggers spillway_capture_ddl and spillway_capture_ddl_drop, which only a " +
+        "superuser may create; spillway check shows the SQL, and how to remove them.",
+    },
     heartbeatMs: {
       key: "heartbeat",
       reader: duration({ off: true }),

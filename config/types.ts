@@ -62,6 +62,11 @@ export interface SourceConfig {
   streaming: "off" | "on" | "parallel";
   /** Default false. */
   binary: boolean;
+  /**
+   * Install the event triggers that send each DDL command's text into the stream as a
+   * transactional message with prefix `spillway.ddl` (needs a superuser). Default false.
+   */
+  captureDdl: boolean;
   /** Idle-database heartbeat period; 0 when off. Default 10 s. */
   heartbeatMs: number;
   /** Standby status update period. Default 10 s. */

@@ -258,6 +258,7 @@ export class PipelineRunner {
         binary: config.source.binary,
         twoPhase: config.source.twoPhase || undefined,
         failover: config.source.failover || undefined,
+        captureDdl: config.source.captureDdl,
         messages: true,
         statusIntervalMs: config.source.statusIntervalMs,
         spill: { memoryLimitBytes: config.spill.memoryLimitBytes, dir: config.spill.dir },

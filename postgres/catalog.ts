@@ -1,7 +1,8 @@
 /**
  * The administrative SQL Spillway sends, written once for PostgreSQL 14 to 18, as typed
  * rows: replication slots with their lag and WAL status, the server, the role and its
- * settings, the tables of a database with their replica identity, and a publication.
+ * settings, the tables of a database with their replica identity, a publication, and the
+ * event triggers of DDL capture.
  * `spillway check`, `spillway slots`, the monitor and the source share them.
  *
  * Columns that only newer servers have (`conflicting` 16+, `failover`, `synced`,
@@ -511,6 +512,180 @@ export function tablesBlockedBy(publication: Publication, tables: readonly DbTab
  */
 export function tableKey(schema: string, table: string): string {
   return `${schema}\u0000${table}`;
+}
+
+// ---------------------------------------------------------------------------------------
+// DDL capture (source.capture_ddl)
+
+/**
+ * The prefix of the logical decoding messages that carry the text of DDL commands, sent by
+ * the event trigger {@linkcode ddlCaptureInstallSql} installs.
+ */
+export const DDL_MESSAGE_PREFIX = "spillway.ddl";
+
+/** The objects DDL capture installs in a database, named so that they are clearly Spillway's. */
+export const DDL_CAPTURE = {
+  schema: "spillway",
+  /** The function's name in `schema`, without arguments. */
+  functionName: "spillway_capture_ddl",
+  function: "spillway.spillway_capture_ddl()",
+  /** ON ddl_command_end: sends one message per DDL command. */
+  trigger: "spillway_capture_ddl",
+  /** ON sql_drop: keeps what the command dropped for the message of its ddl_command_end. */
+  dropTrigger: "spillway_capture_ddl_drop",
+} as const;
+
+/**
+ * The event trigger function. At `sql_drop` it keeps the dropped objects in a transaction-local
+ * setting; at `ddl_command_end` it sends one transactional message: the command tag, the
+ * objects the command created or altered, those it dropped, and the client's statement text
+ * (`current_query()`: the whole query string when several statements came in one). A command
+ * that touched temporary objects only sends nothing (no replica could apply it). As
+ * `pg_catalog.pg_proc.prosrc` holds it, to tell an installed copy of this version.
+ */
+const DDL_CAPTURE_BODY = `
+DECLARE
+  objects json;
+  seen bigint;
+  dropped text;
+BEGIN
+  IF TG_EVENT = 'sql_drop' THEN
+    -- Kept for the command's ddl_command_end, which sends one message for both.
+    PERFORM set_config('spillway.ddl_dropped', coalesce((
+      SELECT json_agg(json_build_object('type', d.object_type, 'schema', d.schema_name,
+               'identity', d.object_identity))
+        FROM pg_event_trigger_dropped_objects() d
+       WHERE (d.original OR d.normal) AND NOT d.is_temporary), '[]')::text, true);
+    RETURN;
+  END IF;
+  SELECT json_agg(json_build_object('type', c.object_type, 'schema', c.schema_name,
+           'identity', c.object_identity)) FILTER (WHERE c.schema_name IS DISTINCT FROM 'pg_temp'),
+         count(*)
+    INTO objects, seen
+    FROM pg_event_trigger_ddl_commands() c;
+  dropped := nullif(current_setting('spillway.ddl_dropped', true), '');
+  PERFORM set_config('spillway.ddl_dropped', '', true);
+  -- Temporary objects only: nothing a replica could apply.
+  IF objects IS NULL AND coalesce(dropped, '[]') = '[]' AND (seen > 0 OR dropped = '[]') THEN
+    RETURN;
+  END IF;
+  PERFORM pg_logical_emit_message(true, ${quoteLiteral(DDL_MESSAGE_PREFIX)}, json_build_object(
+    'tag', TG_TAG,
+    'objects', coalesce(objects, '[]'),
+    'dropped', coalesce(dropped, '[]')::json,
+    'query', current_query())::text);
+END
+`;
+
+/**
+ * The SQL that installs DDL capture in the connected database, as one transaction that a
+ * superuser may also run by hand (`psql -f`): the schema `spillway`, the function
+ * `spillway.spillway_capture_ddl()`, and the event triggers `spillway_capture_ddl` (ON
+ * ddl_command_end) and `spillway_capture_ddl_drop` (ON sql_drop). Running it again replaces
+ * them (an advisory lock keeps two installs apart). PostgreSQL 14 to 18 let only superusers
+ * create event triggers.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { ddlCaptureInstallSql } from "./catalog.ts";
+ * const sql = ddlCaptureInstallSql();
+ * assert.match(sql, /^BEGIN;/);
+ * assert.match(sql, /CREATE EVENT TRIGGER spillway_capture_ddl ON ddl_command_end/);
+ * assert.match(sql, /COMMIT;$/);
+ * ```
+ */
+export function ddlCaptureInstallSql(): string {
+  const { schema, function: fn, trigger, dropTrigger } = DDL_CAPTURE;
+  return [
+    "BEGIN;",
+    "SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('spillway_capture_ddl'));",
+    `DROP EVENT TRIGGER IF EXISTS ${trigger};`,
+    `DROP EVENT TRIGGER IF EXISTS ${dropTrigger};`,
+    `CREATE SCHEMA IF NOT EXISTS ${schema};`,
+    `CREATE OR REPLACE FUNCTION ${fn} RETURNS event_trigger`,
+    `  LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $spillway$${DDL_CAPTURE_BODY}$spillway$;`,
+    `COMMENT ON FUNCTION ${fn} IS ${
+      quoteLiteral(
+        `Spillway (source.capture_ddl): sends each DDL command's text into logical replication as a message with prefix ${DDL_MESSAGE_PREFIX}`,
+      )
+    };`,
+    `CREATE EVENT TRIGGER ${trigger} ON ddl_command_end EXECUTE FUNCTION ${fn};`,
+    `CREATE EVENT TRIGGER ${dropTrigger} ON sql_drop EXECUTE FUNCTION ${fn};`,
+    "COMMIT;",
+  ].join("\n");
+}
+
+/**
+ * The SQL that removes DDL capture from the connected database (as a superuser): the event
+ * triggers first, then the function, then the schema `spillway`, which PostgreSQL drops only
+ * while nothing else is in it. Other pipelines of the database that capture DDL install it
+ * again at their next start.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { ddlCaptureRemovalSql } from "./catalog.ts";
+ * assert.match(ddlCaptureRemovalSql(), /^DROP EVENT TRIGGER IF EXISTS spillway_capture_ddl;/);
+ * ```
+ */
+export function ddlCaptureRemovalSql(): string {
+  const { schema, function: fn, trigger, dropTrigger } = DDL_CAPTURE;
+  return [
+    `DROP EVENT TRIGGER IF EXISTS ${trigger};`,
+    `DROP EVENT TRIGGER IF EXISTS ${dropTrigger};`,
+    `DROP FUNCTION IF EXISTS ${fn};`,
+    `DROP SCHEMA IF EXISTS ${schema};`,
+  ].join("\n");
+}
+
+/** What {@linkcode readDdlCapture} finds of DDL capture in a database. */
+export interface DdlCaptureState {
+  /**
+   * `installed`: both event triggers are enabled and call the function of this version;
+   * `outdated`: some of it exists, but not so (another version, a disabled trigger), and
+   * installing replaces it; `absent`: none of it exists.
+   */
+  status: "installed" | "outdated" | "absent";
+  /** The connected role. */
+  role: string;
+  /** The role is a superuser (the only kind that may create event triggers). */
+  superuser: boolean;
+  database: string;
+}
+
+/** Reads whether DDL capture is installed in the connected database, and who is connected. */
+export async function readDdlCapture(connection: PgConnection): Promise<DdlCaptureState> {
+  const { schema, functionName, trigger, dropTrigger } = DDL_CAPTURE;
+  // By name in the catalog: to_regprocedure() would need USAGE on the schema.
+  const ours = `(SELECT p.oid FROM pg_catalog.pg_proc p
+                  JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+                 WHERE n.nspname = ${quoteLiteral(schema)}
+                   AND p.proname = ${quoteLiteral(functionName)} AND p.pronargs = 0)`;
+  const [row] = await connection.queryObjects(
+    `SELECT current_user AS role_name, pg_catalog.current_database() AS database_name,
+            (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = current_user)
+              AS superuser,
+            (SELECT pg_catalog.json_agg(pg_catalog.json_build_array(e.evtname, e.evtevent,
+                      e.evtenabled <> 'D' AND e.evtfoid = ${ours}))
+               FROM pg_catalog.pg_event_trigger e
+              WHERE e.evtname IN (${quoteLiteral(trigger)}, ${quoteLiteral(dropTrigger)}))
+              AS triggers,
+            (SELECT p.prosrc FROM pg_catalog.pg_proc p WHERE p.oid = ${ours}) AS body`,
+  );
+  if (row === undefined) throw new Error("Cannot read the DDL capture's event triggers");
+  const triggers = row.triggers ? (JSON.parse(row.triggers) as [string, string, boolean][]) : [];
+  const fine = (name: string, event: string) =>
+    triggers.some(([n, e, good]) => n === name && e === event && good);
+  const body = row.body ?? null;
+  const installed = body === DDL_CAPTURE_BODY && fine(trigger, "ddl_command_end") &&
+    fine(dropTrigger, "sql_drop");
+  return {
+    status: installed ? "installed" : triggers.length > 0 || body !== null ? "outdated" : "absent",
+    role: row.role_name ?? "",
+    superuser: row.superuser === "t",
+    database: row.database_name ?? "",
+  };
 }
 
 /** A `json_agg` of names as a list; `null` for SQL NULL (no such index). */

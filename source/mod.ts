@@ -2,7 +2,8 @@
  * The replication source: a slot and publication on a server, read with reconnects and
  * backoff, turned into transactions in commit order (`replication_source.ts`), by the
  * assembler (`assembler.ts`); streamed transactions wait in memory, then on disk
- * (`spill.ts`). The source takes plain options, never a pipeline configuration.
+ * (`spill.ts`); DDL text arrives as messages when asked (`ddl_capture.ts`). The source takes
+ * plain options, never a pipeline configuration.
  *
  * @example
  * ```ts ignore
@@ -25,3 +26,4 @@ export * from "./assembler.ts";
 export * from "./replication_source.ts";
 export * from "./spill.ts";
 export * from "./publications.ts";
+export * from "./ddl_capture.ts";

@@ -48,6 +48,7 @@ import {
 import { checkObjectName, checkSlotName, quoteIdent, quoteLiteral } from "../postgres/sql.ts";
 import { type Logger, silentLogger } from "../ops/log.ts";
 import { allTablesTarget } from "./publications.ts";
+import { installDdlCapture } from "./ddl_capture.ts";
 import { retry, type RetryOptions, untilAborted } from "../retry.ts";
 
 /** pgoutput changes whose relation id follows the tag (and the xid in a stream block). */
@@ -94,6 +95,12 @@ export interface SourceOptions {
   twoPhase?: boolean;
   /** PostgreSQL 17+: create the slot with failover, so standbys can synchronise it. */
   failover?: boolean;
+  /**
+   * Install (idempotently, before the publication and slot are made) the event triggers that
+   * send each DDL command's text as a transactional message with prefix `spillway.ddl` (see
+   * `ddl_capture.ts`). Needs a superuser unless they are installed already.
+   */
+  captureDdl?: boolean;
   origin?: "any" | "none";
   /** Status update period; never more than wal_sender_timeout / 3 (default 10 s). */
   statusIntervalMs?: number;
@@ -395,6 +402,7 @@ export class ReplicationSource {
       }
     }
 
+    if (options.captureDdl) await installDdlCapture(connection, this.#log);
     if (createPublication) {
       await connection.query(
         `CREATE PUBLICATION ${quoteIdent(options.publication)} ${
