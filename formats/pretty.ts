@@ -25,7 +25,40 @@ const OP_NAMES: Record<string, string> = {
   r: "READ",
 };
 
-/** A readable line for a terminal. */
+/** How a changed column of an UPDATE stands out: bold yellow, the colour of UPDATE. */
+const CHANGED = "\x1b[1;33m";
+
+/**
+ * A readable line for a terminal.
+ *
+ * An UPDATE whose `before` holds the old value of every column of `after` (the table has
+ * REPLICA IDENTITY FULL) prints the new row with each changed column as `"column":old → new`,
+ * highlighted when `color` is on (the arrow marks it without colour); other columns print as
+ * they are. An UPDATE whose `before` is the key alone or null prints the key before (if sent)
+ * and the new row, marking nothing: what the other columns were is not known.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { JsonRenderer, recordToPrettyLine } from "./mod.ts";
+ * import { lsn } from "../decoder/lsn.ts";
+ * const source = {
+ *   schema: "public", table: "orders", relid: 1, lsn: lsn(1n), commitLsn: lsn(2n), xid: 7,
+ *   commitTime: 0n,
+ * };
+ * const line = recordToPrettyLine({
+ *   kind: "change",
+ *   topic: "shop.public.orders",
+ *   key: { id: 1 },
+ *   event: {
+ *     op: "u", source, unchanged: [],
+ *     before: { id: 1, status: "paid" },
+ *     after: { id: 1, status: "packed" },
+ *   },
+ * }, false, new JsonRenderer());
+ * assert.equal(line, 'UPDATE   public.orders  {"id":1,"status":"paid" → "packed"}');
+ * ```
+ */
 export function recordToPrettyLine(
   record: SinkRecord,
   color: boolean,
@@ -48,10 +81,16 @@ export function recordToPrettyLine(
       const name = `${event.source.schema}.${event.source.table}`;
       const op = paint(OP_COLORS[event.op] ?? "", (OP_NAMES[event.op] ?? event.op).padEnd(8));
       const json = renderer.changeEvent(event);
+      const before = json.before as Record<string, unknown> | null;
+      const after = json.after as Record<string, unknown> | null;
       const parts = [`${op} ${name}`];
-      if (event.op === "u" && json.before) parts.push(`before ${JSON.stringify(json.before)}`);
-      if (json.after) parts.push(JSON.stringify(json.after));
-      else if (json.before) parts.push(JSON.stringify(json.before));
+      if (event.op === "u" && before !== null && after !== null && covers(before, after)) {
+        parts.push(rowWithChanges(before, after, (text) => paint(CHANGED, text)));
+      } else {
+        if (event.op === "u" && before !== null) parts.push(`before ${JSON.stringify(before)}`);
+        if (after !== null) parts.push(JSON.stringify(after));
+        else if (before !== null) parts.push(JSON.stringify(before));
+      }
       if (event.unchanged.length > 0) {
         parts.push(paint("\x1b[2m", `unchanged: ${event.unchanged.join(", ")}`));
       }
@@ -67,4 +106,27 @@ export function recordToPrettyLine(
         } → ${record.columns.join(", ")}`,
       );
   }
+}
+
+/** Whether `before` has every column of `after`, so that comparing them says what changed. */
+function covers(before: Record<string, unknown>, after: Record<string, unknown>): boolean {
+  return Object.keys(after).every((column) => Object.hasOwn(before, column));
+}
+
+/**
+ * `after` as JSON, each column whose value differs from `before`'s (compared as JSON text)
+ * written `"column":old → new` through `mark`.
+ */
+function rowWithChanges(
+  before: Record<string, unknown>,
+  after: Record<string, unknown>,
+  mark: (text: string) => string,
+): string {
+  const columns = Object.keys(after).map((column) => {
+    const name = JSON.stringify(column);
+    const value = JSON.stringify(after[column]);
+    const old = JSON.stringify(before[column]);
+    return old === value ? `${name}:${value}` : mark(`${name}:${old} → ${value}`);
+  });
+  return `{${columns.join(",")}}`;
 }

@@ -1,14 +1,44 @@
 /**
  * `spillway demo` as a subprocess (as `deno task demo` runs it): it starts its embedded
- * PostgreSQL, prints the shop's changes as JSON lines (stdout is a pipe), and on SIGINT (Ctrl-C)
- * or SIGTERM exits 0 leaving no server process, data directory or listening port behind.
- * About 6 s per signal on 2 cores (the server binaries are already cached by then).
+ * PostgreSQL, prints the shop's changes as JSON lines (stdout is a pipe), the orders through
+ * the demo's transform, and on SIGINT (Ctrl-C) or SIGTERM exits 0 leaving no server process,
+ * data directory or listening port behind. It names the copy of the transform to edit, and an
+ * edit of it while the demo runs takes over: the demo says so, and the next changes show it.
+ * About 6 s per test on 2 cores (the server binaries are already cached by then).
  *
  * @module
  */
 
 import assert from "node:assert/strict";
-import { MAIN, sleep, Subprocess, waitFor } from "./_runner_util.ts";
+import { join } from "node:path";
+import { type ChangeLine, MAIN, sleep, Subprocess, waitFor } from "./_runner_util.ts";
+
+/** The demo, writing its pipeline and transform into `dir` (not the repository). */
+function startDemo(dir: string): Subprocess {
+  return new Subprocess(
+    Deno.execPath(),
+    ["run", "-A", "--unstable-worker-options", MAIN, "demo", "--interval-ms", "100", "--dir", dir],
+    { env: { SPILLWAY_DEMO_HTTP_PORT: "0" }, stdout: "collect", name: "spillway demo" },
+  );
+}
+
+/** Waits for the demo's server; generous, since the first run on a machine installs it. */
+async function serverUp(child: Subprocess): Promise<URL> {
+  await waitFor("the embedded server", () => {
+    if (child.exitCode !== null) {
+      assert.fail(`the demo exited with ${child.exitCode}:\n${child.stderr}`);
+    }
+    return /PostgreSQL is up url=\S+/.test(child.stderr);
+  }, { timeoutMs: 120_000, detail: () => child.stderr });
+  return new URL(/PostgreSQL is up url=(\S+)/.exec(child.stderr)![1]!);
+}
+
+/** The JSON lines on stdout so far, parsed. */
+function changes(child: Subprocess): ChangeLine[] {
+  return child.stdout.split("\n").filter((line) => line !== "").map((line) =>
+    JSON.parse(line) as ChangeLine
+  );
+}
 
 /** A running PostgreSQL postmaster: its pid and data directory. */
 interface Postmaster {
@@ -70,6 +100,15 @@ async function alive(pid: number): Promise<boolean> {
   }
 }
 
+/** A temporary directory for the demo's files, removed when disposed. */
+async function workDir(): Promise<{ path: string } & AsyncDisposable> {
+  const path = await Deno.makeTempDir({ prefix: "spillway-demo-test-" });
+  return {
+    path,
+    [Symbol.asyncDispose]: () => Deno.remove(path, { recursive: true }),
+  };
+}
+
 async function exists(path: string): Promise<boolean> {
   try {
     await Deno.stat(path);
@@ -81,21 +120,11 @@ async function exists(path: string): Promise<boolean> {
 
 for (const signal of ["SIGINT", "SIGTERM"] as const) {
   Deno.test(`demo: spillway demo prints the shop's changes, and ${signal} stops it with exit 0 and no server left behind`, async () => {
-    const child = new Subprocess(
-      Deno.execPath(),
-      ["run", "-A", "--unstable-worker-options", MAIN, "demo", "--interval-ms", "100"],
-      { env: { SPILLWAY_DEMO_HTTP_PORT: "0" }, stdout: "collect", name: "spillway demo" },
-    );
+    await using work = await workDir();
+    const child = startDemo(work.path);
     let postmaster: Postmaster | null = null;
     try {
-      // Generous: the first run on a machine installs the server binaries.
-      await waitFor("the embedded server", () => {
-        if (child.exitCode !== null) {
-          assert.fail(`the demo exited with ${child.exitCode}:\n${child.stderr}`);
-        }
-        return /PostgreSQL is up url=\S+/.test(child.stderr);
-      }, { timeoutMs: 120_000, detail: () => child.stderr });
-      const url = new URL(/PostgreSQL is up url=(\S+)/.exec(child.stderr)![1]!);
+      const url = await serverUp(child);
       const port = Number(url.port);
       postmaster = await postmasterOnPort(port);
       assert.ok(postmaster !== null, `no postmaster found for port ${port}`);
@@ -105,12 +134,20 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
         timeoutMs: 30_000,
         detail: () => `${child.stdout}\n${child.stderr}`,
       });
-      const lines = child.stdout.split("\n").filter((line) => line !== "").map((line) =>
-        JSON.parse(line)
-      );
+      const lines = changes(child);
       const orders = lines.filter((line) => line.topic === "shop.public.orders");
-      assert.ok(orders.some((line) => line.op === "c" && line.after?.note === "order 1"));
-      assert.ok(orders.some((line) => line.op === "u" && line.before === null));
+      // Through the transform: the status labelled, the amount in cents; keyed by id.
+      const first = orders.find((line) => line.op === "c" && line.after?.note === "order 1");
+      assert.ok(first?.after, child.stdout);
+      assert.equal(first.after.status, "NEW");
+      assert.equal(first.after.amount_cents, Math.round(Number(first.after.amount) * 100));
+      assert.deepEqual(first.key, { id: first.after.id });
+      // REPLICA IDENTITY FULL: an update's before is the whole old row.
+      const update = orders.find((line) => line.op === "u");
+      assert.ok(update?.before && update.after, child.stdout);
+      assert.equal(update.before.id, update.after.id);
+      assert.equal(update.before.note, update.after.note);
+      assert.notEqual(update.before.status, update.after.status);
       for (const line of lines) {
         assert.match(line.topic, /^shop\.public\.(orders|customers)$/);
         assert.ok(["c", "u", "d"].includes(line.op), JSON.stringify(line));
@@ -163,3 +200,72 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
     }
   });
 }
+
+Deno.test("demo: names the transform to edit; an edit while it runs takes over, the demo says so, and the next changes show it", async () => {
+  await using work = await workDir();
+  const child = startDemo(work.path);
+  try {
+    await serverUp(child);
+    const hint = /==> To see a hot reload, edit (\S+) while the demo runs: (.+)/;
+    await waitFor("the file to edit", () => hint.test(child.stderr), {
+      detail: () => child.stderr,
+    });
+    const [, file, suggestion] = hint.exec(child.stderr)!;
+    // The demo's own copy of the template, in its working directory.
+    assert.equal(file, join(work.path, "demo", "orders.ts"));
+    assert.match(suggestion!, /change a status label .* and save/);
+    const template = await Deno.readTextFile(
+      new URL("../examples/demo/orders.ts", import.meta.url),
+    );
+    const text = await Deno.readTextFile(file!);
+    assert.equal(text, template);
+
+    // The running version labels new orders "NEW".
+    const inserts = () =>
+      changes(child).filter((line) => line.topic === "shop.public.orders" && line.op === "c");
+    await waitFor("a new order", () => inserts().length > 0, {
+      detail: () => `${child.stdout}\n${child.stderr}`,
+    });
+    const loaded = /Transform loaded transform=demo\/orders\.ts version=([0-9a-f]{12})/.exec(
+      child.stderr,
+    );
+    assert.ok(loaded, child.stderr);
+
+    // The edit a user would make: another label for new orders.
+    assert.ok(text.includes('new: "NEW",'), "the template's label for new orders");
+    await Deno.writeTextFile(file!, text.replace('new: "NEW",', 'new: "NEW (edited)",'));
+    const switched =
+      /==> Hot reload: (\S+) version ([0-9a-f]{12}) took over from ([0-9a-f]{12}): the changes after this line went through it/;
+    await waitFor("the new version to take over", () => switched.test(child.stderr), {
+      detail: () => child.stderr,
+    });
+    const [, path, version, previous] = switched.exec(child.stderr)!;
+    assert.equal(path, file);
+    assert.equal(previous, loaded[1]);
+    assert.notEqual(version, previous);
+
+    await waitFor("a new order through the edited version", () => {
+      return inserts().some((line) => line.after?.status === "NEW (edited)");
+    }, { detail: () => `${child.stdout}\n${child.stderr}` });
+    // Old labels up to the switch, the edited one after it, never back.
+    const labels = inserts().map((line) => line.after?.status);
+    const switchedAt = labels.indexOf("NEW (edited)");
+    assert.ok(switchedAt > 0, labels.join(", "));
+    assert.ok(labels.slice(0, switchedAt).every((label) => label === "NEW"), labels.join(", "));
+    assert.ok(
+      labels.slice(switchedAt).every((label) => label === "NEW (edited)"),
+      labels.join(", "),
+    );
+
+    const { code } = await child.stop("SIGINT", 30_000);
+    assert.equal(code, 0, child.stderr);
+    assert.doesNotMatch(child.stderr, /ERROR|WARN/, child.stderr);
+    // The edit is kept, in the working directory only.
+    assert.equal(
+      await Deno.readTextFile(file!),
+      text.replace('new: "NEW",', 'new: "NEW (edited)",'),
+    );
+  } finally {
+    if (child.exitCode === null) await child.kill();
+  }
+});

@@ -18,7 +18,8 @@ const ROOT = fileURLToPath(new URL("../", import.meta.url));
  * below it. The root leaves (`errors.ts`, `events.ts`, `retry.ts`, layer "leaves") stand
  * apart: everything may import them, and they import only `decoder/` and each other.
  * `testing/` stands apart too: it imports nothing of the tree, and only `cli/` (the demo)
- * may import it among shipped code.
+ * may import it among shipped code. So does `examples/`: user code, which imports only
+ * `mod.ts`; only `cli/` refers to it (the demo copies its transform from there).
  */
 const LAYERS: readonly string[] = [
   "main.ts",
@@ -35,6 +36,9 @@ const LAYERS: readonly string[] = [
   "postgres",
   "decoder",
 ];
+
+/** Folders beside the layer order, with rules of their own (see {@linkcode ONLY}). */
+const APART = new Set(["leaves", "testing", "examples"]);
 
 /** Layers outside the rule: tests, benchmarks and tools may import anything. */
 const FREE = new Set(["tests", "bench"]);
@@ -64,6 +68,7 @@ const ONLY: Readonly<Record<string, readonly string[]>> = {
   leaves: ["decoder/"],
   decoder: ["errors.ts"],
   testing: [],
+  examples: ["mod.ts"],
 };
 
 /** Where a package from npm may be imported: the YAML parser, and client libraries in sinks. */
@@ -110,7 +115,7 @@ export function layerViolations(graph: ReadonlyMap<string, readonly string[]>): 
     const from = layerOf(file);
     if (FREE.has(from) || isTestOnly(file)) continue;
     const rank = LAYERS.indexOf(from);
-    if (rank === -1 && from !== "leaves" && from !== "testing") {
+    if (rank === -1 && !APART.has(from)) {
       violations.push({ file, imports: "", rule: `folder "${from}" is not in the layer list` });
       continue;
     }
@@ -122,12 +127,12 @@ export function layerViolations(graph: ReadonlyMap<string, readonly string[]>): 
         continue;
       }
       if (to === from) continue;
-      if (to === "testing" && from !== "cli") {
-        broken(`only cli/ (the demo) may import testing/`);
+      if ((to === "testing" || to === "examples") && from !== "cli") {
+        broken(`only cli/ (the demo) may import ${to}/`);
         continue;
       }
       const toRank = LAYERS.indexOf(to);
-      const apart = to === "leaves" || to === "testing" || from === "leaves" || from === "testing";
+      const apart = APART.has(to) || APART.has(from);
       if (!apart && toRank <= rank) {
         broken(`"${from}" may import only layers below it; "${to}" is above or beside it`);
         continue;

@@ -42,7 +42,12 @@ import {
 import { transactionOf, type WorkItem } from "./hooks.ts";
 import { LiveTransform } from "./live.ts";
 import type { TransformMetrics } from "./metrics.ts";
-import { type TransformFailure, TransformTimeoutError, type WorkResult } from "./worker.ts";
+import {
+  describeFailure,
+  type TransformFailure,
+  TransformTimeoutError,
+  type WorkResult,
+} from "./worker.ts";
 
 /** Options of {@linkcode TransformHost.start}. */
 export interface TransformHostOptions {
@@ -698,11 +703,6 @@ function thrown(error: unknown): TransformFailure {
     where: null,
     stack: error instanceof Error ? error.stack ?? null : null,
   };
-}
-
-/** `TypeError: x is not a function (at orders.ts:12:7)` */
-function describeFailure(failure: TransformFailure): string {
-  return `${failure.name}: ${failure.message}${failure.where ? ` (at ${failure.where})` : ""}`;
 }
 
 function firstLine(text: string): string {

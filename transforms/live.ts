@@ -8,6 +8,7 @@
  * @module
  */
 
+import { dirname } from "node:path";
 import { errorMessage } from "../errors.ts";
 import type { TransformRow } from "./api.ts";
 import { loadTransform } from "./loader.ts";
@@ -175,17 +176,24 @@ export class LiveTransform {
     }
   }
 
+  /**
+   * Watches the folders of the transform's files (not the files: an editor that saves by
+   * renaming a new file over the old one would leave a file watch on the old one), and reloads
+   * after a change to one of the files.
+   */
   #watch(): void {
     this.#watcher?.close();
     const files = new Set([
       ...this.#current.transform.files.values(),
       ...this.#next?.transform.files.values() ?? [],
     ]);
-    const watcher = Deno.watchFs([...files], { recursive: false });
+    const watcher = Deno.watchFs([...new Set([...files].map((file) => dirname(file)))], {
+      recursive: false,
+    });
     this.#watcher = watcher;
     (async () => {
       for await (const event of watcher) {
-        if (event.kind === "access") continue;
+        if (event.kind === "access" || !event.paths.some((path) => files.has(path))) continue;
         clearTimeout(this.#timer);
         this.#timer = setTimeout(() => void this.reload(), this.#options.debounceMs ?? 50);
       }

@@ -113,3 +113,33 @@ export default defineTransform({ change(event) { if (event.after?.id === 2) for 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("live transform: saves that rename a new file over the old one are all seen, also after a broken one", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "spillway-live-" });
+  const path = join(dir, "t.ts");
+  await Deno.writeTextFile(join(dir, "tag.ts"), `export const tag = "a";\n`);
+  await Deno.writeTextFile(path, source(1));
+  // As vim and "safe write" editors save: a new file, renamed over the old one.
+  const save = async (text: string) => {
+    await Deno.writeTextFile(`${path}.swp`, text);
+    await Deno.rename(`${path}.swp`, path);
+  };
+  const live = await LiveTransform.start(path, { timeoutMs: 2_000 });
+  try {
+    for (const version of [2, 3]) {
+      await save(source(version));
+      await until(`version ${version} to be ready`, () => live.readyVersion !== null);
+      await live.boundary();
+      assert.deepEqual(versionOf(await live.run([change(version)])), [version]);
+    }
+    await save(source(4, "const broken = ;"));
+    await until("the failed load", () => live.lastError !== null);
+    await save(source(5));
+    await until("version 5 to be ready", () => live.readyVersion !== null);
+    await live.boundary();
+    assert.deepEqual(versionOf(await live.run([change(5)])), [5]);
+  } finally {
+    await live.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -34,6 +34,19 @@ export interface TransformFailure {
   stack: string | null;
 }
 
+/**
+ * `TypeError: x is not a function (at orders.ts:12:7)`: the error's name (unless the message
+ * names an error already, as a syntax error's does) and where, unless the message says it.
+ */
+export function describeFailure(failure: TransformFailure): string {
+  const head = /^[A-Z][A-Za-z]*(?:Error|Capable)\b/.test(failure.message)
+    ? failure.message
+    : `${failure.name}: ${failure.message}`;
+  return failure.where === null || head.includes(failure.where)
+    ? head
+    : `${head} (at ${failure.where})`;
+}
+
 /** A transform that could not start: a syntax error, a failed import, a throw in `setup`. */
 export class TransformStartError extends Error {
   override name = "TransformStartError";
@@ -202,9 +215,7 @@ export class TransformWorker {
       worker.terminate();
       const failure = worker.#failure(reply.error);
       throw new TransformStartError(
-        `Cannot start transform ${transform.path}: ${failure.name}: ${failure.message}${
-          failure.where === null ? "" : ` (at ${failure.where})`
-        }`,
+        `Cannot start transform ${transform.path}: ${describeFailure(failure)}`,
         failure.where,
       );
     }
