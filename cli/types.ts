@@ -24,7 +24,8 @@ shapes in DIR/_pg.ts. A transform then type-checks against the real schema:
   export default defineTransform<Orders>({ ... });
 
 Run it again after DDL. Options:
-  --out DIR    where to write (default: types/ beside the pipeline file)
+  --out DIR    where to write (default: transforms.types_dir, else types/ beside
+               the pipeline file)
   -h, --help   this help
 
 Exit codes: 0 success, 1 the database could not be read, 2 bad usage or configuration.`;
@@ -39,7 +40,7 @@ export async function typesCommand(args: string[], options: CommandOptions = {})
   if (typeof parsed === "number") return parsed;
   const out = options.stdout ?? ((line: string) => console.log(line));
   const config = await loadPipelineConfig(parsed.positionals[0]!);
-  const dir = parsed.values.out ?? join(config.baseDir, "types");
+  const dir = parsed.values.out ?? config.transforms.typesDir ?? join(config.baseDir, "types");
   const connect = options.connect ?? PgConnection.connect;
   const connection = await connect(connectOptions(config, "spillway-types"));
   let files: TypesFile[];

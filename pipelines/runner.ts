@@ -598,16 +598,23 @@ export class PipelineRunner {
     for (const { transform } of host.status()) {
       health.register(`transform:${transform}`, () => {
         const status = host.status().find((candidate) => candidate.transform === transform)!;
-        const { stopped, lastError, breaker } = status;
+        const { stopped, lastError, reloadError, breaker } = status;
+        const detail = stopped !== null
+          ? `on_error: stop holds the pipeline: ${stopped}; fix the file`
+          : breaker !== "closed"
+          ? `breaker ${breaker}: events take on_error`
+          : reloadError !== null
+          ? `the file's newest text does not load, the previous version runs: ${reloadError}`
+          : lastError !== null
+          ? `last error: ${lastError}`
+          : null;
         return {
-          status: stopped !== null ? "failing" : breaker !== "closed" ? "degraded" : "ok",
-          ...(stopped !== null
-            ? { detail: `on_error: stop holds the pipeline: ${stopped}; fix the file` }
-            : breaker !== "closed"
-            ? { detail: `breaker ${breaker}: events take on_error` }
-            : lastError !== null
-            ? { detail: `last error: ${lastError}` }
-            : {}),
+          status: stopped !== null
+            ? "failing"
+            : breaker !== "closed" || reloadError !== null
+            ? "degraded"
+            : "ok",
+          ...(detail === null ? {} : { detail }),
           data: { ...status },
         };
       });

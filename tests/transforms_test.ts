@@ -251,6 +251,7 @@ tests.test("transforms: a version that does not compile leaves the running one i
       const report = await health.report();
       return JSON.stringify(report).includes("t.ts:3:");
     });
+    assert.equal((await health.report()).checks["transform:t.ts"]?.status, "degraded");
     await poller.rows(`INSERT INTO ${name}_items VALUES (2, 'b')`);
     await waitFor("row 2", () => sink.changes().length === 2);
     assert.equal(sink.changes()[1]!.event.after?.version, 1, "the old version still runs");
@@ -259,6 +260,7 @@ tests.test("transforms: a version that does not compile leaves the running one i
     await poller.rows(`INSERT INTO ${name}_items VALUES (3, 'c')`);
     await waitFor("row 3", () => sink.changes().length === 3);
     assert.equal(sink.changes()[2]!.event.after?.version, 2, "the fixed version took over");
+    assert.equal((await health.report()).checks["transform:t.ts"]?.status, "ok");
   } finally {
     await cleanUp(version, name, setup);
   }

@@ -84,8 +84,10 @@ export interface TransformStatus {
   breaker: BreakerState;
   /** Set while `on_error: stop` holds the pipeline on this transform. */
   stopped: string | null;
-  /** The last failure of an event, or of a reload. */
+  /** The last failure of an event. */
   lastError: string | null;
+  /** Why the file's newest text did not load (the running version stays); null once one does. */
+  reloadError: string | null;
   events: number;
   failures: number;
 }
@@ -226,7 +228,8 @@ export class TransformHost {
       reloads: bound.live.reloads,
       breaker: bound.breaker.state,
       stopped: bound.stopped,
-      lastError: bound.live.lastError ?? bound.lastError,
+      lastError: bound.lastError,
+      reloadError: bound.live.lastError,
       events: bound.events,
       failures: bound.failures,
     }));
@@ -242,11 +245,6 @@ export class TransformHost {
       this.#tableChains.set(name, chain);
     }
     return chain;
-  }
-
-  /** Forgets cached chains (a table was renamed). */
-  forget(): void {
-    this.#tableChains.clear();
   }
 
   /**
@@ -286,6 +284,10 @@ export class TransformHost {
     this.#metrics?.versionInfo.set({ transform: bound.label, version: version.slice(0, 12) }, 1);
     bound.lastVersion = version;
     bound.stopped = null;
+    // A new version starts with a closed breaker: a fixed file need not wait out the cooldown.
+    bound.breaker = new Breaker(this.#config.transforms.breaker);
+    bound.lastError = null;
+    this.#metrics?.breakerState.set({ transform: bound.label }, 0);
   }
 
   /** The work items of one chain level, per transform, in stream order. */
@@ -507,6 +509,8 @@ export class TransformHost {
         ? "breaker-open"
         : result.error.name === "TransformTimeoutError"
         ? "timeout"
+        : result.error.name === "TypeError" && INVALID_RESULT.test(result.error.message)
+        ? "invalid"
         : "error";
       return { ok: false, failure: result.error, reason };
     }
@@ -665,8 +669,6 @@ export class TransformHost {
     if (!ready) return false;
     bound.open = null;
     if (await bound.live.boundary()) this.#tookOver(bound);
-    bound.breaker = new Breaker(this.#config.transforms.breaker);
-    bound.lastError = null;
     this.#log("info", "Transform fixed: the pipeline resumes", {
       transform: bound.label,
       version: bound.live.version.slice(0, 12),
@@ -693,6 +695,9 @@ const BREAKER_OPEN: Extract<WorkResult, { ok: false }> = {
   ok: false,
   error: { name: "BreakerOpen", message: "the breaker is open", where: null, stack: null },
 };
+
+/** The message of runItem's TypeError for a hook's return value that is not an event. */
+const INVALID_RESULT = /^(?:change|truncate)\(\) returned /;
 
 const BREAKER_GAUGE: Record<BreakerState, number> = { closed: 0, "half-open": 1, open: 2 };
 

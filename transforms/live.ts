@@ -156,7 +156,10 @@ export class LiveTransform {
     try {
       const loaded = await loadTransform(this.path);
       const ready = this.#next?.transform.version ?? this.#current.transform.version;
-      if (loaded.version === ready) return; // saved without a change
+      if (loaded.version === ready) {
+        this.lastError = null; // back to the text that runs (or is ready): nothing is wrong
+        return;
+      }
       const worker = await TransformWorker.start(loaded, this.#options);
       if (this.#closed) {
         worker.terminate();

@@ -33,8 +33,14 @@ import type {
 } from "./api.ts";
 import { relationOf, runItem, transactionOf, type WorkItem } from "./hooks.ts";
 
-/** What {@linkcode testTransform} takes: changes, truncates and messages, in order. */
-export type TestInput = TransformEvent | TransformTruncate | TransformMessage;
+/**
+ * What {@linkcode testTransform} takes: changes (with rows of the transform's row type, e.g. a
+ * generated interface), truncates and messages, in order.
+ */
+export type TestInput<R = TransformRow> =
+  | TransformEvent<R>
+  | TransformTruncate
+  | TransformMessage;
 
 /** What a transform made of the inputs. */
 export interface TestTransformResult {
@@ -61,9 +67,9 @@ export interface TestTransformOptions {
  * inputs' `xid`), then `teardown`. A hook that throws makes the returned promise reject with
  * its error.
  */
-export async function testTransform(
-  transform: TransformHooks<never>,
-  inputs: TestInput[],
+export async function testTransform<R = TransformRow>(
+  transform: TransformHooks<R>,
+  inputs: (TestInput<NoInfer<R>> | TestInput)[],
   options: TestTransformOptions = {},
 ): Promise<TestTransformResult> {
   const result: TestTransformResult = {
@@ -84,7 +90,11 @@ export async function testTransform(
   await hooks.setup?.(ctx());
   let open: TransformTransaction | null = null;
   const run = async (item: WorkItem, relation?: TransformRelation) => {
-    const out = await runItem(transform, item, ctx(relation, open ?? undefined));
+    const out = await runItem(
+      transform as TransformHooks<never>,
+      item,
+      ctx(relation, open ?? undefined),
+    );
     for (const value of out) {
       const op = (value as { op: string }).op;
       if (op === "t" || op === "m") result.others.push(value as TransformTruncate);
@@ -106,11 +116,12 @@ export async function testTransform(
       await run({ kind: "message", event: input, ...(open ? { transaction: open } : {}) });
       continue;
     }
-    const relation = options.relation ?? relationOf(input);
+    const relation = options.relation ?? relationOf(input as TransformEvent | TransformTruncate);
     if (input.op === "t") {
       await run({ kind: "truncate", event: input, relation, transaction: open! }, relation);
     } else {
-      await run({ kind: "change", event: input, relation, transaction: open! }, relation);
+      const event = input as TransformEvent;
+      await run({ kind: "change", event, relation, transaction: open! }, relation);
     }
   }
   if (open !== null) await run({ kind: "commit", transaction: open });

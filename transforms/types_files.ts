@@ -15,16 +15,19 @@ import { readColumnTypes, readTables } from "../postgres/catalog.ts";
 import type { PgConnection } from "../postgres/connection.ts";
 import { catalogTypeOids, PG_SHAPES, renderSchema, typeName } from "./types_gen.ts";
 
-/** One file written: its path and the interfaces in it. */
+/** One file of row types: its path, the interfaces in it, and whether this call rewrote it. */
 export interface TypesFile {
   path: string;
   interfaces: string[];
+  /** False when the file already held exactly this text (it was left alone). */
+  changed: boolean;
 }
 
 /**
  * Reads the tables the pipeline selects (columns, nullability, catalog types) and writes
- * `dir/<schema>.ts` per schema and `dir/_pg.ts`. Each file is written whole to a temporary name
- * and renamed, so `deno check` never sees half a file.
+ * `dir/<schema>.ts` per schema and `dir/_pg.ts`. A file that already holds the text is left
+ * alone; the others are written whole to a temporary name and renamed, so `deno check` never
+ * sees half a file.
  */
 export async function writeRowTypes(
   connection: PgConnection,
@@ -47,16 +50,20 @@ export async function writeRowTypes(
   const written: TypesFile[] = [];
   for (const [schema, list] of Map.groupBy(tables, (t) => t.schema)) {
     const path = join(dir, `${schema}.ts`);
-    await replaceFile(path, renderSchema(schema, list, types));
-    written.push({ path, interfaces: list.map((t) => typeName(t.table)) });
+    const changed = await replaceFile(path, renderSchema(schema, list, types));
+    written.push({ path, interfaces: list.map((t) => typeName(t.table)), changed });
   }
   return written;
 }
 
-async function replaceFile(path: string, text: string): Promise<void> {
+/** Writes `text` to `path` unless it holds it already; true when it wrote. */
+async function replaceFile(path: string, text: string): Promise<boolean> {
+  const current = await Deno.readTextFile(path).catch(() => null);
+  if (current === text) return false;
   const temporary = `${path}.${crypto.randomUUID().slice(0, 8)}.tmp`;
   await Deno.writeTextFile(temporary, text);
   await Deno.rename(temporary, path);
+  return true;
 }
 
 /**
@@ -110,12 +117,15 @@ export class TypesRefresher {
     try {
       const connection = await this.#connect();
       try {
-        const files = await writeRowTypes(connection, this.#config, this.#dir);
+        const changed = (await writeRowTypes(connection, this.#config, this.#dir))
+          .filter((file) => file.changed);
         this.writes++;
-        this.#log("info", "Row types written again after a schema change", {
-          dir: this.#dir,
-          files: files.map((file) => file.path).join(", "),
-        });
+        if (changed.length > 0) {
+          this.#log("info", "Row types written for the tables' current columns", {
+            dir: this.#dir,
+            files: changed.map((file) => file.path).join(", "),
+          });
+        }
       } finally {
         await connection.close();
       }

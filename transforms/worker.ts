@@ -381,7 +381,11 @@ export class TransformWorker {
   #failure(raw: unknown): TransformFailure {
     const error = raw as { name?: string; message?: string; stack?: string | null };
     const name = this.#paths(error.name ?? "Error");
-    const message = this.#paths(error.message ?? "");
+    // Deno's advice is for a command line; a transform's permissions come from the pipeline.
+    const message = this.#paths(error.message ?? "").replace(
+      /, run again with the --allow-(read|net|env) flag/,
+      "; grant it with transforms.allow.$1 (or the table's allow.$1) in the pipeline file",
+    );
     const stack = error.stack ? this.#paths(error.stack) : null;
     return { name, message, where: this.#where(`${message}\n${stack ?? ""}`), stack };
   }
