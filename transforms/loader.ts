@@ -14,7 +14,7 @@
  * @module
  */
 
-import { errorMessage } from "../errors.ts";
+import { ConfigError, errorMessage } from "../errors.ts";
 import { dirname, isAbsolute, join, resolve } from "node:path";
 import { fileURLToPath as fromFileUrl } from "node:url";
 
@@ -31,7 +31,7 @@ export interface LoadedTransform {
 }
 
 /** A transform file that could not be loaded: missing, unreadable, or a refused import. */
-export class TransformLoadError extends Error {
+export class TransformLoadError extends ConfigError {
   override name = "TransformLoadError";
 }
 

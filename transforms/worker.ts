@@ -11,6 +11,7 @@
  * @module
  */
 
+import { ConfigError } from "../errors.ts";
 import type { LoadedTransform } from "./loader.ts";
 import { runItem, type WorkItem } from "./hooks.ts";
 
@@ -48,7 +49,7 @@ export function describeFailure(failure: TransformFailure): string {
 }
 
 /** A transform that could not start: a syntax error, a failed import, a throw in `setup`. */
-export class TransformStartError extends Error {
+export class TransformStartError extends ConfigError {
   override name = "TransformStartError";
   readonly where: string | null;
   constructor(message: string, where: string | null) {
