@@ -1,7 +1,13 @@
 /**
  * The pipeline runner: source → routing and TOAST policy (`route.ts`) → bounded queue
- * (`queue.ts`) → sinks → checkpoint. Heartbeats, the slot watch and the health checks run
- * beside it (`monitor.ts`).
+ * (`queue.ts`) → the tables' transforms (`transforms/host.ts`) → sinks → checkpoint.
+ * Heartbeats, the slot watch and the health checks run beside it (`monitor.ts`).
+ *
+ * Transforms run in the writer, on each batch it takes from the queue, rather than between
+ * routing and the queue: the reader goes on decoding the next batches on the main thread while
+ * the Workers transform this one; a transaction cut by a reconnect is still trimmed from the
+ * queue as before; and `on_error: stop` holds the writer, so the queue fills and reading pauses
+ * by the same backpressure that a slow sink causes, keepalives still answered.
  *
  * Guarantees:
  * - The position confirmed to PostgreSQL only moves past a transaction once
