@@ -45,6 +45,50 @@ export function parseBenchArgs<T extends { help: boolean }>(
   return values;
 }
 
+/** What {@linkcode runBenchmark} runs. */
+export interface Benchmark<O> {
+  /** The benchmark's name in messages, e.g. `pipeline`. */
+  name: string;
+  usage: string;
+  args: string[];
+  /** Reads the options from `args`; throws on one that is wrong. */
+  parse: (args: string[]) => O;
+  /** Binaries that must exist (default GNU time and timeout). */
+  tools?: readonly string[];
+  /** Measures and prints. */
+  run: (options: O) => Promise<void>;
+}
+
+/**
+ * A benchmark's entry point: its options (the usage for `--help`, exit code 2 for a wrong
+ * one), the tools it needs, `bench/out/`, then the run. Returns the exit code.
+ */
+export async function runBenchmark<O>(benchmark: Benchmark<O>): Promise<number> {
+  const { name, args } = benchmark;
+  const parsed = parseBenchArgs(name, benchmark.usage, () => ({
+    options: benchmark.parse(args),
+    help: args.includes("--help") || args.includes("-h"),
+  }));
+  if (typeof parsed === "number") return parsed;
+  const missing = await missingTool(benchmark.tools ?? [GNU_TIME, TIMEOUT]);
+  if (missing !== null) return cannotRun(name, missing);
+  await Deno.mkdir(OUT_DIR, { recursive: true });
+  await benchmark.run(parsed.options);
+  return 0;
+}
+
+/** The parts `--only` names (comma-separated; all of `parts` when `only` is undefined). */
+export function parseParts<P extends string>(only: string | undefined, parts: readonly P[]): P[] {
+  const chosen: P[] = [];
+  for (const name of (only ?? parts.join(",")).split(",")) {
+    if (!(parts as readonly string[]).includes(name)) {
+      throw new Error(`--only takes ${parts.join(", ")}, not "${name}"`);
+    }
+    chosen.push(name as P);
+  }
+  return chosen;
+}
+
 /** Prints `Cannot run the BENCH benchmark: MESSAGE` on stderr; returns exit code 2. */
 export function cannotRun(bench: string, message: string): number {
   console.error(`Cannot run the ${bench} benchmark: ${message}`);
@@ -117,13 +161,25 @@ export async function timeProcess(
   };
 }
 
+/** More of {@linkcode denoRunArgs}: V8 flags, and other `deno run` flags. */
+export interface DenoRunOptions {
+  /** Passed as `--v8-flags=...`. */
+  v8Flags?: string;
+  /** Given as they are, e.g. `--unstable-worker-options`. */
+  flags?: string[];
+}
+
 /**
  * `deno run` arguments for a drain script, with `--cpu-prof` into `bench/out/profiles/NAME`
  * when `cpuProfName` is given.
  */
-export function denoRunArgs(script: string, cpuProfName?: string, v8Flags?: string): string[] {
-  const flags = ["run", "-A"];
-  if (v8Flags !== undefined) flags.push(`--v8-flags=${v8Flags}`);
+export function denoRunArgs(
+  script: string,
+  cpuProfName?: string,
+  options: DenoRunOptions = {},
+): string[] {
+  const flags = ["run", "-A", ...options.flags ?? []];
+  if (options.v8Flags !== undefined) flags.push(`--v8-flags=${options.v8Flags}`);
   if (cpuProfName !== undefined) {
     flags.push("--cpu-prof", `--cpu-prof-dir=${join(OUT_DIR, "profiles")}`);
     flags.push(`--cpu-prof-name=${cpuProfName}`);

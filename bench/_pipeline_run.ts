@@ -12,11 +12,14 @@
  * Once the runner has confirmed that commit, its position is sent to the server at once (the
  * measured end of the run) and the run is aborted: the runner drains and closes. (The time
  * `run()` takes to return after the abort is reported apart: the runner's slot monitor can hold
- * it for up to 10 s, see bench/RESULTS.md.)
+ * it for up to 10 s, see bench/RESULTS.md.) With `--transform FILE`, every table has that
+ * transform (`transforms.on_error: skip`, so a failing event shows as a missing row; and
+ * `transforms.timeout` from `--transform-timeout`, when given), bound by a pipeline file
+ * `bench.yaml` in the file's folder; run it with `--unstable-worker-options`.
  *
  * Usage: `deno run -A bench/_pipeline_run.ts --url URL --slot NAME --publication NAME
  * --sink null|file [--file PATH] [--streaming on|off] (--xid XID | --stop-prefix P)
- * [--latency]`
+ * [--latency] [--transform FILE [--transform-timeout DURATION]]`
  *
  * Prints `{"event":"ready"}` once streaming, then one JSON line ({@linkcode PipelineRunResult}).
  *
@@ -24,6 +27,7 @@
  */
 
 import { parseArgs } from "node:util";
+import { basename, dirname, join } from "node:path";
 import { formatLsn, type Lsn } from "../decoder/lsn.ts";
 import { parsePipelineConfig } from "../config/mod.ts";
 import { HealthRegistry } from "../ops/health.ts";
@@ -34,6 +38,7 @@ import { standardMetrics } from "../ops/metrics.ts";
 import { PipelineRunner } from "../pipelines/runner.ts";
 import { TypeRegistry } from "../decoder/types/registry.ts";
 import { createSink } from "../sinks/mod.ts";
+import { transformMetrics } from "../transforms/metrics.ts";
 import { NullSink } from "../sinks/null.ts";
 import type { Sink, SinkStatus, WriteOptions } from "../sinks/types.ts";
 import type { SinkRecord } from "../events.ts";
@@ -122,6 +127,10 @@ interface RunOptions {
   stopPrefix?: string;
   latency: boolean;
   warmupMs: number;
+  /** A transform module for every table, absolute. */
+  transform?: string;
+  /** `transforms.timeout`, e.g. `200ms`; the pipeline's default when absent. */
+  transformTimeout?: string;
 }
 
 function parseRunArgs(args: string[]): RunOptions {
@@ -138,6 +147,8 @@ function parseRunArgs(args: string[]): RunOptions {
       "stop-prefix": { type: "string" },
       latency: { type: "boolean", default: false },
       "warmup-ms": { type: "string", default: "2000" },
+      transform: { type: "string" },
+      "transform-timeout": { type: "string" },
     },
     strict: true,
   });
@@ -167,6 +178,8 @@ function parseRunArgs(args: string[]): RunOptions {
     stopPrefix: values["stop-prefix"],
     latency: values.latency,
     warmupMs: Number(values["warmup-ms"]),
+    transform: values.transform,
+    transformTimeout: values["transform-timeout"],
   };
 }
 
@@ -186,7 +199,14 @@ function pipelineYaml(options: RunOptions): string {
     "  create_publication: false",
     `  streaming: ${options.streaming}`,
     "tables:",
-    '  "public.*": {}',
+    options.transform === undefined
+      ? '  "public.*": {}'
+      : `  "public.*": { transform: ${JSON.stringify(basename(options.transform))} }`,
+    ...(options.transform === undefined ? [] : [
+      "transforms:",
+      "  on_error: skip",
+      ...(options.transformTimeout === undefined ? [] : [`  timeout: ${options.transformTimeout}`]),
+    ]),
     "sinks:",
     sink,
     "http: off",
@@ -314,7 +334,11 @@ function selfUsage(): { vmHwmKib: number; cpuSeconds: number } {
 
 /** Runs the pipeline until the stop transaction is confirmed; returns what it measured. */
 export async function runPipeline(options: RunOptions): Promise<PipelineRunResult> {
-  const config = parsePipelineConfig(pipelineYaml(options), { file: "bench.yaml", env: {} });
+  // A transform's path is relative to the pipeline file: put that beside it.
+  const file = options.transform === undefined
+    ? "bench.yaml"
+    : join(dirname(options.transform), "bench.yaml");
+  const config = parsePipelineConfig(pipelineYaml(options), { file, env: {} });
   const controller = new AbortController();
   const registry = new MetricsRegistry();
   const sink = new BenchSink(new NullSink(), options);
@@ -330,6 +354,9 @@ export async function runPipeline(options: RunOptions): Promise<PipelineRunResul
     signal: controller.signal,
     metrics: standardMetrics(registry),
     health: new HealthRegistry(),
+    // on_error has no dead_letter.
+    deadLetter: null,
+    transformMetrics: transformMetrics(registry),
   });
 
   let ready = false;

@@ -7,61 +7,15 @@
  * @module
  */
 
-import { lsn } from "../decoder/lsn.ts";
-import type { RelationMessage } from "../decoder/pgoutput.ts";
 import { EVENT_RELATION } from "../events.ts";
 import { JsonRenderer } from "../formats/json.ts";
 import { writeJsonLine } from "../formats/json.ts";
 import { JsonWriter } from "../formats/json_writer.ts";
 import type { SinkRecord } from "../events.ts";
+import { orderRecords } from "./_orders_records.ts";
 
 const rows = Number(Deno.args[0] ?? 200_000);
-const relation: RelationMessage = {
-  type: "Relation",
-  relationId: 16385,
-  namespace: "public",
-  relationName: "orders",
-  replicaIdentity: "d",
-  columns: [
-    { flags: 1, isKey: true, name: "id", typeOid: 20, typeModifier: -1 },
-    { flags: 0, isKey: false, name: "customer", typeOid: 25, typeModifier: -1 },
-    { flags: 0, isKey: false, name: "amount", typeOid: 1700, typeModifier: (12 << 16 | 2) + 4 },
-    { flags: 0, isKey: false, name: "status", typeOid: 25, typeModifier: -1 },
-    { flags: 0, isKey: false, name: "created_at", typeOid: 1184, typeModifier: -1 },
-  ],
-};
-
-const records: SinkRecord[] = [];
-for (let i = 0; i < rows; i++) {
-  const id = BigInt(i + 1);
-  records.push({
-    kind: "change",
-    topic: "public.orders",
-    key: { id },
-    event: {
-      op: "c",
-      source: {
-        schema: "public",
-        table: "orders",
-        relid: 16385,
-        lsn: lsn(0x3000000n + BigInt(i * 120)),
-        commitLsn: lsn(0x3620198n),
-        xid: 741,
-        commitTime: 1795000000000000n,
-      },
-      before: null,
-      after: {
-        id,
-        customer: `customer-${i % 1000}`,
-        amount: `${i % 10000}.${String(i % 100).padStart(2, "0")}`,
-        status: i % 3 === 0 ? "shipped" : "new",
-        created_at: "2026-11-25 19:35:00.123456+00",
-      },
-      unchanged: [],
-      [EVENT_RELATION]: relation,
-    },
-  });
-}
+const records = orderRecords(rows);
 
 const renderer = new JsonRenderer();
 const encoder = new TextEncoder();

@@ -42,26 +42,22 @@ import type { PgServer } from "../testing/embedded_postgres.ts";
 import { DEFAULT_STREAMING } from "../config/mod.ts";
 import { type LatencySummary, type PipelineRunResult, SHUTDOWN_WAIT_MS } from "./_pipeline_run.ts";
 import {
-  cannotRun,
   createSlots,
   denoRunArgs,
   formatTable,
-  GNU_TIME,
   insertOrders,
   loadAverage,
   loadInOneTransaction,
-  missingTool,
   ORDERS_TABLE,
-  OUT_DIR,
-  parseBenchArgs,
+  parseParts,
   parseXidAndLsn,
   progressFor,
   recvlogicalTimes,
   RUN_COLUMNS,
+  runBenchmark,
   runCells,
   startBenchPostgres,
   type Timed,
-  TIMEOUT,
   timeProcess,
   timeRecvlogical,
   type Tool,
@@ -82,7 +78,7 @@ const RUN_TIMEOUT_S = 900;
 const RUNNER = fileURLToPath(new URL("./_pipeline_run.ts", import.meta.url));
 const SMALL_TXN_ROWS = 10;
 /** The pipeline's default streaming mode: the headline's; the other is measured once. */
-const DEFAULT_MODE = DEFAULT_STREAMING === "off" ? "off" : "on";
+export const DEFAULT_MODE = DEFAULT_STREAMING === "off" ? "off" : "on";
 const OTHER_MODE = DEFAULT_MODE === "on" ? "off" : "on";
 const progress = progressFor("pipeline");
 
@@ -118,34 +114,35 @@ interface Options {
 }
 
 /** Runs the pipeline benchmark; returns the exit code. */
-export async function pipelineBench(args: string[]): Promise<number> {
-  const parsed = parseBenchArgs("pipeline", USAGE, () => ({
-    options: parseOptions(args),
-    help: args.includes("--help") || args.includes("-h"),
-  }));
-  if (typeof parsed === "number") return parsed;
-  const missing = await missingTool([GNU_TIME, TIMEOUT]);
-  if (missing !== null) return cannotRun("pipeline", missing);
-  await Deno.mkdir(OUT_DIR, { recursive: true });
-  const results = await measure(parsed.options);
-  printResults(results);
-  return 0;
+export function pipelineBench(args: string[]): Promise<number> {
+  return runBenchmark({
+    name: "pipeline",
+    usage: USAGE,
+    args,
+    parse: parseOptions,
+    run: async (options) => printResults(await measure(options)),
+  });
 }
+
+/** The options (as `parseArgs` takes them) that `bench/transforms.ts` has too. */
+export const SHARED_OPTIONS = {
+  quick: { type: "boolean", default: false },
+  rows: { type: "string" },
+  reps: { type: "string" },
+  "latency-seconds": { type: "string" },
+  rate: { type: "string", default: "1000" },
+  only: { type: "string" },
+  "cpu-prof": { type: "boolean", default: false },
+  help: { type: "boolean", short: "h", default: false },
+} as const;
 
 function parseOptions(args: string[]): Options {
   const { values } = parseArgs({
     args,
     options: {
-      quick: { type: "boolean", default: false },
-      rows: { type: "string" },
-      reps: { type: "string" },
+      ...SHARED_OPTIONS,
       "small-txns": { type: "string" },
-      "latency-seconds": { type: "string" },
-      rate: { type: "string", default: "1000" },
       "rss-rows": { type: "string" },
-      only: { type: "string" },
-      "cpu-prof": { type: "boolean", default: false },
-      help: { type: "boolean", short: "h", default: false },
     },
     strict: true,
   });
@@ -157,13 +154,7 @@ function parseOptions(args: string[]): Options {
     }
     return value;
   };
-  const parts = new Set<Part>();
-  for (const name of (values.only ?? PARTS.join(",")).split(",")) {
-    if (!(PARTS as readonly string[]).includes(name)) {
-      throw new Error(`--only takes ${PARTS.join(", ")}, not "${name}"`);
-    }
-    parts.add(name as Part);
-  }
+  const parts = new Set(parseParts(values.only, PARTS));
   const reps = integer("reps", values.reps, quick ? 1 : 2, 1);
   if (reps > 5) throw new Error("--reps must be at most 5");
   return {
@@ -182,9 +173,21 @@ function parseOptions(args: string[]): Options {
 // ---------------------------------------------------------------------------------------
 // Measurements
 
-type SinkKind = "null" | "file";
+export type SinkKind = "null" | "file";
 
-/** What names a drain: its workload, slot, tool, sink, streaming mode and rep. */
+/**
+ * A transform module that a Spillway run binds to every table (`transform:` of `public.*`);
+ * `name` labels it in slot names and output (lower case letters, digits and `_`).
+ */
+export interface BenchTransform {
+  name: string;
+  /** The file, absolute; the run's pipeline file is `bench.yaml` in the same folder. */
+  path: string;
+  /** `transforms.timeout` of the run, e.g. `10s`; the pipeline's default when absent. */
+  timeout?: string;
+}
+
+/** What names a drain: its workload, slot, tool, sink, streaming mode, rep and transform. */
 interface DrainId {
   workload: string;
   slot: string;
@@ -192,10 +195,12 @@ interface DrainId {
   sink: SinkKind;
   streaming: "on" | "off";
   rep: number;
+  /** Spillway only: the transform of every table; none when absent. */
+  transform?: BenchTransform;
 }
 
 /** One drain of one slot up to a load's last commit. */
-interface Drain extends DrainId {
+export interface Drain extends DrainId {
   rows: number;
   /**
    * Spillway: `run()` called → the load's commit confirmed and that position sent to the
@@ -215,7 +220,7 @@ interface Drain extends DrainId {
 }
 
 /** A load's last transaction, as the drains must find it. */
-interface Load {
+export interface Load {
   rows: number;
   transactions: number;
   xid: number;
@@ -223,7 +228,10 @@ interface Load {
   seconds: number;
 }
 
-interface LatencyResult {
+/** What {@linkcode measureLatency} measured. */
+export interface LatencyResult {
+  /** The transform the pipeline ran, if any. */
+  transform?: BenchTransform;
   seconds: number;
   rate: number;
   pgbench: { tps: number; latencyAvgMs: number; transactions: number };
@@ -251,7 +259,8 @@ interface Results {
   seconds: number;
 }
 
-interface Context {
+/** The server, work folder and drains of a benchmark run; see {@linkcode startContext}. */
+export interface Context {
   pg: PgServer;
   /** `pg.psql`. */
   psql: (sql: string) => Promise<string>;
@@ -261,6 +270,44 @@ interface Context {
   drains: Drain[];
   /** Next `orders.id` to insert. */
   nextId: number;
+  /** Progress lines on stderr, `[bench <name>] …`. */
+  progress: (message: string) => void;
+}
+
+/**
+ * Starts the server with the `orders` and `ticks` tables and the publication `bench_pub`, and
+ * makes a work folder; disposing of the context removes the folder and stops the server.
+ */
+export async function startContext(
+  options: { recvlogical: string; cpuProf: boolean; progress: (message: string) => void },
+): Promise<Context & AsyncDisposable> {
+  const pg = await startBenchPostgres({ max_wal_size: "16GB" });
+  let work: string;
+  try {
+    await pg.psql(`
+      ${ORDERS_TABLE}
+      CREATE TABLE ticks (id bigserial PRIMARY KEY, sent_us bigint NOT NULL, note text NOT NULL);
+      CREATE PUBLICATION ${PUBLICATION} FOR TABLE orders, ticks;
+    `);
+    work = await Deno.makeTempDir({ dir: "/tmp", prefix: "spillway-bench-pipeline-" });
+  } catch (error) {
+    await pg[Symbol.asyncDispose]();
+    throw error;
+  }
+  return {
+    pg,
+    psql: pg.psql.bind(pg),
+    work,
+    recvlogical: options.recvlogical,
+    cpuProf: options.cpuProf,
+    drains: [],
+    nextId: 1,
+    progress: options.progress,
+    async [Symbol.asyncDispose]() {
+      await Deno.remove(work, { recursive: true }).catch(() => {});
+      await pg[Symbol.asyncDispose]();
+    },
+  };
 }
 
 async function measure(options: Options): Promise<Results> {
@@ -269,40 +316,25 @@ async function measure(options: Options): Promise<Results> {
   const recvlogical = await clientBinary("pg_recvlogical");
   const pgbench = await clientBinary("pgbench");
   progress(`Starting PostgreSQL 17 (load average ${loadBefore})`);
-  await using pg = await startBenchPostgres({ max_wal_size: "16GB" });
-  const serverVersion = await pg.psql("SHOW server_version");
-  await pg.psql(`
-    ${ORDERS_TABLE}
-    CREATE TABLE ticks (id bigserial PRIMARY KEY, sent_us bigint NOT NULL, note text NOT NULL);
-    CREATE PUBLICATION ${PUBLICATION} FOR TABLE orders, ticks;
-  `);
-  const work = await Deno.makeTempDir({ dir: "/tmp", prefix: "spillway-bench-pipeline-" });
-  const context: Context = {
-    pg,
-    psql: pg.psql.bind(pg),
-    work,
+  await using context = await startContext({
     recvlogical: recvlogical.path,
     cpuProf: options.cpuProf,
-    drains: [],
-    nextId: 1,
-  };
+    progress,
+  });
+  const serverVersion = await context.psql("SHOW server_version");
   const loads: Record<string, Load> = {};
   let latency: LatencyResult | null = null;
-  try {
-    if (options.parts.has("throughput")) {
-      loads.single = await throughputSingle(context, options);
-    }
-    if (options.parts.has("small") && options.smallTxns > 0) {
-      loads.small = await throughputSmall(context, options);
-    }
-    if (options.parts.has("latency")) {
-      latency = await measureLatency(context, options, pgbench.path);
-    }
-    if (options.parts.has("rss")) {
-      loads.rss = await measureRss(context, options);
-    }
-  } finally {
-    await Deno.remove(work, { recursive: true }).catch(() => {});
+  if (options.parts.has("throughput")) {
+    loads.single = await throughputSingle(context, options);
+  }
+  if (options.parts.has("small") && options.smallTxns > 0) {
+    loads.small = await throughputSmall(context, options);
+  }
+  if (options.parts.has("latency")) {
+    latency = await measureLatency(context, options, pgbench.path);
+  }
+  if (options.parts.has("rss")) {
+    loads.rss = await measureRss(context, options);
   }
   const loadAfter = await loadAverage();
   const { parts, ...rest } = options;
@@ -397,7 +429,7 @@ async function measureRss(context: Context, options: Options): Promise<Load> {
  * Runs a workload: creates the steps' slots, loads (`loading` says what, for the progress line),
  * drains each step's slot in turn up to the load's end, then checks and drops the slots.
  */
-async function runWorkload(
+export async function runWorkload(
   context: Context,
   workload: string,
   steps: readonly DrainStep[],
@@ -406,7 +438,7 @@ async function runWorkload(
 ): Promise<Load> {
   const slots = steps.map((step) => step.slot);
   await createSlots(context.psql, slots);
-  progress(`Created ${slots.length} slots; loading ${loading}`);
+  context.progress(`Created ${slots.length} slots; loading ${loading}`);
   const loaded = await load();
   for (const step of steps) await drain(context, { workload, load: loaded, ...step });
   await checkAndDropSlots(context.pg, slots, loaded.endLsn);
@@ -431,7 +463,7 @@ async function checkAndDropSlots(pg: PgServer, slots: string[], endLsn: string):
 }
 
 /** Inserts `rows` orders in one transaction; its xid and the WAL position after its commit. */
-async function loadSingle(context: Context, rows: number): Promise<Load> {
+export async function loadSingle(context: Context, rows: number): Promise<Load> {
   const first = context.nextId;
   context.nextId += rows;
   const { xid, endLsn, seconds } = await loadInOneTransaction(
@@ -440,7 +472,7 @@ async function loadSingle(context: Context, rows: number): Promise<Load> {
   );
   await context.psql("CHECKPOINT");
   const load = { xid, endLsn, rows, transactions: 1, seconds };
-  progress(`Loaded in ${seconds.toFixed(1)} s: xid ${load.xid}, end LSN ${load.endLsn}`);
+  context.progress(`Loaded in ${seconds.toFixed(1)} s: xid ${load.xid}, end LSN ${load.endLsn}`);
   return load;
 }
 
@@ -479,7 +511,9 @@ async function loadSmall(context: Context, transactions: number): Promise<Load> 
     transactions: transactions + 1,
     seconds,
   };
-  progress(`Loaded in ${seconds.toFixed(1)} s: last xid ${load.xid}, end LSN ${load.endLsn}`);
+  context.progress(
+    `Loaded in ${seconds.toFixed(1)} s: last xid ${load.xid}, end LSN ${load.endLsn}`,
+  );
   return load;
 }
 
@@ -489,7 +523,7 @@ interface DrainPlan extends DrainId {
 }
 
 /** One drain of a workload's plan. */
-type DrainStep = Omit<DrainId, "workload">;
+export type DrainStep = Omit<DrainId, "workload">;
 
 async function drain(context: Context, plan: DrainPlan): Promise<void> {
   const file = plan.sink === "file" ? join(context.work, `${plan.slot}.out`) : undefined;
@@ -501,6 +535,7 @@ async function drain(context: Context, plan: DrainPlan): Promise<void> {
       file,
       streaming: plan.streaming,
       stop: ["--xid", String(plan.load.xid)],
+      transform: plan.transform,
     });
     const spillway = run.result;
     if (spillway.rows !== plan.load.rows) {
@@ -543,8 +578,9 @@ async function drain(context: Context, plan: DrainPlan): Promise<void> {
     await Deno.remove(file);
   }
   context.drains.push(result);
-  progress(
-    `${plan.workload} ${plan.tool} ${plan.sink} streaming ${plan.streaming} rep ${plan.rep}: ${
+  const transform = plan.transform ? ` transform ${plan.transform.name}` : "";
+  context.progress(
+    `${plan.workload} ${plan.tool}${transform} ${plan.sink} streaming ${plan.streaming} rep ${plan.rep}: ${
       result.seconds.toFixed(2)
     } s (${Math.round(result.rows / result.seconds).toLocaleString("en-US")} rows/s), peak RSS ${
       (result.peakRssKib / 1024).toFixed(0)
@@ -555,8 +591,8 @@ async function drain(context: Context, plan: DrainPlan): Promise<void> {
 }
 
 function drainFields(plan: DrainPlan): DrainId {
-  const { workload, slot, tool, sink, streaming, rep } = plan;
-  return { workload, slot, tool, sink, streaming, rep };
+  const { workload, slot, tool, sink, streaming, rep, transform } = plan;
+  return { workload, slot, tool, sink, streaming, rep, ...(transform ? { transform } : {}) };
 }
 
 /** When the sink's first write came, how shutdown went, reconnects. */
@@ -578,6 +614,7 @@ interface SpillwayRun {
   latency?: boolean;
   /** Called once the pipeline is streaming; the run waits for it. */
   whileRunning?: () => Promise<void>;
+  transform?: BenchTransform;
 }
 
 async function runSpillway(
@@ -586,15 +623,21 @@ async function runSpillway(
 ): Promise<
   { result: PipelineRunResult; processSeconds: number; peakRssKib: number; samples: RssSample[] }
 > {
+  // As `deno task run` has it: transforms run in Workers with their own permissions.
   const script = denoRunArgs(
     RUNNER,
     context.cpuProf ? `pipeline-${run.slot}.cpuprofile` : undefined,
+    { flags: ["--unstable-worker-options"] },
   );
   // deno-fmt-ignore
   const args = [...script, "--url", context.pg.url(), "--slot", run.slot,
     "--publication", PUBLICATION, "--sink", run.sink, "--streaming", run.streaming, ...run.stop];
   if (run.file !== undefined) args.push("--file", run.file);
   if (run.latency) args.push("--latency");
+  if (run.transform !== undefined) args.push("--transform", run.transform.path);
+  if (run.transform?.timeout !== undefined) {
+    args.push("--transform-timeout", run.transform.timeout);
+  }
   const started = performance.now();
   const child = new LineChild(Deno.execPath(), args);
   const sampler = new RssSampler(child.pid, 100);
@@ -623,7 +666,7 @@ async function runSpillway(
   if (exit.code !== 0) {
     throw new Error(`The Spillway run on slot "${run.slot}" exited ${exit.code}: ${exit.stderr}`);
   }
-  if (exit.stderr !== "") progress(`(stderr of ${run.slot}: ${exit.stderr.slice(0, 500)})`);
+  if (exit.stderr !== "") context.progress(`(stderr of ${run.slot}: ${exit.stderr.slice(0, 500)})`);
   const result = JSON.parse(line) as PipelineRunResult;
   if (result.protoVersion !== 4) {
     throw new Error(`The pipeline used proto_version ${result.protoVersion}, expected 4`);
@@ -664,13 +707,24 @@ async function runRecvlogical(
   });
 }
 
-/** Workload 3: commit-to-sink latency under a steady single-row insert load. */
-async function measureLatency(
+/** What {@linkcode measureLatency} runs: the load's rate and length, and a transform if any. */
+export interface LatencyOptions {
+  rate: number;
+  latencySeconds: number;
+  transform?: BenchTransform;
+}
+
+/**
+ * Workload 3: commit-to-sink latency under a steady single-row insert load (`pgbench` is its
+ * binary), into a pipeline with a null sink.
+ */
+export async function measureLatency(
   context: Context,
-  options: Options,
+  options: LatencyOptions,
   pgbench: string,
 ): Promise<LatencyResult> {
-  const slot = "latency_sp_null";
+  const transform = options.transform;
+  const slot = transform === undefined ? "latency_sp_null" : `latency_sp_null_${transform.name}`;
   await createSlots(context.psql, [slot]);
   const script = join(context.work, "tick.sql");
   await Deno.writeTextFile(
@@ -679,8 +733,9 @@ async function measureLatency(
       "((extract(epoch FROM clock_timestamp()) * 1000000)::bigint, 'tick');\n",
   );
   let pgbenchOut = "";
-  progress(
-    `Latency: pgbench at ${options.rate} tx/s for ${options.latencySeconds} s into a running pipeline`,
+  const into = transform === undefined ? "" : ` with transform ${transform.name}`;
+  context.progress(
+    `Latency: pgbench at ${options.rate} tx/s for ${options.latencySeconds} s into a running pipeline${into}`,
   );
   const run = await runSpillway(context, {
     slot,
@@ -688,6 +743,7 @@ async function measureLatency(
     streaming: "on",
     stop: ["--stop-prefix", STOP_PREFIX],
     latency: true,
+    transform,
     whileRunning: async () => {
       // deno-fmt-ignore
       const bench = await timeProcess(pgbench, [
@@ -704,6 +760,7 @@ async function measureLatency(
   const number = (pattern: RegExp) => Number(pattern.exec(pgbenchOut)?.[1] ?? Number.NaN);
   const result = run.result;
   const latency: LatencyResult = {
+    ...(transform === undefined ? {} : { transform }),
     seconds: options.latencySeconds,
     rate: options.rate,
     pgbench: {
@@ -724,8 +781,8 @@ async function measureLatency(
       `The pipeline saw ${latency.events} events but pgbench committed ${latency.pgbench.transactions}`,
     );
   }
-  progress(
-    `Latency: ${latency.events} events, commit → sink p50 ${
+  context.progress(
+    `Latency${into}: ${latency.events} events, commit → sink p50 ${
       latency.commitToSink.p50.toFixed(2)
     } ms, p99 ${latency.commitToSink.p99.toFixed(2)} ms`,
   );
@@ -863,7 +920,7 @@ function peakOf(drains: Drain[], workload: string, streaming: string): string {
 }
 
 /** 5000000 → "5M", 200000 → "200k". */
-function rowsLabel(rows: number): string {
+export function rowsLabel(rows: number): string {
   if (rows % 1_000_000 === 0) return `${rows / 1_000_000}M`;
   if (rows % 1000 === 0) return `${rows / 1000}k`;
   return String(rows);

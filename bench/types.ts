@@ -344,7 +344,7 @@ async function runSpillway(options: DrainContext & { offline: number }): Promise
   const script = denoRunArgs(
     DRAIN,
     options.cpuProf ? `${options.slot}.cpuprofile` : undefined,
-    options.offline > 0 ? "--expose-gc" : undefined,
+    { v8Flags: options.offline > 0 ? "--expose-gc" : undefined },
   );
   // deno-fmt-ignore
   const args = [...script, "--port", String(options.port), "--slot", options.slot,
