@@ -74,8 +74,7 @@ Options:
                        (default 2)
   --latency-seconds S  duration of each 1,000 tx/s load (default 20)
   --rate R             transactions per second of the latency load (default 1000)
-  --timeout DURATION   transforms.timeout of the runs (default 10s; the pipeline's default,
-                       200ms, makes events of big batches time out on a busy machine)
+  --timeout DURATION   transforms.timeout of the runs (default 200ms, the pipeline's default)
   --only LIST          run only some parts: throughput,latency (comma-separated)
   --cpu-prof           run the Spillway processes under --cpu-prof (bench/out/profiles/;
                        timings are then not comparable)`;
@@ -136,7 +135,7 @@ export function transformsBench(args: string[]): Promise<number> {
 function parseOptions(args: string[]): Options {
   const { values } = parseArgs({
     args,
-    options: { ...SHARED_OPTIONS, timeout: { type: "string", default: "10s" } },
+    options: { ...SHARED_OPTIONS, timeout: { type: "string", default: "200ms" } },
     strict: true,
   });
   const quick = values.quick;

@@ -97,6 +97,13 @@ export interface RunnerOptions {
  */
 const SHUTDOWN_GRACE_MS = 10_000;
 
+/** A batch ready for the sinks: its records, its dead letters, the position it confirms. */
+interface Prepared {
+  records: SinkRecord[];
+  deadLetters: SinkRecord[];
+  confirm: Lsn | null;
+}
+
 /** The transaction being read: its begin record is queued with its first kept record. */
 interface OpenTransaction {
   info: TransactionInfo;
@@ -465,45 +472,71 @@ export class PipelineRunner {
   }
 
   async #writeLoop(stop: AbortController, giveUp: AbortController): Promise<void> {
+    // With transforms, the next batch goes through them while the sinks write this one, so the
+    // Workers' time hides behind the sinks'.
+    let next: Promise<Prepared | null> | null = null;
     try {
       for (;;) {
-        const entries = await this.#queue.take();
-        if (entries === null) return;
-        if (!await this.#write(entries, giveUp.signal, stop.signal)) {
+        let prepared: Prepared | null;
+        if (next !== null) {
+          prepared = await next;
+          next = null;
+        } else {
+          const entries = await this.#queue.take();
+          if (entries === null) return;
+          prepared = await this.#prepare(entries, stop.signal);
+        }
+        if (prepared === null) {
           // Stopped while a transform held the pipeline: what is queued stays unconfirmed.
           this.#stopReading();
           this.#queue.releaseReader();
           return;
         }
+        const writing = this.#deliver(prepared, giveUp.signal);
+        if (this.#transforms !== null && this.#queue.depth > 0) {
+          const entries = await this.#queue.take();
+          if (entries !== null) {
+            next = this.#prepare(entries, stop.signal);
+            next.catch(() => {}); // awaited next turn (or on the way out), not left unhandled
+          }
+        }
+        await writing;
       }
     } catch (error) {
       this.#lastError = errorMessage(error);
       giveUp.abort(); // another sink may still be retrying, even during a graceful stop
       stop.abort();
       this.#queue.releaseReader();
+      await next?.catch(() => {}); // the transforms finish the batch they have before closing
       throw error;
     }
   }
 
   /**
-   * Runs one batch through the transforms, hands it to every sink (and what failed to the
-   * dead-letter sink), then confirms its last position. False when the pipeline stopped while
-   * a transform held it (nothing of the batch written).
+   * One batch's records through the transforms: what goes to the sinks, what to the dead-letter
+   * sink, and the position to confirm once both hold them. `null` when the pipeline stopped
+   * while a transform held it (nothing of the batch to write).
    */
-  async #write(entries: QueueEntry[], giveUp: AbortSignal, stop: AbortSignal): Promise<boolean> {
-    let records: SinkRecord[] = [];
+  async #prepare(entries: QueueEntry[], stop: AbortSignal): Promise<Prepared | null> {
+    const records: SinkRecord[] = [];
     let confirm: Lsn | null = null;
     for (const entry of entries) {
       if (entry.record !== null) records.push(entry.record);
       if (entry.confirm !== null) confirm = entry.confirm;
     }
-    let deadLetters: SinkRecord[] = [];
-    if (this.#transforms !== null && records.length > 0) {
-      const applied = await this.#applyTransforms(this.#transforms, records, stop);
-      if (applied === null) return false;
-      records = applied.records;
-      deadLetters = applied.deadLetters;
+    if (this.#transforms === null || records.length === 0) {
+      return { records, deadLetters: [], confirm };
     }
+    const applied = await this.#applyTransforms(this.#transforms, records, stop);
+    return applied === null ? null : { ...applied, confirm };
+  }
+
+  /**
+   * Hands a prepared batch to every sink (and what failed to the dead-letter sink), then
+   * confirms its last position.
+   */
+  async #deliver(batch: Prepared, giveUp: AbortSignal): Promise<void> {
+    const { records, deadLetters, confirm } = batch;
     let transactions = 0;
     let events = 0;
     let lastCommitTime: bigint | null = null;
@@ -542,7 +575,6 @@ export class PipelineRunner {
       confirmedLsn: this.#confirmed,
       queueDepth: this.#queue.depth,
     });
-    return true;
   }
 
   /**

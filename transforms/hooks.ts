@@ -36,16 +36,22 @@ export type WorkItem =
   | { kind: "schema"; previous: TransformRelation; next: TransformRelation }
   | { kind: "commit"; transaction: TransformTransaction };
 
-/**
- * Calls the hook `item` is for and returns what goes on: the events the hook returned (none
- * when it dropped the item; the item's own event when the transform has no such hook).
- * Throws what the hook throws, and a TypeError for a return value that is not an event.
- */
-export async function runItem(
+/** Runs one work item through a transform's hooks (see {@linkcode makeRunItem}). */
+export type RunItem = (
   hooks: TransformHooks<never>,
   item: WorkItem,
   ctx: TransformContext,
-): Promise<unknown[]> {
+) => unknown[] | Promise<unknown[]>;
+
+/**
+ * Makes the function that calls the hook `item` is for and returns what goes on: the events the
+ * hook returned (none when it dropped the item; the item's own event when the transform has no
+ * such hook). It throws (or rejects with) what the hook throws, and a TypeError for a return
+ * value that is not an event. A hook that returns at once is answered at once, without a
+ * promise: a Worker runs thousands of items a batch. Self-contained, so that its source text can
+ * be embedded in the Worker's code.
+ */
+export function makeRunItem(): RunItem {
   const isEvent = (value: unknown): boolean =>
     value !== null && typeof value === "object" &&
     typeof (value as { op?: unknown }).op === "string" &&
@@ -61,54 +67,67 @@ export async function runItem(
       return String(value).slice(0, 200);
     }
   };
-  // deno-lint-ignore no-explicit-any
-  const h = hooks as any;
-  switch (item.kind) {
-    case "begin":
-      if (h.begin) await h.begin(item.transaction, ctx);
-      return [];
-    case "commit":
-      if (h.commit) await h.commit(item.transaction, ctx);
-      return [];
-    case "schema":
-      if (h.schemaChange) await h.schemaChange(item.previous, item.next, ctx);
-      return [];
-    case "change": {
-      if (!h.change) return [item.event];
-      const out = await h.change(item.event, ctx);
-      const list: unknown[] = out === null || out === undefined
-        ? []
-        : Array.isArray(out)
-        ? out
-        : [out];
-      for (const value of list) {
-        const op = (value as { op?: unknown })?.op;
-        if (!isEvent(value) || !["c", "u", "d", "r"].includes(op as string)) {
-          throw new TypeError(
-            `change() returned ${
-              describe(value)
-            }: expected an event (with op and source), a list of them, or null`,
-          );
-        }
-      }
-      return list;
-    }
-    case "truncate":
-    case "message": {
-      const hook = item.kind === "truncate" ? h.truncate : h.message;
-      if (!hook) return [item.event];
-      const out = await hook(item.event, ctx);
-      if (out === null || out === undefined) return [];
-      if (!isEvent(out) && item.kind === "truncate") {
+  // Events are read-only: a transform returns a changed copy. (So an event returned as it came
+  // is the event as it came, and the host may send on its own copy of it.)
+  const freeze = (value: unknown): void => {
+    if (value === null || typeof value !== "object" || Object.isFrozen(value)) return;
+    if (ArrayBuffer.isView(value)) return; // a typed array with elements cannot be frozen
+    Object.freeze(value);
+    for (const key in value) freeze((value as Record<string, unknown>)[key]);
+  };
+  const then = <T>(value: unknown, next: (settled: unknown) => T): T | Promise<T> =>
+    value instanceof Promise ? value.then(next) : next(value);
+  const none = (): unknown[] => [];
+  const changed = (out: unknown): unknown[] => {
+    const list: unknown[] = out === null || out === undefined
+      ? []
+      : Array.isArray(out)
+      ? out
+      : [out];
+    for (const value of list) {
+      const op = (value as { op?: unknown })?.op;
+      if (!isEvent(value) || (op !== "c" && op !== "u" && op !== "d" && op !== "r")) {
         throw new TypeError(
-          `truncate() returned ${describe(out)}: return the event or null`,
+          `change() returned ${
+            describe(value)
+          }: expected an event (with op and source), a list of them, or null`,
         );
       }
-      return [out];
     }
-  }
-  throw new TypeError(`unknown work item ${(item as { kind?: unknown }).kind}`);
+    return list;
+  };
+  return (hooks, item, ctx) => {
+    if ("event" in item) freeze(item.event);
+    // deno-lint-ignore no-explicit-any
+    const h = hooks as any;
+    switch (item.kind) {
+      case "begin":
+        return then(h.begin?.(item.transaction, ctx), none);
+      case "commit":
+        return then(h.commit?.(item.transaction, ctx), none);
+      case "schema":
+        return then(h.schemaChange?.(item.previous, item.next, ctx), none);
+      case "change":
+        return h.change ? then(h.change(item.event, ctx), changed) : [item.event];
+      case "truncate":
+      case "message": {
+        const hook = item.kind === "truncate" ? h.truncate : h.message;
+        if (!hook) return [item.event];
+        return then(hook(item.event, ctx), (out) => {
+          if (out === null || out === undefined) return [];
+          if (!isEvent(out) && item.kind === "truncate") {
+            throw new TypeError(`truncate() returned ${describe(out)}: return the event or null`);
+          }
+          return [out];
+        });
+      }
+    }
+    throw new TypeError(`unknown work item ${(item as { kind?: unknown }).kind}`);
+  };
 }
+
+/** {@linkcode makeRunItem}'s function, for this process (e.g. `testTransform`). */
+export const runItem: RunItem = makeRunItem();
 
 /** The transaction an event's source names. */
 export function transactionOf(source: TransformSource): TransformTransaction {

@@ -28,7 +28,7 @@ import {
   type TransformFailureInfo,
 } from "../events.ts";
 import type { Logger } from "../ops/log.ts";
-import type { TransformRelation } from "./api.ts";
+import type { TransformRelation, TransformTransaction } from "./api.ts";
 import { Breaker, type BreakerState } from "./breaker.ts";
 import {
   type ChangeRecord,
@@ -145,6 +145,8 @@ export class TransformHost {
   /** Change and message records added (fan-out) or removed (drops) in the open transaction. */
   #countDelta = 0;
   #depth = 0;
+  /** The transaction object of the last change queued, shared by the changes of its transaction. */
+  #transactionObject: TransformTransaction | null = null;
   readonly #watch: boolean;
 
   private constructor(options: TransformHostOptions) {
@@ -314,12 +316,13 @@ export class TransformHost {
         case "commit":
           for (const bound of levelBounds) {
             if (bound.open === null || !bound.breaker.allows()) continue;
+            bound.open = null;
+            if (!bound.live.hooks.has("commit")) continue;
             jobOf(bound).items.push({
               kind: "commit",
               transaction: transformTransaction(record.tx),
             });
             jobOf(bound).refs.push({ index: -1, input: null });
-            bound.open = null;
           }
           break;
         case "change": {
@@ -362,10 +365,20 @@ export class TransformHost {
   #addChange(job: Job, index: number, input: ChangeRecord): void {
     const bound = job.bound;
     const event = this.#inputs.event(input);
-    const transaction = transactionOf(event.source);
+    // One object per transaction: it crosses to the Worker once per batch.
+    let transaction = this.#transactionObject;
+    if (
+      transaction === null || transaction.xid !== event.source.xid ||
+      transaction.commitLsn !== event.source.commitLsn
+    ) {
+      transaction = this.#transactionObject = transactionOf(event.source);
+    }
     if (bound.open !== event.source.xid && bound.breaker.allows()) {
-      job.items.push({ kind: "begin", transaction });
-      job.refs.push({ index: -1, input: null });
+      // Sent only to a transform with the hook; the host follows the transaction all the same.
+      if (bound.live.hooks.has("begin")) {
+        job.items.push({ kind: "begin", transaction });
+        job.refs.push({ index: -1, input: null });
+      }
       bound.open = event.source.xid;
     }
     const message = input.event[EVENT_RELATION];
@@ -457,7 +470,7 @@ export class TransformHost {
     let failed = false;
     for (const [k, item] of job.items.entries()) {
       const ref = job.refs[k]!;
-      const result: Produced = this.#produced(ref, results[k]!);
+      const result: Produced = this.#produced(ref, results[k]!, item);
       if (result.ok) {
         bound.events += ref.input === null ? 0 : 1;
       } else if (result.failure !== BREAKER_OPEN.error) {
@@ -503,7 +516,7 @@ export class TransformHost {
   }
 
   /** What an item's result stands for: records, or a failure. */
-  #produced(ref: Ref, result: WorkResult): Produced {
+  #produced(ref: Ref, result: WorkResult, item: WorkItem): Produced {
     if (!result.ok) {
       const reason = result.error === BREAKER_OPEN.error
         ? "breaker-open"
@@ -517,7 +530,13 @@ export class TransformHost {
     const input = ref.input;
     if (input === null) return { ok: true, records: [] };
     const produced: SinkRecord[] = [];
+    const sent = item.kind === "change" ? item.event : null;
     for (const out of result.out) {
+      // The event the transform got, returned as it was: the input record goes on.
+      if (out === sent && "kind" in input) {
+        produced.push(input);
+        continue;
+      }
       const made = "kind" in input ? outputRecord(input, out) : outputMessage(input, out);
       if (typeof made === "string") {
         return {
@@ -577,7 +596,7 @@ export class TransformHost {
           for (let time = 0; time < step.times && bound.breaker.allows(); time++) {
             count("retry");
             attempts++;
-            const again = this.#produced(ref, await this.#runOne(bound, item));
+            const again = this.#produced(ref, await this.#runOne(bound, item), item);
             if (again.ok) return again;
             failure = again;
             this.#failed(bound, again.failure, again.reason, item);

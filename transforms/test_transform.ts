@@ -65,7 +65,8 @@ export interface TestTransformOptions {
 /**
  * Runs `setup`, then each input (with `begin` and `commit` around each transaction, by the
  * inputs' `xid`), then `teardown`. A hook that throws makes the returned promise reject with
- * its error.
+ * its error. Hooks get a read-only (frozen) copy of each input, as in a pipeline: a transform
+ * returns a changed copy, never changes the event it got.
  */
 export async function testTransform<R = TransformRow>(
   transform: TransformHooks<R>,
@@ -101,7 +102,8 @@ export async function testTransform<R = TransformRow>(
       else result.events.push(value as TransformEvent);
     }
   };
-  for (const input of inputs) {
+  // Each input is copied: the hooks get it read-only (frozen), as in a pipeline.
+  for (const input of inputs.map((value) => structuredClone(value))) {
     const source = "source" in input ? input.source : null;
     const transaction: TransformTransaction | null = source === null ? open : transactionOf(source);
     if (open !== null && (transaction === null || transaction.xid !== open.xid)) {

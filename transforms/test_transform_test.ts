@@ -93,3 +93,24 @@ Deno.test("testTransform: a throw and an invalid return reach the test as errors
     /change\(\) returned \{"nope":"1n"\}: expected an event/,
   );
 });
+
+Deno.test("testTransform: events are read-only, as in a pipeline: changing one throws and says to return a copy", async () => {
+  const mutating = defineTransform<{ id: number; total?: number }>({
+    change(event) {
+      event.after!.total = 1;
+      return event;
+    },
+  });
+  const source = {
+    schema: "public",
+    table: "t",
+    relid: 1,
+    lsn: "0/1",
+    commitLsn: "0/2",
+    xid: 7,
+    commitTime: "2026-12-05T12:00:00Z",
+  };
+  const input = { op: "c" as const, source, before: null, after: { id: 1 }, unchanged: [] };
+  await assert.rejects(testTransform(mutating, [input]), TypeError);
+  assert.equal(Object.isFrozen(input.after), false, "the caller's object is left alone");
+});

@@ -13,7 +13,8 @@
 
 import { ConfigError } from "../errors.ts";
 import type { LoadedTransform } from "./loader.ts";
-import { runItem, type WorkItem } from "./hooks.ts";
+import { makeRunItem, type WorkItem } from "./hooks.ts";
+import { encodeItems, expandItems } from "./wire.ts";
 
 export type { WorkItem } from "./hooks.ts";
 import type { TransformEvent, TransformMessage, TransformRow, TransformTruncate } from "./api.ts";
@@ -95,13 +96,17 @@ const TRANSFORM = Symbol.for("spillway.transform");
 let hooks = null;
 let state = {};
 const log = (level, message, fields) => self.postMessage({ type: "log", level: String(level), message: String(message), fields: fields ?? null });
+const READ_ONLY = /read[- ]only property|object is not extensible|Cannot (?:assign|add|delete|define)/;
 const failure = (error) => ({
   name: error?.name ?? "Error",
-  message: error?.message ?? String(error),
+  message: (error?.message ?? String(error)) + (error instanceof TypeError && READ_ONLY.test(error.message)
+    ? " (events are read-only: return a changed copy, e.g. { ...event, after: { ...event.after, total } })"
+    : ""),
   stack: typeof error?.stack === "string" ? error.stack : null,
 });
 const context = (item) => ({ log, state, relation: item?.relation, transaction: item?.transaction });
-const runItem = ${runItem.toString()};
+const runItem = (${makeRunItem.toString()})();
+const expandItems = ${expandItems.toString()};
 self.onmessage = async (message) => {
   const data = message.data;
   if (data.type === "load") {
@@ -120,18 +125,33 @@ self.onmessage = async (message) => {
       self.postMessage({ type: "failed", error: failure(error) });
     }
   } else if (data.type === "run") {
-    const results = [];
     const progress = data.progress ? new Int32Array(data.progress) : null;
-    for (const [index, item] of data.items.entries()) {
-      // The host's watchdog sees which item runs, and since when.
+    const items = expandItems(data.batch);
+    // Per item: 1 its own event went on as it came (the host has it), 2 the next list of
+    // outputs, 0 the next error.
+    const codes = new Uint8Array(items.length);
+    const outputs = [];
+    const errors = [];
+    for (const [index, item] of items.entries()) {
+      // The host's watchdog sees which item runs, and since when; 0 while none does.
       if (progress !== null) Atomics.store(progress, 0, index + 1);
       try {
-        results.push({ ok: true, out: await runItem(hooks, item, context(item)) });
+        let out = runItem(hooks, item, context(item));
+        if (out instanceof Promise) out = await out;
+        if (out.length === 1 && out[0] === item.event) {
+          codes[index] = 1;
+          continue;
+        }
+        // Elsewhere in a list the input itself goes back as 0 too.
+        for (let i = 0; i < out.length; i++) if (out[i] === item.event) out[i] = 0;
+        codes[index] = 2;
+        outputs.push(out);
       } catch (error) {
-        results.push({ ok: false, error: failure(error) });
+        errors.push(failure(error));
       }
     }
-    self.postMessage({ type: "done", id: data.id, results });
+    if (progress !== null) Atomics.store(progress, 0, 0);
+    self.postMessage({ type: "done", id: data.id, codes, outputs, errors }, [codes.buffer]);
   } else if (data.type === "state") {
     state = data.state ?? {};
     self.postMessage({ type: "adopted" });
@@ -235,16 +255,31 @@ export class TransformWorker {
     const progress = this.#options.timeoutMs > 0
       ? new Int32Array(new SharedArrayBuffer(4))
       : undefined;
+    const batch = encodeItems(items);
     const reply = await this.#await(
-      () => this.#worker.postMessage({ type: "run", id, items, progress: progress?.buffer }),
+      () => this.#worker.postMessage({ type: "run", id, batch, progress: progress?.buffer }),
       0,
       `${items.length} item(s)`,
       id,
       progress,
     );
-    const results = reply.results as WorkResult[];
-    for (const result of results) {
-      if (!result.ok) result.error = this.#failure(result.error);
+    const codes = reply.codes as Uint8Array;
+    const outputs = reply.outputs as unknown[][];
+    const errors = reply.errors as TransformFailure[];
+    const results: WorkResult[] = new Array(items.length);
+    let nextOutput = 0;
+    let nextError = 0;
+    for (let k = 0; k < items.length; k++) {
+      const event = (items[k] as { event?: TransformEvent }).event;
+      if (codes[k] === 1) {
+        results[k] = { ok: true, out: [event!] };
+      } else if (codes[k] === 2) {
+        const out = outputs[nextOutput++]!;
+        for (let i = 0; i < out.length; i++) if (out[i] === 0) out[i] = event;
+        results[k] = { ok: true, out: out as Extract<WorkResult, { ok: true }>["out"] };
+      } else {
+        results[k] = { ok: false, error: this.#failure(errors[nextError++]) };
+      }
     }
     return results;
   }
@@ -335,7 +370,8 @@ export class TransformWorker {
         let since = performance.now();
         watchdog = setInterval(() => {
           const now = Atomics.load(progress, 0);
-          if (now !== item) {
+          // 0: no item runs (the batch is on its way there or back): not the transform's time.
+          if (now !== item || now === 0) {
             item = now;
             since = performance.now();
             return;

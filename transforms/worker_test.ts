@@ -275,3 +275,52 @@ export default defineTransform({
     await assert.rejects(worker.run([change(1)]), /was stopped/);
   });
 });
+
+Deno.test("transform worker: events cross compact and come back equal; one returned as it came is the host's own; changing one fails with a hint", async () => {
+  await withFiles({
+    "wire.ts": `import { defineTransform } from "spillway";
+export default defineTransform<{ id: bigint; status: string; note?: string }>({
+  change(event, ctx) {
+    if (event.after!.id === 1n || event.after!.id === 5n) return event;
+    if (event.after!.id === 2n) return { ...event, after: { ...event.after!, seen: ctx.relation!.columns.length } };
+    if (event.after!.id === 3n) return { ...event, before: event.before, after: event.after, copy: true } as never;
+    event.after!.status = "changed";
+    return event;
+  },
+});
+`,
+  }, async (path) => {
+    const worker = await started(path);
+    try {
+      const typed = {
+        ...relation,
+        columns: ["id", "status", "note"].map((name) => ({
+          name,
+          typeOid: 25,
+          type: "text",
+          key: name === "id",
+        })),
+      };
+      // Row 3's `after` has no `note` (a TOASTed column not sent), and an extra field no column has.
+      type Change = Extract<WorkItem, { kind: "change" }>;
+      const items = [1, 2, 3, 4].map((id) => ({ ...change(id) as Change, relation: typed }));
+      (items[2]!.event as { unchanged: string[] }).unchanged = ["note"];
+      const withExtra = { ...change(5) as Change, relation: typed };
+      (withExtra.event.after as Record<string, unknown>).extra = [1, 2];
+      const [one, two, three, four, five] = await worker.run([...items, withExtra]);
+      assert.ok(one!.ok && one!.out[0] === items[0]!.event, "the host's own event object");
+      assert.ok(two!.ok);
+      assert.deepEqual((two!.out[0] as TransformEvent).after, { id: 2n, status: "paid", seen: 3 });
+      assert.deepEqual((two!.out[0] as TransformEvent).source, items[1]!.event.source);
+      assert.ok(three!.ok);
+      const copy = three!.out[0] as TransformEvent;
+      assert.deepEqual(copy.after, { id: 3n, status: "paid" });
+      assert.deepEqual(copy.unchanged, ["note"]);
+      assert.ok(!four!.ok);
+      assert.match(four!.error.message, /events are read-only: return a changed copy/);
+      assert.ok(five!.ok && five!.out[0] === withExtra.event, "a row with a field no column has");
+    } finally {
+      worker.terminate();
+    }
+  });
+});
