@@ -324,3 +324,23 @@ export default defineTransform<{ id: bigint; status: string; note?: string }>({
     }
   });
 });
+
+Deno.test("transform worker: the budget counts only while an item runs, not the batch's trip to the Worker and back", async () => {
+  await withFiles({
+    "same.ts": `import { defineTransform } from "spillway";
+export default defineTransform({ change: (event) => event });
+`,
+  }, async (path) => {
+    // 40,000 items take far longer than 20 ms to cross each way; each one runs in microseconds.
+    const worker = await started(path, 20);
+    try {
+      const items = Array.from({ length: 40_000 }, (_, i) => change(i));
+      const started = performance.now();
+      const results = await worker.run(items);
+      assert.ok(performance.now() - started > 20, "the batch took longer than one item's budget");
+      assert.equal(results.filter((result) => result.ok).length, items.length);
+    } finally {
+      worker.terminate();
+    }
+  });
+});
