@@ -309,6 +309,15 @@ function printResults(results: Results): void {
         `p50: ${added("p50")}`,
     );
   }
+  // No transform here drops a row: a run that delivered fewer lost some to on_error (skip).
+  for (const drain of results.drains) {
+    if (drain.rows === results.rows) continue;
+    console.log(
+      `MISSING ROWS: ${drain.transform?.name ?? "none"} into ${drain.sink}, rep ${drain.rep}: ` +
+        `${drain.rows} of ${results.rows} (events that failed, e.g. past transforms.timeout)`,
+    );
+    Deno.exitCode = 1;
+  }
   writeResults("transforms", { ...results, ratios: Object.fromEntries(rates) });
   const identityRate = rates.get("identity|file");
   const noneRate = rates.get("none|file");

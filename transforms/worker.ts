@@ -104,7 +104,19 @@ const failure = (error) => ({
     : ""),
   stack: typeof error?.stack === "string" ? error.stack : null,
 });
-const context = (item) => ({ log, state, relation: item?.relation, transaction: item?.transaction });
+// ctx.log of a table's hooks tags its lines with the table (one function per relation).
+const tableLogs = new WeakMap();
+const logOf = (relation) => {
+  if (!relation) return log;
+  let tagged = tableLogs.get(relation);
+  if (tagged === undefined) {
+    const table = relation.schema + "." + relation.table;
+    tagged = (level, message, fields) => log(level, message, { table, ...(fields ?? {}) });
+    tableLogs.set(relation, tagged);
+  }
+  return tagged;
+};
+const context = (item) => ({ log: logOf(item?.relation), state, relation: item?.relation, transaction: item?.transaction });
 const runItem = (${makeRunItem.toString()})();
 const expandItems = ${expandItems.toString()};
 self.onmessage = async (message) => {

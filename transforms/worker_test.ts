@@ -62,6 +62,7 @@ Deno.test("transform worker: change keeps, changes, fans out and drops events; o
         change(event, ctx) {
           (ctx.state.seen as number)++;
           calls.push("change " + event.after?.id);
+          if (event.after?.id === 1n) ctx.log("debug", "first", { id: 1 });
           const status = event.after?.status;
           if (status === "test") return null;
           if (status === "split") {
@@ -75,12 +76,16 @@ Deno.test("transform worker: change keeps, changes, fans out and drops events; o
     "lib/label.ts": `export const label = (s: string): string => s.toUpperCase();`,
   }, async (path) => {
     const lines: string[] = [];
+    const fields: unknown[] = [];
     const loaded = await loadTransform(path);
     // The transform and its value import; the type-only import is erased, not loaded.
     assert.equal(loaded.files.size, 2);
     const worker = await TransformWorker.start(loaded, {
       timeoutMs: 2_000,
-      log: (level, message) => lines.push(`${level} ${message}`),
+      log: (level, message, extra) => {
+        lines.push(`${level} ${message}`);
+        fields.push(extra);
+      },
     });
     try {
       const results = await worker.run([
@@ -99,8 +104,11 @@ Deno.test("transform worker: change keeps, changes, fans out and drops events; o
       assert.deepEqual(outs[3]!.map((e) => (e as TransformEvent).topic), ["a", "b"]);
       assert.deepEqual((outs[3]![1] as TransformEvent).key, { id: 3n });
       assert.deepEqual(lines, [
+        "debug first",
         "info begin 7, change 1, change 2, change 3, commit 7 seen 3",
       ]);
+      // A change hook's lines name its table; the transform's own fields come after.
+      assert.deepEqual(fields[0], { table: "public.orders", id: 1 });
       assert.deepEqual(await worker.stop(), { seen: 3 });
     } finally {
       worker.terminate();
