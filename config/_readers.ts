@@ -389,6 +389,22 @@ export function list<T>(item: Reader<T>, expected: string): Reader<T[]> {
   };
 }
 
+/** One value or a list of at least one; read as a list either way. */
+export function oneOrList<T>(item: Reader<T>, expected: string): Reader<T[]> {
+  const many = list(item, expected);
+  return {
+    expected,
+    jsonSchema: anyOf(item.jsonSchema, many.jsonSchema),
+    read: (checker, field) => {
+      if (isSeq(field.node)) return many.read(checker, field);
+      const one = item.read(checker, field);
+      return one === undefined ? undefined : [one];
+    },
+    represent: (values) =>
+      values.length === 1 ? represent(item, values[0]!) : represent(many, values),
+  };
+}
+
 /** A read value as it would be written in the file. */
 export function represent<T>(reader: Reader<T>, value: T): unknown {
   return reader.represent === undefined ? value : reader.represent(value);

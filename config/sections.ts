@@ -4,7 +4,7 @@
  * @module
  */
 
-import { isMap, isScalar, isSeq, type YAMLMap } from "npm:yaml@2.9.1";
+import { isMap, isScalar, type YAMLMap } from "npm:yaml@2.9.1";
 import type {
   HttpConfig,
   LogConfig,
@@ -25,9 +25,9 @@ import {
   list,
   nullable,
   number,
+  oneOrList,
   orVariable,
   type Reader,
-  represent,
   size,
   string,
 } from "./_readers.ts";
@@ -88,17 +88,11 @@ const ON_ERROR_STEP: Reader<OnErrorStep> = {
  * dead-letter sink cannot take the event (the pipeline stops with the slot held, as it does
  * for any sink that fails for good).
  */
+const ON_ERROR_STEPS = oneOrList(ON_ERROR_STEP, ON_ERROR_EXPECTED);
 const ON_ERROR: Reader<OnErrorStep[]> = {
-  expected: ON_ERROR_EXPECTED,
-  jsonSchema: anyOf(ON_ERROR_STEP.jsonSchema, {
-    type: "array",
-    minItems: 1,
-    items: ON_ERROR_STEP.jsonSchema,
-  }),
+  ...ON_ERROR_STEPS,
   read: (checker, field) => {
-    const steps = isSeq(field.node)
-      ? list(ON_ERROR_STEP, ON_ERROR_EXPECTED).read(checker, field)
-      : mapStep(ON_ERROR_STEP.read(checker, field));
+    const steps = ON_ERROR_STEPS.read(checker, field);
     if (steps === undefined) return undefined;
     const last = steps[steps.length - 1]!;
     if (last.action === "retry") {
@@ -122,12 +116,7 @@ const ON_ERROR: Reader<OnErrorStep[]> = {
     }
     return steps;
   },
-  represent: (steps) => steps.map((step) => represent(ON_ERROR_STEP, step)),
 };
-
-function mapStep(step: OnErrorStep | undefined): OnErrorStep[] | undefined {
-  return step === undefined ? undefined : [step];
-}
 
 const BREAKER: SectionSpec<TransformsConfig["breaker"]> = {
   expected: "a map with failures, window and cooldown",

@@ -6,7 +6,7 @@
  */
 
 import { extname } from "node:path";
-import { isMap, isSeq, type YAMLMap } from "npm:yaml@2.9.1";
+import { isMap, type YAMLMap } from "npm:yaml@2.9.1";
 import type {
   NamePattern,
   PipelineConfig,
@@ -27,13 +27,13 @@ import {
   startOf,
 } from "./_yaml.ts";
 import {
-  anyOf,
   anyString,
   choice,
   filePath,
   integer,
   list,
   nullable,
+  oneOrList,
   orVariable,
   type Reader,
   string,
@@ -181,22 +181,7 @@ const TRANSFORM_FILE: Reader<string> = {
 const TRANSFORM_CHAIN_EXPECTED = `${TRANSFORM_EXPECTED}, or a list of them applied in order`;
 
 /** One transform file, or a chain of them (`[a.ts, b.ts]`, applied in order). */
-const TRANSFORM_CHAIN: Reader<string[]> = {
-  expected: TRANSFORM_CHAIN_EXPECTED,
-  jsonSchema: anyOf(TRANSFORM_FILE.jsonSchema, {
-    type: "array",
-    minItems: 1,
-    items: TRANSFORM_FILE.jsonSchema,
-  }),
-  read: (checker, field) => {
-    if (isSeq(field.node)) {
-      return list(TRANSFORM_FILE, TRANSFORM_CHAIN_EXPECTED).read(checker, field);
-    }
-    const path = TRANSFORM_FILE.read(checker, field);
-    return path === undefined ? undefined : [path];
-  },
-  represent: (paths) => paths.length === 1 ? paths[0] : paths,
-};
+const TRANSFORM_CHAIN = oneOrList(TRANSFORM_FILE, TRANSFORM_CHAIN_EXPECTED);
 
 const columnList = list(string("a column name"), "a list of column names like [id]");
 
