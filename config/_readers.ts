@@ -360,16 +360,24 @@ export function filePath(expected: string): Reader<string> {
   };
 }
 
-/** A list of at least one item. */
-export function list<T>(item: Reader<T>, expected: string): Reader<T[]> {
+/** A list of at least one item; with `empty`, also `[]`. */
+export function list<T>(
+  item: Reader<T>,
+  expected: string,
+  options: { empty?: boolean } = {},
+): Reader<T[]> {
   return {
     expected,
-    jsonSchema: { type: "array", minItems: 1, items: item.jsonSchema },
+    jsonSchema: options.empty
+      ? { type: "array", items: item.jsonSchema }
+      : { type: "array", minItems: 1, items: item.jsonSchema },
     read: (checker, field) => {
       const node = field.node;
       if (!isSeq(node)) return checker.fail(field, expected);
       const items = (node as YAMLSeq).items;
-      if (items.length === 0) return checker.fail(field, expected, "an empty list");
+      if (items.length === 0) {
+        return options.empty ? [] : checker.fail(field, expected, "an empty list");
+      }
       const values: T[] = [];
       let ok = true;
       items.forEach((raw, index) => {

@@ -143,25 +143,33 @@ const BREAKER: SectionSpec<TransformsConfig["breaker"]> = {
   },
 };
 
-/** The permissions of a transform (`transforms.allow`, or a table's `allow`). */
+/** `host`, `host:port`, an IPv4 address (with a port) or `[IPv6]:port`, as Deno's `--allow-net`. */
+const NET_HOST = string(
+  "a host or host:port like api.internal:443",
+  /^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$/,
+);
+
+/** The permissions of a transform (`transforms.allow`, or a table's `allow`); lists may be empty. */
 export const PERMISSIONS: SectionSpec<TransformPermissions> = {
   expected: "a map with read, net and env lists",
   fields: {
     read: {
       key: "read",
-      reader: list(filePath("a path"), "a list of paths like [data/rates.json]"),
+      reader: list(filePath("a path"), "a list of paths like [data/rates.json]", { empty: true }),
       default: [],
       doc: "Files or folders the transform may read (relative to the pipeline file).",
     },
     net: {
       key: "net",
-      reader: list(string("a host or host:port"), "a list of hosts like [api.internal:443]"),
+      reader: list(NET_HOST, "a list of hosts like [api.internal:443]", { empty: true }),
       default: [],
-      doc: "Hosts (host or host:port) the transform may connect to.",
+      doc: "Hosts (host or host:port, no scheme or wildcard) the transform may connect to.",
     },
     env: {
       key: "env",
-      reader: list(string("a variable name"), "a list of variable names like [RATES_URL]"),
+      reader: list(string("a variable name"), "a list of variable names like [RATES_URL]", {
+        empty: true,
+      }),
       default: [],
       doc: "Environment variables the transform may read.",
     },

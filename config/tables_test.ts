@@ -125,6 +125,24 @@ Deno.test("tables: a transform chain is a list of modules, applied in order; all
     net: [],
     env: ["KEY"],
   });
+  // Empty lists are a grant of nothing; net names hosts, never URLs or wildcards.
+  assert.deepEqual(
+    tables("public.t: { transform: t.ts, allow: { read: [], net: [], env: [] } }").tables[0]
+      ?.allow,
+    { read: [], net: [], env: [] },
+  );
+  assert.deepEqual(
+    tables("public.t: { allow: { net: ['api.internal:443', '10.0.0.1', '[::1]:80'] } }")
+      .tables[0]?.allow?.net,
+    ["api.internal:443", "10.0.0.1", "[::1]:80"],
+  );
+  for (const bad of ["'*'", "'http://api:443'"]) {
+    assert.match(
+      problems(MINIMAL.replace('"public.*": {}', `public.a: { allow: { net: [${bad}] } }`))[0] ??
+        "",
+      /allow\.net\[0\]": expected a host or host:port like api\.internal:443/,
+    );
+  }
   assert.deepEqual(
     problems(MINIMAL.replace('"public.*": {}', "public.a: { transform: [a.ts, b.py] }")),
     [

@@ -239,7 +239,12 @@ async function changesAndFailures({ dir, copy, original, poller, sink, log }: Ru
   assert.deepEqual(changes[4]!.event.before, { id: 1n }, "a delete's key, as sent");
   assert.deepEqual(sink.commits().map((commit) => commit.eventCount), [1, 0, 2, 1, 1, 0]);
   const dropped = log.lines.find((line) => line.message === "Test order dropped");
-  assert.deepEqual(dropped?.fields, { transform: "transforms/orders.ts", id: "2", op: "c" });
+  assert.deepEqual(dropped?.fields, {
+    transform: "transforms/orders.ts",
+    table: "public.orders",
+    id: "2",
+    op: "c",
+  });
 
   const { lines } = await readJsonLines(join(dir, "shop_orders.dead-letter.jsonl"));
   assert.equal(lines.length, 1, JSON.stringify(lines));
@@ -280,6 +285,7 @@ async function schemaChange({ poller, log, ofOrder }: Run): Promise<void> {
   assert.equal(ddl?.level, "warn");
   assert.deepEqual(ddl?.fields, {
     transform: "transforms/orders.ts",
+    table: "public.orders",
     added: "coupon",
     dropped: "",
   });

@@ -112,11 +112,11 @@ export interface TransformRelation {
 
 /** What every hook gets besides its event. */
 export interface TransformContext {
-  /** Logs a line tagged with the transform's file and table. */
+  /** Logs a line tagged with the transform's file (and, where `relation` is set, the table). */
   log(level: "debug" | "info" | "warn" | "error", message: string, fields?: TransformRow): void;
-  /** The table's columns now (absent in `setup` and `teardown`). */
+  /** The table's columns now (in `change`, `truncate` and `schemaChange`). */
   relation?: TransformRelation;
-  /** The transaction of the event (absent in `setup` and `teardown`). */
+  /** The transaction (in `begin`, `commit`, `change` and `truncate`; in `message` when transactional). */
   transaction?: TransformTransaction;
   /**
    * State of this transform: kept across the events of one worker, and across a reload to a

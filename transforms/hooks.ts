@@ -33,7 +33,13 @@ export type WorkItem =
     transaction: TransformTransaction;
   }
   | { kind: "message"; event: TransformMessage; transaction?: TransformTransaction }
-  | { kind: "schema"; previous: TransformRelation; next: TransformRelation }
+  | {
+    kind: "schema";
+    previous: TransformRelation;
+    next: TransformRelation;
+    /** The table as it is now (`next`): `ctx.relation` of the hook. */
+    relation: TransformRelation;
+  }
   | { kind: "commit"; transaction: TransformTransaction };
 
 /** Runs one work item through a transform's hooks (see {@linkcode makeRunItem}). */

@@ -18,7 +18,7 @@
 
 import { relative } from "node:path";
 import { errorMessage } from "../errors.ts";
-import { LSN_ZERO } from "../decoder/lsn.ts";
+import { formatLsn, LSN_ZERO } from "../decoder/lsn.ts";
 import type { TypeRegistry } from "../decoder/types/registry.ts";
 import { matchTable, type PipelineConfig, type TransformPermissions } from "../config/mod.ts";
 import {
@@ -390,7 +390,7 @@ export class TransformHost {
         !sameShape(previous, relation);
       if (previous === undefined || changed) this.#onSchemaChange?.(relation);
       if (changed) {
-        job.items.push({ kind: "schema", previous, next: relation });
+        job.items.push({ kind: "schema", previous, next: relation, relation });
         job.refs.push({ index: -1, input: null });
       }
     }
@@ -637,7 +637,7 @@ export class TransformHost {
           count("skip");
           this.#log("warn", "Event skipped: its transform failed (on_error: skip)", {
             transform: bound.label,
-            lsn: "kind" in input ? String(input.event.source.lsn) : String(input.lsn),
+            lsn: formatLsn("kind" in input ? input.event.source.lsn : input.lsn),
           });
           return { ok: true, records: [] };
         case "stop":

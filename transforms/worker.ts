@@ -1,7 +1,7 @@
 /**
  * One version of one transform, running in its own Worker: no permissions but those granted,
  * events in batches (a round trip costs tens of µs; a batch of a thousand costs about 3 µs an
- * event), a time budget per batch after which the Worker is terminated, and errors named by
+ * event), a time budget per event after which the Worker is terminated, and errors named by
  * the transform's file and line.
  *
  * The Worker's code is a string (made into a `blob:` URL), and the transform comes as `data:`
@@ -432,8 +432,11 @@ export class TransformWorker {
     const name = this.#paths(error.name ?? "Error");
     // Deno's advice is for a command line; a transform's permissions come from the pipeline.
     const message = this.#paths(error.message ?? "").replace(
-      /, run again with the --allow-(read|net|env) flag/,
-      "; grant it with transforms.allow.$1 (or the table's allow.$1) in the pipeline file",
+      /, run again with the --allow-([a-z]+) flag/,
+      (_whole, kind: string) =>
+        ["read", "net", "env"].includes(kind)
+          ? `; grant it with transforms.allow.${kind} (or the table's allow.${kind}) in the pipeline file`
+          : `; a transform is never granted ${kind} access`,
     );
     const stack = error.stack ? this.#paths(error.stack) : null;
     return { name, message, where: this.#where(`${message}\n${stack ?? ""}`), stack };
