@@ -18,6 +18,7 @@ import { MetricsRegistry } from "../ops/prometheus.ts";
 import { standardMetrics } from "../ops/metrics.ts";
 import { createSink } from "../sinks/registry.ts";
 import type { Sink } from "../sinks/types.ts";
+import { TransformHost } from "../transforms/host.ts";
 import { transformMetrics } from "../transforms/metrics.ts";
 import { PipelineRunner } from "./runner.ts";
 
@@ -74,9 +75,7 @@ export function createDeadLetterSink(
   types: TypeRegistry,
   log?: Logger,
 ): Promise<Sink> | null {
-  const used = config.tables.some((entry) => entry.transform !== null) &&
-    config.transforms.onError.some((step) => step.action === "dead_letter");
-  if (!used) return null;
+  if (!TransformHost.deadLetters(config)) return null;
   const sink: FileSinkConfig = config.transforms.deadLetter ?? {
     type: "file",
     path: join(config.baseDir, `${config.name}.dead-letter.jsonl`),

@@ -148,6 +148,8 @@ export class PipelineRunner {
   #transforms: TransformHost | null = null;
   /** Writes the row types again after a schema change (`transforms.types_dir`). */
   #typesRefresher: TypesRefresher | null = null;
+  /** Aborted when reading failed for good: a writer held by a transform lets go. */
+  readonly #release = new AbortController();
   /** Set while `on_error: stop` holds the writer: the transform and its error. */
   #held: { transform: string; error: string } | null = null;
 
@@ -168,12 +170,9 @@ export class PipelineRunner {
     this.#transformMetrics = options.transformMetrics;
     this.#watchTransforms = options.watchTransforms ?? true;
     this.#health = options.health;
-    if (
-      TransformHost.needed(this.config) && this.#deadLetter === null &&
-      this.config.transforms.onError.some((step) => step.action === "dead_letter")
-    ) {
+    if (TransformHost.deadLetters(this.config) && this.#deadLetter === null) {
       throw new ConfigError(
-        `Cannot run pipeline "${this.config.name}": transforms.on_error has dead_letter but no dead-letter sink was given`,
+        `Cannot run pipeline "${this.config.name}": transforms.on_error has dead_letter but the runner was given no dead-letter sink; pass deadLetter (createDeadLetterSink in pipelines/run_pipeline.ts makes the one the configuration names) or take dead_letter out of on_error`,
       );
     }
     this.#queue = new BoundedQueue(this.config.queue);
@@ -236,6 +235,10 @@ export class PipelineRunner {
     const stop = new AbortController();
     const onAbort = () => stop.abort();
     const stopping = this.#stopping(stop.signal);
+    // Once sinks are given up on, a transform still running is too: its Workers end at once.
+    stopping.giveUp.signal.addEventListener("abort", () => this.#transforms?.abort(), {
+      once: true,
+    });
     this.#signal?.addEventListener("abort", onAbort, { once: true });
     if (this.#signal?.aborted) stop.abort();
     let monitor: Promise<void> | null = null;
@@ -299,6 +302,10 @@ export class PipelineRunner {
       const writer = this.#writeLoop(stop, stopping.giveUp);
       try {
         await this.#readLoop(stopping.reading);
+      } catch (error) {
+        // A writer held by a transform's on_error: stop has nothing more to wait for.
+        this.#release.abort();
+        throw error;
       } finally {
         this.#dropOpenTransaction();
         this.#queue.close();
@@ -436,7 +443,6 @@ export class PipelineRunner {
         queue.push(null, confirmableLsn(item));
         return;
       case "schema-change":
-        this.#typesRefresher?.changed();
         this.#router.forget(item.relid);
         this.#monitor.forget(item.relid); // the table may have a new name
         queue.push(item, null);
@@ -590,6 +596,7 @@ export class PipelineRunner {
   ): Promise<{ records: SinkRecord[]; deadLetters: SinkRecord[] } | null> {
     for (;;) {
       const applied = await host.apply(records);
+      if (applied.aborted) return null;
       if (applied.stop === null) {
         this.#held = null;
         return applied;
@@ -600,7 +607,12 @@ export class PipelineRunner {
         "A transform failed and on_error says stop: the pipeline holds (nothing written, the slot keeps its position) until the transform's file is fixed",
         { transform: applied.stop.transform, error: applied.stop.error },
       );
-      if (!await host.resume(applied.stop.transform, stop)) return null;
+      // Held until the file is fixed, the pipeline stops, or reading failed for good.
+      if (
+        !await host.resume(applied.stop.transform, AbortSignal.any([stop, this.#release.signal]))
+      ) {
+        return null;
+      }
     }
   }
 

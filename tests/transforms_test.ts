@@ -535,6 +535,86 @@ export default defineTransform({
   }
 });
 
+tests.test("transforms: the same file twice in a chain runs as two transforms with their own names", async (version) => {
+  const name = "tr_twice";
+  const setup = await runWith(version, name, {
+    "t.ts": `import { defineTransform } from "spillway";
+export default defineTransform<{ id: number; value: string }>({
+  change: (event) => ({ ...event, after: { ...event.after!, value: event.after!.value + "x" } }),
+});
+`,
+  }, { table: "{ transform: [t.ts, t.ts] }" });
+  const { poller, sink, health, registry } = setup;
+  try {
+    await poller.rows(`INSERT INTO ${name}_items VALUES (1, 'v')`);
+    await waitFor("row 1", () => sink.changes().length === 1);
+    assert.equal(sink.changes()[0]!.event.after?.value, "vxx");
+    const checks = (await health.report()).checks;
+    assert.equal(checks["transform:t.ts"]?.status, "ok");
+    assert.equal(checks["transform:t.ts#2"]?.status, "ok");
+    assert.ok(registry.render().includes(`spillway_transform_events_total{transform="t.ts#2"} 1`));
+  } finally {
+    await cleanUp(version, name, setup);
+  }
+});
+
+tests.test("transforms: in one batch of hanging events, the breaker stops the restarts once it opens", async (version) => {
+  const name = "tr_hang";
+  const setup = await runWith(version, name, {
+    "t.ts": `import { defineTransform } from "spillway";
+export default defineTransform({ change() { for (;;) {} } });
+`,
+  }, {
+    transforms: "{ timeout: 50ms, on_error: dead_letter, breaker: { failures: 3, cooldown: 1h } }",
+  });
+  const { poller, sink, registry, dir } = setup;
+  try {
+    await poller.rows(
+      `INSERT INTO ${name}_items SELECT g, 'v' FROM generate_series(1, 20) g`,
+    );
+    await waitFor("the commit", () => sink.commits().length === 1);
+    const metrics = registry.render();
+    // Three events ran past their budget; the breaker then sent the other 17 on unrun.
+    assert.ok(
+      metrics.includes(`spillway_transform_failures_total{transform="t.ts",reason="timeout"} 3`),
+      metrics,
+    );
+    const { lines } = await readJsonLines(join(dir, `${name}.dead-letter.jsonl`));
+    const reasons = (lines as unknown as { reason: string }[]).map((line) => line.reason);
+    assert.equal(reasons.length, 20, "every event dead-lettered");
+    assert.equal(reasons.filter((reason) => reason === "failed").length, 3);
+  } finally {
+    await cleanUp(version, name, setup);
+  }
+});
+
+tests.test("transforms: a stop while a transform hangs (no time budget) ends after the grace period, writing nothing of its batch", async (version) => {
+  const name = "tr_stuck";
+  const setup = await runWith(version, name, {
+    "t.ts": `import { defineTransform } from "spillway";
+export default defineTransform<{ id: number }>({
+  change(event) {
+    if (event.after!.id === 2) for (;;) {}
+    return event;
+  },
+});
+`,
+  }, { transforms: "{ timeout: off }" });
+  const { poller, sink, running } = setup;
+  try {
+    await poller.rows(`INSERT INTO ${name}_items VALUES (1, 'a')`);
+    await waitFor("row 1", () => sink.commits().length === 1);
+    const confirmed = await confirmedReaches(poller, `${name}_slot`, sink.commits()[0]!.endLsn);
+    await poller.rows(`INSERT INTO ${name}_items VALUES (2, 'b')`);
+    await sleep(300);
+    await running.stop(); // resolves: the Workers end once the grace period is over
+    assert.deepEqual(changeIds(sink), [1], "nothing of the stuck batch written");
+    assert.equal((await slotPosition(poller, `${name}_slot`))?.confirmed, confirmed);
+  } finally {
+    await cleanUp(version, name, setup);
+  }
+});
+
 // ---------------------------------------------------------------------------------------------
 // DDL
 

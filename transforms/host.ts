@@ -73,6 +73,14 @@ export interface ApplyResult {
   deadLetters: SinkRecord[];
   /** Set when an event's `on_error` reached `stop`: nothing of the batch may be written. */
   stop: { transform: string; error: string } | null;
+  /** True when {@linkcode TransformHost.abort} cut the batch short: nothing may be written. */
+  aborted: boolean;
+}
+
+/** A dead letter and the index of its record in the batch. */
+interface DeadLetter {
+  index: number;
+  record: SinkRecord;
 }
 
 /** A transform's state, for /health. */
@@ -95,6 +103,8 @@ export interface TransformStatus {
 /** One transform file at one position of the chains (with its permissions). */
 interface Bound {
   live: LiveTransform;
+  /** The file relative to the pipeline file. */
+  file: string;
   /** The file relative to the pipeline file, for logs and metrics. */
   label: string;
   breaker: Breaker;
@@ -145,6 +155,10 @@ export class TransformHost {
   /** Change and message records added (fan-out) or removed (drops) in the open transaction. */
   #countDelta = 0;
   #depth = 0;
+  /** Failures {@linkcode TransformHost.#failed} already counted (a timeout, as it happened). */
+  #counted = new WeakSet<TransformFailure>();
+  /** Set by {@linkcode TransformHost.abort}: the Workers are gone, nothing more runs. */
+  #aborted = false;
   /** The transaction object of the last change queued, shared by the changes of its transaction. */
   #transactionObject: TransformTransaction | null = null;
   readonly #watch: boolean;
@@ -161,6 +175,12 @@ export class TransformHost {
   /** True when some table of the pipeline has a transform. */
   static needed(config: PipelineConfig): boolean {
     return config.tables.some((entry) => entry.transform !== null);
+  }
+
+  /** True when the pipeline's transforms may send events to a dead-letter sink. */
+  static deadLetters(config: PipelineConfig): boolean {
+    return TransformHost.needed(config) &&
+      config.transforms.onError.some((step) => step.action === "dead_letter");
   }
 
   /**
@@ -196,7 +216,11 @@ export class TransformHost {
 
   async #bind(path: string, allow: TransformPermissions): Promise<Bound> {
     const config = this.#config;
-    const label = relative(config.baseDir, path) || path;
+    // One name per bound: the same file at two places of the chains (or with two `allow`s)
+    // runs twice, and its health check and metrics must say which.
+    const file = relative(config.baseDir, path) || path;
+    const twins = this.#bounds.filter((bound) => bound.file === file).length;
+    const label = twins === 0 ? file : `${file}#${twins + 1}`;
     const live = await LiveTransform.start(path, {
       timeoutMs: config.transforms.timeoutMs,
       allow,
@@ -206,6 +230,7 @@ export class TransformHost {
     });
     const bound: Bound = {
       live,
+      file,
       label,
       breaker: new Breaker(config.transforms.breaker),
       open: null,
@@ -256,16 +281,25 @@ export class TransformHost {
   async apply(records: readonly SinkRecord[]): Promise<ApplyResult> {
     await this.#boundaries();
     const outputs: Outputs = new Array(records.length).fill(null);
-    const deadLetters: SinkRecord[] = [];
+    const deadLetters: DeadLetter[] = [];
+    const aborted = { records: [], deadLetters: [], stop: null, aborted: true };
     for (let level = 0; level < this.#depth; level++) {
       const jobs = this.#jobs(records, outputs, level);
       const ran = await Promise.all([...jobs.values()].map((job) => this.#runJob(job)));
+      if (this.#aborted) return aborted;
       for (const [j, job] of [...jobs.values()].entries()) {
         const stop = await this.#collect(job, ran[j]!, records, outputs, deadLetters);
-        if (stop !== null) return { records: [], deadLetters: [], stop };
+        if (this.#aborted) return aborted;
+        if (stop !== null) return { records: [], deadLetters: [], stop, aborted: false };
       }
     }
-    return { records: this.#assemble(records, outputs), deadLetters, stop: null };
+    return {
+      records: this.#assemble(records, outputs),
+      // In stream order, whichever transform and chain level failed on them.
+      deadLetters: deadLetters.sort((a, b) => a.index - b.index).map((entry) => entry.record),
+      stop: null,
+      aborted: false,
+    };
   }
 
   /** New versions take over where no transaction is in progress. */
@@ -315,9 +349,9 @@ export class TransformHost {
           break;
         case "commit":
           for (const bound of levelBounds) {
-            if (bound.open === null || !bound.breaker.allows()) continue;
+            if (bound.open === null) continue;
             bound.open = null;
-            if (!bound.live.hooks.has("commit")) continue;
+            if (!bound.breaker.allows() || !bound.live.hooks.has("commit")) continue;
             jobOf(bound).items.push({
               kind: "commit",
               transaction: transformTransaction(record.tx),
@@ -341,6 +375,8 @@ export class TransformHost {
           for (const bound of levelBounds) {
             if (!bound.live.hooks.has("message")) continue;
             const job = jobOf(bound);
+            // A transactional message holds the version until its commit, as a change does.
+            if (record.event.xid !== undefined) bound.open ??= record.event.xid;
             job.items.push({
               kind: "message",
               event: transformMessage(record.event),
@@ -428,19 +464,30 @@ export class TransformHost {
    */
   async #runItems(bound: Bound, items: WorkItem[]): Promise<WorkResult[]> {
     if (items.length === 0) return [];
+    if (this.#aborted || !bound.breaker.allows()) return items.map(() => BREAKER_OPEN);
     try {
       return await bound.live.run(items);
     } catch (error) {
-      if (error instanceof TransformTimeoutError && error.item !== null) {
-        const at = Math.min(error.item, items.length - 1);
+      if (this.#aborted) return items.map(() => BREAKER_OPEN);
+      // Counted now, so that an open breaker spares the rest of the batch more restarts.
+      const failure = thrown(error);
+      this.#counted.add(failure);
+      const timedOut = error instanceof TransformTimeoutError && error.item !== null;
+      const at = timedOut ? Math.min((error as TransformTimeoutError).item!, items.length - 1) : 0;
+      this.#failed(bound, failure, timedOut ? "timeout" : "error", items[at]!);
+      if (timedOut) {
         return [
           ...await this.#runItems(bound, items.slice(0, at)),
-          { ok: false, error: thrown(error) },
+          { ok: false, error: failure },
           ...await this.#runItems(bound, items.slice(at + 1)),
         ];
       }
       const results: WorkResult[] = [];
-      for (const item of items) results.push(await this.#runOne(bound, item));
+      for (const item of items) {
+        results.push(
+          this.#aborted || !bound.breaker.allows() ? BREAKER_OPEN : await this.#runOne(bound, item),
+        );
+      }
       return results;
     }
   }
@@ -463,7 +510,7 @@ export class TransformHost {
     results: WorkResult[],
     records: readonly SinkRecord[],
     outputs: Outputs,
-    deadLetters: SinkRecord[],
+    deadLetters: DeadLetter[],
   ): Promise<{ transform: string; error: string } | null> {
     const bound = job.bound;
     const next = new Map<number, SinkRecord[]>();
@@ -473,7 +520,7 @@ export class TransformHost {
       const result: Produced = this.#produced(ref, results[k]!, item);
       if (result.ok) {
         bound.events += ref.input === null ? 0 : 1;
-      } else if (result.failure !== BREAKER_OPEN.error) {
+      } else if (result.failure !== BREAKER_OPEN.error && !this.#counted.has(result.failure)) {
         failed = true;
         this.#failed(bound, result.failure, result.reason, item);
       }
@@ -582,7 +629,7 @@ export class TransformHost {
     ref: Ref,
     failed: Extract<Produced, { ok: false }>,
     records: readonly SinkRecord[],
-    deadLetters: SinkRecord[],
+    deadLetters: DeadLetter[],
   ): Promise<{ ok: true; records: SinkRecord[] } | { stop: string }> {
     const input = ref.input!;
     let failure = failed;
@@ -630,7 +677,10 @@ export class TransformHost {
           const event = original.kind === "change" || original.kind === "message"
             ? original.event
             : ("kind" in input ? input.event : input);
-          deadLetters.push({ kind: "dead-letter", event, failure: info });
+          deadLetters.push({
+            index: ref.index,
+            record: { kind: "dead-letter", event, failure: info },
+          });
           return { ok: true, records: [] };
         }
         case "skip":
@@ -693,6 +743,15 @@ export class TransformHost {
       version: bound.live.version.slice(0, 12),
     });
     return true;
+  }
+
+  /**
+   * Ends every Worker at once, without `teardown` (a stop whose grace period is over, while a
+   * transform still runs): the batch in progress ends with `aborted`, nothing of it written.
+   */
+  abort(): void {
+    this.#aborted = true;
+    for (const bound of this.#bounds) bound.live.terminate();
   }
 
   /** Runs every transform's `teardown` and ends the Workers. */

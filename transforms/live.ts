@@ -138,6 +138,7 @@ export class LiveTransform {
    * waits for the next boundary; on failure `lastError` says why and the running one stays.
    */
   reload(): Promise<void> {
+    if (this.#closed) return Promise.resolve();
     if (this.#loading !== null) {
       this.#again = true;
       return this.#loading;
@@ -201,6 +202,17 @@ export class LiveTransform {
         this.#timer = setTimeout(() => void this.reload(), this.#options.debounceMs ?? 50);
       }
     })().catch(() => {});
+  }
+
+  /** Ends every Worker at once, without `teardown`, and stops watching: nothing runs any more. */
+  terminate(): void {
+    this.#closed = true;
+    for (const waiter of [...this.#readyWaiters]) waiter(false);
+    clearTimeout(this.#timer);
+    this.#watcher?.close();
+    this.#watcher = null;
+    this.#next?.terminate();
+    this.#current.terminate();
   }
 
   /** Stops watching, runs `teardown` of the running version and ends every Worker. */

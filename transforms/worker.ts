@@ -119,6 +119,14 @@ const logOf = (relation) => {
 const context = (item) => ({ log: logOf(item?.relation), state, relation: item?.relation, transaction: item?.transaction });
 const runItem = (${makeRunItem.toString()})();
 const expandItems = ${expandItems.toString()};
+const hasBytes = (event) => {
+  if (!event) return false;
+  if (ArrayBuffer.isView(event.content)) return true;
+  for (const row of [event.before, event.after]) {
+    if (row) for (const key in row) if (ArrayBuffer.isView(row[key])) return true;
+  }
+  return false;
+};
 self.onmessage = async (message) => {
   const data = message.data;
   if (data.type === "load") {
@@ -150,12 +158,15 @@ self.onmessage = async (message) => {
       try {
         let out = runItem(hooks, item, context(item));
         if (out instanceof Promise) out = await out;
-        if (out.length === 1 && out[0] === item.event) {
+        // The event returned as it came goes back as a mark, unless it holds bytes: a typed array
+        // cannot be frozen, so the transform may have changed them in place.
+        const same = !hasBytes(item.event);
+        if (same && out.length === 1 && out[0] === item.event) {
           codes[index] = 1;
           continue;
         }
         // Elsewhere in a list the input itself goes back as 0 too.
-        for (let i = 0; i < out.length; i++) if (out[i] === item.event) out[i] = 0;
+        if (same) for (let i = 0; i < out.length; i++) if (out[i] === item.event) out[i] = 0;
         codes[index] = 2;
         outputs.push(out);
       } catch (error) {

@@ -352,3 +352,28 @@ export default defineTransform({ change: (event) => event });
     }
   });
 });
+
+Deno.test("transform worker: bytes changed in place (a typed array cannot be frozen) reach the host", async () => {
+  await withFiles({
+    "redact.ts": `import { defineTransform } from "spillway";
+export default defineTransform<{ id: bigint; payload: Uint8Array }>({
+  change(event) {
+    event.after!.payload.fill(0);
+    return event;
+  },
+});
+`,
+  }, async (path) => {
+    const worker = await started(path);
+    try {
+      const item = change(1) as Extract<WorkItem, { kind: "change" }>;
+      (item.event.after as Record<string, unknown>).payload = new Uint8Array([1, 2, 3]);
+      const [result] = await worker.run([item]);
+      assert.ok(result!.ok);
+      const after = (result!.out[0] as TransformEvent).after!;
+      assert.deepEqual(after.payload, new Uint8Array([0, 0, 0]));
+    } finally {
+      worker.terminate();
+    }
+  });
+});
