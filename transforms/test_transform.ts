@@ -44,7 +44,7 @@ export type TestInput<R = TransformRow> =
 
 /** What a transform made of the inputs. */
 export interface TestTransformResult {
-  /** Everything the hooks passed on, in order (changes, truncates and messages). */
+  /** The changes the hooks passed on, in order (truncates and messages are in `others`). */
   events: TransformEvent<TransformRow>[];
   /** Truncates and messages passed on, in order. */
   others: (TransformTruncate | TransformMessage)[];
@@ -65,7 +65,9 @@ export interface TestTransformOptions {
 /**
  * Runs `setup`, then each input (with `begin` and `commit` around each transaction, by the
  * inputs' `xid`), then `teardown`. A hook that throws makes the returned promise reject with
- * its error. Hooks get a read-only (frozen) copy of each input, as in a pipeline: a transform
+ * its error. Unlike a pipeline, it runs in this process (no Worker, sandbox or time budget),
+ * returns outputs as the hooks made them (a pipeline keeps the input's `source` and checks
+ * `topic`, `key` and `headers`), and never calls `schemaChange` (call it directly). Hooks get a read-only (frozen) copy of each input, as in a pipeline: a transform
  * returns a changed copy, never changes the event it got.
  */
 export async function testTransform<R = TransformRow>(
