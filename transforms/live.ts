@@ -11,7 +11,7 @@
 import { dirname } from "node:path";
 import { errorMessage } from "../errors.ts";
 import type { TransformRow } from "./api.ts";
-import { loadTransform } from "./loader.ts";
+import { loadTransform, TransformLoadError } from "./loader.ts";
 import {
   type TransformPermissions,
   TransformWorker,
@@ -44,6 +44,8 @@ export class LiveTransform {
   #timer: ReturnType<typeof setTimeout> | undefined;
   #closed = false;
   #readyWaiters = new Set<(ready: boolean) => void>();
+  /** The files of the last attempt that failed to load (followed until a version loads). */
+  #failedFiles = new Set<string>();
   /** Why the last reload failed; `null` once a version loads. */
   lastError: string | null = null;
   /** Versions that took over since the start. */
@@ -154,8 +156,10 @@ export class LiveTransform {
   }
 
   async #reload(): Promise<void> {
+    let failedFiles: Iterable<string> | null = null;
     try {
       const loaded = await loadTransform(this.path);
+      failedFiles = loaded.files.values();
       const ready = this.#next?.transform.version ?? this.#current.transform.version;
       if (loaded.version === ready) {
         this.lastError = null; // back to the text that runs (or is ready): nothing is wrong
@@ -169,10 +173,19 @@ export class LiveTransform {
       this.#next?.terminate();
       this.#next = worker;
       this.lastError = null;
+      this.#failedFiles = new Set();
       for (const waiter of [...this.#readyWaiters]) waiter(true);
       if (this.#watcher !== null) this.#watch(); // the new version may import other files
     } catch (error) {
       this.lastError = errorMessage(error);
+      // The files of the failed attempt are followed too, so fixing one of them is seen.
+      const attempted = error instanceof TransformLoadError
+        ? error.files
+        : [...(failedFiles ?? [])];
+      if (attempted.some((file) => !this.#failedFiles.has(file))) {
+        this.#failedFiles = new Set(attempted);
+        if (this.#watcher !== null) this.#watch();
+      }
       this.#options.log?.("error", "Transform did not load; the running version stays", {
         path: this.path,
         error: this.lastError,
@@ -190,6 +203,7 @@ export class LiveTransform {
     const files = new Set([
       ...this.#current.transform.files.values(),
       ...this.#next?.transform.files.values() ?? [],
+      ...this.#failedFiles,
     ]);
     const watcher = Deno.watchFs([...new Set([...files].map((file) => dirname(file)))], {
       recursive: false,

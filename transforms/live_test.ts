@@ -143,3 +143,34 @@ Deno.test("live transform: saves that rename a new file over the old one are all
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("live transform: a file only a failed version imports is followed, so fixing it loads the version", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "spillway-live-" });
+  const path = join(dir, "t.ts");
+  await Deno.writeTextFile(join(dir, "tag.ts"), `export const tag = "a";\n`);
+  await Deno.writeTextFile(path, source(1));
+  const live = await LiveTransform.start(path, { timeoutMs: 2_000 });
+  try {
+    // The edit imports a new file that does not compile yet: the load fails.
+    await Deno.writeTextFile(join(dir, "helper.ts"), `export const extra = ;\n`);
+    await Deno.writeTextFile(
+      path,
+      source(2).replace(
+        `import { tag } from "./tag.ts";`,
+        `import { tag } from "./tag.ts";
+import { extra } from "./helper.ts";
+export const used = extra;`,
+      ),
+    );
+    await until("the failed load", () => live.lastError !== null);
+    assert.match(live.lastError!, /helper\.ts/);
+    // Only the new file is fixed.
+    await Deno.writeTextFile(join(dir, "helper.ts"), `export const extra = 1;\n`);
+    await until("version 2 to be ready", () => live.readyVersion !== null);
+    await live.boundary();
+    assert.deepEqual(versionOf(await live.run([change(1)])), [2]);
+  } finally {
+    await live.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -33,6 +33,8 @@ export interface LoadedTransform {
 /** A transform file that could not be loaded: missing, unreadable, or a refused import. */
 export class TransformLoadError extends ConfigError {
   override name = "TransformLoadError";
+  /** The files the load read or tried to read: a fix in any of them is worth another try. */
+  files: string[] = [];
 }
 
 /** The module that stands in for Spillway's API inside a Worker. */
@@ -102,7 +104,15 @@ export async function loadTransform(path: string): Promise<LoadedTransform> {
     return url;
   };
 
-  const url = await load(absolute, null);
+  let url: string;
+  try {
+    url = await load(absolute, null);
+  } catch (error) {
+    if (error instanceof TransformLoadError) {
+      error.files = [absolute, ...loading, ...files.values()];
+    }
+    throw error;
+  }
   const digest = await crypto.subtle.digest(
     "SHA-256",
     new TextEncoder().encode(texts.join("\u0000")),

@@ -174,7 +174,35 @@ self.onmessage = async (message) => {
       }
     }
     if (progress !== null) Atomics.store(progress, 0, 0);
-    self.postMessage({ type: "done", id: data.id, codes, outputs, errors }, [codes.buffer]);
+    try {
+      self.postMessage({ type: "done", id: data.id, codes, outputs, errors });
+    } catch (error) {
+      if (error?.name !== "DataCloneError") throw error;
+      // An output that cannot be copied to the host fails its own item, saying what to return.
+      const sendable = [];
+      const failures = [];
+      let nextOutput = 0;
+      let nextError = 0;
+      for (let k = 0; k < codes.length; k++) {
+        if (codes[k] === 0) failures.push(errors[nextError++]);
+        if (codes[k] !== 2) continue;
+        const out = outputs[nextOutput++];
+        try {
+          structuredClone(out);
+          sendable.push(out);
+        } catch (cloneError) {
+          codes[k] = 0;
+          failures.push({
+            name: "TypeError",
+            message: "change() returned something that cannot be sent on (" +
+              (cloneError?.message ?? String(cloneError)) +
+              "); return plain data: objects, arrays, strings, numbers, bigints, booleans, null, Dates and Uint8Arrays",
+            stack: null,
+          });
+        }
+      }
+      self.postMessage({ type: "done", id: data.id, codes, outputs: sendable, errors: failures });
+    }
   } else if (data.type === "state") {
     state = data.state ?? {};
     self.postMessage({ type: "adopted" });

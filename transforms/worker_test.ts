@@ -377,3 +377,28 @@ export default defineTransform<{ id: bigint; payload: Uint8Array }>({
     }
   });
 });
+
+Deno.test("transform worker: an output that cannot be copied (a function) fails its own event only, saying what to return", async () => {
+  await withFiles({
+    "fn.ts": `import { defineTransform } from "spillway";
+export default defineTransform({
+  change(event) {
+    if (event.after!.id === 2n) return { ...event, after: { ...event.after, f: () => 1 } };
+    return { ...event, after: { ...event.after, ok: true } };
+  },
+});
+`,
+  }, async (path) => {
+    const worker = await started(path);
+    try {
+      const [one, two, three] = await worker.run([change(1), change(2), change(3)]);
+      assert.ok(one!.ok && three!.ok);
+      assert.equal((three!.out[0] as TransformEvent).after?.ok, true);
+      assert.ok(!two!.ok);
+      assert.match(two!.error.message, /cannot be sent on .*return plain data/);
+      assert.equal(worker.terminated, false, "the Worker goes on");
+    } finally {
+      worker.terminate();
+    }
+  });
+});
