@@ -129,7 +129,9 @@ async function rewrite(
   load: (file: string, importer: string) => Promise<string>,
 ): Promise<string> {
   const replacements: { at: number; length: number; value: string }[] = [];
-  for (const match of text.matchAll(SPECIFIER)) {
+  // Matched on the text with its comments blanked out (same length, so indexes hold): a
+  // commented-out import is not one.
+  for (const match of withoutComments(text).matchAll(SPECIFIER)) {
     // Type-only imports are erased before the module runs: their files need not exist.
     if (/^(?:import|export)\s+type\s/.test(match[1]!)) continue;
     const specifier = match[3]!;
@@ -145,6 +147,38 @@ async function rewrite(
     from = at + length;
   }
   return out + text.slice(from);
+}
+
+/**
+ * `text` with every comment's characters but its newlines turned into spaces; strings and
+ * template literals are left alone (a `//` in them is no comment).
+ */
+export function withoutComments(text: string): string {
+  let out = "";
+  let i = 0;
+  while (i < text.length) {
+    const c = text[i]!;
+    const next = text[i + 1];
+    if (c === "/" && (next === "/" || next === "*")) {
+      const close = next === "/" ? text.indexOf("\n", i) : text.indexOf("*/", i + 2);
+      const end = close === -1 ? text.length : next === "/" ? close : close + 2;
+      out += text.slice(i, end).replace(/[^\n]/g, " ");
+      i = end;
+      continue;
+    }
+    if (c === '"' || c === "'" || c === "`") {
+      let j = i + 1;
+      while (j < text.length && text[j] !== c && (c === "`" || text[j] !== "\n")) {
+        j += text[j] === "\\" ? 2 : 1;
+      }
+      out += text.slice(i, j + 1);
+      i = j + 1;
+      continue;
+    }
+    out += c;
+    i++;
+  }
+  return out;
 }
 
 async function resolveSpecifier(

@@ -402,3 +402,17 @@ export default defineTransform({
     }
   });
 });
+
+Deno.test("transform loader: commented-out imports are not imports", async () => {
+  await withFiles({
+    "commented.ts": `import { defineTransform } from "spillway";
+// import { assert } from "jsr:@std/assert";
+/* import { gone } from "./gone.ts"; */
+const url = "http://example.com/a"; // a "//" inside a string is no comment
+export default defineTransform({ change: (event) => event });
+`,
+  }, async (path) => {
+    const loaded = await loadTransform(path);
+    assert.equal(loaded.files.size, 1, "nothing but the file itself");
+  });
+});
