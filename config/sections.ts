@@ -76,6 +76,14 @@ const ON_ERROR_STEP: Reader<OnErrorStep> = {
       });
       return times === undefined ? undefined : { action: "retry", times };
     }
+    if (isScalar(node) && node.value === "retry") {
+      return checker.fail(
+        field,
+        'a step; retry is written "retry: N" (the times to run it again) and followed by a ' +
+          "step for events that still fail, as in [retry: 3, dead_letter]",
+        '"retry"',
+      );
+    }
     const word = choice(STEP_WORDS).read(checker, field);
     return word === undefined ? undefined : { action: word };
   },

@@ -350,6 +350,9 @@ export const DEAD_LETTER_SINK: Reader<FileSinkConfig> = {
     additionalProperties: false,
   },
   read: (checker, field) => {
+    if (isScalar(field.node)) {
+      return checker.fail(field, "a sink like file: { path: dead-letter.jsonl }");
+    }
     const sink = readSink(checker, field, new Map());
     if (sink === undefined) return undefined;
     if (sink.type === "file") return sink;

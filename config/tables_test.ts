@@ -166,4 +166,9 @@ Deno.test("transforms: on_error is a step or a list that ends in a step for even
   assert.match(onError("[retry: 0, skip]")[0] ?? "", /on_error\[0\]\.retry/);
   assert.match(onError("dead_leter")[0] ?? "", /did you mean "dead_letter"/);
   assert.match(onError("{ dead_letter: 1 }")[0] ?? "", /"retry: N"/);
+  assert.match(onError("[retry, skip]")[0] ?? "", /retry is written "retry: N"/);
+  assert.match(
+    problems(`${MINIMAL}transforms: { dead_letter: dlq.jsonl }\n`)[0] ?? "",
+    /expected a sink like file: \{ path: dead-letter\.jsonl \}/,
+  );
 });

@@ -8,6 +8,7 @@
  */
 
 import { join } from "node:path";
+import { ConfigError } from "../errors.ts";
 import { connectOptions, type FileSinkConfig, type PipelineConfig } from "../config/mod.ts";
 import { TypeRegistry } from "../decoder/types/registry.ts";
 import { JsonRenderer } from "../formats/json.ts";
@@ -82,6 +83,12 @@ export function createDeadLetterSink(
     rotateBytes: null,
     fsync: true,
   };
+  const shared = config.sinks.find((other) => other.type === "file" && other.path === sink.path);
+  if (shared !== undefined) {
+    throw new ConfigError(
+      `Cannot write dead letters to ${sink.path}: a file sink of ${config.file} writes there too; give transforms.dead_letter another path`,
+    );
+  }
   return createSink(sink, { renderer: new JsonRenderer(types), log });
 }
 

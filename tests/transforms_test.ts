@@ -13,6 +13,9 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import type { SinkRecord } from "../events.ts";
+import { parsePipelineConfig } from "../config/mod.ts";
+import { TypeRegistry } from "../decoder/types/registry.ts";
+import { createDeadLetterSink } from "../pipelines/run_pipeline.ts";
 import { HealthRegistry } from "../ops/health.ts";
 import { MetricsRegistry } from "../ops/prometheus.ts";
 import { testVersions } from "../testing/embedded_postgres.ts";
@@ -98,6 +101,20 @@ async function cleanUp(version: Parameters<typeof servers.server>[0], name: stri
 function changeIds(sink: RecordingSink): number[] {
   return sink.changes().map((record) => Number((record.event.after ?? record.event.before)?.id));
 }
+
+Deno.test("transforms: a dead-letter file that a file sink writes too is refused", async () => {
+  const yaml = pipelineYaml({
+    name: "dlq",
+    url: "postgres://postgres@127.0.0.1:1/app",
+    slot: "dlq_slot",
+    publication: "dlq_pub",
+    tables: { "public.t": "{ transform: t.ts }" },
+    sinks: ["file: { path: out.jsonl }"],
+  }) + "transforms: { dead_letter: { file: { path: out.jsonl } } }\n";
+  const config = parsePipelineConfig(yaml, { file: "/srv/p.yaml", env: {} });
+  const error = await failure(async () => await createDeadLetterSink(config, new TypeRegistry()));
+  assert.match(error.message, /Cannot write dead letters to \/srv\/out\.jsonl: a file sink/);
+});
 
 // ---------------------------------------------------------------------------------------------
 // Hooks
