@@ -5,7 +5,8 @@
  * compile or reach for what they were not granted, each down its on_error path with nothing
  * lost; the breaker; `stop` holding the slot until the file is fixed.
  *
- * The default run takes about a minute on 2 cores.
+ * The default run takes about a minute on 2 cores (the stop-while-hanging test waits out the
+ * 10 s grace period).
  *
  * @module
  */
