@@ -162,6 +162,11 @@ export function startPostgres(opts: PgServerOptions = {}): Promise<PgServer> {
 // Binary installation
 
 const DEFAULT_CACHE_ROOT = "/var/tmp/spillway-cache";
+
+/** The shared cache root: env `SPILLWAY_CACHE_DIR`, default `/var/tmp/spillway-cache`. */
+export function cacheRoot(): string {
+  return Deno.env.get("SPILLWAY_CACHE_DIR") || DEFAULT_CACHE_ROOT;
+}
 const STAMP = ".spillway-stamp";
 const PRUNE_AFTER_MS = 7 * 24 * 3600 * 1000;
 
@@ -183,9 +188,8 @@ async function install(): Promise<string> {
   if (lock) hasher.update(lock);
   const hash = hasher.digest("hex");
 
-  const cacheRoot = Deno.env.get("SPILLWAY_CACHE_DIR") || DEFAULT_CACHE_ROOT;
-  const root = join(cacheRoot, "pg");
-  await mkdirShared(cacheRoot);
+  const root = join(cacheRoot(), "pg");
+  await mkdirShared(cacheRoot());
   await mkdirShared(root);
   const dir = join(root, hash.slice(0, 16));
   const stamp = join(dir, STAMP);
@@ -271,7 +275,8 @@ async function pruneOldInstalls(root: string, keep: string): Promise<void> {
   }
 }
 
-async function mkdirShared(dir: string): Promise<void> {
+/** Create `dir` (and parents) readable by every user: the cache is shared with other users. */
+export async function mkdirShared(dir: string): Promise<void> {
   await Deno.mkdir(dir, { recursive: true, mode: 0o755 });
   await Deno.chmod(dir, 0o755).catch(() => {}); // may belong to another user: fine if readable
 }
@@ -451,8 +456,9 @@ const START_TIMEOUT_S = 60;
 const PORT_ATTEMPTS = 5;
 const MANAGED_KEYS = new Set(["port", "unix_socket_directories"]);
 
-/** Servers not yet disposed, stopped synchronously if the module unloads before disposal. */
-const live = new Set<Server>();
+/** Servers (and other harness processes) not yet disposed, stopped synchronously if the module
+ * unloads before disposal. */
+const live = new Set<{ killSync(): void }>();
 let unloadHookInstalled = false;
 
 function installUnloadHook(): void {
@@ -463,7 +469,19 @@ function installUnloadHook(): void {
   });
 }
 
-function freePort(): number {
+/** Call `process.killSync()` if the module unloads before {@linkcode forgetOnUnload}. */
+export function killOnUnload(process: { killSync(): void }): void {
+  installUnloadHook();
+  live.add(process);
+}
+
+/** Undo {@linkcode killOnUnload}: `process` was stopped properly. */
+export function forgetOnUnload(process: { killSync(): void }): void {
+  live.delete(process);
+}
+
+/** A free TCP port on 127.0.0.1 (never 5432). */
+export function freePort(): number {
   for (;;) {
     const l = Deno.listen({ hostname: HOST, port: 0 });
     const port = (l.addr as Deno.NetAddr).port;
@@ -487,7 +505,8 @@ function quoteConf(value: string): string {
   return `'${value.replaceAll("\\", "\\\\").replaceAll("'", "''")}'`;
 }
 
-function lastLines(text: string, n: number): string {
+/** The last `n` lines of `text`. */
+export function lastLines(text: string, n: number): string {
   const lines = text.replace(/\n$/, "").split("\n");
   return lines.slice(Math.max(0, lines.length - n)).join("\n");
 }

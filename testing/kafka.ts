@@ -1,0 +1,531 @@
+/**
+ * Real-Kafka test harness: a throwaway single-node Apache Kafka broker (KRaft mode) for tests,
+ * benchmarks and the demo.
+ *
+ * The broker's jars (`org.apache.kafka:kafka_2.13` {@linkcode KAFKA_VERSION} and the
+ * `log4j-slf4j-impl` logging binding) are fetched once from Maven Central with `mvn` into the
+ * same cache as the PostgreSQL binaries (see `testing/embedded_postgres.ts`):
+ *
+ *     ${SPILLWAY_CACHE_DIR:-/var/tmp/spillway-cache}/m2                 (Maven's local repository)
+ *     ${SPILLWAY_CACHE_DIR:-/var/tmp/spillway-cache}/kafka-4.4.0/libs   (the broker's class path)
+ *
+ * Later fetches run Maven offline. A file lock serializes fetches across processes, and the
+ * `libs` folder appears by an atomic rename only once complete.
+ *
+ * Each broker gets its own temp dir under /tmp (server.properties, the log dir, and
+ * `kafka.log`, where the broker's output goes), listens on 127.0.0.1 at free ports (PLAINTEXT
+ * for clients, CONTROLLER for its own quorum) and runs on the machine's default `java` (17+).
+ *
+ * Cleanup: `await using kafka = await startKafka()` stops the broker (SIGTERM, then SIGKILL
+ * after a timeout) and deletes its temp dir. Brokers still running when the module unloads are
+ * killed, and a small detached shell watchdog kills the broker and deletes its temp dir if the
+ * test process dies without cleaning up.
+ *
+ * @module
+ */
+
+import { join } from "node:path";
+import {
+  cacheRoot,
+  forgetOnUnload,
+  freePort,
+  killOnUnload,
+  lastLines,
+  mkdirShared,
+} from "./embedded_postgres.ts";
+
+/** The Apache Kafka version the harness runs. */
+export const KAFKA_VERSION = "4.4.0";
+
+const KAFKA_ARTIFACT = { group: "org.apache.kafka", artifact: "kafka_2.13" };
+const LOG_BINDING = {
+  group: "org.apache.logging.log4j",
+  artifact: "log4j-slf4j-impl",
+  version: "2.25.5",
+};
+
+const HOST = "127.0.0.1";
+const READY_TIMEOUT_MS = 60_000;
+const STOP_TIMEOUT_MS = 10_000;
+const PORT_ATTEMPTS = 3;
+const JVM_OPTIONS = ["-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1"];
+
+/** Options for {@linkcode startKafka}. */
+export interface KafkaOptions {
+  /** Extra server.properties settings; they override the harness defaults. */
+  settings?: Record<string, string>;
+  /** How long to wait for the broker to answer; default 60 s. */
+  readyTimeoutMs?: number;
+}
+
+/** A running (or stopped) throwaway Kafka broker. Dispose it with `await using`. */
+export interface KafkaBroker extends AsyncDisposable {
+  /** Bootstrap addresses for clients: `["127.0.0.1:<port>"]`. */
+  readonly brokers: string[];
+  /** Process id of the broker's JVM. */
+  readonly pid: number;
+  /** The file the broker logs to. */
+  readonly logFile: string;
+  /** The last `lines` (default 30) lines of the broker's log, for assertion messages. */
+  tailLog(lines?: number): Promise<string>;
+  /** Stop the broker (SIGTERM, SIGKILL after 10 s) and remove its temp dir. Idempotent. */
+  stop(): Promise<void>;
+  /** Same as {@linkcode KafkaBroker.stop}. */
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+/**
+ * Start a fresh single-node KRaft broker in a new temp dir, fetching Kafka first if the cache
+ * lacks it. Resolves once the broker answers a Metadata request listing itself; rejects with
+ * what failed, the fix, and the end of the broker's log. Nothing is left behind on failure.
+ */
+export async function startKafka(opts: KafkaOptions = {}): Promise<KafkaBroker> {
+  const libs = await kafkaLibDir();
+  await checkJava();
+  for (let attempt = 1;; attempt++) {
+    const baseDir = await Deno.makeTempDir({ dir: "/tmp", prefix: "spillway-kafka-" });
+    let broker: Broker | undefined;
+    try {
+      const port = freePort();
+      const properties = join(baseDir, "server.properties");
+      await Deno.writeTextFile(properties, serverProperties(baseDir, port, opts.settings));
+      await Deno.writeTextFile(join(baseDir, "log4j2.properties"), LOG4J_CONFIG);
+      await formatLogDir(libs, baseDir);
+      broker = Broker.spawn(libs, baseDir, port);
+      await broker.waitReady(opts.readyTimeoutMs ?? READY_TIMEOUT_MS);
+      return broker;
+    } catch (e) {
+      const log = await Deno.readTextFile(join(baseDir, "kafka.log")).catch(() => "");
+      if (broker) await broker.stop();
+      else await Deno.remove(baseDir, { recursive: true }).catch(() => {});
+      if (attempt >= PORT_ATTEMPTS || !/Address already in use/.test(log)) throw e;
+    }
+  }
+}
+
+/**
+ * Ensure Kafka's jars are in the cache and return the folder holding them (the class path is
+ * `<folder>/*`).
+ */
+export function kafkaLibDir(): Promise<string> {
+  fetching ??= fetchKafka().catch((e) => {
+    fetching = undefined;
+    throw e;
+  });
+  return fetching;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fetching the jars
+
+let fetching: Promise<string> | undefined;
+
+async function fetchKafka(): Promise<string> {
+  const root = cacheRoot();
+  const home = join(root, `kafka-${KAFKA_VERSION}`);
+  const libs = join(home, "libs");
+  if (await exists(libs)) return libs;
+  await mkdirShared(root);
+  await mkdirShared(home);
+
+  // One fetcher at a time, across processes: flock on a lock file (released on close/exit).
+  const lockPath = join(home, ".fetch.lock");
+  const lockFile = await Deno.open(lockPath, { create: true, write: true });
+  const work = await Deno.makeTempDir({ dir: home, prefix: ".fetch-" });
+  try {
+    await Deno.chmod(lockPath, 0o666).catch(() => {});
+    await lockFile.lock(true);
+    if (await exists(libs)) return libs;
+
+    const repo = join(root, "m2");
+    await Deno.writeTextFile(join(work, "pom.xml"), fetchPom());
+    const args = [
+      "-B",
+      "-q",
+      `-Dmaven.repo.local=${repo}`,
+      "dependency:copy-dependencies",
+      "-DincludeScope=runtime",
+      `-DoutputDirectory=${join(work, "libs")}`,
+    ];
+    const offline = await exists(artifactJar(repo, KAFKA_ARTIFACT.group, KAFKA_ARTIFACT.artifact));
+    let r = await runTool("mvn", offline ? ["-o", ...args] : args, work);
+    if (r.code !== 0 && offline) r = await runTool("mvn", args, work);
+    if (r.code !== 0) {
+      throw new Error(
+        `Cannot fetch Kafka ${KAFKA_VERSION} with Maven (exit ${r.code}): is Maven Central ` +
+          `(https://repo.maven.apache.org) reachable from here?\n${lastLines(r.output, 30)}`,
+      );
+    }
+    await Deno.chmod(join(work, "libs"), 0o755);
+    // The folder appears complete or not at all.
+    await Deno.rename(join(work, "libs"), libs);
+    return libs;
+  } finally {
+    lockFile.close();
+    await Deno.remove(work, { recursive: true }).catch(() => {});
+  }
+}
+
+function fetchPom(): string {
+  const dependency = (group: string, artifact: string, version: string) =>
+    `    <dependency><groupId>${group}</groupId><artifactId>${artifact}</artifactId>` +
+    `<version>${version}</version></dependency>`;
+  return [
+    `<project xmlns="http://maven.apache.org/POM/4.0.0">`,
+    `  <modelVersion>4.0.0</modelVersion>`,
+    `  <groupId>spillway.testing</groupId>`,
+    `  <artifactId>kafka-fetch</artifactId>`,
+    `  <version>1</version>`,
+    `  <packaging>pom</packaging>`,
+    `  <dependencies>`,
+    dependency(KAFKA_ARTIFACT.group, KAFKA_ARTIFACT.artifact, KAFKA_VERSION),
+    dependency(LOG_BINDING.group, LOG_BINDING.artifact, LOG_BINDING.version),
+    `  </dependencies>`,
+    `</project>`,
+    "",
+  ].join("\n");
+}
+
+function artifactJar(repo: string, group: string, artifact: string): string {
+  return join(
+    repo,
+    ...group.split("."),
+    artifact,
+    KAFKA_VERSION,
+    `${artifact}-${KAFKA_VERSION}.jar`,
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Configuring and formatting
+
+function serverProperties(
+  baseDir: string,
+  port: number,
+  settings: Record<string, string> = {},
+): string {
+  const controllerPort = freePort();
+  const defaults: Record<string, string> = {
+    "process.roles": "broker,controller",
+    "node.id": "1",
+    "listeners": `PLAINTEXT://${HOST}:${port},CONTROLLER://${HOST}:${controllerPort}`,
+    "advertised.listeners": `PLAINTEXT://${HOST}:${port}`,
+    "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+    "controller.listener.names": "CONTROLLER",
+    "inter.broker.listener.name": "PLAINTEXT",
+    "controller.quorum.voters": `1@${HOST}:${controllerPort}`,
+    "log.dirs": join(baseDir, "data"),
+    "num.partitions": "1",
+    "offsets.topic.replication.factor": "1",
+    "transaction.state.log.replication.factor": "1",
+    "transaction.state.log.min.isr": "1",
+    "share.coordinator.state.topic.replication.factor": "1",
+    "share.coordinator.state.topic.min.isr": "1",
+    "group.initial.rebalance.delay.ms": "0",
+  };
+  const lines = ["# Written by testing/kafka.ts"];
+  for (const [k, v] of Object.entries({ ...defaults, ...settings })) lines.push(`${k}=${v}`);
+  return lines.join("\n") + "\n";
+}
+
+/** Log to stdout, which the harness sends to `kafka.log` in the broker's temp dir. */
+const LOG4J_CONFIG = `status = warn
+appender.out.type = Console
+appender.out.name = out
+appender.out.layout.type = PatternLayout
+appender.out.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = info
+rootLogger.appenderRef.out.ref = out
+`;
+
+function javaArgs(libs: string, baseDir: string, ...main: string[]): string[] {
+  return [
+    ...JVM_OPTIONS,
+    `-Dlog4j2.configurationFile=${join(baseDir, "log4j2.properties")}`,
+    "-cp",
+    `${libs}/*`,
+    ...main,
+  ];
+}
+
+/** The cluster id: 16 random bytes, base64url without padding. */
+function clusterId(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return btoa(String.fromCharCode(...bytes)).replaceAll("+", "-").replaceAll("/", "_")
+    .replace(/=+$/, "");
+}
+
+async function formatLogDir(libs: string, baseDir: string): Promise<void> {
+  const properties = join(baseDir, "server.properties");
+  const args = javaArgs(libs, baseDir, "kafka.tools.StorageTool", "format");
+  const r = await runTool("java", [...args, "-t", clusterId(), "-c", properties], baseDir);
+  if (r.code !== 0) {
+    throw new Error(
+      `Cannot format the Kafka log dir (kafka.tools.StorageTool exit ${r.code}):\n` +
+        lastLines(r.output, 30),
+    );
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running tools
+
+const INSTALL_HINT: Record<string, string> = {
+  java: `install a Java 17 runtime ("apt-get install openjdk-17-jre-headless")`,
+  mvn: `install Maven ("apt-get install maven")`,
+};
+
+async function runTool(
+  cmd: "java" | "mvn",
+  args: string[],
+  cwd: string,
+): Promise<{ code: number; output: string }> {
+  try {
+    const out = await new Deno.Command(cmd, { args, cwd, stdin: "null" }).output();
+    const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+    return { code: out.code, output: text };
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) {
+      throw new Error(`Cannot run Kafka: "${cmd}" is not on PATH: ${INSTALL_HINT[cmd]}`);
+    }
+    throw e;
+  }
+}
+
+let javaChecked: Promise<void> | undefined;
+
+function checkJava(): Promise<void> {
+  javaChecked ??= runTool("java", ["-version"], "/").then((r) => {
+    if (r.code !== 0) {
+      javaChecked = undefined;
+      throw new Error(`Cannot run Kafka: "java -version" failed: ${r.output.trim()}`);
+    }
+  }, (e) => {
+    javaChecked = undefined;
+    throw e;
+  });
+  return javaChecked;
+}
+
+async function exists(path: string): Promise<boolean> {
+  return await Deno.stat(path).then(() => true, () => false);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The broker process
+
+/**
+ * Detached shell loop that kills the broker ($2) and deletes its temp dir ($3) once the test
+ * process ($1) is gone; it ends by itself when the temp dir goes.
+ */
+const WATCHDOG = `(
+trap '' INT HUP
+while [ -d "/proc/$1" ] && [ -d "$3" ]; do sleep 1; done
+if [ -d "$3" ]; then kill -9 "$2"; rm -rf "$3"; fi
+) </dev/null >/dev/null 2>&1 &`;
+
+class Broker implements KafkaBroker {
+  readonly brokers: string[];
+  readonly logFile: string;
+  readonly #child: Deno.ChildProcess;
+  readonly #baseDir: string;
+  readonly #port: number;
+  #exited = false;
+  #stopping: Promise<void> | undefined;
+
+  private constructor(child: Deno.ChildProcess, baseDir: string, port: number) {
+    this.#child = child;
+    this.#baseDir = baseDir;
+    this.#port = port;
+    this.brokers = [`${HOST}:${port}`];
+    this.logFile = join(baseDir, "kafka.log");
+    child.status.then(() => this.#exited = true);
+  }
+
+  /** Start `kafka.Kafka` with its output going to `kafka.log` (through `sh`, then `exec`). */
+  static spawn(libs: string, baseDir: string, port: number): Broker {
+    const args = javaArgs(libs, baseDir, "kafka.Kafka", join(baseDir, "server.properties"));
+    const child = new Deno.Command("sh", {
+      args: ["-c", 'exec "$@" >"$0" 2>&1', join(baseDir, "kafka.log"), "java", ...args],
+      cwd: baseDir,
+      stdin: "null",
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    const broker = new Broker(child, baseDir, port);
+    killOnUnload(broker);
+    new Deno.Command("sh", {
+      args: ["-c", WATCHDOG, "sh", String(Deno.pid), String(child.pid), baseDir],
+      stdin: "null",
+      stdout: "null",
+      stderr: "null",
+    }).outputSync();
+    return broker;
+  }
+
+  get pid(): number {
+    return this.#child.pid;
+  }
+
+  /** Wait until the broker lists itself in a Metadata answer. */
+  async waitReady(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    let last = "no answer yet";
+    while (Date.now() < deadline) {
+      if (this.#exited) {
+        throw new Error(
+          `Kafka broker exited during startup (port ${this.#port}); ` +
+            `--- last 30 lines of ${this.logFile} ---\n${await this.tailLog(30)}`,
+        );
+      }
+      try {
+        if (await brokerListsItself(this.#port)) return;
+        last = "the broker does not list itself yet";
+      } catch (e) {
+        last = e instanceof Error ? e.message : String(e);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    throw new Error(
+      `Kafka broker did not answer on ${HOST}:${this.#port} within ${timeoutMs} ms (${last}); ` +
+        `--- last 30 lines of ${this.logFile} ---\n${await this.tailLog(30)}`,
+    );
+  }
+
+  async tailLog(lines = 30): Promise<string> {
+    try {
+      return lastLines(await Deno.readTextFile(this.logFile), lines);
+    } catch (e) {
+      return `(cannot read ${this.logFile}: ${e instanceof Error ? e.message : e})`;
+    }
+  }
+
+  stop(): Promise<void> {
+    this.#stopping ??= this.#stop();
+    return this.#stopping;
+  }
+
+  async #stop(): Promise<void> {
+    forgetOnUnload(this);
+    try {
+      if (!this.#exited) {
+        this.#child.kill("SIGTERM");
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const timedOut = new Promise<boolean>((resolve) => {
+          timer = setTimeout(() => resolve(true), STOP_TIMEOUT_MS);
+        });
+        const exited = this.#child.status.then(() => false);
+        if (await Promise.race([exited, timedOut])) this.#child.kill("SIGKILL");
+        clearTimeout(timer);
+      }
+      await this.#child.status;
+    } finally {
+      await Deno.remove(this.#baseDir, { recursive: true }).catch(() => {});
+    }
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.stop();
+  }
+
+  /** Synchronous best-effort kill and removal, for the unload hook. */
+  killSync(): void {
+    forgetOnUnload(this);
+    try {
+      this.#child.kill("SIGKILL");
+    } catch { /* already gone */ }
+    try {
+      Deno.removeSync(this.#baseDir, { recursive: true });
+    } catch { /* best effort */ }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Readiness over the Kafka wire protocol (no client library in the harness)
+
+/** Kafka API keys used here. */
+const ApiKey = {
+  Metadata: 3,
+  ApiVersions: 18,
+} as const;
+
+/** Metadata versions with the classic (non-flexible) encoding, v4–v8. */
+const METADATA_VERSIONS = { min: 4, max: 8 };
+const CLIENT_ID = "spillway-harness";
+const REQUEST_TIMEOUT_MS = 2_000;
+
+/**
+ * Ask the broker, over one connection: ApiVersions v0 (which Metadata versions it serves),
+ * then Metadata with no topics. True when the answer lists at least one broker.
+ */
+async function brokerListsItself(port: number): Promise<boolean> {
+  const conn = await Deno.connect({ hostname: HOST, port });
+  const timer = setTimeout(() => conn.close(), REQUEST_TIMEOUT_MS);
+  try {
+    const versions = await request(conn, ApiKey.ApiVersions, 0, new Uint8Array(0));
+    // ApiVersions v0 response: error_code int16, [api_key int16, min int16, max int16]
+    const errorCode = versions.getInt16(0);
+    if (errorCode !== 0) throw new Error(`ApiVersions answered error code ${errorCode}`);
+    let version: number | undefined;
+    const count = versions.getInt32(2);
+    for (let i = 0; i < count; i++) {
+      const at = 6 + i * 6;
+      if (versions.getInt16(at) !== ApiKey.Metadata) continue;
+      const max = Math.min(versions.getInt16(at + 4), METADATA_VERSIONS.max);
+      if (max >= Math.max(versions.getInt16(at + 2), METADATA_VERSIONS.min)) version = max;
+    }
+    if (version === undefined) return true; // It answers; Metadata is beyond this check.
+    // Metadata v4–v7 request: topics int32 array (0 = none), allow_auto_topic_creation int8;
+    // v8 adds include_cluster_authorized_operations and include_topic_authorized_operations.
+    const body = new Uint8Array(version >= 8 ? 7 : 5);
+    const metadata = await request(conn, ApiKey.Metadata, version, body);
+    // Metadata v4–v8 response: throttle_time_ms int32, brokers int32 array, …
+    return metadata.getInt32(4) > 0;
+  } finally {
+    clearTimeout(timer);
+    try {
+      conn.close();
+    } catch { /* closed by the timer */ }
+  }
+}
+
+/**
+ * Send one request (header v1: api_key int16, api_version int16, correlation_id int32,
+ * client_id string) and return the response body after its header (correlation_id int32).
+ */
+async function request(
+  conn: Deno.Conn,
+  apiKey: number,
+  apiVersion: number,
+  body: Uint8Array,
+): Promise<DataView> {
+  const clientId = new TextEncoder().encode(CLIENT_ID);
+  const frame = new Uint8Array(4 + 10 + clientId.length + body.length);
+  const view = new DataView(frame.buffer);
+  view.setInt32(0, frame.length - 4);
+  view.setInt16(4, apiKey);
+  view.setInt16(6, apiVersion);
+  view.setInt32(8, apiKey);
+  view.setInt16(12, clientId.length);
+  frame.set(clientId, 14);
+  frame.set(body, 14 + clientId.length);
+  let written = 0;
+  while (written < frame.length) written += await conn.write(frame.subarray(written));
+
+  const size = new DataView((await readExactly(conn, 4)).buffer).getInt32(0);
+  const response = await readExactly(conn, size);
+  const view2 = new DataView(response.buffer);
+  if (view2.getInt32(0) !== apiKey) throw new Error("Kafka answered another request");
+  return new DataView(response.buffer, 4);
+}
+
+async function readExactly(conn: Deno.Conn, n: number): Promise<Uint8Array> {
+  const out = new Uint8Array(n);
+  let filled = 0;
+  while (filled < n) {
+    const read = await conn.read(out.subarray(filled));
+    if (read === null) throw new Error("Kafka closed the connection");
+    filled += read;
+  }
+  return out;
+}
