@@ -35,6 +35,8 @@ export class Router {
   readonly #relation: (relid: number) => RelationMessage | undefined;
   #routes = new Map<number, Route | null>();
   #toastPolicies = new Map<string, ToastPolicy>();
+  /** The policies the open transaction's changes went through (those with something pending). */
+  #learning = new Set<ToastPolicy>();
 
   /**
    * @param relation The newest relation the source knows for a relid, for events
@@ -57,13 +59,17 @@ export class Router {
     const key = keyOf(event, route.keyColumns);
     if (event.unchanged.length > 0 || route.toast.mode === "last_value") {
       route.toast.apply(event, key === null ? null : JSON.stringify(key, bigintSafe));
+      // Only a last_value policy learns; commit() and discard() visit just those that did.
+      if (route.toast.mode === "last_value") this.#learning.add(route.toast);
     }
     return { kind: "change", event, topic: route.topic, key };
   }
 
   /** At a transaction's commit: the TOAST policies keep what its changes taught them. */
   commit(): void {
-    for (const toast of this.#toastPolicies.values()) toast.commit();
+    if (this.#learning.size === 0) return;
+    for (const toast of this.#learning) toast.commit();
+    this.#learning.clear();
   }
 
   /**
@@ -71,7 +77,9 @@ export class Router {
    * TOAST policies forget what its routed changes taught them.
    */
   discard(): void {
-    for (const toast of this.#toastPolicies.values()) toast.discard();
+    if (this.#learning.size === 0) return;
+    for (const toast of this.#learning) toast.discard();
+    this.#learning.clear();
   }
 
   /** Drops the cached route of a relation whose schema (or name) changed. */
