@@ -7,7 +7,7 @@
  * @module
  */
 
-import { formatLsn, formatUnixMicros } from "../decoder/lsn.ts";
+import { formatLsn, formatUnixMicros, type Lsn } from "../decoder/lsn.ts";
 import type { RelationMessage } from "../decoder/pgoutput.ts";
 import type { TypeRegistry } from "../decoder/types/registry.ts";
 import {
@@ -17,7 +17,6 @@ import {
   type MessageEvent,
   type Row,
   type SinkRecord,
-  type TransactionInfo,
 } from "../events.ts";
 import type {
   TransformColumn,
@@ -36,8 +35,9 @@ export type ChangeRecord = Extract<SinkRecord, { kind: "change" }>;
 export class TransformInputs {
   readonly #types: TypeRegistry;
   #relations = new WeakMap<RelationMessage, { generation: number; relation: TransformRelation }>();
-  #lastTx: EventSource | null = null;
-  #lastTxText: { commitLsn: string; commitTime: string } = { commitLsn: "", commitTime: "" };
+  /** The transaction last asked for: its changes and its commit share one object. */
+  #lastTx: { xid: number; commitLsn: Lsn; commitTime: bigint; text: TransformTransaction } | null =
+    null;
 
   constructor(types: TypeRegistry) {
     this.#types = types;
@@ -69,26 +69,38 @@ export class TransformInputs {
     return relation;
   }
 
+  /**
+   * A transaction as a transform sees it (LSN and time as text), one object for all of its
+   * changes and its commit: it crosses to a Worker once per batch.
+   */
+  transaction(xid: number, commitLsn: Lsn, commitTime: bigint): TransformTransaction {
+    const last = this.#lastTx;
+    if (
+      last !== null && last.xid === xid && last.commitLsn === commitLsn &&
+      last.commitTime === commitTime
+    ) {
+      return last.text;
+    }
+    const text = {
+      xid,
+      commitLsn: formatLsn(commitLsn),
+      commitTime: formatUnixMicros(commitTime),
+    };
+    this.#lastTx = { xid, commitLsn, commitTime, text };
+    return text;
+  }
+
   /** Where a change came from, as text. */
   source(source: EventSource): TransformSource {
-    if (
-      this.#lastTx === null || this.#lastTx.commitLsn !== source.commitLsn ||
-      this.#lastTx.commitTime !== source.commitTime
-    ) {
-      this.#lastTx = source;
-      this.#lastTxText = {
-        commitLsn: formatLsn(source.commitLsn),
-        commitTime: formatUnixMicros(source.commitTime),
-      };
-    }
+    const transaction = this.transaction(source.xid, source.commitLsn, source.commitTime);
     return {
       schema: source.schema,
       table: source.table,
       relid: source.relid,
       lsn: formatLsn(source.lsn),
-      commitLsn: this.#lastTxText.commitLsn,
+      commitLsn: transaction.commitLsn,
       xid: source.xid,
-      commitTime: this.#lastTxText.commitTime,
+      commitTime: transaction.commitTime,
       ...(source.origin === undefined ? {} : { origin: source.origin }),
     };
   }
@@ -116,15 +128,6 @@ export class TransformInputs {
       ...(record.headers === undefined ? {} : { headers: record.headers }),
     };
   }
-}
-
-/** A transaction as a transform sees it. */
-export function transformTransaction(tx: TransactionInfo): TransformTransaction {
-  return {
-    xid: tx.xid,
-    commitLsn: formatLsn(tx.commitLsn),
-    commitTime: formatUnixMicros(tx.commitTime),
-  };
 }
 
 /** A message as a transform sees it. */

@@ -28,7 +28,7 @@ import {
   type TransformFailureInfo,
 } from "../events.ts";
 import type { Logger } from "../ops/log.ts";
-import type { TransformRelation, TransformTransaction } from "./api.ts";
+import type { TransformRelation } from "./api.ts";
 import { Breaker, type BreakerState } from "./breaker.ts";
 import {
   type ChangeRecord,
@@ -37,9 +37,8 @@ import {
   sameShape,
   TransformInputs,
   transformMessage,
-  transformTransaction,
 } from "./convert.ts";
-import { transactionOf, type WorkItem } from "./hooks.ts";
+import type { WorkItem } from "./hooks.ts";
 import { LiveTransform } from "./live.ts";
 import type { TransformMetrics } from "./metrics.ts";
 import {
@@ -154,13 +153,12 @@ export class TransformHost {
   readonly #tableChains = new Map<string, Bound[] | null>();
   /** Change and message records added (fan-out) or removed (drops) in the open transaction. */
   #countDelta = 0;
-  #depth = 0;
+  /** The transforms at each place of the chains (`#levels[0]`: the first of each chain). */
+  #levels: Set<Bound>[] = [];
   /** Failures {@linkcode TransformHost.#failed} already counted (a timeout, as it happened). */
   #counted = new WeakSet<TransformFailure>();
   /** Set by {@linkcode TransformHost.abort}: the Workers are gone, nothing more runs. */
   #aborted = false;
-  /** The transaction object of the last change queued, shared by the changes of its transaction. */
-  #transactionObject: TransformTransaction | null = null;
   readonly #watch: boolean;
 
   private constructor(options: TransformHostOptions) {
@@ -205,8 +203,13 @@ export class TransformHost {
           chain.push(bound);
         }
         host.#chains.set(entry.pattern, chain);
-        host.#depth = Math.max(host.#depth, chain.length);
       }
+      const chains = [...host.#chains.values()];
+      const depth = Math.max(0, ...chains.map((chain) => chain.length));
+      host.#levels = Array.from(
+        { length: depth },
+        (_, level) => new Set(chains.flatMap((chain) => chain[level] ? [chain[level]] : [])),
+      );
     } catch (error) {
       await host.close();
       throw error;
@@ -283,7 +286,7 @@ export class TransformHost {
     const outputs: Outputs = new Array(records.length).fill(null);
     const deadLetters: DeadLetter[] = [];
     const aborted = { records: [], deadLetters: [], stop: null, aborted: true };
-    for (let level = 0; level < this.#depth; level++) {
+    for (let level = 0; level < this.#levels.length; level++) {
       const jobs = this.#jobs(records, outputs, level);
       const ran = await Promise.all([...jobs.values()].map((job) => this.#runJob(job)));
       if (this.#aborted) return aborted;
@@ -337,9 +340,7 @@ export class TransformHost {
       }
       return job;
     };
-    const levelBounds = new Set(
-      [...this.#chains.values()].flatMap((chain) => chain[level] ? [chain[level]] : []),
-    );
+    const levelBounds = this.#levels[level]!;
     for (const [index, record] of records.entries()) {
       switch (record.kind) {
         case "begin":
@@ -354,7 +355,11 @@ export class TransformHost {
             if (!bound.breaker.allows() || !bound.live.hooks.has("commit")) continue;
             jobOf(bound).items.push({
               kind: "commit",
-              transaction: transformTransaction(record.tx),
+              transaction: this.#inputs.transaction(
+                record.tx.xid,
+                record.tx.commitLsn,
+                record.tx.commitTime,
+              ),
             });
             jobOf(bound).refs.push({ index: -1, input: null });
           }
@@ -381,12 +386,11 @@ export class TransformHost {
               kind: "message",
               event: transformMessage(record.event),
               ...(record.event.xid === undefined ? {} : {
-                transaction: transformTransaction({
-                  xid: record.event.xid,
-                  commitLsn: record.event.commitLsn ?? LSN_ZERO,
-                  commitTime: record.event.commitTime ?? 0n,
-                  streamed: false,
-                }),
+                transaction: this.#inputs.transaction(
+                  record.event.xid,
+                  record.event.commitLsn ?? LSN_ZERO,
+                  record.event.commitTime ?? 0n,
+                ),
               }),
             });
             job.refs.push({ index, input: record.event });
@@ -401,14 +405,8 @@ export class TransformHost {
   #addChange(job: Job, index: number, input: ChangeRecord): void {
     const bound = job.bound;
     const event = this.#inputs.event(input);
-    // One object per transaction: it crosses to the Worker once per batch.
-    let transaction = this.#transactionObject;
-    if (
-      transaction === null || transaction.xid !== event.source.xid ||
-      transaction.commitLsn !== event.source.commitLsn
-    ) {
-      transaction = this.#transactionObject = transactionOf(event.source);
-    }
+    const { xid, commitLsn, commitTime } = input.event.source;
+    const transaction = this.#inputs.transaction(xid, commitLsn, commitTime);
     if (bound.open !== event.source.xid && bound.breaker.allows()) {
       // Sent only to a transform with the hook; the host follows the transaction all the same.
       if (bound.live.hooks.has("begin")) {
