@@ -18,6 +18,7 @@ import type { Logger } from "../ops/log.ts";
 import type { HealthRegistry } from "../ops/health.ts";
 import type { SpillwayMetrics } from "../ops/metrics.ts";
 import { createDeadLetterSink, createSinks } from "../pipelines/run_pipeline.ts";
+import type { TransformSource } from "../transforms/api.ts";
 import type { TransformMetrics } from "../transforms/metrics.ts";
 import { PipelineRunner } from "../pipelines/runner.ts";
 import type { Sink, SinkStatus, WriteOptions } from "../sinks/types.ts";
@@ -542,16 +543,11 @@ export async function logSince(pg: PgServer, offset: number): Promise<string> {
 // ---------------------------------------------------------------------------------------------
 // JSON-lines output files
 
-/** The `source` of a change line (as the file sink or `spillway tail` prints it). */
-export interface ChangeSource {
-  schema: string;
-  table: string;
-  relid: number;
-  lsn: string;
-  commitLsn: string;
-  xid: number;
-  commitTime: string;
-}
+/**
+ * The `source` of a change line (as the file sink or `spillway tail` prints it): the text form a
+ * transform sees too.
+ */
+export type ChangeSource = TransformSource;
 
 /** A change line as the file sink writes it. */
 export interface ChangeLine {
