@@ -217,6 +217,24 @@ self.onmessage = async (message) => {
 };
 `;
 
+/**
+ * The watchdog's judgement, tick by tick: given what the Worker's progress cell says (`n`: item
+ * `n - 1` runs; 0: none does, the batch is on its way there or back) and the time, the index of
+ * an item that has run longer than `limitMs`, else `null`. Only an item's own time counts.
+ */
+export function itemWatch(limitMs: number): (progress: number, now: number) => number | null {
+  let seen = 0;
+  let since = 0;
+  return (progress, now) => {
+    if (progress !== seen || progress === 0) {
+      seen = progress;
+      since = now;
+      return null;
+    }
+    return now - since > limitMs ? progress - 1 : null;
+  };
+}
+
 let workerUrl: string | null = null;
 
 const ELIDED_DATA_URL =
@@ -417,23 +435,16 @@ export class TransformWorker {
       }
       if (progress !== undefined) {
         const limit = this.#options.timeoutMs;
-        let item = 0;
-        let since = performance.now();
+        const watch = itemWatch(limit);
         watchdog = setInterval(() => {
-          const now = Atomics.load(progress, 0);
-          // 0: no item runs (the batch is on its way there or back): not the transform's time.
-          if (now !== item || now === 0) {
-            item = now;
-            since = performance.now();
-            return;
-          }
-          if (performance.now() - since <= limit) return;
+          const item = watch(Atomics.load(progress, 0), performance.now());
+          if (item === null) return;
           clearInterval(watchdog);
           if (id !== undefined) this.#pending.delete(id);
           reject(
             new TransformTimeoutError(
               `Transform ${this.transform.path} ran past its time budget of ${limit} ms on one event (transforms.timeout); its worker was terminated and starts again`,
-              Math.max(0, item - 1),
+              item,
             ),
           );
           this.terminate();
