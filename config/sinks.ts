@@ -23,7 +23,9 @@ import {
   anyOf,
   boolean,
   choice,
+  duration,
   filePath,
+  integer,
   list,
   nullable,
   orVariable,
@@ -276,6 +278,85 @@ const KAFKA: SectionSpec<Omit<KafkaSinkConfig, "type">> = {
       reader: nullable(sectionReader(SASL)),
       default: null,
       doc: "SASL authentication; null for none.",
+    },
+    schemas: {
+      key: "schemas",
+      reader: boolean,
+      default: true,
+      doc: "Embed the Connect schema in keys and values, as Kafka Connect's JsonConverter " +
+        "with schemas.enable=true.",
+    },
+    tombstones: {
+      key: "tombstones",
+      reader: boolean,
+      default: true,
+      doc: "Follow each delete with a tombstone (null value), as Debezium's " +
+        "tombstones.on.delete.",
+    },
+    truncate: {
+      key: "truncate",
+      reader: boolean,
+      default: false,
+      doc: "Write truncates as op t events (Debezium skips them by default).",
+    },
+    transactionMetadata: {
+      key: "transaction_metadata",
+      reader: boolean,
+      default: false,
+      doc: "BEGIN and END records on <prefix>.transaction and a transaction block in each " +
+        "event, as Debezium's provide.transaction.metadata.",
+    },
+    headers: {
+      key: "headers",
+      reader: boolean,
+      default: true,
+      doc: "Record headers spillway.lsn, spillway.xid, spillway.commit_time and " +
+        "spillway.schema_version.",
+    },
+    keyless: {
+      key: "keyless",
+      reader: choice(["null_key", "single_partition", "error"] as const),
+      default: "null_key",
+      doc: "Changes of a table without a primary key (or key columns): null_key spreads " +
+        "them over partitions, single_partition keeps them in order on partition 0, error " +
+        "stops the pipeline.",
+    },
+    createTopics: {
+      key: "create_topics",
+      reader: boolean,
+      default: true,
+      doc: "Create missing topics with partitions and replication_factor.",
+    },
+    partitions: {
+      key: "partitions",
+      reader: integer(-1),
+      default: -1,
+      doc: "Partitions of created topics; -1 for the broker's default.",
+    },
+    replicationFactor: {
+      key: "replication_factor",
+      reader: integer(-1),
+      default: -1,
+      doc: "Replication factor of created topics; -1 for the broker's default.",
+    },
+    lingerMs: {
+      key: "linger",
+      reader: duration(),
+      default: 5,
+      doc: "Longest a record waits for others to join its produce request while the " +
+        "pipeline is busy; an idle pipeline sends at once.",
+    },
+    batchBytes: {
+      key: "batch_bytes",
+      reader: size(),
+      default: 1_000_000,
+      doc: "Largest produce request, in bytes of records.",
+    },
+    checkpointTopic: {
+      key: "checkpoint_topic",
+      reader: string("a topic name"),
+      default: "spillway.checkpoints",
+      doc: "Compacted topic where exactly_once records each committed position.",
     },
   },
   check: (checker, section, { exactlyOnce, acks, format }) => {

@@ -249,6 +249,30 @@ export interface KafkaSinkConfig {
     username: string;
     password: string;
   } | null;
+  /** Embed the Connect schema in keys and values (JsonConverter's `schemas.enable`). Default true. */
+  schemas: boolean;
+  /** A tombstone (null value) after each delete, as Debezium's `tombstones.on.delete`. Default true. */
+  tombstones: boolean;
+  /** Write truncates (op `t`); Debezium skips them by default. Default false. */
+  truncate: boolean;
+  /** BEGIN/END records on `<prefix>.transaction` and a block in each event. Default false. */
+  transactionMetadata: boolean;
+  /** Add `spillway.lsn`, `spillway.xid`, `spillway.commit_time`, `spillway.schema_version`. Default true. */
+  headers: boolean;
+  /** Changes of a table without a key: `null_key` (default), `single_partition`, or `error`. */
+  keyless: "null_key" | "single_partition" | "error";
+  /** Create missing topics with `partitions` and `replication_factor`. Default true. */
+  createTopics: boolean;
+  /** Partitions of created topics; -1 (default): the broker's default. */
+  partitions: number;
+  /** Replication factor of created topics; -1 (default): the broker's default. */
+  replicationFactor: number;
+  /** Longest a record waits for more to join its request while the pipeline is busy. Default 5 ms. */
+  lingerMs: number;
+  /** Largest produce request, in bytes of records. Default 1 MB. */
+  batchBytes: number;
+  /** The compacted topic exactly-once writes its checkpoint to. Default `spillway.checkpoints`. */
+  checkpointTopic: string;
 }
 
 /** The `queue` section. */

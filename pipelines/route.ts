@@ -33,6 +33,7 @@ interface Route {
 export class Router {
   readonly #config: PipelineConfig;
   readonly #relation: (relid: number) => RelationMessage | undefined;
+  readonly #primaryKey: (relid: number) => string[] | null;
   #routes = new Map<number, Route | null>();
   #toastPolicies = new Map<string, ToastPolicy>();
   /** The policies the open transaction's changes went through (those with something pending). */
@@ -42,9 +43,14 @@ export class Router {
    * @param relation The newest relation the source knows for a relid, for events
    *   decoded without one.
    */
-  constructor(config: PipelineConfig, relation: (relid: number) => RelationMessage | undefined) {
+  constructor(
+    config: PipelineConfig,
+    relation: (relid: number) => RelationMessage | undefined,
+    primaryKey: (relid: number) => string[] | null = () => null,
+  ) {
     this.#config = config;
     this.#relation = relation;
+    this.#primaryKey = primaryKey;
   }
 
   /** The record for `event`, or `null` when its table is not part of the pipeline. */
@@ -93,7 +99,9 @@ export class Router {
     if (resolved === null) return null;
     // The relation the event was decoded with: the assembler may already know a newer one.
     const relation = event[EVENT_RELATION] ?? this.#relation(relid);
-    const keyColumns = resolved.key ??
+    // The configured columns, else the primary key (also under REPLICA IDENTITY FULL, whose
+    // Relation marks every column as key), else the replica identity's columns.
+    const keyColumns = resolved.key ?? this.#primaryKey(relid) ??
       relation?.columns.filter((column) => column.isKey).map((column) => column.name) ?? [];
     const policyKey = `${schema}.${table}`;
     let toast = this.#toastPolicies.get(policyKey);

@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { ConfigError } from "../errors.ts";
 import { connectOptions, type FileSinkConfig, type PipelineConfig } from "../config/mod.ts";
 import { TypeRegistry } from "../decoder/types/registry.ts";
+import { TableFactsRegistry } from "../decoder/table_facts.ts";
 import { JsonRenderer } from "../formats/json.ts";
 import { HealthRegistry } from "../ops/health.ts";
 import { startHttpServer } from "../ops/http.ts";
@@ -42,13 +43,15 @@ export async function runPipeline(options: RunPipelineOptions): Promise<void> {
   const metrics = standardMetrics(registry);
   const health = new HealthRegistry();
   const types = new TypeRegistry();
-  const sinks = await createSinks(config, types, log);
+  const tables = new TableFactsRegistry();
+  const sinks = await createSinks(config, types, log, { tables, database: connection.database });
   const deadLetter = await createDeadLetterSink(config, types, log);
   const runner = new PipelineRunner({
     config,
     log,
     sinks,
     types,
+    tables,
     connection,
     signal,
     metrics,
@@ -94,13 +97,23 @@ export function createDeadLetterSink(
 
 /**
  * The sinks `config.sinks` names, in order, not yet opened; they render values with
- * `types`, the registry the runner decodes with.
+ * `types`, the registry the runner decodes with, and read `source.tables`, the catalog facts
+ * the runner fills (pass the same registry to the runner).
  */
 export function createSinks(
   config: PipelineConfig,
   types: TypeRegistry,
   log?: Logger,
+  source: { tables?: TableFactsRegistry; database?: string } = {},
 ): Promise<Sink[]> {
   const renderer = new JsonRenderer(types);
-  return Promise.all(config.sinks.map((sink) => createSink(sink, { renderer, log })));
+  const { tables } = source;
+  const pipeline = {
+    name: config.name,
+    topicPrefix: config.defaults.topicPrefix,
+    database: source.database ?? "",
+  };
+  return Promise.all(
+    config.sinks.map((sink) => createSink(sink, { renderer, log, tables, pipeline })),
+  );
 }

@@ -30,6 +30,7 @@
 import { ConfigError, errorMessage, isRetriable } from "../errors.ts";
 import { formatLsn, type Lsn, LSN_ZERO, maxLsn } from "../decoder/lsn.ts";
 import type { TypeRegistry } from "../decoder/types/registry.ts";
+import { TableFactsRegistry } from "../decoder/table_facts.ts";
 import {
   confirmableLsn,
   type SinkRecord,
@@ -70,6 +71,12 @@ export interface RunnerOptions {
   sinks: Sink[];
   /** Type codecs of the source database; pass the registry the sinks render with. */
   types: TypeRegistry;
+  /**
+   * Filled with each table's catalog facts (NOT NULL, defaults, primary key) as its Relation
+   * message arrives; pass the registry the sinks read (the Kafka sink's schemas and keys).
+   * Default: a registry of the runner's own.
+   */
+  tables?: TableFactsRegistry;
   /** How to reach the source; default `connectOptions(config)` (its files read then). */
   connection?: ConnectOptions;
   /** Aborting stops the pipeline gracefully. */
@@ -118,6 +125,7 @@ export class PipelineRunner {
   readonly sinks: Sink[];
   /** Type codecs of the source database, shared by decoding and rendering. */
   readonly types: TypeRegistry;
+  readonly tables: TableFactsRegistry;
   #log: Logger;
   #signal?: AbortSignal;
   #source: ReplicationSource | null = null;
@@ -163,6 +171,7 @@ export class PipelineRunner {
       );
     }
     this.types = options.types;
+    this.tables = options.tables ?? new TableFactsRegistry();
     this.#connection = options.connection;
     this.sinks = options.sinks;
     this.#metrics = options.metrics;
@@ -176,7 +185,11 @@ export class PipelineRunner {
       );
     }
     this.#queue = new BoundedQueue(this.config.queue);
-    this.#router = new Router(this.config, (relid) => this.#source?.assembler.relations.get(relid));
+    this.#router = new Router(
+      this.config,
+      (relid) => this.#source?.assembler.relations.get(relid),
+      (relid) => this.tables.get(relid)?.primaryKey ?? null,
+    );
     this.#monitor = new Monitor({
       config: this.config,
       log: this.#log,
@@ -279,6 +292,7 @@ export class PipelineRunner {
         statusIntervalMs: config.source.statusIntervalMs,
         spill: { memoryLimitBytes: config.spill.memoryLimitBytes, dir: config.spill.dir },
         types: this.types,
+        tables: this.tables,
         reconnect: {
           maxAttempts: config.source.reconnect.maxAttempts,
           initialDelayMs: config.source.reconnect.initialDelayMs,

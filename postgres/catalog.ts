@@ -11,6 +11,7 @@
  * @module
  */
 
+import type { ColumnFacts, TableFacts } from "../decoder/table_facts.ts";
 import type { PgConnection } from "./connection.ts";
 import { quoteLiteral } from "./sql.ts";
 
@@ -384,6 +385,41 @@ export async function readColumnTypes(
     });
   }
   return out;
+}
+
+/**
+ * The catalog facts of the tables `relids` that pgoutput does not send (NOT NULL, defaults,
+ * the primary key); tables that no longer exist are left out.
+ */
+export async function readTableFacts(
+  connection: PgConnection,
+  relids: readonly number[],
+): Promise<TableFacts[]> {
+  if (relids.length === 0) return [];
+  const rows = await connection.queryObjects(
+    `SELECT c.oid,
+            (SELECT pg_catalog.json_agg(a.attname ORDER BY k.ord)
+               FROM pg_catalog.pg_index i
+               CROSS JOIN LATERAL pg_catalog.unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
+               JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+              WHERE i.indrelid = c.oid AND i.indisprimary) AS primary_key,
+            (SELECT pg_catalog.json_agg(pg_catalog.json_build_array(a.attname, a.attnotnull,
+                      pg_catalog.pg_get_expr(d.adbin, d.adrelid)) ORDER BY a.attnum)
+               FROM pg_catalog.pg_attribute a
+               LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+                 AND a.attgenerated = ''
+              WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) AS columns
+       FROM pg_catalog.pg_class c
+      WHERE c.oid IN (${relids.map(Number).join(", ")})`,
+  );
+  return rows.map((row) => {
+    const columns = new Map<string, ColumnFacts>();
+    const list = row.columns ? JSON.parse(row.columns) as [string, boolean, string | null][] : [];
+    for (const [name, notNull, expression] of list) {
+      columns.set(name, { notNull, default: expression });
+    }
+    return { relid: Number(row.oid), primaryKey: jsonNames(row.primary_key), columns };
+  });
 }
 
 /** The columns a table's UPDATE and DELETE carry in their old tuple; `null` for none. */

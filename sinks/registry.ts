@@ -10,7 +10,7 @@
  */
 
 import type { SinkConfig } from "../config/mod.ts";
-import { ConfigError } from "../errors.ts";
+import type { TableFactsRegistry } from "../decoder/table_facts.ts";
 import type { JsonRenderer } from "../formats/json.ts";
 import type { Logger } from "../ops/log.ts";
 import type { Sink } from "./types.ts";
@@ -21,6 +21,12 @@ export interface CreateSinkOptions {
   log?: Logger;
   /** Renders values by their types; share the source's registry. Default: built-in types. */
   renderer?: JsonRenderer;
+  /** The catalog facts the source reads (the Kafka sink's schemas and keys need them). */
+  tables?: TableFactsRegistry;
+  /** The pipeline's name, topic prefix and source database (the Kafka sink needs them). */
+  pipeline?: { name: string; topicPrefix: string; database: string };
+  /** The sink takes only dead letters, to this topic (a Kafka dead-letter sink). */
+  deadLetterTopic?: string;
 }
 
 /**
@@ -53,9 +59,20 @@ export async function createSink(
         log: options.log,
       });
     }
-    case "kafka":
-      throw new ConfigError(
-        "Cannot create the kafka sink: it is not available in this version; use the stdout or file sink",
-      );
+    case "kafka": {
+      const { KafkaSink } = await import("./kafka/mod.ts");
+      const pipeline = options.pipeline ??
+        { name: "spillway", topicPrefix: "spillway", database: "" };
+      return new KafkaSink({
+        config,
+        pipeline: pipeline.name,
+        topicPrefix: pipeline.topicPrefix,
+        database: pipeline.database,
+        types: options.renderer?.types,
+        tables: options.tables,
+        log: options.log,
+        deadLetterTopic: options.deadLetterTopic,
+      });
+    }
   }
 }

@@ -42,9 +42,11 @@ import {
   maxStatusIntervalMs,
   querySlots,
   readSettings,
+  readTableFacts,
   settingMs,
   type SlotRow,
 } from "../postgres/catalog.ts";
+import type { TableFactsRegistry } from "../decoder/table_facts.ts";
 import { checkObjectName, checkSlotName, quoteIdent, quoteLiteral } from "../postgres/sql.ts";
 import { type Logger, silentLogger } from "../ops/log.ts";
 import { allTablesTarget } from "./publications.ts";
@@ -102,6 +104,11 @@ export interface SourceOptions {
    */
   captureDdl?: boolean;
   origin?: "any" | "none";
+  /**
+   * Filled with each relation's catalog facts (NOT NULL, defaults, primary key) when its
+   * Relation message arrives; default: not read.
+   */
+  tables?: TableFactsRegistry;
   /** Status update period; never more than wal_sender_timeout / 3 (default 10 s). */
   statusIntervalMs?: number;
   maxBufferedBytes?: number;
@@ -616,7 +623,10 @@ export class ReplicationSource {
     let out: SourceItem[] = [];
     try {
       for (const xlog of batch) {
-        if (xlog.data[0] === PgoutputCode.Relation) await this.#loadTypes(xlog.data);
+        if (xlog.data[0] === PgoutputCode.Relation) {
+          await this.#loadTypes(xlog.data);
+          await this.#loadTableFacts(xlog.data);
+        }
         // Stepped by hand (a streamed transaction's replay yields millions of items) so that a
         // change that cannot be decoded (malformed, or a value too long for a string) can be
         // named by its table and position.
@@ -743,6 +753,19 @@ export class ReplicationSource {
     const registry = this.assembler.types;
     const missing = registry.missing(this.assembler.relationTypeOids(relation));
     if (missing.length > 0) await this.#registerTypes(missing, (oid) => registry.has(oid));
+  }
+
+  /**
+   * Reads the catalog facts (NOT NULL, defaults, primary key) of a Relation message's table
+   * into `options.tables`, when the pipeline asked for them.
+   */
+  async #loadTableFacts(relation: Uint8Array): Promise<void> {
+    const tables = this.options.tables;
+    const relidAt = this.assembler.inStreamBlock ? 5 : 1;
+    if (tables === undefined || relation.byteLength < relidAt + 4) return;
+    const relid = new DataView(relation.buffer, relation.byteOffset).getUint32(relidAt);
+    const facts = await this.#withCatalog((catalog) => readTableFacts(catalog, [relid]));
+    for (const table of facts) tables.set(table);
   }
 
   /**

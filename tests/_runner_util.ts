@@ -10,10 +10,11 @@
 
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
-import { parsePipelineConfig } from "../config/mod.ts";
+import { connectOptions, parsePipelineConfig } from "../config/mod.ts";
 import type { PgConnection } from "../postgres/connection.ts";
 import { formatLsn, type Lsn, parseLsn } from "../decoder/lsn.ts";
 import { TypeRegistry } from "../decoder/types/registry.ts";
+import { TableFactsRegistry } from "../decoder/table_facts.ts";
 import type { Logger } from "../ops/log.ts";
 import type { HealthRegistry } from "../ops/health.ts";
 import type { SpillwayMetrics } from "../ops/metrics.ts";
@@ -216,11 +217,14 @@ export async function startRunner(yaml: string, options: RunnerOptions = {}): Pr
   const log = options.log ?? recordingLogger();
   const controller = new AbortController();
   const types = new TypeRegistry();
+  const tables = new TableFactsRegistry();
   const runner = new PipelineRunner({
     config,
     log,
-    sinks: options.sinks ?? await createSinks(config, types),
+    sinks: options.sinks ??
+      await createSinks(config, types, log, { tables, database: connectOptions(config).database }),
     types,
+    tables,
     metrics: options.metrics,
     signal: controller.signal,
     deadLetter: options.deadLetter === undefined

@@ -1,0 +1,458 @@
+/**
+ * Debezium's change event envelope, as its PostgreSQL connector writes it through Kafka
+ * Connect's `JsonConverter`: a key (the primary key's columns) and a value
+ * (`before`, `after`, `source`, `transaction`, `op`, `ts_ms`, `ts_us`, `ts_ns`), each with the
+ * Connect schema embedded (`{"schema": …, "payload": …}`, `schemas.enable=true`) or bare; the
+ * tombstone after a delete; and the BEGIN/END records of the transaction metadata topic
+ * (`provide.transaction.metadata`).
+ *
+ * The envelope is a format, not a transport: the Kafka sink sends these bytes, and a file or
+ * HTTP sink could too. Values are mapped per column type by `decoder/types/json.ts` with
+ * Debezium's options (`DEBEZIUM_DEFAULTS` unless set otherwise); the schemas come from
+ * `connect_schema.ts`, built once per relation and cached, so an event costs one pass over its
+ * columns.
+ *
+ * Fields that differ from Debezium by nature: `source.version` (Spillway's), the envelope's
+ * `ts_ms`/`ts_us`/`ts_ns` (when the event was written, as in Debezium, so never equal).
+ *
+ * @module
+ */
+
+import type { RelationColumn, RelationMessage } from "../decoder/pgoutput.ts";
+import type { TableFacts, TableFactsRegistry } from "../decoder/table_facts.ts";
+import {
+  DEBEZIUM_DEFAULTS,
+  type JsonEncoder,
+  jsonEncoder,
+  type JsonOptions,
+  type JsonValue,
+} from "../decoder/types/json.ts";
+import { TypeRegistry } from "../decoder/types/registry.ts";
+import type { PgValue } from "../decoder/types/values.ts";
+import {
+  type ChangeEvent,
+  EVENT_RELATION,
+  type Row,
+  type SinkRecord,
+  type TransactionInfo,
+} from "../events.ts";
+import {
+  columnSchema,
+  type ConnectColumn,
+  type ConnectSchema,
+  envelopeSchema,
+  keySchema,
+  transactionKeySchema,
+  transactionValueSchema,
+} from "./connect_schema.ts";
+import { JsonRenderer } from "./json.ts";
+import { JsonWriter } from "./json_writer.ts";
+
+/** The placeholder Debezium writes for an unchanged TOASTed value (`unavailable.value.placeholder`). */
+export const UNAVAILABLE_VALUE = "__debezium_unavailable_value";
+
+/** Options of {@linkcode DebeziumFormat}. */
+export interface DebeziumFormatOptions {
+  /** Debezium's `topic.prefix`: `source.name`, the transaction topic's prefix. */
+  serverName: string;
+  /** The database's name: `source.db`. */
+  database: string;
+  /** Embed the Connect schema in key and value (`schemas.enable=true`). Default true. */
+  schemas?: boolean;
+  /** Write the `transaction` block in every change (`provide.transaction.metadata`). */
+  transactionMetadata?: boolean;
+  /** `source.version`. */
+  version: string;
+  /** Value mapping; default {@linkcode DEBEZIUM_DEFAULTS}. */
+  json?: Required<JsonOptions>;
+  /** The source's type registry (catalog types: enums, domains, composites). */
+  types?: TypeRegistry;
+  /** The catalog facts the source read (NOT NULL, defaults, primary key). */
+  tables?: TableFactsRegistry;
+  /** The clock of the envelope's `ts_*` fields, in ms (fractions give µs). */
+  now?: () => number;
+}
+
+/** One Kafka record: key and value as bytes (`null` value: a tombstone). */
+export interface EncodedRecord {
+  topic: string;
+  key: Uint8Array | null;
+  value: Uint8Array | null;
+}
+
+/** What is cached per relation (per version: a schema change brings a new RelationMessage). */
+interface TableShape {
+  columns: readonly RelationColumn[];
+  /** `"id":`, `,"name":` … per column, in column order. */
+  heads: string[];
+  /** Each column's value converter. */
+  encoders: JsonEncoder[];
+  /** `{"schema":…,"payload":` or `""`. */
+  keyPrefix: string;
+  valuePrefix: string;
+  /** Placeholder JSON for an unchanged TOASTed value, per column. */
+  unavailable: string[];
+  /** `"schema":"public","table":"orders","txId":` */
+  sourceTail: string;
+  dataCollection: string;
+  keyColumns: string[];
+}
+
+const encoder = new TextEncoder();
+
+/**
+ * Renders sink records in Debezium's envelope.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { DebeziumFormat } from "./debezium.ts";
+ * import { EVENT_RELATION } from "../events.ts";
+ * import { lsn } from "../decoder/lsn.ts";
+ * const relation = {
+ *   type: "Relation" as const, relationId: 16384, namespace: "public", relationName: "t",
+ *   replicaIdentity: "d" as const,
+ *   columns: [{ flags: 1, isKey: true, name: "id", typeOid: 23, typeModifier: -1 }],
+ * };
+ * const format = new DebeziumFormat({
+ *   serverName: "app", database: "shop", version: "0.1.0", schemas: false, now: () => 1000,
+ * });
+ * const source = {
+ *   schema: "public", table: "t", relid: 16384, lsn: lsn(100n), commitLsn: lsn(200n), xid: 7,
+ *   commitTime: 1_700_000_000_000_000n,
+ * };
+ * const [record] = format.change({
+ *   kind: "change", topic: "app.public.t", key: { id: 1 },
+ *   event: { op: "c", source, before: null, after: { id: 1 }, unchanged: [], [EVENT_RELATION]: relation },
+ * });
+ * const value = JSON.parse(new TextDecoder().decode(record!.value!));
+ * assert.deepEqual(value.after, { id: 1 });
+ * assert.equal(value.source.lsn, 100);
+ * assert.equal(new TextDecoder().decode(record!.key!), '{"id":1}');
+ * ```
+ */
+export class DebeziumFormat {
+  readonly options: DebeziumFormatOptions;
+  readonly schemas: boolean;
+  readonly #renderer: JsonRenderer;
+  readonly #types: TypeRegistry;
+  readonly #json: Required<JsonOptions>;
+  readonly #now: () => number;
+  readonly #shapes = new WeakMap<RelationMessage, { generation: number; shape: TableShape }>();
+  readonly #out = new JsonWriter();
+  /** `{"version":"…","connector":"postgresql","name":"…","ts_ms":` */
+  readonly #sourceHead: string;
+  readonly #db: string;
+  // The open transaction, for the transaction block and the END record's counts.
+  #txId = "";
+  #txTotal = 0;
+  #txCounts = new Map<string, number>();
+  // Per transaction, formatted once.
+  #lastCommitTime: bigint | null = null;
+  #commitTimePart = "";
+  /** The commit LSN of the transaction before the current one, as Debezium's `sequence`. */
+  #previousCommit = "null";
+  #currentCommit: bigint = -1n;
+
+  constructor(options: DebeziumFormatOptions) {
+    this.options = options;
+    this.schemas = options.schemas ?? true;
+    this.#types = options.types ?? new TypeRegistry();
+    this.#json = options.json ?? DEBEZIUM_DEFAULTS;
+    this.#renderer = new JsonRenderer(this.#types, this.#json);
+    this.#now = options.now ?? (() => performance.timeOrigin + performance.now());
+    this.#sourceHead = `{"version":${JSON.stringify(options.version)},"connector":"postgresql",` +
+      `"name":${JSON.stringify(options.serverName)},"ts_ms":`;
+    this.#db = JSON.stringify(options.database);
+  }
+
+  /** The topic of the transaction metadata records: `<serverName>.transaction`. */
+  get transactionTopic(): string {
+    return `${this.options.serverName}.transaction`;
+  }
+
+  /**
+   * The records of one change: its own, and for a delete the tombstone that follows it
+   * (when `tombstones`). A truncate has a `null` key.
+   */
+  change(
+    record: Extract<SinkRecord, { kind: "change" }>,
+    tombstones = true,
+  ): EncodedRecord[] {
+    const { event, topic } = record;
+    const relation = event[EVENT_RELATION];
+    if (relation === undefined) {
+      throw new TypeError(
+        `The change on ${event.source.schema}.${event.source.table} carries no relation`,
+      );
+    }
+    const shape = this.#shape(relation, topic);
+    const key = event.op === "t" ? null : this.#key(shape, record.key, relation);
+    const value = this.#value(shape, event);
+    const out: EncodedRecord[] = [{ topic, key, value }];
+    if (event.op === "d" && tombstones) out.push({ topic, key, value: null });
+    return out;
+  }
+
+  /** The transaction topic's BEGIN record; starts counting the transaction's events. */
+  begin(tx: TransactionInfo): EncodedRecord {
+    this.#startTransaction(tx);
+    return this.#transactionRecord("BEGIN", null, tx);
+  }
+
+  /** The transaction topic's END record, with the events per table since {@linkcode begin}. */
+  end(tx: TransactionInfo): EncodedRecord {
+    const counts = [...this.#txCounts].map(([name, count]) =>
+      `{"data_collection":${JSON.stringify(name)},"event_count":${count}}`
+    );
+    return this.#transactionRecord("END", `${this.#txTotal},"data_collections":[${counts}]`, tx);
+  }
+
+  /** Starts a transaction's block numbering without writing a BEGIN record. */
+  #startTransaction(tx: TransactionInfo): void {
+    this.#txId = `${tx.xid}:${tx.commitLsn}`;
+    this.#txTotal = 0;
+    this.#txCounts.clear();
+    if (this.#currentCommit !== tx.commitLsn) {
+      if (this.#currentCommit >= 0n) this.#previousCommit = `${this.#currentCommit}`;
+      this.#currentCommit = tx.commitLsn;
+    }
+  }
+
+  /** Notes a transaction's begin (for the transaction block) when no BEGIN record is written. */
+  beginSilently(tx: TransactionInfo): void {
+    this.#startTransaction(tx);
+  }
+
+  #transactionRecord(status: string, rest: string | null, tx: TransactionInfo): EncodedRecord {
+    const id = JSON.stringify(this.#txId);
+    const keyPayload = `{"id":${id}}`;
+    const valuePayload = `{"status":"${status}","id":${id},"event_count":${
+      rest ?? 'null,"data_collections":null'
+    },"ts_ms":${tx.commitTime / 1000n}}`;
+    const key = this.schemas
+      ? `{"schema":${JSON.stringify(transactionKeySchema())},"payload":${keyPayload}}`
+      : keyPayload;
+    const value = this.schemas
+      ? `{"schema":${JSON.stringify(transactionValueSchema())},"payload":${valuePayload}}`
+      : valuePayload;
+    return { topic: this.transactionTopic, key: encoder.encode(key), value: encoder.encode(value) };
+  }
+
+  #key(shape: TableShape, key: Row | null, relation: RelationMessage): Uint8Array | null {
+    if (key === null || shape.keyColumns.length === 0) return null;
+    const out = this.#out;
+    out.reset();
+    out.raw(shape.keyPrefix);
+    this.#renderer.writeRow(out, key, relation);
+    if (this.schemas) out.byte(0x7d);
+    return out.bytes().slice();
+  }
+
+  #value(shape: TableShape, event: ChangeEvent): Uint8Array {
+    const out = this.#out;
+    out.reset();
+    out.raw(shape.valuePrefix);
+    out.raw('{"before":');
+    this.#row(out, shape, event.before, null);
+    out.raw(',"after":');
+    this.#row(out, shape, event.after, event.unchanged.length > 0 ? event.unchanged : null);
+    out.raw(',"source":');
+    this.#source(out, shape, event);
+    out.raw(',"transaction":');
+    if (this.options.transactionMetadata && this.#txId !== "") {
+      this.#txTotal++;
+      const collectionOrder = (this.#txCounts.get(shape.dataCollection) ?? 0) + 1;
+      this.#txCounts.set(shape.dataCollection, collectionOrder);
+      out.raw(
+        `{"id":${
+          JSON.stringify(this.#txId)
+        },"total_order":${this.#txTotal},"data_collection_order":${collectionOrder}}`,
+      );
+    } else {
+      out.raw("null");
+    }
+    const now = this.#now();
+    const ms = Math.floor(now);
+    const us = Math.floor(now * 1000);
+    out.raw(`,"op":"${event.op}","ts_ms":${ms},"ts_us":${us},"ts_ns":${us}000}`);
+    if (this.schemas) out.byte(0x7d);
+    return out.bytes().slice();
+  }
+
+  /** A row with every column of the relation in order (absent ones null). */
+  #row(out: JsonWriter, shape: TableShape, row: Row | null, unchanged: string[] | null): void {
+    if (row === null) {
+      out.raw("null");
+      return;
+    }
+    const relation = shape.columns;
+    out.byte(0x7b);
+    for (let i = 0; i < relation.length; i++) {
+      const column = relation[i]!;
+      out.raw(shape.heads[i]!);
+      const value = row[column.name];
+      if (unchanged !== null && unchanged.includes(column.name)) {
+        out.raw(shape.unavailable[i]!);
+      } else if (value === undefined || value === null) {
+        out.raw("null");
+      } else {
+        out.value(shape.encoders[i]!(value as PgValue));
+      }
+    }
+    out.byte(0x7d);
+  }
+
+  #source(out: JsonWriter, shape: TableShape, event: ChangeEvent): void {
+    const source = event.source;
+    if (source.commitTime !== this.#lastCommitTime) {
+      this.#lastCommitTime = source.commitTime;
+      const us = source.commitTime;
+      this.#commitTimePart = `${us / 1000n},"snapshot":"false","db":${this.#db},"sequence":`;
+      this.#commitTimeRest = `,"ts_us":${us},"ts_ns":${us * 1000n},`;
+    }
+    if (this.#currentCommit !== source.commitLsn) {
+      // A change without a begin record before it (a sink that saw none): its own transaction.
+      if (this.#currentCommit >= 0n) this.#previousCommit = `${this.#currentCommit}`;
+      this.#currentCommit = source.commitLsn;
+    }
+    out.raw(this.#sourceHead);
+    out.raw(this.#commitTimePart);
+    out.raw(
+      JSON.stringify(
+        `[${
+          this.#previousCommit === "null" ? "null" : `"${this.#previousCommit}"`
+        },"${source.lsn}"]`,
+      ),
+    );
+    out.raw(this.#commitTimeRest);
+    out.raw(shape.sourceTail);
+    out.raw(`${source.xid},"lsn":${source.lsn},"xmin":null}`);
+  }
+
+  #commitTimeRest = "";
+
+  #shape(relation: RelationMessage, topic: string): TableShape {
+    const cached = this.#shapes.get(relation);
+    if (cached !== undefined && cached.generation === this.#types.generation) return cached.shape;
+    const facts = this.options.tables?.get(relation.relationId);
+    const shape = this.#buildShape(relation, topic, facts);
+    this.#shapes.set(relation, { generation: this.#types.generation, shape });
+    return shape;
+  }
+
+  #buildShape(relation: RelationMessage, topic: string, facts: TableFacts | undefined): TableShape {
+    const columns = relation.columns;
+    const keyColumns = facts?.primaryKey ??
+      columns.filter((column) => column.isKey).map((column) => column.name);
+    const connect = columns.map((column) =>
+      this.#connectColumn(column, facts, keyColumns.includes(column.name))
+    );
+    let keyPrefix = "";
+    let valuePrefix = "";
+    if (this.schemas) {
+      const keyConnect = keyColumns.flatMap((name) => connect.find((c) => c.name === name) ?? []);
+      keyPrefix = `{"schema":${
+        JSON.stringify(keySchema(topic, keyConnect, this.#json, this.#types))
+      },"payload":`;
+      valuePrefix = `{"schema":${
+        JSON.stringify(envelopeSchema(topic, connect, this.#json, this.#types))
+      },"payload":`;
+    }
+    return {
+      columns,
+      heads: columns.map((column, i) => `${i === 0 ? "" : ","}${JSON.stringify(column.name)}:`),
+      encoders: columns.map((column) =>
+        jsonEncoder(column.typeOid, column.typeModifier, this.#json, this.#types)
+      ),
+      keyPrefix,
+      valuePrefix,
+      unavailable: columns.map((column) => this.#unavailable(column)),
+      sourceTail: `"schema":${JSON.stringify(relation.namespace)},"table":${
+        JSON.stringify(relation.relationName)
+      },"txId":`,
+      dataCollection: `${relation.namespace}.${relation.relationName}`,
+      keyColumns,
+    };
+  }
+
+  #connectColumn(
+    column: RelationColumn,
+    facts: TableFacts | undefined,
+    inKey: boolean,
+  ): ConnectColumn {
+    const columnFacts = facts?.columns.get(column.name);
+    const out: ConnectColumn = {
+      name: column.name,
+      typeOid: column.typeOid,
+      typeModifier: column.typeModifier,
+      optional: !(inKey || columnFacts?.notNull === true),
+    };
+    const value = columnFacts?.default == null
+      ? undefined
+      : this.#defaultValue(column, columnFacts.default);
+    if (value !== undefined) out.default = value;
+    return out;
+  }
+
+  /**
+   * A column default as Debezium puts it in the schema: constants only (a literal, maybe cast),
+   * converted like the column's values; expressions (`now()`, `nextval(…)`) give none.
+   */
+  #defaultValue(column: RelationColumn, expression: string): JsonValue | undefined {
+    const text = constantText(expression);
+    if (text === null) return undefined;
+    try {
+      const value = this.#types.decoder(column.typeOid, column.typeModifier, "text")(text);
+      return jsonEncoder(column.typeOid, column.typeModifier, this.#json, this.#types)(value);
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** The JSON Debezium writes for an unchanged TOASTed value of a column's type. */
+  #unavailable(column: RelationColumn): string {
+    const schema: ConnectSchema = columnSchema(
+      {
+        name: column.name,
+        typeOid: column.typeOid,
+        typeModifier: column.typeModifier,
+        optional: true,
+      },
+      this.#json,
+      this.#types,
+    );
+    const placeholder = (type: ConnectSchema): string => {
+      switch (type.type) {
+        case "string":
+          return JSON.stringify(UNAVAILABLE_VALUE);
+        case "bytes":
+          return JSON.stringify(encoder.encode(UNAVAILABLE_VALUE).toBase64());
+        case "array":
+          return `[${type.items ? placeholder(type.items) : "null"}]`;
+        default:
+          return "null";
+      }
+    };
+    return placeholder(schema);
+  }
+}
+
+/**
+ * The text of a constant default (`42`, `-1.5`, `'new'::text`, `true`), or `null` for an
+ * expression.
+ */
+export function constantText(expression: string): string | null {
+  let text = expression.trim();
+  // Drop trailing casts: 'x'::character varying, '{}'::integer[], (-1)::bigint
+  for (;;) {
+    const cast = text.match(/^(.*)::[A-Za-z_][\w ."]*(?:\([\d, ]+\))?(?:\[\])*$/s);
+    if (cast === null) break;
+    text = cast[1]!.trim();
+  }
+  if (text.startsWith("(") && text.endsWith(")")) text = text.slice(1, -1).trim();
+  if (/^'(?:[^']|'')*'$/s.test(text)) return text.slice(1, -1).replaceAll("''", "'");
+  if (/^-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?$/.test(text)) return text;
+  if (text === "true" || text === "false") return text;
+  return null;
+}

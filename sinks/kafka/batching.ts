@@ -1,0 +1,401 @@
+/**
+ * Adaptive batching and delivery of the Kafka sink: one produce request in flight at a time
+ * (order per partition with an idempotent producer), and while it is in flight the next
+ * records gather, up to `batch_bytes` per request. An idle pipeline's commit goes out at once
+ * (small requests, low latency); a busy one fills requests (throughput). A write that confirms
+ * nothing (inside a big transaction) returns once its records are queued; one that confirms
+ * waits until the broker acknowledged everything up to its last commit.
+ *
+ * Failures: a retriable one (broker down, leader moving, timeout) is retried with backoff,
+ * on a new connection, for as long as it takes, while {@linkcode Batcher.status} says
+ * failing; a fatal one fails every waiting write.
+ *
+ * Exactly-once: records go out inside a Kafka transaction, which commits at the last
+ * PostgreSQL commit queued (with the checkpoint, see `checkpoint.ts`), so a Kafka transaction
+ * holds whole PostgreSQL transactions, and a new one starts for what follows. A retriable
+ * failure aborts the Kafka transaction; the records it held are sent again in a new one
+ * (they are kept until it commits, up to {@linkcode REPLAY_LIMIT_BYTES}; past that the sink
+ * fails and a restart resumes from the checkpoint).
+ *
+ * @module
+ */
+
+import { formatLsn, type Lsn } from "../../decoder/lsn.ts";
+import type { Logger } from "../../ops/log.ts";
+import { checkpointRecord } from "./checkpoint.ts";
+import { classifyError, type KafkaProducer, KafkaSinkError, type OutMessage } from "./producer.ts";
+
+/** A PostgreSQL commit among the queued records: the end LSN to checkpoint. */
+export interface Marker {
+  marker: "commit";
+  lsn: Lsn;
+}
+
+type Entry = OutMessage | Marker;
+
+/** Records of an open Kafka transaction kept for a replay, at most. */
+export const REPLAY_LIMIT_BYTES = 256 * 1024 * 1024;
+
+/** Options of {@linkcode Batcher}. */
+export interface BatcherOptions {
+  producer: KafkaProducer;
+  /** A new producer after a failure (exactly-once: fences the old one, aborting its transaction). */
+  reconnect: () => Promise<KafkaProducer>;
+  exactlyOnce: { group: string; topic: string; transactionalId: string } | null;
+  batchBytes: number;
+  lingerMs: number;
+  /** Bytes queued before a write waits for the broker; default 16 × batchBytes, ≥ 16 MB. */
+  maxQueuedBytes?: number;
+  log: Logger;
+  name: string;
+}
+
+interface Waiter {
+  /** Resolved once this many entries were processed. */
+  upTo: number;
+  resolve: () => void;
+  reject: (error: unknown) => void;
+}
+
+function sizeOf(entry: Entry): number {
+  if ("marker" in entry) return 0;
+  return (entry.key?.byteLength ?? 0) + (entry.value?.byteLength ?? 0) + 70;
+}
+
+const sleep = (ms: number, signal: AbortSignal) =>
+  new Promise<void>((resolve) => {
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
+    function done() {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    }
+  });
+
+/** Queues records and delivers them, one request at a time. */
+export class Batcher {
+  #producer: KafkaProducer;
+  readonly #options: BatcherOptions;
+  readonly #maxQueued: number;
+  #queue: Entry[] = [];
+  #head = 0;
+  #queuedBytes = 0;
+  /** Entries ever added, and entries processed (sent, or a commit committed). */
+  #added = 0;
+  #done = 0;
+  /** Sequence number of the newest commit marker queued. */
+  #lastMarker = -1;
+  #waiters: Waiter[] = [];
+  #roomWaiters: (() => void)[] = [];
+  #pump: Promise<void> | null = null;
+  #linger: ReturnType<typeof setTimeout> | undefined;
+  #fatal: unknown = null;
+  #failing = false;
+  #lastError: string | undefined;
+  readonly #closing = new AbortController();
+  // Exactly-once
+  #txOpen = false;
+  #txSent: OutMessage[] = [];
+  #txBytes = 0;
+  /** The open transaction's records are all in `#txSent`. */
+  #replayable = true;
+  #committed: Lsn | null = null;
+
+  constructor(options: BatcherOptions) {
+    this.#producer = options.producer;
+    this.#options = options;
+    this.#maxQueued = options.maxQueuedBytes ??
+      Math.max(16 * options.batchBytes, 16 * 1024 * 1024);
+  }
+
+  /** The producer in use (a new one after a reconnect). */
+  get producer(): KafkaProducer {
+    return this.#producer;
+  }
+
+  status(): { failing: boolean; lastError?: string } {
+    return { failing: this.#failing, lastError: this.#lastError };
+  }
+
+  /**
+   * Queues `entries`. Durable: resolves once everything up to the last commit marker among them
+   * (at-least-once: everything) is acknowledged (exactly-once: committed). Otherwise resolves
+   * once queued, or once there is room when the queue is over its byte bound.
+   */
+  async add(entries: readonly Entry[], durable: boolean): Promise<void> {
+    if (this.#fatal !== null) throw this.#fatal;
+    let target = -1;
+    for (const entry of entries) {
+      this.#queue.push(entry);
+      this.#queuedBytes += sizeOf(entry);
+      if ("marker" in entry) {
+        this.#lastMarker = this.#added;
+        target = this.#added + 1;
+      }
+      this.#added++;
+    }
+    if (durable) {
+      const upTo = this.#options.exactlyOnce === null ? this.#added : target;
+      if (upTo <= this.#done) return;
+      this.#kick();
+      await new Promise<void>((resolve, reject) => this.#waiters.push({ upTo, resolve, reject }));
+      return;
+    }
+    if (this.#queuedBytes >= this.#options.batchBytes || this.#options.lingerMs <= 0) {
+      this.#kick();
+    } else if (this.#pump === null && this.#linger === undefined) {
+      this.#linger = setTimeout(() => {
+        this.#linger = undefined;
+        this.#kick();
+      }, this.#options.lingerMs);
+    }
+    while (this.#queuedBytes > this.#maxQueued && this.#fatal === null) {
+      this.#kick();
+      await new Promise<void>((resolve) => this.#roomWaiters.push(resolve));
+    }
+    if (this.#fatal !== null) throw this.#fatal;
+  }
+
+  /**
+   * The PostgreSQL transaction in progress is being sent again from its Begin: drops its
+   * records still queued and, exactly-once, aborts the Kafka transaction that holds the rest
+   * (it holds nothing else: each one commits at the last commit queued).
+   */
+  async restartTransaction(pendingOfThisWrite: Entry[]): Promise<void> {
+    pendingOfThisWrite.length = 0;
+    await this.#idle();
+    // Everything after the last marker belongs to the transaction being sent again.
+    const keepUpTo = this.#lastMarker + 1; // sequence number just after the marker
+    const dropFrom = Math.max(keepUpTo, this.#done) - this.#done + this.#head;
+    for (let i = dropFrom; i < this.#queue.length; i++) {
+      this.#queuedBytes -= sizeOf(this.#queue[i]!);
+    }
+    const dropped = this.#queue.length - dropFrom;
+    this.#queue.length = dropFrom;
+    this.#added -= dropped;
+    if (this.#options.exactlyOnce !== null && this.#txOpen && this.#head === this.#queue.length) {
+      await this.#producer.abort().catch(() => {});
+      this.#endTransaction();
+    }
+  }
+
+  #endTransaction(): void {
+    this.#txOpen = false;
+    this.#txSent = [];
+    this.#txBytes = 0;
+    this.#replayable = true;
+  }
+
+  /** Waits until no request is in flight. */
+  async #idle(): Promise<void> {
+    while (this.#pump !== null) await this.#pump.catch(() => {});
+  }
+
+  #kick(): void {
+    if (this.#linger !== undefined) {
+      clearTimeout(this.#linger);
+      this.#linger = undefined;
+    }
+    if (this.#pump !== null || this.#fatal !== null) return;
+    if (this.#head >= this.#queue.length) return;
+    this.#pump = this.#run().then(
+      () => {
+        this.#pump = null;
+        // What gathered while the request was in flight goes next.
+        this.#kick();
+      },
+      (error) => {
+        this.#pump = null;
+        this.#fail(error);
+      },
+    );
+  }
+
+  #fail(error: unknown): void {
+    this.#fatal = error;
+    this.#failing = true;
+    this.#lastError = error instanceof Error ? error.message : String(error);
+    for (const waiter of this.#waiters.splice(0)) waiter.reject(error);
+    for (const resolve of this.#roomWaiters.splice(0)) resolve();
+  }
+
+  /** Delivers what is queued, in order, until the queue is empty. */
+  async #run(): Promise<void> {
+    const limit = this.#options.batchBytes;
+    while (this.#head < this.#queue.length) {
+      if (this.#closing.signal.aborted) throw new Error(`${this.#options.name} is closed`);
+      const first = this.#queue[this.#head]!;
+      if ("marker" in first) {
+        const sequence = this.#done;
+        this.#take(1);
+        if (this.#options.exactlyOnce !== null && sequence === this.#lastMarker) {
+          await this.#retrying("committing", () => this.#commit(first.lsn));
+        }
+        this.#advance(1);
+        continue;
+      }
+      const chunk: OutMessage[] = [];
+      let bytes = 0;
+      for (let i = this.#head; i < this.#queue.length; i++) {
+        const entry = this.#queue[i]!;
+        if ("marker" in entry) break;
+        const size = sizeOf(entry);
+        if (chunk.length > 0 && bytes + size > limit) break;
+        chunk.push(entry);
+        bytes += size;
+      }
+      this.#take(chunk.length);
+      await this.#retrying(`sending ${chunk.length} records`, () => this.#send(chunk, bytes));
+      this.#advance(chunk.length);
+    }
+  }
+
+  /** Takes `n` entries off the queue (they are in flight). */
+  #take(n: number): void {
+    for (let i = 0; i < n; i++) {
+      this.#queuedBytes -= sizeOf(this.#queue[this.#head]!);
+      this.#queue[this.#head++] = undefined as never;
+    }
+    if (this.#head > 4096 && this.#head * 2 > this.#queue.length) {
+      this.#queue = this.#queue.slice(this.#head);
+      this.#head = 0;
+    }
+    if (this.#queuedBytes <= this.#maxQueued) {
+      for (const resolve of this.#roomWaiters.splice(0)) resolve();
+    }
+  }
+
+  /** `n` more entries are done: writes waiting for them resolve. */
+  #advance(n: number): void {
+    this.#done += n;
+    if (this.#waiters.length === 0) return;
+    const still: Waiter[] = [];
+    for (const waiter of this.#waiters) {
+      if (waiter.upTo <= this.#done) waiter.resolve();
+      else still.push(waiter);
+    }
+    this.#waiters = still;
+  }
+
+  async #send(chunk: OutMessage[], bytes: number): Promise<void> {
+    const eos = this.#options.exactlyOnce;
+    if (eos !== null) {
+      if (!this.#txOpen) {
+        await this.#producer.begin();
+        this.#txOpen = true;
+      }
+      this.#txBytes += bytes;
+      if (this.#txBytes > REPLAY_LIMIT_BYTES) {
+        // Kept for a replay no more: a failure from here on fails the sink (see #recover).
+        this.#replayable = false;
+        this.#txSent = [];
+      } else {
+        for (const message of chunk) this.#txSent.push(message);
+      }
+    }
+    await this.#producer.send(chunk);
+  }
+
+  async #commit(lsn: Lsn): Promise<void> {
+    const eos = this.#options.exactlyOnce!;
+    if (!this.#txOpen) {
+      await this.#producer.begin();
+      this.#txOpen = true;
+    }
+    await this.#producer.send([checkpointRecord(eos.topic, eos.transactionalId, lsn)]);
+    await this.#producer.commit({ group: eos.group, topic: eos.topic, offset: lsn });
+    this.#endTransaction();
+    this.#committed = lsn;
+  }
+
+  /**
+   * Runs `step` until it succeeds: a retriable failure waits (200 ms doubling to 10 s), opens
+   * a new producer and, exactly-once, sends the aborted transaction's records again first.
+   */
+  async #retrying(doing: string, step: () => Promise<void>): Promise<void> {
+    const { log, name } = this.#options;
+    let delay = 200;
+    for (let attempt = 1;; attempt++) {
+      try {
+        await step();
+        if (this.#failing) {
+          log("info", "Kafka is reachable again; writing resumed", {
+            sink: name,
+            attempts: attempt,
+          });
+        }
+        this.#failing = false;
+        this.#lastError = undefined;
+        return;
+      } catch (caught) {
+        const error = classifyError(caught, doing, this.#producer.brokers);
+        if (!error.retriable || this.#closing.signal.aborted) throw error;
+        this.#failing = true;
+        this.#lastError = error.message;
+        log(attempt === 1 ? "warn" : "debug", "Kafka write failed; retrying", {
+          sink: name,
+          attempt,
+          delayMs: delay,
+          error: error.message,
+        });
+        await sleep(delay * (0.8 + 0.4 * Math.random()), this.#closing.signal);
+        delay = Math.min(delay * 2, 10_000);
+        if (this.#closing.signal.aborted) throw error;
+        await this.#recover(error).catch((again) => {
+          const wrapped = classifyError(again, "reconnecting", this.#producer.brokers);
+          if (!wrapped.retriable) throw wrapped;
+          this.#lastError = wrapped.message;
+        });
+      }
+    }
+  }
+
+  /** After a retriable failure: a new producer; exactly-once, the transaction begun again. */
+  async #recover(error: KafkaSinkError): Promise<void> {
+    const old = this.#producer;
+    await old.close();
+    this.#producer = await this.#options.reconnect();
+    const eos = this.#options.exactlyOnce;
+    const log = this.#options.log;
+    if (eos === null || !this.#txOpen) return;
+    // The new producer's start aborted the open transaction, unless its commit went through
+    // before the failure was seen: the checkpoint tells.
+    const checkpoint = await this.#producer.readCheckpoint(eos.group, eos.topic);
+    if (checkpoint !== null && (this.#committed === null || checkpoint > this.#committed)) {
+      log("info", "Kafka had committed the transaction whose acknowledgement was lost", {
+        sink: this.#options.name,
+        checkpoint: formatLsn(checkpoint),
+      });
+      this.#endTransaction();
+      this.#committed = checkpoint;
+      return;
+    }
+    if (!this.#replayable) {
+      throw new KafkaSinkError(
+        `A Kafka transaction of more than ${REPLAY_LIMIT_BYTES} bytes failed (${error.message}); it was aborted, and a restart resumes from the checkpoint`,
+        { retriable: false, cause: error },
+      );
+    }
+    const replay = this.#txSent;
+    this.#endTransaction();
+    if (replay.length > 0) {
+      await this.#producer.begin();
+      this.#txOpen = true;
+      for (const message of replay) {
+        this.#txSent.push(message);
+        this.#txBytes += sizeOf(message);
+      }
+      await this.#producer.send(replay);
+    }
+  }
+
+  /** Stops retrying and fails writes still waiting. */
+  async close(): Promise<void> {
+    this.#closing.abort();
+    if (this.#linger !== undefined) clearTimeout(this.#linger);
+    await this.#pump?.catch(() => {});
+    if (this.#waiters.length > 0) this.#fail(new Error(`${this.#options.name} was closed`));
+    await this.#producer.close();
+  }
+}

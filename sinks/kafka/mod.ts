@@ -1,0 +1,347 @@
+/**
+ * The Kafka sink: each change as a Debezium change event (or Spillway's JSON) on its table's
+ * topic, keyed by the primary key, with at-least-once or exactly-once delivery.
+ *
+ * - At-least-once (default): a durable write resolves once the broker acknowledged every record
+ *   handed to it so far; the runner confirms the transaction to PostgreSQL only then.
+ * - Exactly-once (`exactly_once: true`): records go out in Kafka transactions that end at
+ *   PostgreSQL commits (the transactions of one write share one), each committing the end
+ *   LSN of its last PostgreSQL transaction as the checkpoint (see `checkpoint.ts`). At start
+ *   the checkpoint is read back and transactions at or before it are skipped, so a crash
+ *   between Kafka's commit and PostgreSQL's confirm writes nothing twice.
+ *
+ * Batching adapts to load (`batching.ts`): an idle pipeline's commit is sent at once; while a
+ * request is in flight the next records gather, up to `batch_bytes` per request.
+ *
+ * A broker that is down or restarting is waited out: the sink retries with backoff for as long
+ * as it takes, reports `failing` meanwhile, and holds its writes, so the runner's queue fills and
+ * reading pauses (keepalives go on). Errors no retry mends (authorization, a fenced producer, a
+ * record the broker refuses) fail the write for good.
+ *
+ * @module
+ */
+
+import { formatLsn, formatUnixMicros, type Lsn } from "../../decoder/lsn.ts";
+import type { TableFactsRegistry } from "../../decoder/table_facts.ts";
+import type { TypeRegistry } from "../../decoder/types/registry.ts";
+import type { KafkaSinkConfig } from "../../config/mod.ts";
+import type { SinkRecord } from "../../events.ts";
+import { DebeziumFormat } from "../../formats/debezium.ts";
+import { JsonRenderer } from "../../formats/json.ts";
+import { JsonWriter } from "../../formats/json_writer.ts";
+import { writeJsonLine } from "../../formats/json.ts";
+import { type Logger, silentLogger } from "../../ops/log.ts";
+import type { Sink, SinkStatus, WriteOptions } from "../types.ts";
+import { Batcher, type Marker } from "./batching.ts";
+import { checkpointGroup } from "./checkpoint.ts";
+import { KafkaProducer, KafkaSinkError, type OutMessage } from "./producer.ts";
+
+/** Options of {@linkcode KafkaSink}. */
+export interface KafkaSinkOptions {
+  config: KafkaSinkConfig;
+  /** The pipeline's name: the default transactional id is `spillway-<name>`. */
+  pipeline: string;
+  /** `defaults.topic_prefix`: Debezium's `topic.prefix` (`source.name`, schema names). */
+  topicPrefix: string;
+  /** The source database's name (`source.db`). */
+  database: string;
+  types?: TypeRegistry;
+  tables?: TableFactsRegistry;
+  log?: Logger;
+  /** Spillway's version, as `source.version`. */
+  version?: string;
+  /**
+   * Dead letters go to this topic (the sink is the pipeline's dead-letter sink); other
+   * records are refused.
+   */
+  deadLetterTopic?: string;
+}
+
+/** Spillway's version in `source.version`. */
+export const SPILLWAY_VERSION = "0.1.0";
+
+/** Writes change records to Kafka. */
+export class KafkaSink implements Sink {
+  readonly name: string;
+  readonly config: KafkaSinkConfig;
+  readonly #options: KafkaSinkOptions;
+  readonly #log: Logger;
+  readonly #format: DebeziumFormat | null;
+  readonly #json: JsonRenderer | null;
+  readonly #jsonOut = new JsonWriter();
+  readonly #transactionalId: string | null;
+  readonly #prefixFrom: string | null;
+  #producer: KafkaProducer | null = null;
+  #batcher: Batcher | null = null;
+  /** Exactly-once: the end LSN committed in Kafka; transactions before it are skipped. */
+  #checkpoint: Lsn | null = null;
+  #skipping = false;
+  /** A PostgreSQL transaction was begun in this sink and not yet committed. */
+  #open = false;
+  #schemaVersions = new Map<number, number>();
+  #topics = new Set<string>();
+  #written = 0;
+  #fatal: Error | null = null;
+  #closed = false;
+
+  constructor(options: KafkaSinkOptions) {
+    const { config } = options;
+    this.#options = options;
+    this.config = config;
+    this.#log = options.log ?? silentLogger;
+    this.name = `kafka:${config.brokers.join(",")}`;
+    const prefix = config.topicPrefix ?? options.topicPrefix;
+    this.#prefixFrom = config.topicPrefix === null ? null : `${options.topicPrefix}.`;
+    this.#transactionalId = config.exactlyOnce
+      ? config.transactionalId ?? `spillway-${options.pipeline}`
+      : null;
+    if (config.format === "json") {
+      this.#format = null;
+      this.#json = new JsonRenderer(options.types);
+    } else {
+      this.#json = null;
+      this.#format = new DebeziumFormat({
+        serverName: prefix,
+        database: options.database,
+        schemas: config.schemas,
+        transactionMetadata: config.transactionMetadata,
+        version: options.version ?? SPILLWAY_VERSION,
+        types: options.types,
+        tables: options.tables,
+      });
+    }
+  }
+
+  async open(): Promise<void> {
+    if (this.config.format === "debezium-avro") {
+      throw new KafkaSinkError(
+        "The kafka sink's format debezium-avro is not available yet; use debezium-json",
+        { retriable: false },
+      );
+    }
+    const producer = await KafkaProducer.connect({
+      config: this.config,
+      transactionalId: this.#transactionalId,
+      log: this.#log,
+    });
+    this.#producer = producer;
+    if (this.#transactionalId !== null) {
+      await this.#ensureTopics([this.config.checkpointTopic], { "cleanup.policy": "compact" });
+      this.#checkpoint = await producer.readCheckpoint(
+        checkpointGroup(this.#transactionalId),
+        this.config.checkpointTopic,
+      );
+      this.#log("info", "Kafka exactly-once checkpoint read", {
+        sink: this.name,
+        transactionalId: this.#transactionalId,
+        checkpoint: this.#checkpoint === null ? "none" : formatLsn(this.#checkpoint),
+      });
+    }
+    this.#batcher = new Batcher({
+      producer,
+      reconnect: () =>
+        KafkaProducer.connect({
+          config: this.config,
+          transactionalId: this.#transactionalId,
+          log: this.#log,
+        }),
+      exactlyOnce: this.#transactionalId === null ? null : {
+        group: checkpointGroup(this.#transactionalId),
+        topic: this.config.checkpointTopic,
+        transactionalId: this.#transactionalId,
+      },
+      batchBytes: this.config.batchBytes,
+      lingerMs: this.config.lingerMs,
+      log: this.#log,
+      name: this.name,
+    });
+  }
+
+  /** Exactly-once: the position Kafka holds; `null` before {@linkcode open} or when none. */
+  get checkpoint(): Lsn | null {
+    return this.#checkpoint;
+  }
+
+  async write(records: readonly SinkRecord[], options: WriteOptions = {}): Promise<void> {
+    if (this.#fatal !== null) throw this.#fatal;
+    const batcher = this.#batcher;
+    if (batcher === null) throw new Error(`${this.name} is not open`);
+    const messages: (OutMessage | Marker)[] = [];
+    for (const record of records) {
+      try {
+        await this.#encode(record, messages, batcher);
+      } catch (error) {
+        if (error instanceof KafkaSinkError && !error.retriable) this.#fatal = error;
+        throw error;
+      }
+    }
+    const topics = new Set<string>();
+    for (const message of messages) {
+      if ("topic" in message && !this.#topics.has(message.topic)) topics.add(message.topic);
+    }
+    if (topics.size > 0) await this.#ensureTopics([...topics]);
+    try {
+      await batcher.add(messages, options.durable ?? true);
+    } catch (error) {
+      if (error instanceof KafkaSinkError && !error.retriable) this.#fatal = error;
+      throw error;
+    }
+    for (const message of messages) if ("topic" in message) this.#written++;
+  }
+
+  async #encode(
+    record: SinkRecord,
+    out: (OutMessage | Marker)[],
+    batcher: Batcher,
+  ): Promise<void> {
+    switch (record.kind) {
+      case "begin": {
+        const checkpoint = this.#checkpoint;
+        this.#skipping = checkpoint !== null && record.tx.commitLsn < checkpoint;
+        if (this.#skipping) return;
+        if (this.#open) {
+          // The transaction is sent again from its Begin (the source reconnected): what this
+          // sink has of its first part is dropped, or (exactly-once) aborted with its Kafka
+          // transaction.
+          await batcher.restartTransaction(out);
+        }
+        this.#open = true;
+        if (this.#format !== null) {
+          if (this.config.transactionMetadata) {
+            out.push(this.#message(this.#format.begin(record.tx), undefined));
+          } else this.#format.beginSilently(record.tx);
+        }
+        return;
+      }
+      case "commit": {
+        if (this.#skipping) {
+          this.#skipping = false;
+          return;
+        }
+        this.#open = false;
+        if (this.#format !== null && this.config.transactionMetadata) {
+          out.push(this.#message(this.#format.end(record.tx), undefined));
+        }
+        out.push({ marker: "commit", lsn: record.endLsn });
+        return;
+      }
+      case "change": {
+        if (this.#skipping) return;
+        if (this.#options.deadLetterTopic !== undefined) return;
+        const event = record.event;
+        if (event.op === "t" && !this.config.truncate) return;
+        const topic = this.#topic(record.topic);
+        const keyless = record.key === null && event.op !== "t";
+        if (keyless && this.config.keyless === "error") {
+          throw new KafkaSinkError(
+            `Cannot write the change on ${event.source.schema}.${event.source.table} to Kafka: the table has no primary key and the kafka sink's keyless is error; add a primary key, set key columns in tables, or set keyless: null_key`,
+            { retriable: false },
+          );
+        }
+        const headers = this.#headers(record);
+        const partition = keyless && this.config.keyless === "single_partition" ? 0 : undefined;
+        if (this.#format !== null) {
+          for (const encoded of this.#format.change(record, this.config.tombstones)) {
+            out.push({ ...encoded, topic, headers, partition });
+          }
+        } else {
+          const json = this.#json!;
+          const w = this.#jsonOut;
+          w.reset();
+          json.writeRow(w, record.key, undefined);
+          const key = record.key === null ? null : w.bytes().slice();
+          w.reset();
+          json.writeChangeEvent(w, event);
+          out.push({ topic, key, value: w.bytes().slice(), headers, partition });
+        }
+        return;
+      }
+      case "schema-change":
+        this.#schemaVersions.set(record.relid, record.version);
+        return;
+      case "dead-letter": {
+        const topic = this.#options.deadLetterTopic;
+        if (topic === undefined) return;
+        const w = this.#jsonOut;
+        w.reset();
+        writeJsonLine(w, record, false, this.#json ?? new JsonRenderer(this.#options.types));
+        out.push({ topic, key: null, value: w.bytes().subarray(0, w.length - 1).slice() });
+        return;
+      }
+      case "message":
+        // Logical decoding messages are not written to Kafka (yet): only the file and stdout
+        // sinks show them.
+        return;
+    }
+  }
+
+  #message(
+    encoded: { topic: string; key: Uint8Array | null; value: Uint8Array | null },
+    headers: Record<string, string> | undefined,
+  ): OutMessage {
+    return { ...encoded, topic: this.#topic(encoded.topic), headers };
+  }
+
+  #topic(topic: string): string {
+    const from = this.#prefixFrom;
+    if (from !== null && topic.startsWith(from)) {
+      return `${this.config.topicPrefix}.${topic.slice(from.length)}`;
+    }
+    return topic;
+  }
+
+  #headers(record: Extract<SinkRecord, { kind: "change" }>): Record<string, string> | undefined {
+    if (!this.config.headers) return record.headers;
+    const source = record.event.source;
+    return {
+      "spillway.lsn": formatLsn(source.lsn),
+      "spillway.xid": String(source.xid),
+      "spillway.commit_time": formatUnixMicros(source.commitTime),
+      "spillway.schema_version": String(this.#schemaVersions.get(source.relid) ?? 1),
+      ...record.headers,
+    };
+  }
+
+  async #ensureTopics(topics: string[], config?: Record<string, string>): Promise<void> {
+    if (!this.config.createTopics && config === undefined) {
+      for (const topic of topics) this.#topics.add(topic);
+      return;
+    }
+    for (;;) {
+      try {
+        await (this.#batcher?.producer ?? this.#producer!).createTopics(topics, {
+          partitions: config === undefined ? this.config.partitions : 1,
+          replicationFactor: this.config.replicationFactor,
+          config,
+        });
+        break;
+      } catch (error) {
+        if (!(error instanceof KafkaSinkError) || !error.retriable || this.#closed) throw error;
+        this.#log("warn", "Cannot create Kafka topics yet; retrying", {
+          sink: this.name,
+          error: error.message,
+        });
+        await new Promise((resolve) => setTimeout(resolve, 1_000));
+      }
+    }
+    for (const topic of topics) this.#topics.add(topic);
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    if (this.#batcher !== null) await this.#batcher.close();
+    else await this.#producer?.close();
+    this.#producer = null;
+  }
+
+  status(): SinkStatus {
+    const batcher = this.#batcher?.status();
+    if (this.#fatal !== null) {
+      return { state: "failing", written: this.#written, lastError: this.#fatal.message };
+    }
+    if (batcher?.failing) {
+      return { state: "failing", written: this.#written, lastError: batcher.lastError };
+    }
+    return { state: "ok", written: this.#written };
+  }
+}

@@ -1,0 +1,123 @@
+/**
+ * The Kafka sink against a real broker (Apache Kafka 4.4, KRaft, started by
+ * `testing/kafka.ts`) and a real PostgreSQL 17: Debezium's envelope on each table's topic,
+ * keyed by the primary key, tombstones, the transaction metadata topic, headers, and the slot
+ * confirmed only once the broker has the records.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { startKafka } from "../testing/kafka.ts";
+import { sharedServers } from "./_replication.ts";
+import { consume, type Consumed, ordered } from "./_kafka.ts";
+import { formatLsn, lsn } from "../decoder/lsn.ts";
+import {
+  confirmedReaches,
+  dropItemsPipeline,
+  itemsPipelineYaml,
+  Poller,
+  recordEnd,
+  startRunner,
+} from "./_runner_util.ts";
+
+const { server, stopAll } = sharedServers({
+  settings: { autovacuum: "off" },
+  setup: "CREATE EXTENSION pg_walinspect",
+});
+
+let brokerStarting: ReturnType<typeof startKafka> | null = null;
+const broker = () => brokerStarting ??= startKafka();
+
+Deno.test("kafka sink: Debezium envelopes keyed by the primary key, a tombstone after a delete, transaction metadata and headers; the slot confirms what the broker acknowledged", async () => {
+  const pg = await server();
+  const kafka = await broker();
+  const poller = new Poller(pg);
+  const name = "kshop";
+  try {
+    await pg.psql(
+      `CREATE TABLE ${name}_items (id int PRIMARY KEY, name text NOT NULL, price numeric(10,2), note text DEFAULT 'none')`,
+    );
+    const topic = `${name}.public.${name}_items`;
+    let records: Consumed[] = [];
+    const running = await startRunner(
+      itemsPipelineYaml(pg, name, {
+        sinks: [
+          `kafka: { brokers: [${kafka.brokers[0]}], schemas: false, transaction_metadata: true }`,
+        ],
+      }),
+    );
+    try {
+      await pg.psql(
+        `BEGIN;
+         INSERT INTO ${name}_items VALUES (1, 'one', 1.50, 'a'), (2, 'two', 2.00, NULL);
+         COMMIT;
+         UPDATE ${name}_items SET price = 3.25 WHERE id = 1;
+         DELETE FROM ${name}_items WHERE id = 2;`,
+      );
+      records = await consume(kafka.brokers, [topic, `${name}.transaction`], 11);
+      // The slot moves past the last transaction once the broker acknowledged it.
+      const last = JSON.parse(ordered(records, `${name}.transaction`).at(-1)!.value!);
+      const commitLsn = lsn(BigInt(last.id.split(":")[1]));
+      const end = await recordEnd(poller, formatLsn(commitLsn));
+      await confirmedReaches(poller, `${name}_slot`, end);
+    } finally {
+      await running.stop();
+    }
+    const changes = ordered(records, topic);
+    assert.deepEqual(
+      changes.map((r) => [r.key, r.value === null ? null : JSON.parse(r.value).op]),
+      [['{"id":1}', "c"], ['{"id":2}', "c"], ['{"id":1}', "u"], ['{"id":2}', "d"], [
+        '{"id":2}',
+        null,
+      ]],
+    );
+    const insert = JSON.parse(changes[0]!.value!);
+    assert.deepEqual(insert.before, null);
+    // numeric(10,2) with Debezium's decimal.handling.mode=precise: base64 of the unscaled 150.
+    assert.deepEqual(insert.after, { id: 1, name: "one", price: "AJY=", note: "a" });
+    assert.equal(insert.source.connector, "postgresql");
+    assert.equal(insert.source.name, name);
+    assert.equal(insert.source.schema, "public");
+    assert.equal(insert.source.table, `${name}_items`);
+    assert.equal(insert.source.snapshot, "false");
+    assert.equal(typeof insert.source.lsn, "number");
+    assert.equal(typeof insert.source.txId, "number");
+    assert.match(insert.transaction.id, /^\d+:\d+$/);
+    assert.deepEqual([insert.transaction.total_order, insert.transaction.data_collection_order], [
+      1,
+      1,
+    ]);
+    const remove = JSON.parse(changes[3]!.value!);
+    assert.deepEqual(remove.before, { id: 2, name: null, price: null, note: null });
+    assert.equal(remove.after, null);
+    assert.match(changes[0]!.headers["spillway.lsn"]!, /^[0-9A-F]+\/[0-9A-F]+$/);
+    assert.equal(changes[0]!.headers["spillway.xid"], String(insert.source.txId));
+
+    const transactions = ordered(records, `${name}.transaction`).map((r) => JSON.parse(r.value!));
+    assert.deepEqual(transactions.map((t) => [t.status, t.event_count]), [
+      ["BEGIN", null],
+      ["END", 2],
+      ["BEGIN", null],
+      ["END", 1],
+      ["BEGIN", null],
+      ["END", 1],
+    ]);
+    assert.deepEqual(transactions[1].data_collections, [
+      { data_collection: `public.${name}_items`, event_count: 2 },
+    ]);
+    assert.equal(transactions[0].id, insert.transaction.id);
+  } finally {
+    await dropItemsPipeline(pg, poller, name);
+  }
+});
+
+Deno.test({
+  name: "kafka sink: stop the shared servers",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    await stopAll();
+    if (brokerStarting) await (await brokerStarting).stop();
+  },
+});
