@@ -75,6 +75,11 @@ export interface TransactionInfo {
   streamed: boolean;
   /** Two-phase transactions: the global transaction id. */
   gid?: string;
+  /**
+   * Where the transaction's first WAL record starts (the position the server gives its Begin
+   * message); Debezium names transactions with it. Unset for streamed transactions.
+   */
+  firstLsn?: Lsn;
 }
 
 /** What the assembler hands on, in commit order. */

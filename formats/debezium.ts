@@ -90,6 +90,8 @@ interface TableShape {
   /** `{"schema":…,"payload":` or `""`. */
   keyPrefix: string;
   valuePrefix: string;
+  /** JSON of each column's schema default, or `null`: written for a null value. */
+  defaults: string[];
   /** Placeholder JSON for an unchanged TOASTed value, per column. */
   unavailable: string[];
   /** `"schema":"public","table":"orders","txId":` */
@@ -150,9 +152,11 @@ export class DebeziumFormat {
   // Per transaction, formatted once.
   #lastCommitTime: bigint | null = null;
   #commitTimePart = "";
-  /** The commit LSN of the transaction before the current one, as Debezium's `sequence`. */
-  #previousCommit = "null";
-  #currentCommit: bigint = -1n;
+  /**
+   * The end of the last commit seen, as Debezium's `sequence` starts: `null` until one was;
+   * else the LSN's digits, quoted.
+   */
+  #lastCommit = "null";
 
   constructor(options: DebeziumFormatOptions) {
     this.options = options;
@@ -187,36 +191,75 @@ export class DebeziumFormat {
       );
     }
     const shape = this.#shape(relation, topic);
-    const key = event.op === "t" ? null : this.#key(shape, record.key, relation);
-    const value = this.#value(shape, event);
-    const out: EncodedRecord[] = [{ topic, key, value }];
+    if (event.op === "t") return [{ topic, key: null, value: this.#value(shape, event, "t") }];
+    const key = this.#key(shape, record.key, relation);
+    if (event.op === "u" && event.before !== null && this.#keyChanged(shape, event)) {
+      // A primary key changed: Debezium writes a delete of the old key (and its tombstone),
+      // then a create of the new one.
+      const oldKey = this.#key(shape, pick(event.before, shape.keyColumns), relation);
+      const out: EncodedRecord[] = [{
+        topic,
+        key: oldKey,
+        value: this.#value(shape, { ...event, after: null, unchanged: [] }, "d"),
+      }];
+      if (tombstones) out.push({ topic, key: oldKey, value: null });
+      out.push({ topic, key, value: this.#value(shape, { ...event, before: null }, "c") });
+      return out;
+    }
+    const out: EncodedRecord[] = [{ topic, key, value: this.#value(shape, event, event.op) }];
     if (event.op === "d" && tombstones) out.push({ topic, key, value: null });
     return out;
+  }
+
+  /** Whether an update's old row has other primary key values than its new one. */
+  #keyChanged(shape: TableShape, event: ChangeEvent): boolean {
+    const before = event.before!;
+    const after = event.after;
+    if (after === null) return false;
+    for (const column of shape.keyColumns) {
+      if (!(column in before)) continue;
+      if (!sameValue(before[column], after[column])) return true;
+    }
+    return false;
   }
 
   /** The transaction topic's BEGIN record; starts counting the transaction's events. */
   begin(tx: TransactionInfo): EncodedRecord {
     this.#startTransaction(tx);
-    return this.#transactionRecord("BEGIN", null, tx);
+    return this.#transactionRecord("BEGIN", this.#txId, null, tx);
   }
 
-  /** The transaction topic's END record, with the events per table since {@linkcode begin}. */
-  end(tx: TransactionInfo): EncodedRecord {
-    const counts = [...this.#txCounts].map(([name, count]) =>
-      `{"data_collection":${JSON.stringify(name)},"event_count":${count}}`
+  /**
+   * The transaction topic's END record, with the events per table since {@linkcode begin}
+   * (in the order Debezium's HashMap gives them). Its id ends with the commit's end, as
+   * Debezium's does.
+   */
+  end(tx: TransactionInfo, endLsn: bigint): EncodedRecord {
+    const counts = javaHashMapOrder([...this.#txCounts.keys()]).map((name) =>
+      `{"data_collection":${JSON.stringify(name)},"event_count":${this.#txCounts.get(name)}}`
     );
-    return this.#transactionRecord("END", `${this.#txTotal},"data_collections":[${counts}]`, tx);
+    return this.#transactionRecord(
+      "END",
+      `${tx.xid}:${endLsn}`,
+      `${this.#txTotal},"data_collections":[${counts}]`,
+      tx,
+    );
+  }
+
+  /**
+   * A transaction's commit ended at `endLsn`: the next changes' `sequence` starts with it, as
+   * Debezium's does with the position of the last Commit message.
+   */
+  committed(endLsn: bigint): void {
+    this.#lastCommit = `\\"${endLsn}\\"`;
   }
 
   /** Starts a transaction's block numbering without writing a BEGIN record. */
   #startTransaction(tx: TransactionInfo): void {
-    this.#txId = `${tx.xid}:${tx.commitLsn}`;
+    // Debezium's id: the xid and the position of the Begin message (the first record's).
+    this.#txId = `${tx.xid}:${tx.firstLsn ?? tx.commitLsn}`;
     this.#txTotal = 0;
     this.#txCounts.clear();
-    if (this.#currentCommit !== tx.commitLsn) {
-      if (this.#currentCommit >= 0n) this.#previousCommit = `${this.#currentCommit}`;
-      this.#currentCommit = tx.commitLsn;
-    }
   }
 
   /** Notes a transaction's begin (for the transaction block) when no BEGIN record is written. */
@@ -224,8 +267,13 @@ export class DebeziumFormat {
     this.#startTransaction(tx);
   }
 
-  #transactionRecord(status: string, rest: string | null, tx: TransactionInfo): EncodedRecord {
-    const id = JSON.stringify(this.#txId);
+  #transactionRecord(
+    status: string,
+    txId: string,
+    rest: string | null,
+    tx: TransactionInfo,
+  ): EncodedRecord {
+    const id = JSON.stringify(txId);
     const keyPayload = `{"id":${id}}`;
     const valuePayload = `{"status":"${status}","id":${id},"event_count":${
       rest ?? 'null,"data_collections":null'
@@ -249,7 +297,7 @@ export class DebeziumFormat {
     return out.bytes().slice();
   }
 
-  #value(shape: TableShape, event: ChangeEvent): Uint8Array {
+  #value(shape: TableShape, event: ChangeEvent, op: string): Uint8Array {
     const out = this.#out;
     out.reset();
     out.raw(shape.valuePrefix);
@@ -264,10 +312,10 @@ export class DebeziumFormat {
       this.#txTotal++;
       const collectionOrder = (this.#txCounts.get(shape.dataCollection) ?? 0) + 1;
       this.#txCounts.set(shape.dataCollection, collectionOrder);
+      // Debezium's id here is the xid and the position of this change (its source's lsn).
       out.raw(
-        `{"id":${
-          JSON.stringify(this.#txId)
-        },"total_order":${this.#txTotal},"data_collection_order":${collectionOrder}}`,
+        `{"id":"${event.source.xid}:${event.source.lsn}","total_order":${this.#txTotal},` +
+          `"data_collection_order":${collectionOrder}}`,
       );
     } else {
       out.raw("null");
@@ -275,7 +323,7 @@ export class DebeziumFormat {
     const now = this.#now();
     const ms = Math.floor(now);
     const us = Math.floor(now * 1000);
-    out.raw(`,"op":"${event.op}","ts_ms":${ms},"ts_us":${us},"ts_ns":${us}000}`);
+    out.raw(`,"op":"${op}","ts_ms":${ms},"ts_us":${us},"ts_ns":${us}000}`);
     if (this.schemas) out.byte(0x7d);
     return out.bytes().slice();
   }
@@ -295,7 +343,8 @@ export class DebeziumFormat {
       if (unchanged !== null && unchanged.includes(column.name)) {
         out.raw(shape.unavailable[i]!);
       } else if (value === undefined || value === null) {
-        out.raw("null");
+        // JsonConverter writes a field's default for a null (replace.null.with.default).
+        out.raw(shape.defaults[i]!);
       } else {
         out.value(shape.encoders[i]!(value as PgValue));
       }
@@ -311,23 +360,16 @@ export class DebeziumFormat {
       this.#commitTimePart = `${us / 1000n},"snapshot":"false","db":${this.#db},"sequence":`;
       this.#commitTimeRest = `,"ts_us":${us},"ts_ns":${us * 1000n},`;
     }
-    if (this.#currentCommit !== source.commitLsn) {
-      // A change without a begin record before it (a sink that saw none): its own transaction.
-      if (this.#currentCommit >= 0n) this.#previousCommit = `${this.#currentCommit}`;
-      this.#currentCommit = source.commitLsn;
-    }
     out.raw(this.#sourceHead);
     out.raw(this.#commitTimePart);
-    out.raw(
-      JSON.stringify(
-        `[${
-          this.#previousCommit === "null" ? "null" : `"${this.#previousCommit}"`
-        },"${source.lsn}"]`,
-      ),
-    );
+    out.raw(`"[${this.#lastCommit},\\"${source.lsn}\\"]"`);
     out.raw(this.#commitTimeRest);
     out.raw(shape.sourceTail);
-    out.raw(`${source.xid},"lsn":${source.lsn},"xmin":null}`);
+    out.raw(
+      `${source.xid},"lsn":${source.lsn},"xmin":null,"origin":${
+        source.origin === undefined ? "null" : JSON.stringify(source.origin)
+      },"origin_lsn":null}`,
+    );
   }
 
   #commitTimeRest = "";
@@ -343,8 +385,11 @@ export class DebeziumFormat {
 
   #buildShape(relation: RelationMessage, topic: string, facts: TableFacts | undefined): TableShape {
     const columns = relation.columns;
-    const keyColumns = facts?.primaryKey ??
-      columns.filter((column) => column.isKey).map((column) => column.name);
+    // Debezium's key is the primary key, under any replica identity; none: no key. Without
+    // the catalog's facts, the replica identity's columns stand in.
+    const keyColumns = facts !== undefined
+      ? facts.primaryKey ?? []
+      : columns.filter((column) => column.isKey).map((column) => column.name);
     const connect = columns.map((column) =>
       this.#connectColumn(column, facts, keyColumns.includes(column.name))
     );
@@ -367,6 +412,9 @@ export class DebeziumFormat {
       ),
       keyPrefix,
       valuePrefix,
+      defaults: connect.map((column) =>
+        column.default === undefined ? "null" : JSON.stringify(column.default)
+      ),
       unavailable: columns.map((column) => this.#unavailable(column)),
       sourceTail: `"schema":${JSON.stringify(relation.namespace)},"table":${
         JSON.stringify(relation.relationName)
@@ -455,4 +503,49 @@ export function constantText(expression: string): string | null {
   if (/^-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?$/.test(text)) return text;
   if (text === "true" || text === "false") return text;
   return null;
+}
+
+function pick(row: Row, columns: readonly string[]): Row {
+  const out: Row = {};
+  for (const column of columns) if (column in row) out[column] = row[column];
+  return out;
+}
+
+function sameValue(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (a instanceof Uint8Array && b instanceof Uint8Array) {
+    return a.length === b.length && a.every((byte, i) => byte === b[i]);
+  }
+  if (typeof a === "object" && a !== null && typeof b === "object" && b !== null) {
+    return JSON.stringify(a, bigints) === JSON.stringify(b, bigints);
+  }
+  return false;
+}
+
+function bigints(_key: string, value: unknown): unknown {
+  return typeof value === "bigint" ? value.toString() : value;
+}
+
+/** Java's `String.hashCode`. */
+function javaHash(text: string): number {
+  let hash = 0;
+  for (let i = 0; i < text.length; i++) hash = (Math.imul(hash, 31) + text.charCodeAt(i)) | 0;
+  return hash;
+}
+
+/**
+ * `keys` in the order a `java.util.HashMap` they were put into, in this order, iterates them:
+ * by bucket (the spread hash masked by the table size, 16 doubling past 3/4 full), then by
+ * insertion within a bucket. Debezium lists a transaction's tables in that order.
+ */
+export function javaHashMapOrder(keys: readonly string[]): string[] {
+  let capacity = 16;
+  while (keys.length > capacity * 0.75) capacity *= 2;
+  const bucket = (key: string) => {
+    const h = javaHash(key);
+    return (h ^ (h >>> 16)) & (capacity - 1);
+  };
+  return keys.map((key, order) => ({ key, order, bucket: bucket(key) }))
+    .sort((a, b) => a.bucket - b.bucket || a.order - b.order)
+    .map((entry) => entry.key);
 }

@@ -33,20 +33,22 @@ interface Route {
 export class Router {
   readonly #config: PipelineConfig;
   readonly #relation: (relid: number) => RelationMessage | undefined;
-  readonly #primaryKey: (relid: number) => string[] | null;
+  readonly #primaryKey: (relid: number) => string[] | undefined;
   #routes = new Map<number, Route | null>();
   #toastPolicies = new Map<string, ToastPolicy>();
   /** The policies the open transaction's changes went through (those with something pending). */
   #learning = new Set<ToastPolicy>();
 
   /**
+   * @param primaryKey A table's primary key columns (`[]`: it has none), `undefined` when
+   *   not known.
    * @param relation The newest relation the source knows for a relid, for events
    *   decoded without one.
    */
   constructor(
     config: PipelineConfig,
     relation: (relid: number) => RelationMessage | undefined,
-    primaryKey: (relid: number) => string[] | null = () => null,
+    primaryKey: (relid: number) => string[] | undefined = () => undefined,
   ) {
     this.#config = config;
     this.#relation = relation;
@@ -100,7 +102,8 @@ export class Router {
     // The relation the event was decoded with: the assembler may already know a newer one.
     const relation = event[EVENT_RELATION] ?? this.#relation(relid);
     // The configured columns, else the primary key (also under REPLICA IDENTITY FULL, whose
-    // Relation marks every column as key), else the replica identity's columns.
+    // Relation marks every column as key; none: no key, as Debezium), else, when the catalog's
+    // facts are unknown, the replica identity's columns.
     const keyColumns = resolved.key ?? this.#primaryKey(relid) ??
       relation?.columns.filter((column) => column.isKey).map((column) => column.name) ?? [];
     const policyKey = `${schema}.${table}`;

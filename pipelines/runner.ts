@@ -188,7 +188,10 @@ export class PipelineRunner {
     this.#router = new Router(
       this.config,
       (relid) => this.#source?.assembler.relations.get(relid),
-      (relid) => this.tables.get(relid)?.primaryKey ?? null,
+      (relid) => {
+        const facts = this.tables.get(relid);
+        return facts === undefined ? undefined : facts.primaryKey ?? [];
+      },
     );
     this.#monitor = new Monitor({
       config: this.config,

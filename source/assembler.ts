@@ -199,6 +199,7 @@ export class TransactionAssembler {
           commitLsn: message.finalLsn,
           commitTime: message.commitTime,
           streamed: false,
+          firstLsn: walStart,
         })];
       case "BeginPrepare":
         return [this.#begin({

@@ -92,7 +92,14 @@ Deno.test("assembler: insert is a 'c' event with after, source and commit", () =
     [0x930, commitFrame()],
   );
   assert.deepEqual(kinds(items), ["begin", "change:c", "commit"]);
-  const tx = { xid: 42, commitLsn: 0x900n, commitTime: 1000n + EPOCH_2000, streamed: false };
+  // firstLsn: the Begin's position, where the transaction's first record starts.
+  const tx = {
+    xid: 42,
+    commitLsn: 0x900n,
+    commitTime: 1000n + EPOCH_2000,
+    streamed: false,
+    firstLsn: 0x100n,
+  };
   assert.deepEqual(items[0], { kind: "begin", tx });
   assert.deepEqual(changes(items)[0], {
     op: "c",

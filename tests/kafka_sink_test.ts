@@ -11,13 +11,12 @@ import assert from "node:assert/strict";
 import { startKafka } from "../testing/kafka.ts";
 import { sharedServers } from "./_replication.ts";
 import { consume, type Consumed, ordered } from "./_kafka.ts";
-import { formatLsn, lsn } from "../decoder/lsn.ts";
+import { lsn } from "../decoder/lsn.ts";
 import {
   confirmedReaches,
   dropItemsPipeline,
   itemsPipelineYaml,
   Poller,
-  recordEnd,
   startRunner,
 } from "./_runner_util.ts";
 
@@ -58,8 +57,8 @@ Deno.test("kafka sink: Debezium envelopes keyed by the primary key, a tombstone 
       records = await consume(kafka.brokers, [topic, `${name}.transaction`], 11);
       // The slot moves past the last transaction once the broker acknowledged it.
       const last = JSON.parse(ordered(records, `${name}.transaction`).at(-1)!.value!);
-      const commitLsn = lsn(BigInt(last.id.split(":")[1]));
-      const end = await recordEnd(poller, formatLsn(commitLsn));
+      // Debezium's END id ends with the position where the commit record ends.
+      const end = lsn(BigInt(last.id.split(":")[1]));
       await confirmedReaches(poller, `${name}_slot`, end);
     } finally {
       await running.stop();
@@ -89,7 +88,9 @@ Deno.test("kafka sink: Debezium envelopes keyed by the primary key, a tombstone 
       1,
     ]);
     const remove = JSON.parse(changes[3]!.value!);
-    assert.deepEqual(remove.before, { id: 2, name: null, price: null, note: null });
+    // Columns a delete's old key tuple lacks are null; with a default, JsonConverter writes the
+    // default instead (replace.null.with.default), and so does Spillway.
+    assert.deepEqual(remove.before, { id: 2, name: null, price: null, note: "none" });
     assert.equal(remove.after, null);
     assert.match(changes[0]!.headers["spillway.lsn"]!, /^[0-9A-F]+\/[0-9A-F]+$/);
     assert.equal(changes[0]!.headers["spillway.xid"], String(insert.source.txId));

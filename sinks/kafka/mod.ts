@@ -83,6 +83,8 @@ export class KafkaSink implements Sink {
   #written = 0;
   #fatal: Error | null = null;
   #closed = false;
+  /** Why open() is still waiting for the broker; `null` once it is not. */
+  #opening: string | null = null;
 
   constructor(options: KafkaSinkOptions) {
     const { config } = options;
@@ -119,17 +121,19 @@ export class KafkaSink implements Sink {
         { retriable: false },
       );
     }
-    const producer = await KafkaProducer.connect({
-      config: this.config,
-      transactionalId: this.#transactionalId,
-      log: this.#log,
-    });
+    const producer = await this.#untilReachable("connecting", () =>
+      KafkaProducer.connect({
+        config: this.config,
+        transactionalId: this.#transactionalId,
+        log: this.#log,
+      }));
     this.#producer = producer;
     if (this.#transactionalId !== null) {
+      const group = checkpointGroup(this.#transactionalId);
       await this.#ensureTopics([this.config.checkpointTopic], { "cleanup.policy": "compact" });
-      this.#checkpoint = await producer.readCheckpoint(
-        checkpointGroup(this.#transactionalId),
-        this.config.checkpointTopic,
+      this.#checkpoint = await this.#untilReachable(
+        "reading the checkpoint",
+        () => producer.readCheckpoint(group, this.config.checkpointTopic),
       );
       this.#log("info", "Kafka exactly-once checkpoint read", {
         sink: this.name,
@@ -155,6 +159,31 @@ export class KafkaSink implements Sink {
       log: this.#log,
       name: this.name,
     });
+  }
+
+  /**
+   * Runs `step` until it succeeds or fails for good: a broker that is down or still starting
+   * (its coordinators loading) is waited for, with backoff, while status() says failing.
+   */
+  async #untilReachable<T>(doing: string, step: () => Promise<T>): Promise<T> {
+    let delay = 200;
+    for (let attempt = 1;; attempt++) {
+      try {
+        const value = await step();
+        this.#opening = null;
+        return value;
+      } catch (error) {
+        if (!(error instanceof KafkaSinkError) || !error.retriable || this.#closed) throw error;
+        this.#opening = error.message;
+        this.#log(attempt < 3 ? "debug" : "warn", `Kafka not ready while ${doing}; retrying`, {
+          sink: this.name,
+          attempt,
+          error: error.message,
+        });
+        await new Promise((resolve) => setTimeout(resolve, delay));
+        delay = Math.min(delay * 2, 10_000);
+      }
+    }
   }
 
   /** Exactly-once: the position Kafka holds; `null` before {@linkcode open} or when none. */
@@ -214,13 +243,14 @@ export class KafkaSink implements Sink {
         return;
       }
       case "commit": {
+        this.#format?.committed(record.endLsn);
         if (this.#skipping) {
           this.#skipping = false;
           return;
         }
         this.#open = false;
         if (this.#format !== null && this.config.transactionMetadata) {
-          out.push(this.#message(this.#format.end(record.tx), undefined));
+          out.push(this.#message(this.#format.end(record.tx, record.endLsn), undefined));
         }
         out.push({ marker: "commit", lsn: record.endLsn });
         return;
@@ -307,23 +337,15 @@ export class KafkaSink implements Sink {
       for (const topic of topics) this.#topics.add(topic);
       return;
     }
-    for (;;) {
-      try {
-        await (this.#batcher?.producer ?? this.#producer!).createTopics(topics, {
+    await this.#untilReachable(
+      `creating topics ${topics.join(", ")}`,
+      () =>
+        (this.#batcher?.producer ?? this.#producer!).createTopics(topics, {
           partitions: config === undefined ? this.config.partitions : 1,
           replicationFactor: this.config.replicationFactor,
           config,
-        });
-        break;
-      } catch (error) {
-        if (!(error instanceof KafkaSinkError) || !error.retriable || this.#closed) throw error;
-        this.#log("warn", "Cannot create Kafka topics yet; retrying", {
-          sink: this.name,
-          error: error.message,
-        });
-        await new Promise((resolve) => setTimeout(resolve, 1_000));
-      }
-    }
+        }),
+    );
     for (const topic of topics) this.#topics.add(topic);
   }
 
@@ -338,6 +360,9 @@ export class KafkaSink implements Sink {
     const batcher = this.#batcher?.status();
     if (this.#fatal !== null) {
       return { state: "failing", written: this.#written, lastError: this.#fatal.message };
+    }
+    if (this.#opening !== null) {
+      return { state: "failing", written: this.#written, lastError: this.#opening };
     }
     if (batcher?.failing) {
       return { state: "failing", written: this.#written, lastError: batcher.lastError };

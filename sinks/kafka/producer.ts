@@ -251,8 +251,9 @@ export class KafkaProducer {
   }
 
   /**
-   * Connects the producer (for exactly-once, also fencing any earlier producer with the same
-   * transactional id, which aborts its open transaction).
+   * Connects the producer. For exactly-once it also registers the transactional id, which
+   * fences any earlier producer with it: that one's open transaction is aborted, or completed
+   * if its commit was under way, so the checkpoint read next is the last one committed.
    */
   static async connect(options: ProducerOptions): Promise<KafkaProducer> {
     await registerCodec(options.config.compression);
@@ -271,6 +272,13 @@ export class KafkaProducer {
     });
     try {
       await producer.connect();
+      if (options.transactionalId !== null) {
+        // kafkajs registers the transactional id only at the first transaction: do it now, so
+        // that an earlier producer with this id is fenced, and its open transaction aborted (or,
+        // when its commit was under way, completed) before the checkpoint is read.
+        const transaction = await producer.transaction();
+        await transaction.abort();
+      }
     } catch (error) {
       await producer.disconnect().catch(() => {});
       throw classifyError(error, "connecting", options.config.brokers);

@@ -1,0 +1,459 @@
+/**
+ * Debezium peer harness: runs Debezium's PostgreSQL connector (embedded engine,
+ * {@linkcode DEBEZIUM_VERSION}) against a test PostgreSQL, for conformance tests (diff its
+ * output with ours) and benchmarks (produce into a real Kafka broker).
+ *
+ * The jars (`io.debezium:debezium-embedded`, `debezium-connector-postgres`, `debezium-api` and
+ * the `slf4j-simple` logging binding) are fetched once from Maven Central with `mvn` into the
+ * shared cache (see `testing/embedded_postgres.ts`), and the driver program
+ * `tests/debezium/DebeziumRun.java` is compiled there with `javac`:
+ *
+ *     ${SPILLWAY_CACHE_DIR:-/var/tmp/spillway-cache}/m2                          (Maven's local repository)
+ *     ${SPILLWAY_CACHE_DIR:-/var/tmp/spillway-cache}/debezium-3.6.3.Final/libs   (the jars)
+ *     ${SPILLWAY_CACHE_DIR:-/var/tmp/spillway-cache}/debezium-3.6.3.Final/classes-<hash>
+ *
+ * `<hash>` is of the program's source, so an edited program compiles anew. Later fetches run
+ * Maven offline. A file lock serializes fetching and compiling across processes, and both
+ * folders appear by an atomic rename only once complete.
+ *
+ * {@linkcode runDebezium} runs one JVM that streams from an existing slot (no snapshot) until a
+ * record count or an idle time is reached, writing JSON lines to a file or producing to Kafka.
+ * The JVM is killed on timeout, when the module unloads, and (it watches its stdin) when the
+ * test process dies.
+ *
+ * @module
+ */
+
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import {
+  cacheRoot,
+  forgetOnUnload,
+  killOnUnload,
+  lastLines,
+  mkdirShared,
+} from "./embedded_postgres.ts";
+
+/** The Debezium version the harness runs. */
+export const DEBEZIUM_VERSION = "3.6.3.Final";
+
+const DEBEZIUM_GROUP = "io.debezium";
+const DEBEZIUM_ARTIFACTS = ["debezium-embedded", "debezium-connector-postgres", "debezium-api"];
+/** Debezium 3.6.3 brings slf4j-api 1.7.36; this is its matching simple binding. */
+const LOG_BINDING = { group: "org.slf4j", artifact: "slf4j-simple", version: "1.7.36" };
+
+/** The driver program, compiled by the harness. */
+const PROGRAM = new URL("../tests/debezium/DebeziumRun.java", import.meta.url);
+const MAIN_CLASS = "DebeziumRun";
+
+/** JVM options used unless {@linkcode DebeziumOptions.jvmOptions} replaces them. */
+export const DEFAULT_JVM_OPTIONS: readonly string[] = Object.freeze([
+  "-Xmx1g",
+  "-XX:+UseParallelGC",
+  "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
+  "-Dorg.slf4j.simpleLogger.logFile=System.err",
+]);
+
+const DEFAULT_TIMEOUT_MS = 300_000;
+/** How much of the JVM's stderr is kept for error messages. */
+const STDERR_KEEP = 256 * 1024;
+
+/** Where and how to connect to PostgreSQL. */
+export interface DebeziumDatabase {
+  host: string;
+  port: number;
+  user: string;
+  password?: string;
+  dbname: string;
+}
+
+/** Options for {@linkcode runDebezium}. Give exactly one of `out` and `kafka`. */
+export interface DebeziumOptions {
+  database: DebeziumDatabase;
+  /** An existing pgoutput slot; Debezium streams from its confirmed position and keeps it. */
+  slot: string;
+  /** An existing publication covering {@linkcode DebeziumOptions.tables}. */
+  publication: string;
+  /** Captured tables, `schema.table` (Debezium's `table.include.list`). */
+  tables: string[];
+  /** Debezium's `topic.prefix`: topics are `<prefix>.<schema>.<table>`. */
+  topicPrefix: string;
+  /** JsonConverter `schemas.enable`, for key and value. */
+  schemas: boolean;
+  /** Stop after this many records (change events, tombstones and transaction records). */
+  count?: number;
+  /** Stop after this many ms without a record, once at least one arrived. */
+  idleMs?: number;
+  /** Connector/engine properties on top of the program's defaults (see DebeziumRun.java). */
+  properties?: Record<string, string>;
+  /** Write one JSON line per record to this file; the result then carries the parsed lines. */
+  out?: string;
+  /**
+   * Read and parse the `out` file into {@linkcode DebeziumResult.lines}; default true. Turn it
+   * off for large outputs (benchmarks): a file over a few hundred MB does not fit one string.
+   */
+  readLines?: boolean;
+  /** Produce to these brokers (`host:port`) instead, waiting for every ack. */
+  kafka?: string[];
+  /** KafkaProducer settings on top of the program's defaults (only with `kafka`). */
+  producer?: Record<string, string>;
+  /** Kill the JVM after this long; default 300 s. */
+  timeoutMs?: number;
+  /** JVM options replacing {@linkcode DEFAULT_JVM_OPTIONS}. */
+  jvmOptions?: string[];
+}
+
+/** One record as the program wrote it with `out`. */
+export interface DebeziumRecord {
+  topic: string;
+  /** The key as the JsonConverter serialized it, parsed; null for a null key. */
+  key: unknown;
+  /** The value as the JsonConverter serialized it, parsed; null for a tombstone. */
+  value: unknown;
+  /** Header values as text (the SimpleHeaderConverter's bytes), null for a null header. */
+  headers: Record<string, string | null>;
+}
+
+/** What {@linkcode runDebezium} reports. */
+export interface DebeziumResult {
+  /** Records handled (written or acknowledged by Kafka). */
+  records: number;
+  /** Epoch ms when the first record reached the program; 0 without records. */
+  firstMs: number;
+  /** Epoch ms of the last record written (`out`) or the last Kafka ack (`kafka`). */
+  lastMs: number;
+  /** `lastMs - firstMs`. */
+  elapsedMs: number;
+  /** The parsed records, when `out` was used (and `readLines` was not false). */
+  lines?: DebeziumRecord[];
+}
+
+/**
+ * Ensure the jars are in the cache and the driver program is compiled; return the Java class
+ * path (`<libs>/*:<classes>`).
+ */
+export function debeziumClassPath(): Promise<string> {
+  preparing ??= prepare().catch((e) => {
+    preparing = undefined;
+    throw e;
+  });
+  return preparing;
+}
+
+/**
+ * Run Debezium once: stream the changes of `tables` from `slot` until `count` records or
+ * `idleMs` of quiet, into `out` or `kafka`. Rejects (with the end of the JVM's stderr) when the
+ * JVM fails or `timeoutMs` passes; the JVM is killed then.
+ */
+export async function runDebezium(options: DebeziumOptions): Promise<DebeziumResult> {
+  if ((options.out === undefined) === (options.kafka === undefined)) {
+    throw new Error("runDebezium: give exactly one of `out` and `kafka`");
+  }
+  if (!options.count && !options.idleMs) {
+    throw new Error("runDebezium: give `count` or `idleMs`, or it never stops");
+  }
+  const classPath = await debeziumClassPath();
+  const args = [
+    ...(options.jvmOptions ?? DEFAULT_JVM_OPTIONS),
+    "-cp",
+    classPath,
+    MAIN_CLASS,
+    "--watch-stdin",
+    "--schemas",
+    String(options.schemas),
+  ];
+  const db = options.database;
+  const properties: Record<string, string> = {
+    "database.hostname": db.host,
+    "database.port": String(db.port),
+    "database.user": db.user,
+    "database.dbname": db.dbname,
+    ...(db.password === undefined ? {} : { "database.password": db.password }),
+    "slot.name": options.slot,
+    "publication.name": options.publication,
+    "table.include.list": options.tables.join(","),
+    "topic.prefix": options.topicPrefix,
+    ...options.properties,
+  };
+  for (const [k, v] of Object.entries(properties)) args.push("--set", `${k}=${v}`);
+  for (const [k, v] of Object.entries(options.producer ?? {})) args.push("--producer", `${k}=${v}`);
+  if (options.count) args.push("--count", String(options.count));
+  if (options.idleMs) args.push("--idle-ms", String(options.idleMs));
+  if (options.out !== undefined) args.push("--out", options.out);
+  else args.push("--kafka", options.kafka!.join(","));
+
+  const { code, stdout, stderr, timedOut } = await runJava(
+    args,
+    options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+  );
+  const tail = () => `--- last 30 lines of its stderr ---\n${lastLines(stderr, 30)}`;
+  if (timedOut) {
+    throw new Error(
+      `Debezium did not finish within ${options.timeoutMs ?? DEFAULT_TIMEOUT_MS} ms ` +
+        `(killed; did the slot get changes of the captured tables?); ${tail()}`,
+    );
+  }
+  const done = /^done records=(\d+) first_ms=(\d+) last_ms=(\d+) elapsed_ms=(-?\d+)$/m.exec(
+    stdout,
+  );
+  if (code !== 0 || !done) {
+    throw new Error(`Debezium failed (exit ${code}); ${tail()}\n--- stdout ---\n${stdout}`);
+  }
+  const result: DebeziumResult = {
+    records: Number(done[1]),
+    firstMs: Number(done[2]),
+    lastMs: Number(done[3]),
+    elapsedMs: Number(done[4]),
+  };
+  if (options.out !== undefined && options.readLines !== false) {
+    const text = await Deno.readTextFile(options.out);
+    result.lines = text.split("\n").filter((line) => line !== "").map((line) =>
+      JSON.parse(line) as DebeziumRecord
+    );
+  }
+  return result;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running the JVM
+
+/** A running JVM, killed if the module unloads first. */
+class Jvm {
+  readonly child: Deno.ChildProcess;
+  #exited = false;
+
+  constructor(child: Deno.ChildProcess) {
+    this.child = child;
+    child.status.then(() => this.#exited = true, () => this.#exited = true);
+  }
+
+  killSync(): void {
+    forgetOnUnload(this);
+    if (this.#exited) return;
+    try {
+      this.child.kill("SIGKILL");
+    } catch { /* already gone */ }
+  }
+}
+
+async function runJava(
+  args: string[],
+  timeoutMs: number,
+): Promise<{ code: number; stdout: string; stderr: string; timedOut: boolean }> {
+  await checkJava();
+  let child: Deno.ChildProcess;
+  try {
+    // stdin stays open and empty: the program exits when it closes (this process died).
+    child = new Deno.Command("java", { args, stdin: "piped", stdout: "piped", stderr: "piped" })
+      .spawn();
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) {
+      throw new Error(`Cannot run Debezium: "java" is not on PATH: ${INSTALL_HINT.java}`);
+    }
+    throw e;
+  }
+  const jvm = new Jvm(child);
+  killOnUnload(jvm);
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    jvm.killSync();
+  }, timeoutMs);
+  try {
+    const [stdout, stderr, status] = await Promise.all([
+      collect(child.stdout, Infinity),
+      collect(child.stderr, STDERR_KEEP),
+      child.status,
+    ]);
+    return { code: status.code, stdout, stderr, timedOut };
+  } finally {
+    clearTimeout(timer);
+    forgetOnUnload(jvm);
+    try {
+      await child.stdin.close();
+    } catch { /* already closed */ }
+  }
+}
+
+/** Read a stream to its end as text, keeping only its last `keep` bytes. */
+async function collect(stream: ReadableStream<Uint8Array>, keep: number): Promise<string> {
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for await (const chunk of stream) {
+    chunks.push(chunk);
+    size += chunk.length;
+    while (size > keep && chunks.length > 1) size -= chunks.shift()!.length;
+  }
+  const all = new Uint8Array(size);
+  let at = 0;
+  for (const chunk of chunks) {
+    all.set(chunk, at);
+    at += chunk.length;
+  }
+  return new TextDecoder().decode(all);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fetching the jars and compiling the program
+
+let preparing: Promise<string> | undefined;
+
+async function prepare(): Promise<string> {
+  const root = cacheRoot();
+  const home = join(root, `debezium-${DEBEZIUM_VERSION}`);
+  const libs = join(home, "libs");
+  const source = await Deno.readFile(fileURLToPath(PROGRAM));
+  const classes = join(home, `classes-${await shortHash(source)}`);
+  const classPath = `${libs}/*:${classes}`;
+  if (await exists(libs) && await exists(classes)) return classPath;
+  await mkdirShared(root);
+  await mkdirShared(home);
+
+  // One fetcher/compiler at a time, across processes: flock on a lock file.
+  const lockPath = join(home, ".fetch.lock");
+  const lockFile = await Deno.open(lockPath, { create: true, write: true });
+  const work = await Deno.makeTempDir({ dir: home, prefix: ".fetch-" });
+  try {
+    await Deno.chmod(lockPath, 0o666).catch(() => {});
+    await lockFile.lock(true);
+    if (!await exists(libs)) await fetchJars(root, work, libs);
+    if (!await exists(classes)) await compile(work, libs, source, classes);
+    return classPath;
+  } finally {
+    lockFile.close();
+    await Deno.remove(work, { recursive: true }).catch(() => {});
+  }
+}
+
+async function fetchJars(root: string, work: string, libs: string): Promise<void> {
+  const repo = join(root, "m2");
+  await Deno.writeTextFile(join(work, "pom.xml"), fetchPom());
+  const args = [
+    "-B",
+    "-q",
+    `-Dmaven.repo.local=${repo}`,
+    "dependency:copy-dependencies",
+    "-DincludeScope=runtime",
+    `-DoutputDirectory=${join(work, "libs")}`,
+  ];
+  const offline = await exists(
+    artifactJar(repo, DEBEZIUM_GROUP, "debezium-embedded", DEBEZIUM_VERSION),
+  ) && await exists(
+    artifactJar(repo, LOG_BINDING.group, LOG_BINDING.artifact, LOG_BINDING.version),
+  );
+  let r = await runTool("mvn", offline ? ["-o", ...args] : args, work);
+  if (r.code !== 0 && offline) r = await runTool("mvn", args, work);
+  if (r.code !== 0) {
+    throw new Error(
+      `Cannot fetch Debezium ${DEBEZIUM_VERSION} with Maven (exit ${r.code}): is Maven Central ` +
+        `(https://repo.maven.apache.org) reachable from here?\n${lastLines(r.output, 30)}`,
+    );
+  }
+  await Deno.chmod(join(work, "libs"), 0o755);
+  // The folder appears complete or not at all.
+  await Deno.rename(join(work, "libs"), libs);
+}
+
+async function compile(
+  work: string,
+  libs: string,
+  source: Uint8Array,
+  classes: string,
+): Promise<void> {
+  const src = join(work, `${MAIN_CLASS}.java`);
+  await Deno.writeFile(src, source);
+  const out = join(work, "classes");
+  await Deno.mkdir(out);
+  const r = await runTool("javac", [
+    "--release",
+    "17",
+    "-nowarn",
+    "-cp",
+    `${libs}/*`,
+    "-d",
+    out,
+    src,
+  ], work);
+  if (r.code !== 0) {
+    throw new Error(
+      `Cannot compile ${fileURLToPath(PROGRAM)} (javac exit ${r.code}):\n` +
+        lastLines(r.output, 40),
+    );
+  }
+  await Deno.chmod(out, 0o755);
+  await Deno.rename(out, classes);
+}
+
+function fetchPom(): string {
+  const dependency = (group: string, artifact: string, version: string) =>
+    `    <dependency><groupId>${group}</groupId><artifactId>${artifact}</artifactId>` +
+    `<version>${version}</version></dependency>`;
+  return [
+    `<project xmlns="http://maven.apache.org/POM/4.0.0">`,
+    `  <modelVersion>4.0.0</modelVersion>`,
+    `  <groupId>spillway.testing</groupId>`,
+    `  <artifactId>debezium-fetch</artifactId>`,
+    `  <version>1</version>`,
+    `  <packaging>pom</packaging>`,
+    `  <dependencies>`,
+    ...DEBEZIUM_ARTIFACTS.map((a) => dependency(DEBEZIUM_GROUP, a, DEBEZIUM_VERSION)),
+    dependency(LOG_BINDING.group, LOG_BINDING.artifact, LOG_BINDING.version),
+    `  </dependencies>`,
+    `</project>`,
+    "",
+  ].join("\n");
+}
+
+function artifactJar(repo: string, group: string, artifact: string, version: string): string {
+  return join(repo, ...group.split("."), artifact, version, `${artifact}-${version}.jar`);
+}
+
+async function shortHash(bytes: Uint8Array<ArrayBuffer>): Promise<string> {
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+  return Array.from(digest.subarray(0, 8), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running tools
+
+const INSTALL_HINT: Record<string, string> = {
+  java: `install a Java 17 JDK ("apt-get install openjdk-17-jdk-headless")`,
+  javac: `install a Java 17 JDK ("apt-get install openjdk-17-jdk-headless")`,
+  mvn: `install Maven ("apt-get install maven")`,
+};
+
+async function runTool(
+  cmd: "java" | "javac" | "mvn",
+  args: string[],
+  cwd: string,
+): Promise<{ code: number; output: string }> {
+  try {
+    const out = await new Deno.Command(cmd, { args, cwd, stdin: "null" }).output();
+    const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+    return { code: out.code, output: text };
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) {
+      throw new Error(`Cannot run Debezium: "${cmd}" is not on PATH: ${INSTALL_HINT[cmd]}`);
+    }
+    throw e;
+  }
+}
+
+let javaChecked: Promise<void> | undefined;
+
+function checkJava(): Promise<void> {
+  javaChecked ??= runTool("java", ["-version"], "/").then((r) => {
+    if (r.code !== 0) {
+      javaChecked = undefined;
+      throw new Error(`Cannot run Debezium: "java -version" failed: ${r.output.trim()}`);
+    }
+  }, (e) => {
+    javaChecked = undefined;
+    throw e;
+  });
+  return javaChecked;
+}
+
+async function exists(path: string): Promise<boolean> {
+  return await Deno.stat(path).then(() => true, () => false);
+}

@@ -1,0 +1,213 @@
+/**
+ * Conformance with Debezium itself: Debezium 3.6.3.Final's PostgreSQL connector (embedded
+ * engine, Kafka Connect's JsonConverter with schemas, `testing/debezium.ts`) and Spillway's
+ * Kafka sink read the same workload from two slots of one PostgreSQL 17 server, and their
+ * records are compared field by field, key and value, schema and payload, record by record
+ * per topic:
+ *
+ * - every operation (insert, update, delete with its tombstone, truncate), in several
+ *   transactions, with the transaction metadata topic on (`provide.transaction.metadata`);
+ * - every common column type, NULLs, NOT NULL columns and constant defaults;
+ * - an UPDATE that leaves a TOASTed value unchanged (Debezium's placeholder);
+ * - REPLICA IDENTITY DEFAULT and FULL (the key is the primary key under both), and a table
+ *   without a primary key (key `null`).
+ *
+ * Fields that differ by nature, and only those, are left out of the comparison
+ * ({@linkcode BY_NATURE}): the envelope's `ts_ms`/`ts_us`/`ts_ns` (when each connector
+ * processed the event), `source.version` (the connector's own version), and the headers
+ * (Debezium's `__debezium.context.*`, Spillway's `spillway.*`).
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { startKafka } from "../testing/kafka.ts";
+import { startPostgres } from "../testing/embedded_postgres.ts";
+import { type DebeziumRecord, runDebezium } from "../testing/debezium.ts";
+import { consume } from "./_kafka.ts";
+import { pipelineYaml, startRunner } from "./_runner_util.ts";
+
+const PREFIX = "conf";
+
+/** Paths (in the value's payload) whose values differ by nature. */
+export const BY_NATURE = ["ts_ms", "ts_us", "ts_ns", "source.version"];
+
+const SCHEMA = `
+  CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
+  CREATE TABLE all_types (
+    id int PRIMARY KEY,
+    i2 smallint, i4 integer NOT NULL DEFAULT 7, i8 bigint,
+    n102 numeric(10,2), n numeric, f4 real, f8 double precision, m money,
+    b boolean, t text DEFAULT 'none', vc varchar(20), c char(5), by bytea,
+    u uuid, j json, jb jsonb, x xml,
+    d date, tm time, tm3 time(3), ts timestamp, ts3 timestamp(3), tstz timestamptz, ttz timetz,
+    iv interval, ip inet, net cidr, mac macaddr,
+    bit1 bit(1), bit8 bit(8), vb varbit,
+    e mood, ai int[], at text[], r int4range, pt point
+  );
+  CREATE TABLE full_rows (id int PRIMARY KEY, name text NOT NULL, qty int);
+  ALTER TABLE full_rows REPLICA IDENTITY FULL;
+  CREATE TABLE no_key (a int, b text);
+  ALTER TABLE no_key REPLICA IDENTITY FULL;
+  CREATE TABLE toasted (id int PRIMARY KEY, big text, small int);
+  ALTER TABLE toasted ALTER COLUMN big SET STORAGE EXTERNAL;
+  CREATE PUBLICATION conf_pub FOR TABLE all_types, full_rows, no_key, toasted;
+  SELECT pg_create_logical_replication_slot('debezium_slot', 'pgoutput');
+  SELECT pg_create_logical_replication_slot('spillway_slot', 'pgoutput');
+`;
+
+const WORKLOAD = `
+  INSERT INTO all_types VALUES (
+    1, -32768, 2147483647, 9007199254740993,
+    12345678.90, 3.14159, 1.5, -2.25e-10, -1234.56,
+    true, 'text ✓', 'varchar', 'ab', '\\x00ff10',
+    'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '{"a": [1, 2]}', '{"b": {"c": null}}', '<x>1</x>',
+    '2024-02-29', '13:45:00.123456', '13:45:00.5', '2024-02-29 13:45:00.123456',
+    '2024-02-29 13:45:00.5', '2024-02-29 13:45:00.5+02', '13:45:00+05:30',
+    '1 year 2 months 3 days 04:05:06.5', '192.168.0.1', '10.0.0.0/8', '08:00:2b:01:02:03',
+    B'1', B'10100101', B'1101',
+    'happy', '{1,NULL,3}', '{"a b",NULL,c}', '[1,5)', '(1.5,-2)'
+  );
+  INSERT INTO all_types (id, i4) VALUES (2, 0);
+  BEGIN;
+  UPDATE all_types SET t = 'changed', n = -0.5 WHERE id = 1;
+  INSERT INTO full_rows VALUES (1, 'one', 10), (2, 'two', 20);
+  COMMIT;
+  UPDATE full_rows SET qty = 11 WHERE id = 1;
+  UPDATE full_rows SET id = 3 WHERE id = 2;
+  DELETE FROM full_rows WHERE id = 1;
+  DELETE FROM all_types WHERE id = 2;
+  INSERT INTO no_key VALUES (1, 'x'), (2, 'y');
+  UPDATE no_key SET b = 'z' WHERE a = 1;
+  DELETE FROM no_key WHERE a = 2;
+  INSERT INTO toasted VALUES (1, repeat('0123456789', 1000), 1);
+  UPDATE toasted SET small = 2 WHERE id = 1;
+  TRUNCATE full_rows;
+`;
+
+/** What both connectors produce, without what differs by nature. */
+interface Comparable {
+  topic: string;
+  key: unknown;
+  value: unknown;
+}
+
+function withoutNature(value: unknown): unknown {
+  if (value === null || typeof value !== "object") return value;
+  const copy = structuredClone(value) as
+    & { payload?: Record<string, unknown> }
+    & Record<
+      string,
+      unknown
+    >;
+  const payload = (copy.payload ?? copy) as Record<string, unknown>;
+  for (const path of BY_NATURE) {
+    const parts = path.split(".");
+    let target: Record<string, unknown> | undefined = payload;
+    for (const part of parts.slice(0, -1)) {
+      target = target?.[part] as Record<string, unknown> | undefined;
+    }
+    if (target && parts.at(-1)! in target) target[parts.at(-1)!] = "(by nature)";
+  }
+  return copy;
+}
+
+/** Every difference between two JSON values, as `path: a ≠ b` lines. */
+function differences(a: unknown, b: unknown, path = ""): string[] {
+  if (JSON.stringify(a) === JSON.stringify(b)) return [];
+  if (
+    a !== null && b !== null && typeof a === "object" && typeof b === "object" &&
+    Array.isArray(a) === Array.isArray(b)
+  ) {
+    const keys = [...new Set([...Object.keys(a), ...Object.keys(b)])];
+    const out = keys.flatMap((key) =>
+      differences(
+        (a as Record<string, unknown>)[key],
+        (b as Record<string, unknown>)[key],
+        `${path}.${key}`,
+      )
+    );
+    // Same members, another order: JsonConverter writes fields in schema order.
+    if (out.length === 0) return [`${path}: key order ${Object.keys(a)} ≠ ${Object.keys(b)}`];
+    return out;
+  }
+  return [`${path}: ${JSON.stringify(a)} ≠ ${JSON.stringify(b)}`];
+}
+
+Deno.test("debezium conformance: Spillway's Kafka records equal Debezium 3.6's, key and value, schema and payload, but for the fields that differ by nature", async () => {
+  await using kafka = await startKafka();
+  await using pg = await startPostgres({ settings: { autovacuum: "off" } });
+  await pg.psql(SCHEMA);
+  await pg.psql(WORKLOAD);
+  const dir = await Deno.makeTempDir({ prefix: "spillway-conformance-" });
+  try {
+    const tables = ["public.all_types", "public.full_rows", "public.no_key", "public.toasted"];
+    const debezium = await runDebezium({
+      database: { host: pg.host, port: pg.port, user: "postgres", dbname: "postgres" },
+      slot: "debezium_slot",
+      publication: "conf_pub",
+      tables,
+      topicPrefix: PREFIX,
+      schemas: true,
+      idleMs: 5_000,
+      properties: { "provide.transaction.metadata": "true", "skipped.operations": "none" },
+      out: join(dir, "debezium.jsonl"),
+      timeoutMs: 240_000,
+    });
+    const theirs: Comparable[] = (debezium.lines as DebeziumRecord[]).map((r) => ({
+      topic: r.topic,
+      key: r.key,
+      value: r.value,
+    }));
+    assert.ok(theirs.length >= 20, `Debezium wrote only ${theirs.length} records`);
+
+    const running = await startRunner(
+      pipelineYaml({
+        name: PREFIX,
+        url: pg.url(),
+        slot: "spillway_slot",
+        publication: "conf_pub",
+        tables: Object.fromEntries(tables.map((t) => [t, "{}"])),
+        sinks: [
+          `kafka: { brokers: [${kafka.brokers[0]}], transaction_metadata: true, truncate: true }`,
+        ],
+      }),
+    );
+    let ours: Comparable[] = [];
+    try {
+      const topics = [...new Set(theirs.map((r) => r.topic))];
+      const records = await consume(kafka.brokers, topics, theirs.length, { settleMs: 2_000 });
+      ours = records.map((r) => ({
+        topic: r.topic,
+        key: r.key === null ? null : JSON.parse(r.key),
+        value: r.value === null ? null : JSON.parse(r.value),
+      }));
+    } finally {
+      await running.stop();
+    }
+
+    const problems: string[] = [];
+    const topics = [...new Set([...theirs, ...ours].map((r) => r.topic))].sort();
+    for (const topic of topics) {
+      const a = theirs.filter((r) => r.topic === topic);
+      const b = ours.filter((r) => r.topic === topic);
+      if (a.length !== b.length) {
+        problems.push(`${topic}: Debezium wrote ${a.length} records, Spillway ${b.length}`);
+      }
+      for (let i = 0; i < Math.min(a.length, b.length); i++) {
+        for (const part of ["key", "value"] as const) {
+          for (const line of differences(withoutNature(a[i]![part]), withoutNature(b[i]![part]))) {
+            problems.push(`${topic}[${i}].${part}${line}`);
+          }
+        }
+      }
+    }
+    if (problems.length > 0) {
+      await Deno.writeTextFile("/tmp/conformance.json", JSON.stringify({ theirs, ours }, null, 1));
+    }
+    assert.deepEqual(problems, [], `${problems.length} differences from Debezium`);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
