@@ -24,23 +24,33 @@
  * @module
  */
 
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { forgetOnUnload, killOnUnload, lastLines } from "./embedded_postgres.ts";
 import {
-  cacheRoot,
-  forgetOnUnload,
-  killOnUnload,
-  lastLines,
-  mkdirShared,
-} from "./embedded_postgres.ts";
+  type Artifact,
+  cachedJars,
+  checkJava,
+  exists,
+  notOnPath,
+  once,
+  publishDir,
+  runTool,
+  withFetchLock,
+} from "./_java.ts";
 
 /** The Debezium version the harness runs. */
 export const DEBEZIUM_VERSION = "3.6.3.Final";
 
-const DEBEZIUM_GROUP = "io.debezium";
-const DEBEZIUM_ARTIFACTS = ["debezium-embedded", "debezium-connector-postgres", "debezium-api"];
-/** Debezium 3.6.3 brings slf4j-api 1.7.36; this is its matching simple binding. */
-const LOG_BINDING = { group: "org.slf4j", artifact: "slf4j-simple", version: "1.7.36" };
+const JARS: Artifact[] = [
+  ...["debezium-embedded", "debezium-connector-postgres", "debezium-api"].map((artifact) => ({
+    group: "io.debezium",
+    artifact,
+    version: DEBEZIUM_VERSION,
+  })),
+  // Debezium 3.6.3 brings slf4j-api 1.7.36; this is its matching simple binding.
+  { group: "org.slf4j", artifact: "slf4j-simple", version: "1.7.36" },
+];
 
 /** The driver program, compiled by the harness. */
 const PROGRAM = new URL("../tests/debezium/DebeziumRun.java", import.meta.url);
@@ -133,11 +143,7 @@ export interface DebeziumResult {
  * path (`<libs>/*:<classes>`).
  */
 export function debeziumClassPath(): Promise<string> {
-  preparing ??= prepare().catch((e) => {
-    preparing = undefined;
-    throw e;
-  });
-  return preparing;
+  return prepare();
 }
 
 /**
@@ -240,7 +246,7 @@ async function runJava(
   args: string[],
   timeoutMs: number,
 ): Promise<{ code: number; stdout: string; stderr: string; timedOut: boolean }> {
-  await checkJava();
+  await checkJava("Debezium");
   let child: Deno.ChildProcess;
   try {
     // stdin stays open and empty: the program exits when it closes (this process died).
@@ -248,7 +254,7 @@ async function runJava(
       .spawn();
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) {
-      throw new Error(`Cannot run Debezium: "java" is not on PATH: ${INSTALL_HINT.java}`);
+      throw notOnPath("Debezium", "java");
     }
     throw e;
   }
@@ -296,63 +302,19 @@ async function collect(stream: ReadableStream<Uint8Array>, keep: number): Promis
 // ---------------------------------------------------------------------------------------------
 // Fetching the jars and compiling the program
 
-let preparing: Promise<string> | undefined;
-
-async function prepare(): Promise<string> {
-  const root = cacheRoot();
-  const home = join(root, `debezium-${DEBEZIUM_VERSION}`);
-  const libs = join(home, "libs");
+const prepare = once(async (): Promise<string> => {
+  const libs = await cachedJars("Debezium", DEBEZIUM_VERSION, JARS);
+  const home = dirname(libs);
   const source = await Deno.readFile(fileURLToPath(PROGRAM));
   const classes = join(home, `classes-${await shortHash(source)}`);
-  const classPath = `${libs}/*:${classes}`;
-  if (await exists(libs) && await exists(classes)) return classPath;
-  await mkdirShared(root);
-  await mkdirShared(home);
-
-  // One fetcher/compiler at a time, across processes: flock on a lock file.
-  const lockPath = join(home, ".fetch.lock");
-  const lockFile = await Deno.open(lockPath, { create: true, write: true });
-  const work = await Deno.makeTempDir({ dir: home, prefix: ".fetch-" });
-  try {
-    await Deno.chmod(lockPath, 0o666).catch(() => {});
-    await lockFile.lock(true);
-    if (!await exists(libs)) await fetchJars(root, work, libs);
-    if (!await exists(classes)) await compile(work, libs, source, classes);
-    return classPath;
-  } finally {
-    lockFile.close();
-    await Deno.remove(work, { recursive: true }).catch(() => {});
+  if (!await exists(classes)) {
+    // One compiler at a time, across processes.
+    await withFetchLock(home, async (work) => {
+      if (!await exists(classes)) await compile(work, libs, source, classes);
+    });
   }
-}
-
-async function fetchJars(root: string, work: string, libs: string): Promise<void> {
-  const repo = join(root, "m2");
-  await Deno.writeTextFile(join(work, "pom.xml"), fetchPom());
-  const args = [
-    "-B",
-    "-q",
-    `-Dmaven.repo.local=${repo}`,
-    "dependency:copy-dependencies",
-    "-DincludeScope=runtime",
-    `-DoutputDirectory=${join(work, "libs")}`,
-  ];
-  const offline = await exists(
-    artifactJar(repo, DEBEZIUM_GROUP, "debezium-embedded", DEBEZIUM_VERSION),
-  ) && await exists(
-    artifactJar(repo, LOG_BINDING.group, LOG_BINDING.artifact, LOG_BINDING.version),
-  );
-  let r = await runTool("mvn", offline ? ["-o", ...args] : args, work);
-  if (r.code !== 0 && offline) r = await runTool("mvn", args, work);
-  if (r.code !== 0) {
-    throw new Error(
-      `Cannot fetch Debezium ${DEBEZIUM_VERSION} with Maven (exit ${r.code}): is Maven Central ` +
-        `(https://repo.maven.apache.org) reachable from here?\n${lastLines(r.output, 30)}`,
-    );
-  }
-  await Deno.chmod(join(work, "libs"), 0o755);
-  // The folder appears complete or not at all.
-  await Deno.rename(join(work, "libs"), libs);
-}
+  return `${libs}/*:${classes}`;
+});
 
 async function compile(
   work: string,
@@ -364,7 +326,7 @@ async function compile(
   await Deno.writeFile(src, source);
   const out = join(work, "classes");
   await Deno.mkdir(out);
-  const r = await runTool("javac", [
+  const r = await runTool("Debezium", "javac", [
     "--release",
     "17",
     "-nowarn",
@@ -380,80 +342,10 @@ async function compile(
         lastLines(r.output, 40),
     );
   }
-  await Deno.chmod(out, 0o755);
-  await Deno.rename(out, classes);
-}
-
-function fetchPom(): string {
-  const dependency = (group: string, artifact: string, version: string) =>
-    `    <dependency><groupId>${group}</groupId><artifactId>${artifact}</artifactId>` +
-    `<version>${version}</version></dependency>`;
-  return [
-    `<project xmlns="http://maven.apache.org/POM/4.0.0">`,
-    `  <modelVersion>4.0.0</modelVersion>`,
-    `  <groupId>spillway.testing</groupId>`,
-    `  <artifactId>debezium-fetch</artifactId>`,
-    `  <version>1</version>`,
-    `  <packaging>pom</packaging>`,
-    `  <dependencies>`,
-    ...DEBEZIUM_ARTIFACTS.map((a) => dependency(DEBEZIUM_GROUP, a, DEBEZIUM_VERSION)),
-    dependency(LOG_BINDING.group, LOG_BINDING.artifact, LOG_BINDING.version),
-    `  </dependencies>`,
-    `</project>`,
-    "",
-  ].join("\n");
-}
-
-function artifactJar(repo: string, group: string, artifact: string, version: string): string {
-  return join(repo, ...group.split("."), artifact, version, `${artifact}-${version}.jar`);
+  await publishDir(out, classes);
 }
 
 async function shortHash(bytes: Uint8Array<ArrayBuffer>): Promise<string> {
   const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
   return Array.from(digest.subarray(0, 8), (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
-// ---------------------------------------------------------------------------------------------
-// Running tools
-
-const INSTALL_HINT: Record<string, string> = {
-  java: `install a Java 17 JDK ("apt-get install openjdk-17-jdk-headless")`,
-  javac: `install a Java 17 JDK ("apt-get install openjdk-17-jdk-headless")`,
-  mvn: `install Maven ("apt-get install maven")`,
-};
-
-async function runTool(
-  cmd: "java" | "javac" | "mvn",
-  args: string[],
-  cwd: string,
-): Promise<{ code: number; output: string }> {
-  try {
-    const out = await new Deno.Command(cmd, { args, cwd, stdin: "null" }).output();
-    const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
-    return { code: out.code, output: text };
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) {
-      throw new Error(`Cannot run Debezium: "${cmd}" is not on PATH: ${INSTALL_HINT[cmd]}`);
-    }
-    throw e;
-  }
-}
-
-let javaChecked: Promise<void> | undefined;
-
-function checkJava(): Promise<void> {
-  javaChecked ??= runTool("java", ["-version"], "/").then((r) => {
-    if (r.code !== 0) {
-      javaChecked = undefined;
-      throw new Error(`Cannot run Debezium: "java -version" failed: ${r.output.trim()}`);
-    }
-  }, (e) => {
-    javaChecked = undefined;
-    throw e;
-  });
-  return javaChecked;
-}
-
-async function exists(path: string): Promise<boolean> {
-  return await Deno.stat(path).then(() => true, () => false);
 }

@@ -25,24 +25,17 @@
  */
 
 import { join } from "node:path";
-import {
-  cacheRoot,
-  forgetOnUnload,
-  freePort,
-  killOnUnload,
-  lastLines,
-  mkdirShared,
-} from "./embedded_postgres.ts";
+import { forgetOnUnload, freePort, killOnUnload, lastLines } from "./embedded_postgres.ts";
+import { type Artifact, cachedJars, checkJava, runTool } from "./_java.ts";
 
 /** The Apache Kafka version the harness runs. */
 export const KAFKA_VERSION = "4.4.0";
 
-const KAFKA_ARTIFACT = { group: "org.apache.kafka", artifact: "kafka_2.13" };
-const LOG_BINDING = {
-  group: "org.apache.logging.log4j",
-  artifact: "log4j-slf4j-impl",
-  version: "2.25.5",
-};
+const JARS: Artifact[] = [
+  { group: "org.apache.kafka", artifact: "kafka_2.13", version: KAFKA_VERSION },
+  // The logging binding.
+  { group: "org.apache.logging.log4j", artifact: "log4j-slf4j-impl", version: "2.25.5" },
+];
 
 const HOST = "127.0.0.1";
 const READY_TIMEOUT_MS = 60_000;
@@ -81,7 +74,7 @@ export interface KafkaBroker extends AsyncDisposable {
  */
 export async function startKafka(opts: KafkaOptions = {}): Promise<KafkaBroker> {
   const libs = await kafkaLibDir();
-  await checkJava();
+  await checkJava("Kafka");
   for (let attempt = 1;; attempt++) {
     const baseDir = await Deno.makeTempDir({ dir: "/tmp", prefix: "spillway-kafka-" });
     let broker: Broker | undefined;
@@ -108,92 +101,7 @@ export async function startKafka(opts: KafkaOptions = {}): Promise<KafkaBroker> 
  * `<folder>/*`).
  */
 export function kafkaLibDir(): Promise<string> {
-  fetching ??= fetchKafka().catch((e) => {
-    fetching = undefined;
-    throw e;
-  });
-  return fetching;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Fetching the jars
-
-let fetching: Promise<string> | undefined;
-
-async function fetchKafka(): Promise<string> {
-  const root = cacheRoot();
-  const home = join(root, `kafka-${KAFKA_VERSION}`);
-  const libs = join(home, "libs");
-  if (await exists(libs)) return libs;
-  await mkdirShared(root);
-  await mkdirShared(home);
-
-  // One fetcher at a time, across processes: flock on a lock file (released on close/exit).
-  const lockPath = join(home, ".fetch.lock");
-  const lockFile = await Deno.open(lockPath, { create: true, write: true });
-  const work = await Deno.makeTempDir({ dir: home, prefix: ".fetch-" });
-  try {
-    await Deno.chmod(lockPath, 0o666).catch(() => {});
-    await lockFile.lock(true);
-    if (await exists(libs)) return libs;
-
-    const repo = join(root, "m2");
-    await Deno.writeTextFile(join(work, "pom.xml"), fetchPom());
-    const args = [
-      "-B",
-      "-q",
-      `-Dmaven.repo.local=${repo}`,
-      "dependency:copy-dependencies",
-      "-DincludeScope=runtime",
-      `-DoutputDirectory=${join(work, "libs")}`,
-    ];
-    const offline = await exists(artifactJar(repo, KAFKA_ARTIFACT.group, KAFKA_ARTIFACT.artifact));
-    let r = await runTool("mvn", offline ? ["-o", ...args] : args, work);
-    if (r.code !== 0 && offline) r = await runTool("mvn", args, work);
-    if (r.code !== 0) {
-      throw new Error(
-        `Cannot fetch Kafka ${KAFKA_VERSION} with Maven (exit ${r.code}): is Maven Central ` +
-          `(https://repo.maven.apache.org) reachable from here?\n${lastLines(r.output, 30)}`,
-      );
-    }
-    await Deno.chmod(join(work, "libs"), 0o755);
-    // The folder appears complete or not at all.
-    await Deno.rename(join(work, "libs"), libs);
-    return libs;
-  } finally {
-    lockFile.close();
-    await Deno.remove(work, { recursive: true }).catch(() => {});
-  }
-}
-
-function fetchPom(): string {
-  const dependency = (group: string, artifact: string, version: string) =>
-    `    <dependency><groupId>${group}</groupId><artifactId>${artifact}</artifactId>` +
-    `<version>${version}</version></dependency>`;
-  return [
-    `<project xmlns="http://maven.apache.org/POM/4.0.0">`,
-    `  <modelVersion>4.0.0</modelVersion>`,
-    `  <groupId>spillway.testing</groupId>`,
-    `  <artifactId>kafka-fetch</artifactId>`,
-    `  <version>1</version>`,
-    `  <packaging>pom</packaging>`,
-    `  <dependencies>`,
-    dependency(KAFKA_ARTIFACT.group, KAFKA_ARTIFACT.artifact, KAFKA_VERSION),
-    dependency(LOG_BINDING.group, LOG_BINDING.artifact, LOG_BINDING.version),
-    `  </dependencies>`,
-    `</project>`,
-    "",
-  ].join("\n");
-}
-
-function artifactJar(repo: string, group: string, artifact: string): string {
-  return join(
-    repo,
-    ...group.split("."),
-    artifact,
-    KAFKA_VERSION,
-    `${artifact}-${KAFKA_VERSION}.jar`,
-  );
+  return cachedJars("Kafka", KAFKA_VERSION, JARS);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -248,7 +156,10 @@ function javaArgs(libs: string, baseDir: string, ...main: string[]): string[] {
   ];
 }
 
-/** The cluster id: 16 random bytes, base64url without padding. */
+/**
+ * The cluster id: 16 random bytes, base64url without padding. It may start with `-`, so it goes
+ * to the StorageTool as `--cluster-id=<id>`, never as a separate argument.
+ */
 function clusterId(): string {
   const bytes = crypto.getRandomValues(new Uint8Array(16));
   return btoa(String.fromCharCode(...bytes)).replaceAll("+", "-").replaceAll("/", "_")
@@ -258,57 +169,18 @@ function clusterId(): string {
 async function formatLogDir(libs: string, baseDir: string): Promise<void> {
   const properties = join(baseDir, "server.properties");
   const args = javaArgs(libs, baseDir, "kafka.tools.StorageTool", "format");
-  const r = await runTool("java", [...args, "-t", clusterId(), "-c", properties], baseDir);
+  const r = await runTool(
+    "Kafka",
+    "java",
+    [...args, `--cluster-id=${clusterId()}`, "-c", properties],
+    baseDir,
+  );
   if (r.code !== 0) {
     throw new Error(
       `Cannot format the Kafka log dir (kafka.tools.StorageTool exit ${r.code}):\n` +
         lastLines(r.output, 30),
     );
   }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Running tools
-
-const INSTALL_HINT: Record<string, string> = {
-  java: `install a Java 17 runtime ("apt-get install openjdk-17-jre-headless")`,
-  mvn: `install Maven ("apt-get install maven")`,
-};
-
-async function runTool(
-  cmd: "java" | "mvn",
-  args: string[],
-  cwd: string,
-): Promise<{ code: number; output: string }> {
-  try {
-    const out = await new Deno.Command(cmd, { args, cwd, stdin: "null" }).output();
-    const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
-    return { code: out.code, output: text };
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) {
-      throw new Error(`Cannot run Kafka: "${cmd}" is not on PATH: ${INSTALL_HINT[cmd]}`);
-    }
-    throw e;
-  }
-}
-
-let javaChecked: Promise<void> | undefined;
-
-function checkJava(): Promise<void> {
-  javaChecked ??= runTool("java", ["-version"], "/").then((r) => {
-    if (r.code !== 0) {
-      javaChecked = undefined;
-      throw new Error(`Cannot run Kafka: "java -version" failed: ${r.output.trim()}`);
-    }
-  }, (e) => {
-    javaChecked = undefined;
-    throw e;
-  });
-  return javaChecked;
-}
-
-async function exists(path: string): Promise<boolean> {
-  return await Deno.stat(path).then(() => true, () => false);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,0 +1,217 @@
+/**
+ * What the Java-based harnesses (`testing/kafka.ts`, `testing/debezium.ts`) share: running
+ * `java`, `javac` and `mvn` with errors that name the harness and the fix, checking the Java
+ * runtime once, and fetching jars from Maven Central into the shared cache (see
+ * `testing/embedded_postgres.ts`) under a file lock, each folder appearing by an atomic rename
+ * only once complete.
+ *
+ * Every error names the harness through a `what` argument ("Kafka", "Debezium"), as in
+ * `Cannot run Kafka: "java" is not on PATH: …`.
+ *
+ * @module
+ */
+
+import { dirname, join } from "node:path";
+import { cacheRoot, lastLines, mkdirShared } from "./embedded_postgres.ts";
+
+/** The tools the Java harnesses run. */
+export type JavaTool = "java" | "javac" | "mvn";
+
+/** A Maven artifact (a jar in Maven Central). */
+export interface Artifact {
+  group: string;
+  artifact: string;
+  version: string;
+}
+
+const INSTALL_HINT: Record<JavaTool, string> = {
+  java: `install a Java 17 runtime ("apt-get install openjdk-17-jre-headless")`,
+  javac: `install a Java 17 JDK ("apt-get install openjdk-17-jdk-headless")`,
+  mvn: `install Maven ("apt-get install maven")`,
+};
+
+/**
+ * `fn`, run once and its promise shared; after a failure the next call runs it again.
+ */
+export function once<T>(fn: () => Promise<T>): () => Promise<T> {
+  let running: Promise<T> | undefined;
+  return () => {
+    running ??= fn().catch((e) => {
+      running = undefined;
+      throw e;
+    });
+    return running;
+  };
+}
+
+/** Whether `path` exists. */
+export async function exists(path: string): Promise<boolean> {
+  return await Deno.stat(path).then(() => true, () => false);
+}
+
+/** The error for `cmd` missing from PATH when running `what`, with how to install it. */
+export function notOnPath(what: string, cmd: JavaTool): Error {
+  return new Error(`Cannot run ${what}: "${cmd}" is not on PATH: ${INSTALL_HINT[cmd]}`);
+}
+
+/** Run `cmd` to its end in `cwd`; stdout and stderr come back together. */
+export async function runTool(
+  what: string,
+  cmd: JavaTool,
+  args: string[],
+  cwd: string,
+): Promise<{ code: number; output: string }> {
+  try {
+    const out = await new Deno.Command(cmd, { args, cwd, stdin: "null" }).output();
+    const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+    return { code: out.code, output: text };
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) throw notOnPath(what, cmd);
+    throw e;
+  }
+}
+
+const javaChecked = new Map<string, Promise<void>>();
+
+/** Check once (per harness, until it succeeds) that `java -version` works. */
+export function checkJava(what: string): Promise<void> {
+  let checked = javaChecked.get(what);
+  if (!checked) {
+    checked = runTool(what, "java", ["-version"], "/").then((r) => {
+      if (r.code !== 0) {
+        throw new Error(`Cannot run ${what}: "java -version" failed: ${r.output.trim()}`);
+      }
+    });
+    checked.catch(() => javaChecked.delete(what));
+    javaChecked.set(what, checked);
+  }
+  return checked;
+}
+
+/**
+ * Run `fn` holding the fetch lock of the cache folder `home` (created readable by all, with
+ * its parent), one process at a time: flock on `home/.fetch.lock`, released on close or exit.
+ * `fn` gets a fresh work dir inside `home`, removed afterwards; it should check again whether
+ * another process filled the cache while this one waited.
+ */
+export async function withFetchLock<T>(
+  home: string,
+  fn: (work: string) => Promise<T>,
+): Promise<T> {
+  await mkdirShared(dirname(home));
+  await mkdirShared(home);
+  const lockPath = join(home, ".fetch.lock");
+  const lockFile = await Deno.open(lockPath, { create: true, write: true });
+  const work = await Deno.makeTempDir({ dir: home, prefix: ".fetch-" });
+  try {
+    await Deno.chmod(lockPath, 0o666).catch(() => {});
+    await lockFile.lock(true);
+    return await fn(work);
+  } finally {
+    lockFile.close();
+    await Deno.remove(work, { recursive: true }).catch(() => {});
+  }
+}
+
+/** Make the finished folder `from` readable by all and move it to `to` in one rename. */
+export async function publishDir(from: string, to: string): Promise<void> {
+  await Deno.chmod(from, 0o755);
+  // The folder appears complete or not at all.
+  await Deno.rename(from, to);
+}
+
+const fetched = new Map<string, Promise<string>>();
+
+/**
+ * Ensure the jars of `dependencies` (and their runtime dependencies) are in the cache folder
+ * `<cache>/<what>-<version>/libs` (`what` in lower case) and return that folder: fetched once,
+ * under {@linkcode withFetchLock}, by {@linkcode mavenFetch}; later calls only look.
+ */
+export function cachedJars(
+  what: string,
+  version: string,
+  dependencies: Artifact[],
+): Promise<string> {
+  const home = join(cacheRoot(), `${what.toLowerCase()}-${version}`);
+  const libs = join(home, "libs");
+  let fetching = fetched.get(libs);
+  if (!fetching) {
+    fetching = (async () => {
+      if (await exists(libs)) return libs;
+      await withFetchLock(home, async (work) => {
+        if (await exists(libs)) return;
+        await mavenFetch({ what, version, dependencies, work, libs });
+      });
+      return libs;
+    })();
+    fetching.catch(() => fetched.delete(libs));
+    fetched.set(libs, fetching);
+  }
+  return fetching;
+}
+
+/** What {@linkcode mavenFetch} fetches. */
+interface MavenFetch {
+  /** The harness, for the pom's name and errors: "Kafka". */
+  what: string;
+  /** Its version, for errors. */
+  version: string;
+  /** The artifacts; their runtime dependencies come too. */
+  dependencies: Artifact[];
+  /** A work dir (see {@linkcode withFetchLock}). */
+  work: string;
+  /** Where the jars go; it appears by {@linkcode publishDir}. */
+  libs: string;
+}
+
+/**
+ * Fetch `dependencies` and their runtime dependencies with `mvn` through the cache's local
+ * repository (`<cache>/m2`) into `libs`. Maven runs offline when the repository already holds
+ * every listed jar, and online again if that fails.
+ */
+async function mavenFetch(f: MavenFetch): Promise<void> {
+  const repo = join(cacheRoot(), "m2");
+  await Deno.writeTextFile(join(f.work, "pom.xml"), fetchPom(f.what, f.dependencies));
+  const args = [
+    "-B",
+    "-q",
+    `-Dmaven.repo.local=${repo}`,
+    "dependency:copy-dependencies",
+    "-DincludeScope=runtime",
+    `-DoutputDirectory=${join(f.work, "libs")}`,
+  ];
+  let offline = true;
+  for (const d of f.dependencies) offline &&= await exists(artifactJar(repo, d));
+  let r = await runTool(f.what, "mvn", offline ? ["-o", ...args] : args, f.work);
+  if (r.code !== 0 && offline) r = await runTool(f.what, "mvn", args, f.work);
+  if (r.code !== 0) {
+    throw new Error(
+      `Cannot fetch ${f.what} ${f.version} with Maven (exit ${r.code}): is Maven Central ` +
+        `(https://repo.maven.apache.org) reachable from here?\n${lastLines(r.output, 30)}`,
+    );
+  }
+  await publishDir(join(f.work, "libs"), f.libs);
+}
+
+function fetchPom(what: string, dependencies: Artifact[]): string {
+  const dependency = (d: Artifact) =>
+    `    <dependency><groupId>${d.group}</groupId><artifactId>${d.artifact}</artifactId>` +
+    `<version>${d.version}</version></dependency>`;
+  return [
+    `<project xmlns="http://maven.apache.org/POM/4.0.0">`,
+    `  <modelVersion>4.0.0</modelVersion>`,
+    `  <groupId>spillway.testing</groupId>`,
+    `  <artifactId>${what.toLowerCase()}-fetch</artifactId>`,
+    `  <version>1</version>`,
+    `  <packaging>pom</packaging>`,
+    `  <dependencies>`,
+    ...dependencies.map(dependency),
+    `  </dependencies>`,
+    `</project>`,
+    "",
+  ].join("\n");
+}
+
+function artifactJar(repo: string, d: Artifact): string {
+  return join(repo, ...d.group.split("."), d.artifact, d.version, `${d.artifact}-${d.version}.jar`);
+}
