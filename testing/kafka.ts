@@ -61,6 +61,11 @@ export interface KafkaBroker extends AsyncDisposable {
   readonly logFile: string;
   /** The last `lines` (default 30) lines of the broker's log, for assertion messages. */
   tailLog(lines?: number): Promise<string>;
+  /**
+   * Stop the broker, keep its data, wait `downMs`, start it again on the same ports; resolves
+   * once it answers again.
+   */
+  restart(downMs?: number): Promise<void>;
   /** Stop the broker (SIGTERM, SIGKILL after 10 s) and remove its temp dir. Idempotent. */
   stop(): Promise<void>;
   /** Same as {@linkcode KafkaBroker.stop}. */
@@ -199,40 +204,60 @@ if [ -d "$3" ]; then kill -9 "$2"; rm -rf "$3"; fi
 class Broker implements KafkaBroker {
   readonly brokers: string[];
   readonly logFile: string;
-  readonly #child: Deno.ChildProcess;
+  #child: Deno.ChildProcess;
+  readonly #libs: string;
   readonly #baseDir: string;
   readonly #port: number;
   #exited = false;
   #stopping: Promise<void> | undefined;
 
-  private constructor(child: Deno.ChildProcess, baseDir: string, port: number) {
-    this.#child = child;
+  private constructor(libs: string, baseDir: string, port: number) {
+    this.#libs = libs;
     this.#baseDir = baseDir;
     this.#port = port;
     this.brokers = [`${HOST}:${port}`];
     this.logFile = join(baseDir, "kafka.log");
-    child.status.then(() => this.#exited = true);
+    this.#child = this.#spawnChild();
+    killOnUnload(this);
   }
 
   /** Start `kafka.Kafka` with its output going to `kafka.log` (through `sh`, then `exec`). */
   static spawn(libs: string, baseDir: string, port: number): Broker {
-    const args = javaArgs(libs, baseDir, "kafka.Kafka", join(baseDir, "server.properties"));
+    return new Broker(libs, baseDir, port);
+  }
+
+  #spawnChild(): Deno.ChildProcess {
+    const baseDir = this.#baseDir;
+    const args = javaArgs(this.#libs, baseDir, "kafka.Kafka", join(baseDir, "server.properties"));
     const child = new Deno.Command("sh", {
-      args: ["-c", 'exec "$@" >"$0" 2>&1', join(baseDir, "kafka.log"), "java", ...args],
+      args: ["-c", 'exec "$@" >>"$0" 2>&1', this.logFile, "java", ...args],
       cwd: baseDir,
       stdin: "null",
       stdout: "null",
       stderr: "null",
     }).spawn();
-    const broker = new Broker(child, baseDir, port);
-    killOnUnload(broker);
+    this.#exited = false;
+    child.status.then(() => {
+      if (this.#child === child) this.#exited = true;
+    });
     new Deno.Command("sh", {
       args: ["-c", WATCHDOG, "sh", String(Deno.pid), String(child.pid), baseDir],
       stdin: "null",
       stdout: "null",
       stderr: "null",
     }).outputSync();
-    return broker;
+    return child;
+  }
+
+  /**
+   * Stops the broker (SIGTERM; SIGKILL after 10 s), keeps its log dir, waits `downMs`, and starts
+   * it again on the same ports; resolves once it answers. For tests of a broker that goes away.
+   */
+  async restart(downMs = 0): Promise<void> {
+    await this.#terminate();
+    await new Promise((resolve) => setTimeout(resolve, downMs));
+    this.#child = this.#spawnChild();
+    await this.waitReady(READY_TIMEOUT_MS);
   }
 
   get pid(): number {
@@ -280,20 +305,26 @@ class Broker implements KafkaBroker {
   async #stop(): Promise<void> {
     forgetOnUnload(this);
     try {
-      if (!this.#exited) {
-        this.#child.kill("SIGTERM");
-        let timer: ReturnType<typeof setTimeout> | undefined;
-        const timedOut = new Promise<boolean>((resolve) => {
-          timer = setTimeout(() => resolve(true), STOP_TIMEOUT_MS);
-        });
-        const exited = this.#child.status.then(() => false);
-        if (await Promise.race([exited, timedOut])) this.#child.kill("SIGKILL");
-        clearTimeout(timer);
-      }
-      await this.#child.status;
+      await this.#terminate();
     } finally {
       await Deno.remove(this.#baseDir, { recursive: true }).catch(() => {});
     }
+  }
+
+  /** SIGTERM, SIGKILL after 10 s; resolves once the process is gone. */
+  async #terminate(): Promise<void> {
+    const child = this.#child;
+    if (!this.#exited) {
+      child.kill("SIGTERM");
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const timedOut = new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(true), STOP_TIMEOUT_MS);
+      });
+      const exited = child.status.then(() => false);
+      if (await Promise.race([exited, timedOut])) child.kill("SIGKILL");
+      clearTimeout(timer);
+    }
+    await child.status;
   }
 
   [Symbol.asyncDispose](): Promise<void> {
