@@ -533,3 +533,20 @@ Deno.test("source.max_message_size: at least 1MiB, since it also bounds the star
     );
   }
 });
+
+Deno.test("transforms.dead_letter can be a Kafka topic: a kafka sink map with topic", () => {
+  const config = parse(
+    MINIMAL +
+      "transforms:\n  on_error: [dead_letter]\n  dead_letter:\n" +
+      "    kafka: { brokers: [k:9092], topic: shop.dlq, exactly_once: true }\n",
+  );
+  const deadLetter = config.transforms.deadLetter;
+  assert.equal(deadLetter?.type, "kafka");
+  if (deadLetter?.type !== "kafka") return;
+  assert.equal(deadLetter.topic, "shop.dlq");
+  assert.deepEqual(deadLetter.brokers, ["k:9092"]);
+  const defaulted = parse(
+    MINIMAL + "transforms: { dead_letter: { kafka: { brokers: [k:9092] } } }\n",
+  ).transforms.deadLetter;
+  assert.equal(defaulted?.type === "kafka" ? defaulted.topic : "not kafka", null);
+});

@@ -5,7 +5,13 @@
  */
 
 import { isMap, isScalar, type YAMLMap } from "npm:yaml@2.9.1";
-import type { FileSinkConfig, KafkaSinkConfig, SinkConfig, StdoutSinkConfig } from "./types.ts";
+import type {
+  FileSinkConfig,
+  KafkaDeadLetterConfig,
+  KafkaSinkConfig,
+  SinkConfig,
+  StdoutSinkConfig,
+} from "./types.ts";
 import {
   type Checker,
   childPath,
@@ -422,26 +428,57 @@ export const SINKS: Reader<SinkConfig[]> = {
  * `transforms.dead_letter`: one sink written like a `sinks` entry. Only a file for now (a
  * Kafka dead-letter topic comes with the Kafka sink).
  */
-export const DEAD_LETTER_SINK: Reader<FileSinkConfig> = {
-  expected: "a sink like file: { path: dead-letter.jsonl }",
+const KAFKA_DEAD_LETTER: SectionSpec<Omit<KafkaDeadLetterConfig, "type">> = {
+  ...KAFKA,
+  fields: {
+    ...KAFKA.fields,
+    topic: {
+      key: "topic",
+      reader: nullable(string("a topic name")),
+      default: null,
+      doc: "The dead-letter topic; null for <topic_prefix>.dead-letter.",
+    },
+  },
+};
+
+const DEAD_LETTER_EXPECTED =
+  "a sink like file: { path: dead-letter.jsonl } or kafka: { brokers: [...], topic: ... }";
+
+export const DEAD_LETTER_SINK: Reader<FileSinkConfig | KafkaDeadLetterConfig> = {
+  expected: DEAD_LETTER_EXPECTED,
   jsonSchema: {
     type: "object",
-    properties: { file: { description: SINKS_OF_TYPE.file.doc, ...sectionSchema(FILE) } },
-    required: ["file"],
+    properties: {
+      file: { description: SINKS_OF_TYPE.file.doc, ...sectionSchema(FILE) },
+      kafka: {
+        description: "Writes each dead letter to a Kafka topic (at-least-once).",
+        ...sectionSchema(KAFKA_DEAD_LETTER),
+      },
+    },
+    minProperties: 1,
     additionalProperties: false,
   },
   read: (checker, field) => {
-    if (isScalar(field.node)) {
-      return checker.fail(field, "a sink like file: { path: dead-letter.jsonl }");
+    if (isScalar(field.node)) return checker.fail(field, DEAD_LETTER_EXPECTED);
+    const node = field.node;
+    const only = isMap(node) && (node as YAMLMap).items.length === 1
+      ? (node as YAMLMap).items[0]!
+      : undefined;
+    if (only !== undefined && isScalar(only.key) && only.key.value === "kafka") {
+      const path = childPath(field.path, "kafka");
+      const value = only.value === null ? null : checker.deref(only.value, path);
+      if (value === undefined) return undefined;
+      const kafka = readSection(checker, {
+        node: value,
+        path,
+        offset: startOf(value) ?? field.offset,
+      }, KAFKA_DEAD_LETTER);
+      return kafka === undefined ? undefined : { type: "kafka", ...kafka };
     }
     const sink = readSink(checker, field, new Map());
     if (sink === undefined) return undefined;
     if (sink.type === "file") return sink;
-    return checker.fail(
-      field,
-      "a file sink (file: { path: ... }): dead-letter topics come with the kafka sink",
-      `a ${sink.type} sink`,
-    );
+    return checker.fail(field, "a file or kafka sink", `a ${sink.type} sink`);
   },
 };
 

@@ -194,7 +194,7 @@ export interface TransformsConfig {
    * Where dead-lettered events go; `null` (default): a file beside the pipeline file,
    * `<name>.dead-letter.jsonl`.
    */
-  deadLetter: FileSinkConfig | null;
+  deadLetter: FileSinkConfig | KafkaDeadLetterConfig | null;
   /** Where a running pipeline writes row types when a table's columns change; `null`: nowhere. */
   typesDir: string | null;
 }
@@ -273,6 +273,15 @@ export interface KafkaSinkConfig {
   batchBytes: number;
   /** The compacted topic exactly-once writes its checkpoint to. Default `spillway.checkpoints`. */
   checkpointTopic: string;
+}
+
+/**
+ * `transforms.dead_letter: { kafka: { brokers, topic, ... } }`: a Kafka sink that takes only
+ * dead letters, at-least-once.
+ */
+export interface KafkaDeadLetterConfig extends KafkaSinkConfig {
+  /** `null` (default): `<topic_prefix>.dead-letter`. */
+  topic: string | null;
 }
 
 /** The `queue` section. */

@@ -45,7 +45,10 @@ export async function runPipeline(options: RunPipelineOptions): Promise<void> {
   const types = new TypeRegistry();
   const tables = new TableFactsRegistry();
   const sinks = await createSinks(config, types, log, { tables, database: connection.database });
-  const deadLetter = await createDeadLetterSink(config, types, log);
+  const deadLetter = await createDeadLetterSink(config, types, log, {
+    tables,
+    database: connection.database,
+  });
   const runner = new PipelineRunner({
     config,
     log,
@@ -78,9 +81,22 @@ export function createDeadLetterSink(
   config: PipelineConfig,
   types: TypeRegistry,
   log?: Logger,
+  source: { tables?: TableFactsRegistry; database?: string } = {},
 ): Promise<Sink> | null {
   if (!TransformHost.deadLetters(config)) return null;
-  const sink: FileSinkConfig = config.transforms.deadLetter ?? {
+  const configured = config.transforms.deadLetter;
+  if (configured?.type === "kafka") {
+    // Dead letters go to their topic at-least-once: each batch of them is made durable alone.
+    const { topic, ...kafka } = configured;
+    return createSink({ ...kafka, exactlyOnce: false }, {
+      renderer: new JsonRenderer(types),
+      log,
+      tables: source.tables,
+      pipeline: pipelineInfo(config, source.database),
+      deadLetterTopic: topic ?? `${config.defaults.topicPrefix}.dead-letter`,
+    });
+  }
+  const sink: FileSinkConfig = configured ?? {
     type: "file",
     path: join(config.baseDir, `${config.name}.dead-letter.jsonl`),
     rotateBytes: null,
@@ -93,6 +109,10 @@ export function createDeadLetterSink(
     );
   }
   return createSink(sink, { renderer: new JsonRenderer(types), log });
+}
+
+function pipelineInfo(config: PipelineConfig, database = "") {
+  return { name: config.name, topicPrefix: config.defaults.topicPrefix, database };
 }
 
 /**
@@ -108,11 +128,7 @@ export function createSinks(
 ): Promise<Sink[]> {
   const renderer = new JsonRenderer(types);
   const { tables } = source;
-  const pipeline = {
-    name: config.name,
-    topicPrefix: config.defaults.topicPrefix,
-    database: source.database ?? "",
-  };
+  const pipeline = pipelineInfo(config, source.database);
   return Promise.all(
     config.sinks.map((sink) => createSink(sink, { renderer, log, tables, pipeline })),
   );

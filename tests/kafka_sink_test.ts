@@ -8,6 +8,7 @@
  */
 
 import assert from "node:assert/strict";
+import { join } from "node:path";
 import { startKafka } from "../testing/kafka.ts";
 import { sharedServers } from "./_replication.ts";
 import { consume, type Consumed, ordered } from "./_kafka.ts";
@@ -110,6 +111,59 @@ Deno.test("kafka sink: Debezium envelopes keyed by the primary key, a tombstone 
     assert.equal(transactions[0].id, insert.transaction.id);
   } finally {
     await dropItemsPipeline(pg, poller, name);
+  }
+});
+
+Deno.test("kafka sink: a transform's dead letters go to a Kafka topic, with the error in headers; the other changes to the table's topic", async () => {
+  const pg = await server();
+  const kafka = await broker();
+  const poller = new Poller(pg);
+  const name = "kdlq";
+  const dir = await Deno.makeTempDir({ prefix: "spillway-kafka-dlq-" });
+  try {
+    await pg.psql(`CREATE TABLE ${name}_items (id int PRIMARY KEY, v text)`);
+    await Deno.writeTextFile(
+      join(dir, "t.ts"),
+      `import { defineTransform } from "spillway";
+export default defineTransform<{ id: number; v: string | null }>({
+  change(event) {
+    if (event.after?.id === 2) throw new Error("no twos");
+    return event;
+  },
+});
+`,
+    );
+    const brokers = `[${kafka.brokers[0]}]`;
+    const running = await startRunner(
+      itemsPipelineYaml(pg, name, {
+        tables: { [`public.${name}_items`]: "{ transform: t.ts }" },
+        sinks: [`kafka: { brokers: ${brokers}, schemas: false }`],
+      }) +
+        `transforms: { on_error: [dead_letter], dead_letter: { kafka: { brokers: ${brokers}, topic: ${name}.dlq } } }\n`,
+      { file: join(dir, "p.yaml") },
+    );
+    let records: Consumed[];
+    try {
+      await pg.psql(`INSERT INTO ${name}_items VALUES (1, 'a'), (2, 'b'), (3, 'c')`);
+      records = await consume(kafka.brokers, [`${name}.public.${name}_items`, `${name}.dlq`], 3);
+    } finally {
+      await running.stop();
+    }
+    const changes = ordered(records, `${name}.public.${name}_items`);
+    assert.deepEqual(changes.map((r) => r.key), ['{"id":1}', '{"id":3}']);
+    const [letter] = ordered(records, `${name}.dlq`);
+    assert.ok(letter !== undefined, "no dead letter on the topic");
+    assert.equal(letter.key, '{"id":2}');
+    assert.equal(letter.headers["spillway.dead_letter.reason"], "failed");
+    assert.match(letter.headers["spillway.dead_letter.error"]!, /Error: no twos/);
+    assert.match(letter.headers["spillway.dead_letter.transform"]!, /t\.ts$/);
+    const value = JSON.parse(letter.value!);
+    assert.equal(value.type, "dead-letter");
+    assert.equal(value.event.after.id, 2);
+    assert.equal(value.error.message, "no twos");
+  } finally {
+    await dropItemsPipeline(pg, poller, name);
+    await Deno.remove(dir, { recursive: true });
   }
 });
 

@@ -69,6 +69,7 @@ export class KafkaSink implements Sink {
   readonly #format: DebeziumFormat | null;
   readonly #json: JsonRenderer | null;
   readonly #jsonOut = new JsonWriter();
+  readonly #deadLetterJson: JsonRenderer;
   readonly #transactionalId: string | null;
   readonly #prefixFrom: string | null;
   #producer: KafkaProducer | null = null;
@@ -94,6 +95,7 @@ export class KafkaSink implements Sink {
     this.name = `kafka:${config.brokers.join(",")}`;
     const prefix = config.topicPrefix ?? options.topicPrefix;
     this.#prefixFrom = config.topicPrefix === null ? null : `${options.topicPrefix}.`;
+    this.#deadLetterJson = new JsonRenderer(options.types);
     this.#transactionalId = config.exactlyOnce
       ? config.transactionalId ?? `spillway-${options.pipeline}`
       : null;
@@ -292,10 +294,26 @@ export class KafkaSink implements Sink {
       case "dead-letter": {
         const topic = this.#options.deadLetterTopic;
         if (topic === undefined) return;
+        const { failure } = record;
         const w = this.#jsonOut;
         w.reset();
         writeJsonLine(w, record, false, this.#json ?? new JsonRenderer(this.#options.types));
-        out.push({ topic, key: null, value: w.bytes().subarray(0, w.length - 1).slice() });
+        const value = w.bytes().subarray(0, w.length - 1).slice(); // without the newline
+        w.reset();
+        if (failure.key !== null) this.#deadLetterJson.writeRow(w, failure.key, undefined);
+        out.push({
+          topic,
+          key: failure.key === null ? null : w.bytes().slice(),
+          value,
+          // As Kafka Connect's dead-letter queue headers, in Spillway's names.
+          headers: {
+            "spillway.dead_letter.transform": failure.transform,
+            "spillway.dead_letter.version": failure.version,
+            "spillway.dead_letter.reason": failure.reason,
+            "spillway.dead_letter.error": `${failure.error.name}: ${failure.error.message}`,
+            ...(failure.topic === null ? {} : { "spillway.dead_letter.topic": failure.topic }),
+          },
+        });
         return;
       }
       case "message":
