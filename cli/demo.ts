@@ -19,6 +19,7 @@ import { join, resolve } from "node:path";
 import { PgConnection } from "../postgres/connection.ts";
 import { parseConnectionUrl } from "../postgres/connection_string.ts";
 import { startPostgres } from "../testing/embedded_postgres.ts";
+import { type KafkaBroker, startKafka, tailTopics } from "../testing/kafka.ts";
 import { createLogger, type Logger, printable } from "../ops/log.ts";
 import { sleep } from "../retry.ts";
 import { loadPipelineConfig } from "../config/mod.ts";
@@ -49,7 +50,8 @@ INSERT INTO customers (name, email)
 const STATUSES = ["paid", "packed", "shipped", "delivered"];
 
 /** Usage of `spillway demo`. */
-export const DEMO_USAGE = `spillway demo [--interval-ms N] [--duration SECONDS] [--dir DIR]
+export const DEMO_USAGE =
+  `spillway demo [--kafka] [--interval-ms N] [--duration SECONDS] [--dir DIR]
 
 Starts an embedded PostgreSQL 17, creates customers and orders, changes a few rows
 every --interval-ms, and runs the pipeline examples/demo.yaml, which prints each change
@@ -59,6 +61,10 @@ The orders go through the transform examples/demo/orders.ts.
 The pipeline and the transform are copied into --dir (default ./spillway-demo, written
 afresh at each start, kept after) and run from there: edit DIR/demo/orders.ts while the
 demo runs, save, and the new version takes over at the next transaction (hot reload).
+
+--kafka also starts a local Apache Kafka broker (the first run fetches it with Maven; it
+needs java and mvn) and runs examples/kafka/pipeline.yaml instead: Debezium-style records on
+one topic per table, which the demo reads back as a consumer and prints on stdout.
 Ctrl-C stops everything.`;
 
 /** Runs the demo until Ctrl-C; returns the exit code. */
@@ -67,13 +73,14 @@ export async function demo(args: string[]): Promise<number> {
     "interval-ms": { type: "string", default: "500" },
     duration: { type: "string" },
     dir: { type: "string", default: "spillway-demo" },
+    kafka: { type: "boolean", default: false },
   }, { positionals: 0 });
   if (typeof parsed === "number") return parsed;
   const { values } = parsed;
   const intervalMs = Number(values["interval-ms"]);
   const say = announcer();
   const log = demoLogger(createLogger(), say);
-  const work = await prepareWorkDir(resolve(values.dir));
+  const work = await prepareWorkDir(resolve(values.dir), values.kafka);
   using stopping = stopOnSignal(log, "Stopping the demo");
   if (values.duration) setTimeout(stopping.stop, Number(values.duration) * 1000);
 
@@ -81,23 +88,52 @@ export async function demo(args: string[]): Promise<number> {
   await using server = await startPostgres({ version: 17 });
   const url = server.url();
   log("info", "PostgreSQL is up", { url });
+  await using kafka = values.kafka ? await startBroker(log) : null;
   const sql = await PgConnection.connect({ ...parseConnectionUrl(url), sslmode: "disable" });
   try {
     await sql.query(SCHEMA);
-    const config = await loadPipelineConfig(work.pipeline, {
-      env: { ...Deno.env.toObject(), SPILLWAY_DEMO_URL: `${url}?sslmode=disable` },
-    });
+    const env: Record<string, string> = {
+      ...Deno.env.toObject(),
+      SPILLWAY_DEMO_URL: `${url}?sslmode=disable`,
+    };
+    if (kafka !== null) {
+      env.SPILLWAY_KAFKA_BROKERS = kafka.brokers.join(",");
+      env.SPILLWAY_KAFKA_SCHEMAS ??= "false"; // the bare payloads read better on a terminal
+    }
+    const config = await loadPipelineConfig(work.pipeline, { env });
     say(
       `To see a hot reload, edit ${work.transform} while the demo runs: change a status label (new: "NEW", say) and save`,
     );
     const running = runPipeline({ config, log, signal: stopping.signal });
     const generating = generate(sql, intervalMs, stopping.signal);
-    await Promise.all([running, generating]);
+    const reading = kafka === null ? null : printTopics(kafka.brokers, stopping.signal, say);
+    await Promise.all([running, generating, reading]);
     log("info", "Demo finished");
     return 0;
   } finally {
     await sql.close();
   }
+}
+
+/** The demo's local broker. */
+async function startBroker(log: Logger): Promise<KafkaBroker> {
+  log("info", "Starting a local Kafka broker (the first run fetches it with Maven)");
+  const kafka = await startKafka();
+  log("info", "Kafka is up", { brokers: kafka.brokers.join(",") });
+  return kafka;
+}
+
+/** The demo's topics as a consumer reads them, one line per record on stdout. */
+async function printTopics(brokers: string[], signal: AbortSignal, say: Say): Promise<void> {
+  const topics = ["shop.public.customers", "shop.public.orders", "shop.transaction"];
+  say(`Reading ${topics.join(", ")} from ${brokers.join(",")} as a consumer (read_committed)`);
+  const encoder = new TextEncoder();
+  await tailTopics(brokers, topics, (record) => {
+    const line = `${record.topic} [${record.partition}@${record.offset}] key=${record.key} ${
+      record.value ?? "(tombstone)"
+    }\n`;
+    Deno.stdout.writeSync(encoder.encode(line));
+  }, signal);
 }
 
 /** The demo's copies of the example pipeline and its transform. */
@@ -112,11 +148,14 @@ interface WorkDir {
  * Writes the example pipeline and its transform into `dir` (afresh: an earlier run's edits
  * are replaced), with a `.gitignore` that keeps the directory out of git.
  */
-async function prepareWorkDir(dir: string): Promise<WorkDir> {
-  const work = { pipeline: join(dir, "demo.yaml"), transform: join(dir, "demo", "orders.ts") };
+async function prepareWorkDir(dir: string, kafka: boolean): Promise<WorkDir> {
+  const pipeline = kafka ? join(dir, "kafka", "pipeline.yaml") : join(dir, "demo.yaml");
+  const work = { pipeline, transform: join(dir, "demo", "orders.ts") };
   await Deno.mkdir(join(dir, "demo"), { recursive: true });
+  await Deno.mkdir(join(dir, "kafka"), { recursive: true });
   await Deno.writeTextFile(join(dir, ".gitignore"), "# Written by spillway demo\n*\n");
-  await Deno.copyFile(new URL("../examples/demo.yaml", import.meta.url), work.pipeline);
+  const source = kafka ? "../examples/kafka/pipeline.yaml" : "../examples/demo.yaml";
+  await Deno.copyFile(new URL(source, import.meta.url), work.pipeline);
   await Deno.copyFile(new URL("../examples/demo/orders.ts", import.meta.url), work.transform);
   return work;
 }

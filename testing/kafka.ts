@@ -25,6 +25,7 @@
  */
 
 import { join } from "node:path";
+import { Kafka, logLevel } from "npm:kafkajs@2.2.4";
 import { forgetOnUnload, freePort, killOnUnload, lastLines } from "./embedded_postgres.ts";
 import { type Artifact, cachedJars, checkJava, runTool } from "./_java.ts";
 
@@ -431,4 +432,78 @@ async function readExactly(conn: Deno.Conn, n: number): Promise<Uint8Array> {
     filled += read;
   }
   return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading topics, as a consumer does
+
+/** One record as a `read_committed` consumer got it. */
+export interface ConsumedRecord {
+  topic: string;
+  partition: number;
+  offset: number;
+  key: string | null;
+  /** `null`: a tombstone. */
+  value: string | null;
+  headers: Record<string, string>;
+}
+
+/**
+ * Reads `topics` as a consumer in a fresh group (`read_committed`, from the beginning unless
+ * `fromBeginning` is false) and calls `onRecord` for each record, until `signal` aborts. Topics
+ * that do not exist yet are waited for (a sink creates its topics with its first records).
+ * Resolves once the consumer has left.
+ */
+export async function tailTopics(
+  brokers: string[],
+  topics: string[],
+  onRecord: (record: ConsumedRecord) => void,
+  signal: AbortSignal,
+  options: { fromBeginning?: boolean } = {},
+): Promise<void> {
+  const kafka = new Kafka({ clientId: "spillway-reader", brokers, logLevel: logLevel.NOTHING });
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    while (!signal.aborted) {
+      const existing = new Set(await admin.listTopics());
+      if (topics.every((topic) => existing.has(topic))) break;
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  } finally {
+    await admin.disconnect();
+  }
+  if (signal.aborted) return;
+  const consumer = kafka.consumer({
+    groupId: `spillway-reader-${crypto.randomUUID()}`,
+    readUncommitted: false,
+    maxWaitTimeInMs: 100,
+  });
+  await consumer.connect();
+  try {
+    await consumer.subscribe({ topics, fromBeginning: options.fromBeginning ?? true });
+    await consumer.run({
+      eachMessage: ({ topic, partition, message }) => {
+        const headers: Record<string, string> = {};
+        for (const [name, value] of Object.entries(message.headers ?? {})) {
+          headers[name] = String(value);
+        }
+        onRecord({
+          topic,
+          partition,
+          offset: Number(message.offset),
+          key: message.key === null ? null : message.key.toString(),
+          value: message.value === null ? null : message.value.toString(),
+          headers,
+        });
+        return Promise.resolve();
+      },
+    });
+    await new Promise<void>((resolve) => {
+      if (signal.aborted) resolve();
+      else signal.addEventListener("abort", () => resolve(), { once: true });
+    });
+  } finally {
+    await consumer.disconnect();
+  }
 }

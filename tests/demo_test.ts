@@ -269,3 +269,42 @@ Deno.test("demo: names the transform to edit; an edit while it runs takes over, 
     if (child.exitCode === null) await child.kill();
   }
 });
+
+Deno.test("demo --kafka: the shop's changes go through a local broker, and the demo prints them as a consumer reads them", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "spillway-demo-kafka-" });
+  const child = new Subprocess(
+    Deno.execPath(),
+    [
+      "run",
+      "-A",
+      "--unstable-worker-options",
+      MAIN,
+      "demo",
+      "--kafka",
+      "--interval-ms",
+      "100",
+      "--dir",
+      dir,
+    ],
+    { env: { SPILLWAY_DEMO_HTTP_PORT: "0" }, stdout: "collect", name: "spillway demo --kafka" },
+  );
+  try {
+    const line = /^shop\.public\.orders \[\d+@\d+\] key=(\{.*?\}) (\{.*\})$/m;
+    await waitFor("an order read back from Kafka", () => {
+      if (child.exitCode !== null) {
+        assert.fail(`the demo exited with ${child.exitCode}:\n${child.stderr}`);
+      }
+      return line.test(child.stdout) && child.stdout.includes("shop.transaction [");
+    }, { timeoutMs: 180_000, detail: () => child.stderr.slice(-3000) });
+    const [, key, value] = line.exec(child.stdout)!;
+    const record = JSON.parse(value!);
+    assert.equal(JSON.parse(key!).id, (record.after ?? record.before).id);
+    assert.equal(record.source.connector, "postgresql");
+    assert.equal(record.source.name, "shop");
+    const stopped = await child.stop("SIGINT");
+    assert.equal(stopped.code, 0, child.stderr);
+  } finally {
+    await child.kill();
+    await Deno.remove(dir, { recursive: true });
+  }
+});

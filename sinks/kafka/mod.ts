@@ -92,7 +92,9 @@ export class KafkaSink implements Sink {
     this.#options = options;
     this.config = config;
     this.#log = options.log ?? silentLogger;
-    this.name = `kafka:${config.brokers.join(",")}`;
+    this.name = options.deadLetterTopic === undefined
+      ? `kafka:${config.brokers.join(",")}`
+      : `kafka:${config.brokers.join(",")}/${options.deadLetterTopic}`;
     const prefix = config.topicPrefix ?? options.topicPrefix;
     this.#prefixFrom = config.topicPrefix === null ? null : `${options.topicPrefix}.`;
     this.#deadLetterJson = new JsonRenderer(options.types);
