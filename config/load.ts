@@ -8,15 +8,21 @@
 import { basename, dirname, extname, resolve } from "node:path";
 import { isMap, LineCounter } from "npm:yaml@2.9.1";
 import { ConfigError, errorMessage } from "../errors.ts";
-import { type ParseOptions, type PipelineConfig, PipelineConfigError } from "./types.ts";
+import {
+  type ParseOptions,
+  type PipelineConfig,
+  PipelineConfigError,
+  type RoutingConfig,
+} from "./types.ts";
 import { Checker, describe, type Field, isNull, quote, Section, startOf } from "./_yaml.ts";
-import { string } from "./_readers.ts";
+import { nullable, type Reader, string } from "./_readers.ts";
 import {
   defaultsOf,
   readOptional,
   readRequired,
   readSection,
   sectionReader,
+  sectionSchema,
   type SectionSpec,
   shapeOf,
 } from "./_fields.ts";
@@ -122,6 +128,32 @@ export async function loadPipelineConfig(
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
 const NAME_EXPECTED = 'a pipeline name of letters, digits, ".", "_" or "-"';
+const ROUTING_TABLE = /^([a-z_][a-z0-9_$]*)\.([a-z_][a-z0-9_$]*)$/;
+
+const ROUTING_SPEC: SectionSpec<{ table: string }> = {
+  expected: "a map with table",
+  fields: {
+    table: {
+      key: "table",
+      reader: string("a table like spillway.routes (lower-case, unquoted)", ROUTING_TABLE),
+      required: "a table like spillway.routes",
+      doc: "The routing table, schema.table.",
+    },
+  },
+};
+
+const ROUTING: Reader<RoutingConfig> = {
+  expected: ROUTING_SPEC.expected,
+  jsonSchema: sectionSchema(ROUTING_SPEC),
+  read: (checker, field) => {
+    const section = readSection(checker, field, ROUTING_SPEC);
+    if (section === undefined) return undefined;
+    const [, schema, table] = ROUTING_TABLE.exec(section.table)!;
+    return { schema: schema!, table: table! };
+  },
+  represent: (routing) => ({ table: `${routing.schema}.${routing.table}` }),
+};
+
 const PIPELINE_EXPECTED = "a pipeline (a map with source, tables and sinks)";
 
 /** The top level as read, before `defaults` completes the table entries. */
@@ -168,6 +200,16 @@ export const PIPELINE: SectionSpec<PipelineKeys> = {
       reader: sectionReader(TRANSFORMS),
       default: defaultsOf(TRANSFORMS),
       doc: "Time budget and failure handling of the tables' transforms.",
+    },
+    routing: {
+      key: "routing",
+      reader: nullable(ROUTING),
+      default: null,
+      doc: "Topics and keys kept in a table of the source database, for teams that manage " +
+        "routing centrally: a map with table (schema.table, with columns pattern text, " +
+        "topic text and key text[]). Its rows override the topic and key of the tables they " +
+        "match; it is read at start, and its changes, which come through the slot, apply " +
+        "from the next change on.",
     },
     sinks: {
       key: "sinks",
@@ -232,6 +274,7 @@ function readPipeline(checker: Checker, file: string): PipelineConfig | undefine
   });
   const tables = readRequired(top, fields.tables);
   const transforms = readOptional(top, fields.transforms);
+  const routing = readOptional(top, fields.routing);
   const sinks = readRequired(top, fields.sinks);
   const queue = readOptional(top, fields.queue);
   const spill = readOptional(top, fields.spill);
@@ -250,6 +293,7 @@ function readPipeline(checker: Checker, file: string): PipelineConfig | undefine
     tables: tables.map((draft) => withDefaults(draft, defaults)),
     defaults,
     transforms,
+    routing,
     sinks,
     queue,
     spill,

@@ -91,6 +91,7 @@ Deno.test("examples/orders.yaml parses to the typed config with every default fi
       deadLetter: null,
       typesDir: null,
     },
+    routing: null,
     sinks: [{ type: "stdout", format: "json" }],
     queue: { capacity: 10_000, highWatermark: 0.8 },
     spill: { memoryLimitBytes: 64_000_000, dir: null },
@@ -549,4 +550,15 @@ Deno.test("transforms.dead_letter can be a Kafka topic: a kafka sink map with to
     MINIMAL + "transforms: { dead_letter: { kafka: { brokers: [k:9092] } } }\n",
   ).transforms.deadLetter;
   assert.equal(defaulted?.type === "kafka" ? defaulted.topic : "not kafka", null);
+});
+
+Deno.test("routing names a table of the source database; a name that is not schema.table is refused", () => {
+  assert.deepEqual(parse(MINIMAL + "routing: { table: ops.routes }\n").routing, {
+    schema: "ops",
+    table: "routes",
+  });
+  assert.throws(
+    () => parse(MINIMAL + "routing: { table: routes }\n"),
+    /"routing.table": expected a table like spillway.routes/,
+  );
 });

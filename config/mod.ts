@@ -27,6 +27,12 @@
 
 export * from "./types.ts";
 export { loadPipelineConfig, parsePipelineConfig } from "./load.ts";
-export { DEBEZIUM_UNAVAILABLE_VALUE, matchTable, publishesAllTables } from "./tables.ts";
+export {
+  DEBEZIUM_UNAVAILABLE_VALUE,
+  matchRoute,
+  matchTable,
+  publishesAllTables,
+  type RouteRule,
+} from "./tables.ts";
 export { pipelineJsonSchema } from "./schema.ts";
 export * from "./connect.ts";

@@ -114,6 +114,49 @@ export function matchTable(
   return best === null ? null : resolveTable(config, best.entry, { schema, table });
 }
 
+/** One row of a routing table: a table or glob, its topic template and its key columns. */
+export interface RouteRule {
+  pattern: string;
+  /** A topic template (`{prefix}`, `{schema}`, `{table}`); `null` keeps the entry's. */
+  topic: string | null;
+  /** Key columns; `null` keeps the entry's. */
+  key: string[] | null;
+}
+
+/**
+ * The topic and key the routing table's rules give a table (the most specific rule, as in
+ * `tables`: an exact name over globs, then the longest literal prefix), or `null` when no rule
+ * matches. Rules whose pattern does not parse are left out; `invalid` gets each of them.
+ */
+export function matchRoute(
+  config: PipelineConfig,
+  rules: readonly RouteRule[],
+  schema: string,
+  table: string,
+  invalid?: (rule: RouteRule, problem: string) => void,
+): { topic: string | null; key: string[] | null } | null {
+  const entries: TableEntry[] = [];
+  const byPattern = new Map<string, RouteRule>();
+  for (const rule of rules) {
+    const parsed = parseTableName(rule.pattern);
+    if (typeof parsed === "string") {
+      invalid?.(rule, `expected ${TABLE_NAME_EXPECTED}, found ${quoteName(rule.pattern)}${parsed}`);
+      continue;
+    }
+    byPattern.set(rule.pattern, rule);
+    entries.push({
+      ...config.tables[0]!,
+      pattern: rule.pattern,
+      ...parsed,
+      topic: rule.topic ?? "{prefix}.{schema}.{table}",
+    });
+  }
+  const resolved = matchTable({ ...config, tables: entries }, schema, table);
+  if (resolved === null) return null;
+  const rule = byPattern.get(resolved.pattern)!;
+  return { topic: rule.topic === null ? null : resolved.topic, key: rule.key };
+}
+
 // ---------------------------------------------------------------------------------------
 // Reading the sections
 

@@ -24,6 +24,8 @@ export interface PipelineConfig {
   /** What a table entry gets for each option it does not set. */
   defaults: TableDefaults;
   transforms: TransformsConfig;
+  /** Topics and keys from a table in the database; `null` (default): none. */
+  routing: RoutingConfig | null;
   /** At least one. */
   sinks: SinkConfig[];
   queue: QueueConfig;
@@ -282,6 +284,16 @@ export interface KafkaSinkConfig {
 export interface KafkaDeadLetterConfig extends KafkaSinkConfig {
   /** `null` (default): `<topic_prefix>.dead-letter`. */
   topic: string | null;
+}
+
+/**
+ * `routing: { table: spillway.routes }`: rows (`pattern text`, `topic text`, `key text[]`) that
+ * override the topic and key of the tables they match, read at start and followed through the
+ * slot as they change.
+ */
+export interface RoutingConfig {
+  schema: string;
+  table: string;
 }
 
 /** The `queue` section. */

@@ -8,7 +8,13 @@
 
 import { setField } from "../decoder/types/values.ts";
 import type { RelationMessage } from "../decoder/pgoutput.ts";
-import { matchTable, type PipelineConfig, publishesAllTables } from "../config/mod.ts";
+import {
+  matchRoute,
+  matchTable,
+  type PipelineConfig,
+  publishesAllTables,
+  type RouteRule,
+} from "../config/mod.ts";
 import { type ChangeEvent, EVENT_RELATION, type Row, type SinkRecord } from "../events.ts";
 import type { PgConnection } from "../postgres/connection.ts";
 import { coveredTables, readTables } from "../postgres/catalog.ts";
@@ -90,6 +96,23 @@ export class Router {
     this.#learning.clear();
   }
 
+  /**
+   * Takes the routing table's rows as they stand now (see `routing` in the configuration):
+   * every route is worked out again, so the next change of each table follows them. Rows whose
+   * pattern does not parse are reported to `invalid` and left out.
+   */
+  setRules(
+    rules: readonly RouteRule[],
+    invalid?: (rule: RouteRule, problem: string) => void,
+  ): void {
+    // Each bad row is reported once, now, not at every table it is tried on.
+    matchRoute(this.#config, rules, "", "", invalid);
+    this.#rules = rules;
+    this.#routes.clear();
+  }
+
+  #rules: readonly RouteRule[] = [];
+
   /** Drops the cached route of a relation whose schema (or name) changed. */
   forget(relid: number): void {
     this.#routes.delete(relid);
@@ -104,7 +127,10 @@ export class Router {
     // The configured columns, else the primary key (also under REPLICA IDENTITY FULL, whose
     // Relation marks every column as key; none: no key, as Debezium), else, when the catalog's
     // facts are unknown, the replica identity's columns.
-    const keyColumns = resolved.key ?? this.#primaryKey(relid) ??
+    const rule = this.#rules.length === 0
+      ? null
+      : matchRoute(this.#config, this.#rules, schema, table);
+    const keyColumns = rule?.key ?? resolved.key ?? this.#primaryKey(relid) ??
       relation?.columns.filter((column) => column.isKey).map((column) => column.name) ?? [];
     const policyKey = `${schema}.${table}`;
     let toast = this.#toastPolicies.get(policyKey);
@@ -116,7 +142,7 @@ export class Router {
       });
       this.#toastPolicies.set(policyKey, toast);
     }
-    return { topic: resolved.topic, keyColumns, toast };
+    return { topic: rule?.topic ?? resolved.topic, keyColumns, toast };
   }
 }
 
@@ -135,9 +161,14 @@ export async function publicationTarget(
   const name = config.source.publication;
   const all = await readTables(connection);
   const allTables = publishesAllTables(config);
+  const routing = config.routing;
+  // The routing table's changes come through the slot too.
   const matched = allTables
     ? all
-    : all.filter((t) => matchTable(config, t.schema, t.table) !== null);
+    : all.filter((t) =>
+      matchTable(config, t.schema, t.table) !== null ||
+      (routing !== null && t.schema === routing.schema && t.table === routing.table)
+    );
   // Unlogged tables are never published, and FOR TABLE refuses them.
   const unlogged = matched.filter((t) => t.persistence !== "p");
   const listed = matched.filter((t) => t.persistence === "p");

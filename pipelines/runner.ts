@@ -32,12 +32,18 @@ import { formatLsn, type Lsn, LSN_ZERO, maxLsn } from "../decoder/lsn.ts";
 import type { TypeRegistry } from "../decoder/types/registry.ts";
 import { TableFactsRegistry } from "../decoder/table_facts.ts";
 import {
+  type ChangeEvent,
   confirmableLsn,
   type SinkRecord,
   type SourceItem,
   type TransactionInfo,
 } from "../events.ts";
-import { connectOptions, type PipelineConfig } from "../config/mod.ts";
+import {
+  connectOptions,
+  type PipelineConfig,
+  type RouteRule,
+  type RoutingConfig,
+} from "../config/mod.ts";
 import type { ConnectOptions } from "../postgres/connection_string.ts";
 import type { HealthRegistry } from "../ops/health.ts";
 import type { Logger } from "../ops/log.ts";
@@ -47,6 +53,7 @@ import { TransformHost } from "../transforms/host.ts";
 import type { TransformMetrics } from "../transforms/metrics.ts";
 import { TypesRefresher } from "../transforms/types_files.ts";
 import { PgConnection } from "../postgres/connection.ts";
+import { quoteIdent } from "../postgres/sql.ts";
 import type { Sink } from "../sinks/types.ts";
 import { ReplicationSource } from "../source/replication_source.ts";
 import { HEARTBEAT_PREFIX, Monitor, type RunnerState, type SlotState } from "./monitor.ts";
@@ -314,6 +321,7 @@ export class PipelineRunner {
       }
       this.#source = source;
       this.#confirmed = source.slotInfo?.confirmedFlushLsn ?? LSN_ZERO;
+      if (config.routing !== null) await this.#loadRoutes(config.routing);
       if (statePath !== null) await this.#startState(statePath, previous, source, gate!);
       monitor = this.#monitor.run(stop.signal);
       const writer = this.#writeLoop(stop, stopping.giveUp);
@@ -425,6 +433,14 @@ export class PipelineRunner {
         this.#openTx = { info: item.tx, begun: false, events: 0 };
         return;
       case "change": {
+        const routing = this.config.routing;
+        if (
+          routing !== null && item.event.source.table === routing.table &&
+          item.event.source.schema === routing.schema
+        ) {
+          this.#routeChange(item.event);
+          return;
+        }
         const record = this.#router.route(item.event);
         if (record === null) return;
         this.#pushInTransaction(record);
@@ -633,6 +649,70 @@ export class PipelineRunner {
     }
   }
 
+  /** The routing table's rows by pattern, as the stream has them so far. */
+  #routes = new Map<string, RouteRule>();
+
+  /** Reads the routing table (`routing`) as it is now, for the changes read from here on. */
+  async #loadRoutes(routing: RoutingConfig): Promise<void> {
+    const options = this.#connection ?? connectOptions(this.config);
+    const sql = await PgConnection.connect({
+      ...options,
+      replication: undefined,
+      applicationName: `${options.applicationName ?? "spillway"}-routing`,
+    });
+    try {
+      const rows = await sql.queryObjects(
+        `SELECT pattern, topic, key FROM ${quoteIdent(routing.schema)}.${
+          quoteIdent(routing.table)
+        }`,
+      ).catch((error) => {
+        throw new ConfigError(
+          `Cannot read the routing table ${routing.schema}.${routing.table} (${
+            errorMessage(error)
+          }); create it (pattern text PRIMARY KEY, topic text, key text[]) and add it to the publication, or remove routing from ${this.config.file}`,
+        );
+      });
+      this.#routes = new Map(rows.map((row) => {
+        const rule = routeRule({
+          pattern: row.pattern ?? null,
+          topic: row.topic ?? null,
+          key: row.key ?? null,
+        });
+        return [rule.pattern, rule];
+      }));
+    } finally {
+      await sql.close();
+    }
+    this.#applyRoutes();
+  }
+
+  /** A change of the routing table: its rows as they now stand apply to the changes after it. */
+  #routeChange(event: ChangeEvent): void {
+    if (event.op === "t") this.#routes.clear();
+    const before = event.before === null ? null : routeRule(event.before);
+    if (before !== null && (event.op === "d" || event.op === "u")) {
+      this.#routes.delete(before.pattern);
+    }
+    if (event.after !== null) {
+      const rule = routeRule(event.after);
+      this.#routes.set(rule.pattern, rule);
+    }
+    this.#applyRoutes();
+  }
+
+  #applyRoutes(): void {
+    const rules = [...this.#routes.values()].filter((rule) => rule.pattern !== "");
+    this.#router.setRules(
+      rules,
+      (rule, problem) =>
+        this.#log("warn", "A routing table row is left out", {
+          pattern: rule.pattern,
+          problem,
+        }),
+    );
+    this.#log("info", "Routing table read", { rows: rules.length });
+  }
+
   /** Loads the tables' transforms, and registers a health check for each. */
   async #startTransforms(): Promise<void> {
     const typesDir = this.config.transforms.typesDir;
@@ -770,4 +850,29 @@ export class PipelineRunner {
       (performance.now() - started) / 1000,
     );
   }
+}
+
+/** A routing table row (text columns; `key` a text[] as decoded) as a rule. */
+function routeRule(row: Record<string, unknown>): RouteRule {
+  const key = row.key;
+  return {
+    pattern: typeof row.pattern === "string" ? row.pattern : "",
+    topic: typeof row.topic === "string" && row.topic !== "" ? row.topic : null,
+    key: Array.isArray(key)
+      ? key.filter((column): column is string => typeof column === "string")
+      : typeof key === "string"
+      ? parseTextArray(key)
+      : null,
+  };
+}
+
+/** A `text[]` as a plain SQL query returns it (`{id,"a b"}`), without NULLs. */
+function parseTextArray(text: string): string[] {
+  const out: string[] = [];
+  const inner = text.replace(/^\{|\}$/g, "");
+  for (const match of inner.matchAll(/"((?:[^"\\]|\\.)*)"|([^,]+)/g)) {
+    if (match[1] !== undefined) out.push(match[1].replace(/\\(.)/g, "$1"));
+    else if (match[2] !== undefined && match[2] !== "NULL") out.push(match[2]);
+  }
+  return out;
 }
