@@ -163,7 +163,10 @@ export class Batcher {
    * (it holds nothing else: each one commits at the last commit queued).
    */
   async restartTransaction(pendingOfThisWrite: Entry[]): Promise<void> {
-    pendingOfThisWrite.length = 0;
+    // What this write made after its last commit belongs to the transaction sent again.
+    const lastCommit = pendingOfThisWrite.findLastIndex((entry) => "marker" in entry);
+    pendingOfThisWrite.length = lastCommit + 1;
+    if (lastCommit >= 0) return; // the transaction began in this write: nothing queued of it
     await this.#idle();
     // Everything after the last marker belongs to the transaction being sent again.
     const keepUpTo = this.#lastMarker + 1; // sequence number just after the marker
@@ -285,16 +288,19 @@ export class Batcher {
         await this.#producer.begin();
         this.#txOpen = true;
       }
+    }
+    await this.#producer.send(chunk);
+    if (eos !== null) {
+      // Kept (once sent: a failed send is retried by itself) for a replay in a new transaction.
       this.#txBytes += bytes;
       if (this.#txBytes > REPLAY_LIMIT_BYTES) {
-        // Kept for a replay no more: a failure from here on fails the sink (see #recover).
+        // Kept no more: a failure from here on fails the sink (see #recover).
         this.#replayable = false;
         this.#txSent = [];
       } else {
         for (const message of chunk) this.#txSent.push(message);
       }
     }
-    await this.#producer.send(chunk);
   }
 
   async #commit(lsn: Lsn): Promise<void> {
