@@ -34,7 +34,7 @@ export interface Marker {
 type Entry = OutMessage | Marker;
 
 /** Records of an open Kafka transaction kept for a replay, at most. */
-export const REPLAY_LIMIT_BYTES = 256 * 1024 * 1024;
+export const REPLAY_LIMIT_BYTES = 32 * 1024 * 1024;
 
 /** Options of {@linkcode Batcher}. */
 export interface BatcherOptions {

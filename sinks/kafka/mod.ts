@@ -202,7 +202,14 @@ export class KafkaSink implements Sink {
     const messages: (OutMessage | Marker)[] = [];
     for (const record of records) {
       try {
-        await this.#encode(record, messages, batcher);
+        if (record.kind === "begin" && this.#open && !this.#skipsBegin(record.tx)) {
+          // The transaction is sent again from its Begin (the source reconnected): what this
+          // sink has of its first part is dropped, or (exactly-once) aborted with its Kafka
+          // transaction.
+          await batcher.restartTransaction(messages);
+          this.#open = false;
+        }
+        this.#encode(record, messages);
       } catch (error) {
         if (error instanceof KafkaSinkError && !error.retriable) this.#fatal = error;
         throw error;
@@ -222,22 +229,16 @@ export class KafkaSink implements Sink {
     for (const message of messages) if ("topic" in message) this.#written++;
   }
 
-  async #encode(
-    record: SinkRecord,
-    out: (OutMessage | Marker)[],
-    batcher: Batcher,
-  ): Promise<void> {
+  /** Exactly-once: whether a transaction is at or before the checkpoint Kafka holds. */
+  #skipsBegin(tx: { commitLsn: Lsn }): boolean {
+    return this.#checkpoint !== null && tx.commitLsn < this.#checkpoint;
+  }
+
+  #encode(record: SinkRecord, out: (OutMessage | Marker)[]): void {
     switch (record.kind) {
       case "begin": {
-        const checkpoint = this.#checkpoint;
-        this.#skipping = checkpoint !== null && record.tx.commitLsn < checkpoint;
+        this.#skipping = this.#skipsBegin(record.tx);
         if (this.#skipping) return;
-        if (this.#open) {
-          // The transaction is sent again from its Begin (the source reconnected): what this
-          // sink has of its first part is dropped, or (exactly-once) aborted with its Kafka
-          // transaction.
-          await batcher.restartTransaction(out);
-        }
         this.#open = true;
         if (this.#format !== null) {
           if (this.config.transactionMetadata) {
