@@ -9,6 +9,10 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { Kafka, logLevel } from "npm:kafkajs@2.2.4";
+import { parsePipelineConfig } from "../config/mod.ts";
+import { EVENT_RELATION, type SinkRecord } from "../events.ts";
+import { KafkaSink } from "../sinks/kafka/mod.ts";
 import { startKafka } from "../testing/kafka.ts";
 import { sharedServers } from "./_replication.ts";
 import { consume, type Consumed, ordered } from "./_kafka.ts";
@@ -164,6 +168,86 @@ export default defineTransform<{ id: number; v: string | null }>({
   } finally {
     await dropItemsPipeline(pg, poller, name);
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("kafka sink: every compression the config offers is taken by the broker (gzip read back by an independent consumer)", async () => {
+  const kafka = await broker();
+  const relation = {
+    type: "Relation" as const,
+    relationId: 4242,
+    namespace: "public",
+    relationName: "zipped",
+    replicaIdentity: "d" as const,
+    columns: [
+      { flags: 1, isKey: true, name: "id", typeOid: 23, typeModifier: -1 },
+      { flags: 0, isKey: false, name: "v", typeOid: 25, typeModifier: -1 },
+    ],
+  };
+  for (const compression of ["gzip", "snappy", "lz4", "zstd"]) {
+    const config = parsePipelineConfig(
+      "source: { url: postgres://u@h/db, slot: s, publication: p }\n" +
+        `tables: { public.t: {} }\nsinks: [kafka: { brokers: ['${
+          kafka.brokers[0]
+        }'], compression: ${compression}, schemas: false }]\n`,
+      { file: "p.yaml", env: {} },
+    );
+    const sinkConfig = config.sinks[0]!;
+    if (sinkConfig.type !== "kafka") throw new Error("not a kafka sink");
+    const sink = new KafkaSink({
+      config: sinkConfig,
+      pipeline: "zip",
+      topicPrefix: `zip-${compression}`,
+      database: "db",
+    });
+    const topic = `zip-${compression}.public.zipped`;
+    const tx = { xid: 7, commitLsn: lsn(1000n), commitTime: 0n, streamed: false };
+    const records: SinkRecord[] = [{ kind: "begin", tx }];
+    for (let id = 1; id <= 200; id++) {
+      records.push({
+        kind: "change",
+        topic,
+        key: { id },
+        event: {
+          op: "c",
+          source: {
+            schema: "public",
+            table: "zipped",
+            relid: 4242,
+            lsn: lsn(BigInt(id)),
+            commitLsn: lsn(1000n),
+            xid: 7,
+            commitTime: 0n,
+          },
+          before: null,
+          after: { id, v: "a fairly repetitive value ".repeat(8) },
+          unchanged: [],
+          [EVENT_RELATION]: relation,
+        },
+      });
+    }
+    records.push({ kind: "commit", tx, endLsn: lsn(1100n), eventCount: 200 });
+    await sink.open();
+    try {
+      await sink.write(records);
+    } finally {
+      await sink.close();
+    }
+    if (compression === "gzip") {
+      const read = await consume(kafka.brokers, [topic], 200);
+      assert.equal(read.length, 200);
+      assert.equal(JSON.parse(read[0]!.value!).after.v, "a fairly repetitive value ".repeat(8));
+    } else {
+      const admin = new Kafka({ brokers: kafka.brokers, logLevel: logLevel.NOTHING }).admin();
+      await admin.connect();
+      try {
+        const offsets = await admin.fetchTopicOffsets(topic);
+        const total = offsets.reduce((sum, p) => sum + Number(p.high) - Number(p.low), 0);
+        assert.equal(total, 200, `${compression}: ${total} records on ${topic}`);
+      } finally {
+        await admin.disconnect();
+      }
+    }
   }
 });
 
