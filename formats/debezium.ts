@@ -87,9 +87,9 @@ interface TableShape {
   heads: string[];
   /** Each column's value converter. */
   encoders: JsonEncoder[];
-  /** `{"schema":…,"payload":` or `""`. */
-  keyPrefix: string;
-  valuePrefix: string;
+  /** `{"schema":…,"payload":` or empty, as UTF-8 (encoded once: with schemas, kilobytes). */
+  keyPrefix: Uint8Array;
+  valuePrefix: Uint8Array;
   /** JSON of each column's schema default, or `null`: written for a null value. */
   defaults: string[];
   /** Placeholder JSON for an unchanged TOASTed value, per column. */
@@ -291,7 +291,7 @@ export class DebeziumFormat {
     if (key === null || shape.keyColumns.length === 0) return null;
     const out = this.#out;
     out.reset();
-    out.raw(shape.keyPrefix);
+    out.append(shape.keyPrefix);
     this.#renderer.writeRow(out, key, relation);
     if (this.schemas) out.byte(0x7d);
     return out.bytes().slice();
@@ -300,7 +300,7 @@ export class DebeziumFormat {
   #value(shape: TableShape, event: ChangeEvent, op: string): Uint8Array {
     const out = this.#out;
     out.reset();
-    out.raw(shape.valuePrefix);
+    out.append(shape.valuePrefix);
     out.raw('{"before":');
     this.#row(out, shape, event.before, null);
     out.raw(',"after":');
@@ -410,8 +410,8 @@ export class DebeziumFormat {
       encoders: columns.map((column) =>
         jsonEncoder(column.typeOid, column.typeModifier, this.#json, this.#types)
       ),
-      keyPrefix,
-      valuePrefix,
+      keyPrefix: encoder.encode(keyPrefix),
+      valuePrefix: encoder.encode(valuePrefix),
       defaults: connect.map((column) =>
         column.default === undefined ? "null" : JSON.stringify(column.default)
       ),

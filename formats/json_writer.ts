@@ -57,6 +57,13 @@ export class JsonWriter {
     this.#buffer[this.#length++] = code;
   }
 
+  /** Bytes that are already UTF-8 JSON (or part of it): a prefix encoded once, say. */
+  append(bytes: Uint8Array): void {
+    this.#reserve(bytes.byteLength);
+    this.#buffer.set(bytes, this.#length);
+    this.#length += bytes.byteLength;
+  }
+
   /** Text that is already JSON (or part of it), written as it is. */
   raw(text: string): void {
     const count = text.length;
