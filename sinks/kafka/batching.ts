@@ -238,19 +238,30 @@ export class Batcher {
         this.#advance(1);
         continue;
       }
+      // A request takes records across commits (exactly-once: but the one it commits at), so
+      // a stream of small transactions goes out in few requests.
       const chunk: OutMessage[] = [];
       let bytes = 0;
+      let taken = 0;
       for (let i = this.#head; i < this.#queue.length; i++) {
         const entry = this.#queue[i]!;
-        if ("marker" in entry) break;
+        if ("marker" in entry) {
+          const sequence = this.#done + (i - this.#head);
+          if (this.#options.exactlyOnce !== null && sequence === this.#lastMarker) break;
+          taken++;
+          continue;
+        }
         const size = sizeOf(entry);
         if (chunk.length > 0 && bytes + size > limit) break;
         chunk.push(entry);
         bytes += size;
+        taken++;
       }
-      this.#take(chunk.length);
-      await this.#retrying(`sending ${chunk.length} records`, () => this.#send(chunk, bytes));
-      this.#advance(chunk.length);
+      this.#take(taken);
+      if (chunk.length > 0) {
+        await this.#retrying(`sending ${chunk.length} records`, () => this.#send(chunk, bytes));
+      }
+      this.#advance(taken);
     }
   }
 

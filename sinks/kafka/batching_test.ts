@@ -101,12 +101,17 @@ const withoutCheckpoints = (events: Event[]) =>
     e !== "tx-send:"
   );
 
-Deno.test("batcher: records go out in order, in requests of at most batch_bytes; a durable write waits for all", async () => {
+Deno.test("batcher: records go out in order, in requests of at most batch_bytes (across commits); a durable write waits for all", async () => {
   const { batcher, events } = setup({ batchBytes: 100 }); // 71 bytes a record, as counted
   await batcher.add([message("a"), message("b")], false);
   await batcher.add([message("c"), commit(10), message("d")], true);
   assert.deepEqual(events, ["connect", "send:a", "send:b", "send:c", "send:d"]);
   await batcher.close();
+  // Small transactions: their records share requests.
+  const small = setup({});
+  await small.batcher.add([message("e"), commit(30), message("f"), commit(40)], true);
+  assert.deepEqual(small.events, ["connect", "send:e,f"]);
+  await small.batcher.close();
 });
 
 Deno.test("batcher: a retriable failure is retried on a new connection with the same records; status says failing meanwhile", async () => {
@@ -139,7 +144,7 @@ Deno.test("batcher: a fatal failure fails the write and every write after it", a
   await batcher.close();
 });
 
-Deno.test("batcher exactly-once: one Kafka transaction per write, committed at its last commit; what follows opens the next", async () => {
+Deno.test("batcher exactly-once: one Kafka transaction per write, its records in requests across commits, committed at its last commit; what follows opens the next", async () => {
   const { batcher, events, checkpoint } = setup({ exactlyOnce: true });
   await batcher.add([message("a"), commit(10), message("b"), commit(20), message("c")], true);
   assert.equal(checkpoint.value, 20n);
@@ -147,8 +152,7 @@ Deno.test("batcher exactly-once: one Kafka transaction per write, committed at i
   assert.deepEqual(withoutCheckpoints(events), [
     "connect",
     "begin",
-    "tx-send:a",
-    "tx-send:b",
+    "tx-send:a,b",
     "commit:20",
     "begin",
     "tx-send:c",
