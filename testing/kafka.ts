@@ -16,6 +16,13 @@
  * `kafka.log`, where the broker's output goes), listens on 127.0.0.1 at free ports (PLAINTEXT
  * for clients, CONTROLLER for its own quorum) and runs on the machine's default `java` (17+).
  *
+ * Security, for tests of clients that authenticate or encrypt ({@linkcode KafkaOptions.security}):
+ * `sasl` adds a SASL_PLAINTEXT listener taking PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512 for one
+ * user ({@linkcode KafkaBroker.credentials}; the SCRAM credentials are written at format time);
+ * `tls` adds an SSL listener whose certificate (for `127.0.0.1` and `localhost`) a throwaway CA
+ * made with `openssl` signed ({@linkcode KafkaBroker.caFile}); both add a SASL_SSL listener too.
+ * The PLAINTEXT listener stays, as does plain traffic between the broker and its controller.
+ *
  * Cleanup: `await using kafka = await startKafka()` stops the broker (SIGTERM, then SIGKILL
  * after a timeout) and deletes its temp dir. Brokers still running when the module unloads are
  * killed, and a small detached shell watchdog kills the broker and deletes its temp dir if the
@@ -50,12 +57,51 @@ export interface KafkaOptions {
   settings?: Record<string, string>;
   /** How long to wait for the broker to answer; default 60 s. */
   readyTimeoutMs?: number;
+  /**
+   * Extra listeners, each on a free port of its own, beside the PLAINTEXT one (which stays):
+   *
+   * - `sasl`: SASL_PLAINTEXT with the mechanisms PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512, for
+   *   the user in {@linkcode KafkaBroker.credentials} ({@linkcode KafkaBroker.saslBrokers}).
+   * - `tls`: SSL, with a broker certificate for `127.0.0.1` and `localhost` signed by a
+   *   throwaway CA ({@linkcode KafkaBroker.caFile}; {@linkcode KafkaBroker.tlsBrokers}); needs
+   *   `openssl` on PATH. No client certificate is asked for.
+   * - both: also SASL_SSL ({@linkcode KafkaBroker.saslTlsBrokers}).
+   */
+  security?: KafkaSecurityOptions;
+}
+
+/** Which secured listeners {@linkcode startKafka} adds; see {@linkcode KafkaOptions.security}. */
+export interface KafkaSecurityOptions {
+  /** Add a SASL_PLAINTEXT listener (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512). */
+  sasl?: boolean;
+  /** Add an SSL listener with a certificate from a throwaway CA. */
+  tls?: boolean;
+}
+
+/** The SASL mechanisms a broker started with `security: { sasl: true }` takes. */
+export const SASL_MECHANISMS = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] as const;
+
+/** The one SASL user of a broker started with `security: { sasl: true }`. */
+export interface KafkaCredentials {
+  username: string;
+  /** Random per broker. */
+  password: string;
 }
 
 /** A running (or stopped) throwaway Kafka broker. Dispose it with `await using`. */
 export interface KafkaBroker extends AsyncDisposable {
   /** Bootstrap addresses for clients: `["127.0.0.1:<port>"]`. */
   readonly brokers: string[];
+  /** Bootstrap addresses of the SASL_PLAINTEXT listener; empty unless `security.sasl`. */
+  readonly saslBrokers: string[];
+  /** Bootstrap addresses of the SSL listener; empty unless `security.tls`. */
+  readonly tlsBrokers: string[];
+  /** Bootstrap addresses of the SASL_SSL listener; empty unless both `sasl` and `tls`. */
+  readonly saslTlsBrokers: string[];
+  /** The SASL user (every mechanism in {@linkcode SASL_MECHANISMS}); `null` unless `sasl`. */
+  readonly credentials: KafkaCredentials | null;
+  /** The PEM file of the CA that signed the broker's certificate; `null` unless `tls`. */
+  readonly caFile: string | null;
   /** Process id of the broker's JVM. */
   readonly pid: number;
   /** The file the broker logs to. */
@@ -85,12 +131,16 @@ export async function startKafka(opts: KafkaOptions = {}): Promise<KafkaBroker> 
     const baseDir = await Deno.makeTempDir({ dir: "/tmp", prefix: "spillway-kafka-" });
     let broker: Broker | undefined;
     try {
+      const listeners = await secureListeners(baseDir, opts.security ?? {});
       const port = freePort();
       const properties = join(baseDir, "server.properties");
-      await Deno.writeTextFile(properties, serverProperties(baseDir, port, opts.settings));
+      await Deno.writeTextFile(
+        properties,
+        serverProperties(baseDir, port, opts.settings, listeners),
+      );
       await Deno.writeTextFile(join(baseDir, "log4j2.properties"), LOG4J_CONFIG);
-      await formatLogDir(libs, baseDir);
-      broker = Broker.spawn(libs, baseDir, port);
+      await formatLogDir(libs, baseDir, listeners.credentials);
+      broker = Broker.spawn(libs, baseDir, port, listeners);
       await broker.waitReady(opts.readyTimeoutMs ?? READY_TIMEOUT_MS);
       return broker;
     } catch (e) {
@@ -113,18 +163,184 @@ export function kafkaLibDir(): Promise<string> {
 // ---------------------------------------------------------------------------------------------
 // Configuring and formatting
 
+/** The secured listeners of one broker (ports `null`: not added), and what clients need. */
+interface SecureListeners {
+  saslPort: number | null;
+  tlsPort: number | null;
+  saslTlsPort: number | null;
+  credentials: KafkaCredentials | null;
+  /** The broker's key and certificate chain (PEM), for `ssl.keystore.location`. */
+  keystore: string | null;
+  caFile: string | null;
+}
+
+/** Pick ports for the listeners `security` asks for; make the user and the certificates. */
+async function secureListeners(
+  baseDir: string,
+  security: KafkaSecurityOptions,
+): Promise<SecureListeners> {
+  const sasl = security.sasl === true;
+  const tls = security.tls === true;
+  const listeners: SecureListeners = {
+    saslPort: sasl ? freePort() : null,
+    tlsPort: tls ? freePort() : null,
+    saslTlsPort: sasl && tls ? freePort() : null,
+    credentials: sasl ? { username: "spillway", password: randomPassword() } : null,
+    keystore: null,
+    caFile: null,
+  };
+  if (tls) Object.assign(listeners, await makeCertificates(join(baseDir, "tls")));
+  return listeners;
+}
+
+/** 24 random hex digits: safe inside JAAS and StorageTool quoting. */
+function randomPassword(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(12));
+  return "pw-" + Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/**
+ * In `dir`: a throwaway CA (`ca.pem`, `ca.key`) and a broker certificate for `127.0.0.1` and
+ * `localhost` it signed, with the broker's unencrypted PKCS#8 key, as one PEM file
+ * (`broker-keystore.pem`: key, then certificate, then the CA's).
+ */
+async function makeCertificates(dir: string): Promise<{ keystore: string; caFile: string }> {
+  await Deno.mkdir(dir, { recursive: true });
+  const caFile = join(dir, "ca.pem");
+  const caKey = join(dir, "ca.key");
+  const key = join(dir, "broker.key");
+  const csr = join(dir, "broker.csr");
+  const cert = join(dir, "broker.pem");
+  const ext = join(dir, "broker.ext");
+  await Deno.writeTextFile(
+    ext,
+    "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n" +
+      "keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+  );
+  // deno-fmt-ignore
+  await openssl(dir, [
+    "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", caKey, "-out", caFile,
+    "-days", "7", "-subj", "/CN=Spillway test CA",
+    "-addext", "basicConstraints=critical,CA:TRUE",
+    "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+  ]);
+  // deno-fmt-ignore
+  await openssl(dir, [
+    "req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr,
+    "-subj", "/CN=127.0.0.1",
+  ]);
+  // deno-fmt-ignore
+  await openssl(dir, [
+    "x509", "-req", "-in", csr, "-CA", caFile, "-CAkey", caKey, "-set_serial", "1",
+    "-days", "7", "-extfile", ext, "-out", cert,
+  ]);
+  const keystore = join(dir, "broker-keystore.pem");
+  const parts = await Promise.all([key, cert, caFile].map((f) => Deno.readTextFile(f)));
+  await Deno.writeTextFile(keystore, parts.map((p) => p.trimEnd() + "\n").join(""));
+  return { keystore, caFile };
+}
+
+/** Run `openssl` with `args` in `dir`; throws with its output on failure. */
+async function openssl(dir: string, args: string[]): Promise<void> {
+  let out: Deno.CommandOutput;
+  try {
+    out = await new Deno.Command("openssl", { args, cwd: dir, stdin: "null" }).output();
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) {
+      throw new Error(
+        `Cannot make the Kafka broker's TLS certificates: "openssl" is not on PATH: ` +
+          `install it ("apt-get install openssl")`,
+      );
+    }
+    throw e;
+  }
+  if (out.code !== 0) {
+    const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+    throw new Error(
+      `Cannot make the Kafka broker's TLS certificates (openssl ${args[0]} exit ${out.code}):\n` +
+        lastLines(text, 20),
+    );
+  }
+}
+
+/**
+ * A throwaway self-signed CA in `dir` (`<name>.pem`, `<name>.key`) that signed nothing, for
+ * tests of a client that must refuse the broker's certificate. Returns the PEM file's path.
+ */
+export async function makeTestCa(dir: string, name = "other-ca"): Promise<string> {
+  const caFile = join(dir, `${name}.pem`);
+  // deno-fmt-ignore
+  await openssl(dir, [
+    "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", join(dir, `${name}.key`),
+    "-out", caFile, "-days", "7", "-subj", `/CN=Spillway ${name}`,
+    "-addext", "basicConstraints=critical,CA:TRUE",
+    "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+  ]);
+  return caFile;
+}
+
+/** The JAAS settings of one SASL listener (`listener`: its name in lower case). */
+function saslSettings(listener: string, user: KafkaCredentials): Record<string, string> {
+  const prefix = `listener.name.${listener}`;
+  return {
+    [`${prefix}.plain.sasl.jaas.config`]:
+      "org.apache.kafka.common.security.plain.PlainLoginModule required " +
+      `username="${user.username}" password="${user.password}" ` +
+      `user_${user.username}="${user.password}";`,
+    [`${prefix}.scram-sha-256.sasl.jaas.config`]:
+      "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+    [`${prefix}.scram-sha-512.sasl.jaas.config`]:
+      "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+  };
+}
+
+const NO_SECURITY: SecureListeners = {
+  saslPort: null,
+  tlsPort: null,
+  saslTlsPort: null,
+  credentials: null,
+  keystore: null,
+  caFile: null,
+};
+
 function serverProperties(
   baseDir: string,
   port: number,
   settings: Record<string, string> = {},
+  secure: SecureListeners = NO_SECURITY,
 ): string {
   const controllerPort = freePort();
+  const listeners = [`PLAINTEXT://${HOST}:${port}`, `CONTROLLER://${HOST}:${controllerPort}`];
+  const advertised = [`PLAINTEXT://${HOST}:${port}`];
+  const protocols = ["PLAINTEXT:PLAINTEXT", "CONTROLLER:PLAINTEXT"];
+  const security: Record<string, string> = {};
+  for (
+    const [name, listenerPort] of [
+      ["SASL_PLAINTEXT", secure.saslPort],
+      ["SSL", secure.tlsPort],
+      ["SASL_SSL", secure.saslTlsPort],
+    ] as const
+  ) {
+    if (listenerPort === null) continue;
+    listeners.push(`${name}://${HOST}:${listenerPort}`);
+    advertised.push(`${name}://${HOST}:${listenerPort}`);
+    protocols.push(`${name}:${name}`);
+    if (name.startsWith("SASL") && secure.credentials !== null) {
+      Object.assign(security, saslSettings(name.toLowerCase(), secure.credentials));
+    }
+  }
+  if (secure.credentials !== null) security["sasl.enabled.mechanisms"] = SASL_MECHANISMS.join(",");
+  if (secure.keystore !== null) {
+    security["ssl.keystore.type"] = "PEM";
+    security["ssl.keystore.location"] = secure.keystore;
+    security["ssl.client.auth"] = "none";
+  }
   const defaults: Record<string, string> = {
     "process.roles": "broker,controller",
     "node.id": "1",
-    "listeners": `PLAINTEXT://${HOST}:${port},CONTROLLER://${HOST}:${controllerPort}`,
-    "advertised.listeners": `PLAINTEXT://${HOST}:${port}`,
-    "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+    "listeners": listeners.join(","),
+    "advertised.listeners": advertised.join(","),
+    "listener.security.protocol.map": protocols.join(","),
     "controller.listener.names": "CONTROLLER",
     "inter.broker.listener.name": "PLAINTEXT",
     "controller.quorum.voters": `1@${HOST}:${controllerPort}`,
@@ -136,9 +352,12 @@ function serverProperties(
     "share.coordinator.state.topic.replication.factor": "1",
     "share.coordinator.state.topic.min.isr": "1",
     "group.initial.rebalance.delay.ms": "0",
+    ...security,
   };
   const lines = ["# Written by testing/kafka.ts"];
-  for (const [k, v] of Object.entries({ ...defaults, ...settings })) lines.push(`${k}=${v}`);
+  for (const [k, v] of Object.entries({ ...defaults, ...settings })) {
+    lines.push(`${k}=${v}`);
+  }
   return lines.join("\n") + "\n";
 }
 
@@ -172,13 +391,22 @@ function clusterId(): string {
     .replace(/=+$/, "");
 }
 
-async function formatLogDir(libs: string, baseDir: string): Promise<void> {
+async function formatLogDir(
+  libs: string,
+  baseDir: string,
+  scramUser: KafkaCredentials | null = null,
+): Promise<void> {
   const properties = join(baseDir, "server.properties");
   const args = javaArgs(libs, baseDir, "kafka.tools.StorageTool", "format");
+  // SCRAM credentials live in the metadata log; KRaft takes the first ones at format time.
+  const scram = scramUser === null ? [] : ["SCRAM-SHA-256", "SCRAM-SHA-512"].flatMap((m) => [
+    "--add-scram",
+    `${m}=[name=${scramUser.username},password=${scramUser.password}]`,
+  ]);
   const r = await runTool(
     "Kafka",
     "java",
-    [...args, `--cluster-id=${clusterId()}`, "-c", properties],
+    [...args, `--cluster-id=${clusterId()}`, "-c", properties, ...scram],
     baseDir,
   );
   if (r.code !== 0) {
@@ -204,6 +432,11 @@ if [ -d "$3" ]; then kill -9 "$2"; rm -rf "$3"; fi
 
 class Broker implements KafkaBroker {
   readonly brokers: string[];
+  readonly saslBrokers: string[];
+  readonly tlsBrokers: string[];
+  readonly saslTlsBrokers: string[];
+  readonly credentials: KafkaCredentials | null;
+  readonly caFile: string | null;
   readonly logFile: string;
   #child: Deno.ChildProcess;
   readonly #libs: string;
@@ -212,19 +445,30 @@ class Broker implements KafkaBroker {
   #exited = false;
   #stopping: Promise<void> | undefined;
 
-  private constructor(libs: string, baseDir: string, port: number) {
+  private constructor(libs: string, baseDir: string, port: number, secure: SecureListeners) {
     this.#libs = libs;
     this.#baseDir = baseDir;
     this.#port = port;
     this.brokers = [`${HOST}:${port}`];
+    const at = (p: number | null) => p === null ? [] : [`${HOST}:${p}`];
+    this.saslBrokers = at(secure.saslPort);
+    this.tlsBrokers = at(secure.tlsPort);
+    this.saslTlsBrokers = at(secure.saslTlsPort);
+    this.credentials = secure.credentials;
+    this.caFile = secure.caFile;
     this.logFile = join(baseDir, "kafka.log");
     this.#child = this.#spawnChild();
     killOnUnload(this);
   }
 
   /** Start `kafka.Kafka` with its output going to `kafka.log` (through `sh`, then `exec`). */
-  static spawn(libs: string, baseDir: string, port: number): Broker {
-    return new Broker(libs, baseDir, port);
+  static spawn(
+    libs: string,
+    baseDir: string,
+    port: number,
+    secure: SecureListeners = NO_SECURITY,
+  ): Broker {
+    return new Broker(libs, baseDir, port, secure);
   }
 
   #spawnChild(): Deno.ChildProcess {

@@ -84,6 +84,21 @@ const FATAL_TYPES = new Set([
   "INVALID_TRANSACTION_TIMEOUT",
   "UNSUPPORTED_COMPRESSION_TYPE",
 ]);
+/** Node's TLS verification failures: a retry meets the same certificate. */
+const CERTIFICATE_CODES = new Set([
+  "SELF_SIGNED_CERT_IN_CHAIN",
+  "DEPTH_ZERO_SELF_SIGNED_CERT",
+  "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+  "UNABLE_TO_GET_ISSUER_CERT",
+  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
+  "CERT_SIGNATURE_FAILURE",
+  "CERT_UNTRUSTED",
+  "CERT_REJECTED",
+  "CERT_HAS_EXPIRED",
+  "CERT_NOT_YET_VALID",
+  "ERR_TLS_CERT_ALTNAME_INVALID",
+]);
+
 const FENCED_TYPES = new Set([
   "PRODUCER_FENCED",
   "INVALID_PRODUCER_EPOCH",
@@ -152,10 +167,25 @@ export function classifyError(error: unknown, doing: string, brokers: string[]):
     );
   }
   if (
-    types.includes("KafkaJSSASLAuthenticationError") || types.includes("SASL_AUTHENTICATION_FAILED")
+    types.includes("SASL_AUTHENTICATION_FAILED") || types.includes("PLT_KFK_AUTHENTICATION") ||
+    types.includes("ILLEGAL_SASL_STATE") || types.includes("UNSUPPORTED_SASL_MECHANISM")
   ) {
     return new KafkaSinkError(
-      `Kafka at ${where} refused the SASL credentials while ${doing} (${message}); check sasl.username, sasl.password and sasl.mechanism`,
+      `Kafka at ${where} refused the SASL credentials while ${doing} (${message}); check sasl.username, sasl.password and sasl.mechanism, and that brokers names the broker's SASL listener`,
+      { retriable: false, cause: error },
+    );
+  }
+  const certificate = types.find((type) => CERTIFICATE_CODES.has(type));
+  if (certificate !== undefined) {
+    return new KafkaSinkError(
+      `Kafka at ${where} presented a certificate Spillway does not trust while ${doing} (${certificate}: ${message}); set tls.ca to the CA that signed the broker's certificate, which must name the host in brokers`,
+      { retriable: false, cause: error },
+    );
+  }
+  if (types.includes("PLT_KFK_USER")) {
+    // The client's own verdict on the settings (a broker that wants TLS, a handshake refused).
+    return new KafkaSinkError(
+      `Kafka at ${where} cannot be used as configured while ${doing}: ${message}; check tls and sasl against the broker's listener`,
       { retriable: false, cause: error },
     );
   }
