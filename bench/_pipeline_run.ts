@@ -302,7 +302,12 @@ class BenchSink implements Sink {
 }
 
 function summarize(samples: Samples, from = 0): LatencySummary {
-  const values = samples.values.slice(from, samples.length).sort();
+  return latencyOf(samples.values.slice(from, samples.length));
+}
+
+/** Percentiles, max and mean of latencies given in µs, in ms. */
+export function latencyOf(micros: ArrayLike<number>): LatencySummary {
+  const values = Float64Array.from(micros).sort();
   const pick = (q: number) => quantile(values, q) / 1000;
   let sum = 0;
   for (const value of values) sum += value;

@@ -18,6 +18,9 @@ Benchmarks:
            pipeline throughput (null and file sinks) of a 1,000,000-row transaction with no
            transform, the identity transform and a light one, and the p99 latency the
            identity transform adds at 1,000 tx/s
+  kafka    the Kafka sink (spillway run) vs Debezium into the same local broker, and
+           pg_recvlogical: a 1,000,000-row transaction and 1,000-row transactions (schemas
+           true/false, exactly-once), commit-to-consumer latency at 1,000 tx/s, peak RSS
 
 Run "deno task bench <name> --help" for a benchmark's options.`;
 
@@ -44,6 +47,10 @@ export async function main(args: string[]): Promise<number> {
     case "transforms": {
       const { transformsBench } = await import("./transforms.ts");
       return await transformsBench(rest);
+    }
+    case "kafka": {
+      const { kafkaBench } = await import("./kafka.ts");
+      return await kafkaBench(rest);
     }
     case "help":
     case "-h":
