@@ -37,7 +37,7 @@ import {
 const TRANSACTIONS = 2_000;
 const ROWS_PER_TRANSACTION = 100;
 const MIN_KILLS = 10;
-const PAUSE_MS = 25;
+const PAUSE_MS = 10;
 const KILL_AFTER_MS: [number, number] = [300, 5_000];
 
 Deno.test("kafka exactly-once: spillway run killed with SIGKILL at random moments writes every change exactly once, in per-key order", async () => {

@@ -140,7 +140,7 @@ Deno.test("spillway run serves /health and /metrics that follow the pipeline", a
   }
 });
 
-Deno.test("spillway run: bad --from-lsn, --log-level and --reset-slot combinations, a missing transform file and kafka sinks exit 2 naming the thing, before anything is dropped", async () => {
+Deno.test("spillway run: bad --from-lsn, --log-level and --reset-slot combinations, a missing transform file and the Kafka sink's Avro format exit 2 naming the thing, before anything is dropped", async () => {
   const dir = await Deno.makeTempDir({ prefix: "spillway-run-flags-" });
   try {
     const file = join(dir, "p.yaml");
@@ -172,7 +172,13 @@ Deno.test("spillway run: bad --from-lsn, --log-level and --reset-slot combinatio
     // refused, never skipped silently.
     const unsupported: [string, string[], RegExp][] = [
       ["transform", [], /Cannot load transform .*t\.ts: .*t\.ts cannot be read/],
-      ["kafka", ["kafka: { brokers: [localhost:9092] }"], /kafka sink: it is not available/],
+      [
+        "avro",
+        [
+          "kafka: { brokers: [localhost:9092], format: debezium-avro, schema_registry: http://localhost:8081 }",
+        ],
+        /kafka sink: format debezium-avro is not available/,
+      ],
       ["two_phase", [], /source\.two_phase: true: sinks would get a prepared transaction/],
     ];
     for (const [name, sinks, message] of unsupported) {

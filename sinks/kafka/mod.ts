@@ -30,6 +30,7 @@ import { DebeziumFormat } from "../../formats/debezium.ts";
 import { JsonRenderer } from "../../formats/json.ts";
 import { JsonWriter } from "../../formats/json_writer.ts";
 import { writeJsonLine } from "../../formats/json.ts";
+import { ConfigError } from "../../errors.ts";
 import { type Logger, silentLogger } from "../../ops/log.ts";
 import type { Sink, SinkStatus, WriteOptions } from "../types.ts";
 import { Batcher, type Marker } from "./batching.ts";
@@ -89,6 +90,11 @@ export class KafkaSink implements Sink {
 
   constructor(options: KafkaSinkOptions) {
     const { config } = options;
+    if (config.format === "debezium-avro") {
+      throw new ConfigError(
+        "Cannot create the kafka sink: format debezium-avro is not available in this version; use debezium-json",
+      );
+    }
     this.#options = options;
     this.config = config;
     this.#log = options.log ?? silentLogger;
@@ -119,12 +125,6 @@ export class KafkaSink implements Sink {
   }
 
   async open(): Promise<void> {
-    if (this.config.format === "debezium-avro") {
-      throw new KafkaSinkError(
-        "The kafka sink's format debezium-avro is not available yet; use debezium-json",
-        { retriable: false },
-      );
-    }
     const producer = await this.#untilReachable("connecting", () =>
       KafkaProducer.connect({
         config: this.config,
