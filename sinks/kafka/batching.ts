@@ -138,8 +138,13 @@ export class Batcher {
     if (durable) {
       const upTo = this.#options.exactlyOnce === null ? this.#added : target;
       if (upTo <= this.#done) return;
+      // The waiter first: the delivery may finish within #kick() (a write of commits alone
+      // sends nothing), and would then find no one to tell.
+      const done = new Promise<void>((resolve, reject) =>
+        this.#waiters.push({ upTo, resolve, reject })
+      );
       this.#kick();
-      await new Promise<void>((resolve, reject) => this.#waiters.push({ upTo, resolve, reject }));
+      await done;
       return;
     }
     if (this.#queuedBytes >= this.#options.batchBytes || this.#options.lingerMs <= 0) {

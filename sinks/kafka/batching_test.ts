@@ -223,3 +223,13 @@ Deno.test("batcher: a transaction sent again from its Begin drops what was queue
   assert.deepEqual(visible, ["tx-send:partial,rest", "commit:20"]);
   await batcher.close();
 });
+
+Deno.test("batcher: a durable write of commits alone (nothing to send) resolves", async () => {
+  const { batcher, events } = setup({});
+  await batcher.add([message("a")], true);
+  // Resolving at all is the point: the delivery ends within the call that starts it.
+  await batcher.add([commit(10)], true);
+  await batcher.add([commit(20), commit(30)], true);
+  assert.deepEqual(events, ["connect", "send:a"]);
+  await batcher.close();
+});
