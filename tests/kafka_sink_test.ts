@@ -8,7 +8,7 @@
  */
 
 import assert from "node:assert/strict";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { Kafka, logLevel } from "npm:kafkajs@2.2.4";
 import { parsePipelineConfig } from "../config/mod.ts";
 import { EVENT_RELATION, type SinkRecord } from "../events.ts";
@@ -184,7 +184,23 @@ Deno.test("kafka sink: every compression the config offers is taken by the broke
       { flags: 0, isKey: false, name: "v", typeOid: 25, typeModifier: -1 },
     ],
   };
-  for (const compression of ["gzip", "snappy", "lz4", "zstd"]) {
+  /** Bytes of `topic` in the broker's log segments. */
+  const onDisk = async (topic: string) => {
+    const data = join(dirname(kafka.logFile), "data");
+    let bytes = 0;
+    for await (const dir of Deno.readDir(data)) {
+      if (!dir.name.startsWith(`${topic}-`)) continue;
+      for await (const file of Deno.readDir(join(data, dir.name))) {
+        if (file.name.endsWith(".log")) {
+          bytes += (await Deno.stat(join(data, dir.name, file.name))).size;
+        }
+      }
+    }
+    return bytes;
+  };
+  const sizes = new Map<string, number>();
+  // "none" first: the size the compressed batches are held against.
+  for (const compression of ["none", "gzip", "snappy", "lz4", "zstd"]) {
     const config = parsePipelineConfig(
       "source: { url: postgres://u@h/db, slot: s, publication: p }\n" +
         `tables: { public.t: {} }\nsinks: [kafka: { brokers: ['${
@@ -232,6 +248,16 @@ Deno.test("kafka sink: every compression the config offers is taken by the broke
       await sink.write(records);
     } finally {
       await sink.close();
+    }
+    sizes.set(compression, await onDisk(topic));
+    if (compression !== "none") {
+      // The batches really are compressed: 200 repetitive values take far less room.
+      assert.ok(
+        sizes.get(compression)! < sizes.get("none")! / 2,
+        `${compression}: ${sizes.get(compression)} bytes on disk, uncompressed ${
+          sizes.get("none")
+        }`,
+      );
     }
     if (compression === "gzip") {
       const read = await consume(kafka.brokers, [topic], 200);
