@@ -357,11 +357,6 @@ export class KafkaProducer {
     }
   }
 
-  /** Whether a transaction is open. */
-  get inTransaction(): boolean {
-    return this.#transaction !== null;
-  }
-
   /**
    * Commits the open transaction, with the checkpoint committed in it as the offset of `group`
    * on partition 0 of `topic` (the position Spillway reads back at start).
