@@ -129,12 +129,19 @@ export class SpillwayProcess {
   readonly #stdout: Promise<string>;
   readonly exited: Promise<Deno.CommandStatus>;
 
-  constructor(main: string, pipelineFile: string, usageFile: string, timeoutSeconds: number) {
+  constructor(
+    main: string,
+    pipelineFile: string,
+    usageFile: string,
+    timeoutSeconds: number,
+    denoFlags: string[] = [],
+  ) {
     this.#usage = usageFile;
     this.#child = new Deno.Command(GNU_TIME, {
       // deno-fmt-ignore
       args: ["-f", "%M %U %S", "-o", usageFile, TIMEOUT, "--signal=KILL", String(timeoutSeconds),
-        Deno.execPath(), "run", "-A", "--unstable-worker-options", main, "run", pipelineFile],
+        Deno.execPath(), "run", "-A", "--unstable-worker-options", ...denoFlags, main, "run",
+        pipelineFile],
       env: cleanEnv(),
       clearEnv: true,
       stdin: "null",

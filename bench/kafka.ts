@@ -91,6 +91,7 @@ const MAX_REPS = 5;
 const RUN_TIMEOUT_S = 900;
 const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
 const WARMUP_MS = 2000;
+const PROFILE_DIR = fileURLToPath(new URL("./out/profiles", import.meta.url));
 
 const USAGE = `deno task bench kafka [options]
 
@@ -104,7 +105,9 @@ Options:
   --variants LIST      run only some drains of single and txns (comma-separated):
                        sp_alo_s, sp_alo_n, sp_eos_s (Spillway at-least-once schemas true,
                        false; exactly-once schemas true), dbz_s, dbz_n (Debezium schemas
-                       true, false), recv (pg_recvlogical); default all`;
+                       true, false), recv (pg_recvlogical); default all
+  --cpu-prof           run Spillway under --cpu-prof (profiles in bench/out/profiles/,
+                       named after the drain's topic prefix)`;
 
 type Part = "single" | "txns" | "latency";
 const PARTS: readonly Part[] = ["single", "txns", "latency"];
@@ -118,6 +121,8 @@ interface Options {
   parts: Part[];
   /** Keys of the {@linkcode VARIANTS} drained. */
   variants: string[];
+  /** Spillway's drains write V8 CPU profiles. */
+  cpuProf: boolean;
 }
 
 /** Runs the Kafka benchmark; returns the exit code. */
@@ -142,6 +147,7 @@ function parseOptions(args: string[]): Options {
       rate: { type: "string", default: "1000" },
       only: { type: "string" },
       variants: { type: "string" },
+      "cpu-prof": { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
     },
     strict: true,
@@ -165,6 +171,7 @@ function parseOptions(args: string[]): Options {
     rate: integer("rate", values.rate, 1),
     parts: parseParts(values.only, PARTS),
     variants: parseVariants(values.variants),
+    cpuProf: values["cpu-prof"],
   };
 }
 
@@ -264,6 +271,7 @@ interface Bench {
   psql: string;
   recvlogical: string;
   drains: Drain[];
+  cpuProf: boolean;
 }
 
 async function measure(options: Options): Promise<Results> {
@@ -297,6 +305,7 @@ async function measure(options: Options): Promise<Results> {
     psql: psql.path,
     recvlogical: recvlogical.path,
     drains: [],
+    cpuProf: options.cpuProf,
   };
   const loads: Partial<Record<Part, Load>> = {};
   let latency: LatencyResult | null = null;
@@ -478,7 +487,11 @@ async function drainOnce(
     if (variant.tool === "spillway") {
       const file = join(work, `${prefix}.yaml`);
       await Deno.writeTextFile(file, pipelineYaml(bench, prefix, slot, ["public.orders"], variant));
-      const process = new SpillwayProcess(MAIN, file, join(work, `${prefix}.usage`), RUN_TIMEOUT_S);
+      const profile = bench.cpuProf
+        ? ["--cpu-prof", `--cpu-prof-dir=${PROFILE_DIR}`, `--cpu-prof-name=${prefix}.cpuprofile`]
+        : [];
+      const usageFile = join(work, `${prefix}.usage`);
+      const process = new SpillwayProcess(MAIN, file, usageFile, RUN_TIMEOUT_S, profile);
       try {
         await watch.confirmed(process.exited);
       } catch (error) {

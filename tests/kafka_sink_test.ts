@@ -99,6 +99,11 @@ Deno.test("kafka sink: Debezium envelopes keyed by the primary key, a tombstone 
     assert.equal(remove.after, null);
     assert.match(changes[0]!.headers["spillway.lsn"]!, /^[0-9A-F]+\/[0-9A-F]+$/);
     assert.equal(changes[0]!.headers["spillway.xid"], String(insert.source.txId));
+    assert.match(changes[0]!.headers["spillway.commit_time"]!, /^\d{4}-\d\d-\d\dT/);
+    assert.equal(changes[0]!.headers["spillway.schema_version"], "1");
+    // The second change of the same transaction shares the xid, not the position.
+    assert.equal(changes[1]!.headers["spillway.xid"], String(insert.source.txId));
+    assert.notEqual(changes[1]!.headers["spillway.lsn"], changes[0]!.headers["spillway.lsn"]);
 
     const transactions = ordered(records, `${name}.transaction`).map((r) => JSON.parse(r.value!));
     assert.deepEqual(transactions.map((t) => [t.status, t.event_count]), [
@@ -168,6 +173,38 @@ export default defineTransform<{ id: number; v: string | null }>({
   } finally {
     await dropItemsPipeline(pg, poller, name);
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("kafka sink: changes of a table without a primary key have a null key and are spread over the partitions (keyless: null_key)", async () => {
+  const pg = await server();
+  const kafka = await broker();
+  const poller = new Poller(pg);
+  const name = "knokey";
+  try {
+    await pg.psql(
+      `CREATE TABLE ${name}_items (id int, v text); ALTER TABLE ${name}_items REPLICA IDENTITY FULL`,
+    );
+    const running = await startRunner(
+      itemsPipelineYaml(pg, name, {
+        sinks: [`kafka: { brokers: [${kafka.brokers[0]}], schemas: false, partitions: 3 }`],
+      }),
+    );
+    let records: Consumed[];
+    try {
+      await pg.psql(`INSERT INTO ${name}_items SELECT g, 'v' || g FROM generate_series(1, 30) g`);
+      records = await consume(kafka.brokers, [`${name}.public.${name}_items`], 30);
+    } finally {
+      await running.stop();
+    }
+    assert.deepEqual(records.filter((r) => r.key !== null), []);
+    const partitions = new Map<number, number>();
+    for (const r of records) partitions.set(r.partition, (partitions.get(r.partition) ?? 0) + 1);
+    assert.deepEqual([...partitions.keys()].sort(), [0, 1, 2], `per partition: ${[...partitions]}`);
+    const ids = records.map((r) => JSON.parse(r.value!).after.id).sort((a, b) => a - b);
+    assert.deepEqual(ids, Array.from({ length: 30 }, (_, i) => i + 1));
+  } finally {
+    await dropItemsPipeline(pg, poller, name);
   }
 });
 

@@ -179,10 +179,61 @@ Deno.test("batcher exactly-once: a failure mid-transaction aborts it; the record
     "tx-send:a",
     "connect", // the failure: a new producer, which aborted the old one's transaction
     "begin",
-    "tx-send:a", // replayed
-    "tx-send:b",
+    "tx-send:a,b", // replayed: what the transaction held, b too (it was sent, and failed)
     "commit:10",
   ]);
+});
+
+Deno.test("batcher exactly-once: a replay goes in requests of at most batch_bytes", async () => {
+  let failed = false;
+  const { batcher, events } = setup({
+    exactlyOnce: true,
+    batchBytes: 150, // two records a request (71 bytes each, as counted)
+    fail: (call) =>
+      call === "send:e" && !failed
+        ? (failed = true, new KafkaSinkError("leader moved", { retriable: true }))
+        : null,
+  });
+  await batcher.add(["a", "b", "c", "d", "e"].map(message), false);
+  await batcher.add([commit(10)], true);
+  assert.deepEqual(withoutCheckpoints(events).filter((e) => e !== "close"), [
+    "connect",
+    "begin",
+    "tx-send:a,b",
+    "tx-send:c,d",
+    "connect",
+    "begin",
+    "tx-send:a,b",
+    "tx-send:c,d",
+    "tx-send:e",
+    "commit:10",
+  ]);
+  await batcher.close();
+});
+
+Deno.test("batcher: requests go out while others are in flight; after a failure, the failed one and those sent after it are sent again, in order", async () => {
+  let failed = false;
+  const { batcher, events } = setup({
+    batchBytes: 100, // one record a request
+    fail: (call) =>
+      call === "send:b" && !failed
+        ? (failed = true, new KafkaSinkError("leader moved", { retriable: true }))
+        : null,
+  });
+  await batcher.add([message("a"), message("b"), message("c"), message("d"), commit(10)], true);
+  assert.deepEqual(events, [
+    "connect",
+    "send:a",
+    // b failed; c and d were in flight and went through
+    "send:c",
+    "send:d",
+    "close",
+    "connect",
+    "send:b",
+    "send:c",
+    "send:d",
+  ]);
+  await batcher.close();
 });
 
 Deno.test("batcher exactly-once: a commit whose answer was lost but that went through is not sent again", async () => {

@@ -35,7 +35,13 @@ import { type Logger, silentLogger } from "../../ops/log.ts";
 import type { Sink, SinkStatus, WriteOptions } from "../types.ts";
 import { Batcher, type Marker } from "./batching.ts";
 import { checkpointGroup } from "./checkpoint.ts";
-import { KafkaProducer, KafkaSinkError, type OutMessage } from "./producer.ts";
+import {
+  headerBytes,
+  type Headers,
+  KafkaProducer,
+  KafkaSinkError,
+  type OutMessage,
+} from "./producer.ts";
 
 /** Options of {@linkcode KafkaSink}. */
 export interface KafkaSinkOptions {
@@ -81,6 +87,18 @@ export class KafkaSink implements Sink {
   /** A PostgreSQL transaction was begun in this sink and not yet committed. */
   #open = false;
   #schemaVersions = new Map<number, number>();
+  /** The headers' names and the values shared by many records, as bytes (see #headers). */
+  readonly #headerNames = {
+    lsn: headerBytes("spillway.lsn"),
+    xid: headerBytes("spillway.xid"),
+    commitTime: headerBytes("spillway.commit_time"),
+    schemaVersion: headerBytes("spillway.schema_version"),
+  };
+  #headerTx:
+    | { xid: number; commitTime: bigint; xidBytes: Uint8Array; timeBytes: Uint8Array }
+    | null = null;
+  /** `spillway.schema_version` of each table (by relation id), as bytes. */
+  #schemaVersionBytes = new Map<number, Uint8Array>();
   #topics = new Set<string>();
   #written = 0;
   #fatal: Error | null = null;
@@ -284,15 +302,16 @@ export class KafkaSink implements Sink {
           const w = this.#jsonOut;
           w.reset();
           json.writeRow(w, record.key, undefined);
-          const key = record.key === null ? null : w.bytes().slice();
+          const key = record.key === null ? null : w.copy();
           w.reset();
           json.writeChangeEvent(w, event);
-          out.push({ topic, key, value: w.bytes().slice(), headers, partition });
+          out.push({ topic, key, value: w.copy(), headers, partition });
         }
         return;
       }
       case "schema-change":
         this.#schemaVersions.set(record.relid, record.version);
+        this.#schemaVersionBytes.delete(record.relid);
         return;
       case "dead-letter": {
         const topic = this.#options.deadLetterTopic;
@@ -309,13 +328,13 @@ export class KafkaSink implements Sink {
           key: failure.key === null ? null : w.bytes().slice(),
           value,
           // As Kafka Connect's dead-letter queue headers, in Spillway's names.
-          headers: {
+          headers: textHeaders({
             "spillway.dead_letter.transform": failure.transform,
             "spillway.dead_letter.version": failure.version,
             "spillway.dead_letter.reason": failure.reason,
             "spillway.dead_letter.error": `${failure.error.name}: ${failure.error.message}`,
             ...(failure.topic === null ? {} : { "spillway.dead_letter.topic": failure.topic }),
-          },
+          }),
         });
         return;
       }
@@ -328,7 +347,7 @@ export class KafkaSink implements Sink {
 
   #message(
     encoded: { topic: string; key: Uint8Array | null; value: Uint8Array | null },
-    headers: Record<string, string> | undefined,
+    headers: Headers | undefined,
   ): OutMessage {
     return { ...encoded, topic: this.#topic(encoded.topic), headers };
   }
@@ -341,16 +360,46 @@ export class KafkaSink implements Sink {
     return topic;
   }
 
-  #headers(record: Extract<SinkRecord, { kind: "change" }>): Record<string, string> | undefined {
-    if (!this.config.headers) return record.headers;
+  /**
+   * A change's headers: Spillway's (`headers: true`), then those a transform set (which win).
+   * Names, and the values a transaction's or a table's records share, are encoded once: the
+   * client writes each header's bytes as they are.
+   */
+  #headers(record: Extract<SinkRecord, { kind: "change" }>): Headers | undefined {
+    if (!this.config.headers) {
+      return record.headers === undefined ? undefined : textHeaders(record.headers);
+    }
     const source = record.event.source;
-    return {
-      "spillway.lsn": formatLsn(source.lsn),
-      "spillway.xid": String(source.xid),
-      "spillway.commit_time": formatUnixMicros(source.commitTime),
-      "spillway.schema_version": String(this.#schemaVersions.get(source.relid) ?? 1),
-      ...record.headers,
-    };
+    if (record.headers !== undefined) {
+      return textHeaders({
+        "spillway.lsn": formatLsn(source.lsn),
+        "spillway.xid": String(source.xid),
+        "spillway.commit_time": formatUnixMicros(source.commitTime),
+        "spillway.schema_version": String(this.#schemaVersions.get(source.relid) ?? 1),
+        ...record.headers,
+      });
+    }
+    let tx = this.#headerTx;
+    if (tx === null || tx.xid !== source.xid || tx.commitTime !== source.commitTime) {
+      tx = this.#headerTx = {
+        xid: source.xid,
+        commitTime: source.commitTime,
+        xidBytes: headerBytes(String(source.xid)),
+        timeBytes: headerBytes(formatUnixMicros(source.commitTime)),
+      };
+    }
+    let version = this.#schemaVersionBytes.get(source.relid);
+    if (version === undefined) {
+      version = headerBytes(String(this.#schemaVersions.get(source.relid) ?? 1));
+      this.#schemaVersionBytes.set(source.relid, version);
+    }
+    const names = this.#headerNames;
+    return new Map([
+      [names.lsn, headerBytes(formatLsn(source.lsn))],
+      [names.xid, tx.xidBytes],
+      [names.commitTime, tx.timeBytes],
+      [names.schemaVersion, version],
+    ]);
   }
 
   async #ensureTopics(topics: string[], config?: Record<string, string>): Promise<void> {
@@ -390,4 +439,11 @@ export class KafkaSink implements Sink {
     }
     return { state: "ok", written: this.#written };
   }
+}
+
+/** Headers given as text, encoded. */
+function textHeaders(headers: Record<string, string>): Headers {
+  const out: Headers = new Map();
+  for (const name in headers) out.set(headerBytes(name), headerBytes(headers[name]!));
+  return out;
 }

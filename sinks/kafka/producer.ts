@@ -19,17 +19,28 @@
 
 import {
   Admin,
-  compatibilityPartitioner,
   FindCoordinatorKeyTypes,
   Producer,
   type SASLOptions,
-  stringSerializer,
 } from "npm:@platformatic/kafka@2.12.1";
 import { Buffer } from "node:buffer";
 import { type Lsn, lsn } from "../../decoder/lsn.ts";
 import type { KafkaSinkConfig } from "../../config/mod.ts";
 import { ConfigError } from "../../errors.ts";
 import type { Logger } from "../../ops/log.ts";
+import { keyHash } from "./murmur2.ts";
+
+/**
+ * A record's headers: names and values as UTF-8 bytes ({@linkcode headerBytes}), handed to the
+ * client as they are. Names and values that repeat (the header names, a transaction's xid) are
+ * best encoded once and shared.
+ */
+export type Headers = Map<Uint8Array, Uint8Array>;
+
+/** A header name or value as the client takes it. */
+export function headerBytes(text: string): Uint8Array {
+  return Buffer.from(text);
+}
 
 /** One record to send. */
 export interface OutMessage {
@@ -37,7 +48,7 @@ export interface OutMessage {
   key: Uint8Array | null;
   /** `null`: a tombstone. */
   value: Uint8Array | null;
-  headers?: Record<string, string>;
+  headers?: Headers;
   /** A fixed partition; default: by the key (murmur2, as Java's producer), spread when null. */
   partition?: number;
 }
@@ -254,14 +265,26 @@ async function connectionOptions(config: KafkaSinkConfig) {
 /** How long a Kafka transaction may stay open (the broker caps it: 15 min by default). */
 const TRANSACTION_TIMEOUT_MS = 600_000;
 
-const headerSerializers = {
-  key: (data?: Buffer) => data,
-  value: (data?: Buffer) => data,
-  headerKey: stringSerializer,
-  headerValue: stringSerializer,
-};
+const identity = (data?: Buffer) => data;
+const serializers = { key: identity, value: identity, headerKey: identity, headerValue: identity };
 
-type SinkProducer = Producer<Buffer, Buffer, string, string>;
+type SinkProducer = Producer<Buffer, Buffer, Buffer, Buffer>;
+
+/**
+ * Java's partitioning of keyed records (murmur2, made positive; the client takes it modulo the
+ * partitions): the client's own default differs, and its `compatibilityPartitioner` computes
+ * the same in BigInt at several µs a record (and puts every keyless record on partition 0).
+ * Keyless records without a fixed partition go round robin, per topic.
+ */
+function javaPartitioner(): (message: { topic: string }, key?: Buffer) => number {
+  const next = new Map<string, number>();
+  return (message, key) => {
+    if (key !== undefined) return keyHash(key);
+    const turn = next.get(message.topic) ?? 0;
+    next.set(message.topic, (turn + 1) & 0x7fffffff);
+    return turn;
+  };
+}
 
 /** The Kafka client of one sink: one producer and, when needed, an admin client. */
 export class KafkaProducer {
@@ -300,10 +323,10 @@ export class KafkaProducer {
       idempotent: acks === -1,
       acks,
       compression: COMPRESSION[config.compression],
-      partitioner: compatibilityPartitioner,
+      partitioner: javaPartitioner(),
       autocreateTopics: !config.createTopics,
       transactionalId: options.transactionalId ?? undefined,
-      serializers: headerSerializers,
+      serializers,
     });
     try {
       await producer.metadata({ topics: [] });
