@@ -106,6 +106,7 @@ Options:
                        sp_alo_s, sp_alo_n, sp_eos_s (Spillway at-least-once schemas true,
                        false; exactly-once schemas true), dbz_s, dbz_n (Debezium schemas
                        true, false), recv (pg_recvlogical); default all
+  --v8-flags FLAGS     V8 flags for Spillway (e.g. --max-old-space-size=128)
   --cpu-prof           run Spillway under --cpu-prof (profiles in bench/out/profiles/,
                        named after the drain's topic prefix)`;
 
@@ -123,6 +124,8 @@ interface Options {
   variants: string[];
   /** Spillway's drains write V8 CPU profiles. */
   cpuProf: boolean;
+  /** V8 flags of Spillway's drains. */
+  v8Flags: string | undefined;
 }
 
 /** Runs the Kafka benchmark; returns the exit code. */
@@ -148,6 +151,7 @@ function parseOptions(args: string[]): Options {
       only: { type: "string" },
       variants: { type: "string" },
       "cpu-prof": { type: "boolean", default: false },
+      "v8-flags": { type: "string" },
       help: { type: "boolean", short: "h", default: false },
     },
     strict: true,
@@ -172,6 +176,7 @@ function parseOptions(args: string[]): Options {
     parts: parseParts(values.only, PARTS),
     variants: parseVariants(values.variants),
     cpuProf: values["cpu-prof"],
+    v8Flags: values["v8-flags"],
   };
 }
 
@@ -272,6 +277,7 @@ interface Bench {
   recvlogical: string;
   drains: Drain[];
   cpuProf: boolean;
+  v8Flags: string | undefined;
 }
 
 async function measure(options: Options): Promise<Results> {
@@ -306,6 +312,7 @@ async function measure(options: Options): Promise<Results> {
     recvlogical: recvlogical.path,
     drains: [],
     cpuProf: options.cpuProf,
+    v8Flags: options.v8Flags,
   };
   const loads: Partial<Record<Part, Load>> = {};
   let latency: LatencyResult | null = null;
@@ -487,11 +494,12 @@ async function drainOnce(
     if (variant.tool === "spillway") {
       const file = join(work, `${prefix}.yaml`);
       await Deno.writeTextFile(file, pipelineYaml(bench, prefix, slot, ["public.orders"], variant));
-      const profile = bench.cpuProf
+      const flags = bench.cpuProf
         ? ["--cpu-prof", `--cpu-prof-dir=${PROFILE_DIR}`, `--cpu-prof-name=${prefix}.cpuprofile`]
         : [];
+      if (bench.v8Flags !== undefined) flags.push(`--v8-flags=${bench.v8Flags}`);
       const usageFile = join(work, `${prefix}.usage`);
-      const process = new SpillwayProcess(MAIN, file, usageFile, RUN_TIMEOUT_S, profile);
+      const process = new SpillwayProcess(MAIN, file, usageFile, RUN_TIMEOUT_S, flags);
       try {
         await watch.confirmed(process.exited);
       } catch (error) {

@@ -294,7 +294,7 @@ export class DebeziumFormat {
     out.append(shape.keyPrefix);
     this.#renderer.writeRow(out, key, relation);
     if (this.schemas) out.byte(0x7d);
-    return out.copy();
+    return out.take();
   }
 
   #value(shape: TableShape, event: ChangeEvent, op: string): Uint8Array {
@@ -325,7 +325,7 @@ export class DebeziumFormat {
     const us = Math.floor(now * 1000);
     out.raw(`,"op":"${op}","ts_ms":${ms},"ts_us":${us},"ts_ns":${us}000}`);
     if (this.schemas) out.byte(0x7d);
-    return out.copy();
+    return out.take();
   }
 
   /** A row with every column of the relation in order (absent ones null). */

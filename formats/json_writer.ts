@@ -9,15 +9,17 @@
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
-const SLAB_BYTES = 256 * 1024;
+/** The buffer {@linkcode JsonWriter.take} moves on to when the current one is nearly full. */
+export const TAKE_CHUNK_BYTES = 256 * 1024;
+/** Room under which take() moves on to a new buffer. */
+const TAKE_MIN_ROOM = 16 * 1024;
 
 /** Writes JSON text as UTF-8 bytes into one reusable buffer. */
 export class JsonWriter {
   #buffer: Uint8Array;
   #length = 0;
-  /** Where {@linkcode copy} carves its copies from; `#slabUsed` bytes of it are taken. */
-  #slab = new Uint8Array(0);
-  #slabUsed = 0;
+  /** Where the text being written starts: after what {@linkcode take} handed out. */
+  #start = 0;
 
   /** A writer whose buffer starts at `initialBytes` and doubles as needed. */
   constructor(initialBytes = 64 * 1024) {
@@ -26,31 +28,30 @@ export class JsonWriter {
 
   /** Bytes written so far. */
   get length(): number {
-    return this.#length;
+    return this.#length - this.#start;
   }
 
   /** A view of what was written; valid until the next write or {@linkcode reset}. */
   bytes(): Uint8Array {
-    return this.#buffer.subarray(0, this.#length);
+    return this.#buffer.subarray(this.#start, this.#length);
   }
 
   /**
-   * A copy of what was written, which later writes do not touch. Small copies are carved from
-   * a shared 256 KiB chunk: one allocation for hundreds of records instead of one each (each
-   * its own backing store for V8 to allocate, zero and collect). A chunk lives as long as any
-   * copy in it, so hold copies for about as long as their neighbours (a batch of records).
+   * What was written, handed out for keeps: the writer starts over after it, in the same
+   * buffer, and never writes over it again (a full buffer is replaced, not reused). So
+   * records written one after another share a buffer of {@linkcode TAKE_CHUNK_BYTES} and cost
+   * no copy and no allocation each; a buffer lives as long as any record in it, so hold
+   * taken records for about as long as their neighbours (a batch).
    */
-  copy(): Uint8Array {
-    const length = this.#length;
-    if (length > SLAB_BYTES / 8) return this.#buffer.slice(0, length);
-    if (this.#slabUsed + length > this.#slab.byteLength) {
-      this.#slab = new Uint8Array(SLAB_BYTES);
-      this.#slabUsed = 0;
+  take(): Uint8Array {
+    const taken = this.#buffer.subarray(this.#start, this.#length);
+    if (this.#buffer.byteLength - this.#length < TAKE_MIN_ROOM) {
+      this.#buffer = new Uint8Array(TAKE_CHUNK_BYTES);
+      this.#start = this.#length = 0;
+    } else {
+      this.#start = this.#length;
     }
-    const start = this.#slabUsed;
-    this.#slab.set(this.#buffer.subarray(0, length), start);
-    this.#slabUsed = start + length;
-    return this.#slab.subarray(start, start + length);
+    return taken;
   }
 
   /** The written text as a string. */
@@ -60,18 +61,24 @@ export class JsonWriter {
 
   /** Starts over, keeping the buffer (it shrinks back when it grew past 16 MiB). */
   reset(): void {
-    this.#length = 0;
-    if (this.#buffer.byteLength > 16 << 20) this.#buffer = new Uint8Array(64 * 1024);
+    this.#length = this.#start;
+    if (this.#start === 0 && this.#buffer.byteLength > 16 << 20) {
+      this.#buffer = new Uint8Array(64 * 1024);
+    }
   }
 
   #reserve(bytes: number): void {
     const needed = this.#length + bytes;
     if (needed <= this.#buffer.byteLength) return;
-    let size = this.#buffer.byteLength * 2;
-    while (size < needed) size *= 2;
+    // What take() handed out stays where it is: only the text being written moves.
+    const pending = this.#length - this.#start;
+    let size = Math.max(this.#buffer.byteLength * 2, TAKE_CHUNK_BYTES);
+    while (size < pending + bytes) size *= 2;
     const grown = new Uint8Array(size);
-    grown.set(this.#buffer.subarray(0, this.#length));
+    grown.set(this.#buffer.subarray(this.#start, this.#length));
     this.#buffer = grown;
+    this.#start = 0;
+    this.#length = pending;
   }
 
   /** One byte (an ASCII character code). */

@@ -302,10 +302,10 @@ export class KafkaSink implements Sink {
           const w = this.#jsonOut;
           w.reset();
           json.writeRow(w, record.key, undefined);
-          const key = record.key === null ? null : w.copy();
+          const key = record.key === null ? null : w.take();
           w.reset();
           json.writeChangeEvent(w, event);
-          out.push({ topic, key, value: w.copy(), headers, partition });
+          out.push({ topic, key, value: w.take(), headers, partition });
         }
         return;
       }

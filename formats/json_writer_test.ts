@@ -1,0 +1,38 @@
+/** JsonWriter's take(): records handed out for keeps share buffers and are never written over. */
+
+import assert from "node:assert/strict";
+import { JsonWriter, TAKE_CHUNK_BYTES } from "./json_writer.ts";
+
+const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+
+Deno.test("JsonWriter.take: taken records keep their bytes while the writer goes on, through growth and new buffers", () => {
+  const w = new JsonWriter(64);
+  const taken: [string, Uint8Array][] = [];
+  // Small records, a few larger than the writer's first buffer, and one larger than a chunk.
+  for (let i = 0; i < 2000; i++) {
+    w.reset();
+    const size = i === 700 ? TAKE_CHUNK_BYTES * 2 : i % 97 === 0 ? 5000 : 40;
+    const value = `${i}:${"x".repeat(size)}`;
+    w.string(value);
+    taken.push([JSON.stringify(value), w.take()]);
+    // Something written and thrown away between records (reset) must not touch them either.
+    w.raw("garbage that is reset");
+  }
+  for (const [expected, bytes] of taken) assert.equal(text(bytes), expected);
+  // Neighbours share buffers: far fewer buffers than records.
+  const buffers = new Set(taken.map(([, bytes]) => bytes.buffer));
+  assert.ok(buffers.size < 200, `${buffers.size} buffers for ${taken.length} records`);
+});
+
+Deno.test("JsonWriter: reset, length and bytes count from what take() handed out", () => {
+  const w = new JsonWriter(16);
+  w.raw("first");
+  assert.equal(text(w.take()), "first");
+  assert.equal(w.length, 0);
+  w.raw("second");
+  assert.equal(w.length, 6);
+  assert.equal(w.text(), "second");
+  w.reset();
+  assert.equal(w.length, 0);
+  assert.equal(w.text(), "");
+});
