@@ -693,3 +693,47 @@ export function transactionValueSchema(): ConnectSchema {
     false,
   );
 }
+
+/** Key of a logical decoding message (`LogicalDecodingMessageMonitor`): its prefix. */
+export function messageKeySchema(): ConnectSchema {
+  return finish(
+    {
+      type: "struct",
+      fields: [field("prefix", STRING, true)],
+      name: "io.debezium.connector.postgresql.MessageKey",
+      version: 1,
+    },
+    false,
+  );
+}
+
+/**
+ * Value of a logical decoding message: `op` (`m`), `ts_ms`, `source`, `transaction` and the
+ * `message` block (prefix, and content as `binary.handling.mode` gives bytea).
+ */
+export function messageValueSchema(options: Required<JsonOptions>): ConnectSchema {
+  const block: Spec = {
+    type: "struct",
+    fields: [
+      field("prefix", STRING, true),
+      field("content", options.binaryHandling === "bytes" ? BYTES : STRING, true),
+    ],
+    name: "io.debezium.connector.postgresql.Message",
+    version: 1,
+  };
+  return finish(
+    {
+      type: "struct",
+      fields: [
+        field("op", STRING, false),
+        field("ts_ms", INT64, true),
+        sourceSchema(),
+        transactionBlockSchema(),
+        finish(block, false, { field: "message" }),
+      ],
+      name: "io.debezium.connector.postgresql.MessageValue",
+      version: 1,
+    },
+    false,
+  );
+}

@@ -32,6 +32,7 @@ import type { PgValue } from "../decoder/types/values.ts";
 import {
   type ChangeEvent,
   EVENT_RELATION,
+  type MessageEvent,
   type Row,
   type SinkRecord,
   type TransactionInfo,
@@ -42,11 +43,21 @@ import {
   type ConnectSchema,
   envelopeSchema,
   keySchema,
+  messageKeySchema,
+  messageValueSchema,
   transactionKeySchema,
   transactionValueSchema,
 } from "./connect_schema.ts";
 import { JsonRenderer } from "./json.ts";
 import { JsonWriter } from "./json_writer.ts";
+
+/**
+ * The data collection a transaction's logical decoding messages count under, in its END
+ * record. (Debezium writes the `toString()` of an internal Java object there, with an
+ * identity hash that differs from run to run: no consumer can match it, so Spillway names it
+ * after the messages' topic suffix.)
+ */
+export const MESSAGE_COLLECTION = "message";
 
 /** The placeholder Debezium writes for an unchanged TOASTed value (`unavailable.value.placeholder`). */
 export const UNAVAILABLE_VALUE = "__debezium_unavailable_value";
@@ -209,6 +220,71 @@ export class DebeziumFormat {
     const out: EncodedRecord[] = [{ topic, key, value: this.#value(shape, event, event.op) }];
     if (event.op === "d" && tombstones) out.push({ topic, key, value: null });
     return out;
+  }
+
+  /** The topic of logical decoding messages: `<serverName>.message`, as Debezium's. */
+  get messageTopic(): string {
+    return `${this.options.serverName}.message`;
+  }
+
+  /**
+   * A logical decoding message (`pg_logical_emit_message`) as Debezium writes it on
+   * {@linkcode messageTopic}: keyed by its prefix, `op` `m`, the content as a `bytea` column's
+   * value. A transactional one is numbered in its transaction (the `transaction` block, and
+   * the END record's counts under {@linkcode MESSAGE_COLLECTION}); a non-transactional one has
+   * no `txId`, and, as in Debezium, the next `sequence` starts from its position.
+   */
+  message(event: MessageEvent): EncodedRecord {
+    const out = this.#out;
+    const prefix = JSON.stringify(event.prefix);
+    out.reset();
+    if (this.schemas) out.raw(`{"schema":${this.#messageSchemas().key},"payload":`);
+    out.raw(`{"prefix":${prefix}}`);
+    if (this.schemas) out.byte(0x7d);
+    const key = out.take();
+
+    if (!event.transactional) this.#lastCommit = `\\"${event.lsn}\\"`;
+    const now = this.#now();
+    // A message before any commit was seen carries the time it was written.
+    const us = event.commitTime ?? this.#lastCommitTime ?? BigInt(Math.floor(now * 1000));
+    out.reset();
+    if (this.schemas) out.raw(`{"schema":${this.#messageSchemas().value},"payload":`);
+    out.raw(`{"op":"m","ts_ms":${Math.floor(now)},"source":`);
+    out.raw(this.#sourceHead);
+    out.raw(
+      `${us / 1000n},"snapshot":"false","db":${this.#db},` +
+        `"sequence":"[${this.#lastCommit},\\"${event.lsn}\\"]","ts_us":${us},"ts_ns":${
+          us * 1000n
+        },` +
+        `"schema":"","table":"","txId":${event.xid ?? "null"},"lsn":${event.lsn},` +
+        `"xmin":null,"origin":null,"origin_lsn":null},"transaction":`,
+    );
+    if (event.transactional && this.options.transactionMetadata && this.#txId !== "") {
+      this.#txTotal++;
+      const order = (this.#txCounts.get(MESSAGE_COLLECTION) ?? 0) + 1;
+      this.#txCounts.set(MESSAGE_COLLECTION, order);
+      out.raw(
+        `{"id":"${event.xid}:${event.lsn}","total_order":${this.#txTotal},` +
+          `"data_collection_order":${order}}`,
+      );
+    } else {
+      out.raw("null");
+    }
+    const content = this.#json.binaryHandling === "hex"
+      ? event.content.toHex()
+      : event.content.toBase64();
+    out.raw(`,"message":{"prefix":${prefix},"content":"${content}"}}`);
+    if (this.schemas) out.byte(0x7d);
+    return { topic: this.messageTopic, key, value: out.take() };
+  }
+
+  #messageSchemaText: { key: string; value: string } | null = null;
+
+  #messageSchemas(): { key: string; value: string } {
+    return this.#messageSchemaText ??= {
+      key: JSON.stringify(messageKeySchema()),
+      value: JSON.stringify(messageValueSchema(this.#json)),
+    };
   }
 
   /** Whether an update's old row has other primary key values than its new one. */

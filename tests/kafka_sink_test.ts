@@ -16,7 +16,7 @@ import { KafkaSink } from "../sinks/kafka/mod.ts";
 import { startKafka } from "../testing/kafka.ts";
 import { sharedServers } from "./_replication.ts";
 import { consume, type Consumed, ordered } from "./_kafka.ts";
-import { lsn } from "../decoder/lsn.ts";
+import { lsn, parseLsn } from "../decoder/lsn.ts";
 import {
   confirmedReaches,
   dropItemsPipeline,
@@ -207,6 +207,78 @@ Deno.test("kafka sink: changes of a table without a primary key have a null key 
     await dropItemsPipeline(pg, poller, name);
   }
 });
+
+for (
+  const [exactlyOnce, format] of [[false, "debezium-json"], [true, "debezium-json"], [
+    false,
+    "json",
+  ]] as const
+) {
+  const mode = `${exactlyOnce ? "exactly-once" : "at-least-once"}, ${format}`;
+  Deno.test(`kafka sink (${mode}): logical decoding messages go to <prefix>.message, transactional ones in their transaction; the slot confirms past a non-transactional one once Kafka has it`, async () => {
+    const pg = await server();
+    const kafka = await broker();
+    const poller = new Poller(pg);
+    const name = exactlyOnce ? "kmsgx" : format === "json" ? "kmsgj" : "kmsg";
+    try {
+      await pg.psql(`CREATE TABLE ${name}_items (id int PRIMARY KEY)`);
+      const running = await startRunner(
+        itemsPipelineYaml(pg, name, {
+          sinks: [
+            `kafka: { brokers: [${
+              kafka.brokers[0]
+            }], schemas: false, exactly_once: ${exactlyOnce}, transactional_id: ${name}-tx, format: ${format} }`,
+          ],
+        }),
+      );
+      let records: Consumed[];
+      let end: string;
+      try {
+        await pg.psql(
+          `BEGIN;
+           INSERT INTO ${name}_items VALUES (1);
+           SELECT pg_logical_emit_message(true, 'outbox', 'in the transaction');
+           COMMIT;
+           SELECT pg_logical_emit_message(false, 'audit', '\\x00ff'::bytea);`,
+        );
+        end = (await pg.psql("SELECT pg_current_wal_insert_lsn()")).trim();
+        records = await consume(
+          kafka.brokers,
+          [`${name}.message`, `${name}.public.${name}_items`],
+          3,
+        );
+        // Nothing follows the non-transactional message: the slot moves past it because it
+        // was a commit of its own for the sink (exactly-once: it ended a Kafka transaction).
+        await confirmedReaches(poller, `${name}_slot`, parseLsn(end));
+      } finally {
+        await running.stop();
+      }
+      const messages = ordered(records, `${name}.message`).map((r) => ({
+        key: r.key,
+        value: JSON.parse(r.value!),
+      }));
+      if (format === "json") {
+        // Spillway's own form of a message, keyed by its prefix as Debezium's.
+        assert.deepEqual(
+          messages.map((m) => [m.key, m.value.prefix, m.value.content, m.value.transactional]),
+          [
+            ['{"prefix":"outbox"}', "outbox", btoa("in the transaction"), true],
+            ['{"prefix":"audit"}', "audit", "AP8=", false],
+          ],
+        );
+        return;
+      }
+      assert.deepEqual(messages.map((m) => [m.key, m.value.op, m.value.message]), [
+        ['{"prefix":"outbox"}', "m", { prefix: "outbox", content: btoa("in the transaction") }],
+        ['{"prefix":"audit"}', "m", { prefix: "audit", content: "AP8=" }],
+      ]);
+      assert.equal(typeof messages[0]!.value.source.txId, "number");
+      assert.equal(messages[1]!.value.source.txId, null);
+    } finally {
+      await dropItemsPipeline(pg, poller, name);
+    }
+  });
+}
 
 Deno.test("kafka sink: every compression the config offers is taken by the broker (gzip read back by an independent consumer)", async () => {
   const kafka = await broker();

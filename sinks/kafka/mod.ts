@@ -21,7 +21,7 @@
  * @module
  */
 
-import { formatLsn, formatUnixMicros, type Lsn } from "../../decoder/lsn.ts";
+import { formatLsn, formatUnixMicros, type Lsn, lsn } from "../../decoder/lsn.ts";
 import type { TableFactsRegistry } from "../../decoder/table_facts.ts";
 import type { TypeRegistry } from "../../decoder/types/registry.ts";
 import type { KafkaSinkConfig } from "../../config/mod.ts";
@@ -338,10 +338,46 @@ export class KafkaSink implements Sink {
         });
         return;
       }
-      case "message":
-        // Logical decoding messages are not written to Kafka (yet): only the file and stdout
-        // sinks show them.
+      case "message": {
+        // Logical decoding messages go to <prefix>.message, as Debezium's do.
+        if (this.#skipping || this.#options.deadLetterTopic !== undefined) return;
+        const event = record.event;
+        // Exactly-once: a non-transactional message is checkpointed at its own position (one
+        // past it), so one already in Kafka is not written again after a restart.
+        if (!event.transactional && this.#checkpoint !== null && event.lsn < this.#checkpoint) {
+          return;
+        }
+        const headers = this.config.headers
+          ? textHeaders({
+            "spillway.lsn": formatLsn(event.lsn),
+            ...(event.xid === undefined ? {} : { "spillway.xid": String(event.xid) }),
+            ...(event.commitTime === undefined
+              ? {}
+              : { "spillway.commit_time": formatUnixMicros(event.commitTime) }),
+          })
+          : undefined;
+        if (this.#format !== null) {
+          out.push(this.#message(this.#format.message(event), headers));
+        } else {
+          const w = this.#jsonOut;
+          w.reset();
+          w.raw(`{"prefix":${JSON.stringify(event.prefix)}}`);
+          const key = w.take();
+          w.reset();
+          writeJsonLine(w, record, false, this.#json!);
+          const value = w.bytes().subarray(0, w.length - 1).slice(); // without the newline
+          out.push({
+            topic: this.#topic(`${this.#options.topicPrefix}.message`),
+            key,
+            value,
+            headers,
+          });
+        }
+        // Outside a transaction: its own commit, so a durable write waits for it (and,
+        // exactly-once, a Kafka transaction ends with it).
+        if (!event.transactional) out.push({ marker: "commit", lsn: lsn(event.lsn + 1n) });
         return;
+      }
     }
   }
 
