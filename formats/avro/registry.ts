@@ -1,0 +1,207 @@
+/**
+ * A small client of a schema registry's Confluent-compatible REST API (Confluent Schema
+ * Registry, Apicurio's `/apis/ccompat/v7`, Karapace, Redpanda): register a schema under a
+ * subject and get its id, test a schema against the subject's compatibility level, read that
+ * level. Ids are cached per subject and schema text, so an event costs no request.
+ *
+ * Why our own: the calls needed are three, over `fetch`; the npm clients bring their own HTTP
+ * stacks and Avro libraries, and none is maintained for Deno.
+ *
+ * Errors say what was asked (the subject), what the registry answered (its HTTP status, error
+ * code and message) and whether a retry can help: a registry that is down, restarting or
+ * answering 5xx is retriable; a schema it refuses (409: incompatible; 422: invalid) or
+ * credentials it refuses (401/403) are not. The password never appears in a message.
+ *
+ * @module
+ */
+
+import type { AvroSchema } from "./schema.ts";
+
+/** Where the registry is and how to reach it. */
+export interface RegistryOptions {
+  /** Base URL of the Confluent-compatible API, e.g. `http://registry:8081`. */
+  url: string;
+  username?: string;
+  password?: string;
+  /** PEM text of a CA to trust for an `https` URL. */
+  caCert?: string;
+  /** Per request; default 30 s. */
+  timeoutMs?: number;
+}
+
+/** What the registry said about a schema against a subject's compatibility level. */
+export interface CompatibilityResult {
+  compatible: boolean;
+  /** The registry's reasons when not compatible (when it gives them). */
+  messages: string[];
+}
+
+/** A failure of a registry call. */
+export class RegistryError extends Error {
+  override name = "RegistryError";
+  /** HTTP status; 0 when no answer came. */
+  readonly status: number;
+  /** The registry's `error_code`, when it gave one. */
+  readonly code: number | null;
+  readonly retriable: boolean;
+
+  constructor(
+    message: string,
+    options: { status: number; code?: number | null; retriable: boolean; cause?: unknown },
+  ) {
+    super(message, { cause: options.cause });
+    this.status = options.status;
+    this.code = options.code ?? null;
+    this.retriable = options.retriable;
+  }
+}
+
+const CONTENT_TYPE = "application/vnd.schemaregistry.v1+json";
+
+/** A schema registry client (see the module doc). */
+export class SchemaRegistryClient {
+  readonly url: string;
+  readonly #headers: Record<string, string>;
+  readonly #timeoutMs: number;
+  readonly #client: Deno.HttpClient | undefined;
+  /** Ids by subject, then by schema text. */
+  readonly #ids = new Map<string, Map<string, number>>();
+
+  constructor(options: RegistryOptions) {
+    this.url = options.url.replace(/\/+$/, "");
+    this.#headers = { "content-type": CONTENT_TYPE, accept: CONTENT_TYPE };
+    if (options.username !== undefined) {
+      const credentials = `${options.username}:${options.password ?? ""}`;
+      this.#headers.authorization = `Basic ${new TextEncoder().encode(credentials).toBase64()}`;
+    }
+    this.#timeoutMs = options.timeoutMs ?? 30_000;
+    this.#client = options.caCert === undefined
+      ? undefined
+      : Deno.createHttpClient({ caCerts: [options.caCert] });
+  }
+
+  /**
+   * The id of `schema` under `subject`, registering it when the registry does not have it
+   * (the registry checks it against the subject's compatibility level, and refuses it with
+   * 409 when it breaks it).
+   */
+  async register(subject: string, schema: AvroSchema): Promise<number> {
+    const text = JSON.stringify(schema);
+    const cached = this.#ids.get(subject)?.get(text);
+    if (cached !== undefined) return cached;
+    const answer = await this.#call(
+      "POST",
+      `/subjects/${encodeURIComponent(subject)}/versions`,
+      { schema: text },
+      `registering a schema under subject ${subject}`,
+    ) as { id?: unknown };
+    if (typeof answer.id !== "number") {
+      throw new RegistryError(
+        `Schema registry at ${this.url} answered a registration under subject ${subject} without an id`,
+        { status: 200, retriable: false },
+      );
+    }
+    let bySchema = this.#ids.get(subject);
+    if (bySchema === undefined) this.#ids.set(subject, bySchema = new Map());
+    bySchema.set(text, answer.id);
+    return answer.id;
+  }
+
+  /**
+   * Whether `schema` may follow the subject's latest version under its compatibility level;
+   * `null` when the subject has no version yet and the registry says so (Confluent's 404;
+   * Apicurio answers compatible instead): anything may be its first.
+   */
+  async compatibility(subject: string, schema: AvroSchema): Promise<CompatibilityResult | null> {
+    try {
+      const answer = await this.#call(
+        "POST",
+        `/compatibility/subjects/${encodeURIComponent(subject)}/versions/latest?verbose=true`,
+        { schema: JSON.stringify(schema) },
+        `testing a schema against subject ${subject}`,
+      ) as { is_compatible?: unknown; messages?: unknown };
+      return {
+        compatible: answer.is_compatible === true,
+        messages: Array.isArray(answer.messages) ? answer.messages.map(String) : [],
+      };
+    } catch (error) {
+      // 40401: subject not found; 40402: version not found.
+      if (error instanceof RegistryError && error.status === 404) return null;
+      throw error;
+    }
+  }
+
+  /** The subject's compatibility level (the registry's global one when it has none of its own). */
+  async level(subject: string): Promise<string> {
+    const answer = await this.#call(
+      "GET",
+      `/config/${encodeURIComponent(subject)}?defaultToGlobal=true`,
+      undefined,
+      `reading the compatibility level of subject ${subject}`,
+    ) as { compatibilityLevel?: unknown; compatibility?: unknown };
+    const level = answer.compatibilityLevel ?? answer.compatibility;
+    return typeof level === "string" ? level : "BACKWARD";
+  }
+
+  /** Sets the subject's compatibility level (tests, and operators through tools). */
+  async setLevel(subject: string, level: string): Promise<void> {
+    await this.#call(
+      "PUT",
+      `/config/${encodeURIComponent(subject)}`,
+      { compatibility: level },
+      `setting the compatibility level of subject ${subject}`,
+    );
+  }
+
+  close(): void {
+    this.#client?.close();
+  }
+
+  async #call(method: string, path: string, body: unknown, doing: string): Promise<unknown> {
+    let response: Response;
+    try {
+      response = await fetch(`${this.url}${path}`, {
+        method,
+        headers: this.#headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+        signal: AbortSignal.timeout(this.#timeoutMs),
+        ...(this.#client === undefined ? {} : { client: this.#client }),
+      });
+    } catch (error) {
+      throw new RegistryError(
+        `Schema registry at ${this.url} did not answer while ${doing}: ${
+          (error as Error).message
+        }; check that it runs and that the sink's schema_registry.url names it`,
+        { status: 0, retriable: true, cause: error },
+      );
+    }
+    const text = await response.text();
+    let parsed: unknown = null;
+    try {
+      parsed = text === "" ? null : JSON.parse(text);
+    } catch {
+      parsed = null;
+    }
+    if (response.ok) return parsed ?? {};
+    const { error_code: code, message } = (parsed ?? {}) as {
+      error_code?: number;
+      message?: string;
+    };
+    const said = `HTTP ${response.status}${code === undefined ? "" : ` error ${code}`}: ${
+      message ?? text.slice(0, 300)
+    }`;
+    const status = response.status;
+    const fix = status === 401 || status === 403
+      ? "; check schema_registry.username and password"
+      : status === 409
+      ? "; the schema breaks the subject's compatibility level"
+      : status === 422
+      ? "; the registry refuses the schema as invalid"
+      : "";
+    throw new RegistryError(`Schema registry at ${this.url} refused ${doing} (${said})${fix}`, {
+      status,
+      code: code ?? null,
+      retriable: status >= 500 || status === 408 || status === 429,
+    });
+  }
+}
