@@ -109,6 +109,8 @@ interface TableShape {
   sourceTail: string;
   dataCollection: string;
   keyColumns: string[];
+  /** The Connect schemas of key (`null`: no primary key) and value, made on first use. */
+  connect: () => { key: ConnectSchema | null; value: ConnectSchema };
 }
 
 const encoder = new TextEncoder();
@@ -181,6 +183,11 @@ export class DebeziumFormat {
     this.#db = JSON.stringify(options.database);
   }
 
+  /** How column values are mapped (Debezium's options). */
+  get jsonOptions(): Required<JsonOptions> {
+    return this.#json;
+  }
+
   /** The topic of the transaction metadata records: `<serverName>.transaction`. */
   get transactionTopic(): string {
     return `${this.options.serverName}.transaction`;
@@ -195,12 +202,7 @@ export class DebeziumFormat {
     tombstones = true,
   ): EncodedRecord[] {
     const { event, topic } = record;
-    const relation = event[EVENT_RELATION];
-    if (relation === undefined) {
-      throw new TypeError(
-        `The change on ${event.source.schema}.${event.source.table} carries no relation`,
-      );
-    }
+    const relation = this.#relationOf(record);
     const shape = this.#shape(relation, topic);
     if (event.op === "t") return [{ topic, key: null, value: this.#value(shape, event, "t") }];
     const key = this.#key(shape, record.key, relation);
@@ -220,6 +222,27 @@ export class DebeziumFormat {
     const out: EncodedRecord[] = [{ topic, key, value: this.#value(shape, event, event.op) }];
     if (event.op === "d" && tombstones) out.push({ topic, key, value: null });
     return out;
+  }
+
+  /**
+   * The Connect schemas of a change record's key (`null`: the table has no primary key) and
+   * value, as `schemas: true` embeds them: what an Avro encoding registers and follows. The
+   * same objects for every record of a table until its relation changes.
+   */
+  connectSchemas(
+    record: Extract<SinkRecord, { kind: "change" }>,
+  ): { key: ConnectSchema | null; value: ConnectSchema } {
+    return this.#shape(this.#relationOf(record), record.topic).connect();
+  }
+
+  #relationOf(record: Extract<SinkRecord, { kind: "change" }>): RelationMessage {
+    const relation = record.event[EVENT_RELATION];
+    if (relation === undefined) {
+      throw new TypeError(
+        `The change on ${record.event.source.schema}.${record.event.source.table} carries no relation`,
+      );
+    }
+    return relation;
   }
 
   /** The topic of logical decoding messages: `<serverName>.message`, as Debezium's. */
@@ -469,16 +492,21 @@ export class DebeziumFormat {
     const connect = columns.map((column) =>
       this.#connectColumn(column, facts, keyColumns.includes(column.name))
     );
+    let schemas: { key: ConnectSchema | null; value: ConnectSchema } | null = null;
+    const connectSchemas = () => {
+      if (schemas !== null) return schemas;
+      const keyConnect = keyColumns.flatMap((name) => connect.find((c) => c.name === name) ?? []);
+      return schemas = {
+        key: keyColumns.length === 0 ? null : keySchema(topic, keyConnect, this.#json, this.#types),
+        value: envelopeSchema(topic, connect, this.#json, this.#types),
+      };
+    };
     let keyPrefix = "";
     let valuePrefix = "";
     if (this.schemas) {
-      const keyConnect = keyColumns.flatMap((name) => connect.find((c) => c.name === name) ?? []);
-      keyPrefix = `{"schema":${
-        JSON.stringify(keySchema(topic, keyConnect, this.#json, this.#types))
-      },"payload":`;
-      valuePrefix = `{"schema":${
-        JSON.stringify(envelopeSchema(topic, connect, this.#json, this.#types))
-      },"payload":`;
+      const { key, value } = connectSchemas();
+      if (key !== null) keyPrefix = `{"schema":${JSON.stringify(key)},"payload":`;
+      valuePrefix = `{"schema":${JSON.stringify(value)},"payload":`;
     }
     return {
       columns,
@@ -497,6 +525,7 @@ export class DebeziumFormat {
       },"txId":`,
       dataCollection: `${relation.namespace}.${relation.relationName}`,
       keyColumns,
+      connect: connectSchemas,
     };
   }
 
