@@ -26,15 +26,17 @@
  * Cleanup: `await using kafka = await startKafka()` stops the broker (SIGTERM, then SIGKILL
  * after a timeout) and deletes its temp dir. Brokers still running when the module unloads are
  * killed, and a small detached shell watchdog kills the broker and deletes its temp dir if the
- * test process dies without cleaning up.
+ * test process dies without cleaning up (all of which `testing/_service.ts` does, for the
+ * schema registry's harness too).
  *
  * @module
  */
 
 import { join } from "node:path";
 import { Kafka, logLevel } from "npm:kafkajs@2.2.4";
-import { forgetOnUnload, freePort, killOnUnload, lastLines } from "./embedded_postgres.ts";
+import { freePort, lastLines } from "./embedded_postgres.ts";
 import { type Artifact, cachedJars, checkJava, runTool } from "./_java.ts";
+import { type ServiceHandle, ServiceProcess, startService } from "./_service.ts";
 
 /** The Apache Kafka version the harness runs. */
 export const KAFKA_VERSION = "4.4.0";
@@ -47,8 +49,8 @@ const JARS: Artifact[] = [
 
 const HOST = "127.0.0.1";
 const READY_TIMEOUT_MS = 60_000;
-const STOP_TIMEOUT_MS = 10_000;
 const PORT_ATTEMPTS = 3;
+const LOG_NAME = "kafka.log";
 const JVM_OPTIONS = ["-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1"];
 
 /** Options for {@linkcode startKafka}. */
@@ -88,8 +90,11 @@ export interface KafkaCredentials {
   password: string;
 }
 
-/** A running (or stopped) throwaway Kafka broker. Dispose it with `await using`. */
-export interface KafkaBroker extends AsyncDisposable {
+/**
+ * A running (or stopped) throwaway Kafka broker: its process id, log and `stop` are those of
+ * {@linkcode ServiceHandle}. Dispose it with `await using`.
+ */
+export interface KafkaBroker extends ServiceHandle {
   /** Bootstrap addresses for clients: `["127.0.0.1:<port>"]`. */
   readonly brokers: string[];
   /** Bootstrap addresses of the SASL_PLAINTEXT listener; empty unless `security.sasl`. */
@@ -102,21 +107,11 @@ export interface KafkaBroker extends AsyncDisposable {
   readonly credentials: KafkaCredentials | null;
   /** The PEM file of the CA that signed the broker's certificate; `null` unless `tls`. */
   readonly caFile: string | null;
-  /** Process id of the broker's JVM. */
-  readonly pid: number;
-  /** The file the broker logs to. */
-  readonly logFile: string;
-  /** The last `lines` (default 30) lines of the broker's log, for assertion messages. */
-  tailLog(lines?: number): Promise<string>;
   /**
    * Stop the broker, keep its data, wait `downMs`, start it again on the same ports; resolves
    * once it answers again.
    */
   restart(downMs?: number): Promise<void>;
-  /** Stop the broker (SIGTERM, SIGKILL after 10 s) and remove its temp dir. Idempotent. */
-  stop(): Promise<void>;
-  /** Same as {@linkcode KafkaBroker.stop}. */
-  [Symbol.asyncDispose](): Promise<void>;
 }
 
 /**
@@ -127,29 +122,21 @@ export interface KafkaBroker extends AsyncDisposable {
 export async function startKafka(opts: KafkaOptions = {}): Promise<KafkaBroker> {
   const libs = await kafkaLibDir();
   await checkJava("Kafka");
-  for (let attempt = 1;; attempt++) {
-    const baseDir = await Deno.makeTempDir({ dir: "/tmp", prefix: "spillway-kafka-" });
-    let broker: Broker | undefined;
-    try {
-      const listeners = await secureListeners(baseDir, opts.security ?? {});
-      const port = freePort();
-      const properties = join(baseDir, "server.properties");
-      await Deno.writeTextFile(
-        properties,
-        serverProperties(baseDir, port, opts.settings, listeners),
-      );
-      await Deno.writeTextFile(join(baseDir, "log4j2.properties"), LOG4J_CONFIG);
-      await formatLogDir(libs, baseDir, listeners.credentials);
-      broker = Broker.spawn(libs, baseDir, port, listeners);
-      await broker.waitReady(opts.readyTimeoutMs ?? READY_TIMEOUT_MS);
-      return broker;
-    } catch (e) {
-      const log = await Deno.readTextFile(join(baseDir, "kafka.log")).catch(() => "");
-      if (broker) await broker.stop();
-      else await Deno.remove(baseDir, { recursive: true }).catch(() => {});
-      if (attempt >= PORT_ATTEMPTS || !/Address already in use/.test(log)) throw e;
-    }
-  }
+  return await startService({
+    prefix: "spillway-kafka-",
+    logName: LOG_NAME,
+    attempts: PORT_ATTEMPTS,
+    portInUse: /Address already in use/,
+    readyTimeoutMs: opts.readyTimeoutMs ?? READY_TIMEOUT_MS,
+  }, async (baseDir) => {
+    const listeners = await secureListeners(baseDir, opts.security ?? {});
+    const port = freePort();
+    const properties = join(baseDir, "server.properties");
+    await Deno.writeTextFile(properties, serverProperties(baseDir, port, opts.settings, listeners));
+    await Deno.writeTextFile(join(baseDir, "log4j2.properties"), LOG4J_CONFIG);
+    await formatLogDir(libs, baseDir, listeners.credentials);
+    return new Broker(libs, baseDir, port, listeners);
+  });
 }
 
 /**
@@ -421,33 +408,21 @@ async function formatLogDir(
 // The broker process
 
 /**
- * Detached shell loop that kills the broker ($2) and deletes its temp dir ($3) once the test
- * process ($1) is gone; it ends by itself when the temp dir goes.
+ * The broker: `kafka.Kafka` with its output going to `kafka.log` (see {@linkcode ServiceProcess}
+ * for stopping and cleanup).
  */
-const WATCHDOG = `(
-trap '' INT HUP
-while [ -d "/proc/$1" ] && [ -d "$3" ]; do sleep 1; done
-if [ -d "$3" ]; then kill -9 "$2"; rm -rf "$3"; fi
-) </dev/null >/dev/null 2>&1 &`;
-
-class Broker implements KafkaBroker {
+class Broker extends ServiceProcess implements KafkaBroker {
   readonly brokers: string[];
   readonly saslBrokers: string[];
   readonly tlsBrokers: string[];
   readonly saslTlsBrokers: string[];
   readonly credentials: KafkaCredentials | null;
   readonly caFile: string | null;
-  readonly logFile: string;
-  #child: Deno.ChildProcess;
-  readonly #libs: string;
-  readonly #baseDir: string;
   readonly #port: number;
-  #exited = false;
-  #stopping: Promise<void> | undefined;
 
-  private constructor(libs: string, baseDir: string, port: number, secure: SecureListeners) {
-    this.#libs = libs;
-    this.#baseDir = baseDir;
+  constructor(libs: string, baseDir: string, port: number, secure: SecureListeners) {
+    const main = ["kafka.Kafka", join(baseDir, "server.properties")];
+    super(baseDir, LOG_NAME, ["java", ...javaArgs(libs, baseDir, ...main)]);
     this.#port = port;
     this.brokers = [`${HOST}:${port}`];
     const at = (p: number | null) => p === null ? [] : [`${HOST}:${p}`];
@@ -456,42 +431,6 @@ class Broker implements KafkaBroker {
     this.saslTlsBrokers = at(secure.saslTlsPort);
     this.credentials = secure.credentials;
     this.caFile = secure.caFile;
-    this.logFile = join(baseDir, "kafka.log");
-    this.#child = this.#spawnChild();
-    killOnUnload(this);
-  }
-
-  /** Start `kafka.Kafka` with its output going to `kafka.log` (through `sh`, then `exec`). */
-  static spawn(
-    libs: string,
-    baseDir: string,
-    port: number,
-    secure: SecureListeners = NO_SECURITY,
-  ): Broker {
-    return new Broker(libs, baseDir, port, secure);
-  }
-
-  #spawnChild(): Deno.ChildProcess {
-    const baseDir = this.#baseDir;
-    const args = javaArgs(this.#libs, baseDir, "kafka.Kafka", join(baseDir, "server.properties"));
-    const child = new Deno.Command("sh", {
-      args: ["-c", 'exec "$@" >>"$0" 2>&1', this.logFile, "java", ...args],
-      cwd: baseDir,
-      stdin: "null",
-      stdout: "null",
-      stderr: "null",
-    }).spawn();
-    this.#exited = false;
-    child.status.then(() => {
-      if (this.#child === child) this.#exited = true;
-    });
-    new Deno.Command("sh", {
-      args: ["-c", WATCHDOG, "sh", String(Deno.pid), String(child.pid), baseDir],
-      stdin: "null",
-      stdout: "null",
-      stderr: "null",
-    }).outputSync();
-    return child;
   }
 
   /**
@@ -499,92 +438,21 @@ class Broker implements KafkaBroker {
    * it again on the same ports; resolves once it answers. For tests of a broker that goes away.
    */
   async restart(downMs = 0): Promise<void> {
-    await this.#terminate();
-    await new Promise((resolve) => setTimeout(resolve, downMs));
-    this.#child = this.#spawnChild();
+    await this.respawn(downMs);
     await this.waitReady(READY_TIMEOUT_MS);
   }
 
-  get pid(): number {
-    return this.#child.pid;
-  }
-
   /** Wait until the broker lists itself in a Metadata answer. */
-  async waitReady(timeoutMs: number): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    let last = "no answer yet";
-    while (Date.now() < deadline) {
-      if (this.#exited) {
-        throw new Error(
-          `Kafka broker exited during startup (port ${this.#port}); ` +
-            `--- last 30 lines of ${this.logFile} ---\n${await this.tailLog(30)}`,
-        );
-      }
-      try {
-        if (await brokerListsItself(this.#port)) return;
-        last = "the broker does not list itself yet";
-      } catch (e) {
-        last = e instanceof Error ? e.message : String(e);
-      }
-      await new Promise((resolve) => setTimeout(resolve, 200));
-    }
-    throw new Error(
-      `Kafka broker did not answer on ${HOST}:${this.#port} within ${timeoutMs} ms (${last}); ` +
-        `--- last 30 lines of ${this.logFile} ---\n${await this.tailLog(30)}`,
-    );
-  }
-
-  async tailLog(lines = 30): Promise<string> {
-    try {
-      return lastLines(await Deno.readTextFile(this.logFile), lines);
-    } catch (e) {
-      return `(cannot read ${this.logFile}: ${e instanceof Error ? e.message : e})`;
-    }
-  }
-
-  stop(): Promise<void> {
-    this.#stopping ??= this.#stop();
-    return this.#stopping;
-  }
-
-  async #stop(): Promise<void> {
-    forgetOnUnload(this);
-    try {
-      await this.#terminate();
-    } finally {
-      await Deno.remove(this.#baseDir, { recursive: true }).catch(() => {});
-    }
-  }
-
-  /** SIGTERM, SIGKILL after 10 s; resolves once the process is gone. */
-  async #terminate(): Promise<void> {
-    const child = this.#child;
-    if (!this.#exited) {
-      child.kill("SIGTERM");
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const timedOut = new Promise<boolean>((resolve) => {
-        timer = setTimeout(() => resolve(true), STOP_TIMEOUT_MS);
-      });
-      const exited = child.status.then(() => false);
-      if (await Promise.race([exited, timedOut])) child.kill("SIGKILL");
-      clearTimeout(timer);
-    }
-    await child.status;
-  }
-
-  [Symbol.asyncDispose](): Promise<void> {
-    return this.stop();
-  }
-
-  /** Synchronous best-effort kill and removal, for the unload hook. */
-  killSync(): void {
-    forgetOnUnload(this);
-    try {
-      this.#child.kill("SIGKILL");
-    } catch { /* already gone */ }
-    try {
-      Deno.removeSync(this.#baseDir, { recursive: true });
-    } catch { /* best effort */ }
+  waitReady(timeoutMs: number): Promise<void> {
+    return this.pollReady({
+      what: "Kafka broker",
+      address: `${HOST}:${this.#port}`,
+      detail: `port ${this.#port}`,
+      timeoutMs,
+      pollMs: 200,
+      check: async () =>
+        await brokerListsItself(this.#port) || "the broker does not list itself yet",
+    });
   }
 }
 
@@ -689,6 +557,9 @@ export interface ConsumedRecord {
   key: string | null;
   /** `null`: a tombstone. */
   value: string | null;
+  /** The key and value as bytes (binary formats such as Avro). */
+  keyBytes: Uint8Array | null;
+  valueBytes: Uint8Array | null;
   headers: Record<string, string>;
 }
 
@@ -738,6 +609,8 @@ export async function tailTopics(
           offset: Number(message.offset),
           key: message.key === null ? null : message.key.toString(),
           value: message.value === null ? null : message.value.toString(),
+          keyBytes: message.key === null ? null : new Uint8Array(message.key),
+          valueBytes: message.value === null ? null : new Uint8Array(message.value),
           headers,
         });
         return Promise.resolve();
