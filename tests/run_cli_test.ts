@@ -168,17 +168,10 @@ Deno.test("spillway run: bad --from-lsn, --log-level and --reset-slot combinatio
       assert.equal(result.code, 2, `${flags.join(" ")}: ${result.stderr}`);
       assert.match(result.stderr, message);
     }
-    // A transform that cannot load, and settings for what this version does not have yet, are
-    // refused, never skipped silently.
+    // A transform that cannot load, and settings for what this version does not have yet (two
+    // phase), are refused, never skipped silently.
     const unsupported: [string, string[], RegExp][] = [
       ["transform", [], /Cannot load transform .*t\.ts: .*t\.ts cannot be read/],
-      [
-        "avro",
-        [
-          "kafka: { brokers: [localhost:9092], format: debezium-avro, schema_registry: http://localhost:8081 }",
-        ],
-        /kafka sink: format debezium-avro is not available/,
-      ],
       ["two_phase", [], /source\.two_phase: true: sinks would get a prepared transaction/],
     ];
     for (const [name, sinks, message] of unsupported) {

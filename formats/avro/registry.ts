@@ -131,6 +131,22 @@ export class SchemaRegistryClient {
     }
   }
 
+  /** The subject's latest schema; `null` when it has none. */
+  async latest(subject: string): Promise<AvroSchema | null> {
+    try {
+      const answer = await this.#call(
+        "GET",
+        `/subjects/${encodeURIComponent(subject)}/versions/latest`,
+        undefined,
+        `reading the latest schema of subject ${subject}`,
+      ) as { schema?: unknown };
+      return typeof answer.schema === "string" ? JSON.parse(answer.schema) as AvroSchema : null;
+    } catch (error) {
+      if (error instanceof RegistryError && error.status === 404) return null;
+      throw error;
+    }
+  }
+
   /** The subject's compatibility level (the registry's global one when it has none of its own). */
   async level(subject: string): Promise<string> {
     const answer = await this.#call(

@@ -26,7 +26,11 @@ import type { TableFactsRegistry } from "../../decoder/table_facts.ts";
 import type { TypeRegistry } from "../../decoder/types/registry.ts";
 import type { KafkaSinkConfig } from "../../config/mod.ts";
 import type { SinkRecord } from "../../events.ts";
-import { DebeziumFormat } from "../../formats/debezium.ts";
+import { DebeziumFormat, type EncodedRecord } from "../../formats/debezium.ts";
+import { DebeziumAvroFormat, type SubjectSchema } from "../../formats/avro/debezium_avro.ts";
+import { RegistryError, SchemaRegistryClient } from "../../formats/avro/registry.ts";
+import type { AvroSchema } from "../../formats/avro/schema.ts";
+import type { MessageEvent, TransactionInfo } from "../../events.ts";
 import { JsonRenderer } from "../../formats/json.ts";
 import { JsonWriter } from "../../formats/json_writer.ts";
 import { writeJsonLine } from "../../formats/json.ts";
@@ -64,6 +68,16 @@ export interface KafkaSinkOptions {
   deadLetterTopic?: string;
 }
 
+/** What the sink needs of an envelope format: Debezium's, in JSON or in Avro. */
+interface Envelope {
+  begin(tx: TransactionInfo): EncodedRecord;
+  beginSilently(tx: TransactionInfo): void;
+  committed(endLsn: Lsn): void;
+  end(tx: TransactionInfo, endLsn: Lsn): EncodedRecord;
+  change(record: Extract<SinkRecord, { kind: "change" }>, tombstones: boolean): EncodedRecord[];
+  message(event: MessageEvent): EncodedRecord;
+}
+
 /** Spillway's version in `source.version`. */
 export const SPILLWAY_VERSION = "0.1.0";
 
@@ -73,7 +87,13 @@ export class KafkaSink implements Sink {
   readonly config: KafkaSinkConfig;
   readonly #options: KafkaSinkOptions;
   readonly #log: Logger;
-  readonly #format: DebeziumFormat | null;
+  readonly #format: Envelope | null;
+  /** `debezium-avro`: the format, its registry, and the ids of the schemas registered. */
+  readonly #avro: DebeziumAvroFormat | null = null;
+  readonly #registry: SchemaRegistryClient | null = null;
+  readonly #schemaIds = new Map<AvroSchema, number>();
+  /** The value schema last registered per subject, to say what a refused change changed. */
+  readonly #lastSchemas = new Map<string, AvroSchema>();
   readonly #json: JsonRenderer | null;
   readonly #jsonOut = new JsonWriter();
   readonly #deadLetterJson: JsonRenderer;
@@ -108,11 +128,6 @@ export class KafkaSink implements Sink {
 
   constructor(options: KafkaSinkOptions) {
     const { config } = options;
-    if (config.format === "debezium-avro") {
-      throw new ConfigError(
-        "Cannot create the kafka sink: format debezium-avro is not available in this version; use debezium-json",
-      );
-    }
     this.#options = options;
     this.config = config;
     this.#log = options.log ?? silentLogger;
@@ -125,20 +140,48 @@ export class KafkaSink implements Sink {
     this.#transactionalId = config.exactlyOnce
       ? config.transactionalId ?? `spillway-${options.pipeline}`
       : null;
+    const envelope = {
+      serverName: prefix,
+      database: options.database,
+      transactionMetadata: config.transactionMetadata,
+      version: options.version ?? SPILLWAY_VERSION,
+      types: options.types,
+      tables: options.tables,
+    };
     if (config.format === "json") {
       this.#format = null;
       this.#json = new JsonRenderer(options.types);
+    } else if (config.format === "debezium-avro") {
+      const registry = config.schemaRegistry;
+      if (registry === null) {
+        throw new ConfigError(
+          "Cannot create the kafka sink: format debezium-avro needs schema_registry: { url }",
+        );
+      }
+      this.#json = null;
+      const avro = new DebeziumAvroFormat(envelope);
+      this.#avro = avro;
+      this.#registry = new SchemaRegistryClient({
+        url: registry.url,
+        username: registry.username ?? undefined,
+        password: registry.password ?? undefined,
+      });
+      const ids = (_subject: string, schema: AvroSchema) => {
+        const id = this.#schemaIds.get(schema);
+        if (id === undefined) throw new Error("BUG: an Avro schema was used before registering");
+        return id;
+      };
+      this.#format = {
+        begin: (tx) => avro.begin(tx, ids),
+        beginSilently: (tx) => avro.beginSilently(tx),
+        committed: (endLsn) => avro.committed(endLsn),
+        end: (tx, endLsn) => avro.end(tx, endLsn, ids),
+        change: (record, tombstones) => avro.change(record, tombstones, ids),
+        message: (event) => avro.message(event, ids),
+      };
     } else {
       this.#json = null;
-      this.#format = new DebeziumFormat({
-        serverName: prefix,
-        database: options.database,
-        schemas: config.schemas,
-        transactionMetadata: config.transactionMetadata,
-        version: options.version ?? SPILLWAY_VERSION,
-        types: options.types,
-        tables: options.tables,
-      });
+      this.#format = new DebeziumFormat({ ...envelope, schemas: config.schemas });
     }
   }
 
@@ -217,6 +260,7 @@ export class KafkaSink implements Sink {
     if (this.#fatal !== null) throw this.#fatal;
     const batcher = this.#batcher;
     if (batcher === null) throw new Error(`${this.name} is not open`);
+    if (this.#avro !== null) await this.#registerSchemas(records);
     const messages: (OutMessage | Marker)[] = [];
     for (const record of records) {
       try {
@@ -245,6 +289,65 @@ export class KafkaSink implements Sink {
       throw error;
     }
     for (const message of messages) if ("topic" in message) this.#written++;
+  }
+
+  /**
+   * `debezium-avro`: registers the schemas these records are written with that are not
+   * registered yet. The registry tests each against its subject's compatibility level; one it
+   * refuses stops the sink, naming the table, the subject, the level and what changed, before
+   * anything of the write is sent (so the slot stays before the change). A registry that is
+   * down or failing is waited for, as a broker is.
+   */
+  async #registerSchemas(records: readonly SinkRecord[]): Promise<void> {
+    const avro = this.#avro!;
+    const needed: { schema: SubjectSchema; table: string | null }[] = [];
+    const fixed = avro.fixedSchemas();
+    for (const record of records) {
+      if (record.kind === "change") {
+        const table = `${record.event.source.schema}.${record.event.source.table}`;
+        for (const schema of avro.schemasOf(record)) needed.push({ schema, table });
+      } else if (record.kind === "message") {
+        for (const schema of fixed.message) needed.push({ schema, table: null });
+      } else if (record.kind === "begin" && this.config.transactionMetadata) {
+        for (const schema of fixed.transaction) needed.push({ schema, table: null });
+      }
+    }
+    const registry = this.#registry!;
+    for (const { schema: { subject, schema }, table } of needed) {
+      if (this.#schemaIds.has(schema)) continue;
+      try {
+        const id = await this.#untilReachable(
+          `registering the schema of subject ${subject}`,
+          async () => {
+            try {
+              return await registry.register(subject, schema);
+            } catch (error) {
+              throw error instanceof RegistryError
+                ? new KafkaSinkError(error.message, { retriable: error.retriable, cause: error })
+                : error;
+            }
+          },
+        );
+        this.#schemaIds.set(schema, id);
+        this.#lastSchemas.set(subject, schema);
+      } catch (error) {
+        const refused = error instanceof KafkaSinkError &&
+          (error.cause as RegistryError | undefined)?.status === 409;
+        if (!refused) throw this.#fatal = error as Error;
+        const level = await registry.level(subject).catch(() => "its compatibility level");
+        const before = this.#lastSchemas.get(subject) ??
+          await registry.latest(subject).catch(() => undefined) ?? undefined;
+        const change = before === undefined ? "" : ` (${describeChange(before, schema)})`;
+        throw this.#fatal = new KafkaSinkError(
+          `Cannot write the changes of ${
+            table ?? subject
+          } as Avro: the schema registry refused its new schema under subject ${subject}, whose compatibility level is ${level}${change}: ${
+            (error as Error).message
+          }. Make the change compatible (a new column nullable or with a default), or change the subject's compatibility level, then restart: the slot was not moved past the change`,
+          { retriable: false, cause: error },
+        );
+      }
+    }
   }
 
   /** Exactly-once: whether a transaction is at or before the checkpoint Kafka holds. */
@@ -457,6 +560,7 @@ export class KafkaSink implements Sink {
 
   async close(): Promise<void> {
     this.#closed = true;
+    this.#registry?.close();
     if (this.#batcher !== null) await this.#batcher.close();
     else await this.#producer?.close();
     this.#producer = null;
@@ -482,4 +586,36 @@ function textHeaders(headers: Record<string, string>): Headers {
   const out: Headers = new Map();
   for (const name in headers) out.set(headerBytes(name), headerBytes(headers[name]!));
   return out;
+}
+
+/**
+ * What a table's new value schema changes, column by column, against the one registered before
+ * (the fields of the envelope's `before`/`after` record).
+ */
+function describeChange(before: AvroSchema, after: AvroSchema): string {
+  const columns = (schema: AvroSchema) => {
+    const fields = (schema as { fields?: { name: string; type: unknown }[] }).fields ?? [];
+    const row = fields.find((field) => field.name === "before")?.type;
+    const record = Array.isArray(row) ? row.find((branch) => typeof branch === "object") : row;
+    return new Map(
+      ((record as { fields?: { name: string; type: unknown; default?: unknown }[] })?.fields ?? [])
+        .map((field) => [field.name, field]),
+    );
+  };
+  const old = columns(before);
+  const now = columns(after);
+  const parts: string[] = [];
+  for (const [name, field] of now) {
+    if (!old.has(name)) {
+      parts.push(
+        `column ${name} added${
+          "default" in field ? "" : " without a default, so older records have no value for it"
+        }`,
+      );
+    } else if (JSON.stringify(old.get(name)!.type) !== JSON.stringify(field.type)) {
+      parts.push(`column ${name} changed type`);
+    }
+  }
+  for (const name of old.keys()) if (!now.has(name)) parts.push(`column ${name} dropped`);
+  return parts.length === 0 ? "no column change found" : parts.join("; ");
 }

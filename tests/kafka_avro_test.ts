@@ -1,0 +1,136 @@
+/**
+ * The Kafka sink with `format: debezium-avro` against a real PostgreSQL 17, a real Kafka broker
+ * and a real schema registry (Apicurio Registry 3.3.3, Confluent-compatible API): records in
+ * Confluent's wire format whose schema ids the registry resolves, decoded with the registry's
+ * copy of the schema by avsc (an independent Avro implementation) into the payload Debezium's
+ * JSON would carry; a compatible column change (a nullable column) registers a new version
+ * and goes on; an incompatible one under BACKWARD (a NOT NULL column without a default) stops
+ * the pipeline naming the table, the subject, the level and the change, with the slot left
+ * before it; after the operator sets the subject to NONE, a restart writes it.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { startKafka } from "../testing/kafka.ts";
+import { startRegistry } from "../testing/registry.ts";
+import { sharedServers } from "./_replication.ts";
+import { consume, type Consumed, ordered } from "./_kafka.ts";
+import { SchemaRegistryClient } from "../formats/avro/registry.ts";
+import { asNumbers, avscType } from "../formats/avro/testdata/avsc.ts";
+import { parseLsn } from "../decoder/lsn.ts";
+import {
+  dropItemsPipeline,
+  itemsPipelineYaml,
+  Poller,
+  releasedConfirmed,
+  startRunner,
+} from "./_runner_util.ts";
+
+const { server, stopAll } = sharedServers({ settings: { autovacuum: "off" } });
+
+/** The schema id of a record in Confluent's wire format, and its Avro body. */
+function unwire(bytes: Uint8Array): { id: number; body: Uint8Array } {
+  assert.equal(bytes[0], 0, "magic byte");
+  return {
+    id: new DataView(bytes.buffer, bytes.byteOffset).getInt32(1),
+    body: bytes.subarray(5),
+  };
+}
+
+/** Decodes records with the schemas the registry holds for their ids. */
+async function decode(registryUrl: string, bytes: Uint8Array): Promise<Record<string, unknown>> {
+  const { id, body } = unwire(bytes);
+  const response = await fetch(`${registryUrl}/schemas/ids/${id}`);
+  assert.equal(response.status, 200, `schema ${id}`);
+  const { schema } = await response.json() as { schema: string };
+  return avscType(JSON.parse(schema)).decode(body) as Record<string, unknown>;
+}
+
+Deno.test("kafka avro: wire format with registry ids, compatible and refused column changes, restart after the level changes", async () => {
+  const pg = await server();
+  await using kafka = await startKafka();
+  await using registry = await startRegistry();
+  const poller = new Poller(pg);
+  const name = "kavro";
+  const topic = `${name}.public.${name}_items`;
+  const yaml = itemsPipelineYaml(pg, name, {
+    sinks: [
+      `kafka: { brokers: [${
+        kafka.brokers[0]
+      }], format: debezium-avro, schema_registry: "${registry.url}" }`,
+    ],
+  });
+  const client = new SchemaRegistryClient({ url: registry.url });
+  try {
+    await pg.psql(
+      `CREATE TABLE ${name}_items (id bigint PRIMARY KEY, name text NOT NULL, price numeric(10,2), at timestamptz)`,
+    );
+    let records: Consumed[] = [];
+    let running = await startRunner(yaml);
+    try {
+      await pg.psql(
+        `INSERT INTO ${name}_items VALUES (1, 'one', 1.50, '2024-02-29 13:45:00.5+00'), (9007199254740993, 'big', NULL, NULL);
+         ALTER TABLE ${name}_items ADD COLUMN note text;
+         INSERT INTO ${name}_items VALUES (3, 'three', 3.00, NULL, 'nullable column');`,
+      );
+      records = await consume(kafka.brokers, [topic], 3);
+    } finally {
+      await running.stop();
+    }
+    const changes = ordered(records, topic);
+    const values = (await Promise.all(changes.map((r) => decode(registry.url, r.valueBytes!))))
+      .map((v) => asNumbers(v) as Record<string, unknown>);
+    const keys = await Promise.all(changes.map((r) => decode(registry.url, r.keyBytes!)));
+    // int8 past 2^53, exact.
+    assert.deepEqual(keys.map((k) => k.id), [1n, 9007199254740993n, 3n]);
+    assert.deepEqual(values.map((v) => v.op), ["c", "c", "c"]);
+    const first = values[0]!.after as Record<string, unknown>;
+    assert.equal(first.name, "one");
+    assert.equal(first.at, "2024-02-29T13:45:00.500000Z");
+    assert.equal((values[2]!.after as Record<string, unknown>).note, "nullable column");
+    // Two versions of the value subject: the nullable column was compatible.
+    const versions = await (await fetch(`${registry.url}/subjects/${topic}-value/versions`)).json();
+    assert.deepEqual(versions.length, 2);
+
+    // A NOT NULL column without a default breaks BACKWARD (the registry's default level).
+    await client.setLevel(`${topic}-value`, "BACKWARD");
+    running = await startRunner(yaml);
+    await pg.psql(
+      `ALTER TABLE ${name}_items ADD COLUMN sku text NOT NULL DEFAULT 'x';
+       ALTER TABLE ${name}_items ALTER COLUMN sku DROP DEFAULT;
+       INSERT INTO ${name}_items VALUES (4, 'four', NULL, NULL, NULL, 'sku-4');`,
+    );
+    const insertEnd = parseLsn((await pg.psql("SELECT pg_current_wal_lsn()")).trim());
+    const failure = await running.ended;
+    assert.ok(failure instanceof Error, `the pipeline did not stop: ${failure}`);
+    assert.match(failure.message, new RegExp(`public\\.${name}_items`));
+    assert.match(failure.message, new RegExp(`subject ${topic.replaceAll(".", "\\.")}-value`));
+    assert.match(failure.message, /BACKWARD/);
+    assert.match(failure.message, /column sku added without a default/);
+    assert.match(failure.message, /slot was not moved past the change/);
+    const confirmed = await releasedConfirmed(poller, `${name}_slot`);
+    assert.ok(confirmed < insertEnd, "the slot moved past the refused change");
+
+    // The operator relaxes the level; a restart writes the change.
+    await client.setLevel(`${topic}-value`, "NONE");
+    running = await startRunner(yaml);
+    try {
+      records = await consume(kafka.brokers, [topic], 4);
+    } finally {
+      await running.stop();
+    }
+    const last = await decode(registry.url, ordered(records, topic).at(-1)!.valueBytes!);
+    assert.equal((last.after as Record<string, unknown>).sku, "sku-4");
+  } finally {
+    client.close();
+    await dropItemsPipeline(pg, poller, name);
+  }
+});
+
+Deno.test({
+  name: "kafka avro: stop the shared servers",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: stopAll,
+});
