@@ -52,7 +52,8 @@ import { latencyOf, type LatencySummary } from "./_pipeline_run.ts";
 import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
 import { join } from "node:path";
-import { startKafka } from "../testing/kafka.ts";
+import { type KafkaBroker, startKafka, topicBytesOnDisk } from "../testing/kafka.ts";
+import { startRegistry } from "../testing/registry.ts";
 import { debeziumClassPath, runDebezium } from "../testing/debezium.ts";
 import { DEFAULT_MODE, type Load, loadSingle, startContext } from "./pipeline.ts";
 import type { Context } from "./pipeline.ts";
@@ -105,7 +106,8 @@ Options:
   --variants LIST      run only some drains of single and txns (comma-separated):
                        sp_alo_s, sp_alo_n, sp_eos_s (Spillway at-least-once schemas true,
                        false; exactly-once schemas true), dbz_s, dbz_n (Debezium schemas
-                       true, false), recv (pg_recvlogical); default all
+                       true, false), recv (pg_recvlogical), sp_avro (Spillway, Avro with
+                       a schema registry); default all but sp_avro
   --v8-flags FLAGS     V8 flags for Spillway (e.g. --max-old-space-size=128)
   --cpu-prof           run Spillway under --cpu-prof (profiles in bench/out/profiles/,
                        named after the drain's topic prefix)`;
@@ -134,12 +136,37 @@ export function kafkaBench(args: string[]): Promise<number> {
     name: "kafka",
     usage: USAGE,
     args,
-    parse: parseOptions,
-    run: async (options) => printResults(await measure(options)),
+    parse: (args) => parseOptions(args, { parts: PARTS, variants: DEFAULT_VARIANTS }),
+    run: async (options) => printResults(await measure(options), "debezium"),
   });
 }
 
-function parseOptions(args: string[]): Options {
+const AVRO_USAGE = `deno task bench avro [options]
+
+The 1,000,000-row transaction of bench kafka into the local broker as Avro (with a schema
+registry: Apicurio Registry 3.3.3) and as JSON without and with the embedded schema, in the
+same run: rows/s and bytes per event on the broker's disk. The last line is
+"avro/json throughput ratio: <R>" (Avro rows/s ÷ JSON without schema rows/s).
+
+Options: as bench kafka (--rows, --reps, --only, --variants, --v8-flags, --cpu-prof);
+default --only single --variants sp_avro,sp_alo_n,sp_alo_s.`;
+
+/** Runs the Avro benchmark (Avro against JSON into Kafka); returns the exit code. */
+export function avroBench(args: string[]): Promise<number> {
+  return runBenchmark({
+    name: "avro",
+    usage: AVRO_USAGE,
+    args,
+    parse: (args) =>
+      parseOptions(args, { parts: ["single"], variants: ["sp_avro", "sp_alo_n", "sp_alo_s"] }),
+    run: async (options) => printResults(await measure(options), "avro"),
+  });
+}
+
+function parseOptions(
+  args: string[],
+  defaults: { parts: readonly Part[]; variants: readonly string[] },
+): Options {
   const { values } = parseArgs({
     args,
     options: {
@@ -173,17 +200,18 @@ function parseOptions(args: string[]): Options {
     reps: integer("reps", values.reps, 1, MAX_REPS),
     latencySeconds: integer("latency-seconds", values["latency-seconds"], 1),
     rate: integer("rate", values.rate, 1),
-    parts: parseParts(values.only, PARTS),
-    variants: parseVariants(values.variants),
+    parts: values.only === undefined ? [...defaults.parts] : parseParts(values.only, PARTS),
+    variants: values.variants === undefined
+      ? [...defaults.variants]
+      : parseVariants(values.variants),
     cpuProf: values["cpu-prof"],
     v8Flags: values["v8-flags"],
   };
 }
 
-/** The variant keys `--variants` names (all of them when it is absent). */
-function parseVariants(list: string | undefined): string[] {
+/** The variant keys `--variants` names. */
+function parseVariants(list: string): string[] {
   const keys = VARIANTS.map((variant) => variant.key);
-  if (list === undefined) return keys;
   const chosen = list.split(",").map((key) => key.trim()).filter((key) => key !== "");
   for (const key of chosen) {
     if (!keys.includes(key)) throw new Error(`--variants takes ${keys.join(", ")}, not "${key}"`);
@@ -204,22 +232,42 @@ interface Variant {
   /** JsonConverter schemas (Spillway's `schemas`, Debezium's `schemas.enable`). */
   schemas: boolean;
   exactlyOnce: boolean;
+  /** Spillway's format; Debezium's runs are JSON. */
+  format: "debezium-json" | "debezium-avro";
   label: string;
 }
 
+const JSON_FORMAT = "debezium-json" as const;
+
 const VARIANTS: readonly Variant[] = ([
-  { key: "sp_alo_s", tool: "spillway", schemas: true, exactlyOnce: false, label: "" },
-  { key: "dbz_s", tool: "debezium", schemas: true, exactlyOnce: false, label: "" },
-  { key: "recv", tool: "pg_recvlogical", schemas: false, exactlyOnce: false, label: "" },
-  { key: "sp_alo_n", tool: "spillway", schemas: false, exactlyOnce: false, label: "" },
-  { key: "dbz_n", tool: "debezium", schemas: false, exactlyOnce: false, label: "" },
-  { key: "sp_eos_s", tool: "spillway", schemas: true, exactlyOnce: true, label: "" },
-] satisfies Variant[] as Variant[]).map((variant) => ({
+  { key: "sp_alo_s", tool: "spillway", schemas: true, exactlyOnce: false },
+  { key: "dbz_s", tool: "debezium", schemas: true, exactlyOnce: false },
+  { key: "recv", tool: "pg_recvlogical", schemas: false, exactlyOnce: false },
+  { key: "sp_alo_n", tool: "spillway", schemas: false, exactlyOnce: false },
+  { key: "dbz_n", tool: "debezium", schemas: false, exactlyOnce: false },
+  { key: "sp_eos_s", tool: "spillway", schemas: true, exactlyOnce: true },
+  {
+    key: "sp_avro",
+    tool: "spillway",
+    schemas: false,
+    exactlyOnce: false,
+    format: "debezium-avro",
+  },
+] satisfies (Omit<Variant, "label" | "format"> & { format?: Variant["format"] })[] as (
+  & Omit<Variant, "label" | "format">
+  & { format?: Variant["format"] }
+)[]).map((variant) => ({
   ...variant,
+  format: variant.format ?? JSON_FORMAT,
   label: variant.tool === "pg_recvlogical"
     ? "-"
+    : variant.format === "debezium-avro"
+    ? "at-least-once, avro"
     : `${variant.exactlyOnce ? "exactly-once" : "at-least-once"}, schemas ${variant.schemas}`,
 }));
+
+/** What `deno task bench kafka` drains unless `--variants` says otherwise (Avro: bench avro). */
+const DEFAULT_VARIANTS = VARIANTS.filter((v) => v.format === JSON_FORMAT).map((v) => v.key);
 
 /** One timed drain. */
 interface Drain extends RunTimes {
@@ -236,6 +284,8 @@ interface Drain extends RunTimes {
   debeziumElapsedSeconds?: number;
   /** Why the drain failed; its times are then NaN. */
   error?: string;
+  /** The topic's log segments on the broker's disk ÷ rows (batch headers included). */
+  bytesPerEvent?: number;
 }
 
 interface LatencyResult {
@@ -278,6 +328,9 @@ interface Bench {
   drains: Drain[];
   cpuProf: boolean;
   v8Flags: string | undefined;
+  kafka: KafkaBroker;
+  /** The schema registry of the Avro drains; `null` when none runs. */
+  registryUrl: string | null;
 }
 
 async function measure(options: Options): Promise<Results> {
@@ -301,6 +354,7 @@ async function measure(options: Options): Promise<Results> {
     cpuProf: false,
     progress,
   });
+  await using registry = options.variants.includes("sp_avro") ? await startRegistry() : null;
   const restorePath = await wrapJava(context.work);
   const admin = new KafkaAdmin(kafka.brokers);
   await admin.connect();
@@ -313,6 +367,8 @@ async function measure(options: Options): Promise<Results> {
     drains: [],
     cpuProf: options.cpuProf,
     v8Flags: options.v8Flags,
+    kafka,
+    registryUrl: registry?.url ?? null,
   };
   const loads: Partial<Record<Part, Load>> = {};
   let latency: LatencyResult | null = null;
@@ -562,6 +618,7 @@ async function drainOnce(
     await watch.stop();
   }
   drain.check = await checkTopic(bench, topic, load.rows, variant.exactlyOnce);
+  drain.bytesPerEvent = await topicBytesOnDisk(bench.kafka, topic) / load.rows;
   await bench.admin.delete(topic);
   return drain;
 }
@@ -596,13 +653,15 @@ function pipelineYaml(
   name: string,
   slot: string,
   tables: string[],
-  variant: { schemas: boolean; exactlyOnce: boolean },
+  variant: { schemas: boolean; exactlyOnce: boolean; format: Variant["format"] },
 ): string {
   const sink = {
     brokers: bench.brokers,
     partitions: PARTITIONS,
     schemas: variant.schemas,
     exactly_once: variant.exactlyOnce,
+    format: variant.format,
+    ...(variant.format === "debezium-avro" ? { schema_registry: bench.registryUrl } : {}),
   };
   return [
     `name: ${name}`,
@@ -648,7 +707,11 @@ async function measureLatency(
   const file = join(context.work, `${name}.yaml`);
   await Deno.writeTextFile(
     file,
-    pipelineYaml(bench, name, slot, ["public.ticks"], { schemas: true, exactlyOnce: false }),
+    pipelineYaml(bench, name, slot, ["public.ticks"], {
+      schemas: true,
+      exactlyOnce: false,
+      format: JSON_FORMAT,
+    }),
   );
   progress(`Latency: pgbench at ${options.rate} tx/s for ${options.latencySeconds} s`);
   const watch = new SlotWatch(
@@ -739,7 +802,7 @@ async function measureLatency(
 // ---------------------------------------------------------------------------------------------
 // Report
 
-function printResults(results: Results): void {
+function printResults(results: Results, headline: "debezium" | "avro"): void {
   const header = ["workload", "tool", "variant", ...RUN_COLUMNS, "vs recv"];
   const rows: string[][] = [];
   const rates: Record<string, number> = {};
@@ -851,7 +914,30 @@ function printResults(results: Results): void {
       }`,
     );
   }
-  writeResults("kafka", { ...results, rates });
+  const sizes = results.drains.filter((d) => d.bytesPerEvent !== undefined);
+  if (sizes.length > 0) {
+    console.log(
+      `bytes per event on the broker's disk: ${
+        sizes.map((d) =>
+          `${d.workload} ${VARIANTS.find((v) => v.key === d.variant)?.label} rep ${d.rep}: ${
+            d.bytesPerEvent!.toFixed(0)
+          }`
+        ).join("; ")
+      }`,
+    );
+  }
+  writeResults(headline === "avro" ? "avro" : "kafka", { ...results, rates });
+  if (headline === "avro") {
+    const avro = rates["single|sp_avro"];
+    const json = rates["single|sp_alo_n"];
+    console.log("Headline: Avro rows/s / JSON without schema rows/s, one transaction.");
+    console.log(
+      `avro/json throughput ratio: ${
+        avro === undefined || json === undefined ? "n/a" : (avro / json).toFixed(2)
+      }`,
+    );
+    return;
+  }
   const spillway = rates["single|sp_alo_s"];
   const debezium = rates["single|dbz_s"];
   console.log(

@@ -21,6 +21,8 @@ Benchmarks:
   kafka    the Kafka sink (spillway run) vs Debezium into the same local broker, and
            pg_recvlogical: a 1,000,000-row transaction and 1,000-row transactions (schemas
            true/false, exactly-once), commit-to-consumer latency at 1,000 tx/s, peak RSS
+  avro     the Kafka sink's Avro (with a schema registry) vs its JSON without and with the
+           schema: rows/s and bytes per event of a 1,000,000-row transaction
 
 Run "deno task bench <name> --help" for a benchmark's options.`;
 
@@ -51,6 +53,10 @@ export async function main(args: string[]): Promise<number> {
     case "kafka": {
       const { kafkaBench } = await import("./kafka.ts");
       return await kafkaBench(rest);
+    }
+    case "avro": {
+      const { avroBench } = await import("./kafka.ts");
+      return await avroBench(rest);
     }
     case "help":
     case "-h":

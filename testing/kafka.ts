@@ -32,7 +32,7 @@
  * @module
  */
 
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { Kafka, logLevel } from "npm:kafkajs@2.2.4";
 import { freePort, lastLines } from "./embedded_postgres.ts";
 import { type Artifact, cachedJars, checkJava, runTool } from "./_java.ts";
@@ -544,6 +544,24 @@ async function readExactly(conn: Deno.Conn, n: number): Promise<Uint8Array> {
     filled += read;
   }
   return out;
+}
+
+/**
+ * Bytes of `topic`'s log segments on the broker's disk (all partitions): what its records take
+ * as the broker stores them, batch headers included.
+ */
+export async function topicBytesOnDisk(broker: KafkaBroker, topic: string): Promise<number> {
+  const data = join(dirname(broker.logFile), "data");
+  let bytes = 0;
+  for await (const dir of Deno.readDir(data)) {
+    if (!dir.name.startsWith(`${topic}-`)) continue;
+    for await (const file of Deno.readDir(join(data, dir.name))) {
+      if (file.name.endsWith(".log")) {
+        bytes += (await Deno.stat(join(data, dir.name, file.name))).size;
+      }
+    }
+  }
+  return bytes;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -8,12 +8,12 @@
  */
 
 import assert from "node:assert/strict";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { Kafka, logLevel } from "npm:kafkajs@2.2.4";
 import { parsePipelineConfig } from "../config/mod.ts";
 import { EVENT_RELATION, type SinkRecord } from "../events.ts";
 import { KafkaSink } from "../sinks/kafka/mod.ts";
-import { startKafka } from "../testing/kafka.ts";
+import { startKafka, topicBytesOnDisk } from "../testing/kafka.ts";
 import { sharedServers } from "./_replication.ts";
 import { consume, type Consumed, ordered } from "./_kafka.ts";
 import { lsn, parseLsn } from "../decoder/lsn.ts";
@@ -294,19 +294,7 @@ Deno.test("kafka sink: every compression the config offers is taken by the broke
     ],
   };
   /** Bytes of `topic` in the broker's log segments. */
-  const onDisk = async (topic: string) => {
-    const data = join(dirname(kafka.logFile), "data");
-    let bytes = 0;
-    for await (const dir of Deno.readDir(data)) {
-      if (!dir.name.startsWith(`${topic}-`)) continue;
-      for await (const file of Deno.readDir(join(data, dir.name))) {
-        if (file.name.endsWith(".log")) {
-          bytes += (await Deno.stat(join(data, dir.name, file.name))).size;
-        }
-      }
-    }
-    return bytes;
-  };
+  const onDisk = (topic: string) => topicBytesOnDisk(kafka, topic);
   const sizes = new Map<string, number>();
   // "none" first: the size the compressed batches are held against.
   for (const compression of ["none", "gzip", "snappy", "lz4", "zstd"]) {
