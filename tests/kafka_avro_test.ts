@@ -19,6 +19,9 @@ import { consume, type Consumed, ordered } from "./_kafka.ts";
 import { SchemaRegistryClient } from "../formats/avro/registry.ts";
 import { asNumbers, avscType } from "../formats/avro/testdata/avsc.ts";
 import { parseLsn } from "../decoder/lsn.ts";
+import { HealthRegistry } from "../ops/health.ts";
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 import {
   dropItemsPipeline,
   itemsPipelineYaml,
@@ -124,6 +127,59 @@ Deno.test("kafka avro: wire format with registry ids, compatible and refused col
     assert.equal((last.after as Record<string, unknown>).sku, "sku-4");
   } finally {
     client.close();
+    await dropItemsPipeline(pg, poller, name);
+  }
+});
+
+Deno.test("kafka avro: a schema registry that is down is waited for (the sink reports failing, replication stays connected), then every row arrives", async () => {
+  const pg = await server();
+  await using kafka = await startKafka();
+  await using registry = await startRegistry();
+  const poller = new Poller(pg);
+  const name = "kavrodown";
+  const topic = `${name}.public.${name}_items`;
+  const health = new HealthRegistry();
+  try {
+    await pg.psql(`CREATE TABLE ${name}_items (id int PRIMARY KEY, name text)`);
+    const running = await startRunner(
+      itemsPipelineYaml(pg, name, {
+        sinks: [
+          `kafka: { brokers: [${
+            kafka.brokers[0]
+          }], format: debezium-avro, schema_registry: "${registry.url}" }`,
+        ],
+      }),
+      { health },
+    );
+    let records: Consumed[];
+    let failing: string | null = null;
+    try {
+      // Down before the first schema is registered: the first write waits for it.
+      const outage = registry.restart(8_000);
+      await sleep(500);
+      await pg.psql(`INSERT INTO ${name}_items SELECT g, 'n' || g FROM generate_series(1, 5) g`);
+      const until = Date.now() + 6_000;
+      while (Date.now() < until && failing === null) {
+        const report = await health.report();
+        const sink = Object.entries(report.checks).find(([check]) =>
+          check.startsWith("sink:kafka")
+        );
+        if (sink?.[1].status === "failing") failing = sink[1].detail ?? "failing";
+        await sleep(250);
+      }
+      await outage;
+      records = await consume(kafka.brokers, [topic], 5);
+      assert.equal(running.runner.source?.reconnects ?? -1, 0, "replication reconnected");
+    } finally {
+      await running.stop();
+    }
+    assert.ok(failing !== null, "the sink never reported failing while the registry was down");
+    assert.match(failing!, /[Ss]chema registry/);
+    const ids = await Promise.all(
+      ordered(records, topic).map(async (r) => (await decode(registry.url, r.keyBytes!)).id),
+    );
+    assert.deepEqual(ids, [1, 2, 3, 4, 5]);
+  } finally {
     await dropItemsPipeline(pg, poller, name);
   }
 });
