@@ -129,7 +129,7 @@ type SchemaRegistry = NonNullable<KafkaSinkConfig["schemaRegistry"]>;
 const registryUrl = string(REGISTRY_EXPECTED, HTTP_URL);
 
 const REGISTRY: SectionSpec<SchemaRegistry> = {
-  expected: `${REGISTRY_EXPECTED}, or a map with url, username and password`,
+  expected: `${REGISTRY_EXPECTED}, or a map with url, username, password, ca and subject_naming`,
   fields: {
     url: { key: "url", reader: registryUrl, required: REGISTRY_EXPECTED, doc: "Registry URL." },
     username: {
@@ -144,6 +144,21 @@ const REGISTRY: SectionSpec<SchemaRegistry> = {
       default: null,
       doc: "Password for basic authentication, best as ${VAR}; null for none.",
     },
+    ca: {
+      key: "ca",
+      reader: nullable(filePath("a path to a CA certificate file")),
+      default: null,
+      doc: "CA certificate file for an https registry, relative to the pipeline file; null " +
+        "for the system's.",
+    },
+    subjectNaming: {
+      key: "subject_naming",
+      reader: choice(["topic", "record", "topic_record"] as const),
+      default: "topic",
+      doc: "Subject of each schema: topic (<topic>-key/-value, TopicNameStrategy), record " +
+        "(the record's full name, RecordNameStrategy) or topic_record " +
+        "(<topic>-<record name>, TopicRecordNameStrategy).",
+    },
   },
 };
 
@@ -153,7 +168,9 @@ const SCHEMA_REGISTRY: Reader<SchemaRegistry> = {
   read: (checker, field) => {
     if (isMap(field.node)) return readSection(checker, field, REGISTRY);
     const url = registryUrl.read(checker, field);
-    return url === undefined ? undefined : { url, username: null, password: null };
+    return url === undefined
+      ? undefined
+      : { url, username: null, password: null, ca: null, subjectNaming: "topic" };
   },
 };
 

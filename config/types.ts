@@ -234,7 +234,15 @@ export interface KafkaSinkConfig {
   /** `null` (default): derived from the pipeline name. */
   transactionalId: string | null;
   /** Required for `debezium-avro`. */
-  schemaRegistry: { url: string; username: string | null; password: string | null } | null;
+  schemaRegistry: {
+    url: string;
+    username: string | null;
+    password: string | null;
+    /** CA certificate file (resolved) for an https registry; `null`: the system's. */
+    ca: string | null;
+    /** `topic`: TopicNameStrategy; `record`: RecordNameStrategy; `topic_record`: both. */
+    subjectNaming: "topic" | "record" | "topic_record";
+  } | null;
   /** Default `"all"`. */
   acks: "all" | 0 | 1;
   /** Default `"none"`. */

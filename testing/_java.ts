@@ -12,7 +12,14 @@
  */
 
 import { dirname, join } from "node:path";
-import { cacheRoot, lastLines, mkdirShared } from "./embedded_postgres.ts";
+import { fileURLToPath } from "node:url";
+import {
+  cacheRoot,
+  forgetOnUnload,
+  killOnUnload,
+  lastLines,
+  mkdirShared,
+} from "./embedded_postgres.ts";
 
 /** The tools the Java harnesses run. */
 export type JavaTool = "java" | "javac" | "mvn";
@@ -214,4 +221,143 @@ function fetchPom(what: string, dependencies: Artifact[]): string {
 
 function artifactJar(repo: string, d: Artifact): string {
   return join(repo, ...d.group.split("."), d.artifact, d.version, `${d.artifact}-${d.version}.jar`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Java programs under tests/: compiled once, run to their end
+
+/**
+ * The classes of the Java program at `program` (class `mainClass`), compiled with `javac`
+ * against `classpath` into `<home>/classes-<hash of the source>`: once per source, one
+ * compiler at a time across processes. Returns that folder.
+ */
+export async function compiledProgram(
+  what: string,
+  program: URL,
+  mainClass: string,
+  classpath: string,
+  home: string,
+): Promise<string> {
+  const path = fileURLToPath(program);
+  const source = await Deno.readFile(path);
+  const classes = join(home, `classes-${await shortHash(source)}`);
+  if (await exists(classes)) return classes;
+  await withFetchLock(home, async (work) => {
+    if (await exists(classes)) return;
+    const src = join(work, `${mainClass}.java`);
+    await Deno.writeFile(src, source);
+    const out = join(work, "classes");
+    await Deno.mkdir(out);
+    const args = ["--release", "17", "-nowarn", "-encoding", "UTF-8", "-cp", classpath];
+    const r = await runTool(what, "javac", [...args, "-d", out, src], work);
+    if (r.code !== 0) {
+      throw new Error(
+        `Cannot compile ${path} for ${what} (javac exit ${r.code}): fix the program, or install ` +
+          `a Java 17 JDK ("apt-get install openjdk-17-jdk-headless"):\n${lastLines(r.output, 40)}`,
+      );
+    }
+    await publishDir(out, classes);
+  });
+  return classes;
+}
+
+async function shortHash(bytes: Uint8Array<ArrayBuffer>): Promise<string> {
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+  return Array.from(digest.subarray(0, 8), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** A running JVM, killed if the module unloads first. */
+class Jvm {
+  readonly child: Deno.ChildProcess;
+  #exited = false;
+
+  constructor(child: Deno.ChildProcess) {
+    this.child = child;
+    child.status.then(() => this.#exited = true, () => this.#exited = true);
+  }
+
+  killSync(): void {
+    forgetOnUnload(this);
+    if (this.#exited) return;
+    try {
+      this.child.kill("SIGKILL");
+    } catch { /* already gone */ }
+  }
+}
+
+/** What {@linkcode runJava} saw. */
+export interface JavaRun {
+  code: number;
+  stdout: string;
+  /** Its last `stderrKeep` bytes. */
+  stderr: string;
+  /** It ran past `timeoutMs` and was killed. */
+  timedOut: boolean;
+}
+
+/**
+ * Runs `java args` to its end, killing it after `timeoutMs` (and if this process unloads
+ * first). `stdinOpen`: its stdin stays open and empty until it ends, so a program that exits
+ * when stdin closes dies with this process.
+ */
+export async function runJava(
+  what: string,
+  args: string[],
+  timeoutMs: number,
+  options: { stdinOpen?: boolean; stderrKeep?: number } = {},
+): Promise<JavaRun> {
+  await checkJava(what);
+  let child: Deno.ChildProcess;
+  try {
+    child = new Deno.Command("java", {
+      args,
+      stdin: options.stdinOpen ? "piped" : "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) throw notOnPath(what, "java");
+    throw e;
+  }
+  const jvm = new Jvm(child);
+  killOnUnload(jvm);
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    jvm.killSync();
+  }, timeoutMs);
+  try {
+    const [stdout, stderr, status] = await Promise.all([
+      collect(child.stdout, Infinity),
+      collect(child.stderr, options.stderrKeep ?? Infinity),
+      child.status,
+    ]);
+    return { code: status.code, stdout, stderr, timedOut };
+  } finally {
+    clearTimeout(timer);
+    forgetOnUnload(jvm);
+    if (options.stdinOpen) {
+      try {
+        await child.stdin.close();
+      } catch { /* already closed */ }
+    }
+  }
+}
+
+/** Read a stream to its end as text, keeping only its last `keep` bytes. */
+async function collect(stream: ReadableStream<Uint8Array>, keep: number): Promise<string> {
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for await (const chunk of stream) {
+    chunks.push(chunk);
+    size += chunk.length;
+    while (size > keep && chunks.length > 1) size -= chunks.shift()!.length;
+  }
+  const all = new Uint8Array(size);
+  let at = 0;
+  for (const chunk of chunks) {
+    all.set(chunk, at);
+    at += chunk.length;
+  }
+  return new TextDecoder().decode(all);
 }

@@ -24,20 +24,9 @@
  * @module
  */
 
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
-import { forgetOnUnload, killOnUnload, lastLines } from "./embedded_postgres.ts";
-import {
-  type Artifact,
-  cachedJars,
-  checkJava,
-  exists,
-  notOnPath,
-  once,
-  publishDir,
-  runTool,
-  withFetchLock,
-} from "./_java.ts";
+import { dirname } from "node:path";
+import { lastLines } from "./embedded_postgres.ts";
+import { type Artifact, cachedJars, compiledProgram, once, runJava } from "./_java.ts";
 
 /** The Debezium version the harness runs. */
 export const DEBEZIUM_VERSION = "3.6.3.Final";
@@ -188,9 +177,12 @@ export async function runDebezium(options: DebeziumOptions): Promise<DebeziumRes
   if (options.out !== undefined) args.push("--out", options.out);
   else args.push("--kafka", options.kafka!.join(","));
 
+  // stdin stays open and empty: the program exits when it closes (this process died).
   const { code, stdout, stderr, timedOut } = await runJava(
+    "Debezium",
     args,
     options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+    { stdinOpen: true, stderrKeep: STDERR_KEEP },
   );
   const tail = () => `--- last 30 lines of its stderr ---\n${lastLines(stderr, 30)}`;
   if (timedOut) {
@@ -221,131 +213,11 @@ export async function runDebezium(options: DebeziumOptions): Promise<DebeziumRes
 }
 
 // ---------------------------------------------------------------------------------------------
-// Running the JVM
-
-/** A running JVM, killed if the module unloads first. */
-class Jvm {
-  readonly child: Deno.ChildProcess;
-  #exited = false;
-
-  constructor(child: Deno.ChildProcess) {
-    this.child = child;
-    child.status.then(() => this.#exited = true, () => this.#exited = true);
-  }
-
-  killSync(): void {
-    forgetOnUnload(this);
-    if (this.#exited) return;
-    try {
-      this.child.kill("SIGKILL");
-    } catch { /* already gone */ }
-  }
-}
-
-async function runJava(
-  args: string[],
-  timeoutMs: number,
-): Promise<{ code: number; stdout: string; stderr: string; timedOut: boolean }> {
-  await checkJava("Debezium");
-  let child: Deno.ChildProcess;
-  try {
-    // stdin stays open and empty: the program exits when it closes (this process died).
-    child = new Deno.Command("java", { args, stdin: "piped", stdout: "piped", stderr: "piped" })
-      .spawn();
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) {
-      throw notOnPath("Debezium", "java");
-    }
-    throw e;
-  }
-  const jvm = new Jvm(child);
-  killOnUnload(jvm);
-  let timedOut = false;
-  const timer = setTimeout(() => {
-    timedOut = true;
-    jvm.killSync();
-  }, timeoutMs);
-  try {
-    const [stdout, stderr, status] = await Promise.all([
-      collect(child.stdout, Infinity),
-      collect(child.stderr, STDERR_KEEP),
-      child.status,
-    ]);
-    return { code: status.code, stdout, stderr, timedOut };
-  } finally {
-    clearTimeout(timer);
-    forgetOnUnload(jvm);
-    try {
-      await child.stdin.close();
-    } catch { /* already closed */ }
-  }
-}
-
-/** Read a stream to its end as text, keeping only its last `keep` bytes. */
-async function collect(stream: ReadableStream<Uint8Array>, keep: number): Promise<string> {
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for await (const chunk of stream) {
-    chunks.push(chunk);
-    size += chunk.length;
-    while (size > keep && chunks.length > 1) size -= chunks.shift()!.length;
-  }
-  const all = new Uint8Array(size);
-  let at = 0;
-  for (const chunk of chunks) {
-    all.set(chunk, at);
-    at += chunk.length;
-  }
-  return new TextDecoder().decode(all);
-}
-
-// ---------------------------------------------------------------------------------------------
 // Fetching the jars and compiling the program
 
 const prepare = once(async (): Promise<string> => {
   const libs = await cachedJars("Debezium", DEBEZIUM_VERSION, JARS);
   const home = dirname(libs);
-  const source = await Deno.readFile(fileURLToPath(PROGRAM));
-  const classes = join(home, `classes-${await shortHash(source)}`);
-  if (!await exists(classes)) {
-    // One compiler at a time, across processes.
-    await withFetchLock(home, async (work) => {
-      if (!await exists(classes)) await compile(work, libs, source, classes);
-    });
-  }
+  const classes = await compiledProgram("Debezium", PROGRAM, MAIN_CLASS, `${libs}/*`, home);
   return `${libs}/*:${classes}`;
 });
-
-async function compile(
-  work: string,
-  libs: string,
-  source: Uint8Array,
-  classes: string,
-): Promise<void> {
-  const src = join(work, `${MAIN_CLASS}.java`);
-  await Deno.writeFile(src, source);
-  const out = join(work, "classes");
-  await Deno.mkdir(out);
-  const r = await runTool("Debezium", "javac", [
-    "--release",
-    "17",
-    "-nowarn",
-    "-cp",
-    `${libs}/*`,
-    "-d",
-    out,
-    src,
-  ], work);
-  if (r.code !== 0) {
-    throw new Error(
-      `Cannot compile ${fileURLToPath(PROGRAM)} (javac exit ${r.code}):\n` +
-        lastLines(r.output, 40),
-    );
-  }
-  await publishDir(out, classes);
-}
-
-async function shortHash(bytes: Uint8Array<ArrayBuffer>): Promise<string> {
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
-  return Array.from(digest.subarray(0, 8), (b) => b.toString(16).padStart(2, "0")).join("");
-}

@@ -32,6 +32,7 @@ import { startPostgres } from "../testing/embedded_postgres.ts";
 import { type DebeziumRecord, runDebezium } from "../testing/debezium.ts";
 import { consume } from "./_kafka.ts";
 import { pipelineYaml, startRunner } from "./_runner_util.ts";
+import { differences } from "./_diff.ts";
 
 const PREFIX = "conf";
 
@@ -137,28 +138,6 @@ function withoutNature(value: unknown): unknown {
   }
   messagesLast(payload);
   return copy;
-}
-
-/** Every difference between two JSON values, as `path: a ≠ b` lines. */
-function differences(a: unknown, b: unknown, path = ""): string[] {
-  if (JSON.stringify(a) === JSON.stringify(b)) return [];
-  if (
-    a !== null && b !== null && typeof a === "object" && typeof b === "object" &&
-    Array.isArray(a) === Array.isArray(b)
-  ) {
-    const keys = [...new Set([...Object.keys(a), ...Object.keys(b)])];
-    const out = keys.flatMap((key) =>
-      differences(
-        (a as Record<string, unknown>)[key],
-        (b as Record<string, unknown>)[key],
-        `${path}.${key}`,
-      )
-    );
-    // Same members, another order: JsonConverter writes fields in schema order.
-    if (out.length === 0) return [`${path}: key order ${Object.keys(a)} ≠ ${Object.keys(b)}`];
-    return out;
-  }
-  return [`${path}: ${JSON.stringify(a)} ≠ ${JSON.stringify(b)}`];
 }
 
 Deno.test("debezium conformance: Spillway's Kafka records equal Debezium 3.6's, key and value, schema and payload, but for the fields that differ by nature", async () => {

@@ -5,7 +5,9 @@
  * Confluent's wire format (`encode.ts`). The caller registers each schema
  * ({@linkcode DebeziumAvroFormat.schemasOf}) and passes the registry's ids.
  *
- * Subjects follow Confluent's TopicNameStrategy: `<topic>-key` and `<topic>-value`.
+ * Subjects follow Confluent's strategies: TopicNameStrategy (`<topic>-key`, `<topic>-value`:
+ * the default), RecordNameStrategy (the record's full name) or TopicRecordNameStrategy
+ * (`<topic>-<record full name>`).
  *
  * How a record is made: the JSON form is rendered (`schemas: false`), read back (integers past
  * 2^53 exactly, through the source text), and written as Avro by the encoder compiled for the
@@ -33,6 +35,9 @@ export interface SubjectSchema {
   subject: string;
   schema: AvroSchema;
 }
+
+/** How subjects are named (Confluent's subject name strategies). */
+export type SubjectNaming = "topic" | "record" | "topic_record";
 
 /** The registry's id of a subject's schema (the caller registered it before). */
 export type SchemaIds = (subject: string, schema: AvroSchema) => number;
@@ -68,8 +73,21 @@ export class DebeziumAvroFormat {
     messageValue: ConnectSchema;
   } | null = null;
 
-  constructor(options: Omit<DebeziumFormatOptions, "schemas">) {
+  readonly #naming: SubjectNaming;
+
+  constructor(options: Omit<DebeziumFormatOptions, "schemas"> & { subjectNaming?: SubjectNaming }) {
     this.json = new DebeziumFormat({ ...options, schemas: false });
+    this.#naming = options.subjectNaming ?? "topic";
+  }
+
+  /** The subject of a topic's key or value schema under the naming strategy. */
+  subject(topic: string, part: "key" | "value", schema: AvroSchema): string {
+    if (this.#naming === "topic") return `${topic}-${part}`;
+    const named = schema as { name?: string; namespace?: string };
+    const record = named.namespace === undefined
+      ? String(named.name)
+      : `${named.namespace}.${named.name}`;
+    return this.#naming === "record" ? record : `${topic}-${record}`;
   }
 
   get transactionTopic(): string {
@@ -102,8 +120,11 @@ export class DebeziumAvroFormat {
   schemasOf(record: Extract<SinkRecord, { kind: "change" }>): SubjectSchema[] {
     const { key, value } = this.json.connectSchemas(record);
     const out: SubjectSchema[] = [];
-    if (key !== null) out.push({ subject: `${record.topic}-key`, schema: this.#compile(key).avro });
-    out.push({ subject: `${record.topic}-value`, schema: this.#compile(value).avro });
+    for (const [part, schema] of [["key", key], ["value", value]] as const) {
+      if (schema === null) continue;
+      const avro = this.#compile(schema).avro;
+      out.push({ subject: this.subject(record.topic, part, avro), schema: avro });
+    }
     return out;
   }
 
@@ -112,23 +133,27 @@ export class DebeziumAvroFormat {
     const fixed = this.#fixedSchemas();
     const tx = this.transactionTopic;
     const message = this.messageTopic;
+    const of = (topic: string, part: "key" | "value", schema: ConnectSchema) => {
+      const avro = this.#compile(schema).avro;
+      return { subject: this.subject(topic, part, avro), schema: avro };
+    };
     return {
-      transaction: [
-        { subject: `${tx}-key`, schema: this.#compile(fixed.txKey).avro },
-        { subject: `${tx}-value`, schema: this.#compile(fixed.txValue).avro },
-      ],
-      message: [
-        { subject: `${message}-key`, schema: this.#compile(fixed.messageKey).avro },
-        { subject: `${message}-value`, schema: this.#compile(fixed.messageValue).avro },
-      ],
+      transaction: [of(tx, "key", fixed.txKey), of(tx, "value", fixed.txValue)],
+      message: [of(message, "key", fixed.messageKey), of(message, "value", fixed.messageValue)],
     };
   }
 
-  #encode(subject: string, schema: ConnectSchema, json: Uint8Array, ids: SchemaIds): Uint8Array {
+  #encode(
+    topic: string,
+    part: "key" | "value",
+    schema: ConnectSchema,
+    json: Uint8Array,
+    ids: SchemaIds,
+  ): Uint8Array {
     const compiled = this.#compile(schema);
     const out = this.#out;
     out.reset();
-    writeWireHeader(out, ids(subject, compiled.avro));
+    writeWireHeader(out, ids(this.subject(topic, part, compiled.avro), compiled.avro));
     compiled.encode(out, readBack(json));
     return out.bytes();
   }
@@ -144,10 +169,10 @@ export class DebeziumAvroFormat {
       topic: encoded.topic,
       key: encoded.key === null || key === null
         ? null
-        : this.#encode(`${record.topic}-key`, key, encoded.key, ids),
+        : this.#encode(record.topic, "key", key, encoded.key, ids),
       value: encoded.value === null
         ? null
-        : this.#encode(`${record.topic}-value`, value, encoded.value, ids),
+        : this.#encode(record.topic, "value", value, encoded.value, ids),
     }));
   }
 
@@ -164,8 +189,8 @@ export class DebeziumAvroFormat {
     const topic = encoded.topic;
     return {
       topic,
-      key: this.#encode(`${topic}-key`, fixed.txKey, encoded.key!, ids),
-      value: this.#encode(`${topic}-value`, fixed.txValue, encoded.value!, ids),
+      key: this.#encode(topic, "key", fixed.txKey, encoded.key!, ids),
+      value: this.#encode(topic, "value", fixed.txValue, encoded.value!, ids),
     };
   }
 
@@ -175,8 +200,8 @@ export class DebeziumAvroFormat {
     const topic = encoded.topic;
     return {
       topic,
-      key: this.#encode(`${topic}-key`, fixed.messageKey, encoded.key!, ids),
-      value: this.#encode(`${topic}-value`, fixed.messageValue, encoded.value!, ids),
+      key: this.#encode(topic, "key", fixed.messageKey, encoded.key!, ids),
+      value: this.#encode(topic, "value", fixed.messageValue, encoded.value!, ids),
     };
   }
 

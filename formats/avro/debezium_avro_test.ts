@@ -45,3 +45,23 @@ Deno.test("DebeziumAvroFormat: subjects by topic, ids in the wire header, the pa
   ]);
   assert.deepEqual(fixed.message.map((s) => s.subject), ["shop.message-key", "shop.message-value"]);
 });
+
+Deno.test("DebeziumAvroFormat: subjects by record name, and by topic and record name", () => {
+  const options = { serverName: "shop", database: "postgres", version: "0" };
+  const [record] = orderRecords(1);
+  if (record?.kind !== "change") throw new Error("a change record");
+  const byRecord = new DebeziumAvroFormat({ ...options, subjectNaming: "record" });
+  assert.deepEqual(byRecord.schemasOf(record).map((s) => s.subject), [
+    "public.orders.Key",
+    "public.orders.Envelope",
+  ]);
+  const both = new DebeziumAvroFormat({ ...options, subjectNaming: "topic_record" });
+  assert.deepEqual(both.schemasOf(record).map((s) => s.subject), [
+    "public.orders-public.orders.Key",
+    "public.orders-public.orders.Envelope",
+  ]);
+  assert.deepEqual(both.fixedSchemas().message.map((s) => s.subject), [
+    "shop.message-io.debezium.connector.postgresql.MessageKey",
+    "shop.message-io.debezium.connector.postgresql.MessageValue",
+  ]);
+});

@@ -159,12 +159,13 @@ export class KafkaSink implements Sink {
         );
       }
       this.#json = null;
-      const avro = new DebeziumAvroFormat(envelope);
+      const avro = new DebeziumAvroFormat({ ...envelope, subjectNaming: registry.subjectNaming });
       this.#avro = avro;
       this.#registry = new SchemaRegistryClient({
         url: registry.url,
         username: registry.username ?? undefined,
         password: registry.password ?? undefined,
+        caCert: registry.ca === null ? undefined : readCa(registry.ca),
       });
       const ids = (_subject: string, schema: AvroSchema) => {
         const id = this.#schemaIds.get(schema);
@@ -618,4 +619,17 @@ function describeChange(before: AvroSchema, after: AvroSchema): string {
   }
   for (const name of old.keys()) if (!now.has(name)) parts.push(`column ${name} dropped`);
   return parts.length === 0 ? "no column change found" : parts.join("; ");
+}
+
+/** A registry's CA certificate, read when the sink is made. */
+function readCa(path: string): string {
+  try {
+    return Deno.readTextFileSync(path);
+  } catch (error) {
+    throw new ConfigError(
+      `Cannot read the schema registry's CA certificate ${path}: ${
+        (error as Error).message
+      }; fix schema_registry.ca`,
+    );
+  }
 }
