@@ -105,6 +105,13 @@ interface TableShape {
   defaults: string[];
   /** Placeholder JSON for an unchanged TOASTed value, per column. */
   unavailable: string[];
+  /** The same defaults and placeholders as values (for {@linkcode DebeziumFormat.changeValues}). */
+  defaultValues: JsonValue[];
+  unavailableValues: JsonValue[];
+  /** Column index by name. */
+  indexOf: Map<string, number>;
+  schemaName: string;
+  tableName: string;
   /** `"schema":"public","table":"orders","txId":` */
   sourceTail: string;
   dataCollection: string;
@@ -170,6 +177,8 @@ export class DebeziumFormat {
    * else the LSN's digits, quoted.
    */
   #lastCommit = "null";
+  /** The same as it stands in `sequence`'s value: `"123"`, or `null`. */
+  #lastCommitPlain = "null";
 
   constructor(options: DebeziumFormatOptions) {
     this.options = options;
@@ -201,25 +210,60 @@ export class DebeziumFormat {
     record: Extract<SinkRecord, { kind: "change" }>,
     tombstones = true,
   ): EncodedRecord[] {
+    return this.#records(
+      record,
+      tombstones,
+      (shape, key, relation) => this.#key(shape, key, relation),
+      (shape, event, op) => this.#value(shape, event, op),
+    );
+  }
+
+  /**
+   * The records of one change as {@linkcode change} gives them, with key and value as the
+   * values their JSON holds rather than bytes (integers past 2^53 and `ts_ns` as bigints): for
+   * another encoding of the same records (Avro). The same state moves (transaction numbering).
+   */
+  changeValues(
+    record: Extract<SinkRecord, { kind: "change" }>,
+    tombstones = true,
+  ): { topic: string; key: JsonValue | null; value: JsonValue | null }[] {
+    return this.#records(
+      record,
+      tombstones,
+      (shape, key) => this.#keyValue(shape, key),
+      (shape, event, op) => this.#payload(shape, event, op),
+    );
+  }
+
+  #records<T>(
+    record: Extract<SinkRecord, { kind: "change" }>,
+    tombstones: boolean,
+    keyOf: (shape: TableShape, key: Row | null, relation: RelationMessage) => T | null,
+    valueOf: (shape: TableShape, event: ChangeEvent, op: string) => T,
+  ): { topic: string; key: T | null; value: T | null }[] {
     const { event, topic } = record;
     const relation = this.#relationOf(record);
     const shape = this.#shape(relation, topic);
-    if (event.op === "t") return [{ topic, key: null, value: this.#value(shape, event, "t") }];
-    const key = this.#key(shape, record.key, relation);
+    if (event.op === "t") return [{ topic, key: null, value: valueOf(shape, event, "t") }];
+    const key = keyOf(shape, record.key, relation);
     if (event.op === "u" && event.before !== null && this.#keyChanged(shape, event)) {
       // A primary key changed: Debezium writes a delete of the old key (and its tombstone),
       // then a create of the new one.
-      const oldKey = this.#key(shape, pick(event.before, shape.keyColumns), relation);
-      const out: EncodedRecord[] = [{
+      const oldKey = keyOf(shape, pick(event.before, shape.keyColumns), relation);
+      const out: { topic: string; key: T | null; value: T | null }[] = [{
         topic,
         key: oldKey,
-        value: this.#value(shape, { ...event, after: null, unchanged: [] }, "d"),
+        value: valueOf(shape, { ...event, after: null, unchanged: [] }, "d"),
       }];
       if (tombstones) out.push({ topic, key: oldKey, value: null });
-      out.push({ topic, key, value: this.#value(shape, { ...event, before: null }, "c") });
+      out.push({ topic, key, value: valueOf(shape, { ...event, before: null }, "c") });
       return out;
     }
-    const out: EncodedRecord[] = [{ topic, key, value: this.#value(shape, event, event.op) }];
+    const out: { topic: string; key: T | null; value: T | null }[] = [{
+      topic,
+      key,
+      value: valueOf(shape, event, event.op),
+    }];
     if (event.op === "d" && tombstones) out.push({ topic, key, value: null });
     return out;
   }
@@ -266,7 +310,10 @@ export class DebeziumFormat {
     if (this.schemas) out.byte(0x7d);
     const key = out.take();
 
-    if (!event.transactional) this.#lastCommit = `\\"${event.lsn}\\"`;
+    if (!event.transactional) {
+      this.#lastCommit = `\\"${event.lsn}\\"`;
+      this.#lastCommitPlain = `"${event.lsn}"`;
+    }
     const now = this.#now();
     // A message before any commit was seen carries the time it was written.
     const us = event.commitTime ?? this.#lastCommitTime ?? BigInt(Math.floor(now * 1000));
@@ -351,6 +398,7 @@ export class DebeziumFormat {
    */
   committed(endLsn: bigint): void {
     this.#lastCommit = `\\"${endLsn}\\"`;
+    this.#lastCommitPlain = `"${endLsn}"`;
   }
 
   /** Starts a transaction's block numbering without writing a BEGIN record. */
@@ -427,6 +475,86 @@ export class DebeziumFormat {
     return out.take();
   }
 
+  /** The key's values, as {@linkcode #key} writes them. */
+  #keyValue(shape: TableShape, key: Row | null): JsonValue | null {
+    if (key === null || shape.keyColumns.length === 0) return null;
+    const out: Record<string, JsonValue> = {};
+    for (const name in key) {
+      const value = key[name];
+      const index = shape.indexOf.get(name);
+      out[name] = value === null || value === undefined || index === undefined
+        ? null
+        : shape.encoders[index]!(value as PgValue);
+    }
+    return out;
+  }
+
+  /** The envelope's values, as {@linkcode #value} writes them. */
+  #payload(shape: TableShape, event: ChangeEvent, op: string): JsonValue {
+    const source = event.source;
+    const commitUs = source.commitTime;
+    let transaction: JsonValue = null;
+    if (this.options.transactionMetadata && this.#txId !== "") {
+      this.#txTotal++;
+      const collectionOrder = (this.#txCounts.get(shape.dataCollection) ?? 0) + 1;
+      this.#txCounts.set(shape.dataCollection, collectionOrder);
+      transaction = {
+        id: `${source.xid}:${source.lsn}`,
+        total_order: this.#txTotal,
+        data_collection_order: collectionOrder,
+      };
+    }
+    const now = this.#now();
+    const us = Math.floor(now * 1000);
+    const values = {
+      before: this.#rowValue(shape, event.before, null),
+      after: this.#rowValue(
+        shape,
+        event.after,
+        event.unchanged.length > 0 ? event.unchanged : null,
+      ),
+      source: {
+        version: this.options.version,
+        connector: "postgresql",
+        name: this.options.serverName,
+        ts_ms: Number(commitUs / 1000n),
+        snapshot: "false",
+        db: this.options.database,
+        sequence: `[${this.#lastCommitPlain},"${source.lsn}"]`,
+        ts_us: commitUs,
+        ts_ns: commitUs * 1000n,
+        schema: shape.schemaName,
+        table: shape.tableName,
+        txId: source.xid,
+        lsn: source.lsn,
+        xmin: null,
+        origin: source.origin ?? null,
+        origin_lsn: null,
+      },
+      transaction,
+      op,
+      ts_ms: Math.floor(now),
+      ts_us: us,
+      ts_ns: BigInt(us) * 1000n,
+    };
+    return values as unknown as JsonValue;
+  }
+
+  /** A row's values, as {@linkcode #row} writes them. */
+  #rowValue(shape: TableShape, row: Row | null, unchanged: string[] | null): JsonValue {
+    if (row === null) return null;
+    const out: Record<string, JsonValue> = {};
+    const columns = shape.columns;
+    for (let i = 0; i < columns.length; i++) {
+      const name = columns[i]!.name;
+      const value = row[name];
+      if (unchanged !== null && unchanged.includes(name)) out[name] = shape.unavailableValues[i]!;
+      else if (value === undefined || value === null) out[name] = shape.defaultValues[i]!;
+      else out[name] = shape.encoders[i]!(value as PgValue);
+    }
+    return out;
+  }
+
   /** A row with every column of the relation in order (absent ones null). */
   #row(out: JsonWriter, shape: TableShape, row: Row | null, unchanged: string[] | null): void {
     if (row === null) {
@@ -501,6 +629,10 @@ export class DebeziumFormat {
         value: envelopeSchema(topic, connect, this.#json, this.#types),
       };
     };
+    const defaults = connect.map((column) =>
+      column.default === undefined ? "null" : JSON.stringify(column.default)
+    );
+    const unavailable = columns.map((column) => this.#unavailable(column));
     let keyPrefix = "";
     let valuePrefix = "";
     if (this.schemas) {
@@ -516,10 +648,13 @@ export class DebeziumFormat {
       ),
       keyPrefix: encoder.encode(keyPrefix),
       valuePrefix: encoder.encode(valuePrefix),
-      defaults: connect.map((column) =>
-        column.default === undefined ? "null" : JSON.stringify(column.default)
-      ),
-      unavailable: columns.map((column) => this.#unavailable(column)),
+      defaults,
+      unavailable,
+      defaultValues: defaults.map(readJson),
+      unavailableValues: unavailable.map(readJson),
+      indexOf: new Map(columns.map((column, i) => [column.name, i])),
+      schemaName: relation.namespace,
+      tableName: relation.relationName,
       sourceTail: `"schema":${JSON.stringify(relation.namespace)},"table":${
         JSON.stringify(relation.relationName)
       },"txId":`,
@@ -653,4 +788,16 @@ export function javaHashMapOrder(keys: readonly string[]): string[] {
   return keys.map((key, order) => ({ key, order, bucket: bucket(key) }))
     .sort((a, b) => a.bucket - b.bucket || a.order - b.order)
     .map((entry) => entry.key);
+}
+
+/** JSON text read back as values, integers past 2^53 as bigints. */
+export function readJson(text: string): JsonValue {
+  return JSON.parse(
+    text,
+    (_key: string, value: unknown, context?: { source?: string }) =>
+      typeof value === "number" && !Number.isSafeInteger(value) && context?.source !== undefined &&
+        /^-?\d+$/.test(context.source)
+        ? BigInt(context.source)
+        : value,
+  );
 }

@@ -9,10 +9,10 @@
  * the default), RecordNameStrategy (the record's full name) or TopicRecordNameStrategy
  * (`<topic>-<record full name>`).
  *
- * How a record is made: the JSON form is rendered (`schemas: false`), read back (integers past
- * 2^53 exactly, through the source text), and written as Avro by the encoder compiled for the
- * table's schema. The read-back costs about a microsecond per record; writing Avro straight
- * from the events is the next step for speed.
+ * How a record is made: the wrapped format gives a change's key and value as the values its
+ * JSON holds (`DebeziumFormat.changeValues`: the same rules and state as its JSON), and the
+ * encoder compiled for the table's schema writes them. Transaction metadata and messages (a
+ * few per transaction) are rendered as JSON and read back.
  *
  * @module
  */
@@ -26,7 +26,12 @@ import {
   transactionKeySchema,
   transactionValueSchema,
 } from "../connect_schema.ts";
-import { DebeziumFormat, type DebeziumFormatOptions, type EncodedRecord } from "../debezium.ts";
+import {
+  DebeziumFormat,
+  type DebeziumFormatOptions,
+  type EncodedRecord,
+  readJson,
+} from "../debezium.ts";
 import { type AvroEncoder, avroEncoder, AvroWriter, writeWireHeader } from "./encode.ts";
 import { type AvroSchema, avroSchema } from "./schema.ts";
 
@@ -48,18 +53,6 @@ interface Compiled {
 }
 
 const decoder = new TextDecoder();
-
-/** JSON text read back with integers past 2^53 kept exact (as `JSON.rawJSON`). */
-function readBack(bytes: Uint8Array): JsonValue {
-  return JSON.parse(
-    decoder.decode(bytes),
-    (_key: string, value: unknown, context?: { source?: string }) =>
-      typeof value === "number" && !Number.isSafeInteger(value) && context?.source !== undefined &&
-        /^-?\d+$/.test(context.source)
-        ? (JSON as unknown as { rawJSON(text: string): unknown }).rawJSON(context.source)
-        : value,
-  );
-}
 
 /** Debezium's envelope in Avro (see the module doc). */
 export class DebeziumAvroFormat {
@@ -147,15 +140,26 @@ export class DebeziumAvroFormat {
     topic: string,
     part: "key" | "value",
     schema: ConnectSchema,
-    json: Uint8Array,
+    value: JsonValue,
     ids: SchemaIds,
   ): Uint8Array {
     const compiled = this.#compile(schema);
     const out = this.#out;
     out.reset();
     writeWireHeader(out, ids(this.subject(topic, part, compiled.avro), compiled.avro));
-    compiled.encode(out, readBack(json));
-    return out.bytes();
+    compiled.encode(out, value);
+    return out.take();
+  }
+
+  /** A record the JSON form rendered (transaction metadata, messages), read back. */
+  #encodeJson(
+    topic: string,
+    part: "key" | "value",
+    schema: ConnectSchema,
+    json: Uint8Array,
+    ids: SchemaIds,
+  ): Uint8Array {
+    return this.#encode(topic, part, schema, readJson(decoder.decode(json)), ids);
   }
 
   /** A change's records (a delete's tombstone too), as {@linkcode DebeziumFormat.change}. */
@@ -165,14 +169,14 @@ export class DebeziumAvroFormat {
     ids: SchemaIds,
   ): EncodedRecord[] {
     const { key, value } = this.json.connectSchemas(record);
-    return this.json.change(record, tombstones).map((encoded) => ({
-      topic: encoded.topic,
-      key: encoded.key === null || key === null
+    return this.json.changeValues(record, tombstones).map((values) => ({
+      topic: values.topic,
+      key: values.key === null || key === null
         ? null
-        : this.#encode(record.topic, "key", key, encoded.key, ids),
-      value: encoded.value === null
+        : this.#encode(record.topic, "key", key, values.key, ids),
+      value: values.value === null
         ? null
-        : this.#encode(record.topic, "value", value, encoded.value, ids),
+        : this.#encode(record.topic, "value", value, values.value, ids),
     }));
   }
 
@@ -189,8 +193,8 @@ export class DebeziumAvroFormat {
     const topic = encoded.topic;
     return {
       topic,
-      key: this.#encode(topic, "key", fixed.txKey, encoded.key!, ids),
-      value: this.#encode(topic, "value", fixed.txValue, encoded.value!, ids),
+      key: this.#encodeJson(topic, "key", fixed.txKey, encoded.key!, ids),
+      value: this.#encodeJson(topic, "value", fixed.txValue, encoded.value!, ids),
     };
   }
 
@@ -200,8 +204,8 @@ export class DebeziumAvroFormat {
     const topic = encoded.topic;
     return {
       topic,
-      key: this.#encode(topic, "key", fixed.messageKey, encoded.key!, ids),
-      value: this.#encode(topic, "value", fixed.messageValue, encoded.value!, ids),
+      key: this.#encodeJson(topic, "key", fixed.messageKey, encoded.key!, ids),
+      value: this.#encodeJson(topic, "value", fixed.messageValue, encoded.value!, ids),
     };
   }
 

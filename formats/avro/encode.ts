@@ -10,8 +10,8 @@
  * this writes the bytes straight from the values. The tests check it against avsc's decoder,
  * and `tests/` against Apache Avro's Java reader.
  *
- * Values by Connect type: integers as zigzag varints (an `int64` beyond 2^53 arrives as
- * `JSON.rawJSON(digits)`), `float`/`double` little-endian IEEE 754, `boolean` one byte,
+ * Values by Connect type: integers as zigzag varints (an `int64` beyond 2^53 arrives as a
+ * bigint, or as `JSON.rawJSON(digits)`), `float`/`double` little-endian IEEE 754, `boolean` one byte,
  * `string` length and UTF-8, `bytes` (base64 in the JSON mapping) length and bytes, `array`
  * one block and the end marker, `map` the same with keys, `struct` its fields in order,
  * optional values a union index first (`["null", T]`, or `[T, "null"]` with a default: see
@@ -25,10 +25,18 @@ import type { ConnectSchema } from "../connect_schema.ts";
 
 const encoder = new TextEncoder();
 
-/** A growable buffer that Avro values are written into. */
+/** Room under which {@linkcode AvroWriter.take} moves on to a new buffer. */
+const TAKE_MIN_ROOM = 16 * 1024;
+const TAKE_CHUNK_BYTES = 256 * 1024;
+
+/**
+ * A growable buffer that Avro values are written into. As `JsonWriter`, records can be handed
+ * out in place ({@linkcode take}): neighbours share a buffer, never written over again.
+ */
 export class AvroWriter {
   #buffer: Uint8Array;
   #view: DataView;
+  #start = 0;
   #length = 0;
 
   constructor(initialBytes = 64 * 1024) {
@@ -36,28 +44,46 @@ export class AvroWriter {
     this.#view = new DataView(this.#buffer.buffer);
   }
 
+  /** Bytes written since the last {@linkcode reset} or {@linkcode take}. */
   get length(): number {
-    return this.#length;
+    return this.#length - this.#start;
   }
 
   reset(): void {
-    this.#length = 0;
+    this.#length = this.#start;
   }
 
   /** A copy of what was written. */
   bytes(): Uint8Array {
-    return this.#buffer.slice(0, this.#length);
+    return this.#buffer.slice(this.#start, this.#length);
+  }
+
+  /** What was written, handed out for keeps (see `JsonWriter.take`). */
+  take(): Uint8Array {
+    const taken = this.#buffer.subarray(this.#start, this.#length);
+    if (this.#buffer.byteLength - this.#length < TAKE_MIN_ROOM) {
+      this.#buffer = new Uint8Array(TAKE_CHUNK_BYTES);
+      this.#view = new DataView(this.#buffer.buffer);
+      this.#start = this.#length = 0;
+    } else {
+      this.#start = this.#length;
+    }
+    return taken;
   }
 
   #reserve(bytes: number): void {
     const needed = this.#length + bytes;
     if (needed <= this.#buffer.byteLength) return;
-    let size = this.#buffer.byteLength * 2;
-    while (size < needed) size *= 2;
+    // What take() handed out stays where it is: only the value being written moves.
+    const pending = this.#length - this.#start;
+    let size = Math.max(this.#buffer.byteLength * 2, TAKE_CHUNK_BYTES);
+    while (size < pending + bytes) size *= 2;
     const grown = new Uint8Array(size);
-    grown.set(this.#buffer.subarray(0, this.#length));
+    grown.set(this.#buffer.subarray(this.#start, this.#length));
     this.#buffer = grown;
     this.#view = new DataView(grown.buffer);
+    this.#start = 0;
+    this.#length = pending;
   }
 
   byte(value: number): void {
@@ -149,6 +175,8 @@ const isRawJson = (value: unknown): value is RawJson =>
 /** A number from a JSON value that may be `JSON.rawJSON` digits. */
 function numberOf(value: JsonValue, what: string): number | bigint {
   if (typeof value === "number") return value;
+  // Values read back from JSON hold integers past 2^53 as bigints.
+  if (typeof value === "bigint") return value;
   if (isRawJson(value)) {
     const text = value.rawJSON;
     return /^-?\d+$/.test(text) ? BigInt(text) : Number(text);
