@@ -171,6 +171,8 @@ export class DebeziumFormat {
   #txCounts = new Map<string, number>();
   // Per transaction, formatted once.
   #lastCommitTime: bigint | null = null;
+  /** The commit time of the last change written, either form (a message without one uses it). */
+  #lastChangeTime: bigint | null = null;
   #commitTimePart = "";
   /**
    * The end of the last commit seen, as Debezium's `sequence` starts: `null` until one was;
@@ -316,7 +318,7 @@ export class DebeziumFormat {
     }
     const now = this.#now();
     // A message before any commit was seen carries the time it was written.
-    const us = event.commitTime ?? this.#lastCommitTime ?? BigInt(Math.floor(now * 1000));
+    const us = event.commitTime ?? this.#lastChangeTime ?? BigInt(Math.floor(now * 1000));
     out.reset();
     if (this.schemas) out.raw(`{"schema":${this.#messageSchemas().value},"payload":`);
     out.raw(`{"op":"m","ts_ms":${Math.floor(now)},"source":`);
@@ -493,6 +495,7 @@ export class DebeziumFormat {
   #payload(shape: TableShape, event: ChangeEvent, op: string): JsonValue {
     const source = event.source;
     const commitUs = source.commitTime;
+    this.#lastChangeTime = commitUs;
     let transaction: JsonValue = null;
     if (this.options.transactionMetadata && this.#txId !== "") {
       this.#txTotal++;
@@ -581,6 +584,7 @@ export class DebeziumFormat {
 
   #source(out: JsonWriter, shape: TableShape, event: ChangeEvent): void {
     const source = event.source;
+    this.#lastChangeTime = source.commitTime;
     if (source.commitTime !== this.#lastCommitTime) {
       this.#lastCommitTime = source.commitTime;
       const us = source.commitTime;

@@ -65,3 +65,28 @@ Deno.test("DebeziumAvroFormat: subjects by record name, and by topic and record 
     "shop.message-io.debezium.connector.postgresql.MessageValue",
   ]);
 });
+
+Deno.test("DebeziumAvroFormat: a message outside a transaction carries the last change's commit time, as in JSON", () => {
+  const options = { serverName: "shop", database: "postgres", version: "0" };
+  const format = new DebeziumAvroFormat(options);
+  const [record] = orderRecords(1);
+  if (record?.kind !== "change") throw new Error("a change record");
+  const [subjectKey, subjectValue] = format.schemasOf(record);
+  const fixed = format.fixedSchemas().message;
+  const ids = new Map<AvroSchema, number>(
+    [subjectKey!, subjectValue!, ...fixed].map((s, i) => [s.schema, i + 1]),
+  );
+  const idOf = (_subject: string, schema: AvroSchema) => ids.get(schema)!;
+  format.change(record, true, idOf);
+  const message = format.message({
+    op: "m",
+    transactional: false,
+    prefix: "audit",
+    content: new Uint8Array([0, 255]),
+    lsn: record.event.source.lsn,
+  } as never, idOf);
+  const decoded = avscType(fixed[1]!.schema).decode(message.value!.subarray(5)) as {
+    source: { ts_us: bigint };
+  };
+  assert.equal(decoded.source.ts_us, record.event.source.commitTime);
+});

@@ -189,6 +189,14 @@ function numberOf(value: JsonValue, what: string): number | bigint {
   throw new TypeError(`Cannot write ${JSON.stringify(value)} as Avro ${what}`);
 }
 
+const INT_LIMITS = { int8: 2 ** 7, int16: 2 ** 15, int32: 2 ** 31 } as const;
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+
+/** A schema's field name for messages. */
+function fieldName(schema: ConnectSchema): string {
+  return schema.field ?? schema.name ?? schema.type;
+}
+
 /** Compiles the encoder of a Connect schema (see the module doc for the rules). */
 export function avroEncoder(schema: ConnectSchema): AvroEncoder {
   const base = baseEncoder(schema);
@@ -222,9 +230,28 @@ function baseEncoder(schema: ConnectSchema): (out: AvroWriter, value: JsonValue)
   switch (schema.type) {
     case "int8":
     case "int16":
-    case "int32":
+    case "int32": {
+      const limit = INT_LIMITS[schema.type];
+      return (out, value) => {
+        const n = numberOf(value, schema.type);
+        if (typeof n !== "number" || !Number.isInteger(n) || n < -limit || n >= limit) {
+          throw new TypeError(
+            `Cannot write ${String(n)} as Avro: ${fieldName(schema)} is a Connect ${schema.type}`,
+          );
+        }
+        out.long(n);
+      };
+    }
     case "int64":
-      return (out, value) => out.long(numberOf(value, schema.type));
+      return (out, value) => {
+        const n = numberOf(value, schema.type);
+        if (typeof n === "number" ? !Number.isInteger(n) : BigInt.asIntN(64, n) !== n) {
+          throw new TypeError(
+            `Cannot write ${String(n)} as Avro: ${fieldName(schema)} is a Connect int64`,
+          );
+        }
+        out.long(n);
+      };
     case "float":
       return (out, value) => out.float(Number(numberOf(value, "float")));
     case "double":
@@ -237,14 +264,25 @@ function baseEncoder(schema: ConnectSchema): (out: AvroWriter, value: JsonValue)
         else if (isRawJson(value)) out.string(value.rawJSON);
         else out.string(JSON.stringify(value));
       };
-    case "bytes":
+    case "bytes": {
       // The JSON mapping writes bytes as base64 (binary.handling.mode=bytes).
+      const decimal = schema.name === "org.apache.kafka.connect.data.Decimal";
       return (out, value) => {
-        if (typeof value !== "string") {
-          throw new TypeError(`Cannot write ${JSON.stringify(value)} as Avro bytes`);
+        // Strict: a numeric's NaN or Infinity (written as its name in the JSON mapping) is
+        // not base64, and must not pass for bytes.
+        if (
+          typeof value !== "string" || !BASE64.test(value) ||
+          (decimal && (value === "Infinity" || value === "NaN"))
+        ) {
+          throw new TypeError(
+            `Cannot write ${JSON.stringify(value)} as Avro bytes (${fieldName(schema)}${
+              schema.name === undefined ? "" : `, ${schema.name}`
+            }): not base64 bytes; a numeric NaN or Infinity has no Decimal form`,
+          );
         }
         out.bytesValue(Uint8Array.fromBase64(value));
       };
+    }
     case "array": {
       const item = avroEncoder(schema.items!);
       return (out, value) => {

@@ -171,3 +171,22 @@ Deno.test("avroEncoder: a Debezium envelope from the values debezium-json writes
     assert.deepEqual(asNumbers([decoded.ts_ms, decoded.ts_ns]), [payload.ts_ms, payload.ts_ns]);
   }
 });
+
+Deno.test("avroEncoder: values outside their Connect type are refused, naming the field", () => {
+  const decimal: ConnectSchema = {
+    type: "bytes",
+    optional: false,
+    field: "price",
+    name: "org.apache.kafka.connect.data.Decimal",
+  };
+  // A numeric NaN or Infinity (written by name in the JSON mapping) is not a Decimal.
+  for (const value of ["NaN", "Infinity", "-Infinity"]) {
+    assert.throws(() => encode(decimal, value), /price.*not base64/);
+  }
+  const int32: ConnectSchema = { type: "int32", optional: false, field: "qty" };
+  assert.throws(() => encode(int32, 2 ** 31), /qty is a Connect int32/);
+  assert.throws(() => encode(int32, 1.5), /qty is a Connect int32/);
+  assert.deepEqual([...encode(int32, -(2 ** 31))], [0xff, 0xff, 0xff, 0xff, 0x0f]);
+  const int16: ConnectSchema = { type: "int16", optional: false, field: "s" };
+  assert.throws(() => encode(int16, 40000), /s is a Connect int16/);
+});

@@ -68,10 +68,19 @@ export class SchemaRegistryClient {
   readonly #ids = new Map<string, Map<string, number>>();
 
   constructor(options: RegistryOptions) {
-    this.url = options.url.replace(/\/+$/, "");
+    // Credentials in the URL (https://user:pass@host) go to basic authentication, and never
+    // into a message: the URL kept is without them.
+    const parsed = new URL(options.url);
+    const username = options.username ??
+      (parsed.username === "" ? undefined : decodeURIComponent(parsed.username));
+    const password = options.password ??
+      (parsed.password === "" ? undefined : decodeURIComponent(parsed.password));
+    parsed.username = "";
+    parsed.password = "";
+    this.url = parsed.href.replace(/\/+$/, "");
     this.#headers = { "content-type": CONTENT_TYPE, accept: CONTENT_TYPE };
-    if (options.username !== undefined) {
-      const credentials = `${options.username}:${options.password ?? ""}`;
+    if (username !== undefined) {
+      const credentials = `${username}:${password ?? ""}`;
       this.#headers.authorization = `Basic ${new TextEncoder().encode(credentials).toBase64()}`;
     }
     this.#timeoutMs = options.timeoutMs ?? 30_000;
@@ -125,8 +134,7 @@ export class SchemaRegistryClient {
         messages: Array.isArray(answer.messages) ? answer.messages.map(String) : [],
       };
     } catch (error) {
-      // 40401: subject not found; 40402: version not found.
-      if (error instanceof RegistryError && error.status === 404) return null;
+      if (notFound(error)) return null;
       throw error;
     }
   }
@@ -142,7 +150,7 @@ export class SchemaRegistryClient {
       ) as { schema?: unknown };
       return typeof answer.schema === "string" ? JSON.parse(answer.schema) as AvroSchema : null;
     } catch (error) {
-      if (error instanceof RegistryError && error.status === 404) return null;
+      if (notFound(error)) return null;
       throw error;
     }
   }
@@ -191,7 +199,17 @@ export class SchemaRegistryClient {
         { status: 0, retriable: true, cause: error },
       );
     }
-    const text = await response.text();
+    let text: string;
+    try {
+      text = await response.text();
+    } catch (error) {
+      throw new RegistryError(
+        `Schema registry at ${this.url} broke off its answer while ${doing}: ${
+          (error as Error).message
+        }`,
+        { status: 0, retriable: true, cause: error },
+      );
+    }
     let parsed: unknown = null;
     try {
       parsed = text === "" ? null : JSON.parse(text);
@@ -220,4 +238,13 @@ export class SchemaRegistryClient {
       retriable: status >= 500 || status === 408 || status === 429,
     });
   }
+}
+
+/**
+ * The registry has no such subject or version (error codes 40401 and 40402, in Confluent's API
+ * and Apicurio's): a 404 without them is another thing (a wrong URL, say) and stays an error.
+ */
+function notFound(error: unknown): boolean {
+  return error instanceof RegistryError && error.status === 404 &&
+    (error.code === 40401 || error.code === 40402);
 }

@@ -23,9 +23,10 @@
  *   `MapEntry` records (`key`, `value`).
  * - Optional → a union with `null`: `["null", T]` with default `null`, or `[T, "null"]` with
  *   the default first when the schema has one (a union's default must match its first branch).
- * - Names are made valid Avro names as Debezium's `schema.name.adjustment.mode=avro` does: every
- *   character outside `[A-Za-z0-9_]` (per dot-separated part) becomes `_`, and a part that starts
- *   with a digit gets a leading `_`.
+ * - Names are made valid Avro names: every character outside `[A-Za-z0-9_]` (per dot-separated
+ *   part of a full name; field names are one part) becomes `_`, and a part that starts with a
+ *   digit gets a leading `_`. (Debezium's `schema.name.adjustment.mode=avro` replaces the same
+ *   characters, but only checks the first character of the whole name.)
  *
  * @module
  */
@@ -65,6 +66,12 @@ export function avroName(name: string): string {
     const fixed = part.replace(/[^A-Za-z0-9_]/g, "_");
     return /^[0-9]/.test(fixed) || fixed === "" ? `_${fixed}` : fixed;
   }).join(".");
+}
+
+/** A Connect field name made a valid Avro field name (one part: a dot becomes `_` too). */
+export function avroFieldName(name: string): string {
+  const fixed = name.replace(/[^A-Za-z0-9_]/g, "_");
+  return /^[0-9]/.test(fixed) || fixed === "" ? `_${fixed}` : fixed;
 }
 
 /**
@@ -150,7 +157,7 @@ class Converter {
     if (dot >= 0) out.namespace = fullName.slice(0, dot);
     out.fields = (connect.fields ?? []).map((field) => {
       const type = this.schema(field, false);
-      const entry: Record<string, unknown> = { name: avroName(field.field!), type };
+      const entry: Record<string, unknown> = { name: avroFieldName(field.field!), type };
       if (field.optional && (field.default === undefined || field.default === null)) {
         entry.default = null;
       } else if (field.default !== undefined) {

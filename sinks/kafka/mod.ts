@@ -91,7 +91,8 @@ export class KafkaSink implements Sink {
   /** `debezium-avro`: the format, its registry, and the ids of the schemas registered. */
   readonly #avro: DebeziumAvroFormat | null = null;
   readonly #registry: SchemaRegistryClient | null = null;
-  readonly #schemaIds = new Map<AvroSchema, number>();
+  /** Ids of the schemas registered, by subject. */
+  readonly #schemaIds = new Map<string, Map<AvroSchema, number>>();
   /** The value schema last registered per subject, to say what a refused change changed. */
   readonly #lastSchemas = new Map<string, AvroSchema>();
   readonly #json: JsonRenderer | null;
@@ -167,9 +168,11 @@ export class KafkaSink implements Sink {
         password: registry.password ?? undefined,
         caCert: registry.ca === null ? undefined : readCa(registry.ca),
       });
-      const ids = (_subject: string, schema: AvroSchema) => {
-        const id = this.#schemaIds.get(schema);
-        if (id === undefined) throw new Error("BUG: an Avro schema was used before registering");
+      const ids = (subject: string, schema: AvroSchema) => {
+        const id = this.#schemaIds.get(subject)?.get(schema);
+        if (id === undefined) {
+          throw new Error(`BUG: a schema of subject ${subject} was used before it was registered`);
+        }
         return id;
       };
       this.#format = {
@@ -306,7 +309,9 @@ export class KafkaSink implements Sink {
     for (const record of records) {
       if (record.kind === "change") {
         const table = `${record.event.source.schema}.${record.event.source.table}`;
-        for (const schema of avro.schemasOf(record)) needed.push({ schema, table });
+        for (const schema of avro.schemasOf(this.#onSinkTopic(record))) {
+          needed.push({ schema, table });
+        }
       } else if (record.kind === "message") {
         for (const schema of fixed.message) needed.push({ schema, table: null });
       } else if (record.kind === "begin" && this.config.transactionMetadata) {
@@ -315,7 +320,7 @@ export class KafkaSink implements Sink {
     }
     const registry = this.#registry!;
     for (const { schema: { subject, schema }, table } of needed) {
-      if (this.#schemaIds.has(schema)) continue;
+      if (this.#schemaIds.get(subject)?.has(schema)) continue;
       try {
         const id = await this.#untilReachable(
           `registering the schema of subject ${subject}`,
@@ -329,7 +334,9 @@ export class KafkaSink implements Sink {
             }
           },
         );
-        this.#schemaIds.set(schema, id);
+        let bySchema = this.#schemaIds.get(subject);
+        if (bySchema === undefined) this.#schemaIds.set(subject, bySchema = new Map());
+        bySchema.set(schema, id);
         this.#lastSchemas.set(subject, schema);
       } catch (error) {
         const refused = error instanceof KafkaSinkError &&
@@ -398,7 +405,11 @@ export class KafkaSink implements Sink {
         const headers = this.#headers(record);
         const partition = keyless && this.config.keyless === "single_partition" ? 0 : undefined;
         if (this.#format !== null) {
-          for (const encoded of this.#format.change(record, this.config.tombstones)) {
+          const encodedRecords = this.#format.change(
+            this.#onSinkTopic(record),
+            this.config.tombstones,
+          );
+          for (const encoded of encodedRecords) {
             out.push({ ...encoded, topic, headers, partition });
           }
         } else {
@@ -490,6 +501,14 @@ export class KafkaSink implements Sink {
     headers: Headers | undefined,
   ): OutMessage {
     return { ...encoded, topic: this.#topic(encoded.topic), headers };
+  }
+
+  /** The record as this sink writes it: on its topic (`topic_prefix`), which names schemas. */
+  #onSinkTopic(
+    record: Extract<SinkRecord, { kind: "change" }>,
+  ): Extract<SinkRecord, { kind: "change" }> {
+    const topic = this.#topic(record.topic);
+    return topic === record.topic ? record : { ...record, topic };
   }
 
   #topic(topic: string): string {
