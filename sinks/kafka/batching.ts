@@ -59,6 +59,12 @@ export interface BatcherOptions {
   exactlyOnce: { group: string; topic: string; transactionalId: string } | null;
   batchBytes: number;
   lingerMs: number;
+  /**
+   * Requests in flight at most; default {@linkcode MAX_IN_FLIGHT}. One keeps order where the
+   * client cannot promise it with more (a producer that is not idempotent; exactly-once, whose
+   * transactions add partitions asynchronously before a send takes its sequence numbers).
+   */
+  maxInFlight?: number;
   /** Bytes queued before a write waits for the broker; default 16 × batchBytes, ≥ 16 MB. */
   maxQueuedBytes?: number;
   log: Logger;
@@ -88,7 +94,7 @@ const sleep = (ms: number, signal: AbortSignal) =>
     }
   });
 
-/** Queues records and delivers them, one request at a time. */
+/** Queues records and delivers them, in order, in requests of at most `batch_bytes`. */
 export class Batcher {
   #producer: KafkaProducer;
   readonly #options: BatcherOptions;
@@ -117,7 +123,8 @@ export class Batcher {
   #txBytes = 0;
   /** The open transaction's records are all in `#txSent`. */
   #replayable = true;
-  #committed: Lsn | null = null;
+  /** Exactly-once: the checkpoint of the commit under way, whose answer may be lost. */
+  #committing: Lsn | null = null;
   /**
    * Exactly-once after a failure: `check`: whether the open transaction committed is not
    * known yet; `replay`: it was aborted, its records go again in a new one.
@@ -197,7 +204,7 @@ export class Batcher {
     await this.#idle();
     // Everything after the last marker belongs to the transaction being sent again.
     const keepUpTo = this.#lastMarker + 1; // sequence number just after the marker
-    const dropFrom = Math.max(keepUpTo, this.#done) - this.#done + this.#head;
+    const dropFrom = Math.max(keepUpTo, this.#taken) - this.#taken + this.#head;
     for (let i = dropFrom; i < this.#queue.length; i++) {
       this.#queuedBytes -= sizeOf(this.#queue[i]!);
     }
@@ -258,7 +265,8 @@ export class Batcher {
     const eos = this.#options.exactlyOnce;
     const flights: Flight[] = [];
     for (;;) {
-      while (flights.length < MAX_IN_FLIGHT && this.#head < this.#queue.length) {
+      const maxInFlight = this.#options.maxInFlight ?? MAX_IN_FLIGHT;
+      while (flights.length < maxInFlight && this.#head < this.#queue.length) {
         if (this.#closing.signal.aborted) throw new Error(`${this.#options.name} is closed`);
         const first = this.#queue[this.#head]!;
         if ("marker" in first && eos !== null && this.#taken === this.#lastMarker) {
@@ -274,7 +282,7 @@ export class Batcher {
         }
         const flight = this.#nextChunk();
         if (eos !== null && flight.chunk.length > 0 && !this.#txOpen) {
-          // Nothing is in flight here: a Kafka transaction ends only with the queue drained.
+          // Nothing is in flight here: a Kafka transaction ends only with no request in flight.
           await this.#retrying("beginning a transaction", async () => {
             await this.#replay();
             if (this.#txOpen) return;
@@ -282,7 +290,7 @@ export class Batcher {
             this.#txOpen = true;
           });
         }
-        flights.push(this.#launch(flight));
+        flights.push(await this.#launch(flight));
       }
       const oldest = flights[0];
       if (oldest === undefined) return;
@@ -338,13 +346,17 @@ export class Batcher {
     return { chunk, bytes, taken };
   }
 
-  /** Sends a request; exactly-once, its records are kept for a replay first. */
-  #launch(request: { chunk: OutMessage[]; bytes: number; taken: number }): Flight {
+  /**
+   * Starts a request, once the client holds its topics' metadata (see
+   * `KafkaProducer.prepare`); exactly-once, its records are kept for a replay first.
+   */
+  async #launch(request: { chunk: OutMessage[]; bytes: number; taken: number }): Promise<Flight> {
     const { chunk, bytes, taken } = request;
     if (chunk.length === 0) return { chunk, taken, result: Promise.resolve(null) };
     if (this.#options.exactlyOnce !== null) this.#keep(chunk, bytes);
     let result: Promise<unknown>;
     try {
+      await this.#producer.prepare(chunk);
       result = this.#producer.send(chunk).then(() => null, (error: unknown) => error);
     } catch (error) {
       result = Promise.resolve(error);
@@ -399,9 +411,11 @@ export class Batcher {
       this.#txOpen = true;
     }
     await this.#producer.send([checkpointRecord(eos.topic, eos.transactionalId, lsn)]);
+    // From here a failure may hide a commit that went through (see #recover).
+    this.#committing = lsn;
     await this.#producer.commit({ group: eos.group, topic: eos.topic, offset: lsn });
+    this.#committing = null;
     this.#endTransaction();
-    this.#committed = lsn;
   }
 
   /**
@@ -461,8 +475,13 @@ export class Batcher {
     await old.close();
     this.#producer = await this.#options.reconnect();
     if (eos === null || this.#recovery !== "check") return;
-    const checkpoint = await this.#producer.readCheckpoint(eos.group, eos.topic);
-    if (checkpoint !== null && (this.#committed === null || checkpoint > this.#committed)) {
+    // Only a commit under way can have gone through unseen: a send that failed aborted the
+    // transaction for sure (a checkpoint in Kafka then is an older one, from before it).
+    const committing = this.#committing;
+    const checkpoint = committing === null
+      ? null
+      : await this.#producer.readCheckpoint(eos.group, eos.topic);
+    if (committing !== null && checkpoint !== null && checkpoint >= committing) {
       this.#options.log(
         "info",
         "Kafka had committed the transaction whose acknowledgement was lost",
@@ -471,11 +490,12 @@ export class Batcher {
           checkpoint: formatLsn(checkpoint),
         },
       );
+      this.#committing = null;
       this.#endTransaction();
-      this.#committed = checkpoint;
       this.#recovery = "none";
       return;
     }
+    this.#committing = null;
     if (!this.#replayable) {
       throw new KafkaSinkError(
         `A Kafka transaction of more than ${REPLAY_LIMIT_BYTES} bytes failed (${error.message}); it was aborted, and a restart resumes from the checkpoint`,
@@ -498,9 +518,10 @@ export class Batcher {
       );
     }
     const replay = this.#txSent;
+    // Begun first: if that fails, the records are still held for the next attempt.
+    if (replay.length > 0) await this.#producer.begin();
     this.#endTransaction();
     if (replay.length > 0) {
-      await this.#producer.begin();
       this.#txOpen = true;
       this.#keep(replay, replay.reduce((sum, message) => sum + sizeOf(message), 0));
       // In requests of at most batch_bytes, as they went the first time (the client does not

@@ -32,6 +32,9 @@ class FakeProducer {
     this.events.push(`${this.inTx ? "tx-" : ""}send:${values}`);
     return Promise.resolve();
   }
+  prepare(): Promise<void> {
+    return Promise.resolve();
+  }
   begin(): Promise<void> {
     this.#check("begin");
     this.inTx = true;
@@ -282,5 +285,55 @@ Deno.test("batcher: a durable write of commits alone (nothing to send) resolves"
   await batcher.add([commit(10)], true);
   await batcher.add([commit(20), commit(30)], true);
   assert.deepEqual(events, ["connect", "send:a"]);
+  await batcher.close();
+});
+
+Deno.test("batcher exactly-once: a send that fails after a restart (Kafka holds an older checkpoint) is replayed, not taken for a lost commit", async () => {
+  let failed = false;
+  const { batcher, events, checkpoint } = setup({
+    exactlyOnce: true,
+    fail: (call) =>
+      call === "send:a" && !failed
+        ? (failed = true, new KafkaSinkError("leader moved", { retriable: true }))
+        : null,
+  });
+  checkpoint.value = lsn(5n); // the previous run's
+  await batcher.add([message("a"), commit(10)], true);
+  assert.equal(checkpoint.value, 10n);
+  assert.deepEqual(withoutCheckpoints(events).filter((e) => e !== "close"), [
+    "connect",
+    "begin",
+    "connect",
+    "begin",
+    "tx-send:a",
+    "commit:10",
+  ]);
+  await batcher.close();
+});
+
+Deno.test("batcher exactly-once: a replay whose new transaction fails to begin keeps its records for the next attempt", async () => {
+  let sendFailed = false;
+  let beginFailures = 0;
+  const { batcher, events, connections } = setup({
+    exactlyOnce: true,
+    fail: (call) => {
+      if (call === "send:b" && !sendFailed) {
+        sendFailed = true;
+        return new KafkaSinkError("leader moved", { retriable: true });
+      }
+      // The first begin after the failure (on the second connection) fails too.
+      if (call === "begin" && sendFailed && beginFailures++ === 0) {
+        return new KafkaSinkError("coordinator not available", { retriable: true });
+      }
+      return null;
+    },
+  });
+  await batcher.add([message("a")], false);
+  await batcher.add([message("b"), commit(10)], true);
+  assert.ok(connections() >= 3, `${connections()} connections`);
+  const sends = withoutCheckpoints(events).filter((e) => e.startsWith("tx-send"));
+  // a was sent, then replayed with b once a transaction could begin.
+  assert.deepEqual(sends, ["tx-send:a", "tx-send:a,b"]);
+  assert.equal(events.at(-1), "commit:10");
   await batcher.close();
 });

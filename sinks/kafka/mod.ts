@@ -105,6 +105,8 @@ export class KafkaSink implements Sink {
   /** Exactly-once: the end LSN committed in Kafka; transactions before it are skipped. */
   #checkpoint: Lsn | null = null;
   #skipping = false;
+  /** The end of the last commit queued (exactly-once: at least the checkpoint). */
+  #highWater: Lsn = lsn(0n);
   /** A PostgreSQL transaction was begun in this sink and not yet committed. */
   #open = false;
   #schemaVersions = new Map<number, number>();
@@ -204,6 +206,7 @@ export class KafkaSink implements Sink {
         "reading the checkpoint",
         () => producer.readCheckpoint(group, this.config.checkpointTopic),
       );
+      if (this.#checkpoint !== null) this.#highWater = this.#checkpoint;
       this.#log("info", "Kafka exactly-once checkpoint read", {
         sink: this.name,
         transactionalId: this.#transactionalId,
@@ -225,6 +228,9 @@ export class KafkaSink implements Sink {
       },
       batchBytes: this.config.batchBytes,
       lingerMs: this.config.lingerMs,
+      // Several requests in flight keep order only with an idempotent producer outside
+      // transactions (see batching.ts).
+      maxInFlight: this.#transactionalId === null && this.config.acks === "all" ? undefined : 1,
       log: this.#log,
       name: this.name,
     });
@@ -342,7 +348,7 @@ export class KafkaSink implements Sink {
         const refused = error instanceof KafkaSinkError &&
           (error.cause as RegistryError | undefined)?.status === 409;
         if (!refused) throw this.#fatal = error as Error;
-        const level = await registry.level(subject).catch(() => "its compatibility level");
+        const level = await registry.level(subject).catch(() => "unknown (it could not be read)");
         const before = this.#lastSchemas.get(subject) ??
           await registry.latest(subject).catch(() => undefined) ?? undefined;
         const change = before === undefined ? "" : ` (${describeChange(before, schema)})`;
@@ -387,6 +393,7 @@ export class KafkaSink implements Sink {
           out.push(this.#message(this.#format.end(record.tx, record.endLsn), undefined));
         }
         out.push({ marker: "commit", lsn: record.endLsn });
+        if (record.endLsn > this.#highWater) this.#highWater = record.endLsn;
         return;
       }
       case "change": {
@@ -457,11 +464,10 @@ export class KafkaSink implements Sink {
         // Logical decoding messages go to <prefix>.message, as Debezium's do.
         if (this.#skipping || this.#options.deadLetterTopic !== undefined) return;
         const event = record.event;
-        // Exactly-once: a non-transactional message is checkpointed at its own position (one
-        // past it), so one already in Kafka is not written again after a restart.
-        if (!event.transactional && this.#checkpoint !== null && event.lsn < this.#checkpoint) {
-          return;
-        }
+        // A non-transactional message before the last commit written (or, exactly-once, the
+        // checkpoint: one past its own position) is one sent again after a reconnect or a
+        // restart: the stream comes in commit order, so a new one is never before it.
+        if (!event.transactional && event.lsn < this.#highWater) return;
         const headers = this.config.headers
           ? textHeaders({
             "spillway.lsn": formatLsn(event.lsn),
@@ -490,7 +496,10 @@ export class KafkaSink implements Sink {
         }
         // Outside a transaction: its own commit, so a durable write waits for it (and,
         // exactly-once, a Kafka transaction ends with it).
-        if (!event.transactional) out.push({ marker: "commit", lsn: lsn(event.lsn + 1n) });
+        if (!event.transactional) {
+          out.push({ marker: "commit", lsn: lsn(event.lsn + 1n) });
+          this.#highWater = lsn(event.lsn + 1n);
+        }
         return;
       }
     }

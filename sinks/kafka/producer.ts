@@ -9,10 +9,10 @@
  * less memory, compresses with gzip, snappy, lz4 and zstd without native code, supports
  * OffsetFetch's `require_stable` (the checkpoint read), and is maintained; kafkajs is not.
  *
- * Producer settings: idempotent (one request in flight per connection, which keeps
- * per-partition order), acks as configured (all by default), and Java's murmur2 partitioning
- * of keyed records (`compatibilityPartitioner`; the client's default differs), so a key
- * lands on the partition Debezium's Java producer would choose.
+ * Producer settings: idempotent (with acks all; the broker then keeps each partition's
+ * records in the order of their sequence numbers), acks as configured (all by default), and
+ * Java's murmur2 partitioning of keyed records (`murmur2.ts`; the client's default differs),
+ * so a key lands on the partition Debezium's Java producer would choose.
  *
  * @module
  */
@@ -367,6 +367,22 @@ export class KafkaProducer {
       } else await this.#producer.send({ messages: out });
     } catch (error) {
       throw classifyError(error, `sending ${messages.length} records`, this.brokers);
+    }
+  }
+
+  /**
+   * Makes sure the client holds fresh metadata of these records' topics before they are sent:
+   * a send whose metadata is at hand assigns its sequence numbers at once, so sends started
+   * one after another keep their order on a partition even with several in flight (one that
+   * had to wait for metadata could fall behind a later one).
+   */
+  async prepare(messages: readonly OutMessage[]): Promise<void> {
+    const topics = [...new Set(messages.map((message) => message.topic))];
+    if (topics.length === 0) return;
+    try {
+      await this.#producer.metadata({ topics });
+    } catch (error) {
+      throw classifyError(error, `reading the metadata of ${topics.join(", ")}`, this.brokers);
     }
   }
 
