@@ -1,8 +1,9 @@
 /**
- * Adaptive batching and delivery of the Kafka sink: up to five produce requests in flight at
- * a time, completed in order (an idempotent producer keeps the order per partition), and
- * while they are in flight the next records gather, up to `batch_bytes` per request. An idle pipeline's commit goes out at once
- * (small requests, low latency); a busy one fills requests (throughput). A write that confirms
+ * Adaptive batching and delivery of the Kafka sink: produce requests in flight, completed in
+ * order (up to five when the sink says so: an idempotent producer outside transactions keeps
+ * the order per partition; one otherwise), and while they are in flight the next records
+ * gather, up to `batch_bytes` per request. An idle pipeline's commit goes out at once (small
+ * requests, low latency); a busy one fills requests (throughput). A write that confirms
  * nothing (inside a big transaction) returns once its records are queued; one that confirms
  * waits until the broker acknowledged everything up to its last commit.
  *
