@@ -16,6 +16,7 @@ import { checkRole, checkSettings } from "./server.ts";
 import { checkFailover, checkSlot } from "./slot.ts";
 import { checkDdlCapture } from "./ddl.ts";
 import { checkTables } from "./tables.ts";
+import { checkAvroSchemas } from "./avro.ts";
 
 /** Options of {@linkcode checkPipeline}. */
 export interface CheckOptions {
@@ -108,6 +109,7 @@ export async function checkPipeline(
     if (config.source.captureDdl) {
       findings.push(...checkDdlCapture(config, await readDdlCapture(connection)));
     }
+    findings.push(...await checkAvroSchemas(config, connection, followed));
   } catch (error) {
     findings.push(failure("queries", error));
   } finally {

@@ -7,8 +7,9 @@
  * create the publication), the publication, every configured table (it exists, its
  * replica identity carries a key for UPDATE and DELETE, the configured key columns
  * exist), the slot (plugin, database, `wal_status`, reader), failover settings, the event
- * triggers of `capture_ddl` (with the SQL that installs and removes them), and that
- * configured transform files exist. Each result is a {@linkcode Finding}; a fix
+ * triggers of `capture_ddl` (with the SQL that installs and removes them), that configured
+ * transform files exist, and, for Kafka sinks writing Avro, whether each table's schemas are
+ * registered or would be accepted by the schema registry (`avro.ts`). Each result is a {@linkcode Finding}; a fix
  * that drops a slot names `spillway slots drop <url> <slot>`, the password hidden.
  *
  * The queries (`postgres/catalog.ts`) work on PostgreSQL 14 to 18. Nothing is created or
@@ -33,3 +34,4 @@ export { checkOtherPublications, checkPublication } from "./publication.ts";
 export { checkTables } from "./tables.ts";
 export { checkFailover, checkSlot, dropSlotCommand } from "./slot.ts";
 export { checkDdlCapture } from "./ddl.ts";
+export { checkAvroSchemas } from "./avro.ts";

@@ -357,10 +357,12 @@ export async function readTables(
   }));
 }
 
-/** A column with its type, as `spillway types` needs it. */
+/** A column with its type, as `spillway types` and `spillway check` need it. */
 export interface ColumnType {
   name: string;
   typeOid: number;
+  /** `atttypmod`: `numeric(10,2)`'s precision and scale, say; -1 for none. */
+  typeModifier: number;
   notNull: boolean;
 }
 
@@ -372,7 +374,8 @@ export async function readColumnTypes(
   const out = new Map<number, ColumnType[]>(relids.map((oid) => [oid, []]));
   if (relids.length === 0) return out;
   const rows = await connection.queryObjects(
-    `SELECT a.attrelid, a.attname, a.atttypid, a.attnotnull FROM pg_catalog.pg_attribute a
+    `SELECT a.attrelid, a.attname, a.atttypid, a.atttypmod, a.attnotnull
+       FROM pg_catalog.pg_attribute a
       WHERE a.attrelid IN (${relids.map(Number).join(", ")}) AND a.attnum > 0
         AND NOT a.attisdropped
       ORDER BY a.attrelid, a.attnum`,
@@ -381,6 +384,7 @@ export async function readColumnTypes(
     out.get(Number(row.attrelid))?.push({
       name: row.attname ?? "",
       typeOid: Number(row.atttypid),
+      typeModifier: Number(row.atttypmod ?? -1),
       notNull: row.attnotnull === "t",
     });
   }

@@ -20,6 +20,8 @@ import { SchemaRegistryClient } from "../formats/avro/registry.ts";
 import { asNumbers, avscType } from "../formats/avro/testdata/avsc.ts";
 import { parseLsn } from "../decoder/lsn.ts";
 import { HealthRegistry } from "../ops/health.ts";
+import { checkPipeline } from "../check/mod.ts";
+import { parsePipelineConfig } from "../config/mod.ts";
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 import {
@@ -179,6 +181,59 @@ Deno.test("kafka avro: a schema registry that is down is waited for (the sink re
       ordered(records, topic).map(async (r) => (await decode(registry.url, r.keyBytes!)).id),
     );
     assert.deepEqual(ids, [1, 2, 3, 4, 5]);
+  } finally {
+    await dropItemsPipeline(pg, poller, name);
+  }
+});
+
+Deno.test("kafka avro: spillway check says whether each table's schemas are registered, or would be refused", async () => {
+  const pg = await server();
+  await using kafka = await startKafka();
+  await using registry = await startRegistry();
+  const poller = new Poller(pg);
+  const name = "kavrocheck";
+  const yaml = itemsPipelineYaml(pg, name, {
+    sinks: [
+      `kafka: { brokers: [${
+        kafka.brokers[0]
+      }], format: debezium-avro, schema_registry: "${registry.url}" }`,
+    ],
+  });
+  const check = async () =>
+    (await checkPipeline(parsePipelineConfig(yaml, { file: "test.yaml", env: {} })))
+      .filter((f) => f.subject === `avro public.${name}_items`);
+  try {
+    await pg.psql(
+      `CREATE TABLE ${name}_items (id int PRIMARY KEY, price numeric(10,2), e_at timestamptz)`,
+    );
+    // Nothing registered yet.
+    let [finding] = await check();
+    assert.equal(finding?.level, "ok", JSON.stringify(finding));
+    assert.match(finding!.message, /-value: not registered yet/);
+    // A run registers them; check then finds them (the same schemas the sink makes).
+    const running = await startRunner(yaml);
+    try {
+      await pg.psql(`INSERT INTO ${name}_items VALUES (1, 2.50, now())`);
+      await consume(kafka.brokers, [`${name}.public.${name}_items`], 1);
+    } finally {
+      await running.stop();
+    }
+    [finding] = await check();
+    assert.equal(finding?.level, "ok", JSON.stringify(finding));
+    assert.match(finding!.message, /-key: registered; .*-value: registered$/);
+    // A NOT NULL column without a default: refused under BACKWARD, before any change is read.
+    await new SchemaRegistryClient({ url: registry.url }).setLevel(
+      `${name}.public.${name}_items-value`,
+      "BACKWARD",
+    );
+    await pg.psql(
+      `ALTER TABLE ${name}_items ADD COLUMN sku text NOT NULL DEFAULT 'x';
+       ALTER TABLE ${name}_items ALTER COLUMN sku DROP DEFAULT;`,
+    );
+    [finding] = await check();
+    assert.equal(finding?.level, "error", JSON.stringify(finding));
+    assert.match(finding!.message, /-value: changed and incompatible under BACKWARD/);
+    assert.match(finding!.fix!, /compatibility level/);
   } finally {
     await dropItemsPipeline(pg, poller, name);
   }

@@ -139,6 +139,31 @@ export class SchemaRegistryClient {
     }
   }
 
+  /**
+   * The id of `schema` when the subject has it already (the registry compares schemas as Avro
+   * does, not as text); `null` when it has not.
+   */
+  async lookup(subject: string, schema: AvroSchema): Promise<number | null> {
+    try {
+      const answer = await this.#call(
+        "POST",
+        `/subjects/${encodeURIComponent(subject)}`,
+        { schema: JSON.stringify(schema) },
+        `looking up a schema under subject ${subject}`,
+      ) as { id?: unknown };
+      return typeof answer.id === "number" ? answer.id : null;
+    } catch (error) {
+      // 40401: no such subject; 40403: the subject does not have this schema.
+      if (
+        error instanceof RegistryError && error.status === 404 &&
+        (error.code === 40401 || error.code === 40403)
+      ) {
+        return null;
+      }
+      throw error;
+    }
+  }
+
   /** The subject's latest schema; `null` when it has none. */
   async latest(subject: string): Promise<AvroSchema | null> {
     try {
