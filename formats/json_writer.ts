@@ -6,115 +6,41 @@
  * @module
  */
 
+import { ByteWriter, TAKE_CHUNK_BYTES } from "./byte_writer.ts";
+
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
-/** The buffer {@linkcode JsonWriter.take} moves on to when the current one is nearly full. */
-export const TAKE_CHUNK_BYTES = 256 * 1024;
-/** Room under which take() moves on to a new buffer. */
-const TAKE_MIN_ROOM = 16 * 1024;
 
-/** Writes JSON text as UTF-8 bytes into one reusable buffer. */
-export class JsonWriter {
-  #buffer: Uint8Array;
-  #length = 0;
-  /** Where the text being written starts: after what {@linkcode take} handed out. */
-  #start = 0;
-
-  /** A writer whose buffer starts at `initialBytes` and doubles as needed. */
-  constructor(initialBytes = 64 * 1024) {
-    this.#buffer = new Uint8Array(Math.max(16, initialBytes));
-  }
-
-  /** Bytes written so far. */
-  get length(): number {
-    return this.#length - this.#start;
-  }
-
-  /** A view of what was written; valid until the next write or {@linkcode reset}. */
-  bytes(): Uint8Array {
-    return this.#buffer.subarray(this.#start, this.#length);
-  }
-
-  /**
-   * What was written, handed out for keeps: the writer starts over after it, in the same
-   * buffer, and never writes over it again (a full buffer is replaced, not reused). So
-   * records written one after another share a buffer of {@linkcode TAKE_CHUNK_BYTES} and cost
-   * no copy and no allocation each; a buffer lives as long as any record in it, so hold
-   * taken records for about as long as their neighbours (a batch).
-   */
-  take(): Uint8Array {
-    const taken = this.#buffer.subarray(this.#start, this.#length);
-    if (this.#buffer.byteLength - this.#length < TAKE_MIN_ROOM) {
-      this.#buffer = new Uint8Array(TAKE_CHUNK_BYTES);
-      this.#start = this.#length = 0;
-    } else {
-      this.#start = this.#length;
-    }
-    return taken;
-  }
-
+export { TAKE_CHUNK_BYTES };
+/** Writes JSON text as UTF-8 bytes into one reusable buffer ({@linkcode ByteWriter}). */
+export class JsonWriter extends ByteWriter {
   /** The written text as a string. */
   text(): string {
     return decoder.decode(this.bytes());
   }
 
-  /** Starts over, keeping the buffer (it shrinks back when it grew past 16 MiB). */
-  reset(): void {
-    this.#length = this.#start;
-    if (this.#start === 0 && this.#buffer.byteLength > 16 << 20) {
-      this.#buffer = new Uint8Array(64 * 1024);
-    }
-  }
-
-  #reserve(bytes: number): void {
-    const needed = this.#length + bytes;
-    if (needed <= this.#buffer.byteLength) return;
-    // What take() handed out stays where it is: only the text being written moves.
-    const pending = this.#length - this.#start;
-    let size = Math.max(this.#buffer.byteLength * 2, TAKE_CHUNK_BYTES);
-    while (size < pending + bytes) size *= 2;
-    const grown = new Uint8Array(size);
-    grown.set(this.#buffer.subarray(this.#start, this.#length));
-    this.#buffer = grown;
-    this.#start = 0;
-    this.#length = pending;
-  }
-
-  /** One byte (an ASCII character code). */
-  byte(code: number): void {
-    this.#reserve(1);
-    this.#buffer[this.#length++] = code;
-  }
-
-  /** Bytes that are already UTF-8 JSON (or part of it): a prefix encoded once, say. */
-  append(bytes: Uint8Array): void {
-    this.#reserve(bytes.byteLength);
-    this.#buffer.set(bytes, this.#length);
-    this.#length += bytes.byteLength;
-  }
-
   /** Text that is already JSON (or part of it), written as it is. */
   raw(text: string): void {
     const count = text.length;
-    this.#reserve(count);
-    const buffer = this.#buffer;
-    let at = this.#length;
+    this.reserve(count);
+    const buffer = this.buffer;
+    let at = this.end;
     for (let i = 0; i < count; i++) {
       const code = text.charCodeAt(i);
       if (code >= 0x80) {
-        this.#length = at;
+        this.end = at;
         this.#utf8(i === 0 ? text : text.slice(i));
         return;
       }
       buffer[at++] = code;
     }
-    this.#length = at;
+    this.end = at;
   }
 
   #utf8(text: string): void {
-    this.#reserve(text.length * 3);
-    this.#length += encoder.encodeInto(text, this.#buffer.subarray(this.#length)).written;
+    this.reserve(text.length * 3);
+    this.end += encoder.encodeInto(text, this.buffer.subarray(this.end)).written;
   }
 
   /** An LSN as PostgreSQL prints it (`16/B374D848`), without the quotes. */
@@ -136,10 +62,10 @@ export class JsonWriter {
   #hex(value: number): void {
     let digits = 1;
     while (digits < 8 && value >= 16 ** digits) digits++;
-    this.#reserve(digits);
-    const buffer = this.#buffer;
-    let at = this.#length + digits;
-    this.#length = at;
+    this.reserve(digits);
+    const buffer = this.buffer;
+    let at = this.end + digits;
+    this.end = at;
     do {
       const digit = value % 16;
       buffer[--at] = digit < 10 ? 0x30 + digit : 0x37 + digit;
@@ -150,22 +76,22 @@ export class JsonWriter {
   /** A JSON string literal, escaped as `JSON.stringify` escapes it. */
   string(value: string): void {
     const count = value.length;
-    this.#reserve(count + 2);
-    const buffer = this.#buffer;
-    const start = this.#length;
+    this.reserve(count + 2);
+    const buffer = this.buffer;
+    const start = this.end;
     let at = start;
     buffer[at++] = 0x22;
     for (let i = 0; i < count; i++) {
       const code = value.charCodeAt(i);
       if (code < 0x20 || code === 0x22 || code === 0x5c || code >= 0x80) {
-        this.#length = start;
+        this.end = start;
         this.raw(JSON.stringify(value));
         return;
       }
       buffer[at++] = code;
     }
     buffer[at++] = 0x22;
-    this.#length = at;
+    this.end = at;
   }
 
   /** A JSON-safe value (what `JSON.stringify` takes, including `JSON.rawJSON` values). */

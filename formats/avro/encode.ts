@@ -22,122 +22,56 @@
 
 import type { JsonValue } from "../../decoder/types/json.ts";
 import type { ConnectSchema } from "../connect_schema.ts";
+import { ByteWriter } from "../byte_writer.ts";
 
 const encoder = new TextEncoder();
 
-/** Room under which {@linkcode AvroWriter.take} moves on to a new buffer. */
-const TAKE_MIN_ROOM = 16 * 1024;
-const TAKE_CHUNK_BYTES = 256 * 1024;
-
-/**
- * A growable buffer that Avro values are written into. As `JsonWriter`, records can be handed
- * out in place ({@linkcode take}): neighbours share a buffer, never written over again.
- */
-export class AvroWriter {
-  #buffer: Uint8Array;
-  #view: DataView;
-  #start = 0;
-  #length = 0;
-
-  constructor(initialBytes = 64 * 1024) {
-    this.#buffer = new Uint8Array(initialBytes);
-    this.#view = new DataView(this.#buffer.buffer);
-  }
-
-  /** Bytes written since the last {@linkcode reset} or {@linkcode take}. */
-  get length(): number {
-    return this.#length - this.#start;
-  }
-
-  reset(): void {
-    this.#length = this.#start;
-  }
-
-  /** A copy of what was written. */
-  bytes(): Uint8Array {
-    return this.#buffer.slice(this.#start, this.#length);
-  }
-
-  /** What was written, handed out for keeps (see `JsonWriter.take`). */
-  take(): Uint8Array {
-    const taken = this.#buffer.subarray(this.#start, this.#length);
-    if (this.#buffer.byteLength - this.#length < TAKE_MIN_ROOM) {
-      this.#buffer = new Uint8Array(TAKE_CHUNK_BYTES);
-      this.#view = new DataView(this.#buffer.buffer);
-      this.#start = this.#length = 0;
-    } else {
-      this.#start = this.#length;
-    }
-    return taken;
-  }
-
-  #reserve(bytes: number): void {
-    const needed = this.#length + bytes;
-    if (needed <= this.#buffer.byteLength) return;
-    // What take() handed out stays where it is: only the value being written moves.
-    const pending = this.#length - this.#start;
-    let size = Math.max(this.#buffer.byteLength * 2, TAKE_CHUNK_BYTES);
-    while (size < pending + bytes) size *= 2;
-    const grown = new Uint8Array(size);
-    grown.set(this.#buffer.subarray(this.#start, this.#length));
-    this.#buffer = grown;
-    this.#view = new DataView(grown.buffer);
-    this.#start = 0;
-    this.#length = pending;
-  }
-
-  byte(value: number): void {
-    this.#reserve(1);
-    this.#buffer[this.#length++] = value;
-  }
-
-  raw(bytes: Uint8Array): void {
-    this.#reserve(bytes.byteLength);
-    this.#buffer.set(bytes, this.#length);
-    this.#length += bytes.byteLength;
-  }
+/** Writes Avro values into one reusable buffer ({@linkcode ByteWriter}). */
+export class AvroWriter extends ByteWriter {
+  /** Floats are written through this, little-endian as Avro wants them. */
+  readonly #scratch = new DataView(new ArrayBuffer(8));
+  readonly #scratchBytes = new Uint8Array(this.#scratch.buffer);
+  readonly #scratchFloat = this.#scratchBytes.subarray(0, 4);
 
   /** A `long` (or `int`): zigzag, then base-128 varint. */
   long(value: number | bigint): void {
     if (typeof value === "number" && Number.isInteger(value) && Math.abs(value) < 2 ** 52) {
-      this.#reserve(10);
+      this.reserve(10);
       // Zigzag in floating point: exact below 2^52.
       let n = value >= 0 ? value * 2 : -value * 2 - 1;
-      const buffer = this.#buffer;
-      let at = this.#length;
+      const buffer = this.buffer;
+      let at = this.end;
       while (n >= 0x80) {
         buffer[at++] = (n % 0x80) | 0x80;
         n = Math.floor(n / 0x80);
       }
       buffer[at++] = n;
-      this.#length = at;
+      this.end = at;
       return;
     }
     let n = BigInt.asUintN(64, (BigInt(value) << 1n) ^ (BigInt(value) >> 63n));
-    this.#reserve(10);
+    this.reserve(10);
     while (n >= 0x80n) {
-      this.#buffer[this.#length++] = Number(n & 0x7fn) | 0x80;
+      this.buffer[this.end++] = Number(n & 0x7fn) | 0x80;
       n >>= 7n;
     }
-    this.#buffer[this.#length++] = Number(n);
+    this.buffer[this.end++] = Number(n);
   }
 
   float(value: number): void {
-    this.#reserve(4);
-    this.#view.setFloat32(this.#length, value, true);
-    this.#length += 4;
+    this.#scratch.setFloat32(0, value, true);
+    this.append(this.#scratchFloat);
   }
 
   double(value: number): void {
-    this.#reserve(8);
-    this.#view.setFloat64(this.#length, value, true);
-    this.#length += 8;
+    this.#scratch.setFloat64(0, value, true);
+    this.append(this.#scratchBytes);
   }
 
   /** `bytes`: length, then the bytes. */
   bytesValue(bytes: Uint8Array): void {
     this.long(bytes.byteLength);
-    this.raw(bytes);
+    this.append(bytes);
   }
 
   string(text: string): void {
@@ -154,11 +88,11 @@ export class AvroWriter {
       return;
     }
     this.long(text.length);
-    this.#reserve(text.length);
-    const buffer = this.#buffer;
-    let at = this.#length;
+    this.reserve(text.length);
+    const buffer = this.buffer;
+    let at = this.end;
     for (let i = 0; i < text.length; i++) buffer[at++] = text.charCodeAt(i);
-    this.#length = at;
+    this.end = at;
   }
 }
 

@@ -1,0 +1,91 @@
+/**
+ * A growable byte buffer that encoders write records into (`json_writer.ts`, `avro/encode.ts`),
+ * and that can hand a finished record out in place ({@linkcode ByteWriter.take}) instead of
+ * copying it.
+ *
+ * @module
+ */
+
+/** The buffer {@linkcode ByteWriter.take} moves on to when the current one is nearly full. */
+export const TAKE_CHUNK_BYTES = 256 * 1024;
+/** Room under which take() moves on to a new buffer. */
+const TAKE_MIN_ROOM = 16 * 1024;
+
+/** Bytes written into one buffer, from which finished records are taken. */
+export class ByteWriter {
+  /** The buffer; subclasses write at {@linkcode end} after {@linkcode reserve}. */
+  protected buffer: Uint8Array;
+  /** Where the next byte goes. */
+  protected end = 0;
+  /** Where the record being written starts: after what {@linkcode take} handed out. */
+  protected start = 0;
+
+  /** A writer whose buffer starts at `initialBytes` and doubles as needed. */
+  constructor(initialBytes = 64 * 1024) {
+    this.buffer = new Uint8Array(Math.max(16, initialBytes));
+  }
+
+  /** Bytes written so far (of the record being written). */
+  get length(): number {
+    return this.end - this.start;
+  }
+
+  /** A view of what was written; valid until the next write or {@linkcode reset}. */
+  bytes(): Uint8Array {
+    return this.buffer.subarray(this.start, this.end);
+  }
+
+  /**
+   * What was written, handed out for keeps: the writer starts over after it, in the same
+   * buffer, and never writes over it again (a full buffer is replaced, not reused). So
+   * records written one after another share a buffer of {@linkcode TAKE_CHUNK_BYTES} and cost
+   * no copy and no allocation each; a buffer lives as long as any record in it, so hold
+   * taken records for about as long as their neighbours (a batch).
+   */
+  take(): Uint8Array {
+    const taken = this.buffer.subarray(this.start, this.end);
+    if (this.buffer.byteLength - this.end < TAKE_MIN_ROOM) {
+      this.buffer = new Uint8Array(TAKE_CHUNK_BYTES);
+      this.start = this.end = 0;
+    } else {
+      this.start = this.end;
+    }
+    return taken;
+  }
+
+  /** Starts the record over, keeping the buffer (it shrinks back when it grew past 16 MiB). */
+  reset(): void {
+    this.end = this.start;
+    if (this.start === 0 && this.buffer.byteLength > 16 << 20) {
+      this.buffer = new Uint8Array(64 * 1024);
+    }
+  }
+
+  /** Makes room for `bytes` more at {@linkcode end}. */
+  protected reserve(bytes: number): void {
+    const needed = this.end + bytes;
+    if (needed <= this.buffer.byteLength) return;
+    // What take() handed out stays where it is: only the record being written moves.
+    const pending = this.end - this.start;
+    let size = Math.max(this.buffer.byteLength * 2, TAKE_CHUNK_BYTES);
+    while (size < pending + bytes) size *= 2;
+    const grown = new Uint8Array(size);
+    grown.set(this.buffer.subarray(this.start, this.end));
+    this.buffer = grown;
+    this.start = 0;
+    this.end = pending;
+  }
+
+  /** One byte. */
+  byte(value: number): void {
+    this.reserve(1);
+    this.buffer[this.end++] = value;
+  }
+
+  /** Bytes as they are. */
+  append(bytes: Uint8Array): void {
+    this.reserve(bytes.byteLength);
+    this.buffer.set(bytes, this.end);
+    this.end += bytes.byteLength;
+  }
+}
