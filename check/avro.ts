@@ -23,7 +23,8 @@ import { lsn } from "../decoder/lsn.ts";
 import { EVENT_RELATION, type SinkRecord } from "../events.ts";
 import { errorMessage } from "../errors.ts";
 import { DebeziumAvroFormat } from "../formats/avro/debezium_avro.ts";
-import { SchemaRegistryClient } from "../formats/avro/registry.ts";
+import type { SchemaRegistryClient } from "../formats/avro/registry.ts";
+import { schemaRegistryClient } from "../sinks/kafka/mod.ts";
 import type { Finding } from "./finding.ts";
 
 /** Findings for every `debezium-avro` Kafka sink of the pipeline (none when there is none). */
@@ -94,13 +95,7 @@ async function checkSink(
   const subject = `schema registry ${registry.url}`;
   let client: SchemaRegistryClient;
   try {
-    client = new SchemaRegistryClient({
-      url: registry.url,
-      username: registry.username ?? undefined,
-      password: registry.password ?? undefined,
-      caCert: registry.ca === null ? undefined : await Deno.readTextFile(registry.ca),
-      timeoutMs: 10_000,
-    });
+    client = await schemaRegistryClient(registry, { timeoutMs: 10_000 });
   } catch (error) {
     return [{ level: "error", subject, message: errorMessage(error), fix: "fix schema_registry" }];
   }

@@ -212,13 +212,17 @@ export class DebeziumFormat {
     record: Extract<SinkRecord, { kind: "change" }>,
     tombstones = true,
   ): EncodedRecord[] {
-    return this.#records(
-      record,
-      tombstones,
-      (shape, key, relation) => this.#key(shape, key, relation),
-      (shape, event, op) => this.#value(shape, event, op),
-    );
+    return this.#records(record, tombstones, this.#keyBytes, this.#valueBytes);
   }
+
+  // The two forms' key and value makers, made once (not per change).
+  readonly #keyBytes = (shape: TableShape, key: Row | null, relation: RelationMessage) =>
+    this.#key(shape, key, relation);
+  readonly #valueBytes = (shape: TableShape, event: ChangeEvent, op: string) =>
+    this.#value(shape, event, op);
+  readonly #keyValues = (shape: TableShape, key: Row | null) => this.#keyValue(shape, key);
+  readonly #payloadValues = (shape: TableShape, event: ChangeEvent, op: string) =>
+    this.#payload(shape, event, op);
 
   /**
    * The records of one change as {@linkcode change} gives them, with key and value as the
@@ -229,12 +233,7 @@ export class DebeziumFormat {
     record: Extract<SinkRecord, { kind: "change" }>,
     tombstones = true,
   ): { topic: string; key: JsonValue | null; value: JsonValue | null }[] {
-    return this.#records(
-      record,
-      tombstones,
-      (shape, key) => this.#keyValue(shape, key),
-      (shape, event, op) => this.#payload(shape, event, op),
-    );
+    return this.#records(record, tombstones, this.#keyValues, this.#payloadValues);
   }
 
   #records<T>(

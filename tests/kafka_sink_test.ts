@@ -280,6 +280,48 @@ for (
   });
 }
 
+Deno.test("kafka sink: a non-transactional message sent again (a reconnect re-reads from its position) is written once", async () => {
+  const kafka = await broker();
+  const config = parsePipelineConfig(
+    "source: { url: postgres://u@h/db, slot: s, publication: p }\n" +
+      `tables: { public.t: {} }\nsinks: [kafka: { brokers: ['${
+        kafka.brokers[0]
+      }'], schemas: false }]\n`,
+    { file: "p.yaml", env: {} },
+  );
+  const sinkConfig = config.sinks[0]!;
+  if (sinkConfig.type !== "kafka") throw new Error("not a kafka sink");
+  const sink = new KafkaSink({
+    config: sinkConfig,
+    pipeline: "again",
+    topicPrefix: "again",
+    database: "db",
+  });
+  const message = (at: bigint): SinkRecord => ({
+    kind: "message",
+    event: {
+      op: "m",
+      transactional: false,
+      prefix: "audit",
+      content: new TextEncoder().encode(`at ${at}`),
+      lsn: lsn(at),
+    },
+  });
+  await sink.open();
+  try {
+    await sink.write([message(100n)]);
+    await sink.write([message(100n)]); // the same one, after a reconnect
+    await sink.write([message(300n)]);
+  } finally {
+    await sink.close();
+  }
+  const records = await consume(kafka.brokers, ["again.message"], 2, { settleMs: 1_000 });
+  assert.deepEqual(records.map((r) => JSON.parse(r.value!).message.content), [
+    btoa("at 100"),
+    btoa("at 300"),
+  ]);
+});
+
 Deno.test("kafka sink: every compression the config offers is taken by the broker (gzip read back by an independent consumer)", async () => {
   const kafka = await broker();
   const relation = {

@@ -25,7 +25,7 @@ import { formatLsn, formatUnixMicros, type Lsn, lsn } from "../../decoder/lsn.ts
 import type { TableFactsRegistry } from "../../decoder/table_facts.ts";
 import type { TypeRegistry } from "../../decoder/types/registry.ts";
 import type { KafkaSinkConfig } from "../../config/mod.ts";
-import type { SinkRecord } from "../../events.ts";
+import { EVENT_RELATION, type SinkRecord } from "../../events.ts";
 import { DebeziumFormat, type EncodedRecord } from "../../formats/debezium.ts";
 import { DebeziumAvroFormat, type SubjectSchema } from "../../formats/avro/debezium_avro.ts";
 import { RegistryError, SchemaRegistryClient } from "../../formats/avro/registry.ts";
@@ -45,6 +45,7 @@ import {
   KafkaProducer,
   KafkaSinkError,
   type OutMessage,
+  readCertificate,
 } from "./producer.ts";
 
 /** Options of {@linkcode KafkaSink}. */
@@ -90,9 +91,12 @@ export class KafkaSink implements Sink {
   readonly #format: Envelope | null;
   /** `debezium-avro`: the format, its registry, and the ids of the schemas registered. */
   readonly #avro: DebeziumAvroFormat | null = null;
-  readonly #registry: SchemaRegistryClient | null = null;
+  /** Made at {@linkcode open} (reading its CA certificate). */
+  #registry: SchemaRegistryClient | null = null;
   /** Ids of the schemas registered, by subject. */
   readonly #schemaIds = new Map<string, Map<AvroSchema, number>>();
+  /** Relations (and their topics) whose schemas a write already asked for. */
+  readonly #schemasOfRelation = new WeakMap<object, Set<string>>();
   /** The value schema last registered per subject, to say what a refused change changed. */
   readonly #lastSchemas = new Map<string, AvroSchema>();
   readonly #json: JsonRenderer | null;
@@ -164,12 +168,6 @@ export class KafkaSink implements Sink {
       this.#json = null;
       const avro = new DebeziumAvroFormat({ ...envelope, subjectNaming: registry.subjectNaming });
       this.#avro = avro;
-      this.#registry = new SchemaRegistryClient({
-        url: registry.url,
-        username: registry.username ?? undefined,
-        password: registry.password ?? undefined,
-        caCert: registry.ca === null ? undefined : readCa(registry.ca),
-      });
       const ids = (subject: string, schema: AvroSchema) => {
         const id = this.#schemaIds.get(subject)?.get(schema);
         if (id === undefined) {
@@ -192,6 +190,9 @@ export class KafkaSink implements Sink {
   }
 
   async open(): Promise<void> {
+    if (this.#avro !== null) {
+      this.#registry = await schemaRegistryClient(this.config.schemaRegistry!);
+    }
     const producer = await this.#untilReachable("connecting", () =>
       KafkaProducer.connect({
         config: this.config,
@@ -311,9 +312,20 @@ export class KafkaSink implements Sink {
   async #registerSchemas(records: readonly SinkRecord[]): Promise<void> {
     const avro = this.#avro!;
     const needed: { schema: SubjectSchema; table: string | null }[] = [];
+    const seen = new Map<object, Set<string>>();
     const fixed = avro.fixedSchemas();
     for (const record of records) {
       if (record.kind === "change") {
+        // Once per relation and topic: the schemas of a table change only with its relation.
+        const relation = record.event[EVENT_RELATION];
+        const topic = this.#topic(record.topic);
+        if (relation !== undefined) {
+          if (this.#schemasOfRelation.get(relation)?.has(topic)) continue;
+          if (seen.get(relation)?.has(topic)) continue;
+          let topics = seen.get(relation);
+          if (topics === undefined) seen.set(relation, topics = new Set());
+          topics.add(topic);
+        }
         const table = `${record.event.source.schema}.${record.event.source.table}`;
         for (const schema of avro.schemasOf(this.#onSinkTopic(record))) {
           needed.push({ schema, table });
@@ -361,6 +373,12 @@ export class KafkaSink implements Sink {
           { retriable: false, cause: error },
         );
       }
+    }
+    // Marked only once registered: a write that failed registers them again.
+    for (const [relation, topics] of seen) {
+      const known = this.#schemasOfRelation.get(relation);
+      if (known === undefined) this.#schemasOfRelation.set(relation, topics);
+      else for (const topic of topics) known.add(topic);
     }
   }
 
@@ -649,15 +667,20 @@ function describeChange(before: AvroSchema, after: AvroSchema): string {
   return parts.length === 0 ? "no column change found" : parts.join("; ");
 }
 
-/** A registry's CA certificate, read when the sink is made. */
-function readCa(path: string): string {
-  try {
-    return Deno.readTextFileSync(path);
-  } catch (error) {
-    throw new ConfigError(
-      `Cannot read the schema registry's CA certificate ${path}: ${
-        (error as Error).message
-      }; fix schema_registry.ca`,
-    );
-  }
+/** The client of a sink's schema registry (its CA certificate read). */
+export async function schemaRegistryClient(
+  registry: NonNullable<KafkaSinkConfig["schemaRegistry"]>,
+  options: { timeoutMs?: number } = {},
+): Promise<SchemaRegistryClient> {
+  return new SchemaRegistryClient({
+    url: registry.url,
+    username: registry.username ?? undefined,
+    password: registry.password ?? undefined,
+    caCert: registry.ca === null ? undefined : await readCertificate(
+      registry.ca,
+      "the schema registry's CA certificate",
+      "schema_registry.ca",
+    ),
+    timeoutMs: options.timeoutMs,
+  });
 }

@@ -226,18 +226,27 @@ const COMPRESSION = {
   zstd: "zstd",
 } as const;
 
+/** A certificate file a setting names; an error names the file and the setting to fix. */
+export async function readCertificate(
+  path: string,
+  what: string,
+  setting: string,
+): Promise<string> {
+  try {
+    return await Deno.readTextFile(path);
+  } catch (error) {
+    throw new ConfigError(
+      `Cannot read ${what} ${path}: ${(error as Error).message}; fix ${setting}`,
+    );
+  }
+}
+
 async function connectionOptions(config: KafkaSinkConfig) {
   let tls: { ca?: string } | undefined = undefined;
   if (config.tls !== null) {
-    tls = config.tls.ca === null ? {} : {
-      ca: await Deno.readTextFile(config.tls.ca).catch((error) => {
-        throw new ConfigError(
-          `Cannot read the Kafka CA certificate ${config.tls?.ca}: ${
-            (error as Error).message
-          }; fix tls.ca`,
-        );
-      }),
-    };
+    tls = config.tls.ca === null
+      ? {}
+      : { ca: await readCertificate(config.tls.ca, "the Kafka CA certificate", "tls.ca") };
   }
   let sasl: SASLOptions | undefined = undefined;
   if (config.sasl !== null) {
