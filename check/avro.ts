@@ -24,7 +24,7 @@ import { EVENT_RELATION, type SinkRecord } from "../events.ts";
 import { errorMessage } from "../errors.ts";
 import { DebeziumAvroFormat } from "../formats/avro/debezium_avro.ts";
 import type { SchemaRegistryClient } from "../formats/avro/registry.ts";
-import { schemaRegistryClient } from "../sinks/kafka/mod.ts";
+import { schemaRegistryClient } from "../sinks/kafka/schema_registry.ts";
 import type { Finding } from "./finding.ts";
 
 /** Findings for every `debezium-avro` Kafka sink of the pipeline (none when there is none). */

@@ -45,8 +45,8 @@ import {
   KafkaProducer,
   KafkaSinkError,
   type OutMessage,
-  readCertificate,
 } from "./producer.ts";
+import { schemaRegistryClient } from "./schema_registry.ts";
 
 /** Options of {@linkcode KafkaSink}. */
 export interface KafkaSinkOptions {
@@ -665,22 +665,4 @@ function describeChange(before: AvroSchema, after: AvroSchema): string {
   }
   for (const name of old.keys()) if (!now.has(name)) parts.push(`column ${name} dropped`);
   return parts.length === 0 ? "no column change found" : parts.join("; ");
-}
-
-/** The client of a sink's schema registry (its CA certificate read). */
-export async function schemaRegistryClient(
-  registry: NonNullable<KafkaSinkConfig["schemaRegistry"]>,
-  options: { timeoutMs?: number } = {},
-): Promise<SchemaRegistryClient> {
-  return new SchemaRegistryClient({
-    url: registry.url,
-    username: registry.username ?? undefined,
-    password: registry.password ?? undefined,
-    caCert: registry.ca === null ? undefined : await readCertificate(
-      registry.ca,
-      "the schema registry's CA certificate",
-      "schema_registry.ca",
-    ),
-    timeoutMs: options.timeoutMs,
-  });
 }

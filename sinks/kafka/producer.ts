@@ -26,9 +26,9 @@ import {
 import { Buffer } from "node:buffer";
 import { type Lsn, lsn } from "../../decoder/lsn.ts";
 import type { KafkaSinkConfig } from "../../config/mod.ts";
-import { ConfigError } from "../../errors.ts";
 import type { Logger } from "../../ops/log.ts";
 import { keyHash } from "./murmur2.ts";
+import { readCertificate } from "./schema_registry.ts";
 
 /**
  * A record's headers: names and values as UTF-8 bytes ({@linkcode headerBytes}), handed to the
@@ -225,21 +225,6 @@ const COMPRESSION = {
   lz4: "lz4",
   zstd: "zstd",
 } as const;
-
-/** A certificate file a setting names; an error names the file and the setting to fix. */
-export async function readCertificate(
-  path: string,
-  what: string,
-  setting: string,
-): Promise<string> {
-  try {
-    return await Deno.readTextFile(path);
-  } catch (error) {
-    throw new ConfigError(
-      `Cannot read ${what} ${path}: ${(error as Error).message}; fix ${setting}`,
-    );
-  }
-}
 
 async function connectionOptions(config: KafkaSinkConfig) {
   let tls: { ca?: string } | undefined = undefined;
