@@ -141,7 +141,26 @@ export type SinkRecord =
     columns: string[];
   }
   /** An event a transform failed on, for the dead-letter sink only. */
-  | { kind: "dead-letter"; event: ChangeEvent | MessageEvent; failure: TransformFailureInfo };
+  | {
+    kind: "dead-letter";
+    event: ChangeEvent | MessageEvent;
+    failure: TransformFailureInfo | SchemaRefusalInfo;
+  };
+
+/**
+ * Why a change went to a Kafka sink's dead-letter topic instead of its own: the schema registry
+ * refused its table's new schema, and the sink's `on_incompatible` is `dead_letter`.
+ */
+export interface SchemaRefusalInfo {
+  reason: "schema-refused";
+  /** The subject whose new schema was refused. */
+  subject: string;
+  /** The topic and key the change would have been written with. */
+  topic: string;
+  key: Row | null;
+  /** What the registry said, with the subject's compatibility level and what changed. */
+  error: { name: string; message: string };
+}
 
 /** Why an event went to the dead-letter sink: which transform, which version, what error. */
 export interface TransformFailureInfo {

@@ -129,7 +129,8 @@ type SchemaRegistry = NonNullable<KafkaSinkConfig["schemaRegistry"]>;
 const registryUrl = string(REGISTRY_EXPECTED, HTTP_URL);
 
 const REGISTRY: SectionSpec<SchemaRegistry> = {
-  expected: `${REGISTRY_EXPECTED}, or a map with url, username, password, ca and subject_naming`,
+  expected:
+    `${REGISTRY_EXPECTED}, or a map with url, username, password, ca, subject_naming, on_incompatible and dead_letter_topic`,
   fields: {
     url: { key: "url", reader: registryUrl, required: REGISTRY_EXPECTED, doc: "Registry URL." },
     username: {
@@ -159,6 +160,21 @@ const REGISTRY: SectionSpec<SchemaRegistry> = {
         "(the record's full name, RecordNameStrategy) or topic_record " +
         "(<topic>-<record name>, TopicRecordNameStrategy).",
     },
+    onIncompatible: {
+      key: "on_incompatible",
+      reader: choice(["stop", "dead_letter"] as const),
+      default: "stop",
+      doc: "When the registry refuses a table's new schema (a change its subject's " +
+        "compatibility level forbids): stop (the pipeline stops before the change, the slot " +
+        "not moved past it) or dead_letter (the table's changes go to dead_letter_topic as " +
+        "JSON until its schema changes again or the pipeline restarts).",
+    },
+    deadLetterTopic: {
+      key: "dead_letter_topic",
+      reader: nullable(string("a topic name")),
+      default: null,
+      doc: "Where on_incompatible: dead_letter writes; null for <topic_prefix>.dead-letter.",
+    },
   },
 };
 
@@ -168,9 +184,15 @@ const SCHEMA_REGISTRY: Reader<SchemaRegistry> = {
   read: (checker, field) => {
     if (isMap(field.node)) return readSection(checker, field, REGISTRY);
     const url = registryUrl.read(checker, field);
-    return url === undefined
-      ? undefined
-      : { url, username: null, password: null, ca: null, subjectNaming: "topic" };
+    return url === undefined ? undefined : {
+      url,
+      username: null,
+      password: null,
+      ca: null,
+      subjectNaming: "topic",
+      onIncompatible: "stop",
+      deadLetterTopic: null,
+    };
   },
 };
 

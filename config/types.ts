@@ -242,6 +242,13 @@ export interface KafkaSinkConfig {
     ca: string | null;
     /** `topic`: TopicNameStrategy; `record`: RecordNameStrategy; `topic_record`: both. */
     subjectNaming: "topic" | "record" | "topic_record";
+    /**
+     * A new schema the registry refuses: `stop` (default) the pipeline before the change, or
+     * `dead_letter`: write the table's changes to {@linkcode deadLetterTopic} as JSON.
+     */
+    onIncompatible: "stop" | "dead_letter";
+    /** `null` (default): `<topic_prefix>.dead-letter`. */
+    deadLetterTopic: string | null;
   } | null;
   /** Default `"all"`. */
   acks: "all" | 0 | 1;

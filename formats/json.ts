@@ -353,7 +353,9 @@ export function itemToJsonLine(
 /**
  * A dead-letter line: `{"type":"dead-letter","transform":…,"version":…,"reason":…,"error":{…},
  * "attempts":…,"topic":…,"key":…,"event":{…}}`, the event as the sinks would have written it
- * before the transform.
+ * before the transform; for a change whose table's schema the registry refused,
+ * `{"type":"dead-letter","reason":"schema-refused","subject":…,"error":{…},"topic":…,"key":…,
+ * "event":{…}}`.
  */
 function writeDeadLetter(
   out: JsonWriter,
@@ -361,13 +363,21 @@ function writeDeadLetter(
   renderer: JsonRenderer,
 ): void {
   const { failure, event } = record;
-  out.raw(
-    `{"type":"dead-letter","transform":${JSON.stringify(failure.transform)},"version":${
-      JSON.stringify(failure.version)
-    },"reason":${JSON.stringify(failure.reason)},"error":${
-      JSON.stringify(failure.error)
-    },"attempts":${failure.attempts},"topic":${JSON.stringify(failure.topic)},"key":`,
-  );
+  if (failure.reason === "schema-refused") {
+    out.raw(
+      `{"type":"dead-letter","reason":"schema-refused","subject":${
+        JSON.stringify(failure.subject)
+      },"error":${JSON.stringify(failure.error)},"topic":${JSON.stringify(failure.topic)},"key":`,
+    );
+  } else {
+    out.raw(
+      `{"type":"dead-letter","transform":${JSON.stringify(failure.transform)},"version":${
+        JSON.stringify(failure.version)
+      },"reason":${JSON.stringify(failure.reason)},"error":${
+        JSON.stringify(failure.error)
+      },"attempts":${failure.attempts},"topic":${JSON.stringify(failure.topic)},"key":`,
+    );
+  }
   if (event.op === "m") {
     out.raw(`null,"event":${JSON.stringify(messageToJson(event))}}`);
     return;

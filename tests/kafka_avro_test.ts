@@ -6,7 +6,9 @@
  * JSON would carry; a compatible column change (a nullable column) registers a new version
  * and goes on; an incompatible one under BACKWARD (a NOT NULL column without a default) stops
  * the pipeline naming the table, the subject, the level and the change, with the slot left
- * before it; after the operator sets the subject to NONE, a restart writes it.
+ * before it; after the operator sets the subject to NONE, a restart writes it; with
+ * `on_incompatible: dead_letter` a refused change sends the table's changes to the dead-letter
+ * topic as JSON lines and the pipeline goes on.
  *
  * @module
  */
@@ -25,6 +27,7 @@ import { parsePipelineConfig } from "../config/mod.ts";
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 import {
+  confirmedReaches,
   dropItemsPipeline,
   itemsPipelineYaml,
   Poller,
@@ -127,6 +130,56 @@ Deno.test("kafka avro: wire format with registry ids, compatible and refused col
     }
     const last = await decode(registry.url, ordered(records, topic).at(-1)!.valueBytes!);
     assert.equal((last.after as Record<string, unknown>).sku, "sku-4");
+
+    // on_incompatible: dead_letter: a refused change sends the table's changes to the
+    // dead-letter topic as JSON, and the pipeline goes on (health degraded, the slot moving).
+    await client.setLevel(`${topic}-value`, "BACKWARD");
+    const health = new HealthRegistry();
+    running = await startRunner(
+      itemsPipelineYaml(pg, name, {
+        sinks: [
+          `kafka: { brokers: [${
+            kafka.brokers[0]
+          }], format: debezium-avro, schema_registry: { url: "${registry.url}", on_incompatible: dead_letter } }`,
+        ],
+      }),
+      { health },
+    );
+    let dead: Consumed[];
+    let sinkHealth: { status: string; detail?: string } | undefined;
+    try {
+      await pg.psql(
+        `ALTER TABLE ${name}_items ADD COLUMN code int NOT NULL DEFAULT 0;
+         ALTER TABLE ${name}_items ALTER COLUMN code DROP DEFAULT;
+         INSERT INTO ${name}_items VALUES (5, 'five', NULL, NULL, NULL, 'sku-5', 55);
+         UPDATE ${name}_items SET name = 'FOUR' WHERE id = 4;`,
+      );
+      const end = parseLsn((await pg.psql("SELECT pg_current_wal_lsn()")).trim());
+      dead = await consume(kafka.brokers, [`${name}.dead-letter`], 2);
+      await confirmedReaches(poller, `${name}_slot`, end);
+      const report = await health.report();
+      sinkHealth = Object.entries(report.checks).find(([check]) => check.startsWith("sink:kafka"))
+        ?.[1];
+    } finally {
+      await running.stop();
+    }
+    assert.equal(sinkHealth?.status, "degraded");
+    assert.match(sinkHealth?.detail ?? "", new RegExp(`go to ${name}\\.dead-letter`));
+    assert.deepEqual(dead.map((r) => r.headers["spillway.dead_letter.reason"]), [
+      "schema-refused",
+      "schema-refused",
+    ]);
+    const letters = dead.map((r) => JSON.parse(r.value!));
+    assert.deepEqual(letters.map((l) => [l.reason, l.subject, l.topic, l.key, l.event.op]), [
+      ["schema-refused", `${topic}-value`, topic, { id: 5 }, "c"],
+      ["schema-refused", `${topic}-value`, topic, { id: 4 }, "u"],
+    ]);
+    assert.equal(letters[0].event.after.code, 55);
+    assert.match(letters[0].error.message, /BACKWARD/);
+    assert.match(letters[0].error.message, /column code added without a default/);
+    assert.deepEqual(dead.map((r) => JSON.parse(r.key!)), [{ id: 5 }, { id: 4 }]);
+    // Nothing of the refused shape reached the table's own topic.
+    assert.equal(ordered(await consume(kafka.brokers, [topic], 4), topic).length, 4);
   } finally {
     client.close();
     await dropItemsPipeline(pg, poller, name);

@@ -99,6 +99,13 @@ export class KafkaSink implements Sink {
   readonly #schemasOfRelation = new WeakMap<object, Set<string>>();
   /** The value schema last registered per subject, to say what a refused change changed. */
   readonly #lastSchemas = new Map<string, AvroSchema>();
+  /**
+   * `on_incompatible: dead_letter`: the relations (and topics) whose new schema the registry
+   * refused, with why; their changes go to the dead-letter topic until the relation changes.
+   */
+  readonly #refused = new WeakMap<object, Map<string, { subject: string; message: string }>>();
+  /** The last refusal dead-lettered, for status(). */
+  #lastRefusal: string | null = null;
   readonly #json: JsonRenderer | null;
   readonly #jsonOut = new JsonWriter();
   readonly #deadLetterJson: JsonRenderer;
@@ -311,7 +318,12 @@ export class KafkaSink implements Sink {
    */
   async #registerSchemas(records: readonly SinkRecord[]): Promise<void> {
     const avro = this.#avro!;
-    const needed: { schema: SubjectSchema; table: string | null }[] = [];
+    const needed: {
+      schema: SubjectSchema;
+      table: string | null;
+      relation?: object;
+      topic?: string;
+    }[] = [];
     const seen = new Map<object, Set<string>>();
     const fixed = avro.fixedSchemas();
     for (const record of records) {
@@ -328,7 +340,7 @@ export class KafkaSink implements Sink {
         }
         const table = `${record.event.source.schema}.${record.event.source.table}`;
         for (const schema of avro.schemasOf(this.#onSinkTopic(record))) {
-          needed.push({ schema, table });
+          needed.push({ schema, table, relation, topic });
         }
       } else if (record.kind === "message") {
         for (const schema of fixed.message) needed.push({ schema, table: null });
@@ -337,8 +349,9 @@ export class KafkaSink implements Sink {
       }
     }
     const registry = this.#registry!;
-    for (const { schema: { subject, schema }, table } of needed) {
+    for (const { schema: { subject, schema }, table, relation, topic } of needed) {
       if (this.#schemaIds.get(subject)?.has(schema)) continue;
+      if (relation !== undefined && this.#refused.get(relation)?.has(topic!)) continue;
       try {
         const id = await this.#untilReachable(
           `registering the schema of subject ${subject}`,
@@ -364,22 +377,54 @@ export class KafkaSink implements Sink {
         const before = this.#lastSchemas.get(subject) ??
           await registry.latest(subject).catch(() => undefined) ?? undefined;
         const change = before === undefined ? "" : ` (${describeChange(before, schema)})`;
+        const refusal =
+          `the schema registry refused its new schema under subject ${subject}, whose compatibility level is ${level}${change}: ${
+            (error as Error).message
+          }`;
+        const deadLetterTopic = this.#schemaDeadLetterTopic();
+        if (deadLetterTopic !== null && relation !== undefined) {
+          // on_incompatible: dead_letter: the table's changes go to the dead-letter topic.
+          let topics = this.#refused.get(relation);
+          if (topics === undefined) this.#refused.set(relation, topics = new Map());
+          const message = `${table}'s changes to ${topic} go to ${deadLetterTopic}: ${refusal}`;
+          topics.set(topic!, { subject, message });
+          this.#lastRefusal = message;
+          this.#log("warn", "Kafka sink dead-letters a table whose new schema was refused", {
+            sink: this.name,
+            table,
+            subject,
+            deadLetterTopic,
+            error: refusal,
+            fix:
+              "make the change compatible or change the subject's compatibility level, then restart (or change the table again)",
+          });
+          continue;
+        }
         throw this.#fatal = new KafkaSinkError(
           `Cannot write the changes of ${
             table ?? subject
-          } as Avro: the schema registry refused its new schema under subject ${subject}, whose compatibility level is ${level}${change}: ${
-            (error as Error).message
-          }. Make the change compatible (a new column nullable or with a default), or change the subject's compatibility level, then restart: the slot was not moved past the change`,
+          } as Avro: ${refusal}. Make the change compatible (a new column nullable or with a default), or change the subject's compatibility level, then restart: the slot was not moved past the change`,
           { retriable: false, cause: error },
         );
       }
     }
-    // Marked only once registered: a write that failed registers them again.
+    // Marked only once registered (or refused into the dead-letter topic): a write that failed
+    // registers them again.
     for (const [relation, topics] of seen) {
       const known = this.#schemasOfRelation.get(relation);
       if (known === undefined) this.#schemasOfRelation.set(relation, topics);
       else for (const topic of topics) known.add(topic);
     }
+  }
+
+  /**
+   * Where changes of a table whose new schema was refused go: `null` when the sink stops
+   * instead (`on_incompatible: stop`).
+   */
+  #schemaDeadLetterTopic(): string | null {
+    const registry = this.config.schemaRegistry;
+    if (registry === null || registry.onIncompatible !== "dead_letter") return null;
+    return this.#topic(registry.deadLetterTopic ?? `${this.#options.topicPrefix}.dead-letter`);
   }
 
   /** Exactly-once: whether a transaction is at or before the checkpoint Kafka holds. */
@@ -420,6 +465,24 @@ export class KafkaSink implements Sink {
         const event = record.event;
         if (event.op === "t" && !this.config.truncate) return;
         const topic = this.#topic(record.topic);
+        const relation = event[EVENT_RELATION];
+        const refused = relation === undefined
+          ? undefined
+          : this.#refused.get(relation)?.get(topic);
+        if (refused !== undefined) {
+          out.push(this.#deadLetter({
+            kind: "dead-letter",
+            event,
+            failure: {
+              reason: "schema-refused",
+              subject: refused.subject,
+              topic,
+              key: record.key,
+              error: { name: "SchemaRefused", message: refused.message },
+            },
+          }, this.#schemaDeadLetterTopic()!));
+          return;
+        }
         const keyless = record.key === null && event.op !== "t";
         if (keyless && this.config.keyless === "error") {
           throw new KafkaSinkError(
@@ -456,26 +519,7 @@ export class KafkaSink implements Sink {
       case "dead-letter": {
         const topic = this.#options.deadLetterTopic;
         if (topic === undefined) return;
-        const { failure } = record;
-        const w = this.#jsonOut;
-        w.reset();
-        writeJsonLine(w, record, false, this.#json ?? new JsonRenderer(this.#options.types));
-        const value = w.bytes().subarray(0, w.length - 1).slice(); // without the newline
-        w.reset();
-        if (failure.key !== null) this.#deadLetterJson.writeRow(w, failure.key, undefined);
-        out.push({
-          topic,
-          key: failure.key === null ? null : w.bytes().slice(),
-          value,
-          // As Kafka Connect's dead-letter queue headers, in Spillway's names.
-          headers: textHeaders({
-            "spillway.dead_letter.transform": failure.transform,
-            "spillway.dead_letter.version": failure.version,
-            "spillway.dead_letter.reason": failure.reason,
-            "spillway.dead_letter.error": `${failure.error.name}: ${failure.error.message}`,
-            ...(failure.topic === null ? {} : { "spillway.dead_letter.topic": failure.topic }),
-          }),
-        });
+        out.push(this.#deadLetter(record, topic));
         return;
       }
       case "message": {
@@ -521,6 +565,37 @@ export class KafkaSink implements Sink {
         return;
       }
     }
+  }
+
+  /**
+   * A dead letter as its JSON line (without the newline), keyed by the event's key, with
+   * `spillway.dead_letter.*` headers, as Kafka Connect's dead-letter queue headers say why.
+   */
+  #deadLetter(record: Extract<SinkRecord, { kind: "dead-letter" }>, topic: string): OutMessage {
+    const { failure } = record;
+    const w = this.#jsonOut;
+    w.reset();
+    writeJsonLine(w, record, false, this.#deadLetterJson);
+    const value = w.bytes().subarray(0, w.length - 1).slice(); // without the newline
+    w.reset();
+    if (failure.key !== null) this.#deadLetterJson.writeRow(w, failure.key, undefined);
+    const why: Record<string, string> = failure.reason === "schema-refused"
+      ? { "spillway.dead_letter.subject": failure.subject }
+      : {
+        "spillway.dead_letter.transform": failure.transform,
+        "spillway.dead_letter.version": failure.version,
+      };
+    return {
+      topic,
+      key: failure.key === null ? null : w.bytes().slice(),
+      value,
+      headers: textHeaders({
+        ...why,
+        "spillway.dead_letter.reason": failure.reason,
+        "spillway.dead_letter.error": `${failure.error.name}: ${failure.error.message}`,
+        ...(failure.topic === null ? {} : { "spillway.dead_letter.topic": failure.topic }),
+      }),
+    };
   }
 
   #message(
@@ -623,6 +698,9 @@ export class KafkaSink implements Sink {
     }
     if (batcher?.failing) {
       return { state: "failing", written: this.#written, lastError: batcher.lastError };
+    }
+    if (this.#lastRefusal !== null) {
+      return { state: "degraded", written: this.#written, lastError: this.#lastRefusal };
     }
     return { state: "ok", written: this.#written };
   }
