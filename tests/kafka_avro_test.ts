@@ -17,7 +17,8 @@ import assert from "node:assert/strict";
 import { startKafka } from "../testing/kafka.ts";
 import { startRegistry } from "../testing/registry.ts";
 import { sharedServers } from "./_replication.ts";
-import { consume, type Consumed, ordered } from "./_kafka.ts";
+import { consume, type Consumed, ordered, reshapingPipeline } from "./_kafka.ts";
+import { join } from "node:path";
 import { SchemaRegistryClient } from "../formats/avro/registry.ts";
 import { asNumbers, avscType } from "../formats/avro/testdata/avsc.ts";
 import { parseLsn } from "../decoder/lsn.ts";
@@ -236,6 +237,65 @@ Deno.test("kafka avro: a schema registry that is down is waited for (the sink re
     assert.deepEqual(ids, [1, 2, 3, 4, 5]);
   } finally {
     await dropItemsPipeline(pg, poller, name);
+  }
+});
+
+Deno.test("kafka avro: a transform's retyped, dropped and added fields get Avro types in the registered schema", async () => {
+  const pg = await server();
+  await using kafka = await startKafka();
+  await using registry = await startRegistry();
+  const poller = new Poller(pg);
+  const name = "kavroshape";
+  const topic = `${name}.public.${name}_items`;
+  const dir = await Deno.makeTempDir({ prefix: "spillway-avro-shape-" });
+  try {
+    const running = await startRunner(
+      await reshapingPipeline(
+        pg,
+        name,
+        dir,
+        `kafka: { brokers: [${
+          kafka.brokers[0]
+        }], format: debezium-avro, schema_registry: "${registry.url}" }`,
+      ),
+      { file: join(dir, "p.yaml") },
+    );
+    let records: Consumed[];
+    try {
+      await pg.psql(`INSERT INTO ${name}_items VALUES (1, 1.50, 'n', 's'), (2, NULL, NULL, 's')`);
+      records = await consume(kafka.brokers, [topic], 2);
+    } finally {
+      await running.stop();
+    }
+    const latest = await (await fetch(`${registry.url}/subjects/${topic}-value/versions/latest`))
+      .json() as { schema: string; version: number };
+    assert.equal(latest.version, 1, "one schema version for one shape");
+    const envelope = JSON.parse(latest.schema);
+    // The Value record is defined at `before` (`after` names it).
+    const value = envelope.fields.find((f: { name: string }) => f.name === "before").type
+      .find((t: unknown) => typeof t === "object");
+    assert.deepEqual(
+      value.fields.map((f: { name: string; type: unknown }) => [f.name, f.type]),
+      [
+        ["id", "int"],
+        ["price", ["null", "double"]],
+        ["note", ["null", "string"]],
+        ["price_cents", ["null", "long"]],
+        ["tags", ["null", { type: "array", items: ["null", "string"] }]],
+      ],
+    );
+    const afters = await Promise.all(
+      ordered(records, topic).map(async (r) => ({
+        ...(await decode(registry.url, r.valueBytes!)).after as object,
+      })),
+    );
+    assert.deepEqual(afters, [
+      { id: 1, price: 1.5, note: "n", price_cents: 150n, tags: ["a", "n"] },
+      { id: 2, price: null, note: null, price_cents: null, tags: ["a", "none"] },
+    ]);
+  } finally {
+    await dropItemsPipeline(pg, poller, name);
+    await Deno.remove(dir, { recursive: true });
   }
 });
 

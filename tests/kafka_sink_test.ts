@@ -15,7 +15,7 @@ import { EVENT_RELATION, type SinkRecord } from "../events.ts";
 import { KafkaSink } from "../sinks/kafka/mod.ts";
 import { startKafka, topicBytesOnDisk } from "../testing/kafka.ts";
 import { sharedServers } from "./_replication.ts";
-import { consume, type Consumed, ordered } from "./_kafka.ts";
+import { consume, type Consumed, ordered, reshapingPipeline } from "./_kafka.ts";
 import { lsn, parseLsn } from "../decoder/lsn.ts";
 import {
   confirmedReaches,
@@ -170,6 +170,72 @@ export default defineTransform<{ id: number; v: string | null }>({
     assert.equal(value.type, "dead-letter");
     assert.equal(value.event.after.id, 2);
     assert.equal(value.error.message, "no twos");
+  } finally {
+    await dropItemsPipeline(pg, poller, name);
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("kafka sink: a transform's retyped, dropped and added fields are in the Connect schema and the payload", async () => {
+  const pg = await server();
+  const kafka = await broker();
+  const poller = new Poller(pg);
+  const name = "kshape";
+  const topic = `${name}.public.${name}_items`;
+  const dir = await Deno.makeTempDir({ prefix: "spillway-kafka-shape-" });
+  try {
+    const running = await startRunner(
+      await reshapingPipeline(
+        pg,
+        name,
+        dir,
+        `kafka: { brokers: [${kafka.brokers[0]}], tombstones: false }`,
+      ),
+      { file: join(dir, "p.yaml") },
+    );
+    let records: Consumed[];
+    try {
+      await pg.psql(
+        `INSERT INTO ${name}_items VALUES (1, 1.50, 'n', 's'), (2, NULL, NULL, 's');
+         DELETE FROM ${name}_items WHERE id = 2;`,
+      );
+      records = await consume(kafka.brokers, [topic], 3);
+    } finally {
+      await running.stop();
+    }
+    const values = ordered(records, topic).map((r) => JSON.parse(r.value!));
+    const fields = (value: { schema: { fields: { field: string; fields?: unknown[] }[] } }) =>
+      value.schema.fields.find((f) => f.field === "after")!.fields as {
+        field: string;
+        type: string;
+        optional: boolean;
+        items?: { type: string };
+      }[];
+    // secret dropped; price a double now; price_cents (declared int8) and tags (inferred) added.
+    assert.deepEqual(
+      fields(values[0]).map((f) => [f.field, f.type, f.optional, f.items?.type]),
+      [
+        ["id", "int32", false, undefined],
+        ["price", "double", true, undefined],
+        ["note", "string", true, undefined],
+        ["price_cents", "int64", true, undefined],
+        ["tags", "array", true, "string"],
+      ],
+    );
+    assert.deepEqual(values.map((v) => v.payload.after), [
+      { id: 1, price: 1.5, note: "n", price_cents: 150, tags: ["a", "n"] },
+      { id: 2, price: null, note: null, price_cents: null, tags: ["a", "none"] },
+      null,
+    ]);
+    // The delete went through as it came, written in the same shape (one schema).
+    assert.deepEqual(values[2].payload.before, {
+      id: 2,
+      price: null,
+      note: null,
+      price_cents: null,
+      tags: null,
+    });
+    assert.deepEqual(values[2].schema, values[0].schema);
   } finally {
     await dropItemsPipeline(pg, poller, name);
     await Deno.remove(dir, { recursive: true });

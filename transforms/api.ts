@@ -162,7 +162,45 @@ export interface TransformHooks<R = TransformRow> {
   ): void | Promise<void>;
   /** Keep `ctx.state` when a new version of the file takes over (default false). */
   keepState?: boolean;
+  /**
+   * The types of fields the transform adds or retypes, by field name, for the sinks' schemas
+   * (Debezium's Connect schema, Avro). A field not declared is typed from its first non-null
+   * value: a string `text`, a number `float8`, a bigint `int8`, a boolean `bool`, a Uint8Array
+   * `bytea`, an array of them that type's array.
+   */
+  output?: Record<string, OutputType>;
 }
+
+/** A type a transform's `output` may give a field; each also as an array (`"text[]"`). */
+export type OutputType =
+  | OutputScalar
+  | `${OutputScalar}[]`;
+
+type OutputScalar =
+  | "text"
+  | "varchar"
+  | "bool"
+  | "boolean"
+  | "int2"
+  | "smallint"
+  | "int4"
+  | "integer"
+  | "int"
+  | "int8"
+  | "bigint"
+  | "float4"
+  | "real"
+  | "float8"
+  | "double precision"
+  | "numeric"
+  | "bytea"
+  | "uuid"
+  | "json"
+  | "jsonb"
+  | "date"
+  | "time"
+  | "timestamp"
+  | "timestamptz";
 
 /** A transform, as a module's default export. */
 export type Transform<R = TransformRow> = TransformHooks<R> & { readonly [TRANSFORM]: true };

@@ -22,6 +22,7 @@ import { formatLsn, LSN_ZERO } from "../decoder/lsn.ts";
 import type { TypeRegistry } from "../decoder/types/registry.ts";
 import { matchTable, type PipelineConfig, type TransformPermissions } from "../config/mod.ts";
 import {
+  type ChangeEvent,
   EVENT_RELATION,
   type MessageEvent,
   type SinkRecord,
@@ -40,6 +41,7 @@ import {
 } from "./convert.ts";
 import type { WorkItem } from "./hooks.ts";
 import { LiveTransform } from "./live.ts";
+import { OutputShapes } from "./shape.ts";
 import type { TransformMetrics } from "./metrics.ts";
 import {
   describeFailure,
@@ -116,6 +118,8 @@ interface Bound {
   events: number;
   failures: number;
   lastVersion: string;
+  /** The shapes of its outputs, for the version running (see `shape.ts`). */
+  shapes: { version: string; shapes: OutputShapes } | null;
 }
 
 /** What one work item stands for in the batch. */
@@ -243,6 +247,7 @@ export class TransformHost {
       events: 0,
       failures: 0,
       lastVersion: live.version,
+      shapes: null,
     };
     this.#bounds.push(bound);
     this.#metrics?.versionInfo.set({ transform: label, version: live.version.slice(0, 12) }, 1);
@@ -515,7 +520,7 @@ export class TransformHost {
     let failed = false;
     for (const [k, item] of job.items.entries()) {
       const ref = job.refs[k]!;
-      const result: Produced = this.#produced(ref, results[k]!, item);
+      const result: Produced = this.#produced(bound, ref, results[k]!, item);
       if (result.ok) {
         bound.events += ref.input === null ? 0 : 1;
       } else if (result.failure !== BREAKER_OPEN.error && !this.#counted.has(result.failure)) {
@@ -561,7 +566,7 @@ export class TransformHost {
   }
 
   /** What an item's result stands for: records, or a failure. */
-  #produced(ref: Ref, result: WorkResult, item: WorkItem): Produced {
+  #produced(bound: Bound, ref: Ref, result: WorkResult, item: WorkItem): Produced {
     if (!result.ok) {
       const reason = result.error === BREAKER_OPEN.error
         ? "breaker-open"
@@ -576,28 +581,51 @@ export class TransformHost {
     if (input === null) return { ok: true, records: [] };
     const produced: SinkRecord[] = [];
     const sent = item.kind === "change" ? item.event : null;
+    const invalid = (made: string): Produced => ({
+      ok: false,
+      reason: "invalid",
+      failure: {
+        name: "TypeError",
+        message: `the transform returned ${made}`,
+        where: null,
+        stack: null,
+      },
+    });
     for (const out of result.out) {
       // The event the transform got, returned as it was: the input record goes on.
-      if (out === sent && "kind" in input) {
-        produced.push(input);
-        continue;
-      }
-      const made = "kind" in input ? outputRecord(input, out) : outputMessage(input, out);
-      if (typeof made === "string") {
-        return {
-          ok: false,
-          reason: "invalid",
-          failure: {
-            name: "TypeError",
-            message: `the transform returned ${made}`,
-            where: null,
-            stack: null,
-          },
-        };
+      let made = out === sent && "kind" in input
+        ? input
+        : "kind" in input
+        ? outputRecord(input, out)
+        : outputMessage(input, out);
+      if (typeof made === "string") return invalid(made);
+      if ("kind" in made && "kind" in input) {
+        // The relation its rows follow: the table's, or the shape the transform gave them.
+        made = this.#shaped(bound, input, made);
+        if (typeof made === "string") return invalid(made);
       }
       produced.push("kind" in made ? made : { kind: "message", event: made });
     }
     return { ok: true, records: produced };
+  }
+
+  /**
+   * A change as its transform returned it, following the relation of its shape (`shape.ts`):
+   * the table's while the transform keeps its columns and their types.
+   */
+  #shaped(bound: Bound, input: ChangeRecord, made: ChangeRecord): ChangeRecord | string {
+    const event = made.event;
+    const relation = event[EVENT_RELATION];
+    if (event.op === "t" || relation === undefined) return made;
+    const version = bound.live.version;
+    if (bound.shapes?.version !== version) {
+      bound.shapes = { version, shapes: new OutputShapes(bound.live.output) };
+    }
+    const shaped = bound.shapes.shapes.relationOf(input.event, event, relation, made.topic);
+    if (typeof shaped === "string") return shaped;
+    if (shaped === relation) return made;
+    const copy: ChangeEvent = { ...event, [EVENT_RELATION]: shaped };
+    return { ...made, event: copy };
   }
 
   #failed(bound: Bound, failure: TransformFailure, reason: FailureReason, item: WorkItem): void {
@@ -641,7 +669,7 @@ export class TransformHost {
           for (let time = 0; time < step.times && bound.breaker.allows(); time++) {
             count("retry");
             attempts++;
-            const again = this.#produced(ref, await this.#runOne(bound, item), item);
+            const again = this.#produced(bound, ref, await this.#runOne(bound, item), item);
             if (again.ok) return again;
             failure = again;
             this.#failed(bound, again.failure, again.reason, item);

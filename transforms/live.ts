@@ -75,6 +75,11 @@ export class LiveTransform {
     return this.#current.hooks;
   }
 
+  /** The field types the running version's `output` declares. */
+  get output(): ReadonlyMap<string, number> {
+    return this.#current.output;
+  }
+
   /** The version that takes over at the next boundary, if one is ready. */
   get readyVersion(): string | null {
     return this.#next?.transform.version ?? null;

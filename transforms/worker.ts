@@ -15,6 +15,7 @@ import { ConfigError } from "../errors.ts";
 import type { LoadedTransform } from "./loader.ts";
 import { makeRunItem, type WorkItem } from "./hooks.ts";
 import { encodeItems, expandItems } from "./wire.ts";
+import { declaredOutput } from "./shape.ts";
 
 export type { WorkItem } from "./hooks.ts";
 import type { TransformEvent, TransformMessage, TransformRow, TransformTruncate } from "./api.ts";
@@ -140,7 +141,12 @@ self.onmessage = async (message) => {
       hooks = candidate;
       if (hooks.setup) await hooks.setup(context(null));
       const defined = Object.keys(hooks).filter((name) => typeof hooks[name] === "function");
-      self.postMessage({ type: "loaded", keepState: hooks.keepState === true, hooks: defined });
+      self.postMessage({
+        type: "loaded",
+        keepState: hooks.keepState === true,
+        hooks: defined,
+        output: hooks.output === undefined ? null : structuredClone(hooks.output),
+      });
     } catch (error) {
       self.postMessage({ type: "failed", error: failure(error) });
     }
@@ -253,6 +259,8 @@ export class TransformWorker {
   keepState = false;
   /** The hooks the transform defines (`change`, `message`, ...). */
   hooks: ReadonlySet<string> = new Set();
+  /** The types its `output` declares, by field (see `shape.ts`). */
+  output: ReadonlyMap<string, number> = new Map();
 
   private constructor(transform: LoadedTransform, options: TransformWorkerOptions) {
     this.transform = transform;
@@ -311,6 +319,12 @@ export class TransformWorker {
     }
     worker.keepState = reply.keepState === true;
     worker.hooks = new Set(reply.hooks as string[]);
+    const output = declaredOutput(reply.output);
+    if (typeof output === "string") {
+      worker.terminate();
+      throw new TransformStartError(`Cannot start transform ${transform.path}: ${output}`, null);
+    }
+    worker.output = output;
     return worker;
   }
 

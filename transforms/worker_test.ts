@@ -249,6 +249,17 @@ Deno.test("transform worker: a module that cannot start says why, with file:line
     },
   );
   await assert.rejects(loadTransform("/no/such/transform.ts"), /cannot be read/);
+  await withFiles({
+    "output.ts":
+      `import { defineTransform } from "spillway";\nexport default defineTransform({ output: { total: "money2" } as never, change: (e) => e });\n`,
+  }, async (path) => {
+    await assert.rejects(
+      started(path),
+      (e) =>
+        e instanceof TransformStartError &&
+        e.message.includes(`Cannot start transform ${path}: output.total: "money2" is not a type`),
+    );
+  });
 });
 
 Deno.test("transform loader: the version changes with the file and with what it imports", async () => {
