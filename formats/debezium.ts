@@ -27,6 +27,7 @@ import {
   type JsonOptions,
   type JsonValue,
 } from "../decoder/types/json.ts";
+import { Oid } from "../decoder/types/oids.ts";
 import { TypeRegistry } from "../decoder/types/registry.ts";
 import type { PgValue } from "../decoder/types/values.ts";
 import {
@@ -49,7 +50,7 @@ import {
   transactionValueSchema,
 } from "./connect_schema.ts";
 import { JsonRenderer } from "./json.ts";
-import { JsonWriter } from "./json_writer.ts";
+import { isRawJson, JsonWriter } from "./json_writer.ts";
 
 /**
  * The data collection a transaction's logical decoding messages count under, in its END
@@ -691,11 +692,22 @@ export class DebeziumFormat {
    * converted like the column's values; expressions (`now()`, `nextval(…)`) give none.
    */
   #defaultValue(column: RelationColumn, expression: string): JsonValue | undefined {
-    const text = constantText(expression);
+    // Only the types Debezium's PostgresDefaultValueConverter has a mapper for (enums too).
+    if (!DEFAULT_TYPES.has(column.typeOid) && this.#types.get(column.typeOid)?.kind !== "enum") {
+      return undefined;
+    }
+    let text = constantText(expression);
     if (text === null) return undefined;
+    // Debezium reads a boolean's default as Java's Boolean.parseBoolean does.
+    if (column.typeOid === Oid.bool) text = text.toLowerCase() === "true" ? "t" : "f";
     try {
       const value = this.#types.decoder(column.typeOid, column.typeModifier, "text")(text);
-      return jsonEncoder(column.typeOid, column.typeModifier, this.#json, this.#types)(value);
+      const json = jsonEncoder(column.typeOid, column.typeModifier, this.#json, this.#types)(value);
+      // Debezium gives none for a default that converts to a struct (numeric without a scale):
+      // Kafka Connect cannot hold one (KAFKA-12694).
+      const struct = typeof json === "object" && json !== null && !Array.isArray(json) &&
+        !isRawJson(json);
+      return struct ? undefined : json;
     } catch {
       return undefined;
     }
@@ -735,18 +747,45 @@ export class DebeziumFormat {
  */
 export function constantText(expression: string): string | null {
   let text = expression.trim();
-  // Drop trailing casts: 'x'::character varying, '{}'::integer[], (-1)::bigint
+  // Drop trailing casts: 'x'::character varying, '{}'::integer[], (-1)::bigint, B'1'::"bit"
   for (;;) {
-    const cast = text.match(/^(.*)::[A-Za-z_][\w ."]*(?:\([\d, ]+\))?(?:\[\])*$/s);
+    const cast = text.match(/^(.*)::[A-Za-z_"][\w ."]*(?:\([\d, ]+\))?(?:\[\])*$/s);
     if (cast === null) break;
     text = cast[1]!.trim();
   }
   if (text.startsWith("(") && text.endsWith(")")) text = text.slice(1, -1).trim();
   if (/^'(?:[^']|'')*'$/s.test(text)) return text.slice(1, -1).replaceAll("''", "'");
+  // A bit string: B'1010'.
+  if (/^[Bb]'[01]*'$/.test(text)) return text.slice(2, -1);
   if (/^-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?$/.test(text)) return text;
   if (text === "true" || text === "false") return text;
   return null;
 }
+
+/** Types whose constant defaults Debezium puts in schemas (its default value mappers). */
+const DEFAULT_TYPES: ReadonlySet<number> = new Set([
+  Oid.bit,
+  Oid.varbit,
+  Oid.bool,
+  Oid.bpchar,
+  Oid.varchar,
+  Oid.text,
+  Oid.numeric,
+  Oid.float4,
+  Oid.float8,
+  Oid.int2,
+  Oid.int4,
+  Oid.int8,
+  Oid.json,
+  Oid.jsonb,
+  Oid.xml,
+  Oid.uuid,
+  Oid.date,
+  Oid.time,
+  Oid.timestamp,
+  Oid.timestamptz,
+  Oid.interval,
+]);
 
 function pick(row: Row, columns: readonly string[]): Row {
   const out: Row = {};

@@ -28,6 +28,8 @@ Deno.test("constantText: constant defaults as Debezium puts them in schemas; exp
   assert.equal(constantText("'it''s'::character varying"), "it's");
   assert.equal(constantText("'{}'::integer[]"), "{}");
   assert.equal(constantText("true"), "true");
+  assert.equal(constantText(`B'10100101'::"bit"`), "10100101");
+  assert.equal(constantText("B'1101'::bit varying"), "1101");
   assert.equal(constantText("now()"), null);
   assert.equal(constantText("nextval('orders_id_seq'::regclass)"), null);
   assert.equal(constantText("CURRENT_TIMESTAMP"), null);

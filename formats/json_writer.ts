@@ -119,6 +119,7 @@ export class JsonWriter extends ByteWriter {
 
 const isRawJSON = (JSON as unknown as { isRawJSON(value: unknown): boolean }).isRawJSON;
 
-function isRawJson(value: object): value is { rawJSON: string } {
+/** Whether a value is `JSON.rawJSON(…)` text (integers past 2^53, say). */
+export function isRawJson(value: unknown): value is { readonly rawJSON: string } {
   return isRawJSON(value);
 }

@@ -131,16 +131,19 @@ const fetched = new Map<string, Promise<string>>();
 
 /**
  * Ensure the jars of `dependencies` (and their runtime dependencies) are in the cache folder
- * `<cache>/<what>-<version>/libs` (`what` in lower case) and return that folder: fetched once,
- * under {@linkcode withFetchLock}, by {@linkcode mavenFetch}; later calls only look.
+ * `<cache>/<what>-<version>/<libsName>` (`what` in lower case, `libsName` default `libs`) and
+ * return that folder: fetched once, under {@linkcode withFetchLock}, by
+ * {@linkcode mavenFetch}; later calls only look. A harness that fetches more than one set of
+ * jars for one version gives each set its own `libsName`.
  */
 export function cachedJars(
   what: string,
   version: string,
   dependencies: Artifact[],
+  libsName = "libs",
 ): Promise<string> {
   const home = join(cacheRoot(), `${what.toLowerCase()}-${version}`);
-  const libs = join(home, "libs");
+  const libs = join(home, libsName);
   let fetching = fetched.get(libs);
   if (!fetching) {
     fetching = (async () => {
@@ -261,7 +264,8 @@ export async function compiledProgram(
   return classes;
 }
 
-async function shortHash(bytes: Uint8Array<ArrayBuffer>): Promise<string> {
+/** The first 8 bytes of the SHA-256 of `bytes`, in hex. */
+export async function shortHash(bytes: Uint8Array<ArrayBuffer>): Promise<string> {
   const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
   return Array.from(digest.subarray(0, 8), (b) => b.toString(16).padStart(2, "0")).join("");
 }

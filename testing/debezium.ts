@@ -11,10 +11,14 @@
  *     ${SPILLWAY_CACHE_DIR:-/var/tmp/spillway-cache}/m2                          (Maven's local repository)
  *     ${SPILLWAY_CACHE_DIR:-/var/tmp/spillway-cache}/debezium-3.6.3.Final/libs   (the jars)
  *     ${SPILLWAY_CACHE_DIR:-/var/tmp/spillway-cache}/debezium-3.6.3.Final/classes-<hash>
+ *     ${SPILLWAY_CACHE_DIR:-/var/tmp/spillway-cache}/debezium-3.6.3.Final/libs-<hash>  (with extra artifacts)
  *
- * `<hash>` is of the program's source, so an edited program compiles anew. Later fetches run
- * Maven offline. A file lock serializes fetching and compiling across processes, and both
- * folders appear by an atomic rename only once complete.
+ * `<hash>` of `classes-` is of the program's source, so an edited program compiles anew.
+ * {@linkcode DebeziumOptions.artifacts} (another converter, say) are fetched with Debezium's
+ * jars into a folder of their own, `libs-<hash>` (`<hash>` of the artifact list), resolved
+ * together by Maven so that each library comes in one version: the plain class path stays as it
+ * is. Later fetches run Maven offline. A file lock serializes fetching and compiling across
+ * processes, and every folder appears by an atomic rename only once complete.
  *
  * {@linkcode runDebezium} runs one JVM that streams from an existing slot (no snapshot) until a
  * record count or an idle time is reached, writing JSON lines to a file or producing to Kafka.
@@ -26,7 +30,9 @@
 
 import { dirname } from "node:path";
 import { lastLines } from "./embedded_postgres.ts";
-import { type Artifact, cachedJars, compiledProgram, once, runJava } from "./_java.ts";
+import { type Artifact, cachedJars, compiledProgram, once, runJava, shortHash } from "./_java.ts";
+
+export type { Artifact } from "./_java.ts";
 
 /** The Debezium version the harness runs. */
 export const DEBEZIUM_VERSION = "3.6.3.Final";
@@ -77,8 +83,18 @@ export interface DebeziumOptions {
   tables: string[];
   /** Debezium's `topic.prefix`: topics are `<prefix>.<schema>.<table>`. */
   topicPrefix: string;
-  /** JsonConverter `schemas.enable`, for key and value. */
-  schemas: boolean;
+  /** JsonConverter `schemas.enable`, for key and value; default true (JsonConverter only). */
+  schemas?: boolean;
+  /**
+   * The Kafka Connect `Converter` class for keys and values; default Kafka's JsonConverter.
+   * Configure it with `key.converter.*` / `value.converter.*` in
+   * {@linkcode DebeziumOptions.properties}; put it on the class path with
+   * {@linkcode DebeziumOptions.artifacts}. With `out`, the records of any other converter carry
+   * their bytes in base64 ({@linkcode DebeziumRecord.keyBase64}), not parsed.
+   */
+  converter?: string;
+  /** More Maven artifacts (with their runtime dependencies) on the class path. */
+  artifacts?: Artifact[];
   /** Stop after this many records (change events, tombstones and transaction records). */
   count?: number;
   /** Stop after this many ms without a record, once at least one arrived. */
@@ -105,10 +121,20 @@ export interface DebeziumOptions {
 /** One record as the program wrote it with `out`. */
 export interface DebeziumRecord {
   topic: string;
-  /** The key as the JsonConverter serialized it, parsed; null for a null key. */
-  key: unknown;
+  /**
+   * The key as the JsonConverter serialized it, parsed; null for a null key. Absent with
+   * another {@linkcode DebeziumOptions.converter}.
+   */
+  key?: unknown;
   /** The value as the JsonConverter serialized it, parsed; null for a tombstone. */
-  value: unknown;
+  value?: unknown;
+  /**
+   * With another {@linkcode DebeziumOptions.converter}: the key's bytes in base64, null for a
+   * null key (see {@linkcode recordBytes}).
+   */
+  keyBase64?: string | null;
+  /** With another converter: the value's bytes in base64, null for a tombstone. */
+  valueBase64?: string | null;
   /** Header values as text (the SimpleHeaderConverter's bytes), null for a null header. */
   headers: Record<string, string | null>;
 }
@@ -128,11 +154,27 @@ export interface DebeziumResult {
 }
 
 /**
- * Ensure the jars are in the cache and the driver program is compiled; return the Java class
- * path (`<libs>/*:<classes>`).
+ * Ensure the jars (with `artifacts`, if any) are in the cache and the driver program is
+ * compiled; return the Java class path (`<libs>/*:<classes>`).
  */
-export function debeziumClassPath(): Promise<string> {
-  return prepare();
+export async function debeziumClassPath(artifacts: Artifact[] = []): Promise<string> {
+  const { libs, classes } = await prepare();
+  // The program is compiled against the plain jars; it loads a converter by its name.
+  const jars = artifacts.length === 0 ? libs : await extraLibs(artifacts);
+  return `${jars}/*:${classes}`;
+}
+
+/** A record's key and value bytes, from the base64 of a non-JSON converter (null stays null). */
+export function recordBytes(
+  record: DebeziumRecord,
+): { key: Uint8Array | null; value: Uint8Array | null } {
+  const bytes = (text: string | null | undefined) => {
+    if (text === undefined) {
+      throw new Error(`record of ${record.topic} has no base64 bytes: was --converter set?`);
+    }
+    return text === null ? null : Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
+  };
+  return { key: bytes(record.keyBase64), value: bytes(record.valueBase64) };
 }
 
 /**
@@ -147,16 +189,16 @@ export async function runDebezium(options: DebeziumOptions): Promise<DebeziumRes
   if (!options.count && !options.idleMs) {
     throw new Error("runDebezium: give `count` or `idleMs`, or it never stops");
   }
-  const classPath = await debeziumClassPath();
+  const classPath = await debeziumClassPath(options.artifacts);
   const args = [
     ...(options.jvmOptions ?? DEFAULT_JVM_OPTIONS),
     "-cp",
     classPath,
     MAIN_CLASS,
     "--watch-stdin",
-    "--schemas",
-    String(options.schemas),
   ];
+  if (options.schemas !== undefined) args.push("--schemas", String(options.schemas));
+  if (options.converter !== undefined) args.push("--converter", options.converter);
   const db = options.database;
   const properties: Record<string, string> = {
     "database.hostname": db.host,
@@ -215,9 +257,16 @@ export async function runDebezium(options: DebeziumOptions): Promise<DebeziumRes
 // ---------------------------------------------------------------------------------------------
 // Fetching the jars and compiling the program
 
-const prepare = once(async (): Promise<string> => {
+const prepare = once(async (): Promise<{ libs: string; classes: string }> => {
   const libs = await cachedJars("Debezium", DEBEZIUM_VERSION, JARS);
   const home = dirname(libs);
   const classes = await compiledProgram("Debezium", PROGRAM, MAIN_CLASS, `${libs}/*`, home);
-  return `${libs}/*:${classes}`;
+  return { libs, classes };
 });
+
+/** The folder of Debezium's jars with `artifacts`: `libs-<hash of the list>`. */
+async function extraLibs(artifacts: Artifact[]): Promise<string> {
+  const list = artifacts.map((a) => `${a.group}:${a.artifact}:${a.version}`).join("\n");
+  const hash = await shortHash(new TextEncoder().encode(list));
+  return await cachedJars("Debezium", DEBEZIUM_VERSION, [...JARS, ...artifacts], `libs-${hash}`);
+}

@@ -23,6 +23,7 @@
 import type { JsonValue } from "../../decoder/types/json.ts";
 import type { ConnectSchema } from "../connect_schema.ts";
 import { ByteWriter } from "../byte_writer.ts";
+import { isRawJson } from "../json_writer.ts";
 
 const encoder = new TextEncoder();
 
@@ -98,13 +99,6 @@ export class AvroWriter extends ByteWriter {
 
 /** Writes one value of a schema. `undefined` stands for an absent value (as `null`). */
 export type AvroEncoder = (out: AvroWriter, value: JsonValue | undefined) => void;
-
-interface RawJson {
-  readonly rawJSON: string;
-}
-
-const isRawJson = (value: unknown): value is RawJson =>
-  (JSON as unknown as { isRawJSON(value: unknown): boolean }).isRawJSON(value);
 
 /** A number from a JSON value that may be `JSON.rawJSON` digits. */
 function numberOf(value: JsonValue, what: string): number | bigint {

@@ -58,6 +58,25 @@ export class RegistryError extends Error {
 
 const CONTENT_TYPE = "application/vnd.schemaregistry.v1+json";
 
+/**
+ * A schema's JSON text as sent to the registry, with the string `"{}"` (a `jsonb DEFAULT '{}'`
+ * column's default) written `"\u007b}"`: the same JSON, which Apicurio Registry 3.3's
+ * Confluent-compatible API takes, where it refuses `"{}"` (42201, its content type detection
+ * reads it as an empty object).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { schemaText } from "./registry.ts";
+ * const text = schemaText({ type: "string", default: "{}" });
+ * assert.equal(text, String.raw`{"type":"string","default":"\u007b}"}`);
+ * assert.deepEqual(JSON.parse(text), { type: "string", default: "{}" });
+ * ```
+ */
+export function schemaText(schema: AvroSchema): string {
+  return JSON.stringify(schema).replaceAll('"{}"', '"\\u007b}"');
+}
+
 /** A schema registry client (see the module doc). */
 export class SchemaRegistryClient {
   readonly url: string;
@@ -95,7 +114,7 @@ export class SchemaRegistryClient {
    * 409 when it breaks it).
    */
   async register(subject: string, schema: AvroSchema): Promise<number> {
-    const text = JSON.stringify(schema);
+    const text = schemaText(schema);
     const cached = this.#ids.get(subject)?.get(text);
     if (cached !== undefined) return cached;
     const answer = await this.#call(
@@ -126,7 +145,7 @@ export class SchemaRegistryClient {
       const answer = await this.#call(
         "POST",
         `/compatibility/subjects/${encodeURIComponent(subject)}/versions/latest?verbose=true`,
-        { schema: JSON.stringify(schema) },
+        { schema: schemaText(schema) },
         `testing a schema against subject ${subject}`,
       ) as { is_compatible?: unknown; messages?: unknown };
       return {
@@ -148,7 +167,7 @@ export class SchemaRegistryClient {
       const answer = await this.#call(
         "POST",
         `/subjects/${encodeURIComponent(subject)}`,
-        { schema: JSON.stringify(schema) },
+        { schema: schemaText(schema) },
         `looking up a schema under subject ${subject}`,
       ) as { id?: unknown };
       return typeof answer.id === "number" ? answer.id : null;

@@ -14,8 +14,10 @@
  *   `Time` → `int` `time-millis`; `Timestamp` → `long` `timestamp-millis`. Debezium's own
  *   semantic types (`io.debezium.time.MicroTimestamp`, `io.debezium.data.Json`, …) are not
  *   Avro logical types: they keep their primitive with `connect.name`.
- * - Every named, versioned, documented or parameterised schema carries `connect.version`,
- *   `connect.doc`, `connect.parameters`, `connect.default` and `connect.name`, in that order.
+ * - Every named, versioned, documented or parameterised schema carries `connect.doc`,
+ *   `connect.version`, `connect.parameters` (unless empty), `connect.default`, `connect.name`
+ *   and `connect.type`, in that order: AvroData's, so the text a registry keeps is the same as
+ *   for Debezium through Connect's Avro converter (`tests/kafka_avro_debezium_test.ts`).
  * - `struct` → `record` named after the schema's name (namespace: all but the last part), each
  *   field with its default; a record met again is referred to by its full name, as Avro
  *   requires (the Envelope's `after` refers to the `Value` of its `before`).
@@ -116,7 +118,6 @@ class Converter {
     const type = PRIMITIVES[connect.type];
     if (type === undefined) throw new TypeError(`No Avro type for Connect type ${connect.type}`);
     const out: { type: string; [property: string]: unknown } = { type };
-    if (connect.type === "int8" || connect.type === "int16") out["connect.type"] = connect.type;
     switch (connect.name) {
       case DECIMAL: {
         const scale = Number(connect.parameters?.scale ?? 0);
@@ -127,6 +128,8 @@ class Converter {
       }
     }
     this.#withConnectProps(out, connect);
+    // Last of the connect.* properties, as AvroData adds it.
+    if (connect.type === "int8" || connect.type === "int16") out["connect.type"] = connect.type;
     switch (connect.name) {
       case DECIMAL:
         out.logicalType = "decimal";
@@ -146,8 +149,11 @@ class Converter {
   }
 
   #record(connect: ConnectSchema): AvroSchema {
+    // AvroData's names for unnamed records: ConnectDefault, ConnectDefault2, …
+    const anonymous = connect.name === undefined ? ++this.#anonymous : 0;
     const fullName = avroName(
-      connect.name ?? `${DEFAULT_NAMESPACE}.ConnectDefault${++this.#anonymous}`,
+      connect.name ??
+        `${DEFAULT_NAMESPACE}.ConnectDefault${anonymous > 1 ? anonymous : ""}`,
     );
     if (this.#defined.has(fullName)) return fullName;
     this.#defined.add(fullName);
@@ -196,10 +202,13 @@ class Converter {
     out: T,
     connect: ConnectSchema,
   ): T {
+    // In AvroData's order (the text a registry keeps and compares).
     const props = out as Record<string, unknown>;
-    if (connect.version !== undefined) props["connect.version"] = connect.version;
     if (connect.doc !== undefined) props["connect.doc"] = connect.doc;
-    if (connect.parameters !== undefined) props["connect.parameters"] = { ...connect.parameters };
+    if (connect.version !== undefined) props["connect.version"] = connect.version;
+    if (connect.parameters !== undefined && Object.keys(connect.parameters).length > 0) {
+      props["connect.parameters"] = { ...connect.parameters };
+    }
     if (connect.default !== undefined && connect.default !== null) {
       props["connect.default"] = avroDefault(connect, connect.default);
     }
@@ -210,11 +219,32 @@ class Converter {
 
 /**
  * A default in Avro's JSON form: bytes (base64 in Connect's JSON) as a string of one character
- * per byte; other values as they are.
+ * per byte, also inside structs, arrays and maps; other values as they are.
  */
 function avroDefault(schema: ConnectSchema, value: JsonValue): JsonValue {
-  if (schema.type === "bytes" && typeof value === "string") {
-    return String.fromCharCode(...Uint8Array.fromBase64(value));
+  if (value === null) return value;
+  switch (schema.type) {
+    case "bytes":
+      return typeof value === "string"
+        ? String.fromCharCode(...Uint8Array.fromBase64(value))
+        : value;
+    case "struct": {
+      if (typeof value !== "object" || Array.isArray(value)) return value;
+      const out: Record<string, JsonValue> = {};
+      for (const field of schema.fields ?? []) {
+        const item = (value as Record<string, JsonValue>)[field.field!];
+        if (item !== undefined) out[avroFieldName(field.field!)] = avroDefault(field, item);
+      }
+      return out;
+    }
+    case "array":
+      return Array.isArray(value) ? value.map((item) => avroDefault(schema.items!, item)) : value;
+    case "map":
+      if (typeof value !== "object" || Array.isArray(value)) return value;
+      return Object.fromEntries(
+        Object.entries(value).map(([key, item]) => [key, avroDefault(schema.values!, item)]),
+      );
+    default:
+      return value;
   }
-  return value;
 }

@@ -12,19 +12,32 @@
  *
  *   --set KEY=VALUE      A connector/engine property, applied on top of the defaults below
  *                        (repeatable; later wins). Properties starting with "key.converter." or
- *                        "value.converter." also configure this program's JsonConverters (the
- *                        prefix stripped), e.g. --set value.converter.decimal.format=NUMERIC.
+ *                        "value.converter." also configure this program's key and value
+ *                        converters (the prefix stripped), e.g.
+ *                        --set value.converter.decimal.format=NUMERIC.
+ *   --converter CLASS    The Kafka Connect Converter class for keys and values (instantiated
+ *                        with its no-argument constructor, one pair per converting thread,
+ *                        configured as above); default
+ *                        org.apache.kafka.connect.json.JsonConverter. It must be on the class
+ *                        path, e.g. io.apicurio.registry.utils.converter.AvroConverter with
+ *                        --set value.converter.apicurio.registry.url=http://…/apis/registry/v2.
  *   --count N            Stop after N records. Every record the engine hands over counts:
  *                        change events, tombstones (value null) and transaction-metadata
  *                        records alike. Records beyond N in the same batch are dropped.
  *   --idle-ms M          Stop once M ms passed without a record, after at least one record.
  *   --schemas true|false schemas.enable of both JsonConverters (key and value); default true.
- *   --out FILE           Write one JSON line per record:
+ *                        Only with the JsonConverter: another --converter gets no schemas.enable.
+ *   --out FILE           Write one JSON line per record. With the JsonConverter:
  *                          {"topic":"..","key":<key JSON>,"value":<value JSON>,"headers":{..}}
  *                        key and value are the exact bytes the JsonConverter produced (what
  *                        Kafka Connect would put on the wire), embedded as JSON; null for a
- *                        null key or a tombstone. Header values are the SimpleHeaderConverter's
- *                        bytes read as UTF-8 text (null for a null header).
+ *                        null key or a tombstone. With any other --converter, whose bytes need
+ *                        not be JSON:
+ *                          {"topic":"..","keyBase64":"..","valueBase64":"..","headers":{..}}
+ *                        the converter's exact bytes in standard base64 (with padding); null
+ *                        for a null key or a tombstone (or whatever the converter made null).
+ *                        Header values (both forms) are the SimpleHeaderConverter's bytes read
+ *                        as UTF-8 text (null for a null header).
  *   --kafka BROKERS      Produce the converted key/value bytes (and headers) to BROKERS
  *                        (comma-separated host:port) with a KafkaProducer, to the record's topic
  *                        (partition chosen by Kafka from the key), and wait for every ack before
@@ -44,9 +57,9 @@
  *   snapshot.mode=no_data (stream from an existing slot's confirmed position, no snapshot),
  *   offset.storage=org.apache.kafka.connect.storage.MemoryOffsetBackingStore,
  *   offset.flush.interval.ms=10000, topic.prefix=spillway,
- *   key.converter=value.converter=org.apache.kafka.connect.json.JsonConverter with
- *   {key,value}.converter.schemas.enable from --schemas (the engine itself does not convert in
- *   Connect format; this program converts with the same settings),
+ *   key.converter=value.converter=the --converter class (default the JsonConverter), and for
+ *   the JsonConverter {key,value}.converter.schemas.enable from --schemas (the engine itself
+ *   does not convert in Connect format; this program converts with the same settings),
  *   max.batch.size=20480, max.queue.size=81920, poll.interval.ms=10,
  *   record.processing.threads=AVAILABLE_CORES (throughput tuning).
  *
@@ -76,6 +89,8 @@ import java.io.IOException;
 import java.io.OutputStream;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
+import java.util.Base64;
+import java.util.Collections;
 import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -92,8 +107,8 @@ import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.common.header.internals.RecordHeaders;
 import org.apache.kafka.common.serialization.ByteArraySerializer;
 import org.apache.kafka.connect.header.Header;
-import org.apache.kafka.connect.json.JsonConverter;
 import org.apache.kafka.connect.source.SourceRecord;
+import org.apache.kafka.connect.storage.Converter;
 import org.apache.kafka.connect.storage.SimpleHeaderConverter;
 
 public final class DebeziumRun {
@@ -104,6 +119,7 @@ public final class DebeziumRun {
   private static final int PARALLEL_FROM = 256;
   /** How often a progress line goes to stderr while running. */
   private static final long PROGRESS_EVERY_MS = 10_000;
+  private static final String JSON_CONVERTER = "org.apache.kafka.connect.json.JsonConverter";
 
   // Arguments
   private final Properties props = new Properties();
@@ -111,6 +127,9 @@ public final class DebeziumRun {
   private long count = 0;
   private long idleMs = 0;
   private boolean schemas = true;
+  private String converterClass = JSON_CONVERTER;
+  /** Whether the converter is the JsonConverter, whose output --out embeds as JSON. */
+  private boolean json = true;
   private String outFile;
   private String brokers;
   private boolean watchStdin = false;
@@ -118,6 +137,8 @@ public final class DebeziumRun {
   // Run state
   private final Object lock = new Object();
   private ThreadLocal<Converters> converters;
+  /** Every converter pair made, to close at the end. */
+  private final List<Converters> allConverters = Collections.synchronizedList(new ArrayList<>());
   private OutputStream out;
   private KafkaProducer<byte[], byte[]> producer;
   private long handled = 0; // guarded by lock
@@ -131,9 +152,39 @@ public final class DebeziumRun {
 
   /** One pair of converters per thread, configured alike. */
   private static final class Converters {
-    final JsonConverter key = new JsonConverter();
-    final JsonConverter value = new JsonConverter();
+    final Converter key;
+    final Converter value;
     final SimpleHeaderConverter header = new SimpleHeaderConverter();
+
+    Converters(String className) {
+      key = newConverter(className);
+      value = newConverter(className);
+    }
+
+    private static Converter newConverter(String className) {
+      try {
+        Class<?> c = Class.forName(className);
+        if (!Converter.class.isAssignableFrom(c)) {
+          throw new IllegalArgumentException("--converter " + className + " is not a "
+              + Converter.class.getName());
+        }
+        return (Converter) c.getDeclaredConstructor().newInstance();
+      } catch (ReflectiveOperationException e) {
+        throw new IllegalArgumentException("--converter " + className + " cannot be made: " + e, e);
+      }
+    }
+
+    void close() {
+      for (Object c : new Object[] {key, value, header}) {
+        if (c instanceof AutoCloseable closeable) {
+          try {
+            closeable.close();
+          } catch (Exception e) {
+            System.err.println("DebeziumRun: closing a converter failed: " + e);
+          }
+        }
+      }
+    }
   }
 
   public static void main(String[] args) {
@@ -181,6 +232,7 @@ public final class DebeziumRun {
           }
           schemas = value.equals("true");
         }
+        case "--converter" -> converterClass = value;
         case "--out" -> outFile = value;
         case "--kafka" -> brokers = value;
         default -> throw new IllegalArgumentException("unknown argument " + arg);
@@ -189,7 +241,9 @@ public final class DebeziumRun {
     if ((outFile == null) == (brokers == null)) {
       throw new IllegalArgumentException("give exactly one of --out FILE and --kafka BROKERS");
     }
-    String converter = "org.apache.kafka.connect.json.JsonConverter";
+    json = converterClass.equals(JSON_CONVERTER);
+    Converters.newConverter(converterClass); // Fail early on a class that is no Converter.
+    String converter = converterClass;
     String[][] defaults = {
       {"name", "spillway-debezium"},
       {"connector.class", "io.debezium.connector.postgresql.PostgresConnector"},
@@ -202,14 +256,16 @@ public final class DebeziumRun {
       {"topic.prefix", "spillway"},
       {"key.converter", converter},
       {"value.converter", converter},
-      {"key.converter.schemas.enable", String.valueOf(schemas)},
-      {"value.converter.schemas.enable", String.valueOf(schemas)},
+      {"key.converter.schemas.enable", json ? String.valueOf(schemas) : null},
+      {"value.converter.schemas.enable", json ? String.valueOf(schemas) : null},
       {"max.batch.size", "20480"},
       {"max.queue.size", "81920"},
       {"poll.interval.ms", "10"},
       {"record.processing.threads", "AVAILABLE_CORES"},
     };
-    for (String[] d : defaults) props.setProperty(d[0], d[1]);
+    for (String[] d : defaults) {
+      if (d[1] != null) props.setProperty(d[0], d[1]);
+    }
     for (Map.Entry<String, String> e : sets.entrySet()) props.setProperty(e.getKey(), e.getValue());
 
     Object[][] producerDefaults = {
@@ -255,7 +311,8 @@ public final class DebeziumRun {
     Map<String, Object> keyConfig = converterConfig("key.converter.");
     Map<String, Object> valueConfig = converterConfig("value.converter.");
     converters = ThreadLocal.withInitial(() -> {
-      Converters c = new Converters();
+      Converters c = new Converters(converterClass);
+      allConverters.add(c);
       c.key.configure(keyConfig, true);
       c.value.configure(valueConfig, false);
       c.header.configure(Map.of());
@@ -334,6 +391,9 @@ public final class DebeziumRun {
       producer.close();
       lastMs = lastAckMs.get();
     }
+    synchronized (allConverters) {
+      for (Converters c : allConverters) c.close();
+    }
     Throwable failed = failure.get();
     if (failed != null) {
       throw new RuntimeException("the run failed: " + failed.getMessage(), failed);
@@ -398,11 +458,19 @@ public final class DebeziumRun {
     StringBuilder head = new StringBuilder(64);
     head.append("{\"topic\":");
     quote(head, r.topic());
-    head.append(",\"key\":");
-    out.write(head.toString().getBytes(StandardCharsets.UTF_8));
-    out.write(key == null ? NULL : key);
-    out.write(",\"value\":".getBytes(StandardCharsets.UTF_8));
-    out.write(value == null ? NULL : value);
+    if (json) {
+      head.append(",\"key\":");
+      out.write(head.toString().getBytes(StandardCharsets.UTF_8));
+      out.write(key == null ? NULL : key);
+      out.write(",\"value\":".getBytes(StandardCharsets.UTF_8));
+      out.write(value == null ? NULL : value);
+    } else {
+      head.append(",\"keyBase64\":");
+      base64(head, key);
+      head.append(",\"valueBase64\":");
+      base64(head, value);
+      out.write(head.toString().getBytes(StandardCharsets.UTF_8));
+    }
     StringBuilder tail = new StringBuilder(32);
     tail.append(",\"headers\":{");
     boolean firstHeader = true;
@@ -418,6 +486,12 @@ public final class DebeziumRun {
     }
     tail.append("}}\n");
     out.write(tail.toString().getBytes(StandardCharsets.UTF_8));
+  }
+
+  /** `bytes` as a JSON string of their standard base64, or null. */
+  private static void base64(StringBuilder sb, byte[] bytes) {
+    if (bytes == null) sb.append("null");
+    else sb.append('"').append(Base64.getEncoder().encodeToString(bytes)).append('"');
   }
 
   private static void quote(StringBuilder sb, String s) {
