@@ -95,6 +95,7 @@ Options:
   --rate R             transactions per second of the latency load (default 1000)
   --rss-rows N         rows of the transaction the RSS is measured on (default 5000000)
   --only LIST          run only some parts: throughput,small,latency,rss (comma-separated)
+  --v8-flags FLAGS     V8 flags for the Spillway processes (e.g. --max-semi-space-size=4)
   --cpu-prof           run the Spillway processes under --cpu-prof (bench/out/profiles/;
                        timings are then not comparable)`;
 
@@ -110,6 +111,7 @@ interface Options {
   rssRows: number;
   parts: Set<Part>;
   cpuProf: boolean;
+  v8Flags: string | undefined;
   quick: boolean;
 }
 
@@ -143,6 +145,7 @@ function parseOptions(args: string[]): Options {
       ...SHARED_OPTIONS,
       "small-txns": { type: "string" },
       "rss-rows": { type: "string" },
+      "v8-flags": { type: "string" },
     },
     strict: true,
   });
@@ -166,6 +169,7 @@ function parseOptions(args: string[]): Options {
     rssRows: integer("rss-rows", values["rss-rows"], quick ? 1_000_000 : 5_000_000, 1),
     parts,
     cpuProf: values["cpu-prof"],
+    v8Flags: values["v8-flags"],
     quick,
   };
 }
@@ -267,6 +271,8 @@ export interface Context {
   work: string;
   recvlogical: string;
   cpuProf: boolean;
+  /** V8 flags for the Spillway processes. */
+  v8Flags?: string;
   drains: Drain[];
   /** Next `orders.id` to insert. */
   nextId: number;
@@ -279,7 +285,12 @@ export interface Context {
  * makes a work folder; disposing of the context removes the folder and stops the server.
  */
 export async function startContext(
-  options: { recvlogical: string; cpuProf: boolean; progress: (message: string) => void },
+  options: {
+    recvlogical: string;
+    cpuProf: boolean;
+    v8Flags?: string;
+    progress: (message: string) => void;
+  },
 ): Promise<Context & AsyncDisposable> {
   const pg = await startBenchPostgres({ max_wal_size: "16GB" });
   let work: string;
@@ -300,6 +311,7 @@ export async function startContext(
     work,
     recvlogical: options.recvlogical,
     cpuProf: options.cpuProf,
+    v8Flags: options.v8Flags,
     drains: [],
     nextId: 1,
     progress: options.progress,
@@ -319,6 +331,7 @@ async function measure(options: Options): Promise<Results> {
   await using context = await startContext({
     recvlogical: recvlogical.path,
     cpuProf: options.cpuProf,
+    v8Flags: options.v8Flags,
     progress,
   });
   const serverVersion = await context.psql("SHOW server_version");
@@ -627,7 +640,7 @@ async function runSpillway(
   const script = denoRunArgs(
     RUNNER,
     context.cpuProf ? `pipeline-${run.slot}.cpuprofile` : undefined,
-    { flags: ["--unstable-worker-options"] },
+    { flags: ["--unstable-worker-options"], v8Flags: context.v8Flags },
   );
   // deno-fmt-ignore
   const args = [...script, "--url", context.pg.url(), "--slot", run.slot,
