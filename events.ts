@@ -148,6 +148,12 @@ export type SinkRecord =
   };
 
 /**
+ * On a relation made for a transform's output (`transforms/shape.ts`): the table's own
+ * relation it was made from. The key of a change keeps the table's columns and types.
+ */
+export const SHAPED_FROM: unique symbol = Symbol.for("spillway.shapedFrom");
+
+/**
  * Why a change went to a Kafka sink's dead-letter topic instead of its own: the schema registry
  * refused its table's new schema, and the sink's `on_incompatible` is `dead_letter`.
  */

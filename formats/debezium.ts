@@ -35,6 +35,7 @@ import {
   EVENT_RELATION,
   type MessageEvent,
   type Row,
+  SHAPED_FROM,
   type SinkRecord,
   type TransactionInfo,
 } from "../events.ts";
@@ -117,6 +118,13 @@ interface TableShape {
   sourceTail: string;
   dataCollection: string;
   keyColumns: string[];
+  /**
+   * The relation the key is written by: the table's, also when a transform reshaped the rows
+   * (`SHAPED_FROM`): the key keeps the table's columns and types.
+   */
+  keyRelation: RelationMessage;
+  /** The key columns' value converters, by name. */
+  keyEncoders: Map<string, JsonEncoder>;
   /** The Connect schemas of key (`null`: no primary key) and value, made on first use. */
   connect: () => { key: ConnectSchema | null; value: ConnectSchema };
 }
@@ -161,7 +169,11 @@ export class DebeziumFormat {
   readonly #types: TypeRegistry;
   readonly #json: Required<JsonOptions>;
   readonly #now: () => number;
-  readonly #shapes = new WeakMap<RelationMessage, { generation: number; shape: TableShape }>();
+  /** By relation, then topic (which names the schemas). */
+  readonly #shapes = new WeakMap<
+    RelationMessage,
+    Map<string, { generation: number; shape: TableShape }>
+  >();
   readonly #out = new JsonWriter();
   /** `{"version":"…","connector":"postgresql","name":"…","ts_ms":` */
   readonly #sourceHead: string;
@@ -247,11 +259,11 @@ export class DebeziumFormat {
     const relation = this.#relationOf(record);
     const shape = this.#shape(relation, topic);
     if (event.op === "t") return [{ topic, key: null, value: valueOf(shape, event, "t") }];
-    const key = keyOf(shape, record.key, relation);
+    const key = keyOf(shape, record.key, shape.keyRelation);
     if (event.op === "u" && event.before !== null && this.#keyChanged(shape, event)) {
       // A primary key changed: Debezium writes a delete of the old key (and its tombstone),
       // then a create of the new one.
-      const oldKey = keyOf(shape, pick(event.before, shape.keyColumns), relation);
+      const oldKey = keyOf(shape, pick(event.before, shape.keyColumns), shape.keyRelation);
       const out: { topic: string; key: T | null; value: T | null }[] = [{
         topic,
         key: oldKey,
@@ -483,10 +495,10 @@ export class DebeziumFormat {
     const out: Record<string, JsonValue> = {};
     for (const name in key) {
       const value = key[name];
-      const index = shape.indexOf.get(name);
-      out[name] = value === null || value === undefined || index === undefined
+      const encode = shape.keyEncoders.get(name);
+      out[name] = value === null || value === undefined || encode === undefined
         ? null
-        : shape.encoders[index]!(value as PgValue);
+        : encode(value as PgValue);
     }
     return out;
   }
@@ -606,28 +618,43 @@ export class DebeziumFormat {
   #commitTimeRest = "";
 
   #shape(relation: RelationMessage, topic: string): TableShape {
-    const cached = this.#shapes.get(relation);
+    let byTopic = this.#shapes.get(relation);
+    const cached = byTopic?.get(topic);
     if (cached !== undefined && cached.generation === this.#types.generation) return cached.shape;
     const facts = this.options.tables?.get(relation.relationId);
     const shape = this.#buildShape(relation, topic, facts);
-    this.#shapes.set(relation, { generation: this.#types.generation, shape });
+    if (byTopic === undefined) this.#shapes.set(relation, byTopic = new Map());
+    byTopic.set(topic, { generation: this.#types.generation, shape });
     return shape;
   }
 
   #buildShape(relation: RelationMessage, topic: string, facts: TableFacts | undefined): TableShape {
     const columns = relation.columns;
+    // A transform's output shape (`transforms/shape.ts`): the key stays the table's.
+    const table = (relation as { [SHAPED_FROM]?: RelationMessage })[SHAPED_FROM] ?? relation;
     // Debezium's key is the primary key, under any replica identity; none: no key. Without
     // the catalog's facts, the replica identity's columns stand in.
     const keyColumns = facts !== undefined
       ? facts.primaryKey ?? []
-      : columns.filter((column) => column.isKey).map((column) => column.name);
+      : table.columns.filter((column) => column.isKey).map((column) => column.name);
+    // The catalog's NOT NULL and default are of the table's column: not of a retyped one.
+    const factsOf = (column: RelationColumn) =>
+      table === relation ||
+        table.columns.some((c) => c.name === column.name && c.typeOid === column.typeOid)
+        ? facts
+        : undefined;
     const connect = columns.map((column) =>
-      this.#connectColumn(column, facts, keyColumns.includes(column.name))
+      this.#connectColumn(column, factsOf(column), keyColumns.includes(column.name))
+    );
+    const keyColumnsOfTable = keyColumns.flatMap((name) =>
+      table.columns.find((column) => column.name === name) ?? []
     );
     let schemas: { key: ConnectSchema | null; value: ConnectSchema } | null = null;
     const connectSchemas = () => {
       if (schemas !== null) return schemas;
-      const keyConnect = keyColumns.flatMap((name) => connect.find((c) => c.name === name) ?? []);
+      const keyConnect = keyColumnsOfTable.map((column) =>
+        this.#connectColumn(column, facts, true)
+      );
       return schemas = {
         key: keyColumns.length === 0 ? null : keySchema(topic, keyConnect, this.#json, this.#types),
         value: envelopeSchema(topic, connect, this.#json, this.#types),
@@ -664,6 +691,13 @@ export class DebeziumFormat {
       },"txId":`,
       dataCollection: `${relation.namespace}.${relation.relationName}`,
       keyColumns,
+      keyRelation: table,
+      keyEncoders: new Map(
+        keyColumnsOfTable.map((column) => [
+          column.name,
+          jsonEncoder(column.typeOid, column.typeModifier, this.#json, this.#types),
+        ]),
+      ),
       connect: connectSchemas,
     };
   }

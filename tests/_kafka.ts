@@ -49,12 +49,12 @@ export function ordered(records: Consumed[], topic: string): Consumed[] {
 }
 
 /**
- * A transform that retypes `price` (numeric → number), drops `secret`, adds `price_cents`
+ * A transform that retypes `price` (numeric → number, declared `float8`), drops `secret`, adds `price_cents`
  * (declared `int8`) and `tags` (inferred `text[]`), and passes deletes through: the shape tests'.
  */
 export const RESHAPING_TRANSFORM = `import { defineTransform } from "spillway";
 export default defineTransform<{ id: number; price: string | null; note: string | null; secret: string | null }>({
-  output: { price_cents: "int8" },
+  output: { price: "float8", price_cents: "int8" },
   change(event) {
     if (event.after === null) return event;
     const { secret: _secret, price, ...rest } = event.after;

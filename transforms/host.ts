@@ -164,6 +164,8 @@ export class TransformHost {
   /** Set by {@linkcode TransformHost.abort}: the Workers are gone, nothing more runs. */
   #aborted = false;
   readonly #watch: boolean;
+  /** Whether outputs follow their shape (`#shaped`). */
+  readonly #shapes: boolean;
 
   private constructor(options: TransformHostOptions) {
     this.#config = options.config;
@@ -172,6 +174,11 @@ export class TransformHost {
     this.#inputs = new TransformInputs(options.types);
     this.#onSchemaChange = options.onSchemaChange;
     this.#watch = options.watch ?? true;
+    // Sinks that write a change's columns by its relation, with a schema (Debezium's envelope,
+    // Avro) need the shape of what transforms return; the others write rows as they are.
+    this.#shapes = options.config.sinks.some((sink) =>
+      sink.type === "kafka" && sink.format !== "json"
+    );
   }
 
   /** True when some table of the pipeline has a transform. */
@@ -611,12 +618,13 @@ export class TransformHost {
 
   /**
    * A change as its transform returned it, following the relation of its shape (`shape.ts`):
-   * the table's while the transform keeps its columns and their types.
+   * the table's while the transform keeps its columns and their types. Only for sinks that
+   * write by the relation (Debezium's envelope, Avro).
    */
   #shaped(bound: Bound, input: ChangeRecord, made: ChangeRecord): ChangeRecord | string {
     const event = made.event;
     const relation = event[EVENT_RELATION];
-    if (event.op === "t" || relation === undefined) return made;
+    if (!this.#shapes || event.op === "t" || relation === undefined) return made;
     const version = bound.live.version;
     if (bound.shapes?.version !== version) {
       bound.shapes = { version, shapes: new OutputShapes(bound.live.output) };

@@ -11,9 +11,9 @@
  *   string `text`, a boolean `bool`, a bigint `int8`, a number `float8`, a Uint8Array `bytea`,
  *   an array of one of these that type's array; an added field is nullable;
  * - a column that the input row had and the output row lacks (and that is not an unchanged
- *   TOASTed one) is **dropped**; it is back when an output has it again;
+ *   TOASTed one) is **dropped**, for good (see {@linkcode OutputShapes.relationOf});
  * - a column whose value is of another kind than its type's (a numeric's string returned as a
- *   number, say) is **retyped** as an added field is typed.
+ *   number, say) is **retyped** when `output` declares its new type, and refused otherwise.
  *
  * While nothing of that happens the output follows the input's relation itself; otherwise a
  * relation made for the output, the same object for as long as the shape stays, a new one
@@ -26,7 +26,7 @@
 
 import type { RelationColumn, RelationMessage } from "../decoder/pgoutput.ts";
 import { BUILTIN_TYPES, Oid } from "../decoder/types/oids.ts";
-import type { ChangeEvent, Row } from "../events.ts";
+import { type ChangeEvent, SHAPED_FROM } from "../events.ts";
 
 /** The JavaScript kind of a built-in type's values, where it has one kind. */
 type Kind = "string" | "number" | "bigint" | "boolean" | "bytes" | "array";
@@ -59,15 +59,18 @@ const STRING_TYPES: readonly number[] = [
 /** Built-in array type OIDs. */
 const ARRAY_TYPES = new Set(BUILTIN_TYPES.map((type) => type.arrayOid));
 
+const KINDS = new Map<number, Kind>([
+  ...NUMBER_TYPES.map((oid) => [oid, "number"] as const),
+  ...STRING_TYPES.map((oid) => [oid, "string"] as const),
+  ...[...ARRAY_TYPES].map((oid) => [oid, "array"] as const),
+  [Oid.int8, "bigint"],
+  [Oid.bool, "boolean"],
+  [Oid.bytea, "bytes"],
+]);
+
 /** The kind of a type's values; `null` when not one kind, or not known here (no check). */
 function kindOf(oid: number): Kind | null {
-  if (NUMBER_TYPES.includes(oid)) return "number";
-  if (oid === Oid.int8) return "bigint";
-  if (oid === Oid.bool) return "boolean";
-  if (oid === Oid.bytea) return "bytes";
-  if (STRING_TYPES.includes(oid)) return "string";
-  if (ARRAY_TYPES.has(oid)) return "array";
-  return null;
+  return KINDS.get(oid) ?? null;
 }
 
 /** Whether a (non-null) value is of the kind a type's values have. */
@@ -190,7 +193,7 @@ export function declaredOutput(output: unknown): Map<string, number> | string {
     const oid = base === undefined ? undefined : array ? arrayOid(base) : base;
     if (oid === undefined) {
       return `output.${field}: ${
-        JSON.stringify(name)
+        typeof name === "string" ? JSON.stringify(name) : String(name)
       } is not a type it can declare; expected one of ${
         DECLARABLE_TYPES.join(", ")
       }, each also with []`;
@@ -204,11 +207,11 @@ function arrayOid(oid: number): number | undefined {
   return BUILTIN_TYPES.find((type) => type.oid === oid)?.arrayOid;
 }
 
-/** What is known of one table's output shape from one transform version. */
+/** What is known of one table's output shape on one topic from one transform version. */
 interface ShapeState {
   /** Fields not in the table, with their types, in the order first seen. */
   added: Map<string, number>;
-  /** Columns of the table with another type. */
+  /** Columns of the table with another type (declared). */
   retyped: Map<string, number>;
   dropped: Set<string>;
   /** The relation the output follows now. */
@@ -216,7 +219,7 @@ interface ShapeState {
 }
 
 /**
- * The output shapes of one transform version, per input relation.
+ * The output shapes of one transform version, per input relation and topic.
  *
  * @example
  * ```ts
@@ -247,9 +250,38 @@ export class OutputShapes {
     this.#declared = declared;
   }
 
+  #state(relation: RelationMessage, topic: string): ShapeState {
+    let byTopic = this.#states.get(relation);
+    if (byTopic === undefined) this.#states.set(relation, byTopic = new Map());
+    let state = byTopic.get(topic);
+    if (state === undefined) {
+      state = { added: new Map(), retyped: new Map(), dropped: new Set(), relation };
+      // A declared type for a column of the table retypes it from the first event on.
+      for (const column of relation.columns) {
+        const declared = this.#declared.get(column.name);
+        if (declared !== undefined && declared !== column.typeOid) {
+          state.retyped.set(column.name, declared);
+        }
+      }
+      if (state.retyped.size > 0) state.relation = shapedRelation(relation, state);
+      byTopic.set(topic, state);
+    }
+    return state;
+  }
+
   /**
    * The relation an output event of a change follows on `topic` (the input's `relation` while
-   * its shape is the table's), or why one of its values cannot be written.
+   * its shape is the table's), or why it cannot be written. What an output teaches (a field
+   * added, a column dropped) is kept only when the whole event is valid.
+   *
+   * - `after` (or a delete's `before`) teaches: a field that is not a column is added; a column
+   *   the input's row had and the output's lacks (not an unchanged TOASTed one) is dropped, for
+   *   good: an output that has it again is refused (a column returned sometimes would have its
+   *   values left out, or the schema change back and forth).
+   * - An update's `before` is written in that shape: its values are checked, but the columns
+   *   the shape dropped are left out of it (a transform may pass the old row through).
+   * - A column's value of another kind than its type's is refused unless `output` declares the
+   *   new type: inferred from values, a column's type would depend on which event came first.
    */
   relationOf(
     input: ChangeEvent,
@@ -257,84 +289,69 @@ export class OutputShapes {
     relation: RelationMessage,
     topic = "",
   ): RelationMessage | string {
-    let byTopic = this.#states.get(relation);
-    if (byTopic === undefined) this.#states.set(relation, byTopic = new Map());
-    let state = byTopic.get(topic);
-    let changed = false;
-    if (state === undefined) {
-      state = { added: new Map(), retyped: new Map(), dropped: new Set(), relation };
-      for (const [field, oid] of this.#declared) {
-        const column = relation.columns.find((c) => c.name === field);
-        if (column === undefined) state.added.set(field, oid);
-        else if (column.typeOid !== oid) state.retyped.set(field, oid);
-      }
-      changed = state.added.size + state.retyped.size > 0;
-      byTopic.set(topic, state);
-    }
+    const state = this.#state(relation, topic);
+    // The event as it came, and a shape that is the table's: nothing to learn or check.
+    if (output === input && state.relation === relation) return relation;
     const columns = columnsByName(relation);
-    const pairs: [Row | null, Row | null][] = [
-      [output.before, input.before],
-      [output.after, input.after],
-    ];
-    for (const [row, inputRow] of pairs) {
+    let added: Map<string, number> | null = null;
+    let dropped: Set<string> | null = null;
+    for (const row of [output.after, output.before]) {
       if (row === null) continue;
+      const isAfter = row === output.after;
+      const inputRow = isAfter ? input.after : input.before;
+      const where = isAfter ? "after" : "before";
       for (const field in row) {
         const value = row[field];
-        if (value === null || value === undefined) continue;
         const column = columns.get(field);
         if (column !== undefined) {
-          if (state.dropped.delete(field)) changed = true;
-          // Passed through as it came: nothing to check.
-          if (inputRow !== null && inputRow[field] === value) continue;
-          const retyped = state.retyped.get(field);
-          if (fits(retyped ?? column.typeOid, value)) continue;
-          if (retyped !== undefined || this.#declared.has(field)) {
-            return mismatch(relation, field, retyped ?? column.typeOid, value, this.#declared);
+          if (state.dropped.has(field)) {
+            if (!isAfter) continue; // left out of an old row passed through
+            return reappeared(relation, field);
           }
-          const type = inferType(value);
-          if (type === null) continue;
-          if (typeof type !== "number") return refused(relation, field, type.refused);
-          state.retyped.set(field, type);
-          changed = true;
+          if (value === null || value === undefined) continue;
+          const retyped = state.retyped.get(field);
+          // Passed through as it came, in a column of the table's type: nothing to check.
+          if (retyped === undefined && inputRow !== null && inputRow[field] === value) continue;
+          const type = retyped ?? column.typeOid;
+          if (!fits(type, value)) {
+            return mismatch(relation, where, field, type, value, this.#declared);
+          }
           continue;
         }
-        const added = state.added.get(field);
-        if (added !== undefined) {
-          if (!fits(added, value)) return mismatch(relation, field, added, value, this.#declared);
+        const known = state.added.get(field) ?? added?.get(field);
+        if (known !== undefined) {
+          if (value === null || value === undefined || fits(known, value)) continue;
+          return mismatch(relation, where, field, known, value, this.#declared);
+        }
+        const declared = this.#declared.get(field);
+        if (declared !== undefined) {
+          if (value !== null && value !== undefined && !fits(declared, value)) {
+            return mismatch(relation, where, field, declared, value, this.#declared);
+          }
+          (added ??= new Map()).set(field, declared);
           continue;
         }
+        if (value === null || value === undefined) continue; // typed once it has a value
         const type = inferType(value);
         if (type === null) continue;
         if (typeof type !== "number") return refused(relation, field, type.refused);
-        state.added.set(field, type);
-        changed = true;
+        (added ??= new Map()).set(field, type);
       }
-      if (inputRow !== null && dropsColumns(row, inputRow, input, output, columns, state)) {
-        changed = true;
+      // Only a new row says which columns the transform leaves out.
+      if (isAfter && inputRow !== null) {
+        for (const field in inputRow) {
+          if (field in row || state.dropped.has(field) || !columns.has(field)) continue;
+          if (input.unchanged.includes(field) || output.unchanged.includes(field)) continue;
+          (dropped ??= new Set()).add(field);
+        }
       }
     }
-    if (changed) state.relation = shapedRelation(relation, state);
+    if (added === null && dropped === null) return state.relation;
+    for (const [field, type] of added ?? []) state.added.set(field, type);
+    for (const field of dropped ?? []) state.dropped.add(field);
+    state.relation = shapedRelation(relation, state);
     return state.relation;
   }
-}
-
-/** Notes the table's columns the input row had and the output row lacks; true if new. */
-function dropsColumns(
-  row: Row,
-  inputRow: Row,
-  input: ChangeEvent,
-  output: ChangeEvent,
-  columns: ReadonlyMap<string, RelationColumn>,
-  state: ShapeState,
-): boolean {
-  let changed = false;
-  for (const field in inputRow) {
-    if (field in row || state.dropped.has(field) || !columns.has(field)) continue;
-    if (input.unchanged.includes(field) || output.unchanged.includes(field)) continue;
-    state.dropped.add(field);
-    changed = true;
-  }
-  return changed;
 }
 
 const byName = new WeakMap<RelationMessage, Map<string, RelationColumn>>();
@@ -347,7 +364,10 @@ function columnsByName(relation: RelationMessage): ReadonlyMap<string, RelationC
   return map;
 }
 
-/** The relation of an output shape: the table's columns (less dropped, retyped), then added. */
+/**
+ * The relation of an output shape: the table's columns (less dropped, retyped), then added; it
+ * names the table's relation as {@linkcode SHAPED_FROM} (the key keeps the table's columns).
+ */
 function shapedRelation(relation: RelationMessage, state: ShapeState): RelationMessage {
   if (state.added.size + state.retyped.size + state.dropped.size === 0) return relation;
   const columns: RelationColumn[] = [];
@@ -361,7 +381,11 @@ function shapedRelation(relation: RelationMessage, state: ShapeState): RelationM
   for (const [name, typeOid] of state.added) {
     columns.push({ flags: 0, isKey: false, name, typeOid, typeModifier: -1 });
   }
-  return { ...relation, columns };
+  return { ...relation, columns, [SHAPED_FROM]: relation } as RelationMessage;
+}
+
+function reappeared(relation: RelationMessage, field: string): string {
+  return `field ${field} of ${relation.namespace}.${relation.relationName}, which earlier outputs left out (so its schema has no such field now); return the column always or never`;
 }
 
 function describe(value: unknown): string {
@@ -380,6 +404,7 @@ function typeName(oid: number): string {
 
 function mismatch(
   relation: RelationMessage,
+  where: "before" | "after",
   field: string,
   oid: number,
   value: unknown,
@@ -390,13 +415,13 @@ function mismatch(
     : relation.columns.some((c) => c.name === field && c.typeOid === oid)
     ? "the column's type"
     : "inferred from its first value";
-  return `field ${field} of ${relation.namespace}.${relation.relationName} as ${
+  return `field ${field} of ${relation.namespace}.${relation.relationName} (in ${where}) as ${
     describe(value)
   }, but its type is ${
     typeName(oid)
-  } (${how}); return values of one kind per field, or declare its type: output: { ${field}: "<type>" }`;
+  } (${how}); return values of one kind per field, in before as in after, or declare its type: output: { ${field}: "<type>" }`;
 }
 
 function refused(relation: RelationMessage, field: string, what: string): string {
-  return `field ${field} of ${relation.namespace}.${relation.relationName} as ${what}, which has no type to be written as; return a string, number, bigint, boolean, Uint8Array or an array of them (an object as JSON text, declared: output: { ${field}: "jsonb" })`;
+  return `field ${field} of ${relation.namespace}.${relation.relationName} as ${what}, which has no type to be written as; return a string, number, bigint, boolean, Uint8Array or an array of them (an object as JSON text, declared: output: { ${field}: "jsonb" }; a Date as PostgreSQL prints a timestamptz, declared: output: { ${field}: "timestamptz" })`;
 }

@@ -104,8 +104,12 @@ export class KafkaSink implements Sink {
    * refused, with why; their changes go to the dead-letter topic until the relation changes.
    */
   readonly #refused = new WeakMap<object, Map<string, { subject: string; message: string }>>();
-  /** The last refusal dead-lettered, for status(). */
-  #lastRefusal: string | null = null;
+  /** Whether any relation is in {@linkcode #refused} (spares the lookup per change). */
+  #anyRefused = false;
+  /** Tables (and topics) dead-lettered now, with why, for status(). */
+  readonly #refusals = new Map<string, string>();
+  /** `on_incompatible: dead_letter`: the topic; `null` when refusals stop the sink. */
+  readonly #schemaDeadLetterTopic: string | null;
   readonly #json: JsonRenderer | null;
   readonly #jsonOut = new JsonWriter();
   readonly #deadLetterJson: JsonRenderer;
@@ -151,6 +155,10 @@ export class KafkaSink implements Sink {
     const prefix = config.topicPrefix ?? options.topicPrefix;
     this.#prefixFrom = config.topicPrefix === null ? null : `${options.topicPrefix}.`;
     this.#deadLetterJson = new JsonRenderer(options.types);
+    const registryConfig = config.schemaRegistry;
+    this.#schemaDeadLetterTopic = registryConfig?.onIncompatible === "dead_letter"
+      ? this.#topic(registryConfig.deadLetterTopic ?? `${options.topicPrefix}.dead-letter`)
+      : null;
     this.#transactionalId = config.exactlyOnce
       ? config.transactionalId ?? `spillway-${options.pipeline}`
       : null;
@@ -349,6 +357,7 @@ export class KafkaSink implements Sink {
       }
     }
     const registry = this.#registry!;
+    const refusedNow = new Set<string>();
     for (const { schema: { subject, schema }, table, relation, topic } of needed) {
       if (this.#schemaIds.get(subject)?.has(schema)) continue;
       if (relation !== undefined && this.#refused.get(relation)?.has(topic!)) continue;
@@ -381,14 +390,16 @@ export class KafkaSink implements Sink {
           `the schema registry refused its new schema under subject ${subject}, whose compatibility level is ${level}${change}: ${
             (error as Error).message
           }`;
-        const deadLetterTopic = this.#schemaDeadLetterTopic();
+        const deadLetterTopic = this.#schemaDeadLetterTopic;
         if (deadLetterTopic !== null && relation !== undefined) {
           // on_incompatible: dead_letter: the table's changes go to the dead-letter topic.
           let topics = this.#refused.get(relation);
           if (topics === undefined) this.#refused.set(relation, topics = new Map());
           const message = `${table}'s changes to ${topic} go to ${deadLetterTopic}: ${refusal}`;
           topics.set(topic!, { subject, message });
-          this.#lastRefusal = message;
+          this.#anyRefused = true;
+          this.#refusals.set(`${table} ${topic}`, message);
+          refusedNow.add(`${table} ${topic}`);
           this.#log("warn", "Kafka sink dead-letters a table whose new schema was refused", {
             sink: this.name,
             table,
@@ -408,6 +419,13 @@ export class KafkaSink implements Sink {
         );
       }
     }
+    // A table whose schemas are registered now is no longer dead-lettered (its schema changed
+    // again, compatibly).
+    for (const { table, relation, topic } of needed) {
+      if (relation !== undefined && !refusedNow.has(`${table} ${topic}`)) {
+        this.#refusals.delete(`${table} ${topic}`);
+      }
+    }
     // Marked only once registered (or refused into the dead-letter topic): a write that failed
     // registers them again.
     for (const [relation, topics] of seen) {
@@ -415,16 +433,6 @@ export class KafkaSink implements Sink {
       if (known === undefined) this.#schemasOfRelation.set(relation, topics);
       else for (const topic of topics) known.add(topic);
     }
-  }
-
-  /**
-   * Where changes of a table whose new schema was refused go: `null` when the sink stops
-   * instead (`on_incompatible: stop`).
-   */
-  #schemaDeadLetterTopic(): string | null {
-    const registry = this.config.schemaRegistry;
-    if (registry === null || registry.onIncompatible !== "dead_letter") return null;
-    return this.#topic(registry.deadLetterTopic ?? `${this.#options.topicPrefix}.dead-letter`);
   }
 
   /** Exactly-once: whether a transaction is at or before the checkpoint Kafka holds. */
@@ -465,7 +473,7 @@ export class KafkaSink implements Sink {
         const event = record.event;
         if (event.op === "t" && !this.config.truncate) return;
         const topic = this.#topic(record.topic);
-        const relation = event[EVENT_RELATION];
+        const relation = this.#anyRefused ? event[EVENT_RELATION] : undefined;
         const refused = relation === undefined
           ? undefined
           : this.#refused.get(relation)?.get(topic);
@@ -480,7 +488,7 @@ export class KafkaSink implements Sink {
               key: record.key,
               error: { name: "SchemaRefused", message: refused.message },
             },
-          }, this.#schemaDeadLetterTopic()!));
+          }, this.#schemaDeadLetterTopic!));
           return;
         }
         const keyless = record.key === null && event.op !== "t";
@@ -699,8 +707,10 @@ export class KafkaSink implements Sink {
     if (batcher?.failing) {
       return { state: "failing", written: this.#written, lastError: batcher.lastError };
     }
-    if (this.#lastRefusal !== null) {
-      return { state: "degraded", written: this.#written, lastError: this.#lastRefusal };
+    if (this.#refusals.size > 0) {
+      const [first] = this.#refusals.values();
+      const more = this.#refusals.size > 1 ? ` (and ${this.#refusals.size - 1} more)` : "";
+      return { state: "degraded", written: this.#written, lastError: `${first}${more}` };
     }
     return { state: "ok", written: this.#written };
   }
