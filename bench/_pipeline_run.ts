@@ -418,6 +418,8 @@ export async function runPipeline(options: RunOptions): Promise<PipelineRunResul
   };
   sink.onStop = () => setTimeout(checkConfirmed, 0);
   const started = performance.now();
+  // SPILLWAY_BENCH_MEMORY=1: the peak of each part of the process's memory, on stderr.
+  const memory = Deno.env.get("SPILLWAY_BENCH_MEMORY") === "1" ? memorySampler() : null;
   // After the abort, run() drains and closes. Its slot monitor may sleep up to 10 s before it
   // notices (see bench/RESULTS.md); that is not waited for.
   let shutdownStalled = false;
@@ -435,6 +437,7 @@ export async function runPipeline(options: RunOptions): Promise<PipelineRunResul
     shutdownStalled = !run;
   } finally {
     clearInterval(readyWatch);
+    memory?.stop();
   }
   if (!ready) throw new Error("The pipeline never started streaming");
   const finished = performance.now();
@@ -494,4 +497,30 @@ if (import.meta.main) {
   );
   // A stalled shutdown leaves the runner's timers behind; the result is out, so leave.
   Deno.exit();
+}
+
+/**
+ * Samples `Deno.memoryUsage()` every 50 ms; `stop()` prints the peak of each part (MB) and the
+ * parts at the RSS peak to stderr.
+ */
+function memorySampler(): { stop(): void } {
+  const mb = (bytes: number) => Math.round(bytes / 1048576);
+  const peaks = { rss: 0, heapTotal: 0, heapUsed: 0, external: 0 };
+  let atPeak = Deno.memoryUsage();
+  const timer = setInterval(() => {
+    const now = Deno.memoryUsage();
+    if (now.rss > peaks.rss) atPeak = now;
+    for (const key of Object.keys(peaks) as (keyof typeof peaks)[]) {
+      peaks[key] = Math.max(peaks[key], now[key]);
+    }
+  }, 50);
+  return {
+    stop() {
+      clearInterval(timer);
+      console.error(JSON.stringify({
+        memoryPeaksMb: Object.fromEntries(Object.entries(peaks).map(([k, v]) => [k, mb(v)])),
+        atRssPeakMb: Object.fromEntries(Object.entries(atPeak).map(([k, v]) => [k, mb(v)])),
+      }));
+    },
+  };
 }
