@@ -8,7 +8,9 @@
  * the pipeline naming the table, the subject, the level and the change, with the slot left
  * before it; after the operator sets the subject to NONE, a restart writes it; with
  * `on_incompatible: dead_letter` a refused change sends the table's changes to the dead-letter
- * topic as JSON lines and the pipeline goes on.
+ * topic as JSON lines and the pipeline goes on, until a compatible change brings them back; a
+ * registry that is down at start or mid-stream is waited for; a transform's shape is in the
+ * registered schema.
  *
  * @module
  */
@@ -38,6 +40,12 @@ import {
 
 const { server, stopAll } = sharedServers({ settings: { autovacuum: "off" } });
 
+// One broker and one registry for the file's tests (each uses its own tables and subjects).
+let brokerStarting: ReturnType<typeof startKafka> | null = null;
+const broker = () => brokerStarting ??= startKafka();
+let registryStarting: ReturnType<typeof startRegistry> | null = null;
+const schemaRegistry = () => registryStarting ??= startRegistry();
+
 /** The health check of the pipeline's Kafka sink. */
 async function kafkaHealth(
   health: HealthRegistry,
@@ -66,8 +74,8 @@ async function decode(registryUrl: string, bytes: Uint8Array): Promise<Record<st
 
 Deno.test("kafka avro: wire format with registry ids, compatible and refused column changes, restart after the level changes", async () => {
   const pg = await server();
-  await using kafka = await startKafka();
-  await using registry = await startRegistry();
+  const kafka = await broker();
+  const registry = await schemaRegistry();
   const poller = new Poller(pg);
   const name = "kavro";
   const topic = `${name}.public.${name}_items`;
@@ -202,16 +210,29 @@ Deno.test("kafka avro: wire format with registry ids, compatible and refused col
   }
 });
 
-Deno.test("kafka avro: a schema registry that is down is waited for (the sink reports failing, replication stays connected), then every row arrives", async () => {
+Deno.test("kafka avro: a schema registry that is down at start and mid-stream is waited for (the sink reports failing, replication stays connected), then every row arrives", async () => {
   const pg = await server();
-  await using kafka = await startKafka();
-  await using registry = await startRegistry();
+  const kafka = await broker();
+  const registry = await schemaRegistry();
   const poller = new Poller(pg);
   const name = "kavrodown";
   const topic = `${name}.public.${name}_items`;
   const health = new HealthRegistry();
+  /** The sink's failing detail once health shows it within `ms`; `null` if it does not. */
+  const failingWithin = async (ms: number) => {
+    const until = Date.now() + ms;
+    while (Date.now() < until) {
+      const sink = await kafkaHealth(health);
+      if (sink?.status === "failing") return sink.detail ?? "failing";
+      await sleep(250);
+    }
+    return null;
+  };
   try {
     await pg.psql(`CREATE TABLE ${name}_items (id int PRIMARY KEY, name text)`);
+    // Down at start: the pipeline starts, and its first write waits for the registry.
+    const firstOutage = registry.restart(8_000);
+    await sleep(500);
     const running = await startRunner(
       itemsPipelineYaml(pg, name, {
         sinks: [
@@ -223,33 +244,51 @@ Deno.test("kafka avro: a schema registry that is down is waited for (the sink re
       { health },
     );
     let records: Consumed[];
-    let failing: string | null = null;
+    let failingAtStart: string | null;
+    let failingMidStream: string | null;
     try {
-      // Down before the first schema is registered: the first write waits for it.
-      const outage = registry.restart(8_000);
-      await sleep(500);
       await pg.psql(`INSERT INTO ${name}_items SELECT g, 'n' || g FROM generate_series(1, 5) g`);
-      const until = Date.now() + 6_000;
-      while (Date.now() < until && failing === null) {
-        const report = await health.report();
-        const sink = Object.entries(report.checks).find(([check]) =>
-          check.startsWith("sink:kafka")
-        );
-        if (sink?.[1].status === "failing") failing = sink[1].detail ?? "failing";
-        await sleep(250);
-      }
-      await outage;
-      records = await consume(kafka.brokers, [topic], 5);
+      failingAtStart = await failingWithin(6_000);
+      await firstOutage;
+      await consume(kafka.brokers, [topic], 5);
+      // Down mid-stream, when a column change needs a new schema registered.
+      const secondOutage = registry.restart(8_000);
+      await sleep(500);
+      await pg.psql(
+        `ALTER TABLE ${name}_items ADD COLUMN note text;
+         INSERT INTO ${name}_items SELECT g, 'n' || g, 'note ' || g FROM generate_series(6, 8) g`,
+      );
+      failingMidStream = await failingWithin(6_000);
+      await secondOutage;
+      records = await consume(kafka.brokers, [topic], 8);
       assert.equal(running.runner.source?.reconnects ?? -1, 0, "replication reconnected");
+      assert.equal((await kafkaHealth(health))?.status, "ok");
     } finally {
       await running.stop();
     }
-    assert.ok(failing !== null, "the sink never reported failing while the registry was down");
-    assert.match(failing!, /[Ss]chema registry/);
-    const ids = await Promise.all(
-      ordered(records, topic).map(async (r) => (await decode(registry.url, r.keyBytes!)).id),
+    for (const failing of [failingAtStart, failingMidStream]) {
+      assert.ok(failing !== null, "the sink never reported failing while the registry was down");
+      assert.match(failing!, /[Ss]chema registry/);
+    }
+    const changes = ordered(records, topic);
+    assert.equal(changes.length, 8);
+    // The test's registry keeps schemas in memory: its restart lost the ids of the schemas
+    // registered before, so the values written after the change (whose schema was registered
+    // after the restart) are the ones decoded.
+    const last = await Promise.all(
+      changes.slice(5).map(async (r) => {
+        const { id, note } = (await decode(registry.url, r.valueBytes!)).after as {
+          id: number;
+          note: string;
+        };
+        return { id, note };
+      }),
     );
-    assert.deepEqual(ids, [1, 2, 3, 4, 5]);
+    assert.deepEqual(last, [
+      { id: 6, note: "note 6" },
+      { id: 7, note: "note 7" },
+      { id: 8, note: "note 8" },
+    ]);
   } finally {
     await dropItemsPipeline(pg, poller, name);
   }
@@ -257,8 +296,8 @@ Deno.test("kafka avro: a schema registry that is down is waited for (the sink re
 
 Deno.test("kafka avro: a transform's retyped, dropped and added fields get Avro types in the registered schema", async () => {
   const pg = await server();
-  await using kafka = await startKafka();
-  await using registry = await startRegistry();
+  const kafka = await broker();
+  const registry = await schemaRegistry();
   const poller = new Poller(pg);
   const name = "kavroshape";
   const topic = `${name}.public.${name}_items`;
@@ -316,8 +355,8 @@ Deno.test("kafka avro: a transform's retyped, dropped and added fields get Avro 
 
 Deno.test("kafka avro: spillway check says whether each table's schemas are registered, or would be refused", async () => {
   const pg = await server();
-  await using kafka = await startKafka();
-  await using registry = await startRegistry();
+  const kafka = await broker();
+  const registry = await schemaRegistry();
   const poller = new Poller(pg);
   const name = "kavrocheck";
   const yaml = itemsPipelineYaml(pg, name, {
@@ -371,5 +410,9 @@ Deno.test({
   name: "kafka avro: stop the shared servers",
   sanitizeResources: false,
   sanitizeOps: false,
-  fn: stopAll,
+  fn: async () => {
+    await stopAll();
+    if (brokerStarting) await (await brokerStarting).stop();
+    if (registryStarting) await (await registryStarting).stop();
+  },
 });
