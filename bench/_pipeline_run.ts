@@ -211,6 +211,8 @@ function pipelineYaml(options: RunOptions): string {
     sink,
     "http: off",
     "log: { level: warn }",
+    // SPILLWAY_BENCH_EXTRA_YAML: more top-level keys, e.g. `spill: { memory_limit: 16MB }`.
+    ...(Deno.env.get("SPILLWAY_BENCH_EXTRA_YAML") ?? "").split(";").filter((line) => line !== ""),
   ].join("\n");
 }
 
