@@ -228,11 +228,23 @@ Deno.test("kafka avro: a schema registry that is down at start and mid-stream is
     }
     return null;
   };
+  /** Resolves once the registry no longer answers (it is being restarted). */
+  const down = async () => {
+    for (let i = 0; i < 100; i++) {
+      const answered = await fetch(`${registry.url}/subjects`).then(
+        async (response) => (await response.body?.cancel(), true),
+        () => false,
+      );
+      if (!answered) return;
+      await sleep(100);
+    }
+    assert.fail("the registry still answers 10 s after its restart began");
+  };
   try {
     await pg.psql(`CREATE TABLE ${name}_items (id int PRIMARY KEY, name text)`);
     // Down at start: the pipeline starts, and its first write waits for the registry.
-    const firstOutage = registry.restart(8_000);
-    await sleep(500);
+    const firstOutage = registry.restart(2_000);
+    await down();
     const running = await startRunner(
       itemsPipelineYaml(pg, name, {
         sinks: [
@@ -252,8 +264,8 @@ Deno.test("kafka avro: a schema registry that is down at start and mid-stream is
       await firstOutage;
       await consume(kafka.brokers, [topic], 5);
       // Down mid-stream, when a column change needs a new schema registered.
-      const secondOutage = registry.restart(8_000);
-      await sleep(500);
+      const secondOutage = registry.restart(2_000);
+      await down();
       await pg.psql(
         `ALTER TABLE ${name}_items ADD COLUMN note text;
          INSERT INTO ${name}_items SELECT g, 'n' || g, 'note ' || g FROM generate_series(6, 8) g`,
