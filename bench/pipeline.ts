@@ -28,9 +28,12 @@
  * 4. RSS: one transaction of `--rss-rows` rows (default 5,000,000), drained with `streaming:
  *    on` and with `streaming: off`, VmRSS of the Spillway process sampled every 100 ms.
  *
- * The last three lines printed are `pipeline ratio vs pg_recvlogical: <R>` (the lower of the
- * null-sink and file-sink ratios of workload 1 in the default streaming mode), `latency p50/p99 ms: <a>/<b>` and
- * `peak rss MB on 5M-row txn: <M>` (the higher of the two streaming modes).
+ * The last lines printed are `pipeline ratio vs pg_recvlogical: <R>` (the lower of the
+ * null-sink and file-sink ratios of workload 1 in the default streaming mode), `latency p50/p99 ms: <a>/<b>`,
+ * `peak rss MB on 5M-row txn: <M>` (the higher of the two streaming modes), then issue 14's
+ * `peak rss MB on 1M-row drain: <M>` (the highest of workload 1's Spillway drains in the default
+ * streaming mode, both sinks) and `cpu us per row (file sink): <C>` (their file-sink drains'
+ * CPU seconds per row, the lower median).
  *
  * @module
  */
@@ -919,6 +922,24 @@ function printResults(results: Results): void {
     : (Math.max(...rss.map((d) => d.peakRssKib)) / 1024).toFixed(0);
   console.log(
     `peak rss MB on ${rssRows === undefined ? "5M" : rowsLabel(rssRows)}-row txn: ${peak}`,
+  );
+  // Issue 14's figures: the single-transaction drain (default streaming mode) into both sinks.
+  const single = results.drains.filter((drain) =>
+    drain.workload === "single" && drain.tool === "spillway" && drain.streaming === DEFAULT_MODE
+  );
+  const drainPeak = single.length === 0
+    ? "n/a"
+    : (Math.max(...single.map((d) => d.peakRssKib)) / 1024).toFixed(0);
+  console.log(
+    `peak rss MB on ${rowsLabel(results.loads.single?.rows ?? 0)}-row drain: ${drainPeak}`,
+  );
+  const fileCpu = single.filter((drain) => drain.sink === "file").map((drain) =>
+    drain.cpuSeconds / drain.rows * 1e6
+  ).sort((a, b) => a - b);
+  console.log(
+    `cpu us per row (file sink): ${
+      fileCpu.length === 0 ? "n/a" : fileCpu[Math.floor((fileCpu.length - 1) / 2)]!.toFixed(1)
+    }`,
   );
 }
 
