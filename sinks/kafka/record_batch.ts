@@ -52,8 +52,8 @@ const CRC_FROM = 21;
 const TRANSACTIONAL = 1 << 4;
 
 /**
- * Writes RecordBatches; each {@linkcode RecordBatchWriter.batch} hands out its batch in place
- * (see `ByteWriter.take`).
+ * Writes RecordBatches into one buffer it keeps (as large as the largest batch); each
+ * {@linkcode RecordBatchWriter.batch} hands out a copy of its batch, for keeps.
  *
  * @example
  * ```ts
@@ -103,7 +103,10 @@ export class RecordBatchWriter extends ByteWriter {
     view.setInt32(8, this.end - from - 12);
     view.setBigInt64(maxAt - begin, BigInt(max));
     view.setUint32(17, crc32c(buffer, from + CRC_FROM, this.end));
-    return this.take();
+    // One copy out of the buffer the writer keeps: cheaper than growing a fresh one per batch.
+    const out = this.bytes().slice();
+    this.reset();
+    return out;
   }
 
   #record(record: BatchRecord, timestampDelta: number, offsetDelta: number): void {
