@@ -110,57 +110,51 @@ export class RecordBatchWriter extends ByteWriter {
   }
 
   #record(record: BatchRecord, timestampDelta: number, offsetDelta: number): void {
-    // The length comes first: reserve the most a varint of it takes, then move the body back
-    // if it took fewer.
-    this.reserve(5);
-    const lengthAt = this.end - this.start;
-    this.end += 5;
-    this.byte(0); // attributes
-    this.#varlong(timestampDelta);
-    this.#varint(offsetDelta);
-    this.#bytes(record.key);
-    this.#bytes(record.value);
-    const headers = record.headers;
-    this.#varint(headers === undefined ? 0 : headers.size);
-    if (headers !== undefined) {
-      for (const [name, value] of headers) {
-        this.#bytes(name);
-        this.#bytes(value);
-      }
+    // The body's length is known before it is written: its varint goes first, and one reserve
+    // covers the whole record.
+    const { key, value, headers } = record;
+    const tsZigzag = timestampDelta >= 0 ? timestampDelta * 2 : -timestampDelta * 2 - 1;
+    let body = 1 + varintSize(tsZigzag) + varintSize(zigzag(offsetDelta)) + fieldSize(key) +
+      fieldSize(value);
+    if (headers === undefined) {
+      body += 1;
+    } else {
+      body += varintSize(zigzag(headers.size));
+      headers.forEach((headerValue, name) => {
+        body += fieldSize(name) + fieldSize(headerValue);
+      });
     }
-    // The body (at least 6 bytes) lies after the 5 reserved: the length's varint fits before
-    // it without growing the buffer.
-    const at = this.start + lengthAt;
-    const bodyLength = this.end - at - 5;
-    const lengthBytes = varintSize(zigzag(bodyLength));
-    this.end = at;
-    this.#varint(bodyLength);
-    if (lengthBytes < 5) this.buffer.copyWithin(this.end, at + 5, at + 5 + bodyLength);
-    this.end = at + lengthBytes + bodyLength;
+    this.reserve(5 + body);
+    this.#unsigned(zigzag(body));
+    this.buffer[this.end++] = 0; // attributes
+    this.#unsigned(tsZigzag);
+    this.#unsigned(zigzag(offsetDelta));
+    this.#field(key);
+    this.#field(value);
+    if (headers === undefined) {
+      this.buffer[this.end++] = 0;
+    } else {
+      this.#unsigned(zigzag(headers.size));
+      headers.forEach((headerValue, name) => {
+        this.#field(name);
+        this.#field(headerValue);
+      });
+    }
   }
 
-  #bytes(bytes: Uint8Array | null): void {
+  /** A length (-1 for null) and the bytes, in room already reserved. */
+  #field(bytes: Uint8Array | null): void {
     if (bytes === null) {
-      this.#varint(-1);
+      this.buffer[this.end++] = 1; // zigzag(-1)
       return;
     }
-    this.#varint(bytes.byteLength);
-    this.append(bytes);
+    this.#unsigned(zigzag(bytes.byteLength));
+    this.buffer.set(bytes, this.end);
+    this.end += bytes.byteLength;
   }
 
-  /** A zigzag varint of a 32-bit integer. */
-  #varint(value: number): void {
-    this.#unsigned(zigzag(value));
-  }
-
-  /** A zigzag varint of an integer up to 2^53 in magnitude (a timestamp delta). */
-  #varlong(value: number): void {
-    this.#unsigned(value >= 0 ? value * 2 : -value * 2 - 1);
-  }
-
-  /** An unsigned base-128 varint of a non-negative integer up to 2^53. */
+  /** An unsigned base-128 varint of a non-negative integer up to 2^53, in room reserved. */
   #unsigned(value: number): void {
-    this.reserve(8);
     const buffer = this.buffer;
     while (value >= 0x80) {
       buffer[this.end++] = (value % 0x80) | 0x80;
@@ -193,6 +187,11 @@ export class RecordBatchWriter extends ByteWriter {
 /** Zigzag of a 32-bit integer, as an unsigned number. */
 function zigzag(value: number): number {
   return ((value << 1) ^ (value >> 31)) >>> 0;
+}
+
+/** Bytes a field takes: its length's varint and its bytes (-1, one byte, for null). */
+function fieldSize(bytes: Uint8Array | null): number {
+  return bytes === null ? 1 : varintSize(zigzag(bytes.byteLength)) + bytes.byteLength;
 }
 
 /** Bytes an unsigned varint of `value` takes. */
