@@ -94,14 +94,6 @@ function fits(oid: number, value: unknown): boolean {
   }
 }
 
-const ARRAY_OF: Record<string, number> = {
-  [Oid.text]: 1009,
-  [Oid.bool]: 1000,
-  [Oid.int8]: 1016,
-  [Oid.float8]: 1022,
-  [Oid.bytea]: 1001,
-};
-
 /**
  * The type a value is written as when nothing declares one: its OID, `null` when it cannot be
  * told yet (an empty array, or only nulls), or why it cannot be typed.
@@ -123,8 +115,8 @@ function inferType(value: unknown): number | null | { refused: string } {
       if (element === null || element === undefined) continue;
       const type = inferType(element);
       if (typeof type !== "number") return type;
-      const array = ARRAY_OF[type];
-      return array ?? { refused: "an array whose elements are not strings, numbers or booleans" };
+      // Elements of one of the scalar kinds above; their array type as pg_type has it.
+      return arrayOid(type) ?? { refused: "an array of values that have no array type" };
     }
     return null;
   }

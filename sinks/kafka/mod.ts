@@ -104,8 +104,6 @@ export class KafkaSink implements Sink {
    * refused, with why; their changes go to the dead-letter topic until the relation changes.
    */
   readonly #refused = new WeakMap<object, Map<string, { subject: string; message: string }>>();
-  /** Whether any relation is in {@linkcode #refused} (spares the lookup per change). */
-  #anyRefused = false;
   /** Tables (and topics) dead-lettered now, with why, for status(). */
   readonly #refusals = new Map<string, string>();
   /** `on_incompatible: dead_letter`: the topic; `null` when refusals stop the sink. */
@@ -397,7 +395,6 @@ export class KafkaSink implements Sink {
           if (topics === undefined) this.#refused.set(relation, topics = new Map());
           const message = `${table}'s changes to ${topic} go to ${deadLetterTopic}: ${refusal}`;
           topics.set(topic!, { subject, message });
-          this.#anyRefused = true;
           this.#refusals.set(`${table} ${topic}`, message);
           refusedNow.add(`${table} ${topic}`);
           this.#log("warn", "Kafka sink dead-letters a table whose new schema was refused", {
@@ -473,7 +470,8 @@ export class KafkaSink implements Sink {
         const event = record.event;
         if (event.op === "t" && !this.config.truncate) return;
         const topic = this.#topic(record.topic);
-        const relation = this.#anyRefused ? event[EVENT_RELATION] : undefined;
+        // Only while some table is dead-lettered: spares the lookup per change otherwise.
+        const relation = this.#refusals.size > 0 ? event[EVENT_RELATION] : undefined;
         const refused = relation === undefined
           ? undefined
           : this.#refused.get(relation)?.get(topic);
