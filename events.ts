@@ -85,8 +85,12 @@ export interface TransactionInfo {
 /** What the assembler hands on, in commit order. */
 export type StreamItem =
   | { kind: "begin"; tx: TransactionInfo }
-  | { kind: "change"; event: ChangeEvent }
-  | { kind: "message"; event: MessageEvent }
+  /**
+   * `size`: bytes of the pgoutput message it was decoded from, what the queue's
+   * `max_bytes` counts.
+   */
+  | { kind: "change"; event: ChangeEvent; size: number }
+  | { kind: "message"; event: MessageEvent; size: number }
   /**
    * `endLsn` is the position to confirm once every sink has the transaction; `eventCount`
    * counts what the server sent in it.

@@ -118,7 +118,7 @@ Deno.test("examples/orders.yaml parses to the typed config with every default fi
     },
     routing: null,
     sinks: [{ type: "stdout", format: "json" }],
-    queue: { capacity: 10_000, highWatermark: 0.8 },
+    queue: { capacity: 10_000, maxBytes: 32_000_000, highWatermark: 0.8 },
     spill: { memoryLimitBytes: 64_000_000, dir: null },
     http: { listen: "127.0.0.1:9464", hostname: "127.0.0.1", port: 9464 },
     log: { level: "info", format: "text" },
@@ -162,7 +162,7 @@ Deno.test("a minimal file gets every default", () => {
     toastCacheSize: 10_000,
   });
   assert.deepEqual(config.sinks, [{ type: "stdout", format: "auto" }]);
-  assert.deepEqual(config.queue, { capacity: 10_000, highWatermark: 0.8 });
+  assert.deepEqual(config.queue, { capacity: 10_000, maxBytes: 32_000_000, highWatermark: 0.8 });
   assert.deepEqual(config.transforms, {
     timeoutMs: 200,
     onError: [{ action: "dead_letter" }],
@@ -241,7 +241,7 @@ Deno.test("every option can be set", () => {
     "      linger: 20ms",
     "      batch_bytes: 2MB",
     "      checkpoint_topic: ops.checkpoints",
-    "queue: { capacity: 500, high_watermark: 1 }",
+    "queue: { capacity: 500, max_bytes: 1MiB, high_watermark: 1 }",
     "spill: { memory_limit: 1GiB, dir: /var/tmp/spill }",
     "http: { listen: '[::1]:0' }",
     "log: { level: debug, format: json }",
@@ -331,7 +331,7 @@ Deno.test("every option can be set", () => {
       checkpointTopic: "ops.checkpoints",
     },
   ]);
-  assert.deepEqual(config.queue, { capacity: 500, highWatermark: 1 });
+  assert.deepEqual(config.queue, { capacity: 500, maxBytes: 1_048_576, highWatermark: 1 });
   assert.deepEqual(config.spill, { memoryLimitBytes: 1_073_741_824, dir: "/var/tmp/spill" });
   assert.deepEqual(config.http, { listen: "[::1]:0", hostname: "::1", port: 0 });
   assert.deepEqual(config.log, { level: "debug", format: "json" });

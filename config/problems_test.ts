@@ -114,7 +114,7 @@ Deno.test("errors: unknown keys suggest the nearest allowed key, at the top leve
     'pipeline.yaml:8:17: unknown key "tranform" in "tables[public.*]"; did you mean "transform"?',
     'pipeline.yaml:10:44: unknown key "compresion" in "sinks[0].kafka"; did you mean "compression"?',
     'pipeline.yaml:11:1: unknown key "sink" at the top level; did you mean "sinks"?',
-    'pipeline.yaml:12:10: unknown key "size" in "queue"; expected one of "capacity", "high_watermark"',
+    'pipeline.yaml:12:10: unknown key "size" in "queue"; expected one of "capacity", "max_bytes", "high_watermark"',
     'pipeline.yaml:13:26: unknown key "failure" in "transforms.breaker"; did you mean "failures"?',
   ]);
 });

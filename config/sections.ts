@@ -241,7 +241,7 @@ export const TRANSFORMS: SectionSpec<TransformsConfig> = {
 
 /** The `queue` section. */
 export const QUEUE: SectionSpec<QueueConfig> = {
-  expected: "a map with capacity and high_watermark",
+  expected: "a map with capacity, max_bytes and high_watermark",
   fields: {
     capacity: {
       key: "capacity",
@@ -249,11 +249,18 @@ export const QUEUE: SectionSpec<QueueConfig> = {
       default: 10_000,
       doc: "Events held between the source and the sinks.",
     },
+    maxBytes: {
+      key: "max_bytes",
+      reader: size({ off: true }),
+      default: 32_000_000,
+      doc: "Bytes of change data (as the server sent them) held between the source and the " +
+        "sinks, the batches the sinks are writing included; off for no bound but capacity.",
+    },
     highWatermark: {
       key: "high_watermark",
       reader: number("a number above 0 and at most 1", { exclusiveMinimum: 0, maximum: 1 }),
       default: 0.8,
-      doc: "Reading pauses above this fraction of capacity.",
+      doc: "Reading pauses above this fraction of capacity or of max_bytes.",
     },
   },
 };

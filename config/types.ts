@@ -315,7 +315,12 @@ export interface RoutingConfig {
 export interface QueueConfig {
   /** Events held between the source and the sinks. Default 10000. */
   capacity: number;
-  /** Reading pauses above this fraction of `capacity`. Default 0.8. */
+  /**
+   * Bytes of change data (the pgoutput messages) held between the source and the sinks,
+   * batches being written included; `null` for no bound but `capacity`. Default 32MB.
+   */
+  maxBytes: number | null;
+  /** Reading pauses above this fraction of `capacity` or `maxBytes`. Default 0.8. */
   highWatermark: number;
 }
 

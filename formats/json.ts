@@ -282,7 +282,7 @@ function messageToJson(event: MessageEvent): Record<string, unknown> {
  * markers when `transactions` is false).
  */
 export function itemToJsonLine(
-  item: SourceItem,
+  item: SourceItem | Extract<SinkRecord, { kind: "message" }>,
   transactions: boolean,
   renderer: JsonRenderer = defaultRenderer,
 ): string | null {

@@ -71,6 +71,10 @@ export interface SpillwayMetrics {
   queueDepth: Gauge;
   /** `spillway_queue_capacity`: the queue's configured capacity. */
   queueCapacity: Gauge;
+  /** `spillway_queue_bytes`: bytes of change data queued or being written to the sinks. */
+  queueBytes: Gauge;
+  /** `spillway_queue_max_bytes`: the queue's `max_bytes` (absent without a bound). */
+  queueMaxBytes: Gauge;
   /** `spillway_sink_write_seconds{sink}`: time per sink batch write, {@linkcode SINK_WRITE_BUCKETS}. */
   sinkWriteSeconds: Histogram<"sink">;
   /** `spillway_sink_errors_total{sink}`: failed sink writes. */
@@ -161,6 +165,11 @@ export function standardMetrics(
     ),
     queueDepth: registry.gauge("spillway_queue_depth", "Events waiting in the runner's queue"),
     queueCapacity: registry.gauge("spillway_queue_capacity", "Capacity of the runner's queue"),
+    queueBytes: registry.gauge(
+      "spillway_queue_bytes",
+      "Bytes of change data (as the server sent them) queued or being written to the sinks",
+    ),
+    queueMaxBytes: registry.gauge("spillway_queue_max_bytes", "The queue's max_bytes"),
     sinkWriteSeconds: registry.histogram(
       "spillway_sink_write_seconds",
       "Seconds per batch write, by sink",

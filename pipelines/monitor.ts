@@ -33,6 +33,9 @@ export interface RunnerState {
   running: boolean;
   queueDepth: number;
   queueCapacity: number;
+  /** Bytes of change data queued or being written; the bound, `null` for none. */
+  queueBytes: number;
+  queueMaxBytes: number | null;
   /** True while reading is paused because the queue is above its high watermark. */
   paused: boolean;
   confirmedLsn: Lsn;
@@ -126,7 +129,7 @@ export class Monitor {
   written(
     records: readonly SinkRecord[],
     transactions: number,
-    after: { confirmedLsn: Lsn; queueDepth: number },
+    after: { confirmedLsn: Lsn; queueDepth: number; queueBytes: number },
   ): void {
     const metrics = this.#metrics;
     if (!metrics) return;
@@ -152,6 +155,7 @@ export class Monitor {
     if (transactions > 0) metrics.transactionsTotal.inc(transactions);
     metrics.confirmedLsn.set(Number(after.confirmedLsn));
     metrics.queueDepth.set(after.queueDepth);
+    metrics.queueBytes.set(after.queueBytes);
   }
 
   /** Forgets a relation's counters: after a schema change its table may have a new name. */
@@ -259,6 +263,7 @@ export class Monitor {
     if (!metrics) return;
     const state = this.#state();
     metrics.queueDepth.set(state.queueDepth);
+    metrics.queueBytes.set(state.queueBytes);
     metrics.sourcePaused.set(state.paused ? 1 : 0);
     metrics.confirmedLsn.set(Number(state.confirmedLsn));
     const counted = metrics.bytesReceivedTotal.get();
@@ -302,7 +307,12 @@ export class Monitor {
           : state.paused
           ? "reading paused: the sinks are behind"
           : undefined,
-        data: { depth: state.queueDepth, capacity: state.queueCapacity },
+        data: {
+          depth: state.queueDepth,
+          capacity: state.queueCapacity,
+          bytes: state.queueBytes,
+          maxBytes: state.queueMaxBytes,
+        },
       };
     });
     health.register("slot", () => {

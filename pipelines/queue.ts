@@ -2,10 +2,13 @@
  * The bounded queue between the runner's reader and its writer.
  *
  * The reader pushes records (and positions to confirm); the writer takes them in
- * batches of at most half the capacity. At `highWatermark × capacity` entries the queue
- * is {@linkcode BoundedQueue.full}: the reader stops taking batches from the replication
- * stream and waits on {@linkcode BoundedQueue.drained} (the stream goes on answering
- * keepalives from its own timer). An entry's position is confirmed only after the writer
+ * batches of at most half the capacity and half of `maxBytes`. The queue counts the bytes of
+ * change data it holds (the pgoutput messages the records were decoded from) until the
+ * writer {@linkcode BoundedQueue.release}s them once the sinks have them, so what the writer
+ * holds counts too. At `highWatermark × capacity` entries or `highWatermark × maxBytes`
+ * bytes the queue is {@linkcode BoundedQueue.full}: the reader stops taking batches from the
+ * replication stream and waits on {@linkcode BoundedQueue.drained} (the stream goes on
+ * answering keepalives from its own timer). An entry's position is confirmed only after the writer
  * handed every record before it to every sink, so the order of entries is the order of
  * confirmation.
  *
@@ -20,13 +23,17 @@ export interface QueueEntry {
   record: SinkRecord | null;
   /** Set on entries after which the stream may confirm this position. */
   confirm: Lsn | null;
+  /** Bytes of change data the record holds (its pgoutput message); 0 for markers. */
+  size: number;
 }
 
 /** Options of {@linkcode BoundedQueue}. */
 export interface BoundedQueueOptions {
   /** Entries the queue is sized for. */
   capacity: number;
-  /** 0..1: the share of `capacity` at which reading pauses. */
+  /** Bytes of change data the queue and its writer hold at most; `null` for no bound. */
+  maxBytes?: number | null;
+  /** 0..1: the share of `capacity` (and of `maxBytes`) at which reading pauses. */
   highWatermark: number;
 }
 
@@ -43,7 +50,9 @@ export interface BoundedQueueOptions {
  * queue.push(null, lsn(1n));
  * queue.push(null, lsn(2n));
  * assert.equal(queue.full, true);
- * assert.deepEqual((await queue.take())?.map((entry) => entry.confirm), [1n, 2n]);
+ * const taken = await queue.take();
+ * assert.deepEqual(taken?.map((entry) => entry.confirm), [1n, 2n]);
+ * queue.release(taken!); // the sinks have them
  * queue.close();
  * assert.equal(await queue.take(), null);
  * ```
@@ -52,8 +61,16 @@ export class BoundedQueue {
   readonly capacity: number;
   /** At this depth the queue is full (at least 1). */
   readonly highWater: number;
+  /** Bytes the queue is sized for (`Infinity` for no bound). */
+  readonly maxBytes: number;
+  /** At this many bytes held the queue is full. */
+  readonly highWaterBytes: number;
   /** Most entries one {@linkcode BoundedQueue.take} returns: half the capacity. */
   readonly #batch: number;
+  /** Most bytes one {@linkcode BoundedQueue.take} returns (but at least one entry). */
+  readonly #batchBytes: number;
+  /** Bytes of the entries queued and of those taken but not yet released. */
+  #bytes = 0;
   #entries: QueueEntry[] = [];
   #head = 0;
   #writerWaiter: (() => void) | null = null;
@@ -66,6 +83,14 @@ export class BoundedQueue {
     this.capacity = options.capacity;
     this.highWater = Math.max(1, Math.floor(options.capacity * options.highWatermark));
     this.#batch = Math.max(1, Math.floor(options.capacity / 2));
+    this.maxBytes = options.maxBytes ?? Infinity;
+    this.highWaterBytes = this.maxBytes * options.highWatermark;
+    this.#batchBytes = this.maxBytes / 2;
+  }
+
+  /** Bytes of change data held: queued, or taken by the writer and not yet released. */
+  get bytes(): number {
+    return this.#bytes;
   }
 
   /** Entries waiting for the writer. */
@@ -75,11 +100,12 @@ export class BoundedQueue {
 
   /** True at or above the high watermark: the reader should wait. */
   get full(): boolean {
-    return this.depth >= this.highWater;
+    return this.depth >= this.highWater || this.#bytes >= this.highWaterBytes;
   }
 
-  push(record: SinkRecord | null, confirm: Lsn | null): void {
-    this.#entries.push({ record, confirm });
+  push(record: SinkRecord | null, confirm: Lsn | null, size = 0): void {
+    this.#entries.push({ record, confirm, size });
+    this.#bytes += size;
   }
 
   /** Marks the next entry pushed as the begin record of the open transaction. */
@@ -92,7 +118,21 @@ export class BoundedQueue {
    * the writer already took stays taken.
    */
   trimTransaction(): void {
-    this.#entries.length = Math.max(this.#transactionStart, this.#head);
+    const keep = Math.max(this.#transactionStart, this.#head);
+    for (let i = keep; i < this.#entries.length; i++) this.#bytes -= this.#entries[i]!.size;
+    this.#entries.length = keep;
+  }
+
+  /**
+   * The writer is done with entries it took (the sinks have them, or they are dropped): their
+   * bytes no longer count, and a reader waiting for room is woken.
+   */
+  release(entries: readonly QueueEntry[]): void {
+    let bytes = 0;
+    for (const entry of entries) bytes += entry.size;
+    if (bytes === 0) return;
+    this.#bytes -= bytes;
+    this.releaseReader();
   }
 
   /** Wakes the writer if it waits for entries. */
@@ -121,14 +161,25 @@ export class BoundedQueue {
   }
 
   /**
-   * Takes everything queued (up to half the capacity), waiting for at least one entry;
-   * `null` once the queue is closed and empty.
+   * Takes everything queued (up to half the capacity and half of `maxBytes`, at least one
+   * entry), waiting for at least one entry; `null` once the queue is closed and empty. The
+   * entries' bytes count until {@linkcode BoundedQueue.release}.
    */
   async take(): Promise<QueueEntry[] | null> {
     for (;;) {
       const depth = this.depth;
       if (depth > 0) {
-        const count = Math.min(depth, this.#batch);
+        let count = Math.min(depth, this.#batch);
+        if (this.#batchBytes !== Infinity) {
+          let bytes = this.#entries[this.#head]!.size;
+          for (let i = 1; i < count; i++) {
+            bytes += this.#entries[this.#head + i]!.size;
+            if (bytes > this.#batchBytes) {
+              count = i;
+              break;
+            }
+          }
+        }
         const entries = this.#entries.slice(this.#head, this.#head + count);
         this.#head += count;
         if (this.#head > 4096 && this.#head * 2 > this.#entries.length) {

@@ -122,3 +122,43 @@ Deno.test("BoundedQueue: the transaction start survives the compaction of taken 
   queue.push(message(3), lsn(3n));
   assert.deepEqual(prefixes(await queue.take()), ["m3"]);
 });
+
+Deno.test("BoundedQueue: bytes bound it too: full at the high watermark of max_bytes, batches of at most half, held until released", async () => {
+  const queue = new BoundedQueue({ capacity: 1000, maxBytes: 1000, highWatermark: 0.8 });
+  assert.equal(queue.highWaterBytes, 800);
+  for (let n = 1; n <= 7; n++) queue.push(message(n), null, 100);
+  assert.equal(queue.bytes, 700);
+  assert.equal(queue.full, false);
+  queue.push(message(8), lsn(8n), 100);
+  assert.equal(queue.full, true, "800 bytes of 1000 at a watermark of 0.8");
+  // A batch holds at most half of max_bytes.
+  const first = await queue.take();
+  assert.deepEqual(prefixes(first), ["m1", "m2", "m3", "m4", "m5"]);
+  // Taken is still held: the writer has not handed it to the sinks yet.
+  assert.equal(queue.bytes, 800);
+  assert.equal(queue.full, true);
+  let drained = false;
+  const waiting = queue.drained().then(() => drained = true);
+  queue.release(first!);
+  await waiting;
+  assert.equal(drained, true, "a release wakes the reader");
+  assert.equal(queue.bytes, 300);
+  assert.equal(queue.full, false);
+  // One entry larger than a batch is still taken, alone.
+  queue.push(message(9), null, 5000);
+  assert.deepEqual(prefixes(await queue.take()), ["m6", "m7", "m8"]);
+  assert.deepEqual(prefixes(await queue.take()), ["m9"]);
+});
+
+Deno.test("BoundedQueue: dropping the open transaction's queued part gives its bytes back", () => {
+  const queue = new BoundedQueue({ capacity: 100, maxBytes: 10_000, highWatermark: 0.8 });
+  queue.push(message(1), lsn(1n), 10);
+  queue.markTransactionStart();
+  queue.push({ kind: "begin", tx: TX }, null);
+  queue.push(message(2), null, 300);
+  queue.push(message(3), null, 400);
+  assert.equal(queue.bytes, 710);
+  queue.trimTransaction();
+  assert.equal(queue.bytes, 10);
+  assert.equal(queue.depth, 1);
+});

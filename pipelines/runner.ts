@@ -116,6 +116,8 @@ interface Prepared {
   records: SinkRecord[];
   deadLetters: SinkRecord[];
   confirm: Lsn | null;
+  /** The queue entries it came from, released once the sinks have it. */
+  entries: QueueEntry[];
 }
 
 /** The transaction being read: its begin record is queued with its first kept record. */
@@ -214,6 +216,9 @@ export class PipelineRunner {
       );
     }
     this.#metrics?.queueCapacity.set(this.config.queue.capacity);
+    if (this.config.queue.maxBytes !== null) {
+      this.#metrics?.queueMaxBytes.set(this.config.queue.maxBytes);
+    }
   }
 
   /** The slot as the monitor last read it. */
@@ -232,6 +237,8 @@ export class PipelineRunner {
       running: this.#running,
       queueDepth: this.#queue.depth,
       queueCapacity: this.config.queue.capacity,
+      queueBytes: this.#queue.bytes,
+      queueMaxBytes: this.config.queue.maxBytes,
       paused: this.#paused,
       confirmedLsn: this.#confirmed,
       serverWalEnd: source?.stream?.serverWalEnd ?? LSN_ZERO,
@@ -300,6 +307,7 @@ export class PipelineRunner {
         captureDdl: config.source.captureDdl,
         messages: true,
         statusIntervalMs: config.source.statusIntervalMs,
+        maxBufferedBytes: readAheadBytes(config.queue.maxBytes),
         spill: { memoryLimitBytes: config.spill.memoryLimitBytes, dir: config.spill.dir },
         types: this.types,
         tables: this.tables,
@@ -443,7 +451,7 @@ export class PipelineRunner {
         }
         const record = this.#router.route(item.event);
         if (record === null) return;
-        this.#pushInTransaction(record);
+        this.#pushInTransaction(record, item.size);
         return;
       }
       case "message":
@@ -452,10 +460,10 @@ export class PipelineRunner {
           return;
         }
         if (!item.event.transactional) {
-          queue.push({ kind: "message", event: item.event }, confirmableLsn(item));
+          queue.push({ kind: "message", event: item.event }, confirmableLsn(item), item.size);
           return;
         }
-        this.#pushInTransaction({ kind: "message", event: item.event });
+        this.#pushInTransaction({ kind: "message", event: item.event }, item.size);
         return;
       case "commit":
       case "prepare": {
@@ -499,14 +507,14 @@ export class PipelineRunner {
   }
 
   /** Queues a record of the open transaction, after its begin record if it is the first. */
-  #pushInTransaction(record: SinkRecord): void {
+  #pushInTransaction(record: SinkRecord, size: number): void {
     const open = this.#openTx;
     if (open !== null && !open.begun) {
       open.begun = true;
       this.#queue.markTransactionStart();
       this.#queue.push({ kind: "begin", tx: open.info }, null);
     }
-    this.#queue.push(record, null);
+    this.#queue.push(record, null, size);
     if (open !== null) open.events++;
   }
 
@@ -564,10 +572,10 @@ export class PipelineRunner {
       if (entry.confirm !== null) confirm = entry.confirm;
     }
     if (this.#transforms === null || records.length === 0) {
-      return { records, deadLetters: [], confirm };
+      return { records, deadLetters: [], confirm, entries };
     }
     const applied = await this.#applyTransforms(this.#transforms, records, stop);
-    return applied === null ? null : { ...applied, confirm };
+    return applied === null ? null : { ...applied, confirm, entries };
   }
 
   /**
@@ -610,9 +618,11 @@ export class PipelineRunner {
       this.#state?.record(this.#confirmed);
       this.#lastConfirmAt = Date.now();
     }
+    this.#queue.release(batch.entries);
     this.#monitor.written(records, transactions, {
       confirmedLsn: this.#confirmed,
       queueDepth: this.#queue.depth,
+      queueBytes: this.#queue.bytes,
     });
   }
 
@@ -853,6 +863,16 @@ export class PipelineRunner {
 }
 
 /** A routing table row (text columns; `key` a text[] as decoded) as a rule. */
+/**
+ * What the replication stream reads ahead of the queue (XLogData not yet decoded): an eighth of
+ * `queue.max_bytes`, from 64 KiB to 8 MiB; 8 MiB without a bound. The source holds up to twice
+ * this (the batch it decodes and the next one), which the README counts in a pipeline's memory.
+ */
+export function readAheadBytes(maxBytes: number | null): number {
+  if (maxBytes === null) return 8 << 20;
+  return Math.min(8 << 20, Math.max(64 << 10, Math.floor(maxBytes / 8)));
+}
+
 function routeRule(row: Record<string, unknown>): RouteRule {
   const key = row.key;
   return {

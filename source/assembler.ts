@@ -188,10 +188,11 @@ export class TransactionAssembler {
       this.#streamed.get(streamXid)!.buffer.push(walStart, subXid, bytes);
       return [];
     }
-    return this.#handle(walStart, this.#decoder.decode(bytes));
+    return this.#handle(walStart, this.#decoder.decode(bytes), bytes.byteLength);
   }
 
-  #handle(walStart: Lsn, message: PgoutputMessage): Iterable<StreamItem> {
+  /** `size`: the message's bytes, carried by the changes and messages it becomes. */
+  #handle(walStart: Lsn, message: PgoutputMessage, size: number): Iterable<StreamItem> {
     switch (message.type) {
       case "Begin":
         return [this.#begin({
@@ -248,7 +249,7 @@ export class TransactionAssembler {
       case "Delete":
       case "Truncate":
         if (this.#skipRows) return [];
-        return this.#route(this.#changes(walStart, message));
+        return this.#route(this.#changes(walStart, message, size));
       case "Message": {
         if (message.transactional && this.#skipRows) return [];
         const event = {
@@ -258,8 +259,8 @@ export class TransactionAssembler {
           content: message.content,
           lsn: message.lsn,
         };
-        if (!message.transactional) return [{ kind: "message", event }];
-        return this.#route([{ kind: "message", event }]);
+        if (!message.transactional) return [{ kind: "message", event, size }];
+        return this.#route([{ kind: "message", event, size }]);
       }
       case "StreamStart": {
         this.#streamXid = message.xid;
@@ -321,7 +322,11 @@ export class TransactionAssembler {
         const decoder = new PgoutputDecoder({ protoVersion: this.#decoder.protoVersion });
         decoder.enterStreamBlock(); // buffered messages carry their xid
         for (const buffered of streamed.buffer.messages()) {
-          yield* this.#handle(buffered.walStart, decoder.decode(buffered.bytes));
+          yield* this.#handle(
+            buffered.walStart,
+            decoder.decode(buffered.bytes),
+            buffered.bytes.byteLength,
+          );
         }
       }
     } finally {
@@ -406,6 +411,7 @@ export class TransactionAssembler {
   #changes(
     walStart: Lsn,
     message: Extract<PgoutputMessage, { type: "Insert" | "Update" | "Delete" | "Truncate" }>,
+    size: number,
   ): StreamItem[] {
     if (message.type === "Truncate") {
       return message.relationIds.map((relid) => {
@@ -421,6 +427,7 @@ export class TransactionAssembler {
             truncate: { cascade: message.cascade, restartIdentity: message.restartIdentity },
             [EVENT_RELATION]: relation,
           },
+          size: Math.ceil(size / message.relationIds.length),
         };
       });
     }
@@ -459,7 +466,7 @@ export class TransactionAssembler {
         break;
     }
     event[EVENT_RELATION] = relation;
-    return [{ kind: "change", event }];
+    return [{ kind: "change", event, size }];
   }
 
   /** The column decoders of a relation, rebuilt when the type registry learns new types. */

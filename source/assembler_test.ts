@@ -245,9 +245,11 @@ Deno.test("assembler: transactional and non-transactional messages", () => {
     0x50,
     f.message({ transactional: false, lsn: 0x50n, prefix: "p", content }),
   ]);
+  // size: the message's bytes (tag, flags, LSN, "p\0", length, content).
   assert.deepEqual(loose, [{
     kind: "message",
     event: { op: "m", transactional: false, prefix: "p", content, lsn: 0x50n },
+    size: 1 + 1 + 8 + 2 + 4 + 2,
   }]);
   const items = h.feed(
     [0x100, beginFrame(42)],
@@ -266,6 +268,7 @@ Deno.test("assembler: transactional and non-transactional messages", () => {
       commitLsn: 0x900n,
       commitTime: 1000n + EPOCH_2000,
     },
+    size: 18,
   });
   const commit = items.at(-1);
   assert.equal(commit?.kind === "commit" && commit.eventCount, 1);

@@ -111,6 +111,10 @@ export interface SourceOptions {
   tables?: TableFactsRegistry;
   /** Status update period; never more than wal_sender_timeout / 3 (default 10 s). */
   statusIntervalMs?: number;
+  /**
+   * XLogData the stream reads ahead before it stops reading the socket (default 8 MiB); the
+   * chunks of items handed on hold at most half of it (and at most 1 MiB) of messages.
+   */
   maxBufferedBytes?: number;
   /** A server silent this long is presumed gone and the source reconnects (default 60 s). */
   receiveTimeoutMs?: number;
@@ -613,6 +617,10 @@ export class ReplicationSource {
 
   /** Items in chunks of at most this many, so a huge streamed transaction flows through in pieces. */
   static readonly CHUNK = 4096;
+  /** ... and of at most this many bytes of messages (1 MiB, or half the read-ahead). */
+  get #chunkBytes(): number {
+    return Math.min(1 << 20, (this.options.maxBufferedBytes ?? 8 << 20) / 2);
+  }
 
   /**
    * The items of a batch, in chunks. When a retriable error (a catalog lookup that failed with
@@ -621,6 +629,8 @@ export class ReplicationSource {
    */
   async *#assemble(batch: XLogData[]): AsyncGenerator<SourceItem[]> {
     let out: SourceItem[] = [];
+    let outBytes = 0;
+    const chunkBytes = this.#chunkBytes;
     try {
       for (const xlog of batch) {
         if (xlog.data[0] === PgoutputCode.Relation) {
@@ -663,14 +673,18 @@ export class ReplicationSource {
             if (this.#skipping) this.assembler.skipRows();
           }
           const ends = item.kind === "commit" || item.kind === "prepare";
-          if (!this.#skipping) out.push(item);
+          if (!this.#skipping) {
+            out.push(item);
+            if (item.kind === "change" || item.kind === "message") outBytes += item.size;
+          }
           if (ends) {
             if (!this.#skipping) this.#deliveredEnd = maxLsn(this.#deliveredEnd, item.endLsn);
             this.#skipping = false;
           }
-          if (out.length >= ReplicationSource.CHUNK) {
+          if (out.length >= ReplicationSource.CHUNK || outBytes >= chunkBytes) {
             yield out;
             out = [];
+            outBytes = 0;
             // A streamed transaction is replayed without any I/O: let timers (status
             // updates) and socket reads run now and then, or the walsender times us out.
             if (performance.now() - this.#lastTurn > 50) {

@@ -27,10 +27,11 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { formatLsn, type Lsn, parseLsn } from "../decoder/lsn.ts";
+import { readAheadBytes } from "../pipelines/runner.ts";
 import { DEBEZIUM_UNAVAILABLE_VALUE } from "../pipelines/toast.ts";
 import { FileSink } from "../sinks/file.ts";
 import type { SinkRecord } from "../events.ts";
-import { type PgVersion, testVersions } from "../testing/embedded_postgres.ts";
+import { type PgServer, type PgVersion, testVersions } from "../testing/embedded_postgres.ts";
 import { sharedServers } from "./_replication.ts";
 import {
   assertAtLastWritten,
@@ -463,6 +464,38 @@ function memoryInUse(): number {
   return usage.heapUsed + usage.external;
 }
 
+/**
+ * Table `name` (id, pad text with the given storage) and the YAML of a pipeline over it alone,
+ * through slot `${name}_slot` and publication `${name}_pub`.
+ */
+async function padTable(
+  pg: PgServer,
+  name: string,
+  storage: "PLAIN" | "EXTERNAL",
+  queue: string,
+  source?: Record<string, string>,
+): Promise<string> {
+  await pg.psql(`
+    CREATE TABLE ${name} (id int PRIMARY KEY, pad text NOT NULL);
+    ALTER TABLE ${name} ALTER COLUMN pad SET STORAGE ${storage};
+  `);
+  return pipelineYaml({
+    name,
+    url: pg.url(),
+    slot: `${name}_slot`,
+    publication: `${name}_pub`,
+    tables: { [`public.${name}`]: "{}" },
+    queue,
+    source,
+  });
+}
+
+async function dropPadTable(pg: PgServer, poller: Poller, name: string): Promise<void> {
+  await dropSlot(poller, `${name}_slot`).catch(() => {});
+  await pg.psql(`DROP TABLE IF EXISTS ${name}; DROP PUBLICATION IF EXISTS ${name}_pub;`);
+  await poller.close();
+}
+
 async function backpressure(
   version: PgVersion,
   name: string,
@@ -470,21 +503,8 @@ async function backpressure(
 ): Promise<void> {
   const pg = await server(version);
   const poller = new Poller(pg);
-  const slot = `${name}_slot`;
   try {
-    await pg.psql(`
-      CREATE TABLE ${name} (id int PRIMARY KEY, pad text NOT NULL);
-      ALTER TABLE ${name} ALTER COLUMN pad SET STORAGE PLAIN;
-    `);
-    const yaml = pipelineYaml({
-      name,
-      url: pg.url(),
-      slot,
-      publication: `${name}_pub`,
-      tables: { [`public.${name}`]: "{}" },
-      queue: `{ capacity: ${BP_CAPACITY} }`,
-      source,
-    });
+    const yaml = await padTable(pg, name, "PLAIN", `{ capacity: ${BP_CAPACITY} }`, source);
     const sink = new RecordingSink();
     const logOffset = await logSize(pg);
     const running = await startRunner(yaml, { sinks: [sink] });
@@ -610,9 +630,7 @@ async function backpressure(
       await running.stop();
     }
   } finally {
-    await dropSlot(poller, slot).catch(() => {});
-    await pg.psql(`DROP TABLE IF EXISTS ${name}; DROP PUBLICATION IF EXISTS ${name}_pub;`);
-    await poller.close();
+    await dropPadTable(pg, poller, name);
   }
 }
 
@@ -626,6 +644,112 @@ test(
     await backpressure(version, "bp", {});
   },
 );
+
+// ---------------------------------------------------------------------------------------------
+// Memory bound in bytes: wide rows under a stalled sink
+
+const MB_ROWS = 3_000;
+const MB_ROW_BYTES = 32 << 10; // TOASTed, stored uncompressed: ~32 KiB of WAL and of pgoutput
+const MB_MAX_BYTES = 2 << 20;
+/** Socket reads the transport holds before it pauses the socket (`postgres/_transport.ts`). */
+const TRANSPORT_BYTES = 4 << 20;
+
+/** The most the kernel buffers on a TCP connection: our receive buffer and the server's send. */
+async function kernelSocketBytes(): Promise<number> {
+  const max = async (file: string) =>
+    Number((await Deno.readTextFile(file)).trim().split(/\s+/)[2] ?? "0");
+  return await max("/proc/sys/net/ipv4/tcp_rmem") + await max("/proc/sys/net/ipv4/tcp_wmem");
+}
+
+test("runner: under a stalled sink, wide rows are held up to queue.max_bytes (queue and writer) plus the read-ahead, whatever the capacity; the server waits with the rest", async (version) => {
+  const pg = await server(version);
+  const poller = new Poller(pg);
+  const name = "max_bytes";
+  try {
+    // The capacity alone would take every row of the workload.
+    const yaml = await padTable(
+      pg,
+      name,
+      "EXTERNAL",
+      `{ capacity: 10000, max_bytes: ${MB_MAX_BYTES}, high_watermark: 0.8 }`,
+    );
+    const sink = new RecordingSink();
+    const running = await startRunner(yaml, { sinks: [sink] });
+    const runner = running.runner;
+    let release: (() => void) | null = sink.hold();
+    let stopSampling = false;
+    let maxQueueBytes = 0;
+    sink.onWrite = () => maxQueueBytes = Math.max(maxQueueBytes, runner.state().queueBytes);
+    const sampling = (async () => {
+      while (!stopSampling) {
+        maxQueueBytes = Math.max(maxQueueBytes, runner.state().queueBytes);
+        await sleep(5);
+      }
+    })();
+    try {
+      const before = parseLsn((await poller.value("SELECT pg_current_wal_lsn()"))!);
+      const statements: string[] = [];
+      for (let first = 1; first <= MB_ROWS; first += 10) {
+        statements.push(
+          `INSERT INTO ${name} SELECT g, repeat(md5(g::text), ${MB_ROW_BYTES / 32})
+             FROM generate_series(${first}, ${Math.min(MB_ROWS, first + 9)}) g;`,
+        );
+      }
+      await pg.psql(statements.join("\n"));
+      const written = parseLsn((await poller.value("SELECT pg_current_wal_lsn()"))!) - before;
+      // Wait until the walsender is blocked: what it sent stops moving for a second.
+      const sentSql =
+        `SELECT sent_lsn FROM pg_stat_replication WHERE application_name = 'spillway-${name}'`;
+      let sent = 0n;
+      let steadySince = Date.now();
+      await waitFor("the walsender to block on the stalled pipeline", async () => {
+        const now = parseLsn((await poller.value(sentSql)) ?? "0/0");
+        if (now !== sent) {
+          sent = now;
+          steadySince = Date.now();
+        }
+        return runner.state().paused && Date.now() - steadySince >= 1_000;
+      }, { timeoutMs: 60_000 });
+      const held = sent - before;
+      const readAhead = readAheadBytes(MB_MAX_BYTES);
+      const kernel = await kernelSocketBytes();
+      const bound = BigInt(MB_MAX_BYTES + 2 * readAhead + TRANSPORT_BYTES + kernel);
+      const report = {
+        writtenMB: Number(written) / 1e6,
+        sentMB: Number(held) / 1e6,
+        boundMB: Number(bound) / 1e6,
+        kernelMB: kernel / 1e6,
+        maxQueueBytes,
+        maxBytes: MB_MAX_BYTES,
+        memoryMB: Math.round(memoryInUse() / 1e5) / 10,
+      };
+      console.log(`max_bytes: ${JSON.stringify(report)}`);
+      assert.ok(
+        written > bound,
+        `the workload (${written} bytes) must exceed the bound (${bound})`,
+      );
+      // The pipeline's own accounting: the queue and the writer's batches.
+      assert.ok(maxQueueBytes > 0 && maxQueueBytes <= MB_MAX_BYTES, JSON.stringify(report));
+      // The server's: what it sent is at most that, the read-ahead and the sockets' buffers.
+      assert.ok(held <= bound, JSON.stringify(report));
+      release();
+      release = null;
+      await waitFor(`${MB_ROWS} rows in the sink`, () => sink.changes().length >= MB_ROWS, {
+        timeoutMs: 120_000,
+        detail: () => `${sink.changes().length} rows`,
+      });
+      const ids = sink.changes().map((record) => Number(record.event.after?.id));
+      assert.deepEqual(ids, range(1, MB_ROWS), "every row exactly once, in order");
+    } finally {
+      stopSampling = true;
+      release?.();
+      await sampling;
+      await running.stop();
+    }
+  } finally {
+    await dropPadTable(pg, poller, name);
+  }
+});
 
 // ---------------------------------------------------------------------------------------------
 // Heartbeats on an idle database while another database fills the WAL
