@@ -161,6 +161,21 @@ export async function timeProcess(
   };
 }
 
+/**
+ * The V8 flags of `deno task run` (deno.json), which the benches give Spillway's processes
+ * unless `--v8-flags` says otherwise (`--v8-flags none` for V8's defaults): what users run.
+ */
+export function taskV8Flags(): string | undefined {
+  const config = JSON.parse(Deno.readTextFileSync(new URL("../deno.json", import.meta.url)));
+  return /--v8-flags=(\S+)/.exec(String(config.tasks.run))?.[1];
+}
+
+/** `--v8-flags` of a bench: the task's flags when absent, none for `none`. */
+export function benchV8Flags(option: string | undefined): string | undefined {
+  if (option === undefined) return taskV8Flags();
+  return option === "none" || option === "" ? undefined : option;
+}
+
 /** More of {@linkcode denoRunArgs}: V8 flags, and other `deno run` flags. */
 export interface DenoRunOptions {
   /** Passed as `--v8-flags=...`. */

@@ -522,7 +522,43 @@ function memorySampler(): { stop(): void } {
       console.error(JSON.stringify({
         memoryPeaksMb: Object.fromEntries(Object.entries(peaks).map(([k, v]) => [k, mb(v)])),
         atRssPeakMb: Object.fromEntries(Object.entries(atPeak).map(([k, v]) => [k, mb(v)])),
+        mappingsAtEndMb: residentMappings(),
       }));
     },
   };
+}
+
+/**
+ * The process's resident memory by kind of mapping (/proc/self/smaps), in MB: the allocator's
+ * heap, anonymous mappings by size class, thread stacks, files. Shows what is neither V8's heap
+ * nor external ArrayBuffers.
+ */
+function residentMappings(): Record<string, number> {
+  const kinds: Record<string, number> = {};
+  let kind = "";
+  for (const line of Deno.readTextFileSync("/proc/self/smaps").split("\n")) {
+    const header = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \S+\s*(.*)$/.exec(line);
+    if (header) {
+      const [start, end] = line.split(" ")[0]!.split("-").map((hex) => parseInt(hex, 16));
+      const sizeMb = (end! - start!) / 1048576;
+      const name = header[1]!;
+      kind = name.startsWith("/")
+        ? "files"
+        : name !== ""
+        ? name
+        : sizeMb >= 64
+        ? "anon >= 64 MB"
+        : sizeMb >= 1
+        ? "anon 1-64 MB"
+        : "anon < 1 MB";
+      continue;
+    }
+    const rss = /^Rss:\s+(\d+) kB/.exec(line);
+    if (rss) kinds[kind] = (kinds[kind] ?? 0) + Number(rss[1]) / 1024;
+  }
+  const rounded: Record<string, number> = {};
+  for (const [name, mb] of Object.entries(kinds)) {
+    if (Math.round(mb) > 0) rounded[name] = Math.round(mb);
+  }
+  return rounded;
 }

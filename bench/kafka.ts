@@ -58,6 +58,7 @@ import { debeziumClassPath, runDebezium } from "../testing/debezium.ts";
 import { DEFAULT_MODE, type Load, loadSingle, startContext } from "./pipeline.ts";
 import type { Context } from "./pipeline.ts";
 import {
+  benchV8Flags,
   createSlots,
   formatTable,
   insertOrders,
@@ -108,7 +109,8 @@ Options:
                        false; exactly-once schemas true), dbz_s, dbz_n (Debezium schemas
                        true, false), recv (pg_recvlogical), sp_avro (Spillway, Avro with
                        a schema registry); default all but sp_avro
-  --v8-flags FLAGS     V8 flags for Spillway (e.g. --max-old-space-size=128)
+  --v8-flags FLAGS     V8 flags for Spillway (default: those of "deno task run"; none
+                       for V8's own defaults)
   --cpu-prof           run Spillway under --cpu-prof (profiles in bench/out/profiles/,
                        named after the drain's topic prefix)`;
 
@@ -205,7 +207,7 @@ function parseOptions(
       ? [...defaults.variants]
       : parseVariants(values.variants),
     cpuProf: values["cpu-prof"],
-    v8Flags: values["v8-flags"],
+    v8Flags: benchV8Flags(values["v8-flags"]),
   };
 }
 

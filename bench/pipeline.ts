@@ -45,6 +45,7 @@ import type { PgServer } from "../testing/embedded_postgres.ts";
 import { DEFAULT_STREAMING } from "../config/mod.ts";
 import { type LatencySummary, type PipelineRunResult, SHUTDOWN_WAIT_MS } from "./_pipeline_run.ts";
 import {
+  benchV8Flags,
   createSlots,
   denoRunArgs,
   formatTable,
@@ -98,7 +99,8 @@ Options:
   --rate R             transactions per second of the latency load (default 1000)
   --rss-rows N         rows of the transaction the RSS is measured on (default 5000000)
   --only LIST          run only some parts: throughput,small,latency,rss (comma-separated)
-  --v8-flags FLAGS     V8 flags for the Spillway processes (e.g. --max-semi-space-size=4)
+  --v8-flags FLAGS     V8 flags for the Spillway processes (default: those of "deno task
+                       run"; none for V8's own defaults)
   --cpu-prof           run the Spillway processes under --cpu-prof (bench/out/profiles/;
                        timings are then not comparable)`;
 
@@ -172,7 +174,7 @@ function parseOptions(args: string[]): Options {
     rssRows: integer("rss-rows", values["rss-rows"], quick ? 1_000_000 : 5_000_000, 1),
     parts,
     cpuProf: values["cpu-prof"],
-    v8Flags: values["v8-flags"],
+    v8Flags: benchV8Flags(values["v8-flags"]),
     quick,
   };
 }
