@@ -119,7 +119,7 @@ Deno.test("examples/orders.yaml parses to the typed config with every default fi
     routing: null,
     sinks: [{ type: "stdout", format: "json" }],
     queue: { capacity: 10_000, maxBytes: 32_000_000, highWatermark: 0.8 },
-    spill: { memoryLimitBytes: 64_000_000, dir: null },
+    spill: { memoryLimitBytes: 16_000_000, dir: null },
     http: { listen: "127.0.0.1:9464", hostname: "127.0.0.1", port: 9464 },
     log: { level: "info", format: "text" },
   };
@@ -140,7 +140,7 @@ Deno.test("examples/file-sink.yaml parses; its paths resolve against its directo
     rotateBytes: 100_000_000,
     fsync: true,
   }]);
-  assert.deepEqual(config.spill, { memoryLimitBytes: 64_000_000, dir: join(EXAMPLES, "spill") });
+  assert.deepEqual(config.spill, { memoryLimitBytes: 16_000_000, dir: join(EXAMPLES, "spill") });
   assert.equal(config.http, null);
   assert.equal(config.log.format, "json");
   assert.equal(matchTable(config, "public", "documents")?.toast, "placeholder");

@@ -272,8 +272,8 @@ export const SPILL: SectionSpec<SpillConfig> = {
     memoryLimitBytes: {
       key: "memory_limit",
       reader: size(),
-      default: 64_000_000,
-      doc: "Bytes of a streamed transaction held in memory; beyond them it goes to disk.",
+      default: 16_000_000, // source/spill.ts: DEFAULT_SPILL_BYTES
+      doc: "Bytes of streamed transactions held in memory; beyond them they go to disk.",
     },
     dir: {
       key: "dir",

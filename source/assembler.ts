@@ -21,7 +21,7 @@ import {
 } from "../decoder/pgoutput.ts";
 import { RelationCache, type RelationEntry } from "../decoder/relations.ts";
 import { PgoutputCode } from "../decoder/codes.ts";
-import { SpillBudget, StreamedBuffer } from "./spill.ts";
+import { DEFAULT_SPILL_BYTES, SpillBudget, StreamedBuffer } from "./spill.ts";
 import { TypeRegistry } from "../decoder/types/registry.ts";
 import { type ColumnDecoder, setField } from "../decoder/types/values.ts";
 import {
@@ -47,7 +47,7 @@ export interface AssemblerOptions {
   relations?: RelationCache;
   /** Type codecs; default the built-in types only (others decode to `{ type, text }`). */
   types?: TypeRegistry;
-  /** Memory budget of streamed transactions; beyond it they spill to disk. Default 64 MB. */
+  /** Memory budget of streamed transactions; beyond it they spill to disk. Default 16 MB. */
   spill?: SpillBudget;
 }
 
@@ -103,7 +103,7 @@ export class TransactionAssembler {
     this.relations = options.relations ?? new RelationCache();
     this.types = options.types ?? new TypeRegistry();
     this.#decoder = new PgoutputDecoder({ protoVersion: options.protoVersion ?? 4 });
-    this.#spill = options.spill ?? new SpillBudget({ limitBytes: 64_000_000 });
+    this.#spill = options.spill ?? new SpillBudget({ limitBytes: DEFAULT_SPILL_BYTES });
   }
 
   /** The memory budget of streamed transactions, for metrics. */

@@ -32,7 +32,7 @@ import type { ProtoVersion } from "../decoder/pgoutput.ts";
 import type { XLogData } from "../decoder/replication.ts";
 import type { FlushGate, ReplicationStream } from "../postgres/stream.ts";
 import { TransactionAssembler } from "./assembler.ts";
-import { SpillBudget } from "./spill.ts";
+import { DEFAULT_SPILL_BYTES, SpillBudget } from "./spill.ts";
 import { PgoutputCode } from "../decoder/codes.ts";
 import { FrameTooLargeError } from "../decoder/backend.ts";
 import { loadTypeInfos } from "../decoder/types/catalog.ts";
@@ -118,7 +118,7 @@ export interface SourceOptions {
   maxBufferedBytes?: number;
   /** A server silent this long is presumed gone and the source reconnects (default 60 s). */
   receiveTimeoutMs?: number;
-  /** Streamed transactions: bytes held in memory before spilling to `dir` (default 64 MB, OS temp). */
+  /** Streamed transactions: bytes held in memory before spilling to `dir` (default 16 MB, OS temp). */
   spill?: { memoryLimitBytes: number; dir?: string | null };
   /** Type codecs shared with whoever renders the events; default a new registry. */
   types?: TypeRegistry;
@@ -177,7 +177,7 @@ export class ReplicationSource {
     this.assembler = new TransactionAssembler({
       types: options.types,
       spill: new SpillBudget({
-        limitBytes: options.spill?.memoryLimitBytes ?? 64_000_000,
+        limitBytes: options.spill?.memoryLimitBytes ?? DEFAULT_SPILL_BYTES,
         dir: options.spill?.dir ?? null,
       }),
     });
