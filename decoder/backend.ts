@@ -135,7 +135,8 @@ export class FrameParser {
     const view = new DataView(chunk.buffer, chunk.byteOffset, chunk.byteLength);
     while (chunk.byteLength - offset >= 5) {
       const size = frameSize(view.getInt32(offset + 1), offset);
-      this.#limit(size, chunk.subarray(offset, offset + HEAD_BYTES));
+      // The head is cut only for the error: a view per frame costs the hot path.
+      if (size > this.maxFrameBytes) this.#limit(size, chunk.subarray(offset, offset + HEAD_BYTES));
       const end = offset + size;
       if (end > chunk.byteLength) break;
       frames.push({ code: chunk[offset]!, body: chunk.subarray(offset + 5, end) });

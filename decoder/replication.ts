@@ -41,7 +41,10 @@ export function parseCopyData(payload: Uint8Array): XLogData | PrimaryKeepalive 
     reader.reset(payload, "XLogData");
     reader.offset = 1;
     const walStart = reader.lsn("dataStart");
-    const walEnd = reader.lsn("walEnd");
+    // A logical walsender sends the change's LSN as walEnd too: one bigint serves both then.
+    let walEnd = walStart;
+    if (sameUint64(payload, 1, 9)) reader.offset = 17;
+    else walEnd = reader.lsn("walEnd");
     const sendTime = reader.int64("sendTime");
     return { type: "XLogData", walStart, walEnd, sendTime, data: payload.subarray(25) };
   }
@@ -55,6 +58,14 @@ export function parseCopyData(payload: Uint8Array): XLogData | PrimaryKeepalive 
     return { type: "PrimaryKeepalive", walEnd, sendTime, replyRequested };
   }
   throw new DecodeError("CopyData", 0, `unknown replication message tag 0x${tag.toString(16)}`);
+}
+
+/** Whether the 8 bytes at `a` equal those at `b` (`bytes` holds both). */
+function sameUint64(bytes: Uint8Array, a: number, b: number): boolean {
+  for (let i = 0; i < 8; i++) {
+    if (bytes[a + i] !== bytes[b + i]) return false;
+  }
+  return true;
 }
 
 /** What the client has received, flushed and applied. */

@@ -18,6 +18,22 @@ Deno.test("parseCopyData: XLogData fields and the pgoutput payload", () => {
   });
 });
 
+Deno.test("parseCopyData: XLogData whose walEnd is its walStart (as logical walsenders send), whole and cut anywhere", () => {
+  const payload = f.begin({ finalLsn: 0x500n, commitTime: 7n, xid: 9 });
+  const bytes = f.xlogData(0x16_b374_d848n, 0x16_b374_d848n, 42n, payload);
+  assert.deepEqual(parseCopyData(bytes), {
+    type: "XLogData",
+    walStart: 0x16_b374_d848n,
+    walEnd: 0x16_b374_d848n,
+    sendTime: 42n,
+    data: payload,
+  });
+  for (let cut = 1; cut < 25; cut++) {
+    const error = decodeError(() => parseCopyData(bytes.slice(0, cut)));
+    assert.equal(error.messageType, "XLogData");
+  }
+});
+
 Deno.test("parseCopyData: XLogData with an empty payload", () => {
   const parsed = parseCopyData(f.xlogData(1n, 2n, 3n, new Uint8Array(0)));
   assert.equal(parsed.type, "XLogData");
