@@ -862,7 +862,6 @@ export class PipelineRunner {
   }
 }
 
-/** A routing table row (text columns; `key` a text[] as decoded) as a rule. */
 /**
  * What the replication stream reads ahead of the queue (XLogData not yet decoded): an eighth of
  * `queue.max_bytes`, from 64 KiB to 8 MiB; 8 MiB without a bound. The source holds up to twice
@@ -873,6 +872,7 @@ export function readAheadBytes(maxBytes: number | null): number {
   return Math.min(8 << 20, Math.max(64 << 10, Math.floor(maxBytes / 8)));
 }
 
+/** A routing table row (text columns; `key` a text[] as decoded) as a rule. */
 function routeRule(row: Record<string, unknown>): RouteRule {
   const key = row.key;
   return {
