@@ -60,17 +60,19 @@ export class JsonWriter extends ByteWriter {
 
   /** Upper-case hex digits of a non-negative integer below 2^32. */
   #hex(value: number): void {
+    // Below 2^32: unsigned shifts count and cut the digits (no division, no power).
     let digits = 1;
-    while (digits < 8 && value >= 16 ** digits) digits++;
+    for (let rest = value >>> 4; rest > 0; rest >>>= 4) digits++;
     this.reserve(digits);
     const buffer = this.buffer;
     let at = this.end + digits;
     this.end = at;
+    let rest = value >>> 0;
     do {
-      const digit = value % 16;
+      const digit = rest & 15;
       buffer[--at] = digit < 10 ? 0x30 + digit : 0x37 + digit;
-      value = Math.floor(value / 16);
-    } while (value > 0);
+      rest >>>= 4;
+    } while (rest > 0);
   }
 
   /** A JSON string literal, escaped as `JSON.stringify` escapes it. */

@@ -36,3 +36,16 @@ Deno.test("JsonWriter: reset, length and bytes count from what take() handed out
   assert.equal(w.length, 0);
   assert.equal(w.text(), "");
 });
+
+Deno.test("JsonWriter.lsn: PostgreSQL's text form at every digit count and at the edges", () => {
+  const cases: bigint[] = [0n, 0xfn, 0x10n, 0xffn, 0xabcdefn, 0xffff_ffffn, 0x1_0000_0000n];
+  for (let shift = 0n; shift < 53n; shift += 3n) cases.push((1n << shift) + 0x9n);
+  cases.push(BigInt(Number.MAX_SAFE_INTEGER), 0xffff_ffff_ffff_ffffn);
+  for (const value of cases) {
+    const writer = new JsonWriter();
+    writer.lsn(value);
+    const expected = `${(value >> 32n).toString(16)}/${(value & 0xffff_ffffn).toString(16)}`
+      .toUpperCase();
+    assert.equal(writer.text(), expected, `lsn ${value}`);
+  }
+});
