@@ -326,7 +326,7 @@ export interface QueueConfig {
 
 /** The `spill` section. */
 export interface SpillConfig {
-  /** Bytes of a streamed transaction held in memory before spilling. Default 16MB. */
+  /** Bytes of streamed transactions (all open ones) held in memory before spilling. Default 16MB. */
   memoryLimitBytes: number;
   /** Absolute directory for spill files; `null` (default) for the OS temp directory. */
   dir: string | null;

@@ -31,7 +31,11 @@ export interface QueueEntry {
 export interface BoundedQueueOptions {
   /** Entries the queue is sized for. */
   capacity: number;
-  /** Bytes of change data the queue and its writer hold at most; `null` for no bound. */
+  /**
+   * Bytes of change data the queue and its writer are sized for: reading pauses at
+   * `highWatermark` of it (what is pushed before the reader checks may pass that). `null` or 0
+   * for no bound.
+   */
   maxBytes?: number | null;
   /** 0..1: the share of `capacity` (and of `maxBytes`) at which reading pauses. */
   highWatermark: number;
@@ -83,7 +87,7 @@ export class BoundedQueue {
     this.capacity = options.capacity;
     this.highWater = Math.max(1, Math.floor(options.capacity * options.highWatermark));
     this.#batch = Math.max(1, Math.floor(options.capacity / 2));
-    this.maxBytes = options.maxBytes ?? Infinity;
+    this.maxBytes = options.maxBytes || Infinity; // null or 0: no bound
     this.highWaterBytes = this.maxBytes * options.highWatermark;
     this.#batchBytes = this.maxBytes / 2;
   }
@@ -142,12 +146,16 @@ export class BoundedQueue {
     waiter?.();
   }
 
-  /** Resolves when the writer next takes entries, or {@linkcode BoundedQueue.releaseReader}. */
+  /**
+   * Resolves when the writer next takes or releases entries, or on
+   * {@linkcode BoundedQueue.releaseReader}; the reader then checks {@linkcode BoundedQueue.full}
+   * again.
+   */
   drained(): Promise<void> {
     return new Promise<void>((resolve) => this.#readerWaiter = resolve);
   }
 
-  /** Wakes a reader waiting in {@linkcode BoundedQueue.drained} (the writer failed). */
+  /** Wakes a reader waiting in {@linkcode BoundedQueue.drained} (room was made, or the writer failed). */
   releaseReader(): void {
     const waiter = this.#readerWaiter;
     this.#readerWaiter = null;

@@ -162,3 +162,13 @@ Deno.test("BoundedQueue: dropping the open transaction's queued part gives its b
   assert.equal(queue.bytes, 10);
   assert.equal(queue.depth, 1);
 });
+
+Deno.test("BoundedQueue: max_bytes null or 0 is no bound in bytes, only in entries", () => {
+  for (const maxBytes of [null, 0]) {
+    const queue = new BoundedQueue({ capacity: 10, maxBytes, highWatermark: 0.8 });
+    queue.push(message(1), null, 1 << 30);
+    assert.equal(queue.full, false, `maxBytes ${maxBytes}`);
+    for (let n = 2; n <= 8; n++) queue.push(message(n), null, 1);
+    assert.equal(queue.full, true, "8 entries of 10 at a watermark of 0.8");
+  }
+});

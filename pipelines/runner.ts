@@ -13,10 +13,11 @@
  * - The position confirmed to PostgreSQL only moves past a transaction once
  *   every sink has durably written its commit (the writer confirms after all
  *   sinks' writes resolved).
- * - Backpressure: above `queue.high_watermark × capacity` events waiting, the
- *   reader stops taking batches from the replication stream; the stream then
- *   stops reading the socket and the walsender blocks. Status updates go on
- *   from the stream's timer, so wal_sender_timeout never fires.
+ * - Backpressure: above `queue.high_watermark × capacity` events or
+ *   `high_watermark × max_bytes` bytes held (queued, or in the batches the sinks
+ *   are writing), the reader stops taking batches from the replication stream;
+ *   the stream then stops reading the socket and the walsender blocks. Status
+ *   updates go on from the stream's timer, so wal_sender_timeout never fires.
  * - Shutdown: on abort, reading stops, the queue drains into the sinks, the
  *   final position is confirmed, and everything is closed. A sink's transient
  *   errors are retried for the grace period of the stop.
@@ -420,6 +421,7 @@ export class PipelineRunner {
         this.#metrics?.sourcePaused.set(1);
         this.#log("debug", "Queue above its high watermark; reading paused", {
           depth: queue.depth,
+          bytes: queue.bytes,
         });
         while (queue.full && !signal.aborted && this.#lastError === null) {
           await queue.drained();
@@ -865,7 +867,9 @@ export class PipelineRunner {
 /**
  * What the replication stream reads ahead of the queue (XLogData not yet decoded): an eighth of
  * `queue.max_bytes`, from 64 KiB to 8 MiB; 8 MiB without a bound. The source holds up to twice
- * this (the batch it decodes and the next one), which the README counts in a pipeline's memory.
+ * this (the batch it decodes and the next one), which the README counts in a pipeline's memory;
+ * the chunks it hands the reader hold at most a sixteenth of `max_bytes` (1 MiB at most) and
+ * one message more, which is what the queue can pass its high watermark by.
  */
 export function readAheadBytes(maxBytes: number | null): number {
   if (maxBytes === null) return 8 << 20;

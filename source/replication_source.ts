@@ -112,8 +112,8 @@ export interface SourceOptions {
   /** Status update period; never more than wal_sender_timeout / 3 (default 10 s). */
   statusIntervalMs?: number;
   /**
-   * XLogData the stream reads ahead before it stops reading the socket (default 8 MiB); the
-   * chunks of items handed on hold at most half of it (and at most 1 MiB) of messages.
+   * XLogData the stream reads ahead before it stops reading the socket (default 8 MiB); a
+   * chunk of items handed on ends once it holds half of it (or 1 MiB) of messages.
    */
   maxBufferedBytes?: number;
   /** A server silent this long is presumed gone and the source reconnects (default 60 s). */
@@ -617,7 +617,7 @@ export class ReplicationSource {
 
   /** Items in chunks of at most this many, so a huge streamed transaction flows through in pieces. */
   static readonly CHUNK = 4096;
-  /** ... and of at most this many bytes of messages (1 MiB, or half the read-ahead). */
+  /** ... and ends once it holds this many bytes of messages (1 MiB, or half the read-ahead). */
   get #chunkBytes(): number {
     return Math.min(1 << 20, (this.options.maxBufferedBytes ?? 8 << 20) / 2);
   }
