@@ -23,6 +23,8 @@ Deno.test("standardMetrics: the Spillway set, named and typed", () => {
     spillway_slot_stream_bytes: "gauge",
     spillway_queue_depth: "gauge",
     spillway_queue_capacity: "gauge",
+    spillway_queue_bytes: "gauge",
+    spillway_queue_max_bytes: "gauge",
     spillway_sink_write_seconds: "histogram",
     spillway_sink_errors_total: "counter",
     spillway_confirmed_lsn: "gauge",
