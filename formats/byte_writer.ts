@@ -88,4 +88,19 @@ export class ByteWriter {
     this.buffer.set(bytes, this.end);
     this.end += bytes.byteLength;
   }
+
+  /**
+   * An unsigned base-128 varint (Avro's and Kafka's, after their zigzag) of a non-negative
+   * integer below 2^53, into room the caller reserved: at most 8 bytes.
+   */
+  protected unsignedVarint(value: number): void {
+    const buffer = this.buffer;
+    let at = this.end;
+    while (value >= 0x80) {
+      buffer[at++] = (value % 0x80) | 0x80;
+      value = Math.floor(value / 0x80);
+    }
+    buffer[at++] = value;
+    this.end = at;
+  }
 }

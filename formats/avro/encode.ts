@@ -39,15 +39,7 @@ export class AvroWriter extends ByteWriter {
     if (typeof value === "number" && Number.isInteger(value) && Math.abs(value) < 2 ** 52) {
       this.reserve(10);
       // Zigzag in floating point: exact below 2^52.
-      let n = value >= 0 ? value * 2 : -value * 2 - 1;
-      const buffer = this.buffer;
-      let at = this.end;
-      while (n >= 0x80) {
-        buffer[at++] = (n % 0x80) | 0x80;
-        n = Math.floor(n / 0x80);
-      }
-      buffer[at++] = n;
-      this.end = at;
+      this.unsignedVarint(value >= 0 ? value * 2 : -value * 2 - 1);
       return;
     }
     let n = BigInt.asUintN(64, (BigInt(value) << 1n) ^ (BigInt(value) >> 63n));

@@ -125,16 +125,16 @@ export class RecordBatchWriter extends ByteWriter {
       });
     }
     this.reserve(5 + body);
-    this.#unsigned(zigzag(body));
+    this.unsignedVarint(zigzag(body));
     this.buffer[this.end++] = 0; // attributes
-    this.#unsigned(tsZigzag);
-    this.#unsigned(zigzag(offsetDelta));
+    this.unsignedVarint(tsZigzag);
+    this.unsignedVarint(zigzag(offsetDelta));
     this.#field(key);
     this.#field(value);
     if (headers === undefined) {
       this.buffer[this.end++] = 0;
     } else {
-      this.#unsigned(zigzag(headers.size));
+      this.unsignedVarint(zigzag(headers.size));
       headers.forEach((headerValue, name) => {
         this.#field(name);
         this.#field(headerValue);
@@ -148,19 +148,9 @@ export class RecordBatchWriter extends ByteWriter {
       this.buffer[this.end++] = 1; // zigzag(-1)
       return;
     }
-    this.#unsigned(zigzag(bytes.byteLength));
+    this.unsignedVarint(zigzag(bytes.byteLength));
     this.buffer.set(bytes, this.end);
     this.end += bytes.byteLength;
-  }
-
-  /** An unsigned base-128 varint of a non-negative integer up to 2^53, in room reserved. */
-  #unsigned(value: number): void {
-    const buffer = this.buffer;
-    while (value >= 0x80) {
-      buffer[this.end++] = (value % 0x80) | 0x80;
-      value = Math.floor(value / 0x80);
-    }
-    buffer[this.end++] = value;
   }
 
   #int16(value: number): void {
