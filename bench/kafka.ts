@@ -52,7 +52,12 @@ import { latencyOf, type LatencySummary } from "./_pipeline_run.ts";
 import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
 import { join } from "node:path";
-import { type KafkaBroker, startKafka, topicBytesOnDisk } from "../testing/kafka.ts";
+import {
+  type KafkaBroker,
+  PRODUCTION_JVM_OPTIONS,
+  startKafka,
+  topicBytesOnDisk,
+} from "../testing/kafka.ts";
 import { startRegistry } from "../testing/registry.ts";
 import { debeziumClassPath, runDebezium } from "../testing/debezium.ts";
 import { DEFAULT_MODE, type Load, loadSingle, startContext } from "./pipeline.ts";
@@ -344,6 +349,7 @@ async function measure(options: Options): Promise<Results> {
   await debeziumClassPath();
   progress(`Starting PostgreSQL 17 and Kafka (load average ${loadBefore})`);
   await using kafka = await startKafka({
+    jvmOptions: PRODUCTION_JVM_OPTIONS,
     settings: {
       "num.partitions": String(PARTITIONS),
       // Each run's topic is deleted after its checks: free the disk at once.

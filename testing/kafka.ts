@@ -51,7 +51,24 @@ const HOST = "127.0.0.1";
 const READY_TIMEOUT_MS = 60_000;
 const PORT_ATTEMPTS = 3;
 const LOG_NAME = "kafka.log";
-const JVM_OPTIONS = ["-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1"];
+/** The broker's JVM for tests: small and quick to start (one GC thread, C1 only). */
+const TEST_JVM_OPTIONS = ["-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1"];
+/**
+ * The JVM of Kafka's own `kafka-server-start.sh` (its `KAFKA_HEAP_OPTS` and
+ * `KAFKA_JVM_PERFORMANCE_OPTS` defaults): what a broker runs with in production, for
+ * benchmarks, which measure clients against a broker as deployed, not one tuned to start fast.
+ */
+export const PRODUCTION_JVM_OPTIONS: readonly string[] = [
+  "-Xmx1G",
+  "-Xms1G",
+  "-server",
+  "-XX:+UseG1GC",
+  "-XX:MaxGCPauseMillis=20",
+  "-XX:InitiatingHeapOccupancyPercent=35",
+  "-XX:+ExplicitGCInvokesConcurrent",
+  "-XX:MaxInlineLevel=15",
+  "-Djava.awt.headless=true",
+];
 
 /** Options for {@linkcode startKafka}. */
 export interface KafkaOptions {
@@ -59,6 +76,11 @@ export interface KafkaOptions {
   settings?: Record<string, string>;
   /** How long to wait for the broker to answer; default 60 s. */
   readyTimeoutMs?: number;
+  /**
+   * The broker's JVM options; default a small test JVM (256 MB heap, serial GC, C1 only).
+   * Benchmarks pass {@linkcode PRODUCTION_JVM_OPTIONS}.
+   */
+  jvmOptions?: readonly string[];
   /**
    * Extra listeners, each on a free port of its own, beside the PLAINTEXT one (which stays):
    *
@@ -135,7 +157,7 @@ export async function startKafka(opts: KafkaOptions = {}): Promise<KafkaBroker> 
     await Deno.writeTextFile(properties, serverProperties(baseDir, port, opts.settings, listeners));
     await Deno.writeTextFile(join(baseDir, "log4j2.properties"), LOG4J_CONFIG);
     await formatLogDir(libs, baseDir, listeners.credentials);
-    return new Broker(libs, baseDir, port, listeners);
+    return new Broker(libs, baseDir, port, listeners, opts.jvmOptions ?? TEST_JVM_OPTIONS);
   });
 }
 
@@ -358,9 +380,14 @@ rootLogger.level = info
 rootLogger.appenderRef.out.ref = out
 `;
 
-function javaArgs(libs: string, baseDir: string, ...main: string[]): string[] {
+function javaArgs(
+  jvmOptions: readonly string[],
+  libs: string,
+  baseDir: string,
+  ...main: string[]
+): string[] {
   return [
-    ...JVM_OPTIONS,
+    ...jvmOptions,
     `-Dlog4j2.configurationFile=${join(baseDir, "log4j2.properties")}`,
     "-cp",
     `${libs}/*`,
@@ -384,7 +411,7 @@ async function formatLogDir(
   scramUser: KafkaCredentials | null = null,
 ): Promise<void> {
   const properties = join(baseDir, "server.properties");
-  const args = javaArgs(libs, baseDir, "kafka.tools.StorageTool", "format");
+  const args = javaArgs(TEST_JVM_OPTIONS, libs, baseDir, "kafka.tools.StorageTool", "format");
   // SCRAM credentials live in the metadata log; KRaft takes the first ones at format time.
   const scram = scramUser === null ? [] : ["SCRAM-SHA-256", "SCRAM-SHA-512"].flatMap((m) => [
     "--add-scram",
@@ -420,9 +447,15 @@ class Broker extends ServiceProcess implements KafkaBroker {
   readonly caFile: string | null;
   readonly #port: number;
 
-  constructor(libs: string, baseDir: string, port: number, secure: SecureListeners) {
+  constructor(
+    libs: string,
+    baseDir: string,
+    port: number,
+    secure: SecureListeners,
+    jvmOptions: readonly string[],
+  ) {
     const main = ["kafka.Kafka", join(baseDir, "server.properties")];
-    super(baseDir, LOG_NAME, ["java", ...javaArgs(libs, baseDir, ...main)]);
+    super(baseDir, LOG_NAME, ["java", ...javaArgs(jvmOptions, libs, baseDir, ...main)]);
     this.#port = port;
     this.brokers = [`${HOST}:${port}`];
     const at = (p: number | null) => p === null ? [] : [`${HOST}:${p}`];

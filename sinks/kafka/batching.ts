@@ -1,14 +1,14 @@
 /**
  * Adaptive batching and delivery of the Kafka sink: produce requests in flight, completed in
- * order (up to five when the sink says so: an idempotent producer outside transactions keeps
+ * order (up to five when the sink says so: an idempotent producer, transactional or not, keeps
  * the order per partition; one otherwise), and while they are in flight the next records
  * gather, up to `batch_bytes` per request. An idle pipeline's commit goes out at once (small
  * requests, low latency); a busy one fills requests (throughput). A write that confirms
  * nothing (inside a big transaction) returns once its records are queued; one that confirms
  * waits until the broker acknowledged everything up to its last commit.
  *
- * Failures: a retriable one (broker down, leader moving, timeout) is retried with backoff,
- * on a new connection, for as long as it takes, while {@linkcode Batcher.status} says
+ * Failures: a retriable one (broker down, leader moving, timeout) that the producer's own
+ * retries did not mend is retried with backoff, on a new producer, for as long as it takes, while {@linkcode Batcher.status} says
  * failing; a fatal one fails every waiting write.
  *
  * Exactly-once: records go out inside a Kafka transaction, which commits at the last
@@ -62,8 +62,8 @@ export interface BatcherOptions {
   lingerMs: number;
   /**
    * Requests in flight at most; default {@linkcode MAX_IN_FLIGHT}. One keeps order where the
-   * client cannot promise it with more (a producer that is not idempotent; exactly-once, whose
-   * transactions add partitions asynchronously before a send takes its sequence numbers).
+   * producer cannot promise it with more: one that is not idempotent (acks 0 or 1), whose
+   * records carry no sequence numbers for the broker to order them by.
    */
   maxInFlight?: number;
   /** Bytes queued before a write waits for the broker; default 16 × batchBytes, ≥ 16 MB. */

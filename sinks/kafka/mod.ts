@@ -242,9 +242,9 @@ export class KafkaSink implements Sink {
       },
       batchBytes: this.config.batchBytes,
       lingerMs: this.config.lingerMs,
-      // Several requests in flight keep order only with an idempotent producer outside
-      // transactions (see batching.ts).
-      maxInFlight: this.#transactionalId === null && this.config.acks === "all" ? undefined : 1,
+      // Several requests in flight keep order only with an idempotent producer (sequence
+      // numbers; see producer.ts); exactly-once is idempotent too.
+      maxInFlight: this.config.acks === "all" ? undefined : 1,
       log: this.#log,
       name: this.name,
     });

@@ -9,25 +9,50 @@
  * less memory, compresses with gzip, snappy, lz4 and zstd without native code, supports
  * OffsetFetch's `require_stable` (the checkpoint read), and is maintained; kafkajs is not.
  *
+ * Records do not go through the client's `send`: it keeps one produce request in flight per
+ * connection when idempotent, and builds each record from many small buffers. The sink writes
+ * its own Produce requests (`produce.ts`) and sends them on the client's connections, up to
+ * five in flight, numbering each partition's records itself; the client does the rest (the
+ * producer id, transactions, metadata, TLS and SASL).
+ *
  * Producer settings: idempotent (with acks all; the broker then keeps each partition's
  * records in the order of their sequence numbers), acks as configured (all by default), and
- * Java's murmur2 partitioning of keyed records (`murmur2.ts`; the client's default differs),
- * so a key lands on the partition Debezium's Java producer would choose.
+ * Java's murmur2 partitioning of keyed records (`murmur2.ts`), so a key lands on the partition
+ * Debezium's Java producer would choose; keyless records go round robin per topic.
  *
  * @module
  */
 
 import {
   Admin,
+  Base,
+  type Broker,
+  type ClusterMetadata,
+  compressionsAlgorithms,
+  type Connection,
   FindCoordinatorKeyTypes,
+  kGetApi,
+  kGetConnection,
   Producer,
+  produceV10,
+  produceV11,
+  produceV9,
   type SASLOptions,
+  Writer,
 } from "npm:@platformatic/kafka@2.12.1";
 import { Buffer } from "node:buffer";
 import { type Lsn, lsn } from "../../decoder/lsn.ts";
 import type { KafkaSinkConfig } from "../../config/mod.ts";
 import type { Logger } from "../../ops/log.ts";
 import { keyHash } from "./murmur2.ts";
+import {
+  nextSequence,
+  PRODUCE_API_KEY,
+  PRODUCE_VERSIONS,
+  produceRequest,
+  type TopicRecords,
+} from "./produce.ts";
+import type { BatchCompression } from "./record_batch.ts";
 import { readCertificate } from "./schema_registry.ts";
 
 /**
@@ -218,13 +243,17 @@ export function classifyError(error: unknown, doing: string, brokers: string[]):
   });
 }
 
-const COMPRESSION = {
-  none: "none",
-  gzip: "gzip",
-  snappy: "snappy",
-  lz4: "lz4",
-  zstd: "zstd",
-} as const;
+/** The client's codec for `compression` (none: `undefined`). */
+function batchCompression(
+  compression: KafkaSinkConfig["compression"],
+): BatchCompression | undefined {
+  if (compression === "none") return undefined;
+  const codec = compressionsAlgorithms[compression];
+  return {
+    attribute: codec.bitmask,
+    compress: (bytes) => codec.compressSync(toBuffer(bytes)),
+  };
+}
 
 async function connectionOptions(config: KafkaSinkConfig) {
   let tls: { ca?: string } | undefined = undefined;
@@ -259,41 +288,92 @@ async function connectionOptions(config: KafkaSinkConfig) {
 /** How long a Kafka transaction may stay open (the broker caps it: 15 min by default). */
 const TRANSACTION_TIMEOUT_MS = 600_000;
 
-const identity = (data?: Buffer) => data;
-const serializers = { key: identity, value: identity, headerKey: identity, headerValue: identity };
-
 type SinkProducer = Producer<Buffer, Buffer, Buffer, Buffer>;
 
 /**
- * Java's partitioning of keyed records (murmur2, made positive; the client takes it modulo the
- * partitions): the client's own default differs, and its `compatibilityPartitioner` computes
- * the same in BigInt at several µs a record (and puts every keyless record on partition 0).
- * Keyless records without a fixed partition go round robin, per topic.
+ * Produce requests in flight per connection at most: the Batcher's limit (`MAX_IN_FLIGHT`),
+ * which the connections of the produce path must allow.
  */
-function javaPartitioner(): (message: { topic: string }, key?: Buffer) => number {
-  const next = new Map<string, number>();
-  return (message, key) => {
-    if (key !== undefined) return keyHash(key);
-    const turn = next.get(message.topic) ?? 0;
-    next.set(message.topic, (turn + 1) & 0x7fffffff);
-    return turn;
-  };
+const PRODUCE_IN_FLIGHT = 5;
+
+/** The response parsers of the Produce versions {@linkcode produceRequest} writes. */
+const PRODUCE_PARSERS = new Map<number, typeof produceV11.parseResponse>([
+  [9, produceV9.parseResponse],
+  [10, produceV10.parseResponse],
+  [11, produceV11.parseResponse],
+]);
+
+/** One partition's records of a send, numbered from `baseSequence`. */
+interface PartitionBatch {
+  topic: string;
+  partition: number;
+  baseSequence: number;
+  records: OutMessage[];
 }
 
-/** The Kafka client of one sink: one producer and, when needed, an admin client. */
+/** A request sent: the batches it holds, for whom, and how it ended. */
+interface Sent {
+  batches: PartitionBatch[];
+  producer: { producerId: bigint; producerEpoch: number };
+  /** `null` once acknowledged, or the error (never rejects). */
+  done: Promise<unknown>;
+}
+
+/**
+ * Attempts of a refused request before the error goes to the sink (which then retries on a new
+ * producer, for as long as it takes): a leader that moves or a topic just created mends within
+ * them.
+ */
+export const IN_PLACE_RETRIES = 5;
+
+/**
+ * The Kafka client of one sink: one producer (the producer id, transactions), its own produce
+ * path (`produce.ts`: requests written in place, up to five in flight per connection, on
+ * connections of a second client), and, when needed, an admin client.
+ */
 export class KafkaProducer {
   readonly brokers: string[];
   readonly #config: KafkaSinkConfig;
   readonly #producer: SinkProducer;
+  /** The produce path's connections and metadata: a client that allows five requests in flight. */
+  readonly #data: Base;
+  readonly #transactionalId: string | null;
+  readonly #timeoutMs: number;
+  readonly #acks: number;
+  readonly #compression: BatchCompression | undefined;
   #admin: Admin | null = null;
   /** Something was sent in the open transaction. */
   #transactionUsed = false;
   #transaction: Awaited<ReturnType<SinkProducer["beginTransaction"]>> | null = null;
+  /** The next sequence number per `topic\0partition`, for {@linkcode #sequenceOwner}. */
+  #sequences = new Map<string, number>();
+  /** The producer id and epoch the sequence numbers belong to. */
+  #sequenceOwner = "";
+  /** The next partition of keyless records, per topic (round robin). */
+  #turns = new Map<string, number>();
+  /** Metadata read by {@linkcode prepare}: a send that finds its topics here starts at once. */
+  #metadata: ClusterMetadata | null = null;
+  /** Sends get their sequence numbers and enter their connections in the order they began. */
+  #ordered: Promise<unknown> = Promise.resolve();
+  /** The newest send, settled (acknowledged or failed for good): the next one retries after it. */
+  #settled: Promise<unknown> = Promise.resolve();
+  #produceVersion: number | null = null;
 
-  private constructor(producer: SinkProducer, config: KafkaSinkConfig) {
+  private constructor(
+    producer: SinkProducer,
+    data: Base,
+    config: KafkaSinkConfig,
+    transactionalId: string | null,
+    timeoutMs: number,
+  ) {
     this.brokers = config.brokers;
     this.#config = config;
     this.#producer = producer;
+    this.#data = data;
+    this.#transactionalId = transactionalId;
+    this.#timeoutMs = timeoutMs;
+    this.#acks = config.acks === "all" ? -1 : config.acks;
+    this.#compression = batchCompression(config.compression);
   }
 
   /**
@@ -305,22 +385,28 @@ export class KafkaProducer {
     const { config } = options;
     const acks = config.acks === "all" ? -1 : config.acks;
     const connection = await connectionOptions(config);
+    // The client makes its request timeout the transaction timeout too: a transaction of
+    // millions of rows stays open for minutes.
+    const timeoutMs = options.transactionalId === null
+      ? connection.timeout
+      : TRANSACTION_TIMEOUT_MS;
     const producer: SinkProducer = new Producer({
       ...connection,
       // The client sends InitProducerId with these (default 0 and 0, which the broker takes for
       // an old epoch of producer 0 and answers PRODUCER_FENCED): -1 and -1 ask for a new one.
       producerId: -1n,
       producerEpoch: -1,
-      // The client makes its request timeout the transaction timeout too: a transaction of
-      // millions of rows stays open for minutes.
-      ...(options.transactionalId === null ? {} : { timeout: TRANSACTION_TIMEOUT_MS }),
+      timeout: timeoutMs,
       idempotent: acks === -1,
       acks,
-      compression: COMPRESSION[config.compression],
-      partitioner: javaPartitioner(),
       autocreateTopics: !config.createTopics,
       transactionalId: options.transactionalId ?? undefined,
-      serializers,
+    });
+    const data = new Base({
+      ...connection,
+      timeout: timeoutMs,
+      maxInflights: PRODUCE_IN_FLIGHT,
+      autocreateTopics: !config.createTopics,
     });
     try {
       await producer.metadata({ topics: [] });
@@ -329,55 +415,246 @@ export class KafkaProducer {
         // dropped without a word to the broker.
         const transaction = await producer.beginTransaction();
         await transaction.cancel();
+      } else if (acks === -1) {
+        await producer.initIdempotentProducer({});
       }
     } catch (error) {
       await producer.close(true).catch(() => {});
+      await data.close().catch(() => {});
       throw classifyError(error, "connecting", config.brokers);
     }
-    return new KafkaProducer(producer, config);
+    return new KafkaProducer(producer, data, config, options.transactionalId, timeoutMs);
   }
 
   /**
    * Sends `messages` and resolves once the broker acknowledged all of them (per `acks`). Order
-   * is kept per topic and partition. Inside a transaction, they join it.
+   * is kept per topic and partition, also between sends started one after another without
+   * waiting (up to five in flight). Inside a transaction, they join it.
+   *
+   * A request the broker refuses for a reason that may pass (a leader moving, a topic just
+   * created) is sent again, after the sends before it ended, to the partitions' leaders as
+   * they are then, with the same sequence numbers: the broker writes each batch once, however
+   * often it arrives. After {@linkcode IN_PLACE_RETRIES} attempts the error is thrown, and the
+   * sink's own retries take over (on a new producer).
    */
   async send(messages: readonly OutMessage[]): Promise<void> {
     if (messages.length === 0) return;
-    const out = new Array(messages.length);
-    for (let i = 0; i < messages.length; i++) {
-      const message = messages[i]!;
-      out[i] = {
-        topic: message.topic,
-        key: message.key === null ? undefined : toBuffer(message.key),
-        value: message.value === null ? null : toBuffer(message.value),
-        headers: message.headers,
-        partition: message.partition,
-      };
-    }
+    // Up to the requests entering their connections, sends go one at a time, in call order: the
+    // sequence numbers of a partition must reach the broker in the order they were given.
+    const started = this.#ordered.then(() => this.#start(messages));
+    this.#ordered = started.catch(() => {});
+    const previous = this.#settled;
+    const settled = started.then((requests) => this.#finish(requests, previous));
+    this.#settled = settled.catch(() => {});
     try {
-      if (this.#transaction !== null) {
-        this.#transactionUsed = true;
-        await this.#transaction.send({ messages: out });
-      } else await this.#producer.send({ messages: out });
+      await settled;
     } catch (error) {
       throw classifyError(error, `sending ${messages.length} records`, this.brokers);
     }
   }
 
+  /** Routes, numbers and sends the records of one send. */
+  async #start(messages: readonly OutMessage[]): Promise<Sent[]> {
+    const topics = [...new Set(messages.map((message) => message.topic))];
+    let metadata = this.#metadata;
+    if (metadata === null || topics.some((topic) => !metadata!.topics.has(topic))) {
+      metadata = await this.#readMetadata(topics, false);
+    }
+    const idempotent = this.#acks === -1;
+    const producerId = idempotent ? this.#producer.producerId ?? -1n : -1n;
+    const producerEpoch = idempotent ? this.#producer.producerEpoch ?? -1 : -1;
+    const owner = `${producerId}/${producerEpoch}`;
+    if (owner !== this.#sequenceOwner) {
+      this.#sequences.clear();
+      this.#sequenceOwner = owner;
+    }
+    // Each partition's records, numbered: what a retry sends again as it is.
+    const batches: PartitionBatch[] = [];
+    const byPartition = new Map<string, PartitionBatch>();
+    for (const message of messages) {
+      const partition = this.#partition(message, metadata);
+      const key = `${message.topic}\0${partition}`;
+      let batch = byPartition.get(key);
+      if (batch === undefined) {
+        batch = { topic: message.topic, partition, baseSequence: -1, records: [] };
+        byPartition.set(key, batch);
+        batches.push(batch);
+      }
+      batch.records.push(message);
+    }
+    for (const [key, batch] of byPartition) {
+      if (!idempotent) continue;
+      batch.baseSequence = this.#sequences.get(key) ?? 0;
+      this.#sequences.set(key, nextSequence(batch.baseSequence, batch.records.length));
+    }
+    return await this.#dispatch(batches, metadata, { producerId, producerEpoch });
+  }
+
   /**
-   * Makes sure the client holds fresh metadata of these records' topics before they are sent:
-   * a send whose metadata is at hand assigns its sequence numbers at once, so sends started
-   * one after another keep their order on a partition even with several in flight (one that
-   * had to wait for metadata could fall behind a later one).
+   * Sends `batches` to their partitions' leaders (one request per broker) and returns the
+   * requests under way, each with the batches it holds.
+   */
+  async #dispatch(
+    batches: readonly PartitionBatch[],
+    metadata: ClusterMetadata,
+    producer: { producerId: bigint; producerEpoch: number },
+  ): Promise<Sent[]> {
+    const destinations = new Map<number, { broker: Broker; batches: PartitionBatch[] }>();
+    for (const batch of batches) {
+      const leader = metadata.topics.get(batch.topic)?.partitions[batch.partition]?.leader ?? -1;
+      let destination = destinations.get(leader);
+      if (destination === undefined) {
+        const broker = metadata.brokers.get(leader);
+        if (broker === undefined) {
+          throw new KafkaSinkError(
+            `Kafka has no leader for partition ${batch.partition} of ${batch.topic} at the moment`,
+            { retriable: true },
+          );
+        }
+        destination = { broker, batches: [] };
+        destinations.set(leader, destination);
+      }
+      destination.batches.push(batch);
+    }
+    if (this.#transaction !== null) {
+      this.#transactionUsed = true;
+      await this.#transaction.addPartitions(
+        metadata,
+        batches.map(({ topic, partition }) => ({ topic, partition })) as never,
+      );
+    }
+    const version = this.#produceVersion ?? await this.#negotiateProduce();
+    const targets = [...destinations.values()];
+    const connections = await Promise.all(targets.map(({ broker }) => this.#connection(broker)));
+    // From here on nothing waits: the requests enter their connections' queues in turn.
+    const timestamp = Date.now();
+    return targets.map(({ batches }, i) => {
+      const topics = new Map<string, TopicRecords>();
+      for (const { topic, partition, baseSequence, records } of batches) {
+        let entry = topics.get(topic);
+        if (entry === undefined) {
+          entry = { topic, partitions: [] };
+          topics.set(topic, entry);
+        }
+        entry.partitions.push({ partition, baseSequence, records });
+      }
+      const body = produceRequest([...topics.values()], {
+        transactionalId: this.#transactionalId,
+        acks: this.#acks,
+        timeoutMs: this.#timeoutMs,
+        ...producer,
+        timestamp,
+        compression: this.#compression,
+      });
+      const done = this.#produce(connections[i]!, version, body).then(
+        () => null,
+        (error: unknown) => error,
+      );
+      return { batches, producer, done };
+    });
+  }
+
+  /**
+   * Waits for a send's requests; sends again, after the sends before it ended, what failed for
+   * a reason that may pass.
+   */
+  async #finish(requests: Sent[], previous: Promise<unknown>): Promise<void> {
+    let pending = requests;
+    for (let attempt = 1;; attempt++) {
+      const errors = await Promise.all(pending.map((request) => request.done));
+      const failed = pending.filter((_, i) => errors[i] !== null);
+      if (failed.length === 0) return;
+      const error = classifyError(errors.find((e) => e !== null), "sending records", this.brokers);
+      if (!error.retriable || attempt > IN_PLACE_RETRIES) throw error;
+      // Later requests of a partition whose earlier one failed are refused too (their sequence
+      // numbers are out of order): each send retries only after the one before it.
+      await previous;
+      await new Promise((resolve) => setTimeout(resolve, Math.min(50 * 2 ** attempt, 1_000)));
+      const batches = failed.flatMap((request) => request.batches);
+      const metadata = await this.#readMetadata([...new Set(batches.map((b) => b.topic))], true);
+      pending = await this.#dispatch(batches, metadata, failed[0]!.producer);
+    }
+  }
+
+  /** The partition of a record: fixed, by its key (murmur2, as Java's), or round robin. */
+  #partition(message: OutMessage, metadata: ClusterMetadata): number {
+    const { topic } = message;
+    const count = metadata.topics.get(topic)!.partitionsCount;
+    if (message.partition !== undefined) return message.partition % count;
+    if (message.key !== null) return keyHash(message.key) % count;
+    const turn = this.#turns.get(topic) ?? 0;
+    this.#turns.set(topic, (turn + 1) & 0x7fffffff);
+    return turn % count;
+  }
+
+  /** The metadata of `topics` (`fresh`: asked of the broker, not from the client's cache). */
+  async #readMetadata(topics: string[], fresh: boolean): Promise<ClusterMetadata> {
+    try {
+      this.#metadata = await this.#data.metadata({ topics, forceUpdate: fresh });
+      return this.#metadata;
+    } catch (error) {
+      throw classifyError(error, `reading the metadata of ${topics.join(", ")}`, this.brokers);
+    }
+  }
+
+  /** The newest Produce version both the broker and {@linkcode produceRequest} speak. */
+  async #negotiateProduce(): Promise<number> {
+    const api = await new Promise<{ version: number }>((resolve, reject) =>
+      this.#data[kGetApi]("Produce", (error, api) => error ? reject(error) : resolve(api!))
+    ).catch((error) => {
+      throw classifyError(error, "asking the broker which Produce versions it takes", this.brokers);
+    });
+    if (api.version < PRODUCE_VERSIONS.min) {
+      throw new KafkaSinkError(
+        `Kafka at ${
+          this.brokers.join(",")
+        } speaks Produce up to version ${api.version}; Spillway needs ${PRODUCE_VERSIONS.min} or later (Kafka 2.8 or later)`,
+        { retriable: false },
+      );
+    }
+    this.#produceVersion = Math.min(api.version, PRODUCE_VERSIONS.max);
+    return this.#produceVersion;
+  }
+
+  #connection(broker: Broker): Promise<Connection> {
+    return new Promise((resolve, reject) =>
+      this.#data[kGetConnection](
+        broker,
+        (error, connection) => error ? reject(error) : resolve(connection!),
+      )
+    );
+  }
+
+  /** One request on `connection`; resolves once acknowledged (acks 0: once written). */
+  #produce(connection: Connection, version: number, body: Uint8Array): Promise<void> {
+    const noResponse = this.#acks === 0;
+    return new Promise<void>((resolve, reject) => {
+      connection.send(
+        PRODUCE_API_KEY,
+        version,
+        () => {
+          const payload = Writer.create().append(toBuffer(body));
+          if (noResponse) payload.context.noResponse = true;
+          return payload;
+        },
+        PRODUCE_PARSERS.get(version)!,
+        true,
+        true,
+        (error) => error ? reject(error) : resolve(),
+      );
+    });
+  }
+
+  /**
+   * Makes sure the metadata of these records' topics is at hand before they are sent, so a
+   * send started right after takes its sequence numbers without waiting.
    */
   async prepare(messages: readonly OutMessage[]): Promise<void> {
     const topics = [...new Set(messages.map((message) => message.topic))];
     if (topics.length === 0) return;
-    try {
-      await this.#producer.metadata({ topics });
-    } catch (error) {
-      throw classifyError(error, `reading the metadata of ${topics.join(", ")}`, this.brokers);
-    }
+    const known = this.#metadata;
+    if (known !== null && topics.every((topic) => known.topics.has(topic))) return;
+    await this.#readMetadata([...new Set([...known?.topics.keys() ?? [], ...topics])], false);
   }
 
   /** Starts a Kafka transaction (exactly-once); {@linkcode send} joins it. */
@@ -509,6 +786,7 @@ export class KafkaProducer {
     await this.abort().catch(() => {});
     await this.#admin?.close().catch(() => {});
     this.#admin = null;
+    await this.#data.close().catch(() => {});
     await this.#producer.close(true).catch(() => {});
   }
 }

@@ -1,20 +1,21 @@
 /**
- * Kafka's RecordBatch (magic 2) written straight into one growable buffer: the first step of
- * the sink's own produce path (issue 12). The client the sink uses today builds each record from
- * about 25 small buffers and copies a request three times over; this writes a whole batch of
- * records, headers and all, with one allocation in the common case, and computes its CRC-32C
- * in place.
+ * Kafka's RecordBatch (magic 2) written straight into one growable buffer, for the sink's own
+ * produce path (`produce.ts`). The client the sink uses for everything else builds each record
+ * from about 25 small buffers and copies a request three times over; this writes a whole batch
+ * of records, headers and all, in place (into the produce request itself when the batch is not
+ * compressed: its size is known beforehand, {@linkcode batchSize}), and computes its CRC-32C
+ * there.
  *
  * Layout (all integers big-endian, varints zigzag): baseOffset int64 (0), batchLength int32,
  * partitionLeaderEpoch int32, magic int8 (2), crc uint32 (CRC-32C of what follows),
- * attributes int16 (bit 4: transactional), lastOffsetDelta int32, baseTimestamp int64,
- * maxTimestamp int64, producerId int64, producerEpoch int16, baseSequence int32, record count
- * int32, then per record: length varint, attributes int8, timestampDelta varlong, offsetDelta
- * varint, key (varint length, -1 for null), value (likewise), header count varint, and per
- * header its key and value the same way.
+ * attributes int16 (bits 0-2: compression; bit 4: transactional), lastOffsetDelta int32,
+ * baseTimestamp int64, maxTimestamp int64, producerId int64, producerEpoch int16,
+ * baseSequence int32, record count int32, then per record: length varint, attributes int8,
+ * timestampDelta varlong, offsetDelta varint, key (varint length, -1 for null), value
+ * (likewise), header count varint, and per header its key and value the same way. A
+ * compressed batch holds the records compressed, after the same header.
  *
- * Not wired into the sink yet: `record_batch_test.ts` holds it byte for byte equal to the
- * client's own encoder.
+ * `record_batch_test.ts` holds it byte for byte equal to the client's own encoder.
  *
  * @module
  */
@@ -45,7 +46,20 @@ export interface BatchOptions {
   timestamp?: number;
   /** Default 0. */
   partitionLeaderEpoch?: number;
+  /** Compresses the records; default none. */
+  compression?: BatchCompression;
 }
+
+/** A compression codec of record batches. */
+export interface BatchCompression {
+  /** Its id in the batch's attributes (bits 0-2): gzip 1, snappy 2, lz4 3, zstd 4. */
+  attribute: number;
+  /** The records' bytes, compressed. */
+  compress(bytes: Uint8Array): Uint8Array;
+}
+
+/** Bytes of a batch's header, before its first record. */
+const HEADER_BYTES = 61;
 
 /** Where the CRC-32C starts: the attributes, after baseOffset, length, epoch, magic and crc. */
 const CRC_FROM = 21;
@@ -71,31 +85,52 @@ export class RecordBatchWriter extends ByteWriter {
 
   /** One batch of `records` (at least one), for keeps. */
   batch(records: readonly BatchRecord[], options: BatchOptions = {}): Uint8Array {
+    this.writeBatch(records, options);
+    // One copy out of the buffer the writer keeps: cheaper than growing a fresh one per batch.
+    const out = this.bytes().slice();
+    this.reset();
+    return out;
+  }
+
+  /**
+   * Appends one batch of `records` (at least one) to what was written. Uncompressed it takes
+   * exactly {@linkcode batchSize} bytes.
+   */
+  writeBatch(records: readonly BatchRecord[], options: BatchOptions = {}): void {
     if (records.length === 0) throw new RangeError("A RecordBatch needs at least one record");
     const now = options.timestamp ?? Date.now();
     const first = records[0]!.timestamp ?? now;
     let max = first;
-    // Positions are kept from `start`: a buffer that grows moves the batch to its beginning.
+    // Positions are kept from `start`: a buffer that grows moves the record to its beginning.
     const begin = this.end - this.start;
-    this.#int64(0n); // baseOffset
-    this.#int32(0); // batchLength, set below
-    this.#int32(options.partitionLeaderEpoch ?? 0);
+    const compression = options.compression;
+    this.int64(0n); // baseOffset
+    this.int32(0); // batchLength, set below
+    this.int32(options.partitionLeaderEpoch ?? 0);
     this.byte(2); // magic
-    this.#int32(0); // crc, set below
-    this.#int16(options.transactional ? TRANSACTIONAL : 0);
-    this.#int32(records.length - 1); // lastOffsetDelta
-    this.#int64(BigInt(first));
+    this.int32(0); // crc, set below
+    this.int16((options.transactional ? TRANSACTIONAL : 0) | (compression?.attribute ?? 0));
+    this.int32(records.length - 1); // lastOffsetDelta
+    this.int64(BigInt(first));
     const maxAt = this.end - this.start;
-    this.#int64(0n); // maxTimestamp, set below
-    this.#int64(options.producerId ?? -1n);
-    this.#int16(options.producerEpoch ?? 0);
-    this.#int32(options.baseSequence ?? 0);
-    this.#int32(records.length);
+    this.int64(0n); // maxTimestamp, set below
+    this.int64(options.producerId ?? -1n);
+    this.int16(options.producerEpoch ?? 0);
+    this.int32(options.baseSequence ?? 0);
+    this.int32(records.length);
+    const recordsAt = this.end - this.start;
     for (let i = 0; i < records.length; i++) {
       const record = records[i]!;
       const timestamp = record.timestamp ?? now;
       if (timestamp > max) max = timestamp;
       this.#record(record, timestamp - first, i);
+    }
+    if (compression !== undefined) {
+      const compressed = compression.compress(
+        this.buffer.subarray(this.start + recordsAt, this.end),
+      );
+      this.end = this.start + recordsAt;
+      this.append(compressed);
     }
     const buffer = this.buffer;
     const from = this.start + begin;
@@ -103,10 +138,6 @@ export class RecordBatchWriter extends ByteWriter {
     view.setInt32(8, this.end - from - 12);
     view.setBigInt64(maxAt - begin, BigInt(max));
     view.setUint32(17, crc32c(buffer, from + CRC_FROM, this.end));
-    // One copy out of the buffer the writer keeps: cheaper than growing a fresh one per batch.
-    const out = this.bytes().slice();
-    this.reset();
-    return out;
   }
 
   #record(record: BatchRecord, timestampDelta: number, offsetDelta: number): void {
@@ -114,16 +145,7 @@ export class RecordBatchWriter extends ByteWriter {
     // covers the whole record.
     const { key, value, headers } = record;
     const tsZigzag = timestampDelta >= 0 ? timestampDelta * 2 : -timestampDelta * 2 - 1;
-    let body = 1 + varintSize(tsZigzag) + varintSize(zigzag(offsetDelta)) + fieldSize(key) +
-      fieldSize(value);
-    if (headers === undefined) {
-      body += 1;
-    } else {
-      body += varintSize(zigzag(headers.size));
-      headers.forEach((headerValue, name) => {
-        body += fieldSize(name) + fieldSize(headerValue);
-      });
-    }
+    const body = recordBodySize(record, tsZigzag, offsetDelta);
     this.reserve(5 + body);
     this.unsignedVarint(zigzag(body));
     this.buffer[this.end++] = 0; // attributes
@@ -153,25 +175,60 @@ export class RecordBatchWriter extends ByteWriter {
     this.end += bytes.byteLength;
   }
 
-  #int16(value: number): void {
+  /** A big-endian int16. */
+  protected int16(value: number): void {
     this.reserve(2);
     this.buffer[this.end++] = (value >> 8) & 0xff;
     this.buffer[this.end++] = value & 0xff;
   }
 
-  #int32(value: number): void {
+  /** A big-endian int32. */
+  protected int32(value: number): void {
     this.#view.setInt32(0, value);
     this.reserve(4);
     this.buffer.set(this.#scratch.subarray(0, 4), this.end);
     this.end += 4;
   }
 
-  #int64(value: bigint): void {
+  /** A big-endian int64. */
+  protected int64(value: bigint): void {
     this.#view.setBigInt64(0, value);
     this.reserve(8);
     this.buffer.set(this.#scratch, this.end);
     this.end += 8;
   }
+}
+
+/** Bytes of a record after its length varint. */
+function recordBodySize(record: BatchRecord, tsZigzag: number, offsetDelta: number): number {
+  const { key, value, headers } = record;
+  let body = 1 + varintSize(tsZigzag) + varintSize(zigzag(offsetDelta)) + fieldSize(key) +
+    fieldSize(value);
+  if (headers === undefined) {
+    body += 1;
+  } else {
+    body += varintSize(zigzag(headers.size));
+    headers.forEach((headerValue, name) => {
+      body += fieldSize(name) + fieldSize(headerValue);
+    });
+  }
+  return body;
+}
+
+/**
+ * Bytes of the uncompressed batch {@linkcode RecordBatchWriter.writeBatch} writes for
+ * `records` with this `timestamp` (as in its options: the time of records without their own).
+ */
+export function batchSize(records: readonly BatchRecord[], timestamp: number): number {
+  const first = records[0]?.timestamp ?? timestamp;
+  let size = HEADER_BYTES;
+  for (let i = 0; i < records.length; i++) {
+    const record = records[i]!;
+    const delta = (record.timestamp ?? timestamp) - first;
+    const body = recordBodySize(record, delta >= 0 ? delta * 2 : -delta * 2 - 1, i);
+    size += varintSize(zigzag(body)) + body;
+  }
+  return size;
 }
 
 /** Zigzag of a 32-bit integer, as an unsigned number. */

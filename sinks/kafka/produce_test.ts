@@ -1,0 +1,144 @@
+/**
+ * The sink's Produce requests against the Kafka client's own encoder (`produceV11.createRequest`
+ * of `@platformatic/kafka`, whose requests real brokers take in the Kafka tests): byte for byte
+ * equal, for several topics and partitions, sequence numbers, transactions, acks and every
+ * compression codec.
+ */
+
+import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
+import { compressionsAlgorithms, produceV11 } from "npm:@platformatic/kafka@2.12.1";
+import { nextSequence, produceRequest, type TopicRecords } from "./produce.ts";
+import type { BatchCompression } from "./record_batch.ts";
+import { headerBytes } from "./producer.ts";
+
+const text = (value: string) => new TextEncoder().encode(value);
+const TIMESTAMP = 1_700_000_000_000;
+
+type Codec = "gzip" | "snappy" | "lz4" | "zstd";
+
+/** The client's request body for the same records. */
+async function clientRequest(
+  topics: readonly TopicRecords[],
+  options: {
+    transactionalId: string | null;
+    acks: number;
+    producerId: bigint;
+    producerEpoch: number;
+    codec?: Codec;
+  },
+): Promise<Uint8Array> {
+  const messages = topics.flatMap(({ topic, partitions }) =>
+    partitions.flatMap(({ partition, records }) =>
+      records.map((record) => ({
+        topic,
+        partition,
+        key: record.key === null ? undefined : Buffer.from(record.key),
+        value: record.value === null ? undefined : Buffer.from(record.value),
+        headers: record.headers === undefined ? new Map() : new Map(
+          [...record.headers].map(([name, value]) => [Buffer.from(name), Buffer.from(value)]),
+        ),
+        timestamp: BigInt(TIMESTAMP),
+      }))
+    )
+  );
+  const sequences = new Map<string, number>(
+    topics.flatMap(({ topic, partitions }) =>
+      partitions.map((p) => [`${topic}:${p.partition}`, p.baseSequence] as const)
+    ),
+  );
+  const writer = await produceV11.createRequestAsync(
+    options.acks as never,
+    30_000,
+    messages as never,
+    {
+      producerId: options.producerId,
+      producerEpoch: options.producerEpoch,
+      transactionalId: options.transactionalId ?? undefined,
+      compression: options.codec ?? "none",
+      sequences: { getWithDefault: (key: string) => sequences.get(key) } as never,
+    } as never,
+  );
+  return new Uint8Array(writer.buffer);
+}
+
+function codec(name: Codec): BatchCompression {
+  const algorithm = compressionsAlgorithms[name];
+  return {
+    attribute: algorithm.bitmask,
+    compress: (bytes) => algorithm.compressSync(Buffer.from(bytes)),
+  };
+}
+
+const headers = new Map([
+  [headerBytes("spillway.lsn"), headerBytes("16/B374D848")],
+  [headerBytes("spillway.xid"), headerBytes("741")],
+]);
+
+const TOPICS: TopicRecords[] = [
+  {
+    topic: "cdc.public.orders",
+    // Partitions in ascending order: the client writes them so (in any order the broker takes
+    // them alike).
+    partitions: [
+      { partition: 0, baseSequence: 2_147_483_600, records: [{ key: null, value: text("v") }] },
+      {
+        partition: 2,
+        baseSequence: 41,
+        records: Array.from({ length: 200 }, (_, i) => ({
+          key: text(`{"id":${i}}`),
+          value: i % 50 === 7 ? null : text(`{"after":{"id":${i},"note":"${"x".repeat(i * 3)}"}}`),
+          headers,
+        })),
+      },
+    ],
+  },
+  {
+    topic: "cdc.public.ünïcode",
+    partitions: [{ partition: 1, baseSequence: 0, records: [{ key: text("k"), value: text("") }] }],
+  },
+];
+
+Deno.test("produce request: byte for byte the Kafka client's, idempotent, across topics and partitions", async () => {
+  const options = { transactionalId: null, acks: -1, producerId: 4242n, producerEpoch: 3 };
+  const ours = produceRequest(TOPICS, { ...options, timeoutMs: 30_000, timestamp: TIMESTAMP });
+  assert.deepEqual(ours, await clientRequest(TOPICS, options));
+});
+
+Deno.test("produce request: byte for byte the client's in a transaction, and with acks 1", async () => {
+  const transactional = {
+    transactionalId: "spillway-orders",
+    acks: -1,
+    producerId: 7n,
+    producerEpoch: 0,
+  };
+  assert.deepEqual(
+    produceRequest(TOPICS, { ...transactional, timeoutMs: 30_000, timestamp: TIMESTAMP }),
+    await clientRequest(TOPICS, transactional),
+  );
+  const plain = { transactionalId: null, acks: 1, producerId: -1n, producerEpoch: -1 };
+  assert.deepEqual(
+    produceRequest(TOPICS, { ...plain, timeoutMs: 30_000, timestamp: TIMESTAMP }),
+    await clientRequest(TOPICS, plain),
+  );
+});
+
+Deno.test("produce request: byte for byte the client's with each compression codec", async () => {
+  for (const name of ["gzip", "snappy", "lz4", "zstd"] as const) {
+    const options = { transactionalId: null, acks: -1, producerId: 9n, producerEpoch: 1 };
+    const ours = produceRequest(TOPICS, {
+      ...options,
+      timeoutMs: 30_000,
+      timestamp: TIMESTAMP,
+      compression: codec(name),
+    });
+    assert.deepEqual(ours, await clientRequest(TOPICS, { ...options, codec: name }), name);
+  }
+});
+
+Deno.test("produce request: sequence numbers wrap to 0 after 2^31 - 1, as the broker's", () => {
+  assert.equal(nextSequence(0, 5), 5);
+  assert.equal(nextSequence(2_147_483_645, 2), 2_147_483_647);
+  assert.equal(nextSequence(2_147_483_645, 3), 0);
+  assert.equal(nextSequence(2_147_483_647, 10), 9);
+});
