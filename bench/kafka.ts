@@ -98,6 +98,9 @@ const MAX_REPS = 5;
 const RUN_TIMEOUT_S = 900;
 const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
 const WARMUP_MS = 2000;
+/** Megabytes produced into the broker before the first drain (see `KafkaAdmin.warmUp`). */
+const WARM_UP_MB = 300;
+
 const PROFILE_DIR = fileURLToPath(new URL("./out/profiles", import.meta.url));
 
 const USAGE = `deno task bench kafka [options]
@@ -366,6 +369,8 @@ async function measure(options: Options): Promise<Results> {
   const restorePath = await wrapJava(context.work);
   const admin = new KafkaAdmin(kafka.brokers);
   await admin.connect();
+  progress(`Warming the broker up (${WARM_UP_MB} MB)`);
+  await admin.warmUp(WARM_UP_MB);
   const bench: Bench = {
     context,
     brokers: kafka.brokers,

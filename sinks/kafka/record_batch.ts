@@ -137,7 +137,7 @@ export class RecordBatchWriter extends ByteWriter {
     const view = new DataView(buffer.buffer, buffer.byteOffset + from, this.end - from);
     view.setInt32(8, this.end - from - 12);
     view.setBigInt64(maxAt - begin, BigInt(max));
-    view.setUint32(17, crc32c(buffer, from + CRC_FROM, this.end));
+    view.setUint32(17, batchCrc(buffer, from + CRC_FROM, this.end));
   }
 
   #record(record: BatchRecord, timestampDelta: number, offsetDelta: number): void {
@@ -270,7 +270,26 @@ const CRC_TABLES = (() => {
 })();
 
 /**
- * CRC-32C of `bytes[start..end)` (slicing by 8).
+ * The CPU's CRC-32C instruction through `@node-rs/crc32` (a Node-API addon, which the Kafka
+ * client depends on too): about 14 times {@linkcode crc32c} here, where the JavaScript one took a
+ * fifth of the sink's main thread on wide records. `null` where the addon cannot load.
+ */
+const nativeCrc32c: ((bytes: Uint8Array) => number) | null = await import(
+  "npm:@node-rs/crc32@1.10.8"
+).then((module) => module.crc32c, () => null);
+
+/** Whether {@linkcode batchCrc} uses the CPU's instruction (the addon loaded). */
+export const NATIVE_CRC = nativeCrc32c !== null;
+
+/** CRC-32C of `bytes[start..end)`: the addon's where it loads, else {@linkcode crc32c}. */
+export function batchCrc(bytes: Uint8Array, start: number, end: number): number {
+  return nativeCrc32c === null
+    ? crc32c(bytes, start, end)
+    : nativeCrc32c(bytes.subarray(start, end)) >>> 0;
+}
+
+/**
+ * CRC-32C of `bytes[start..end)` (slicing by 8), in JavaScript.
  *
  * @example
  * ```ts

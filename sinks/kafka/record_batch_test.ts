@@ -6,7 +6,13 @@
 
 import assert from "node:assert/strict";
 import { crc32c as clientCrc32c, createRecordsBatch } from "npm:@platformatic/kafka@2.12.1";
-import { type BatchRecord, crc32c, RecordBatchWriter } from "./record_batch.ts";
+import {
+  batchCrc,
+  type BatchRecord,
+  crc32c,
+  NATIVE_CRC,
+  RecordBatchWriter,
+} from "./record_batch.ts";
 import { headerBytes } from "./producer.ts";
 
 const text = (value: string) => new TextEncoder().encode(value);
@@ -96,6 +102,16 @@ Deno.test("record batch: CRC-32C equals the client's on every length and offset"
         clientCrc32c(Buffer.from(bytes.subarray(start, end))),
         `${start}..${end}`,
       );
+    }
+  }
+});
+
+Deno.test("record batch: the addon's CRC-32C (loaded here) equals the JavaScript one", () => {
+  assert.ok(NATIVE_CRC, "@node-rs/crc32 did not load");
+  const bytes = new Uint8Array(5000).map((_, i) => (i * 197 + 3) & 0xff);
+  for (let start = 0; start < 9; start++) {
+    for (let end = start; end <= bytes.length; end += 331) {
+      assert.equal(batchCrc(bytes, start, end), crc32c(bytes, start, end), `${start}..${end}`);
     }
   }
 });
