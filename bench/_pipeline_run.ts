@@ -43,6 +43,7 @@ import { NullSink } from "../sinks/null.ts";
 import type { Sink, SinkStatus, WriteOptions } from "../sinks/types.ts";
 import type { SinkRecord } from "../events.ts";
 import { printResult, quantile, readVmHwmKib } from "./_drain_common.ts";
+import { memorySampler } from "./_memory.ts";
 
 /** How long `run()` may take to return after the abort before the process exits anyway. */
 export const SHUTDOWN_WAIT_MS = 2000;
@@ -439,7 +440,7 @@ export async function runPipeline(options: RunOptions): Promise<PipelineRunResul
     shutdownStalled = !run;
   } finally {
     clearInterval(readyWatch);
-    memory?.stop();
+    if (memory !== null) console.error(JSON.stringify(memory.stop()));
   }
   if (!ready) throw new Error("The pipeline never started streaming");
   const finished = performance.now();
@@ -499,66 +500,4 @@ if (import.meta.main) {
   );
   // A stalled shutdown leaves the runner's timers behind; the result is out, so leave.
   Deno.exit();
-}
-
-/**
- * Samples `Deno.memoryUsage()` every 50 ms; `stop()` prints the peak of each part (MB) and the
- * parts at the RSS peak to stderr.
- */
-function memorySampler(): { stop(): void } {
-  const mb = (bytes: number) => Math.round(bytes / 1048576);
-  const peaks = { rss: 0, heapTotal: 0, heapUsed: 0, external: 0 };
-  let atPeak = Deno.memoryUsage();
-  const timer = setInterval(() => {
-    const now = Deno.memoryUsage();
-    if (now.rss > peaks.rss) atPeak = now;
-    for (const key of Object.keys(peaks) as (keyof typeof peaks)[]) {
-      peaks[key] = Math.max(peaks[key], now[key]);
-    }
-  }, 50);
-  return {
-    stop() {
-      clearInterval(timer);
-      console.error(JSON.stringify({
-        memoryPeaksMb: Object.fromEntries(Object.entries(peaks).map(([k, v]) => [k, mb(v)])),
-        atRssPeakMb: Object.fromEntries(Object.entries(atPeak).map(([k, v]) => [k, mb(v)])),
-        mappingsAtEndMb: residentMappings(),
-      }));
-    },
-  };
-}
-
-/**
- * The process's resident memory by kind of mapping (/proc/self/smaps), in MB: the allocator's
- * heap, anonymous mappings by size class, thread stacks, files. Shows what is neither V8's heap
- * nor external ArrayBuffers.
- */
-function residentMappings(): Record<string, number> {
-  const kinds: Record<string, number> = {};
-  let kind = "";
-  for (const line of Deno.readTextFileSync("/proc/self/smaps").split("\n")) {
-    const header = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \S+\s*(.*)$/.exec(line);
-    if (header) {
-      const [start, end] = line.split(" ")[0]!.split("-").map((hex) => parseInt(hex, 16));
-      const sizeMb = (end! - start!) / 1048576;
-      const name = header[1]!;
-      kind = name.startsWith("/")
-        ? "files"
-        : name !== ""
-        ? name
-        : sizeMb >= 64
-        ? "anon >= 64 MB"
-        : sizeMb >= 1
-        ? "anon 1-64 MB"
-        : "anon < 1 MB";
-      continue;
-    }
-    const rss = /^Rss:\s+(\d+) kB/.exec(line);
-    if (rss) kinds[kind] = (kinds[kind] ?? 0) + Number(rss[1]) / 1024;
-  }
-  const rounded: Record<string, number> = {};
-  for (const [name, mb] of Object.entries(kinds)) {
-    if (Math.round(mb) > 0) rounded[name] = Math.round(mb);
-  }
-  return rounded;
 }

@@ -97,6 +97,7 @@ const PARTITIONS = 3;
 const MAX_REPS = 5;
 const RUN_TIMEOUT_S = 900;
 const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
+const MEMORY_MAIN = fileURLToPath(new URL("./_memory_main.ts", import.meta.url));
 const WARMUP_MS = 2000;
 /** Megabytes produced into the broker before the first drain (see `KafkaAdmin.warmUp`). */
 const WARM_UP_MB = 300;
@@ -120,7 +121,9 @@ Options:
   --v8-flags FLAGS     V8 flags for Spillway (default: those of "deno task run"; none
                        for V8's own defaults)
   --cpu-prof           run Spillway under --cpu-prof (profiles in bench/out/profiles/,
-                       named after the drain's topic prefix)`;
+                       named after the drain's topic prefix)
+  --memory             print where each Spillway drain's memory went (peaks of the V8 heap,
+                       external buffers and RSS, sampled inside the process)`;
 
 type Part = "single" | "txns" | "latency";
 const PARTS: readonly Part[] = ["single", "txns", "latency"];
@@ -136,6 +139,8 @@ interface Options {
   variants: string[];
   /** Spillway's drains write V8 CPU profiles. */
   cpuProf: boolean;
+  /** Spillway's drains report where their memory went (`bench/_memory_main.ts`). */
+  memory: boolean;
   /** V8 flags of Spillway's drains. */
   v8Flags: string | undefined;
 }
@@ -188,6 +193,7 @@ function parseOptions(
       only: { type: "string" },
       variants: { type: "string" },
       "cpu-prof": { type: "boolean", default: false },
+      memory: { type: "boolean", default: false },
       "v8-flags": { type: "string" },
       help: { type: "boolean", short: "h", default: false },
     },
@@ -215,6 +221,7 @@ function parseOptions(
       ? [...defaults.variants]
       : parseVariants(values.variants),
     cpuProf: values["cpu-prof"],
+    memory: values.memory,
     v8Flags: benchV8Flags(values["v8-flags"]),
   };
 }
@@ -337,6 +344,7 @@ interface Bench {
   recvlogical: string;
   drains: Drain[];
   cpuProf: boolean;
+  memory: boolean;
   v8Flags: string | undefined;
   kafka: KafkaBroker;
   /** The schema registry of the Avro drains; `null` when none runs. */
@@ -379,6 +387,7 @@ async function measure(options: Options): Promise<Results> {
     recvlogical: recvlogical.path,
     drains: [],
     cpuProf: options.cpuProf,
+    memory: options.memory,
     v8Flags: options.v8Flags,
     kafka,
     registryUrl: registry?.url ?? null,
@@ -568,7 +577,8 @@ async function drainOnce(
         : [];
       if (bench.v8Flags !== undefined) flags.push(`--v8-flags=${bench.v8Flags}`);
       const usageFile = join(work, `${prefix}.usage`);
-      const process = new SpillwayProcess(MAIN, file, usageFile, RUN_TIMEOUT_S, flags);
+      const main = bench.memory ? MEMORY_MAIN : MAIN;
+      const process = new SpillwayProcess(main, file, usageFile, RUN_TIMEOUT_S, flags);
       try {
         await watch.confirmed(process.exited);
       } catch (error) {
@@ -581,6 +591,9 @@ async function drainOnce(
         throw new Error(`Spillway on slot ${slot} exited ${usage.code}: ${usage.stderr}`);
       }
       if (usage.stderr !== "") progress(`(stderr of ${slot}: ${usage.stderr.slice(0, 400)})`);
+      if (bench.memory) {
+        progress(`memory of ${slot}: ${await Deno.readTextFile(`${file}.memory.json`)}`);
+      }
       drain = {
         ...base,
         topic,

@@ -76,6 +76,14 @@ export class ByteWriter {
     this.end = pending;
   }
 
+  /** Sets a byte already written, `offset` bytes into the record being written. */
+  patch(offset: number, value: number): void {
+    if (offset < 0 || offset >= this.end - this.start) {
+      throw new RangeError(`Cannot patch byte ${offset} of a record of ${this.end - this.start}`);
+    }
+    this.buffer[this.start + offset] = value;
+  }
+
   /** One byte. */
   byte(value: number): void {
     this.reserve(1);

@@ -206,8 +206,26 @@ function encodeInteger(value: bigint): JsonValue {
     : encodeBigint(value);
 }
 
-/** Minimal big-endian two's complement, as Java's `BigInteger.toByteArray()`. */
-function twosComplement(value: bigint): Uint8Array {
+const SMALL = 2n ** 47n;
+
+/**
+ * Minimal big-endian two's complement, as Java's `BigInteger.toByteArray()`: the fewest bytes
+ * that hold the value and its sign bit.
+ */
+export function twosComplement(value: bigint): Uint8Array {
+  if (value >= -SMALL && value < SMALL) {
+    // Most decimals' unscaled values: in doubles, exactly (below 2^48), without strings.
+    const number = Number(value);
+    let bytes = 1;
+    while (number < -(2 ** (8 * bytes - 1)) || number >= 2 ** (8 * bytes - 1)) bytes++;
+    const out = new Uint8Array(bytes);
+    let rest = number < 0 ? number + 2 ** (8 * bytes) : number;
+    for (let i = bytes - 1; i >= 0; i--) {
+      out[i] = rest % 256;
+      rest = Math.floor(rest / 256);
+    }
+    return out;
+  }
   const magnitude = value < 0n ? -value - 1n : value;
   const bits = magnitude === 0n ? 0 : magnitude.toString(2).length;
   const bytes = Math.floor(bits / 8) + 1;

@@ -1,7 +1,13 @@
 /** Unit tests of the JSON conversion, with Spillway's defaults and with Debezium's. */
 
 import assert from "node:assert/strict";
-import { DEBEZIUM_DEFAULTS, jsonEncoder, type JsonOptions, toJsonValue } from "./json.ts";
+import {
+  DEBEZIUM_DEFAULTS,
+  jsonEncoder,
+  type JsonOptions,
+  toJsonValue,
+  twosComplement,
+} from "./json.ts";
 import { Oid } from "./oids.ts";
 import { TypeRegistry } from "./registry.ts";
 import type { PgValue } from "./values.ts";
@@ -283,4 +289,28 @@ Deno.test("json: ISO timestamps from PostgreSQL's UTC text, fast path and full p
   assert.equal(tz("0044-03-15 12:00:00+00 BC"), "-0043-03-15T12:00:00Z");
   assert.equal(tz("10000-01-01 00:00:00+00"), "+10000-01-01T00:00:00Z");
   assert.equal(local("2024-02-29 13:45:00.1234567"), "2024-02-29T13:45:00.123456");
+});
+
+Deno.test("twosComplement: Java's BigInteger.toByteArray() on both sides of every byte boundary and of the fast path's 2^47", () => {
+  const cases: [bigint, number[]][] = [
+    [0n, [0]],
+    [1n, [1]],
+    [-1n, [0xff]],
+    [127n, [0x7f]],
+    [128n, [0x00, 0x80]],
+    [-128n, [0x80]],
+    [-129n, [0xff, 0x7f]],
+    [255n, [0x00, 0xff]],
+    [32767n, [0x7f, 0xff]],
+    [32768n, [0x00, 0x80, 0x00]],
+    [-32769n, [0xff, 0x7f, 0xff]],
+    [2n ** 47n - 1n, [0x7f, 0xff, 0xff, 0xff, 0xff, 0xff]],
+    [-(2n ** 47n), [0x80, 0, 0, 0, 0, 0]],
+    [2n ** 47n, [0x00, 0x80, 0, 0, 0, 0, 0]],
+    [-(2n ** 47n) - 1n, [0xff, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff]],
+    [2n ** 63n, [0x00, 0x80, 0, 0, 0, 0, 0, 0, 0]],
+  ];
+  for (const [value, bytes] of cases) {
+    assert.deepEqual([...twosComplement(value)], bytes, String(value));
+  }
 });

@@ -39,6 +39,7 @@ import { type Logger, silentLogger } from "../../ops/log.ts";
 import type { Sink, SinkStatus, WriteOptions } from "../types.ts";
 import { Batcher, type Marker } from "./batching.ts";
 import { checkpointGroup } from "./checkpoint.ts";
+import { headerCount, headerEntries, headerField, type RecordHeaders } from "./record_batch.ts";
 import {
   headerBytes,
   type Headers,
@@ -130,11 +131,17 @@ export class KafkaSink implements Sink {
     commitTime: headerBytes("spillway.commit_time"),
     schemaVersion: headerBytes("spillway.schema_version"),
   };
-  #headerTx:
-    | { xid: number; commitTime: bigint; xidBytes: Uint8Array; timeBytes: Uint8Array }
-    | null = null;
-  /** `spillway.schema_version` of each table (by relation id), as bytes. */
+  /** How every record's header section starts: the count (4) and the LSN's name. */
+  readonly #headerHead = new Uint8Array([
+    ...headerCount(4),
+    ...headerField(this.#headerNames.lsn),
+  ]);
+  /** The `spillway.xid` and `spillway.commit_time` entries of the transaction at hand. */
+  #headerTx: { xid: number; commitTime: bigint; entries: Uint8Array } | null = null;
+  /** The `spillway.schema_version` entry of each table (by relation id). */
   #schemaVersionBytes = new Map<number, Uint8Array>();
+  /** Records' header sections are written here (and taken, in place). */
+  readonly #headerOut = new JsonWriter();
   #topics = new Set<string>();
   #written = 0;
   #fatal: Error | null = null;
@@ -632,7 +639,7 @@ export class KafkaSink implements Sink {
    * Names, and the values a transaction's or a table's records share, are encoded once: the
    * client writes each header's bytes as they are.
    */
-  #headers(record: Extract<SinkRecord, { kind: "change" }>): Headers | undefined {
+  #headers(record: Extract<SinkRecord, { kind: "change" }>): RecordHeaders | undefined {
     if (!this.config.headers) {
       return record.headers === undefined ? undefined : textHeaders(record.headers);
     }
@@ -646,27 +653,39 @@ export class KafkaSink implements Sink {
         ...record.headers,
       });
     }
+    // The record's header section, encoded here: the count and the LSN's name, the LSN, then
+    // the entries its transaction and its table share (encoded once each).
     let tx = this.#headerTx;
     if (tx === null || tx.xid !== source.xid || tx.commitTime !== source.commitTime) {
+      const names = this.#headerNames;
       tx = this.#headerTx = {
         xid: source.xid,
         commitTime: source.commitTime,
-        xidBytes: headerBytes(String(source.xid)),
-        timeBytes: headerBytes(formatUnixMicros(source.commitTime)),
+        entries: headerEntries([
+          [names.xid, headerBytes(String(source.xid))],
+          [names.commitTime, headerBytes(formatUnixMicros(source.commitTime))],
+        ]),
       };
     }
     let version = this.#schemaVersionBytes.get(source.relid);
     if (version === undefined) {
-      version = headerBytes(String(this.#schemaVersions.get(source.relid) ?? 1));
+      version = headerEntries([[
+        this.#headerNames.schemaVersion,
+        headerBytes(String(this.#schemaVersions.get(source.relid) ?? 1)),
+      ]]);
       this.#schemaVersionBytes.set(source.relid, version);
     }
-    const names = this.#headerNames;
-    return new Map([
-      [names.lsn, headerBytes(formatLsn(source.lsn))],
-      [names.xid, tx.xidBytes],
-      [names.commitTime, tx.timeBytes],
-      [names.schemaVersion, version],
-    ]);
+    const out = this.#headerOut;
+    out.reset();
+    out.append(this.#headerHead);
+    // The LSN's text is at most 17 characters: its length is one byte (zigzag: twice it).
+    const at = out.length;
+    out.byte(0);
+    out.lsn(source.lsn);
+    out.patch(at, (out.length - at - 1) * 2);
+    out.append(tx.entries);
+    out.append(version);
+    return out.take();
   }
 
   async #ensureTopics(topics: string[], config?: Record<string, string>): Promise<void> {

@@ -63,31 +63,79 @@ export interface ProduceOptions {
 
 const encoder = new TextEncoder();
 
-/** A request's bytes, written front to back into a buffer sized for it. */
-class ProduceRequestWriter extends RecordBatchWriter {
+/**
+ * Writes Produce requests into one buffer it keeps (as large as the largest request), so a
+ * sink that hands each request on before writing the next allocates none.
+ */
+export class ProduceRequestWriter extends RecordBatchWriter {
+  /**
+   * The body of a Produce request (what follows the request header) for `topics`: each
+   * partition's records in one RecordBatch, numbered from its `baseSequence`. A view of this
+   * writer's buffer, valid until its next request.
+   */
+  request(topics: readonly TopicRecords[], options: ProduceOptions): Uint8Array {
+    this.reset();
+    const { compression, timestamp } = options;
+    // Uncompressed batches go straight into the request: their size is known up front.
+    const sizes: number[] = [];
+    for (const { partitions } of topics) {
+      for (const { records } of partitions) {
+        sizes.push(compression === undefined ? batchSize(records, timestamp) : 0);
+      }
+    }
+    this.#compactString(options.transactionalId);
+    this.int16(options.acks);
+    this.int32(options.timeoutMs);
+    this.#varint(topics.length + 1);
+    let n = 0;
+    for (const { topic, partitions } of topics) {
+      this.#compactString(topic);
+      this.#varint(partitions.length + 1);
+      for (const { partition, baseSequence, records } of partitions) {
+        this.int32(partition);
+        const batch = {
+          producerId: options.producerId,
+          producerEpoch: options.producerEpoch,
+          baseSequence,
+          transactional: options.transactionalId !== null,
+          timestamp,
+          compression,
+        };
+        if (compression === undefined) {
+          this.#varint(sizes[n]! + 1);
+          this.reserve(sizes[n]!);
+          this.writeBatch(records, batch);
+        } else {
+          compressedScratch.writeBatch(records, batch);
+          const bytes = compressedScratch.bytes();
+          this.#varint(bytes.byteLength + 1);
+          this.append(bytes);
+          compressedScratch.reset();
+        }
+        n++;
+        this.byte(0); // the partition's tagged fields
+      }
+      this.byte(0); // the topic's tagged fields
+    }
+    this.byte(0); // the request's tagged fields
+    return this.bytes();
+  }
+
   /** A COMPACT_NULLABLE_STRING. */
-  compactString(text: string | null): void {
+  #compactString(text: string | null): void {
     if (text === null) {
-      this.varint(0);
+      this.#varint(0);
       return;
     }
     const bytes = encoder.encode(text);
-    this.varint(bytes.byteLength + 1);
+    this.#varint(bytes.byteLength + 1);
     this.append(bytes);
   }
 
   /** An unsigned varint. */
-  varint(value: number): void {
+  #varint(value: number): void {
     this.reserve(5);
     this.unsignedVarint(value);
-  }
-
-  writeInt16(value: number): void {
-    this.int16(value);
-  }
-
-  writeInt32(value: number): void {
-    this.int32(value);
   }
 }
 
@@ -95,8 +143,8 @@ class ProduceRequestWriter extends RecordBatchWriter {
 const compressedScratch = new RecordBatchWriter();
 
 /**
- * The body of a Produce request (what follows the request header) for `topics`: each
- * partition's records in one RecordBatch, numbered from its `baseSequence`.
+ * The body of a Produce request for `topics`, in a buffer of its own (see
+ * {@linkcode ProduceRequestWriter.request}).
  *
  * @example
  * ```ts
@@ -113,54 +161,7 @@ export function produceRequest(
   topics: readonly TopicRecords[],
   options: ProduceOptions,
 ): Uint8Array {
-  const { compression, timestamp } = options;
-  // Uncompressed batches go straight into the request, whose size is then known up front.
-  let estimate = 32 + (options.transactionalId?.length ?? 0) * 3;
-  const sizes: number[] = [];
-  for (const { topic, partitions } of topics) {
-    estimate += 16 + topic.length * 3;
-    for (const { records } of partitions) {
-      const size = compression === undefined ? batchSize(records, timestamp) : 0;
-      sizes.push(size);
-      estimate += 16 + size;
-    }
-  }
-  const writer = new ProduceRequestWriter(estimate);
-  writer.compactString(options.transactionalId);
-  writer.writeInt16(options.acks);
-  writer.writeInt32(options.timeoutMs);
-  writer.varint(topics.length + 1);
-  let n = 0;
-  for (const { topic, partitions } of topics) {
-    writer.compactString(topic);
-    writer.varint(partitions.length + 1);
-    for (const { partition, baseSequence, records } of partitions) {
-      writer.writeInt32(partition);
-      const batch = {
-        producerId: options.producerId,
-        producerEpoch: options.producerEpoch,
-        baseSequence,
-        transactional: options.transactionalId !== null,
-        timestamp,
-        compression,
-      };
-      if (compression === undefined) {
-        writer.varint(sizes[n]! + 1);
-        writer.writeBatch(records, batch);
-      } else {
-        compressedScratch.writeBatch(records, batch);
-        const bytes = compressedScratch.bytes();
-        writer.varint(bytes.byteLength + 1);
-        writer.append(bytes);
-        compressedScratch.reset();
-      }
-      n++;
-      writer.byte(0); // the partition's tagged fields
-    }
-    writer.byte(0); // the topic's tagged fields
-  }
-  writer.byte(0); // the request's tagged fields
-  return writer.bytes();
+  return new ProduceRequestWriter(1024).request(topics, options);
 }
 
 /**

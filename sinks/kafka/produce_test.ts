@@ -36,7 +36,9 @@ async function clientRequest(
         key: record.key === null ? undefined : Buffer.from(record.key),
         value: record.value === null ? undefined : Buffer.from(record.value),
         headers: record.headers === undefined ? new Map() : new Map(
-          [...record.headers].map(([name, value]) => [Buffer.from(name), Buffer.from(value)]),
+          [...record.headers as ReadonlyMap<Uint8Array, Uint8Array>].map((
+            [name, value],
+          ) => [Buffer.from(name), Buffer.from(value)]),
         ),
         timestamp: BigInt(TIMESTAMP),
       }))

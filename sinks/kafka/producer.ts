@@ -49,10 +49,10 @@ import {
   nextSequence,
   PRODUCE_API_KEY,
   PRODUCE_VERSIONS,
-  produceRequest,
+  ProduceRequestWriter,
   type TopicRecords,
 } from "./produce.ts";
-import type { BatchCompression } from "./record_batch.ts";
+import type { BatchCompression, RecordHeaders } from "./record_batch.ts";
 import { readCertificate } from "./schema_registry.ts";
 
 /**
@@ -73,7 +73,8 @@ export interface OutMessage {
   key: Uint8Array | null;
   /** `null`: a tombstone. */
   value: Uint8Array | null;
-  headers?: Headers;
+  /** Names and values, or the record's header section already encoded (`record_batch.ts`). */
+  headers?: RecordHeaders;
   /** A fixed partition; default: by the key (murmur2, as Java's producer), spread when null. */
   partition?: number;
 }
@@ -296,7 +297,7 @@ type SinkProducer = Producer<Buffer, Buffer, Buffer, Buffer>;
  */
 const PRODUCE_IN_FLIGHT = 5;
 
-/** The response parsers of the Produce versions {@linkcode produceRequest} writes. */
+/** The response parsers of the Produce versions {@linkcode ProduceRequestWriter} writes. */
 const PRODUCE_PARSERS = new Map<number, typeof produceV11.parseResponse>([
   [9, produceV9.parseResponse],
   [10, produceV10.parseResponse],
@@ -358,6 +359,8 @@ export class KafkaProducer {
   /** The newest send, settled (acknowledged or failed for good): the next one retries after it. */
   #settled: Promise<unknown> = Promise.resolve();
   #produceVersion: number | null = null;
+  /** A request writer whose buffer is free (see {@linkcode #produce}). */
+  #requestWriter: ProduceRequestWriter | null = null;
 
   private constructor(
     producer: SinkProducer,
@@ -538,7 +541,11 @@ export class KafkaProducer {
         }
         entry.partitions.push({ partition, baseSequence, records });
       }
-      const body = produceRequest([...topics.values()], {
+      // The writer's buffer is used again once the connection copied the request out of it
+      // (it does so at once unless it is busy with another request's payload).
+      const writer = this.#requestWriter ?? new ProduceRequestWriter();
+      this.#requestWriter = null;
+      const body = writer.request([...topics.values()], {
         transactionalId: this.#transactionalId,
         acks: this.#acks,
         timeoutMs: this.#timeoutMs,
@@ -546,7 +553,9 @@ export class KafkaProducer {
         timestamp,
         compression: this.#compression,
       });
-      const done = this.#produce(connections[i]!, version, body).then(
+      const done = this.#produce(connections[i]!, version, body, () => {
+        this.#requestWriter ??= writer;
+      }).then(
         () => null,
         (error: unknown) => error,
       );
@@ -597,7 +606,7 @@ export class KafkaProducer {
     }
   }
 
-  /** The newest Produce version both the broker and {@linkcode produceRequest} speak. */
+  /** The newest Produce version both the broker and {@linkcode ProduceRequestWriter} speak. */
   async #negotiateProduce(): Promise<number> {
     const api = await new Promise<{ version: number }>((resolve, reject) =>
       this.#data[kGetApi]("Produce", (error, api) => error ? reject(error) : resolve(api!))
@@ -625,14 +634,24 @@ export class KafkaProducer {
     );
   }
 
-  /** One request on `connection`; resolves once acknowledged (acks 0: once written). */
-  #produce(connection: Connection, version: number, body: Uint8Array): Promise<void> {
+  /**
+   * One request on `connection`; resolves once acknowledged (acks 0: once written). `copied`
+   * runs if the connection copied `body` out before this returns: its buffer is free then.
+   */
+  #produce(
+    connection: Connection,
+    version: number,
+    body: Uint8Array,
+    copied: () => void,
+  ): Promise<void> {
     const noResponse = this.#acks === 0;
-    return new Promise<void>((resolve, reject) => {
+    let taken = false;
+    const done = new Promise<void>((resolve, reject) => {
       connection.send(
         PRODUCE_API_KEY,
         version,
         () => {
+          taken = true;
           const payload = Writer.create().append(toBuffer(body));
           if (noResponse) payload.context.noResponse = true;
           return payload;
@@ -643,6 +662,10 @@ export class KafkaProducer {
         (error) => error ? reject(error) : resolve(),
       );
     });
+    // The connection writes the request (its header, then `body`) into one buffer of its own
+    // as soon as it takes the payload.
+    if (taken) copied();
+    return done;
   }
 
   /**

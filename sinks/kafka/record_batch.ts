@@ -22,12 +22,19 @@
 
 import { ByteWriter } from "../../formats/byte_writer.ts";
 
+/**
+ * A record's headers: names and values as bytes, or the record's header section already
+ * encoded (the count and each entry, as {@linkcode headerField} writes a name or a value), which
+ * is written as it is.
+ */
+export type RecordHeaders = ReadonlyMap<Uint8Array, Uint8Array> | Uint8Array;
+
 /** One record of a batch. */
 export interface BatchRecord {
   key: Uint8Array | null;
   /** `null`: a tombstone. */
   value: Uint8Array | null;
-  headers?: ReadonlyMap<Uint8Array, Uint8Array>;
+  headers?: RecordHeaders;
   /** Milliseconds since the epoch; default the batch's `timestamp`. */
   timestamp?: number;
 }
@@ -155,6 +162,9 @@ export class RecordBatchWriter extends ByteWriter {
     this.#field(value);
     if (headers === undefined) {
       this.buffer[this.end++] = 0;
+    } else if (headers instanceof Uint8Array) {
+      this.buffer.set(headers, this.end);
+      this.end += headers.byteLength;
     } else {
       this.unsignedVarint(zigzag(headers.size));
       headers.forEach((headerValue, name) => {
@@ -206,6 +216,8 @@ function recordBodySize(record: BatchRecord, tsZigzag: number, offsetDelta: numb
     fieldSize(value);
   if (headers === undefined) {
     body += 1;
+  } else if (headers instanceof Uint8Array) {
+    body += headers.byteLength;
   } else {
     body += varintSize(zigzag(headers.size));
     headers.forEach((headerValue, name) => {
@@ -229,6 +241,54 @@ export function batchSize(records: readonly BatchRecord[], timestamp: number): n
     size += varintSize(zigzag(body)) + body;
   }
   return size;
+}
+
+/**
+ * A header's name or value as a record holds it: its length (a zigzag varint) and its bytes.
+ * Entries (name, then value) written one after another, after the count
+ * ({@linkcode headerCount}), make a header section that {@linkcode RecordHeaders} takes as it is.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { headerField } from "./record_batch.ts";
+ * assert.deepEqual([...headerField(new TextEncoder().encode("ab"))], [4, 97, 98]);
+ * ```
+ */
+export function headerField(bytes: Uint8Array): Uint8Array {
+  const length = unsignedVarintBytes(zigzag(bytes.byteLength));
+  const out = new Uint8Array(length.byteLength + bytes.byteLength);
+  out.set(length);
+  out.set(bytes, length.byteLength);
+  return out;
+}
+
+/** Header entries (each name, then its value, as {@linkcode headerField}s), one after another. */
+export function headerEntries(
+  entries: readonly (readonly [name: Uint8Array, value: Uint8Array])[],
+): Uint8Array {
+  const out = new ByteWriter(256);
+  for (const [name, value] of entries) {
+    out.append(headerField(name));
+    out.append(headerField(value));
+  }
+  return out.bytes().slice();
+}
+
+/** The count that starts a header section (a zigzag varint). */
+export function headerCount(count: number): Uint8Array {
+  return unsignedVarintBytes(zigzag(count));
+}
+
+function unsignedVarintBytes(value: number): Uint8Array {
+  const out = new Uint8Array(varintSize(value));
+  let at = 0;
+  while (value >= 0x80) {
+    out[at++] = (value % 0x80) | 0x80;
+    value = Math.floor(value / 0x80);
+  }
+  out[at] = value;
+  return out;
 }
 
 /** Zigzag of a 32-bit integer, as an unsigned number. */

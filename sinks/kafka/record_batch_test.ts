@@ -10,6 +10,8 @@ import {
   batchCrc,
   type BatchRecord,
   crc32c,
+  headerCount,
+  headerEntries,
   NATIVE_CRC,
   RecordBatchWriter,
 } from "./record_batch.ts";
@@ -34,7 +36,9 @@ function clientBatch(
     key: record.key === null ? undefined : Buffer.from(record.key),
     value: record.value === null ? undefined : Buffer.from(record.value),
     headers: record.headers === undefined ? undefined : new Map(
-      [...record.headers].map(([name, value]) => [Buffer.from(name), Buffer.from(value)]),
+      [...record.headers as ReadonlyMap<Uint8Array, Uint8Array>].map((
+        [name, value],
+      ) => [Buffer.from(name), Buffer.from(value)]),
     ),
     timestamp: BigInt(record.timestamp ?? options.timestamp),
   }));
@@ -91,6 +95,23 @@ Deno.test("record batch: byte for byte the Kafka client's, for keys, tombstones,
   const copy = first.slice();
   writer.batch(cases[2]!.records, cases[2]!.options);
   assert.deepEqual(first, copy);
+});
+
+Deno.test("record batch: a header section encoded beforehand is written as the same headers given by name", () => {
+  const headers = new Map([
+    [headerBytes("spillway.lsn"), headerBytes("16/B374D848")],
+    [headerBytes("spillway.xid"), headerBytes("741")],
+    [headerBytes("x".repeat(200)), headerBytes("y".repeat(70))], // two-byte lengths
+  ]);
+  const section = new Uint8Array([...headerCount(headers.size), ...headerEntries([...headers])]);
+  const writer = new RecordBatchWriter();
+  const records = (h: BatchRecord["headers"]): BatchRecord[] => [
+    { key: text("k"), value: text("v"), headers: h },
+    { key: null, value: null, headers: h },
+  ];
+  const byName = writer.batch(records(headers), { timestamp: 5, producerId: 3n });
+  assert.deepEqual(writer.batch(records(section), { timestamp: 5, producerId: 3n }), byName);
+  assert.deepEqual(byName, clientBatch(records(headers), { timestamp: 5, producerId: 3n }));
 });
 
 Deno.test("record batch: CRC-32C equals the client's on every length and offset", () => {
