@@ -482,9 +482,17 @@ export class DebeziumFormat {
       out.raw("null");
     }
     const now = this.#now();
-    const ms = Math.floor(now);
     const us = Math.floor(now * 1000);
-    out.raw(`,"op":"${op}","ts_ms":${ms},"ts_us":${us},"ts_ns":${us}000}`);
+    // Numbers written as digits, not through strings: this is once per change.
+    out.raw(',"op":"');
+    out.raw(op);
+    out.raw('","ts_ms":');
+    out.integer(Math.floor(now));
+    out.raw(',"ts_us":');
+    out.integer(us);
+    out.raw(',"ts_ns":');
+    out.integer(us);
+    out.raw("000}");
     if (this.schemas) out.byte(0x7d);
     return out.take();
   }
@@ -605,14 +613,19 @@ export class DebeziumFormat {
     }
     out.raw(this.#sourceHead);
     out.raw(this.#commitTimePart);
-    out.raw(`"[${this.#lastCommit},\\"${source.lsn}\\"]"`);
+    out.raw('"[');
+    out.raw(this.#lastCommit);
+    out.raw(',\\"');
+    out.bigint(source.lsn);
+    out.raw('\\"]"');
     out.raw(this.#commitTimeRest);
     out.raw(shape.sourceTail);
-    out.raw(
-      `${source.xid},"lsn":${source.lsn},"xmin":null,"origin":${
-        source.origin === undefined ? "null" : JSON.stringify(source.origin)
-      },"origin_lsn":null}`,
-    );
+    out.integer(source.xid);
+    out.raw(',"lsn":');
+    out.bigint(source.lsn);
+    out.raw(',"xmin":null,"origin":');
+    out.raw(source.origin === undefined ? "null" : JSON.stringify(source.origin));
+    out.raw(',"origin_lsn":null}');
   }
 
   #commitTimeRest = "";

@@ -75,6 +75,35 @@ export class JsonWriter extends ByteWriter {
     } while (rest > 0);
   }
 
+  /** A safe integer's decimal digits, as `String(value)` writes them, without making a string. */
+  integer(value: number): void {
+    if (!Number.isSafeInteger(value)) {
+      this.raw(String(value));
+      return;
+    }
+    this.reserve(17);
+    const buffer = this.buffer;
+    if (value < 0) {
+      buffer[this.end++] = 0x2d;
+      value = -value;
+    }
+    let digits = 1;
+    for (let rest = value; rest >= 10; rest = Math.floor(rest / 10)) digits++;
+    let at = this.end + digits;
+    this.end = at;
+    do {
+      const next = Math.floor(value / 10);
+      buffer[--at] = 0x30 + (value - next * 10);
+      value = next;
+    } while (value > 0);
+  }
+
+  /** A bigint's decimal digits, as `String(value)` writes them. */
+  bigint(value: bigint): void {
+    if (value >= -MAX_SAFE && value <= MAX_SAFE) this.integer(Number(value));
+    else this.raw(value.toString());
+  }
+
   /** A JSON string literal, escaped as `JSON.stringify` escapes it. */
   string(value: string): void {
     const count = value.length;
@@ -103,7 +132,8 @@ export class JsonWriter extends ByteWriter {
         this.string(value);
         return;
       case "number":
-        this.raw(Number.isFinite(value) ? `${value}` : "null");
+        if (Number.isSafeInteger(value)) this.integer(value);
+        else this.raw(Number.isFinite(value) ? `${value}` : "null");
         return;
       case "boolean":
         this.raw(value ? "true" : "false");

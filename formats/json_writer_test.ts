@@ -49,3 +49,23 @@ Deno.test("JsonWriter.lsn: PostgreSQL's text form at every digit count and at th
     assert.equal(writer.text(), expected, `lsn ${value}`);
   }
 });
+
+Deno.test("JsonWriter.integer and bigint write what String() writes, without strings", () => {
+  const out = new JsonWriter();
+  const numbers = [0, -0, 7, -7, 9, 10, 99, 100, 1234567, -987654321, 2 ** 53 - 1, -(2 ** 53 - 1)];
+  for (const n of numbers) {
+    out.reset();
+    out.integer(n);
+    assert.equal(out.text(), String(n));
+  }
+  for (const n of [1.5, 2 ** 60, -1e21]) {
+    out.reset();
+    out.integer(n);
+    assert.equal(out.text(), String(n));
+  }
+  for (const b of [0n, 42n, -42n, 2n ** 53n - 1n, 2n ** 53n, -(2n ** 64n), 2n ** 64n - 1n]) {
+    out.reset();
+    out.bigint(b);
+    assert.equal(out.text(), String(b));
+  }
+});

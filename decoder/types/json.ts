@@ -213,23 +213,51 @@ const SMALL = 2n ** 47n;
  * that hold the value and its sign bit.
  */
 export function twosComplement(value: bigint): Uint8Array {
-  if (value >= -SMALL && value < SMALL) {
-    // Most decimals' unscaled values: in doubles, exactly (below 2^48), without strings.
-    const number = Number(value);
-    let bytes = 1;
-    while (number < -(2 ** (8 * bytes - 1)) || number >= 2 ** (8 * bytes - 1)) bytes++;
-    const out = new Uint8Array(bytes);
-    let rest = number < 0 ? number + 2 ** (8 * bytes) : number;
-    for (let i = bytes - 1; i >= 0; i--) {
-      out[i] = rest % 256;
-      rest = Math.floor(rest / 256);
-    }
-    return out;
-  }
+  // Most decimals' unscaled values: in doubles, exactly (below 2^48), without strings.
+  if (value >= -SMALL && value < SMALL) return smallTwosComplement(Number(value));
   const magnitude = value < 0n ? -value - 1n : value;
   const bits = magnitude === 0n ? 0 : magnitude.toString(2).length;
   const bytes = Math.floor(bits / 8) + 1;
   return Uint8Array.fromHex(BigInt.asUintN(bytes * 8, value).toString(16).padStart(bytes * 2, "0"));
+}
+
+/** The sign bit of a two's complement of n bytes: 2^(8n - 1), for n = 0..6. */
+const SIGN_BITS = [0.5, 2 ** 7, 2 ** 15, 2 ** 23, 2 ** 31, 2 ** 39, 2 ** 47];
+
+/** {@linkcode twosComplement} of an integer in [-2^47, 2^47), computed in doubles. */
+function smallTwosComplement(number: number): Uint8Array {
+  let bytes = 1;
+  while (number < -SIGN_BITS[bytes]! || number >= SIGN_BITS[bytes]!) bytes++;
+  const out = new Uint8Array(bytes);
+  let rest = number < 0 ? number + SIGN_BITS[bytes]! * 2 : number;
+  for (let i = bytes - 1; i >= 0; i--) {
+    out[i] = rest % 256;
+    rest = Math.floor(rest / 256);
+  }
+  return out;
+}
+
+/**
+ * The unscaled value of PostgreSQL numeric text that has exactly `scale` fraction digits and
+ * at most 15 digits in all (exact in a double, below 2^47): what a `numeric(p,s)` column
+ * prints; `null` for anything else (the general path handles it).
+ */
+function smallUnscaled(text: string, scale: number): number | null {
+  const length = text.length;
+  if (length > 17 || length === 0) return null;
+  const dot = text.indexOf(".");
+  if (dot < 0 ? scale !== 0 : length - dot - 1 !== scale) return null;
+  let value = 0;
+  let digits = 0;
+  for (let i = text.charCodeAt(0) === 0x2d ? 1 : 0; i < length; i++) {
+    if (i === dot) continue;
+    const digit = text.charCodeAt(i) - 0x30;
+    if (digit < 0 || digit > 9) return null;
+    value = value * 10 + digit;
+    digits++;
+  }
+  if (digits === 0 || digits > 14) return null;
+  return text.charCodeAt(0) === 0x2d ? -value : value;
 }
 
 /** Splits PostgreSQL numeric text into unscaled digits and scale; null for NaN/±Infinity. */
@@ -693,6 +721,10 @@ class Builder {
       if (typeof v !== "string") return fallback(v);
       if (mode === "string") return v;
       if (mode === "double") return encodeFloat(Number(v));
+      if (scale !== null || !variable) {
+        const small = smallUnscaled(v, scale ?? 2);
+        if (small !== null) return smallTwosComplement(small).toBase64();
+      }
       const parsed = parseDecimal(v);
       if (parsed === null) return v;
       if (scale !== null || !variable) {

@@ -314,3 +314,37 @@ Deno.test("twosComplement: Java's BigInteger.toByteArray() on both sides of ever
     assert.deepEqual([...twosComplement(value)], bytes, String(value));
   }
 });
+
+Deno.test("json: Debezium decimals of numeric(p,s) are the same on the fast path (≤ 14 digits) and past it", () => {
+  const d = DEBEZIUM_DEFAULTS;
+  const base64 = (unscaled: bigint) => JSON.stringify(twosComplement(unscaled).toBase64());
+  for (const scale of [0, 2, 4]) {
+    const values = [
+      0n,
+      1n,
+      -1n,
+      127n,
+      128n,
+      -129n,
+      10n ** 13n,
+      10n ** 14n - 1n,
+      -(10n ** 14n) + 1n,
+    ];
+    values.push(10n ** 14n, 10n ** 17n + 3n, -(10n ** 18n)); // past the fast path
+    for (let i = 0; i < 300; i++) {
+      values.push(BigInt(Math.floor((Math.random() - 0.5) * 10 ** Math.floor(Math.random() * 15))));
+    }
+    for (const unscaled of values) {
+      const digits = (unscaled < 0n ? -unscaled : unscaled).toString().padStart(scale + 1, "0");
+      const text = (unscaled < 0n ? "-" : "") +
+        (scale === 0 ? digits : `${digits.slice(0, -scale)}.${digits.slice(-scale)}`);
+      assert.equal(
+        json(text, Oid.numeric, d, numericTypmod(20, scale)),
+        base64(unscaled),
+        `${text} at scale ${scale}`,
+      );
+    }
+  }
+  // Fewer fraction digits than the scale (rescaled by the general path).
+  assert.equal(json("12.5", Oid.numeric, d, numericTypmod(10, 2)), base64(1250n));
+});
