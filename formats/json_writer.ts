@@ -82,20 +82,33 @@ export class JsonWriter extends ByteWriter {
       return;
     }
     this.reserve(17);
-    const buffer = this.buffer;
     if (value < 0) {
-      buffer[this.end++] = 0x2d;
+      this.buffer[this.end++] = 0x2d;
       value = -value;
     }
-    let digits = 1;
-    for (let rest = value; rest >= 10; rest = Math.floor(rest / 10)) digits++;
-    let at = this.end + digits;
+    if (value < 100_000_000) {
+      this.#digits(value, 0);
+      return;
+    }
+    // Two parts below 10^8, so each is written with 32-bit integer arithmetic.
+    const high = Math.floor(value / 100_000_000);
+    this.#digits(high, 0);
+    this.#digits(value - high * 100_000_000, 8);
+  }
+
+  /** The digits of an integer in [0, 10^8), padded with zeros to `width`. */
+  #digits(value: number, width: number): void {
+    let count = 1;
+    for (let rest = value; rest >= 10; rest = (rest / 10) | 0) count++;
+    if (count < width) count = width;
+    const buffer = this.buffer;
+    let at = this.end + count;
     this.end = at;
-    do {
-      const next = Math.floor(value / 10);
-      buffer[--at] = 0x30 + (value - next * 10);
+    for (let i = 0; i < count; i++) {
+      const next = (value / 10) | 0;
+      buffer[--at] = 0x30 + value - next * 10;
       value = next;
-    } while (value > 0);
+    }
   }
 
   /** A bigint's decimal digits, as `String(value)` writes them. */

@@ -53,6 +53,9 @@ Deno.test("JsonWriter.lsn: PostgreSQL's text form at every digit count and at th
 Deno.test("JsonWriter.integer and bigint write what String() writes, without strings", () => {
   const out = new JsonWriter();
   const numbers = [0, -0, 7, -7, 9, 10, 99, 100, 1234567, -987654321, 2 ** 53 - 1, -(2 ** 53 - 1)];
+  // Around the split at 10^8 (a low part with leading zeros) and the epoch in µs.
+  numbers.push(99_999_999, 100_000_000, 100_000_001, 1_000_000_007, 1_733_475_600_000_123);
+  for (let i = 0; i < 2000; i++) numbers.push(Math.floor((Math.random() - 0.5) * 2 ** 53));
   for (const n of numbers) {
     out.reset();
     out.integer(n);
