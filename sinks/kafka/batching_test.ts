@@ -337,3 +337,26 @@ Deno.test("batcher exactly-once: a replay whose new transaction fails to begin k
   assert.equal(events.at(-1), "commit:10");
   await batcher.close();
 });
+
+Deno.test("batcher exactly-once: a durable write whose commit came in an earlier part waits until that commit is committed", async () => {
+  // A large write reaches the batcher in parts (KafkaSink.write): the commit may be in a part
+  // added without waiting, and the last part, durable, holds records of the next transaction.
+  let release: () => void = () => {};
+  const gate = new Promise<void>((resolve) => release = resolve);
+  const { batcher, events } = setup({ exactlyOnce: true });
+  const producer = batcher.producer as unknown as FakeProducer;
+  const commitOriginal = producer.commit.bind(producer);
+  producer.commit = async (checkpoint) => {
+    await gate;
+    return commitOriginal(checkpoint);
+  };
+  await batcher.add([message("a"), commit(10)], false);
+  let durable = false;
+  const last = batcher.add([message("b")], true).then(() => durable = true);
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  assert.equal(durable, false, "the durable write returned before its commit was committed");
+  release();
+  await last;
+  assert.ok(withoutCheckpoints(events).includes("commit:10"));
+  await batcher.close();
+});

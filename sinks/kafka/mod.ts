@@ -292,7 +292,8 @@ export class KafkaSink implements Sink {
     const batcher = this.#batcher;
     if (batcher === null) throw new Error(`${this.name} is not open`);
     if (this.#avro !== null) await this.#registerSchemas(records);
-    const messages: (OutMessage | Marker)[] = [];
+    let messages: (OutMessage | Marker)[] = [];
+    let bytes = 0;
     for (const record of records) {
       try {
         if (record.kind === "begin" && this.#open && !this.#skipsBegin(record.tx)) {
@@ -300,21 +301,38 @@ export class KafkaSink implements Sink {
           // sink has of its first part is dropped, or (exactly-once) aborted with its Kafka
           // transaction.
           await batcher.restartTransaction(messages);
+          bytes = messages.reduce((sum, message) => sum + encodedBytes(message), 0);
           this.#open = false;
         }
+        const from = messages.length;
         this.#encode(record, messages);
+        for (let i = from; i < messages.length; i++) bytes += encodedBytes(messages[i]!);
       } catch (error) {
         if (error instanceof KafkaSinkError && !error.retriable) this.#fatal = error;
         throw error;
       }
+      if (bytes >= this.config.batchBytes) {
+        // A request's worth is handed on at once, and the event loop gets a turn: answers are
+        // read and requests sent while the rest of a large write is encoded (a write of
+        // thousands of wide records kept the broker waiting for tens of milliseconds).
+        await this.#add(batcher, messages, false);
+        messages = [];
+        bytes = 0;
+        await new Promise((resolve) => setTimeout(resolve, 0));
+      }
     }
+    await this.#add(batcher, messages, options.durable ?? true);
+  }
+
+  /** Hands `messages` to the batcher, creating their topics first where needed. */
+  async #add(batcher: Batcher, messages: (OutMessage | Marker)[], durable: boolean): Promise<void> {
     const topics = new Set<string>();
     for (const message of messages) {
       if ("topic" in message && !this.#topics.has(message.topic)) topics.add(message.topic);
     }
     if (topics.size > 0) await this.#ensureTopics([...topics]);
     try {
-      await batcher.add(messages, options.durable ?? true);
+      await batcher.add(messages, durable);
     } catch (error) {
       if (error instanceof KafkaSinkError && !error.retriable) this.#fatal = error;
       throw error;
@@ -731,6 +749,12 @@ export class KafkaSink implements Sink {
     }
     return { state: "ok", written: this.#written };
   }
+}
+
+/** Bytes of a record's key and value (0 for a commit marker). */
+function encodedBytes(entry: OutMessage | Marker): number {
+  if ("marker" in entry) return 0;
+  return (entry.key?.byteLength ?? 0) + (entry.value?.byteLength ?? 0);
 }
 
 /** Headers given as text, encoded. */
