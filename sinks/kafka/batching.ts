@@ -115,6 +115,8 @@ export class Batcher {
   /** Sequence number of the newest commit marker queued. */
   #lastMarker = -1;
   #waiters: Waiter[] = [];
+  /** The entries last added are part of a write whose rest follows (see {@linkcode add}). */
+  #more = false;
   #roomWaiters: (() => void)[] = [];
   #pump: Promise<void> | null = null;
   #linger: ReturnType<typeof setTimeout> | undefined;
@@ -153,12 +155,14 @@ export class Batcher {
   }
 
   /**
-   * Queues `entries`. Durable: resolves once everything up to the last commit marker among them
+   * Queues `entries`. Durable: resolves once everything up to the last commit marker queued
    * (at-least-once: everything) is acknowledged (exactly-once: committed). Otherwise resolves
-   * once queued, or once there is room when the queue is over its byte bound.
+   * once queued, or once there is room when the queue is over its byte bound. `more`: the rest
+   * of the same write follows (exactly-once then commits at its end, unless the queue fills).
    */
-  async add(entries: readonly Entry[], durable: boolean): Promise<void> {
+  async add(entries: readonly Entry[], durable: boolean, more = false): Promise<void> {
     if (this.#fatal !== null) throw this.#fatal;
+    this.#more = more;
     for (const entry of entries) {
       this.#queue.push(entry);
       this.#queuedBytes += sizeOf(entry);
@@ -232,6 +236,11 @@ export class Batcher {
     while (this.#pump !== null) await this.#pump.catch(() => {});
   }
 
+  /** Exactly-once: the commit at the head waits for the rest of its write (see {@linkcode add}). */
+  #holdsCommit(): boolean {
+    return this.#more && this.#queuedBytes <= this.#maxQueued;
+  }
+
   #kick(): void {
     if (this.#linger !== undefined) {
       clearTimeout(this.#linger);
@@ -239,6 +248,12 @@ export class Batcher {
     }
     if (this.#pump !== null || this.#fatal !== null) return;
     if (this.#head >= this.#queue.length) return;
+    // A commit held for the rest of its write: the next add (or a full queue) starts it.
+    const first = this.#queue[this.#head]!;
+    if (
+      this.#options.exactlyOnce !== null && "marker" in first &&
+      this.#taken === this.#lastMarker && this.#holdsCommit()
+    ) return;
     this.#pump = this.#run().then(
       () => {
         this.#pump = null;
@@ -273,8 +288,10 @@ export class Batcher {
         if (this.#closing.signal.aborted) throw new Error(`${this.#options.name} is closed`);
         const first = this.#queue[this.#head]!;
         if ("marker" in first && eos !== null && this.#taken === this.#lastMarker) {
-          // Exactly-once commits at the last commit queued, once everything before it is in.
-          if (flights.length > 0) break;
+          // Exactly-once commits at the last commit queued, once everything before it is in;
+          // while more of the write is coming (and there is room for it), at its end: one
+          // Kafka transaction per write, as when a write came whole.
+          if (flights.length > 0 || this.#holdsCommit()) break;
           this.#take(1);
           await this.#retrying("committing", async () => {
             await this.#replay();

@@ -73,6 +73,7 @@ const commit = (at: number): Marker => ({ marker: "commit", lsn: lsn(BigInt(at))
 function setup(options: {
   exactlyOnce?: boolean;
   batchBytes?: number;
+  maxQueuedBytes?: number;
   fail?: (call: string) => Error | null;
 }) {
   const events: Event[] = [];
@@ -91,6 +92,7 @@ function setup(options: {
       ? { group: "g", topic: "spillway.checkpoints", transactionalId: "tx" }
       : null,
     batchBytes: options.batchBytes ?? 1_000_000,
+    maxQueuedBytes: options.maxQueuedBytes,
     lingerMs: 0,
     log: silentLogger,
     name: "kafka:fake",
@@ -359,4 +361,23 @@ Deno.test("batcher exactly-once: a durable write whose commit came in an earlier
   await last;
   assert.ok(withoutCheckpoints(events).includes("commit:10"));
   await batcher.close();
+});
+
+Deno.test("batcher exactly-once: a write in parts commits once, at its end; a queue that fills commits earlier", async () => {
+  const { batcher, events } = setup({ exactlyOnce: true });
+  await batcher.add([message("a"), commit(10), message("b")], false, true);
+  await batcher.add([commit(20), message("c")], false, true);
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  assert.deepEqual(withoutCheckpoints(events).filter((e) => e.startsWith("commit")), []);
+  await batcher.add([commit(30)], true);
+  assert.deepEqual(withoutCheckpoints(events).filter((e) => e.startsWith("commit")), ["commit:30"]);
+  await batcher.close();
+
+  // Past its byte bound the queue does not wait for the rest of the write.
+  const full = setup({ exactlyOnce: true, batchBytes: 100, maxQueuedBytes: 200 });
+  await full.batcher.add([message("d"), commit(40), message("e"), message("f")], false, true);
+  await full.batcher.add([message("g"), message("h")], false, true);
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  assert.ok(withoutCheckpoints(full.events).includes("commit:40"), full.events.join(" "));
+  await full.batcher.close();
 });

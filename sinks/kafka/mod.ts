@@ -315,7 +315,7 @@ export class KafkaSink implements Sink {
         // A request's worth is handed on at once, and the event loop gets a turn: answers are
         // read and requests sent while the rest of a large write is encoded (a write of
         // thousands of wide records kept the broker waiting for tens of milliseconds).
-        await this.#add(batcher, messages, false);
+        await this.#add(batcher, messages, false, true);
         messages = [];
         bytes = 0;
         await new Promise((resolve) => setTimeout(resolve, 0));
@@ -325,14 +325,19 @@ export class KafkaSink implements Sink {
   }
 
   /** Hands `messages` to the batcher, creating their topics first where needed. */
-  async #add(batcher: Batcher, messages: (OutMessage | Marker)[], durable: boolean): Promise<void> {
+  async #add(
+    batcher: Batcher,
+    messages: (OutMessage | Marker)[],
+    durable: boolean,
+    more = false,
+  ): Promise<void> {
     const topics = new Set<string>();
     for (const message of messages) {
       if ("topic" in message && !this.#topics.has(message.topic)) topics.add(message.topic);
     }
     if (topics.size > 0) await this.#ensureTopics([...topics]);
     try {
-      await batcher.add(messages, durable);
+      await batcher.add(messages, durable, more);
     } catch (error) {
       if (error instanceof KafkaSinkError && !error.retriable) this.#fatal = error;
       throw error;
