@@ -239,7 +239,7 @@ function smallTwosComplement(number: number): Uint8Array {
 
 /**
  * The unscaled value of PostgreSQL numeric text that has exactly `scale` fraction digits and
- * at most 15 digits in all (exact in a double, below 2^47): what a `numeric(p,s)` column
+ * at most 14 digits in all (exact in a double, below 2^47): what a `numeric(p,s)` column
  * prints; `null` for anything else (the general path handles it).
  */
 function smallUnscaled(text: string, scale: number): number | null {

@@ -8,8 +8,8 @@
  * waits until the broker acknowledged everything up to its last commit.
  *
  * Failures: a retriable one (broker down, leader moving, timeout) that the producer's own
- * retries did not mend is retried with backoff, on a new producer, for as long as it takes, while {@linkcode Batcher.status} says
- * failing; a fatal one fails every waiting write.
+ * retries did not mend is retried with backoff, on a new producer, for as long as it takes,
+ * while {@linkcode Batcher.status} says failing; a fatal one fails every waiting write.
  *
  * Exactly-once: records go out inside a Kafka transaction, which commits at the last
  * PostgreSQL commit queued (with the checkpoint, see `checkpoint.ts`), so a Kafka transaction
@@ -117,6 +117,8 @@ export class Batcher {
   #waiters: Waiter[] = [];
   /** The entries last added are part of a write whose rest follows (see {@linkcode add}). */
   #more = false;
+  /** The sequence number where the write in parts began: its commits are the ones held. */
+  #holdFrom = 0;
   #roomWaiters: (() => void)[] = [];
   #pump: Promise<void> | null = null;
   #linger: ReturnType<typeof setTimeout> | undefined;
@@ -162,6 +164,8 @@ export class Batcher {
    */
   async add(entries: readonly Entry[], durable: boolean, more = false): Promise<void> {
     if (this.#fatal !== null) throw this.#fatal;
+    // The first part of a write in parts: commits queued before it are not held for it.
+    if (more && !this.#more) this.#holdFrom = this.#added;
     this.#more = more;
     for (const entry of entries) {
       this.#queue.push(entry);
@@ -238,7 +242,8 @@ export class Batcher {
 
   /** Exactly-once: the commit at the head waits for the rest of its write (see {@linkcode add}). */
   #holdsCommit(): boolean {
-    return this.#more && this.#queuedBytes <= this.#maxQueued;
+    return this.#more && this.#lastMarker >= this.#holdFrom &&
+      this.#queuedBytes <= this.#maxQueued;
   }
 
   #kick(): void {

@@ -381,3 +381,14 @@ Deno.test("batcher exactly-once: a write in parts commits once, at its end; a qu
   assert.ok(withoutCheckpoints(full.events).includes("commit:40"), full.events.join(" "));
   await full.batcher.close();
 });
+
+Deno.test("batcher exactly-once: a commit queued before a write in parts is not held for that write", async () => {
+  const { batcher, events } = setup({ exactlyOnce: true });
+  await batcher.add([message("a"), commit(10)], false);
+  await batcher.add([message("b")], false, true);
+  await new Promise((resolve) => setTimeout(resolve, 30));
+  assert.ok(withoutCheckpoints(events).includes("commit:10"), events.join(" "));
+  await batcher.add([commit(20)], true);
+  assert.ok(withoutCheckpoints(events).includes("commit:20"));
+  await batcher.close();
+});

@@ -294,34 +294,43 @@ export class KafkaSink implements Sink {
     if (this.#avro !== null) await this.#registerSchemas(records);
     let messages: (OutMessage | Marker)[] = [];
     let bytes = 0;
-    for (const record of records) {
-      try {
-        if (record.kind === "begin" && this.#open && !this.#skipsBegin(record.tx)) {
-          // The transaction is sent again from its Begin (the source reconnected): what this
-          // sink has of its first part is dropped, or (exactly-once) aborted with its Kafka
-          // transaction.
-          await batcher.restartTransaction(messages);
-          bytes = messages.reduce((sum, message) => sum + encodedBytes(message), 0);
-          this.#open = false;
+    // Once a part is with the batcher, a failure fails the sink for good: a write tried again
+    // would queue that part twice (a restart resumes from the slot instead).
+    let handed = false;
+    try {
+      for (const record of records) {
+        try {
+          if (record.kind === "begin" && this.#open && !this.#skipsBegin(record.tx)) {
+            // The transaction is sent again from its Begin (the source reconnected): what this
+            // sink has of its first part is dropped, or (exactly-once) aborted with its Kafka
+            // transaction.
+            await batcher.restartTransaction(messages);
+            bytes = messages.reduce((sum, message) => sum + encodedBytes(message), 0);
+            this.#open = false;
+          }
+          const from = messages.length;
+          this.#encode(record, messages);
+          for (let i = from; i < messages.length; i++) bytes += encodedBytes(messages[i]!);
+        } catch (error) {
+          if (error instanceof KafkaSinkError && !error.retriable) this.#fatal = error;
+          throw error;
         }
-        const from = messages.length;
-        this.#encode(record, messages);
-        for (let i = from; i < messages.length; i++) bytes += encodedBytes(messages[i]!);
-      } catch (error) {
-        if (error instanceof KafkaSinkError && !error.retriable) this.#fatal = error;
-        throw error;
+        if (bytes >= this.config.batchBytes) {
+          // A request's worth is handed on at once, and the event loop gets a turn: answers are
+          // read and requests sent while the rest of a large write is encoded (a write of
+          // thousands of wide records kept the broker waiting for tens of milliseconds).
+          await this.#add(batcher, messages, false, true);
+          handed = true;
+          messages = [];
+          bytes = 0;
+          await new Promise((resolve) => setTimeout(resolve, 0));
+        }
       }
-      if (bytes >= this.config.batchBytes) {
-        // A request's worth is handed on at once, and the event loop gets a turn: answers are
-        // read and requests sent while the rest of a large write is encoded (a write of
-        // thousands of wide records kept the broker waiting for tens of milliseconds).
-        await this.#add(batcher, messages, false, true);
-        messages = [];
-        bytes = 0;
-        await new Promise((resolve) => setTimeout(resolve, 0));
-      }
+      await this.#add(batcher, messages, options.durable ?? true);
+    } catch (error) {
+      if (handed) this.#fatal ??= error instanceof Error ? error : new Error(String(error));
+      throw error;
     }
-    await this.#add(batcher, messages, options.durable ?? true);
   }
 
   /** Hands `messages` to the batcher, creating their topics first where needed. */
@@ -659,8 +668,8 @@ export class KafkaSink implements Sink {
 
   /**
    * A change's headers: Spillway's (`headers: true`), then those a transform set (which win).
-   * Names, and the values a transaction's or a table's records share, are encoded once: the
-   * client writes each header's bytes as they are.
+   * Spillway's alone: the record's header section, encoded here (`record_batch.ts` writes it
+   * as it is), the entries a transaction's or a table's records share encoded once.
    */
   #headers(record: Extract<SinkRecord, { kind: "change" }>): RecordHeaders | undefined {
     if (!this.config.headers) {

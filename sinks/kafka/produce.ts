@@ -106,6 +106,7 @@ export class ProduceRequestWriter extends RecordBatchWriter {
           this.reserve(sizes[n]!);
           this.writeBatch(records, batch);
         } else {
+          compressedScratch.reset(); // also after a compression that threw
           compressedScratch.writeBatch(records, batch);
           const bytes = compressedScratch.bytes();
           this.#varint(bytes.byteLength + 1);

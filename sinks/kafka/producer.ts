@@ -56,9 +56,9 @@ import type { BatchCompression, RecordHeaders } from "./record_batch.ts";
 import { readCertificate } from "./schema_registry.ts";
 
 /**
- * A record's headers: names and values as UTF-8 bytes ({@linkcode headerBytes}), handed to the
- * client as they are. Names and values that repeat (the header names, a transaction's xid) are
- * best encoded once and shared.
+ * A record's headers: names and values as UTF-8 bytes ({@linkcode headerBytes}), written into
+ * the record as they are. Names and values that repeat (the header names, a transaction's xid)
+ * are best encoded once and shared.
  */
 export type Headers = Map<Uint8Array, Uint8Array>;
 
@@ -312,6 +312,13 @@ interface PartitionBatch {
   records: OutMessage[];
 }
 
+/** Where a request goes: its batches, the connection to their leader, the Produce version. */
+interface Target {
+  batches: PartitionBatch[];
+  connection: Connection;
+  version: number;
+}
+
 /** A request sent: the batches it holds, for whom, and how it ended. */
 interface Sent {
   batches: PartitionBatch[];
@@ -321,9 +328,9 @@ interface Sent {
 }
 
 /**
- * Attempts of a refused request before the error goes to the sink (which then retries on a new
- * producer, for as long as it takes): a leader that moves or a topic just created mends within
- * them.
+ * Times a refused request is sent again (after the first attempt) before the error goes to the
+ * sink, which then goes on with a new producer, for as long as it takes: a leader that moves or
+ * a topic just created mends within them.
  */
 export const IN_PLACE_RETRIES = 5;
 
@@ -354,10 +361,18 @@ export class KafkaProducer {
   #turns = new Map<string, number>();
   /** Metadata read by {@linkcode prepare}: a send that finds its topics here starts at once. */
   #metadata: ClusterMetadata | null = null;
-  /** Sends get their sequence numbers and enter their connections in the order they began. */
+  /**
+   * Sends get their sequence numbers and enter their connections in the order they began. (A
+   * send's retries go out later, once the sends before it settled: see {@linkcode #finish}.)
+   */
   #ordered: Promise<unknown> = Promise.resolve();
   /** The newest send, settled (acknowledged or failed for good): the next one retries after it. */
   #settled: Promise<unknown> = Promise.resolve();
+  /**
+   * Why a send failed for good, or failed part-way: the sends after it would meet a gap in
+   * the sequence numbers, so they fail at once and the sink goes on with a new producer.
+   */
+  #broken: unknown = null;
   #produceVersion: number | null = null;
   /** A request writer whose buffer is free (see {@linkcode #produce}). */
   #requestWriter: ProduceRequestWriter | null = null;
@@ -458,20 +473,12 @@ export class KafkaProducer {
 
   /** Routes, numbers and sends the records of one send. */
   async #start(messages: readonly OutMessage[]): Promise<Sent[]> {
+    this.#throwIfBroken();
     const topics = [...new Set(messages.map((message) => message.topic))];
     let metadata = this.#metadata;
     if (metadata === null || topics.some((topic) => !metadata!.topics.has(topic))) {
       metadata = await this.#readMetadata(topics, false);
     }
-    const idempotent = this.#acks === -1;
-    const producerId = idempotent ? this.#producer.producerId ?? -1n : -1n;
-    const producerEpoch = idempotent ? this.#producer.producerEpoch ?? -1 : -1;
-    const owner = `${producerId}/${producerEpoch}`;
-    if (owner !== this.#sequenceOwner) {
-      this.#sequences.clear();
-      this.#sequenceOwner = owner;
-    }
-    // Each partition's records, numbered: what a retry sends again as it is.
     const batches: PartitionBatch[] = [];
     const byPartition = new Map<string, PartitionBatch>();
     for (const message of messages) {
@@ -485,23 +492,34 @@ export class KafkaProducer {
       }
       batch.records.push(message);
     }
-    for (const [key, batch] of byPartition) {
-      if (!idempotent) continue;
-      batch.baseSequence = this.#sequences.get(key) ?? 0;
-      this.#sequences.set(key, nextSequence(batch.baseSequence, batch.records.length));
+    // Everything that waits or may fail comes before the numbering: a send that took sequence
+    // numbers and sent nothing would leave a gap no later send gets past.
+    const targets = await this.#route(batches, metadata);
+    this.#throwIfBroken();
+    const idempotent = this.#acks === -1;
+    const producer = {
+      producerId: idempotent ? this.#producer.producerId ?? -1n : -1n,
+      producerEpoch: idempotent ? this.#producer.producerEpoch ?? -1 : -1,
+    };
+    const owner = `${producer.producerId}/${producer.producerEpoch}`;
+    if (owner !== this.#sequenceOwner) {
+      this.#sequences.clear();
+      this.#sequenceOwner = owner;
     }
-    return await this.#dispatch(batches, metadata, { producerId, producerEpoch });
+    if (idempotent) {
+      for (const [key, batch] of byPartition) {
+        batch.baseSequence = this.#sequences.get(key) ?? 0;
+        this.#sequences.set(key, nextSequence(batch.baseSequence, batch.records.length));
+      }
+    }
+    return this.#sendAll(targets, producer);
   }
 
   /**
-   * Sends `batches` to their partitions' leaders (one request per broker) and returns the
-   * requests under way, each with the batches it holds.
+   * Where `batches` go: their partitions' leaders (one request per broker), with a connection to
+   * each, the partitions added to the open transaction first.
    */
-  async #dispatch(
-    batches: readonly PartitionBatch[],
-    metadata: ClusterMetadata,
-    producer: { producerId: bigint; producerEpoch: number },
-  ): Promise<Sent[]> {
+  async #route(batches: readonly PartitionBatch[], metadata: ClusterMetadata): Promise<Target[]> {
     const destinations = new Map<number, { broker: Broker; batches: PartitionBatch[] }>();
     for (const batch of batches) {
       const leader = metadata.topics.get(batch.topic)?.partitions[batch.partition]?.leader ?? -1;
@@ -527,62 +545,107 @@ export class KafkaProducer {
       );
     }
     const version = this.#produceVersion ?? await this.#negotiateProduce();
-    const targets = [...destinations.values()];
-    const connections = await Promise.all(targets.map(({ broker }) => this.#connection(broker)));
-    // From here on nothing waits: the requests enter their connections' queues in turn.
+    const found = [...destinations.values()];
+    const connections = await Promise.all(found.map(({ broker }) => this.#connection(broker)));
+    return found.map(({ batches }, i) => ({ batches, connection: connections[i]!, version }));
+  }
+
+  /**
+   * Writes each target's request and hands it to its connection, without waiting: the requests
+   * enter their connections' queues in turn. A failure here, after some went out, breaks the
+   * producer (its sequence numbers have a gap).
+   */
+  #sendAll(
+    targets: readonly Target[],
+    producer: { producerId: bigint; producerEpoch: number },
+  ): Sent[] {
     const timestamp = Date.now();
-    return targets.map(({ batches }, i) => {
-      const topics = new Map<string, TopicRecords>();
-      for (const { topic, partition, baseSequence, records } of batches) {
-        let entry = topics.get(topic);
-        if (entry === undefined) {
-          entry = { topic, partitions: [] };
-          topics.set(topic, entry);
+    try {
+      return targets.map(({ batches, connection, version }) => {
+        const topics = new Map<string, TopicRecords>();
+        for (const { topic, partition, baseSequence, records } of batches) {
+          let entry = topics.get(topic);
+          if (entry === undefined) {
+            entry = { topic, partitions: [] };
+            topics.set(topic, entry);
+          }
+          entry.partitions.push({ partition, baseSequence, records });
         }
-        entry.partitions.push({ partition, baseSequence, records });
-      }
-      // The writer's buffer is used again once the connection copied the request out of it
-      // (it does so at once unless it is busy with another request's payload).
-      const writer = this.#requestWriter ?? new ProduceRequestWriter();
-      this.#requestWriter = null;
-      const body = writer.request([...topics.values()], {
-        transactionalId: this.#transactionalId,
-        acks: this.#acks,
-        timeoutMs: this.#timeoutMs,
-        ...producer,
-        timestamp,
-        compression: this.#compression,
+        // The writer's buffer is used again once the connection copied the request out of it
+        // (it does so at once unless it is busy with another request's payload).
+        const writer = this.#requestWriter ?? new ProduceRequestWriter();
+        this.#requestWriter = null;
+        const body = writer.request([...topics.values()], {
+          transactionalId: this.#transactionalId,
+          acks: this.#acks,
+          timeoutMs: this.#timeoutMs,
+          ...producer,
+          timestamp,
+          compression: this.#compression,
+        });
+        const done = this.#produce(connection, version, body, () => {
+          this.#requestWriter ??= writer;
+        }).then(
+          () => null,
+          (error: unknown) => error,
+        );
+        return { batches, producer, done };
       });
-      const done = this.#produce(connections[i]!, version, body, () => {
-        this.#requestWriter ??= writer;
-      }).then(
-        () => null,
-        (error: unknown) => error,
-      );
-      return { batches, producer, done };
-    });
+    } catch (error) {
+      this.#broken ??= error;
+      throw error;
+    }
   }
 
   /**
    * Waits for a send's requests; sends again, after the sends before it ended, what failed for
-   * a reason that may pass.
+   * a reason that may pass (finding the partitions' leaders anew). A send that fails for good
+   * breaks the producer: the sends after it could never get past its sequence numbers.
    */
   async #finish(requests: Sent[], previous: Promise<unknown>): Promise<void> {
+    const producer = requests[0]!.producer;
     let pending = requests;
+    let batches: PartitionBatch[] = [];
+    let lastError: unknown = null;
     for (let attempt = 1;; attempt++) {
-      const errors = await Promise.all(pending.map((request) => request.done));
-      const failed = pending.filter((_, i) => errors[i] !== null);
-      if (failed.length === 0) return;
-      const error = classifyError(errors.find((e) => e !== null), "sending records", this.brokers);
-      if (!error.retriable || attempt > IN_PLACE_RETRIES) throw error;
+      if (pending.length > 0) {
+        const errors = await Promise.all(pending.map((request) => request.done));
+        const failed = pending.filter((_, i) => errors[i] !== null);
+        if (failed.length === 0) return;
+        batches = failed.flatMap((request) => request.batches);
+        lastError = errors.find((e) => e !== null);
+      }
+      const error = classifyError(lastError, "sending records", this.brokers);
+      if (!error.retriable || attempt > IN_PLACE_RETRIES || this.#broken !== null) {
+        this.#broken ??= error;
+        throw error;
+      }
       // Later requests of a partition whose earlier one failed are refused too (their sequence
       // numbers are out of order): each send retries only after the one before it.
       await previous;
       await new Promise((resolve) => setTimeout(resolve, Math.min(50 * 2 ** attempt, 1_000)));
-      const batches = failed.flatMap((request) => request.batches);
-      const metadata = await this.#readMetadata([...new Set(batches.map((b) => b.topic))], true);
-      pending = await this.#dispatch(batches, metadata, failed[0]!.producer);
+      try {
+        this.#throwIfBroken();
+        const topics = [...new Set(batches.map((batch) => batch.topic))];
+        const targets = await this.#route(batches, await this.#readMetadata(topics, true));
+        pending = this.#sendAll(targets, producer);
+      } catch (caught) {
+        // No leader or no connection yet: an attempt too.
+        lastError = caught;
+        pending = [];
+      }
     }
+  }
+
+  /** Fails a send (retriably: the sink goes on with a new producer) once the producer broke. */
+  #throwIfBroken(): void {
+    if (this.#broken === null) return;
+    throw new KafkaSinkError(
+      `an earlier send of this producer failed (${
+        describeError(this.#broken)
+      }), so its sequence numbers have a gap`,
+      { retriable: true, cause: this.#broken },
+    );
   }
 
   /** The partition of a record: fixed, by its key (murmur2, as Java's), or round robin. */
