@@ -332,11 +332,15 @@ const CRC_TABLES = (() => {
 /**
  * The CPU's CRC-32C instruction through `@node-rs/crc32` (a Node-API addon, which the Kafka
  * client depends on too): about 14 times {@linkcode crc32c} here, where the JavaScript one took a
- * fifth of the sink's main thread on wide records. `null` where the addon cannot load.
+ * fifth of the sink's main thread on wide records. Imported by a name the module graph does not
+ * see: a bundle or a compiled binary (which cannot carry an addon; `deno bundle` fails on its
+ * loader) goes on with {@linkcode crc32c}, as does a run where the addon cannot load.
  */
-const nativeCrc32c: ((bytes: Uint8Array) => number) | null = await import(
-  "npm:@node-rs/crc32@1.10.8"
-).then((module) => module.crc32c, () => null);
+const CRC_ADDON = "npm:@node-rs/crc32@1.10.8";
+const nativeCrc32c: ((bytes: Uint8Array) => number) | null = await import(CRC_ADDON).then(
+  (module: { crc32c(bytes: Uint8Array): number }) => module.crc32c,
+  () => null,
+);
 
 /** Whether {@linkcode batchCrc} uses the CPU's instruction (the addon loaded). */
 export const NATIVE_CRC = nativeCrc32c !== null;
