@@ -43,7 +43,7 @@ import {
 import { Buffer } from "node:buffer";
 import { type Lsn, lsn } from "../../decoder/lsn.ts";
 import type { KafkaSinkConfig } from "../../config/mod.ts";
-import type { Logger } from "../../ops/log.ts";
+import { type Logger, silentLogger } from "../../ops/log.ts";
 import { keyHash } from "./murmur2.ts";
 import {
   nextSequence,
@@ -349,6 +349,7 @@ export class KafkaProducer {
   readonly #timeoutMs: number;
   readonly #acks: number;
   readonly #compression: BatchCompression | undefined;
+  readonly #log: Logger;
   #admin: Admin | null = null;
   /** Something was sent in the open transaction. */
   #transactionUsed = false;
@@ -383,8 +384,10 @@ export class KafkaProducer {
     config: KafkaSinkConfig,
     transactionalId: string | null,
     timeoutMs: number,
+    log: Logger,
   ) {
     this.brokers = config.brokers;
+    this.#log = log;
     this.#config = config;
     this.#producer = producer;
     this.#data = data;
@@ -441,7 +444,14 @@ export class KafkaProducer {
       await data.close().catch(() => {});
       throw classifyError(error, "connecting", config.brokers);
     }
-    return new KafkaProducer(producer, data, config, options.transactionalId, timeoutMs);
+    return new KafkaProducer(
+      producer,
+      data,
+      config,
+      options.transactionalId,
+      timeoutMs,
+      options.log ?? silentLogger,
+    );
   }
 
   /**
@@ -620,6 +630,17 @@ export class KafkaProducer {
         this.#broken ??= error;
         throw error;
       }
+      this.#log(
+        attempt === 1 ? "warn" : "debug",
+        "Kafka refused a produce request; sending it again",
+        {
+          attempt,
+          error: error.message,
+          batches: batches.slice(0, 6).map((b) =>
+            `${b.topic}[${b.partition}] seq ${b.baseSequence}+${b.records.length}`
+          ).join(", "),
+        },
+      );
       // Later requests of a partition whose earlier one failed are refused too (their sequence
       // numbers are out of order): each send retries only after the one before it.
       await previous;
