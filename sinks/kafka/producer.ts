@@ -354,6 +354,11 @@ export class KafkaProducer {
   /** Something was sent in the open transaction. */
   #transactionUsed = false;
   #transaction: Awaited<ReturnType<SinkProducer["beginTransaction"]>> | null = null;
+  /**
+   * Partitions whose first batch under this producer is not acknowledged yet, and the send that
+   * carries it (settled when it has): see {@linkcode #start}.
+   */
+  #unconfirmed = new Map<string, Promise<void>>();
   /** The next sequence number per `topic\0partition`, for {@linkcode #sequenceOwner}. */
   #sequences = new Map<string, number>();
   /** The producer id and epoch the sequence numbers belong to. */
@@ -469,11 +474,14 @@ export class KafkaProducer {
     if (messages.length === 0) return;
     // Up to the requests entering their connections, sends go one at a time, in call order: the
     // sequence numbers of a partition must reach the broker in the order they were given.
-    const started = this.#ordered.then(() => this.#start(messages));
+    let markSettled: () => void = () => {};
+    const ended = new Promise<void>((resolve) => markSettled = resolve);
+    const started = this.#ordered.then(() => this.#start(messages, ended));
     this.#ordered = started.catch(() => {});
     const previous = this.#settled;
     const settled = started.then((requests) => this.#finish(requests, previous));
     this.#settled = settled.catch(() => {});
+    this.#settled.then(markSettled);
     try {
       await settled;
     } catch (error) {
@@ -481,8 +489,11 @@ export class KafkaProducer {
     }
   }
 
-  /** Routes, numbers and sends the records of one send. */
-  async #start(messages: readonly OutMessage[]): Promise<Sent[]> {
+  /**
+   * Routes, numbers and sends the records of one send; `ended` settles when it has (been
+   * acknowledged or failed for good).
+   */
+  async #start(messages: readonly OutMessage[], ended: Promise<void>): Promise<Sent[]> {
     this.#throwIfBroken();
     const topics = [...new Set(messages.map((message) => message.topic))];
     let metadata = this.#metadata;
@@ -505,6 +516,12 @@ export class KafkaProducer {
     // Everything that waits or may fail comes before the numbering: a send that took sequence
     // numbers and sent nothing would leave a gap no later send gets past.
     const targets = await this.#route(batches, metadata);
+    // A partition's first batch under this producer goes alone: while the broker knows no
+    // sequence of the producer there it takes any, so a later batch that reached it first (the
+    // first refused, a leader not ready yet on a topic just created) would be written ahead of
+    // it, and the first could then never follow.
+    const firsts = [...byPartition.keys()].flatMap((key) => this.#unconfirmed.get(key) ?? []);
+    if (firsts.length > 0) await Promise.all(firsts);
     this.#throwIfBroken();
     const idempotent = this.#acks === -1;
     const producer = {
@@ -514,11 +531,20 @@ export class KafkaProducer {
     const owner = `${producer.producerId}/${producer.producerEpoch}`;
     if (owner !== this.#sequenceOwner) {
       this.#sequences.clear();
+      this.#unconfirmed.clear();
       this.#sequenceOwner = owner;
     }
     if (idempotent) {
       for (const [key, batch] of byPartition) {
-        batch.baseSequence = this.#sequences.get(key) ?? 0;
+        const next = this.#sequences.get(key);
+        if (next === undefined) {
+          // The partition's first batch: the sends after it wait until it settled.
+          this.#unconfirmed.set(key, ended);
+          ended.then(() => {
+            if (this.#unconfirmed.get(key) === ended) this.#unconfirmed.delete(key);
+          });
+        }
+        batch.baseSequence = next ?? 0;
         this.#sequences.set(key, nextSequence(batch.baseSequence, batch.records.length));
       }
     }
