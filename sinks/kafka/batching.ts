@@ -83,9 +83,15 @@ interface Waiter {
   reject: (error: unknown) => void;
 }
 
-function sizeOf(entry: Entry): number {
+/** Bytes of a record's key and value (0 for a commit marker). */
+export function recordBytes(entry: Entry): number {
   if ("marker" in entry) return 0;
-  return (entry.key?.byteLength ?? 0) + (entry.value?.byteLength ?? 0) + 70;
+  return (entry.key?.byteLength ?? 0) + (entry.value?.byteLength ?? 0);
+}
+
+/** What a queued entry counts for: its bytes and about 70 of a record's overhead. */
+function sizeOf(entry: Entry): number {
+  return "marker" in entry ? 0 : recordBytes(entry) + 70;
 }
 
 const sleep = (ms: number, signal: AbortSignal) =>

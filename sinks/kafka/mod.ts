@@ -37,7 +37,7 @@ import { writeJsonLine } from "../../formats/json.ts";
 import { ConfigError } from "../../errors.ts";
 import { type Logger, silentLogger } from "../../ops/log.ts";
 import type { Sink, SinkStatus, WriteOptions } from "../types.ts";
-import { Batcher, type Marker } from "./batching.ts";
+import { Batcher, type Marker, recordBytes } from "./batching.ts";
 import { checkpointGroup } from "./checkpoint.ts";
 import { headerCount, headerEntries, headerField, type RecordHeaders } from "./record_batch.ts";
 import {
@@ -305,12 +305,12 @@ export class KafkaSink implements Sink {
             // sink has of its first part is dropped, or (exactly-once) aborted with its Kafka
             // transaction.
             await batcher.restartTransaction(messages);
-            bytes = messages.reduce((sum, message) => sum + encodedBytes(message), 0);
+            bytes = messages.reduce((sum, message) => sum + recordBytes(message), 0);
             this.#open = false;
           }
           const from = messages.length;
           this.#encode(record, messages);
-          for (let i = from; i < messages.length; i++) bytes += encodedBytes(messages[i]!);
+          for (let i = from; i < messages.length; i++) bytes += recordBytes(messages[i]!);
         } catch (error) {
           if (error instanceof KafkaSinkError && !error.retriable) this.#fatal = error;
           throw error;
@@ -763,12 +763,6 @@ export class KafkaSink implements Sink {
     }
     return { state: "ok", written: this.#written };
   }
-}
-
-/** Bytes of a record's key and value (0 for a commit marker). */
-function encodedBytes(entry: OutMessage | Marker): number {
-  if ("marker" in entry) return 0;
-  return (entry.key?.byteLength ?? 0) + (entry.value?.byteLength ?? 0);
 }
 
 /** Headers given as text, encoded. */

@@ -256,39 +256,40 @@ export function batchSize(records: readonly BatchRecord[], timestamp: number): n
  * ```
  */
 export function headerField(bytes: Uint8Array): Uint8Array {
-  const length = unsignedVarintBytes(zigzag(bytes.byteLength));
-  const out = new Uint8Array(length.byteLength + bytes.byteLength);
-  out.set(length);
-  out.set(bytes, length.byteLength);
-  return out;
+  return new HeaderWriter().field(bytes).bytes().slice();
 }
 
 /** Header entries (each name, then its value, as {@linkcode headerField}s), one after another. */
 export function headerEntries(
   entries: readonly (readonly [name: Uint8Array, value: Uint8Array])[],
 ): Uint8Array {
-  const out = new ByteWriter(256);
-  for (const [name, value] of entries) {
-    out.append(headerField(name));
-    out.append(headerField(value));
-  }
+  const out = new HeaderWriter();
+  for (const [name, value] of entries) out.field(name).field(value);
   return out.bytes().slice();
 }
 
 /** The count that starts a header section (a zigzag varint). */
 export function headerCount(count: number): Uint8Array {
-  return unsignedVarintBytes(zigzag(count));
+  return new HeaderWriter().count(count).bytes().slice();
 }
 
-function unsignedVarintBytes(value: number): Uint8Array {
-  const out = new Uint8Array(varintSize(value));
-  let at = 0;
-  while (value >= 0x80) {
-    out[at++] = (value % 0x80) | 0x80;
-    value = Math.floor(value / 0x80);
+/** Parts of header sections, through {@linkcode ByteWriter}'s varint. */
+class HeaderWriter extends ByteWriter {
+  constructor() {
+    super(256);
   }
-  out[at] = value;
-  return out;
+
+  field(bytes: Uint8Array): this {
+    this.count(bytes.byteLength);
+    this.append(bytes);
+    return this;
+  }
+
+  count(value: number): this {
+    this.reserve(5);
+    this.unsignedVarint(zigzag(value));
+    return this;
+  }
 }
 
 /** Zigzag of a 32-bit integer, as an unsigned number. */
