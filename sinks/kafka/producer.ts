@@ -564,7 +564,7 @@ export class KafkaProducer {
         const broker = metadata.brokers.get(leader);
         if (broker === undefined) {
           throw new KafkaSinkError(
-            `Kafka has no leader for partition ${batch.partition} of ${batch.topic} at the moment`,
+            `Kafka has no leader for partition ${batch.partition} of ${batch.topic} at the moment (a topic just created or a broker restarting); Spillway sends again, and if it lasts, check that the topic's replicas' brokers are up`,
             { retriable: true },
           );
         }
