@@ -392,3 +392,69 @@ Deno.test("batcher exactly-once: a commit queued before a write in parts is not 
   assert.ok(withoutCheckpoints(events).includes("commit:20"));
   await batcher.close();
 });
+
+Deno.test("batcher: under load, small writes wait for the request in flight and go out together, sooner when they fill a request, a durable write waits for them, or linger ends", async () => {
+  const events: Event[] = [];
+  const acks: (() => void)[] = [];
+  /** A stand-in whose requests are acknowledged when the test says. */
+  class SlowProducer extends FakeProducer {
+    override send(messages: readonly OutMessage[]): Promise<void> {
+      events.push(`send:${messages.map((m) => new TextDecoder().decode(m.value!)).join(",")}`);
+      return new Promise((resolve) => acks.push(resolve));
+    }
+  }
+  const connect = () =>
+    new SlowProducer(events, () => null, { value: null }) as unknown as KafkaProducer;
+  const batcherWith = (lingerMs: number) =>
+    new Batcher({
+      producer: connect(),
+      reconnect: () => Promise.resolve(connect()),
+      exactlyOnce: null,
+      batchBytes: 300, // four records of 71 bytes, as counted
+      lingerMs,
+      log: silentLogger,
+      name: "kafka:fake",
+    });
+  const turn = () => new Promise((resolve) => setTimeout(resolve, 0));
+  const batcher = batcherWith(60_000);
+  const first = batcher.add([message("a")], true); // idle: goes at once
+  await turn();
+  await batcher.add([message("b")], false);
+  await batcher.add([message("c")], false);
+  await turn();
+  assert.deepEqual(events, ["send:a"]); // b and c wait for a
+  acks.shift()!();
+  await first;
+  await turn();
+  assert.deepEqual(events, ["send:a", "send:b,c"]);
+  // While b,c is in flight: four records wait; the fifth fills a request, which goes at once.
+  for (const value of ["d", "e", "f", "g"]) await batcher.add([message(value)], false);
+  await turn();
+  assert.deepEqual(events.length, 2);
+  await batcher.add([message("h")], false);
+  await turn();
+  assert.deepEqual(events.slice(2), ["send:d,e,f,g"]);
+  // A durable write does not wait for more.
+  const durable = batcher.add([message("i")], true);
+  await turn();
+  assert.deepEqual(events.slice(3), ["send:h,i"]);
+  while (acks.length > 0) {
+    acks.shift()!();
+    await turn();
+  }
+  await durable;
+  await batcher.close();
+  // With a short linger, a record held back goes once linger has passed.
+  events.length = 0;
+  const short = batcherWith(20);
+  const inFlight = short.add([message("j")], true);
+  await turn();
+  await short.add([message("k")], false);
+  await turn();
+  assert.deepEqual(events, ["send:j"]);
+  await new Promise((resolve) => setTimeout(resolve, 40));
+  assert.deepEqual(events, ["send:j", "send:k"]);
+  while (acks.length > 0) acks.shift()!();
+  await inFlight;
+  await short.close();
+});
