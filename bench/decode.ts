@@ -9,9 +9,10 @@
  * - `pg_recvlogical` (`/usr/bin/pg_recvlogical`) with `-o proto_version=…
  *   -o publication_names=orders_pub [-o streaming=on] -f /dev/null -E <end LSN>`, timed from
  *   process start to exit;
- * - Spillway (`bench/_drain.ts`, its own process): the same START_REPLICATION options, every
- *   XLogData decoded by `PgoutputDecoder` and assembled by `TransactionAssembler` into a null
- *   sink, timed from connect until the commit is confirmed and the copy ended.
+ * - Spillway (`bench/_drain.ts`, its own process, with the V8 flags of `deno task tail`): the
+ *   same START_REPLICATION options, every XLogData decoded by `PgoutputDecoder` and assembled by
+ *   `TransactionAssembler` into a null sink, timed from connect until the commit is confirmed
+ *   and the copy ended.
  *
  * Two modes: proto_version 1, and proto_version 2 with streaming on (the walsender's default
  * `logical_decoding_work_mem` of 64MB is far below the transaction, so it is streamed; the drain
@@ -53,6 +54,7 @@ import {
   raceSlots,
   recvlogicalRun,
   startBenchPostgres,
+  taskV8Flags,
   timeDrain,
   type TimedRun,
   timeRecvlogical,
@@ -238,7 +240,10 @@ interface SpillwayRun extends DrainContext {
 
 async function runSpillway(options: SpillwayRun): Promise<Run> {
   const drainArgs = [
-    ...denoRunArgs(DRAIN, options.cpuProf ? `${options.slot}.cpuprofile` : undefined),
+    // As `deno task tail` runs it: with the tasks' V8 flags.
+    ...denoRunArgs(DRAIN, options.cpuProf ? `${options.slot}.cpuprofile` : undefined, {
+      v8Flags: taskV8Flags(),
+    }),
     "--port",
     String(options.port),
     "--slot",

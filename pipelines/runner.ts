@@ -865,15 +865,18 @@ export class PipelineRunner {
 }
 
 /**
- * What the replication stream reads ahead of the queue (XLogData not yet decoded): an eighth of
+ * What the replication stream reads ahead of the queue (XLogData not yet decoded): a 32nd of
  * `queue.max_bytes`, from 64 KiB to 8 MiB; 8 MiB without a bound. The source holds up to twice
  * this (the batch it decodes and the next one), which the README counts in a pipeline's memory;
- * the chunks it hands the reader hold at most a sixteenth of `max_bytes` (1 MiB at most) and
- * one message more, which is what the queue can pass its high watermark by.
+ * the chunks it hands the reader hold at most half of it (a 64th of `max_bytes`, 1 MiB at most)
+ * and one message more, which is what the queue can pass its high watermark by. Its messages are
+ * objects that live until decoded: the more of them wait, the more of them outlive V8's young
+ * generation and stay as garbage until a full collection (1 MiB instead of 4 took 40-80 MB off
+ * a 1,000,000-row drain's peak RSS, at the same throughput: bench/RESULTS.md).
  */
 export function readAheadBytes(maxBytes: number | null): number {
   if (maxBytes === null) return 8 << 20;
-  return Math.min(8 << 20, Math.max(64 << 10, Math.floor(maxBytes / 8)));
+  return Math.min(8 << 20, Math.max(64 << 10, Math.floor(maxBytes / 32)));
 }
 
 /** A routing table row (text columns; `key` a text[] as decoded) as a rule. */
