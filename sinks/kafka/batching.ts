@@ -381,19 +381,17 @@ export class Batcher {
 
   /**
    * Whether what is queued goes out now although other requests are in flight: it fills a
-   * request, a durable write waits for it, it has waited `linger`, or the sink is closing.
-   * Otherwise it waits (for the oldest request, more records, or `linger`), so that a busy
-   * pipeline's small writes share requests of up to `batch_bytes` instead of going one request
-   * each, as Kafka's own producer batches (`linger.ms`, `batch.size`). An idle sink (nothing
-   * in flight) sends at once.
+   * request, a durable write waits for it, or it has waited `linger`. Otherwise it waits (for
+   * the oldest request, more records, or `linger`), so that a busy pipeline's small writes share
+   * requests of up to `batch_bytes` instead of going one request each, as Kafka's own producer
+   * batches (`linger.ms`, `batch.size`). An idle sink (nothing in flight) sends at once.
    */
   #sendsPartial(): boolean {
     if (this.#queuedBytes >= this.#options.batchBytes) return true;
     const newest = this.#waiters.at(-1);
     if (newest !== undefined && newest.upTo > this.#taken) return true;
     const since = this.#heldSince;
-    return (since !== null && performance.now() - since >= this.#options.lingerMs) ||
-      this.#closing.signal.aborted;
+    return since !== null && performance.now() - since >= this.#options.lingerMs;
   }
 
   /**
@@ -622,7 +620,6 @@ export class Batcher {
   /** Stops retrying and fails writes still waiting. */
   async close(): Promise<void> {
     this.#closing.abort();
-    this.#wake?.();
     if (this.#linger !== undefined) clearTimeout(this.#linger);
     await this.#pump?.catch(() => {});
     if (this.#waiters.length > 0) this.#fail(new Error(`${this.#options.name} was closed`));
