@@ -41,8 +41,6 @@ type Entry = OutMessage | Marker;
  */
 export const MAX_IN_FLIGHT = 5;
 
-const WOKEN = Symbol("woken");
-
 /** One produce request sent: its records, the queue entries it covers, how it ended. */
 interface Flight {
   chunk: OutMessage[];
@@ -130,10 +128,6 @@ export class Batcher {
   #roomWaiters: (() => void)[] = [];
   #pump: Promise<void> | null = null;
   #linger: ReturnType<typeof setTimeout> | undefined;
-  /** Set while the pump holds records back (see {@linkcode #sendsPartial}): wakes it. */
-  #wake: (() => void) | null = null;
-  /** When the records at the head were first held back; `null` once taken. */
-  #heldSince: number | null = null;
   #fatal: unknown = null;
   #failing = false;
   #lastError: string | undefined;
@@ -185,8 +179,6 @@ export class Batcher {
       if ("marker" in entry) this.#lastMarker = this.#added;
       this.#added++;
     }
-    // A pump waiting on a request in flight looks again: these may be sent now (see #run).
-    this.#wake?.();
     if (durable) {
       // Exactly-once: up to the newest commit queued, this write's or (when a write came in
       // parts, see KafkaSink.write) an earlier part's.
@@ -303,7 +295,6 @@ export class Batcher {
     const flights: Flight[] = [];
     for (;;) {
       const maxInFlight = this.#options.maxInFlight ?? MAX_IN_FLIGHT;
-      let held = false;
       while (flights.length < maxInFlight && this.#head < this.#queue.length) {
         if (this.#closing.signal.aborted) throw new Error(`${this.#options.name} is closed`);
         const first = this.#queue[this.#head]!;
@@ -320,9 +311,6 @@ export class Batcher {
           this.#advance(1);
           continue;
         }
-        // Under load a request goes out full: a partial one waits while others are in flight.
-        held = flights.length > 0 && !this.#sendsPartial();
-        if (held) break;
         const flight = this.#nextChunk();
         if (eos !== null && flight.chunk.length > 0 && !this.#txOpen) {
           // Nothing is in flight here: a Kafka transaction ends only with no request in flight.
@@ -337,25 +325,7 @@ export class Batcher {
       }
       const oldest = flights[0];
       if (oldest === undefined) return;
-      let error: unknown;
-      if (flights.length < maxInFlight) {
-        // Records added meanwhile are looked at when they come (see #sendsPartial); records
-        // held back go at the latest when `linger` has passed.
-        if (held) this.#heldSince ??= performance.now();
-        let timer: ReturnType<typeof setTimeout> | undefined;
-        const woken = new Promise<typeof WOKEN>((resolve) => {
-          this.#wake = () => resolve(WOKEN);
-          if (!held) return;
-          const left = this.#heldSince! + this.#options.lingerMs - performance.now();
-          timer = setTimeout(this.#wake, Math.max(0, left));
-        });
-        error = await Promise.race([oldest.result, woken]);
-        clearTimeout(timer);
-        this.#wake = null;
-        if (error === WOKEN) continue;
-      } else {
-        error = await oldest.result;
-      }
+      const error = await oldest.result;
       if (error === null) {
         flights.shift();
         this.#advance(oldest.taken);
@@ -377,21 +347,6 @@ export class Batcher {
       }, error);
       for (const flight of failed) this.#advance(flight.taken);
     }
-  }
-
-  /**
-   * Whether what is queued goes out now although other requests are in flight: it fills a
-   * request, a durable write waits for it, or it has waited `linger`. Otherwise it waits (for
-   * the oldest request, more records, or `linger`), so that a busy pipeline's small writes share
-   * requests of up to `batch_bytes` instead of going one request each, as Kafka's own producer
-   * batches (`linger.ms`, `batch.size`). An idle sink (nothing in flight) sends at once.
-   */
-  #sendsPartial(): boolean {
-    if (this.#queuedBytes >= this.#options.batchBytes) return true;
-    const newest = this.#waiters.at(-1);
-    if (newest !== undefined && newest.upTo > this.#taken) return true;
-    const since = this.#heldSince;
-    return since !== null && performance.now() - since >= this.#options.lingerMs;
   }
 
   /**
@@ -419,7 +374,6 @@ export class Batcher {
       taken++;
     }
     this.#take(taken);
-    this.#heldSince = null;
     return { chunk, bytes, taken };
   }
 
