@@ -157,6 +157,8 @@ export class PgConnection implements CopyBothHost {
     const onAbort = () =>
       stop(new ConnectionError(`Connecting to ${where} was stopped`, { retriable: false }));
     control.signal?.addEventListener("abort", onAbort, { once: true });
+    // A signal that came while the socket was connecting fired no listener yet.
+    if (control.signal?.aborted) onAbort();
     try {
       await connection.#negotiateTls();
       await connection.#startup();

@@ -1052,6 +1052,21 @@ Deno.test("startup: the stop signal ends a start-up the server never answers", a
   assert.equal(error.retriable, false);
 });
 
+Deno.test("startup: a stop signal that comes while the socket is still connecting ends the start-up too", async () => {
+  await using silent = fakeServer(() => new Promise(() => {}));
+  const stop = new AbortController();
+  const connecting = failure(() =>
+    PgConnection.connect(fakeOptions(silent.port, { connectTimeoutMs: 60_000 }), {
+      signal: stop.signal,
+    })
+  );
+  // The call has begun and awaits the TCP connect: the signal comes before the start-up's wait.
+  stop.abort();
+  const error = await within(connecting, 10_000);
+  assert.ok(error instanceof ConnectionError, String(error));
+  assert.match(error.message, /was stopped/);
+});
+
 Deno.test("startup: connect_timeout and PGCONNECT_TIMEOUT set the deadline in seconds", () => {
   assert.equal(parseConnectionUrl("postgres://h/d?connect_timeout=2.5").connectTimeoutMs, 2500);
   assert.equal(
