@@ -688,9 +688,9 @@ export class KafkaProducer {
   #throwIfBroken(): void {
     if (this.#broken === null) return;
     throw new KafkaSinkError(
-      `an earlier send of this producer failed (${
+      `Cannot send on this Kafka producer: an earlier send failed (${
         describeError(this.#broken)
-      }), so its sequence numbers have a gap`,
+      }), so its sequence numbers have a gap; the sink sends these records again on a new producer (nothing to do unless the earlier error repeats)`,
       { retriable: true, cause: this.#broken },
     );
   }
