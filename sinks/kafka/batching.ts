@@ -8,8 +8,9 @@
  * waits until the broker acknowledged everything up to its last commit.
  *
  * Failures: a retriable one (broker down, leader moving, timeout) that the producer's own
- * retries did not mend is retried with backoff, on a new producer, for as long as it takes,
- * while {@linkcode Batcher.status} says failing; a fatal one fails every waiting write.
+ * retries did not mend is retried with backoff, on a new producer, for as long as it takes; a
+ * fatal one fails every waiting write. {@linkcode Batcher.status} says failing during either
+ * kind of retry.
  *
  * Exactly-once: records go out inside a Kafka transaction, which commits at the last
  * PostgreSQL commit queued (with the checkpoint, see `checkpoint.ts`), so a Kafka transaction
@@ -158,7 +159,13 @@ export class Batcher {
     return this.#producer;
   }
 
+  /**
+   * Failing while the sink retries, or while its producer sends a request again in place (a
+   * broker away: see `DELIVERY_TIMEOUT_MS`).
+   */
   status(): { failing: boolean; lastError?: string } {
+    const inPlace = this.#producer.retryError;
+    if (!this.#failing && inPlace !== null) return { failing: true, lastError: inPlace };
     return { failing: this.#failing, lastError: this.#lastError };
   }
 

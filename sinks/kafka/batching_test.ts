@@ -16,6 +16,7 @@ type Event = string;
 /** A stand-in for the client: records calls; `fail` scripts failures by call. */
 class FakeProducer {
   readonly brokers = ["fake:9092"];
+  readonly retryError: string | null = null;
   inTx = false;
   constructor(
     readonly events: Event[],

@@ -70,11 +70,16 @@ const encoder = new TextEncoder();
 export class ProduceRequestWriter extends RecordBatchWriter {
   /**
    * The body of a Produce request (what follows the request header) for `topics`: each
-   * partition's records in one RecordBatch, numbered from its `baseSequence`. A view of this
-   * writer's buffer, valid until its next request.
+   * partition's records in one RecordBatch, numbered from its `baseSequence`, after
+   * `headerRoom` bytes left unwritten. A view of this writer's buffer, valid until its next
+   * request.
    */
-  request(topics: readonly TopicRecords[], options: ProduceOptions): Uint8Array {
+  request(topics: readonly TopicRecords[], options: ProduceOptions, headerRoom = 0): Uint8Array {
     this.reset();
+    // Room for what goes before the body on the wire (the connection's request header), so
+    // the whole request leaves in one write from this buffer.
+    this.reserve(headerRoom);
+    this.end += headerRoom;
     const { compression, timestamp } = options;
     // Uncompressed batches go straight into the request: their size is known up front.
     const sizes: number[] = [];

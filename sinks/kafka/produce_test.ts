@@ -8,7 +8,12 @@
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { compressionsAlgorithms, produceV11 } from "npm:@platformatic/kafka@2.12.1";
-import { nextSequence, produceRequest, type TopicRecords } from "./produce.ts";
+import {
+  nextSequence,
+  produceRequest,
+  ProduceRequestWriter,
+  type TopicRecords,
+} from "./produce.ts";
 import type { BatchCompression } from "./record_batch.ts";
 import { headerBytes } from "./producer.ts";
 
@@ -105,6 +110,25 @@ Deno.test("produce request: byte for byte the Kafka client's, idempotent, across
   const options = { transactionalId: null, acks: -1, producerId: 4242n, producerEpoch: 3 };
   const ours = produceRequest(TOPICS, { ...options, timeoutMs: 30_000, timestamp: TIMESTAMP });
   assert.deepEqual(ours, await clientRequest(TOPICS, options));
+});
+
+Deno.test("produce request: room left for the connection's header, before the same body, and the writer's buffer used again", () => {
+  const writer = new ProduceRequestWriter(16);
+  const options = {
+    transactionalId: null,
+    acks: -1,
+    producerId: 4242n,
+    producerEpoch: 3,
+    timeoutMs: 30_000,
+    timestamp: TIMESTAMP,
+  };
+  const body = produceRequest(TOPICS, options);
+  const first = writer.request(TOPICS, options, 23);
+  assert.equal(first.byteLength, 23 + body.byteLength);
+  assert.deepEqual(first.subarray(23), body);
+  const again = writer.request(TOPICS, options, 23);
+  assert.equal(again.buffer, first.buffer, "the second request is written in the same buffer");
+  assert.deepEqual(again.subarray(23), body);
 });
 
 Deno.test("produce request: byte for byte the client's in a transaction, and with acks 1", async () => {

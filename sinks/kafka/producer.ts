@@ -11,9 +11,10 @@
  *
  * Records do not go through the client's `send`: it keeps one produce request in flight per
  * connection when idempotent, and builds each record from many small buffers. The sink writes
- * its own Produce requests (`produce.ts`) and sends them on the client's connections, up to
- * five in flight, numbering each partition's records itself; the client does the rest (the
- * producer id, transactions, metadata, TLS and SASL).
+ * its own Produce requests (`produce.ts`) and sends them on connections of its own
+ * (`connection.ts`: the client's connections copy each request), up to five in flight, numbering each
+ * partition's records itself; the client does the rest (the producer id, transactions,
+ * metadata, and the SASL exchanges).
  *
  * Producer settings: idempotent (with acks all; the broker then keeps each partition's
  * records in the order of their sequence numbers), acks as configured (all by default), and
@@ -25,20 +26,16 @@
 
 import {
   Admin,
-  Base,
   type Broker,
   type ClusterMetadata,
   compressionsAlgorithms,
-  type Connection,
   FindCoordinatorKeyTypes,
   kGetApi,
-  kGetConnection,
   Producer,
   produceV10,
   produceV11,
   produceV9,
   type SASLOptions,
-  Writer,
 } from "npm:@platformatic/kafka@2.12.1";
 import { Buffer } from "node:buffer";
 import { type Lsn, lsn } from "../../decoder/lsn.ts";
@@ -47,13 +44,13 @@ import { type Logger, silentLogger } from "../../ops/log.ts";
 import { keyHash } from "./murmur2.ts";
 import {
   nextSequence,
-  PRODUCE_API_KEY,
   PRODUCE_VERSIONS,
   ProduceRequestWriter,
   type TopicRecords,
 } from "./produce.ts";
 import type { BatchCompression, RecordHeaders } from "./record_batch.ts";
 import { readCertificate } from "./schema_registry.ts";
+import { BrokerConnection, type BrokerConnectionOptions } from "./connection.ts";
 
 /**
  * A record's headers: names and values as UTF-8 bytes ({@linkcode headerBytes}), written into
@@ -292,8 +289,8 @@ const TRANSACTION_TIMEOUT_MS = 600_000;
 type SinkProducer = Producer<Buffer, Buffer, Buffer, Buffer>;
 
 /**
- * Produce requests in flight per connection at most: the Batcher's limit (`MAX_IN_FLIGHT`),
- * which the connections of the produce path must allow.
+ * Produce requests in flight at most: the Batcher's limit (`MAX_IN_FLIGHT`). As many request
+ * writers are kept for use again.
  */
 const PRODUCE_IN_FLIGHT = 5;
 
@@ -312,10 +309,28 @@ interface PartitionBatch {
   records: OutMessage[];
 }
 
+/** What the produce path needs of a connection to a broker ({@linkcode BrokerConnection}). */
+export interface ProduceConnection {
+  readonly broken: boolean;
+  /** Bytes to leave free at the start of a request for {@linkcode produce}. */
+  readonly headerRoom: number;
+  produce(
+    apiVersion: number,
+    request: Uint8Array,
+    parser: typeof produceV11.parseResponse,
+    noResponse: boolean,
+    written: () => void,
+  ): Promise<void>;
+  close(): void;
+}
+
+/** Opens a produce connection to a broker. */
+export type OpenConnection = (broker: Broker) => Promise<ProduceConnection>;
+
 /** Where a request goes: its batches, the connection to their leader, the Produce version. */
 interface Target {
   batches: PartitionBatch[];
-  connection: Connection;
+  connection: ProduceConnection;
   version: number;
 }
 
@@ -330,21 +345,42 @@ interface Sent {
 /**
  * Times a refused request is sent again (after the first attempt) before the error goes to the
  * sink, which then goes on with a new producer, for as long as it takes: a leader that moves or
- * a topic just created mends within them.
+ * a topic just created mends within them. It bounds the retries of a transactional or
+ * non-idempotent producer, and an idempotent one's refusals of its sequence numbers; a broker
+ * that is away is waited for longer ({@linkcode DELIVERY_TIMEOUT_MS}).
  */
 export const IN_PLACE_RETRIES = 5;
 
 /**
- * The Kafka client of one sink: one producer (the producer id, transactions), its own produce
- * path (`produce.ts`: requests written in place, up to five in flight per connection, on
- * connections of a second client), and, when needed, an admin client.
+ * How long an idempotent producer (at-least-once, acks all) sends a request again in place,
+ * with the same producer id and sequence numbers, while the broker cannot be reached or has no
+ * leader: the broker writes each batch once however often it arrives, so a request written
+ * before the broker went away and sent again after it came back is not duplicated. Java's
+ * producer gives up after its `delivery.timeout.ms` (2 minutes) and Kafka Connect then fails
+ * the task; here the sink goes on with a new producer, which may write again what was written
+ * but not acknowledged.
+ */
+export const DELIVERY_TIMEOUT_MS = 300_000;
+
+/**
+ * Errors that say the broker does not take this producer's sequence numbers: sending the same
+ * request again does not mend them for long.
+ */
+const SEQUENCE_TYPES = new Set([
+  "OUT_OF_ORDER_SEQUENCE_NUMBER",
+  "UNKNOWN_PRODUCER_ID",
+  "INVALID_PRODUCER_ID_MAPPING",
+]);
+
+/**
+ * The Kafka client of one sink: one producer (the producer id, transactions, metadata), its own
+ * produce path (`produce.ts`: requests written in place, up to five in flight, on connections of
+ * its own, `connection.ts`), and, when needed, an admin client.
  */
 export class KafkaProducer {
   readonly brokers: string[];
   readonly #config: KafkaSinkConfig;
   readonly #producer: SinkProducer;
-  /** The produce path's connections and metadata: a client that allows five requests in flight. */
-  readonly #data: Base;
   readonly #transactionalId: string | null;
   readonly #timeoutMs: number;
   readonly #acks: number;
@@ -380,22 +416,28 @@ export class KafkaProducer {
    */
   #broken: unknown = null;
   #produceVersion: number | null = null;
-  /** A request writer whose buffer is free (see {@linkcode #produce}). */
-  #requestWriter: ProduceRequestWriter | null = null;
+  /** Request writers whose buffers are free (written out: see {@linkcode #sendAll}). */
+  #requestWriters: ProduceRequestWriter[] = [];
+  /** The produce path's connections, by broker address. */
+  readonly #connections = new Map<string, Promise<ProduceConnection>>();
+  readonly #open: OpenConnection;
+  /** Sends being sent again in place, and the latest error of one (see {@linkcode retryError}). */
+  #retrying = 0;
+  #retryError: string | null = null;
 
   private constructor(
     producer: SinkProducer,
-    data: Base,
     config: KafkaSinkConfig,
     transactionalId: string | null,
     timeoutMs: number,
     log: Logger,
+    open: OpenConnection,
   ) {
+    this.#open = open;
     this.brokers = config.brokers;
     this.#log = log;
     this.#config = config;
     this.#producer = producer;
-    this.#data = data;
     this.#transactionalId = transactionalId;
     this.#timeoutMs = timeoutMs;
     this.#acks = config.acks === "all" ? -1 : config.acks;
@@ -428,12 +470,6 @@ export class KafkaProducer {
       autocreateTopics: !config.createTopics,
       transactionalId: options.transactionalId ?? undefined,
     });
-    const data = new Base({
-      ...connection,
-      timeout: timeoutMs,
-      maxInflights: PRODUCE_IN_FLIGHT,
-      autocreateTopics: !config.createTopics,
-    });
     try {
       await producer.metadata({ topics: [] });
       if (options.transactionalId !== null) {
@@ -446,16 +482,22 @@ export class KafkaProducer {
       }
     } catch (error) {
       await producer.close(true).catch(() => {});
-      await data.close().catch(() => {});
       throw classifyError(error, "connecting", config.brokers);
     }
+    const brokerOptions: BrokerConnectionOptions = {
+      clientId: connection.clientId,
+      tls: connection.tls,
+      sasl: connection.sasl as BrokerConnectionOptions["sasl"],
+      connectTimeoutMs: connection.connectTimeout,
+      requestTimeoutMs: timeoutMs,
+    };
     return new KafkaProducer(
       producer,
-      data,
       config,
       options.transactionalId,
       timeoutMs,
       options.log ?? silentLogger,
+      (broker) => BrokerConnection.open(broker.host, broker.port, brokerOptions),
     );
   }
 
@@ -467,8 +509,9 @@ export class KafkaProducer {
    * A request the broker refuses for a reason that may pass (a leader moving, a topic just
    * created) is sent again, after the sends before it ended, to the partitions' leaders as
    * they are then, with the same sequence numbers: the broker writes each batch once, however
-   * often it arrives. After {@linkcode IN_PLACE_RETRIES} attempts the error is thrown, and the
-   * sink's own retries take over (on a new producer).
+   * often it arrives (an idempotent producer for up to {@linkcode DELIVERY_TIMEOUT_MS}, others
+   * {@linkcode IN_PLACE_RETRIES} times); then the error is thrown, and the sink's own retries
+   * take over (on a new producer).
    */
   async send(messages: readonly OutMessage[]): Promise<void> {
     if (messages.length === 0) return;
@@ -607,21 +650,26 @@ export class KafkaProducer {
           }
           entry.partitions.push({ partition, baseSequence, records });
         }
-        // The writer's buffer is used again once the connection copied the request out of it
-        // (it does so at once unless it is busy with another request's payload).
-        const writer = this.#requestWriter ?? new ProduceRequestWriter();
-        this.#requestWriter = null;
-        const body = writer.request([...topics.values()], {
+        // The writer's buffer is used again once the connection wrote the request out.
+        const writer = this.#requestWriters.pop() ?? new ProduceRequestWriter();
+        const request = writer.request([...topics.values()], {
           transactionalId: this.#transactionalId,
           acks: this.#acks,
           timeoutMs: this.#timeoutMs,
           ...producer,
           timestamp,
           compression: this.#compression,
-        });
-        const done = this.#produce(connection, version, body, () => {
-          this.#requestWriter ??= writer;
-        }).then(
+        }, connection.headerRoom);
+        const written = () => {
+          if (this.#requestWriters.length < PRODUCE_IN_FLIGHT) this.#requestWriters.push(writer);
+        };
+        const done = connection.produce(
+          version,
+          request,
+          PRODUCE_PARSERS.get(version)!,
+          this.#acks === 0,
+          written,
+        ).then(
           () => null,
           (error: unknown) => error,
         );
@@ -643,45 +691,81 @@ export class KafkaProducer {
     let pending = requests;
     let batches: PartitionBatch[] = [];
     let lastError: unknown = null;
-    for (let attempt = 1;; attempt++) {
-      if (pending.length > 0) {
-        const errors = await Promise.all(pending.map((request) => request.done));
-        const failed = pending.filter((_, i) => errors[i] !== null);
-        if (failed.length === 0) return;
-        batches = failed.flatMap((request) => request.batches);
-        lastError = errors.find((e) => e !== null);
+    // Only an idempotent producer outside transactions waits a broker out in place (see
+    // DELIVERY_TIMEOUT_MS); a transactional one's sink replays the aborted transaction instead.
+    const patient = this.#acks === -1 && this.#transactionalId === null;
+    let since = 0;
+    let sequenceRefusals = 0;
+    let retrying = false;
+    try {
+      for (let attempt = 1;; attempt++) {
+        if (pending.length > 0) {
+          const errors = await Promise.all(pending.map((request) => request.done));
+          const failed = pending.filter((_, i) => errors[i] !== null);
+          if (failed.length === 0) {
+            if (attempt > 2) {
+              this.#log("info", "Kafka took the produce request sent again", { attempts: attempt });
+            }
+            return;
+          }
+          batches = failed.flatMap((request) => request.batches);
+          lastError = errors.find((e) => e !== null);
+        }
+        const error = classifyError(lastError, "sending records", this.brokers);
+        if (errorTypes(lastError).some((type) => SEQUENCE_TYPES.has(type))) sequenceRefusals++;
+        since ||= Date.now();
+        const exhausted = patient
+          ? sequenceRefusals > IN_PLACE_RETRIES || Date.now() - since > DELIVERY_TIMEOUT_MS
+          : attempt > IN_PLACE_RETRIES;
+        if (!error.retriable || exhausted || this.#broken !== null) {
+          this.#broken ??= error;
+          throw error;
+        }
+        if (!retrying) this.#retrying++;
+        retrying = true;
+        this.#retryError = error.message;
+        this.#sendAgain(attempt, error, batches);
+        // Later requests of a partition whose earlier one failed are refused too (their
+        // sequence numbers are out of order): each send retries only after the one before it.
+        await previous;
+        await new Promise((resolve) => setTimeout(resolve, Math.min(50 * 2 ** attempt, 1_000)));
+        try {
+          this.#throwIfBroken();
+          const topics = [...new Set(batches.map((batch) => batch.topic))];
+          const targets = await this.#route(batches, await this.#readMetadata(topics, true));
+          pending = this.#sendAll(targets, producer);
+        } catch (caught) {
+          // No leader or no connection yet: an attempt too.
+          lastError = caught;
+          pending = [];
+        }
       }
-      const error = classifyError(lastError, "sending records", this.brokers);
-      if (!error.retriable || attempt > IN_PLACE_RETRIES || this.#broken !== null) {
-        this.#broken ??= error;
-        throw error;
-      }
-      this.#log(
-        attempt === 1 ? "warn" : "debug",
-        "Kafka refused a produce request; sending it again",
-        {
-          attempt,
-          error: error.message,
-          batches: batches.slice(0, 6).map((b) =>
-            `${b.topic}[${b.partition}] seq ${b.baseSequence}+${b.records.length}`
-          ).join(", "),
-        },
-      );
-      // Later requests of a partition whose earlier one failed are refused too (their sequence
-      // numbers are out of order): each send retries only after the one before it.
-      await previous;
-      await new Promise((resolve) => setTimeout(resolve, Math.min(50 * 2 ** attempt, 1_000)));
-      try {
-        this.#throwIfBroken();
-        const topics = [...new Set(batches.map((batch) => batch.topic))];
-        const targets = await this.#route(batches, await this.#readMetadata(topics, true));
-        pending = this.#sendAll(targets, producer);
-      } catch (caught) {
-        // No leader or no connection yet: an attempt too.
-        lastError = caught;
-        pending = [];
-      }
+    } finally {
+      if (retrying && --this.#retrying === 0) this.#retryError = null;
     }
+  }
+
+  /** Logs a request sent again: at its first retry and every tenth after, as a warning. */
+  #sendAgain(attempt: number, error: KafkaSinkError, batches: PartitionBatch[]): void {
+    this.#log(
+      attempt % 10 === 1 ? "warn" : "debug",
+      "Kafka refused a produce request; sending it again",
+      {
+        attempt,
+        error: error.message,
+        batches: batches.slice(0, 6).map((b) =>
+          `${b.topic}[${b.partition}] seq ${b.baseSequence}+${b.records.length}`
+        ).join(", "),
+      },
+    );
+  }
+
+  /**
+   * While sends are being sent again in place, why (the latest error): the sink reports
+   * failing meanwhile. `null`: none is.
+   */
+  get retryError(): string | null {
+    return this.#retryError;
   }
 
   /** Fails a send (retriably: the sink goes on with a new producer) once the producer broke. */
@@ -709,7 +793,7 @@ export class KafkaProducer {
   /** The metadata of `topics` (`fresh`: asked of the broker, not from the client's cache). */
   async #readMetadata(topics: string[], fresh: boolean): Promise<ClusterMetadata> {
     try {
-      this.#metadata = await this.#data.metadata({ topics, forceUpdate: fresh });
+      this.#metadata = await this.#producer.metadata({ topics, forceUpdate: fresh });
       return this.#metadata;
     } catch (error) {
       throw classifyError(error, `reading the metadata of ${topics.join(", ")}`, this.brokers);
@@ -719,7 +803,7 @@ export class KafkaProducer {
   /** The newest Produce version both the broker and {@linkcode ProduceRequestWriter} speak. */
   async #negotiateProduce(): Promise<number> {
     const api = await new Promise<{ version: number }>((resolve, reject) =>
-      this.#data[kGetApi]("Produce", (error, api) => error ? reject(error) : resolve(api!))
+      this.#producer[kGetApi]("Produce", (error, api) => error ? reject(error) : resolve(api!))
     ).catch((error) => {
       throw classifyError(error, "asking the broker which Produce versions it takes", this.brokers);
     });
@@ -735,47 +819,25 @@ export class KafkaProducer {
     return this.#produceVersion;
   }
 
-  #connection(broker: Broker): Promise<Connection> {
-    return new Promise((resolve, reject) =>
-      this.#data[kGetConnection](
-        broker,
-        (error, connection) => error ? reject(error) : resolve(connection!),
-      )
-    );
-  }
-
   /**
-   * One request on `connection`; resolves once acknowledged (acks 0: once written). `copied`
-   * runs if the connection copied `body` out before this returns: its buffer is free then.
+   * The produce connection to `broker`: the open one, or a new one once it broke (the requests
+   * on it failed, and are sent again on the new one).
    */
-  #produce(
-    connection: Connection,
-    version: number,
-    body: Uint8Array,
-    copied: () => void,
-  ): Promise<void> {
-    const noResponse = this.#acks === 0;
-    let taken = false;
-    const done = new Promise<void>((resolve, reject) => {
-      connection.send(
-        PRODUCE_API_KEY,
-        version,
-        () => {
-          taken = true;
-          const payload = Writer.create().append(toBuffer(body));
-          if (noResponse) payload.context.noResponse = true;
-          return payload;
-        },
-        PRODUCE_PARSERS.get(version)!,
-        true,
-        true,
-        (error) => error ? reject(error) : resolve(),
-      );
-    });
-    // The connection writes the request (its header, then `body`) into one buffer of its own
-    // as soon as it takes the payload.
-    if (taken) copied();
-    return done;
+  async #connection(broker: Broker): Promise<ProduceConnection> {
+    const address = `${broker.host}:${broker.port}`;
+    const known = this.#connections.get(address);
+    if (known !== undefined) {
+      const connection = await known.catch(() => null);
+      if (connection !== null && !connection.broken) return connection;
+      if (this.#connections.get(address) !== known) return this.#connection(broker);
+    }
+    const opening = this.#open(broker);
+    this.#connections.set(address, opening);
+    try {
+      return await opening;
+    } catch (error) {
+      throw classifyError(error, `connecting to ${address}`, this.brokers);
+    }
   }
 
   /**
@@ -919,7 +981,10 @@ export class KafkaProducer {
     await this.abort().catch(() => {});
     await this.#admin?.close().catch(() => {});
     this.#admin = null;
-    await this.#data.close().catch(() => {});
+    for (const opening of this.#connections.values()) {
+      opening.then((connection) => connection.close(), () => {});
+    }
+    this.#connections.clear();
     await this.#producer.close(true).catch(() => {});
   }
 }

@@ -1,0 +1,418 @@
+/**
+ * The produce path's own connection to a broker: TCP or TLS, SASL (PLAIN, SCRAM-SHA-256/512)
+ * through the client's authenticators, and requests written without a copy.
+ *
+ * Why not the client's connections: they copy each request (its header and body) into one
+ * buffer of their own and hold it until the broker answers, so every produce request of up to
+ * `batch_bytes` left a buffer of that size behind, garbage outside V8's heap until a full
+ * collection; those copies alone reached V8's external-memory limit and set the sink's peak
+ * RSS (bench/RESULTS.md, 2026-12-06). Here a request's header goes out as a small buffer of its
+ * own and its body from the caller's buffer, which the caller may use again once the socket
+ * wrote it ({@linkcode BrokerConnection.produce}'s `written`). Responses, small for Produce, are
+ * parsed by the client's parsers.
+ *
+ * What goes on here: one socket, requests numbered by correlation id, answered in any order,
+ * each with a timeout; a socket that fails or closes fails every request waiting on it, and the
+ * connection is not used again (the producer opens a new one).
+ *
+ * @module
+ */
+
+import { Buffer } from "node:buffer";
+import { connect as connectTcp, type Socket } from "node:net";
+import { connect as connectTls } from "node:tls";
+import {
+  Reader,
+  saslAuthenticateV2,
+  saslHandshakeV1,
+  saslPlain,
+  saslScramSha,
+} from "npm:@platformatic/kafka@2.12.1";
+import { PRODUCE_API_KEY } from "./produce.ts";
+
+/** How to reach and authenticate with a broker. */
+export interface BrokerConnectionOptions {
+  clientId: string;
+  /** Set: TLS, with `ca` as the trusted certificates (else the system's). */
+  tls?: { ca?: string };
+  sasl?: {
+    mechanism: "PLAIN" | "SCRAM-SHA-256" | "SCRAM-SHA-512";
+    username: string;
+    password: string;
+  };
+  connectTimeoutMs: number;
+  /** How long a request may wait for its answer before the connection is given up. */
+  requestTimeoutMs: number;
+}
+
+/** A response parser of the client's: `(correlationId, apiKey, apiVersion, reader)`. */
+type Parser = (
+  correlationId: number,
+  apiKey: number,
+  apiVersion: number,
+  reader: Reader,
+) => unknown;
+
+/** The client's request payloads: a Writer, whose `buffers` are the request's body. */
+interface Payload {
+  buffers: Uint8Array[];
+}
+
+interface Waiting {
+  apiKey: number;
+  apiVersion: number;
+  parser: Parser;
+  responseTagged: boolean;
+  callback: (error: Error | null, response?: unknown) => void;
+  timer: ReturnType<typeof setTimeout>;
+}
+
+/** A failure of the connection itself: the broker away, a socket closed, a request timed out. */
+export class BrokerConnectionError extends Error {
+  override name = "BrokerConnectionError";
+  readonly code = "PLT_KFK_NETWORK";
+}
+
+const encoder = new TextEncoder();
+
+/** One connection to one broker for the produce path. */
+export class BrokerConnection {
+  readonly #socket: Socket;
+  readonly #options: BrokerConnectionOptions;
+  readonly #where: string;
+  readonly #clientId: Uint8Array;
+  #correlationId = 0;
+  readonly #waiting = new Map<number, Waiting>();
+  /** Received bytes not yet parsed. */
+  #received: Uint8Array[] = [];
+  #receivedBytes = 0;
+  #failed: Error | null = null;
+  /** Requests to write, in order; the first is being written. */
+  #writes: {
+    request: Uint8Array;
+    /** The request's buffer is free again. */
+    release: () => void;
+    /** The request is done (only a request without an answer waits for this). */
+    settle: (error: Error | null) => void;
+  }[] = [];
+
+  private constructor(socket: Socket, options: BrokerConnectionOptions, where: string) {
+    this.#socket = socket;
+    this.#options = options;
+    this.#where = where;
+    this.#clientId = encoder.encode(options.clientId);
+    socket.on("data", (chunk: Uint8Array) => this.#onData(chunk));
+    socket.on("error", (error: Error) => this.#fail(error));
+    socket.on(
+      "close",
+      () => this.#fail(new BrokerConnectionError(`the connection to Kafka at ${where} closed`)),
+    );
+  }
+
+  /** Connects to `host:port` and authenticates (SASL) if configured. */
+  static async open(
+    host: string,
+    port: number,
+    options: BrokerConnectionOptions,
+  ): Promise<BrokerConnection> {
+    const where = `${host}:${port}`;
+    const socket = await new Promise<Socket>((resolve, reject) => {
+      const socket: Socket = options.tls === undefined
+        ? connectTcp({ host, port })
+        : connectTls({ host, port, ca: options.tls.ca, servername: isIp(host) ? undefined : host });
+      const timer = setTimeout(() => {
+        socket.destroy();
+        reject(new BrokerConnectionError(`connecting to Kafka at ${where} timed out`));
+      }, options.connectTimeoutMs);
+      socket.once("error", (error: Error) => {
+        clearTimeout(timer);
+        reject(
+          new BrokerConnectionError(`connecting to Kafka at ${where} failed: ${error.message}`, {
+            cause: error,
+          }),
+        );
+      });
+      socket.once(options.tls === undefined ? "connect" : "secureConnect", () => {
+        clearTimeout(timer);
+        socket.removeAllListeners("error");
+        socket.setNoDelay(true);
+        resolve(socket);
+      });
+    });
+    const connection = new BrokerConnection(socket, options, where);
+    if (options.sasl !== undefined) {
+      try {
+        await connection.#authenticate(options.sasl);
+      } catch (error) {
+        connection.close();
+        throw error;
+      }
+    }
+    return connection;
+  }
+
+  /** The connection failed or was closed: it takes no more requests. */
+  get broken(): boolean {
+    return this.#failed !== null;
+  }
+
+  /**
+   * Bytes a request given to {@linkcode produce} leaves free at its start, for the request's
+   * size and header.
+   */
+  get headerRoom(): number {
+    return headerBytes(this.#clientId, true);
+  }
+
+  /**
+   * Sends a Produce request: `request` is its body after {@linkcode headerRoom} free bytes,
+   * which this fills. Resolves once the broker answered without error (`noResponse`, acks 0:
+   * once written). `written` runs once the socket wrote `request`: its buffer may be used again
+   * from then on.
+   */
+  produce(
+    apiVersion: number,
+    request: Uint8Array,
+    parser: Parser,
+    noResponse: boolean,
+    written: () => void,
+  ): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.#request(
+        PRODUCE_API_KEY,
+        apiVersion,
+        request,
+        true,
+        { parser, responseTagged: true },
+        (error) => error ? reject(error) : resolve(),
+        noResponse,
+        written,
+      );
+    });
+  }
+
+  /**
+   * The client's connection interface for its request APIs (`api(connection, …, callback)`):
+   * used for the SASL exchange.
+   */
+  send(
+    apiKey: number,
+    apiVersion: number,
+    createPayload: () => Payload,
+    parser: Parser,
+    requestTagged: boolean,
+    responseTagged: boolean,
+    callback: (error: Error | null, response?: unknown) => void,
+  ): void {
+    let request: Uint8Array;
+    try {
+      const parts = createPayload().buffers;
+      const room = headerBytes(this.#clientId, requestTagged);
+      request = new Uint8Array(room + parts.reduce((sum, part) => sum + part.byteLength, 0));
+      let at = room;
+      for (const part of parts) {
+        request.set(part, at);
+        at += part.byteLength;
+      }
+    } catch (error) {
+      callback(error as Error);
+      return;
+    }
+    this.#request(apiKey, apiVersion, request, requestTagged, { parser, responseTagged }, callback);
+  }
+
+  /** Closes the socket; requests still waiting fail. */
+  close(): void {
+    this.#fail(new BrokerConnectionError(`the connection to Kafka at ${this.#where} was closed`));
+  }
+
+  /**
+   * Writes a request (its header into the room at the start of `request`) and waits for its
+   * answer.
+   */
+  #request(
+    apiKey: number,
+    apiVersion: number,
+    request: Uint8Array,
+    requestTagged: boolean,
+    response: { parser: Parser; responseTagged: boolean },
+    callback: (error: Error | null, response?: unknown) => void,
+    noResponse = false,
+    written?: () => void,
+  ): void {
+    if (this.#failed !== null) {
+      written?.();
+      callback(this.#failed);
+      return;
+    }
+    const correlationId = this.#correlationId = (this.#correlationId + 1) & 0x7fffffff;
+    // The request's size (INT32), then header v1: api_key INT16, api_version INT16,
+    // correlation_id INT32, client_id STRING; v2 adds an empty tagged-field section.
+    const header = new DataView(request.buffer, request.byteOffset, request.byteLength);
+    header.setInt32(0, request.byteLength - 4);
+    header.setInt16(4, apiKey);
+    header.setInt16(6, apiVersion);
+    header.setInt32(8, correlationId);
+    header.setInt16(12, this.#clientId.byteLength);
+    request.set(this.#clientId, 14);
+    if (requestTagged) request[14 + this.#clientId.byteLength] = 0;
+    if (!noResponse) {
+      const timer = setTimeout(() => {
+        this.#fail(
+          new BrokerConnectionError(
+            `Kafka at ${this.#where} did not answer a request within ${this.#options.requestTimeoutMs} ms`,
+          ),
+        );
+      }, this.#options.requestTimeoutMs);
+      this.#waiting.set(correlationId, { apiKey, apiVersion, ...response, callback, timer });
+    }
+    let settled = !noResponse;
+    this.#writes.push({
+      request,
+      release: () => written?.(),
+      settle: (error) => {
+        if (settled) return;
+        settled = true;
+        callback(error);
+      },
+    });
+    if (this.#writes.length === 1) this.#writeNext();
+  }
+
+  /**
+   * Writes the oldest request waiting, then the next once the socket took it: one write at a
+   * time, so the socket never gathers several (Deno's sockets join gathered writes into a new
+   * buffer, the copy this connection is here to avoid).
+   */
+  #writeNext(): void {
+    const next = this.#writes[0];
+    if (next === undefined || this.#failed !== null) return;
+    this.#socket.write(next.request, (error?: Error | null) => {
+      next.release();
+      next.settle(error ?? this.#failed);
+      if (this.#writes[0] !== next) return; // failed meanwhile: the queue was emptied
+      this.#writes.shift();
+      this.#writeNext();
+    });
+  }
+
+  #onData(chunk: Uint8Array): void {
+    this.#received.push(chunk);
+    this.#receivedBytes += chunk.byteLength;
+    while (this.#receivedBytes >= 4) {
+      let first = this.#received[0]!;
+      if (first.byteLength < 4) first = this.#join();
+      const size = new DataView(first.buffer, first.byteOffset, 4).getInt32(0);
+      if (this.#receivedBytes < 4 + size) return;
+      if (first.byteLength < 4 + size) first = this.#join();
+      const frame = first.subarray(4, 4 + size);
+      const rest = first.subarray(4 + size);
+      if (rest.byteLength > 0) this.#received[0] = rest;
+      else this.#received.shift();
+      this.#receivedBytes -= 4 + size;
+      this.#onResponse(frame);
+      if (this.#failed !== null) return;
+    }
+  }
+
+  /** The received bytes as one buffer (kept as the only one). */
+  #join(): Uint8Array {
+    if (this.#received.length > 1) this.#received = [Buffer.concat(this.#received)];
+    return this.#received[0]!;
+  }
+
+  #onResponse(frame: Uint8Array): void {
+    const correlationId = new DataView(frame.buffer, frame.byteOffset, 4).getInt32(0);
+    const waiting = this.#waiting.get(correlationId);
+    if (waiting === undefined) {
+      this.#fail(
+        new BrokerConnectionError(
+          `Kafka at ${this.#where} answered a request it was not sent (correlation id ${correlationId})`,
+        ),
+      );
+      return;
+    }
+    this.#waiting.delete(correlationId);
+    clearTimeout(waiting.timer);
+    let response: unknown;
+    try {
+      // The response header: correlation_id INT32, then (v1) an empty tagged-field section.
+      const body = Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength)
+        .subarray(waiting.responseTagged ? 5 : 4);
+      response = waiting.parser(
+        correlationId,
+        waiting.apiKey,
+        waiting.apiVersion,
+        Reader.from(body),
+      );
+    } catch (error) {
+      waiting.callback(error as Error);
+      return;
+    }
+    waiting.callback(null, response);
+  }
+
+  #fail(error: Error): void {
+    if (this.#failed !== null) return;
+    this.#failed = error instanceof BrokerConnectionError ? error : new BrokerConnectionError(
+      `the connection to Kafka at ${this.#where} failed: ${error.message}`,
+      { cause: error },
+    );
+    this.#socket.destroy();
+    // The request being written is released when the socket is done with it; the rest never
+    // reached it.
+    const writes = this.#writes.splice(0);
+    writes.forEach((write, i) => {
+      if (i > 0) write.release();
+      write.settle(this.#failed);
+    });
+    const waiting = [...this.#waiting.values()];
+    this.#waiting.clear();
+    for (const { timer, callback } of waiting) {
+      clearTimeout(timer);
+      callback(this.#failed);
+    }
+  }
+
+  /** SaslHandshake v1, then the mechanism's exchange in SaslAuthenticate v2 requests. */
+  async #authenticate(sasl: NonNullable<BrokerConnectionOptions["sasl"]>): Promise<void> {
+    await new Promise<void>((resolve, reject) =>
+      saslHandshakeV1.api(
+        this as never,
+        sasl.mechanism,
+        (error: Error | null) => error ? reject(error) : resolve(),
+      )
+    );
+    await new Promise<void>((resolve, reject) => {
+      const done = (error: Error | null) => error ? reject(error) : resolve();
+      if (sasl.mechanism === "PLAIN") {
+        saslPlain.authenticate(
+          saslAuthenticateV2.api,
+          this as never,
+          sasl.username,
+          sasl.password,
+          done,
+        );
+      } else {
+        saslScramSha.authenticate(
+          saslAuthenticateV2.api,
+          this as never,
+          sasl.mechanism.slice("SCRAM-".length) as "SHA-256" | "SHA-512",
+          sasl.username,
+          sasl.password,
+          saslScramSha.defaultCrypto,
+          done,
+        );
+      }
+    });
+  }
+}
+
+/** The bytes of a request's size and header (v2 when `tagged`, else v1). */
+function headerBytes(clientId: Uint8Array, tagged: boolean): number {
+  return 14 + clientId.byteLength + (tagged ? 1 : 0);
+}
+
+function isIp(host: string): boolean {
+  return /^[\d.]+$/.test(host) || host.includes(":");
+}

@@ -1,0 +1,157 @@
+/**
+ * The produce connection's framing against a scripted socket server on localhost (the real
+ * broker, TLS and SASL are in tests/kafka_*_test.ts): the request header written into the room
+ * the request left, answers matched by correlation id in any order and however the bytes are
+ * cut, a request's buffer released once written, and every waiting request failed when the
+ * socket goes.
+ */
+
+import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
+import { createServer, type Server, type Socket } from "node:net";
+import { BrokerConnection } from "./connection.ts";
+
+/** A server that collects whole requests (size-prefixed frames) from its one client. */
+async function scriptedServer() {
+  const frames: Buffer[] = [];
+  let client: Socket | null = null;
+  let pending = Buffer.alloc(0);
+  const server: Server = createServer((socket) => {
+    client = socket;
+    socket.on("data", (chunk: Buffer) => {
+      pending = Buffer.concat([pending, chunk]);
+      while (pending.length >= 4 && pending.length >= 4 + pending.readInt32BE(0)) {
+        const size = pending.readInt32BE(0);
+        frames.push(pending.subarray(4, 4 + size));
+        pending = pending.subarray(4 + size);
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const port = (server.address() as { port: number }).port;
+  return {
+    port,
+    frames,
+    /** Writes raw bytes to the client. */
+    write: (bytes: Uint8Array) => client!.write(bytes),
+    /** An answer frame: size, correlation id, an empty tagged-field section, then `body`. */
+    answer: (correlationId: number, body: number[]) => {
+      const frame = Buffer.alloc(4 + 4 + 1 + body.length);
+      frame.writeInt32BE(frame.length - 4, 0);
+      frame.writeInt32BE(correlationId, 4);
+      frame.set(body, 9);
+      return frame;
+    },
+    dropClient: () => client!.destroy(),
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
+/** A parser that returns the body's bytes (or throws when the first is 0xee). */
+const bytesParser = (
+  _correlationId: number,
+  _apiKey: number,
+  _apiVersion: number,
+  reader: { buffer: { buffer: Buffer }; position: number },
+) => {
+  const body = [...reader.buffer.buffer.subarray(reader.position)];
+  if (body[0] === 0xee) throw new Error("refused by the stand-in");
+  return body;
+};
+
+const options = { clientId: "sp", connectTimeoutMs: 5_000, requestTimeoutMs: 5_000 };
+
+/** A request of `body` after the connection's header room. */
+function request(connection: BrokerConnection, body: number[]): Uint8Array {
+  const bytes = new Uint8Array(connection.headerRoom + body.length);
+  bytes.set(body, connection.headerRoom);
+  return bytes;
+}
+
+async function until(condition: () => boolean): Promise<void> {
+  for (let i = 0; i < 200 && !condition(); i++) {
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  assert.ok(condition(), "timed out waiting");
+}
+
+Deno.test("broker connection: requests carry their header in the room left for it; answers match by correlation id in any order and however cut", async () => {
+  const server = await scriptedServer();
+  const connection = await BrokerConnection.open("127.0.0.1", server.port, options);
+  try {
+    const released: number[] = [];
+    const first = connection.produce(
+      11,
+      request(connection, [1, 2, 3]),
+      bytesParser,
+      false,
+      () => released.push(1),
+    );
+    const second = connection.produce(
+      11,
+      request(connection, [4]),
+      bytesParser,
+      false,
+      () => released.push(2),
+    );
+    await until(() => server.frames.length === 2);
+    assert.deepEqual(released, [1, 2], "each request's buffer is released once written");
+    // api_key 0, api_version 11, correlation ids 1 and 2, client_id "sp", empty tags, body.
+    assert.deepEqual([...server.frames[0]!], [0, 0, 0, 11, 0, 0, 0, 1, 0, 2, 115, 112, 0, 1, 2, 3]);
+    assert.deepEqual([...server.frames[1]!.subarray(4, 8)], [0, 0, 0, 2]);
+    // The second answered first, both in one write cut in the middle of the first's frame.
+    const answers = Buffer.concat([server.answer(2, [7]), server.answer(1, [8, 9])]);
+    server.write(answers.subarray(0, 11));
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    server.write(answers.subarray(11));
+    await Promise.all([first, second]);
+    // An answer the parser refuses fails that request only.
+    const refused = connection.produce(11, request(connection, [5]), bytesParser, false, () => {});
+    await until(() => server.frames.length === 3);
+    server.write(server.answer(3, [0xee]));
+    await assert.rejects(refused, /refused by the stand-in/);
+    assert.equal(connection.broken, false);
+  } finally {
+    connection.close();
+    await server.close();
+  }
+});
+
+Deno.test("broker connection: a socket that closes fails every waiting request, retriably, and the connection takes no more", async () => {
+  const server = await scriptedServer();
+  const connection = await BrokerConnection.open("127.0.0.1", server.port, options);
+  try {
+    const waiting = [1, 2, 3].map((n) =>
+      connection.produce(11, request(connection, [n]), bytesParser, false, () => {})
+    );
+    await until(() => server.frames.length === 3);
+    server.dropClient();
+    for (const request of waiting) {
+      await assert.rejects(request, (error: Error & { code?: string }) => {
+        assert.match(error.message, /connection to Kafka at 127\.0\.0\.1:\d+/);
+        assert.equal(error.code, "PLT_KFK_NETWORK");
+        return true;
+      });
+    }
+    assert.equal(connection.broken, true);
+    let released = false;
+    await assert.rejects(
+      connection.produce(11, request(connection, [4]), bytesParser, false, () => released = true),
+      /connection to Kafka/,
+    );
+    assert.ok(released, "a request refused at once is released too");
+  } finally {
+    connection.close();
+    await server.close();
+  }
+});
+
+Deno.test("broker connection: a broker that is not there fails the open, naming where", async () => {
+  const server = await scriptedServer();
+  const port = server.port;
+  await server.close();
+  await assert.rejects(
+    BrokerConnection.open("127.0.0.1", port, options),
+    new RegExp(`connecting to Kafka at 127\\.0\\.0\\.1:${port} failed: .*(ECONNREFUSED|refused)`),
+  );
+});
