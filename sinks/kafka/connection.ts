@@ -75,6 +75,9 @@ export class BrokerConnectionError extends Error {
 
 const encoder = new TextEncoder();
 
+/** The largest answer taken: Produce and SASL answers are small. */
+const MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
+
 /** One connection to one broker for the produce path. */
 export class BrokerConnection {
   readonly #socket: Socket;
@@ -303,6 +306,14 @@ export class BrokerConnection {
       let first = this.#received[0]!;
       if (first.byteLength < 4) first = this.#join();
       const size = new DataView(first.buffer, first.byteOffset, 4).getInt32(0);
+      if (size < 4 || size > MAX_RESPONSE_BYTES) {
+        this.#fail(
+          new BrokerConnectionError(
+            `Kafka at ${this.#where} sent a response of ${size} bytes, which no Produce or SASL answer is: is that address a Kafka listener?`,
+          ),
+        );
+        return;
+      }
       if (this.#receivedBytes < 4 + size) return;
       if (first.byteLength < 4 + size) first = this.#join();
       const frame = first.subarray(4, 4 + size);

@@ -155,3 +155,19 @@ Deno.test("broker connection: a broker that is not there fails the open, naming 
     new RegExp(`connecting to Kafka at 127\\.0\\.0\\.1:${port} failed: .*(ECONNREFUSED|refused)`),
   );
 });
+
+Deno.test("broker connection: an answer whose size no Kafka answer has fails the connection, saying so", async () => {
+  const server = await scriptedServer();
+  const connection = await BrokerConnection.open("127.0.0.1", server.port, options);
+  try {
+    const waiting = connection.produce(11, request(connection, [1]), bytesParser, false, () => {});
+    await until(() => server.frames.length === 1);
+    // What an HTTP server would answer: "HTTP" read as a size.
+    server.write(new TextEncoder().encode("HTTP/1.1 400 Bad Request\r\n\r\n"));
+    await assert.rejects(waiting, /sent a response of \d+ bytes.*a Kafka listener/);
+    assert.equal(connection.broken, true);
+  } finally {
+    connection.close();
+    await server.close();
+  }
+});
