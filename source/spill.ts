@@ -67,12 +67,20 @@ export class StreamedBuffer {
   readonly #budget: SpillBudget;
   /** Chunks still in memory, with the bytes used in each; the last one is being filled. */
   #chunks: { bytes: Uint8Array; used: number }[] = [];
+  /**
+   * Chunks already written to the spill file, to fill again: a transaction that spills takes
+   * no new memory for each chunk (1 MiB chunks left behind were garbage outside V8's heap, and
+   * the C allocator kept what it once held).
+   */
+  #free: Uint8Array[] = [];
   #aborted = new Set<number>();
   #spillFile: Deno.FsFile | null = null;
   #spillPath: string | null = null;
   #spilledBytes = 0;
   #heldBytes = 0;
   count = 0;
+  /** Chunks allocated so far (the rest were filled again after spilling). */
+  chunksAllocated = 0;
 
   constructor(budget: SpillBudget) {
     this.#budget = budget;
@@ -89,7 +97,12 @@ export class StreamedBuffer {
     let chunk = this.#chunks[this.#chunks.length - 1];
     if (chunk === undefined || chunk.used + size > chunk.bytes.byteLength) {
       if (chunk !== undefined) this.#spillIfOverBudget();
-      chunk = { bytes: new Uint8Array(Math.max(CHUNK_BYTES, size)), used: 0 };
+      let bytes = size <= CHUNK_BYTES ? this.#free.pop() : undefined;
+      if (bytes === undefined) {
+        bytes = new Uint8Array(Math.max(CHUNK_BYTES, size));
+        this.chunksAllocated++;
+      }
+      chunk = { bytes, used: 0 };
       this.#chunks.push(chunk);
       this.#hold(chunk.bytes.byteLength);
     }
@@ -131,6 +144,14 @@ export class StreamedBuffer {
       budget.spilledBytes += chunk.used;
       this.#heldBytes -= chunk.bytes.byteLength;
       budget.usedBytes -= chunk.bytes.byteLength;
+      // Written out synchronously, and nothing was handed out of it (messages() comes after
+      // the last push): it can be filled again, as many as the budget holds, and one more.
+      if (
+        chunk.bytes.byteLength === CHUNK_BYTES &&
+        this.#free.length * CHUNK_BYTES <= budget.limitBytes
+      ) {
+        this.#free.push(chunk.bytes);
+      }
     }
     this.#chunks = [];
   }
@@ -233,6 +254,7 @@ export class StreamedBuffer {
     this.#budget.usedBytes -= this.#heldBytes;
     this.#heldBytes = 0;
     this.#chunks = [];
+    this.#free = [];
     if (this.#spillFile !== null) {
       this.#spillFile.close();
       this.#spillFile = null;

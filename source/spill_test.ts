@@ -33,6 +33,8 @@ Deno.test("streamed buffer: beyond the budget, chunks spill to disk and come bac
     buffer.abortSubtransaction(9);
     assert.ok(buffer.spilledBytes > 2 << 20, `spilled only ${buffer.spilledBytes} bytes`);
     assert.ok(budget.usedBytes <= 2 << 20, `holds ${budget.usedBytes} bytes in memory`);
+    // Spilled chunks are filled again: a 1 MiB budget takes two chunks, however much spills.
+    assert.ok(buffer.chunksAllocated <= 3, `allocated ${buffer.chunksAllocated} chunks`);
     assert.equal([...Deno.readDirSync(dir)].length, 1);
     const back = [...buffer.messages()];
     const expected = Array.from({ length: count }, (_, i) => i).filter((i) => i % 3 !== 0);
