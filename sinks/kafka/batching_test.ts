@@ -16,7 +16,7 @@ type Event = string;
 /** A stand-in for the client: records calls; `fail` scripts failures by call. */
 class FakeProducer {
   readonly brokers = ["fake:9092"];
-  readonly retryError: string | null = null;
+  retryError: string | null = null;
   inTx = false;
   constructor(
     readonly events: Event[],
@@ -135,6 +135,17 @@ Deno.test("batcher: a retriable failure is retried on a new connection with the 
   assert.deepEqual(events.filter((e) => e.startsWith("send")), ["send:a,b"]);
   assert.equal(connections(), 3);
   assert.ok(seen.includes(true), "status() never said failing while retrying");
+  assert.equal(batcher.status().failing, false);
+  await batcher.close();
+});
+
+Deno.test("batcher: status() says failing while the producer sends a request again in place, with its error", async () => {
+  const { batcher } = setup({ fail: () => null });
+  const producer = batcher.producer as unknown as FakeProducer;
+  assert.equal(batcher.status().failing, false);
+  producer.retryError = "Kafka at fake:9092 failed while sending records: connection closed";
+  assert.deepEqual(batcher.status(), { failing: true, lastError: producer.retryError });
+  producer.retryError = null;
   assert.equal(batcher.status().failing, false);
   await batcher.close();
 });

@@ -6,14 +6,18 @@
  * buffer of their own and hold it until the broker answers, so every produce request of up to
  * `batch_bytes` left a buffer of that size behind, garbage outside V8's heap until a full
  * collection; those copies alone reached V8's external-memory limit and set the sink's peak
- * RSS (bench/RESULTS.md, 2026-12-06). Here a request's header goes out as a small buffer of its
- * own and its body from the caller's buffer, which the caller may use again once the socket
- * wrote it ({@linkcode BrokerConnection.produce}'s `written`). Responses, small for Produce, are
- * parsed by the client's parsers.
+ * RSS (bench/RESULTS.md, 2026-12-06). Here the caller leaves room for the request's header at
+ * the start of its buffer ({@linkcode BrokerConnection.headerRoom}), the header is written into
+ * it, and the request goes out in one write from that buffer, which the caller may use again
+ * once the socket wrote it ({@linkcode BrokerConnection.produce}'s `written`). Responses, small
+ * for Produce, are parsed by the client's parsers.
  *
  * What goes on here: one socket, requests numbered by correlation id, answered in any order,
  * each with a timeout; a socket that fails or closes fails every request waiting on it, and the
- * connection is not used again (the producer opens a new one).
+ * connection is not used again (the producer opens a new one). A SASL session the broker limits
+ * (`connections.max.reauth.ms`) is not renewed on the connection: at 80% of its lifetime the
+ * connection retires (takes no new request, closes once the last one is answered), and the
+ * producer opens a new one.
  *
  * @module
  */
@@ -90,6 +94,9 @@ export class BrokerConnection {
   #received: Uint8Array[] = [];
   #receivedBytes = 0;
   #failed: Error | null = null;
+  /** Takes no new request: closes once nothing is waiting (see {@linkcode #retire}). */
+  #retiring = false;
+  #retireTimer: ReturnType<typeof setTimeout> | undefined;
   /** Requests to write, in order; the first is being written. */
   #writes: {
     request: Uint8Array;
@@ -127,36 +134,53 @@ export class BrokerConnection {
         socket.destroy();
         reject(new BrokerConnectionError(`connecting to Kafka at ${where} timed out`));
       }, options.connectTimeoutMs);
-      socket.once("error", (error: Error) => {
+      const failed = (error: Error) => {
         clearTimeout(timer);
         reject(
           new BrokerConnectionError(`connecting to Kafka at ${where} failed: ${error.message}`, {
             cause: error,
           }),
         );
-      });
+      };
+      socket.once("error", failed);
       socket.once(options.tls === undefined ? "connect" : "secureConnect", () => {
         clearTimeout(timer);
-        socket.removeAllListeners("error");
+        socket.removeListener("error", failed);
         socket.setNoDelay(true);
         resolve(socket);
       });
     });
     const connection = new BrokerConnection(socket, options, where);
     if (options.sasl !== undefined) {
+      // The exchange has the connect timeout too, whatever the requests' own.
+      const timer = setTimeout(() => {
+        connection.#fail(
+          new BrokerConnectionError(
+            `authenticating with Kafka at ${where} (SASL ${
+              options.sasl!.mechanism
+            }) took longer than ${options.connectTimeoutMs} ms`,
+          ),
+        );
+      }, options.connectTimeoutMs);
       try {
-        await connection.#authenticate(options.sasl);
+        const lifetimeMs = await connection.#authenticate(options.sasl);
+        if (lifetimeMs > 0) {
+          connection.#retireTimer = setTimeout(() => connection.#retire(), lifetimeMs * 0.8);
+          Deno.unrefTimer(connection.#retireTimer);
+        }
       } catch (error) {
         connection.close();
         throw error;
+      } finally {
+        clearTimeout(timer);
       }
     }
     return connection;
   }
 
-  /** The connection failed or was closed: it takes no more requests. */
+  /** The connection failed, was closed or retires: it takes no new request. */
   get broken(): boolean {
-    return this.#failed !== null;
+    return this.#failed !== null || this.#retiring;
   }
 
   /**
@@ -243,9 +267,12 @@ export class BrokerConnection {
     noResponse = false,
     written?: () => void,
   ): void {
-    if (this.#failed !== null) {
+    if (this.#failed !== null || this.#retiring) {
       written?.();
-      callback(this.#failed);
+      callback(
+        this.#failed ??
+          new BrokerConnectionError(`the connection to Kafka at ${this.#where} is retiring`),
+      );
       return;
     }
     const correlationId = this.#correlationId = (this.#correlationId + 1) & 0x7fffffff;
@@ -259,14 +286,18 @@ export class BrokerConnection {
     header.setInt16(12, this.#clientId.byteLength);
     request.set(this.#clientId, 14);
     if (requestTagged) request[14 + this.#clientId.byteLength] = 0;
+    // Answered or not, a request that takes longer than this (a broker that stopped reading
+    // holds the write, too) gives the connection up.
+    const timer = setTimeout(() => {
+      this.#fail(
+        new BrokerConnectionError(
+          `Kafka at ${this.#where} did not ${
+            noResponse ? "take" : "answer"
+          } a request within ${this.#options.requestTimeoutMs} ms`,
+        ),
+      );
+    }, this.#options.requestTimeoutMs);
     if (!noResponse) {
-      const timer = setTimeout(() => {
-        this.#fail(
-          new BrokerConnectionError(
-            `Kafka at ${this.#where} did not answer a request within ${this.#options.requestTimeoutMs} ms`,
-          ),
-        );
-      }, this.#options.requestTimeoutMs);
       this.#waiting.set(correlationId, { apiKey, apiVersion, ...response, callback, timer });
     }
     let settled = !noResponse;
@@ -276,6 +307,7 @@ export class BrokerConnection {
       settle: (error) => {
         if (settled) return;
         settled = true;
+        clearTimeout(timer);
         callback(error);
       },
     });
@@ -296,6 +328,7 @@ export class BrokerConnection {
       if (this.#writes[0] !== next) return; // failed meanwhile: the queue was emptied
       this.#writes.shift();
       this.#writeNext();
+      this.#closeIfRetired();
     });
   }
 
@@ -357,14 +390,42 @@ export class BrokerConnection {
         Reader.from(body),
       );
     } catch (error) {
-      waiting.callback(error as Error);
+      this.#answer(waiting, error as Error);
       return;
     }
-    waiting.callback(null, response);
+    this.#answer(waiting, null, response);
+  }
+
+  /** Hands an answer on; a callback that throws gives the connection up, failing the rest. */
+  #answer(waiting: Waiting, error: Error | null, response?: unknown): void {
+    try {
+      waiting.callback(error, response);
+    } catch (thrown) {
+      this.#fail(thrown as Error);
+      return;
+    }
+    this.#closeIfRetired();
+  }
+
+  /** Takes no new request from now on, and closes once nothing is waiting. */
+  #retire(): void {
+    this.#retiring = true;
+    this.#closeIfRetired();
+  }
+
+  #closeIfRetired(): void {
+    if (!this.#retiring || this.#failed !== null) return;
+    if (this.#waiting.size > 0 || this.#writes.length > 0) return;
+    this.#fail(
+      new BrokerConnectionError(
+        `the connection to Kafka at ${this.#where} retired before its SASL session ended`,
+      ),
+    );
   }
 
   #fail(error: Error): void {
     if (this.#failed !== null) return;
+    clearTimeout(this.#retireTimer);
     this.#failed = error instanceof BrokerConnectionError ? error : new BrokerConnectionError(
       `the connection to Kafka at ${this.#where} failed: ${error.message}`,
       { cause: error },
@@ -385,8 +446,11 @@ export class BrokerConnection {
     }
   }
 
-  /** SaslHandshake v1, then the mechanism's exchange in SaslAuthenticate v2 requests. */
-  async #authenticate(sasl: NonNullable<BrokerConnectionOptions["sasl"]>): Promise<void> {
+  /**
+   * SaslHandshake v1, then the mechanism's exchange in SaslAuthenticate v2 requests; returns the
+   * session's lifetime the broker gave (0: unlimited).
+   */
+  async #authenticate(sasl: NonNullable<BrokerConnectionOptions["sasl"]>): Promise<number> {
     await new Promise<void>((resolve, reject) =>
       saslHandshakeV1.api(
         this as never,
@@ -394,28 +458,32 @@ export class BrokerConnection {
         (error: Error | null) => error ? reject(error) : resolve(),
       )
     );
-    await new Promise<void>((resolve, reject) => {
-      const done = (error: Error | null) => error ? reject(error) : resolve();
-      if (sasl.mechanism === "PLAIN") {
-        saslPlain.authenticate(
-          saslAuthenticateV2.api,
-          this as never,
-          sasl.username,
-          sasl.password,
-          done,
-        );
-      } else {
-        saslScramSha.authenticate(
-          saslAuthenticateV2.api,
-          this as never,
-          sasl.mechanism.slice("SCRAM-".length) as "SHA-256" | "SHA-512",
-          sasl.username,
-          sasl.password,
-          saslScramSha.defaultCrypto,
-          done,
-        );
-      }
-    });
+    const last = await new Promise<{ sessionLifetimeMs?: bigint } | undefined>(
+      (resolve, reject) => {
+        const done = (error: Error | null, response?: { sessionLifetimeMs?: bigint }) =>
+          error ? reject(error) : resolve(response);
+        if (sasl.mechanism === "PLAIN") {
+          saslPlain.authenticate(
+            saslAuthenticateV2.api,
+            this as never,
+            sasl.username,
+            sasl.password,
+            done,
+          );
+        } else {
+          saslScramSha.authenticate(
+            saslAuthenticateV2.api,
+            this as never,
+            sasl.mechanism.slice("SCRAM-".length) as "SHA-256" | "SHA-512",
+            sasl.username,
+            sasl.password,
+            saslScramSha.defaultCrypto,
+            done,
+          );
+        }
+      },
+    );
+    return Number(last?.sessionLifetimeMs ?? 0);
   }
 }
 

@@ -11,8 +11,13 @@ import { Buffer } from "node:buffer";
 import { createServer, type Server, type Socket } from "node:net";
 import { BrokerConnection } from "./connection.ts";
 
-/** A server that collects whole requests (size-prefixed frames) from its one client. */
-async function scriptedServer() {
+/**
+ * A server that collects whole requests (size-prefixed frames) from its one client; `onFrame`
+ * may answer each as it comes.
+ */
+async function scriptedServer(
+  onFrame?: (frame: Buffer, write: (bytes: Uint8Array) => void) => void,
+) {
   const frames: Buffer[] = [];
   let client: Socket | null = null;
   let pending = Buffer.alloc(0);
@@ -22,8 +27,10 @@ async function scriptedServer() {
       pending = Buffer.concat([pending, chunk]);
       while (pending.length >= 4 && pending.length >= 4 + pending.readInt32BE(0)) {
         const size = pending.readInt32BE(0);
-        frames.push(pending.subarray(4, 4 + size));
+        const frame = pending.subarray(4, 4 + size);
+        frames.push(frame);
         pending = pending.subarray(4 + size);
+        onFrame?.(frame, (bytes) => socket.write(bytes));
       }
     });
   });
@@ -99,7 +106,7 @@ Deno.test("broker connection: requests carry their header in the room left for i
     // api_key 0, api_version 11, correlation ids 1 and 2, client_id "sp", empty tags, body.
     assert.deepEqual([...server.frames[0]!], [0, 0, 0, 11, 0, 0, 0, 1, 0, 2, 115, 112, 0, 1, 2, 3]);
     assert.deepEqual([...server.frames[1]!.subarray(4, 8)], [0, 0, 0, 2]);
-    // The second answered first, both in one write cut in the middle of the first's frame.
+    // The second answered first, both in one write cut one byte into the second frame's size.
     const answers = Buffer.concat([server.answer(2, [7]), server.answer(1, [8, 9])]);
     server.write(answers.subarray(0, 11));
     await new Promise((resolve) => setTimeout(resolve, 20));
@@ -166,6 +173,94 @@ Deno.test("broker connection: an answer whose size no Kafka answer has fails the
     server.write(new TextEncoder().encode("HTTP/1.1 400 Bad Request\r\n\r\n"));
     await assert.rejects(waiting, /sent a response of \d+ bytes.*a Kafka listener/);
     assert.equal(connection.broken, true);
+  } finally {
+    connection.close();
+    await server.close();
+  }
+});
+
+Deno.test("broker connection: a request not answered within the request timeout gives the connection up; a request without an answer (acks 0) is done once written", async () => {
+  const server = await scriptedServer();
+  const connection = await BrokerConnection.open("127.0.0.1", server.port, {
+    ...options,
+    requestTimeoutMs: 100,
+  });
+  try {
+    let released = false;
+    await connection.produce(
+      11,
+      request(connection, [1]),
+      bytesParser,
+      true,
+      () => released = true,
+    );
+    assert.ok(released);
+    const unanswered = connection.produce(
+      11,
+      request(connection, [2]),
+      bytesParser,
+      false,
+      () => {},
+    );
+    await assert.rejects(unanswered, /did not answer a request within 100 ms/);
+    assert.equal(connection.broken, true);
+  } finally {
+    connection.close();
+    await server.close();
+  }
+});
+
+/** An answer frame with a v0 response header (the correlation id only). */
+function answerV0(correlationId: number, body: number[]): Buffer {
+  const frame = Buffer.alloc(8 + body.length);
+  frame.writeInt32BE(frame.length - 4, 0);
+  frame.writeInt32BE(correlationId, 4);
+  frame.set(body, 8);
+  return frame;
+}
+
+Deno.test("broker connection: SASL PLAIN in SaslHandshake v1 and SaslAuthenticate v2; a session the broker limits retires the connection at 80% of it, after its requests are answered", async () => {
+  const seen: { apiKey: number; version: number; tail: string }[] = [];
+  const server = await scriptedServer((frame, write) => {
+    const apiKey = frame.readInt16BE(0);
+    const version = frame.readInt16BE(2);
+    const correlationId = frame.readInt32BE(4);
+    seen.push({ apiKey, version, tail: frame.subarray(8).toString("latin1") });
+    if (apiKey === 17) {
+      // SaslHandshake v1: error_code 0, mechanisms ["PLAIN"] (non-flexible: INT32 count).
+      write(answerV0(correlationId, [0, 0, 0, 0, 0, 1, 0, 5, ...Buffer.from("PLAIN")]));
+    } else if (apiKey === 36) {
+      // SaslAuthenticate v2: error_code 0, error_message null, auth_bytes empty,
+      // session_lifetime_ms 300, empty tags (response header v1: an empty tag section first).
+      const body = [0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1, 0x2c, 0];
+      const frame = Buffer.alloc(9 + body.length);
+      frame.writeInt32BE(frame.length - 4, 0);
+      frame.writeInt32BE(correlationId, 4);
+      frame.set(body, 9);
+      write(frame);
+    }
+  });
+  const connection = await BrokerConnection.open("127.0.0.1", server.port, {
+    ...options,
+    sasl: { mechanism: "PLAIN", username: "alice", password: "s3cret" },
+  });
+  try {
+    assert.deepEqual(seen.map(({ apiKey, version }) => [apiKey, version]), [[17, 1], [36, 2]]);
+    // Header v1 for the handshake (client_id, no tags), then the mechanism's name.
+    assert.ok(seen[0]!.tail.endsWith("\x00\x02sp\x00\x05PLAIN"), JSON.stringify(seen[0]!.tail));
+    assert.ok(seen[1]!.tail.includes("\x00alice\x00s3cret"));
+    assert.equal(connection.broken, false);
+    const waiting = connection.produce(11, request(connection, [9]), bytesParser, false, () => {});
+    await until(() => seen.length === 3);
+    await new Promise((resolve) => setTimeout(resolve, 300)); // past 80% of 300 ms
+    assert.equal(connection.broken, true, "a retiring connection takes no new request");
+    await assert.rejects(
+      connection.produce(11, request(connection, [10]), bytesParser, false, () => {}),
+      /retiring/,
+    );
+    // The request it holds is still answered, then it closes.
+    server.write(server.answer(3, [1]));
+    assert.deepEqual(await waiting, undefined);
   } finally {
     connection.close();
     await server.close();

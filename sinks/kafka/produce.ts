@@ -1,9 +1,10 @@
 /**
  * The sink's Produce requests (API key 0), written in one buffer: the request's fields and
- * each partition's RecordBatch (`record_batch.ts`) in place. `producer.ts` sends them on the
- * client's connections, up to five in flight, as Java's idempotent producer does (the client's
- * own `send` keeps one produce request in flight per connection when idempotent, which left the
- * sink waiting on each acknowledgement).
+ * each partition's RecordBatch (`record_batch.ts`) in place, after room for the request header
+ * that `connection.ts` fills. `producer.ts` sends them on the sink's own connections, up to
+ * five in flight, as Java's idempotent producer does (the client's own `send` keeps one produce
+ * request in flight per connection when idempotent, which left the sink waiting on each
+ * acknowledgement).
  *
  * Versions 9 to 11, the flexible ones (Kafka 2.8 and later), whose requests are alike:
  *

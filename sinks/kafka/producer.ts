@@ -1,8 +1,8 @@
 /**
  * The Kafka client behind the sink: `@platformatic/kafka` (npm, pure TypeScript), wrapped so
  * that the rest of the sink sees a few calls (send in order, transactions, topics, the
- * checkpoint) and errors that say whether a retry can help. This is the only file that
- * imports the client.
+ * checkpoint) and errors that say whether a retry can help. Only this file and
+ * `connection.ts` (the produce path's connections) import the client.
  *
  * Why this client: measured against `kafkajs` 2.2.4 with the same guarantees (idempotent,
  * acks=all; `bench/_kafka_clients.ts`), it sends 2–2.5× the records per second at the same or
@@ -421,6 +421,8 @@ export class KafkaProducer {
   /** The produce path's connections, by broker address. */
   readonly #connections = new Map<string, Promise<ProduceConnection>>();
   readonly #open: OpenConnection;
+  /** {@linkcode close} ran: no connection is opened any more. */
+  #closed = false;
   /** Sends being sent again in place, and the latest error of one (see {@linkcode retryError}). */
   #retrying = 0;
   #retryError: string | null = null;
@@ -721,9 +723,13 @@ export class KafkaProducer {
           this.#broken ??= error;
           throw error;
         }
-        if (!retrying) this.#retrying++;
-        retrying = true;
-        this.#retryError = error.message;
+        // Failing on /health once the retries would have gone to the sink's before (a leader
+        // moving mends within them).
+        if (attempt > IN_PLACE_RETRIES) {
+          if (!retrying) this.#retrying++;
+          retrying = true;
+          this.#retryError = error.message;
+        }
         this.#sendAgain(attempt, error, batches);
         // Later requests of a partition whose earlier one failed are refused too (their
         // sequence numbers are out of order): each send retries only after the one before it.
@@ -825,6 +831,11 @@ export class KafkaProducer {
    */
   async #connection(broker: Broker): Promise<ProduceConnection> {
     const address = `${broker.host}:${broker.port}`;
+    if (this.#closed) {
+      throw new KafkaSinkError(`The Kafka producer was closed; not connecting to ${address}`, {
+        retriable: true,
+      });
+    }
     const known = this.#connections.get(address);
     if (known !== undefined) {
       const connection = await known.catch(() => null);
@@ -981,6 +992,7 @@ export class KafkaProducer {
     await this.abort().catch(() => {});
     await this.#admin?.close().catch(() => {});
     this.#admin = null;
+    this.#closed = true;
     for (const opening of this.#connections.values()) {
       opening.then((connection) => connection.close(), () => {});
     }
