@@ -12,6 +12,8 @@ export interface MemoryReport {
   memoryPeaksMb: Record<string, number>;
   /** The parts at the RSS peak. */
   atRssPeakMb: Record<string, number>;
+  /** Seconds from the sampler's start to the RSS peak. */
+  atRssPeakS: number;
   /** Resident memory by kind of mapping when sampling stopped (see {@linkcode residentMappings}). */
   mappingsAtEndMb: Record<string, number>;
 }
@@ -24,9 +26,14 @@ export function memorySampler(): { stop(): MemoryReport } {
   const mb = (bytes: number) => Math.round(bytes / 1048576);
   const peaks = { rss: 0, heapTotal: 0, heapUsed: 0, external: 0 };
   let atPeak = Deno.memoryUsage();
+  const started = performance.now();
+  let atPeakMs = 0;
   const timer = setInterval(() => {
     const now = Deno.memoryUsage();
-    if (now.rss > peaks.rss) atPeak = now;
+    if (now.rss > peaks.rss) {
+      atPeak = now;
+      atPeakMs = performance.now() - started;
+    }
     for (const key of Object.keys(peaks) as (keyof typeof peaks)[]) {
       peaks[key] = Math.max(peaks[key], now[key]);
     }
@@ -37,6 +44,7 @@ export function memorySampler(): { stop(): MemoryReport } {
       return {
         memoryPeaksMb: Object.fromEntries(Object.entries(peaks).map(([k, v]) => [k, mb(v)])),
         atRssPeakMb: Object.fromEntries(Object.entries(atPeak).map(([k, v]) => [k, mb(v)])),
+        atRssPeakS: Math.round(atPeakMs / 100) / 10,
         mappingsAtEndMb: residentMappings(),
       };
     },
