@@ -23,7 +23,7 @@
  */
 
 import { Buffer } from "node:buffer";
-import { connect as connectTcp, type Socket } from "node:net";
+import { connect as connectTcp, isIP, type Socket } from "node:net";
 import { connect as connectTls } from "node:tls";
 import {
   Reader,
@@ -129,7 +129,7 @@ export class BrokerConnection {
     const socket = await new Promise<Socket>((resolve, reject) => {
       const socket: Socket = options.tls === undefined
         ? connectTcp({ host, port })
-        : connectTls({ host, port, ca: options.tls.ca, servername: isIp(host) ? undefined : host });
+        : connectTls({ host, port, ca: options.tls.ca, servername: isIP(host) ? undefined : host });
       const timer = setTimeout(() => {
         socket.destroy();
         reject(new BrokerConnectionError(`connecting to Kafka at ${where} timed out`));
@@ -188,7 +188,7 @@ export class BrokerConnection {
    * size and header.
    */
   get headerRoom(): number {
-    return headerBytes(this.#clientId, true);
+    return requestHeaderSize(this.#clientId, true);
   }
 
   /**
@@ -234,7 +234,7 @@ export class BrokerConnection {
     let request: Uint8Array;
     try {
       const parts = createPayload().buffers;
-      const room = headerBytes(this.#clientId, requestTagged);
+      const room = requestHeaderSize(this.#clientId, requestTagged);
       request = new Uint8Array(room + parts.reduce((sum, part) => sum + part.byteLength, 0));
       let at = room;
       for (const part of parts) {
@@ -342,7 +342,7 @@ export class BrokerConnection {
       if (size < 4 || size > MAX_RESPONSE_BYTES) {
         this.#fail(
           new BrokerConnectionError(
-            `Kafka at ${this.#where} sent a response of ${size} bytes, which no Produce or SASL answer is: is that address a Kafka listener?`,
+            `Kafka at ${this.#where} sent a response of ${size} bytes, which no Produce or SASL answer is; check that brokers names a Kafka listener (not another service) and that tls matches it`,
           ),
         );
         return;
@@ -488,10 +488,6 @@ export class BrokerConnection {
 }
 
 /** The bytes of a request's size and header (v2 when `tagged`, else v1). */
-function headerBytes(clientId: Uint8Array, tagged: boolean): number {
+function requestHeaderSize(clientId: Uint8Array, tagged: boolean): number {
   return 14 + clientId.byteLength + (tagged ? 1 : 0);
-}
-
-function isIp(host: string): boolean {
-  return /^[\d.]+$/.test(host) || host.includes(":");
 }

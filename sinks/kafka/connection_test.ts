@@ -9,7 +9,9 @@
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { createServer, type Server, type Socket } from "node:net";
-import { BrokerConnection } from "./connection.ts";
+import { BrokerConnection, type BrokerConnectionOptions } from "./connection.ts";
+
+type ScriptedServer = Awaited<ReturnType<typeof scriptedServer>>;
 
 /**
  * A server that collects whole requests (size-prefixed frames) from its one client; `onFrame`
@@ -41,17 +43,22 @@ async function scriptedServer(
     frames,
     /** Writes raw bytes to the client. */
     write: (bytes: Uint8Array) => client!.write(bytes),
-    /** An answer frame: size, correlation id, an empty tagged-field section, then `body`. */
-    answer: (correlationId: number, body: number[]) => {
-      const frame = Buffer.alloc(4 + 4 + 1 + body.length);
-      frame.writeInt32BE(frame.length - 4, 0);
-      frame.writeInt32BE(correlationId, 4);
-      frame.set(body, 9);
-      return frame;
-    },
     dropClient: () => client!.destroy(),
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
+}
+
+/**
+ * An answer frame: size, correlation id, (response header v1, `tagged`) an empty tagged-field
+ * section, then `body`.
+ */
+function answer(correlationId: number, body: number[], tagged = true): Buffer {
+  const at = tagged ? 9 : 8;
+  const frame = Buffer.alloc(at + body.length);
+  frame.writeInt32BE(frame.length - 4, 0);
+  frame.writeInt32BE(correlationId, 4);
+  frame.set(body, at);
+  return frame;
 }
 
 /** A parser that returns the body's bytes (or throws when the first is 0xee). */
@@ -68,11 +75,44 @@ const bytesParser = (
 
 const options = { clientId: "sp", connectTimeoutMs: 5_000, requestTimeoutMs: 5_000 };
 
-/** A request of `body` after the connection's header room. */
-function request(connection: BrokerConnection, body: number[]): Uint8Array {
+/**
+ * Runs `body` with a connection to a scripted server, both closed afterwards; `settings`
+ * change {@linkcode options}.
+ */
+async function withConnection(
+  settings: Partial<BrokerConnectionOptions>,
+  body: (connection: BrokerConnection, server: ScriptedServer) => Promise<void>,
+  onFrame?: Parameters<typeof scriptedServer>[0],
+): Promise<void> {
+  const server = await scriptedServer(onFrame);
+  try {
+    const connection = await BrokerConnection.open("127.0.0.1", server.port, {
+      ...options,
+      ...settings,
+    });
+    try {
+      await body(connection, server);
+    } finally {
+      connection.close();
+    }
+  } finally {
+    await server.close();
+  }
+}
+
+/**
+ * Sends a Produce request (version 11) of `body` after the connection's header room; `written`
+ * runs once it is written, `noResponse` as for acks 0.
+ */
+function produce(
+  connection: BrokerConnection,
+  body: number[],
+  written: () => void = () => {},
+  noResponse = false,
+): Promise<void> {
   const bytes = new Uint8Array(connection.headerRoom + body.length);
   bytes.set(body, connection.headerRoom);
-  return bytes;
+  return connection.produce(11, bytes, bytesParser, noResponse, written);
 }
 
 async function until(condition: () => boolean): Promise<void> {
@@ -83,54 +123,33 @@ async function until(condition: () => boolean): Promise<void> {
 }
 
 Deno.test("broker connection: requests carry their header in the room left for it; answers match by correlation id in any order and however cut", async () => {
-  const server = await scriptedServer();
-  const connection = await BrokerConnection.open("127.0.0.1", server.port, options);
-  try {
+  await withConnection({}, async (connection, server) => {
     const released: number[] = [];
-    const first = connection.produce(
-      11,
-      request(connection, [1, 2, 3]),
-      bytesParser,
-      false,
-      () => released.push(1),
-    );
-    const second = connection.produce(
-      11,
-      request(connection, [4]),
-      bytesParser,
-      false,
-      () => released.push(2),
-    );
+    const first = produce(connection, [1, 2, 3], () => released.push(1));
+    const second = produce(connection, [4], () => released.push(2));
     await until(() => server.frames.length === 2);
     assert.deepEqual(released, [1, 2], "each request's buffer is released once written");
     // api_key 0, api_version 11, correlation ids 1 and 2, client_id "sp", empty tags, body.
     assert.deepEqual([...server.frames[0]!], [0, 0, 0, 11, 0, 0, 0, 1, 0, 2, 115, 112, 0, 1, 2, 3]);
     assert.deepEqual([...server.frames[1]!.subarray(4, 8)], [0, 0, 0, 2]);
     // The second answered first, both in one write cut one byte into the second frame's size.
-    const answers = Buffer.concat([server.answer(2, [7]), server.answer(1, [8, 9])]);
+    const answers = Buffer.concat([answer(2, [7]), answer(1, [8, 9])]);
     server.write(answers.subarray(0, 11));
     await new Promise((resolve) => setTimeout(resolve, 20));
     server.write(answers.subarray(11));
     await Promise.all([first, second]);
     // An answer the parser refuses fails that request only.
-    const refused = connection.produce(11, request(connection, [5]), bytesParser, false, () => {});
+    const refused = produce(connection, [5]);
     await until(() => server.frames.length === 3);
-    server.write(server.answer(3, [0xee]));
+    server.write(answer(3, [0xee]));
     await assert.rejects(refused, /refused by the stand-in/);
     assert.equal(connection.broken, false);
-  } finally {
-    connection.close();
-    await server.close();
-  }
+  });
 });
 
 Deno.test("broker connection: a socket that closes fails every waiting request, retriably, and the connection takes no more", async () => {
-  const server = await scriptedServer();
-  const connection = await BrokerConnection.open("127.0.0.1", server.port, options);
-  try {
-    const waiting = [1, 2, 3].map((n) =>
-      connection.produce(11, request(connection, [n]), bytesParser, false, () => {})
-    );
+  await withConnection({}, async (connection, server) => {
+    const waiting = [1, 2, 3].map((n) => produce(connection, [n]));
     await until(() => server.frames.length === 3);
     server.dropClient();
     for (const request of waiting) {
@@ -142,15 +161,9 @@ Deno.test("broker connection: a socket that closes fails every waiting request, 
     }
     assert.equal(connection.broken, true);
     let released = false;
-    await assert.rejects(
-      connection.produce(11, request(connection, [4]), bytesParser, false, () => released = true),
-      /connection to Kafka/,
-    );
+    await assert.rejects(produce(connection, [4], () => released = true), /connection to Kafka/);
     assert.ok(released, "a request refused at once is released too");
-  } finally {
-    connection.close();
-    await server.close();
-  }
+  });
 });
 
 Deno.test("broker connection: a broker that is not there fails the open, naming where", async () => {
@@ -164,105 +177,57 @@ Deno.test("broker connection: a broker that is not there fails the open, naming 
 });
 
 Deno.test("broker connection: an answer whose size no Kafka answer has fails the connection, saying so", async () => {
-  const server = await scriptedServer();
-  const connection = await BrokerConnection.open("127.0.0.1", server.port, options);
-  try {
-    const waiting = connection.produce(11, request(connection, [1]), bytesParser, false, () => {});
+  await withConnection({}, async (connection, server) => {
+    const waiting = produce(connection, [1]);
     await until(() => server.frames.length === 1);
     // What an HTTP server would answer: "HTTP" read as a size.
     server.write(new TextEncoder().encode("HTTP/1.1 400 Bad Request\r\n\r\n"));
     await assert.rejects(waiting, /sent a response of \d+ bytes.*a Kafka listener/);
     assert.equal(connection.broken, true);
-  } finally {
-    connection.close();
-    await server.close();
-  }
+  });
 });
 
 Deno.test("broker connection: a request not answered within the request timeout gives the connection up; a request without an answer (acks 0) is done once written", async () => {
-  const server = await scriptedServer();
-  const connection = await BrokerConnection.open("127.0.0.1", server.port, {
-    ...options,
-    requestTimeoutMs: 100,
-  });
-  try {
+  await withConnection({ requestTimeoutMs: 100 }, async (connection) => {
     let released = false;
-    await connection.produce(
-      11,
-      request(connection, [1]),
-      bytesParser,
-      true,
-      () => released = true,
-    );
+    await produce(connection, [1], () => released = true, true);
     assert.ok(released);
-    const unanswered = connection.produce(
-      11,
-      request(connection, [2]),
-      bytesParser,
-      false,
-      () => {},
-    );
-    await assert.rejects(unanswered, /did not answer a request within 100 ms/);
+    await assert.rejects(produce(connection, [2]), /did not answer a request within 100 ms/);
     assert.equal(connection.broken, true);
-  } finally {
-    connection.close();
-    await server.close();
-  }
+  });
 });
-
-/** An answer frame with a v0 response header (the correlation id only). */
-function answerV0(correlationId: number, body: number[]): Buffer {
-  const frame = Buffer.alloc(8 + body.length);
-  frame.writeInt32BE(frame.length - 4, 0);
-  frame.writeInt32BE(correlationId, 4);
-  frame.set(body, 8);
-  return frame;
-}
 
 Deno.test("broker connection: SASL PLAIN in SaslHandshake v1 and SaslAuthenticate v2; a session the broker limits retires the connection at 80% of it, after its requests are answered", async () => {
   const seen: { apiKey: number; version: number; tail: string }[] = [];
-  const server = await scriptedServer((frame, write) => {
+  const broker = (frame: Buffer, write: (bytes: Uint8Array) => void) => {
     const apiKey = frame.readInt16BE(0);
     const version = frame.readInt16BE(2);
     const correlationId = frame.readInt32BE(4);
     seen.push({ apiKey, version, tail: frame.subarray(8).toString("latin1") });
     if (apiKey === 17) {
-      // SaslHandshake v1: error_code 0, mechanisms ["PLAIN"] (non-flexible: INT32 count).
-      write(answerV0(correlationId, [0, 0, 0, 0, 0, 1, 0, 5, ...Buffer.from("PLAIN")]));
+      // SaslHandshake v1 (response header v0): error_code 0, mechanisms ["PLAIN"]
+      // (non-flexible: INT32 count).
+      write(answer(correlationId, [0, 0, 0, 0, 0, 1, 0, 5, ...Buffer.from("PLAIN")], false));
     } else if (apiKey === 36) {
       // SaslAuthenticate v2: error_code 0, error_message null, auth_bytes empty,
-      // session_lifetime_ms 300, empty tags (response header v1: an empty tag section first).
-      const body = [0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1, 0x2c, 0];
-      const frame = Buffer.alloc(9 + body.length);
-      frame.writeInt32BE(frame.length - 4, 0);
-      frame.writeInt32BE(correlationId, 4);
-      frame.set(body, 9);
-      write(frame);
+      // session_lifetime_ms 300, empty tags.
+      write(answer(correlationId, [0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1, 0x2c, 0]));
     }
-  });
-  const connection = await BrokerConnection.open("127.0.0.1", server.port, {
-    ...options,
-    sasl: { mechanism: "PLAIN", username: "alice", password: "s3cret" },
-  });
-  try {
+  };
+  const sasl = { mechanism: "PLAIN", username: "alice", password: "s3cret" } as const;
+  await withConnection({ sasl }, async (connection, server) => {
     assert.deepEqual(seen.map(({ apiKey, version }) => [apiKey, version]), [[17, 1], [36, 2]]);
     // Header v1 for the handshake (client_id, no tags), then the mechanism's name.
     assert.ok(seen[0]!.tail.endsWith("\x00\x02sp\x00\x05PLAIN"), JSON.stringify(seen[0]!.tail));
     assert.ok(seen[1]!.tail.includes("\x00alice\x00s3cret"));
     assert.equal(connection.broken, false);
-    const waiting = connection.produce(11, request(connection, [9]), bytesParser, false, () => {});
+    const waiting = produce(connection, [9]);
     await until(() => seen.length === 3);
     await new Promise((resolve) => setTimeout(resolve, 300)); // past 80% of 300 ms
     assert.equal(connection.broken, true, "a retiring connection takes no new request");
-    await assert.rejects(
-      connection.produce(11, request(connection, [10]), bytesParser, false, () => {}),
-      /retiring/,
-    );
+    await assert.rejects(produce(connection, [10]), /retiring/);
     // The request it holds is still answered, then it closes.
-    server.write(server.answer(3, [1]));
+    server.write(answer(3, [1]));
     assert.deepEqual(await waiting, undefined);
-  } finally {
-    connection.close();
-    await server.close();
-  }
+  }, broker);
 });

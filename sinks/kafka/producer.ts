@@ -719,7 +719,7 @@ export class KafkaProducer {
         const exhausted = patient
           ? sequenceRefusals > IN_PLACE_RETRIES || Date.now() - since > DELIVERY_TIMEOUT_MS
           : attempt > IN_PLACE_RETRIES;
-        if (!error.retriable || exhausted || this.#broken !== null) {
+        if (!error.retriable || exhausted || this.#broken !== null || this.#closed) {
           this.#broken ??= error;
           throw error;
         }
