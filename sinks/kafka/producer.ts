@@ -30,6 +30,7 @@ import {
   type ClusterMetadata,
   compressionsAlgorithms,
   FindCoordinatorKeyTypes,
+  findErrorBy,
   kGetApi,
   Producer,
   produceV10,
@@ -278,9 +279,31 @@ async function connectionOptions(config: KafkaSinkConfig) {
     // The sink retries with its own backoff, forever for what can mend; the client's own
     // retries only ride out short blips (leadership moving, a coordinator loading).
     retries: 5,
-    retryDelay: (_client: unknown, _operation: string, attempt: number) =>
-      Math.min(50 * 2 ** attempt, 2_000),
+    retryDelay: clientRetryDelay,
   };
+}
+
+/**
+ * The client's wait before its `attempt`th retry (from 1): 100 ms, doubling up to 2 s. A
+ * transaction coordinator still writing the last transaction's markers (CONCURRENT_TRANSACTIONS,
+ * met by the next transaction's first request just after a commit) is asked again after 10 and
+ * 20 ms first, as the Java producer does after 20 ms: waiting 100 ms there made each Kafka
+ * transaction of exactly-once 100 ms longer.
+ */
+export function clientRetryDelay(
+  _client: unknown,
+  _operation: string,
+  attempt: number,
+  _retries: number,
+  error: unknown,
+): number {
+  if (
+    attempt <= 2 && error instanceof Error &&
+    findErrorBy(error, "apiId", "CONCURRENT_TRANSACTIONS") !== null
+  ) {
+    return 10 * attempt;
+  }
+  return Math.min(50 * 2 ** attempt, 2_000);
 }
 
 /** How long a Kafka transaction may stay open (the broker caps it: 15 min by default). */

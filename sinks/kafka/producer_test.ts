@@ -10,8 +10,8 @@
 import assert from "node:assert/strict";
 import { silentLogger } from "../../ops/log.ts";
 import type { KafkaSinkConfig } from "../../config/mod.ts";
-import { IN_PLACE_RETRIES, KafkaProducer, type OutMessage } from "./producer.ts";
-import { kGetApi } from "npm:@platformatic/kafka@2.12.1";
+import { clientRetryDelay, IN_PLACE_RETRIES, KafkaProducer, type OutMessage } from "./producer.ts";
+import { kGetApi, MultipleErrors, ProtocolError } from "npm:@platformatic/kafka@2.12.1";
 
 /** A produce request the stand-in connection took: what it carries, and how to answer it. */
 interface Request {
@@ -191,4 +191,22 @@ Deno.test("producer: the broker refusing the sequence numbers ends the in-place 
   assert.equal(producer.retryError, null);
   // The sends after it fail at once: the producer's sequence numbers have a gap.
   await assert.rejects(producer.send([message("second-of-p0", 0)]), /new producer/);
+});
+
+Deno.test("producer: the client asks a coordinator still ending a transaction again after 10 and 20 ms, then backs off as for any other error", () => {
+  const delays = (error: Error) =>
+    [1, 2, 3, 4, 5].map((attempt) =>
+      clientRetryDelay(null, "addPartitionsToTxn", attempt, 5, error)
+    );
+  const concurrent = new ProtocolError("CONCURRENT_TRANSACTIONS");
+  assert.deepEqual(delays(concurrent), [10, 20, 400, 800, 1_600]);
+  // As the client reports it: the protocol error inside the request's errors.
+  assert.deepEqual(delays(new MultipleErrors("failed", [concurrent])), [10, 20, 400, 800, 1_600]);
+  assert.deepEqual(delays(new ProtocolError("COORDINATOR_LOAD_IN_PROGRESS")), [
+    100,
+    200,
+    400,
+    800,
+    1_600,
+  ]);
 });
