@@ -65,10 +65,28 @@ export class ByteWriter {
   protected reserve(bytes: number): void {
     const needed = this.end + bytes;
     if (needed <= this.buffer.byteLength) return;
-    // What take() handed out stays where it is: only the record being written moves.
-    const pending = this.end - this.start;
     let size = Math.max(this.buffer.byteLength * 2, TAKE_CHUNK_BYTES);
-    while (size < pending + bytes) size *= 2;
+    while (size < this.end - this.start + bytes) size *= 2;
+    this.#moveTo(size);
+  }
+
+  /**
+   * Makes room for `bytes` more at {@linkcode end}, growing the buffer to about that (rounded
+   * up to 64 KiB) rather than doubling it: for a writer that knows its record's size up front
+   * and is used again (a produce request of up to `batch_bytes`), so that its buffer does not
+   * end up twice what it needs.
+   */
+  protected reserveAbout(bytes: number): void {
+    if (this.end + bytes <= this.buffer.byteLength) return;
+    this.#moveTo(Math.ceil((this.end - this.start + bytes) / 65536) * 65536);
+  }
+
+  /**
+   * The record being written, moved to the start of a new buffer of `size` bytes. What take()
+   * handed out stays where it is.
+   */
+  #moveTo(size: number): void {
+    const pending = this.end - this.start;
     const grown = new Uint8Array(size);
     grown.set(this.buffer.subarray(this.start, this.end));
     this.buffer = grown;

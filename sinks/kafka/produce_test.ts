@@ -131,6 +131,35 @@ Deno.test("produce request: room left for the connection's header, before the sa
   assert.deepEqual(again.subarray(23), body);
 });
 
+Deno.test("produce request: a writer's buffer grows to about the request's size, not to twice it", () => {
+  const writer = new ProduceRequestWriter();
+  const options = {
+    transactionalId: null,
+    acks: -1,
+    producerId: 1n,
+    producerEpoch: 0,
+    timeoutMs: 30_000,
+    timestamp: TIMESTAMP,
+  };
+  // 1,100 records of 1,000 bytes: just past 1 MiB, where doubling would make 2 MiB.
+  const records = Array.from({ length: 1_100 }, (_, i) => ({
+    key: text(`{"id":${i}}`),
+    value: new Uint8Array(1_000).fill(0x61),
+    headers,
+  }));
+  const topics = [{
+    topic: "cdc.public.orders",
+    partitions: [{ partition: 0, baseSequence: 0, records }],
+  }];
+  const request = writer.request(topics, options, 23);
+  assert.deepEqual(request.subarray(23), produceRequest(topics, options));
+  assert.ok(request.byteLength > 1 << 20, `${request.byteLength}`);
+  assert.ok(
+    request.buffer.byteLength <= request.byteLength + 65536 + 4096,
+    `buffer ${request.buffer.byteLength} for a request of ${request.byteLength}`,
+  );
+});
+
 Deno.test("produce request: byte for byte the client's in a transaction, and with acks 1", async () => {
   const transactional = {
     transactionalId: "spillway-orders",
