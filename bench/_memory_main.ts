@@ -4,6 +4,9 @@
  * (`<pipeline>.memory.json`) when the command ends. `bench kafka --memory` runs Spillway
  * through this instead of `main.ts`.
  *
+ * `SPILLWAY_BENCH_SNAP_S=<s>` also writes a V8 heap snapshot (what is live, after a full
+ * collection) `<s>` seconds after the start, as `<pipeline>.<s>s.heapsnapshot`.
+ *
  *     deno run -A --unstable-worker-options bench/_memory_main.ts run pipeline.yaml
  *
  * @module
@@ -12,8 +15,14 @@
 import { main } from "../main.ts";
 import { memorySampler } from "./_memory.ts";
 
+const pipelineFile = Deno.args.at(-1) ?? "spillway";
+const snapAtS = Number(Deno.env.get("SPILLWAY_BENCH_SNAP_S") ?? "0");
+if (snapAtS > 0) {
+  const v8 = await import("node:v8");
+  const snap = () => v8.writeHeapSnapshot(`${pipelineFile}.${snapAtS}s.heapsnapshot`);
+  Deno.unrefTimer(setTimeout(snap, snapAtS * 1000));
+}
 const sampler = memorySampler();
 const code = await main(Deno.args);
-const pipelineFile = Deno.args.at(-1) ?? "spillway";
 await Deno.writeTextFile(`${pipelineFile}.memory.json`, JSON.stringify(sampler.stop()));
 Deno.exit(code);

@@ -688,6 +688,8 @@ function pipelineYaml(
     exactly_once: variant.exactlyOnce,
     format: variant.format,
     ...(variant.format === "debezium-avro" ? { schema_registry: bench.registryUrl } : {}),
+    // SPILLWAY_BENCH_KAFKA_SINK: more keys of the sink, as JSON, e.g. `{"batch_bytes":"256KB"}`.
+    ...JSON.parse(Deno.env.get("SPILLWAY_BENCH_KAFKA_SINK") ?? "{}"),
   };
   return [
     `name: ${name}`,
@@ -703,6 +705,8 @@ function pipelineYaml(
     `  - kafka: ${JSON.stringify(sink)}`,
     "http: off",
     "log: { level: warn }",
+    // SPILLWAY_BENCH_EXTRA_YAML: more top-level keys, as in `bench pipeline`.
+    ...(Deno.env.get("SPILLWAY_BENCH_EXTRA_YAML") ?? "").split(";").filter((line) => line !== ""),
     "",
   ].join("\n");
 }

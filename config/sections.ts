@@ -246,13 +246,13 @@ export const QUEUE: SectionSpec<QueueConfig> = {
     capacity: {
       key: "capacity",
       reader: integer(1),
-      default: 10_000,
+      default: 2_000,
       doc: "Events held between the source and the sinks.",
     },
     maxBytes: {
       key: "max_bytes",
       reader: size({ off: true }),
-      default: 32_000_000,
+      default: 8_000_000,
       doc: "Bytes of change data (as the server sent them) held between the source and the " +
         "sinks, the batches the sinks are writing included; off for no bound but capacity.",
     },

@@ -313,11 +313,11 @@ export interface RoutingConfig {
 
 /** The `queue` section. */
 export interface QueueConfig {
-  /** Events held between the source and the sinks. Default 10000. */
+  /** Events held between the source and the sinks. Default 2000. */
   capacity: number;
   /**
    * Bytes of change data (the pgoutput messages) held between the source and the sinks,
-   * batches being written included; `null` for no bound but `capacity`. Default 32MB.
+   * batches being written included; `null` for no bound but `capacity`. Default 8MB.
    */
   maxBytes: number | null;
   /** Reading pauses above this fraction of `capacity` or `maxBytes`. Default 0.8. */
