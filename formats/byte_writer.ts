@@ -72,13 +72,14 @@ export class ByteWriter {
 
   /**
    * Makes room for `bytes` more at {@linkcode end}, growing the buffer to about that (rounded
-   * up to 64 KiB) rather than doubling it: for a writer that knows its record's size up front
-   * and is used again (a produce request of up to `batch_bytes`), so that its buffer does not
-   * end up twice what it needs.
+   * up to 64 KiB, and at least a quarter more than it was) rather than doubling it: for a
+   * writer that knows its record's size up front, or most of it, and is used again (a produce
+   * request of up to `batch_bytes`), so that its buffer does not end up twice what it needs.
    */
   protected reserveAbout(bytes: number): void {
     if (this.end + bytes <= this.buffer.byteLength) return;
-    this.#moveTo(Math.ceil((this.end - this.start + bytes) / 65536) * 65536);
+    const needed = Math.max(this.end - this.start + bytes, this.buffer.byteLength * 1.25);
+    this.#moveTo(Math.ceil(needed / 65536) * 65536);
   }
 
   /**

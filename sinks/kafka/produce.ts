@@ -80,9 +80,9 @@ export class ProduceRequestWriter extends RecordBatchWriter {
     const { compression, timestamp } = options;
     // Uncompressed batches go straight into the request: their size is known up front.
     const sizes: number[] = [];
-    // The request's size, about (more than it takes): the buffer is made that big at once, not
-    // doubled past it (a 1 MB request in a 2 MiB buffer; five are kept for the requests in
-    // flight).
+    // The request's size, about (more than it takes; compressed batches are sized as they come):
+    // the buffer is made that big at once, not doubled past it (a 1 MB request in a 2 MiB
+    // buffer; five are kept for the requests in flight).
     let about = headerRoom + 64 + (options.transactionalId?.length ?? 0) * 3;
     for (const { topic, partitions } of topics) {
       about += 16 + topic.length * 3;
@@ -122,6 +122,7 @@ export class ProduceRequestWriter extends RecordBatchWriter {
           compressedScratch.reset(); // also after a compression that threw
           compressedScratch.writeBatch(records, batch);
           const bytes = compressedScratch.bytes();
+          this.reserveAbout(bytes.byteLength + 64);
           this.#varint(bytes.byteLength + 1);
           this.append(bytes);
           compressedScratch.reset();

@@ -131,10 +131,22 @@ Deno.test("produce request: room left for the connection's header, before the sa
   assert.deepEqual(again.subarray(23), body);
 });
 
-Deno.test("produce request: a writer's buffer grows to about the request's size, not to twice it", () => {
-  const writer = new ProduceRequestWriter();
+/** A request writer that counts how often its buffer had to grow past its up-front estimate. */
+class WatchedWriter extends ProduceRequestWriter {
+  grownPastEstimate = 0;
+  protected override reserve(bytes: number): void {
+    const before = this.buffer;
+    super.reserve(bytes);
+    if (this.buffer !== before) this.grownPastEstimate++;
+  }
+  get capacity(): number {
+    return this.buffer.byteLength;
+  }
+}
+
+Deno.test("produce request: a writer's buffer is made the request's size up front, not doubled past it", () => {
   const options = {
-    transactionalId: null,
+    transactionalId: "spillway-ünïcode",
     acks: -1,
     producerId: 1n,
     producerEpoch: 0,
@@ -142,22 +154,43 @@ Deno.test("produce request: a writer's buffer grows to about the request's size,
     timestamp: TIMESTAMP,
   };
   // 1,100 records of 1,000 bytes: just past 1 MiB, where doubling would make 2 MiB.
-  const records = Array.from({ length: 1_100 }, (_, i) => ({
+  const big = Array.from({ length: 1_100 }, (_, i) => ({
     key: text(`{"id":${i}}`),
     value: new Uint8Array(1_000).fill(0x61),
     headers,
   }));
-  const topics = [{
-    topic: "cdc.public.orders",
-    partitions: [{ partition: 0, baseSequence: 0, records }],
-  }];
-  const request = writer.request(topics, options, 23);
-  assert.deepEqual(request.subarray(23), produceRequest(topics, options));
-  assert.ok(request.byteLength > 1 << 20, `${request.byteLength}`);
-  assert.ok(
-    request.buffer.byteLength <= request.byteLength + 65536 + 4096,
-    `buffer ${request.buffer.byteLength} for a request of ${request.byteLength}`,
-  );
+  const shapes: TopicRecords[][] = [
+    TOPICS,
+    [{ topic: "cdc.public.orders", partitions: [{ partition: 0, baseSequence: 0, records: big }] }],
+    [
+      { topic: "a", partitions: [{ partition: 5, baseSequence: 9, records: big.slice(0, 3) }] },
+      {
+        topic: "ü".repeat(100),
+        partitions: [
+          { partition: 0, baseSequence: 0, records: [{ key: null, value: null }] },
+          { partition: 1, baseSequence: 1, records: big.slice(0, 700) },
+        ],
+      },
+    ],
+  ];
+  // Compressed batches are sized as they come: stored as they are here, so as big as plain ones.
+  const stored: BatchCompression = { attribute: 1, compress: (bytes) => bytes.slice() };
+  for (const [headerRoom, compression] of [[0], [23], [63], [23, stored]] as const) {
+    for (const topics of shapes) {
+      // A new writer each time, and one used again after a bigger request.
+      for (const writer of [new WatchedWriter(), new WatchedWriter(16)]) {
+        const withCompression = { ...options, compression };
+        writer.request(shapes[1]!, withCompression, headerRoom);
+        const request = writer.request(topics, withCompression, headerRoom);
+        assert.deepEqual(request.subarray(headerRoom), produceRequest(topics, withCompression));
+        assert.equal(writer.grownPastEstimate, 0, "the estimate covered every request");
+        assert.ok(
+          writer.capacity <= 1_200_000,
+          `buffer ${writer.capacity} for requests of at most 1.15 MB`,
+        );
+      }
+    }
+  }
 });
 
 Deno.test("produce request: byte for byte the client's in a transaction, and with acks 1", async () => {
