@@ -5,7 +5,9 @@
  * through this instead of `main.ts`.
  *
  * `SPILLWAY_BENCH_SNAP_S=<s>` also writes a V8 heap snapshot (what is live, after a full
- * collection) `<s>` seconds after the start, as `<pipeline>.<s>s.heapsnapshot`.
+ * collection) `<s>` seconds after the start, as `<pipeline>.<s>s.heapsnapshot`: the drain stops
+ * while it is written (seconds) and the snapshot's own memory counts in the peaks, so that run's
+ * times and peaks say nothing.
  *
  *     deno run -A --unstable-worker-options bench/_memory_main.ts run pipeline.yaml
  *
@@ -17,6 +19,7 @@ import { memorySampler } from "./_memory.ts";
 
 const pipelineFile = Deno.args.at(-1) ?? "spillway";
 const snapAtS = Number(Deno.env.get("SPILLWAY_BENCH_SNAP_S") ?? "0");
+if (!(snapAtS >= 0)) throw new Error("SPILLWAY_BENCH_SNAP_S must be a number of seconds");
 if (snapAtS > 0) {
   const v8 = await import("node:v8");
   const snap = () => v8.writeHeapSnapshot(`${pipelineFile}.${snapAtS}s.heapsnapshot`);

@@ -123,7 +123,36 @@ Options:
   --cpu-prof           run Spillway under --cpu-prof (profiles in bench/out/profiles/,
                        named after the drain's topic prefix)
   --memory             print where each Spillway drain's memory went (peaks of the V8 heap,
-                       external buffers and RSS, sampled inside the process)`;
+                       external buffers and RSS, sampled inside the process)
+
+Environment, for probes (printed when set):
+  SPILLWAY_BENCH_EXTRA_YAML   more top-level keys of Spillway's pipeline files, lines
+                              separated by ';', e.g. 'queue: { capacity: 500 }'
+  SPILLWAY_BENCH_KAFKA_SINK   more keys of its kafka sink, as a JSON object, e.g.
+                              '{"batch_bytes":"256KB"}' (not the variant's own keys)
+  SPILLWAY_BENCH_SNAP_S       with --memory: a V8 heap snapshot that many seconds into each
+                              Spillway drain, next to its pipeline file (it pauses the drain)`;
+
+/** More keys of the bench's kafka sink (`SPILLWAY_BENCH_KAFKA_SINK`), checked up front. */
+function extraSinkKeys(): Record<string, unknown> {
+  const text = Deno.env.get("SPILLWAY_BENCH_KAFKA_SINK");
+  if (text === undefined) return {};
+  const keys = JSON.parse(text);
+  if (typeof keys !== "object" || keys === null || Array.isArray(keys)) {
+    throw new Error("SPILLWAY_BENCH_KAFKA_SINK must be a JSON object of kafka sink keys");
+  }
+  for (const own of ["brokers", "partitions", "schemas", "exactly_once", "format"]) {
+    if (own in keys) {
+      throw new Error(`SPILLWAY_BENCH_KAFKA_SINK cannot set ${own}: the variant does`);
+    }
+  }
+  return keys;
+}
+
+/** Top-level lines added to the bench's pipeline files (`SPILLWAY_BENCH_EXTRA_YAML`). */
+function extraYamlLines(): string[] {
+  return (Deno.env.get("SPILLWAY_BENCH_EXTRA_YAML") ?? "").split(";").filter((line) => line !== "");
+}
 
 type Part = "single" | "txns" | "latency";
 const PARTS: readonly Part[] = ["single", "txns", "latency"];
@@ -356,6 +385,17 @@ async function measure(options: Options): Promise<Results> {
   const loadBefore = await loadAverage();
   const recvlogical = await clientBinary("pg_recvlogical");
   const psql = await clientBinary("psql");
+  extraSinkKeys(); // a mistake there fails now, not after the set-up
+  for (
+    const name of [
+      "SPILLWAY_BENCH_EXTRA_YAML",
+      "SPILLWAY_BENCH_KAFKA_SINK",
+      "SPILLWAY_BENCH_SNAP_S",
+    ]
+  ) {
+    const value = Deno.env.get(name);
+    if (value !== undefined) progress(`${name}=${value}`);
+  }
   progress("Preparing Debezium (jars, program)");
   await debeziumClassPath();
   progress(`Starting PostgreSQL 17 and Kafka (load average ${loadBefore})`);
@@ -682,14 +722,13 @@ function pipelineYaml(
   variant: { schemas: boolean; exactlyOnce: boolean; format: Variant["format"] },
 ): string {
   const sink = {
+    ...extraSinkKeys(),
     brokers: bench.brokers,
     partitions: PARTITIONS,
     schemas: variant.schemas,
     exactly_once: variant.exactlyOnce,
     format: variant.format,
     ...(variant.format === "debezium-avro" ? { schema_registry: bench.registryUrl } : {}),
-    // SPILLWAY_BENCH_KAFKA_SINK: more keys of the sink, as JSON, e.g. `{"batch_bytes":"256KB"}`.
-    ...JSON.parse(Deno.env.get("SPILLWAY_BENCH_KAFKA_SINK") ?? "{}"),
   };
   return [
     `name: ${name}`,
@@ -705,8 +744,7 @@ function pipelineYaml(
     `  - kafka: ${JSON.stringify(sink)}`,
     "http: off",
     "log: { level: warn }",
-    // SPILLWAY_BENCH_EXTRA_YAML: more top-level keys, as in `bench pipeline`.
-    ...(Deno.env.get("SPILLWAY_BENCH_EXTRA_YAML") ?? "").split(";").filter((line) => line !== ""),
+    ...extraYamlLines(),
     "",
   ].join("\n");
 }
