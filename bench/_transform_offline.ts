@@ -1,7 +1,7 @@
 /**
  * Offline cost of the transform stage on rows shaped like the `orders` table: what
  * `TransformHost.apply` adds per row, with the transforms of `bench/transforms.ts`, on batches
- * of the size the runner's queue hands on (5,000 records: half its default capacity), and where
+ * of the size the runner's queue hands on (2,048 records: half its default capacity), and where
  * that time goes: making the inputs, the Worker round trip (structured clone both ways), the
  * hook, checking the outputs. Also, per batch, the gaps the per-event watchdog counts against
  * the first and the last item: the request before the first item runs, and the reply after the
@@ -64,7 +64,7 @@ async function timed(
 async function main(args: string[]): Promise<void> {
   const { values, positionals } = parseArgs({
     args,
-    options: { batch: { type: "string", default: "5000" } },
+    options: { batch: { type: "string", default: "2048" } },
     allowPositionals: true,
   });
   const rows = Number(positionals[0] ?? 200_000);

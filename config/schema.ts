@@ -26,7 +26,7 @@ import { VARIABLE_DEFINITION, VARIABLE_SCHEMA } from "./_readers.ts";
  *   properties: { queue: { properties: { capacity: { default: number } } } };
  * };
  * assert.deepEqual(schema.required, ["source", "tables", "sinks"]);
- * assert.equal(schema.properties.queue.properties.capacity.default, 2_000);
+ * assert.equal(schema.properties.queue.properties.capacity.default, 4_096);
  * ```
  */
 export function pipelineJsonSchema(): object {
