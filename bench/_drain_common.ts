@@ -166,3 +166,11 @@ export async function printResult(
     clearTimeout(timer);
   }
 }
+
+/**
+ * `SPILLWAY_BENCH_EXTRA_YAML`: top-level lines added to the pipeline files the benches write,
+ * separated by `;` (e.g. `queue: { capacity: 500 };spill: { memory_limit: 16MB }`), for probes.
+ */
+export function extraYamlLines(): string[] {
+  return (Deno.env.get("SPILLWAY_BENCH_EXTRA_YAML") ?? "").split(";").filter((line) => line !== "");
+}

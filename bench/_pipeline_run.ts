@@ -42,7 +42,7 @@ import { transformMetrics } from "../transforms/metrics.ts";
 import { NullSink } from "../sinks/null.ts";
 import type { Sink, SinkStatus, WriteOptions } from "../sinks/types.ts";
 import type { SinkRecord } from "../events.ts";
-import { printResult, quantile, readVmHwmKib } from "./_drain_common.ts";
+import { extraYamlLines, printResult, quantile, readVmHwmKib } from "./_drain_common.ts";
 import { memorySampler } from "./_memory.ts";
 
 /** How long `run()` may take to return after the abort before the process exits anyway. */
@@ -212,8 +212,7 @@ function pipelineYaml(options: RunOptions): string {
     sink,
     "http: off",
     "log: { level: warn }",
-    // SPILLWAY_BENCH_EXTRA_YAML: more top-level keys, e.g. `spill: { memory_limit: 16MB }`.
-    ...(Deno.env.get("SPILLWAY_BENCH_EXTRA_YAML") ?? "").split(";").filter((line) => line !== ""),
+    ...extraYamlLines(),
   ].join("\n");
 }
 

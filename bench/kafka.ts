@@ -49,6 +49,7 @@
  */
 
 import { latencyOf, type LatencySummary } from "./_pipeline_run.ts";
+import { extraYamlLines } from "./_drain_common.ts";
 import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
 import { join } from "node:path";
@@ -147,11 +148,6 @@ function extraSinkKeys(): Record<string, unknown> {
     }
   }
   return keys;
-}
-
-/** Top-level lines added to the bench's pipeline files (`SPILLWAY_BENCH_EXTRA_YAML`). */
-function extraYamlLines(): string[] {
-  return (Deno.env.get("SPILLWAY_BENCH_EXTRA_YAML") ?? "").split(";").filter((line) => line !== "");
 }
 
 type Part = "single" | "txns" | "latency";
