@@ -177,7 +177,8 @@ Deno.test("produce request: a writer's buffer is made the request's size up fron
   const stored: BatchCompression = { attribute: 1, compress: (bytes) => bytes.slice() };
   for (const [headerRoom, compression] of [[0], [23], [63], [23, stored]] as const) {
     for (const topics of shapes) {
-      // A new writer each time, and one used again after a bigger request.
+      // Two new writers (64 KiB and 16 bytes at first), each used for the biggest request
+      // before this one: grown from their first size, and used again.
       for (const writer of [new WatchedWriter(), new WatchedWriter(16)]) {
         const withCompression = { ...options, compression };
         writer.request(shapes[1]!, withCompression, headerRoom);
