@@ -64,6 +64,12 @@ export interface PgServerOptions {
    */
   settings?: Record<string, string>;
   /**
+   * Extra environment of the server process (e.g. `LOCPATH`), on top of this process's own
+   * without its `PG*` variables. Given here rather than set on this process, whose environment
+   * test modules running in parallel share.
+   */
+  env?: Record<string, string>;
+  /**
    * Extra pg_hba.conf lines, placed BEFORE the defaults (`local all all trust`,
    * `host all all 127.0.0.1/32 trust`, `host replication all 127.0.0.1/32 trust`).
    */
@@ -324,6 +330,8 @@ interface RunResult {
 
 interface RunOptions {
   cwd?: string;
+  /** Added to the environment. */
+  env?: Record<string, string>;
   stdin?: string;
   /** Run as the unprivileged server user when we are root. */
   asServerUser?: boolean;
@@ -367,7 +375,7 @@ async function run(cmd: string, args: string[], opts: RunOptions = {}): Promise<
   const command = new Deno.Command(c, {
     args: a,
     cwd: opts.cwd,
-    env: cleanEnv(),
+    env: { ...cleanEnv(), ...opts.env },
     clearEnv: true,
     stdin: opts.stdin === undefined ? "null" : "piped",
     stdout: "piped",
@@ -537,6 +545,7 @@ class Server implements PgServer {
   readonly #baseDir: string;
   readonly #sockDir: string;
   readonly #superuserPassword?: string;
+  readonly #env?: Record<string, string>;
 
   private constructor(
     readonly version: PgVersion,
@@ -545,7 +554,9 @@ class Server implements PgServer {
     settings: Map<string, string>,
     superuserPassword: string | undefined,
     caCertFile: string | undefined,
+    env: Record<string, string> | undefined,
   ) {
+    this.#env = env;
     this.#bin = bin;
     this.#baseDir = baseDir;
     this.#sockDir = join(baseDir, "sock");
@@ -641,7 +652,15 @@ class Server implements PgServer {
       const conf = join(dataDir, "postgresql.conf");
       await Deno.writeTextFile(conf, "\ninclude = 'spillway.conf'\n", { append: true });
 
-      server = new Server(version, bin, baseDir, settings, opts.superuserPassword, caCertFile);
+      server = new Server(
+        version,
+        bin,
+        baseDir,
+        settings,
+        opts.superuserPassword,
+        caCertFile,
+        opts.env,
+      );
       installUnloadHook();
       live.add(server);
       await run("sh", ["-c", WATCHDOG, "sh", String(Deno.pid), dataDir, bin, baseDir], {
@@ -696,7 +715,7 @@ class Server implements PgServer {
       "-t",
       String(START_TIMEOUT_S),
       "start",
-    ], { asServerUser: true, cwd: this.#baseDir });
+    ], { asServerUser: true, cwd: this.#baseDir, env: this.#env });
     if (r.code !== 0) {
       // It may still be coming up (timeout): make sure it is not left behind.
       await this.#pgCtlStop("immediate").catch(() => {});

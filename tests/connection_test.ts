@@ -892,35 +892,50 @@ Deno.test("tls: verify-full checks an IP host against the certificate's IP SANs,
   assert.ok(byName instanceof ConnectionError, String(byName));
 });
 
+/**
+ * Connects in a child process whose HOME is `home` and says how it went: HOME is the whole
+ * test process's, which test modules running in parallel share.
+ */
+async function connectWithHome(
+  home: string,
+  options: ConnectOptions,
+): Promise<{ ssl?: boolean; error?: { class: string; message: string } }> {
+  const probe = new URL("./testdata/connect_probe.ts", import.meta.url);
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", probe.pathname, JSON.stringify(options)],
+    env: { HOME: home },
+    stdin: "null",
+  }).output();
+  const text = new TextDecoder().decode(out.stdout).trim();
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+  return JSON.parse(text);
+}
+
 Deno.test("tls: verify-ca and verify-full without sslrootcert use ~/.postgresql/root.crt, refuse without it, and trust public roots only with sslrootcert=system", async () => {
   const server = await primaryServer();
   const home = await Deno.makeTempDir({ prefix: "spillway-home-" });
-  const previous = Deno.env.get("HOME");
-  Deno.env.set("HOME", home);
   try {
     for (const sslmode of ["verify-ca", "verify-full"] as const) {
       const options = connectOptions(server, { host: "localhost", sslmode });
-      const missing = await failure(() => PgConnection.connect(options));
-      assert.ok(missing instanceof ConfigError, String(missing));
-      assert.match(missing.message, /root\.crt does not exist/);
-      assert.match(missing.message, /sslrootcert=system/);
+      const missing = await connectWithHome(home, options);
+      assert.equal(missing.error?.class, "ConfigError", JSON.stringify(missing));
+      assert.match(missing.error.message, /root\.crt does not exist/);
+      assert.match(missing.error.message, /sslrootcert=system/);
+      assert.ok(missing.error.message.includes(join(home, ".postgresql", "root.crt")));
 
       // The harness CA is no public root: system roots refuse the server.
-      const system = await failure(() =>
-        PgConnection.connect({ ...options, sslrootcert: "system" })
-      );
-      assert.ok(system instanceof ConnectionError, String(system));
-      assert.match(system.message, /TLS handshake/);
+      const system = await connectWithHome(home, { ...options, sslrootcert: "system" });
+      assert.equal(system.error?.class, "ConnectionError", JSON.stringify(system));
+      assert.match(system.error.message, /TLS handshake/);
     }
     await Deno.mkdir(join(home, ".postgresql"));
     await Deno.copyFile(server.caCertFile!, join(home, ".postgresql", "root.crt"));
-    await withConnection(
+    const trusted = await connectWithHome(
+      home,
       connectOptions(server, { host: "localhost", sslmode: "verify-full" }),
-      async (connection) => assert.ok(await serverSeesSsl(connection)),
     );
+    assert.deepEqual(trusted, { ssl: true });
   } finally {
-    if (previous === undefined) Deno.env.delete("HOME");
-    else Deno.env.set("HOME", previous);
     await Deno.remove(home, { recursive: true });
   }
 });

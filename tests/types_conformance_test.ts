@@ -164,18 +164,11 @@ for (const version of testVersions("full")) {
     // A non-C lc_monetary needs a locale the machine may not have: compile one and let the
     // servers find it through LOCPATH (it adds a locale; no server setting changes with it).
     await using locale = await compileMonetaryLocale();
-    const previousLocPath = Deno.env.get("LOCPATH");
-    if (locale !== null) Deno.env.set("LOCPATH", locale.dir);
-    let servers: PgServer[];
-    try {
-      servers = await Promise.all([
-        startPostgres({ version }),
-        startPostgres({ version, settings: ODD_DEFAULTS }),
-      ]);
-    } finally {
-      if (previousLocPath === undefined) Deno.env.delete("LOCPATH");
-      else Deno.env.set("LOCPATH", previousLocPath);
-    }
+    const env = locale === null ? undefined : { LOCPATH: locale.dir };
+    const servers = await Promise.all([
+      startPostgres({ version, env }),
+      startPostgres({ version, settings: ODD_DEFAULTS, env }),
+    ]);
     await using plain = servers[0]!;
     await using odd = servers[1]!;
     const monetary = await setOddMonetaryLocale(odd, locale?.name);
