@@ -21,3 +21,29 @@ Deno.test("BufferReader.utf8: a text value longer than a string can be is a Deco
   for (let i = 0; i < wide.length; i += 3) wide.set([0xe2, 0x82, 0xac], i); // "€"
   assert.equal(decodeUtf8(wide, 0, wide.length), "€".repeat(1024));
 });
+
+Deno.test("decodeUtf8: every length on each side of the ASCII paths, with a non-ASCII character anywhere, decodes as TextDecoder does, invalid bytes included", () => {
+  const decoder = new TextDecoder("utf-8");
+  const encoder = new TextEncoder();
+  for (let length = 0; length <= 80; length++) {
+    const ascii = Array.from({ length }, (_, i) => String.fromCharCode(32 + (i * 7) % 95)).join("");
+    const padded = encoder.encode(`<${ascii}>`);
+    assert.equal(decodeUtf8(padded, 1, padded.length - 1), ascii, `ASCII of ${length} bytes`);
+    for (let at = 0; at < length; at += Math.max(1, length >> 2)) {
+      const mixed = ascii.slice(0, at) + "é" + ascii.slice(at + 1);
+      const bytes = encoder.encode(`<${mixed}>`);
+      assert.equal(decodeUtf8(bytes, 1, bytes.length - 1), decoder.decode(bytes.subarray(1, -1)));
+      assert.equal(decodeUtf8(bytes, 1, bytes.length - 1), mixed);
+      const broken = bytes.slice(1, -1);
+      broken[at] = 0xff;
+      const decoded = decodeUtf8(broken, 0, broken.length);
+      assert.equal(decoded, decoder.decode(broken), `0xff at ${at}`);
+      assert.ok(decoded.includes("\ufffd"));
+    }
+  }
+  // A shorter string after a longer one is not left with the longer one's tail.
+  const long = encoder.encode("x".repeat(60));
+  const short = encoder.encode("abcdefghijklmnop");
+  assert.equal(decodeUtf8(long, 0, long.length), "x".repeat(60));
+  assert.equal(decodeUtf8(short, 0, short.length), "abcdefghijklmnop");
+});
