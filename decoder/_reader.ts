@@ -139,8 +139,8 @@ function decodeLong(bytes: Uint8Array, start: number, end: number): string {
 const SHORT_ASCII_LIMIT = 13;
 /**
  * Up to this length, ASCII is built in one `String.fromCharCode` call over a reused array: a flat
- * string at a third to a half of a TextDecoder call's cost (about 1.2 µs per call, whatever the
- * length, on the 2-vCPU machine of bench/RESULTS.md); beyond it TextDecoder catches up.
+ * string at a third to a half of the cost of a TextDecoder call, which costs about the same
+ * whatever the length; beyond it TextDecoder catches up (bench/RESULTS.md, 2026-12-06 21:10).
  */
 const MEDIUM_ASCII_LIMIT = 64;
 const charCodes: number[] = [];
