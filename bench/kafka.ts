@@ -374,6 +374,8 @@ interface Bench {
   kafka: KafkaBroker;
   /** The schema registry of the Avro drains; `null` when none runs. */
   registryUrl: string | null;
+  /** More keys of Spillway's kafka sink (`SPILLWAY_BENCH_KAFKA_SINK`). */
+  extraSinkKeys: Record<string, unknown>;
 }
 
 async function measure(options: Options): Promise<Results> {
@@ -381,7 +383,7 @@ async function measure(options: Options): Promise<Results> {
   const loadBefore = await loadAverage();
   const recvlogical = await clientBinary("pg_recvlogical");
   const psql = await clientBinary("psql");
-  extraSinkKeys(); // a mistake there fails now, not after the set-up
+  const sinkKeys = extraSinkKeys(); // a mistake there fails now, not after the set-up
   for (
     const name of [
       "SPILLWAY_BENCH_EXTRA_YAML",
@@ -424,6 +426,7 @@ async function measure(options: Options): Promise<Results> {
     drains: [],
     cpuProf: options.cpuProf,
     memory: options.memory,
+    extraSinkKeys: sinkKeys,
     v8Flags: options.v8Flags,
     kafka,
     registryUrl: registry?.url ?? null,
@@ -718,7 +721,7 @@ function pipelineYaml(
   variant: { schemas: boolean; exactlyOnce: boolean; format: Variant["format"] },
 ): string {
   const sink = {
-    ...extraSinkKeys(),
+    ...bench.extraSinkKeys,
     brokers: bench.brokers,
     partitions: PARTITIONS,
     schemas: variant.schemas,

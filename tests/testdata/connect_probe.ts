@@ -20,8 +20,6 @@ try {
     await connection.close();
   }
 } catch (error) {
-  const { name, message } = error as Error;
-  console.log(
-    JSON.stringify({ error: { class: (error as Error).constructor.name, name, message } }),
-  );
+  const { constructor, message } = error as Error;
+  console.log(JSON.stringify({ error: { class: constructor.name, message } }));
 }
