@@ -325,6 +325,11 @@ class Registry extends ServiceProcess implements SchemaRegistry {
       `-Djava.io.tmpdir=${baseDir}`,
       `-Dquarkus.http.port=${port}`,
       `-Dquarkus.http.host=${HOST}`,
+      // Its management interface listens on 0.0.0.0:9000 by default, so a second registry on
+      // the machine (test files run in parallel) failed to start; nothing here uses it. (Whether
+      // it is there at all is fixed when the registry is built.)
+      "-Dquarkus.management.port=0",
+      `-Dquarkus.management.host=${HOST}`,
       "-jar",
       join(app, "quarkus-run.jar"),
     ]);
