@@ -1,6 +1,7 @@
 /**
  * Password authentication: MD5 and SCRAM-SHA-256 (RFC 5802 / RFC 7677), with
- * optional `tls-server-end-point` channel binding (SCRAM-SHA-256-PLUS).
+ * optional `tls-server-end-point` channel binding (SCRAM-SHA-256-PLUS); SCRAM-SHA-512 too, as
+ * Kafka's brokers offer it (the Kafka sink's SASL exchange uses this client).
  * No I/O: the connection feeds in server messages and sends what comes out.
  *
  * @module
@@ -39,10 +40,17 @@ export interface ScramOptions {
   tls: boolean;
   /** Nonce source; tests pass a fixed one. */
   nonce?: () => string;
+  /** The hash: SHA-256 (PostgreSQL's) by default. */
+  hash?: "SHA-256" | "SHA-512";
+  /**
+   * The user name sent in client-first-message. PostgreSQL takes it from the startup message
+   * and leaves it empty here; Kafka reads it from here.
+   */
+  username?: string;
 }
 
 /**
- * One SCRAM-SHA-256 exchange.
+ * One SCRAM exchange (SHA-256 unless {@linkcode ScramOptions.hash} says SHA-512).
  *
  * 1. `first(mechanisms)` picks the mechanism and returns client-first-message.
  * 2. `final(serverFirst)` returns client-final-message.
@@ -53,7 +61,9 @@ export class ScramClient {
   readonly #certificate?: Uint8Array;
   readonly #tls: boolean;
   readonly #nonce: string;
-  #mechanism = "SCRAM-SHA-256";
+  readonly #hash: "SHA-256" | "SHA-512";
+  readonly #username: string;
+  #mechanism: string;
   #gs2Header = "n,,";
   #clientFirstBare = "";
   #expectedServerSignature = "";
@@ -64,6 +74,9 @@ export class ScramClient {
     this.#certificate = options.serverCertificate;
     this.#tls = options.tls;
     this.#nonce = (options.nonce ?? randomNonce)();
+    this.#hash = options.hash ?? "SHA-256";
+    this.#username = options.username ?? "";
+    this.#mechanism = `SCRAM-${this.#hash}`;
   }
 
   /** The chosen mechanism, after `first`. */
@@ -73,15 +86,16 @@ export class ScramClient {
 
   /** Chooses a mechanism and returns client-first-message. */
   first(mechanisms: string[]): Uint8Array {
-    const plusOffered = mechanisms.includes("SCRAM-SHA-256-PLUS");
+    const base = `SCRAM-${this.#hash}`;
+    const plusOffered = mechanisms.includes(`${base}-PLUS`);
     if (
       plusOffered && this.#certificate !== undefined &&
       certificateSignatureHash(this.#certificate) !== null
     ) {
-      this.#mechanism = "SCRAM-SHA-256-PLUS";
+      this.#mechanism = `${base}-PLUS`;
       this.#gs2Header = "p=tls-server-end-point,,";
-    } else if (mechanisms.includes("SCRAM-SHA-256")) {
-      this.#mechanism = "SCRAM-SHA-256";
+    } else if (mechanisms.includes(base)) {
+      this.#mechanism = base;
       // "y": the client could bind but the server offers no PLUS (a server that does offer it
       // refuses "y" as a downgrade). When it offers PLUS but this certificate cannot be bound
       // (no certificate, or no usable hash), the client does not support binding: "n".
@@ -90,11 +104,11 @@ export class ScramClient {
       throw new ConfigError(
         `Cannot authenticate: the server offers SASL mechanisms ${
           mechanisms.map((m) => `"${m}"`).join(", ")
-        } and Spillway supports "SCRAM-SHA-256"`,
+        } and Spillway supports "${base}"`,
       );
     }
-    // The server takes the user name from the startup message, so it is left empty here.
-    this.#clientFirstBare = `n=,r=${this.#nonce}`;
+    // PostgreSQL takes the user name from the startup message, so it is left empty there.
+    this.#clientFirstBare = `n=${saslName(this.#username)},r=${this.#nonce}`;
     return encoder.encode(this.#gs2Header + this.#clientFirstBare);
   }
 
@@ -122,22 +136,23 @@ export class ScramClient {
       throw new ConfigError("Cannot authenticate: the server's SCRAM nonce does not extend ours");
     }
     let binding: Uint8Array = encoder.encode(this.#gs2Header);
-    if (this.#mechanism === "SCRAM-SHA-256-PLUS" && this.#certificate !== undefined) {
+    if (this.#mechanism.endsWith("-PLUS") && this.#certificate !== undefined) {
       const hash = await certificateHash(this.#certificate);
       if (hash !== null) binding = concat(binding, hash);
     }
     const clientFinalWithoutProof = `c=${binding.toBase64()},r=${nonce}`;
     const authMessage = `${this.#clientFirstBare},${serverFirst},${clientFinalWithoutProof}`;
 
-    const saltedPassword = await pbkdf2(saslPrep(this.#password), saltBytes, iterations);
-    const clientKey = await hmac(saltedPassword, "Client Key");
+    const hash = this.#hash;
+    const saltedPassword = await pbkdf2(saslPrep(this.#password), saltBytes, iterations, hash);
+    const clientKey = await hmac(saltedPassword, "Client Key", hash);
     const storedKey = new Uint8Array(
-      await crypto.subtle.digest("SHA-256", clientKey as BufferSource),
+      await crypto.subtle.digest(hash, clientKey as BufferSource),
     );
-    const clientSignature = await hmac(storedKey, authMessage);
+    const clientSignature = await hmac(storedKey, authMessage, hash);
     const proof = clientKey.map((byte, i) => byte ^ clientSignature[i]!);
-    const serverKey = await hmac(saltedPassword, "Server Key");
-    const serverSignature = await hmac(serverKey, authMessage);
+    const serverKey = await hmac(saltedPassword, "Server Key", hash);
+    const serverSignature = await hmac(serverKey, authMessage, hash);
     this.#expectedServerSignature = serverSignature.toBase64();
     return encoder.encode(`${clientFinalWithoutProof},p=${proof.toBase64()}`);
   }
@@ -182,23 +197,37 @@ function saslPrep(password: string): string {
   return password.normalize("NFKC");
 }
 
-async function pbkdf2(password: string, salt: Uint8Array, iterations: number): Promise<Uint8Array> {
+/** A user name as SCRAM writes it: `=` and `,` escaped (RFC 5802, saslname). */
+function saslName(name: string): string {
+  return name.replaceAll("=", "=3D").replaceAll(",", "=2C");
+}
+
+async function pbkdf2(
+  password: string,
+  salt: Uint8Array,
+  iterations: number,
+  hash: "SHA-256" | "SHA-512",
+): Promise<Uint8Array> {
   const key = await crypto.subtle.importKey("raw", encoder.encode(password), "PBKDF2", false, [
     "deriveBits",
   ]);
   const bits = await crypto.subtle.deriveBits(
-    { name: "PBKDF2", hash: "SHA-256", salt: salt as BufferSource, iterations },
+    { name: "PBKDF2", hash, salt: salt as BufferSource, iterations },
     key,
-    256,
+    hash === "SHA-256" ? 256 : 512,
   );
   return new Uint8Array(bits);
 }
 
-async function hmac(key: Uint8Array, message: string): Promise<Uint8Array> {
+async function hmac(
+  key: Uint8Array,
+  message: string,
+  hash: "SHA-256" | "SHA-512",
+): Promise<Uint8Array> {
   const cryptoKey = await crypto.subtle.importKey(
     "raw",
     key as BufferSource,
-    { name: "HMAC", hash: "SHA-256" },
+    { name: "HMAC", hash },
     false,
     ["sign"],
   );

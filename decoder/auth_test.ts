@@ -159,6 +159,27 @@ Deno.test("ScramClient: RFC 7677 exchange with the empty user name PostgreSQL us
   scram.verify(`v=${expected.serverSignature}`);
 });
 
+Deno.test("ScramClient: with the user name in client-first (as Kafka reads it), the RFC 7677 vector exactly", async () => {
+  const scram = new ScramClient({
+    password: "pencil",
+    username: "user",
+    tls: false,
+    nonce: () => RFC_CLIENT_NONCE,
+  });
+  assert.equal(decoder.decode(scram.first(["SCRAM-SHA-256"])), `n,,n=user,r=${RFC_CLIENT_NONCE}`);
+  assert.equal(decoder.decode(await scram.final(RFC_SERVER_FIRST)), RFC_CLIENT_FINAL);
+  scram.verify(RFC_SERVER_FINAL);
+  assert.ok(scram.verified);
+});
+
+Deno.test("ScramClient: '=' and ',' in a user name are escaped; SHA-512 is its own mechanism", () => {
+  const scram = new ScramClient({ password: "p", username: "a=b,c", hash: "SHA-512", tls: false });
+  assert.match(decoder.decode(scram.first(["SCRAM-SHA-512"])), /^n,,n=a=3Db=2Cc,r=/);
+  assert.equal(scram.mechanism, "SCRAM-SHA-512");
+  const other = new ScramClient({ password: "p", hash: "SHA-512", tls: false });
+  assert.throws(() => other.first(["SCRAM-SHA-256"]), /supports "SCRAM-SHA-512"/);
+});
+
 Deno.test('ScramClient: the RFC\'s server signature (for user "user") is rejected', async () => {
   const scram = client();
   scram.first(["SCRAM-SHA-256"]);

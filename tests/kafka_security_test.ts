@@ -20,7 +20,7 @@ import { type KafkaBroker, makeTestCa, startKafka } from "../testing/kafka.ts";
 import { parsePipelineConfig } from "../config/mod.ts";
 import type { KafkaSinkConfig } from "../config/mod.ts";
 import { KafkaSink } from "../sinks/kafka/mod.ts";
-import { KafkaSinkError } from "../sinks/kafka/producer.ts";
+import { KafkaSinkError } from "../sinks/kafka/errors.ts";
 import { lsn } from "../decoder/lsn.ts";
 import { EVENT_RELATION, type SinkRecord } from "../events.ts";
 import { consume } from "./_kafka.ts";

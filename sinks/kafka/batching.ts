@@ -25,7 +25,8 @@
 import { formatLsn, type Lsn } from "../../decoder/lsn.ts";
 import type { Logger } from "../../ops/log.ts";
 import { checkpointRecord } from "./checkpoint.ts";
-import { classifyError, type KafkaProducer, KafkaSinkError, type OutMessage } from "./producer.ts";
+import { classifyError, KafkaSinkError } from "./errors.ts";
+import type { KafkaProducer, OutMessage } from "./producer.ts";
 
 /** A PostgreSQL commit among the queued records: the end LSN to checkpoint. */
 export interface Marker {
@@ -386,7 +387,7 @@ export class Batcher {
   }
 
   /**
-   * Starts a request, once the client holds its topics' metadata (see
+   * Starts a request, once the producer holds its topics' metadata (see
    * `KafkaProducer.prepare`); exactly-once, its records are kept for a replay first.
    */
   async #launch(request: { chunk: OutMessage[]; bytes: number; taken: number }): Promise<Flight> {
@@ -563,7 +564,7 @@ export class Batcher {
     if (replay.length > 0) {
       this.#txOpen = true;
       this.#keep(replay, replay.reduce((sum, message) => sum + sizeOf(message), 0));
-      // In requests of at most batch_bytes, as they went the first time (the client does not
+      // In requests of at most batch_bytes, as they went the first time (the producer does not
       // split a send, and the broker refuses a batch over its message.max.bytes).
       const limit = this.#options.batchBytes;
       for (let start = 0; start < replay.length;) {

@@ -8,7 +8,8 @@ import assert from "node:assert/strict";
 import { type Lsn, lsn } from "../../decoder/lsn.ts";
 import { silentLogger } from "../../ops/log.ts";
 import { Batcher, type Marker } from "./batching.ts";
-import { type KafkaProducer, KafkaSinkError, type OutMessage } from "./producer.ts";
+import { KafkaSinkError } from "./errors.ts";
+import type { KafkaProducer, OutMessage } from "./producer.ts";
 
 /** What the stand-in saw, in order, across its connections. */
 type Event = string;

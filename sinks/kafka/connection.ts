@@ -1,16 +1,15 @@
 /**
- * The produce path's own connection to a broker: TCP or TLS, SASL (PLAIN, SCRAM-SHA-256/512)
- * through the client's authenticators, and requests written without a copy.
+ * The sink's connection to a broker: TCP or TLS, SASL (PLAIN, SCRAM-SHA-256/512), and
+ * requests written without a copy.
  *
- * Why not the client's connections: they copy each request (its header and body) into one
- * buffer of their own and hold it until the broker answers, so every produce request of up to
- * `batch_bytes` left a buffer of that size behind, garbage outside V8's heap until a full
- * collection; those copies alone reached V8's external-memory limit and set the sink's peak
- * RSS (bench/RESULTS.md, 2026-12-06). Here the caller leaves room for the request's header at
- * the start of its buffer ({@linkcode BrokerConnection.headerRoom}), the header is written into
- * it, and the request goes out in one write from that buffer, which the caller may use again
- * once the socket wrote it ({@linkcode BrokerConnection.produce}'s `written`). Responses, small
- * for Produce, are parsed by the client's parsers.
+ * Produce requests are the big ones: the caller leaves room for the request's header at the
+ * start of its buffer ({@linkcode BrokerConnection.headerRoom}), the header is written into it,
+ * and the request goes out in one write from that buffer, which the caller may use again once
+ * the socket wrote it ({@linkcode BrokerConnection.produce}'s `written`). (A Kafka client
+ * library the sink used before copied each request into a buffer of its own and held it until
+ * the broker answered; those copies, garbage outside V8's heap until a full collection, set the
+ * sink's peak RSS: bench/RESULTS.md, 2026-12-06.) The other requests (`apis.ts`) are small and
+ * go through {@linkcode BrokerConnection.request}.
  *
  * What goes on here: one socket, requests numbered by correlation id, answered in any order,
  * each with a timeout; a socket that fails or closes fails every request waiting on it, and the
@@ -25,14 +24,10 @@
 import { Buffer } from "node:buffer";
 import { connect as connectTcp, isIP, type Socket } from "node:net";
 import { connect as connectTls } from "node:tls";
-import {
-  Reader,
-  saslAuthenticateV2,
-  saslHandshakeV1,
-  saslPlain,
-  saslScramSha,
-} from "npm:@platformatic/kafka@2.12.1";
+import { ScramClient } from "../../decoder/auth.ts";
+import { type Api, readProduceResponse, SASL_AUTHENTICATE, SASL_HANDSHAKE } from "./apis.ts";
 import { PRODUCE_API_KEY } from "./produce.ts";
+import { KafkaProtocolError, RequestWriter, ResponseReader } from "./wire.ts";
 
 /** How to reach and authenticate with a broker. */
 export interface BrokerConnectionOptions {
@@ -49,22 +44,10 @@ export interface BrokerConnectionOptions {
   requestTimeoutMs: number;
 }
 
-/** A response parser of the client's: `(correlationId, apiKey, apiVersion, reader)`. */
-type Parser = (
-  correlationId: number,
-  apiKey: number,
-  apiVersion: number,
-  reader: Reader,
-) => unknown;
-
-/** The client's request payloads: a Writer, whose `buffers` are the request's body. */
-interface Payload {
-  buffers: Uint8Array[];
-}
+/** Reads a response's body. */
+type Parser = (reader: ResponseReader) => unknown;
 
 interface Waiting {
-  apiKey: number;
-  apiVersion: number;
   parser: Parser;
   responseTagged: boolean;
   callback: (error: Error | null, response?: unknown) => void;
@@ -74,12 +57,21 @@ interface Waiting {
 /** A failure of the connection itself: the broker away, a socket closed, a request timed out. */
 export class BrokerConnectionError extends Error {
   override name = "BrokerConnectionError";
-  readonly code = "PLT_KFK_NETWORK";
+  readonly code: string = "NETWORK";
+}
+
+/**
+ * The other end answered with bytes no Kafka answer has: not a Kafka listener, or one that
+ * speaks TLS where the sink does not (or the other way round). No retry mends it.
+ */
+export class WrongListenerError extends BrokerConnectionError {
+  override name = "WrongListenerError";
+  override readonly code = "WRONG_LISTENER";
 }
 
 const encoder = new TextEncoder();
 
-/** The largest answer taken: Produce and SASL answers are small. */
+/** The largest answer taken: the sink's requests have small answers (Metadata the largest). */
 const MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
 
 /** One connection to one broker for the produce path. */
@@ -194,13 +186,13 @@ export class BrokerConnection {
   /**
    * Sends a Produce request: `request` is its body after {@linkcode headerRoom} free bytes,
    * which this fills. Resolves once the broker answered without error (`noResponse`, acks 0:
-   * once written). `written` runs once the socket wrote `request`: its buffer may be used again
-   * from then on.
+   * once written); a partition refused rejects with its error ({@linkcode KafkaProtocolError},
+   * an AggregateError of them when several were). `written` runs once the socket wrote
+   * `request`: its buffer may be used again from then on.
    */
   produce(
     apiVersion: number,
     request: Uint8Array,
-    parser: Parser,
     noResponse: boolean,
     written: () => void,
   ): Promise<void> {
@@ -210,7 +202,7 @@ export class BrokerConnection {
         apiVersion,
         request,
         true,
-        { parser, responseTagged: true },
+        { parser: checkProduceResponse, responseTagged: true },
         (error) => error ? reject(error) : resolve(),
         noResponse,
         written,
@@ -218,34 +210,27 @@ export class BrokerConnection {
     });
   }
 
-  /**
-   * The client's connection interface for its request APIs (`api(connection, …, callback)`):
-   * used for the SASL exchange.
-   */
-  send(
-    apiKey: number,
-    apiVersion: number,
-    createPayload: () => Payload,
-    parser: Parser,
-    requestTagged: boolean,
-    responseTagged: boolean,
-    callback: (error: Error | null, response?: unknown) => void,
-  ): void {
-    let request: Uint8Array;
-    try {
-      const parts = createPayload().buffers;
-      const room = requestHeaderSize(this.#clientId, requestTagged);
-      request = new Uint8Array(room + parts.reduce((sum, part) => sum + part.byteLength, 0));
-      let at = room;
-      for (const part of parts) {
-        request.set(part, at);
-        at += part.byteLength;
+  /** Sends one of the requests of `apis.ts` and resolves with its answer. */
+  request<Args, Result>(api: Api<Args, Result>, args: Args): Promise<Result> {
+    return new Promise((resolve, reject) => {
+      let body: Uint8Array;
+      try {
+        const writer = new RequestWriter(requestHeaderSize(this.#clientId, api.taggedRequest));
+        api.write(writer, args);
+        body = writer.bytes();
+      } catch (error) {
+        reject(error);
+        return;
       }
-    } catch (error) {
-      callback(error as Error);
-      return;
-    }
-    this.#request(apiKey, apiVersion, request, requestTagged, { parser, responseTagged }, callback);
+      this.#request(
+        api.key,
+        api.version,
+        body,
+        api.taggedRequest,
+        { parser: api.read, responseTagged: api.taggedResponse },
+        (error, response) => error ? reject(error) : resolve(response as Result),
+      );
+    });
   }
 
   /** Closes the socket; requests still waiting fail. */
@@ -298,7 +283,7 @@ export class BrokerConnection {
       );
     }, this.#options.requestTimeoutMs);
     if (!noResponse) {
-      this.#waiting.set(correlationId, { apiKey, apiVersion, ...response, callback, timer });
+      this.#waiting.set(correlationId, { ...response, callback, timer });
     }
     let settled = !noResponse;
     this.#writes.push({
@@ -341,8 +326,8 @@ export class BrokerConnection {
       const size = new DataView(first.buffer, first.byteOffset, 4).getInt32(0);
       if (size < 4 || size > MAX_RESPONSE_BYTES) {
         this.#fail(
-          new BrokerConnectionError(
-            `Kafka at ${this.#where} sent a response of ${size} bytes, which no Produce or SASL answer is; check that brokers names a Kafka listener (not another service) and that tls matches it`,
+          new WrongListenerError(
+            `Kafka at ${this.#where} sent an answer of ${size} bytes, which none of the sink's requests gets; check that brokers names a Kafka listener (not another service) and that tls matches it`,
           ),
         );
         return;
@@ -380,15 +365,11 @@ export class BrokerConnection {
     clearTimeout(waiting.timer);
     let response: unknown;
     try {
-      // The response header: correlation_id INT32, then (v1) an empty tagged-field section.
-      const body = Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength)
-        .subarray(waiting.responseTagged ? 5 : 4);
-      response = waiting.parser(
-        correlationId,
-        waiting.apiKey,
-        waiting.apiVersion,
-        Reader.from(body),
-      );
+      // The response header: correlation_id INT32, then (v1) a tagged-field section.
+      const reader = new ResponseReader(frame);
+      reader.int32();
+      if (waiting.responseTagged) reader.tags();
+      response = waiting.parser(reader);
     } catch (error) {
       this.#answer(waiting, error as Error);
       return;
@@ -448,43 +429,68 @@ export class BrokerConnection {
 
   /**
    * SaslHandshake v1, then the mechanism's exchange in SaslAuthenticate v2 requests; returns the
-   * session's lifetime the broker gave (0: unlimited).
+   * session's lifetime the broker gave (0: unlimited). A refusal is SASL_AUTHENTICATION_FAILED
+   * (or UNSUPPORTED_SASL_MECHANISM); the password is in no message.
    */
   async #authenticate(sasl: NonNullable<BrokerConnectionOptions["sasl"]>): Promise<number> {
-    await new Promise<void>((resolve, reject) =>
-      saslHandshakeV1.api(
-        this as never,
-        sasl.mechanism,
-        (error: Error | null) => error ? reject(error) : resolve(),
-      )
-    );
-    const last = await new Promise<{ sessionLifetimeMs?: bigint } | undefined>(
-      (resolve, reject) => {
-        const done = (error: Error | null, response?: { sessionLifetimeMs?: bigint }) =>
-          error ? reject(error) : resolve(response);
-        if (sasl.mechanism === "PLAIN") {
-          saslPlain.authenticate(
-            saslAuthenticateV2.api,
-            this as never,
-            sasl.username,
-            sasl.password,
-            done,
-          );
-        } else {
-          saslScramSha.authenticate(
-            saslAuthenticateV2.api,
-            this as never,
-            sasl.mechanism.slice("SCRAM-".length) as "SHA-256" | "SHA-512",
-            sasl.username,
-            sasl.password,
-            saslScramSha.defaultCrypto,
-            done,
-          );
-        }
-      },
-    );
-    return Number(last?.sessionLifetimeMs ?? 0);
+    const handshake = await this.request(SASL_HANDSHAKE, sasl.mechanism);
+    if (handshake.errorCode !== 0) {
+      throw new KafkaProtocolError(
+        handshake.errorCode,
+        `asking Kafka at ${this.#where} for SASL ${sasl.mechanism}`,
+        `the listener offers ${handshake.mechanisms.join(", ") || "no mechanism"}`,
+      );
+    }
+    const step = async (bytes: Uint8Array) => {
+      const answer = await this.request(SASL_AUTHENTICATE, bytes);
+      if (answer.errorCode !== 0) {
+        throw new KafkaProtocolError(
+          answer.errorCode,
+          `authenticating with Kafka at ${this.#where} (SASL ${sasl.mechanism})`,
+          answer.errorMessage,
+        );
+      }
+      return answer;
+    };
+    if (sasl.mechanism === "PLAIN") {
+      const last = await step(encoder.encode(`\0${sasl.username}\0${sasl.password}`));
+      return Number(last.sessionLifetimeMs);
+    }
+    const scram = new ScramClient({
+      password: sasl.password,
+      username: sasl.username,
+      hash: sasl.mechanism === "SCRAM-SHA-512" ? "SHA-512" : "SHA-256",
+      tls: false,
+    });
+    const textOf = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+    try {
+      const serverFirst = await step(scram.first([sasl.mechanism]));
+      const serverFinal = await step(await scram.final(textOf(serverFirst.authBytes)));
+      scram.verify(textOf(serverFinal.authBytes));
+      return Number(serverFinal.sessionLifetimeMs);
+    } catch (error) {
+      if (error instanceof KafkaProtocolError || error instanceof BrokerConnectionError) {
+        throw error;
+      }
+      // The exchange itself failed (a malformed answer, a signature that does not match).
+      throw new KafkaProtocolError(
+        58,
+        `authenticating with Kafka at ${this.#where} (SASL ${sasl.mechanism})`,
+        (error as Error).message,
+      );
+    }
   }
+}
+
+/** Produce's answer: throws for the partitions refused. */
+function checkProduceResponse(reader: ResponseReader): void {
+  const refused = readProduceResponse(reader);
+  if (refused.length === 0) return;
+  const errors = refused.map(({ topic, partition, errorCode, errorMessage }) =>
+    new KafkaProtocolError(errorCode, `producing to ${topic}[${partition}]`, errorMessage)
+  );
+  if (errors.length === 1) throw errors[0];
+  throw new AggregateError(errors, errors.map((error) => error.message).join("; "));
 }
 
 /** The bytes of a request's size and header (v2 when `tagged`, else v1). */

@@ -9,7 +9,9 @@
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { createServer, type Server, type Socket } from "node:net";
+import { FIND_COORDINATOR } from "./apis.ts";
 import { BrokerConnection, type BrokerConnectionOptions } from "./connection.ts";
+import { type KafkaProtocolError, RequestWriter } from "./wire.ts";
 
 type ScriptedServer = Awaited<ReturnType<typeof scriptedServer>>;
 
@@ -61,17 +63,23 @@ function answer(correlationId: number, body: number[], tagged = true): Buffer {
   return frame;
 }
 
-/** A parser that returns the body's bytes (or throws when the first is 0xee). */
-const bytesParser = (
-  _correlationId: number,
-  _apiKey: number,
-  _apiVersion: number,
-  reader: { buffer: { buffer: Buffer }; position: number },
-) => {
-  const body = [...reader.buffer.buffer.subarray(reader.position)];
-  if (body[0] === 0xee) throw new Error("refused by the stand-in");
-  return body;
-};
+/**
+ * A Produce answer (v9–11) for partition 0 of topic `t`: `errorCode` 0 takes the records,
+ * others refuse them with `message`.
+ */
+function produceAnswer(errorCode = 0, message: string | null = null): number[] {
+  const writer = new RequestWriter();
+  writer.compactArray(["t"], (topic) => {
+    writer.compactString(topic);
+    writer.compactArray([0], (partition) => {
+      writer.int32(partition).int16(errorCode).int64(5n).int64(-1n).int64(0n);
+      writer.compactArray([], () => {}).compactString(message).tags();
+    });
+    writer.tags();
+  });
+  writer.int32(0).tags();
+  return [...writer.bytes()];
+}
 
 const options = { clientId: "sp", connectTimeoutMs: 5_000, requestTimeoutMs: 5_000 };
 
@@ -112,7 +120,7 @@ function produce(
 ): Promise<void> {
   const bytes = new Uint8Array(connection.headerRoom + body.length);
   bytes.set(body, connection.headerRoom);
-  return connection.produce(11, bytes, bytesParser, noResponse, written);
+  return connection.produce(11, bytes, noResponse, written);
 }
 
 async function until(condition: () => boolean): Promise<void> {
@@ -133,17 +141,54 @@ Deno.test("broker connection: requests carry their header in the room left for i
     assert.deepEqual([...server.frames[0]!], [0, 0, 0, 11, 0, 0, 0, 1, 0, 2, 115, 112, 0, 1, 2, 3]);
     assert.deepEqual([...server.frames[1]!.subarray(4, 8)], [0, 0, 0, 2]);
     // The second answered first, both in one write cut one byte into the second frame's size.
-    const answers = Buffer.concat([answer(2, [7]), answer(1, [8, 9])]);
+    const answers = Buffer.concat([answer(2, produceAnswer()), answer(1, produceAnswer())]);
     server.write(answers.subarray(0, 11));
     await new Promise((resolve) => setTimeout(resolve, 20));
     server.write(answers.subarray(11));
     await Promise.all([first, second]);
-    // An answer the parser refuses fails that request only.
+    // A partition refused fails that request only, with the broker's error and message.
     const refused = produce(connection, [5]);
     await until(() => server.frames.length === 3);
-    server.write(answer(3, [0xee]));
-    await assert.rejects(refused, /refused by the stand-in/);
+    server.write(answer(3, produceAnswer(10, "too big")));
+    await assert.rejects(refused, (error: KafkaProtocolError) => {
+      assert.equal(error.type, "MESSAGE_TOO_LARGE");
+      assert.match(error.message, /MESSAGE_TOO_LARGE producing to t\[0\]: too big/);
+      return true;
+    });
     assert.equal(connection.broken, false);
+    // Other requests: written by their API, their answers read by it.
+    const found = connection.request(FIND_COORDINATOR, { key: "g", keyType: 0 });
+    await until(() => server.frames.length === 4);
+    // api_key 10, version 3, correlation id 4, client id, tags; key "g" (compact), key_type 0.
+    assert.deepEqual([...server.frames[3]!], [
+      0,
+      10,
+      0,
+      3,
+      0,
+      0,
+      0,
+      4,
+      0,
+      2,
+      115,
+      112,
+      0,
+      2,
+      103,
+      0,
+      0,
+    ]);
+    const coordinator = new RequestWriter();
+    coordinator.int32(0).int16(0).compactString(null).int32(7).compactString("b7").int32(9092);
+    server.write(answer(4, [...coordinator.tags().bytes()]));
+    assert.deepEqual(await found, {
+      errorCode: 0,
+      errorMessage: null,
+      nodeId: 7,
+      host: "b7",
+      port: 9092,
+    });
   });
 });
 
@@ -155,7 +200,7 @@ Deno.test("broker connection: a socket that closes fails every waiting request, 
     for (const request of waiting) {
       await assert.rejects(request, (error: Error & { code?: string }) => {
         assert.match(error.message, /connection to Kafka at 127\.0\.0\.1:\d+/);
-        assert.equal(error.code, "PLT_KFK_NETWORK");
+        assert.equal(error.code, "NETWORK");
         return true;
       });
     }
@@ -182,7 +227,11 @@ Deno.test("broker connection: an answer whose size no Kafka answer has fails the
     await until(() => server.frames.length === 1);
     // What an HTTP server would answer: "HTTP" read as a size.
     server.write(new TextEncoder().encode("HTTP/1.1 400 Bad Request\r\n\r\n"));
-    await assert.rejects(waiting, /sent a response of \d+ bytes.*a Kafka listener/);
+    await assert.rejects(waiting, (error: Error & { code?: string }) => {
+      assert.match(error.message, /sent an answer of \d+ bytes.*a Kafka listener/);
+      assert.equal(error.code, "WRONG_LISTENER", "no retry mends it");
+      return true;
+    });
     assert.equal(connection.broken, true);
   });
 });
@@ -227,7 +276,7 @@ Deno.test("broker connection: SASL PLAIN in SaslHandshake v1 and SaslAuthenticat
     assert.equal(connection.broken, true, "a retiring connection takes no new request");
     await assert.rejects(produce(connection, [10]), /retiring/);
     // The request it holds is still answered, then it closes.
-    server.write(answer(3, [1]));
+    server.write(answer(3, produceAnswer()));
     assert.deepEqual(await waiting, undefined);
   }, broker);
 });

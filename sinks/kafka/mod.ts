@@ -40,13 +40,8 @@ import type { Sink, SinkStatus, WriteOptions } from "../types.ts";
 import { Batcher, type Marker, recordBytes } from "./batching.ts";
 import { checkpointGroup } from "./checkpoint.ts";
 import { headerCount, headerEntries, headerField, type RecordHeaders } from "./record_batch.ts";
-import {
-  headerBytes,
-  type Headers,
-  KafkaProducer,
-  KafkaSinkError,
-  type OutMessage,
-} from "./producer.ts";
+import { KafkaSinkError } from "./errors.ts";
+import { headerBytes, type Headers, KafkaProducer, type OutMessage } from "./producer.ts";
 import { schemaRegistryClient } from "./schema_registry.ts";
 
 /** Options of {@linkcode KafkaSink}. */

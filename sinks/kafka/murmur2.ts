@@ -3,7 +3,7 @@
  * (`Utils.murmur2`, then `toPositive(hash) % partitions`), so a key lands on the partition
  * Debezium's producer would choose.
  *
- * In 32-bit integer arithmetic (`Math.imul`): about 10× faster than the client's port, which
+ * In 32-bit integer arithmetic (`Math.imul`): about 10× faster than `@platformatic/kafka`'s port, which
  * computes in BigInt and was 3–6 µs of every record (bench/RESULTS.md).
  *
  * @module
@@ -42,7 +42,7 @@ export function murmur2(data: Uint8Array): number {
 }
 
 /**
- * The partition-to-be of a keyed record before the modulo (the client takes it modulo the
+ * The partition-to-be of a keyed record before the modulo (the producer takes it modulo the
  * topic's partition count): Java's `toPositive(murmur2(key))`.
  */
 export function keyHash(key: Uint8Array): number {

@@ -2,9 +2,9 @@
  * The sink's Produce requests (API key 0), written in one buffer: the request's fields and
  * each partition's RecordBatch (`record_batch.ts`) in place, after room for the request header
  * that `connection.ts` fills. `producer.ts` sends them on the sink's own connections, up to
- * five in flight, as Java's idempotent producer does (the client's own `send` keeps one produce
- * request in flight per connection when idempotent, which left the sink waiting on each
- * acknowledgement).
+ * five in flight, as Java's idempotent producer does (`@platformatic/kafka`'s `send`, which the
+ * sink used before, kept one produce request in flight per connection when idempotent, which left
+ * the sink waiting on each acknowledgement).
  *
  * Versions 9 to 11, the flexible ones (Kafka 2.8 and later), whose requests are alike:
  *
@@ -15,7 +15,7 @@
  *     TAG_BUFFER
  *
  * (a compact length is an unsigned varint of length + 1, 0 for null; an empty TAG_BUFFER is a
- * single 0). `produce_test.ts` holds the bytes equal to the client's own encoder's.
+ * single 0). `produce_test.ts` holds the bytes equal to `@platformatic/kafka`'s encoder's.
  *
  * @module
  */

@@ -1,20 +1,21 @@
 /**
- * The Kafka client behind the sink: `@platformatic/kafka` (npm, pure TypeScript), wrapped so
- * that the rest of the sink sees a few calls (send in order, transactions, topics, the
- * checkpoint) and errors that say whether a retry can help. Only this file and
- * `connection.ts` (the produce path's connections) import the client.
+ * The Kafka client behind the sink, written for it: the rest of the sink sees a few calls (send
+ * in order, transactions, topics, the checkpoint) and errors that say whether a retry can help
+ * (`errors.ts`).
  *
- * Why this client: measured against `kafkajs` 2.2.4 with the same guarantees (idempotent,
- * acks=all; `bench/_kafka_clients.ts`), it sends 2–2.5× the records per second at the same or
- * less memory, compresses with gzip, snappy, lz4 and zstd without native code, supports
- * OffsetFetch's `require_stable` (the checkpoint read), and is maintained; kafkajs is not.
+ * Records go in the sink's own Produce requests (`produce.ts`), written in place and sent on
+ * connections of its own (`connection.ts`), up to five in flight, each partition's records
+ * numbered here. The rest (versions, metadata, the producer id, transactions, topics, the
+ * checkpoint) goes through `cluster.ts`.
  *
- * Records do not go through the client's `send`: it keeps one produce request in flight per
- * connection when idempotent, and builds each record from many small buffers. The sink writes
- * its own Produce requests (`produce.ts`) and sends them on connections of its own
- * (`connection.ts`: the client's connections copy each request), up to five in flight, numbering each
- * partition's records itself; the client does the rest (the producer id, transactions,
- * metadata, and the SASL exchanges).
+ * Why no client library: the sink measured two. `kafkajs` 2.2.4 sent 2–2.5× fewer records per
+ * second than `@platformatic/kafka` 2.12.1 with the same guarantees (`bench/_kafka_clients.ts`)
+ * and is not maintained. The latter keeps one produce request in flight per connection when
+ * idempotent, builds each record from many small buffers and copies each request, so the sink
+ * wrote its own produce path; what was left of it (the requests above) cost 41 MB of memory on
+ * load (its index loads every client and schema registry support), a fifth of the sink's peak
+ * on a 5M-row transaction (bench/RESULTS.md). The requests the sink sends are few and small;
+ * they are in `apis.ts`.
  *
  * Producer settings: idempotent (with acks all; the broker then keeps each partition's
  * records in the order of their sequence numbers), acks as configured (all by default), and
@@ -24,34 +25,25 @@
  * @module
  */
 
-import {
-  Admin,
-  type Broker,
-  type ClusterMetadata,
-  compressionsAlgorithms,
-  FindCoordinatorKeyTypes,
-  findErrorBy,
-  kGetApi,
-  Producer,
-  produceV10,
-  produceV11,
-  produceV9,
-  type SASLOptions,
-} from "npm:@platformatic/kafka@2.12.1";
 import { Buffer } from "node:buffer";
 import { type Lsn, lsn } from "../../decoder/lsn.ts";
 import type { KafkaSinkConfig } from "../../config/mod.ts";
 import { type Logger, silentLogger } from "../../ops/log.ts";
+import type { BrokerAddress, ProducerIdentity } from "./apis.ts";
+import { type ClusterMetadata, KafkaCluster } from "./cluster.ts";
+import { batchCompression } from "./compression.ts";
+import { BrokerConnection, type BrokerConnectionOptions } from "./connection.ts";
+import { classifyError, describeError, errorTypes, KafkaSinkError } from "./errors.ts";
 import { keyHash } from "./murmur2.ts";
 import {
   nextSequence,
+  PRODUCE_API_KEY,
   PRODUCE_VERSIONS,
   ProduceRequestWriter,
   type TopicRecords,
 } from "./produce.ts";
 import type { BatchCompression, RecordHeaders } from "./record_batch.ts";
 import { readCertificate } from "./schema_registry.ts";
-import { BrokerConnection, type BrokerConnectionOptions } from "./connection.ts";
 
 /**
  * A record's headers: names and values as UTF-8 bytes ({@linkcode headerBytes}), written into
@@ -60,7 +52,7 @@ import { BrokerConnection, type BrokerConnectionOptions } from "./connection.ts"
  */
 export type Headers = Map<Uint8Array, Uint8Array>;
 
-/** A header name or value as the client takes it. */
+/** A header name or value as a record holds it: UTF-8 bytes. */
 export function headerBytes(text: string): Uint8Array {
   return Buffer.from(text);
 }
@@ -87,242 +79,46 @@ export interface ProducerOptions {
   log?: Logger;
 }
 
-/** A failure of the client, with whether another attempt can succeed. */
-export class KafkaSinkError extends Error {
-  override name = "KafkaSinkError";
-  readonly retriable: boolean;
-  /** The producer was fenced by another with the same transactional id. */
-  readonly fenced: boolean;
-
-  constructor(message: string, options: { retriable: boolean; fenced?: boolean; cause?: unknown }) {
-    super(message, { cause: options.cause });
-    this.retriable = options.retriable;
-    this.fenced = options.fenced ?? false;
-  }
-}
-
-/** Error types of the broker and the client that no retry mends. */
-const FATAL_TYPES = new Set([
-  "TOPIC_AUTHORIZATION_FAILED",
-  "CLUSTER_AUTHORIZATION_FAILED",
-  "TRANSACTIONAL_ID_AUTHORIZATION_FAILED",
-  "GROUP_AUTHORIZATION_FAILED",
-  "SASL_AUTHENTICATION_FAILED",
-  "UNSUPPORTED_SASL_MECHANISM",
-  "MESSAGE_TOO_LARGE",
-  "RECORD_LIST_TOO_LARGE",
-  "INVALID_TOPIC_EXCEPTION",
-  "INVALID_REQUIRED_ACKS",
-  "INVALID_RECORD",
-  "UNSUPPORTED_VERSION",
-  "UNSUPPORTED_FOR_MESSAGE_FORMAT",
-  "INVALID_TRANSACTION_TIMEOUT",
-  "UNSUPPORTED_COMPRESSION_TYPE",
-]);
-/** Node's TLS verification failures: a retry meets the same certificate. */
-const CERTIFICATE_CODES = new Set([
-  "SELF_SIGNED_CERT_IN_CHAIN",
-  "DEPTH_ZERO_SELF_SIGNED_CERT",
-  "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
-  "UNABLE_TO_GET_ISSUER_CERT",
-  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
-  "CERT_SIGNATURE_FAILURE",
-  "CERT_UNTRUSTED",
-  "CERT_REJECTED",
-  "CERT_HAS_EXPIRED",
-  "CERT_NOT_YET_VALID",
-  "ERR_TLS_CERT_ALTNAME_INVALID",
-]);
-
-const FENCED_TYPES = new Set([
-  "PRODUCER_FENCED",
-  "INVALID_PRODUCER_EPOCH",
-  "TRANSACTIONAL_ID_NOT_FOUND",
-]);
-
-interface ClientError {
-  name?: string;
-  code?: string;
-  /** The broker's error name, e.g. `MESSAGE_TOO_LARGE`. */
-  apiId?: string;
-  message?: string;
-  cause?: unknown;
-  errors?: unknown[];
-}
-
-/** The broker's error names (e.g. `MESSAGE_TOO_LARGE`) and the client's codes in an error. */
-function errorTypes(error: unknown): string[] {
-  const types: string[] = [];
-  const seen = new Set<unknown>();
-  const visit = (e: unknown) => {
-    if (e === null || typeof e !== "object" || seen.has(e)) return;
-    seen.add(e);
-    const like = e as ClientError;
-    if (typeof like.apiId === "string") types.push(like.apiId);
-    if (typeof like.code === "string") types.push(like.code);
-    if (typeof like.name === "string") types.push(like.name);
-    visit(like.cause);
-    if (Array.isArray(like.errors)) like.errors.forEach(visit);
-  };
-  visit(error);
-  return types;
-}
-
-/** The innermost messages of an error, joined: the client nests the broker's answers. */
-function describeError(error: unknown): string {
-  const messages: string[] = [];
-  const seen = new Set<unknown>();
-  const visit = (e: unknown) => {
-    if (e === null || typeof e !== "object" || seen.has(e)) return;
-    seen.add(e);
-    const like = e as ClientError;
-    const nested = [...(like.errors ?? []), ...(like.cause ? [like.cause] : [])];
-    if (nested.length === 0 && like.message) messages.push(like.message);
-    nested.forEach(visit);
-  };
-  visit(error);
-  if (messages.length === 0) return error instanceof Error ? error.message : String(error);
-  return [...new Set(messages)].join("; ");
-}
-
-/**
- * Wraps a client error: fatal ones (authorization, authentication, a record the broker will
- * never take, a fenced producer) are not retriable; everything else (the broker down or
- * restarting, leadership moving, timeouts) is.
- */
-export function classifyError(error: unknown, doing: string, brokers: string[]): KafkaSinkError {
-  if (error instanceof KafkaSinkError) return error;
-  const types = errorTypes(error);
-  const message = describeError(error);
-  const where = brokers.join(",");
-  if (types.some((type) => FENCED_TYPES.has(type))) {
-    return new KafkaSinkError(
-      `Kafka fenced this producer while it was ${doing}: another Spillway runner with the same transactional id took over (${message}); stop one of them`,
-      { retriable: false, fenced: true, cause: error },
-    );
-  }
-  if (
-    types.includes("SASL_AUTHENTICATION_FAILED") || types.includes("PLT_KFK_AUTHENTICATION") ||
-    types.includes("ILLEGAL_SASL_STATE") || types.includes("UNSUPPORTED_SASL_MECHANISM")
-  ) {
-    return new KafkaSinkError(
-      `Kafka at ${where} refused the SASL credentials while ${doing} (${message}); check sasl.username, sasl.password and sasl.mechanism, and that brokers names the broker's SASL listener`,
-      { retriable: false, cause: error },
-    );
-  }
-  const certificate = types.find((type) => CERTIFICATE_CODES.has(type));
-  if (certificate !== undefined) {
-    return new KafkaSinkError(
-      `Kafka at ${where} presented a certificate Spillway does not trust while ${doing} (${certificate}: ${message}); set tls.ca to the CA that signed the broker's certificate, which must name the host in brokers`,
-      { retriable: false, cause: error },
-    );
-  }
-  if (types.includes("PLT_KFK_USER")) {
-    // The client's own verdict on the settings (a broker that wants TLS, a handshake refused).
-    return new KafkaSinkError(
-      `Kafka at ${where} cannot be used as configured while ${doing}: ${message}; check tls and sasl against the broker's listener`,
-      { retriable: false, cause: error },
-    );
-  }
-  const fatal = types.find((type) => FATAL_TYPES.has(type));
-  if (fatal !== undefined) {
-    const fix = fatal.endsWith("AUTHORIZATION_FAILED")
-      ? "grant the Kafka user the ACLs it needs (Write and Create on the topics, and for exactly_once Write on the transactional id)"
-      : fatal === "MESSAGE_TOO_LARGE" || fatal === "RECORD_LIST_TOO_LARGE"
-      ? "raise the topic's max.message.bytes (and the broker's message.max.bytes), or lower batch_bytes"
-      : "check the sink's settings against the broker";
-    return new KafkaSinkError(`Kafka at ${where} refused ${doing}: ${fatal} (${message}); ${fix}`, {
-      retriable: false,
-      cause: error,
-    });
-  }
-  return new KafkaSinkError(`Kafka at ${where} failed while ${doing}: ${message}`, {
-    retriable: true,
-    cause: error,
-  });
-}
-
-/** The client's codec for `compression` (none: `undefined`). */
-function batchCompression(
-  compression: KafkaSinkConfig["compression"],
-): BatchCompression | undefined {
-  if (compression === "none") return undefined;
-  const codec = compressionsAlgorithms[compression];
-  return {
-    attribute: codec.bitmask,
-    compress: (bytes) => codec.compressSync(toBuffer(bytes)),
-  };
-}
-
-async function connectionOptions(config: KafkaSinkConfig) {
+async function connectionOptions(config: KafkaSinkConfig): Promise<BrokerConnectionOptions> {
   let tls: { ca?: string } | undefined = undefined;
   if (config.tls !== null) {
     tls = config.tls.ca === null
       ? {}
       : { ca: await readCertificate(config.tls.ca, "the Kafka CA certificate", "tls.ca") };
   }
-  let sasl: SASLOptions | undefined = undefined;
+  let sasl: BrokerConnectionOptions["sasl"] = undefined;
   if (config.sasl !== null) {
     sasl = {
-      mechanism: config.sasl.mechanism.toUpperCase() as SASLOptions["mechanism"],
+      mechanism: config.sasl.mechanism.toUpperCase() as NonNullable<
+        BrokerConnectionOptions["sasl"]
+      >["mechanism"],
       username: config.sasl.username,
       password: config.sasl.password,
     };
   }
   return {
     clientId: config.clientId,
-    bootstrapBrokers: config.brokers,
     tls,
     sasl,
-    connectTimeout: 10_000,
-    timeout: 30_000,
-    // The sink retries with its own backoff, forever for what can mend; the client's own
-    // retries only ride out short blips (leadership moving, a coordinator loading).
-    retries: 5,
-    retryDelay: clientRetryDelay,
+    connectTimeoutMs: 10_000,
+    requestTimeoutMs: REQUEST_TIMEOUT_MS,
   };
 }
 
 /**
- * The client's wait before its `attempt`th retry (from 1): 100 ms, doubling up to 2 s. A
- * transaction coordinator still writing the last transaction's markers (CONCURRENT_TRANSACTIONS,
- * met by the next transaction's first request just after a commit) is asked again after 10 and
- * 20 ms first, as the Java producer does after 20 ms: waiting 100 ms there made each Kafka
- * transaction of exactly-once 100 ms longer.
+ * How long a request may wait for its answer (Java's `request.timeout.ms`), and the time a
+ * produce request gives the broker to replicate (`timeout_ms`).
  */
-export function clientRetryDelay(
-  _client: unknown,
-  _operation: string,
-  attempt: number,
-  _retries: number,
-  error: unknown,
-): number {
-  if (
-    attempt <= 2 && error instanceof Error &&
-    findErrorBy(error, "apiId", "CONCURRENT_TRANSACTIONS") !== null
-  ) {
-    return 10 * attempt;
-  }
-  return Math.min(50 * 2 ** attempt, 2_000);
-}
+const REQUEST_TIMEOUT_MS = 30_000;
 
 /** How long a Kafka transaction may stay open (the broker caps it: 15 min by default). */
 const TRANSACTION_TIMEOUT_MS = 600_000;
-
-type SinkProducer = Producer<Buffer, Buffer, Buffer, Buffer>;
 
 /**
  * Produce requests in flight at most: the Batcher's limit (`MAX_IN_FLIGHT`). As many request
  * writers are kept for use again.
  */
 const PRODUCE_IN_FLIGHT = 5;
-
-/** The response parsers of the Produce versions {@linkcode ProduceRequestWriter} writes. */
-const PRODUCE_PARSERS = new Map<number, typeof produceV11.parseResponse>([
-  [9, produceV9.parseResponse],
-  [10, produceV10.parseResponse],
-  [11, produceV11.parseResponse],
-]);
 
 /** One partition's records of a send, numbered from `baseSequence`. */
 interface PartitionBatch {
@@ -340,7 +136,6 @@ export interface ProduceConnection {
   produce(
     apiVersion: number,
     request: Uint8Array,
-    parser: typeof produceV11.parseResponse,
     noResponse: boolean,
     written: () => void,
   ): Promise<void>;
@@ -348,7 +143,23 @@ export interface ProduceConnection {
 }
 
 /** Opens a produce connection to a broker. */
-export type OpenConnection = (broker: Broker) => Promise<ProduceConnection>;
+export type OpenConnection = (broker: BrokerAddress) => Promise<ProduceConnection>;
+
+/** What the producer asks of the cluster ({@linkcode KafkaCluster}). */
+export type Cluster = Pick<
+  KafkaCluster,
+  | "brokers"
+  | "version"
+  | "metadata"
+  | "listTopics"
+  | "createTopics"
+  | "initProducerId"
+  | "addPartitionsToTxn"
+  | "commitOffsetInTxn"
+  | "endTxn"
+  | "fetchOffset"
+  | "close"
+>;
 
 /** Where a request goes: its batches, the connection to their leader, the Produce version. */
 interface Target {
@@ -396,23 +207,25 @@ const SEQUENCE_TYPES = new Set([
 ]);
 
 /**
- * The Kafka client of one sink: one producer (the producer id, transactions, metadata), its own
- * produce path (`produce.ts`: requests written in place, up to five in flight, on connections of
- * its own, `connection.ts`), and, when needed, an admin client.
+ * The Kafka client of one sink: one producer (its id, transactions, metadata, through the
+ * cluster) and its own produce path (`produce.ts`: requests written in place, up to five in
+ * flight, on connections of its own, `connection.ts`).
  */
 export class KafkaProducer {
-  readonly brokers: string[];
-  readonly #config: KafkaSinkConfig;
-  readonly #producer: SinkProducer;
+  readonly brokers: readonly string[];
+  readonly #cluster: Cluster;
+  /** The producer id and epoch; -1 and -1 when not idempotent. */
+  readonly #identity: ProducerIdentity;
   readonly #transactionalId: string | null;
   readonly #timeoutMs: number;
   readonly #acks: number;
+  readonly #allowAutoCreation: boolean;
   readonly #compression: BatchCompression | undefined;
   readonly #log: Logger;
-  #admin: Admin | null = null;
-  /** Something was sent in the open transaction. */
+  /** Something was sent in the open transaction (the broker knows of it). */
   #transactionUsed = false;
-  #transaction: Awaited<ReturnType<SinkProducer["beginTransaction"]>> | null = null;
+  /** The open transaction: the partitions added to it so far, as `topic\0partition`. */
+  #transaction: { partitions: Set<string> } | null = null;
   /**
    * Partitions whose first batch under this producer is not acknowledged yet, and the send that
    * carries it (settled when it has): see {@linkcode #start}.
@@ -451,22 +264,24 @@ export class KafkaProducer {
   #retryError: string | null = null;
 
   private constructor(
-    producer: SinkProducer,
+    cluster: Cluster,
+    identity: ProducerIdentity,
     config: KafkaSinkConfig,
+    compression: BatchCompression | undefined,
     transactionalId: string | null,
-    timeoutMs: number,
     log: Logger,
     open: OpenConnection,
   ) {
     this.#open = open;
-    this.brokers = config.brokers;
+    this.#cluster = cluster;
+    this.#identity = identity;
+    this.brokers = cluster.brokers;
     this.#log = log;
-    this.#config = config;
-    this.#producer = producer;
     this.#transactionalId = transactionalId;
-    this.#timeoutMs = timeoutMs;
+    this.#timeoutMs = REQUEST_TIMEOUT_MS;
     this.#acks = config.acks === "all" ? -1 : config.acks;
-    this.#compression = batchCompression(config.compression);
+    this.#allowAutoCreation = !config.createTopics;
+    this.#compression = compression;
   }
 
   /**
@@ -478,51 +293,30 @@ export class KafkaProducer {
     const { config } = options;
     const acks = config.acks === "all" ? -1 : config.acks;
     const connection = await connectionOptions(config);
-    // The client makes its request timeout the transaction timeout too: a transaction of
-    // millions of rows stays open for minutes.
-    const timeoutMs = options.transactionalId === null
-      ? connection.timeout
-      : TRANSACTION_TIMEOUT_MS;
-    const producer: SinkProducer = new Producer({
-      ...connection,
-      // The client sends InitProducerId with these (default 0 and 0, which the broker takes for
-      // an old epoch of producer 0 and answers PRODUCER_FENCED): -1 and -1 ask for a new one.
-      producerId: -1n,
-      producerEpoch: -1,
-      timeout: timeoutMs,
-      idempotent: acks === -1,
-      acks,
-      autocreateTopics: !config.createTopics,
-      transactionalId: options.transactionalId ?? undefined,
-    });
+    const cluster = new KafkaCluster(config.brokers, connection);
+    let identity: ProducerIdentity = { producerId: -1n, producerEpoch: -1 };
+    let compression: BatchCompression | undefined;
     try {
-      await producer.metadata({ topics: [] });
-      if (options.transactionalId !== null) {
-        // Beginning a transaction registers the id (InitProducerId); one with nothing in it is
-        // dropped without a word to the broker.
-        const transaction = await producer.beginTransaction();
-        await transaction.cancel();
-      } else if (acks === -1) {
-        await producer.initIdempotentProducer({});
+      compression = await batchCompression(config.compression);
+      await cluster.version("Produce", PRODUCE_API_KEY, PRODUCE_VERSIONS.min, PRODUCE_VERSIONS.max);
+      if (options.transactionalId !== null || acks === -1) {
+        identity = await cluster.initProducerId(
+          options.transactionalId,
+          options.transactionTimeoutMs ?? TRANSACTION_TIMEOUT_MS,
+        );
       }
     } catch (error) {
-      await producer.close(true).catch(() => {});
+      cluster.close();
       throw classifyError(error, "connecting", config.brokers);
     }
-    const brokerOptions: BrokerConnectionOptions = {
-      clientId: connection.clientId,
-      tls: connection.tls,
-      sasl: connection.sasl as BrokerConnectionOptions["sasl"],
-      connectTimeoutMs: connection.connectTimeout,
-      requestTimeoutMs: timeoutMs,
-    };
     return new KafkaProducer(
-      producer,
+      cluster,
+      identity,
       config,
+      compression,
       options.transactionalId,
-      timeoutMs,
       options.log ?? silentLogger,
-      (broker) => BrokerConnection.open(broker.host, broker.port, brokerOptions),
+      (broker) => BrokerConnection.open(broker.host, broker.port, connection),
     );
   }
 
@@ -566,7 +360,7 @@ export class KafkaProducer {
     const topics = [...new Set(messages.map((message) => message.topic))];
     let metadata = this.#metadata;
     if (metadata === null || topics.some((topic) => !metadata!.topics.has(topic))) {
-      metadata = await this.#readMetadata(topics, false);
+      metadata = await this.#readMetadata(topics);
     }
     const batches: PartitionBatch[] = [];
     const byPartition = new Map<string, PartitionBatch>();
@@ -592,10 +386,7 @@ export class KafkaProducer {
     if (firsts.length > 0) await Promise.all(firsts);
     this.#throwIfBroken();
     const idempotent = this.#acks === -1;
-    const producer = {
-      producerId: idempotent ? this.#producer.producerId ?? -1n : -1n,
-      producerEpoch: idempotent ? this.#producer.producerEpoch ?? -1 : -1,
-    };
+    const producer = idempotent ? this.#identity : { producerId: -1n, producerEpoch: -1 };
     const owner = `${producer.producerId}/${producer.producerEpoch}`;
     if (owner !== this.#sequenceOwner) {
       this.#sequences.clear();
@@ -624,7 +415,7 @@ export class KafkaProducer {
    * each, the partitions added to the open transaction first.
    */
   async #route(batches: readonly PartitionBatch[], metadata: ClusterMetadata): Promise<Target[]> {
-    const destinations = new Map<number, { broker: Broker; batches: PartitionBatch[] }>();
+    const destinations = new Map<number, { broker: BrokerAddress; batches: PartitionBatch[] }>();
     for (const batch of batches) {
       const leader = metadata.topics.get(batch.topic)?.partitions[batch.partition]?.leader ?? -1;
       let destination = destinations.get(leader);
@@ -641,12 +432,22 @@ export class KafkaProducer {
       }
       destination.batches.push(batch);
     }
-    if (this.#transaction !== null) {
-      this.#transactionUsed = true;
-      await this.#transaction.addPartitions(
-        metadata,
-        batches.map(({ topic, partition }) => ({ topic, partition })) as never,
-      );
+    const transaction = this.#transaction;
+    if (transaction !== null) {
+      // Partitions join the transaction before its first records reach them.
+      const added = new Map<string, number[]>();
+      const keys: string[] = [];
+      for (const { topic, partition } of batches) {
+        const key = `${topic}\0${partition}`;
+        if (transaction.partitions.has(key) || keys.includes(key)) continue;
+        keys.push(key);
+        added.set(topic, [...added.get(topic) ?? [], partition]);
+      }
+      if (keys.length > 0) {
+        this.#transactionUsed = true;
+        await this.#cluster.addPartitionsToTxn(this.#transactionIdentity(), added);
+        for (const key of keys) transaction.partitions.add(key);
+      }
     }
     const version = this.#produceVersion ?? await this.#negotiateProduce();
     const found = [...destinations.values()];
@@ -691,7 +492,6 @@ export class KafkaProducer {
         const done = connection.produce(
           version,
           request,
-          PRODUCE_PARSERS.get(version)!,
           this.#acks === 0,
           written,
         ).then(
@@ -761,7 +561,7 @@ export class KafkaProducer {
         try {
           this.#throwIfBroken();
           const topics = [...new Set(batches.map((batch) => batch.topic))];
-          const targets = await this.#route(batches, await this.#readMetadata(topics, true));
+          const targets = await this.#route(batches, await this.#readMetadata(topics));
           pending = this.#sendAll(targets, producer);
         } catch (caught) {
           // No leader or no connection yet: an attempt too.
@@ -811,7 +611,7 @@ export class KafkaProducer {
   /** The partition of a record: fixed, by its key (murmur2, as Java's), or round robin. */
   #partition(message: OutMessage, metadata: ClusterMetadata): number {
     const { topic } = message;
-    const count = metadata.topics.get(topic)!.partitionsCount;
+    const count = metadata.topics.get(topic)!.partitions.length;
     if (message.partition !== undefined) return message.partition % count;
     if (message.key !== null) return keyHash(message.key) % count;
     const turn = this.#turns.get(topic) ?? 0;
@@ -819,10 +619,10 @@ export class KafkaProducer {
     return turn % count;
   }
 
-  /** The metadata of `topics` (`fresh`: asked of the broker, not from the client's cache). */
-  async #readMetadata(topics: string[], fresh: boolean): Promise<ClusterMetadata> {
+  /** The metadata of `topics`, asked of the broker. */
+  async #readMetadata(topics: string[]): Promise<ClusterMetadata> {
     try {
-      this.#metadata = await this.#producer.metadata({ topics, forceUpdate: fresh });
+      this.#metadata = await this.#cluster.metadata(topics, this.#allowAutoCreation);
       return this.#metadata;
     } catch (error) {
       throw classifyError(error, `reading the metadata of ${topics.join(", ")}`, this.brokers);
@@ -831,28 +631,29 @@ export class KafkaProducer {
 
   /** The newest Produce version both the broker and {@linkcode ProduceRequestWriter} speak. */
   async #negotiateProduce(): Promise<number> {
-    const api = await new Promise<{ version: number }>((resolve, reject) =>
-      this.#producer[kGetApi]("Produce", (error, api) => error ? reject(error) : resolve(api!))
-    ).catch((error) => {
-      throw classifyError(error, "asking the broker which Produce versions it takes", this.brokers);
-    });
-    if (api.version < PRODUCE_VERSIONS.min) {
-      throw new KafkaSinkError(
-        `Kafka at ${
-          this.brokers.join(",")
-        } speaks Produce up to version ${api.version}; Spillway needs ${PRODUCE_VERSIONS.min} or later (Kafka 2.8 or later)`,
-        { retriable: false },
+    try {
+      this.#produceVersion = await this.#cluster.version(
+        "Produce",
+        PRODUCE_API_KEY,
+        PRODUCE_VERSIONS.min,
+        PRODUCE_VERSIONS.max,
       );
+      return this.#produceVersion;
+    } catch (error) {
+      throw classifyError(error, "asking the broker which Produce versions it takes", this.brokers);
     }
-    this.#produceVersion = Math.min(api.version, PRODUCE_VERSIONS.max);
-    return this.#produceVersion;
+  }
+
+  /** The open transaction's id and producer, as its requests name them. */
+  #transactionIdentity() {
+    return { transactionalId: this.#transactionalId!, ...this.#identity };
   }
 
   /**
    * The produce connection to `broker`: the open one, or a new one once it broke (the requests
    * on it failed, and are sent again on the new one).
    */
-  async #connection(broker: Broker): Promise<ProduceConnection> {
+  async #connection(broker: BrokerAddress): Promise<ProduceConnection> {
     const address = `${broker.host}:${broker.port}`;
     if (this.#closed) {
       throw new KafkaSinkError(`The Kafka producer was closed; not connecting to ${address}`, {
@@ -883,17 +684,14 @@ export class KafkaProducer {
     if (topics.length === 0) return;
     const known = this.#metadata;
     if (known !== null && topics.every((topic) => known.topics.has(topic))) return;
-    await this.#readMetadata([...new Set([...known?.topics.keys() ?? [], ...topics])], false);
+    await this.#readMetadata([...new Set([...known?.topics.keys() ?? [], ...topics])]);
   }
 
   /** Starts a Kafka transaction (exactly-once); {@linkcode send} joins it. */
-  async begin(): Promise<void> {
-    try {
-      this.#transactionUsed = false;
-      this.#transaction = await this.#producer.beginTransaction();
-    } catch (error) {
-      throw classifyError(error, "beginning a transaction", this.brokers);
-    }
+  begin(): Promise<void> {
+    this.#transactionUsed = false;
+    this.#transaction = { partitions: new Set() };
+    return Promise.resolve();
   }
 
   /**
@@ -901,27 +699,12 @@ export class KafkaProducer {
    * on partition 0 of `topic` (the position Spillway reads back at start).
    */
   async commit(checkpoint: { group: string; topic: string; offset: bigint }): Promise<void> {
-    const transaction = this.#transaction;
-    if (transaction === null) return;
+    if (this.#transaction === null) return;
     try {
-      const coordinator = await this.#groupCoordinator(checkpoint.group);
-      await transaction.addConsumer({ groupId: checkpoint.group } as never);
-      // The client commits a consumed message's offset + 1; a group without members takes
-      // generation -1 and no member id.
-      await transaction.addOffset({
-        topic: checkpoint.topic,
-        partition: 0,
-        offset: checkpoint.offset - 1n,
-        metadata: {
-          consumer: {
-            groupId: checkpoint.group,
-            generationId: -1,
-            memberId: "",
-            coordinatorId: coordinator,
-          },
-        },
-      } as never);
-      await transaction.commit();
+      this.#transactionUsed = true;
+      const transaction = this.#transactionIdentity();
+      await this.#cluster.commitOffsetInTxn(transaction, { ...checkpoint, partition: 0 });
+      await this.#cluster.endTxn(transaction, true);
       this.#transaction = null;
     } catch (error) {
       throw classifyError(error, "committing a transaction", this.brokers);
@@ -932,35 +715,13 @@ export class KafkaProducer {
   async abort(): Promise<void> {
     const transaction = this.#transaction;
     this.#transaction = null;
-    if (transaction === null) return;
+    // The broker refuses to end a transaction it never heard of.
+    if (transaction === null || !this.#transactionUsed) return;
     try {
-      // The broker refuses to end a transaction it never heard of.
-      if (this.#transactionUsed) await transaction.abort();
-      else await transaction.cancel();
+      await this.#cluster.endTxn(this.#transactionIdentity(), false);
     } catch (error) {
       throw classifyError(error, "aborting a transaction", this.brokers);
     }
-  }
-
-  async #adminClient(): Promise<Admin> {
-    this.#admin ??= new Admin(await connectionOptions(this.#config));
-    return this.#admin;
-  }
-
-  #coordinators = new Map<string, number>();
-
-  async #groupCoordinator(group: string): Promise<number> {
-    let node = this.#coordinators.get(group);
-    if (node === undefined) {
-      const admin = await this.#adminClient();
-      const [found] = await admin.findCoordinator({
-        keyType: FindCoordinatorKeyTypes.GROUP,
-        keys: [group],
-      });
-      node = found!.nodeId;
-      this.#coordinators.set(group, node);
-    }
-    return node;
   }
 
   /**
@@ -972,19 +733,12 @@ export class KafkaProducer {
     settings: { partitions: number; replicationFactor: number; config?: Record<string, string> },
   ): Promise<void> {
     if (topics.length === 0) return;
-    const admin = await this.#adminClient();
     try {
-      const existing = new Set(await admin.listTopics());
+      const existing = await this.#cluster.listTopics();
       const missing = topics.filter((topic) => !existing.has(topic));
       if (missing.length === 0) return;
-      await admin.createTopics({
-        topics: missing,
-        partitions: settings.partitions,
-        replicas: settings.replicationFactor,
-        configs: Object.entries(settings.config ?? {}).map(([name, value]) => ({ name, value })),
-      });
+      await this.#cluster.createTopics(missing, { ...settings, config: settings.config ?? {} });
     } catch (error) {
-      if (errorTypes(error).includes("TOPIC_ALREADY_EXISTS")) return;
       throw classifyError(error, `creating topics ${topics.join(", ")}`, this.brokers);
     }
   }
@@ -994,17 +748,9 @@ export class KafkaProducer {
    * `require_stable`, so a commit still being completed is waited for, never missed.
    */
   async readCheckpoint(group: string, topic: string): Promise<Lsn | null> {
-    const admin = await this.#adminClient();
     try {
-      const [entry] = await admin.listConsumerGroupOffsets({
-        groups: [{ groupId: group, topics: [{ name: topic, partitionIndexes: [0] }] }] as never,
-        requireStable: true,
-      });
-      const partition = entry?.topics.find((t) => t.name === topic)?.partitions.find((p) =>
-        p.partitionIndex === 0
-      );
-      if (partition === undefined || partition.committedOffset < 0n) return null;
-      return lsn(partition.committedOffset);
+      const offset = await this.#cluster.fetchOffset(group, topic, 0);
+      return offset < 0n ? null : lsn(offset);
     } catch (error) {
       throw classifyError(error, `reading the checkpoint of ${group}`, this.brokers);
     }
@@ -1013,18 +759,11 @@ export class KafkaProducer {
   /** Disconnects; an open transaction is aborted first (best effort). */
   async close(): Promise<void> {
     await this.abort().catch(() => {});
-    await this.#admin?.close().catch(() => {});
-    this.#admin = null;
     this.#closed = true;
     for (const opening of this.#connections.values()) {
       opening.then((connection) => connection.close(), () => {});
     }
     this.#connections.clear();
-    await this.#producer.close(true).catch(() => {});
+    this.#cluster.close();
   }
-}
-
-function toBuffer(bytes: Uint8Array): Buffer {
-  // A Buffer over the same memory costs no copy.
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }

@@ -1,5 +1,5 @@
 /**
- * The producer's ordering of produce requests against a scripted stand-in for the client's
+ * The producer's ordering of produce requests against a scripted stand-in for the cluster's
  * metadata and the produce connections (the real broker is in tests/kafka_*_test.ts, where this only shows
  * by chance): a partition's first batch under a producer goes alone, even through an in-place
  * retry, and the sends after it wait; a broker that is away is waited out with the same
@@ -10,8 +10,9 @@
 import assert from "node:assert/strict";
 import { silentLogger } from "../../ops/log.ts";
 import type { KafkaSinkConfig } from "../../config/mod.ts";
-import { clientRetryDelay, IN_PLACE_RETRIES, KafkaProducer, type OutMessage } from "./producer.ts";
-import { kGetApi, MultipleErrors, ProtocolError } from "npm:@platformatic/kafka@2.12.1";
+import { retryDelay } from "./cluster.ts";
+import { type Cluster, IN_PLACE_RETRIES, KafkaProducer, type OutMessage } from "./producer.ts";
+import { KafkaProtocolError } from "./wire.ts";
 
 /** A produce request the stand-in connection took: what it carries, and how to answer it. */
 interface Request {
@@ -27,17 +28,13 @@ function standIn() {
   /** Each request's bytes as sent. */
   const bodies: number[][] = [];
   const broker = { nodeId: 1, host: "fake", port: 9092 };
-  const topic = {
-    partitionsCount: 2,
-    partitions: [{ leader: 1 }, { leader: 1 }],
-  };
+  const topic = { partitions: [{ leader: 1 }, { leader: 1 }] };
   const connection = {
     broken: false,
     headerRoom: 0,
     produce(
       _version: number,
       body: Uint8Array,
-      _parser: unknown,
       _noResponse: boolean,
       written: () => void,
     ): Promise<void> {
@@ -53,26 +50,25 @@ function standIn() {
     },
     close() {},
   };
-  const client = {
-    producerId: 7n,
-    producerEpoch: 0,
+  const cluster = {
+    brokers: ["fake:9092"],
     metadata: () =>
       Promise.resolve({
         brokers: new Map([[1, broker]]),
         topics: new Map([["t", topic]]),
       }),
-    [kGetApi]: (_name: string, callback: (error: null, api: { version: number }) => void) =>
-      callback(null, { version: 11 }),
-    close: () => Promise.resolve(),
-  };
+    version: () => Promise.resolve(11),
+    close: () => {},
+  } as Partial<Cluster>;
   const config = { brokers: ["fake:9092"], acks: "all", compression: "none" } as KafkaSinkConfig;
-  // The constructor is private: connect() makes the real client, which this stands in for.
+  // The constructor is private: connect() makes the real cluster, which this stands in for.
   const Made = KafkaProducer as unknown as new (...args: unknown[]) => KafkaProducer;
   const producer = new Made(
-    client,
+    cluster,
+    { producerId: 7n, producerEpoch: 0 },
     config,
+    undefined,
     null,
-    30_000,
     silentLogger,
     () => Promise.resolve(connection),
   );
@@ -133,8 +129,8 @@ Deno.test("producer: a first batch refused for a passing reason is sent again be
   await second;
 });
 
-/** A connection failure as the client reports it (a broker away). */
-const closed = () => Object.assign(new Error("Connection closed"), { code: "PLT_KFK_NETWORK" });
+/** A connection failure as the connection reports it (a broker away). */
+const closed = () => Object.assign(new Error("Connection closed"), { code: "NETWORK" });
 
 /** Waits until the stand-in holds `n` requests. */
 async function requestsReach(requests: Request[], n: number): Promise<void> {
@@ -181,28 +177,22 @@ Deno.test("producer: the broker refusing the sequence numbers ends the in-place 
   for (let i = 0; i <= IN_PLACE_RETRIES; i++) {
     await requestsReach(requests, i + 1);
     requests[i]!.answer(
-      Object.assign(new Error("The broker received an out of order sequence number."), {
-        apiId: "OUT_OF_ORDER_SEQUENCE_NUMBER",
-      }),
+      new KafkaProtocolError(45, "producing to t[0]", "out of order sequence number"),
     );
   }
-  await assert.rejects(sent, /out of order sequence number/);
+  await assert.rejects(sent, /OUT_OF_ORDER_SEQUENCE_NUMBER producing to t\[0\]/);
   assert.equal(requests.length, IN_PLACE_RETRIES + 1);
   assert.equal(producer.retryError, null);
   // The sends after it fail at once: the producer's sequence numbers have a gap.
   await assert.rejects(producer.send([message("second-of-p0", 0)]), /new producer/);
 });
 
-Deno.test("producer: the client asks a coordinator still ending a transaction again after 10 and 20 ms, then backs off as for any other error", () => {
-  const delays = (error: Error) =>
-    [1, 2, 3, 4, 5].map((attempt) =>
-      clientRetryDelay(null, "addPartitionsToTxn", attempt, 5, error)
-    );
-  const concurrent = new ProtocolError("CONCURRENT_TRANSACTIONS");
+Deno.test("producer: the cluster asks a coordinator still ending a transaction again after 10 and 20 ms, then backs off as for any other error", () => {
+  const delays = (error: Error) => [1, 2, 3, 4, 5].map((attempt) => retryDelay(attempt, error));
+  const concurrent = new KafkaProtocolError(51, "adding partitions to the Kafka transaction");
+  assert.equal(concurrent.type, "CONCURRENT_TRANSACTIONS");
   assert.deepEqual(delays(concurrent), [10, 20, 400, 800, 1_600]);
-  // As the client reports it: the protocol error inside the request's errors.
-  assert.deepEqual(delays(new MultipleErrors("failed", [concurrent])), [10, 20, 400, 800, 1_600]);
-  assert.deepEqual(delays(new ProtocolError("COORDINATOR_LOAD_IN_PROGRESS")), [
+  assert.deepEqual(delays(new KafkaProtocolError(14, "finding the coordinator")), [
     100,
     200,
     400,

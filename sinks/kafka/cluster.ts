@@ -1,0 +1,445 @@
+/**
+ * The sink's view of a Kafka cluster: connections to its brokers (`connection.ts`), the
+ * versions they speak, topic metadata, coordinators, and the requests besides Produce
+ * (`apis.ts`) with the retries that ride out short blips: a coordinator loading or moving, a
+ * leader being elected, a transaction's markers still being written, a broker restarting.
+ * What still fails after {@linkcode CLUSTER_RETRIES} retries goes to the caller, whose own
+ * retries (the sink's) take over.
+ *
+ * @module
+ */
+
+import {
+  ADD_OFFSETS_TO_TXN,
+  ADD_PARTITIONS_TO_TXN,
+  type Api,
+  API_VERSIONS,
+  type ApiRanges,
+  type BrokerAddress,
+  COORDINATOR_GROUP,
+  COORDINATOR_TRANSACTION,
+  CREATE_TOPICS,
+  END_TXN,
+  FIND_COORDINATOR,
+  INIT_PRODUCER_ID,
+  METADATA,
+  type MetadataResult,
+  OFFSET_FETCH,
+  type PartitionErrors,
+  type ProducerIdentity,
+  type TransactionIdentity,
+  TXN_OFFSET_COMMIT,
+} from "./apis.ts";
+import {
+  BrokerConnection,
+  BrokerConnectionError,
+  type BrokerConnectionOptions,
+} from "./connection.ts";
+import { KafkaSinkError } from "./errors.ts";
+import { checkError, KafkaProtocolError } from "./wire.ts";
+
+/** Retries of a request that failed for a passing reason, before the error goes on. */
+export const CLUSTER_RETRIES = 5;
+
+/** The codes after which a coordinator is looked up again. */
+const COORDINATOR_MOVED = new Set([14, 15, 16]); // loading, not available, not coordinator
+/** CONCURRENT_TRANSACTIONS: the coordinator still completes the last transaction. */
+const CONCURRENT_TRANSACTIONS = 51;
+
+/**
+ * The wait before the `attempt`th retry (from 1): 100 ms, doubling up to 2 s. A transaction
+ * coordinator still writing the last transaction's markers (CONCURRENT_TRANSACTIONS, met by
+ * the next transaction's first request just after a commit) is asked again after 10 and 20 ms
+ * first, as the Java producer does after 20 ms: waiting 100 ms there made each Kafka
+ * transaction of exactly-once 100 ms longer.
+ */
+export function retryDelay(attempt: number, error: unknown): number {
+  if (
+    attempt <= 2 && error instanceof KafkaProtocolError && error.code === CONCURRENT_TRANSACTIONS
+  ) {
+    return 10 * attempt;
+  }
+  return Math.min(50 * 2 ** attempt, 2_000);
+}
+
+/** A failure that may pass: a broker's passing code, or a connection that failed. */
+function passing(error: unknown): boolean {
+  if (error instanceof KafkaProtocolError) return error.passing;
+  if (error instanceof BrokerConnectionError) return error.code === "NETWORK";
+  return false;
+}
+
+/** The oldest Kafka whose versions of the sink's requests are all known. */
+const OLDEST_KAFKA = "2.8";
+
+/** Metadata of the topics asked about so far, and the brokers. */
+export interface ClusterMetadata {
+  brokers: Map<number, BrokerAddress>;
+  topics: Map<string, { partitions: { leader: number }[] }>;
+}
+
+/** Connections to one cluster's brokers, and its requests besides Produce. */
+export class KafkaCluster {
+  readonly #bootstrap: readonly string[];
+  readonly #options: BrokerConnectionOptions;
+  /** Connections by `host:port`. */
+  readonly #connections = new Map<string, Promise<BrokerConnection>>();
+  /** The versions the broker first reached speaks. */
+  #apis: ApiRanges | null = null;
+  /** Known brokers, by node id (from metadata). */
+  #brokers = new Map<number, BrokerAddress>();
+  #controllerId = -1;
+  /** The topics' metadata read so far, by name. */
+  readonly #topics = new Map<string, { partitions: { leader: number }[] }>();
+  /** Coordinators found, by `keyType/key`. */
+  readonly #coordinators = new Map<string, BrokerAddress>();
+  #closed = false;
+
+  /** For `bootstrap` (`host:port` each), connecting with `options`. */
+  constructor(bootstrap: readonly string[], options: BrokerConnectionOptions) {
+    this.#bootstrap = bootstrap;
+    this.#options = options;
+  }
+
+  /** Where the cluster was reached, for messages. */
+  get brokers(): readonly string[] {
+    return this.#bootstrap;
+  }
+
+  /**
+   * The newest version of API `key` in `[min, max]` that the broker speaks; throws when none
+   * is (a Kafka older than the sink needs).
+   */
+  async version(name: string, key: number, min: number, max: number): Promise<number> {
+    const apis = this.#apis ?? await this.#readApis();
+    const range = apis.get(key);
+    if (range === undefined || range.max < min || range.min > max) {
+      const has = range === undefined ? "does not speak it" : `speaks ${range.min}–${range.max}`;
+      throw new KafkaSinkError(
+        `Kafka at ${
+          this.#bootstrap.join(",")
+        } cannot take Spillway's ${name} requests (versions ${min}–${max}; it ${has}); use Kafka ${OLDEST_KAFKA} or later`,
+        { retriable: false },
+      );
+    }
+    return Math.min(range.max, max);
+  }
+
+  async #readApis(): Promise<ApiRanges> {
+    const answer = await this.#withRetries(async () => {
+      const connection = await this.#anyConnection();
+      const { errorCode, apis } = await connection.request(API_VERSIONS, undefined);
+      checkError(errorCode, "asking the broker which request versions it takes");
+      return apis;
+    });
+    this.#apis = answer;
+    return answer;
+  }
+
+  /** A connection to `address` (`host:port`): the open one, or a new one. */
+  async connection(address: string): Promise<BrokerConnection> {
+    if (this.#closed) {
+      throw new KafkaSinkError(`The Kafka sink's client was closed; not connecting to ${address}`, {
+        retriable: true,
+      });
+    }
+    const known = this.#connections.get(address);
+    if (known !== undefined) {
+      const connection = await known.catch(() => null);
+      if (connection !== null && !connection.broken) return connection;
+      if (this.#connections.get(address) !== known) return this.connection(address);
+    }
+    const colon = address.lastIndexOf(":");
+    const host = address.slice(0, colon).replace(/^\[(.*)\]$/, "$1");
+    const opening = BrokerConnection.open(host, Number(address.slice(colon + 1)), this.#options);
+    this.#connections.set(address, opening);
+    opening.catch(() => {
+      if (this.#connections.get(address) === opening) this.#connections.delete(address);
+    });
+    return await opening;
+  }
+
+  /** A connection to any broker: one open already, else the bootstrap brokers in turn. */
+  async #anyConnection(): Promise<BrokerConnection> {
+    for (const opening of this.#connections.values()) {
+      const connection = await opening.catch(() => null);
+      if (connection !== null && !connection.broken) return connection;
+    }
+    const addresses = [
+      ...this.#bootstrap,
+      ...[...this.#brokers.values()].map(({ host, port }) => `${host}:${port}`),
+    ];
+    let failure: unknown = null;
+    for (const address of new Set(addresses)) {
+      try {
+        return await this.connection(address);
+      } catch (error) {
+        failure = error;
+        // Settings no retry mends (TLS, SASL) fail at once, not after every broker.
+        if (!passing(error)) throw error;
+      }
+    }
+    throw failure;
+  }
+
+  /** Sends `api` to any broker. */
+  async #anyRequest<Args, Result>(api: Api<Args, Result>, args: Args): Promise<Result> {
+    await this.version(api.name, api.key, api.version, api.version);
+    return (await this.#anyConnection()).request(api, args);
+  }
+
+  /**
+   * Runs `attempt`, and again after a failure that may pass, up to {@linkcode CLUSTER_RETRIES}
+   * times; then throws the last error.
+   */
+  async #withRetries<T>(attempt: () => Promise<T>): Promise<T> {
+    for (let retry = 0;; retry++) {
+      try {
+        return await attempt();
+      } catch (error) {
+        if (!passing(error) || retry >= CLUSTER_RETRIES || this.#closed) throw error;
+        await new Promise((resolve) => setTimeout(resolve, retryDelay(retry + 1, error)));
+      }
+    }
+  }
+
+  /**
+   * The metadata of `topics`, asked of a broker (a topic that does not exist yet is created
+   * when `allowAutoCreation` and the broker allows it). Topics without a leader yet, or just
+   * created, are asked about again.
+   */
+  async metadata(topics: readonly string[], allowAutoCreation: boolean): Promise<ClusterMetadata> {
+    return await this.#withRetries(async () => {
+      const answer: MetadataResult = await this.#anyRequest(METADATA, {
+        topics,
+        allowAutoCreation,
+      });
+      this.#brokers = answer.brokers;
+      this.#controllerId = answer.controllerId;
+      for (const topic of topics) {
+        const found = answer.topics.get(topic);
+        if (found === undefined) {
+          throw new KafkaProtocolError(3, `reading the metadata of ${topic}`, "not in the answer");
+        }
+        checkError(found.errorCode, `reading the metadata of ${topic}`);
+        // A partition without a leader (one being elected) has leader -1: the producer sends
+        // to it again once it has one.
+        const partitions: { leader: number }[] = [];
+        for (let i = 0; i < found.partitions.length; i++) {
+          partitions.push({ leader: found.partitions[i]?.leader ?? -1 });
+        }
+        if (partitions.length === 0) {
+          throw new KafkaProtocolError(5, `reading the metadata of ${topic}`, "no partitions");
+        }
+        this.#topics.set(topic, { partitions });
+      }
+      return { brokers: this.#brokers, topics: this.#topics };
+    });
+  }
+
+  /** The names of every topic the cluster has. */
+  async listTopics(): Promise<Set<string>> {
+    return await this.#withRetries(async () => {
+      const answer = await this.#anyRequest(METADATA, { topics: null, allowAutoCreation: false });
+      this.#brokers = answer.brokers;
+      this.#controllerId = answer.controllerId;
+      return new Set(answer.topics.keys());
+    });
+  }
+
+  /**
+   * Creates `topics`; one that exists already is no error. Sent to the controller where the
+   * cluster names one (a KRaft broker forwards it there itself).
+   */
+  async createTopics(
+    topics: readonly string[],
+    settings: { partitions: number; replicationFactor: number; config: Record<string, string> },
+  ): Promise<void> {
+    await this.#withRetries(async () => {
+      await this.version(CREATE_TOPICS.name, CREATE_TOPICS.key, 5, 5);
+      const controller = this.#brokers.get(this.#controllerId);
+      const connection = controller === undefined
+        ? await this.#anyConnection()
+        : await this.connection(`${controller.host}:${controller.port}`);
+      const results = await connection.request(CREATE_TOPICS, {
+        topics,
+        ...settings,
+        timeoutMs: this.#options.requestTimeoutMs,
+      });
+      for (const { topic, errorCode, errorMessage } of results) {
+        if (errorCode === 36) continue; // TOPIC_ALREADY_EXISTS
+        if (errorCode === 41) this.#controllerId = -1; // NOT_CONTROLLER: any broker next
+        checkError(errorCode, `creating topic ${topic}`, errorMessage);
+      }
+    });
+  }
+
+  /** A new producer id (idempotent), or the transactional id's (which fences its earlier one). */
+  async initProducerId(
+    transactionalId: string | null,
+    transactionTimeoutMs: number,
+  ): Promise<ProducerIdentity> {
+    const args = { transactionalId, transactionTimeoutMs, producerId: -1n, producerEpoch: -1 };
+    const doing = "asking Kafka for a producer id";
+    if (transactionalId !== null) {
+      const answer = await this.#askCoordinator(
+        COORDINATOR_TRANSACTION,
+        transactionalId,
+        INIT_PRODUCER_ID,
+        args,
+        `registering transactional id ${transactionalId}`,
+        ({ errorCode }) => errorCode,
+      );
+      return { producerId: answer.producerId, producerEpoch: answer.producerEpoch };
+    }
+    return await this.#withRetries(async () => {
+      const answer = await this.#anyRequest(INIT_PRODUCER_ID, args);
+      checkError(answer.errorCode, doing);
+      return { producerId: answer.producerId, producerEpoch: answer.producerEpoch };
+    });
+  }
+
+  /** Adds partitions (`topic` → indexes) to the open transaction. */
+  async addPartitionsToTxn(
+    transaction: TransactionIdentity,
+    topics: Map<string, number[]>,
+  ): Promise<void> {
+    await this.#askCoordinator(
+      COORDINATOR_TRANSACTION,
+      transaction.transactionalId,
+      ADD_PARTITIONS_TO_TXN,
+      { ...transaction, topics },
+      "adding partitions to the Kafka transaction",
+      partitionError,
+    );
+  }
+
+  /**
+   * Commits `offset` on partition `partition` of `topic` for `group` within the open
+   * transaction: the group joins it (AddOffsetsToTxn), then its coordinator takes the offset
+   * (TxnOffsetCommit).
+   */
+  async commitOffsetInTxn(
+    transaction: TransactionIdentity,
+    commit: { group: string; topic: string; partition: number; offset: bigint },
+  ): Promise<void> {
+    await this.#askCoordinator(
+      COORDINATOR_TRANSACTION,
+      transaction.transactionalId,
+      ADD_OFFSETS_TO_TXN,
+      { ...transaction, group: commit.group },
+      `adding group ${commit.group} to the Kafka transaction`,
+      (errorCode) => errorCode,
+    );
+    await this.#askCoordinator(
+      COORDINATOR_GROUP,
+      commit.group,
+      TXN_OFFSET_COMMIT,
+      { ...transaction, ...commit },
+      `committing the checkpoint of group ${commit.group} in the Kafka transaction`,
+      partitionError,
+    );
+  }
+
+  /** Commits or aborts the open transaction. */
+  async endTxn(transaction: TransactionIdentity, commit: boolean): Promise<void> {
+    await this.#askCoordinator(
+      COORDINATOR_TRANSACTION,
+      transaction.transactionalId,
+      END_TXN,
+      { ...transaction, commit },
+      `${commit ? "committing" : "aborting"} the Kafka transaction`,
+      (errorCode) => errorCode,
+    );
+  }
+
+  /**
+   * The offset `group` committed on partition `partition` of `topic` (-1: none), waiting for
+   * offsets of transactions still being completed (`require_stable`).
+   */
+  async fetchOffset(group: string, topic: string, partition: number): Promise<bigint> {
+    const answer = await this.#askCoordinator(
+      COORDINATOR_GROUP,
+      group,
+      OFFSET_FETCH,
+      { group, topic, partition },
+      `reading the committed offset of group ${group}`,
+      ({ errorCode, partitionErrorCode }) => errorCode || partitionErrorCode,
+    );
+    return answer.offset;
+  }
+
+  /**
+   * Sends `api` to the coordinator of `key`, again after a failure that may pass; throws the
+   * error its answer carries (`codeOf`). A coordinator that moved or is loading is looked up
+   * again.
+   */
+  async #askCoordinator<Args, Result>(
+    keyType: number,
+    key: string,
+    api: Api<Args, Result>,
+    args: Args,
+    doing: string,
+    codeOf: (result: Result) => number,
+  ): Promise<Result> {
+    return await this.#withRetries(async () => {
+      const result = await this.#coordinated(keyType, key, api, args);
+      const code = codeOf(result);
+      if (COORDINATOR_MOVED.has(code)) this.#coordinators.delete(`${keyType}/${key}`);
+      checkError(code, doing);
+      return result;
+    });
+  }
+
+  /** Sends `api` to the coordinator of `key` (a group or a transactional id). */
+  async #coordinated<Args, Result>(
+    keyType: number,
+    key: string,
+    api: Api<Args, Result>,
+    args: Args,
+  ): Promise<Result> {
+    await this.version(api.name, api.key, api.version, api.version);
+    const id = `${keyType}/${key}`;
+    let coordinator = this.#coordinators.get(id);
+    if (coordinator === undefined) {
+      const found = await this.#anyRequest(FIND_COORDINATOR, { key, keyType });
+      checkError(
+        found.errorCode,
+        `finding the ${
+          keyType === COORDINATOR_GROUP ? "group" : "transaction"
+        } coordinator of ${key}`,
+        found.errorMessage,
+      );
+      coordinator = { nodeId: found.nodeId, host: found.host, port: found.port };
+      this.#coordinators.set(id, coordinator);
+    }
+    try {
+      return await (await this.connection(`${coordinator.host}:${coordinator.port}`))
+        .request(api, args);
+    } catch (error) {
+      // A coordinator that cannot be reached is looked up again on the retry.
+      this.#coordinators.delete(id);
+      throw error;
+    }
+  }
+
+  /** Closes every connection. */
+  close(): void {
+    this.#closed = true;
+    for (const opening of this.#connections.values()) {
+      opening.then((connection) => connection.close(), () => {});
+    }
+    this.#connections.clear();
+  }
+}
+
+/**
+ * The error of a per-partition answer: the first partition's that failed. (The broker marks the
+ * partitions it did not get to with OPERATION_NOT_ATTEMPTED; the error that stopped it is on
+ * another.)
+ */
+function partitionError(errors: PartitionErrors): number {
+  const failed = errors.find(({ errorCode }) => errorCode !== 0 && errorCode !== 55) ??
+    errors.find(({ errorCode }) => errorCode !== 0);
+  return failed?.errorCode ?? 0;
+}
