@@ -2,7 +2,7 @@
  * The Kafka requests the sink sends besides Produce (`produce.ts`), each at one version that
  * Kafka 2.8 and every later release (4.x included) take: their bodies written and their
  * answers read. The broker's error codes stay in the results, for the caller to judge
- * (`cluster.ts`, `transactions.ts`); only a malformed answer throws here.
+ * (`cluster.ts`, `connection.ts`); only a malformed answer throws here.
  *
  * Versions (all flexible but SaslHandshake): ApiVersions 3, Metadata 9, FindCoordinator 3,
  * InitProducerId 3, AddPartitionsToTxn 3, AddOffsetsToTxn 3, TxnOffsetCommit 3, EndTxn 3,
@@ -13,7 +13,7 @@
  * @module
  */
 
-import type { RequestWriter, ResponseReader } from "./wire.ts";
+import { MalformedResponseError, type RequestWriter, type ResponseReader } from "./wire.ts";
 
 /** One request type at one version: how to write it and read its answer. */
 export interface Api<Args, Result> {
@@ -46,17 +46,18 @@ function flexible<Args, Result>(
 export type ApiRanges = Map<number, { min: number; max: number }>;
 
 /**
- * ApiVersions v3. Its answer's header has no tagged fields, whatever the version, so that a
- * broker that does not know the version can still answer (with UNSUPPORTED_VERSION).
+ * ApiVersions v3, naming the client (`spillway` and its version). Its answer's header has no
+ * tagged fields, whatever the version, so that a broker that does not know the version can
+ * still answer (with UNSUPPORTED_VERSION).
  */
-export const API_VERSIONS: Api<void, { errorCode: number; apis: ApiRanges }> = {
+export const API_VERSIONS: Api<string, { errorCode: number; apis: ApiRanges }> = {
   name: "ApiVersions",
   key: 18,
   version: 3,
   taggedRequest: true,
   taggedResponse: false,
-  write(writer) {
-    writer.compactString("spillway").compactString("0.1.0").tags();
+  write(writer, version) {
+    writer.compactString("spillway").compactString(version).tags();
   },
   read(reader) {
     const errorCode = reader.int16();
@@ -125,7 +126,7 @@ export const METADATA: Api<
     const name = reader.compactString() ?? "";
     reader.bool(); // is_internal
     const partitions: TopicMetadata["partitions"] = [];
-    reader.compactArray(() => {
+    const count = reader.compactArray(() => {
       const partitionError = reader.int16();
       const index = reader.int32();
       const leader = reader.int32();
@@ -135,7 +136,16 @@ export const METADATA: Api<
       reader.compactArray(() => reader.int32()); // offline_replicas
       reader.tags();
       partitions[index] = { errorCode: partitionError, leader };
-    });
+      return index;
+    }).length;
+    // Each index once, from 0 to the count: anything else would move keys between partitions.
+    if (partitions.length !== count || Object.keys(partitions).length !== count) {
+      throw new MalformedResponseError(
+        `Kafka's metadata of topic ${name} lists ${count} partitions that are not 0 to ${
+          count - 1
+        }`,
+      );
+    }
     reader.int32(); // topic_authorized_operations
     reader.tags();
     topics.set(name, { errorCode, name, partitions });

@@ -34,8 +34,9 @@ import {
   BrokerConnection,
   BrokerConnectionError,
   type BrokerConnectionOptions,
+  ConnectionPool,
 } from "./connection.ts";
-import { KafkaSinkError } from "./errors.ts";
+import { CERTIFICATE_CODES, errorTypes, KafkaSinkError } from "./errors.ts";
 import { checkError, KafkaProtocolError } from "./wire.ts";
 
 /** Retries of a request that failed for a passing reason, before the error goes on. */
@@ -45,6 +46,8 @@ export const CLUSTER_RETRIES = 5;
 const COORDINATOR_MOVED = new Set([14, 15, 16]); // loading, not available, not coordinator
 /** CONCURRENT_TRANSACTIONS: the coordinator still completes the last transaction. */
 const CONCURRENT_TRANSACTIONS = 51;
+/** How long a coordinator answering CONCURRENT_TRANSACTIONS is asked again. */
+const CONCURRENT_WAIT_MS = 30_000;
 
 /**
  * The wait before the `attempt`th retry (from 1): 100 ms, doubling up to 2 s. A transaction
@@ -62,10 +65,16 @@ export function retryDelay(attempt: number, error: unknown): number {
   return Math.min(50 * 2 ** attempt, 2_000);
 }
 
-/** A failure that may pass: a broker's passing code, or a connection that failed. */
+/**
+ * A failure that may pass: a broker's passing code, or a connection that failed (but not on
+ * a certificate Spillway does not trust: the next attempt meets the same one).
+ */
 function passing(error: unknown): boolean {
   if (error instanceof KafkaProtocolError) return error.passing;
-  if (error instanceof BrokerConnectionError) return error.code === "NETWORK";
+  if (error instanceof BrokerConnectionError) {
+    return error.code === "NETWORK" &&
+      !errorTypes(error).some((type) => CERTIFICATE_CODES.has(type));
+  }
   return false;
 }
 
@@ -82,12 +91,13 @@ export interface ClusterMetadata {
 export class KafkaCluster {
   readonly #bootstrap: readonly string[];
   readonly #options: BrokerConnectionOptions;
+  readonly #version: string;
   /** Connections by `host:port`. */
-  readonly #connections = new Map<string, Promise<BrokerConnection>>();
+  readonly #connections = new ConnectionPool<BrokerConnection>("The Kafka sink's client");
   /** The versions the broker first reached speaks. */
   #apis: ApiRanges | null = null;
   /** Known brokers, by node id (from metadata). */
-  #brokers = new Map<number, BrokerAddress>();
+  readonly #brokers = new Map<number, BrokerAddress>();
   #controllerId = -1;
   /** The topics' metadata read so far, by name. */
   readonly #topics = new Map<string, { partitions: { leader: number }[] }>();
@@ -95,10 +105,11 @@ export class KafkaCluster {
   readonly #coordinators = new Map<string, BrokerAddress>();
   #closed = false;
 
-  /** For `bootstrap` (`host:port` each), connecting with `options`. */
-  constructor(bootstrap: readonly string[], options: BrokerConnectionOptions) {
+  /** For `bootstrap` (`host:port` each), connecting with `options`, as Spillway `version`. */
+  constructor(bootstrap: readonly string[], options: BrokerConnectionOptions, version: string) {
     this.#bootstrap = bootstrap;
     this.#options = options;
+    this.#version = version;
   }
 
   /** Where the cluster was reached, for messages. */
@@ -128,7 +139,7 @@ export class KafkaCluster {
   async #readApis(): Promise<ApiRanges> {
     const answer = await this.#withRetries(async () => {
       const connection = await this.#anyConnection();
-      const { errorCode, apis } = await connection.request(API_VERSIONS, undefined);
+      const { errorCode, apis } = await connection.request(API_VERSIONS, this.#version);
       checkError(errorCode, "asking the broker which request versions it takes");
       return apis;
     });
@@ -137,26 +148,12 @@ export class KafkaCluster {
   }
 
   /** A connection to `address` (`host:port`): the open one, or a new one. */
-  async connection(address: string): Promise<BrokerConnection> {
-    if (this.#closed) {
-      throw new KafkaSinkError(`The Kafka sink's client was closed; not connecting to ${address}`, {
-        retriable: true,
-      });
-    }
-    const known = this.#connections.get(address);
-    if (known !== undefined) {
-      const connection = await known.catch(() => null);
-      if (connection !== null && !connection.broken) return connection;
-      if (this.#connections.get(address) !== known) return this.connection(address);
-    }
-    const colon = address.lastIndexOf(":");
-    const host = address.slice(0, colon).replace(/^\[(.*)\]$/, "$1");
-    const opening = BrokerConnection.open(host, Number(address.slice(colon + 1)), this.#options);
-    this.#connections.set(address, opening);
-    opening.catch(() => {
-      if (this.#connections.get(address) === opening) this.#connections.delete(address);
+  connection(address: string): Promise<BrokerConnection> {
+    return this.#connections.get(address, () => {
+      const colon = address.lastIndexOf(":");
+      const host = address.slice(0, colon).replace(/^\[(.*)\]$/, "$1");
+      return BrokerConnection.open(host, Number(address.slice(colon + 1)), this.#options);
     });
-    return await opening;
   }
 
   /** A connection to any broker: one open already, else the bootstrap brokers in turn. */
@@ -190,14 +187,20 @@ export class KafkaCluster {
 
   /**
    * Runs `attempt`, and again after a failure that may pass, up to {@linkcode CLUSTER_RETRIES}
-   * times; then throws the last error.
+   * times; then throws the last error. A coordinator still completing the last transaction
+   * (CONCURRENT_TRANSACTIONS) is waited for longer, up to {@linkcode CONCURRENT_WAIT_MS}, as
+   * Java's producer does: giving up would cost a new producer and a replayed transaction.
    */
   async #withRetries<T>(attempt: () => Promise<T>): Promise<T> {
+    const since = Date.now();
     for (let retry = 0;; retry++) {
       try {
         return await attempt();
       } catch (error) {
-        if (!passing(error) || retry >= CLUSTER_RETRIES || this.#closed) throw error;
+        const more = retry < CLUSTER_RETRIES ||
+          (error instanceof KafkaProtocolError && error.code === CONCURRENT_TRANSACTIONS &&
+            Date.now() - since < CONCURRENT_WAIT_MS);
+        if (!passing(error) || !more || this.#closed) throw error;
         await new Promise((resolve) => setTimeout(resolve, retryDelay(retry + 1, error)));
       }
     }
@@ -214,7 +217,7 @@ export class KafkaCluster {
         topics,
         allowAutoCreation,
       });
-      this.#brokers = answer.brokers;
+      this.#learnBrokers(answer.brokers);
       this.#controllerId = answer.controllerId;
       for (const topic of topics) {
         const found = answer.topics.get(topic);
@@ -224,10 +227,7 @@ export class KafkaCluster {
         checkError(found.errorCode, `reading the metadata of ${topic}`);
         // A partition without a leader (one being elected) has leader -1: the producer sends
         // to it again once it has one.
-        const partitions: { leader: number }[] = [];
-        for (let i = 0; i < found.partitions.length; i++) {
-          partitions.push({ leader: found.partitions[i]?.leader ?? -1 });
-        }
+        const partitions = found.partitions.map(({ leader }) => ({ leader }));
         if (partitions.length === 0) {
           throw new KafkaProtocolError(5, `reading the metadata of ${topic}`, "no partitions");
         }
@@ -241,7 +241,7 @@ export class KafkaCluster {
   async listTopics(): Promise<Set<string>> {
     return await this.#withRetries(async () => {
       const answer = await this.#anyRequest(METADATA, { topics: null, allowAutoCreation: false });
-      this.#brokers = answer.brokers;
+      this.#learnBrokers(answer.brokers);
       this.#controllerId = answer.controllerId;
       return new Set(answer.topics.keys());
     });
@@ -264,7 +264,8 @@ export class KafkaCluster {
       const results = await connection.request(CREATE_TOPICS, {
         topics,
         ...settings,
-        timeoutMs: this.#options.requestTimeoutMs,
+        // Less than the request's own timeout, so the broker's answer comes before it.
+        timeoutMs: Math.max(1_000, this.#options.requestTimeoutMs - 5_000),
       });
       for (const { topic, errorCode, errorMessage } of results) {
         if (errorCode === 36) continue; // TOPIC_ALREADY_EXISTS
@@ -423,13 +424,19 @@ export class KafkaCluster {
     }
   }
 
+  /**
+   * Takes the brokers of a metadata answer, into the same map: a snapshot a send holds then
+   * finds the leaders its topics name.
+   */
+  #learnBrokers(brokers: Map<number, BrokerAddress>): void {
+    this.#brokers.clear();
+    for (const [id, broker] of brokers) this.#brokers.set(id, broker);
+  }
+
   /** Closes every connection. */
   close(): void {
     this.#closed = true;
-    for (const opening of this.#connections.values()) {
-      opening.then((connection) => connection.close(), () => {});
-    }
-    this.#connections.clear();
+    this.#connections.close();
   }
 }
 

@@ -13,10 +13,10 @@
  *
  * What goes on here: one socket, requests numbered by correlation id, answered in any order,
  * each with a timeout; a socket that fails or closes fails every request waiting on it, and the
- * connection is not used again (the producer opens a new one). A SASL session the broker limits
- * (`connections.max.reauth.ms`) is not renewed on the connection: at 80% of its lifetime the
- * connection retires (takes no new request, closes once the last one is answered), and the
- * producer opens a new one.
+ * connection is not used again (its owner, {@linkcode ConnectionPool}, opens a new one). A SASL
+ * session the broker limits (`connections.max.reauth.ms`) is not renewed on the connection: at
+ * 80% of its lifetime the connection retires (takes no new request, closes once the last one is
+ * answered), and a new one takes over.
  *
  * @module
  */
@@ -26,6 +26,7 @@ import { connect as connectTcp, isIP, type Socket } from "node:net";
 import { connect as connectTls } from "node:tls";
 import { ScramClient } from "../../decoder/auth.ts";
 import { type Api, readProduceResponse, SASL_AUTHENTICATE, SASL_HANDSHAKE } from "./apis.ts";
+import { KafkaSinkError } from "./errors.ts";
 import { PRODUCE_API_KEY } from "./produce.ts";
 import { KafkaProtocolError, RequestWriter, ResponseReader } from "./wire.ts";
 
@@ -61,8 +62,10 @@ export class BrokerConnectionError extends Error {
 }
 
 /**
- * The other end answered with bytes no Kafka answer has: not a Kafka listener, or one that
- * speaks TLS where the sink does not (or the other way round). No retry mends it.
+ * The other end answered with bytes no Kafka answer has: not a Kafka listener, or a TLS one
+ * spoken to without `tls`. No retry mends it. (The other mismatches, TLS spoken to a plaintext
+ * listener or no SASL to a SASL one, end in a connection the broker closes, which looks like a
+ * broker going away: they are retried, and the log says why each time.)
  */
 export class WrongListenerError extends BrokerConnectionError {
   override name = "WrongListenerError";
@@ -74,7 +77,7 @@ const encoder = new TextEncoder();
 /** The largest answer taken: the sink's requests have small answers (Metadata the largest). */
 const MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
 
-/** One connection to one broker for the produce path. */
+/** One connection to one broker: the produce path's, or the cluster's for other requests. */
 export class BrokerConnection {
   readonly #socket: Socket;
   readonly #options: BrokerConnectionOptions;
@@ -157,7 +160,9 @@ export class BrokerConnection {
       try {
         const lifetimeMs = await connection.#authenticate(options.sasl);
         if (lifetimeMs > 0) {
-          connection.#retireTimer = setTimeout(() => connection.#retire(), lifetimeMs * 0.8);
+          // Timers take at most 2^31 - 1 ms (24.8 days); a longer one would fire at once.
+          const retireMs = Math.min(lifetimeMs * 0.8, 2 ** 31 - 1);
+          connection.#retireTimer = setTimeout(() => connection.#retire(), retireMs);
           Deno.unrefTimer(connection.#retireTimer);
         }
       } catch (error) {
@@ -460,6 +465,8 @@ export class BrokerConnection {
       password: sasl.password,
       username: sasl.username,
       hash: sasl.mechanism === "SCRAM-SHA-512" ? "SHA-512" : "SHA-256",
+      // Kafka's SCRAM has no channel binding: its GS2 header is "n,," whatever the transport
+      // (the "y,," a TLS client would send means something else, and the broker refuses it).
       tls: false,
     });
     const textOf = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
@@ -491,6 +498,58 @@ function checkProduceResponse(reader: ResponseReader): void {
   );
   if (errors.length === 1) throw errors[0];
   throw new AggregateError(errors, errors.map((error) => error.message).join("; "));
+}
+
+/**
+ * Connections by address: the open one, or a new one once it broke (the requests on it failed,
+ * and are sent again on the new one); none once closed.
+ */
+export class ConnectionPool<C extends { readonly broken: boolean; close(): void }> {
+  readonly #connections = new Map<string, Promise<C>>();
+  readonly #owner: string;
+  #closed = false;
+
+  /** `owner` names what holds the pool, for messages: e.g. `The Kafka producer`. */
+  constructor(owner: string) {
+    this.#owner = owner;
+  }
+
+  /** The connection to `address`: the open one, or one `open` makes. */
+  async get(address: string, open: () => Promise<C>): Promise<C> {
+    for (;;) {
+      if (this.#closed) {
+        throw new KafkaSinkError(`${this.#owner} was closed; not connecting to ${address}`, {
+          retriable: true,
+        });
+      }
+      const known = this.#connections.get(address);
+      if (known === undefined) break;
+      const connection = await known.catch(() => null);
+      if (this.#closed) continue;
+      if (connection !== null && !connection.broken) return connection;
+      if (this.#connections.get(address) === known) break;
+    }
+    const opening = open();
+    this.#connections.set(address, opening);
+    opening.catch(() => {
+      if (this.#connections.get(address) === opening) this.#connections.delete(address);
+    });
+    return await opening;
+  }
+
+  /** The connections opened or being opened. */
+  values(): IterableIterator<Promise<C>> {
+    return this.#connections.values();
+  }
+
+  /** Closes every connection; no new one is opened. */
+  close(): void {
+    this.#closed = true;
+    for (const opening of this.#connections.values()) {
+      opening.then((connection) => connection.close(), () => {});
+    }
+    this.#connections.clear();
+  }
 }
 
 /** The bytes of a request's size and header (v2 when `tagged`, else v1). */

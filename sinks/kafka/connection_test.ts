@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { createServer, type Server, type Socket } from "node:net";
 import { FIND_COORDINATOR } from "./apis.ts";
-import { BrokerConnection, type BrokerConnectionOptions } from "./connection.ts";
+import { BrokerConnection, type BrokerConnectionOptions, ConnectionPool } from "./connection.ts";
 import { type KafkaProtocolError, RequestWriter } from "./wire.ts";
 
 type ScriptedServer = Awaited<ReturnType<typeof scriptedServer>>;
@@ -279,4 +279,30 @@ Deno.test("broker connection: SASL PLAIN in SaslHandshake v1 and SaslAuthenticat
     server.write(answer(3, produceAnswer()));
     assert.deepEqual(await waiting, undefined);
   }, broker);
+});
+
+Deno.test("connection pool: one connection per address, a new one once it broke, and none once closed (also for a get that was waiting)", async () => {
+  const pool = new ConnectionPool<{ broken: boolean; closed: boolean; close(): void }>("The test");
+  const made: { broken: boolean; closed: boolean; close(): void }[] = [];
+  const open = () => {
+    const connection = { broken: false, closed: false, close: () => connection.closed = true };
+    made.push(connection);
+    return Promise.resolve(connection);
+  };
+  const first = await pool.get("a:1", open);
+  assert.equal(await pool.get("a:1", open), first);
+  first.broken = true;
+  const second = await pool.get("a:1", open);
+  assert.notEqual(second, first);
+  let release: (value: { broken: boolean; closed: boolean; close(): void }) => void = () => {};
+  const slow = pool.get("b:2", () => new Promise((resolve) => release = resolve));
+  const waiting = pool.get("b:2", open); // waits for the slow one
+  pool.close();
+  release({ broken: false, closed: false, close() {} });
+  await slow;
+  await assert.rejects(waiting, /The test was closed; not connecting to b:2/);
+  await assert.rejects(pool.get("a:1", open), /was closed/);
+  assert.equal(made.length, 2, "no connection is opened after close()");
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  assert.ok(second.closed, "close() closed the open connection");
 });

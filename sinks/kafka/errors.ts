@@ -37,9 +37,15 @@ const FATAL_TYPES = new Set([
   "UNSUPPORTED_FOR_MESSAGE_FORMAT",
   "INVALID_TRANSACTION_TIMEOUT",
   "UNSUPPORTED_COMPRESSION_TYPE",
+  // Creating topics with settings the cluster refuses. (Not INVALID_REPLICATION_FACTOR: a KRaft
+  // cluster answers it too while its brokers are fenced, restarting, and then takes the topic.)
+  "INVALID_PARTITIONS",
+  "INVALID_CONFIG",
+  "POLICY_VIOLATION",
+  "INVALID_REQUEST",
 ]);
 /** Node's TLS verification failures: a retry meets the same certificate. */
-const CERTIFICATE_CODES = new Set([
+export const CERTIFICATE_CODES = new Set([
   "SELF_SIGNED_CERT_IN_CHAIN",
   "DEPTH_ZERO_SELF_SIGNED_CERT",
   "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
@@ -158,6 +164,8 @@ export function classifyError(
       ? "grant the Kafka user the ACLs it needs (Write and Create on the topics, and for exactly_once Write on the transactional id)"
       : fatal === "MESSAGE_TOO_LARGE" || fatal === "RECORD_LIST_TOO_LARGE"
       ? "raise the topic's max.message.bytes (and the broker's message.max.bytes), or lower batch_bytes"
+      : ["INVALID_PARTITIONS", "POLICY_VIOLATION"].includes(fatal)
+      ? "set partitions and replication_factor to what the cluster allows (-1: its defaults), or create the topics yourself and set create_topics: false"
       : "check the sink's settings against the broker";
     return new KafkaSinkError(`Kafka at ${where} refused ${doing}: ${fatal} (${message}); ${fix}`, {
       retriable: false,

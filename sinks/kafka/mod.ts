@@ -212,6 +212,7 @@ export class KafkaSink implements Sink {
       KafkaProducer.connect({
         config: this.config,
         transactionalId: this.#transactionalId,
+        version: SPILLWAY_VERSION,
         log: this.#log,
       }));
     this.#producer = producer;
@@ -235,6 +236,7 @@ export class KafkaSink implements Sink {
         KafkaProducer.connect({
           config: this.config,
           transactionalId: this.#transactionalId,
+          version: SPILLWAY_VERSION,
           log: this.#log,
         }),
       exactlyOnce: this.#transactionalId === null ? null : {

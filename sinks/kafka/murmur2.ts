@@ -3,8 +3,8 @@
  * (`Utils.murmur2`, then `toPositive(hash) % partitions`), so a key lands on the partition
  * Debezium's producer would choose.
  *
- * In 32-bit integer arithmetic (`Math.imul`): about 10× faster than `@platformatic/kafka`'s port, which
- * computes in BigInt and was 3–6 µs of every record (bench/RESULTS.md).
+ * In 32-bit integer arithmetic (`Math.imul`): about 10× faster than `@platformatic/kafka`'s
+ * port, which computes in BigInt and was 3–6 µs of every record (bench/RESULTS.md).
  *
  * @module
  */

@@ -32,7 +32,7 @@ import { type Logger, silentLogger } from "../../ops/log.ts";
 import type { BrokerAddress, ProducerIdentity } from "./apis.ts";
 import { type ClusterMetadata, KafkaCluster } from "./cluster.ts";
 import { batchCompression } from "./compression.ts";
-import { BrokerConnection, type BrokerConnectionOptions } from "./connection.ts";
+import { BrokerConnection, type BrokerConnectionOptions, ConnectionPool } from "./connection.ts";
 import { classifyError, describeError, errorTypes, KafkaSinkError } from "./errors.ts";
 import { keyHash } from "./murmur2.ts";
 import {
@@ -76,6 +76,8 @@ export interface ProducerOptions {
   transactionalId: string | null;
   /** Longest a Kafka transaction may stay open (the broker caps it, 15 min by default). */
   transactionTimeoutMs?: number;
+  /** Spillway's version, told to the broker (which shows it in its client metrics). */
+  version: string;
   log?: Logger;
 }
 
@@ -255,7 +257,7 @@ export class KafkaProducer {
   /** Request writers whose buffers are free (written out: see {@linkcode #sendAll}). */
   #requestWriters: ProduceRequestWriter[] = [];
   /** The produce path's connections, by broker address. */
-  readonly #connections = new Map<string, Promise<ProduceConnection>>();
+  readonly #connections = new ConnectionPool<ProduceConnection>("The Kafka producer");
   readonly #open: OpenConnection;
   /** {@linkcode close} ran: no connection is opened any more. */
   #closed = false;
@@ -293,7 +295,7 @@ export class KafkaProducer {
     const { config } = options;
     const acks = config.acks === "all" ? -1 : config.acks;
     const connection = await connectionOptions(config);
-    const cluster = new KafkaCluster(config.brokers, connection);
+    const cluster = new KafkaCluster(config.brokers, connection, options.version);
     let identity: ProducerIdentity = { producerId: -1n, producerEpoch: -1 };
     let compression: BatchCompression | undefined;
     try {
@@ -601,9 +603,9 @@ export class KafkaProducer {
   #throwIfBroken(): void {
     if (this.#broken === null) return;
     throw new KafkaSinkError(
-      `Cannot send on this Kafka producer: an earlier send failed (${
+      `Cannot use this Kafka producer any more: an earlier request failed (${
         describeError(this.#broken)
-      }), so its sequence numbers have a gap; the sink sends these records again on a new producer (nothing to do unless the earlier error repeats)`,
+      }), leaving a gap in its sequence numbers or a transaction it could not abort; the sink goes on with a new producer (nothing to do unless the earlier error repeats)`,
       { retriable: true, cause: this.#broken },
     );
   }
@@ -655,21 +657,8 @@ export class KafkaProducer {
    */
   async #connection(broker: BrokerAddress): Promise<ProduceConnection> {
     const address = `${broker.host}:${broker.port}`;
-    if (this.#closed) {
-      throw new KafkaSinkError(`The Kafka producer was closed; not connecting to ${address}`, {
-        retriable: true,
-      });
-    }
-    const known = this.#connections.get(address);
-    if (known !== undefined) {
-      const connection = await known.catch(() => null);
-      if (connection !== null && !connection.broken) return connection;
-      if (this.#connections.get(address) !== known) return this.#connection(broker);
-    }
-    const opening = this.#open(broker);
-    this.#connections.set(address, opening);
     try {
-      return await opening;
+      return await this.#connections.get(address, () => this.#open(broker));
     } catch (error) {
       throw classifyError(error, `connecting to ${address}`, this.brokers);
     }
@@ -687,8 +676,17 @@ export class KafkaProducer {
     await this.#readMetadata([...new Set([...known?.topics.keys() ?? [], ...topics])]);
   }
 
-  /** Starts a Kafka transaction (exactly-once); {@linkcode send} joins it. */
+  /**
+   * Starts a Kafka transaction (exactly-once); {@linkcode send} joins it. Refused (retriably)
+   * once the producer broke: an abort that failed may have left a transaction open at the
+   * coordinator, which the next commit would take in; a new producer aborts it.
+   */
   begin(): Promise<void> {
+    try {
+      this.#throwIfBroken();
+    } catch (error) {
+      return Promise.reject(error);
+    }
     this.#transactionUsed = false;
     this.#transaction = { partitions: new Set() };
     return Promise.resolve();
@@ -700,6 +698,7 @@ export class KafkaProducer {
    */
   async commit(checkpoint: { group: string; topic: string; offset: bigint }): Promise<void> {
     if (this.#transaction === null) return;
+    this.#throwIfBroken();
     try {
       this.#transactionUsed = true;
       const transaction = this.#transactionIdentity();
@@ -711,7 +710,10 @@ export class KafkaProducer {
     }
   }
 
-  /** Aborts the open transaction, if any; what it held is never visible to read_committed. */
+  /**
+   * Aborts the open transaction, if any; what it held is never visible to read_committed. An
+   * abort that fails breaks the producer (see {@linkcode begin}).
+   */
   async abort(): Promise<void> {
     const transaction = this.#transaction;
     this.#transaction = null;
@@ -720,6 +722,10 @@ export class KafkaProducer {
     try {
       await this.#cluster.endTxn(this.#transactionIdentity(), false);
     } catch (error) {
+      // The coordinator holds no open transaction of this producer (the partitions were never
+      // added, or the last one was completed): nothing to abort.
+      if (errorTypes(error).includes("INVALID_TXN_STATE")) return;
+      this.#broken ??= error;
       throw classifyError(error, "aborting a transaction", this.brokers);
     }
   }
@@ -760,10 +766,7 @@ export class KafkaProducer {
   async close(): Promise<void> {
     await this.abort().catch(() => {});
     this.#closed = true;
-    for (const opening of this.#connections.values()) {
-      opening.then((connection) => connection.close(), () => {});
-    }
-    this.#connections.clear();
+    this.#connections.close();
     this.#cluster.close();
   }
 }

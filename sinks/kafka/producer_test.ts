@@ -23,7 +23,11 @@ interface Request {
 
 const VALUES = ["first-of-p0", "second-of-p0", "first-of-p1"];
 
-function standIn() {
+/**
+ * A producer over stand-ins; `transactional`: with a transactional id, and `cluster` replaces
+ * the stand-in cluster's calls.
+ */
+function standIn(transactional = false, overrides: Partial<Cluster> = {}) {
   const requests: Request[] = [];
   /** Each request's bytes as sent. */
   const bodies: number[][] = [];
@@ -59,6 +63,7 @@ function standIn() {
       }),
     version: () => Promise.resolve(11),
     close: () => {},
+    ...overrides,
   } as Partial<Cluster>;
   const config = { brokers: ["fake:9092"], acks: "all", compression: "none" } as KafkaSinkConfig;
   // The constructor is private: connect() makes the real cluster, which this stands in for.
@@ -68,7 +73,7 @@ function standIn() {
     { producerId: 7n, producerEpoch: 0 },
     config,
     undefined,
-    null,
+    transactional ? "spillway-t" : null,
     silentLogger,
     () => Promise.resolve(connection),
   );
@@ -199,4 +204,34 @@ Deno.test("producer: the cluster asks a coordinator still ending a transaction a
     800,
     1_600,
   ]);
+});
+
+Deno.test("producer: an abort that fails breaks the producer, so no later transaction commits what it held; one the coordinator never opened is no failure", async () => {
+  let endTxn: () => Promise<void> = () => Promise.reject(new Error("unused"));
+  const calls: string[] = [];
+  const { producer, requests } = standIn(true, {
+    addPartitionsToTxn: () => (calls.push("addPartitions"), Promise.resolve()),
+    endTxn: (_transaction, commit) => (calls.push(commit ? "commit" : "abort"), endTxn()),
+  });
+  const sendOne = async () => {
+    await producer.begin();
+    const sent = producer.send([message("first-of-p0", 0)]);
+    await requestsReach(requests, requests.length + 1);
+    requests.at(-1)!.answer();
+    await sent;
+  };
+  // The coordinator has no open transaction (e.g. completed already): nothing to abort.
+  endTxn = () => Promise.reject(new KafkaProtocolError(48, "aborting the Kafka transaction"));
+  await sendOne();
+  await producer.abort();
+  // The coordinator cannot be reached: the transaction may still be open there.
+  endTxn = () => Promise.reject(Object.assign(new Error("Connection closed"), { code: "NETWORK" }));
+  await producer.begin();
+  const sent = producer.send([message("second-of-p0", 0)]);
+  await requestsReach(requests, 2);
+  requests[1]!.answer();
+  await sent;
+  await assert.rejects(producer.abort(), /aborting a transaction/);
+  await assert.rejects(producer.begin(), /could not abort; the sink goes on with a new producer/);
+  assert.deepEqual(calls, ["addPartitions", "abort", "addPartitions", "abort"]);
 });

@@ -1,10 +1,10 @@
 /**
  * Kafka's RecordBatch (magic 2) written straight into one growable buffer, for the sink's own
  * produce path (`produce.ts`). The client library the sink used before (`@platformatic/kafka`)
- * built each record from about 25 small buffers and copied a request three times over; this writes a whole batch
- * of records, headers and all, in place (into the produce request itself when the batch is not
- * compressed: its size is known beforehand, {@linkcode batchSize}), and computes its CRC-32C
- * there.
+ * built each record from about 25 small buffers and copied a request three times over; this
+ * writes a whole batch of records, headers and all, in place (into the produce request itself
+ * when the batch is not compressed: its size is known beforehand, {@linkcode batchSize}), and
+ * computes its CRC-32C there.
  *
  * Layout (all integers big-endian, varints zigzag): baseOffset int64 (0), batchLength int32,
  * partitionLeaderEpoch int32, magic int8 (2), crc uint32 (CRC-32C of what follows),
@@ -331,8 +331,9 @@ const CRC_TABLES = (() => {
 })();
 
 /**
- * The CPU's CRC-32C instruction through `@node-rs/crc32` (a Node-API addon): about 14 times {@linkcode crc32c} here, where the JavaScript one took a
- * fifth of the sink's main thread on wide records. Imported by a name the module graph does not
+ * The CPU's CRC-32C instruction through `@node-rs/crc32` (a Node-API addon): about 14 times
+ * {@linkcode crc32c} here, where the JavaScript one took a fifth of the sink's main thread on
+ * wide records. Imported by a name the module graph does not
  * see: a bundle or a compiled binary (which cannot carry an addon; `deno bundle` fails on its
  * loader) goes on with {@linkcode crc32c}, as does a run where the addon cannot load.
  */

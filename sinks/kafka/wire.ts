@@ -30,6 +30,11 @@ export class RequestWriter extends ByteWriter {
     this.end += headerRoom;
   }
 
+  /** Grows by about what is needed: requests are small, and each has a writer of its own. */
+  protected override reserve(bytes: number): void {
+    this.reserveAbout(bytes);
+  }
+
   int8(value: number): this {
     this.byte(value & 0xff);
     return this;
@@ -185,11 +190,6 @@ export class ResponseReader {
     return this.#bytes.subarray(at, at + length);
   }
 
-  /** A UUID, skipped. */
-  skipUuid(): void {
-    this.#take(16);
-  }
-
   /** An ARRAY (INT32 length, -1 for null), each item read by `read`. */
   array<T>(read: () => T): T[] {
     const length = this.int32();
@@ -232,8 +232,9 @@ export class ResponseReader {
 }
 
 /**
- * The broker's error codes the sink meets or may meet, by name; the Java client's own set
- * (`org.apache.kafka.common.protocol.Errors`). A code not here is named by its number.
+ * The broker's error codes the sink meets or may meet, by name, as the Java client names them
+ * (`org.apache.kafka.common.protocol.Errors`; those of consumers, shares, KRaft and delegation
+ * tokens are left out). A code not here is named by its number.
  */
 const ERROR_NAMES: Readonly<Record<number, string>> = {
   [-1]: "UNKNOWN_SERVER_ERROR",
@@ -296,7 +297,9 @@ const ERROR_NAMES: Readonly<Record<number, string>> = {
   74: "FENCED_LEADER_EPOCH",
   75: "UNKNOWN_LEADER_EPOCH",
   76: "UNSUPPORTED_COMPRESSION_TYPE",
+  78: "OFFSET_NOT_AVAILABLE",
   81: "GROUP_MAX_SIZE_REACHED",
+  83: "ELIGIBLE_LEADERS_NOT_AVAILABLE",
   87: "INVALID_RECORD",
   88: "UNSTABLE_OFFSET_COMMIT",
   89: "THROTTLING_QUOTA_EXCEEDED",

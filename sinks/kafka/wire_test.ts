@@ -159,3 +159,24 @@ Deno.test("apis: a Produce answer gives the partitions refused, with the record 
     errorMessage: "invalid record; null key on a compacted topic",
   }]);
 });
+
+Deno.test("apis: a Metadata answer whose partition indexes are not 0 to count - 1 is malformed", () => {
+  for (const indexes of [[0, 2], [1, 1], [0, -1]]) {
+    const w = new RequestWriter();
+    w.int32(0).compactArray([], () => {}).compactString(null).int32(1);
+    w.compactArray(["t"], (name) => {
+      w.int16(0).compactString(name).bool(false);
+      w.compactArray(indexes, (index) => {
+        w.int16(0).int32(index).int32(1).int32(0);
+        w.compactArray([], () => {}).compactArray([], () => {}).compactArray([], () => {}).tags();
+      });
+      w.int32(0).tags();
+    });
+    w.int32(0).tags();
+    assert.throws(
+      () => METADATA.read(new ResponseReader(w.bytes())),
+      /metadata of topic t lists 2 partitions that are not 0 to 1/,
+      `indexes ${indexes}`,
+    );
+  }
+});
