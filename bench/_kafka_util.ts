@@ -161,8 +161,11 @@ export class SpillwayProcess {
     return first ? Number(first) : null;
   }
 
-  /** SIGTERM (twice if need be); waits for the exit and returns what GNU time measured. */
-  async stop(): Promise<ProcessUsage> {
+  /**
+   * SIGTERM, and again after `graceMs` (the second exits at once); waits for the exit and
+   * returns what GNU time measured.
+   */
+  async stop(graceMs = 15_000): Promise<ProcessUsage> {
     const signal = async () => {
       const pid = await this.#timeoutPid();
       if (pid !== null) {
@@ -176,7 +179,7 @@ export class SpillwayProcess {
     let done = false;
     this.exited.finally(() => done = true);
     await signal();
-    for (let waited = 0; !done && waited < 15_000; waited += 50) await delay(50);
+    for (let waited = 0; !done && waited < graceMs; waited += 50) await delay(50);
     if (!done) await signal();
     return await this.wait();
   }

@@ -625,7 +625,8 @@ async function drainOnce(
         const usage = await process.wait();
         throw new Error(`Spillway on slot ${slot}: ${(error as Error).message}: ${usage.stderr}`);
       }
-      const usage = await process.stop();
+      // Writing a CPU profile of a whole drain takes longer than a stop.
+      const usage = await process.stop(bench.cpuProf ? 120_000 : undefined);
       if (usage.code !== 0) {
         throw new Error(`Spillway on slot ${slot} exited ${usage.code}: ${usage.stderr}`);
       }
