@@ -25,10 +25,17 @@ import { Buffer } from "node:buffer";
 import { connect as connectTcp, isIP, type Socket } from "node:net";
 import { connect as connectTls } from "node:tls";
 import { ScramClient } from "../../decoder/auth.ts";
-import { type Api, readProduceResponse, SASL_AUTHENTICATE, SASL_HANDSHAKE } from "./apis.ts";
+import {
+  type Api,
+  API_VERSIONS,
+  type ApiRanges,
+  readProduceResponse,
+  SASL_AUTHENTICATE,
+  SASL_HANDSHAKE,
+} from "./apis.ts";
 import { KafkaSinkError } from "./errors.ts";
-import { PRODUCE_API_KEY } from "./produce.ts";
-import { KafkaProtocolError, RequestWriter, ResponseReader } from "./wire.ts";
+import { PRODUCE_API_KEY, PRODUCE_VERSIONS } from "./produce.ts";
+import { checkError, KafkaProtocolError, RequestWriter, ResponseReader } from "./wire.ts";
 
 /** How to reach and authenticate with a broker. */
 export interface BrokerConnectionOptions {
@@ -43,6 +50,11 @@ export interface BrokerConnectionOptions {
   connectTimeoutMs: number;
   /** How long a request may wait for its answer before the connection is given up. */
   requestTimeoutMs: number;
+  /**
+   * Spillway's version. Set: once open, the connection asks the broker which request versions
+   * it takes (ApiVersions), for {@linkcode BrokerConnection.produceVersion}.
+   */
+  clientVersion?: string;
 }
 
 /** Reads a response's body. */
@@ -89,6 +101,8 @@ export class BrokerConnection {
   #received: Uint8Array[] = [];
   #receivedBytes = 0;
   #failed: Error | null = null;
+  /** The request versions the broker takes, when asked (see {@linkcode produceVersion}). */
+  #apis: ApiRanges | null = null;
   /** Takes no new request: closes once nothing is waiting (see {@linkcode #retire}). */
   #retiring = false;
   #retireTimer: ReturnType<typeof setTimeout> | undefined;
@@ -172,7 +186,37 @@ export class BrokerConnection {
         clearTimeout(timer);
       }
     }
+    if (options.clientVersion !== undefined) {
+      try {
+        const { errorCode, apis } = await connection.request(API_VERSIONS, options.clientVersion);
+        checkError(errorCode, `asking Kafka at ${where} which request versions it takes`);
+        connection.#apis = apis;
+      } catch (error) {
+        connection.close();
+        throw error;
+      }
+    }
     return connection;
+  }
+
+  /**
+   * The newest Produce version both this broker and the sink's requests (`produce.ts`) speak;
+   * `null` when the broker was not asked ({@linkcode BrokerConnectionOptions.clientVersion}).
+   * Brokers of one cluster may differ (one being upgraded): each connection's requests are
+   * written at its broker's version.
+   */
+  get produceVersion(): number | null {
+    if (this.#apis === null) return null;
+    const range = this.#apis.get(PRODUCE_API_KEY);
+    if (range === undefined || range.max < PRODUCE_VERSIONS.min) {
+      throw new KafkaSinkError(
+        `Kafka at ${this.#where} speaks Produce up to version ${
+          range?.max ?? "none"
+        }; Spillway needs ${PRODUCE_VERSIONS.min} or later (Kafka 2.8 or later)`,
+        { retriable: false },
+      );
+    }
+    return Math.min(range.max, PRODUCE_VERSIONS.max);
   }
 
   /** The connection failed, was closed or retires: it takes no new request. */

@@ -306,3 +306,29 @@ Deno.test("connection pool: one connection per address, a new one once it broke,
   await new Promise((resolve) => setTimeout(resolve, 0));
   assert.ok(second.closed, "close() closed the open connection");
 });
+
+Deno.test("broker connection: with clientVersion, it asks the broker its versions (ApiVersions v3, answered with header v0) and writes Produce at the newest both take", async () => {
+  const ranges = (max: number) => {
+    const w = new RequestWriter();
+    w.int16(0).compactArray([[0, 3, max], [18, 0, 4]], ([key, min, top]) => {
+      w.int16(key!).int16(min!).int16(top!).tags();
+    });
+    return [...w.int32(0).tags().bytes()];
+  };
+  for (const [brokerMax, expected] of [[10, 10], [12, 11]] as const) {
+    const seen: number[][] = [];
+    await withConnection({ clientVersion: "9.9.9" }, (connection) => {
+      assert.equal(connection.produceVersion, expected);
+      return Promise.resolve();
+    }, (frame, write) => {
+      seen.push([frame.readInt16BE(0), frame.readInt16BE(2)]);
+      write(answer(frame.readInt32BE(4), ranges(brokerMax), false));
+    });
+    assert.deepEqual(seen, [[18, 3]]);
+  }
+  // A broker older than Kafka 2.8 (Produce up to 8): refused, naming it.
+  await withConnection({ clientVersion: "9.9.9" }, (connection) => {
+    assert.throws(() => connection.produceVersion, /speaks Produce up to version 8; .* 2\.8/);
+    return Promise.resolve();
+  }, (frame, write) => write(answer(frame.readInt32BE(4), ranges(8), false)));
+});

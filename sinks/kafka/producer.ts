@@ -135,6 +135,8 @@ export interface ProduceConnection {
   readonly broken: boolean;
   /** Bytes to leave free at the start of a request for {@linkcode produce}. */
   readonly headerRoom: number;
+  /** The Produce version its broker takes, when known (else the cluster's). */
+  readonly produceVersion?: number | null;
   produce(
     apiVersion: number,
     request: Uint8Array,
@@ -318,7 +320,11 @@ export class KafkaProducer {
       compression,
       options.transactionalId,
       options.log ?? silentLogger,
-      (broker) => BrokerConnection.open(broker.host, broker.port, connection),
+      (broker) =>
+        BrokerConnection.open(broker.host, broker.port, {
+          ...connection,
+          clientVersion: options.version,
+        }),
     );
   }
 
@@ -454,7 +460,10 @@ export class KafkaProducer {
     const version = this.#produceVersion ?? await this.#negotiateProduce();
     const found = [...destinations.values()];
     const connections = await Promise.all(found.map(({ broker }) => this.#connection(broker)));
-    return found.map(({ batches }, i) => ({ batches, connection: connections[i]!, version }));
+    return found.map(({ batches }, i) => {
+      const connection = connections[i]!;
+      return { batches, connection, version: connection.produceVersion ?? version };
+    });
   }
 
   /**
