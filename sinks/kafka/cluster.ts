@@ -13,8 +13,6 @@ import {
   ADD_OFFSETS_TO_TXN,
   ADD_PARTITIONS_TO_TXN,
   type Api,
-  API_VERSIONS,
-  type ApiRanges,
   type BrokerAddress,
   COORDINATOR_GROUP,
   COORDINATOR_TRANSACTION,
@@ -36,7 +34,7 @@ import {
   type BrokerConnectionOptions,
   ConnectionPool,
 } from "./connection.ts";
-import { CERTIFICATE_CODES, errorTypes, KafkaSinkError } from "./errors.ts";
+import { CERTIFICATE_CODES, errorTypes } from "./errors.ts";
 import { checkError, KafkaProtocolError } from "./wire.ts";
 
 /** Retries of a request that failed for a passing reason, before the error goes on. */
@@ -78,9 +76,6 @@ function passing(error: unknown): boolean {
   return false;
 }
 
-/** The oldest Kafka whose versions of the sink's requests are all known. */
-const OLDEST_KAFKA = "2.8";
-
 /** Metadata of the topics asked about so far, and the brokers. */
 export interface ClusterMetadata {
   brokers: Map<number, BrokerAddress>;
@@ -90,12 +85,10 @@ export interface ClusterMetadata {
 /** Connections to one cluster's brokers, and its requests besides Produce. */
 export class KafkaCluster {
   readonly #bootstrap: readonly string[];
+  /** How connections are opened: each asks its broker's versions (`clientVersion`). */
   readonly #options: BrokerConnectionOptions;
-  readonly #version: string;
   /** Connections by `host:port`. */
   readonly #connections = new ConnectionPool<BrokerConnection>("The Kafka sink's client");
-  /** The versions the broker first reached speaks. */
-  #apis: ApiRanges | null = null;
   /** Known brokers, by node id (from metadata). */
   readonly #brokers = new Map<number, BrokerAddress>();
   #controllerId = -1;
@@ -108,8 +101,7 @@ export class KafkaCluster {
   /** For `bootstrap` (`host:port` each), connecting with `options`, as Spillway `version`. */
   constructor(bootstrap: readonly string[], options: BrokerConnectionOptions, version: string) {
     this.#bootstrap = bootstrap;
-    this.#options = options;
-    this.#version = version;
+    this.#options = { ...options, clientVersion: version };
   }
 
   /** Where the cluster was reached, for messages. */
@@ -118,33 +110,13 @@ export class KafkaCluster {
   }
 
   /**
-   * The newest version of API `key` in `[min, max]` that the broker speaks; throws when none
-   * is (a Kafka older than the sink needs).
+   * The newest version of API `key` in `[min, max]` that a broker of the cluster speaks (the
+   * one reached; every connection asks its broker when it opens); throws when none is (a
+   * Kafka older than the sink needs).
    */
   async version(name: string, key: number, min: number, max: number): Promise<number> {
-    const apis = this.#apis ?? await this.#readApis();
-    const range = apis.get(key);
-    if (range === undefined || range.max < min || range.min > max) {
-      const has = range === undefined ? "does not speak it" : `speaks ${range.min}–${range.max}`;
-      throw new KafkaSinkError(
-        `Kafka at ${
-          this.#bootstrap.join(",")
-        } cannot take Spillway's ${name} requests (versions ${min}–${max}; it ${has}); use Kafka ${OLDEST_KAFKA} or later`,
-        { retriable: false },
-      );
-    }
-    return Math.min(range.max, max);
-  }
-
-  async #readApis(): Promise<ApiRanges> {
-    const answer = await this.#withRetries(async () => {
-      const connection = await this.#anyConnection();
-      const { errorCode, apis } = await connection.request(API_VERSIONS, this.#version);
-      checkError(errorCode, "asking the broker which request versions it takes");
-      return apis;
-    });
-    this.#apis = answer;
-    return answer;
+    const connection = await this.#withRetries(() => this.#anyConnection());
+    return connection.newestVersion(name, key, min, max);
   }
 
   /** A connection to `address` (`host:port`): the open one, or a new one. */
@@ -213,12 +185,7 @@ export class KafkaCluster {
    */
   async metadata(topics: readonly string[], allowAutoCreation: boolean): Promise<ClusterMetadata> {
     return await this.#withRetries(async () => {
-      const answer: MetadataResult = await this.#anyRequest(METADATA, {
-        topics,
-        allowAutoCreation,
-      });
-      this.#learnBrokers(answer.brokers);
-      this.#controllerId = answer.controllerId;
+      const answer = await this.#askMetadata(topics, allowAutoCreation);
       for (const topic of topics) {
         const found = answer.topics.get(topic);
         if (found === undefined) {
@@ -240,9 +207,7 @@ export class KafkaCluster {
   /** The names of every topic the cluster has. */
   async listTopics(): Promise<Set<string>> {
     return await this.#withRetries(async () => {
-      const answer = await this.#anyRequest(METADATA, { topics: null, allowAutoCreation: false });
-      this.#learnBrokers(answer.brokers);
-      this.#controllerId = answer.controllerId;
+      const answer = await this.#askMetadata(null, false);
       return new Set(answer.topics.keys());
     });
   }
@@ -425,12 +390,19 @@ export class KafkaCluster {
   }
 
   /**
-   * Takes the brokers of a metadata answer, into the same map: a snapshot a send holds then
-   * finds the leaders its topics name.
+   * A Metadata request (`topics` null: all), whose brokers and controller are kept. The
+   * brokers go into the same map: a snapshot a send holds then finds the leaders its topics
+   * name.
    */
-  #learnBrokers(brokers: Map<number, BrokerAddress>): void {
+  async #askMetadata(
+    topics: readonly string[] | null,
+    allowAutoCreation: boolean,
+  ): Promise<MetadataResult> {
+    const answer = await this.#anyRequest(METADATA, { topics, allowAutoCreation });
     this.#brokers.clear();
-    for (const [id, broker] of brokers) this.#brokers.set(id, broker);
+    for (const [id, broker] of answer.brokers) this.#brokers.set(id, broker);
+    this.#controllerId = answer.controllerId;
+    return answer;
   }
 
   /** Closes every connection. */

@@ -57,6 +57,9 @@ export interface BrokerConnectionOptions {
   clientVersion?: string;
 }
 
+/** The oldest Kafka whose versions of the sink's requests are all known. */
+const OLDEST_KAFKA = "2.8";
+
 /** Reads a response's body. */
 type Parser = (reader: ResponseReader) => unknown;
 
@@ -200,23 +203,40 @@ export class BrokerConnection {
   }
 
   /**
-   * The newest Produce version both this broker and the sink's requests (`produce.ts`) speak;
-   * `null` when the broker was not asked ({@linkcode BrokerConnectionOptions.clientVersion}).
+   * The newest Produce version both this broker and the sink's requests (`produce.ts`) speak.
    * Brokers of one cluster may differ (one being upgraded): each connection's requests are
    * written at its broker's version.
    */
-  get produceVersion(): number | null {
-    if (this.#apis === null) return null;
-    const range = this.#apis.get(PRODUCE_API_KEY);
-    if (range === undefined || range.max < PRODUCE_VERSIONS.min) {
+  get produceVersion(): number {
+    return this.newestVersion(
+      "Produce",
+      PRODUCE_API_KEY,
+      PRODUCE_VERSIONS.min,
+      PRODUCE_VERSIONS.max,
+    );
+  }
+
+  /**
+   * The newest version of API `key` in `[min, max]` that this broker speaks; throws when none
+   * is (a Kafka older than the sink needs), or when the broker was not asked.
+   */
+  newestVersion(name: string, key: number, min: number, max: number): number {
+    if (this.#apis === null) {
+      throw new Error(`The connection to Kafka at ${this.#where} was opened without clientVersion`);
+    }
+    const range = this.#apis.get(key);
+    if (range === undefined || range.max < min || range.min > max) {
+      const has = range === undefined
+        ? "not at all"
+        : range.max < min
+        ? `up to version ${range.max}`
+        : `from version ${range.min}`;
       throw new KafkaSinkError(
-        `Kafka at ${this.#where} speaks Produce up to version ${
-          range?.max ?? "none"
-        }; Spillway needs ${PRODUCE_VERSIONS.min} or later (Kafka 2.8 or later)`,
+        `Kafka at ${this.#where} speaks ${name} ${has}; Spillway needs versions ${min}–${max} (Kafka ${OLDEST_KAFKA} or later): upgrade the broker`,
         { retriable: false },
       );
     }
-    return Math.min(range.max, PRODUCE_VERSIONS.max);
+    return Math.min(range.max, max);
   }
 
   /** The connection failed, was closed or retires: it takes no new request. */

@@ -77,40 +77,39 @@ interface ErrorLike {
   errors?: unknown[];
 }
 
+/** An error, its cause and the errors it gathers, and theirs, each once. */
+function* errorTree(error: unknown, seen = new Set<unknown>()): Generator<ErrorLike> {
+  if (error === null || typeof error !== "object" || seen.has(error)) return;
+  seen.add(error);
+  yield error as ErrorLike;
+  for (const inner of nested(error as ErrorLike)) yield* errorTree(inner, seen);
+}
+
+/** The errors an error holds: those it gathers, then its cause. */
+function nested(error: ErrorLike): unknown[] {
+  return [...(error.errors ?? []), ...(error.cause ? [error.cause] : [])];
+}
+
 /**
  * The broker's error names (e.g. `MESSAGE_TOO_LARGE`), the codes and the class names in an
  * error, its cause and the errors it gathers.
  */
 export function errorTypes(error: unknown): string[] {
   const types: string[] = [];
-  const seen = new Set<unknown>();
-  const visit = (e: unknown) => {
-    if (e === null || typeof e !== "object" || seen.has(e)) return;
-    seen.add(e);
-    const like = e as ErrorLike;
-    if (typeof like.type === "string") types.push(like.type);
-    if (typeof like.code === "string") types.push(like.code);
-    if (typeof like.name === "string") types.push(like.name);
-    visit(like.cause);
-    if (Array.isArray(like.errors)) like.errors.forEach(visit);
-  };
-  visit(error);
+  for (const like of errorTree(error)) {
+    for (const field of [like.type, like.code, like.name]) {
+      if (typeof field === "string") types.push(field);
+    }
+  }
   return types;
 }
 
 /** The innermost messages of an error, joined: an error may gather several answers. */
 export function describeError(error: unknown): string {
   const messages: string[] = [];
-  const seen = new Set<unknown>();
-  const visit = (e: unknown) => {
-    if (e === null || typeof e !== "object" || seen.has(e)) return;
-    seen.add(e);
-    const like = e as ErrorLike;
-    const nested = [...(like.errors ?? []), ...(like.cause ? [like.cause] : [])];
-    if (nested.length === 0 && like.message) messages.push(like.message);
-    nested.forEach(visit);
-  };
-  visit(error);
+  for (const like of errorTree(error)) {
+    if (nested(like).length === 0 && like.message) messages.push(like.message);
+  }
   if (messages.length === 0) return error instanceof Error ? error.message : String(error);
   return [...new Set(messages)].join("; ");
 }

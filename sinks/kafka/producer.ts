@@ -135,8 +135,8 @@ export interface ProduceConnection {
   readonly broken: boolean;
   /** Bytes to leave free at the start of a request for {@linkcode produce}. */
   readonly headerRoom: number;
-  /** The Produce version its broker takes, when known (else the cluster's). */
-  readonly produceVersion?: number | null;
+  /** The Produce version its broker takes (see {@linkcode BrokerConnection.produceVersion}). */
+  readonly produceVersion: number;
   produce(
     apiVersion: number,
     request: Uint8Array,
@@ -255,7 +255,6 @@ export class KafkaProducer {
    * the sequence numbers, so they fail at once and the sink goes on with a new producer.
    */
   #broken: unknown = null;
-  #produceVersion: number | null = null;
   /** Request writers whose buffers are free (written out: see {@linkcode #sendAll}). */
   #requestWriters: ProduceRequestWriter[] = [];
   /** The produce path's connections, by broker address. */
@@ -457,12 +456,11 @@ export class KafkaProducer {
         for (const key of keys) transaction.partitions.add(key);
       }
     }
-    const version = this.#produceVersion ?? await this.#negotiateProduce();
     const found = [...destinations.values()];
     const connections = await Promise.all(found.map(({ broker }) => this.#connection(broker)));
     return found.map(({ batches }, i) => {
       const connection = connections[i]!;
-      return { batches, connection, version: connection.produceVersion ?? version };
+      return { batches, connection, version: connection.produceVersion };
     });
   }
 
@@ -637,21 +635,6 @@ export class KafkaProducer {
       return this.#metadata;
     } catch (error) {
       throw classifyError(error, `reading the metadata of ${topics.join(", ")}`, this.brokers);
-    }
-  }
-
-  /** The newest Produce version both the broker and {@linkcode ProduceRequestWriter} speak. */
-  async #negotiateProduce(): Promise<number> {
-    try {
-      this.#produceVersion = await this.#cluster.version(
-        "Produce",
-        PRODUCE_API_KEY,
-        PRODUCE_VERSIONS.min,
-        PRODUCE_VERSIONS.max,
-      );
-      return this.#produceVersion;
-    } catch (error) {
-      throw classifyError(error, "asking the broker which Produce versions it takes", this.brokers);
     }
   }
 

@@ -36,6 +36,7 @@ function standIn(transactional = false, overrides: Partial<Cluster> = {}) {
   const connection = {
     broken: false,
     headerRoom: 0,
+    produceVersion: 11,
     produce(
       _version: number,
       body: Uint8Array,
@@ -61,7 +62,6 @@ function standIn(transactional = false, overrides: Partial<Cluster> = {}) {
         brokers: new Map([[1, broker]]),
         topics: new Map([["t", topic]]),
       }),
-    version: () => Promise.resolve(11),
     close: () => {},
     ...overrides,
   } as Partial<Cluster>;
