@@ -119,7 +119,8 @@ export async function readUsage(
 /**
  * `deno run -A --unstable-worker-options main.ts run <pipeline.yaml>` (as `deno task run` has
  * it) under GNU time and `timeout`. {@linkcode stop} sends SIGTERM (which `timeout` passes on):
- * Spillway drains, confirms and exits; a second SIGTERM after 15 s makes it exit at once.
+ * Spillway drains, confirms and exits; a second SIGTERM after its grace (15 s by default) makes
+ * it exit at once.
  */
 export class SpillwayProcess {
   readonly #child: Deno.ChildProcess;

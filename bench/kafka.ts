@@ -97,6 +97,8 @@ const PUBLICATION = "bench_pub";
 const PARTITIONS = 3;
 const MAX_REPS = 5;
 const RUN_TIMEOUT_S = 900;
+/** How long a Spillway run under `--cpu-prof` may take to stop: writing the profile is slow. */
+const PROFILED_STOP_GRACE_MS = 120_000;
 const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
 const MEMORY_MAIN = fileURLToPath(new URL("./_memory_main.ts", import.meta.url));
 const WARMUP_MS = 2000;
@@ -138,16 +140,25 @@ Environment, for probes (printed when set):
 function extraSinkKeys(): Record<string, unknown> {
   const text = Deno.env.get("SPILLWAY_BENCH_KAFKA_SINK");
   if (text === undefined) return {};
-  const keys = JSON.parse(text);
+  let keys: unknown;
+  try {
+    keys = JSON.parse(text);
+  } catch (error) {
+    throw new Error(
+      `SPILLWAY_BENCH_KAFKA_SINK is not JSON (${
+        (error as Error).message
+      }); give an object such as '{"batch_bytes":"256KB"}'`,
+    );
+  }
   if (typeof keys !== "object" || keys === null || Array.isArray(keys)) {
     throw new Error("SPILLWAY_BENCH_KAFKA_SINK must be a JSON object of kafka sink keys");
   }
   for (const own of ["brokers", "partitions", "schemas", "exactly_once", "format"]) {
     if (own in keys) {
-      throw new Error(`SPILLWAY_BENCH_KAFKA_SINK cannot set ${own}: the variant does`);
+      throw new Error(`SPILLWAY_BENCH_KAFKA_SINK cannot set "${own}": the variant does`);
     }
   }
-  return keys;
+  return keys as Record<string, unknown>;
 }
 
 type Part = "single" | "txns" | "latency";
@@ -625,8 +636,7 @@ async function drainOnce(
         const usage = await process.wait();
         throw new Error(`Spillway on slot ${slot}: ${(error as Error).message}: ${usage.stderr}`);
       }
-      // Writing a CPU profile of a whole drain takes longer than a stop.
-      const usage = await process.stop(bench.cpuProf ? 120_000 : undefined);
+      const usage = await process.stop(bench.cpuProf ? PROFILED_STOP_GRACE_MS : undefined);
       if (usage.code !== 0) {
         throw new Error(`Spillway on slot ${slot} exited ${usage.code}: ${usage.stderr}`);
       }

@@ -22,14 +22,17 @@ Deno.test("BufferReader.utf8: a text value longer than a string can be is a Deco
   assert.equal(decodeUtf8(wide, 0, wide.length), "€".repeat(1024));
 });
 
-Deno.test("decodeUtf8: every length on each side of the ASCII paths, with a non-ASCII character anywhere, decodes as TextDecoder does, invalid bytes included", () => {
+Deno.test("decodeUtf8: every length on each side of the ASCII paths, with a non-ASCII character at several places and last, decodes as TextDecoder does, invalid bytes included", () => {
   const decoder = new TextDecoder("utf-8");
   const encoder = new TextEncoder();
   for (let length = 0; length <= 80; length++) {
     const ascii = Array.from({ length }, (_, i) => String.fromCharCode(32 + (i * 7) % 95)).join("");
     const padded = encoder.encode(`<${ascii}>`);
     assert.equal(decodeUtf8(padded, 1, padded.length - 1), ascii, `ASCII of ${length} bytes`);
-    for (let at = 0; at < length; at += Math.max(1, length >> 2)) {
+    const places = new Set<number>();
+    for (let at = 0; at < length; at += Math.max(1, length >> 2)) places.add(at);
+    if (length > 0) places.add(length - 1);
+    for (const at of places) {
       const mixed = ascii.slice(0, at) + "é" + ascii.slice(at + 1);
       const bytes = encoder.encode(`<${mixed}>`);
       assert.equal(decodeUtf8(bytes, 1, bytes.length - 1), decoder.decode(bytes.subarray(1, -1)));
@@ -39,6 +42,10 @@ Deno.test("decodeUtf8: every length on each side of the ASCII paths, with a non-
       const decoded = decodeUtf8(broken, 0, broken.length);
       assert.equal(decoded, decoder.decode(broken), `0xff at ${at}`);
       assert.ok(decoded.includes("\ufffd"));
+      // A lone invalid byte in ASCII.
+      const lone = encoder.encode(ascii);
+      lone[at] = 0xff;
+      assert.equal(decodeUtf8(lone, 0, lone.length), decoder.decode(lone), `lone 0xff at ${at}`);
     }
   }
   // A shorter string after a longer one is not left with the longer one's tail.

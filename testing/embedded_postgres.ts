@@ -549,20 +549,21 @@ class Server implements PgServer {
 
   private constructor(
     readonly version: PgVersion,
-    bin: string,
-    baseDir: string,
-    settings: Map<string, string>,
-    superuserPassword: string | undefined,
-    caCertFile: string | undefined,
-    env: Record<string, string> | undefined,
+    where: { bin: string; baseDir: string },
+    options: {
+      settings: Map<string, string>;
+      superuserPassword?: string;
+      caCertFile?: string;
+      env?: Record<string, string>;
+    },
   ) {
-    this.#env = env;
-    this.#bin = bin;
-    this.#baseDir = baseDir;
-    this.#sockDir = join(baseDir, "sock");
-    this.#settings = settings;
-    this.#superuserPassword = superuserPassword;
-    this.caCertFile = caCertFile;
+    this.#env = options.env;
+    this.#bin = where.bin;
+    this.#baseDir = where.baseDir;
+    this.#sockDir = join(where.baseDir, "sock");
+    this.#settings = options.settings;
+    this.#superuserPassword = options.superuserPassword;
+    this.caCertFile = options.caCertFile;
     this.#port = freePort();
   }
 
@@ -652,15 +653,12 @@ class Server implements PgServer {
       const conf = join(dataDir, "postgresql.conf");
       await Deno.writeTextFile(conf, "\ninclude = 'spillway.conf'\n", { append: true });
 
-      server = new Server(
-        version,
-        bin,
-        baseDir,
+      server = new Server(version, { bin, baseDir }, {
         settings,
-        opts.superuserPassword,
+        superuserPassword: opts.superuserPassword,
         caCertFile,
-        opts.env,
-      );
+        env: opts.env,
+      });
       installUnloadHook();
       live.add(server);
       await run("sh", ["-c", WATCHDOG, "sh", String(Deno.pid), dataDir, bin, baseDir], {

@@ -13,6 +13,7 @@
 import assert from "node:assert/strict";
 import { X509Certificate } from "node:crypto";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { ScramClient } from "../decoder/auth.ts";
 import { PgConnection } from "../postgres/connection.ts";
 import { type ConnectOptions, parseConnectionUrl } from "../postgres/connection_string.ts";
@@ -900,10 +901,12 @@ async function connectWithHome(
   home: string,
   options: ConnectOptions,
 ): Promise<{ ssl?: boolean; error?: { class: string; message: string } }> {
-  const probe = new URL("./testdata/connect_probe.ts", import.meta.url);
+  const probe = fileURLToPath(new URL("./testdata/connect_probe.ts", import.meta.url));
+  // Deno's cache stays where it is (it defaults to one under HOME).
+  const cache = Deno.env.get("DENO_DIR") ?? join(Deno.env.get("HOME") ?? home, ".cache", "deno");
   const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", probe.pathname, JSON.stringify(options)],
-    env: { HOME: home },
+    args: ["run", "-A", probe, JSON.stringify(options)],
+    env: { HOME: home, DENO_DIR: cache },
     stdin: "null",
   }).output();
   const text = new TextDecoder().decode(out.stdout).trim();

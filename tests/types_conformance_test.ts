@@ -172,6 +172,10 @@ for (const version of testVersions("full")) {
     await using plain = servers[0]!;
     await using odd = servers[1]!;
     const monetary = await setOddMonetaryLocale(odd, locale?.name);
+    if (locale !== null) {
+      // The server found the compiled locale through the LOCPATH startPostgres handed it.
+      assert.equal(monetary, locale.name, "the compiled lc_monetary locale was refused");
+    }
     if (monetary === null) {
       console.log("  (no locale other than C/POSIX/C.* for lc_monetary: left at C on both)");
     } else {
