@@ -171,7 +171,11 @@ export function classifyError(
       cause: error,
     });
   }
-  return new KafkaSinkError(`Kafka at ${where} failed while ${doing}: ${message}`, {
+  // Passing, but the one a missing topic gives for as long as it is missing.
+  const hint = types.includes("UNKNOWN_TOPIC_OR_PARTITION")
+    ? "; Spillway retries, and if the topic does not exist, create it or set create_topics: true"
+    : "";
+  return new KafkaSinkError(`Kafka at ${where} failed while ${doing}: ${message}${hint}`, {
     retriable: true,
     cause: error,
   });
