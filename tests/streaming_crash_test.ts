@@ -13,6 +13,14 @@
  * The server streams every transaction bigger than `logical_decoding_work_mem = 64kB`; WAL of
  * a table outside the publication makes the walsender move on and send keepalives. About 15 s.
  *
+ * The guard covers what the runner holds: a keepalive that comes before the transaction's first
+ * stream block (the walsender decoded less than 64kB of it and waits for WAL) may confirm past its
+ * start, as PostgreSQL's own subscriber does, and harmlessly: the slot's restart_lsn stays before
+ * every open transaction and its commit lies past the confirmed position, so the server sends it
+ * whole. The test keeps that window shut so that it checks the guard: the WAL writer sleeps 10 s,
+ * so the 2,000-row statement's WAL is flushed (by the next commit) only once it is complete, and
+ * the walsender streams it before it waits again.
+ *
  * @module
  */
 
@@ -46,7 +54,7 @@ interface Sample {
 Deno.test("streaming crash: with streaming on, a SIGKILL and a terminated walsender while a streamed transaction is open never let keepalives confirm past its start; after the commit every row arrives once", async () => {
   await using pg = await startPostgres({
     version: PRIMARY_VERSION,
-    settings: { autovacuum: "off", logical_decoding_work_mem: "64kB" },
+    settings: { autovacuum: "off", logical_decoding_work_mem: "64kB", wal_writer_delay: "10s" },
   });
   await pg.psql(`
     CREATE EXTENSION pg_walinspect;
