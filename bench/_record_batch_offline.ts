@@ -13,6 +13,7 @@ import { Buffer } from "node:buffer";
 import { createRecordsBatch } from "npm:@platformatic/kafka@2.12.1";
 import { type BatchRecord, RecordBatchWriter } from "../sinks/kafka/record_batch.ts";
 import { headerBytes } from "../sinks/kafka/producer.ts";
+import { joinedBytes } from "../formats/byte_writer.ts";
 
 const perBatch = Number(Deno.args[0] ?? 1000);
 const batches = Number(Deno.args[1] ?? 50);
@@ -47,7 +48,7 @@ for (const withHeaders of [true, false]) {
     topic: "t",
     partition: 0,
     key: Buffer.from(record.key!),
-    value: Buffer.from(record.value!),
+    value: Buffer.from(joinedBytes(record.value!)),
     headers: record.headers,
     timestamp: 1_700_000_000_000n,
   }));

@@ -6,6 +6,46 @@
  * @module
  */
 
+/**
+ * A record's bytes as two parts that stand one after the other: a head that many records share
+ * (a table's embedded Connect schema, kilobytes, encoded once) and the record's own bytes. A
+ * writer that copies each record once anyway (Kafka's record batches) copies the head from
+ * where it is, instead of every record carrying a copy of it from the encoder.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { PrefixedBytes } from "./byte_writer.ts";
+ * const bytes = new PrefixedBytes(new Uint8Array([1, 2]), new Uint8Array([3]));
+ * assert.equal(bytes.byteLength, 3);
+ * assert.deepEqual(bytes.join(), new Uint8Array([1, 2, 3]));
+ * ```
+ */
+export class PrefixedBytes {
+  /** Bytes of both parts. */
+  readonly byteLength: number;
+
+  constructor(readonly head: Uint8Array, readonly body: Uint8Array) {
+    this.byteLength = head.byteLength + body.byteLength;
+  }
+
+  /** Both parts in one new array. */
+  join(): Uint8Array {
+    const joined = new Uint8Array(this.byteLength);
+    joined.set(this.head);
+    joined.set(this.body, this.head.byteLength);
+    return joined;
+  }
+}
+
+/** A record's bytes: in one piece, or as a shared head and its own part. */
+export type RecordBytes = Uint8Array | PrefixedBytes;
+
+/** A record's bytes in one piece (a copy when they are in two). */
+export function joinedBytes(bytes: RecordBytes): Uint8Array {
+  return bytes instanceof PrefixedBytes ? bytes.join() : bytes;
+}
+
 /** The buffer {@linkcode ByteWriter.take} moves on to when the current one is nearly full. */
 export const TAKE_CHUNK_BYTES = 256 * 1024;
 /** Room under which take() moves on to a new buffer. */

@@ -52,6 +52,7 @@ import {
 } from "./connect_schema.ts";
 import { JsonRenderer } from "./json.ts";
 import { isRawJson, JsonWriter } from "./json_writer.ts";
+import { PrefixedBytes, type RecordBytes } from "./byte_writer.ts";
 
 /**
  * The data collection a transaction's logical decoding messages count under, in its END
@@ -91,6 +92,16 @@ export interface EncodedRecord {
   topic: string;
   key: Uint8Array | null;
   value: Uint8Array | null;
+}
+
+/**
+ * One Kafka record as {@linkcode DebeziumFormat.changeShared} gives it: with the embedded
+ * schema, the value's `{"schema":…,"payload":` is the table's, shared ({@linkcode PrefixedBytes}).
+ */
+export interface SharedRecord {
+  topic: string;
+  key: Uint8Array | null;
+  value: RecordBytes | null;
 }
 
 /** What is cached per relation (per version: a schema change brings a new RelationMessage). */
@@ -228,11 +239,26 @@ export class DebeziumFormat {
     return this.#records(record, tombstones, this.#keyBytes, this.#valueBytes);
   }
 
-  // The two forms' key and value makers, made once (not per change).
+  /**
+   * The records of one change as {@linkcode change} gives them, except that with the embedded
+   * schema a value's head (`{"schema":…,"payload":`) is not copied into it: it is the table's,
+   * shared by all its values ({@linkcode PrefixedBytes}). For a writer that copies every value
+   * once anyway (Kafka's record batches): kilobytes less to copy and allocate per change.
+   */
+  changeShared(
+    record: Extract<SinkRecord, { kind: "change" }>,
+    tombstones = true,
+  ): SharedRecord[] {
+    return this.#records(record, tombstones, this.#keyBytes, this.#sharedValueBytes);
+  }
+
+  // The forms' key and value makers, made once (not per change).
   readonly #keyBytes = (shape: TableShape, key: Row | null, relation: RelationMessage) =>
     this.#key(shape, key, relation);
   readonly #valueBytes = (shape: TableShape, event: ChangeEvent, op: string) =>
-    this.#value(shape, event, op);
+    this.#value(shape, event, op, false) as Uint8Array;
+  readonly #sharedValueBytes = (shape: TableShape, event: ChangeEvent, op: string) =>
+    this.#value(shape, event, op, true);
   readonly #keyValues = (shape: TableShape, key: Row | null) => this.#keyValue(shape, key);
   readonly #payloadValues = (shape: TableShape, event: ChangeEvent, op: string) =>
     this.#payload(shape, event, op);
@@ -249,12 +275,12 @@ export class DebeziumFormat {
     return this.#records(record, tombstones, this.#keyValues, this.#payloadValues);
   }
 
-  #records<T>(
+  #records<K, V>(
     record: Extract<SinkRecord, { kind: "change" }>,
     tombstones: boolean,
-    keyOf: (shape: TableShape, key: Row | null, relation: RelationMessage) => T | null,
-    valueOf: (shape: TableShape, event: ChangeEvent, op: string) => T,
-  ): { topic: string; key: T | null; value: T | null }[] {
+    keyOf: (shape: TableShape, key: Row | null, relation: RelationMessage) => K | null,
+    valueOf: (shape: TableShape, event: ChangeEvent, op: string) => V,
+  ): { topic: string; key: K | null; value: V | null }[] {
     const { event, topic } = record;
     const relation = this.#relationOf(record);
     const shape = this.#shape(relation, topic);
@@ -264,7 +290,7 @@ export class DebeziumFormat {
       // A primary key changed: Debezium writes a delete of the old key (and its tombstone),
       // then a create of the new one.
       const oldKey = keyOf(shape, pick(event.before, shape.keyColumns), shape.keyRelation);
-      const out: { topic: string; key: T | null; value: T | null }[] = [{
+      const out: { topic: string; key: K | null; value: V | null }[] = [{
         topic,
         key: oldKey,
         value: valueOf(shape, { ...event, after: null, unchanged: [] }, "d"),
@@ -273,7 +299,7 @@ export class DebeziumFormat {
       out.push({ topic, key, value: valueOf(shape, { ...event, before: null }, "c") });
       return out;
     }
-    const out: { topic: string; key: T | null; value: T | null }[] = [{
+    const out: { topic: string; key: K | null; value: V | null }[] = [{
       topic,
       key,
       value: valueOf(shape, event, event.op),
@@ -458,10 +484,12 @@ export class DebeziumFormat {
     return out.take();
   }
 
-  #value(shape: TableShape, event: ChangeEvent, op: string): Uint8Array {
+  /** The value's bytes; with `shared`, without the shape's head when there is one. */
+  #value(shape: TableShape, event: ChangeEvent, op: string, shared: boolean): RecordBytes {
     const out = this.#out;
     out.reset();
-    out.append(shape.valuePrefix);
+    const head = shape.valuePrefix;
+    if (!shared) out.append(head);
     out.raw('{"before":');
     this.#row(out, shape, event.before, null);
     out.raw(',"after":');
@@ -494,7 +522,7 @@ export class DebeziumFormat {
     out.integer(us);
     out.raw("000}");
     if (this.schemas) out.byte(0x7d);
-    return out.take();
+    return shared && head.byteLength > 0 ? new PrefixedBytes(head, out.take()) : out.take();
   }
 
   /** The key's values, as {@linkcode #key} writes them. */

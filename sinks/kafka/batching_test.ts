@@ -10,6 +10,7 @@ import { silentLogger } from "../../ops/log.ts";
 import { Batcher, type Marker } from "./batching.ts";
 import { KafkaSinkError } from "./errors.ts";
 import type { KafkaProducer, OutMessage } from "./producer.ts";
+import { joinedBytes } from "../../formats/byte_writer.ts";
 
 /** What the stand-in saw, in order, across its connections. */
 type Event = string;
@@ -29,7 +30,7 @@ class FakeProducer {
     if (error !== null) throw error;
   }
   send(messages: readonly OutMessage[]): Promise<void> {
-    const values = messages.map((m) => new TextDecoder().decode(m.value!)).join(",");
+    const values = messages.map((m) => new TextDecoder().decode(joinedBytes(m.value!))).join(",");
     this.#check(`send:${values}`);
     this.events.push(`${this.inTx ? "tx-" : ""}send:${values}`);
     return Promise.resolve();

@@ -26,7 +26,7 @@ import type { TableFactsRegistry } from "../../decoder/table_facts.ts";
 import type { TypeRegistry } from "../../decoder/types/registry.ts";
 import type { KafkaSinkConfig } from "../../config/mod.ts";
 import { EVENT_RELATION, type SinkRecord } from "../../events.ts";
-import { DebeziumFormat, type EncodedRecord } from "../../formats/debezium.ts";
+import { DebeziumFormat, type EncodedRecord, type SharedRecord } from "../../formats/debezium.ts";
 import { DebeziumAvroFormat, type SubjectSchema } from "../../formats/avro/debezium_avro.ts";
 import { RegistryError, SchemaRegistryClient } from "../../formats/avro/registry.ts";
 import type { AvroSchema } from "../../formats/avro/schema.ts";
@@ -71,7 +71,7 @@ interface Envelope {
   beginSilently(tx: TransactionInfo): void;
   committed(endLsn: Lsn): void;
   end(tx: TransactionInfo, endLsn: Lsn): EncodedRecord;
-  change(record: Extract<SinkRecord, { kind: "change" }>, tombstones: boolean): EncodedRecord[];
+  change(record: Extract<SinkRecord, { kind: "change" }>, tombstones: boolean): SharedRecord[];
   message(event: MessageEvent): EncodedRecord;
 }
 
@@ -200,7 +200,16 @@ export class KafkaSink implements Sink {
       };
     } else {
       this.#json = null;
-      this.#format = new DebeziumFormat({ ...envelope, schemas: config.schemas });
+      const json = new DebeziumFormat({ ...envelope, schemas: config.schemas });
+      this.#format = {
+        begin: (tx) => json.begin(tx),
+        beginSilently: (tx) => json.beginSilently(tx),
+        committed: (endLsn) => json.committed(endLsn),
+        end: (tx, endLsn) => json.end(tx, endLsn),
+        // Each value is copied into a record batch: its embedded schema is copied from the table's.
+        change: (record, tombstones) => json.changeShared(record, tombstones),
+        message: (event) => json.message(event),
+      };
     }
   }
 

@@ -16,6 +16,7 @@ import {
 } from "./produce.ts";
 import type { BatchCompression } from "./record_batch.ts";
 import { headerBytes } from "./producer.ts";
+import { joinedBytes } from "../../formats/byte_writer.ts";
 
 const text = (value: string) => new TextEncoder().encode(value);
 const TIMESTAMP = 1_700_000_000_000;
@@ -39,7 +40,7 @@ async function clientRequest(
         topic,
         partition,
         key: record.key === null ? undefined : Buffer.from(record.key),
-        value: record.value === null ? undefined : Buffer.from(record.value),
+        value: record.value === null ? undefined : Buffer.from(joinedBytes(record.value)),
         headers: record.headers === undefined ? new Map() : new Map(
           [...record.headers as ReadonlyMap<Uint8Array, Uint8Array>].map((
             [name, value],

@@ -43,6 +43,7 @@ import {
   type TopicRecords,
 } from "./produce.ts";
 import type { BatchCompression, RecordHeaders } from "./record_batch.ts";
+import type { RecordBytes } from "../../formats/byte_writer.ts";
 import { readCertificate } from "./schema_registry.ts";
 
 /**
@@ -61,8 +62,8 @@ export function headerBytes(text: string): Uint8Array {
 export interface OutMessage {
   topic: string;
   key: Uint8Array | null;
-  /** `null`: a tombstone. */
-  value: Uint8Array | null;
+  /** `null`: a tombstone. In two parts when its head is shared (`PrefixedBytes`). */
+  value: RecordBytes | null;
   /** Names and values, or the record's header section already encoded (`record_batch.ts`). */
   headers?: RecordHeaders;
   /** A fixed partition; default: by the key (murmur2, as Java's producer), spread when null. */

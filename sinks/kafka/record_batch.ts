@@ -20,7 +20,7 @@
  * @module
  */
 
-import { ByteWriter } from "../../formats/byte_writer.ts";
+import { ByteWriter, PrefixedBytes, type RecordBytes } from "../../formats/byte_writer.ts";
 
 /**
  * A record's headers: names and values as bytes, or the record's header section already
@@ -32,8 +32,8 @@ export type RecordHeaders = ReadonlyMap<Uint8Array, Uint8Array> | Uint8Array;
 /** One record of a batch. */
 export interface BatchRecord {
   key: Uint8Array | null;
-  /** `null`: a tombstone. */
-  value: Uint8Array | null;
+  /** `null`: a tombstone. In two parts when its head is shared ({@linkcode PrefixedBytes}). */
+  value: RecordBytes | null;
   headers?: RecordHeaders;
   /** Milliseconds since the epoch; default the batch's `timestamp`. */
   timestamp?: number;
@@ -175,13 +175,18 @@ export class RecordBatchWriter extends ByteWriter {
   }
 
   /** A length (-1 for null) and the bytes, in room already reserved. */
-  #field(bytes: Uint8Array | null): void {
+  #field(bytes: RecordBytes | null): void {
     if (bytes === null) {
       this.buffer[this.end++] = 1; // zigzag(-1)
       return;
     }
     this.unsignedVarint(zigzag(bytes.byteLength));
-    this.buffer.set(bytes, this.end);
+    if (bytes instanceof PrefixedBytes) {
+      this.buffer.set(bytes.head, this.end);
+      this.buffer.set(bytes.body, this.end + bytes.head.byteLength);
+    } else {
+      this.buffer.set(bytes, this.end);
+    }
     this.end += bytes.byteLength;
   }
 
@@ -298,7 +303,7 @@ function zigzag(value: number): number {
 }
 
 /** Bytes a field takes: its length's varint and its bytes (-1, one byte, for null). */
-function fieldSize(bytes: Uint8Array | null): number {
+function fieldSize(bytes: RecordBytes | null): number {
   return bytes === null ? 1 : varintSize(zigzag(bytes.byteLength)) + bytes.byteLength;
 }
 

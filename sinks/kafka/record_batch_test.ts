@@ -16,6 +16,7 @@ import {
   RecordBatchWriter,
 } from "./record_batch.ts";
 import { headerBytes } from "./producer.ts";
+import { joinedBytes, PrefixedBytes } from "../../formats/byte_writer.ts";
 
 const text = (value: string) => new TextEncoder().encode(value);
 
@@ -34,7 +35,7 @@ function clientBatch(
     topic: "t",
     partition: 0,
     key: record.key === null ? undefined : Buffer.from(record.key),
-    value: record.value === null ? undefined : Buffer.from(record.value),
+    value: record.value === null ? undefined : Buffer.from(joinedBytes(record.value)),
     headers: record.headers === undefined ? undefined : new Map(
       [...record.headers as ReadonlyMap<Uint8Array, Uint8Array>].map((
         [name, value],
@@ -53,7 +54,8 @@ function clientBatch(
   return new Uint8Array((writer as unknown as { buffer: Uint8Array }).buffer);
 }
 
-Deno.test("record batch: byte for byte the Kafka client's, for keys, tombstones, headers and producer fields", () => {
+Deno.test("record batch: byte for byte the Kafka client's, for keys, tombstones, headers, values in two parts and producer fields", () => {
+  const sharedHead = new Uint8Array(200).map((_, i) => i);
   const headers = new Map([
     [headerBytes("spillway.lsn"), headerBytes("16/B374D848")],
     [headerBytes("spillway.xid"), headerBytes("741")],
@@ -83,6 +85,14 @@ Deno.test("record batch: byte for byte the Kafka client's, for keys, tombstones,
         timestamp: 1_700_000_000_000 + i * 1000,
       })),
       options: { timestamp: 1_700_000_000_000, producerId: 7n, transactional: true },
+    },
+    {
+      // Values in two parts (a shared head, as the embedded schema): written as one.
+      records: Array.from({ length: 40 }, (_, i) => ({
+        key: text(`{"id":${i}}`),
+        value: new PrefixedBytes(sharedHead, new Uint8Array(i * 13).fill(i)),
+      })),
+      options: { timestamp: 1_700_000_000_000, producerId: 8n },
     },
   ];
   const writer = new RecordBatchWriter(64); // small: the buffer grows while writing
