@@ -214,7 +214,9 @@ const SMALL = 2n ** 47n;
  */
 export function twosComplement(value: bigint): Uint8Array {
   // Most decimals' unscaled values: in doubles, exactly (below 2^48), without strings.
-  if (value >= -SMALL && value < SMALL) return smallTwosComplement(Number(value));
+  if (value >= -SMALL && value < SMALL) {
+    return SCRATCH.slice(0, smallTwosComplement(Number(value)));
+  }
   const magnitude = value < 0n ? -value - 1n : value;
   const bits = magnitude === 0n ? 0 : magnitude.toString(2).length;
   const bytes = Math.floor(bits / 8) + 1;
@@ -224,15 +226,45 @@ export function twosComplement(value: bigint): Uint8Array {
 /** The sign bit of a two's complement of n bytes: 2^(8n - 1), for n = 0..6. */
 const SIGN_BITS = [0.5, 2 ** 7, 2 ** 15, 2 ** 23, 2 ** 31, 2 ** 39, 2 ** 47];
 
-/** {@linkcode twosComplement} of an integer in [-2^47, 2^47), computed in doubles. */
-function smallTwosComplement(number: number): Uint8Array {
+/** Where {@linkcode smallTwosComplement} writes: reused, so a decimal allocates no buffer. */
+const SCRATCH = new Uint8Array(6);
+
+/**
+ * {@linkcode twosComplement} of an integer in [-2^47, 2^47), computed in doubles, into
+ * {@linkcode SCRATCH}; returns how many bytes it took.
+ */
+function smallTwosComplement(number: number): number {
   let bytes = 1;
   while (number < -SIGN_BITS[bytes]! || number >= SIGN_BITS[bytes]!) bytes++;
-  const out = new Uint8Array(bytes);
   let rest = number < 0 ? number + SIGN_BITS[bytes]! * 2 : number;
   for (let i = bytes - 1; i >= 0; i--) {
-    out[i] = rest % 256;
+    SCRATCH[i] = rest % 256;
     rest = Math.floor(rest / 256);
+  }
+  return bytes;
+}
+
+const BASE64_DIGITS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/**
+ * Base64 (with padding) of {@linkcode twosComplement} of an integer in [-2^47, 2^47): at most
+ * 8 characters, made without a buffer (`Uint8Array.toBase64` needs one allocated per value).
+ */
+function smallTwosComplementBase64(number: number): string {
+  const length = smallTwosComplement(number);
+  const digits = BASE64_DIGITS;
+  let out = "";
+  let i = 0;
+  for (; i + 3 <= length; i += 3) {
+    const n = (SCRATCH[i]! << 16) | (SCRATCH[i + 1]! << 8) | SCRATCH[i + 2]!;
+    out += digits[n >> 18]! + digits[(n >> 12) & 63]! + digits[(n >> 6) & 63]! + digits[n & 63]!;
+  }
+  if (i + 1 === length) {
+    const n = SCRATCH[i]! << 16;
+    out += digits[n >> 18]! + digits[(n >> 12) & 63]! + "==";
+  } else if (i + 2 === length) {
+    const n = (SCRATCH[i]! << 16) | (SCRATCH[i + 1]! << 8);
+    out += digits[n >> 18]! + digits[(n >> 12) & 63]! + digits[(n >> 6) & 63]! + "=";
   }
   return out;
 }
@@ -723,7 +755,7 @@ class Builder {
       if (mode === "double") return encodeFloat(Number(v));
       if (scale !== null || !variable) {
         const small = smallUnscaled(v, scale ?? 2);
-        if (small !== null) return smallTwosComplement(small).toBase64();
+        if (small !== null) return smallTwosComplementBase64(small);
       }
       const parsed = parseDecimal(v);
       if (parsed === null) return v;

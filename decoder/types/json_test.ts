@@ -304,6 +304,9 @@ Deno.test("twosComplement: Java's BigInteger.toByteArray() on both sides of ever
     [32767n, [0x7f, 0xff]],
     [32768n, [0x00, 0x80, 0x00]],
     [-32769n, [0xff, 0x7f, 0xff]],
+    [2n ** 23n, [0x00, 0x80, 0, 0]],
+    [-(2n ** 31n) - 1n, [0xff, 0x7f, 0xff, 0xff, 0xff]],
+    [2n ** 39n, [0x00, 0x80, 0, 0, 0, 0]],
     [2n ** 47n - 1n, [0x7f, 0xff, 0xff, 0xff, 0xff, 0xff]],
     [-(2n ** 47n), [0x80, 0, 0, 0, 0, 0]],
     [2n ** 47n, [0x00, 0x80, 0, 0, 0, 0, 0]],
@@ -312,6 +315,18 @@ Deno.test("twosComplement: Java's BigInteger.toByteArray() on both sides of ever
   ];
   for (const [value, bytes] of cases) {
     assert.deepEqual([...twosComplement(value)], bytes, String(value));
+  }
+  // The fast path's base64 (numeric(12,2), 1 to 6 bytes: every padding) is the bytes' base64.
+  const small = cases.filter(([value]) => value < 10n ** 14n && value > -(10n ** 14n));
+  assert.deepEqual(new Set(small.map(([, bytes]) => bytes.length)), new Set([1, 2, 3, 4, 5, 6]));
+  for (const [value, bytes] of small) {
+    const abs = (value < 0n ? -value : value).toString().padStart(3, "0");
+    const text = `${value < 0n ? "-" : ""}${abs.slice(0, -2)}.${abs.slice(-2)}`;
+    assert.equal(
+      json(text, Oid.numeric, DEBEZIUM_DEFAULTS, numericTypmod(16, 2)),
+      JSON.stringify(new Uint8Array(bytes).toBase64()),
+      text,
+    );
   }
 });
 
