@@ -15,7 +15,7 @@
  *   `{ brokers, partitions: 3, schemas, exactly_once }` (acks all and idempotent by default,
  *   `format: debezium-json`): at-least-once with `schemas: true` (the JsonConverter's default)
  *   and with `schemas: false`, and exactly-once with `schemas: true`. Timed from the server's
- *   side: a `psql \watch` polls `pg_replication_slots` every 10 ms, from the first poll that sees
+ *   side: a `psql \watch` polls `pg_replication_slots` every 50 ms, from the first poll that sees
  *   the slot active (Spillway's walsender started streaming) to the first that sees its
  *   `confirmed_flush_lsn` at the load's end. Spillway confirms a commit only once the broker
  *   acknowledged its records, and sends that position within its confirm delay. Then SIGTERM;
@@ -941,7 +941,7 @@ function printResults(results: Results, headline: "debezium" | "avro"): void {
   }
   console.log(
     "seconds: Spillway: its slot seen active -> its slot seen confirming the load's end (polled " +
-      "every 10 ms; confirmed only after the broker acked); Debezium: its slot seen active -> " +
+      "every 50 ms; confirmed only after the broker acked); Debezium: its slot seen active -> " +
       "its last ack; pg_recvlogical: spawn -> exit at the end LSN. process s: spawn -> exit. " +
       "CPU s and peak RSS: GNU time (Debezium: the JVM). Every Kafka topic checked: end offsets " +
       "(exactly-once: a read_committed count) = rows.",
