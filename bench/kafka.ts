@@ -112,7 +112,10 @@ const USAGE = `deno task bench kafka [options]
 Options:
   --rows N             rows of each throughput load (default 1000000)
   --txn-rows N         rows per transaction of the many-transactions load (default 1000)
-  --reps N             drains per tool and variant, 1-${MAX_REPS} (default 1)
+  --reps N             drains per tool and variant, 1-${MAX_REPS} (default 1; the order is
+                       reversed on even reps). The broker still gets faster over its first
+                       few drains (about 10 GB), which the first drain of a run (Spillway's)
+                       meets: compare tools on the median of --reps 3.
   --latency-seconds S  duration of the 1,000 tx/s load (default 20)
   --rate R             transactions per second of the latency load (default 1000)
   --only LIST          run only some parts: single,txns,latency (comma-separated)
