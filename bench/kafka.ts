@@ -96,6 +96,12 @@ const progress = progressFor("kafka");
 const PUBLICATION = "bench_pub";
 const PARTITIONS = 3;
 const MAX_REPS = 5;
+/**
+ * Drains per tool and variant by default: the median of three, one of them in the reversed
+ * order, so that the broker's warm-up (see `bench/RESULTS.md`, 2026-12-07) does not fall on one
+ * tool's drains only.
+ */
+const KAFKA_REPS = 3;
 const RUN_TIMEOUT_S = 900;
 /** How long a Spillway run under `--cpu-prof` may take to stop: writing the profile is slow. */
 const PROFILED_STOP_GRACE_MS = 120_000;
@@ -112,10 +118,10 @@ const USAGE = `deno task bench kafka [options]
 Options:
   --rows N             rows of each throughput load (default 1000000)
   --txn-rows N         rows per transaction of the many-transactions load (default 1000)
-  --reps N             drains per tool and variant, 1-${MAX_REPS} (default 1; the order is
-                       reversed on even reps). The broker still gets faster over its first
-                       few drains (about 10 GB), which the first drain of a run (Spillway's)
-                       meets: compare tools on the median of --reps 3.
+  --reps N             drains per tool and variant, 1-${MAX_REPS} (default ${KAFKA_REPS}; the order is
+                       reversed on even reps; the median is reported). The broker still gets
+                       faster over its first few drains (about 10 GB), which the first drain
+                       of a run (Spillway's) meets alone with --reps 1.
   --latency-seconds S  duration of the 1,000 tx/s load (default 20)
   --rate R             transactions per second of the latency load (default 1000)
   --only LIST          run only some parts: single,txns,latency (comma-separated)
@@ -190,7 +196,8 @@ export function kafkaBench(args: string[]): Promise<number> {
     name: "kafka",
     usage: USAGE,
     args,
-    parse: (args) => parseOptions(args, { parts: PARTS, variants: DEFAULT_VARIANTS }),
+    parse: (args) =>
+      parseOptions(args, { parts: PARTS, variants: DEFAULT_VARIANTS, reps: KAFKA_REPS }),
     run: async (options) => printResults(await measure(options), "debezium"),
   });
 }
@@ -212,21 +219,25 @@ export function avroBench(args: string[]): Promise<number> {
     usage: AVRO_USAGE,
     args,
     parse: (args) =>
-      parseOptions(args, { parts: ["single"], variants: ["sp_avro", "sp_alo_n", "sp_alo_s"] }),
+      parseOptions(args, {
+        parts: ["single"],
+        variants: ["sp_avro", "sp_alo_n", "sp_alo_s"],
+        reps: 1,
+      }),
     run: async (options) => printResults(await measure(options), "avro"),
   });
 }
 
 function parseOptions(
   args: string[],
-  defaults: { parts: readonly Part[]; variants: readonly string[] },
+  defaults: { parts: readonly Part[]; variants: readonly string[]; reps: number },
 ): Options {
   const { values } = parseArgs({
     args,
     options: {
       rows: { type: "string", default: "1000000" },
       "txn-rows": { type: "string", default: "1000" },
-      reps: { type: "string", default: "1" },
+      reps: { type: "string", default: String(defaults.reps) },
       "latency-seconds": { type: "string", default: "20" },
       rate: { type: "string", default: "1000" },
       only: { type: "string" },

@@ -363,8 +363,8 @@ export class Batcher {
    * Whether what is queued, less than a request's worth, waits for more: while another request
    * is in flight (its answer comes before this one's could anyway) and no write waits for it.
    * Otherwise a write handed on in parts of `batch_bytes` sent each part's last few records in
-   * a request of their own, every other request: half the requests with a few records per
-   * partition, which cost the broker as much as full ones (about twice its CPU per record).
+   * a request of their own: every other request held a few records per partition. (Java's
+   * producer keeps a batch open for `linger.ms` likewise.)
    */
   #holdsPartial(inFlight: number): boolean {
     return inFlight > 0 && this.#waiters.length === 0 &&
