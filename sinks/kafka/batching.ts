@@ -320,7 +320,6 @@ export class Batcher {
           this.#advance(1);
           continue;
         }
-        if (this.#holdsPartial(flights.length)) break;
         const flight = this.#nextChunk();
         if (eos !== null && flight.chunk.length > 0 && !this.#txOpen) {
           // Nothing is in flight here: a Kafka transaction ends only with no request in flight.
@@ -357,18 +356,6 @@ export class Batcher {
       }, error);
       for (const flight of failed) this.#advance(flight.taken);
     }
-  }
-
-  /**
-   * Whether what is queued, less than a request's worth, waits for more: while another request
-   * is in flight (its answer comes before this one's could anyway) and no write waits for it.
-   * Otherwise a write handed on in parts of `batch_bytes` sent each part's last few records in
-   * a request of their own: every other request held a few records per partition. (Java's
-   * producer keeps a batch open for `linger.ms` likewise.)
-   */
-  #holdsPartial(inFlight: number): boolean {
-    return inFlight > 0 && this.#waiters.length === 0 &&
-      this.#queuedBytes < this.#options.batchBytes && !this.#closing.signal.aborted;
   }
 
   /**

@@ -29,15 +29,11 @@ class FakeProducer {
     const error = this.fail(call);
     if (error !== null) throw error;
   }
-  /** How long a send stays in flight (default: it is answered at once). */
-  sendMs = 0;
   send(messages: readonly OutMessage[]): Promise<void> {
     const values = messages.map((m) => new TextDecoder().decode(joinedBytes(m.value!))).join(",");
     this.#check(`send:${values}`);
     this.events.push(`${this.inTx ? "tx-" : ""}send:${values}`);
-    return this.sendMs === 0
-      ? Promise.resolve()
-      : new Promise((resolve) => setTimeout(resolve, this.sendMs));
+    return Promise.resolve();
   }
   prepare(): Promise<void> {
     return Promise.resolve();
@@ -82,7 +78,6 @@ function setup(options: {
   batchBytes?: number;
   maxQueuedBytes?: number;
   fail?: (call: string) => Error | null;
-  sendMs?: number;
 }) {
   const events: Event[] = [];
   const checkpoint = { value: null as Lsn | null };
@@ -91,9 +86,7 @@ function setup(options: {
   const connect = () => {
     connections++;
     events.push(`connect`);
-    const producer = new FakeProducer(events, fail, checkpoint);
-    producer.sendMs = options.sendMs ?? 0;
-    return producer as unknown as KafkaProducer;
+    return new FakeProducer(events, fail, checkpoint) as unknown as KafkaProducer;
   };
   const batcher = new Batcher({
     producer: connect(),
@@ -127,19 +120,6 @@ Deno.test("batcher: records go out in order, in requests of at most batch_bytes 
   await small.batcher.add([message("e"), commit(30), message("f"), commit(40)], true);
   assert.deepEqual(small.events, ["connect", "send:e,f"]);
   await small.batcher.close();
-});
-
-Deno.test("batcher: while a request is in flight, a write's last few records wait for the next part instead of going out alone", async () => {
-  // 71 bytes a record as counted: four to a request of 300.
-  const { batcher, events } = setup({ batchBytes: 300, sendMs: 20 });
-  const part = (values: string) => [...values].map(message);
-  // A write handed on in parts of five records, each over batch_bytes (as KafkaSink.write does).
-  await batcher.add(part("abcde"), false, true);
-  await new Promise((resolve) => setTimeout(resolve, 5)); // the next part is being encoded
-  await batcher.add(part("fghij"), false, true);
-  await batcher.add([commit(10)], true); // the end: a durable write sends what is left
-  assert.deepEqual(events, ["connect", "send:a,b,c,d", "send:e,f,g,h", "send:i,j"]);
-  await batcher.close();
 });
 
 Deno.test("batcher: a retriable failure is retried on a new connection with the same records; status says failing meanwhile", async () => {
