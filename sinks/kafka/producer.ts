@@ -170,7 +170,6 @@ export type Cluster = Pick<
 interface Target {
   batches: PartitionBatch[];
   connection: ProduceConnection;
-  version: number;
 }
 
 /** A request sent: the batches it holds, for whom, and how it ended. */
@@ -459,10 +458,7 @@ export class KafkaProducer {
     }
     const found = [...destinations.values()];
     const connections = await Promise.all(found.map(({ broker }) => this.#connection(broker)));
-    return found.map(({ batches }, i) => {
-      const connection = connections[i]!;
-      return { batches, connection, version: connection.produceVersion };
-    });
+    return found.map(({ batches }, i) => ({ batches, connection: connections[i]! }));
   }
 
   /**
@@ -476,7 +472,7 @@ export class KafkaProducer {
   ): Sent[] {
     const timestamp = Date.now();
     try {
-      return targets.map(({ batches, connection, version }) => {
+      return targets.map(({ batches, connection }) => {
         const topics = new Map<string, TopicRecords>();
         for (const { topic, partition, baseSequence, records } of batches) {
           let entry = topics.get(topic);
@@ -500,7 +496,7 @@ export class KafkaProducer {
           if (this.#requestWriters.length < PRODUCE_IN_FLIGHT) this.#requestWriters.push(writer);
         };
         const done = connection.produce(
-          version,
+          connection.produceVersion,
           request,
           this.#acks === 0,
           written,
