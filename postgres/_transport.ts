@@ -17,6 +17,9 @@ export class Transport {
   #ended = false;
   #error: Error | null = null;
   #paused = false;
+  /** See {@linkcode Transport.holdSmallReads}. */
+  #holdMs = 0;
+  #holdTimer: ReturnType<typeof setTimeout> | undefined = undefined;
   readonly highWaterBytes: number;
   /**
    * Bytes written and not yet taken by the socket (a server that does not read makes them
@@ -52,6 +55,10 @@ export class Transport {
         this.#paused = true;
         socket.pause();
       }
+      if (this.#holdMs > 0 && chunk.byteLength < HOLD_BELOW_BYTES && !this.#held) {
+        socket.pause();
+        this.#holdTimer = setTimeout(() => this.#endHold(), this.#holdMs);
+      }
       this.#wake();
     });
     socket.on("end", () => {
@@ -68,6 +75,33 @@ export class Transport {
     });
   }
 
+  get #held(): boolean {
+    return this.#holdTimer !== undefined;
+  }
+
+  #endHold(): void {
+    clearTimeout(this.#holdTimer);
+    this.#holdTimer = undefined;
+    if (!this.#paused) this.#socket.resume();
+  }
+
+  /**
+   * While `ms` > 0, a read that brought less than 32 KiB pauses the socket for `ms`, so that
+   * what a server sends in small pieces waits in the kernel and comes in fewer, larger reads
+   * (each read wakes the event loop and costs a syscall, a buffer and a parse; a walsender
+   * streaming a big transaction as it decodes sends a kilobyte every ~120 µs). The socket's
+   * stream still reads up to its high-water mark (16 KiB) while paused; what it holds comes out
+   * at the end of the hold, the first small piece starting the next one. So at most one small
+   * read is handed on per `ms`, and a read of 32 KiB or more is never held: a sender faster
+   * than 32 KiB per hold is not slowed by it. For data nobody waits for, such as a streamed
+   * transaction's changes before its commit; 0 ends a hold and reads as soon as anything
+   * arrives.
+   */
+  holdSmallReads(ms: number): void {
+    this.#holdMs = ms;
+    if (ms === 0 && this.#held) this.#endHold();
+  }
+
   #wake(): void {
     const waiter = this.#waiter;
     this.#waiter = null;
@@ -82,7 +116,7 @@ export class Transport {
         this.#queuedBytes -= chunk.byteLength;
         if (this.#paused && this.#queuedBytes <= this.highWaterBytes / 2) {
           this.#paused = false;
-          this.#socket.resume();
+          if (!this.#held) this.#socket.resume();
         }
         return chunk;
       }
@@ -186,11 +220,16 @@ export class Transport {
   }
 
   close(): void {
+    clearTimeout(this.#holdTimer);
+    this.#holdTimer = undefined;
     this.#socket.destroy();
     this.#ended = true;
     this.#wake();
   }
 }
+
+/** A read smaller than this is "small" for {@linkcode Transport.holdSmallReads}. */
+const HOLD_BELOW_BYTES = 32 << 10;
 
 function waitForEvent(
   emitter: net.Socket,

@@ -230,6 +230,14 @@ export class ReplicationStream implements AsyncIterable<XLogData[]> {
   }
 
   /**
+   * Reads the socket in fewer, larger pieces while `ms` > 0 (see `Transport.holdSmallReads`):
+   * for a stretch of the stream whose data nobody waits for yet.
+   */
+  holdSmallReads(ms: number): void {
+    this.#transport.holdSmallReads(ms);
+  }
+
+  /**
    * Records that everything up to `position` is durable. Positions never move
    * backwards; a lower one is ignored. A new position is sent within `confirmDelayMs`
    * (one update for all the confirms in that time).

@@ -60,6 +60,16 @@ const TAGGED_CHANGES = new Map<number, string>([
   [PgoutputCode.Delete, "delete"],
 ]);
 
+/**
+ * How long the socket is left unread after a small read inside a stream block. A walsender
+ * streaming a big transaction sends as it decodes: on a 2,000,000-row transaction that was
+ * 8,000 reads a second of about a kilobyte each, and the receiving took as much CPU as the
+ * decoding after the commit. With 1 ms: 400 reads a second, half the CPU of the whole run
+ * (20–22 → 10 s), and a faster drain, as the walsender gets the core back. What waits, by at
+ * most this, is mostly data that waits for its transaction's commit anyway.
+ */
+const STREAM_BLOCK_READ_HOLD_MS = 1;
+
 /** Options of {@linkcode ReplicationSource}. */
 export interface SourceOptions {
   connection: ConnectOptions;
@@ -697,6 +707,9 @@ export class ReplicationSource {
         // the description is read again for what comes next.
         if (this.assembler.types.hasSuspects) await this.#reloadSuspects();
       }
+      // Inside a stream block the changes wait for their transaction's end: nobody waits for
+      // them, and a walsender streaming as it decodes sends a kilobyte every ~120 µs.
+      this.#stream?.holdSmallReads(this.assembler.inStreamBlock ? STREAM_BLOCK_READ_HOLD_MS : 0);
     } catch (error) {
       if (isRetriable(error) && out.length > 0) yield out;
       throw error;
