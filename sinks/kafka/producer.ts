@@ -190,6 +190,14 @@ interface Sent {
 export const IN_PLACE_RETRIES = 5;
 
 /**
+ * A send retried in place for this long makes {@linkcode KafkaProducer.retryError} say why
+ * (/health: failing), whatever its attempt count: an attempt can itself wait out the request
+ * timeout (30 s) on a broker that takes connections and does not answer, as one shutting down
+ * may. Past the ~2.5 s that {@linkcode IN_PLACE_RETRIES} attempts take when they fail fast.
+ */
+export const FAILING_AFTER_MS = 5_000;
+
+/**
  * How long an idempotent producer (at-least-once, acks all) sends a request again in place,
  * with the same producer id and sequence numbers, while the broker cannot be reached or has no
  * leader: the broker writes each batch once however often it arrives, so a request written
@@ -265,6 +273,10 @@ export class KafkaProducer {
   /** Sends being sent again in place, and the latest error of one (see {@linkcode retryError}). */
   #retrying = 0;
   #retryError: string | null = null;
+  /** When the first of the sends now retried in place failed. */
+  #retryingSince = 0;
+  /** One of them has passed {@linkcode IN_PLACE_RETRIES} attempts. */
+  #retriedLong = false;
 
   private constructor(
     cluster: Cluster,
@@ -553,12 +565,13 @@ export class KafkaProducer {
           throw error;
         }
         // Failing on /health once the retries would have gone to the sink's before (a leader
-        // moving mends within them).
-        if (attempt > IN_PLACE_RETRIES) {
-          if (!retrying) this.#retrying++;
+        // moving mends within them), or once they have lasted FAILING_AFTER_MS (see retryError).
+        if (!retrying) {
+          if (this.#retrying++ === 0) this.#retryingSince = since;
           retrying = true;
-          this.#retryError = error.message;
         }
+        this.#retryError = error.message;
+        if (attempt > IN_PLACE_RETRIES) this.#retriedLong = true;
         this.#sendAgain(attempt, error, batches);
         // Later requests of a partition whose earlier one failed are refused too (their
         // sequence numbers are out of order): each send retries only after the one before it.
@@ -576,7 +589,10 @@ export class KafkaProducer {
         }
       }
     } finally {
-      if (retrying && --this.#retrying === 0) this.#retryError = null;
+      if (retrying && --this.#retrying === 0) {
+        this.#retryError = null;
+        this.#retriedLong = false;
+      }
     }
   }
 
@@ -596,11 +612,14 @@ export class KafkaProducer {
   }
 
   /**
-   * While sends are being sent again in place, why (the latest error): the sink reports
-   * failing meanwhile. `null`: none is.
+   * While sends are being sent again in place, past {@linkcode IN_PLACE_RETRIES} attempts or for
+   * {@linkcode FAILING_AFTER_MS}, why (the latest error): the sink reports failing meanwhile.
+   * `null`: none is (or not for long yet: a leader moving mends within that).
    */
   get retryError(): string | null {
-    return this.#retryError;
+    if (this.#retryError === null) return null;
+    const long = this.#retriedLong || Date.now() - this.#retryingSince >= FAILING_AFTER_MS;
+    return long ? this.#retryError : null;
   }
 
   /** Fails a send (retriably: the sink goes on with a new producer) once the producer broke. */

@@ -11,7 +11,13 @@ import assert from "node:assert/strict";
 import { silentLogger } from "../../ops/log.ts";
 import type { KafkaSinkConfig } from "../../config/mod.ts";
 import { retryDelay } from "./cluster.ts";
-import { type Cluster, IN_PLACE_RETRIES, KafkaProducer, type OutMessage } from "./producer.ts";
+import {
+  type Cluster,
+  FAILING_AFTER_MS,
+  IN_PLACE_RETRIES,
+  KafkaProducer,
+  type OutMessage,
+} from "./producer.ts";
 import { KafkaProtocolError } from "./wire.ts";
 
 /** A produce request the stand-in connection took: what it carries, and how to answer it. */
@@ -173,6 +179,36 @@ Deno.test("producer: a broker away for longer than the bounded retries is waited
   });
   assert.equal(fromProducerId.length, failures + 1);
   assert.equal(new Set(fromProducerId).size, 1);
+});
+
+Deno.test("producer: a retry whose attempt hangs (a broker that takes connections and does not answer) says why after FAILING_AFTER_MS, within its first attempts", async () => {
+  let metadataCalls = 0;
+  let release: () => void = () => {};
+  const { producer, requests } = standIn(false, {
+    metadata: () => {
+      metadataCalls++;
+      if (metadataCalls === 1) {
+        return Promise.resolve({
+          brokers: new Map([[1, { nodeId: 1, host: "fake", port: 9092 }]]),
+          topics: new Map([["t", { partitions: [{ leader: 1 }, { leader: 1 }] }]]),
+        }) as ReturnType<Cluster["metadata"]>;
+      }
+      // The retry's metadata read waits (as for a request timeout); released at the end.
+      return new Promise((_resolve, reject) => release = () => reject(closed()));
+    },
+  });
+  const sent = producer.send([message("first-of-p0", 0)]);
+  sent.catch(() => {});
+  await requestsReach(requests, 1);
+  requests[0]!.answer(closed());
+  await settle(FAILING_AFTER_MS / 2);
+  assert.equal(metadataCalls, 2, "the retry's metadata read is under way");
+  assert.equal(producer.retryError, null, "not failing yet: a leader moving mends within this");
+  await settle(FAILING_AFTER_MS / 2 + 200);
+  assert.equal(metadataCalls, 2, "still the first retry's read");
+  assert.match(producer.retryError ?? "", /Connection closed/);
+  release();
+  await producer.close();
 });
 
 Deno.test("producer: the broker refusing the sequence numbers ends the in-place retries (the sink goes on with a new producer)", async () => {
