@@ -76,8 +76,16 @@ Deno.test("transport: holdSmallReads(0) ends a hold at once", async () => {
   try {
     transport.holdSmallReads(60_000);
     assert.equal(text(await transport.read()), "a");
+    // "b" is sent 40 ms after "a": held, it has not come 300 ms later.
+    const next = transport.read();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const waited = new Promise<"waiting">((resolve) =>
+      timer = setTimeout(() => resolve("waiting"), 300)
+    );
+    assert.equal(await Promise.race([next.then(() => "read"), waited]), "waiting");
+    clearTimeout(timer);
     transport.holdSmallReads(0); // a minute's hold would time the test out
-    assert.equal(text(await transport.read()), "b");
+    assert.equal(text(await next), "b");
   } finally {
     transport.close();
     await server.close();
