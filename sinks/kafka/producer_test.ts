@@ -29,6 +29,13 @@ interface Request {
 
 const VALUES = ["first-of-p0", "second-of-p0", "first-of-p1"];
 
+/** The stand-in cluster's metadata: broker 1 leads both partitions of topic "t". */
+const standInMetadata = (() =>
+  Promise.resolve({
+    brokers: new Map([[1, { nodeId: 1, host: "fake", port: 9092 }]]),
+    topics: new Map([["t", { partitions: [{ leader: 1 }, { leader: 1 }] }]]),
+  })) as Cluster["metadata"];
+
 /**
  * A producer over stand-ins; `transactional`: with a transactional id, and `cluster` replaces
  * the stand-in cluster's calls.
@@ -37,8 +44,6 @@ function standIn(transactional = false, overrides: Partial<Cluster> = {}) {
   const requests: Request[] = [];
   /** Each request's bytes as sent. */
   const bodies: number[][] = [];
-  const broker = { nodeId: 1, host: "fake", port: 9092 };
-  const topic = { partitions: [{ leader: 1 }, { leader: 1 }] };
   const connection = {
     broken: false,
     headerRoom: 0,
@@ -63,11 +68,7 @@ function standIn(transactional = false, overrides: Partial<Cluster> = {}) {
   };
   const cluster = {
     brokers: ["fake:9092"],
-    metadata: () =>
-      Promise.resolve({
-        brokers: new Map([[1, broker]]),
-        topics: new Map([["t", topic]]),
-      }),
+    metadata: standInMetadata,
     close: () => {},
     ...overrides,
   } as Partial<Cluster>;
@@ -187,12 +188,7 @@ Deno.test("producer: a retry whose attempt hangs (a broker that takes connection
   const { producer, requests } = standIn(false, {
     metadata: () => {
       metadataCalls++;
-      if (metadataCalls === 1) {
-        return Promise.resolve({
-          brokers: new Map([[1, { nodeId: 1, host: "fake", port: 9092 }]]),
-          topics: new Map([["t", { partitions: [{ leader: 1 }, { leader: 1 }] }]]),
-        }) as ReturnType<Cluster["metadata"]>;
-      }
+      if (metadataCalls === 1) return standInMetadata([], false);
       // The retry's metadata read waits (as for a request timeout); released at the end.
       return new Promise((_resolve, reject) => release = () => reject(closed()));
     },
