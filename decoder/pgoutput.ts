@@ -403,12 +403,13 @@ export class PgoutputDecoder {
             reader.offset - 1,
           );
         }
-        return {
+        const message: InsertMessage = {
           type: "Insert",
-          ...(xid === undefined ? {} : { xid }),
           relationId,
           newTuple: readTuple(reader),
         };
+        if (xid !== undefined) message.xid = xid;
+        return message;
       }
       case PgoutputCode.Update:
         return this.#update(reader);
@@ -423,13 +424,14 @@ export class PgoutputDecoder {
             reader.offset - 1,
           );
         }
-        return {
+        const message: DeleteMessage = {
           type: "Delete",
-          ...(xid === undefined ? {} : { xid }),
           relationId,
           oldTupleKind,
           oldTuple: readTuple(reader),
         };
+        if (xid !== undefined) message.xid = xid;
+        return message;
       }
       case PgoutputCode.Truncate: {
         const xid = this.#xid(reader);
@@ -603,14 +605,15 @@ export class PgoutputDecoder {
         reader.offset - 1,
       );
     }
-    return {
+    const message: UpdateMessage = {
       type: "Update",
-      ...(xid === undefined ? {} : { xid }),
       relationId,
       oldTupleKind,
       oldTuple,
       newTuple: readTuple(reader),
     };
+    if (xid !== undefined) message.xid = xid;
+    return message;
   }
 }
 

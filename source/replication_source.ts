@@ -650,13 +650,22 @@ export class ReplicationSource {
         // Stepped by hand (a streamed transaction's replay yields millions of items) so that a
         // change that cannot be decoded (malformed, or a value too long for a string) can be
         // named by its table and position.
-        let items: Iterator<SourceItem> | null = null;
+        // An array (most messages: a change, or nothing) is indexed, with no iterator objects.
+        let items: Iterable<SourceItem> | null = null;
+        let lazy: Iterator<SourceItem> | null = null;
+        let index = 0;
         let reloaded = false;
         for (;;) {
-          let step: IteratorResult<SourceItem>;
+          let next: SourceItem | undefined;
           try {
-            items ??= this.assembler.push(xlog.walStart, xlog.data)[Symbol.iterator]();
-            step = items.next();
+            items ??= this.assembler.push(xlog.walStart, xlog.data);
+            if (Array.isArray(items)) {
+              next = items[index++];
+            } else {
+              lazy ??= items[Symbol.iterator]();
+              const step = lazy.next();
+              next = step.done ? undefined : step.value;
+            }
           } catch (error) {
             // A value that does not fit its type's description: the type may have changed
             // (ALTER TYPE sends no Relation message). Read it again, then decode again.
@@ -674,8 +683,8 @@ export class ReplicationSource {
             }
             throw error;
           }
-          if (step.done) break;
-          const item = step.value;
+          if (next === undefined) break;
+          const item = next;
           if (item.kind === "begin") {
             // Re-sent after a reconnect: this process already delivered it. Its rows are not
             // decoded: a type may have changed since (and been read again) that they predate.
