@@ -44,6 +44,8 @@ import type { Sink, SinkStatus, WriteOptions } from "../sinks/types.ts";
 import type { SinkRecord } from "../events.ts";
 import { extraYamlLines, printResult, quantile, readVmHwmKib } from "./_drain_common.ts";
 import { memorySampler } from "./_memory.ts";
+import { heapProfiler } from "./_heap_profile.ts";
+import { OUT_DIR } from "./_common.ts";
 
 /** How long `run()` may take to return after the abort before the process exits anyway. */
 export const SHUTDOWN_WAIT_MS = 2000;
@@ -422,6 +424,17 @@ export async function runPipeline(options: RunOptions): Promise<PipelineRunResul
   const started = performance.now();
   // SPILLWAY_BENCH_MEMORY=1: the peak of each part of the process's memory, on stderr.
   const memory = Deno.env.get("SPILLWAY_BENCH_MEMORY") === "1" ? memorySampler() : null;
+  // SPILLWAY_BENCH_HEAP_PROFILE=all|survivors: what was allocated (or promoted), by function,
+  // into bench/out/heap-<slot>-<mode>.txt.
+  const heapMode = Deno.env.get("SPILLWAY_BENCH_HEAP_PROFILE");
+  const heap = heapMode === undefined ? null : heapProfiler(heapMode === "survivors");
+  // SPILLWAY_BENCH_SNAP_S=<s>: a heap snapshot (what is live after a full collection).
+  const snapAtS = Number(Deno.env.get("SPILLWAY_BENCH_SNAP_S") ?? "0");
+  if (snapAtS > 0) {
+    const v8 = await import("node:v8");
+    const path = join(OUT_DIR, `snap-${options.slot}.heapsnapshot`);
+    Deno.unrefTimer(setTimeout(() => v8.writeHeapSnapshot(path), snapAtS * 1000));
+  }
   // After the abort, run() drains and closes. Its slot monitor may sleep up to 10 s before it
   // notices (see bench/RESULTS.md); that is not waited for.
   let shutdownStalled = false;
@@ -440,6 +453,11 @@ export async function runPipeline(options: RunOptions): Promise<PipelineRunResul
   } finally {
     clearInterval(readyWatch);
     if (memory !== null) console.error(JSON.stringify(memory.stop()));
+    if (heap !== null) {
+      const path = join(OUT_DIR, `heap-${options.slot}-${heapMode}.txt`);
+      await Deno.writeTextFile(path, await heap.stop(40));
+      console.error(`heap profile: ${path}`);
+    }
   }
   if (!ready) throw new Error("The pipeline never started streaming");
   const finished = performance.now();

@@ -53,6 +53,7 @@ import {
   loadAverage,
   loadInOneTransaction,
   ORDERS_TABLE,
+  OUT_DIR,
   parseParts,
   parseXidAndLsn,
   progressFor,
@@ -102,7 +103,17 @@ Options:
   --v8-flags FLAGS     V8 flags for the Spillway processes (default: those of "deno task
                        run"; none for V8's own defaults)
   --cpu-prof           run the Spillway processes under --cpu-prof (bench/out/profiles/;
-                       timings are then not comparable)`;
+                       timings are then not comparable)
+
+Probes (environment; timings and peaks of a probed run are not comparable):
+  SPILLWAY_BENCH_EXTRA_YAML     more top-level lines of the pipeline files, separated by ";"
+  SPILLWAY_BENCH_MEMORY=1       each Spillway process's memory peaks and mappings, on stderr
+  SPILLWAY_BENCH_HEAP_PROFILE   "all" or "survivors" (of scavenges): V8's sampling heap profile
+                                by function, in bench/out/heap-<slot>-<mode>.txt
+  SPILLWAY_BENCH_SNAP_S=<s>     a V8 heap snapshot <s> seconds into each Spillway run, in
+                                bench/out/snap-<slot>.heapsnapshot
+  SPILLWAY_BENCH_STDOUT=1       each Spillway process's whole stdout (--v8-flags=--trace-gc,
+                                say) in bench/out/stdout-<slot>.txt`;
 
 type Part = "throughput" | "small" | "latency" | "rss";
 const PARTS: readonly Part[] = ["throughput", "small", "latency", "rss"];
@@ -680,6 +691,10 @@ async function runSpillway(
   }
   const exit = await child.wait();
   sampler.stop();
+  // SPILLWAY_BENCH_STDOUT=1: the process's whole stdout (V8's --trace-gc, say) into bench/out/.
+  if (Deno.env.get("SPILLWAY_BENCH_STDOUT") === "1") {
+    await Deno.writeTextFile(join(OUT_DIR, `stdout-${run.slot}.txt`), child.lines.join("\n"));
+  }
   const processSeconds = (performance.now() - started) / 1000;
   if (exit.code !== 0) {
     throw new Error(`The Spillway run on slot "${run.slot}" exited ${exit.code}: ${exit.stderr}`);
