@@ -189,8 +189,18 @@ export class BoundedQueue {
           }
         }
         const entries = this.#entries.slice(this.#head, this.#head + count);
+        // The taken slots are cleared: a slot left pointing at a record keeps it, its event
+        // and its row alive until the array is next compacted, through every young-generation
+        // collection in between (the array itself lives in the old generation). Cleared, a
+        // drain into the null sink copied and promoted a fifth as much.
+        this.#entries.fill(undefined as never, this.#head, this.#head + count);
         this.#head += count;
-        if (this.#head > 4096 && this.#head * 2 > this.#entries.length) {
+        if (this.#head === this.#entries.length) {
+          // Empty (the usual case when the sinks keep up): start from the front again.
+          this.#entries.length = 0;
+          this.#transactionStart -= this.#head;
+          this.#head = 0;
+        } else if (this.#head > 4096 && this.#head * 2 > this.#entries.length) {
           this.#entries = this.#entries.slice(this.#head);
           this.#transactionStart -= this.#head;
           this.#head = 0;

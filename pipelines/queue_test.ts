@@ -172,3 +172,33 @@ Deno.test("BoundedQueue: max_bytes null or 0 is no bound in bytes, only in entri
     assert.equal(queue.full, true, "8 entries of 10 at a watermark of 0.8");
   }
 });
+
+Deno.test("BoundedQueue: a record the writer took is no longer held by the queue, emptied or not (so it can die young)", async () => {
+  // A child process with gc() exposed: the queue's entries are weakly watched while the queue
+  // stays alive; without the taken slots cleared, both stay reachable until a compaction.
+  const script = `
+    import { BoundedQueue } from ${JSON.stringify(new URL("./queue.ts", import.meta.url).href)};
+    const queue = new BoundedQueue({ capacity: 100, highWatermark: 0.8 });
+    const refs = [];
+    const push = () => {
+      const record = { kind: "message", event: { op: "m", prefix: "x", content: new Uint8Array(), lsn: 1n } };
+      refs.push(new WeakRef(record));
+      queue.push(record, null, 1);
+    };
+    push(); push();
+    queue.release(await queue.take()); // both taken: the queue is empty
+    push(); push(); push();
+    queue.release(await queue.take()); // all three (at most half the capacity)
+    push(); // the array still has the three slots before this one
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    globalThis.gc();
+    console.log(JSON.stringify({ live: refs.map((ref) => ref.deref() !== undefined), depth: queue.depth }));
+  `;
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", "--v8-flags=--expose-gc", script],
+  }).output();
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+  const result = JSON.parse(new TextDecoder().decode(out.stdout));
+  // The five taken are collectable; the last one pushed is still queued.
+  assert.deepEqual(result, { live: [false, false, false, false, false, true], depth: 1 });
+});
