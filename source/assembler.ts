@@ -121,6 +121,11 @@ export class TransactionAssembler {
     return this.#streamXid !== null;
   }
 
+  /** Changes and messages of the open transaction so far (0 outside one). */
+  get openTransactionChanges(): number {
+    return this.#current === null ? 0 : this.#currentCount;
+  }
+
   /** True between a Begin and its Commit (or Prepare). */
   get inTransaction(): boolean {
     return this.#current !== null;

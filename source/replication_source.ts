@@ -61,14 +61,46 @@ const TAGGED_CHANGES = new Map<number, string>([
 ]);
 
 /**
- * How long the socket is left unread after a small read inside a stream block. A walsender
- * streaming a big transaction sends as it decodes: on a 2,000,000-row transaction that was
- * 8,000 reads a second of about a kilobyte each, and the receiving took as much CPU as the
- * decoding after the commit. With 1 ms: 400 reads a second, half the CPU of the whole run
- * (20–22 → 10 s), and a faster drain, as the walsender gets the core back. What waits, by at
- * most this, is mostly data that waits for its transaction's commit anyway.
+ * How long the socket is left unread after a small read (see {@linkcode readHoldMs}), so that
+ * the next read takes what came meanwhile in one piece. Inside a stream block: a walsender
+ * streaming a big transaction sends as it decodes; on a 2,000,000-row transaction that was 8,000
+ * reads a second of about a kilobyte each, and the receiving took as much CPU as the decoding
+ * after the commit. With 1 ms: 400 reads a second, half the CPU of the whole run (20–22 → 10 s),
+ * and a faster drain, as the walsender gets the core back (2 and 4 ms were slower: its sends
+ * block). Inside a big transaction sent whole: a pipeline faster than the walsender took each
+ * read as it came, a few rows at a time, and spent more on each pass through the pipeline than
+ * on the rows (1,000,000 rows into the null sink: 4.4 CPU s at 138,000 rows/s; held, 2.0 at
+ * 175,000–186,000; bench/RESULTS.md).
  */
-const STREAM_BLOCK_READ_HOLD_MS = 1;
+export const READ_HOLD_MS = 1;
+
+/** A transaction with this many changes so far is big: its reads are held too. */
+export const BIG_TRANSACTION_CHANGES = 10_000;
+
+/**
+ * How long to hold the socket after a small read, given where the stream is: inside a stream
+ * block, or inside a transaction of at least {@linkcode BIG_TRANSACTION_CHANGES} changes,
+ * {@linkcode READ_HOLD_MS}; otherwise not at all. What waits is then data that waits for its
+ * transaction's end anyway (a stream block's), or the rest of a transaction that has been
+ * arriving for a while: by at most a millisecond per read, and never a small transaction or a
+ * commit that ends an idle wait.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { readHoldMs } from "./replication_source.ts";
+ * assert.equal(readHoldMs({ inStreamBlock: true, openTransactionChanges: 0 }), 1);
+ * assert.equal(readHoldMs({ inStreamBlock: false, openTransactionChanges: 10_000 }), 1);
+ * assert.equal(readHoldMs({ inStreamBlock: false, openTransactionChanges: 9_999 }), 0);
+ * ```
+ */
+export function readHoldMs(
+  where: { inStreamBlock: boolean; openTransactionChanges: number },
+): number {
+  return where.inStreamBlock || where.openTransactionChanges >= BIG_TRANSACTION_CHANGES
+    ? READ_HOLD_MS
+    : 0;
+}
 
 /** Options of {@linkcode ReplicationSource}. */
 export interface SourceOptions {
@@ -716,9 +748,8 @@ export class ReplicationSource {
         // the description is read again for what comes next.
         if (this.assembler.types.hasSuspects) await this.#reloadSuspects();
       }
-      // Inside a stream block the changes wait for their transaction's end: nobody waits for
-      // them, and a walsender streaming as it decodes sends a kilobyte every ~120 µs.
-      this.#stream?.holdSmallReads(this.assembler.inStreamBlock ? STREAM_BLOCK_READ_HOLD_MS : 0);
+      // Small reads inside a stream block or a big transaction are held: see readHoldMs.
+      this.#stream?.holdSmallReads(readHoldMs(this.assembler));
     } catch (error) {
       if (isRetriable(error) && out.length > 0) yield out;
       throw error;
