@@ -682,20 +682,24 @@ export class ReplicationSource {
         // Stepped by hand (a streamed transaction's replay yields millions of items) so that a
         // change that cannot be decoded (malformed, or a value too long for a string) can be
         // named by its table and position.
-        // An array (most messages: a change, or nothing) is indexed, with no iterator objects.
-        let items: Iterable<SourceItem> | null = null;
+        // An array (most messages: a change, or nothing) is indexed, with no iterator objects;
+        // a streamed transaction's replay is stepped.
+        let list: readonly SourceItem[] | null = null;
         let lazy: Iterator<SourceItem> | null = null;
         let index = 0;
         let reloaded = false;
         for (;;) {
           let next: SourceItem | undefined;
           try {
-            items ??= this.assembler.push(xlog.walStart, xlog.data);
-            if (Array.isArray(items)) {
-              next = items[index++];
+            if (list === null && lazy === null) {
+              const items = this.assembler.push(xlog.walStart, xlog.data);
+              if (Array.isArray(items)) list = items;
+              else lazy = items[Symbol.iterator]();
+            }
+            if (list !== null) {
+              next = list[index++];
             } else {
-              lazy ??= items[Symbol.iterator]();
-              const step = lazy.next();
+              const step = lazy!.next();
               next = step.done ? undefined : step.value;
             }
           } catch (error) {
@@ -703,7 +707,7 @@ export class ReplicationSource {
             // (ALTER TYPE sends no Relation message). Read it again, then decode again.
             if (error instanceof DecodeError && !reloaded && await this.#reloadSuspects()) {
               reloaded = true;
-              if (items === null) continue; // the change is pushed again
+              if (list === null && lazy === null) continue; // the change is pushed again
               // A streamed transaction's replay cannot go back: the server sends it again.
               throw new ConnectionError(
                 `A type changed in the catalog while a streamed transaction was decoded (${error.message}); reconnecting so that the server sends the transaction again`,
