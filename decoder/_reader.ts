@@ -202,16 +202,8 @@ function shortAscii(b: Uint8Array, s: number, length: number): string {
     case 7:
       return char(b[s]!, b[s + 1]!, b[s + 2]!, b[s + 3]!, b[s + 4]!, b[s + 5]!, b[s + 6]!);
     case 8:
-      return char(
-        b[s]!,
-        b[s + 1]!,
-        b[s + 2]!,
-        b[s + 3]!,
-        b[s + 4]!,
-        b[s + 5]!,
-        b[s + 6]!,
-        b[s + 7]!,
-      );
+      // deno-fmt-ignore
+      return char(b[s]!, b[s + 1]!, b[s + 2]!, b[s + 3]!, b[s + 4]!, b[s + 5]!, b[s + 6]!, b[s + 7]!);
     case 9:
       // deno-fmt-ignore
       return char(b[s]!, b[s + 1]!, b[s + 2]!, b[s + 3]!, b[s + 4]!, b[s + 5]!, b[s + 6]!, b[s + 7]!,
@@ -224,7 +216,7 @@ function shortAscii(b: Uint8Array, s: number, length: number): string {
       // deno-fmt-ignore
       return char(b[s]!, b[s + 1]!, b[s + 2]!, b[s + 3]!, b[s + 4]!, b[s + 5]!, b[s + 6]!, b[s + 7]!,
         b[s + 8]!, b[s + 9]!, b[s + 10]!);
-    default:
+    default: // 12
       // deno-fmt-ignore
       return char(b[s]!, b[s + 1]!, b[s + 2]!, b[s + 3]!, b[s + 4]!, b[s + 5]!, b[s + 6]!, b[s + 7]!,
         b[s + 8]!, b[s + 9]!, b[s + 10]!, b[s + 11]!);
