@@ -52,6 +52,19 @@ export function memorySampler(): { stop(): MemoryReport } {
 }
 
 /**
+ * `SPILLWAY_BENCH_SNAP_S=<s>`: writes a V8 heap snapshot (what is live, after a full collection)
+ * `<s>` seconds from now, at `pathFor(s)`; nothing when unset. The process pauses while it is
+ * written, and the snapshot's own memory counts in its peaks.
+ */
+export async function heapSnapshotFromEnv(pathFor: (seconds: number) => string): Promise<void> {
+  const seconds = Number(Deno.env.get("SPILLWAY_BENCH_SNAP_S") ?? "0");
+  if (!(seconds >= 0)) throw new Error("SPILLWAY_BENCH_SNAP_S must be a number of seconds");
+  if (seconds === 0) return;
+  const v8 = await import("node:v8");
+  Deno.unrefTimer(setTimeout(() => v8.writeHeapSnapshot(pathFor(seconds)), seconds * 1000));
+}
+
+/**
  * The process's resident memory by kind of mapping (/proc/self/smaps), in MB: the allocator's
  * heap, anonymous mappings by size class, thread stacks, files. Shows what is neither V8's heap
  * nor external ArrayBuffers. V8's heap pages are 256 KB read-write mappings inside its reserved

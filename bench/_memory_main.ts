@@ -15,16 +15,10 @@
  */
 
 import { main } from "../main.ts";
-import { memorySampler } from "./_memory.ts";
+import { heapSnapshotFromEnv, memorySampler } from "./_memory.ts";
 
 const pipelineFile = Deno.args.at(-1) ?? "spillway";
-const snapAtS = Number(Deno.env.get("SPILLWAY_BENCH_SNAP_S") ?? "0");
-if (!(snapAtS >= 0)) throw new Error("SPILLWAY_BENCH_SNAP_S must be a number of seconds");
-if (snapAtS > 0) {
-  const v8 = await import("node:v8");
-  const snap = () => v8.writeHeapSnapshot(`${pipelineFile}.${snapAtS}s.heapsnapshot`);
-  Deno.unrefTimer(setTimeout(snap, snapAtS * 1000));
-}
+await heapSnapshotFromEnv((seconds) => `${pipelineFile}.${seconds}s.heapsnapshot`);
 const sampler = memorySampler();
 const code = await main(Deno.args);
 await Deno.writeTextFile(`${pipelineFile}.memory.json`, JSON.stringify(sampler.stop()));

@@ -43,7 +43,7 @@ import { NullSink } from "../sinks/null.ts";
 import type { Sink, SinkStatus, WriteOptions } from "../sinks/types.ts";
 import type { SinkRecord } from "../events.ts";
 import { extraYamlLines, printResult, quantile, readVmHwmKib } from "./_drain_common.ts";
-import { memorySampler } from "./_memory.ts";
+import { heapSnapshotFromEnv, memorySampler } from "./_memory.ts";
 import { heapProfiler } from "./_heap_profile.ts";
 import { OUT_DIR } from "./_common.ts";
 
@@ -428,13 +428,7 @@ export async function runPipeline(options: RunOptions): Promise<PipelineRunResul
   // into bench/out/heap-<slot>-<mode>.txt.
   const heapMode = Deno.env.get("SPILLWAY_BENCH_HEAP_PROFILE");
   const heap = heapMode === undefined ? null : heapProfiler(heapMode === "survivors");
-  // SPILLWAY_BENCH_SNAP_S=<s>: a heap snapshot (what is live after a full collection).
-  const snapAtS = Number(Deno.env.get("SPILLWAY_BENCH_SNAP_S") ?? "0");
-  if (snapAtS > 0) {
-    const v8 = await import("node:v8");
-    const path = join(OUT_DIR, `snap-${options.slot}.heapsnapshot`);
-    Deno.unrefTimer(setTimeout(() => v8.writeHeapSnapshot(path), snapAtS * 1000));
-  }
+  await heapSnapshotFromEnv(() => join(OUT_DIR, `snap-${options.slot}.heapsnapshot`));
   // After the abort, run() drains and closes. Its slot monitor may sleep up to 10 s before it
   // notices (see bench/RESULTS.md); that is not waited for.
   let shutdownStalled = false;

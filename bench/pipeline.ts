@@ -700,7 +700,8 @@ async function runSpillway(
     throw new Error(`The Spillway run on slot "${run.slot}" exited ${exit.code}: ${exit.stderr}`);
   }
   if (exit.stderr !== "") context.progress(`(stderr of ${run.slot}: ${exit.stderr.slice(0, 500)})`);
-  const result = JSON.parse(line) as PipelineRunResult;
+  // From where the object starts: with --trace-gc, V8's own output can share the line.
+  const result = JSON.parse(line.slice(line.indexOf('{"event":"result"'))) as PipelineRunResult;
   if (result.protoVersion !== 4) {
     throw new Error(`The pipeline used proto_version ${result.protoVersion}, expected 4`);
   }
