@@ -85,6 +85,11 @@ export class Transport {
     if (!this.#paused) this.#socket.resume();
   }
 
+  /** The hold set by {@linkcode Transport.holdSmallReads} (0: none). */
+  get holdMs(): number {
+    return this.#holdMs;
+  }
+
   /**
    * While `ms` > 0, a read that brought less than 32 KiB pauses the socket for `ms`, so that
    * what a server sends in small pieces waits in the kernel and comes in fewer, larger reads
@@ -93,9 +98,9 @@ export class Transport {
    * stream still reads up to its high-water mark (16 KiB) while paused; what it holds comes out
    * at the end of the hold, the first small piece starting the next one. So at most one small
    * read is handed on per `ms`, and a read of 32 KiB or more is never held: a sender faster
-   * than 32 KiB per hold is not slowed by it. For data nobody waits for, such as a streamed
-   * transaction's changes before its commit; 0 ends a hold and reads as soon as anything
-   * arrives.
+   * than 32 KiB per hold is not slowed by it. For data nobody waits for piece by piece, such as
+   * a streamed transaction's changes before its commit, or the rest of a big transaction; 0 ends
+   * a hold and reads as soon as anything arrives.
    */
   holdSmallReads(ms: number): void {
     this.#holdMs = ms;

@@ -237,6 +237,11 @@ export class ReplicationStream implements AsyncIterable<XLogData[]> {
     this.#transport.holdSmallReads(ms);
   }
 
+  /** The hold {@linkcode ReplicationStream.holdSmallReads} set (0: none). */
+  get readHoldMs(): number {
+    return this.#transport.holdMs;
+  }
+
   /**
    * Records that everything up to `position` is durable. Positions never move
    * backwards; a lower one is ignored. A new position is sent within `confirmDelayMs`

@@ -13,6 +13,7 @@ import { type Lsn, LSN_ZERO } from "../decoder/lsn.ts";
 import { PgoutputDecoder, type PgoutputMessage, type ProtoVersion } from "../decoder/pgoutput.ts";
 import type { ReplicationStream } from "../postgres/stream.ts";
 import type { SourceItem } from "../events.ts";
+import type { SourceOptions } from "../source/replication_source.ts";
 import {
   type PgServer,
   type PgVersion,
@@ -83,6 +84,23 @@ export function connectOptions(
   overrides: Partial<ConnectOptions> = {},
 ): ConnectOptions {
   return { ...parseConnectionUrl(server.url()), sslmode: "disable", ...overrides };
+}
+
+/**
+ * Source options for the name a test works under: application name `name`, slot `name`_slot,
+ * publication `name`_pub; `extra` adds to them.
+ */
+export function sourceOptions(
+  server: PgServer,
+  name: string,
+  extra: Partial<SourceOptions> = {},
+): SourceOptions {
+  return {
+    connection: connectOptions(server, { applicationName: name }),
+    slot: `${name}_slot`,
+    publication: `${name}_pub`,
+    ...extra,
+  };
 }
 
 /** A normal (non-replication) SQL connection to the server as the superuser. */

@@ -17,7 +17,7 @@ import { parseLsn } from "../decoder/lsn.ts";
 import { EVENT_RELATION, type Row, type SourceItem } from "../events.ts";
 import { ReplicationSource, type SourceOptions } from "../source/replication_source.ts";
 import { type PgServer, type PgVersion, testVersions } from "../testing/embedded_postgres.ts";
-import { connectOptions, pullItems, sharedServers } from "./_replication.ts";
+import { connectOptions, pullItems, sharedServers, sourceOptions } from "./_replication.ts";
 import { recordingLogger, waitFor } from "./_runner_util.ts";
 import { versionTests } from "./_versions.ts";
 
@@ -75,16 +75,13 @@ async function withSource(
   const name = setup.name;
   await pg.psql(`${setup.sql};
     CREATE PUBLICATION ${name}_pub FOR TABLE ${(setup.tables ?? [name]).join(", ")}`);
-  const source = await ReplicationSource.open({
-    connection: connectOptions(pg, { applicationName: name }),
-    slot: `${name}_slot`,
+  const source = await ReplicationSource.open(sourceOptions(pg, name, {
     createSlot: true,
-    publication: `${name}_pub`,
     messages: false,
     statusIntervalMs: 1000,
     reconnect: { maxAttempts: 60, initialDelayMs: 100, maxDelayMs: 300 },
     ...setup.options,
-  });
+  }));
   try {
     await body({ pg, source, iterator: source.batches()[Symbol.asyncIterator]() });
   } finally {

@@ -15,10 +15,10 @@ import assert from "node:assert/strict";
 import { maxProtoVersion, PgConnection } from "../postgres/connection.ts";
 import { ConfigError, ConnectionError, DecodeError, PostgresError } from "../errors.ts";
 import { type Lsn, LSN_ZERO } from "../decoder/lsn.ts";
-import { ReplicationSource, type SourceOptions } from "../source/replication_source.ts";
+import { ReplicationSource } from "../source/replication_source.ts";
 import { type SourceItem } from "../events.ts";
 import { type PgServer, startPostgres, testVersions } from "../testing/embedded_postgres.ts";
-import { connectOptions, pullItems, sharedServers } from "./_replication.ts";
+import { connectOptions, pullItems, sharedServers, sourceOptions } from "./_replication.ts";
 import {
   failure,
   logSince,
@@ -109,19 +109,6 @@ async function cleanup(pg: PgServer, name: string): Promise<void> {
     DROP PUBLICATION IF EXISTS ${name}_pub;
     DROP TABLE IF EXISTS ${name};
   `);
-}
-
-function sourceOptions(
-  pg: PgServer,
-  name: string,
-  extra: Partial<SourceOptions> = {},
-): SourceOptions {
-  return {
-    connection: connectOptions(pg, { applicationName: name }),
-    slot: `${name}_slot`,
-    publication: `${name}_pub`,
-    ...extra,
-  };
 }
 
 /** The walsender pids serving `applicationName`. */
