@@ -8,10 +8,19 @@ import type { SslMode } from "./connection_string.ts";
  * A byte stream over TCP or TLS with pull-based reads. When more than
  * `highWaterBytes` are buffered unread, the socket is paused, so the server's
  * writes block instead of our memory growing.
+ *
+ * What the socket reads is copied into buffers of {@linkcode READ_BUFFER_BYTES} that the
+ * transport owns, and the socket's own buffer is let go of at once (detached): left to the
+ * garbage collector, dead socket reads pile up in the C heap until V8 collects their
+ * wrappers, tens of megabytes under load. The chunks handed out are views into the
+ * transport's buffers; a reader that says when it is done with what it read
+ * ({@linkcode Transport.release}) gets those buffers back for later reads.
  */
 export class Transport {
   #socket: net.Socket;
+  /** Chunks not yet read; the first `#chunkHead` are taken. */
   #chunks: Uint8Array[] = [];
+  #chunkHead = 0;
   #queuedBytes = 0;
   #waiter: (() => void) | null = null;
   #ended = false;
@@ -29,6 +38,22 @@ export class Transport {
   /** DER of the server certificate, when TLS is up. */
   peerCertificate?: Uint8Array;
   encrypted = false;
+  /** The buffer reads are copied into, and how much of it is filled. */
+  #current: Uint8Array | null = null;
+  #currentUsed = 0;
+  /**
+   * Buffers filled before `#current` that a reader may still view, oldest first, with the
+   * position their bytes end at (kept once a reader releases; see `release`).
+   */
+  #filled: { bytes: Uint8Array; end: number }[] = [];
+  #free: Uint8Array[] = [];
+  /** Bytes received since the connection opened. */
+  #received = 0;
+  /** Bytes handed out by {@linkcode Transport.read}. */
+  #taken = 0;
+  #recycle = false;
+  /** Buffers made for reads so far (the rest of the reads went into released ones). */
+  buffersAllocated = 0;
 
   private constructor(socket: net.Socket, highWaterBytes: number) {
     this.#socket = socket;
@@ -48,8 +73,9 @@ export class Transport {
   }
 
   #attach(socket: net.Socket): void {
-    socket.on("data", (chunk: Buffer) => {
-      this.#chunks.push(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+    socket.on("data", (data: Buffer) => {
+      const chunk = this.#keep(data);
+      append(this.#chunks, this.#chunkHead, chunk);
       this.#queuedBytes += chunk.byteLength;
       if (this.#queuedBytes > this.highWaterBytes && !this.#paused) {
         this.#paused = true;
@@ -73,6 +99,66 @@ export class Transport {
       this.#error = error;
       this.#wake();
     });
+  }
+
+  /** A copy of `data` in the transport's buffers; `data`'s memory is let go of. */
+  #keep(data: Uint8Array): Uint8Array {
+    const n = data.byteLength;
+    let current = this.#current;
+    if (current === null || current.byteLength - this.#currentUsed < n) {
+      // Without a reader that releases, a buffer is forgotten once full (and freed by the
+      // garbage collector with the last chunk that views it).
+      if (current !== null && this.#recycle) {
+        this.#filled.push({ bytes: current, end: this.#received });
+      }
+      current = n <= READ_BUFFER_BYTES ? this.#free.pop() ?? null : null;
+      if (current === null) {
+        current = new Uint8Array(Math.max(READ_BUFFER_BYTES, n));
+        this.buffersAllocated++;
+      }
+      this.#current = current;
+      this.#currentUsed = 0;
+    }
+    const at = this.#currentUsed;
+    current.set(data, at);
+    this.#currentUsed = at + n;
+    this.#received += n;
+    // A socket read is a buffer of its own (checked: never a slice of a shared pool), which
+    // nothing reads after its 'data' event; detached, its memory is freed now.
+    const buffer = data.buffer;
+    if (data.byteOffset === 0 && buffer.byteLength === n && buffer instanceof ArrayBuffer) {
+      buffer.transfer(0);
+    }
+    return current.subarray(at, at + n);
+  }
+
+  /**
+   * Bytes handed out by {@linkcode Transport.read} so far: a chunk just read spans
+   * `[position - chunk.byteLength, position)`.
+   */
+  get position(): number {
+    return this.#taken;
+  }
+
+  /**
+   * Says that the chunks read so far are done with below `position` (a
+   * {@linkcode Transport.position} of before): no view into them is used any more, so the
+   * buffers they are in are written over by later reads. From the first call on, a reader
+   * must keep this promise for everything it reads; without a call, buffers are never
+   * reused.
+   */
+  release(position: number): void {
+    this.#recycle = true;
+    const filled = this.#filled;
+    while (filled.length > 0 && filled[0]!.end <= position) {
+      const { bytes } = filled.shift()!;
+      if (this.#free.length < MAX_FREE_BUFFERS) {
+        // A view kept past its release reads this, which fails to decode, rather than
+        // another message's bytes.
+        bytes.fill(POISON);
+        this.#free.push(bytes);
+      }
+    }
   }
 
   get #held(): boolean {
@@ -116,9 +202,15 @@ export class Transport {
   /** The next chunk, or `null` at end of stream. */
   async read(): Promise<Uint8Array | null> {
     for (;;) {
-      const chunk = this.#chunks.shift();
-      if (chunk !== undefined) {
+      if (this.#chunkHead < this.#chunks.length) {
+        const chunk = this.#chunks[this.#chunkHead]!;
+        this.#chunks[this.#chunkHead++] = EMPTY;
+        if (this.#chunkHead === this.#chunks.length) {
+          this.#chunks.length = 0;
+          this.#chunkHead = 0;
+        }
         this.#queuedBytes -= chunk.byteLength;
+        this.#taken += chunk.byteLength;
         if (this.#paused && this.#queuedBytes <= this.highWaterBytes / 2) {
           this.#paused = false;
           if (!this.#held) this.#socket.resume();
@@ -137,7 +229,7 @@ export class Transport {
 
   /** True when chunks are waiting to be read. */
   get hasBuffered(): boolean {
-    return this.#chunks.length > 0;
+    return this.#chunkHead < this.#chunks.length;
   }
 
   /** Bytes written that the socket has not handed to the operating system yet. */
@@ -182,7 +274,7 @@ export class Transport {
   async startTls(
     options: { host: string; mode: SslMode; ca?: string; timeoutMs?: number },
   ): Promise<void> {
-    if (this.#chunks.length > 0) {
+    if (this.hasBuffered) {
       throw new ConnectionError(
         "Refusing TLS: the server sent unencrypted bytes after accepting SSLRequest",
         { retriable: false },
@@ -232,6 +324,33 @@ export class Transport {
     this.#wake();
   }
 }
+
+/**
+ * Appends `chunk` to `chunks` (whose first `head` are taken), as part of the last one when
+ * it directly follows it in the same buffer: reads the reader has not kept up with are
+ * handed out as one.
+ */
+function append(chunks: Uint8Array[], head: number, chunk: Uint8Array): void {
+  const last = chunks.length > head ? chunks[chunks.length - 1]! : null;
+  if (
+    last !== null && last.buffer === chunk.buffer &&
+    last.byteOffset + last.byteLength === chunk.byteOffset
+  ) {
+    chunks[chunks.length - 1] = new Uint8Array(
+      last.buffer,
+      last.byteOffset,
+      last.byteLength + chunk.byteLength,
+    );
+  } else chunks.push(chunk);
+}
+
+/** The size of the buffers socket reads are copied into. */
+const READ_BUFFER_BYTES = 256 << 10;
+/** Released buffers kept for reuse; more are left to the garbage collector. */
+const MAX_FREE_BUFFERS = 8;
+const EMPTY = new Uint8Array(0);
+/** What a released buffer holds until written into again. */
+const POISON = 0xee;
 
 /** A read smaller than this is "small" for {@linkcode Transport.holdSmallReads}. */
 const HOLD_BELOW_BYTES = 32 << 10;

@@ -91,3 +91,90 @@ Deno.test("transport: holdSmallReads(0) ends a hold at once", async () => {
     await server.close();
   }
 });
+
+/** A local TCP server that writes `bytes` in pieces of `piece` bytes to the first client. */
+async function writingServer(bytes: Uint8Array, piece: number) {
+  const sockets: net.Socket[] = [];
+  const server = net.createServer((socket) => {
+    sockets.push(socket);
+    for (let at = 0; at < bytes.byteLength; at += piece) {
+      socket.write(bytes.subarray(at, at + piece));
+    }
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    close: async () => {
+      for (const socket of sockets) socket.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+/** 4 MiB whose every byte says where it is. */
+const pattern = Uint8Array.from({ length: 4 << 20 }, (_, i) => (i * 7 + (i >> 12)) & 0xff);
+
+Deno.test("transport: reads are copied into the transport's buffers; a released one is written over, never one still viewed", async () => {
+  const server = await writingServer(pattern, 5_000);
+  const transport = await Transport.connect("127.0.0.1", server.port, {
+    highWaterBytes: 512 << 10,
+  });
+  try {
+    let received = 0;
+    let kept: { chunk: Uint8Array; from: number } | null = null;
+    let first: Uint8Array | null = null;
+    let poisoned = false;
+    while (received < pattern.byteLength) {
+      const chunk = (await transport.read())!;
+      assert.ok(chunk !== null, "the server sent all it has");
+      assert.ok(chunk.buffer.byteLength >= 256 << 10, "a view into a buffer of the transport");
+      // The chunk kept since the last read was not written over by the reads since.
+      if (kept !== null) {
+        assert.deepEqual(
+          kept.chunk,
+          pattern.subarray(kept.from, kept.from + kept.chunk.byteLength),
+        );
+      }
+      assert.deepEqual(chunk, pattern.subarray(received, received + chunk.byteLength));
+      kept = { chunk, from: received };
+      received += chunk.byteLength;
+      assert.equal(transport.position, received);
+      // Done with everything before this chunk: that may be written over, this may not.
+      transport.release(kept.from);
+      // (Buffers filled before the first release are not tracked: they go to the collector.)
+      if (kept.from >= 1 << 20) first ??= chunk;
+      // That chunk's buffer is released once it is full and read past; until it is read
+      // into again, a view kept past its release reads the poison, not other bytes.
+      poisoned ||= first !== null && first !== chunk && first.every((byte) => byte === 0xee);
+    }
+    assert.ok(poisoned, "a released buffer is poisoned");
+    // 4 MiB through buffers of 256 KiB: without reuse 16 or more would be made.
+    assert.ok(transport.buffersAllocated <= 8, `${transport.buffersAllocated} buffers made`);
+  } finally {
+    transport.close();
+    await server.close();
+  }
+});
+
+Deno.test("transport: without release, no buffer is reused: every chunk keeps its bytes", async () => {
+  const server = await writingServer(pattern, 64 << 10);
+  const transport = await Transport.connect("127.0.0.1", server.port);
+  try {
+    const chunks: Uint8Array[] = [];
+    let received = 0;
+    while (received < pattern.byteLength) {
+      const chunk = (await transport.read())!;
+      chunks.push(chunk);
+      received += chunk.byteLength;
+    }
+    let at = 0;
+    for (const chunk of chunks) {
+      assert.deepEqual(chunk, pattern.subarray(at, at + chunk.byteLength));
+      at += chunk.byteLength;
+    }
+    assert.ok(transport.buffersAllocated >= 16, `${transport.buffersAllocated} buffers made`);
+  } finally {
+    transport.close();
+    await server.close();
+  }
+});

@@ -72,6 +72,13 @@ export interface ReplicationStreamOptions {
   /** Stop reading the socket while this many XLogData bytes wait to be taken (default 8 MiB). */
   maxBufferedBytes?: number;
   /**
+   * The bytes of a batch from {@linkcode ReplicationStream.nextBatch} are read over once the
+   * next batch is asked for: the socket's read buffers are reused, not left to the garbage
+   * collector. For a consumer that is done with a batch (decoded it, or copied what it keeps)
+   * before it asks for the next one. Default false: a batch's bytes stay as they are.
+   */
+  reuseReadBuffers?: boolean;
+  /**
    * When idle (everything delivered is confirmed), advance the flush position to the
    * keepalive's walEnd so the slot does not pin WAL written for other databases. Default true.
    */
@@ -111,6 +118,19 @@ export class ReplicationStream implements AsyncIterable<XLogData[]> {
   readonly #options: Required<ReplicationStreamOptions>;
   #queue: XLogData[] = [];
   #queuedBytes = 0;
+  /**
+   * The transport's position where the chunk of the oldest queued XLogData began (see
+   * `reuseReadBuffers`); -1 while the queue is empty.
+   */
+  #queueFrom = -1;
+  /** The transport's position where the chunk whose frames are being handled began. */
+  #chunkFrom = 0;
+  /**
+   * The transport's position up to which every chunk read has been parsed and its frames
+   * handled. A chunk the transport has handed out may still wait to be: the read loop takes
+   * it up a turn later.
+   */
+  #handledTo = 0;
   #consumerWaiter: (() => void) | null = null;
   #readerWaiter: (() => void) | null = null;
   #error: Error | null = null;
@@ -152,6 +172,7 @@ export class ReplicationStream implements AsyncIterable<XLogData[]> {
       confirmDelayMs: options.confirmDelayMs ?? 100,
       receiveTimeoutMs: options.receiveTimeoutMs ?? 60_000,
       maxBufferedBytes: options.maxBufferedBytes ?? 8 << 20,
+      reuseReadBuffers: options.reuseReadBuffers ?? false,
       confirmKeepaliveWhenIdle: options.confirmKeepaliveWhenIdle ?? true,
       isIdle: options.isIdle ?? (() => true),
       now: options.now ?? (() => BigInt(Date.now()) * 1000n),
@@ -163,6 +184,8 @@ export class ReplicationStream implements AsyncIterable<XLogData[]> {
       receiveTimeout > 0 ? receiveTimeout / 4 : Infinity,
     );
     this.#timer = setInterval(() => this.#tick(), Math.max(50, Math.floor(period)));
+    // The frames the connection parsed ahead are handled first, and count as at position 0.
+    this.#handledTo = this.#transport.position;
     this.#readLoop = this.#run(connection.takeBufferedFrames());
   }
 
@@ -323,10 +346,12 @@ export class ReplicationStream implements AsyncIterable<XLogData[]> {
             "The server closed the replication connection (it may have restarted, or timed us out after wal_sender_timeout)",
           );
         }
+        this.#chunkFrom = this.#transport.position - chunk.byteLength;
         for (const frame of this.#parser.push(chunk)) {
           this.#handleFrame(frame.code, frame.body);
           if (this.#ended) break;
         }
+        this.#handledTo = this.#chunkFrom + chunk.byteLength;
         this.#throwIfParserFailed();
       }
     } catch (error) {
@@ -382,6 +407,7 @@ export class ReplicationStream implements AsyncIterable<XLogData[]> {
     if (message.walEnd > this.#serverWalEnd) this.#serverWalEnd = message.walEnd;
     if (message.walStart > this.#written) this.#written = message.walStart;
     if (message.walStart > this.#lastDelivered) this.#lastDelivered = message.walStart;
+    if (this.#queue.length === 0) this.#queueFrom = this.#chunkFrom;
     this.#queue.push(message);
     this.#queuedBytes += message.data.byteLength + 64;
     this.#bytesReceived += message.data.byteLength;
@@ -427,6 +453,11 @@ export class ReplicationStream implements AsyncIterable<XLogData[]> {
 
   /** Takes every XLogData received so far, waiting for at least one. `null` once ended. */
   async nextBatch(): Promise<XLogData[] | null> {
+    if (this.#options.reuseReadBuffers) {
+      // The batch before is done with: what it viewed may be read over, up to the chunk of
+      // the oldest message still queued (or all that was handled, with none queued).
+      this.#transport.release(this.#queue.length > 0 ? this.#queueFrom : this.#handledTo);
+    }
     for (;;) {
       if (this.#queue.length > 0) {
         const batch = this.#queue;

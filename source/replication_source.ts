@@ -342,6 +342,8 @@ export class ReplicationSource {
       // Never slower than a third of wal_sender_timeout, whatever was configured.
       statusIntervalMs: Math.min(options.statusIntervalMs ?? Infinity, this.#statusIntervalMs),
       maxBufferedBytes: options.maxBufferedBytes,
+      // A batch is decoded (its values copied out) before the next is asked for.
+      reuseReadBuffers: true,
       receiveTimeoutMs: options.receiveTimeoutMs,
       isIdle: () => !this.assembler.inTransaction && this.assembler.openStreamedTransactions === 0,
       flushGate: options.flushGate,

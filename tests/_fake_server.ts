@@ -6,6 +6,7 @@
  */
 
 import type { ConnectOptions } from "../postgres/connection_string.ts";
+import { backendFrame, Bytes, concat, utf8 } from "./testdata/_frames.ts";
 
 /**
  * A TCP server on a free port that runs `serve` for each connection: a fake PostgreSQL that
@@ -47,4 +48,29 @@ export function within<T>(promise: Promise<T>, ms: number): Promise<T> {
 
 export function fakeOptions(port: number, overrides: Partial<ConnectOptions> = {}): ConnectOptions {
   return { host: "127.0.0.1", port, user: "u", database: "d", sslmode: "disable", ...overrides };
+}
+
+/** Reads from `conn` until what came holds a frontend message of type `code`. */
+async function readUntil(conn: Deno.Conn, code: string): Promise<void> {
+  const buffer = new Uint8Array(65536);
+  let seen = "";
+  while (!seen.includes(code)) {
+    const n = await conn.read(buffer);
+    if (n === null) throw new Error("the client went away");
+    seen += String.fromCharCode(...buffer.subarray(0, n));
+  }
+}
+
+/**
+ * The server's side up to START_REPLICATION: answers the startup packet (no password,
+ * server_version 17.0, ready for a query), then reads until the client asks to stream.
+ */
+export async function acceptReplication(conn: Deno.Conn): Promise<void> {
+  await readUntil(conn, "database"); // the startup packet
+  await conn.write(concat(
+    backendFrame("R", new Bytes().int32(0).done()),
+    backendFrame("S", concat(utf8("server_version\0"), utf8("17.0\0"))),
+    backendFrame("Z", utf8("I")),
+  ));
+  await readUntil(conn, "START_REPLICATION");
 }

@@ -11,7 +11,7 @@
 import assert from "node:assert/strict";
 import { LSN_ZERO } from "../decoder/lsn.ts";
 import { PgConnection } from "../postgres/connection.ts";
-import { fakeOptions, fakeServer, within } from "./_fake_server.ts";
+import { acceptReplication, fakeOptions, fakeServer, within } from "./_fake_server.ts";
 import { FrameTooLargeError } from "../decoder/backend.ts";
 import {
   backendFrame,
@@ -22,31 +22,6 @@ import {
   utf8,
   xlogData,
 } from "./testdata/_frames.ts";
-
-/** Reads from `conn` until `bytes` holds a frontend message of type `code`. */
-async function readUntil(conn: Deno.Conn, code: string): Promise<void> {
-  const buffer = new Uint8Array(65536);
-  let seen = "";
-  while (!seen.includes(code)) {
-    const n = await conn.read(buffer);
-    if (n === null) throw new Error("the client went away");
-    seen += String.fromCharCode(...buffer.subarray(0, n));
-  }
-}
-
-/**
- * The server's side up to START_REPLICATION: answers the startup packet (no password,
- * server_version 17.0, ready for a query), then reads until the client asks to stream.
- */
-async function acceptReplication(conn: Deno.Conn): Promise<void> {
-  await readUntil(conn, "database"); // the startup packet
-  await conn.write(concat(
-    backendFrame("R", new Bytes().int32(0).done()),
-    backendFrame("S", concat(utf8("server_version\0"), utf8("17.0\0"))),
-    backendFrame("Z", utf8("I")),
-  ));
-  await readUntil(conn, "START_REPLICATION");
-}
 
 Deno.test("hostile server: a keepalive flood with replies requested, never reading: bounded writes, and stop() and close() end on time", async () => {
   let keepalivesSent = 0;
