@@ -124,7 +124,9 @@ export class Transport {
     this.#currentUsed = at + n;
     this.#received += n;
     // A socket read is a buffer of its own (checked: never a slice of a shared pool), which
-    // nothing reads after its 'data' event; detached, its memory is freed now.
+    // nothing reads after its 'data' event; detached, its memory is freed now. (Were a Deno
+    // to hand out its own read buffer, detaching it would break the next read: the
+    // transport's tests read megabytes in full-size reads.)
     const buffer = data.buffer;
     if (data.byteOffset === 0 && buffer.byteLength === n && buffer instanceof ArrayBuffer) {
       buffer.transfer(0);

@@ -120,9 +120,9 @@ export class ReplicationStream implements AsyncIterable<XLogData[]> {
   #queuedBytes = 0;
   /**
    * The transport's position where the chunk of the oldest queued XLogData began (see
-   * `reuseReadBuffers`); -1 while the queue is empty.
+   * `reuseReadBuffers`); set by the first message into an empty queue.
    */
-  #queueFrom = -1;
+  #queueFrom = 0;
   /** The transport's position where the chunk whose frames are being handled began. */
   #chunkFrom = 0;
   /**
