@@ -329,14 +329,16 @@ export class Transport {
 
 /**
  * Appends `chunk` to `chunks` (whose first `head` are taken), as part of the last one when
- * it directly follows it in the same buffer: reads the reader has not kept up with are
- * handed out as one.
+ * it directly follows it in the same buffer and both come to at most
+ * {@linkcode MERGED_CHUNK_BYTES}: small reads the reader has not kept up with are handed out
+ * as one.
  */
 function append(chunks: Uint8Array[], head: number, chunk: Uint8Array): void {
   const last = chunks.length > head ? chunks[chunks.length - 1]! : null;
   if (
     last !== null && last.buffer === chunk.buffer &&
-    last.byteOffset + last.byteLength === chunk.byteOffset
+    last.byteOffset + last.byteLength === chunk.byteOffset &&
+    last.byteLength + chunk.byteLength <= MERGED_CHUNK_BYTES
   ) {
     chunks[chunks.length - 1] = new Uint8Array(
       last.buffer,
@@ -348,6 +350,11 @@ function append(chunks: Uint8Array[], head: number, chunk: Uint8Array): void {
 
 /** The size of the buffers socket reads are copied into. */
 const READ_BUFFER_BYTES = 256 << 10;
+/**
+ * The most a merged chunk holds: a chunk is parsed at once, and its messages go to the
+ * stream's queue together, whose bound is checked between chunks.
+ */
+const MERGED_CHUNK_BYTES = 64 << 10;
 /** Released buffers kept for reuse; more are left to the garbage collector. */
 const MAX_FREE_BUFFERS = 8;
 const EMPTY = new Uint8Array(0);
