@@ -41,7 +41,10 @@ export class SpillBudget {
   }
 }
 
-/** One raw message of a streamed transaction. */
+/**
+ * One raw message of a streamed transaction. From {@linkcode StreamedBuffer.messages},
+ * `bytes` is valid until the next message is asked for.
+ */
 export interface BufferedMessage {
   walStart: Lsn;
   bytes: Uint8Array;
@@ -59,7 +62,7 @@ export interface BufferedMessage {
  * buffer.push(16n as Lsn, 7, new Uint8Array([1, 2]));
  * buffer.push(32n as Lsn, 8, new Uint8Array([3]));
  * buffer.abortSubtransaction(8);
- * assert.deepEqual([...buffer.messages()].map((m) => [...m.bytes]), [[1, 2]]);
+ * assert.deepEqual(Array.from(buffer.messages(), (m) => [...m.bytes]), [[1, 2]]);
  * buffer.dispose();
  * ```
  */
@@ -182,7 +185,10 @@ export class StreamedBuffer {
     );
   }
 
-  /** Every message not rolled back, in order: the spilled ones first, then those in memory. */
+  /**
+   * Every message not rolled back, in order: the spilled ones first, then those in memory.
+   * A message's bytes are valid until the next is asked for (see `#fromFile`).
+   */
   *messages(): Generator<BufferedMessage> {
     if (this.#spillFile !== null) {
       this.#spillFile.seekSync(0, Deno.SeekMode.Start);
@@ -208,8 +214,10 @@ export class StreamedBuffer {
 
   /**
    * Reads the spill file in blocks of at least a chunk and cuts the entries out of
-   * them (a read per header and per body would cost two syscalls per message).
-   * Blocks are never reused, so the views handed out stay valid.
+   * them (a read per header and per body would cost two syscalls per message). The block
+   * is read into again once its entries are used up, so a view handed out is valid until
+   * the next is asked for (the assembler decodes each before): a new block per chunk would
+   * leave hundreds of megabytes to the garbage collector on a big transaction.
    */
   *#fromFile(file: Deno.FsFile): Generator<BufferedMessage> {
     let block = new Uint8Array(0);
@@ -221,9 +229,13 @@ export class StreamedBuffer {
         need += new DataView(block.buffer, block.byteOffset + start, 4).getUint32(0);
       }
       if (end - start < need) {
-        const next = new Uint8Array(Math.max(CHUNK_BYTES, need));
-        next.set(block.subarray(start, end));
-        block = next;
+        if (need <= block.byteLength) {
+          block.copyWithin(0, start, end); // the rest of an entry, to the front
+        } else {
+          const next = new Uint8Array(Math.max(CHUNK_BYTES, need));
+          next.set(block.subarray(start, end));
+          block = next;
+        }
         end -= start;
         start = 0;
         while (end < need) {
