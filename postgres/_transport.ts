@@ -74,14 +74,14 @@ export class Transport {
 
   #attach(socket: net.Socket): void {
     socket.on("data", (data: Buffer) => {
-      const chunk = this.#keep(data);
-      append(this.#chunks, this.#chunkHead, chunk);
-      this.#queuedBytes += chunk.byteLength;
+      const n = data.byteLength; // before #keep, which detaches `data`
+      this.#keep(data);
+      this.#queuedBytes += n;
       if (this.#queuedBytes > this.highWaterBytes && !this.#paused) {
         this.#paused = true;
         socket.pause();
       }
-      if (this.#holdMs > 0 && chunk.byteLength < HOLD_BELOW_BYTES && !this.#held) {
+      if (this.#holdMs > 0 && n < HOLD_BELOW_BYTES && !this.#held) {
         socket.pause();
         this.#holdTimer = setTimeout(() => this.#endHold(), this.#holdMs);
       }
@@ -101,28 +101,37 @@ export class Transport {
     });
   }
 
-  /** A copy of `data` in the transport's buffers; `data`'s memory is let go of. */
-  #keep(data: Uint8Array): Uint8Array {
+  /**
+   * Copies `data` into the transport's buffers, as chunks to read (more than one when it does
+   * not fit the current buffer: TLS hands out reads of megabytes), and lets go of `data`'s
+   * memory.
+   */
+  #keep(data: Uint8Array): void {
     const n = data.byteLength;
-    let current = this.#current;
-    if (current === null || current.byteLength - this.#currentUsed < n) {
-      // Without a reader that releases, a buffer is forgotten once full (and freed by the
-      // garbage collector with the last chunk that views it).
-      if (current !== null && this.#recycle) {
-        this.#filled.push({ bytes: current, end: this.#received });
+    for (let from = 0; from < n;) {
+      let current = this.#current;
+      if (current === null || current.byteLength === this.#currentUsed) {
+        // Without a reader that releases, a buffer is forgotten once full (and freed by the
+        // garbage collector with the last chunk that views it).
+        if (current !== null && this.#recycle) {
+          this.#filled.push({ bytes: current, end: this.#received });
+        }
+        current = this.#free.pop() ?? null;
+        if (current === null) {
+          current = new Uint8Array(READ_BUFFER_BYTES);
+          this.buffersAllocated++;
+        }
+        this.#current = current;
+        this.#currentUsed = 0;
       }
-      current = n <= READ_BUFFER_BYTES ? this.#free.pop() ?? null : null;
-      if (current === null) {
-        current = new Uint8Array(Math.max(READ_BUFFER_BYTES, n));
-        this.buffersAllocated++;
-      }
-      this.#current = current;
-      this.#currentUsed = 0;
+      const at = this.#currentUsed;
+      const taken = Math.min(n - from, current.byteLength - at);
+      current.set(data.subarray(from, from + taken), at);
+      this.#currentUsed = at + taken;
+      this.#received += taken;
+      from += taken;
+      append(this.#chunks, this.#chunkHead, current.subarray(at, at + taken));
     }
-    const at = this.#currentUsed;
-    current.set(data, at);
-    this.#currentUsed = at + n;
-    this.#received += n;
     // A socket read is a buffer of its own (checked: never a slice of a shared pool), which
     // nothing reads after its 'data' event; detached, its memory is freed now. (Were a Deno
     // to hand out its own read buffer, detaching it would break the next read: the
@@ -131,7 +140,23 @@ export class Transport {
     if (data.byteOffset === 0 && buffer.byteLength === n && buffer instanceof ArrayBuffer) {
       buffer.transfer(0);
     }
-    return current.subarray(at, at + n);
+  }
+
+  /** Buffers kept for reuse: filled ones a reader has not released yet, and spare ones. */
+  get buffersKept(): number {
+    return this.#filled.length + this.#free.length;
+  }
+
+  /**
+   * Ends what {@linkcode Transport.release} began: buffers are no longer reused, and those
+   * kept for it are left to the garbage collector with the last chunk that views them. For a
+   * connection whose reader that released is done (a replication stream that ended), so that
+   * a later reader that does not release pins nothing.
+   */
+  endReuse(): void {
+    this.#recycle = false;
+    this.#filled.length = 0;
+    this.#free.length = 0;
   }
 
   /**
@@ -159,6 +184,9 @@ export class Transport {
         // another message's bytes.
         bytes.fill(POISON);
         this.#free.push(bytes);
+      } else {
+        // Freed now rather than by a collection (a view kept past its release reads nothing).
+        (bytes.buffer as ArrayBuffer).transfer(0);
       }
     }
   }
@@ -205,10 +233,15 @@ export class Transport {
   async read(): Promise<Uint8Array | null> {
     for (;;) {
       if (this.#chunkHead < this.#chunks.length) {
-        const chunk = this.#chunks[this.#chunkHead]!;
-        this.#chunks[this.#chunkHead++] = EMPTY;
-        if (this.#chunkHead === this.#chunks.length) {
-          this.#chunks.length = 0;
+        const chunks = this.#chunks;
+        const chunk = chunks[this.#chunkHead]!;
+        chunks[this.#chunkHead++] = EMPTY;
+        if (this.#chunkHead === chunks.length) {
+          chunks.length = 0;
+          this.#chunkHead = 0;
+        } else if (this.#chunkHead >= 1024 && this.#chunkHead * 2 > chunks.length) {
+          // A backlog that never drains whole: the taken slots go all the same.
+          chunks.splice(0, this.#chunkHead);
           this.#chunkHead = 0;
         }
         this.#queuedBytes -= chunk.byteLength;

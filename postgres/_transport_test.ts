@@ -178,3 +178,37 @@ Deno.test("transport: without release, no buffer is reused: every chunk keeps it
     await server.close();
   }
 });
+
+Deno.test("transport: endReuse ends the reuse: later reads are kept by no one, and chunks read before stay as they were", async () => {
+  const server = await writingServer(pattern, 5_000);
+  const transport = await Transport.connect("127.0.0.1", server.port, {
+    highWaterBytes: 512 << 10,
+  });
+  try {
+    let received = 0;
+    while (received < 1 << 20) {
+      const chunk = (await transport.read())!;
+      received += chunk.byteLength;
+      transport.release(received - chunk.byteLength);
+    }
+    // Then read on without releasing: the buffers filled meanwhile wait for a release.
+    while (received < 2 << 20) received += (await transport.read())!.byteLength;
+    assert.ok(transport.buffersKept > 0, "kept for a release while reuse is on");
+    transport.endReuse();
+    assert.equal(transport.buffersKept, 0);
+    // As after a replication stream ends: the connection's next reader does not release.
+    const after: { chunk: Uint8Array; from: number }[] = [];
+    while (received < pattern.byteLength) {
+      const chunk = (await transport.read())!;
+      after.push({ chunk, from: received });
+      received += chunk.byteLength;
+    }
+    assert.equal(transport.buffersKept, 0, "nothing kept for a release that will not come");
+    for (const { chunk, from } of after) {
+      assert.deepEqual(chunk, pattern.subarray(from, from + chunk.byteLength));
+    }
+  } finally {
+    transport.close();
+    await server.close();
+  }
+});

@@ -442,6 +442,9 @@ export class ReplicationStream implements AsyncIterable<XLogData[]> {
   #finish(): void {
     if (this.#ended) return;
     this.#ended = true;
+    // The connection may run queries after a clean stop: their reads must not be kept for a
+    // release that no one will make.
+    if (this.#options.reuseReadBuffers) this.#transport.endReuse();
     clearInterval(this.#timer);
     clearTimeout(this.#confirmTimer);
     this.#release();

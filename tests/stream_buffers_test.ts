@@ -9,6 +9,7 @@
 
 import assert from "node:assert/strict";
 import { LSN_ZERO } from "../decoder/lsn.ts";
+import type { XLogData } from "../decoder/replication.ts";
 import { PgConnection } from "../postgres/connection.ts";
 import { acceptReplication, fakeOptions, fakeServer } from "./_fake_server.ts";
 import { backendFrame, Bytes, copyData, xlogData } from "./testdata/_frames.ts";
@@ -64,11 +65,19 @@ Deno.test("stream: with reuseReadBuffers, every batch holds what the server sent
   const guard = setTimeout(() => connection.destroy(), 60_000);
   try {
     let next = 0;
+    let previous: { batch: XLogData[]; first: number } | null = null;
     while (next < MESSAGES) {
+      // The batch before is still as it came, right up to the next call.
+      if (previous !== null) {
+        previous.batch.forEach((message, k) => {
+          assert.deepEqual(message.data, payload(previous!.first + k), "kept until now");
+        });
+      }
       // Asked for directly, as the source does: the fewest turns between the read loop's
       // steps and this call.
       const batch = await stream.nextBatch();
       assert.ok(batch !== null, `the stream ended after ${next} messages`);
+      previous = { batch, first: next };
       for (const message of batch) {
         assert.equal(message.walStart, BigInt(next));
         assert.deepEqual(message.data, payload(next), `message ${next}`);
