@@ -118,7 +118,7 @@ Deno.test("examples/orders.yaml parses to the typed config with every default fi
     },
     routing: null,
     sinks: [{ type: "stdout", format: "json" }],
-    queue: { capacity: 4_096, maxBytes: 8_000_000, highWatermark: 0.8 },
+    queue: { capacity: 1_024, maxBytes: 8_000_000, highWatermark: 0.8 },
     spill: { memoryLimitBytes: 16_000_000, dir: null },
     http: { listen: "127.0.0.1:9464", hostname: "127.0.0.1", port: 9464 },
     log: { level: "info", format: "text" },
@@ -162,7 +162,7 @@ Deno.test("a minimal file gets every default", () => {
     toastCacheSize: 10_000,
   });
   assert.deepEqual(config.sinks, [{ type: "stdout", format: "auto" }]);
-  assert.deepEqual(config.queue, { capacity: 4_096, maxBytes: 8_000_000, highWatermark: 0.8 });
+  assert.deepEqual(config.queue, { capacity: 1_024, maxBytes: 8_000_000, highWatermark: 0.8 });
   assert.deepEqual(config.transforms, {
     timeoutMs: 200,
     onError: [{ action: "dead_letter" }],

@@ -26,7 +26,7 @@ import { VARIABLE_DEFINITION, VARIABLE_SCHEMA } from "./_readers.ts";
  *   properties: { queue: { properties: { capacity: { default: number } } } };
  * };
  * assert.deepEqual(schema.required, ["source", "tables", "sinks"]);
- * assert.equal(schema.properties.queue.properties.capacity.default, 4_096);
+ * assert.equal(schema.properties.queue.properties.capacity.default, 1_024);
  * ```
  */
 export function pipelineJsonSchema(): object {

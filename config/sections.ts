@@ -246,7 +246,7 @@ export const QUEUE: SectionSpec<QueueConfig> = {
     capacity: {
       key: "capacity",
       reader: integer(1),
-      default: 4_096,
+      default: 1_024,
       doc: "Events held between the source and the sinks.",
     },
     maxBytes: {

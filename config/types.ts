@@ -313,7 +313,7 @@ export interface RoutingConfig {
 
 /** The `queue` section. */
 export interface QueueConfig {
-  /** Events held between the source and the sinks. Default 4096. */
+  /** Events held between the source and the sinks. Default 1024. */
   capacity: number;
   /**
    * Bytes of change data (the pgoutput messages) held between the source and the sinks,
