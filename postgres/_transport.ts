@@ -21,7 +21,6 @@ export class Transport {
   /** Chunks not yet read; the first `#chunkHead` are taken. */
   #chunks: Uint8Array[] = [];
   #chunkHead = 0;
-  #queuedBytes = 0;
   #waiter: (() => void) | null = null;
   #ended = false;
   #error: Error | null = null;
@@ -47,7 +46,7 @@ export class Transport {
    */
   #filled: { bytes: Uint8Array; end: number }[] = [];
   #free: Uint8Array[] = [];
-  /** Bytes received since the connection opened. */
+  /** Bytes received since the connection opened (those not yet `#taken` wait to be read). */
   #received = 0;
   /** Bytes handed out by {@linkcode Transport.read}. */
   #taken = 0;
@@ -76,8 +75,7 @@ export class Transport {
     socket.on("data", (data: Buffer) => {
       const n = data.byteLength; // before #keep, which detaches `data`
       this.#keep(data);
-      this.#queuedBytes += n;
-      if (this.#queuedBytes > this.highWaterBytes && !this.#paused) {
+      if (this.#received - this.#taken > this.highWaterBytes && !this.#paused) {
         this.#paused = true;
         socket.pause();
       }
@@ -244,9 +242,8 @@ export class Transport {
           chunks.splice(0, this.#chunkHead);
           this.#chunkHead = 0;
         }
-        this.#queuedBytes -= chunk.byteLength;
         this.#taken += chunk.byteLength;
-        if (this.#paused && this.#queuedBytes <= this.highWaterBytes / 2) {
+        if (this.#paused && this.#received - this.#taken <= this.highWaterBytes / 2) {
           this.#paused = false;
           if (!this.#held) this.#socket.resume();
         }
