@@ -57,8 +57,11 @@ export function memorySampler(): { stop(): MemoryReport } {
  * written, and the snapshot's own memory counts in its peaks.
  */
 export async function heapSnapshotFromEnv(pathFor: (seconds: number) => string): Promise<void> {
-  const seconds = Number(Deno.env.get("SPILLWAY_BENCH_SNAP_S") ?? "0");
-  if (!(seconds >= 0)) throw new Error("SPILLWAY_BENCH_SNAP_S must be a number of seconds");
+  const raw = Deno.env.get("SPILLWAY_BENCH_SNAP_S") ?? "0";
+  const seconds = Number(raw);
+  if (!(seconds >= 0)) {
+    throw new Error(`SPILLWAY_BENCH_SNAP_S is "${raw}": set a number of seconds, or unset it`);
+  }
   if (seconds === 0) return;
   const v8 = await import("node:v8");
   Deno.unrefTimer(setTimeout(() => v8.writeHeapSnapshot(pathFor(seconds)), seconds * 1000));

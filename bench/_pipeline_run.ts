@@ -427,6 +427,11 @@ export async function runPipeline(options: RunOptions): Promise<PipelineRunResul
   // SPILLWAY_BENCH_HEAP_PROFILE=all|survivors: what was allocated (or promoted), by function,
   // into bench/out/heap-<slot>-<mode>.txt.
   const heapMode = Deno.env.get("SPILLWAY_BENCH_HEAP_PROFILE");
+  if (heapMode !== undefined && heapMode !== "all" && heapMode !== "survivors") {
+    throw new Error(
+      `SPILLWAY_BENCH_HEAP_PROFILE is "${heapMode}": set it to "all" or "survivors", or unset it`,
+    );
+  }
   const heap = heapMode === undefined ? null : heapProfiler(heapMode === "survivors");
   await heapSnapshotFromEnv(() => join(OUT_DIR, `snap-${options.slot}.heapsnapshot`));
   // After the abort, run() drains and closes. Its slot monitor may sleep up to 10 s before it

@@ -107,6 +107,20 @@ Deno.test("BoundedQueue: trimTransaction drops the queued part of the open trans
   assert.deepEqual(prefixes(await queue.take()), ["m5"]);
 });
 
+Deno.test("BoundedQueue: the transaction start survives a take that empties the queue", async () => {
+  const queue = new BoundedQueue({ capacity: 100, highWatermark: 0.8 });
+  queue.push(message(1), lsn(1n)); // before the transaction: the start is not at the front
+  queue.markTransactionStart();
+  queue.push({ kind: "begin", tx: TX }, null);
+  queue.push(message(2), null);
+  assert.equal((await queue.take())?.length, 3); // all of it: the queue starts from the front
+  queue.push(message(3), null); // still the open transaction's
+  queue.trimTransaction();
+  assert.equal(queue.depth, 0);
+  queue.push(message(4), lsn(4n));
+  assert.deepEqual(prefixes(await queue.take()), ["m4"]);
+});
+
 Deno.test("BoundedQueue: the transaction start survives the compaction of taken entries", async () => {
   const queue = new BoundedQueue({ capacity: 10_000, highWatermark: 0.8 });
   for (let n = 0; n < 5000; n++) queue.push(null, null);

@@ -56,7 +56,7 @@ async function readUntil(conn: Deno.Conn, code: string): Promise<void> {
   let seen = "";
   while (!seen.includes(code)) {
     const n = await conn.read(buffer);
-    if (n === null) throw new Error("the client went away");
+    if (n === null) throw new Error(`The client closed the connection before sending "${code}"`);
     seen += String.fromCharCode(...buffer.subarray(0, n));
   }
 }

@@ -12,7 +12,8 @@ import { LSN_ZERO } from "../decoder/lsn.ts";
 import type { XLogData } from "../decoder/replication.ts";
 import { PgConnection } from "../postgres/connection.ts";
 import { acceptReplication, fakeOptions, fakeServer } from "./_fake_server.ts";
-import { backendFrame, Bytes, copyData, xlogData } from "./testdata/_frames.ts";
+import { seededRandom } from "../testing/random.ts";
+import { backendFrame, Bytes, concat, copyData, xlogData } from "./testdata/_frames.ts";
 
 /** The payload of message `i`: 1 to 3,000 bytes that say which message and which byte. */
 function payload(i: number): Uint8Array {
@@ -23,31 +24,24 @@ function payload(i: number): Uint8Array {
 const MESSAGES = 20_000;
 
 Deno.test("stream: with reuseReadBuffers, every batch holds what the server sent until the next is asked for; buffers are reused", async () => {
-  const random = seeded(7);
+  const random = seededRandom(7);
   await using server = fakeServer(async (conn) => {
     await acceptReplication(conn);
     await conn.write(backendFrame("W", new Bytes().byte(0).int16(0).done()));
     // All messages, written in pieces of 1 byte to 40 KB cut anywhere, with pauses.
-    const frames: Uint8Array[] = [];
-    let size = 0;
-    for (let i = 0; i < MESSAGES; i++) {
-      const frame = copyData(xlogData(BigInt(i), BigInt(i), 0n, payload(i)));
-      frames.push(frame);
-      size += frame.byteLength;
-    }
-    const all = new Uint8Array(size);
-    let at = 0;
-    for (const frame of frames) {
-      all.set(frame, at);
-      at += frame.byteLength;
-    }
+    const all = concat(
+      ...Array.from(
+        { length: MESSAGES },
+        (_, i) => copyData(xlogData(BigInt(i), BigInt(i), 0n, payload(i))),
+      ),
+    );
     for (let offset = 0; offset < all.byteLength;) {
-      const piece = all.subarray(offset, offset + 1 + Math.floor(random() * 40_000));
+      const piece = all.subarray(offset, offset + 1 + Math.floor(random.next() * 40_000));
       for (let written = 0; written < piece.byteLength;) {
         written += await conn.write(piece.subarray(written));
       }
       offset += piece.byteLength;
-      if (random() < 0.05) await new Promise((resolve) => setTimeout(resolve, 1));
+      if (random.next() < 0.05) await new Promise((resolve) => setTimeout(resolve, 1));
     }
     await new Promise(() => {}); // stays open until the test ends
   });
@@ -70,7 +64,11 @@ Deno.test("stream: with reuseReadBuffers, every batch holds what the server sent
       // The batch before is still as it came, right up to the next call.
       if (previous !== null) {
         previous.batch.forEach((message, k) => {
-          assert.deepEqual(message.data, payload(previous!.first + k), "kept until now");
+          assert.deepEqual(
+            message.data,
+            payload(previous!.first + k),
+            `message ${previous!.first + k}, kept until now`,
+          );
         });
       }
       // Asked for directly, as the source does: the fewest turns between the read loop's
@@ -85,7 +83,7 @@ Deno.test("stream: with reuseReadBuffers, every batch holds what the server sent
       }
       // The consumer asks for the next batch at once, after a turn of the event loop, or
       // after a while: each lets the read loop be at another point.
-      const wait = random();
+      const wait = random.next();
       if (wait < 0.3) await new Promise((resolve) => setTimeout(resolve, 0));
       else if (wait < 0.4) await new Promise((resolve) => setTimeout(resolve, 2));
     }
@@ -98,12 +96,3 @@ Deno.test("stream: with reuseReadBuffers, every batch holds what the server sent
     await stream.stop(100).catch(() => {});
   }
 });
-
-/** A small deterministic generator in [0, 1), so that a failure can be run again. */
-function seeded(seed: number): () => number {
-  let state = seed;
-  return () => {
-    state = (state * 1_103_515_245 + 12_345) % 2 ** 31;
-    return state / 2 ** 31;
-  };
-}
