@@ -56,7 +56,7 @@ import { TypesRefresher } from "../transforms/types_files.ts";
 import { PgConnection } from "../postgres/connection.ts";
 import { quoteIdent } from "../postgres/sql.ts";
 import type { Sink } from "../sinks/types.ts";
-import { ReplicationSource } from "../source/replication_source.ts";
+import { DEFAULT_READ_AHEAD_BYTES, ReplicationSource } from "../source/replication_source.ts";
 import { HEARTBEAT_PREFIX, Monitor, type RunnerState, type SlotState } from "./monitor.ts";
 import { BoundedQueue, type QueueEntry } from "./queue.ts";
 import { publicationTarget, Router } from "./route.ts";
@@ -865,18 +865,18 @@ export class PipelineRunner {
 }
 
 /**
- * What the replication stream reads ahead of the queue (XLogData not yet decoded): a 32nd of
- * `queue.max_bytes`, from 64 KiB to 8 MiB; 8 MiB without a bound. The source holds up to twice
- * this (the batch it decodes and the next one), which the README counts in a pipeline's memory;
- * the chunks it hands the reader hold at most half of it (a 64th of `max_bytes`, 1 MiB at most)
- * and one message more, which is what the queue can pass its high watermark by. Its messages are
+ * What the replication stream reads ahead of the queue (XLogData not yet decoded): a 128th of
+ * `queue.max_bytes`, from {@linkcode DEFAULT_READ_AHEAD_BYTES} (64 KiB, which the default
+ * `max_bytes` of 8 MB gives) to 8 MiB; 8 MiB without a bound. The source holds up to twice this
+ * (the batch it decodes and the next one), which the README counts in a pipeline's memory; the
+ * chunks it hands the reader hold at most half of it (a 256th of `max_bytes`, 1 MiB at most) and
+ * one message more, which is what the queue can pass its high watermark by. Its messages are
  * objects that live until decoded: the more of them wait, the more of them outlive V8's young
- * generation and stay as garbage until a full collection (1 MiB instead of 4 took 40-80 MB off
- * a 1,000,000-row drain's peak RSS, at the same throughput: bench/RESULTS.md).
+ * generation and stay as garbage until a full collection (see `DEFAULT_READ_AHEAD_BYTES`).
  */
 export function readAheadBytes(maxBytes: number | null): number {
   if (maxBytes === null) return 8 << 20;
-  return Math.min(8 << 20, Math.max(64 << 10, Math.floor(maxBytes / 32)));
+  return Math.min(8 << 20, Math.max(DEFAULT_READ_AHEAD_BYTES, Math.floor(maxBytes / 128)));
 }
 
 /** A routing table row (text columns; `key` a text[] as decoded) as a rule. */

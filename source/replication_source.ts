@@ -78,6 +78,17 @@ export const READ_HOLD_MS = 1;
 export const BIG_TRANSACTION_CHANGES = 10_000;
 
 /**
+ * XLogData read ahead of the decoder by default (64 KiB, a few hundred changes): what `tail`
+ * reads ahead, and a pipeline at the default `queue.max_bytes`. Each message waiting is a few
+ * objects. With 256 KiB, a 1,000,000-row drain that fell behind the walsender kept enough of
+ * them (and of the changes decoded from them) alive through two young-generation collections
+ * that V8 promoted 100-300 MB to its old generation and ran 10-50 full collections: peaks of
+ * 105-164 MB. With 64 KiB: 4-10 MB promoted, 1 full collection, 94-99 MB, at the same rate
+ * (bench/RESULTS.md, 2026-12-07 12:38).
+ */
+export const DEFAULT_READ_AHEAD_BYTES = 64 << 10;
+
+/**
  * How long to hold the socket after a small read, given where the stream is: inside a stream
  * block, or inside a transaction of at least {@linkcode BIG_TRANSACTION_CHANGES} changes,
  * {@linkcode READ_HOLD_MS}; otherwise not at all. What waits is then data that waits for its
@@ -154,8 +165,9 @@ export interface SourceOptions {
   /** Status update period; never more than wal_sender_timeout / 3 (default 10 s). */
   statusIntervalMs?: number;
   /**
-   * XLogData the stream reads ahead before it stops reading the socket (default 8 MiB); a
-   * chunk of items handed on ends once it holds half of it (or 1 MiB) of messages.
+   * XLogData the stream reads ahead before it stops reading the socket (default
+   * {@linkcode DEFAULT_READ_AHEAD_BYTES}); a chunk of items handed on ends once it holds half of
+   * it (or 1 MiB) of messages.
    */
   maxBufferedBytes?: number;
   /** A server silent this long is presumed gone and the source reconnects (default 60 s). */
@@ -341,7 +353,7 @@ export class ReplicationSource {
       pgoutput,
       // Never slower than a third of wal_sender_timeout, whatever was configured.
       statusIntervalMs: Math.min(options.statusIntervalMs ?? Infinity, this.#statusIntervalMs),
-      maxBufferedBytes: options.maxBufferedBytes,
+      maxBufferedBytes: options.maxBufferedBytes ?? DEFAULT_READ_AHEAD_BYTES,
       // A batch is decoded (its values copied out) before the next is asked for.
       reuseReadBuffers: true,
       receiveTimeoutMs: options.receiveTimeoutMs,
@@ -669,7 +681,7 @@ export class ReplicationSource {
   static readonly CHUNK = 256;
   /** ... and ends once it holds this many bytes of messages (1 MiB, or half the read-ahead). */
   get #chunkBytes(): number {
-    return Math.min(1 << 20, (this.options.maxBufferedBytes ?? 8 << 20) / 2);
+    return Math.min(1 << 20, (this.options.maxBufferedBytes ?? DEFAULT_READ_AHEAD_BYTES) / 2);
   }
 
   /**

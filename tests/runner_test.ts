@@ -734,7 +734,7 @@ test("runner: under a stalled sink, wide rows are held up to queue.max_bytes (qu
         `the workload (${written} bytes) must exceed the bound (${bound})`,
       );
       // The pipeline's own accounting: the queue and the writer's batches, which may pass the
-      // high watermark (0.8 here) by one chunk of the source (max_bytes/64) and one message.
+      // high watermark (0.8 here) by one chunk of the source (max_bytes/256) and one message.
       assert.ok(maxQueueBytes > 0 && maxQueueBytes <= MB_MAX_BYTES, JSON.stringify(report));
       // The stream's read-ahead: it stops reading the socket at its bound, which one socket read
       // (64 KiB here) may pass.
