@@ -111,6 +111,18 @@ export function cleanEnv(): Record<string, string> {
   return env;
 }
 
+/** Starts `command` with {@linkcode cleanEnv}, no stdin, and stdout and stderr piped. */
+export function spawnPiped(command: string, args: string[]): Deno.ChildProcess {
+  return new Deno.Command(command, {
+    args,
+    env: cleanEnv(),
+    clearEnv: true,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+}
+
 /** What a child process cost, as GNU time saw it. */
 export interface Timed {
   code: number;

@@ -9,7 +9,7 @@
 
 import { join } from "node:path";
 import { Kafka, logLevel } from "npm:kafkajs@2.2.4";
-import { cleanEnv, GNU_TIME, TIMEOUT } from "./_common.ts";
+import { GNU_TIME, spawnPiped, TIMEOUT } from "./_common.ts";
 import { LineChild } from "./_pipeline_util.ts";
 
 function delay(ms: number): Promise<void> {
@@ -142,17 +142,10 @@ export class SpillwayProcess {
     denoFlags: string[] = [],
   ) {
     this.#usage = usageFile;
-    this.#child = new Deno.Command(GNU_TIME, {
-      // deno-fmt-ignore
-      args: ["-f", "%M %U %S", "-o", usageFile, TIMEOUT, "--signal=KILL", String(timeoutSeconds),
-        Deno.execPath(), "run", "-A", "--unstable-worker-options", ...denoFlags, main, "run",
-        pipelineFile],
-      env: cleanEnv(),
-      clearEnv: true,
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
+    // deno-fmt-ignore
+    this.#child = spawnPiped(GNU_TIME, ["-f", "%M %U %S", "-o", usageFile, TIMEOUT, "--signal=KILL",
+      String(timeoutSeconds), Deno.execPath(), "run", "-A", "--unstable-worker-options",
+      ...denoFlags, main, "run", pipelineFile]);
     this.#stdout = new Response(this.#child.stdout).text();
     this.#stderr = new Response(this.#child.stderr).text();
     this.exited = this.#child.status;

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { cleanEnv, exists } from "./_common.ts";
+import { exists, spawnPiped } from "./_common.ts";
 
 /**
  * A PostgreSQL client binary of the newest Debian client package
@@ -87,14 +87,7 @@ export class LineChild {
   readonly #stderr: Promise<string>;
 
   constructor(command: string, args: string[]) {
-    this.child = new Deno.Command(command, {
-      args,
-      env: cleanEnv(),
-      clearEnv: true,
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
+    this.child = spawnPiped(command, args);
     this.#stdout = this.#readLines();
     this.#stderr = new Response(this.child.stderr).text();
   }

@@ -14,7 +14,8 @@
  *    commit, and with `off` it spills it to its own disk): Spillway into a null sink and into the
  *    file sink (fsync on, a temp dir on the same disk), against `pg_recvlogical` with the same
  *    START_REPLICATION options (`-f /dev/null -F 0`, and `-f FILE` with its default 10 s fsync
- *    interval), `--reps` times each with the order alternating. Spillway is timed from
+ *    interval), `--reps` times each with the order alternating, and once per rep `spillway tail`
+ *    itself (the CLI, its lines counted by this process; timed from spawn to its last line). Spillway is timed from
  *    `runner.run()` (which connects) until it has confirmed the load's commit and sent that
  *    position to the server; pg_recvlogical from process start until it exits at `-E`, the
  *    commit's end, having sent its position. The same four drains run once more in the other
@@ -32,7 +33,7 @@
  * null-sink and file-sink ratios of workload 1 in the default streaming mode), `latency p50/p99 ms: <a>/<b>`,
  * `peak rss MB on 5M-row txn: <M>` (the higher of the two streaming modes), then issue 14's
  * `peak rss MB on 1M-row drain: <M>` (the highest of workload 1's Spillway drains in the default
- * streaming mode, both sinks) and `cpu us per row (file sink): <C>` (their file-sink drains'
+ * streaming mode: both sinks and `tail`) and `cpu us per row (file sink): <C>` (their file-sink drains'
  * CPU seconds per row, the lower median).
  *
  * @module
@@ -61,6 +62,7 @@ import {
   RUN_COLUMNS,
   runBenchmark,
   runCells,
+  spawnPiped,
   startBenchPostgres,
   type Timed,
   timeProcess,
@@ -81,6 +83,7 @@ const STOP_PREFIX = "spillway-bench.stop";
 /** A pg_recvlogical run that takes longer than this is killed. */
 const RUN_TIMEOUT_S = 900;
 const RUNNER = fileURLToPath(new URL("./_pipeline_run.ts", import.meta.url));
+const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
 const SMALL_TXN_ROWS = 10;
 /** The pipeline's default streaming mode: the headline's; the other is measured once. */
 export const DEFAULT_MODE = DEFAULT_STREAMING === "off" ? "off" : "on";
@@ -193,7 +196,8 @@ function parseOptions(args: string[]): Options {
 // ---------------------------------------------------------------------------------------
 // Measurements
 
-export type SinkKind = "null" | "file";
+/** `tail`: not a pipeline but `spillway tail`, its lines counted and dropped. */
+export type SinkKind = "null" | "file" | "tail";
 
 /**
  * A transform module that a Spillway run binds to every table (`transform:` of `public.*`);
@@ -398,6 +402,8 @@ async function throughputSingle(context: Context, options: Options): Promise<Loa
   for (let rep = 1; rep <= options.reps; rep++) {
     const round = drains(DEFAULT_MODE, rep);
     plan.push(...(rep % 2 === 1 ? round : round.reverse()));
+    // `spillway tail`, whose streaming default is the pipeline's: issue 14's memory target.
+    plan.push({ tool: "spillway", sink: "tail", streaming: DEFAULT_MODE, rep });
   }
   plan.push(...drains(OTHER_MODE, 1));
   const steps = plan.map((step) => {
@@ -557,7 +563,9 @@ export type DrainStep = Omit<DrainId, "workload">;
 async function drain(context: Context, plan: DrainPlan): Promise<void> {
   const file = plan.sink === "file" ? join(context.work, `${plan.slot}.out`) : undefined;
   let result: Drain;
-  if (plan.tool === "spillway") {
+  if (plan.sink === "tail") {
+    result = { ...drainFields(plan), ...await runTail(context, plan) };
+  } else if (plan.tool === "spillway") {
     const run = await runSpillway(context, {
       slot: plan.slot,
       sink: plan.sink,
@@ -711,6 +719,83 @@ async function runSpillway(
     peakRssKib: Math.max(sampler.peakKib, 0),
     samples: sampler.samples,
   };
+}
+
+/**
+ * `spillway tail` on the plan's slot, as `deno task tail` runs it (the tasks' V8 flags), its
+ * stdout counted and dropped, until the load's rows were printed and their end confirmed; then
+ * SIGINT. Timed from spawn, so Deno's start-up counts; CPU from /proc just before the signal.
+ */
+async function runTail(
+  context: Context,
+  plan: DrainPlan,
+): Promise<Pick<Drain, "rows" | "seconds" | "processSeconds" | "cpuSeconds" | "peakRssKib">> {
+  const script = denoRunArgs(
+    MAIN,
+    context.cpuProf ? `tail-${plan.slot}.cpuprofile` : undefined,
+    { v8Flags: context.v8Flags },
+  );
+  // deno-fmt-ignore
+  const args = [...script, "tail", context.pg.url(), "--slot", plan.slot,
+    "--publication", PUBLICATION, "--streaming", plan.streaming, "--log-level", "warn",
+    // Not the other runs' heartbeat messages: only the load's rows.
+    "--no-messages"];
+  const started = performance.now();
+  const child = spawnPiped(Deno.execPath(), args);
+  const stderr = new Response(child.stderr).text();
+  const sampler = new RssSampler(child.pid, 100);
+  let lines = 0;
+  let printedAt = 0;
+  let head = "";
+  try {
+    const reader = child.stdout.getReader();
+    while (lines < plan.load.rows) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error(`it exited after ${lines} lines: ${await stderr}`);
+      if (head === "") head = new TextDecoder().decode(value.subarray(0, 1024));
+      for (let i = value.indexOf(0x0a); i >= 0; i = value.indexOf(0x0a, i + 1)) lines++;
+    }
+    printedAt = performance.now();
+    reader.releaseLock();
+    child.stdout.cancel().catch(() => {}); // nothing more is printed: the load was all
+    const confirmed = `SELECT confirmed_flush_lsn >= '${plan.load.endLsn}'::pg_lsn
+      FROM pg_replication_slots WHERE slot_name = '${plan.slot}'`;
+    for (let waited = 0; (await context.psql(confirmed)) !== "t"; waited += 50) {
+      if (waited > 30_000) throw new Error("it did not confirm the load's end within 30 s");
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  } catch (error) {
+    sampler.stop();
+    child.kill("SIGKILL");
+    throw new Error(`spillway tail on slot "${plan.slot}" failed: ${(error as Error).message}`);
+  }
+  const cpuSeconds = await processCpuSeconds(child.pid);
+  child.kill("SIGINT");
+  const status = await child.status;
+  sampler.stop();
+  if (status.code !== 0) {
+    throw new Error(`spillway tail on slot "${plan.slot}" exited ${status.code}: ${await stderr}`);
+  }
+  if (lines !== plan.load.rows) {
+    throw new Error(
+      `spillway tail on ${plan.slot} printed ${lines} lines, not ${plan.load.rows}, beginning ${head}`,
+    );
+  }
+  return {
+    rows: lines,
+    seconds: (printedAt - started) / 1000,
+    processSeconds: (performance.now() - started) / 1000,
+    cpuSeconds,
+    peakRssKib: sampler.peakKib,
+  };
+}
+
+/** User and system CPU seconds of a running process (/proc/<pid>/stat, 100 ticks a second). */
+async function processCpuSeconds(pid: number): Promise<number> {
+  const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
+  // Fields after the command's closing parenthesis: state is field 3, utime 14, stime 15.
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
 async function runRecvlogical(
