@@ -19,6 +19,12 @@ export interface Frame {
 }
 
 /**
+ * Receives one whole frame from {@linkcode FrameParser.each}: its type byte, and its body as
+ * `bytes` from `start` to `end` (`bytes` is the chunk, or the frame assembled across chunks).
+ */
+export type FrameHandler = (code: number, bytes: Uint8Array, start: number, end: number) => void;
+
+/**
  * The default limit of a frame's size. PostgreSQL builds a message in one buffer of at most
  * 1 GiB - 1 byte, so a bigger frame is corruption; a smaller limit bounds what a peer can
  * make Spillway hold.
@@ -111,27 +117,57 @@ export class FrameParser {
     if (this.#failure !== null) throw this.#failure;
     const frames: Frame[] = [];
     try {
-      this.#parse(chunk, frames);
+      this.#parse(chunk, (code, bytes, start, end) => {
+        frames.push({ code, body: bytes.subarray(start, end) });
+      });
     } catch (error) {
       if (!(error instanceof DecodeError)) throw error;
-      this.#failure = error;
-      this.#partial = null;
-      this.#filled = 0;
+      this.#failed(error);
       if (frames.length === 0 || !(error instanceof FrameTooLargeError)) throw error;
     }
     return frames;
   }
 
-  /** Appends to `frames` the frames `chunk` completes; keeps the rest as a partial frame. */
-  #parse(chunk: Uint8Array, frames: Frame[]): void {
+  /**
+   * Adds a chunk and hands each frame it completes to `onFrame`, with no object or view made
+   * per frame (the replication stream's path). A frame over the limit, or a bad length, throws
+   * once the frames before it were handed on; the parser is failed from then on, as with
+   * {@linkcode FrameParser.push}. A handler that throws ends the chunk there: the error passes
+   * through and the rest of the chunk is lost, so the caller must give up on the stream.
+   */
+  each(chunk: Uint8Array, onFrame: FrameHandler): void {
+    if (this.#failure !== null) throw this.#failure;
+    try {
+      this.#parse(chunk, onFrame);
+    } catch (error) {
+      if (error instanceof DecodeError && this.#parsing) this.#failed(error);
+      this.#parsing = false;
+      throw error;
+    }
+  }
+
+  /** False while a handler runs: what it throws is not the parser's failure. */
+  #parsing = false;
+
+  #failed(error: DecodeError): void {
+    this.#failure = error;
+    this.#partial = null;
+    this.#filled = 0;
+  }
+
+  /** Hands `onFrame` the frames `chunk` completes; keeps the rest as a partial frame. */
+  #parse(chunk: Uint8Array, onFrame: FrameHandler): void {
+    this.#parsing = true;
     let offset = 0;
     if (this.#partial !== null) {
       offset = this.#fill(chunk);
       const frame = this.#complete();
       if (frame === null) return; // the chunk went into the frame, which needs more
-      frames.push(frame);
+      this.#parsing = false;
+      onFrame(frame[0]!, frame, 5, frame.byteLength);
+      this.#parsing = true;
     }
-    // Whole frames in the chunk are views into it: no copy.
+    // Whole frames in the chunk are handed on in place: no copy.
     const view = new DataView(chunk.buffer, chunk.byteOffset, chunk.byteLength);
     while (chunk.byteLength - offset >= 5) {
       const size = frameSize(view.getInt32(offset + 1), offset);
@@ -139,7 +175,9 @@ export class FrameParser {
       if (size > this.maxFrameBytes) this.#limit(size, chunk.subarray(offset, offset + HEAD_BYTES));
       const end = offset + size;
       if (end > chunk.byteLength) break;
-      frames.push({ code: chunk[offset]!, body: chunk.subarray(offset + 5, end) });
+      this.#parsing = false;
+      onFrame(chunk[offset]!, chunk, offset + 5, end);
+      this.#parsing = true;
       offset = end;
     }
     if (offset < chunk.byteLength) this.#start(chunk.subarray(offset));
@@ -176,14 +214,17 @@ export class FrameParser {
     return taken + more;
   }
 
-  /** The frame being assembled once it is whole (the parser then lets go of it), else `null`. */
-  #complete(): Frame | null {
+  /**
+   * The frame being assembled (code and length included) once it is whole (the parser then
+   * lets go of it), else `null`.
+   */
+  #complete(): Uint8Array | null {
     const partial = this.#partial!;
     if (this.#filled < 5 || this.#filled < this.#sizeOf(partial)) return null;
     const frame = partial.subarray(0, this.#filled);
-    this.#partial = null; // a yielded frame's memory is never written again
+    this.#partial = null; // a handed-on frame's memory is never written again
     this.#filled = 0;
-    return { code: frame[0]!, body: frame.subarray(5) };
+    return frame;
   }
 
   /** Appends `bytes` to the partial frame, growing it by doubling up to `size`. */

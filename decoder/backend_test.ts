@@ -10,6 +10,7 @@ import {
   parseRowDescription,
 } from "./backend.ts";
 import { decodeError } from "../tests/testdata/_assert.ts";
+import { DecodeError } from "../errors.ts";
 import * as f from "../tests/testdata/_frames.ts";
 
 /** Frames as plain data, copied, so later pushes cannot change what we compare. */
@@ -209,6 +210,64 @@ Deno.test("FrameParser: after a frame over the limit, every push throws the same
   const error = decodeError(() => invalid.push(bad));
   assert.equal(invalid.failure, error);
   assert.throws(() => invalid.push(inner), (thrown) => thrown === error);
+});
+
+/** The frames `each` hands on for `chunks`, copied as they come. */
+function eachFrames(parser: FrameParser, chunks: Uint8Array[]): { code: number; body: number[] }[] {
+  const got: { code: number; body: number[] }[] = [];
+  for (const chunk of chunks) {
+    parser.each(chunk, (code, bytes, start, end) => {
+      got.push({ code, body: [...bytes.subarray(start, end)] });
+    });
+  }
+  return got;
+}
+
+Deno.test("FrameParser.each: the frames of push, in place, however the stream is cut", () => {
+  const { bytes, frames } = sampleStream();
+  assert.deepEqual(eachFrames(new FrameParser(), [bytes]), frames);
+  for (let a = 0; a <= bytes.length; a += 7) {
+    for (let b = a; b <= bytes.length; b += 11) {
+      const parser = new FrameParser();
+      const got = eachFrames(parser, [bytes.slice(0, a), bytes.slice(a, b), bytes.slice(b)]);
+      assert.deepEqual(got, frames, `splits at ${a}, ${b}`);
+      assert.equal(parser.pendingBytes, 0);
+    }
+  }
+  // Whole frames are the chunk itself, at their offsets: no copy.
+  const seen: Uint8Array[] = [];
+  new FrameParser().each(bytes, (_code, chunk) => seen.push(chunk));
+  assert.ok(seen.length === frames.length && seen.every((chunk) => chunk === bytes));
+});
+
+Deno.test("FrameParser.each: a frame over the limit fails the parser after the frames before it; a handler's error does not", () => {
+  const inner = f.backendFrame("Z", f.utf8("I"));
+  const big = f.backendFrame("d", new Uint8Array(200));
+  const parser = new FrameParser({ maxFrameBytes: big.byteLength - 1 });
+  const codes: number[] = [];
+  assert.throws(
+    () => parser.each(f.concat(inner, big), (code) => codes.push(code)),
+    FrameTooLargeError,
+  );
+  assert.deepEqual(codes, [0x5a]);
+  assert.ok(parser.failure instanceof FrameTooLargeError);
+  assert.throws(() => parser.each(inner, () => {}), (thrown) => thrown === parser.failure);
+  assert.throws(() => parser.push(inner), (thrown) => thrown === parser.failure);
+  // What the handler throws passes through, and the parser goes on with later chunks.
+  const handled = new FrameParser();
+  const refusal = new Error("refused");
+  assert.throws(() =>
+    handled.each(inner, () => {
+      throw refusal;
+    }), (thrown) => thrown === refusal);
+  assert.equal(handled.failure, null);
+  assert.deepEqual(eachFrames(handled, [inner]), [{ code: 0x5a, body: [0x49] }]);
+  // A handler's DecodeError is not the parser's either.
+  assert.throws(() =>
+    handled.each(inner, () => {
+      throw new DecodeError("XLogData", 0, "bad");
+    }), DecodeError);
+  assert.equal(handled.failure, null);
 });
 
 Deno.test("FrameParser: length 4 is an empty body", () => {

@@ -37,17 +37,7 @@ const reader = new BufferReader();
 export function parseCopyData(payload: Uint8Array): XLogData | PrimaryKeepalive {
   if (payload.byteLength === 0) throw new DecodeError("CopyData", 0, "the payload is empty");
   const tag = payload[0]!;
-  if (tag === ReplicationCode.XLogData) {
-    reader.reset(payload, "XLogData");
-    reader.offset = 1;
-    const walStart = reader.lsn("dataStart");
-    // A logical walsender sends the change's LSN as walEnd too: one bigint serves both then.
-    let walEnd = walStart;
-    if (sameUint64(payload, 1, 9)) reader.offset = 17;
-    else walEnd = reader.lsn("walEnd");
-    const sendTime = reader.int64("sendTime");
-    return { type: "XLogData", walStart, walEnd, sendTime, data: payload.subarray(25) };
-  }
+  if (tag === ReplicationCode.XLogData) return parseXLogData(payload, 0, payload.byteLength);
   if (tag === ReplicationCode.PrimaryKeepalive) {
     reader.reset(payload, "PrimaryKeepalive");
     reader.offset = 1;
@@ -58,6 +48,41 @@ export function parseCopyData(payload: Uint8Array): XLogData | PrimaryKeepalive 
     return { type: "PrimaryKeepalive", walEnd, sendTime, replyRequested };
   }
   throw new DecodeError("CopyData", 0, `unknown replication message tag 0x${tag.toString(16)}`);
+}
+
+/** The bytes before an XLogData's pgoutput message: 'w', dataStart, walEnd, sendTime. */
+const XLOGDATA_HEADER = 25;
+/** A view over the buffer of the last XLogData read in place (a socket buffer is reused). */
+let header: DataView<ArrayBufferLike> = new DataView(new ArrayBuffer(0));
+
+/**
+ * The XLogData whose CopyData payload is `bytes` from `start` to `end` (its tag 'w' at
+ * `start`), read in place: `data` is a view into `bytes`, and no view is made of the payload
+ * (the replication stream's hot path, one per change).
+ */
+export function parseXLogData(bytes: Uint8Array, start: number, end: number): XLogData {
+  if (end - start < XLOGDATA_HEADER) {
+    throw new DecodeError(
+      "XLogData",
+      end - start,
+      `needs ${XLOGDATA_HEADER} bytes for its header but only ${end - start} arrived`,
+    );
+  }
+  if (header.buffer !== bytes.buffer) header = new DataView(bytes.buffer);
+  const at = bytes.byteOffset + start;
+  const walStart = header.getBigUint64(at + 1) as Lsn;
+  // A logical walsender sends the change's LSN as walEnd too: one bigint serves both then.
+  const walEnd = sameUint64(bytes, start + 1, start + 9)
+    ? walStart
+    : header.getBigUint64(at + 9) as Lsn;
+  const sendTime = header.getBigInt64(at + 17);
+  return {
+    type: "XLogData",
+    walStart,
+    walEnd,
+    sendTime,
+    data: bytes.subarray(start + XLOGDATA_HEADER, end),
+  };
 }
 
 /** Whether the 8 bytes at `a` equal those at `b` (`bytes` holds both). */

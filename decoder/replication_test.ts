@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import type { Lsn } from "./lsn.ts";
-import { encodeStandbyStatus, parseCopyData } from "./replication.ts";
+import { encodeStandbyStatus, parseCopyData, parseXLogData } from "./replication.ts";
 import { decodeError } from "../tests/testdata/_assert.ts";
 import * as f from "../tests/testdata/_frames.ts";
 
@@ -30,6 +30,23 @@ Deno.test("parseCopyData: XLogData whose walEnd is its walStart (as logical wals
   });
   for (let cut = 1; cut < 25; cut++) {
     const error = decodeError(() => parseCopyData(bytes.slice(0, cut)));
+    assert.equal(error.messageType, "XLogData");
+  }
+});
+
+Deno.test("parseXLogData: the XLogData of parseCopyData, read in place in a larger buffer", () => {
+  const payload = f.begin({ finalLsn: 0x500n, commitTime: 7n, xid: 9 });
+  for (const walEnd of [0x16_b374_d848n, 0x17_0000_0000n]) {
+    const message = f.xlogData(0x16_b374_d848n, walEnd, -42n, payload);
+    const chunk = f.concat(new Uint8Array(13), message, new Uint8Array(5));
+    const parsed = parseXLogData(chunk, 13, 13 + message.byteLength);
+    assert.deepEqual(parsed, parseCopyData(message));
+    // The payload is a view of the chunk, not a copy.
+    assert.equal(parsed.data.buffer, chunk.buffer);
+    assert.equal(parsed.data.byteOffset, chunk.byteOffset + 13 + 25);
+  }
+  for (let cut = 1; cut < 25; cut++) {
+    const error = decodeError(() => parseXLogData(f.xlogData(1n, 2n, 3n, payload), 0, cut));
     assert.equal(error.messageType, "XLogData");
   }
 });

@@ -16,12 +16,13 @@ import {
   type FrameParser,
   parseNotice,
 } from "../decoder/backend.ts";
-import { BackendCode } from "../decoder/codes.ts";
+import { BackendCode, ReplicationCode } from "../decoder/codes.ts";
 import { ConnectionError } from "../errors.ts";
 import { type Lsn, LSN_ZERO, unixMicrosToPgMicros } from "../decoder/lsn.ts";
 import {
   encodeStandbyStatus,
   parseCopyData,
+  parseXLogData,
   type PrimaryKeepalive,
   type XLogData,
 } from "../decoder/replication.ts";
@@ -347,12 +348,9 @@ export class ReplicationStream implements AsyncIterable<XLogData[]> {
           );
         }
         this.#chunkFrom = this.#transport.position - chunk.byteLength;
-        for (const frame of this.#parser.push(chunk)) {
-          this.#handleFrame(frame.code, frame.body);
-          if (this.#ended) break;
-        }
+        this.#parser.each(chunk, this.#onFrame);
+        if (this.#frameError !== null) throw this.#frameError;
         this.#handledTo = this.#chunkFrom + chunk.byteLength;
-        this.#throwIfParserFailed();
       }
     } catch (error) {
       this.#fail(error);
@@ -368,6 +366,27 @@ export class ReplicationStream implements AsyncIterable<XLogData[]> {
     const failure = this.#parser.failure;
     if (failure !== null) throw failure;
   }
+
+  /** What handling a frame of the chunk being parsed threw (the frames after it are ignored). */
+  #frameError: unknown = null;
+
+  /**
+   * A frame of a chunk, as the parser hands it on: an XLogData is read in place (no view of
+   * its payload, nor an object for the frame), anything else as a view. What the handling
+   * throws ends the chunk's handling, and the stream, once the parser is done with the chunk.
+   */
+  readonly #onFrame = (code: number, bytes: Uint8Array, start: number, end: number): void => {
+    if (this.#ended || this.#frameError !== null) return;
+    try {
+      if (code === BackendCode.CopyData && bytes[start] === ReplicationCode.XLogData) {
+        this.#onXLogData(parseXLogData(bytes, start, end));
+      } else {
+        this.#handleFrame(code, bytes.subarray(start, end));
+      }
+    } catch (error) {
+      this.#frameError = error;
+    }
+  };
 
   #handleFrame(code: number, body: Uint8Array): void {
     switch (code) {
