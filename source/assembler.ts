@@ -327,11 +327,14 @@ export class TransactionAssembler {
         const decoder = new PgoutputDecoder({ protoVersion: this.#decoder.protoVersion });
         decoder.enterStreamBlock(); // buffered messages carry their xid
         for (const buffered of streamed.buffer.messages()) {
-          yield* this.#handle(
+          const items = this.#handle(
             buffered.walStart,
             decoder.decode(buffered.bytes),
             buffered.bytes.byteLength,
           );
+          // An array (any buffered message) is indexed: `yield*` would make an iterator each.
+          if (Array.isArray(items)) { for (let i = 0; i < items.length; i++) yield items[i]!; }
+          else yield* items;
         }
       }
     } finally {

@@ -221,13 +221,13 @@ export class StreamedBuffer {
    */
   *#fromFile(file: Deno.FsFile): Generator<BufferedMessage> {
     let block = new Uint8Array(0);
+    // One view per block, not per entry (two per entry were most of what the replay allocated).
+    let view = new DataView(block.buffer);
     let start = 0;
     let end = 0;
     for (;;) {
       let need = HEADER_BYTES;
-      if (end - start >= HEADER_BYTES) {
-        need += new DataView(block.buffer, block.byteOffset + start, 4).getUint32(0);
-      }
+      if (end - start >= HEADER_BYTES) need += view.getUint32(block.byteOffset + start);
       if (end - start < need) {
         if (need <= block.byteLength) {
           block.copyWithin(0, start, end); // the rest of an entry, to the front
@@ -235,6 +235,7 @@ export class StreamedBuffer {
           const next = new Uint8Array(Math.max(CHUNK_BYTES, need));
           next.set(block.subarray(start, end));
           block = next;
+          view = new DataView(block.buffer);
         }
         end -= start;
         start = 0;
@@ -251,10 +252,10 @@ export class StreamedBuffer {
         }
         continue; // the header may only now be complete: measure again
       }
-      const view = new DataView(block.buffer, block.byteOffset + start, HEADER_BYTES);
-      const length = view.getUint32(0);
-      const subXid = view.getUint32(4);
-      const walStart = view.getBigUint64(8) as Lsn;
+      const at = block.byteOffset + start;
+      const length = view.getUint32(at);
+      const subXid = view.getUint32(at + 4);
+      const walStart = view.getBigUint64(at + 8) as Lsn;
       const body = start + HEADER_BYTES;
       start = body + length;
       if (!this.#aborted.has(subXid)) yield { walStart, bytes: block.subarray(body, start) };
