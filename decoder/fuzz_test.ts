@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { FrameParser } from "./backend.ts";
 import { DecodeError } from "../errors.ts";
 import { PgoutputDecoder, type ProtoVersion } from "./pgoutput.ts";
-import { parseCopyData } from "./replication.ts";
+import { parseCopyData, parseXLogData } from "./replication.ts";
 import * as f from "../tests/testdata/_frames.ts";
 import { type Random, seededRandom } from "../testing/random.ts";
 
@@ -64,6 +64,16 @@ function randomDecoder(random: Random): PgoutputDecoder {
   return decoder;
 }
 
+/** What `parse` returns, or the name and message type of the DecodeError it throws. */
+function outcome(parse: () => unknown): unknown {
+  try {
+    return parse();
+  } catch (error) {
+    if (!(error instanceof DecodeError)) throw error;
+    return { error: error.name, messageType: error.messageType };
+  }
+}
+
 /** Pushes `bytes` in 1–3 random chunks and parses every CopyData frame down to pgoutput. */
 function throughFrames(random: Random, bytes: Uint8Array, decoder: PgoutputDecoder): void {
   const parser = new FrameParser();
@@ -73,8 +83,37 @@ function throughFrames(random: Random, bytes: Uint8Array, decoder: PgoutputDecod
     bytes.subarray(cuts[0], cuts[1]),
     bytes.subarray(cuts[1]),
   ];
+  // The stream's path over the same chunks: each(), and XLogData read in place.
+  const inPlace = new FrameParser();
   for (const chunk of chunks) {
-    const frames = parser.push(chunk);
+    const seen: { code: number; body: Uint8Array }[] = [];
+    let failure: unknown = null;
+    try {
+      inPlace.each(chunk, (code, at, start, end) => {
+        seen.push({ code, body: at.slice(start, end) });
+        if (code === 0x64 && end > start && at[start] === 0x77) {
+          // The same XLogData, or the same kind of error for the same message type.
+          assert.deepEqual(
+            outcome(() => parseXLogData(at, start, end)),
+            outcome(() => parseCopyData(at.subarray(start, end))),
+          );
+        }
+      });
+    } catch (error) {
+      failure = error;
+    }
+    let frames: ReturnType<FrameParser["push"]>;
+    try {
+      frames = parser.push(chunk);
+    } catch (error) {
+      // The same frames came out of each() before it threw the same kind of error.
+      assert.ok(failure !== null && (failure as Error).name === (error as Error).name);
+      throw error;
+    }
+    assert.deepEqual(
+      seen.map((s) => [s.code, [...s.body]]),
+      frames.map((f) => [f.code, [...f.body]]),
+    );
     // A frame that announces a huge length gets memory only for the bytes that came.
     assert.ok(
       parser.reservedBytes <= 2 * parser.pendingBytes + RESERVE_SLACK,
