@@ -22,7 +22,9 @@ import {
   type JsonOptions,
   jsonSafe,
   SPILLWAY_DEFAULTS,
+  utcTextEnd,
 } from "../decoder/types/json.ts";
+import { Oid } from "../decoder/types/oids.ts";
 import { type PgValue, setField } from "../decoder/types/values.ts";
 import { JsonWriter } from "./json_writer.ts";
 
@@ -82,7 +84,9 @@ export class JsonRenderer {
         out.value(value === null ? null : jsonSafe(value));
       } else {
         out.raw(first ? writer.key : writer.nextKey);
-        out.value(value === null ? null : writer.encode(value as PgValue));
+        const end = writer.utcIso && typeof value === "string" ? utcTextEnd(value) : -1;
+        if (end >= 0) out.utcIso(value as string, end);
+        else out.value(value === null ? null : writer.encode(value as PgValue));
       }
       first = false;
     }
@@ -99,6 +103,8 @@ export class JsonRenderer {
         key,
         nextKey: `,${key}`,
         encode: jsonEncoder(column.typeOid, column.typeModifier, this.options, this.types),
+        utcIso: column.typeOid === Oid.timestamptz &&
+          this.options.timePrecision === "isostring",
       });
     }
     this.#writers.set(relation, { generation: this.types.generation, byName });
@@ -253,6 +259,11 @@ interface ColumnWriter {
   /** `,"name":` */
   nextKey: string;
   encode: JsonEncoder;
+  /**
+   * A `timestamptz` in the `isostring` precision: its common text (UTC, see `utcTextEnd`) is
+   * written as the encoder would make it, without the string.
+   */
+  utcIso: boolean;
 }
 
 const defaultRenderer = new JsonRenderer();

@@ -112,6 +112,22 @@ export class JsonWriter extends ByteWriter {
   }
 
   /** A bigint's decimal digits, as `String(value)` writes them. */
+  /**
+   * `timestamptz` text whose `+00` starts at `end` (checked by `utcTextEnd`: ASCII,
+   * `YYYY-MM-DD HH:MM:SS[.ffffff]` before it) as a quoted ISO-8601 instant, `"…T…Z"`, written
+   * from the text with no string made for it.
+   */
+  utcIso(text: string, end: number): void {
+    this.reserve(end + 3);
+    const buffer = this.buffer;
+    let at = this.end;
+    buffer[at++] = 0x22;
+    for (let i = 0; i < end; i++) buffer[at++] = i === 10 ? 0x54 : text.charCodeAt(i);
+    buffer[at++] = 0x5a;
+    buffer[at++] = 0x22;
+    this.end = at;
+  }
+
   bigint(value: bigint): void {
     if (value >= -MAX_SAFE && value <= MAX_SAFE) this.integer(Number(value));
     else this.raw(value.toString());

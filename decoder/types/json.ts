@@ -396,14 +396,25 @@ function isoFromLocalText(text: string): string | null {
 
 /** {@linkcode isoFromLocalText} for `timestamptz` text in UTC (`…+00`), ending in `Z`. */
 function isoFromUtcText(text: string): string | null {
+  const end = utcTextEnd(text);
+  return end < 0 ? null : `${text.slice(0, 10)}T${text.slice(11, end)}Z`;
+}
+
+/**
+ * Where the `+00` of `timestamptz` text in the common case (`YYYY-MM-DD HH:MM:SS[.ffffff]+00`,
+ * as PostgreSQL prints it with TimeZone UTC) starts, or -1 for anything else. Its ISO-8601 form
+ * in the `isostring` time precision is the text up to there, with `T` for the space and `Z`
+ * after: what {@linkcode JsonWriter.utcIso} writes without making the string.
+ */
+export function utcTextEnd(text: string): number {
   const end = text.length - 3;
   if (
     end < 19 || text.charCodeAt(end) !== 0x2b || text.charCodeAt(end + 1) !== 0x30 ||
     text.charCodeAt(end + 2) !== 0x30 || !isPlainDateTime(text, end)
   ) {
-    return null;
+    return -1;
   }
-  return `${text.slice(0, 10)}T${text.slice(11, end)}Z`;
+  return end;
 }
 
 /** `text.slice(0, end)` is `YYYY-MM-DD HH:MM:SS` with an optional `.` and 1–6 digits. */
