@@ -378,7 +378,9 @@ export class ReplicationStream implements AsyncIterable<XLogData[]> {
   readonly #onFrame = (code: number, bytes: Uint8Array, start: number, end: number): void => {
     if (this.#ended || this.#frameError !== null) return;
     try {
-      if (code === BackendCode.CopyData && bytes[start] === ReplicationCode.XLogData) {
+      if (
+        code === BackendCode.CopyData && end > start && bytes[start] === ReplicationCode.XLogData
+      ) {
         this.#onXLogData(parseXLogData(bytes, start, end));
       } else {
         this.#handleFrame(code, bytes.subarray(start, end));
