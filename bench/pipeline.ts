@@ -767,6 +767,7 @@ async function runTail(
   } catch (error) {
     sampler.stop();
     child.kill("SIGKILL");
+    await child.status;
     throw new Error(`spillway tail on slot "${plan.slot}" failed: ${(error as Error).message}`);
   }
   const cpuSeconds = await processCpuSeconds(child.pid);

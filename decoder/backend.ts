@@ -10,7 +10,7 @@
 
 import { BufferReader } from "./_reader.ts";
 import { AuthCode, BackendCode } from "./codes.ts";
-import { DecodeError, type PostgresNotice } from "../errors.ts";
+import { DecodeError, errorMessage, type PostgresNotice } from "../errors.ts";
 
 /** One backend message: its type byte and body (a view; the framer never reuses memory). */
 export interface Frame {
@@ -132,15 +132,28 @@ export class FrameParser {
    * Adds a chunk and hands each frame it completes to `onFrame`, with no object or view made
    * per frame (the replication stream's path). A frame over the limit, or a bad length, throws
    * once the frames before it were handed on; the parser is failed from then on, as with
-   * {@linkcode FrameParser.push}. A handler that throws ends the chunk there: the error passes
-   * through and the rest of the chunk is lost, so the caller must give up on the stream.
+   * {@linkcode FrameParser.push}. A handler that throws ends the chunk there: its error passes
+   * through, and as the rest of the chunk is lost the parser is failed too (with an error of its
+   * own that says so), since it no longer knows where the next frame starts.
    */
   each(chunk: Uint8Array, onFrame: FrameHandler): void {
     if (this.#failure !== null) throw this.#failure;
     try {
       this.#parse(chunk, onFrame);
     } catch (error) {
-      if (error instanceof DecodeError && this.#parsing) this.#failed(error);
+      if (this.#parsing && error instanceof DecodeError) {
+        this.#failed(error);
+      } else {
+        this.#failed(
+          new DecodeError(
+            "backend frame",
+            0,
+            `a frame's handler failed (${
+              errorMessage(error)
+            }), so the rest of its chunk was not read`,
+          ),
+        );
+      }
       this.#parsing = false;
       throw error;
     }

@@ -100,6 +100,7 @@ function throughFrames(random: Random, bytes: Uint8Array, decoder: PgoutputDecod
         }
       });
     } catch (error) {
+      if (!(error instanceof DecodeError)) throw error; // an assertion of the handler's
       failure = error;
     }
     let frames: ReturnType<FrameParser["push"]>;

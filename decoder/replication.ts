@@ -52,8 +52,13 @@ export function parseCopyData(payload: Uint8Array): XLogData | PrimaryKeepalive 
 
 /** The bytes before an XLogData's pgoutput message: 'w', dataStart, walEnd, sendTime. */
 const XLOGDATA_HEADER = 25;
-/** A view over the buffer of the last XLogData read in place (a socket buffer is reused). */
+/**
+ * A view over the buffer of the last XLogData read in place (a socket buffer is reused), kept
+ * only for buffers up to {@linkcode KEPT_VIEW_BYTES}: a frame assembled across reads has a
+ * buffer of its own, which the view must not keep alive.
+ */
 let header: DataView<ArrayBufferLike> = new DataView(new ArrayBuffer(0));
+const KEPT_VIEW_BYTES = 1 << 20;
 
 /**
  * The XLogData whose CopyData payload is `bytes` from `start` to `end` (its tag 'w' at
@@ -68,14 +73,18 @@ export function parseXLogData(bytes: Uint8Array, start: number, end: number): XL
       `needs ${XLOGDATA_HEADER} bytes for its header but only ${end - start} arrived`,
     );
   }
-  if (header.buffer !== bytes.buffer) header = new DataView(bytes.buffer);
+  let view = header;
+  if (view.buffer !== bytes.buffer) {
+    view = new DataView(bytes.buffer);
+    if (bytes.buffer.byteLength <= KEPT_VIEW_BYTES) header = view;
+  }
   const at = bytes.byteOffset + start;
-  const walStart = header.getBigUint64(at + 1) as Lsn;
+  const walStart = view.getBigUint64(at + 1) as Lsn;
   // A logical walsender sends the change's LSN as walEnd too: one bigint serves both then.
   const walEnd = sameUint64(bytes, start + 1, start + 9)
     ? walStart
-    : header.getBigUint64(at + 9) as Lsn;
-  const sendTime = header.getBigInt64(at + 17);
+    : view.getBigUint64(at + 9) as Lsn;
+  const sendTime = view.getBigInt64(at + 17);
   return {
     type: "XLogData",
     walStart,

@@ -104,7 +104,7 @@ export class JsonRenderer {
         nextKey: `,${key}`,
         encode: jsonEncoder(column.typeOid, column.typeModifier, this.options, this.types),
         utcIso: column.typeOid === Oid.timestamptz &&
-          this.options.timePrecision === "isostring",
+          (this.options.timePrecision ?? SPILLWAY_DEFAULTS.timePrecision) === "isostring",
       });
     }
     this.#writers.set(relation, { generation: this.types.generation, byName });

@@ -111,7 +111,6 @@ export class JsonWriter extends ByteWriter {
     }
   }
 
-  /** A bigint's decimal digits, as `String(value)` writes them. */
   /**
    * `timestamptz` text whose `+00` starts at `end` (checked by `utcTextEnd`: ASCII,
    * `YYYY-MM-DD HH:MM:SS[.ffffff]` before it) as a quoted ISO-8601 instant, `"…T…Z"`, written
@@ -128,6 +127,7 @@ export class JsonWriter extends ByteWriter {
     this.end = at;
   }
 
+  /** A bigint's decimal digits, as `String(value)` writes them. */
   bigint(value: bigint): void {
     if (value >= -MAX_SAFE && value <= MAX_SAFE) this.integer(Number(value));
     else this.raw(value.toString());

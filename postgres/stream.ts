@@ -348,7 +348,12 @@ export class ReplicationStream implements AsyncIterable<XLogData[]> {
           );
         }
         this.#chunkFrom = this.#transport.position - chunk.byteLength;
-        this.#parser.each(chunk, this.#onFrame);
+        try {
+          this.#parser.each(chunk, this.#onFrame);
+        } catch (error) {
+          // A bad frame after one whose handling failed (a server error, say): the first wins.
+          throw this.#frameError ?? error;
+        }
         if (this.#frameError !== null) throw this.#frameError;
         this.#handledTo = this.#chunkFrom + chunk.byteLength;
       }
