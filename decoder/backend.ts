@@ -133,34 +133,27 @@ export class FrameParser {
    * per frame (the replication stream's path). A frame over the limit, or a bad length, throws
    * once the frames before it were handed on; the parser is failed from then on, as with
    * {@linkcode FrameParser.push}. A handler that throws ends the chunk there: its error passes
-   * through, and as the rest of the chunk is lost the parser is failed too (with an error of its
-   * own that says so), since it no longer knows where the next frame starts.
+   * through, and as the rest of the chunk is lost the parser is failed too (with that error when
+   * it is a DecodeError, else with one of its own that says so), since it no longer knows where
+   * the next frame starts.
    */
   each(chunk: Uint8Array, onFrame: FrameHandler): void {
     if (this.#failure !== null) throw this.#failure;
     try {
       this.#parse(chunk, onFrame);
     } catch (error) {
-      if (this.#parsing && error instanceof DecodeError) {
-        this.#failed(error);
-      } else {
-        this.#failed(
-          new DecodeError(
-            "backend frame",
-            0,
-            `a frame's handler failed (${
-              errorMessage(error)
-            }), so the rest of its chunk was not read`,
-          ),
-        );
-      }
-      this.#parsing = false;
+      this.#failed(
+        error instanceof DecodeError ? error : new DecodeError(
+          "backend frame",
+          0,
+          `a frame's handler failed (${
+            errorMessage(error)
+          }), so the rest of its chunk was not read`,
+        ),
+      );
       throw error;
     }
   }
-
-  /** False while a handler runs: what it throws is not the parser's failure. */
-  #parsing = false;
 
   #failed(error: DecodeError): void {
     this.#failure = error;
@@ -170,15 +163,12 @@ export class FrameParser {
 
   /** Hands `onFrame` the frames `chunk` completes; keeps the rest as a partial frame. */
   #parse(chunk: Uint8Array, onFrame: FrameHandler): void {
-    this.#parsing = true;
     let offset = 0;
     if (this.#partial !== null) {
       offset = this.#fill(chunk);
       const frame = this.#complete();
       if (frame === null) return; // the chunk went into the frame, which needs more
-      this.#parsing = false;
       onFrame(frame[0]!, frame, 5, frame.byteLength);
-      this.#parsing = true;
     }
     // Whole frames in the chunk are handed on in place: no copy.
     const view = new DataView(chunk.buffer, chunk.byteOffset, chunk.byteLength);
@@ -188,9 +178,7 @@ export class FrameParser {
       if (size > this.maxFrameBytes) this.#limit(size, chunk.subarray(offset, offset + HEAD_BYTES));
       const end = offset + size;
       if (end > chunk.byteLength) break;
-      this.#parsing = false;
       onFrame(chunk[offset]!, chunk, offset + 5, end);
-      this.#parsing = true;
       offset = end;
     }
     if (offset < chunk.byteLength) this.#start(chunk.subarray(offset));
