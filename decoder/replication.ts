@@ -53,14 +53,6 @@ export function parseCopyData(payload: Uint8Array): XLogData | PrimaryKeepalive 
 /** The bytes before an XLogData's pgoutput message: 'w', dataStart, walEnd, sendTime. */
 const XLOGDATA_HEADER = 25;
 /**
- * A view over the buffer of the last XLogData read in place (a socket buffer is reused), kept
- * only for buffers up to {@linkcode KEPT_VIEW_BYTES}: a frame assembled across reads has a
- * buffer of its own, which the view must not keep alive.
- */
-let header: DataView<ArrayBufferLike> = new DataView(new ArrayBuffer(0));
-const KEPT_VIEW_BYTES = 1 << 20;
-
-/**
  * The XLogData whose CopyData payload is `bytes` from `start` to `end` (its tag 'w' at
  * `start`), read in place: `data` is a view into `bytes`, and no view is made of the payload
  * (the replication stream's hot path, one per change).
@@ -73,18 +65,15 @@ export function parseXLogData(bytes: Uint8Array, start: number, end: number): XL
       `needs ${XLOGDATA_HEADER} bytes for its header but only ${end - start} arrived`,
     );
   }
-  let view = header;
-  if (view.buffer !== bytes.buffer) {
-    view = new DataView(bytes.buffer);
-    if (bytes.buffer.byteLength <= KEPT_VIEW_BYTES) header = view;
-  }
-  const at = bytes.byteOffset + start;
-  const walStart = view.getBigUint64(at + 1) as Lsn;
+  // The module's reader keeps one view per buffer: a reused socket buffer is viewed once.
+  reader.reset(bytes, "XLogData");
+  reader.offset = start + 1;
+  const walStart = reader.lsn("dataStart");
   // A logical walsender sends the change's LSN as walEnd too: one bigint serves both then.
-  const walEnd = sameUint64(bytes, start + 1, start + 9)
-    ? walStart
-    : view.getBigUint64(at + 9) as Lsn;
-  const sendTime = view.getBigInt64(at + 17);
+  let walEnd = walStart;
+  if (sameUint64(bytes, start + 1, start + 9)) reader.offset = start + 17;
+  else walEnd = reader.lsn("walEnd");
+  const sendTime = reader.int64("sendTime");
   return {
     type: "XLogData",
     walStart,
