@@ -250,6 +250,8 @@ class BenchSink implements Sink {
   firstWriteAt = 0;
   /** Called once, when {@linkcode stop} is set. */
   onStop: () => void = () => {};
+  /** Called once, before the first write. */
+  onFirstWrite: () => void = () => {};
   readonly commitToSink = new Samples();
   readonly insertToSink = new Samples();
   readonly commitMicros = new Samples();
@@ -267,7 +269,10 @@ class BenchSink implements Sink {
   }
 
   async write(records: readonly SinkRecord[], options?: WriteOptions): Promise<void> {
-    if (this.firstWriteAt === 0) this.firstWriteAt = performance.now();
+    if (this.firstWriteAt === 0) {
+      this.firstWriteAt = performance.now();
+      this.onFirstWrite();
+    }
     await this.inner.write(records, options);
     const now = this.#options.latency ? nowMicros() : 0;
     for (const record of records) {
@@ -432,8 +437,21 @@ export async function runPipeline(options: RunOptions): Promise<PipelineRunResul
       `SPILLWAY_BENCH_HEAP_PROFILE is "${heapMode}": set it to "all" or "survivors", or unset it`,
     );
   }
-  const heap = heapMode === undefined ? null : heapProfiler(heapMode === "survivors");
-  await heapSnapshotFromEnv(() => join(OUT_DIR, `snap-${options.slot}.heapsnapshot`));
+  // SPILLWAY_BENCH_PROBE_FROM=first-write: the heap profile and the snapshot's clock start with
+  // the first sink write (a big transaction's replay, without its receiving).
+  const probeFrom = Deno.env.get("SPILLWAY_BENCH_PROBE_FROM");
+  if (probeFrom !== undefined && probeFrom !== "first-write") {
+    throw new Error(
+      `SPILLWAY_BENCH_PROBE_FROM is "${probeFrom}": set it to "first-write", or unset it`,
+    );
+  }
+  const heap: { profiler: ReturnType<typeof heapProfiler> | null } = { profiler: null };
+  const startProbes = async () => {
+    if (heapMode !== undefined) heap.profiler = heapProfiler(heapMode === "survivors");
+    await heapSnapshotFromEnv(() => join(OUT_DIR, `snap-${options.slot}.heapsnapshot`));
+  };
+  if (probeFrom === undefined) await startProbes();
+  else sink.onFirstWrite = () => void startProbes();
   // After the abort, run() drains and closes. Its slot monitor may sleep up to 10 s before it
   // notices (see bench/RESULTS.md); that is not waited for.
   let shutdownStalled = false;
@@ -452,9 +470,9 @@ export async function runPipeline(options: RunOptions): Promise<PipelineRunResul
   } finally {
     clearInterval(readyWatch);
     if (memory !== null) console.error(JSON.stringify(memory.stop()));
-    if (heap !== null) {
+    if (heap.profiler !== null) {
       const path = join(OUT_DIR, `heap-${options.slot}-${heapMode}.txt`);
-      await Deno.writeTextFile(path, await heap.stop(40));
+      await Deno.writeTextFile(path, await heap.profiler.stop(40));
       console.error(`heap profile: ${path}`);
     }
   }

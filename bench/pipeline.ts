@@ -102,6 +102,8 @@ Options:
   --latency-seconds S  duration of the 1,000 tx/s load (default 20)
   --rate R             transactions per second of the latency load (default 1000)
   --rss-rows N         rows of the transaction the RSS is measured on (default 5000000)
+  --rss-reps N         drains of that transaction per streaming mode, 1-5 (default 1)
+  --rss-streaming M    on, off or both (default both)
   --only LIST          run only some parts: throughput,small,latency,rss (comma-separated)
   --v8-flags FLAGS     V8 flags for the Spillway processes (default: those of "deno task
                        run"; none for V8's own defaults)
@@ -113,6 +115,8 @@ Probes (environment; timings and peaks of a probed run are not comparable):
   SPILLWAY_BENCH_MEMORY=1       each Spillway process's memory peaks and mappings, on stderr
   SPILLWAY_BENCH_HEAP_PROFILE   "all" or "survivors" (of scavenges): V8's sampling heap profile
                                 by function, in bench/out/heap-<slot>-<mode>.txt
+  SPILLWAY_BENCH_PROBE_FROM=first-write   the heap profile and the snapshot's seconds start at
+                                the first sink write
   SPILLWAY_BENCH_SNAP_S=<s>     a V8 heap snapshot <s> seconds into each Spillway run, in
                                 bench/out/snap-<slot>.heapsnapshot
   SPILLWAY_BENCH_STDOUT=1       each Spillway process's whole stdout (--v8-flags=--trace-gc,
@@ -128,6 +132,8 @@ interface Options {
   latencySeconds: number;
   rate: number;
   rssRows: number;
+  rssReps: number;
+  rssModes: ("on" | "off")[];
   parts: Set<Part>;
   cpuProf: boolean;
   v8Flags: string | undefined;
@@ -164,6 +170,8 @@ function parseOptions(args: string[]): Options {
       ...SHARED_OPTIONS,
       "small-txns": { type: "string" },
       "rss-rows": { type: "string" },
+      "rss-reps": { type: "string" },
+      "rss-streaming": { type: "string", default: "both" },
       "v8-flags": { type: "string" },
     },
     strict: true,
@@ -179,6 +187,12 @@ function parseOptions(args: string[]): Options {
   const parts = new Set(parseParts(values.only, PARTS));
   const reps = integer("reps", values.reps, quick ? 1 : 2, 1);
   if (reps > 5) throw new Error("--reps must be at most 5");
+  const rssReps = integer("rss-reps", values["rss-reps"], 1, 1);
+  if (rssReps > 5) throw new Error("--rss-reps must be at most 5");
+  const rssStreaming = values["rss-streaming"];
+  if (rssStreaming !== "on" && rssStreaming !== "off" && rssStreaming !== "both") {
+    throw new Error(`--rss-streaming must be on, off or both, not "${rssStreaming}"`);
+  }
   return {
     rows: integer("rows", values.rows, quick ? 200_000 : 1_000_000, 1),
     reps,
@@ -186,6 +200,8 @@ function parseOptions(args: string[]): Options {
     latencySeconds: integer("latency-seconds", values["latency-seconds"], quick ? 5 : 20, 1),
     rate: integer("rate", values.rate, 1000, 1),
     rssRows: integer("rss-rows", values["rss-rows"], quick ? 1_000_000 : 5_000_000, 1),
+    rssReps,
+    rssModes: rssStreaming === "both" ? ["on", "off"] : [rssStreaming],
     parts,
     cpuProf: values["cpu-prof"],
     v8Flags: benchV8Flags(values["v8-flags"]),
@@ -444,13 +460,13 @@ async function throughputSmall(context: Context, options: Options): Promise<Load
 
 /** Workload 4: the RSS of Spillway over one huge transaction, streaming on and off. */
 async function measureRss(context: Context, options: Options): Promise<Load> {
-  const steps: DrainStep[] = (["on", "off"] as const).map((streaming) => ({
-    slot: `rss_sp_null_${streaming}`,
-    tool: "spillway",
-    sink: "null",
-    streaming,
-    rep: 1,
-  }));
+  const steps: DrainStep[] = [];
+  for (let rep = 1; rep <= options.rssReps; rep++) {
+    for (const streaming of options.rssModes) {
+      const slot = `rss_sp_null_${streaming}${rep === 1 ? "" : `_${rep}`}`;
+      steps.push({ slot, tool: "spillway", sink: "null", streaming, rep });
+    }
+  }
   return await runWorkload(
     context,
     "rss",
