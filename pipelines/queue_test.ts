@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { type Lsn, lsn } from "../decoder/lsn.ts";
 import type { SinkRecord, TransactionInfo } from "../events.ts";
-import { BoundedQueue, type QueueEntry } from "./queue.ts";
+import { BoundedQueue, type QueueBatch } from "./queue.ts";
 
 const TX: TransactionInfo = {
   xid: 1,
@@ -23,30 +23,65 @@ function message(n: number): SinkRecord {
   };
 }
 
-function confirms(entries: QueueEntry[] | null): (Lsn | null)[] {
-  return entries?.map((entry) => entry.confirm) ?? [];
+/** Entries taken and the position they confirm. */
+function counted(batch: QueueBatch | null): [number, Lsn | null] | null {
+  return batch === null ? null : [batch.count, batch.confirm];
 }
 
-function prefixes(entries: QueueEntry[] | null): string[] {
-  return entries?.flatMap((entry) =>
-    entry.record?.kind === "message" ? [entry.record.event.prefix] : []
+function prefixes(batch: QueueBatch | null): string[] {
+  return batch?.records.flatMap((record) =>
+    record.kind === "message" ? [record.event.prefix] : []
   ) ?? [];
 }
 
 Deno.test("BoundedQueue: takes in order, at most half the capacity at a time", async () => {
   const queue = new BoundedQueue({ capacity: 6, highWatermark: 0.8 });
-  for (let n = 1; n <= 7; n++) queue.push(null, lsn(BigInt(n)));
+  for (let n = 1; n <= 7; n++) queue.push(message(n), null);
   assert.equal(queue.depth, 7);
-  assert.deepEqual(confirms(await queue.take()), [1n, 2n, 3n]);
-  assert.deepEqual(confirms(await queue.take()), [4n, 5n, 6n]);
-  assert.deepEqual(confirms(await queue.take()), [7n]);
+  assert.deepEqual(prefixes(await queue.take()), ["m1", "m2", "m3"]);
+  assert.deepEqual(prefixes(await queue.take()), ["m4", "m5", "m6"]);
+  assert.deepEqual(prefixes(await queue.take()), ["m7"]);
   assert.equal(queue.depth, 0);
   // A capacity of 1 still takes one entry at a time.
   const tiny = new BoundedQueue({ capacity: 1, highWatermark: 0.1 });
   tiny.push(null, lsn(1n));
   tiny.push(null, lsn(2n));
   assert.equal(tiny.highWater, 1);
-  assert.deepEqual(confirms(await tiny.take()), [1n]);
+  assert.deepEqual(counted(await tiny.take()), [1, 1n]);
+});
+
+Deno.test("BoundedQueue: a batch confirms the last position among its entries; entries without a record count but give none", async () => {
+  const queue = new BoundedQueue({ capacity: 10, highWatermark: 0.8 });
+  queue.push(message(1), null);
+  queue.push(null, lsn(2n)); // a filtered-out transaction's commit: a position only
+  queue.push(message(3), lsn(3n));
+  queue.push(message(4), null);
+  const batch = await queue.take();
+  assert.deepEqual(counted(batch), [4, 3n]);
+  assert.deepEqual(prefixes(batch), ["m1", "m3", "m4"]);
+  queue.push(message(5), null);
+  assert.deepEqual(counted(await queue.take()), [1, null]);
+});
+
+Deno.test("BoundedQueue: the ring grows past its first slots and keeps the order across its end", async () => {
+  // 4,001 slots to start with (the capacity and one), takes of 2,000: push past the slots
+  // while the oldest are taken and reused.
+  const queue = new BoundedQueue({ capacity: 4000, highWatermark: 0.8 });
+  let pushed = 0;
+  let next = 0;
+  const expectOrder = async () => {
+    const batch = await queue.take();
+    for (const record of batch!.records) {
+      assert.equal(record.kind === "message" && record.event.prefix, `m${next++}`);
+    }
+    return batch!.count;
+  };
+  for (; pushed < 3000; pushed++) queue.push(message(pushed), null);
+  assert.equal(await expectOrder(), 2000); // the ring's front is free
+  for (; pushed < 12_000; pushed++) queue.push(message(pushed), null); // wraps, then grows twice
+  assert.equal(queue.depth, 10_000);
+  while (queue.depth > 0) await expectOrder();
+  assert.equal(next, 12_000);
 });
 
 Deno.test("BoundedQueue: full at the high watermark; the reader waits until the writer takes", async () => {
@@ -76,11 +111,11 @@ Deno.test("BoundedQueue: take waits for entries; after close it ends once empty"
   const first = queue.take();
   queue.push(null, lsn(1n));
   queue.wakeWriter();
-  assert.deepEqual(confirms(await first), [1n]);
+  assert.deepEqual(counted(await first), [1, 1n]);
   const second = queue.take();
   queue.push(null, lsn(2n));
   queue.close();
-  assert.deepEqual(confirms(await second), [2n]);
+  assert.deepEqual(counted(await second), [1, 2n]);
   assert.equal(await queue.take(), null);
 });
 
@@ -99,7 +134,7 @@ Deno.test("BoundedQueue: trimTransaction drops the queued part of the open trans
   queue.push({ kind: "begin", tx: TX }, null);
   queue.push(message(3), null);
   const taken = await queue.take();
-  assert.equal(taken?.length, 2);
+  assert.equal(taken?.count, 2);
   queue.push(message(4), null);
   queue.trimTransaction();
   assert.equal(queue.depth, 0);
@@ -113,7 +148,7 @@ Deno.test("BoundedQueue: the transaction start survives a take that empties the 
   queue.markTransactionStart();
   queue.push({ kind: "begin", tx: TX }, null);
   queue.push(message(2), null);
-  assert.equal((await queue.take())?.length, 3); // all of it: the queue starts from the front
+  assert.equal((await queue.take())?.count, 3); // all of it
   queue.push(message(3), null); // still the open transaction's
   queue.trimTransaction();
   assert.equal(queue.depth, 0);
@@ -121,14 +156,14 @@ Deno.test("BoundedQueue: the transaction start survives a take that empties the 
   assert.deepEqual(prefixes(await queue.take()), ["m4"]);
 });
 
-Deno.test("BoundedQueue: the transaction start survives the compaction of taken entries", async () => {
+Deno.test("BoundedQueue: the transaction start survives the ring's growth and wrapping", async () => {
   const queue = new BoundedQueue({ capacity: 10_000, highWatermark: 0.8 });
-  for (let n = 0; n < 5000; n++) queue.push(null, null);
+  for (let n = 0; n < 5000; n++) queue.push(null, null); // past the first 4,096 slots: it grows
   queue.markTransactionStart();
   queue.push({ kind: "begin", tx: TX }, null);
   queue.push(message(1), null);
-  // Takes the 5,000 entries before the transaction and compacts (more than 4,096 taken).
-  for (let taken = 0; taken < 5000;) taken += (await queue.take())!.length;
+  // Takes the 5,000 entries before the transaction.
+  for (let taken = 0; taken < 5000;) taken += (await queue.take())!.count;
   assert.equal(queue.depth, 2);
   queue.push(message(2), null);
   queue.trimTransaction();
@@ -187,9 +222,9 @@ Deno.test("BoundedQueue: max_bytes null or 0 is no bound in bytes, only in entri
   }
 });
 
-Deno.test("BoundedQueue: a record the writer took is no longer held by the queue, emptied or not (so it can die young)", async () => {
-  // A child process with gc() exposed: the queue's entries are weakly watched while the queue
-  // stays alive; without the taken slots cleared, both stay reachable until a compaction.
+Deno.test("BoundedQueue: a record the writer took is no longer held by the queue, emptied, wrapped or grown (so it can die young)", async () => {
+  // A child process with gc() exposed: the queue's records are weakly watched while the queue
+  // stays alive.
   const script = `
     import { BoundedQueue } from ${JSON.stringify(new URL("./queue.ts", import.meta.url).href)};
     const queue = new BoundedQueue({ capacity: 4, highWatermark: 1 }); // takes of at most 2
@@ -199,19 +234,31 @@ Deno.test("BoundedQueue: a record the writer took is no longer held by the queue
       refs.push(new WeakRef(record));
       queue.push(record, null, 1);
     };
+    const live = async () => {
+      await new Promise((resolve) => setTimeout(resolve, 0)); // WeakRefs hold until the turn ends
+      globalThis.gc();
+      return refs.map((ref) => ref.deref() !== undefined);
+    };
     push(); push();
     queue.release(await queue.take()); // both taken: the queue is emptied
     push(); push(); push();
     queue.release(await queue.take()); // two of the three: one stays queued behind them
-    await new Promise((resolve) => setTimeout(resolve, 0));
-    globalThis.gc();
-    console.log(JSON.stringify({ live: refs.map((ref) => ref.deref() !== undefined), depth: queue.depth }));
+    const before = await live();
+    push(); // the ring (5 slots) wraps, then grows: its old slots are left behind
+    for (let n = 0; n < 20; n++) queue.push(null, null, 0);
+    while (queue.depth > 0) queue.release(await queue.take());
+    console.log(JSON.stringify({ before, after: await live(), depth: queue.depth }));
   `;
   const out = await new Deno.Command(Deno.execPath(), {
     args: ["eval", "--v8-flags=--expose-gc", script],
   }).output();
   assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
   const result = JSON.parse(new TextDecoder().decode(out.stdout));
-  // The four taken are collectable; the last one pushed is still queued.
-  assert.deepEqual(result, { live: [false, false, false, false, true], depth: 1 });
+  assert.deepEqual(result, {
+    // The four taken are collectable; the last one pushed is still queued.
+    before: [false, false, false, false, true],
+    // Every one taken, across the wrap and the growth: none is held.
+    after: [false, false, false, false, false, false],
+    depth: 0,
+  });
 });

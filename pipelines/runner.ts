@@ -58,7 +58,7 @@ import { quoteIdent } from "../postgres/sql.ts";
 import type { Sink } from "../sinks/types.ts";
 import { DEFAULT_READ_AHEAD_BYTES, ReplicationSource } from "../source/replication_source.ts";
 import { HEARTBEAT_PREFIX, Monitor, type RunnerState, type SlotState } from "./monitor.ts";
-import { BoundedQueue, type QueueEntry } from "./queue.ts";
+import { BoundedQueue, type QueueBatch } from "./queue.ts";
 import { publicationTarget, Router } from "./route.ts";
 import {
   checkRecordedSlot,
@@ -117,8 +117,8 @@ interface Prepared {
   records: SinkRecord[];
   deadLetters: SinkRecord[];
   confirm: Lsn | null;
-  /** The queue entries it came from, released once the sinks have it. */
-  entries: QueueEntry[];
+  /** What it was taken from the queue as, released once the sinks have it. */
+  taken: QueueBatch;
 }
 
 /** The transaction being read: its begin record is queued with its first kept record. */
@@ -531,9 +531,9 @@ export class PipelineRunner {
           prepared = await next;
           next = null;
         } else {
-          const entries = await this.#queue.take();
-          if (entries === null) return;
-          prepared = await this.#prepare(entries, stop.signal);
+          const taken = await this.#queue.take();
+          if (taken === null) return;
+          prepared = await this.#prepare(taken, stop.signal);
         }
         if (prepared === null) {
           // Stopped while a transform held the pipeline: what is queued stays unconfirmed.
@@ -543,9 +543,9 @@ export class PipelineRunner {
         }
         const writing = this.#deliver(prepared, giveUp.signal);
         if (this.#transforms !== null && this.#queue.depth > 0) {
-          const entries = await this.#queue.take();
-          if (entries !== null) {
-            next = this.#prepare(entries, stop.signal);
+          const taken = await this.#queue.take();
+          if (taken !== null) {
+            next = this.#prepare(taken, stop.signal);
             next.catch(() => {}); // awaited next turn (or on the way out), not left unhandled
           }
         }
@@ -566,18 +566,13 @@ export class PipelineRunner {
    * sink, and the position to confirm once both hold them. `null` when the pipeline stopped
    * while a transform held it (nothing of the batch to write).
    */
-  async #prepare(entries: QueueEntry[], stop: AbortSignal): Promise<Prepared | null> {
-    const records: SinkRecord[] = [];
-    let confirm: Lsn | null = null;
-    for (const entry of entries) {
-      if (entry.record !== null) records.push(entry.record);
-      if (entry.confirm !== null) confirm = entry.confirm;
-    }
+  async #prepare(taken: QueueBatch, stop: AbortSignal): Promise<Prepared | null> {
+    const { records, confirm } = taken;
     if (this.#transforms === null || records.length === 0) {
-      return { records, deadLetters: [], confirm, entries };
+      return { records, deadLetters: [], confirm, taken };
     }
     const applied = await this.#applyTransforms(this.#transforms, records, stop);
-    return applied === null ? null : { ...applied, confirm, entries };
+    return applied === null ? null : { ...applied, confirm, taken };
   }
 
   /**
@@ -620,7 +615,7 @@ export class PipelineRunner {
       this.#state?.record(this.#confirmed);
       this.#lastConfirmAt = Date.now();
     }
-    this.#queue.release(batch.entries);
+    this.#queue.release(batch.taken);
     this.#monitor.written(records, transactions, {
       confirmedLsn: this.#confirmed,
       queueDepth: this.#queue.depth,
