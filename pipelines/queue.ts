@@ -44,7 +44,7 @@ export interface BoundedQueueOptions {
   highWatermark: number;
 }
 
-/** Slots a queue starts with (more are added as entries come, up to what it is sized for). */
+/** Most slots a queue starts with (its capacity and one, below that); it doubles them as needed. */
 const INITIAL_SLOTS = 4096;
 
 /**
@@ -52,14 +52,12 @@ const INITIAL_SLOTS = 4096;
  * of change data it holds) with one reader and one writer, a high watermark, and the start of the
  * open transaction, so what is still queued of it can be dropped.
  *
- * The entries live in a ring of slots, one array per field, and a slot is emptied as its entry
- * is taken. The ring outlives many young-generation collections, so V8 moves it to the old
- * generation; every record stored in it is then remembered as referenced from there until the
- * slot is overwritten. An array that grew or was sliced (the queue before this one) left its old
- * copy behind, still pointing at records the writer was done with, and they were kept alive
- * until the next full collection: replaying a 5,000,000-row transaction promoted 1.5 GB in about
- * half the runs. Emptied slots and a ring that only grows (and empties the slots it leaves) keep
- * nothing the writer took.
+ * The entries live in a ring of slots, one array per field (no object per entry), and a slot is
+ * emptied as its entry is taken: the ring outlives many young-generation collections, so V8 moves
+ * it to the old generation, and a record a slot still pointed at would be kept alive through every
+ * young collection until the next full one. The ring grows (doubling) when the reader pushes past
+ * it, and empties the slots it leaves. A take hands the writer the batch's records, the position to
+ * confirm and its bytes directly, so nothing is copied per batch either.
  *
  * @example
  * ```ts
