@@ -51,17 +51,23 @@ export function memorySampler(): { stop(): MemoryReport } {
   };
 }
 
+/** `SPILLWAY_BENCH_SNAP_S` in seconds (0 when unset); throws when it is not a number. */
+export function snapshotSecondsFromEnv(): number {
+  const raw = Deno.env.get("SPILLWAY_BENCH_SNAP_S") ?? "0";
+  const seconds = Number(raw);
+  if (!(seconds >= 0)) {
+    throw new Error(`SPILLWAY_BENCH_SNAP_S is "${raw}": set a number of seconds, or unset it`);
+  }
+  return seconds;
+}
+
 /**
  * `SPILLWAY_BENCH_SNAP_S=<s>`: writes a V8 heap snapshot (what is live, after a full collection)
  * `<s>` seconds from now, at `pathFor(s)`; nothing when unset. The process pauses while it is
  * written, and the snapshot's own memory counts in its peaks.
  */
 export async function heapSnapshotFromEnv(pathFor: (seconds: number) => string): Promise<void> {
-  const raw = Deno.env.get("SPILLWAY_BENCH_SNAP_S") ?? "0";
-  const seconds = Number(raw);
-  if (!(seconds >= 0)) {
-    throw new Error(`SPILLWAY_BENCH_SNAP_S is "${raw}": set a number of seconds, or unset it`);
-  }
+  const seconds = snapshotSecondsFromEnv();
   if (seconds === 0) return;
   const v8 = await import("node:v8");
   Deno.unrefTimer(setTimeout(() => v8.writeHeapSnapshot(pathFor(seconds)), seconds * 1000));

@@ -43,7 +43,7 @@ import { NullSink } from "../sinks/null.ts";
 import type { Sink, SinkStatus, WriteOptions } from "../sinks/types.ts";
 import type { SinkRecord } from "../events.ts";
 import { extraYamlLines, printResult, quantile, readVmHwmKib } from "./_drain_common.ts";
-import { heapSnapshotFromEnv, memorySampler } from "./_memory.ts";
+import { heapSnapshotFromEnv, memorySampler, snapshotSecondsFromEnv } from "./_memory.ts";
 import { heapProfiler } from "./_heap_profile.ts";
 import { OUT_DIR } from "./_common.ts";
 
@@ -445,6 +445,7 @@ export async function runPipeline(options: RunOptions): Promise<PipelineRunResul
       `SPILLWAY_BENCH_PROBE_FROM is "${probeFrom}": set it to "first-write", or unset it`,
     );
   }
+  snapshotSecondsFromEnv(); // checked now, not at the first write
   const heap: { profiler: ReturnType<typeof heapProfiler> | null } = { profiler: null };
   const startProbes = async () => {
     if (heapMode !== undefined) heap.profiler = heapProfiler(heapMode === "survivors");

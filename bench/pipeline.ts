@@ -27,11 +27,12 @@
  *    time from the transaction's commit timestamp (server clock, same machine) to its sink
  *    write resolving.
  * 4. RSS: one transaction of `--rss-rows` rows (default 5,000,000), drained with `streaming:
- *    on` and with `streaming: off`, VmRSS of the Spillway process sampled every 100 ms.
+ *    on` and with `streaming: off` (`--rss-streaming` for one of them), `--rss-reps` times each,
+ *    VmRSS of the Spillway process sampled every 100 ms.
  *
  * The last lines printed are `pipeline ratio vs pg_recvlogical: <R>` (the lower of the
  * null-sink and file-sink ratios of workload 1 in the default streaming mode), `latency p50/p99 ms: <a>/<b>`,
- * `peak rss MB on 5M-row txn: <M>` (the higher of the two streaming modes), then issue 14's
+ * `peak rss MB on 5M-row txn: <M>` (the highest of its drains), then issue 14's
  * `peak rss MB on 1M-row drain: <M>` (the highest of workload 1's Spillway drains in the default
  * streaming mode: both sinks and `tail`) and `cpu us per row (file sink): <C>` (their file-sink drains'
  * CPU seconds per row, the lower median).
@@ -1001,18 +1002,21 @@ function printResults(results: Results): void {
     console.log(`  ${show("INSERT -> sink (after warm-up)", latency.insertToSink)}`);
   }
   const rss = results.drains.filter((drain) => drain.workload === "rss");
+  const repeated = rss.some((drain) => drain.rep > 1);
   const rssRows = results.loads.rss?.rows;
   if (rss.length > 0) {
     for (const drain of rss) {
       const spill = drain.spillway?.spilledBytes ?? 0;
       console.log(
-        `RSS on a ${rowsLabel(drain.rows)}-row transaction, streaming ${drain.streaming}: peak ${
-          (drain.peakRssKib / 1024).toFixed(0)
-        } MB (VmHWM ${((drain.spillway?.vmHwmKib ?? 0) / 1024).toFixed(0)} MB), ${
-          drain.seconds.toFixed(1)
-        } s, spilled ${(spill / 1e6).toFixed(0)} MB; same mode at ${
-          rowsLabel(results.loads.single?.rows ?? 0)
-        } rows: ${peakOf(results.drains, "single", drain.streaming)} MB`,
+        `RSS on a ${rowsLabel(drain.rows)}-row transaction, streaming ${drain.streaming}${
+          repeated ? ` rep ${drain.rep}` : ""
+        }: peak ${(drain.peakRssKib / 1024).toFixed(0)} MB (VmHWM ${
+          ((drain.spillway?.vmHwmKib ?? 0) / 1024).toFixed(0)
+        } MB), ${drain.seconds.toFixed(1)} s, spilled ${
+          (spill / 1e6).toFixed(0)
+        } MB; same mode at ${rowsLabel(results.loads.single?.rows ?? 0)} rows: ${
+          peakOf(results.drains, "single", drain.streaming)
+        } MB`,
       );
     }
   }

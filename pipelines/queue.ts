@@ -56,8 +56,10 @@ const INITIAL_SLOTS = 4096;
  * emptied as its entry is taken: the ring outlives many young-generation collections, so V8 moves
  * it to the old generation, and a record a slot still pointed at would be kept alive through every
  * young collection until the next full one. The ring grows (doubling) when the reader pushes past
- * it, and empties the slots it leaves. A take hands the writer the batch's records, the position to
- * confirm and its bytes directly, so nothing is copied per batch either.
+ * it, and empties the slots it leaves; it does not shrink (at the default capacity of 1,024 it
+ * usually grows once, to 2,050 slots: the reader checks the watermark after each chunk of
+ * changes). A take hands the writer the batch's records, the position to confirm and its bytes:
+ * one new array per batch, no entry objects and no slice of them.
  *
  * @example
  * ```ts
