@@ -69,7 +69,7 @@ export interface BufferedMessage {
 export class StreamedBuffer {
   readonly #budget: SpillBudget;
   /** Chunks still in memory, with the bytes used in each; the last one is being filled. */
-  #chunks: { bytes: Uint8Array; used: number }[] = [];
+  #chunks: { bytes: Uint8Array; view: DataView; used: number }[] = [];
   /**
    * Chunks already written to the spill file, to fill again: a transaction that spills takes
    * no new memory for each chunk (1 MiB chunks left behind were garbage outside V8's heap, and
@@ -105,18 +105,19 @@ export class StreamedBuffer {
         bytes = new Uint8Array(Math.max(CHUNK_BYTES, size));
         this.chunksAllocated++;
       }
-      chunk = { bytes, used: 0 };
+      // One view per chunk, not one per message (the receiving of a streamed change).
+      chunk = {
+        bytes,
+        view: new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength),
+        used: 0,
+      };
       this.#chunks.push(chunk);
       this.#hold(chunk.bytes.byteLength);
     }
-    const view = new DataView(
-      chunk.bytes.buffer,
-      chunk.bytes.byteOffset + chunk.used,
-      HEADER_BYTES,
-    );
-    view.setUint32(0, bytes.byteLength);
-    view.setUint32(4, subXid);
-    view.setBigUint64(8, walStart);
+    const view = chunk.view;
+    view.setUint32(chunk.used, bytes.byteLength);
+    view.setUint32(chunk.used + 4, subXid);
+    view.setBigUint64(chunk.used + 8, walStart);
     chunk.bytes.set(bytes, chunk.used + HEADER_BYTES);
     chunk.used += size;
     this.count++;
@@ -194,11 +195,10 @@ export class StreamedBuffer {
       this.#spillFile.seekSync(0, Deno.SeekMode.Start);
       yield* this.#fromFile(this.#spillFile);
     }
-    for (const chunk of this.#chunks) yield* this.#fromChunk(chunk.bytes, chunk.used);
+    for (const chunk of this.#chunks) yield* this.#fromChunk(chunk.bytes, chunk.view, chunk.used);
   }
 
-  *#fromChunk(chunk: Uint8Array, end: number): Generator<BufferedMessage> {
-    const view = new DataView(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+  *#fromChunk(chunk: Uint8Array, view: DataView, end: number): Generator<BufferedMessage> {
     let offset = 0;
     while (offset + HEADER_BYTES <= end) {
       const length = view.getUint32(offset);
