@@ -330,7 +330,9 @@ export class ReplicationStream implements AsyncIterable<XLogData[]> {
 
   async #run(initial: Frame[]): Promise<void> {
     try {
-      for (const frame of initial) this.#handleFrame(frame.code, frame.body);
+      for (const frame of initial) {
+        this.#handleFrame(frame.code, frame.body, 0, frame.body.byteLength);
+      }
       this.#throwIfParserFailed();
       while (!this.#ended) {
         if (this.#queuedBytes >= this.#options.maxBufferedBytes && !this.#stopping) {
@@ -376,29 +378,28 @@ export class ReplicationStream implements AsyncIterable<XLogData[]> {
   #frameError: unknown = null;
 
   /**
-   * A frame of a chunk, as the parser hands it on: an XLogData is read in place (no view of
-   * its payload, nor an object for the frame), anything else as a view. What the handling
-   * throws ends the chunk's handling, and the stream, once the parser is done with the chunk.
+   * A frame of a chunk, as the parser hands it on. What the handling throws ends the chunk's
+   * handling, and the stream, once the parser is done with the chunk.
    */
   readonly #onFrame = (code: number, bytes: Uint8Array, start: number, end: number): void => {
     if (this.#ended || this.#frameError !== null) return;
     try {
-      if (
-        code === BackendCode.CopyData && end > start && bytes[start] === ReplicationCode.XLogData
-      ) {
-        this.#onXLogData(parseXLogData(bytes, start, end));
-      } else {
-        this.#handleFrame(code, bytes.subarray(start, end));
-      }
+      this.#handleFrame(code, bytes, start, end);
     } catch (error) {
       this.#frameError = error;
     }
   };
 
-  #handleFrame(code: number, body: Uint8Array): void {
+  /**
+   * One frame, its body `bytes` from `start` to `end`. An XLogData is read in place: no view of
+   * its payload, nor an object for the frame (the per-change path).
+   */
+  #handleFrame(code: number, bytes: Uint8Array, start: number, end: number): void {
     switch (code) {
       case BackendCode.CopyData: {
-        const message = parseCopyData(body);
+        const message = end > start && bytes[start] === ReplicationCode.XLogData
+          ? parseXLogData(bytes, start, end)
+          : parseCopyData(bytes.subarray(start, end));
         if (message.type === "XLogData") {
           this.#onXLogData(message);
         } else {
@@ -416,9 +417,13 @@ export class ReplicationStream implements AsyncIterable<XLogData[]> {
         this.#finish();
         return;
       case BackendCode.ErrorResponse:
-        throw explain(parseNotice(body), "replication stream", this.#connection.options);
+        throw explain(
+          parseNotice(bytes.subarray(start, end)),
+          "replication stream",
+          this.#connection.options,
+        );
       case BackendCode.NoticeResponse:
-        this.#connection.options.onNotice?.(parseNotice(body));
+        this.#connection.options.onNotice?.(parseNotice(bytes.subarray(start, end)));
         return;
       case BackendCode.ParameterStatus:
         return;
