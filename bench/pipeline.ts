@@ -178,18 +178,23 @@ function parseOptions(args: string[]): Options {
     strict: true,
   });
   const quick = values.quick;
-  const integer = (name: string, text: string | undefined, fallback: number, min: number) => {
+  const integer = (
+    name: string,
+    text: string | undefined,
+    fallback: number,
+    min: number,
+    max = Infinity,
+  ) => {
     const value = Number(text ?? fallback);
     if (!Number.isInteger(value) || value < min) {
       throw new Error(`--${name} must be an integer of at least ${min}`);
     }
+    if (value > max) throw new Error(`--${name} must be at most ${max}`);
     return value;
   };
   const parts = new Set(parseParts(values.only, PARTS));
-  const reps = integer("reps", values.reps, quick ? 1 : 2, 1);
-  if (reps > 5) throw new Error("--reps must be at most 5");
-  const rssReps = integer("rss-reps", values["rss-reps"], 1, 1);
-  if (rssReps > 5) throw new Error("--rss-reps must be at most 5");
+  const reps = integer("reps", values.reps, quick ? 1 : 2, 1, 5);
+  const rssReps = integer("rss-reps", values["rss-reps"], 1, 1, 5);
   const rssStreaming = values["rss-streaming"];
   if (rssStreaming !== "on" && rssStreaming !== "off" && rssStreaming !== "both") {
     throw new Error(`--rss-streaming must be on, off or both, not "${rssStreaming}"`);
